@@ -1,0 +1,2 @@
+//! isolab-agent: runs one workload and reports. (Being written.)
+fn main() {}

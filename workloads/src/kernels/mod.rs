@@ -1,0 +1,103 @@
+//! The workload kernels, one module per workload. Each takes its parameters and returns named
+//! metrics; the agent times the whole call and announces start and end with markers.
+
+pub mod cpu;
+pub mod inspect;
+pub mod io;
+pub mod mem_bw;
+pub mod mem_lat;
+pub mod net_loopback;
+pub mod noop;
+pub mod page_fault;
+pub mod spawn;
+pub mod syscall;
+pub mod timer;
+
+use thiserror::Error;
+
+use crate::result::{InspectReport, Metric};
+use crate::spec::Workload;
+
+/// Why a workload could not produce its metrics. Messages say what to do.
+#[derive(Debug, Error)]
+pub enum WorkloadError {
+    /// A parameter is out of range.
+    #[error("parameter `{name}` of workload `{workload}` is invalid: {why}")]
+    BadParameter {
+        /// Workload kind.
+        workload: &'static str,
+        /// Parameter name.
+        name: &'static str,
+        /// What is wrong and the accepted range.
+        why: String,
+    },
+    /// The I/O target is missing or unusable.
+    #[error("I/O target {path:?} cannot be used: {why}")]
+    IoTarget {
+        /// The configured path.
+        path: String,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// A system call failed while the workload ran.
+    #[error("{what} failed: {source}")]
+    Sys {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl WorkloadError {
+    /// Wraps an OS error with what was being attempted.
+    pub fn sys(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Sys {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// What a workload produced.
+#[derive(Debug, Default)]
+pub struct KernelOutput {
+    /// The metrics.
+    pub metrics: Vec<Metric>,
+    /// Only for `inspect`.
+    pub inspect: Option<InspectReport>,
+}
+
+impl From<Vec<Metric>> for KernelOutput {
+    fn from(metrics: Vec<Metric>) -> Self {
+        Self {
+            metrics,
+            inspect: None,
+        }
+    }
+}
+
+/// Runs one workload to completion.
+pub fn run(workload: &Workload) -> Result<KernelOutput, WorkloadError> {
+    Ok(match workload {
+        Workload::Noop => noop::run().into(),
+        Workload::Cpu(p) => cpu::run(p)?.into(),
+        Workload::MemBw(p) => mem_bw::run(p)?.into(),
+        Workload::MemLat(p) => mem_lat::run(p)?.into(),
+        Workload::PageFault(p) => page_fault::run(p)?.into(),
+        Workload::Syscall(p) => syscall::run(p)?.into(),
+        Workload::Spawn(p) => spawn::run(p)?.into(),
+        Workload::IoSeq(p) => io::seq::run(p)?.into(),
+        Workload::IoRand(p) => io::rand::run(p)?.into(),
+        Workload::IoFsync(p) => io::fsync::run(p)?.into(),
+        Workload::NetLoopback(p) => net_loopback::run(p)?.into(),
+        Workload::Timer(p) => timer::run(p)?.into(),
+        Workload::Inspect => {
+            let report = inspect::run()?;
+            KernelOutput {
+                metrics: inspect::metrics(&report),
+                inspect: Some(report),
+            }
+        }
+    })
+}

@@ -1,0 +1,188 @@
+//! What the harness asks the agent to run.
+//!
+//! A [`WorkloadSpec`] is versioned with [`PROTOCOL_VERSION`]; the agent refuses a spec of another
+//! version rather than guess. Every workload has parameters with defaults, so a suite file can name
+//! just the kind (`kind = "cpu"`) and override what it cares about; unknown parameters are errors,
+//! because a typo that silently falls back to a default would measure something else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kernels::{
+    cpu::CpuParams, io::IoFsyncParams, io::IoRandParams, io::IoSeqParams, mem_bw::MemBwParams,
+    mem_lat::MemLatParams, net_loopback::NetLoopbackParams, page_fault::PageFaultParams,
+    spawn::SpawnParams, syscall::SyscallParams, timer::TimerParams,
+};
+
+/// Version of the spec/result protocol. Bump it on any incompatible change to [`WorkloadSpec`],
+/// [`crate::result::WorkloadResult`] or the framing in [`crate::protocol`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One request to the agent: run this workload once and report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The workload and its parameters.
+    pub workload: Workload,
+}
+
+impl WorkloadSpec {
+    /// A spec of the current protocol version.
+    pub fn new(workload: Workload) -> Self {
+        Self {
+            protocol: PROTOCOL_VERSION,
+            workload,
+        }
+    }
+}
+
+/// The workloads the agent can run, each with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Workload {
+    /// Starts and ends: the start-up probe.
+    Noop,
+    /// SHA-256 over a buffer (MB/s) and a dense matrix multiply (GFLOP/s).
+    Cpu(CpuParams),
+    /// STREAM-style copy and triad over arrays far larger than the last-level cache (GB/s).
+    MemBw(MemBwParams),
+    /// Dependent random pointer chase over a working set (ns per access).
+    MemLat(MemLatParams),
+    /// Map anonymous memory, touch every page, unmap (ns per page).
+    PageFault(PageFaultParams),
+    /// A null system call in a loop (ns per call).
+    Syscall(SyscallParams),
+    /// fork + exec + wait of a tiny child (µs per process).
+    Spawn(SpawnParams),
+    /// Sequential O_DIRECT write then read in 1 MiB blocks (MB/s).
+    IoSeq(IoSeqParams),
+    /// 4 KiB O_DIRECT random read and write at queue depth 1 (IOPS, latency p50/p99).
+    IoRand(IoRandParams),
+    /// 4 KiB write + fsync latency (p50/p99).
+    IoFsync(IoFsyncParams),
+    /// TCP over the sandbox's own loopback: throughput and round-trip latency.
+    NetLoopback(NetLoopbackParams),
+    /// clock_gettime cost and nanosleep(1 ms) overshoot.
+    Timer(TimerParams),
+    /// What the inside looks like: kernel, boot_id, PIDs, hostname, interfaces, mounts, CPUs, memory.
+    Inspect,
+}
+
+/// The kind names, in the order the reports list them.
+pub const WORKLOAD_KINDS: &[&str] = &[
+    "noop",
+    "cpu",
+    "mem-bw",
+    "mem-lat",
+    "page-fault",
+    "syscall",
+    "spawn",
+    "io-seq",
+    "io-rand",
+    "io-fsync",
+    "net-loopback",
+    "timer",
+    "inspect",
+];
+
+impl Workload {
+    /// The kind name as used in suite files and reports (`mem-bw`, `io-rand`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Workload::Noop => "noop",
+            Workload::Cpu(_) => "cpu",
+            Workload::MemBw(_) => "mem-bw",
+            Workload::MemLat(_) => "mem-lat",
+            Workload::PageFault(_) => "page-fault",
+            Workload::Syscall(_) => "syscall",
+            Workload::Spawn(_) => "spawn",
+            Workload::IoSeq(_) => "io-seq",
+            Workload::IoRand(_) => "io-rand",
+            Workload::IoFsync(_) => "io-fsync",
+            Workload::NetLoopback(_) => "net-loopback",
+            Workload::Timer(_) => "timer",
+            Workload::Inspect => "inspect",
+        }
+    }
+
+    /// The workload of this kind with default parameters; `None` for an unknown kind.
+    pub fn default_of_kind(kind: &str) -> Option<Workload> {
+        Some(match kind {
+            "noop" => Workload::Noop,
+            "cpu" => Workload::Cpu(CpuParams::default()),
+            "mem-bw" => Workload::MemBw(MemBwParams::default()),
+            "mem-lat" => Workload::MemLat(MemLatParams::default()),
+            "page-fault" => Workload::PageFault(PageFaultParams::default()),
+            "syscall" => Workload::Syscall(SyscallParams::default()),
+            "spawn" => Workload::Spawn(SpawnParams::default()),
+            "io-seq" => Workload::IoSeq(IoSeqParams::default()),
+            "io-rand" => Workload::IoRand(IoRandParams::default()),
+            "io-fsync" => Workload::IoFsync(IoFsyncParams::default()),
+            "net-loopback" => Workload::NetLoopback(NetLoopbackParams::default()),
+            "timer" => Workload::Timer(TimerParams::default()),
+            "inspect" => Workload::Inspect,
+            _ => return None,
+        })
+    }
+
+    /// The I/O target path of an I/O workload, `None` for every other workload.
+    pub fn io_path(&self) -> Option<&str> {
+        match self {
+            Workload::IoSeq(p) => Some(&p.path),
+            Workload::IoRand(p) => Some(&p.path),
+            Workload::IoFsync(p) => Some(&p.path),
+            _ => None,
+        }
+    }
+
+    /// Points an I/O workload at another target (the harness rewrites the path per backend:
+    /// a host file natively, the bind-mounted scratch directory in a container, a block device in
+    /// a VM). No effect on other workloads.
+    pub fn set_io_path(&mut self, path: &str) {
+        match self {
+            Workload::IoSeq(p) => p.path = path.to_owned(),
+            Workload::IoRand(p) => p.path = path.to_owned(),
+            Workload::IoFsync(p) => p.path = path.to_owned(),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_default_that_names_itself() {
+        for kind in WORKLOAD_KINDS {
+            let w = Workload::default_of_kind(kind).expect("kind listed but not constructible");
+            assert_eq!(w.kind(), *kind);
+        }
+        assert!(Workload::default_of_kind("nope").is_none());
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        for kind in WORKLOAD_KINDS {
+            let spec = WorkloadSpec::new(Workload::default_of_kind(kind).unwrap());
+            let json = serde_json::to_string(&spec).unwrap();
+            let back: WorkloadSpec = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, spec, "{json}");
+        }
+    }
+
+    #[test]
+    fn parameters_default_individually_and_typos_are_rejected() {
+        let w: Workload = serde_json::from_str(r#"{"kind":"cpu","matrix_n":64}"#).unwrap();
+        match w {
+            Workload::Cpu(p) => {
+                assert_eq!(p.matrix_n, 64);
+                assert_eq!(p.hash_mib, CpuParams::default().hash_mib);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let err = serde_json::from_str::<Workload>(r#"{"kind":"cpu","matrx_n":64}"#).unwrap_err();
+        assert!(err.to_string().contains("matrx_n"), "{err}");
+    }
+}
