@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod kernels;
+pub mod locate;
 pub mod protocol;
 pub mod result;
 pub mod spec;
