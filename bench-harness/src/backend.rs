@@ -26,7 +26,8 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// All kinds, native first (the baseline every ratio refers to).
-    pub const ALL: [BackendKind; 3] = [BackendKind::Native, BackendKind::Container, BackendKind::Vm];
+    pub const ALL: [BackendKind; 3] =
+        [BackendKind::Native, BackendKind::Container, BackendKind::Vm];
 
     /// The name used on the command line, in files and in reports.
     pub fn name(self) -> &'static str {

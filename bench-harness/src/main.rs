@@ -1,1 +1,255 @@
-fn main() {}
+//! `isolab`: containers or VMs? Run the same program natively, in a container and in a microVM,
+//! and see what each kind of isolation costs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use bench_harness::backend::BackendKind;
+use bench_harness::manifest::RunStatus;
+use bench_harness::run::{self, RunOptions};
+use bench_harness::suite::{Suite, DEFAULT_SUITE};
+use bench_harness::{backends, doctor, interrupt, store, summary};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "isolab",
+    version,
+    about = "Measure what isolation costs: the same program natively, in a container, in a microVM",
+    long_about = "isolab runs one static workload program (the agent) in three places on this host: \
+as a plain process (native), as PID 1 of a Linux container made by isolab's own runtime (namespaces, \
+pivot_root, cgroups), and as /init of a KVM microVM run by isolab's own VMM. It measures start-up, CPU, \
+memory, I/O and, for the VM, exits to the hypervisor; keeps every raw sample with a manifest of the \
+environment; and reports medians with 95% confidence intervals and ratios to native.\n\n\
+A container shares the host's kernel: its isolation is the kernel's bookkeeping (namespaces decide \
+what a process can see, cgroups what it may use). A VM has its own kernel on virtual hardware that a \
+hypervisor (KVM plus a VMM) provides. `isolab run` then `isolab report` show what each costs here.",
+    after_help = "Start with `isolab doctor`, then `isolab run`. Results go to results/<run-id>/."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a suite of workloads on the backends and summarise (the default suite if none given).
+    #[command(
+        long_about = "Plans trials (warm-up rounds first; in every repetition the backends run \
+in a freshly shuffled order so drift hits all alike), runs them with a progress bar, appends every \
+sample to results/<run-id>/samples.jsonl the moment it exists, writes manifest.json (host, kernel, CPU, \
+KVM flavour, cgroup version, versions, agent hash, suite), and prints the summary. Ctrl-C stops after \
+cleaning up the current trial; what was measured stays valid and `isolab report` works on it."
+    )]
+    Run(RunArgs),
+    /// Recompute and print the summary of a stored run, without running anything.
+    Report {
+        /// A run directory made by `isolab run` (e.g. results/20261126-071203).
+        run_dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Term)]
+        format: ReportFormat,
+    },
+    /// Check what this host can do and explain how to fix what is missing.
+    #[command(
+        long_about = "Checks root, the agent binary, namespaces, cgroups (v1, v2 or hybrid) and \
+their controllers, /dev/kvm and its flavour (hardware KVM via kvm_intel/kvm_amd, PVM via kvm_pvm, or \
+none) and disk space. Each problem comes with its fix. The exit code is 0 when every backend is usable, \
+else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
+    )]
+    Doctor {
+        /// Also remove what a killed isolab left behind (scratch folders, cgroups, mounts).
+        #[arg(long)]
+        clean: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    /// An aligned table for the terminal.
+    Term,
+    /// The summary as JSON.
+    Json,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Backends to run, comma-separated: native, container, vm. Default: the suite's.
+    #[arg(long, value_delimiter = ',')]
+    backend: Vec<String>,
+    /// Workloads to run (names or kinds from the suite), comma-separated. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    workload: Vec<String>,
+    /// A suite file (TOML). Default: the built-in suite (see --print-suite).
+    #[arg(long)]
+    suite: Option<PathBuf>,
+    /// Measured repetitions per backend and workload (overrides the suite).
+    #[arg(long)]
+    reps: Option<u32>,
+    /// Warm-up rounds, run first and not summarised (overrides the suite).
+    #[arg(long)]
+    warmup: Option<u32>,
+    /// Where run folders are created.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// The agent binary. Default: next to this program, or $ISOLAB_AGENT.
+    #[arg(long)]
+    agent: Option<PathBuf>,
+    /// Existing directory on a disk-backed filesystem for I/O targets and work files (tmpfs will
+    /// not do: the I/O workloads use O_DIRECT).
+    #[arg(long, default_value = "/var/tmp")]
+    io_dir: PathBuf,
+    /// Seed of the backend shuffle (recorded in the manifest). Default: from the clock.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Seconds after which a trial is killed and reported as failed.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+    /// Show the sandbox's console live.
+    #[arg(long)]
+    console: bool,
+    /// Print the built-in default suite (a starting point for your own) and exit.
+    #[arg(long)]
+    print_suite: bool,
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Report { run_dir, format } => cmd_report(&run_dir, format),
+        Command::Doctor { clean } => cmd_doctor(clean),
+    }
+}
+
+fn cmd_run(args: RunArgs) -> Result<ExitCode> {
+    if args.print_suite {
+        print!("{DEFAULT_SUITE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut suite = match &args.suite {
+        Some(p) => Suite::from_file(p)?,
+        None => Suite::default_suite()?,
+    };
+    if !args.backend.is_empty() {
+        let mut kinds = Vec::new();
+        for b in &args.backend {
+            let Some(k) = BackendKind::from_name(b.trim()) else {
+                bail!("unknown backend {b:?}; choose from native, container, vm");
+            };
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        suite.backends = kinds;
+    }
+    if !args.workload.is_empty() {
+        suite.retain_workloads(&args.workload)?;
+    }
+    if let Some(r) = args.reps {
+        suite.reps = r;
+    }
+    if let Some(w) = args.warmup {
+        suite.warmup = w;
+    }
+    suite.validate()?;
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let agent = workloads::locate::locate_agent(args.agent.as_deref())?;
+    interrupt::install().context("cannot install the Ctrl-C handler")?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let opts = RunOptions {
+        suite,
+        out: args.out,
+        agent,
+        scratch_parent: args.io_dir,
+        seed,
+        trial_timeout: Duration::from_secs_f64(args.timeout),
+        live_console: args.console,
+        progress: true,
+        command: std::env::args().collect(),
+        make_backend: backends::make,
+    };
+    let outcome = run::execute(&opts)?;
+    println!("{}", summary::render_table(&outcome.summary));
+    let status = match outcome.status {
+        RunStatus::Interrupted => "interrupted (the samples taken so far are valid)",
+        _ => "complete",
+    };
+    println!(
+        "Run {status} in {:.1} s. Samples and manifest: {}\nRecompute this summary with: isolab report {}",
+        outcome.wall.as_secs_f64(),
+        outcome.dir.display(),
+        outcome.dir.display()
+    );
+    Ok(if outcome.status == RunStatus::Interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_report(dir: &std::path::Path, format: ReportFormat) -> Result<ExitCode> {
+    let run = store::load_run(dir)?;
+    let order: Vec<String> = run
+        .manifest
+        .suite
+        .workloads
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    let summary = summary::summarise(&run.samples, &order);
+    match format {
+        ReportFormat::Term => {
+            println!("{}", summary::render_table(&summary));
+            let m = &run.manifest;
+            println!(
+                "Run {} ({:?}) started {} on {} ({}, {} cores, kernel {}, KVM: {}).",
+                m.run_id,
+                m.status,
+                m.started_at,
+                m.host.hostname,
+                m.host.cpu_model,
+                m.host.cores,
+                m.host.kernel,
+                m.host.kvm.describe()
+            );
+            if run.torn_tail {
+                println!("The last sample line was incomplete (the run was killed while writing it) and was skipped.");
+            }
+        }
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_doctor(clean: bool) -> Result<ExitCode> {
+    if clean {
+        for removed in doctor::clean(std::path::Path::new("/var/tmp")) {
+            println!("removed {removed}");
+        }
+    }
+    let agent = workloads::locate::locate_agent(None).map_err(|e| e.to_string());
+    let checks = doctor::checks(agent, std::path::Path::new("results"));
+    print!("{}", doctor::render(&checks));
+    let code = doctor::exit_code(&checks);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

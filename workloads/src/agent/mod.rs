@@ -1,2 +1,267 @@
-//! The agent's duties around a workload: finding its spec, markers, PID-1 housekeeping, reporting.
-//! (Being written.)
+//! The agent's duties around a workload: finding its spec ([`spec_source`]), announcing progress
+//! ([`marker`]), PID-1 housekeeping ([`pid1`]) and reporting ([`report`]). The binary
+//! `isolab-agent` only calls [`main`].
+//!
+//! The same code path runs natively, as a container's PID 1 and as a VM's `/init`. As PID 1 it
+//! must never panic or return (either would take the kernel down in a VM), so every failure becomes
+//! an error result and the agent always ends through [`pid1::shutdown`].
+
+pub mod marker;
+pub mod pid1;
+pub mod report;
+pub mod spec_source;
+
+use std::ffi::OsString;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use thiserror::Error;
+
+use crate::kernels;
+use crate::protocol::{MarkerEvent, ProtocolError};
+use crate::result::{AgentClock, Outcome, WorkloadResult};
+use crate::spec::PROTOCOL_VERSION;
+use marker::Marker;
+
+/// Exit code: the workload ran and reported.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the workload failed (the result line says why).
+pub const EXIT_WORKLOAD_FAILED: i32 = 2;
+/// Exit code: no spec, an unreadable spec, or bad arguments.
+pub const EXIT_BAD_SPEC: i32 = 3;
+
+/// The workload name reported when no spec could be read.
+const UNKNOWN_WORKLOAD: &str = "unknown";
+
+const USAGE: &str = "\
+isolab-agent: runs one isolab workload and prints one framed result line on stdout.
+
+usage: isolab-agent [--spec B64 | --spec-file PATH]
+       isolab-agent --exit-immediately   (exit 0 at once: the child of the `spawn` workload)
+       isolab-agent --help
+
+The spec (base64url JSON made by workloads::protocol::encode_spec) is taken from --spec,
+--spec-file, the ISOLAB_SPEC environment variable or, as PID 1, `isolab.spec=` on the kernel
+command line. Markers go to ISOLAB_MARKER (`fd:N` or `port:0xNNN`) or `isolab.marker=`.
+Exit codes: 0 ok, 2 the workload failed, 3 no or invalid spec.";
+
+/// Why the agent could not run a workload.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// An argument the agent does not know.
+    #[error("unknown argument {0:?}; run `isolab-agent --help` for the usage")]
+    UnknownArgument(String),
+    /// An option given without its value.
+    #[error("{0} needs a value; run `isolab-agent --help` for the usage")]
+    MissingValue(&'static str),
+    /// No spec anywhere.
+    #[error(
+        "no workload spec: pass --spec B64 or --spec-file PATH, set ISOLAB_SPEC, or (as PID 1) put \
+         isolab.spec=B64 on the kernel command line; the harness makes B64 with \
+         workloads::protocol::encode_spec"
+    )]
+    NoSpec,
+    /// The spec file could not be read.
+    #[error("cannot read the spec file {path}: {source}; pass a readable file")]
+    SpecFile {
+        /// The path given.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A spec was found but does not decode.
+    #[error("the spec from {origin} is unusable: {source}")]
+    BadSpec {
+        /// Where it came from (`--spec`, `ISOLAB_SPEC`, ...).
+        origin: &'static str,
+        /// Why it does not decode.
+        source: ProtocolError,
+    },
+    /// The result line could not be made or written.
+    #[error("cannot write the result line to stdout: {0}; keep the agent's stdout open")]
+    Report(String),
+}
+
+/// CLOCK_MONOTONIC in nanoseconds; 0 if the clock cannot be read (it always can on Linux).
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
+}
+
+/// The agent's entry point. Never returns: exits, or as PID 1 powers the sandbox off.
+pub fn main() -> ! {
+    let agent_start_ns = monotonic_ns();
+    let mut args = std::env::args_os().skip(1);
+    let first = args.next();
+    // Before anything else, markers included: the `spawn` child must be as cheap as a process can
+    // be, and must not announce itself on the parent's marker pipe.
+    if first.as_deref() == Some(kernels::spawn::EXIT_IMMEDIATELY.as_ref()) {
+        std::process::exit(EXIT_OK);
+    }
+    let args: Vec<OsString> = first.into_iter().chain(args).collect();
+
+    let pid1 = nix::unistd::getpid().as_raw() == 1;
+    let mut warnings = Vec::new();
+    if pid1 {
+        // The marker sink may be on the kernel command line, which needs /proc.
+        pid1::mount_proc(&mut warnings);
+    }
+    let marker = Marker::from_environment(pid1, &mut warnings);
+    marker.send(MarkerEvent::AgentStart);
+
+    let code = match catch_unwind(AssertUnwindSafe(|| {
+        run(&args, pid1, agent_start_ns, &marker, &mut warnings)
+    })) {
+        Ok(code) => code,
+        // The panic message is already on stderr (default hook); what matters now is to end the
+        // sandbox cleanly instead of unwinding out of init.
+        Err(_) => EXIT_WORKLOAD_FAILED,
+    };
+    if pid1 {
+        pid1::shutdown(code)
+    }
+    std::process::exit(code)
+}
+
+fn run(
+    raw_args: &[OsString],
+    pid1: bool,
+    agent_start_ns: u64,
+    marker: &Marker,
+    warnings: &mut Vec<String>,
+) -> i32 {
+    let args = match spec_source::parse_args(raw_args) {
+        Ok(a) => a,
+        Err(e) => return fail_without_spec(&e, agent_start_ns, pid1, marker),
+    };
+    if args.help {
+        println!("{USAGE}");
+        return EXIT_OK;
+    }
+    if !args.unknown.is_empty() {
+        // The kernel hands init every command-line word it does not know; as PID 1 those are
+        // expected and harmless, anywhere else they are a mistake.
+        let e = AgentError::UnknownArgument(args.unknown.join(" "));
+        if pid1 {
+            warnings.push(e.to_string());
+        } else {
+            return fail_without_spec(&e, agent_start_ns, pid1, marker);
+        }
+    }
+    if pid1 {
+        pid1::setup(warnings);
+    }
+    for w in warnings.drain(..) {
+        eprintln!("isolab-agent: warning: {w}");
+    }
+
+    let spec = match spec_source::find_spec(&args, pid1) {
+        Ok(s) => s,
+        Err(e) => return fail_without_spec(&e, agent_start_ns, pid1, marker),
+    };
+
+    let workload = spec.workload.kind();
+    marker.send(MarkerEvent::WorkloadStart);
+    let workload_start_ns = monotonic_ns();
+    let outcome = catch_unwind(AssertUnwindSafe(|| kernels::run(&spec.workload)));
+    let workload_end_ns = monotonic_ns();
+    marker.send(MarkerEvent::WorkloadEnd);
+
+    let (outcome, metrics, inspect) = match outcome {
+        Ok(Ok(out)) => (Outcome::Ok, out.metrics, out.inspect),
+        Ok(Err(e)) => (error(e.to_string()), Vec::new(), None),
+        Err(panic) => (
+            error(format!(
+                "the workload panicked: {}; this is a bug in the agent, please report it",
+                panic_text(&*panic)
+            )),
+            Vec::new(),
+            None,
+        ),
+    };
+    let failed = outcome != Outcome::Ok;
+    if let Outcome::Error { message } = &outcome {
+        eprintln!("isolab-agent: workload {workload} failed: {message}");
+    }
+    let result = WorkloadResult {
+        protocol: PROTOCOL_VERSION,
+        workload: workload.to_owned(),
+        outcome,
+        metrics,
+        inspect,
+        clock: AgentClock {
+            agent_start_ns,
+            workload_start_ns,
+            workload_end_ns,
+        },
+        memory_inside: kernels::inspect::read_meminfo(),
+        was_pid1: pid1,
+    };
+    emit(&result, marker);
+    if failed {
+        EXIT_WORKLOAD_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Reports an error that happened before a workload was known: on stderr for a person, and as a
+/// framed error result so a harness that reads only the console (a VM) learns why too.
+fn fail_without_spec(e: &AgentError, agent_start_ns: u64, pid1: bool, marker: &Marker) -> i32 {
+    eprintln!("isolab-agent: {e}");
+    let result = WorkloadResult {
+        protocol: PROTOCOL_VERSION,
+        workload: UNKNOWN_WORKLOAD.to_owned(),
+        outcome: error(e.to_string()),
+        metrics: Vec::new(),
+        inspect: None,
+        clock: AgentClock {
+            agent_start_ns,
+            ..AgentClock::default()
+        },
+        memory_inside: kernels::inspect::read_meminfo(),
+        was_pid1: pid1,
+    };
+    emit(&result, marker);
+    EXIT_BAD_SPEC
+}
+
+fn emit(result: &WorkloadResult, marker: &Marker) {
+    match report::write_result(result) {
+        Ok(()) => marker.send(MarkerEvent::ResultWritten),
+        Err(e) => eprintln!("isolab-agent: {e}"),
+    }
+}
+
+fn error(message: String) -> Outcome {
+    Outcome::Error { message }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_clock_advances() {
+        let a = monotonic_ns();
+        let b = monotonic_ns();
+        assert!(a > 0 && b >= a);
+    }
+
+    #[test]
+    fn panic_payloads_become_text() {
+        let p = catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(panic_text(&*p), "boom 1");
+        let p = catch_unwind(|| std::panic::panic_any(5u8)).unwrap_err();
+        assert_eq!(panic_text(&*p), "(no message)");
+    }
+}

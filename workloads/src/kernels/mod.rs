@@ -9,6 +9,7 @@ pub mod mem_lat;
 pub mod net_loopback;
 pub mod noop;
 pub mod page_fault;
+mod prng;
 pub mod spawn;
 pub mod syscall;
 pub mod timer;
@@ -59,6 +60,26 @@ impl WorkloadError {
     }
 }
 
+/// Checks that a parameter lies in `min..=max`; the error names the accepted range so a suite
+/// author can fix the value without reading the source.
+pub(crate) fn check_range(
+    workload: &'static str,
+    name: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+) -> Result<(), WorkloadError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(WorkloadError::BadParameter {
+            workload,
+            name,
+            why: format!("{value} is outside the accepted range {min}..={max}"),
+        })
+    }
+}
+
 /// What a workload produced.
 #[derive(Debug, Default)]
 pub struct KernelOutput {
@@ -100,4 +121,18 @@ pub fn run(workload: &Workload) -> Result<KernelOutput, WorkloadError> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_check_accepts_bounds_and_names_the_range() {
+        assert!(check_range("cpu", "x", 1, 1, 10).is_ok());
+        assert!(check_range("cpu", "x", 10, 1, 10).is_ok());
+        let err = check_range("cpu", "x", 0, 1, 10).unwrap_err().to_string();
+        assert!(err.contains("1..=10") && err.contains("`x`"), "{err}");
+        assert!(check_range("cpu", "x", 11, 1, 10).is_err());
+    }
 }

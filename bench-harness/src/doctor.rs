@@ -1,0 +1,268 @@
+//! `isolab doctor`: what this host can do, each problem with its fix, and which backends are
+//! usable (also as the exit code, so scripts can ask).
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::BackendKind;
+use crate::host::{self, CgroupLayout, KvmFlavour};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, but worth knowing.
+    Note,
+    /// Makes at least one backend unusable.
+    Problem,
+}
+
+/// One finding.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Severity.
+    pub level: Level,
+    /// What was checked and found.
+    pub what: String,
+    /// What to do, for notes and problems.
+    pub fix: Option<String>,
+    /// Backends this finding makes unusable.
+    pub blocks: Vec<BackendKind>,
+}
+
+impl Check {
+    fn ok(what: impl Into<String>) -> Self {
+        Self {
+            level: Level::Ok,
+            what: what.into(),
+            fix: None,
+            blocks: Vec::new(),
+        }
+    }
+    fn note(what: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            level: Level::Note,
+            what: what.into(),
+            fix: Some(fix.into()),
+            blocks: Vec::new(),
+        }
+    }
+    fn problem(what: impl Into<String>, fix: impl Into<String>, blocks: &[BackendKind]) -> Self {
+        Self {
+            level: Level::Problem,
+            what: what.into(),
+            fix: Some(fix.into()),
+            blocks: blocks.to_vec(),
+        }
+    }
+}
+
+/// Bit of the exit code set when a backend is unusable: native 1, container 2, vm 4.
+pub fn exit_bit(kind: BackendKind) -> i32 {
+    match kind {
+        BackendKind::Native => 1,
+        BackendKind::Container => 2,
+        BackendKind::Vm => 4,
+    }
+}
+
+/// Runs every check. `agent` is where the agent was looked for; `results` is the results folder.
+pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
+    use BackendKind::{Container, Native, Vm};
+    let mut out = Vec::new();
+
+    let root = nix::unistd::geteuid().is_root();
+    out.push(if root {
+        Check::ok("running as root")
+    } else {
+        Check::problem(
+            "not running as root",
+            "run isolab with sudo: the container backend creates namespaces, mounts and cgroups, \
+             and the VM backend opens /dev/kvm",
+            &[Container, Vm],
+        )
+    });
+
+    out.push(match agent {
+        Ok(p) => Check::ok(format!("agent: {}", p.display())),
+        Err(e) => Check::problem(format!("agent missing: {e}"), "build it: `cargo build --release -p workloads --bin isolab-agent` (./isolab does this)", &[Native, Container, Vm]),
+    });
+
+    let ns = ["pid", "mnt", "net", "uts", "ipc", "cgroup"];
+    let missing: Vec<&str> = ns
+        .iter()
+        .copied()
+        .filter(|n| !Path::new("/proc/self/ns").join(n).exists())
+        .collect();
+    out.push(if missing.is_empty() {
+        Check::ok(format!("namespaces: {}", ns.join(" ")))
+    } else {
+        Check::problem(
+            format!("namespaces missing: {}", missing.join(" ")),
+            "use a kernel built with CONFIG_NAMESPACES and the PID/NET/UTS/IPC/CGROUP namespace options",
+            &[Container],
+        )
+    });
+
+    let layout = host::cgroup_layout();
+    let controllers = host::cgroup_controllers(layout);
+    let need = ["memory", "cpu", "pids"];
+    let lacking: Vec<&str> = need
+        .iter()
+        .copied()
+        .filter(|c| !controllers.iter().any(|x| x == c))
+        .collect();
+    out.push(match (layout, lacking.is_empty()) {
+        (CgroupLayout::None, _) => Check::problem(
+            "no cgroup filesystem at /sys/fs/cgroup",
+            "mount cgroup2 at /sys/fs/cgroup (`mount -t cgroup2 none /sys/fs/cgroup`)",
+            &[Container],
+        ),
+        (_, false) => Check::problem(
+            format!("cgroups {layout:?}: controllers missing: {}", lacking.join(" ")),
+            match layout {
+                CgroupLayout::V2 => "enable them: `echo '+memory +cpu +pids' > /sys/fs/cgroup/cgroup.subtree_control` (or boot with systemd's unified hierarchy)",
+                _ => "mount the v1 controllers under /sys/fs/cgroup/<name>, or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)",
+            },
+            &[Container],
+        ),
+        (CgroupLayout::Hybrid, true) => Check::note(
+            format!("cgroups: hybrid (v1 controllers {}, v2 tree without controllers)", controllers.join(" ")),
+            "supported: isolab uses the v1 controllers here. Most current hosts are pure v2, which isolab supports too",
+        ),
+        (_, true) => Check::ok(format!("cgroups {layout:?}: controllers {}", controllers.join(" "))),
+    });
+
+    let kvm = host::kvm_flavour();
+    out.push(match kvm {
+        KvmFlavour::HardwareIntel | KvmFlavour::HardwareAmd => {
+            match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+                Ok(_) => Check::ok(format!("/dev/kvm: {}", kvm.describe())),
+                Err(e) => Check::problem(
+                    format!("/dev/kvm: {} but cannot be opened: {e}", kvm.describe()),
+                    "run as root, or add your user to the kvm group (`sudo usermod -aG kvm $USER`, then log in again)",
+                    &[Vm],
+                ),
+            }
+        }
+        KvmFlavour::Pvm => Check::problem(
+            format!("/dev/kvm: {}", kvm.describe()),
+            "run on a host with hardware virtualization (Intel VT-x or AMD-V) and kvm_intel or kvm_amd loaded; \
+             for correctness checks only, `isolab run --vm-in-emulator` runs the VM inside an emulated AMD-V machine",
+            &[Vm],
+        ),
+        KvmFlavour::Unknown => Check::note(
+            "/dev/kvm present but neither kvm_intel, kvm_amd nor kvm_pvm is loaded",
+            "isolab will try it; if guests fail to boot, load kvm_intel or kvm_amd",
+        ),
+        KvmFlavour::None => Check::problem(
+            "no /dev/kvm",
+            "enable virtualization in the firmware and `modprobe kvm_intel` or `modprobe kvm_amd`; in a cloud VM, choose an instance type with nested virtualization",
+            &[Vm],
+        ),
+    });
+
+    for (what, path) in [("results", results), ("scratch", Path::new("/var/tmp"))] {
+        let probe = if path.exists() {
+            path
+        } else {
+            path.parent().unwrap_or(Path::new("/"))
+        };
+        match host::free_bytes(probe) {
+            Some(b) if b >= 2 << 30 => out.push(Check::ok(format!(
+                "disk: {:.1} GiB free for {what} ({})",
+                b as f64 / (1u64 << 30) as f64,
+                path.display()
+            ))),
+            Some(b) => out.push(Check::problem(
+                format!(
+                    "disk: only {} MiB free for {what} ({})",
+                    b >> 20,
+                    path.display()
+                ),
+                "free at least 2 GiB there, or choose another place with --out / --io-dir",
+                &[Native, Container, Vm],
+            )),
+            None => out.push(Check::note(
+                format!("disk: cannot read free space of {}", path.display()),
+                "check that the folder exists",
+            )),
+        }
+    }
+    out
+}
+
+/// The exit code for a set of checks: a bit per unusable backend.
+pub fn exit_code(checks: &[Check]) -> i32 {
+    let mut code = 0;
+    for c in checks {
+        for b in &c.blocks {
+            code |= exit_bit(*b);
+        }
+    }
+    code
+}
+
+/// Renders the checks and the per-backend verdict.
+pub fn render(checks: &[Check]) -> String {
+    let mut s = String::from("isolab doctor: what this host can do\n\n");
+    for c in checks {
+        let mark = match c.level {
+            Level::Ok => "✓",
+            Level::Note => "!",
+            Level::Problem => "✗",
+        };
+        s.push_str(&format!("  {mark} {}\n", c.what));
+        if let Some(fix) = &c.fix {
+            s.push_str(&format!(
+                "      {}: {fix}\n",
+                if c.level == Level::Problem {
+                    "fix"
+                } else {
+                    "note"
+                }
+            ));
+        }
+    }
+    s.push_str("\nBackends:\n");
+    for kind in BackendKind::ALL {
+        let why: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.blocks.contains(&kind))
+            .map(|c| c.what.as_str())
+            .collect();
+        if why.is_empty() {
+            s.push_str(&format!("  {:<10} usable\n", kind.name()));
+        } else {
+            s.push_str(&format!(
+                "  {:<10} not usable: {}\n",
+                kind.name(),
+                why.join("; ")
+            ));
+        }
+    }
+    s.push_str("\nExit code: 0 when every backend is usable; otherwise the sum of 1 (native), 2 (container), 4 (vm) for those that are not.\n");
+    s
+}
+
+/// `isolab doctor --clean`: removes scratch areas of runs whose isolab process is gone.
+pub fn clean(scratch_parent: &Path) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(scratch_parent) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("isolab-") {
+            continue;
+        }
+        let pid_alive = std::fs::read_to_string(e.path().join("owner.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !pid_alive && std::fs::remove_dir_all(e.path()).is_ok() {
+            removed.push(e.path().display().to_string());
+        }
+    }
+    removed
+}

@@ -1,0 +1,22 @@
+//! isolab's harness: plans trials, runs them on the native, container and VM backends, stores
+//! every sample the moment it exists, and summarises them (medians, nonparametric confidence
+//! intervals, ratios to native).
+//!
+//! The pipeline: [`suite`] (what to run) → [`plan`] (trials, warm-up first, backends shuffled per
+//! repetition) → [`backend::Backend`] (one trial) → [`store`] (samples.jsonl + manifest.json) →
+//! [`stats`] and [`summary`] (what it means).
+
+pub mod backend;
+pub mod backends;
+pub mod doctor;
+pub mod host;
+pub mod interrupt;
+pub mod manifest;
+pub mod plan;
+pub mod run;
+pub mod sample;
+pub mod stats;
+pub mod store;
+pub mod suite;
+pub mod summary;
+pub mod timefmt;

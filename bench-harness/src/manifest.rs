@@ -1,0 +1,127 @@
+//! The manifest of a run: everything that can change a result, recorded next to the samples.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::host::{self, CgroupLayout, KvmFlavour};
+use crate::suite::Suite;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Still running (or killed without a chance to say so).
+    Running,
+    /// Every planned trial ran.
+    Complete,
+    /// Stopped by Ctrl-C; the samples so far are valid.
+    Interrupted,
+    /// Stopped by an error in the harness.
+    Failed,
+}
+
+/// The host a run was made on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub hostname: String,
+    /// `uname -r`.
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// CPUs available.
+    pub cores: usize,
+    /// MemTotal, MiB.
+    pub memory_mib: u64,
+    /// Frequency governor, if readable.
+    pub cpu_governor: Option<String>,
+    /// KVM flavour.
+    pub kvm: KvmFlavour,
+    /// cgroup layout.
+    pub cgroups: CgroupLayout,
+    /// boot_id of the host kernel.
+    pub boot_id: String,
+}
+
+impl HostInfo {
+    /// Reads this host.
+    pub fn collect() -> Self {
+        Self {
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            kernel: host::kernel_release(),
+            cpu_model: host::cpu_model(),
+            cores: host::cores(),
+            memory_mib: host::meminfo_kib("MemTotal").unwrap_or(0) / 1024,
+            cpu_governor: host::cpu_governor(),
+            kvm: host::kvm_flavour(),
+            cgroups: host::cgroup_layout(),
+            boot_id: host::boot_id(),
+        }
+    }
+}
+
+/// What a backend said about itself at the start of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendState {
+    /// Whether its trials ran.
+    pub available: bool,
+    /// Why not, and the fix.
+    pub note: Option<String>,
+    /// Extra facts the backend reports (kernel image hash, rootfs, ...).
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Run identifier (the directory name).
+    pub run_id: String,
+    /// UTC start time.
+    pub started_at: String,
+    /// UTC end time, when it ended.
+    pub ended_at: Option<String>,
+    /// Wall time of the whole run, seconds.
+    pub wall_s: Option<f64>,
+    /// How it ended.
+    pub status: RunStatus,
+    /// isolab's version.
+    pub isolab_version: String,
+    /// Git commit the harness was built from (`-dirty` if the tree had changes).
+    pub git_commit: String,
+    /// The command line.
+    pub command: Vec<String>,
+    /// SHA-256 of the agent binary.
+    pub agent_sha256: String,
+    /// Where the agent was.
+    pub agent_path: String,
+    /// The host.
+    pub host: HostInfo,
+    /// The suite as run (after command-line overrides).
+    pub suite: Suite,
+    /// Seed of the backend shuffle.
+    pub seed: u64,
+    /// Trials planned.
+    pub planned_trials: usize,
+    /// Per backend: available or why not.
+    pub backends: BTreeMap<String, BackendState>,
+}
+
+/// SHA-256 of a file, hex; `"unreadable"` if it cannot be read.
+pub fn file_sha256(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        Err(_) => "unreadable".into(),
+    }
+}
+
+/// The harness's git commit, recorded at build time.
+pub const GIT_COMMIT: &str = env!("ISOLAB_GIT_COMMIT");
