@@ -1,5 +1,5 @@
 //! `isolab` as a user runs it: real native runs, bad input, Ctrl-C, report.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -218,7 +218,7 @@ fn ctrl_c_keeps_valid_samples_reaps_children_and_report_works() {
     )
     .unwrap();
     let out = tmp.path().join("results");
-    let mut child = Command::new(ISOLAB)
+    let child = Command::new(ISOLAB)
         .args([
             "run",
             "--suite",

@@ -1,6 +1,6 @@
 //! The harness pipeline with fake backends: deterministic, so the planning, storing and
 //! summarising can be checked against known values.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::time::Duration;
 
