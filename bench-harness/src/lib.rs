@@ -13,6 +13,7 @@ pub mod host;
 pub mod interrupt;
 pub mod manifest;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod sample;
 pub mod stats;
