@@ -88,49 +88,36 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
         Err(e) => Check::problem(format!("agent missing: {e}"), "build it: `cargo build --release -p workloads --bin isolab-agent` (./isolab does this)", &[Native, Container, Vm]),
     });
 
-    let ns = ["pid", "mnt", "net", "uts", "ipc", "cgroup"];
-    let missing: Vec<&str> = ns
+    // The container runtime knows best what it needs; root is reported once, above.
+    let problems = crate::backends::container::check_host();
+    for p in problems
         .iter()
-        .copied()
-        .filter(|n| !Path::new("/proc/self/ns").join(n).exists())
-        .collect();
-    out.push(if missing.is_empty() {
-        Check::ok(format!("namespaces: {}", ns.join(" ")))
-    } else {
-        Check::problem(
-            format!("namespaces missing: {}", missing.join(" ")),
-            "use a kernel built with CONFIG_NAMESPACES and the PID/NET/UTS/IPC/CGROUP namespace options",
-            &[Container],
-        )
-    });
-
+        .filter(|p| !matches!(p, crate::backends::container::HostProblem::NotRoot { .. }))
+    {
+        out.push(if p.is_fatal() {
+            Check::problem(format!("container: {p}"), p.fix(), &[Container])
+        } else {
+            Check::note(format!("container: {p}"), p.fix())
+        });
+    }
+    if !problems.iter().any(|p| p.is_fatal()) {
+        out.push(Check::ok("namespaces: pid mnt net uts ipc cgroup"));
+    }
     let layout = host::cgroup_layout();
     let controllers = host::cgroup_controllers(layout);
-    let need = ["memory", "cpu", "pids"];
-    let lacking: Vec<&str> = need
-        .iter()
-        .copied()
-        .filter(|c| !controllers.iter().any(|x| x == c))
-        .collect();
-    out.push(match (layout, lacking.is_empty()) {
-        (CgroupLayout::None, _) => Check::problem(
-            "no cgroup filesystem at /sys/fs/cgroup",
-            "mount cgroup2 at /sys/fs/cgroup (`mount -t cgroup2 none /sys/fs/cgroup`)",
-            &[Container],
+    out.push(match layout {
+        CgroupLayout::Hybrid => Check::note(
+            format!(
+                "cgroups: hybrid (v1 controllers {}, v2 tree without controllers)",
+                controllers.join(" ")
+            ),
+            "supported: isolab uses the v1 controllers here. Most current hosts are pure v2, \
+             which isolab supports too",
         ),
-        (_, false) => Check::problem(
-            format!("cgroups {layout:?}: controllers missing: {}", lacking.join(" ")),
-            match layout {
-                CgroupLayout::V2 => "enable them: `echo '+memory +cpu +pids' > /sys/fs/cgroup/cgroup.subtree_control` (or boot with systemd's unified hierarchy)",
-                _ => "mount the v1 controllers under /sys/fs/cgroup/<name>, or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)",
-            },
-            &[Container],
-        ),
-        (CgroupLayout::Hybrid, true) => Check::note(
-            format!("cgroups: hybrid (v1 controllers {}, v2 tree without controllers)", controllers.join(" ")),
-            "supported: isolab uses the v1 controllers here. Most current hosts are pure v2, which isolab supports too",
-        ),
-        (_, true) => Check::ok(format!("cgroups {layout:?}: controllers {}", controllers.join(" "))),
+        _ => Check::ok(format!(
+            "cgroups {layout:?}: controllers {}",
+            controllers.join(" ")
+        )),
     });
 
     let kvm = host::kvm_flavour();

@@ -11,6 +11,8 @@ pub fn install() -> Result<(), ctrlc::Error> {
         let n = INTERRUPTS.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
             eprintln!("\ninterrupted: finishing cleanup of the current trial (Ctrl-C again to abort at once)");
+            // Containers run in their own session, so the terminal's SIGINT does not reach them.
+            crate::backends::container::interrupt_all();
         } else {
             // The user insists. Cleanup code may not have run; `isolab doctor --clean` removes
             // what is left.

@@ -246,6 +246,18 @@ fn cmd_doctor(clean: bool) -> Result<ExitCode> {
         for removed in doctor::clean(std::path::Path::new("/var/tmp")) {
             println!("removed {removed}");
         }
+        let state = std::path::Path::new(backends::container::DEFAULT_STATE_DIR);
+        match backends::container::clean_leftovers(state) {
+            Ok(report) => {
+                for p in report.cgroups_removed.iter().chain(&report.rootfs_removed) {
+                    println!("removed {}", p.display());
+                }
+                for p in &report.skipped_live {
+                    println!("kept {} (its isolab is still running)", p.display());
+                }
+            }
+            Err(e) => eprintln!("warning: cleaning container leftovers: {e}"),
+        }
     }
     let agent = workloads::locate::locate_agent(None).map_err(|e| e.to_string());
     let checks = doctor::checks(agent, std::path::Path::new("results"));

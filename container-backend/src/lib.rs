@@ -1,1 +1,459 @@
-//! skeleton
+//! isolab's container runtime: a process as PID 1 of new PID, mount, UTS, IPC, network and cgroup
+//! namespaces, on a read-only rootfs that holds nothing but `/init`, limited and accounted by
+//! cgroups (v1 or v2), with a start timeline on the host clock.
+//!
+//! The runtime is deliberately small: one `clone3` creates every namespace (and on cgroup v2 puts
+//! the child into its cgroup at birth), the child mounts a handful of filesystems, pivots, drops
+//! its capabilities and execs. No shelling out, no daemons, no image layers: a start costs about
+//! what the kernel charges for the namespaces themselves.
+//!
+//! ```no_run
+//! use container_backend::{ContainerConfig, RunRequest, Runtime};
+//! # fn main() -> Result<(), container_backend::ContainerError> {
+//! let mut rt = Runtime::new(ContainerConfig::new("/path/to/isolab-agent".into()))?;
+//! let report = rt.run(&RunRequest::default())?;
+//! println!("ready after {:?} ns", report.timeline.start_to_ready_ns());
+//! rt.cleanup()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layout mirrors the machine: [`namespaces`], [`rootfs`], [`cgroups`] (one module per
+//! controller), [`capabilities`], [`process`] (clone, exec, watch, reap), [`timeline`], [`error`].
+//! Host checks for `isolab doctor` are [`check_host`]; leftovers of a killed isolab are removed by
+//! [`clean_leftovers`]; Ctrl-C handling calls [`interrupt_all`].
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod error;
+mod host;
+mod leftovers;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod timeline;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::wait::WaitStatus;
+use serde::{Deserialize, Serialize};
+
+pub use capabilities::Capabilities;
+pub use cgroups::{
+    CgroupLimits, CgroupSettings, CgroupVersion, CpuTime, IoBytes, MemoryBreakdown, ResourceUsage,
+};
+pub use error::ContainerError;
+pub use host::{check_host, HostProblem};
+pub use leftovers::{clean_leftovers, CleanReport};
+pub use process::{SetupStep, MARKER_FD};
+pub use rootfs::SCRATCH_MOUNT;
+pub use timeline::{Marker, Phase, Timeline};
+
+use capabilities::CapabilityDrop;
+use cgroups::{Hierarchy, MemoryBreakdown as Breakdown};
+use namespaces::NamespaceSetup;
+use process::{ChildPlan, WatchOptions};
+use rootfs::{MountPlan, Rootfs};
+
+/// Where rootfs directories live unless configured otherwise; `isolab doctor --clean` looks here.
+pub const DEFAULT_STATE_DIR: &str = "/run/isolab/container";
+/// Hostname inside every container unless configured otherwise.
+pub const DEFAULT_HOSTNAME: &str = "isolab-container";
+
+/// How to build and run containers. [`ContainerConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    /// The static binary that becomes `/init` (the isolab agent).
+    pub init: PathBuf,
+    /// Where the rootfs directory is created.
+    pub state_dir: PathBuf,
+    /// Host directory bind-mounted read-write at [`SCRATCH_MOUNT`]; `None` leaves it empty.
+    pub scratch: Option<PathBuf>,
+    /// cgroup limits of every container.
+    pub limits: CgroupLimits,
+    /// Which cgroup hierarchy to use.
+    pub cgroups: CgroupSettings,
+    /// Hostname inside.
+    pub hostname: String,
+    /// Capabilities the init keeps (default: none).
+    pub keep_capabilities: Capabilities,
+    /// A container running longer is killed and reported as timed out.
+    pub timeout: Duration,
+    /// Copy the init's stderr to ours as it arrives.
+    pub echo_stderr: bool,
+}
+
+impl ContainerConfig {
+    /// Defaults: state in [`DEFAULT_STATE_DIR`], no scratch, no limits, cgroup version detected,
+    /// no capabilities, 60 s timeout.
+    pub fn new(init: PathBuf) -> Self {
+        Self {
+            init,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            scratch: None,
+            limits: CgroupLimits::default(),
+            cgroups: CgroupSettings::default(),
+            hostname: DEFAULT_HOSTNAME.to_owned(),
+            keep_capabilities: Capabilities::none(),
+            timeout: Duration::from_secs(60),
+            echo_stderr: false,
+        }
+    }
+}
+
+/// One run: arguments after `/init` and the environment (nothing else is passed in).
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// `argv[1..]`.
+    pub args: Vec<String>,
+    /// The complete environment of the init.
+    pub env: Vec<(String, String)>,
+}
+
+/// How the container's init ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum ExitKind {
+    /// Exited with a status code.
+    Exited(i32),
+    /// Ended by a signal. SIGHUP is what a PID-namespace init's `reboot(RB_AUTOBOOT)` looks like
+    /// from outside: a normal end for the isolab agent.
+    Signaled(i32),
+}
+
+impl ExitKind {
+    /// A clean end: exit 0, or the SIGHUP of an init that rebooted its namespace.
+    pub fn is_clean(self) -> bool {
+        matches!(self, ExitKind::Exited(0) | ExitKind::Signaled(libc::SIGHUP))
+    }
+}
+
+impl std::fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ExitKind::Exited(c) => write!(f, "exit status {c}"),
+            ExitKind::Signaled(s) => {
+                let name = nix::sys::signal::Signal::try_from(s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
+                write!(f, "killed by {name} ({s})")
+            }
+        }
+    }
+}
+
+/// Why the runtime killed a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KillReason {
+    /// It ran past [`ContainerConfig::timeout`].
+    Timeout,
+    /// [`interrupt_all`] was called (Ctrl-C).
+    Interrupted,
+}
+
+/// Everything one container run produced. A crash, an OOM kill or a timeout is a report, not an
+/// error.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Phases and marker bytes on the host clock.
+    pub timeline: Timeline,
+    /// How the init ended.
+    pub exit: ExitKind,
+    /// Set when the runtime killed it.
+    pub killed: Option<KillReason>,
+    /// The memory cgroup's OOM killer killed a process of the container.
+    pub out_of_memory: bool,
+    /// The init's stdout (up to 16 MiB).
+    pub stdout: String,
+    /// The last 64 KiB of its stderr.
+    pub stderr_tail: String,
+    /// What the cgroup accounted.
+    pub usage: ResourceUsage,
+    /// The hierarchy used.
+    pub cgroup_version: CgroupVersion,
+    /// The root was entered with MS_MOVE + chroot because the host root is an initramfs.
+    pub root_moved: bool,
+    /// Removing the cgroup failed (the run's data is still valid; `isolab doctor --clean` removes
+    /// the rest).
+    pub cleanup_error: Option<String>,
+    /// The init's pid on the host (reaped: for checks that it is gone).
+    pub init_pid: i32,
+    /// The trial cgroup's directories (removed: for checks that they are gone).
+    pub cgroup_dirs: Vec<PathBuf>,
+}
+
+/// Containers running now, so Ctrl-C handling can kill them from another thread.
+struct Live {
+    id: u64,
+    pidfd: i32,
+    interrupted: Arc<AtomicBool>,
+}
+
+static LIVE: Mutex<Vec<Live>> = Mutex::new(Vec::new());
+static STOPPING: AtomicBool = AtomicBool::new(false);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn live() -> std::sync::MutexGuard<'static, Vec<Live>> {
+    // A panic while holding the lock cannot leave the list inconsistent (push/retain only).
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Kills every running container of this process (SIGKILL to each init, which ends its PID
+/// namespace) and makes later [`Runtime::run`] calls fail with [`ContainerError::Interrupted`]
+/// until [`clear_interrupt`]. Each interrupted run still reaps its init, removes its cgroup and
+/// returns a report with [`KillReason::Interrupted`]. Safe to call from a Ctrl-C handler thread
+/// (not from an async signal handler: it takes a lock). Returns how many containers were killed.
+pub fn interrupt_all() -> usize {
+    STOPPING.store(true, Ordering::SeqCst);
+    let list = live();
+    for l in list.iter() {
+        l.interrupted.store(true, Ordering::SeqCst);
+        process::kill_pidfd(l.pidfd);
+    }
+    list.len()
+}
+
+/// Allows runs again after [`interrupt_all`].
+pub fn clear_interrupt() {
+    STOPPING.store(false, Ordering::SeqCst);
+}
+
+/// Number of containers of this process running now.
+pub fn running_containers() -> usize {
+    live().len()
+}
+
+/// A prepared container runtime: the rootfs exists, the cgroup hierarchy is checked. Runs may be
+/// made from several threads at once; each gets its own cgroup.
+#[derive(Debug)]
+pub struct Runtime {
+    config: ContainerConfig,
+    hierarchy: Hierarchy,
+    rootfs: Option<Rootfs>,
+    mounts: MountPlan,
+    namespaces: NamespaceSetup,
+    caps: CapabilityDrop,
+    dev_null: OwnedFd,
+    name_prefix: String,
+}
+
+impl Runtime {
+    /// Checks the host and the inputs, and builds the rootfs. On error nothing is left behind.
+    pub fn new(config: ContainerConfig) -> Result<Self, ContainerError> {
+        let euid = nix::unistd::geteuid().as_raw();
+        if euid != 0 {
+            return Err(ContainerError::NotRoot { euid });
+        }
+        namespaces::check_namespaces()?;
+        if !config.init.is_file() {
+            return Err(ContainerError::InitMissing {
+                path: config.init.clone(),
+            });
+        }
+        if let Some(s) = &config.scratch {
+            if !s.is_dir() {
+                return Err(ContainerError::ScratchMissing { path: s.clone() });
+            }
+        }
+        let hierarchy = Hierarchy::detect(&config.cgroups, &config.limits)?;
+        let namespaces = NamespaceSetup::new(&config.hostname)?;
+        let dev_null = std::fs::File::open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| ContainerError::Sys {
+                what: "open /dev/null",
+                source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)),
+                hint: "the host needs a /dev/null",
+            })?;
+        let pid = std::process::id();
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let rootfs = Rootfs::build(&config.state_dir, &format!("{pid}-{n}"), &config.init)?;
+        let mounts = match MountPlan::new(&rootfs, config.scratch.as_deref()) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = rootfs.remove();
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            caps: CapabilityDrop::new(config.keep_capabilities),
+            name_prefix: format!("{}{pid}-", cgroups::CGROUP_PREFIX),
+            config,
+            hierarchy,
+            rootfs: Some(rootfs),
+            mounts,
+            namespaces,
+            dev_null,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ContainerConfig {
+        &self.config
+    }
+
+    /// The cgroup hierarchy version in use.
+    pub fn cgroup_version(&self) -> CgroupVersion {
+        self.hierarchy.version()
+    }
+
+    /// The rootfs directory on the host (while prepared).
+    pub fn rootfs_dir(&self) -> Option<&Path> {
+        self.rootfs.as_ref().map(Rootfs::dir)
+    }
+
+    /// Runs `/init` once in a fresh container and tears it down. Errors are for containers that
+    /// could not be made (setup failed, cgroup could not be created); what the init did is in the
+    /// report. Whatever happens, the cgroup is removed and no process is left.
+    pub fn run(&self, req: &RunRequest) -> Result<RunReport, ContainerError> {
+        if self.rootfs.is_none() {
+            return Err(ContainerError::RootfsUnfit {
+                path: self.config.state_dir.clone(),
+                why: "the runtime was cleaned up; create a new one".into(),
+            });
+        }
+        if STOPPING.load(Ordering::SeqCst) {
+            return Err(ContainerError::Interrupted);
+        }
+        let init = process::c_string("/init")?;
+        let mut argv = vec![init.clone()];
+        for a in &req.args {
+            argv.push(process::c_string(a)?);
+        }
+        let mut envp = Vec::with_capacity(req.env.len());
+        for (k, v) in &req.env {
+            envp.push(process::c_string(format!("{k}={v}"))?);
+        }
+        let mut timeline = Timeline::start();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}{id}", self.name_prefix);
+        let cg = self.hierarchy.create(&name, &self.config.limits)?;
+        timeline.mark(Phase::CgroupCreated);
+        let plan = ChildPlan {
+            init,
+            argv,
+            envp,
+            namespaces: &self.namespaces,
+            mounts: &self.mounts,
+            caps: self.caps,
+            join_fds: cg.join_fds(),
+        };
+        let mut sampled = Breakdown::default();
+        let ran = self.spawn_and_watch(id, &plan, &cg, &mut timeline, &mut sampled);
+        let cgroup_dirs = cg.dirs().to_vec();
+        let usage = cg.usage(sampled);
+        let removal = cg.remove();
+        drop(cg);
+        timeline.mark(Phase::CleanedUp);
+        let (status, watched, root_moved, init_pid, proc_io) = ran?;
+        let mut usage = usage;
+        usage.io = usage.io.max(proc_io);
+        let exit = match status {
+            WaitStatus::Exited(_, code) => ExitKind::Exited(code),
+            WaitStatus::Signaled(_, sig, _) => ExitKind::Signaled(sig as i32),
+            // waitpid without WUNTRACED/WCONTINUED reports only ends.
+            _ => ExitKind::Exited(-1),
+        };
+        Ok(RunReport {
+            timeline,
+            exit,
+            killed: if watched.interrupted {
+                Some(KillReason::Interrupted)
+            } else if watched.timed_out {
+                Some(KillReason::Timeout)
+            } else {
+                None
+            },
+            out_of_memory: usage.oom_kills > 0,
+            stdout: String::from_utf8_lossy(&watched.stdout).into_owned(),
+            stderr_tail: String::from_utf8_lossy(&watched.stderr).into_owned(),
+            usage,
+            cgroup_version: self.hierarchy.version(),
+            root_moved,
+            cleanup_error: removal.err().map(|e| e.to_string()),
+            init_pid,
+            cgroup_dirs,
+        })
+    }
+
+    fn spawn_and_watch(
+        &self,
+        id: u64,
+        plan: &ChildPlan<'_>,
+        cg: &cgroups::TrialCgroup,
+        timeline: &mut Timeline,
+        sampled: &mut Breakdown,
+    ) -> Result<(WaitStatus, process::Watched, bool, i32, IoBytes), ContainerError> {
+        let (mut parent_io, child_io) = process::make_io(&self.dev_null)?;
+        let spawned = process::spawn(plan, child_io, cg.clone_into().map(|fd| fd.as_fd()))?;
+        timeline.mark(Phase::CloneReturned);
+        let interrupted = Arc::new(AtomicBool::new(false));
+        live().push(Live {
+            id,
+            pidfd: std::os::fd::AsRawFd::as_raw_fd(&spawned.pidfd),
+            interrupted: interrupted.clone(),
+        });
+        // interrupt_all sets STOPPING before scanning the list: either it saw our entry or we see
+        // the flag here.
+        if STOPPING.load(Ordering::SeqCst) {
+            interrupted.store(true, Ordering::SeqCst);
+            spawned.kill();
+        }
+        let opts = WatchOptions {
+            timeout: self.config.timeout,
+            echo_stderr: self.config.echo_stderr,
+        };
+        let is_interrupted = || interrupted.load(Ordering::SeqCst);
+        let mut sample = || *sampled = sampled.max(cg.sample_memory());
+        let mut watched = process::watch(
+            &spawned,
+            &mut parent_io,
+            opts,
+            &is_interrupted,
+            timeline,
+            &mut sample,
+        );
+        // Deregister before reaping: once reaped, the pid could be reused (the pidfd could not,
+        // but its number could be after we close it).
+        live().retain(|l| l.id != id);
+        watched.interrupted |= interrupted.load(Ordering::SeqCst);
+        let proc_io = spawned.proc_io();
+        let status = spawned.reap();
+        timeline.mark(Phase::Reaped);
+        let failure = spawned.collect_child_report(timeline);
+        let status = status?;
+        if let Some((step, errno)) = failure {
+            return Err(ContainerError::Setup { step, errno });
+        }
+        Ok((
+            status,
+            watched,
+            spawned.root_moved(),
+            spawned.pid.as_raw(),
+            proc_io,
+        ))
+    }
+
+    /// Removes the rootfs. Idempotent; runs in progress on other threads must have ended.
+    pub fn cleanup(&mut self) -> Result<(), ContainerError> {
+        if let Some(r) = &self.rootfs {
+            r.remove().map_err(|source| ContainerError::Rootfs {
+                path: r.dir().to_path_buf(),
+                source,
+            })?;
+        }
+        self.rootfs = None;
+        Ok(())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Best effort: an explicit cleanup() reports errors; a drop can only try.
+        let _ = self.cleanup();
+    }
+}

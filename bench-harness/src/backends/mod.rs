@@ -2,6 +2,7 @@
 //! trait.
 
 pub mod child;
+pub mod container;
 pub mod native;
 
 use crate::backend::{Backend, BackendKind};
@@ -10,7 +11,8 @@ use crate::backend::{Backend, BackendKind};
 pub fn make(kind: BackendKind) -> Box<dyn Backend> {
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend::default()),
-        BackendKind::Container | BackendKind::Vm => Box::new(NotBuilt(kind)),
+        BackendKind::Container => Box::new(container::ContainerBackend::new()),
+        BackendKind::Vm => Box::new(NotBuilt(kind)),
     }
 }
 

@@ -1,0 +1,404 @@
+//! The container backend: the agent as PID 1 of a container made by isolab's own runtime
+//! (`container_backend`): new namespaces, a read-only rootfs holding only the agent, the I/O
+//! scratch directory bind-mounted at [`SCRATCH_MOUNT`], cgroup limits sized like the VM.
+//!
+//! This file only translates: the harness's [`PrepareContext`] into a runtime configuration, a
+//! [`Trial`] into a run request, and the runtime's report into a [`TrialOutcome`] with `host.*`
+//! metrics. The runtime itself lives in `container-backend/`.
+
+use std::path::{Path, PathBuf};
+
+use container_backend::{
+    CgroupLimits, ContainerConfig, ContainerError, KillReason, RunReport, RunRequest, Runtime,
+    MARKER_FD, SCRATCH_MOUNT,
+};
+use workloads::protocol::{encode_spec, parse_framed_result, MarkerEvent, MARKER_ENV, SPEC_ENV};
+use workloads::result::Outcome;
+use workloads::Metric;
+
+use crate::backend::{
+    Backend, BackendError, BackendKind, Phase, PrepareContext, Timeline, Trial, TrialFailure,
+    TrialOutcome,
+};
+
+pub use container_backend::{
+    check_host, clean_leftovers, interrupt_all, CleanReport, HostProblem, DEFAULT_STATE_DIR,
+};
+
+/// Lines of the agent's stderr kept in a sample's log tail.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Runs trials in containers. Create with [`ContainerBackend::new`]; on Ctrl-C call
+/// [`interrupt_all`] (kills running containers; the trial in progress returns an outcome) and then
+/// [`Backend::cleanup`].
+#[derive(Debug)]
+pub struct ContainerBackend {
+    state_dir: PathBuf,
+    runtime: Option<Runtime>,
+    scratch_host: PathBuf,
+}
+
+impl Default for ContainerBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ContainerBackend {
+    /// A backend keeping its rootfs under [`DEFAULT_STATE_DIR`] (where `isolab doctor --clean`
+    /// looks for leftovers).
+    pub fn new() -> Self {
+        Self::with_state_dir(PathBuf::from(DEFAULT_STATE_DIR))
+    }
+
+    /// A backend keeping its rootfs under `state_dir`.
+    pub fn with_state_dir(state_dir: PathBuf) -> Self {
+        Self {
+            state_dir,
+            runtime: None,
+            scratch_host: PathBuf::new(),
+        }
+    }
+
+    fn config(&self, ctx: &PrepareContext) -> ContainerConfig {
+        let mut c = ContainerConfig::new(ctx.agent.clone());
+        c.state_dir = self.state_dir.clone();
+        c.scratch = Some(ctx.io_scratch_dir.clone());
+        // The same sizes a VM trial gets, so the comparison is fair.
+        c.limits = CgroupLimits {
+            memory_bytes: Some(ctx.limits.memory_mib.saturating_mul(1 << 20)),
+            cpus: Some(f64::from(ctx.limits.vcpus.max(1))),
+            pids_max: Some(ctx.limits.pids_max),
+        };
+        c.timeout = ctx.trial_timeout;
+        c.echo_stderr = ctx.live_console;
+        c
+    }
+
+    /// Where an I/O path the harness set (on the host, under the scratch directory) is inside.
+    fn inside_path(&self, host_path: &str) -> String {
+        match Path::new(host_path).strip_prefix(&self.scratch_host) {
+            Ok(rest) if !rest.as_os_str().is_empty() => {
+                Path::new(SCRATCH_MOUNT).join(rest).display().to_string()
+            }
+            _ => SCRATCH_MOUNT.to_owned(),
+        }
+    }
+}
+
+fn prepare_error(e: ContainerError) -> BackendError {
+    let backend = BackendKind::Container;
+    match &e {
+        ContainerError::NotRoot { .. } => BackendError::Unavailable {
+            backend,
+            reason: e.to_string(),
+            fix: "run isolab as root (sudo)".into(),
+        },
+        ContainerError::NamespaceMissing { config, .. } => BackendError::Unavailable {
+            backend,
+            reason: e.to_string(),
+            fix: format!("use a kernel built with {config}"),
+        },
+        ContainerError::MissingController { fix, .. } => BackendError::Unavailable {
+            backend,
+            reason: e.to_string(),
+            fix: fix.clone(),
+        },
+        ContainerError::CgroupNotMounted { .. } => BackendError::Unavailable {
+            backend,
+            reason: e.to_string(),
+            fix: "mount cgroups at /sys/fs/cgroup; `isolab doctor` shows what is missing".into(),
+        },
+        _ => BackendError::Prepare {
+            backend,
+            message: e.to_string(),
+        },
+    }
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1u32 << 20)
+}
+
+/// The runtime's phases and the agent's markers as the harness's timeline.
+fn harness_timeline(report: &RunReport) -> Timeline {
+    let mut t: Timeline = report
+        .timeline
+        .phases
+        .iter()
+        .map(|&(p, at)| Phase {
+            name: p.name().to_owned(),
+            at_ns: at,
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for m in &report.timeline.markers {
+        // AgentStart is the runtime's own `agent_ready` phase already.
+        let Some(ev) = MarkerEvent::from_byte(m.byte) else {
+            continue;
+        };
+        if ev == MarkerEvent::AgentStart || seen.contains(&ev) {
+            continue;
+        }
+        seen.push(ev);
+        t.push(Phase {
+            name: ev.name().to_owned(),
+            at_ns: m.at_ns,
+        });
+    }
+    t.sort_by_key(|p| p.at_ns);
+    t
+}
+
+fn host_metrics(report: &RunReport) -> Vec<Metric> {
+    let mut m = Vec::new();
+    if let Some(ns) = report.timeline.start_to_ready_ns() {
+        m.push(Metric::lower("host.start_to_ready", "ms", ms(ns)));
+    }
+    if let Some(ns) = report.timeline.teardown_ns() {
+        m.push(Metric::lower("host.teardown", "ms", ms(ns)));
+    }
+    let u = &report.usage;
+    m.push(Metric::lower(
+        "host.peak_memory",
+        "MiB",
+        mib(u.peak_memory_bytes),
+    ));
+    m.push(Metric::lower("host.mem_anon", "MiB", mib(u.memory.anon)));
+    m.push(Metric::lower("host.mem_file", "MiB", mib(u.memory.file)));
+    m.push(Metric::lower(
+        "host.mem_kernel",
+        "MiB",
+        mib(u.memory.kernel),
+    ));
+    m.push(Metric::lower("host.cpu_user", "ms", ms(u.cpu.user_ns)));
+    m.push(Metric::lower("host.cpu_sys", "ms", ms(u.cpu.system_ns)));
+    m.push(Metric::lower("host.cpu_total", "ms", ms(u.cpu.total_ns)));
+    m.push(Metric::lower("host.io_read", "MiB", mib(u.io.read)));
+    m.push(Metric::lower("host.io_write", "MiB", mib(u.io.write)));
+    m
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Decides what a finished container run means for the trial.
+fn classify(report: &RunReport, timeout_s: f64) -> Result<workloads::WorkloadResult, TrialFailure> {
+    match report.killed {
+        Some(KillReason::Timeout) => return Err(TrialFailure::Timeout { after_s: timeout_s }),
+        Some(KillReason::Interrupted) => {
+            return Err(TrialFailure::Crashed {
+                reason: "interrupted (Ctrl-C): the container was killed".into(),
+            })
+        }
+        None => {}
+    }
+    match parse_framed_result(&report.stdout) {
+        Ok(result) => match &result.outcome {
+            Outcome::Ok => Ok(result),
+            Outcome::Error { message } => Err(TrialFailure::WorkloadError {
+                message: message.clone(),
+            }),
+        },
+        // No valid result: the cgroup's OOM counter says whether the kernel killed it for memory.
+        Err(_) if report.out_of_memory => Err(TrialFailure::OutOfMemory),
+        Err(frame) => Err(TrialFailure::Crashed {
+            reason: format!(
+                "{} ({frame}); last output: {}",
+                report.exit,
+                tail_lines(&report.stderr_tail, 5)
+            ),
+        }),
+    }
+}
+
+impl Backend for ContainerBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Container
+    }
+
+    fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError> {
+        self.cleanup()?;
+        let runtime = Runtime::new(self.config(ctx)).map_err(prepare_error)?;
+        self.scratch_host = ctx.io_scratch_dir.clone();
+        self.runtime = Some(runtime);
+        Ok(())
+    }
+
+    fn run_trial(&mut self, trial: &Trial) -> TrialOutcome {
+        let failed = |reason: String| TrialOutcome {
+            result: Err(TrialFailure::Crashed { reason }),
+            timeline: Vec::new(),
+            host_metrics: Vec::new(),
+            log_tail: String::new(),
+            emulated: false,
+        };
+        let Some(runtime) = self.runtime.as_ref() else {
+            return failed("the container backend was not prepared".into());
+        };
+        let mut spec = trial.spec.clone();
+        if let Some(p) = spec.workload.io_path() {
+            let inside = self.inside_path(p);
+            spec.workload.set_io_path(&inside);
+        }
+        let encoded = match encode_spec(&spec) {
+            Ok(e) => e,
+            Err(e) => return failed(e.to_string()),
+        };
+        let req = RunRequest {
+            args: Vec::new(),
+            env: vec![
+                (SPEC_ENV.to_owned(), encoded),
+                (MARKER_ENV.to_owned(), format!("fd:{MARKER_FD}")),
+            ],
+        };
+        match runtime.run(&req) {
+            Err(e) => failed(e.to_string()),
+            Ok(report) => {
+                let timeout_s = runtime.config().timeout.as_secs_f64();
+                let mut log_tail = tail_lines(&report.stderr_tail, LOG_TAIL_LINES);
+                if let Some(e) = &report.cleanup_error {
+                    log_tail.push_str(&format!("\n[isolab] cleanup: {e}"));
+                }
+                TrialOutcome {
+                    result: classify(&report, timeout_s),
+                    timeline: harness_timeline(&report),
+                    host_metrics: host_metrics(&report),
+                    log_tail,
+                    emulated: false,
+                }
+            }
+        }
+    }
+
+    fn cleanup(&mut self) -> Result<(), BackendError> {
+        if let Some(mut rt) = self.runtime.take() {
+            if let Err(e) = rt.cleanup() {
+                return Err(BackendError::Cleanup {
+                    backend: BackendKind::Container,
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::SandboxLimits;
+    use std::time::Duration;
+    use workloads::{Workload, WorkloadSpec};
+
+    fn trial(spec_json: &str) -> Trial {
+        let workload: Workload = serde_json::from_str(spec_json).expect("test workload");
+        Trial {
+            index: 0,
+            repetition: 0,
+            warmup: false,
+            spec: WorkloadSpec::new(workload),
+        }
+    }
+
+    /// Through the Backend trait, with real namespaces and cgroups: needs root and the agent
+    /// binary (`cargo build -p workloads --bin isolab-agent`); fails, never skips, without them.
+    #[test]
+    fn trials_through_the_backend_trait() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the container backend test needs root (namespaces, cgroups); run the tests as root"
+        );
+        let agent = workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir_all(&scratch).expect("scratch");
+        let ctx = PrepareContext {
+            agent,
+            work_dir: dir.path().join("work"),
+            io_scratch_dir: scratch.clone(),
+            limits: SandboxLimits {
+                memory_mib: 64,
+                vcpus: 1,
+                pids_max: 64,
+            },
+            trial_timeout: Duration::from_secs(60),
+            live_console: false,
+        };
+        let mut b = ContainerBackend::with_state_dir(dir.path().join("state"));
+        b.prepare(&ctx).expect("prepare");
+
+        let noop = b.run_trial(&trial(r#"{"kind":"noop"}"#));
+        assert!(noop.result.is_ok(), "{:?} {}", noop.result, noop.log_tail);
+        let names: Vec<&str> = noop.timeline.iter().map(|p| p.name.as_str()).collect();
+        for want in [
+            "start",
+            "clone_returned",
+            "cgroup_joined",
+            "namespaces_ready",
+            "root_pivoted",
+            "exec",
+            "agent_ready",
+            "workload_start",
+            "workload_end",
+            "exited",
+            "reaped",
+            "cleaned_up",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        assert!(noop.timeline.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+        let metric = |o: &TrialOutcome, n: &str| {
+            o.host_metrics
+                .iter()
+                .find(|m| m.name == n)
+                .map(|m| m.value)
+                .unwrap_or_else(|| panic!("{n} missing"))
+        };
+        assert!(metric(&noop, "host.start_to_ready") > 0.0);
+        assert!(metric(&noop, "host.teardown") > 0.0);
+        assert!(metric(&noop, "host.peak_memory") > 0.0);
+
+        let hog = b.run_trial(&trial(r#"{"kind":"page-fault","mib":256}"#));
+        assert_eq!(
+            hog.result,
+            Err(TrialFailure::OutOfMemory),
+            "{}",
+            hog.log_tail
+        );
+        assert_eq!(
+            hog.result.as_ref().map(|_| ()).unwrap_err().to_string(),
+            "killed: out of memory"
+        );
+
+        // The harness points I/O at the host scratch directory; inside it is /scratch.
+        let io_json = format!(
+            r#"{{"kind":"io-seq","path":{:?},"size_mib":4}}"#,
+            scratch.display().to_string()
+        );
+        let io = b.run_trial(&trial(&io_json));
+        assert!(io.result.is_ok(), "{:?} {}", io.result, io.log_tail);
+
+        b.cleanup().expect("cleanup");
+        b.cleanup().expect("cleanup is idempotent");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn io_paths_are_moved_under_the_scratch_mount() {
+        let mut b = ContainerBackend::with_state_dir("/tmp/x".into());
+        b.scratch_host = PathBuf::from("/data/scratch");
+        assert_eq!(b.inside_path("/data/scratch"), "/scratch");
+        assert_eq!(b.inside_path("/data/scratch/file.bin"), "/scratch/file.bin");
+        assert_eq!(b.inside_path("/elsewhere"), "/scratch");
+    }
+}

@@ -1,0 +1,270 @@
+//! Helpers of the integration tests: real namespaces and cgroups, run as root. A missing privilege
+//! or a missing agent binary fails the test with what to do; nothing is skipped.
+//!
+//! Some tests run the test executable itself as the container's `/init` (it is static, like every
+//! binary of this workspace): with `ISOLAB_TEST_PROBE=<what>` set, the `probe` test of each test
+//! binary runs [`probe`] instead of passing, which gives the tests a small program to look around
+//! inside, eat memory or fork-bomb, without a C toolchain.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use container_backend::{CgroupLimits, ContainerConfig, RunReport, RunRequest, Runtime, MARKER_FD};
+use workloads::protocol::{encode_spec, parse_framed_result, FrameError, MARKER_ENV, SPEC_ENV};
+use workloads::{Workload, WorkloadResult, WorkloadSpec};
+
+pub const PROBE_ENV: &str = "ISOLAB_TEST_PROBE";
+
+pub fn require_root() {
+    let euid = nix::unistd::geteuid();
+    assert!(
+        euid.is_root(),
+        "the container tests create namespaces and cgroups and need root (euid is {euid}); run \
+         them as root, e.g. `sudo -E cargo test -p container_backend`"
+    );
+}
+
+/// The real agent, next to the test executable.
+pub fn agent() -> PathBuf {
+    workloads::locate::locate_agent(None).unwrap_or_else(|e| {
+        panic!("{e}. For these tests: `cargo build -p workloads --bin isolab-agent` with the same CARGO_TARGET_DIR")
+    })
+}
+
+/// A fresh directory for one test (state dir and scratch), removed by [`finish`].
+pub fn test_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("isolab-ct-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("scratch")).expect("creating the test directory");
+    d
+}
+
+pub fn config(init: PathBuf, dir: &Path) -> ContainerConfig {
+    let mut c = ContainerConfig::new(init);
+    c.state_dir = dir.join("state");
+    c.scratch = Some(dir.join("scratch"));
+    c.limits = CgroupLimits {
+        memory_bytes: Some(512 << 20),
+        cpus: Some(1.0),
+        pids_max: Some(256),
+    };
+    c.timeout = Duration::from_secs(60);
+    c
+}
+
+pub fn agent_runtime(test: &str) -> (Runtime, PathBuf) {
+    require_root();
+    let dir = test_dir(test);
+    let rt = Runtime::new(config(agent(), &dir)).expect("preparing the container runtime");
+    (rt, dir)
+}
+
+/// A workload from its JSON form (parameters not named keep their defaults).
+pub fn workload(json: &str) -> Workload {
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test workload {json}: {e}"))
+}
+
+pub fn agent_request(w: Workload) -> RunRequest {
+    RunRequest {
+        args: Vec::new(),
+        env: vec![
+            (
+                SPEC_ENV.to_owned(),
+                encode_spec(&WorkloadSpec::new(w)).expect("encodable spec"),
+            ),
+            (MARKER_ENV.to_owned(), format!("fd:{MARKER_FD}")),
+        ],
+    }
+}
+
+pub fn run_agent(rt: &Runtime, w: Workload) -> (RunReport, Result<WorkloadResult, FrameError>) {
+    let report = rt.run(&agent_request(w)).expect("running the container");
+    let result = parse_framed_result(&report.stdout);
+    assert_clean(&report, rt);
+    (report, result)
+}
+
+/// A runtime whose /init is this test executable.
+pub fn probe_runtime(test: &str, tweak: impl FnOnce(&mut ContainerConfig)) -> (Runtime, PathBuf) {
+    require_root();
+    let dir = test_dir(test);
+    let exe = std::env::current_exe().expect("test executable path");
+    let mut c = config(exe, &dir);
+    tweak(&mut c);
+    let rt = Runtime::new(c).expect("preparing the container runtime");
+    (rt, dir)
+}
+
+pub fn probe_request(what: &str) -> RunRequest {
+    RunRequest {
+        args: ["probe", "--exact", "--nocapture", "--test-threads=1"]
+            .map(String::from)
+            .to_vec(),
+        env: vec![
+            (PROBE_ENV.to_owned(), what.to_owned()),
+            (MARKER_ENV.to_owned(), format!("fd:{MARKER_FD}")),
+        ],
+    }
+}
+
+pub fn run_probe(rt: &Runtime, what: &str) -> RunReport {
+    let report = rt.run(&probe_request(what)).expect("running the container");
+    assert_clean(&report, rt);
+    report
+}
+
+/// Lines `KEY value` the probe printed.
+pub fn probe_value<'a>(report: &'a RunReport, key: &str) -> Option<&'a str> {
+    report
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+}
+
+/// After a run: its cgroup directories are gone, its init is gone, and no mount of the rootfs is
+/// on the host.
+pub fn assert_clean(report: &RunReport, rt: &Runtime) {
+    assert!(report.cleanup_error.is_none(), "{:?}", report.cleanup_error);
+    assert!(!report.cgroup_dirs.is_empty());
+    for d in &report.cgroup_dirs {
+        assert!(!d.exists(), "cgroup {} was left behind", d.display());
+    }
+    let proc_dir = PathBuf::from(format!("/proc/{}", report.init_pid));
+    if let Ok(status) = std::fs::read_to_string(proc_dir.join("status")) {
+        // The pid may have been reused already by an unrelated process; it must not be our child.
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(str::trim)
+            .unwrap_or("");
+        assert_ne!(
+            ppid,
+            std::process::id().to_string(),
+            "the container's init {} is still there",
+            report.init_pid
+        );
+    }
+    if let Some(root) = rt.rootfs_dir() {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(
+            !mounts.contains(&*root.to_string_lossy()),
+            "a mount of the rootfs is visible on the host:\n{mounts}"
+        );
+    }
+}
+
+/// Removes the runtime and the test directory, checking that the rootfs is gone.
+pub fn finish(mut rt: Runtime, dir: PathBuf) {
+    let root = rt.rootfs_dir().map(Path::to_path_buf);
+    rt.cleanup().expect("runtime cleanup");
+    rt.cleanup().expect("cleanup is idempotent");
+    if let Some(root) = root {
+        assert!(!root.exists(), "rootfs {} was left behind", root.display());
+    }
+    std::fs::remove_dir_all(&dir).expect("removing the test directory");
+}
+
+/// Runs inside a container as /init (PID 1): does `what` and reports on stdout as `KEY value`
+/// lines. Never returns.
+pub fn probe(what: &str) -> ! {
+    // libtest printed `test probe ... ` without a newline: start our lines on a fresh one.
+    println!();
+    // A marker, as the agent sends, so the runtime's timeline has `agent_ready`.
+    // SAFETY: writes one byte from a static buffer to fd 3 (or fails harmlessly if closed).
+    unsafe { libc::write(3, [1u8].as_ptr().cast(), 1) };
+    match what {
+        "look" => {
+            let mut entries: Vec<String> = std::fs::read_dir("/")
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            entries.sort();
+            println!("ROOT {}", entries.join(","));
+            for p in [
+                "/etc", "/usr", "/home", "/root", "/work", "/bin", "/run", "/var",
+            ] {
+                println!("EXISTS{} {}", p, Path::new(p).exists());
+            }
+            let ro = std::fs::write("/init-copy", b"x").is_err();
+            println!("ROOT_READ_ONLY {ro}");
+            println!("TMP_WRITABLE {}", std::fs::write("/tmp/x", b"x").is_ok());
+            println!(
+                "SCRATCH_WRITABLE {}",
+                std::fs::write("/scratch/probe.txt", b"from inside").is_ok()
+            );
+            let dev: Vec<String> = std::fs::read_dir("/dev")
+                .map(|rd| {
+                    let mut v: Vec<String> = rd
+                        .filter_map(Result::ok)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    v.sort();
+                    v
+                })
+                .unwrap_or_default();
+            println!("DEV {}", dev.join(","));
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            for l in status.lines() {
+                if l.starts_with("CapEff") || l.starts_with("CapBnd") || l.starts_with("NoNewPrivs")
+                {
+                    let (k, v) = l.split_once(':').unwrap_or((l, ""));
+                    println!("{} {}", k.to_uppercase(), v.trim());
+                }
+            }
+            // Device nodes cannot be made (no CAP_MKNOD) and the host cannot be remounted.
+            println!(
+                "MKNOD_REFUSED {}",
+                nix::sys::stat::mknod(
+                    "/tmp/sda",
+                    nix::sys::stat::SFlag::S_IFBLK,
+                    nix::sys::stat::Mode::from_bits_truncate(0o600),
+                    nix::sys::stat::makedev(8, 0)
+                )
+                .is_err()
+            );
+        }
+        "forkbomb" => {
+            let mut forks = 0u32;
+            let err = loop {
+                // SAFETY: the child only calls pause() (async-signal-safe) until it is killed.
+                match unsafe { libc::fork() } {
+                    0 => loop {
+                        // SAFETY: pause has no arguments.
+                        unsafe { libc::pause() };
+                    },
+                    -1 => break nix::errno::Errno::last(),
+                    _ => forks += 1,
+                }
+                if forks > 100_000 {
+                    break nix::errno::Errno::UnknownErrno;
+                }
+            };
+            println!("FORKS {forks}");
+            println!("FORK_ERROR {err:?}");
+        }
+        "hog" => {
+            let mut v: Vec<Vec<u8>> = Vec::new();
+            for i in 0..1024 {
+                v.push(vec![1u8; 1 << 20]);
+                if i % 64 == 0 {
+                    println!("HOG_MIB {i}");
+                }
+            }
+            println!("HOG_SURVIVED {}", v.len());
+        }
+        "sleep" => std::thread::sleep(Duration::from_secs(3600)),
+        "crash" => {
+            eprintln!("probe: crashing on purpose");
+            std::process::abort();
+        }
+        other => println!("UNKNOWN_PROBE {other}"),
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::process::exit(0)
+}
