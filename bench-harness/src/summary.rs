@@ -74,6 +74,29 @@ fn backend_rank(label: &str) -> usize {
         .unwrap_or(9)
 }
 
+/// Where a host metric goes among the host metrics: time first, then memory, CPU, I/O, exits.
+fn host_metric_rank(name: &str) -> usize {
+    const ORDER: &[&str] = &[
+        "host.start_to_ready",
+        "host.boot_to_agent",
+        "host.teardown",
+        "host.wall",
+        "host.peak_rss",
+        "host.peak_memory",
+        "host.guest_ram_touched",
+        "host.vmm_overhead",
+        "host.mem_anon",
+        "host.mem_file",
+        "host.mem_kernel",
+        "host.cpu_user",
+        "host.cpu_sys",
+        "host.cpu_total",
+        "host.io_read",
+        "host.io_write",
+    ];
+    ORDER.iter().position(|o| *o == name).unwrap_or(ORDER.len())
+}
+
 /// Computes the summary of `samples`. Workloads appear in the order of `workload_order` (the
 /// suite's), metrics in the order the agent reported them, backends native, container, vm.
 pub fn summarise(samples: &[Sample], workload_order: &[String]) -> Summary {
