@@ -145,8 +145,13 @@ pub fn summarise(samples: &[Sample], workload_order: &[String]) -> Summary {
     };
     let mut keys: Vec<&(String, String)> = values.keys().collect();
     keys.sort_by_key(|(w, m)| {
-        let order = meta.get(&(w.clone(), m.clone())).map_or(0, |x| x.2);
-        // Host metrics after the agent's own.
+        // The agent's metrics in the order it reported them, then the host's in a fixed order
+        // (backends report different subsets, so first-seen order would depend on the shuffle).
+        let order = if m.starts_with("host.") {
+            host_metric_rank(m)
+        } else {
+            meta.get(&(w.clone(), m.clone())).map_or(0, |x| x.2)
+        };
         (
             workload_pos(w),
             w.clone(),
