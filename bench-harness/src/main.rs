@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use bench_harness::backend::BackendKind;
 use bench_harness::manifest::RunStatus;
+use bench_harness::report::{self, CompareFormat, ReportFormat};
 use bench_harness::run::{self, RunOptions};
 use bench_harness::suite::{Suite, DEFAULT_SUITE};
 use bench_harness::{backends, doctor, interrupt, store, summary};
@@ -45,13 +46,38 @@ KVM flavour, cgroup version, versions, agent hash, suite), and prints the summar
 cleaning up the current trial; what was measured stays valid and `isolab report` works on it."
     )]
     Run(RunArgs),
-    /// Recompute and print the summary of a stored run, without running anything.
+    /// Recompute the summary of a stored run, as a table, paper-ready tables, CSV, JSON or HTML.
+    #[command(
+        long_about = "Reads results/<run-id>/ and renders it without running anything: `term` \
+(the same table `isolab run` printed), `md` and `latex` (booktabs) tables for papers, `csv` (every \
+sample and metric, one row each), `json`, or `html` (one self-contained file with charts, tables, the \
+environment manifest and a methodology paragraph written from the run). Works on interrupted runs \
+and on runs where a backend was unavailable. Emulated VM samples are labelled and never compared \
+with native for performance."
+    )]
     Report {
         /// A run directory made by `isolab run` (e.g. results/20261126-071203).
         run_dir: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Term)]
         format: ReportFormat,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Also write the charts (SVG, and PNG when a font is found) into this directory.
+        #[arg(long)]
+        charts: Option<PathBuf>,
+    },
+    /// Compare two runs: each metric side by side, the change B/A, and whether the 95% intervals
+    /// separate (two hosts, two kernels, two settings).
+    Compare {
+        /// The baseline run directory.
+        run_a: PathBuf,
+        /// The run compared with it.
+        run_b: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CompareFormat::Term)]
+        format: CompareFormat,
     },
     /// Check what this host can do and explain how to fix what is missing.
     #[command(
@@ -65,14 +91,6 @@ else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
         #[arg(long)]
         clean: bool,
     },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ReportFormat {
-    /// An aligned table for the terminal.
-    Term,
-    /// The summary as JSON.
-    Json,
 }
 
 #[derive(clap::Args, Debug)]
@@ -130,7 +148,22 @@ fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cmd_run(args),
-        Command::Report { run_dir, format } => cmd_report(&run_dir, format),
+        Command::Report {
+            run_dir,
+            format,
+            output,
+            charts,
+        } => cmd_report(&run_dir, format, output.as_deref(), charts.as_deref()),
+        Command::Compare {
+            run_a,
+            run_b,
+            format,
+        } => {
+            let a = store::load_run(&run_a)?;
+            let b = store::load_run(&run_b)?;
+            print!("{}", report::compare(&a, &b, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor { clean } => cmd_doctor(clean),
     }
 }
@@ -207,36 +240,27 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn cmd_report(dir: &std::path::Path, format: ReportFormat) -> Result<ExitCode> {
+fn cmd_report(
+    dir: &std::path::Path,
+    format: ReportFormat,
+    output: Option<&std::path::Path>,
+    charts: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let run = store::load_run(dir)?;
-    let order: Vec<String> = run
-        .manifest
-        .suite
-        .workloads
-        .iter()
-        .map(|w| w.name.clone())
-        .collect();
-    let summary = summary::summarise(&run.samples, &order);
-    match format {
-        ReportFormat::Term => {
-            println!("{}", summary::render_table(&summary));
-            let m = &run.manifest;
-            println!(
-                "Run {} ({:?}) started {} on {} ({}, {} cores, kernel {}, KVM: {}).",
-                m.run_id,
-                m.status,
-                m.started_at,
-                m.host.hostname,
-                m.host.cpu_model,
-                m.host.cores,
-                m.host.kernel,
-                m.host.kvm.describe()
-            );
-            if run.torn_tail {
-                println!("The last sample line was incomplete (the run was killed while writing it) and was skipped.");
-            }
+    let text = report::render_report(&run, format)?;
+    match output {
+        Some(p) => std::fs::write(p, text)
+            .with_context(|| format!("cannot write the report to {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    if let Some(d) = charts {
+        let written = report::write_charts(&run, d)?;
+        for f in &written.files {
+            eprintln!("wrote {}", f.display());
         }
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        for n in &written.notes {
+            eprintln!("note: {n}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -267,3 +267,118 @@ pub fn last_lines(log: &str, n: usize) -> String {
         lines[start..].join(" | ")
     }
 }
+
+/// Places the agent's own phases on the timeline from the agent's clock.
+///
+/// Natively and in a container the agent's CLOCK_MONOTONIC is the host's (isolab uses no time
+/// namespace), so its own stamps say exactly when it started and when its workload ran. The
+/// host-side stamps of the marker pipe only say when a host thread got around to reading it,
+/// which under load can be after the agent has exited (seen on a busy 2-core host). Replaces
+/// `agent_ready`, `workload_start` and `workload_end` with the agent's stamps, relative to
+/// `start_ns`, and returns start-to-ready in ns. Leaves the timeline alone, returning `None`,
+/// when the stamps are not plausible for the host clock (a VM's own clock, a broken agent).
+pub fn apply_agent_clock(
+    timeline: &mut crate::backend::Timeline,
+    result: &workloads::WorkloadResult,
+    start_ns: u64,
+) -> Option<u64> {
+    let c = result.clock;
+    let an_hour = 3_600_000_000_000;
+    let plausible = start_ns <= c.agent_start_ns
+        && c.agent_start_ns <= c.workload_start_ns
+        && c.workload_start_ns <= c.workload_end_ns
+        && c.workload_end_ns - start_ns < an_hour;
+    if !plausible {
+        return None;
+    }
+    let stamps = [
+        (MarkerEvent::AgentStart, c.agent_start_ns),
+        (MarkerEvent::WorkloadStart, c.workload_start_ns),
+        (MarkerEvent::WorkloadEnd, c.workload_end_ns),
+    ];
+    for (event, at) in stamps {
+        let at_ns = at - start_ns;
+        match timeline.iter_mut().find(|p| p.name == event.name()) {
+            Some(p) => p.at_ns = at_ns,
+            None => timeline.push(crate::backend::Phase {
+                name: event.name().into(),
+                at_ns,
+            }),
+        }
+    }
+    timeline.sort_by_key(|p| p.at_ns);
+    Some(c.agent_start_ns - start_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Phase;
+    use workloads::result::{AgentClock, Outcome};
+
+    fn result(clock: AgentClock) -> workloads::WorkloadResult {
+        workloads::WorkloadResult {
+            protocol: workloads::PROTOCOL_VERSION,
+            workload: "noop".into(),
+            outcome: Outcome::Ok,
+            metrics: Vec::new(),
+            inspect: None,
+            clock,
+            memory_inside: None,
+            was_pid1: false,
+        }
+    }
+
+    fn phase(name: &str, at_ns: u64) -> Phase {
+        Phase {
+            name: name.into(),
+            at_ns,
+        }
+    }
+
+    #[test]
+    fn agent_clock_replaces_late_marker_stamps() {
+        // Markers read late, all after `exited`: the agent's own clock puts them right.
+        let mut t = vec![
+            phase("start", 0),
+            phase("spawned", 700),
+            phase("exited", 2_000),
+            phase("agent_ready", 4_000),
+            phase("workload_start", 4_000),
+            phase("workload_end", 4_000),
+        ];
+        let clock = AgentClock {
+            agent_start_ns: 1_000_900,
+            workload_start_ns: 1_001_000,
+            workload_end_ns: 1_001_500,
+        };
+        let ready = apply_agent_clock(&mut t, &result(clock), 1_000_000);
+        assert_eq!(ready, Some(900));
+        let names: Vec<&str> = t.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "start",
+                "spawned",
+                "agent_ready",
+                "workload_start",
+                "workload_end",
+                "exited"
+            ]
+        );
+    }
+
+    #[test]
+    fn implausible_agent_clock_is_ignored() {
+        let mut t = vec![phase("start", 0), phase("agent_ready", 50)];
+        let before = t.clone();
+        // A VM's own clock: earlier than the host's trial start.
+        let clock = AgentClock {
+            agent_start_ns: 10,
+            workload_start_ns: 20,
+            workload_end_ns: 30,
+        };
+        assert_eq!(apply_agent_clock(&mut t, &result(clock), 1_000_000), None);
+        assert_eq!(t, before);
+    }
+}

@@ -150,29 +150,31 @@ impl Backend for NativeBackend {
             at_ns: rel(cleaned_at),
         });
 
+        let result = child::agent_result(end, &stdout, &log_tail, self.timeout);
+        let agent_ready = match &result {
+            Ok(r) => child::apply_agent_clock(&mut timeline, r, start),
+            Err(_) => None,
+        };
         let ms = |ns: u64| ns as f64 / 1e6;
-        let marker_at = |e: MarkerEvent| markers.iter().find(|m| m.event == e).map(|m| m.at_ns);
         let mut host_metrics = vec![
             Metric::lower("host.wall", "ms", ms(reaped_at - start)),
             Metric::lower("host.peak_rss", "MiB", usage.max_rss_kib as f64 / 1024.0),
             Metric::lower("host.cpu_user", "ms", usage.user_us as f64 / 1e3),
             Metric::lower("host.cpu_sys", "ms", usage.sys_us as f64 / 1e3),
-        ];
-        if let Some(ready) = marker_at(MarkerEvent::AgentStart) {
-            host_metrics.push(Metric::lower(
-                "host.start_to_ready",
-                "ms",
-                ms(ready - start),
-            ));
-        }
-        if let Some(done) = marker_at(MarkerEvent::ResultWritten) {
-            host_metrics.push(Metric::lower(
+            // As for the container: from the agent's exit to everything released.
+            Metric::lower(
                 "host.teardown",
                 "ms",
-                ms(cleaned_at.saturating_sub(done)),
-            ));
+                ms(cleaned_at.saturating_sub(reaped_at)),
+            ),
+        ];
+        let marker_ready = markers
+            .iter()
+            .find(|m| m.event == MarkerEvent::AgentStart)
+            .map(|m| m.at_ns - start);
+        if let Some(ready) = agent_ready.or(marker_ready) {
+            host_metrics.push(Metric::lower("host.start_to_ready", "ms", ms(ready)));
         }
-        let result = child::agent_result(end, &stdout, &log_tail, self.timeout);
         let keep_log = result.is_err() || matches!(end, ChildEnd::Signaled(_));
         TrialOutcome {
             result,

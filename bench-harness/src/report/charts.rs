@@ -1,0 +1,933 @@
+//! Charts of a run, drawn with plotters into SVG text.
+//!
+//! Every chart is a set of horizontal rows, so long workload and metric names stay readable:
+//! - `start_timeline`: one stacked bar per backend, segments = phases of the `noop` workload's
+//!   timeline (median duration of each phase across samples);
+//! - `ratio_to_native`: every workload's metric as ratio to native, with 95% whiskers (log scale);
+//! - `memory_per_instance`: host-side memory of one sandbox, stacked by component;
+//! - `io_latency`: p50/p99 latencies of the I/O workloads, per backend, with 95% whiskers;
+//! - `vm_exits`: VM exits per trial, stacked by exit reason.
+//!
+//! Backends have the same colour in every chart ([`backend_colour`]); segments (phases, memory
+//! components, exit reasons) use a separate pastel palette, named in the legend.
+
+use std::collections::BTreeMap;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{backend_label, backend_rank, ReportError, View};
+use crate::sample::Sample;
+use crate::stats;
+use crate::summary::{fmt_num, LEVEL};
+
+/// One chart: a file stem, a title, and the SVG document.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// File stem, e.g. `start_timeline`.
+    pub name: &'static str,
+    /// Title as drawn in the chart.
+    pub title: String,
+    /// The SVG document (no XML declaration, so it can be inlined in HTML).
+    pub svg: String,
+}
+
+const WIDTH: u32 = 960;
+const ROW_H: u32 = 26;
+const FONT: &str = "sans-serif";
+
+/// The colour of a backend label, the same in every chart (Okabe–Ito, colour-blind safe).
+pub(crate) fn backend_colour(label: &str) -> RGBColor {
+    match label {
+        "native" => RGBColor(0, 114, 178),
+        "container" => RGBColor(230, 159, 0),
+        "vm" => RGBColor(0, 158, 115),
+        "vm (emulated)" => RGBColor(150, 150, 150),
+        _ => RGBColor(204, 121, 167),
+    }
+}
+
+/// The colour as CSS `#rrggbb`, for HTML legends.
+pub(crate) fn backend_css(label: &str) -> String {
+    let RGBColor(r, g, b) = backend_colour(label);
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// Segment palette (ColorBrewer Set3, then four darker Set1 colours: a container's start has up
+/// to 15 phases, and two phases sharing a colour would read as one).
+const SEGMENTS: [RGBColor; 16] = [
+    RGBColor(141, 211, 199),
+    RGBColor(190, 186, 218),
+    RGBColor(251, 128, 114),
+    RGBColor(128, 177, 211),
+    RGBColor(253, 180, 98),
+    RGBColor(179, 222, 105),
+    RGBColor(252, 205, 229),
+    RGBColor(188, 128, 189),
+    RGBColor(204, 235, 197),
+    RGBColor(255, 237, 111),
+    RGBColor(217, 217, 217),
+    RGBColor(110, 110, 110),
+    RGBColor(166, 86, 40),
+    RGBColor(77, 175, 74),
+    RGBColor(55, 126, 184),
+    RGBColor(228, 26, 28),
+];
+
+fn segment_colour(i: usize) -> RGBColor {
+    SEGMENTS[i % SEGMENTS.len()]
+}
+
+fn chart_err<E: std::fmt::Display>(chart: &str) -> impl Fn(E) -> ReportError + '_ {
+    move |e| ReportError::Chart {
+        chart: chart.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Width in pixels of `text` at `size` px, estimated the way the SVG backend lays out text.
+fn text_w(text: &str, size: u32) -> i32 {
+    (text.chars().count() as f64 * f64::from(size) * 0.56).round() as i32
+}
+
+/// A number for labels: four significant digits without trailing zeros (`1.6`, `103`, `5`).
+fn short(x: f64) -> String {
+    let s = fmt_num(x);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// A ratio for labels: `0.97`, `8.43`, `99.3`, `120`.
+fn ratio_text(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// Builds every chart that has data. The second value lists the charts left out and why.
+pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
+    let mut charts = Vec::new();
+    let mut notes = Vec::new();
+    let builders: [(&'static str, Builder); 5] = [
+        ("start_timeline", timeline),
+        ("ratio_to_native", ratios),
+        ("memory_per_instance", memory),
+        ("io_latency", io_latency),
+        ("vm_exits", exits),
+    ];
+    for (name, f) in builders {
+        match f(view, name)? {
+            Ok(c) => charts.push(c),
+            Err(why) => notes.push(format!("chart {name} not drawn: {why}")),
+        }
+    }
+    Ok((charts, notes))
+}
+
+/// A chart builder: the chart, or why there is none (no data), or an error drawing it.
+type Builder = fn(&View<'_>, &'static str) -> Result<Result<Chart, String>, ReportError>;
+
+// ---------------------------------------------------------------------------------------------
+// Data extraction.
+
+/// Samples that count for timing: measured, successful, not emulated.
+fn timing_samples<'v>(view: &'v View<'_>) -> impl Iterator<Item = &'v Sample> {
+    view.run.samples.iter().filter(|s| s.is_measured_ok())
+}
+
+/// Samples that count for sizes and counts: measured and successful, emulated ones included
+/// (under their own label).
+fn count_samples<'v>(view: &'v View<'_>) -> impl Iterator<Item = &'v Sample> {
+    view.run
+        .samples
+        .iter()
+        .filter(|s| !s.warmup && s.failure.is_none())
+}
+
+fn sorted_labels(labels: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = labels.into_iter().collect();
+    v.sort_by_key(|b| (backend_rank(b), b.clone()));
+    v.dedup();
+    v
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    stats::median_sorted(&stats::sorted_finite(values))
+}
+
+/// Converts a memory value to MiB from its unit, `None` for units that are not sizes.
+fn to_mib(value: f64, unit: &str) -> Option<f64> {
+    let f = match unit.trim() {
+        "B" | "bytes" | "byte" => 1.0 / 1_048_576.0,
+        "KiB" | "kB" | "KB" => 1.0 / 1024.0,
+        "MiB" | "MB" => 1.0,
+        "GiB" | "GB" => 1024.0,
+        "pages" => 4.0 / 1024.0,
+        _ => return None,
+    };
+    Some(value * f)
+}
+
+fn kind_of<'v>(view: &'v View<'_>, workload: &str) -> &'v str {
+    view.run
+        .samples
+        .iter()
+        .find(|s| s.workload == workload)
+        .map_or("", |s| s.kind.as_str())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start timeline.
+
+/// Per backend: the most common phase sequence of the `noop` samples, and per segment (phase
+/// i-1 to phase i) the median duration in ms, with the number of samples used.
+/// A backend label, its (phase, median ms) segments, and the samples used.
+type TimelineRow = (String, Vec<(String, f64)>, usize);
+
+fn timeline_rows(view: &View<'_>) -> Vec<TimelineRow> {
+    let noop: Vec<&Sample> = timing_samples(view)
+        .filter(|s| s.kind == "noop" && s.timeline.len() >= 2)
+        .collect();
+    let labels = sorted_labels(noop.iter().map(|s| backend_label(s)));
+    let mut rows = Vec::new();
+    for label in labels {
+        let mine: Vec<&Sample> = noop
+            .iter()
+            .copied()
+            .filter(|s| backend_label(s) == label)
+            .collect();
+        // The most common sequence of phase names.
+        let mut seqs: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+        for s in &mine {
+            let mut t = s.timeline.clone();
+            t.sort_by_key(|p| p.at_ns);
+            *seqs
+                .entry(t.into_iter().map(|p| p.name).collect())
+                .or_default() += 1;
+        }
+        let Some((seq, _)) = seqs.into_iter().max_by_key(|(_, n)| *n) else {
+            continue;
+        };
+        let mut per_segment: Vec<Vec<f64>> = vec![Vec::new(); seq.len().saturating_sub(1)];
+        let mut used = 0;
+        for s in &mine {
+            let mut t = s.timeline.clone();
+            t.sort_by_key(|p| p.at_ns);
+            if t.iter().map(|p| &p.name).ne(seq.iter()) {
+                continue;
+            }
+            used += 1;
+            for (i, w) in t.windows(2).enumerate() {
+                per_segment[i].push(w[1].at_ns.saturating_sub(w[0].at_ns) as f64 / 1e6);
+            }
+        }
+        let segments = seq
+            .iter()
+            .skip(1)
+            .zip(per_segment.iter())
+            .map(|(name, v)| (name.clone(), median(v).unwrap_or(0.0)))
+            .collect();
+        rows.push((label, segments, used));
+    }
+    rows
+}
+
+fn timeline(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    let rows = timeline_rows(view);
+    if rows.is_empty() {
+        return Ok(Err(
+            "no successful measured `noop` trial with a timeline (add the noop workload to the suite)"
+                .into(),
+        ));
+    }
+    let title = "Start-up timeline of one noop trial, by phase (medians across trials)".to_owned();
+    let stack_rows = rows
+        .into_iter()
+        .map(|(label, segs, used)| StackRow {
+            n: Some(used),
+            swatch: Some(backend_colour(&label)),
+            label,
+            segments: segs,
+        })
+        .collect();
+    let svg = stacked(
+        name,
+        &title,
+        "time since the trial started (ms, host clock); each segment ends at the phase named in the legend",
+        "ms",
+        stack_rows,
+        "segment ends at phase:",
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ratios to native.
+
+fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    let mut groups: Vec<Group> = Vec::new();
+    for r in &view.summary.rows {
+        let Some(v) = r.vs_native else { continue };
+        let kind = kind_of(view, &r.workload);
+        let agent_metric = !r.metric.starts_with("host.") && !r.metric.starts_with("exits.");
+        if kind == "inspect" || !(agent_metric || r.metric == "host.start_to_ready") {
+            continue;
+        }
+        let arrow = match r.better {
+            workloads::Better::Higher => "↑",
+            workloads::Better::Lower => "↓",
+        };
+        let label = format!("{} · {} ({}) {arrow}", r.workload, r.metric, r.unit);
+        if groups.last().map(|g| &g.label) != Some(&label) {
+            groups.push(Group {
+                label,
+                items: Vec::new(),
+            });
+        }
+        if let Some(g) = groups.last_mut() {
+            g.items.push(Item {
+                backend: r.backend.clone(),
+                value: v.ratio,
+                lo: v.lo,
+                hi: v.hi,
+            });
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Err(
+            "no backend other than native has successful trials to compare with native".into(),
+        ));
+    }
+    let title = format!(
+        "Every metric as ratio to native, with {:.0}% intervals",
+        LEVEL * 100.0
+    );
+    let vals = groups
+        .iter()
+        .flat_map(|g| g.items.iter())
+        .flat_map(|i| [i.lo, i.hi, i.value]);
+    let (mut lo, mut hi) = (1.0f64, 1.0f64);
+    for v in vals.filter(|v| v.is_finite() && *v > 0.0) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    // Room on both sides for the value labels.
+    let (lo, hi) = (lo / 1.8, hi * 1.8);
+    let svg = grouped(
+        name,
+        &GroupedSpec {
+            title: &title,
+            x_desc: "ratio = backend median / native median (log scale; native = 1). ↑: higher is better, ↓: lower is better",
+            groups: &groups,
+            points: true,
+            reference: Some(1.0),
+        },
+        (lo..hi).log_scale(),
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory per instance.
+
+/// Groups of host memory metrics that add up to one sandbox, in order of preference: a backend
+/// is drawn with the first group it has any metric of, so nothing is counted twice.
+const MEMORY_GROUPS: [&[(&str, &str)]; 4] = [
+    &[
+        ("host.guest_ram_touched", "guest RAM touched"),
+        ("host.vmm_overhead", "VMM overhead"),
+    ],
+    &[
+        ("host.mem_anon", "anonymous memory"),
+        ("host.mem_file", "page cache (file)"),
+        ("host.mem_kernel", "kernel memory"),
+    ],
+    &[("host.peak_rss", "peak RSS")],
+    &[("host.peak_memory", "peak memory (cgroup)")],
+];
+
+fn memory(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    let is_mem = |m: &str| MEMORY_GROUPS.iter().any(|g| g.iter().any(|(n, _)| *n == m));
+    // The idle sandbox (noop) if it was measured, else the first workload with memory metrics.
+    let workload = view
+        .workloads
+        .iter()
+        .filter(|w| {
+            count_samples(view)
+                .any(|s| &s.workload == *w && s.metrics.iter().any(|m| is_mem(&m.name)))
+        })
+        .min_by_key(|w| kind_of(view, w) != "noop")
+        .cloned();
+    let Some(workload) = workload else {
+        return Ok(Err("no sample has host memory metrics".into()));
+    };
+    let samples: Vec<&Sample> = count_samples(view)
+        .filter(|s| s.workload == workload)
+        .collect();
+    let labels = sorted_labels(samples.iter().map(|s| backend_label(s)));
+    let mut rows = Vec::new();
+    for label in labels {
+        let mine: Vec<&Sample> = samples
+            .iter()
+            .copied()
+            .filter(|s| backend_label(s) == label)
+            .collect();
+        let values = |metric: &str| -> Vec<f64> {
+            mine.iter()
+                .filter_map(|s| s.metrics.iter().find(|m| m.name == metric))
+                .filter_map(|m| to_mib(m.value, &m.unit))
+                .collect()
+        };
+        let Some(group) = MEMORY_GROUPS
+            .iter()
+            .find(|g| g.iter().any(|(n, _)| !values(n).is_empty()))
+        else {
+            continue;
+        };
+        let segments: Vec<(String, f64)> = group
+            .iter()
+            .filter_map(|(n, human)| median(&values(n)).map(|v| ((*human).to_string(), v)))
+            .collect();
+        rows.push(StackRow {
+            n: Some(mine.len()),
+            swatch: Some(backend_colour(&label)),
+            label,
+            segments,
+        });
+    }
+    if rows.is_empty() {
+        return Ok(Err(
+            "no sample has host memory metrics in a size unit".into()
+        ));
+    }
+    let title = format!("Host memory per instance ({workload} workload, medians across trials)");
+    let svg = stacked(
+        name,
+        &title,
+        "memory on the host for one sandbox (MiB)",
+        "MiB",
+        rows,
+        "component:",
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// I/O latency.
+
+fn is_percentile(metric: &str) -> bool {
+    ["_p50", "_p90", "_p99", "_p999"]
+        .iter()
+        .any(|p| metric.ends_with(p))
+}
+
+fn io_latency(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut unit = String::new();
+    for r in &view.summary.rows {
+        if !kind_of(view, &r.workload).starts_with("io")
+            || !is_percentile(&r.metric)
+            || r.backend.ends_with("(emulated)")
+        {
+            continue;
+        }
+        if unit.is_empty() {
+            unit = r.unit.clone();
+        } else if unit != r.unit {
+            continue; // one axis, one unit
+        }
+        let label = format!("{} · {}", r.workload, r.metric);
+        if groups.last().map(|g| &g.label) != Some(&label) {
+            groups.push(Group {
+                label,
+                items: Vec::new(),
+            });
+        }
+        if let Some(g) = groups.last_mut() {
+            g.items.push(Item {
+                backend: r.backend.clone(),
+                value: r.median.median,
+                lo: r.median.lo,
+                hi: r.median.hi,
+            });
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Err(
+            "no I/O workload reported latency percentiles (metrics ending in _p50/_p99)".into(),
+        ));
+    }
+    let hi = groups
+        .iter()
+        .flat_map(|g| g.items.iter())
+        .map(|i| i.hi.max(i.value))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let title = format!(
+        "I/O latency percentiles per backend (median across trials, {:.0}% whiskers)",
+        LEVEL * 100.0
+    );
+    let x_desc = format!("latency ({unit}; lower is better)");
+    let svg = grouped(
+        name,
+        &GroupedSpec {
+            title: &title,
+            x_desc: &x_desc,
+            groups: &groups,
+            points: false,
+            reference: None,
+        },
+        0.0..(if hi > 0.0 { hi * 1.15 } else { 1.0 }),
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// VM exits.
+
+/// (workload position, backend rank, workload, backend label): the order of the exit rows.
+type ExitRowKey = (usize, usize, String, String);
+
+fn exits(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    let reason_of = |m: &str| -> Option<String> {
+        let r = m
+            .strip_prefix("host.")
+            .unwrap_or(m)
+            .strip_prefix("exits.")?;
+        (r != "total" && !r.starts_with("to_")).then(|| r.to_owned())
+    };
+    // (workload, label) -> reason -> values; totals as a fallback when no reasons exist.
+    let mut by: BTreeMap<ExitRowKey, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+    for s in count_samples(view) {
+        let label = backend_label(s);
+        let wpos = view
+            .workloads
+            .iter()
+            .position(|w| *w == s.workload)
+            .unwrap_or(usize::MAX);
+        for m in &s.metrics {
+            let reason = match reason_of(&m.name) {
+                Some(r) => r,
+                None if m.name.ends_with("exits.total") => "total".to_owned(),
+                None => continue,
+            };
+            *totals.entry(reason.clone()).or_default() += m.value;
+            by.entry((
+                wpos,
+                backend_rank(&label),
+                s.workload.clone(),
+                label.clone(),
+            ))
+            .or_default()
+            .entry(reason)
+            .or_default()
+            .push(m.value);
+        }
+    }
+    if by.is_empty() {
+        return Ok(Err(
+            "no sample has VM exit counts (metrics named exits.*)".into()
+        ));
+    }
+    let has_reasons = totals.keys().any(|k| k != "total");
+    // The seven most frequent reasons by name, the rest as "other".
+    let mut ranked: Vec<(&String, &f64)> = totals
+        .iter()
+        .filter(|(k, _)| has_reasons != (*k == "total"))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(a.1));
+    let top: Vec<String> = ranked.iter().take(7).map(|(k, _)| (*k).clone()).collect();
+    let mut rows = Vec::new();
+    for ((_, _, workload, label), reasons) in by {
+        let mut segs: Vec<(String, f64)> = Vec::new();
+        let mut other = 0.0;
+        for (reason, vals) in reasons {
+            if has_reasons && reason == "total" {
+                continue;
+            }
+            let v = median(&vals).unwrap_or(0.0);
+            if top.contains(&reason) {
+                segs.push((reason, v));
+            } else {
+                other += v;
+            }
+        }
+        segs.sort_by_key(|(r, _)| top.iter().position(|t| t == r).unwrap_or(usize::MAX));
+        if other > 0.0 {
+            segs.push(("other".into(), other));
+        }
+        rows.push(StackRow {
+            n: None,
+            swatch: Some(backend_colour(&label)),
+            label: format!("{workload} · {label}"),
+            segments: segs,
+        });
+    }
+    let title = "VM exits per trial, by exit reason (median across trials)".to_owned();
+    let svg = stacked(
+        name,
+        &title,
+        "exits to the VMM during one trial (boot, workload and shutdown)",
+        "exits",
+        rows,
+        "exit reason:",
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing: stacked horizontal bars.
+
+struct StackRow {
+    label: String,
+    /// Samples behind the medians, shown after the total.
+    n: Option<usize>,
+    swatch: Option<RGBColor>,
+    segments: Vec<(String, f64)>,
+}
+
+/// Left margin wide enough for the longest row label (plus the backend swatch).
+fn label_area(labels: impl Iterator<Item = usize>) -> u32 {
+    let longest = labels.max().unwrap_or(8) as f64;
+    ((longest * 13.0 * 0.56) as u32 + 40).clamp(110, 430)
+}
+
+/// Draws a legend of (text, colour) entries from `(x, y)` across the width, wrapping lines, and
+/// returns the height used.
+fn legend_height(title: &str, entries: &[(String, RGBColor)]) -> u32 {
+    let mut x = 20 + text_w(title, 13) + 10;
+    let mut lines = 1;
+    for (t, _) in entries {
+        let w = 18 + text_w(t, 13) + 16;
+        if x + w > WIDTH as i32 - 10 {
+            lines += 1;
+            x = 20;
+        }
+        x += w;
+    }
+    lines * 20 + 10
+}
+
+fn draw_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    y0: i32,
+    title: &str,
+    entries: &[(String, RGBColor)],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    root.draw(&Text::new(title.to_owned(), (20, y0), style.clone()))?;
+    let mut x = 20 + text_w(title, 13) + 10;
+    let mut y = y0;
+    for (t, c) in entries {
+        let w = 18 + text_w(t, 13) + 16;
+        if x + w > WIDTH as i32 - 10 {
+            y += 20;
+            x = 20;
+        }
+        root.draw(&Rectangle::new([(x, y - 6), (x + 12, y + 6)], c.filled()))?;
+        root.draw(&Rectangle::new(
+            [(x, y - 6), (x + 12, y + 6)],
+            BLACK.mix(0.5),
+        ))?;
+        root.draw(&Text::new(t.clone(), (x + 18, y), style.clone()))?;
+        x += w;
+    }
+    Ok(())
+}
+
+/// Row labels left of the plotting area, each with an optional backend colour swatch.
+fn draw_row_label<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    (px, py): (i32, i32),
+    label: &str,
+    swatch: Option<RGBColor>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    let right = if let Some(c) = swatch {
+        root.draw(&Rectangle::new(
+            [(px - 16, py - 6), (px - 6, py + 6)],
+            c.filled(),
+        ))?;
+        px - 22
+    } else {
+        px - 8
+    };
+    root.draw(&Text::new(label.to_owned(), (right, py), style))
+}
+
+fn stacked(
+    name: &str,
+    title: &str,
+    x_desc: &str,
+    unit: &str,
+    rows: Vec<StackRow>,
+    legend_title: &str,
+) -> Result<String, ReportError> {
+    let err = chart_err(name);
+    // Segment names in first-seen order give the legend and the colours.
+    let mut names: Vec<String> = Vec::new();
+    for r in &rows {
+        for (n, _) in &r.segments {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    let colour = |n: &str| segment_colour(names.iter().position(|x| x == n).unwrap_or(0));
+    let legend: Vec<(String, RGBColor)> = names.iter().map(|n| (n.clone(), colour(n))).collect();
+    let total_max = rows
+        .iter()
+        .map(|r| r.segments.iter().map(|s| s.1.max(0.0)).sum::<f64>())
+        .fold(0.0f64, f64::max);
+    let x_max = if total_max > 0.0 {
+        total_max * 1.18
+    } else {
+        1.0
+    };
+    let n = rows.len();
+    let legend_h = legend_height(legend_title, &legend);
+    let height = 50 + n as u32 * (ROW_H + 10) + 55 + legend_h;
+    let left = label_area(rows.iter().map(|r| r.label.chars().count() + 3));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let (top, bottom) = root.split_vertically(height - legend_h);
+        let mut chart = ChartBuilder::on(&top)
+            .caption(title, (FONT, 17))
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(48)
+            .y_label_area_size(left)
+            .build_cartesian_2d(0.0..x_max, 0.0..n as f64)
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc(x_desc)
+            .x_label_formatter(&|v| short(*v))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 13))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(&err)?;
+        for (i, r) in rows.iter().enumerate() {
+            // Row 0 at the top.
+            let y_hi = (n - i) as f64 - 0.15;
+            let y_lo = (n - i - 1) as f64 + 0.15;
+            let mut x = 0.0;
+            for (seg, v) in &r.segments {
+                let v = v.max(0.0);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x, y_lo), (x + v, y_hi)],
+                        colour(seg).filled(),
+                    )))
+                    .map_err(&err)?;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x, y_lo), (x + v, y_hi)],
+                        WHITE.stroke_width(1),
+                    )))
+                    .map_err(&err)?;
+                x += v;
+            }
+            let (px, py) = chart.backend_coord(&(x, (y_lo + y_hi) / 2.0));
+            root.draw(&Text::new(
+                match r.n {
+                    Some(n) => format!("{} {unit} (n = {n})", short(x)),
+                    None => format!("{} {unit}", short(x)),
+                },
+                (px + 6, py),
+                TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(&err)?;
+            let (lx, ly) = chart.backend_coord(&(0.0, (y_lo + y_hi) / 2.0));
+            draw_row_label(&root, (lx, ly), &r.label, r.swatch).map_err(&err)?;
+        }
+        let (_, by) = bottom.get_base_pixel();
+        draw_legend(&root, by + 10, legend_title, &legend).map_err(&err)?;
+        root.present().map_err(&err)?;
+    }
+    Ok(svg)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing: groups of per-backend bars or points with whiskers.
+
+struct Item {
+    backend: String,
+    value: f64,
+    lo: f64,
+    hi: f64,
+}
+
+struct Group {
+    label: String,
+    items: Vec<Item>,
+}
+
+struct GroupedSpec<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    groups: &'a [Group],
+    /// Points with whiskers (ratios) instead of bars with whiskers.
+    points: bool,
+    /// A vertical reference line (1 for ratios).
+    reference: Option<f64>,
+}
+
+fn grouped<XR>(name: &str, spec: &GroupedSpec<'_>, x_range: XR) -> Result<String, ReportError>
+where
+    XR: AsRangedCoord<Value = f64>,
+    XR::CoordDescType: ValueFormatter<f64>,
+{
+    let err = chart_err(name);
+    let backends = sorted_labels(
+        spec.groups
+            .iter()
+            .flat_map(|g| g.items.iter().map(|i| i.backend.clone())),
+    );
+    let mut legend: Vec<(String, RGBColor)> = backends
+        .iter()
+        .map(|b| (b.clone(), backend_colour(b)))
+        .collect();
+    if spec.reference.is_some() {
+        legend.push(("native (= 1)".into(), BLACK));
+    }
+    let per = backends.len().max(1);
+    let group_h = (per as u32 * 14 + 14).max(ROW_H + 6);
+    let n = spec.groups.len();
+    let legend_h = legend_height("backend:", &legend);
+    let height = 50 + n as u32 * group_h + 70 + legend_h;
+    let left = label_area(spec.groups.iter().map(|g| g.label.chars().count()));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(&err)?;
+        let (top, bottom) = root.split_vertically(height - legend_h);
+        let mut chart = ChartBuilder::on(&top)
+            .caption(spec.title, (FONT, 17))
+            .margin(12)
+            .margin_right(24)
+            .x_label_area_size(48)
+            .y_label_area_size(left)
+            .build_cartesian_2d(x_range, 0.0..n as f64)
+            .map_err(&err)?;
+        chart
+            .configure_mesh()
+            .y_labels(0)
+            .disable_y_mesh()
+            .x_desc(spec.x_desc)
+            .x_label_formatter(&|v| short(*v))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 13))
+            .light_line_style(BLACK.mix(0.05))
+            .bold_line_style(BLACK.mix(0.15))
+            .draw()
+            .map_err(&err)?;
+        let x_lo = chart.x_range().start;
+        // Light bands behind every other group help the eye along a row.
+        for i in (0..n).step_by(2) {
+            let y0 = (n - i - 1) as f64;
+            let x_end = chart.x_range().end;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x_lo, y0), (x_end, y0 + 1.0)],
+                    BLACK.mix(0.035).filled(),
+                )))
+                .map_err(&err)?;
+        }
+        if let Some(r) = spec.reference {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(r, 0.0), (r, n as f64)],
+                    BLACK.stroke_width(1),
+                )))
+                .map_err(&err)?;
+        }
+        for (i, g) in spec.groups.iter().enumerate() {
+            let base = (n - i - 1) as f64;
+            let (lx, ly) = chart.backend_coord(&(x_lo, base + 0.5));
+            draw_row_label(&root, (lx, ly), &g.label, None).map_err(&err)?;
+            for item in &g.items {
+                let slot = backends
+                    .iter()
+                    .position(|b| *b == item.backend)
+                    .unwrap_or(0);
+                // Slots top to bottom inside the group.
+                let y = base + 1.0 - (slot as f64 + 1.0) / (per as f64 + 1.0);
+                let c = backend_colour(&item.backend);
+                let bar_half = 0.42 / (per as f64 + 1.0);
+                if !spec.points {
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [(x_lo, y - bar_half), (item.value.max(x_lo), y + bar_half)],
+                            c.filled(),
+                        )))
+                        .map_err(&err)?;
+                }
+                let cap = bar_half * 0.8;
+                let whisker = if spec.points { c } else { BLACK };
+                if item.lo.is_finite() && item.hi.is_finite() {
+                    chart
+                        .draw_series([
+                            PathElement::new(
+                                vec![(item.lo, y), (item.hi, y)],
+                                whisker.stroke_width(2),
+                            ),
+                            PathElement::new(
+                                vec![(item.lo, y - cap), (item.lo, y + cap)],
+                                whisker.stroke_width(2),
+                            ),
+                            PathElement::new(
+                                vec![(item.hi, y - cap), (item.hi, y + cap)],
+                                whisker.stroke_width(2),
+                            ),
+                        ])
+                        .map_err(&err)?;
+                }
+                if spec.points {
+                    chart
+                        .draw_series(std::iter::once(Circle::new((item.value, y), 5, c.filled())))
+                        .map_err(&err)?;
+                }
+                // Labels of points left of the reference line go on the left, so they do not
+                // cross it.
+                let left_side = spec.reference.is_some_and(|r| item.value < r);
+                let (px, py, hpos) = if left_side {
+                    let (px, py) = chart.backend_coord(&(item.lo.min(item.value), y));
+                    (px - 6, py, HPos::Right)
+                } else {
+                    let (px, py) = chart.backend_coord(&(item.hi.max(item.value), y));
+                    (px + 6, py, HPos::Left)
+                };
+                let text = if spec.points {
+                    format!("{}x", ratio_text(item.value))
+                } else {
+                    short(item.value)
+                };
+                root.draw(&Text::new(
+                    text,
+                    (px, py),
+                    TextStyle::from((FONT, 11).into_font()).pos(Pos::new(hpos, VPos::Center)),
+                ))
+                .map_err(&err)?;
+            }
+        }
+        let (_, by) = bottom.get_base_pixel();
+        draw_legend(&root, by + 10, "backend:", &legend).map_err(&err)?;
+        root.present().map_err(&err)?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,296 @@
+//! The methodology paragraph and the caveats, written from the run itself, and the environment
+//! facts every format prints.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::{backend_label, backend_rank, status_word, View};
+use crate::stats::BOOTSTRAP_RESAMPLES;
+use crate::summary::LEVEL;
+
+/// One failed measured trial, for the failure lists.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FailedTrial {
+    pub trial: usize,
+    pub backend: String,
+    pub workload: String,
+    pub repetition: u32,
+    pub reason: String,
+}
+
+pub(crate) fn failed_trials(view: &View<'_>) -> Vec<FailedTrial> {
+    view.failed()
+        .map(|s| FailedTrial {
+            trial: s.trial,
+            backend: backend_label(s),
+            workload: s.workload.clone(),
+            repetition: s.repetition,
+            reason: s
+                .failure
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn list(items: &[String]) -> String {
+    match items {
+        [] => "none".into(),
+        [a] => a.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Backend labels that have at least one stored measured sample, in display order.
+pub(crate) fn backends_present(view: &View<'_>) -> Vec<String> {
+    let set: BTreeSet<String> = view
+        .run
+        .samples
+        .iter()
+        .filter(|s| !s.warmup)
+        .map(backend_label)
+        .collect();
+    let mut v: Vec<String> = set.into_iter().collect();
+    v.sort_by_key(|b| (backend_rank(b), b.clone()));
+    v
+}
+
+/// The methodology paragraph, from the run's own numbers.
+pub(crate) fn paragraph(view: &View<'_>) -> String {
+    let m = view.manifest();
+    let measured = view.summary.measured_samples;
+    let failed = view.failed().count();
+    let emulated = view
+        .run
+        .samples
+        .iter()
+        .filter(|s| !s.warmup && s.emulated)
+        .count();
+    let ok = view
+        .run
+        .samples
+        .iter()
+        .filter(|s| s.is_measured_ok())
+        .count();
+    let backends = backends_present(view);
+    let workloads = view
+        .workloads
+        .iter()
+        .filter(|w| view.run.samples.iter().any(|s| &s.workload == *w))
+        .count();
+    let mut p = format!(
+        "Run {} measured {} of {} on {} ({} planned per backend and workload), \
+         after {} per backend and workload ({} stored but not summarised). ",
+        m.run_id,
+        plural(measured, "trial", "trials"),
+        plural(workloads, "workload", "workloads"),
+        list(&backends),
+        plural(m.suite.reps as usize, "repetition", "repetitions"),
+        plural(m.suite.warmup as usize, "warm-up round", "warm-up rounds"),
+        plural(
+            view.summary.warmup_samples,
+            "warm-up sample",
+            "warm-up samples"
+        ),
+    );
+    p.push_str(&format!(
+        "{ok} produced a result that enters the statistics; {failed} failed and {emulated} ran in an \
+         emulated machine (both are listed, neither is summarised as performance). "
+    ));
+    p.push_str(&format!(
+        "In every repetition each workload ran once per backend, the backends in an order shuffled \
+         anew (seed {}), so slow drift of the host falls on all backends alike. ",
+        m.seed
+    ));
+    p.push_str(&format!(
+        "Each figure is the median of its samples with a distribution-free {:.0}% confidence interval \
+         from order statistics (binomial ranks; no normality is assumed; with fewer than 6 samples \
+         {:.0}% is out of reach and min..max is given with its actual coverage). Ratios to native are \
+         median(backend) / median(native) with a {:.0}% percentile-bootstrap interval \
+         ({BOOTSTRAP_RESAMPLES} resamples, fixed seed, so every number can be recomputed from \
+         samples.jsonl). ",
+        LEVEL * 100.0,
+        LEVEL * 100.0,
+        LEVEL * 100.0
+    ));
+    p.push_str(&format!(
+        "Sandbox size: {} MiB of memory and {} for container and VM alike. \
+         Host: {} ({}, {}, {} MiB), kernel {}, {}, cgroups {:?}.",
+        m.suite.limits.memory_mib,
+        plural(m.suite.limits.vcpus as usize, "CPU", "CPUs"),
+        m.host.hostname,
+        m.host.cpu_model,
+        plural(m.host.cores, "core", "cores"),
+        m.host.memory_mib,
+        m.host.kernel,
+        m.host.kvm.describe(),
+        m.host.cgroups
+    ));
+    p
+}
+
+/// Everything a reader must know before trusting a number of this run.
+pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
+    let m = view.manifest();
+    let mut c = Vec::new();
+    if view.is_partial() {
+        c.push(format!(
+            "Partial run: status {}, {} of {} planned trials stored. The figures use the samples that \
+             exist; some backends or workloads may have fewer repetitions than planned.",
+            status_word(m.status),
+            view.run.samples.len(),
+            m.planned_trials
+        ));
+    }
+    if view.run.torn_tail {
+        c.push(
+            "The last line of samples.jsonl was incomplete (the run was killed while writing it) \
+             and was skipped."
+                .into(),
+        );
+    }
+    let present = backends_present(view);
+    for b in &m.suite.backends {
+        let name = b.name();
+        let has = present
+            .iter()
+            .any(|p| p == name || p.starts_with(&format!("{name} ")));
+        let ok = view
+            .run
+            .samples
+            .iter()
+            .any(|s| s.backend == name && s.is_measured_ok());
+        if !has {
+            let why = m
+                .backends
+                .get(name)
+                .and_then(|st| st.note.clone())
+                .unwrap_or_else(|| "no trial of it was stored".into());
+            c.push(format!("Backend {name} has no samples in this run: {why}."));
+        } else if !ok
+            && !view
+                .run
+                .samples
+                .iter()
+                .any(|s| s.backend == name && s.emulated)
+        {
+            c.push(format!(
+                "Backend {name} produced no successful measured trial; it appears only in the failure list."
+            ));
+        }
+    }
+    let emulated = view
+        .run
+        .samples
+        .iter()
+        .filter(|s| !s.warmup && s.emulated)
+        .count();
+    if emulated > 0 {
+        c.push(format!(
+            "{} ran the VM inside an emulated machine (no hardware virtualization). They are \
+             labelled \"vm (emulated)\", have no ratio to native, and are left out of the timing \
+             charts: they show that the VM works and what it counts (memory, exits), not how fast \
+             it is.",
+            plural(emulated, "sample", "samples")
+        ));
+    }
+    if view
+        .summary
+        .rows
+        .iter()
+        .any(|r| r.median.coverage + 1e-9 < LEVEL)
+    {
+        c.push(format!(
+            "Some figures rest on fewer than 6 samples: their interval is min..max and covers the \
+             median with less than {:.0}% probability (marked *).",
+            LEVEL * 100.0
+        ));
+    }
+    for f in &view.summary.failures {
+        c.push(format!(
+            "{} of {} on {} produced no result: {}.",
+            plural(f.count, "trial", "trials"),
+            f.workload,
+            f.backend,
+            f.reason
+        ));
+    }
+    c
+}
+
+/// Environment facts as (label, value) pairs, for the manifest tables.
+pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
+    let m = view.manifest();
+    let h = &m.host;
+    let mut v: Vec<(String, String)> = vec![
+        ("run".into(), m.run_id.clone()),
+        ("status".into(), status_word(m.status).into()),
+        ("started".into(), m.started_at.clone()),
+        (
+            "ended".into(),
+            m.ended_at.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "wall time".into(),
+            m.wall_s.map_or_else(|| "-".into(), |w| format!("{w:.1} s")),
+        ),
+        ("host".into(), h.hostname.clone()),
+        ("kernel".into(), h.kernel.clone()),
+        ("CPU".into(), format!("{} ({} cores)", h.cpu_model, h.cores)),
+        ("memory".into(), format!("{} MiB", h.memory_mib)),
+        (
+            "CPU governor".into(),
+            h.cpu_governor
+                .clone()
+                .unwrap_or_else(|| "not readable".into()),
+        ),
+        ("KVM".into(), h.kvm.describe().into()),
+        ("cgroups".into(), format!("{:?}", h.cgroups)),
+        ("host boot_id".into(), h.boot_id.clone()),
+        (
+            "isolab".into(),
+            format!("{} ({})", m.isolab_version, m.git_commit),
+        ),
+        ("agent sha256".into(), m.agent_sha256.clone()),
+        ("suite".into(), m.suite.source.clone()),
+        (
+            "repetitions / warm-up".into(),
+            format!("{} / {}", m.suite.reps, m.suite.warmup),
+        ),
+        (
+            "sandbox".into(),
+            format!(
+                "{} MiB, {} vCPU, {} pids",
+                m.suite.limits.memory_mib, m.suite.limits.vcpus, m.suite.limits.pids_max
+            ),
+        ),
+        ("shuffle seed".into(), m.seed.to_string()),
+        (
+            "trials stored / planned".into(),
+            format!("{} / {}", view.run.samples.len(), m.planned_trials),
+        ),
+        ("command".into(), m.command.join(" ")),
+    ];
+    for (name, st) in &m.backends {
+        let mut val = if st.available {
+            "available".to_string()
+        } else {
+            "unavailable".to_string()
+        };
+        if let Some(n) = &st.note {
+            val.push_str(": ");
+            val.push_str(n);
+        }
+        for (k, f) in &st.facts {
+            val.push_str(&format!("; {k}={f}"));
+        }
+        v.push((format!("backend {name}"), val));
+    }
+    v
+}

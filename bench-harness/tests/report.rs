@@ -1,0 +1,693 @@
+//! Reports, charts and comparisons on synthetic runs with every backend, emulated VM samples,
+//! failed trials, partial runs and missing backends.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bench_harness::backend::{BackendKind, Phase, TrialFailure};
+use bench_harness::host::{CgroupLayout, KvmFlavour};
+use bench_harness::manifest::{BackendState, HostInfo, Manifest, RunStatus};
+use bench_harness::report::{
+    build_charts, compare, render_report, write_charts, CompareFormat, ReportFormat,
+};
+use bench_harness::sample::Sample;
+use bench_harness::store::StoredRun;
+use bench_harness::suite::Suite;
+use workloads::Metric;
+
+const SUITE: &str = r#"
+reps = 8
+warmup = 1
+backends = ["native", "container", "vm"]
+[[workload]]
+kind = "noop"
+[[workload]]
+kind = "cpu"
+[[workload]]
+kind = "io-rand"
+[[workload]]
+kind = "io-fsync"
+"#;
+
+fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Manifest {
+    let mut backends = BTreeMap::new();
+    for b in ["native", "container", "vm"] {
+        backends.insert(
+            b.to_string(),
+            BackendState {
+                available: true,
+                note: None,
+                facts: BTreeMap::new(),
+            },
+        );
+    }
+    Manifest {
+        run_id: run_id.into(),
+        started_at: "2026-11-26T07:00:00Z".into(),
+        ended_at: Some("2026-11-26T07:10:00Z".into()),
+        wall_s: Some(600.0),
+        status,
+        isolab_version: "0.1.0".into(),
+        git_commit: "abc123".into(),
+        command: vec!["isolab".into(), "run".into()],
+        agent_sha256: "00ff".into(),
+        agent_path: "/x/isolab-agent".into(),
+        host: HostInfo {
+            hostname: "testhost".into(),
+            kernel: kernel.into(),
+            cpu_model: "Test CPU @ 3 GHz".into(),
+            cores: 2,
+            memory_mib: 4096,
+            cpu_governor: None,
+            kvm: KvmFlavour::HardwareIntel,
+            cgroups: CgroupLayout::V2,
+            boot_id: "b00t".into(),
+        },
+        suite: Suite::parse(SUITE, "test suite").unwrap(),
+        seed: 42,
+        planned_trials: planned,
+        backends,
+    }
+}
+
+/// Deterministic jitter of ±2% around `v`.
+fn jit(v: f64, rep: u32) -> f64 {
+    v * (1.0 + 0.01 * (f64::from((rep * 7) % 5) - 2.0))
+}
+
+fn ms(x: f64) -> u64 {
+    (x * 1e6) as u64
+}
+
+fn timeline(backend: &str) -> Vec<Phase> {
+    let phases: &[(&str, f64)] = match backend {
+        "native" => &[
+            ("start", 0.0),
+            ("spawned", 0.6),
+            ("agent_ready", 1.1),
+            ("workload_start", 1.15),
+            ("workload_end", 1.2),
+            ("exited", 1.5),
+            ("cleaned_up", 1.6),
+        ],
+        "container" => &[
+            ("start", 0.0),
+            ("clone_returned", 2.5),
+            ("agent_ready", 9.0),
+            ("workload_start", 9.05),
+            ("workload_end", 9.1),
+            ("exited", 9.8),
+            ("cleaned_up", 14.0),
+        ],
+        _ => &[
+            ("start", 0.0),
+            ("first_kvm_run", 4.0),
+            ("agent_ready", 95.0),
+            ("workload_start", 95.1),
+            ("workload_end", 95.2),
+            ("exited", 101.0),
+            ("cleaned_up", 103.0),
+        ],
+    };
+    phases
+        .iter()
+        .map(|(n, t)| Phase {
+            name: (*n).into(),
+            at_ns: ms(*t),
+        })
+        .collect()
+}
+
+fn metrics(backend: &str, kind: &str, rep: u32, emulated: bool) -> Vec<Metric> {
+    let slow = match (backend, emulated) {
+        (_, true) => 20.0,
+        ("native", _) => 1.0,
+        ("container", _) => 1.03,
+        _ => 1.15,
+    };
+    let mut m = Vec::new();
+    match kind {
+        "noop" => {
+            let start = match backend {
+                "native" => 1.1,
+                "container" => 9.0,
+                _ => 95.0,
+            };
+            m.push(Metric::lower(
+                "host.start_to_ready",
+                "ms",
+                jit(start * slow, rep),
+            ));
+            match backend {
+                "native" => m.push(Metric::lower("host.peak_rss", "MiB", jit(2.0, rep))),
+                "container" => {
+                    m.push(Metric::lower("host.peak_memory", "MiB", jit(6.0, rep)));
+                    m.push(Metric::lower("host.mem_anon", "MiB", jit(1.5, rep)));
+                    m.push(Metric::lower("host.mem_file", "MiB", jit(3.0, rep)));
+                    m.push(Metric::lower("host.mem_kernel", "MiB", jit(0.8, rep)));
+                }
+                _ => {
+                    m.push(Metric::lower("host.vmm_overhead", "MiB", jit(7.0, rep)));
+                    m.push(Metric::lower(
+                        "host.guest_ram_touched",
+                        "MiB",
+                        jit(38.0, rep),
+                    ));
+                    m.push(Metric::lower("exits.total", "exits", 5200.0));
+                    m.push(Metric::lower("exits.io_out.serial", "exits", 3000.0));
+                    m.push(Metric::lower("exits.mmio_write", "exits", 1200.0));
+                    m.push(Metric::lower("exits.hlt", "exits", 800.0));
+                    m.push(Metric::lower("exits.io_in", "exits", 200.0));
+                    m.push(Metric::lower("exits.to_agent_start", "exits", 4000.0));
+                }
+            }
+        }
+        "cpu" => {
+            m.push(Metric::higher(
+                "sha256_throughput",
+                "MB/s",
+                jit(500.0 / slow, rep),
+            ));
+            m.push(Metric::higher(
+                "matmul_gflops",
+                "GFLOP/s",
+                jit(2.0 / slow, rep),
+            ));
+            if backend == "vm" {
+                m.push(Metric::lower("exits.total", "exits", 900.0));
+                m.push(Metric::lower("exits.io_out.serial", "exits", 700.0));
+                m.push(Metric::lower("exits.hlt", "exits", 200.0));
+            }
+        }
+        "io-rand" => {
+            m.push(Metric::higher(
+                "rand_read_iops",
+                "IOPS",
+                jit(9000.0 / slow, rep),
+            ));
+            m.push(Metric::lower("rand_read_p50", "µs", jit(110.0 * slow, rep)));
+            m.push(Metric::lower("rand_read_p99", "µs", jit(400.0 * slow, rep)));
+        }
+        "io-fsync" => {
+            m.push(Metric::lower("fsync_p50", "µs", jit(900.0 * slow, rep)));
+            m.push(Metric::lower("fsync_p99", "µs", jit(2500.0 * slow, rep)));
+        }
+        _ => {}
+    }
+    m.push(Metric::lower("host.wall", "ms", jit(10.0 * slow, rep)));
+    m
+}
+
+fn sample(trial: usize, backend: &str, kind: &str, rep: u32, warmup: bool) -> Sample {
+    Sample {
+        trial,
+        backend: backend.into(),
+        workload: kind.into(),
+        kind: kind.into(),
+        repetition: rep,
+        warmup,
+        started_at: "2026-11-26T07:00:01Z".into(),
+        failure: None,
+        emulated: false,
+        metrics: metrics(backend, kind, rep, false),
+        timeline: timeline(backend),
+        agent: None,
+        log_tail: None,
+    }
+}
+
+/// A full run: warm-up, 8 repetitions on three backends, 3 emulated VM samples per workload,
+/// two failed container trials and one VM timeout.
+fn full_run(run_id: &str, kernel: &str) -> StoredRun {
+    let kinds = ["noop", "cpu", "io-rand", "io-fsync"];
+    let mut samples = Vec::new();
+    let mut t = 0;
+    let mut push = |s: Sample, samples: &mut Vec<Sample>| {
+        let mut s = s;
+        s.trial = t;
+        t += 1;
+        samples.push(s);
+    };
+    for k in kinds {
+        for b in ["native", "container", "vm"] {
+            push(sample(0, b, k, 0, true), &mut samples);
+        }
+    }
+    for rep in 0..8 {
+        for k in kinds {
+            for b in ["native", "container", "vm"] {
+                let mut s = sample(0, b, k, rep, false);
+                if b == "container" && k == "io-fsync" && rep < 2 {
+                    s.failure = Some(TrialFailure::WorkloadError {
+                        message: "fsync: Invalid argument, O_DIRECT on overlay".into(),
+                    });
+                    s.metrics.clear();
+                    s.log_tail = Some("fsync failed".into());
+                }
+                if b == "vm" && k == "cpu" && rep == 7 {
+                    s.failure = Some(TrialFailure::Timeout { after_s: 120.0 });
+                    s.metrics = vec![Metric::lower("host.wall", "ms", 120_000.0)];
+                }
+                push(s, &mut samples);
+            }
+        }
+    }
+    for rep in 0..3 {
+        for k in kinds {
+            let mut s = sample(0, "vm", k, rep, false);
+            s.emulated = true;
+            s.metrics = metrics("vm", k, rep, true);
+            push(s, &mut samples);
+        }
+    }
+    let n = samples.len();
+    StoredRun {
+        dir: PathBuf::from("/results/").join(run_id),
+        manifest: manifest(run_id, kernel, RunStatus::Complete, n),
+        samples,
+        torn_tail: false,
+    }
+}
+
+const ALL: [ReportFormat; 6] = [
+    ReportFormat::Term,
+    ReportFormat::Md,
+    ReportFormat::Html,
+    ReportFormat::Csv,
+    ReportFormat::Latex,
+    ReportFormat::Json,
+];
+
+fn parse_xml(text: &str) {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    if let Err(e) = roxmltree::Document::parse_with_options(text, opts) {
+        let line = e.pos().row as usize;
+        let context: Vec<&str> = text.lines().skip(line.saturating_sub(3)).take(5).collect();
+        panic!("not well-formed XML: {e}\n{}", context.join("\n"));
+    }
+}
+
+#[test]
+fn html_and_every_svg_are_well_formed_and_say_what_matters() {
+    let run = full_run("full-1", "6.1.0-test");
+    let html = render_report(&run, ReportFormat::Html).unwrap();
+    parse_xml(&html);
+    let doc = roxmltree::Document::parse_with_options(
+        &html,
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let svgs = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "svg")
+        .count();
+    let (charts, notes) = build_charts(&run).unwrap();
+    assert_eq!(charts.len(), 5, "every chart has data here: {notes:?}");
+    assert_eq!(svgs, 5);
+    for c in &charts {
+        parse_xml(&c.svg);
+        assert!(c.svg.contains("<svg"), "{}", c.name);
+    }
+    // Methodology from the run itself, caveats, failures, environment.
+    let measured = run.samples.iter().filter(|s| !s.warmup).count();
+    assert!(
+        html.contains(&format!("measured {measured} trials")),
+        "{html}"
+    );
+    assert!(html.contains("shuffled"));
+    assert!(html.contains("order statistics"));
+    assert!(html.contains("vm (emulated)"));
+    assert!(html.contains("12 samples ran the VM inside an emulated machine"));
+    assert!(html.contains("O_DIRECT on overlay"));
+    assert!(html.contains("killed: timeout after 120.0 s"));
+    assert!(html.contains("Test CPU @ 3 GHz"));
+    // Emulated samples never get a ratio.
+    let json: serde_json::Value =
+        serde_json::from_str(&render_report(&run, ReportFormat::Json).unwrap()).unwrap();
+    for row in json["summary"]["rows"].as_array().unwrap() {
+        if row["backend"] == "vm (emulated)" || row["backend"] == "native" {
+            assert!(row["vs_native"].is_null(), "{row}");
+        }
+    }
+    assert_eq!(json["failed_trials"].as_array().unwrap().len(), 3);
+    assert_eq!(json["partial"], false);
+    // Emulated samples are kept out of the ratio, timeline and latency charts.
+    for c in &charts {
+        let has = c.svg.contains("vm (emulated)");
+        match c.name {
+            "memory_per_instance" | "vm_exits" => assert!(has, "{}", c.name),
+            _ => assert!(!has, "{} shows emulated samples", c.name),
+        }
+    }
+}
+
+/// Splits one CSV line (RFC 4180 quoting).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn csv_has_one_row_per_sample_and_metric() {
+    let mut run = full_run("csv-1", "6.1.0-test");
+    // A failure reason with a comma and a quote must survive quoting.
+    run.samples[20].failure = Some(TrialFailure::Crashed {
+        reason: "exit 1, said \"no\"".into(),
+    });
+    let csv = render_report(&run, ReportFormat::Csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let expected: usize = run.samples.iter().map(|s| s.metrics.len().max(1)).sum();
+    assert_eq!(lines.len(), 1 + expected);
+    let header = csv_fields(lines[0]);
+    for col in [
+        "backend",
+        "workload",
+        "repetition",
+        "warmup",
+        "emulated",
+        "failure",
+        "metric",
+        "value",
+    ] {
+        assert!(header.iter().any(|h| h == col), "{col} missing");
+    }
+    for l in &lines[1..] {
+        assert_eq!(csv_fields(l).len(), header.len(), "{l}");
+    }
+    assert!(
+        csv.contains("\"crashed: exit 1, said \"\"no\"\"\""),
+        "{csv}"
+    );
+    // Failed trials without metrics still have their row.
+    let failed_rows = lines
+        .iter()
+        .filter(|l| l.contains("O_DIRECT on overlay"))
+        .count();
+    assert_eq!(failed_rows, 2);
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(",vm,") && l.contains(",false,true,")));
+}
+
+#[test]
+fn latex_is_booktabs_balanced_and_escaped() {
+    let mut run = full_run("tex_1", "6.1.0-test");
+    for rep in 0..3 {
+        let mut s = sample(999, "native", "cpu", rep, false);
+        s.workload = "odd_name 50%&#".into();
+        s.metrics = vec![Metric::higher(
+            "x_rate",
+            "% of {max}",
+            50.0 + f64::from(rep),
+        )];
+        run.samples.push(s);
+    }
+    let tex = render_report(&run, ReportFormat::Latex).unwrap();
+    let pos = |s: &str| tex.find(s).unwrap_or_else(|| panic!("{s} missing:\n{tex}"));
+    assert!(pos("\\toprule") < pos("\\midrule"));
+    assert!(pos("\\midrule") < pos("\\bottomrule"));
+    assert!(pos("\\begin{tabular}") < pos("\\toprule"));
+    assert!(pos("\\bottomrule") < pos("\\end{tabular}"));
+    assert!(tex.contains("odd\\_name 50\\%\\&\\#"), "{tex}");
+    assert!(tex.contains("x\\_rate (\\% of \\{max\\})"), "{tex}");
+    assert!(tex.contains("\\textmu{}s"));
+    let mut depth = 0i32;
+    let mut rows = 0;
+    for line in tex.lines().filter(|l| !l.starts_with('%')) {
+        let mut prev = ' ';
+        for c in line.chars() {
+            match c {
+                '{' if prev != '\\' => depth += 1,
+                '}' if prev != '\\' => depth -= 1,
+                '%' | '#' | '_' => assert_eq!(prev, '\\', "unescaped {c} in {line}"),
+                _ => {}
+            }
+            assert!(depth >= 0, "{line}");
+            prev = c;
+        }
+        if line.ends_with("\\\\") {
+            rows += 1;
+            // 7 columns: 6 unescaped & separators.
+            let seps = line.matches('&').count() - line.matches("\\&").count();
+            assert_eq!(seps, 6, "{line}");
+        }
+    }
+    assert_eq!(depth, 0);
+    let json: serde_json::Value =
+        serde_json::from_str(&render_report(&run, ReportFormat::Json).unwrap()).unwrap();
+    assert_eq!(rows, 1 + json["summary"]["rows"].as_array().unwrap().len());
+}
+
+#[test]
+fn markdown_and_term_have_tables_caveats_and_failures() {
+    let run = full_run("md-1", "6.1.0-test");
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    assert!(md.contains("| Workload | Metric | Unit | Backend | n | Median | 95% CI | vs native |"));
+    assert!(md.contains("## Caveats"));
+    assert!(md.contains("## Failed trials"));
+    assert!(md.contains("sha256\\_throughput"));
+    let header_cols = md
+        .lines()
+        .find(|l| l.starts_with("| Workload"))
+        .unwrap()
+        .matches(" | ")
+        .count();
+    for l in md.lines().filter(|l| l.starts_with("| cpu ")) {
+        assert_eq!(l.matches(" | ").count(), header_cols, "{l}");
+    }
+    let term = render_report(&run, ReportFormat::Term).unwrap();
+    assert!(term.contains("Methodology:"));
+    assert!(term.contains("Caveats:"));
+    assert!(term.contains("vm (emulated)"));
+}
+
+fn tight(run_id: &str, kernel: &str, value: f64, other: f64) -> StoredRun {
+    let mut samples = Vec::new();
+    for rep in 0..10u32 {
+        for b in ["native", "container"] {
+            let mut s = sample(samples.len(), b, "cpu", rep, false);
+            let d = f64::from(rep % 5) * 0.001; // ±0.2% spread
+            s.metrics = vec![
+                Metric::higher("sha256_throughput", "MB/s", value * (1.0 + d)),
+                // Wide spread: 50..150, medians equal in both runs, intervals overlap.
+                Metric::lower("host.wall", "ms", other + f64::from(rep) * 10.0),
+            ];
+            samples.push(s);
+        }
+    }
+    let n = samples.len();
+    StoredRun {
+        dir: PathBuf::from(run_id),
+        manifest: manifest(run_id, kernel, RunStatus::Complete, n),
+        samples,
+        torn_tail: false,
+    }
+}
+
+#[test]
+fn compare_gives_known_ratios_and_separation() {
+    let a = tight("run-a", "6.1.0-a", 100.0, 50.0);
+    let b = tight("run-b", "6.12.0-b", 110.0, 52.0);
+    let json: serde_json::Value =
+        serde_json::from_str(&compare(&a, &b, CompareFormat::Json).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4); // 2 metrics x 2 backends
+    let sha = rows
+        .iter()
+        .find(|r| r["metric"] == "sha256_throughput" && r["backend"] == "native")
+        .unwrap();
+    let change = sha["change"].as_f64().unwrap();
+    assert!((change - 1.1).abs() < 1e-9, "{change}");
+    assert_eq!(sha["separated"], true);
+    assert_eq!(sha["verdict"], "better");
+    let wall = rows
+        .iter()
+        .find(|r| r["metric"] == "host.wall" && r["backend"] == "container")
+        .unwrap();
+    assert!((wall["change"].as_f64().unwrap() - 97.0 / 95.0).abs() < 1e-9);
+    assert_eq!(wall["separated"], false);
+    assert_eq!(wall["verdict"], "same");
+    let diffs = json["environment_differences"].as_array().unwrap();
+    assert!(diffs
+        .iter()
+        .any(|d| d["field"] == "kernel" && d["a"] == "6.1.0-a" && d["b"] == "6.12.0-b"));
+    // A slower B is "worse" for a higher-is-better metric.
+    let c = tight("run-c", "6.1.0-a", 90.0, 50.0);
+    let j: serde_json::Value =
+        serde_json::from_str(&compare(&a, &c, CompareFormat::Json).unwrap()).unwrap();
+    let r = &j["rows"][0];
+    assert_eq!(
+        (r["separated"].as_bool(), r["verdict"].as_str()),
+        (Some(true), Some("worse"))
+    );
+    assert!(j["environment_differences"].as_array().unwrap().is_empty());
+
+    let term = compare(&a, &b, CompareFormat::Term).unwrap();
+    assert!(
+        term.contains("separated") && term.contains("overlap"),
+        "{term}"
+    );
+    assert!(term.contains("kernel: A = 6.1.0-a, B = 6.12.0-b"), "{term}");
+    assert!(term.contains("1.100x"), "{term}");
+    let md = compare(&a, &b, CompareFormat::Md).unwrap();
+    assert!(md.contains("| Workload | Metric | Backend |"));
+    // Rows found in one run only are listed, not dropped silently.
+    let full = full_run("full", "6.1.0-a");
+    let mixed = compare(&a, &full, CompareFormat::Term).unwrap();
+    assert!(mixed.contains("Only in B:"), "{mixed}");
+}
+
+#[test]
+fn partial_run_without_some_backends_reports_everything_it_has() {
+    // Interrupted after a few native trials; container unavailable; vm never reached; torn tail.
+    let full = full_run("partial-1", "6.1.0-test");
+    let samples: Vec<Sample> = full
+        .samples
+        .into_iter()
+        .filter(|s| s.backend == "native")
+        .take(9)
+        .collect();
+    let mut m = manifest("partial-1", "6.1.0-test", RunStatus::Interrupted, 120);
+    m.backends.insert(
+        "container".into(),
+        BackendState {
+            available: false,
+            note: Some("cgroup v2 memory controller missing; enable it".into()),
+            facts: BTreeMap::new(),
+        },
+    );
+    m.ended_at = None;
+    m.wall_s = None;
+    let run = StoredRun {
+        dir: PathBuf::from("partial-1"),
+        manifest: m,
+        samples,
+        torn_tail: true,
+    };
+    for f in ALL {
+        let out = render_report(&run, f).unwrap();
+        assert!(!out.is_empty());
+    }
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    assert!(
+        md.contains("Partial run: status interrupted, 9 of 120 planned trials stored"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "Backend container has no samples in this run: cgroup v2 memory controller missing"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("Backend vm has no samples in this run: no trial of it was stored"),
+        "{md}"
+    );
+    assert!(md.contains("incomplete"));
+    parse_xml(&render_report(&run, ReportFormat::Html).unwrap());
+    let (charts, notes) = build_charts(&run).unwrap();
+    // No other backend: no ratio chart, and it says so.
+    assert!(charts.iter().all(|c| c.name != "ratio_to_native"));
+    assert!(
+        notes.iter().any(|n| n.contains("ratio_to_native")),
+        "{notes:?}"
+    );
+
+    // Nothing at all stored yet.
+    let empty = StoredRun {
+        dir: PathBuf::from("empty"),
+        manifest: manifest("empty", "6.1.0-test", RunStatus::Running, 120),
+        samples: Vec::new(),
+        torn_tail: false,
+    };
+    for f in ALL {
+        render_report(&empty, f).unwrap();
+    }
+    parse_xml(&render_report(&empty, ReportFormat::Html).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_charts(&empty, dir.path()).unwrap();
+    assert!(files.files.is_empty());
+    assert_eq!(files.notes.len(), 5, "{:?}", files.notes);
+}
+
+#[test]
+fn charts_are_written_as_svg_and_png() {
+    // ISOLAB_REPORT_CHARTS_OUT keeps the files for looking at them.
+    let keep = std::env::var_os("ISOLAB_REPORT_CHARTS_OUT").map(PathBuf::from);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep.unwrap_or_else(|| tmp.path().to_path_buf());
+    let run = full_run("charts-1", "6.1.0-test");
+    let out = write_charts(&run, &dir).unwrap();
+    let svgs: Vec<&PathBuf> = out
+        .files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    assert_eq!(svgs.len(), 5);
+    for p in &svgs {
+        parse_xml(&std::fs::read_to_string(p).unwrap());
+    }
+    let pngs: Vec<&PathBuf> = out
+        .files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    if pngs.is_empty() {
+        // Only acceptable without fonts, and then it must say so.
+        assert!(
+            out.notes.iter().any(|n| n.contains("no font found")),
+            "{:?}",
+            out.notes
+        );
+    } else {
+        assert_eq!(pngs.len(), 5, "{:?}", out.notes);
+        for p in pngs {
+            let bytes = std::fs::read(p).unwrap();
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        }
+    }
+    let _ = BackendKind::ALL; // the backend names used above are the real ones
+}
+
+/// Renders a real run in every format, for looking at: `ISOLAB_REPORT_RUN_DIR=results/ID
+/// ISOLAB_REPORT_OUT=/tmp/out cargo test -p bench_harness --test report -- --ignored`.
+#[test]
+#[ignore = "needs a real run directory in ISOLAB_REPORT_RUN_DIR"]
+fn real_run_renders_in_every_format() {
+    let Some(dir) = std::env::var_os("ISOLAB_REPORT_RUN_DIR") else {
+        panic!("set ISOLAB_REPORT_RUN_DIR to a run directory made by `isolab run`");
+    };
+    let out = std::env::var_os("ISOLAB_REPORT_OUT")
+        .map_or_else(|| std::env::temp_dir().join("isolab-report"), PathBuf::from);
+    std::fs::create_dir_all(&out).unwrap();
+    let run = bench_harness::store::load_run(std::path::Path::new(&dir)).unwrap();
+    for (f, ext) in ALL.iter().zip(["txt", "md", "html", "csv", "tex", "json"]) {
+        let text = render_report(&run, *f).unwrap();
+        if *f == ReportFormat::Html {
+            parse_xml(&text);
+        }
+        std::fs::write(out.join(format!("report.{ext}")), text).unwrap();
+    }
+    let files = write_charts(&run, &out.join("charts")).unwrap();
+    println!("{:?}\n{:?}", files.files, files.notes);
+}
