@@ -135,7 +135,7 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
         KvmFlavour::Pvm => Check::problem(
             format!("/dev/kvm: {}", kvm.describe()),
             "run on a host with hardware virtualization (Intel VT-x or AMD-V) and kvm_intel or kvm_amd loaded; \
-             for correctness checks only, `isolab run --vm-in-emulator` runs the VM inside an emulated AMD-V machine",
+             `./run-tests` still checks the VM for correctness inside an emulated AMD-V machine (QEMU), which is not a performance figure",
             &[Vm],
         ),
         KvmFlavour::Unknown => Check::note(

@@ -15,6 +15,10 @@ use bench_harness::run::{self, RunOptions};
 use bench_harness::suite::{Suite, DEFAULT_SUITE};
 use bench_harness::{backends, doctor, interrupt, store, summary};
 
+mod commands {
+    pub mod kernel;
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "isolab",
@@ -79,6 +83,9 @@ with native for performance."
         #[arg(long, value_enum, default_value_t = CompareFormat::Term)]
         format: CompareFormat,
     },
+    /// Build, fetch or check guest kernels for the VM backend.
+    #[command(subcommand)]
+    Kernel(commands::kernel::KernelCommand),
     /// Check what this host can do and explain how to fix what is missing.
     #[command(
         long_about = "Checks root, the agent binary, namespaces, cgroups (v1, v2 or hybrid) and \
@@ -165,6 +172,7 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { clean } => cmd_doctor(clean),
+        Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
     }
 }
 

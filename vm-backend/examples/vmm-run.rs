@@ -1,0 +1,105 @@
+//! Runs one microVM and prints its report as one framed line: the VMM as a small static binary,
+//! for the HVM test machine (until the `isolab` binary itself goes there).
+//!
+//! ```text
+//! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
+//! ```
+//!
+//! Output: `ISOLAB-VMM-REPORT:<len>:<base64url JSON>` when the VM ran (whatever the guest did),
+//! exit 0; `ISOLAB-VMM-ERROR:<message>` when it could not run, exit 2; usage errors exit 64.
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use vm_backend::vmm::{run, VmConfig};
+
+fn usage(msg: &str) -> ! {
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--timeout-s S] [--append WORDS] [--live] [--quiet]");
+    std::process::exit(64)
+}
+
+fn main() {
+    let origin = Instant::now();
+    let mut args = std::env::args().skip(1);
+    let mut kernel = None;
+    let mut initrd = None;
+    let mut mem = 256u64;
+    let mut timeout = 60u64;
+    let mut append = Vec::new();
+    let mut live = false;
+    let mut quiet = false;
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--kernel" => kernel = Some(value("--kernel")),
+            "--initrd" => initrd = Some(value("--initrd")),
+            "--agent" => {
+                // An initramfs with this binary as /init, written next to the temp files.
+                let agent = value("--agent");
+                let bytes =
+                    std::fs::read(&agent).unwrap_or_else(|e| usage(&format!("{agent}: {e}")));
+                let path =
+                    std::env::temp_dir().join(format!("isolab-agent-{}.cpio", std::process::id()));
+                std::fs::write(
+                    &path,
+                    vm_backend::image::initramfs::agent_image(bytes).to_bytes(),
+                )
+                .unwrap_or_else(|e| usage(&format!("{}: {e}", path.display())));
+                initrd = Some(path.display().to_string());
+            }
+            "--mem" => {
+                mem = value("--mem")
+                    .parse()
+                    .unwrap_or_else(|_| usage("--mem takes MiB"))
+            }
+            "--timeout-s" => {
+                timeout = value("--timeout-s")
+                    .parse()
+                    .unwrap_or_else(|_| usage("--timeout-s takes seconds"))
+            }
+            "--append" => append.push(value("--append")),
+            "--live" => live = true,
+            "--quiet" => quiet = true,
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    let Some(kernel) = kernel else {
+        usage("--kernel is required")
+    };
+    let mut config = VmConfig::new(kernel, mem);
+    config.initrd = initrd.map(Into::into);
+    config.timeout = Duration::from_secs(timeout);
+    config.extra_cmdline = append;
+    config.live_console = live;
+    config.quiet = quiet;
+    match run(&config, origin) {
+        Ok(report) => {
+            // After teardown: the vCPU thread must be gone and guest RAM unmapped.
+            let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+            let rss_kib = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+            let mut value = report.to_json();
+            value["after_teardown"] = serde_json::json!({ "threads": threads, "rss_kib": rss_kib });
+            let json = value.to_string();
+            println!(
+                "ISOLAB-VMM-REPORT:{}:{}",
+                json.len(),
+                URL_SAFE_NO_PAD.encode(json.as_bytes())
+            );
+        }
+        Err(e) => {
+            println!("ISOLAB-VMM-ERROR:{}", e.to_string().replace('\n', " "));
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! Recognising, validating and loading a guest kernel.
+//!
+//! [`KernelImage::from_file`] reads the file and checks it completely (format, architecture,
+//! boot-protocol version, that the file is as long as its headers say) before any KVM call, so a
+//! wrong or truncated file is refused with a clear message instead of a guest that never starts.
+
+use std::fs::File;
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
+
+use linux_loader::bootparam::setup_header;
+use linux_loader::loader::{bzimage::BzImage, elf::Elf, KernelLoader};
+use vm_memory::{Address, GuestAddress, GuestMemoryMmap};
+
+use crate::arch::x86_64::{BZIMAGE_64BIT_ENTRY_OFFSET, HIMEM_START};
+use crate::error::{Result, VmError};
+
+/// The two formats this VMM boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFormat {
+    /// `arch/x86/boot/bzImage`: setup code plus compressed kernel; entered at its 64-bit entry.
+    BzImage,
+    /// `vmlinux`: the uncompressed ELF kernel; entered at its ELF entry point.
+    Elf,
+}
+
+impl KernelFormat {
+    /// Name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFormat::BzImage => "bzImage",
+            KernelFormat::Elf => "ELF vmlinux",
+        }
+    }
+}
+
+/// What the headers of a checked kernel say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// The format.
+    pub format: KernelFormat,
+    /// Boot protocol version (bzImage only, e.g. 0x020f).
+    pub protocol: u16,
+    /// Lowest guest RAM the kernel needs to be loaded and to decompress itself, bytes.
+    pub min_ram: u64,
+    /// Highest address an initrd may end at (bzImage `initrd_addr_max`; 0x37ff_ffff otherwise).
+    pub initrd_addr_max: u64,
+    /// Longest command line the kernel accepts, bytes without the NUL.
+    pub cmdline_max: usize,
+}
+
+/// Where a checked kernel's bytes are.
+#[derive(Clone)]
+enum Source {
+    /// In its file: loaded straight into guest memory, never onto the VMM's heap.
+    File,
+    /// In memory (tests, generated kernels).
+    Bytes(Vec<u8>),
+}
+
+/// A checked kernel.
+#[derive(Clone)]
+pub struct KernelImage {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Its length in bytes.
+    pub len: u64,
+    /// What its headers say.
+    pub info: KernelInfo,
+    source: Source,
+}
+
+impl std::fmt::Debug for KernelImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelImage")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// Where the kernel went and where to enter it.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadedKernel {
+    /// The format.
+    pub format: KernelFormat,
+    /// 64-bit entry point (guest physical).
+    pub entry: u64,
+    /// First guest address after the kernel image.
+    pub kernel_end: u64,
+    /// The bzImage's setup header, the start of boot_params (bzImage only).
+    pub setup_header: Option<setup_header>,
+}
+
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+const BZ_HDRS_MAGIC: u32 = 0x5372_6448; // "HdrS"
+const XLF_KERNEL_64: u16 = 1;
+const LOADED_HIGH: u8 = 1;
+const PT_LOAD: u32 = 1;
+const EM_X86_64: u16 = 62;
+/// Bytes of a kernel file read to check it (the ELF program header table may extend it, up to
+/// [`MAX_HEAD`]).
+pub const HEAD_LEN: u64 = 64 * 1024;
+/// Most bytes read to check a kernel.
+pub const MAX_HEAD: u64 = 4 << 20;
+
+/// How many bytes from the start of a kernel file are needed to check it, given its first
+/// [`HEAD_LEN`] bytes and its length.
+pub fn head_len(first: &[u8], file_len: u64) -> u64 {
+    let mut need = HEAD_LEN;
+    if first.starts_with(ELF_MAGIC) {
+        let phoff = le64(first, 0x20).unwrap_or(0);
+        let table =
+            u64::from(le16(first, 0x36).unwrap_or(0)) * u64::from(le16(first, 0x38).unwrap_or(0));
+        need = need.max(phoff.saturating_add(table));
+    }
+    need.min(file_len).min(MAX_HEAD)
+}
+
+/// Default `initrd_addr_max` for kernels that do not say (boot protocol < 2.03 and ELF).
+pub const DEFAULT_INITRD_ADDR_MAX: u64 = 0x37ff_ffff;
+
+fn le16(b: &[u8], off: usize) -> Option<u16> {
+    b.get(off..off + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+}
+fn le32(b: &[u8], off: usize) -> Option<u32> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+fn le64(b: &[u8], off: usize) -> Option<u64> {
+    b.get(off..off + 8).map(|s| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        u64::from_le_bytes(a)
+    })
+}
+
+/// Why a byte string is not a bootable kernel (pure: no file name, for tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelCheckError {
+    /// Not a kernel of a known format, or one this VMM cannot enter.
+    Format(String),
+    /// The headers describe more bytes than there are.
+    Truncated {
+        /// Bytes the headers need.
+        needed: u64,
+    },
+}
+
+/// Recognises and checks a kernel held in memory.
+pub fn check_kernel(bytes: &[u8]) -> std::result::Result<KernelInfo, KernelCheckError> {
+    check_kernel_head(bytes, bytes.len() as u64)
+}
+
+/// Recognises and checks a kernel from the first bytes of its file (`head`, which must hold the
+/// headers: see [`head_len`]) and the file's length.
+pub fn check_kernel_head(
+    bytes: &[u8],
+    file_len: u64,
+) -> std::result::Result<KernelInfo, KernelCheckError> {
+    if bytes.starts_with(ELF_MAGIC) {
+        return check_elf(bytes, file_len);
+    }
+    if le32(bytes, 0x202) == Some(BZ_HDRS_MAGIC) {
+        return check_bzimage(bytes, file_len);
+    }
+    let what = if (4..0x264).contains(&file_len) {
+        format!("only {file_len} bytes and no kernel header")
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        "a gzip file (a compressed vmlinux? decompress it, or pass the bzImage)".to_owned()
+    } else if file_len == 0 {
+        "an empty file".to_owned()
+    } else {
+        "no ELF magic and no bzImage `HdrS` header at offset 0x202".to_owned()
+    };
+    Err(KernelCheckError::Format(what))
+}
+
+fn check_bzimage(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, KernelCheckError> {
+    let fmt = |s: &str| KernelCheckError::Format(s.to_owned());
+    // The setup header ends before 0x268; everything below is inside it.
+    if b.len() < 0x268 || file_len < 0x268 {
+        return Err(KernelCheckError::Truncated { needed: 0x268 });
+    }
+    let read16 = |o| le16(b, o).ok_or_else(|| fmt("header cut short"));
+    let read32 = |o| le32(b, o).ok_or_else(|| fmt("header cut short"));
+    let protocol = read16(0x206)?;
+    if protocol < 0x020c {
+        return Err(KernelCheckError::Format(format!(
+            "bzImage boot protocol {}.{:02} is older than 2.12, which has no 64-bit entry point",
+            protocol >> 8,
+            protocol & 0xff
+        )));
+    }
+    if b[0x211] & LOADED_HIGH == 0 {
+        return Err(fmt("a zImage (loaded low), not a bzImage"));
+    }
+    if read16(0x236)? & XLF_KERNEL_64 == 0 {
+        return Err(fmt(
+            "bzImage without a 64-bit entry point (a 32-bit kernel?)",
+        ));
+    }
+    let setup_sects = match b[0x1f1] {
+        0 => 4u64,
+        n => u64::from(n),
+    };
+    let syssize = u64::from(read32(0x1f4)?);
+    let needed = (setup_sects + 1) * 512 + syssize * 16;
+    if file_len < needed {
+        return Err(KernelCheckError::Truncated { needed });
+    }
+    let code32_start = u64::from(read32(0x214)?);
+    if code32_start < HIMEM_START {
+        return Err(KernelCheckError::Format(format!(
+            "code32_start {code32_start:#x} is below 1 MiB"
+        )));
+    }
+    let init_size = u64::from(read32(0x260)?);
+    let initrd_addr_max = u64::from(read32(0x22c)?);
+    let cmdline_size = read32(0x238)? as usize;
+    Ok(KernelInfo {
+        format: KernelFormat::BzImage,
+        protocol,
+        min_ram: code32_start + init_size.max(syssize * 16),
+        initrd_addr_max: if initrd_addr_max == 0 {
+            DEFAULT_INITRD_ADDR_MAX
+        } else {
+            initrd_addr_max
+        },
+        cmdline_max: if cmdline_size == 0 { 255 } else { cmdline_size },
+    })
+}
+
+fn check_elf(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, KernelCheckError> {
+    let fmt = |s: String| KernelCheckError::Format(s);
+    if b.len() < 64 || file_len < 64 {
+        return Err(KernelCheckError::Truncated { needed: 64 });
+    }
+    if b[4] != 2 {
+        return Err(fmt("a 32-bit ELF file; pass a 64-bit x86_64 vmlinux".into()));
+    }
+    if b[5] != 1 {
+        return Err(fmt("a big-endian ELF file; pass an x86_64 vmlinux".into()));
+    }
+    let e_type = le16(b, 0x10).unwrap_or(0);
+    let machine = le16(b, 0x12).unwrap_or(0);
+    if machine != EM_X86_64 {
+        return Err(fmt(format!(
+            "an ELF file for machine {machine}, not x86_64 (62)"
+        )));
+    }
+    if e_type != 2 {
+        return Err(fmt(format!(
+            "an ELF file of type {e_type}, not an executable (a vmlinux is type 2)"
+        )));
+    }
+    let entry = le64(b, 0x18).unwrap_or(0);
+    let phoff = le64(b, 0x20).unwrap_or(0);
+    let phentsize = u64::from(le16(b, 0x36).unwrap_or(0));
+    let phnum = u64::from(le16(b, 0x38).unwrap_or(0));
+    if phentsize != 56 || phnum == 0 {
+        return Err(fmt(format!(
+            "program headers of size {phentsize} x {phnum}; a vmlinux has 56-byte headers"
+        )));
+    }
+    let table_end = phoff
+        .checked_add(phentsize * phnum)
+        .ok_or_else(|| fmt("program header table offset overflows".into()))?;
+    if table_end > file_len {
+        return Err(KernelCheckError::Truncated { needed: table_end });
+    }
+    if table_end > b.len() as u64 {
+        return Err(fmt(format!(
+            "its program header table ends at {table_end:#x}, past the first {MAX_HEAD:#x} bytes"
+        )));
+    }
+    let mut needed = table_end;
+    let mut mem_end = 0u64;
+    let mut loads = 0;
+    for i in 0..phnum {
+        let p = (phoff + i * phentsize) as usize;
+        if le32(b, p) != Some(PT_LOAD) {
+            continue;
+        }
+        loads += 1;
+        let offset = le64(b, p + 0x8).unwrap_or(u64::MAX);
+        let paddr = le64(b, p + 0x18).unwrap_or(u64::MAX);
+        let filesz = le64(b, p + 0x20).unwrap_or(u64::MAX);
+        let memsz = le64(b, p + 0x28).unwrap_or(u64::MAX);
+        let end = offset
+            .checked_add(filesz)
+            .ok_or_else(|| fmt(format!("segment {i} extends past 2^64")))?;
+        needed = needed.max(end);
+        if paddr < HIMEM_START {
+            return Err(fmt(format!("segment {i} loads at {paddr:#x}, below 1 MiB")));
+        }
+        let seg_end = paddr
+            .checked_add(memsz.max(filesz))
+            .ok_or_else(|| fmt(format!("segment {i} extends past 2^64")))?;
+        mem_end = mem_end.max(seg_end);
+    }
+    if loads == 0 {
+        return Err(fmt("an ELF file with no loadable segment".into()));
+    }
+    if needed > file_len {
+        return Err(KernelCheckError::Truncated { needed });
+    }
+    if entry < HIMEM_START || entry >= mem_end {
+        return Err(fmt(format!(
+            "entry point {entry:#x} is not inside the loaded kernel"
+        )));
+    }
+    Ok(KernelInfo {
+        format: KernelFormat::Elf,
+        protocol: 0,
+        min_ram: mem_end,
+        initrd_addr_max: DEFAULT_INITRD_ADDR_MAX,
+        cmdline_max: crate::arch::x86_64::CMDLINE_MAX_SIZE - 1,
+    })
+}
+
+fn check_error(path: &Path, file_len: u64, e: KernelCheckError) -> VmError {
+    match e {
+        KernelCheckError::Format(reason) => VmError::KernelFormat {
+            path: path.to_owned(),
+            reason,
+        },
+        KernelCheckError::Truncated { needed } => VmError::KernelTruncated {
+            path: path.to_owned(),
+            needed,
+            actual: file_len,
+        },
+    }
+}
+
+impl KernelImage {
+    /// Reads a kernel file's headers and checks them. Refuses anything that is not a complete
+    /// x86_64 bzImage or ELF vmlinux; makes no KVM call and reads at most [`MAX_HEAD`] bytes.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let read_err = |source| VmError::KernelRead {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(VmError::KernelFormat {
+                path: path.to_owned(),
+                reason: "not a regular file".into(),
+            });
+        }
+        let file_len = meta.len();
+        let mut head = Vec::new();
+        (&mut file)
+            .take(HEAD_LEN.min(file_len))
+            .read_to_end(&mut head)
+            .map_err(read_err)?;
+        let need = head_len(&head, file_len);
+        if need > head.len() as u64 {
+            (&mut file)
+                .take(need - head.len() as u64)
+                .read_to_end(&mut head)
+                .map_err(read_err)?;
+        }
+        let info =
+            check_kernel_head(&head, file_len).map_err(|e| check_error(path, file_len, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            len: file_len,
+            info,
+            source: Source::File,
+        })
+    }
+
+    /// Checks a kernel already in memory (`path` is for messages).
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        let len = bytes.len() as u64;
+        let info = check_kernel(&bytes).map_err(|e| check_error(path, len, e))?;
+        Ok(Self {
+            path: path.to_owned(),
+            len,
+            info,
+            source: Source::Bytes(bytes),
+        })
+    }
+
+    /// Copies the kernel into guest memory (from its file: the bytes never sit on the heap).
+    pub fn load(&self, mem: &GuestMemoryMmap) -> Result<LoadedKernel> {
+        let himem = Some(GuestAddress(HIMEM_START));
+        let r = match &self.source {
+            Source::File => {
+                let mut file = File::open(&self.path).map_err(|source| VmError::KernelRead {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                // The file may have changed since it was checked: the loader's own bounds
+                // checks still hold, and a short file fails the load.
+                if file.metadata().map(|m| m.len()).ok() != Some(self.len) {
+                    return Err(VmError::Load(format!(
+                        "{} changed since it was checked",
+                        self.path.display()
+                    )));
+                }
+                match self.info.format {
+                    KernelFormat::BzImage => BzImage::load(mem, None, &mut file, himem),
+                    KernelFormat::Elf => Elf::load(mem, None, &mut file, himem),
+                }
+            }
+            Source::Bytes(bytes) => {
+                let mut cursor = Cursor::new(bytes.as_slice());
+                match self.info.format {
+                    KernelFormat::BzImage => BzImage::load(mem, None, &mut cursor, himem),
+                    KernelFormat::Elf => Elf::load(mem, None, &mut cursor, himem),
+                }
+            }
+        }
+        .map_err(|e| VmError::Load(e.to_string()))?;
+        let entry = match self.info.format {
+            KernelFormat::BzImage => r.kernel_load.raw_value() + BZIMAGE_64BIT_ENTRY_OFFSET,
+            KernelFormat::Elf => r.kernel_load.raw_value(),
+        };
+        Ok(LoadedKernel {
+            format: self.info.format,
+            entry,
+            kernel_end: r.kernel_end,
+            setup_header: r.setup_header,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A synthetic bzImage: a valid setup header and `payload` bytes of protected-mode code.
+    pub(crate) fn fake_bzimage(payload: usize) -> Vec<u8> {
+        let setup_sects = 4u8;
+        let mut b = vec![0u8; (usize::from(setup_sects) + 1) * 512 + payload];
+        b[0x1f1] = setup_sects;
+        b[0x1f4..0x1f8].copy_from_slice(&((payload as u32).div_ceil(16)).to_le_bytes());
+        b[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        b[0x202..0x206].copy_from_slice(&BZ_HDRS_MAGIC.to_le_bytes());
+        b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        b[0x211] = LOADED_HIGH;
+        b[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        b[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        b[0x236..0x238].copy_from_slice(&XLF_KERNEL_64.to_le_bytes());
+        b[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+        b[0x260..0x264].copy_from_slice(&0x40_0000u32.to_le_bytes());
+        b
+    }
+
+    /// A synthetic ELF vmlinux with one PT_LOAD of `payload` bytes at 16 MiB.
+    pub(crate) fn fake_elf(payload: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56 + payload];
+        b[..4].copy_from_slice(ELF_MAGIC);
+        b[4] = 2;
+        b[5] = 1;
+        b[6] = 1;
+        b[0x10..0x12].copy_from_slice(&2u16.to_le_bytes());
+        b[0x12..0x14].copy_from_slice(&EM_X86_64.to_le_bytes());
+        b[0x14..0x18].copy_from_slice(&1u32.to_le_bytes());
+        b[0x18..0x20].copy_from_slice(&0x100_0000u64.to_le_bytes());
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        let p = 64;
+        b[p..p + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        b[p + 0x8..p + 0x10].copy_from_slice(&120u64.to_le_bytes());
+        b[p + 0x10..p + 0x18].copy_from_slice(&0xffff_ffff_8100_0000u64.to_le_bytes());
+        b[p + 0x18..p + 0x20].copy_from_slice(&0x100_0000u64.to_le_bytes());
+        b[p + 0x20..p + 0x28].copy_from_slice(&(payload as u64).to_le_bytes());
+        b[p + 0x28..p + 0x30].copy_from_slice(&(payload as u64).to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn bzimage_is_recognised() {
+        let info = check_kernel(&fake_bzimage(4096)).expect("valid");
+        assert_eq!(info.format, KernelFormat::BzImage);
+        assert_eq!(info.protocol, 0x020f);
+        assert_eq!(info.cmdline_max, 2047);
+        assert_eq!(info.min_ram, 0x10_0000 + 0x40_0000);
+    }
+
+    #[test]
+    fn elf_is_recognised() {
+        let info = check_kernel(&fake_elf(4096)).expect("valid");
+        assert_eq!(info.format, KernelFormat::Elf);
+        assert_eq!(info.min_ram, 0x100_0000 + 4096);
+    }
+
+    #[test]
+    fn garbage_is_refused_as_not_a_kernel() {
+        for bytes in [
+            vec![],
+            vec![0u8; 100],
+            vec![0x5au8; 100_000],
+            b"#!/bin/sh\necho hi\n".to_vec(),
+        ] {
+            assert!(
+                matches!(check_kernel(&bytes), Err(KernelCheckError::Format(_))),
+                "{}",
+                bytes.len()
+            );
+        }
+        let mut gz = vec![0x1f, 0x8b];
+        gz.resize(10_000, 0);
+        match check_kernel(&gz) {
+            Err(KernelCheckError::Format(m)) => assert!(m.contains("gzip")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncated_kernels_are_refused_as_truncated() {
+        let bz = fake_bzimage(100_000);
+        for cut in [0x270, bz.len() / 2, bz.len() - 16] {
+            assert!(
+                matches!(
+                    check_kernel(&bz[..cut]),
+                    Err(KernelCheckError::Truncated { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+        let elf = fake_elf(100_000);
+        for cut in [64, 100, elf.len() - 1] {
+            assert!(
+                matches!(
+                    check_kernel(&elf[..cut]),
+                    Err(KernelCheckError::Truncated { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn kernels_this_vmm_cannot_enter_are_refused() {
+        let mut old = fake_bzimage(4096);
+        old[0x206..0x208].copy_from_slice(&0x0208u16.to_le_bytes());
+        assert!(matches!(
+            check_kernel(&old),
+            Err(KernelCheckError::Format(_))
+        ));
+        let mut no64 = fake_bzimage(4096);
+        no64[0x236] = 0;
+        assert!(matches!(
+            check_kernel(&no64),
+            Err(KernelCheckError::Format(_))
+        ));
+        let mut arm = fake_elf(4096);
+        arm[0x12..0x14].copy_from_slice(&183u16.to_le_bytes());
+        assert!(matches!(
+            check_kernel(&arm),
+            Err(KernelCheckError::Format(_))
+        ));
+        let mut bad_entry = fake_elf(4096);
+        bad_entry[0x18..0x20].copy_from_slice(&0x10u64.to_le_bytes());
+        assert!(matches!(
+            check_kernel(&bad_entry),
+            Err(KernelCheckError::Format(_))
+        ));
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_the_fix() {
+        let err = KernelImage::from_bytes(Path::new("/x/garbage"), vec![1, 2, 3]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/x/garbage") && msg.contains("isolab kernel build"),
+            "{msg}"
+        );
+        let bz = fake_bzimage(10_000);
+        let err = KernelImage::from_bytes(Path::new("/x/cut"), bz[..3000].to_vec()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn files_are_checked_from_their_head_and_loaded_from_disk() {
+        let dir = std::env::temp_dir();
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 32 << 20)]).expect("mem");
+        let bz_path = dir.join(format!("isolab-loader-bz-{}", std::process::id()));
+        std::fs::write(&bz_path, fake_bzimage(200_000)).expect("write");
+        let k = KernelImage::from_file(&bz_path).expect("valid");
+        assert_eq!(k.len, 5 * 512 + 200_000);
+        assert_eq!(k.load(&mem).expect("load").entry, 0x10_0200);
+        let elf_path = dir.join(format!("isolab-loader-elf-{}", std::process::id()));
+        std::fs::write(&elf_path, fake_elf(300_000)).expect("write");
+        let k = KernelImage::from_file(&elf_path).expect("valid");
+        assert_eq!(k.info.format, KernelFormat::Elf);
+        assert_eq!(k.load(&mem).expect("load").kernel_end, 0x100_0000 + 300_000);
+        // Truncated on disk: refused from the header and the length alone.
+        let bytes = fake_bzimage(200_000);
+        std::fs::write(&bz_path, &bytes[..100_000]).expect("write");
+        assert!(matches!(
+            KernelImage::from_file(&bz_path),
+            Err(VmError::KernelTruncated { .. })
+        ));
+        let _ = std::fs::remove_file(bz_path);
+        let _ = std::fs::remove_file(elf_path);
+    }
+
+    #[test]
+    fn loads_into_guest_memory() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 32 << 20)]).expect("mem");
+        let bz = KernelImage::from_bytes(Path::new("bz"), fake_bzimage(8192)).expect("ok");
+        let l = bz.load(&mem).expect("load");
+        assert_eq!(l.entry, 0x10_0200);
+        assert!(l.setup_header.is_some());
+        let elf = KernelImage::from_bytes(Path::new("elf"), fake_elf(8192)).expect("ok");
+        let l = elf.load(&mem).expect("load");
+        assert_eq!(l.entry, 0x100_0000);
+        assert_eq!(l.kernel_end, 0x100_0000 + 8192);
+    }
+}

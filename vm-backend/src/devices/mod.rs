@@ -1,0 +1,161 @@
+//! The devices of an isolab microVM and the port-I/O bus that routes guest accesses to them.
+//!
+//! Everything here runs on the vCPU thread, on a VM exit, with values the guest chose: every port,
+//! size and byte is checked, and nothing a guest does can make these functions panic.
+
+pub mod cmos;
+pub mod i8042;
+pub mod marker;
+pub mod serial;
+
+use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
+use i8042::I8042;
+use marker::MarkerPort;
+use serial::Serial;
+
+/// First port of COM1.
+pub const SERIAL_PORT_BASE: u16 = 0x3f8;
+/// Number of COM1 registers.
+pub const SERIAL_PORT_LEN: u16 = 8;
+/// The i8042 data port.
+pub const I8042_DATA_PORT: u16 = 0x60;
+/// The i8042 command/status port.
+pub const I8042_COMMAND_PORT: u16 = 0x64;
+
+/// What the bus asks of the run loop after a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusAction {
+    /// Nothing: go on running the guest.
+    Continue,
+    /// The guest asked for a reset (i8042 0xFE): stop the VM.
+    Reset,
+}
+
+/// Port-I/O devices of one VM.
+#[derive(Debug)]
+pub struct PioBus {
+    /// COM1, the console.
+    pub serial: Serial,
+    /// The keyboard controller, used only for its reset line.
+    pub i8042: I8042,
+    /// The CMOS real-time clock.
+    pub cmos: Cmos,
+    /// The marker port the agent writes progress bytes to.
+    pub marker: MarkerPort,
+    /// Accesses to ports no device claims (probes); answered with all ones.
+    pub unclaimed: u64,
+}
+
+impl PioBus {
+    /// A bus with these devices.
+    pub fn new(serial: Serial, marker: MarkerPort) -> Self {
+        Self {
+            serial,
+            i8042: I8042::default(),
+            cmos: Cmos::default(),
+            marker,
+            unclaimed: 0,
+        }
+    }
+
+    /// A guest `in`: fills `data`. Byte-wide devices answer each byte in turn (a `rep insb` arrives
+    /// as several bytes); accesses no device claims are answered with all ones.
+    pub fn read(&mut self, port: u16, data: &mut [u8]) {
+        if let Some(offset) = serial_offset(port) {
+            data.iter_mut().for_each(|b| *b = self.serial.read(offset));
+        } else if port == I8042_DATA_PORT || port == I8042_COMMAND_PORT {
+            data.iter_mut().for_each(|b| *b = self.i8042.read(port));
+        } else if port == CMOS_INDEX_PORT || port == CMOS_DATA_PORT {
+            data.iter_mut().for_each(|b| *b = self.cmos.read(port));
+        } else {
+            if port != self.marker.port() {
+                // The marker port is write-only and reads like an empty bus; anything else is a
+                // probe of a device this VM does not have.
+                self.unclaimed += 1;
+            }
+            data.fill(0xff);
+        }
+    }
+
+    /// A guest `out`. Byte-wide devices take each byte in turn (a `rep outsb` arrives as several
+    /// bytes); the marker port takes only single-byte writes.
+    pub fn write(&mut self, port: u16, data: &[u8]) -> BusAction {
+        if port == self.marker.port() {
+            self.marker.write(data);
+        } else if let Some(offset) = serial_offset(port) {
+            data.iter().for_each(|b| self.serial.write(offset, *b));
+        } else if port == I8042_DATA_PORT || port == I8042_COMMAND_PORT {
+            for b in data {
+                if self.i8042.write(port, *b) == BusAction::Reset {
+                    return BusAction::Reset;
+                }
+            }
+        } else if port == CMOS_INDEX_PORT || port == CMOS_DATA_PORT {
+            data.iter().for_each(|b| self.cmos.write(port, *b));
+        } else {
+            self.unclaimed += 1;
+        }
+        BusAction::Continue
+    }
+}
+
+fn serial_offset(port: u16) -> Option<u8> {
+    port.checked_sub(SERIAL_PORT_BASE)
+        .filter(|o| *o < SERIAL_PORT_LEN)
+        .map(|o| o as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn bus() -> PioBus {
+        PioBus::new(
+            Serial::new(None, serial::ConsoleLog::new(1 << 16), false).expect("serial"),
+            MarkerPort::new(0x490, Instant::now()),
+        )
+    }
+
+    #[test]
+    fn routes_ports_and_answers_unknown_ones_with_ones() {
+        let mut b = bus();
+        assert_eq!(b.write(0x3f8, b"A"), BusAction::Continue);
+        assert_eq!(b.serial.console().text(), "A");
+        let mut d = [0u8; 1];
+        b.read(0x3fd, &mut d); // LSR: transmitter empty
+        assert_ne!(d[0] & 0x20, 0);
+        let mut d = [0u8; 4];
+        b.read(0x2f8, &mut d);
+        assert_eq!(d, [0xff; 4]);
+        assert_eq!(b.unclaimed, 1);
+        assert_eq!(b.write(0x490, &[1]), BusAction::Continue);
+        assert_eq!(b.marker.events().len(), 1);
+        assert_eq!(b.write(0x64, &[0xfe]), BusAction::Reset);
+    }
+
+    #[test]
+    fn string_io_reaches_byte_devices_byte_by_byte() {
+        let mut b = bus();
+        assert_eq!(b.write(0x3f8, b"hello"), BusAction::Continue);
+        assert_eq!(b.serial.console().text(), "hello");
+        // A reset buried in a `rep outsb` to the i8042 still resets.
+        assert_eq!(b.write(0x64, &[0xaa, 0xfe]), BusAction::Reset);
+        // Markers are single bytes only.
+        b.write(0x490, &[1, 2]);
+        assert!(b.marker.events().is_empty());
+        assert_eq!(b.marker.dropped(), 1);
+    }
+
+    #[test]
+    fn odd_sizes_never_panic() {
+        let mut b = bus();
+        for port in [0x3f8u16, 0x3ff, 0x400, 0x60, 0x64, 0x490, 0, u16::MAX] {
+            for len in [0usize, 1, 2, 3, 4, 8] {
+                let mut d = vec![0u8; len];
+                b.read(port, &mut d);
+                let _ = b.write(port, &d);
+            }
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! One microVM from configuration to report: check the inputs, create the VM, load the guest, run
+//! the vCPU until the guest stops or the timeout hits, measure, tear down.
+//!
+//! Everything that can be checked without KVM (kernel format and completeness, initramfs, sizes,
+//! command line) is checked first, so a bad input never costs a VM.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use vm_memory::{Bytes, GuestAddress};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use crate::arch::x86_64::{mptable, regs, CMDLINE_START};
+use crate::boot::cmdline::Cmdline;
+use crate::boot::loader::{KernelFormat, KernelImage};
+use crate::boot::params::{
+    build_boot_params, e820_map, initrd_address, write_boot_params, BootParamsConfig,
+};
+use crate::devices::marker::{MarkerEvent, MarkerPort};
+use crate::devices::serial::{ConsoleLog, Serial, SERIAL_IRQ};
+use crate::devices::PioBus;
+use crate::error::{Result, VmError};
+use crate::vstate::memory::{self, GuestRam, MemoryUsage};
+use crate::vstate::vcpu::{self, ExitCounts, LoopEnd, RunStats};
+use crate::vstate::vm::Vm;
+
+/// Default I/O port for progress markers (the agent protocol's `MARKER_PORT`).
+pub const DEFAULT_MARKER_PORT: u16 = 0x490;
+/// How long the VMM waits for a vCPU thread to leave KVM_RUN after being told to stop.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// A bzImage or ELF vmlinux.
+    pub kernel: PathBuf,
+    /// An initramfs (newc, uncompressed or in a format the kernel can decompress).
+    pub initrd: Option<PathBuf>,
+    /// Guest RAM, MiB.
+    pub memory_mib: u64,
+    /// vCPUs. This version runs exactly one.
+    pub vcpus: u8,
+    /// Words appended to the microVM base command line (`console=ttyS0 reboot=k panic=1 ...`).
+    pub extra_cmdline: Vec<String>,
+    /// Add `quiet` (serial output costs one exit per byte: keep it quiet when timing).
+    pub quiet: bool,
+    /// The marker port.
+    pub marker_port: u16,
+    /// Stop the guest after this long.
+    pub timeout: Duration,
+    /// Mirror the console to stderr as it comes.
+    pub live_console: bool,
+    /// Most console bytes kept in the report (older ones are dropped and counted).
+    pub console_capacity: usize,
+}
+
+impl VmConfig {
+    /// A config with defaults: no initrd, 1 vCPU, verbose console, 60 s timeout.
+    pub fn new(kernel: impl Into<PathBuf>, memory_mib: u64) -> Self {
+        Self {
+            kernel: kernel.into(),
+            initrd: None,
+            memory_mib,
+            vcpus: 1,
+            extra_cmdline: Vec::new(),
+            quiet: false,
+            marker_port: DEFAULT_MARKER_PORT,
+            timeout: Duration::from_secs(60),
+            live_console: false,
+            console_capacity: 4 << 20,
+        }
+    }
+}
+
+/// Why the VM stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The guest reset itself through the i8042 (Linux `reboot`, or `panic=N` after a panic).
+    GuestReset,
+    /// The guest triple-faulted.
+    GuestTripleFault,
+    /// The guest powered off or reset through a KVM system event (type).
+    GuestSystemEvent(u32),
+    /// The guest halted for good.
+    GuestHalted,
+    /// The guest ran past the timeout and was stopped.
+    Timeout(Duration),
+    /// KVM could not run the guest.
+    VmmError(String),
+}
+
+impl StopReason {
+    /// True when the guest itself ended the VM.
+    pub fn is_guest_stop(&self) -> bool {
+        matches!(
+            self,
+            StopReason::GuestReset | StopReason::GuestSystemEvent(_) | StopReason::GuestHalted
+        )
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::GuestReset => f.write_str("the guest reset itself (i8042)"),
+            StopReason::GuestTripleFault => f.write_str("the guest triple-faulted"),
+            StopReason::GuestSystemEvent(t) => write!(f, "the guest sent system event {t}"),
+            StopReason::GuestHalted => f.write_str("the guest halted"),
+            StopReason::Timeout(d) => write!(
+                f,
+                "the guest was stopped at the timeout of {:.1} s",
+                d.as_secs_f64()
+            ),
+            StopReason::VmmError(e) => write!(f, "the VMM could not run the guest: {e}"),
+        }
+    }
+}
+
+/// One named point of the VM's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimePoint {
+    /// `start`, `vm_created`, `memory_ready`, `kernel_loaded`, `vcpu_configured`,
+    /// `first_kvm_run`, `stop_requested`, `torn_down`.
+    pub name: &'static str,
+    /// Nanoseconds since the origin (host CLOCK_MONOTONIC).
+    pub at_ns: u64,
+}
+
+/// Everything a finished VM leaves behind.
+#[derive(Debug, Clone)]
+pub struct VmReport {
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// The serial console.
+    pub console: ConsoleLog,
+    /// Marker writes, timestamped on the vCPU thread.
+    pub markers: Vec<MarkerEvent>,
+    /// Marker writes dropped (malformed or too many).
+    pub markers_dropped: u64,
+    /// The VMM's timeline.
+    pub timeline: Vec<TimePoint>,
+    /// Exits the run loop handled, by reason, for the whole run.
+    pub exits: ExitCounts,
+    /// The same from the first KVM_RUN to the first marker write (the agent's start).
+    pub exits_to_first_marker: Option<ExitCounts>,
+    /// Resident memory when the guest stopped.
+    pub memory: Option<MemoryUsage>,
+    /// The largest non-guest mappings then (what the VMM's overhead is made of).
+    pub memory_top: Vec<(String, u64)>,
+    /// Guest RAM size, bytes.
+    pub guest_ram_bytes: u64,
+    /// The kernel's format.
+    pub kernel_format: KernelFormat,
+    /// The command line the guest got.
+    pub cmdline: String,
+    /// Port accesses no device claimed.
+    pub unclaimed_io: u64,
+}
+
+impl VmReport {
+    /// The last `n` console lines.
+    pub fn console_tail(&self, n: usize) -> String {
+        self.console.tail(n)
+    }
+
+    /// True when the console shows a kernel panic.
+    pub fn kernel_panicked(&self) -> bool {
+        self.console.text().contains("Kernel panic")
+    }
+
+    /// The time of a timeline point.
+    pub fn at(&self, name: &str) -> Option<u64> {
+        self.timeline
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.at_ns)
+    }
+}
+
+fn ns_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// The real-time signal that kicks a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> libc::c_int {
+    SIGRTMIN()
+}
+
+fn install_kick_handler() -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = register_signal_handler(kick_signal(), kick_handler)
+            .map_err(|e| VmError::Host(format!("installing the vCPU kick signal handler: {e}")));
+    });
+    result
+}
+
+/// Inputs checked without KVM.
+struct Checked {
+    kernel: KernelImage,
+    initrd: Option<(PathBuf, u64)>,
+    cmdline: Cmdline,
+    ram_bytes: u64,
+}
+
+fn check_inputs(config: &VmConfig) -> Result<Checked> {
+    if config.vcpus != 1 {
+        return Err(VmError::Config(format!(
+            "{} vCPUs requested; this VMM runs exactly one for now (several vCPUs come with the VM I/O work)",
+            config.vcpus
+        )));
+    }
+    let kernel = KernelImage::from_file(&config.kernel)?;
+    // The initrd is only measured here; it is read straight into guest memory later, so its
+    // bytes never sit on the VMM's heap.
+    let initrd = match &config.initrd {
+        Some(path) => {
+            let len = std::fs::metadata(path)
+                .and_then(|m| {
+                    if m.is_file() {
+                        Ok(m.len())
+                    } else {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "not a regular file",
+                        ))
+                    }
+                })
+                .map_err(|source| VmError::InitrdRead {
+                    path: path.clone(),
+                    source,
+                })?;
+            Some((path.clone(), len))
+        }
+        None => None,
+    };
+    let ram_bytes = config
+        .memory_mib
+        .checked_mul(1 << 20)
+        .ok_or_else(|| VmError::Layout(format!("{} MiB is too much", config.memory_mib)))?;
+    memory::ram_regions(ram_bytes)?;
+    let initrd_len = initrd.as_ref().map_or(0, |i| i.1);
+    let need = kernel.info.min_ram + initrd_len.next_multiple_of(4096) + (8 << 20);
+    if ram_bytes.min(crate::arch::x86_64::MMIO_GAP_START) < need {
+        return Err(VmError::Layout(format!(
+            "{} MiB of guest RAM is too little for this kernel and initramfs (need at least {} MiB); raise the VM's memory",
+            config.memory_mib,
+            need.div_ceil(1 << 20)
+        )));
+    }
+    let mut cmdline = Cmdline::microvm();
+    if config.quiet {
+        cmdline.push("quiet")?;
+    }
+    for word in &config.extra_cmdline {
+        cmdline.push(word)?;
+    }
+    if cmdline.len() > kernel.info.cmdline_max {
+        return Err(VmError::Cmdline(format!(
+            "{} bytes, but this kernel accepts {}",
+            cmdline.len(),
+            kernel.info.cmdline_max
+        )));
+    }
+    Ok(Checked {
+        kernel,
+        initrd,
+        cmdline,
+        ram_bytes,
+    })
+}
+
+/// Checks that a kernel (and initrd) would be accepted, without touching KVM.
+pub fn validate(config: &VmConfig) -> Result<KernelFormat> {
+    check_inputs(config).map(|c| c.kernel.info.format)
+}
+
+/// Runs one VM. `origin` is the instant the caller's timeline counts from.
+///
+/// Errors mean the VM could not be set up; whatever the guest does (panic, hang, reset) ends in a
+/// [`VmReport`] whose [`StopReason`] says so.
+pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
+    let mut timeline = vec![TimePoint {
+        name: "start",
+        at_ns: ns_since(origin),
+    }];
+    let mark = |timeline: &mut Vec<TimePoint>, name| {
+        timeline.push(TimePoint {
+            name,
+            at_ns: ns_since(origin),
+        })
+    };
+    let checked = check_inputs(config)?;
+    install_kick_handler()?;
+
+    let vm = Vm::new()?;
+    mark(&mut timeline, "vm_created");
+
+    let ram = GuestRam::new(checked.ram_bytes)?;
+    ram.register(&vm.fd)?;
+    mark(&mut timeline, "memory_ready");
+
+    let kernel_format = checked.kernel.info.format;
+    let loaded = checked.kernel.load(&ram.mem)?;
+    let min_ram = checked.kernel.info.min_ram;
+    let initrd_max = checked.kernel.info.initrd_addr_max;
+    drop(checked.kernel);
+    let initrd = match &checked.initrd {
+        Some((path, len)) => {
+            let addr = initrd_address(
+                ram.low_ram_end(),
+                *len,
+                loaded.kernel_end.max(min_ram),
+                initrd_max,
+            )?;
+            let read_err = |source| VmError::InitrdRead {
+                path: path.clone(),
+                source,
+            };
+            let mut file = std::fs::File::open(path).map_err(read_err)?;
+            let len_usize = usize::try_from(*len)
+                .map_err(|_| VmError::Layout("the initramfs is too large".into()))?;
+            ram.mem
+                .read_exact_volatile_from(GuestAddress(addr), &mut file, len_usize)
+                .map_err(|e| {
+                    VmError::Memory(format!("reading the initramfs into guest memory: {e}"))
+                })?;
+            Some((addr, *len))
+        }
+        None => None,
+    };
+    let cmdline_bytes = checked.cmdline.to_bytes_with_nul();
+    ram.mem
+        .write_slice(&cmdline_bytes, GuestAddress(CMDLINE_START))
+        .map_err(|e| VmError::Memory(format!("writing the command line: {e}")))?;
+    let params = build_boot_params(&BootParamsConfig {
+        setup_header: loaded.setup_header,
+        cmdline_len: cmdline_bytes.len() - 1,
+        initrd,
+        e820: e820_map(&ram.regions)?,
+    })?;
+    write_boot_params(&ram.mem, &params)?;
+    regs::write_boot_tables(&ram.mem)?;
+    mptable::write_mptable(&ram.mem, config.vcpus)?;
+    mark(&mut timeline, "kernel_loaded");
+
+    let serial_irq = EventFd::new(libc::EFD_NONBLOCK)
+        .map_err(|e| VmError::Host(format!("creating the serial interrupt eventfd: {e}")))?;
+    vm.fd
+        .register_irqfd(&serial_irq, SERIAL_IRQ)
+        .map_err(|source| VmError::Kvm {
+            what: "register the serial irqfd",
+            source,
+        })?;
+    let serial = Serial::new(
+        Some(serial_irq),
+        ConsoleLog::new(config.console_capacity),
+        config.live_console,
+    )
+    .map_err(|e| VmError::Host(format!("creating the serial port: {e}")))?;
+    let mut bus = PioBus::new(serial, MarkerPort::new(config.marker_port, origin));
+    let mut vcpu_fd = vcpu::create_boot_vcpu(&vm.kvm, &vm.fd, 0, 1, loaded.entry)?;
+    mark(&mut timeline, "vcpu_configured");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let thread_stop = Arc::clone(&stop);
+    let handle = std::thread::Builder::new()
+        .name("isolab-vcpu0".into())
+        .spawn(move || {
+            let stats = vcpu::run_loop(&mut vcpu_fd, &mut bus, &thread_stop, origin);
+            let _ = done_tx.send(());
+            (stats, bus, vcpu_fd)
+        })
+        .map_err(|e| VmError::VcpuThread(format!("spawning it: {e}")))?;
+
+    let mut timed_out = None;
+    if done_rx.recv_timeout(config.timeout).is_err() {
+        let at = ns_since(origin);
+        timed_out = Some(at);
+        stop.store(true, Ordering::Release);
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            // A signal that lands while the thread is outside KVM_RUN is lost: repeat it until the
+            // thread reports back.
+            let _ = handle.kill(kick_signal());
+            if done_rx.recv_timeout(Duration::from_millis(10)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(VmError::VcpuThread(
+                    "it did not leave KVM_RUN within 5 s of being told to stop".into(),
+                ));
+            }
+        }
+    }
+    let (stats, mut bus, vcpu_fd): (RunStats, PioBus, _) = handle
+        .join()
+        .map_err(|_| VmError::VcpuThread("it panicked".into()))?;
+
+    if let Some(first) = stats.first_run_ns {
+        timeline.push(TimePoint {
+            name: "first_kvm_run",
+            at_ns: first,
+        });
+    }
+    timeline.push(TimePoint {
+        name: "stop_requested",
+        at_ns: timed_out.unwrap_or(stats.end_ns),
+    });
+    let stop_reason = match (&stats.end, timed_out) {
+        (_, Some(_)) => StopReason::Timeout(config.timeout),
+        (LoopEnd::Reset, None) => StopReason::GuestReset,
+        (LoopEnd::Shutdown, None) => StopReason::GuestTripleFault,
+        (LoopEnd::SystemEvent(t), None) => StopReason::GuestSystemEvent(*t),
+        (LoopEnd::Halted, None) => StopReason::GuestHalted,
+        (LoopEnd::Stopped, None) => StopReason::VmmError("stopped without a request".into()),
+        (LoopEnd::Failed(e), None) => StopReason::VmmError(e.clone()),
+    };
+
+    let (memory, memory_top) = match memory::measure_detailed(&ram.host_ranges, 8) {
+        Some((m, top)) => (Some(m), top),
+        None => (None, Vec::new()),
+    };
+    let guest_ram_bytes = checked.ram_bytes;
+    let console = bus.serial.take_console();
+    let markers = bus.marker.events().to_vec();
+    let markers_dropped = bus.marker.dropped();
+    let unclaimed_io = bus.unclaimed;
+    // Tear down in dependency order: vCPU, devices (irqfd), VM, then the memory KVM mapped.
+    drop(vcpu_fd);
+    drop(bus);
+    drop(vm);
+    drop(ram);
+    mark(&mut timeline, "torn_down");
+
+    Ok(VmReport {
+        stop: stop_reason,
+        console,
+        markers,
+        markers_dropped,
+        timeline,
+        exits: stats.exits,
+        exits_to_first_marker: stats.exits_to_first_marker,
+        memory,
+        memory_top,
+        guest_ram_bytes,
+        kernel_format,
+        cmdline: checked.cmdline.as_string(),
+        unclaimed_io,
+    })
+}
+
+impl VmReport {
+    /// The report as JSON (for logs, and for the HVM test machine to hand it out over a console).
+    pub fn to_json(&self) -> serde_json::Value {
+        let exits = |e: &ExitCounts| {
+            serde_json::Value::Object(
+                e.0.iter()
+                    .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+                    .collect(),
+            )
+        };
+        let stop_kind = match &self.stop {
+            StopReason::GuestReset => "guest_reset",
+            StopReason::GuestTripleFault => "triple_fault",
+            StopReason::GuestSystemEvent(_) => "system_event",
+            StopReason::GuestHalted => "halted",
+            StopReason::Timeout(_) => "timeout",
+            StopReason::VmmError(_) => "vmm_error",
+        };
+        serde_json::json!({
+            "stop": self.stop.to_string(),
+            "stop_kind": stop_kind,
+            "kernel_panicked": self.kernel_panicked(),
+            "kernel_format": self.kernel_format.name(),
+            "cmdline": self.cmdline,
+            "guest_ram_bytes": self.guest_ram_bytes,
+            "console": self.console.text(),
+            "console_dropped": self.console.dropped(),
+            "markers": self.markers.iter().map(|m| serde_json::json!([m.byte, m.at_ns])).collect::<Vec<_>>(),
+            "markers_dropped": self.markers_dropped,
+            "timeline": self.timeline.iter().map(|p| serde_json::json!([p.name, p.at_ns])).collect::<Vec<_>>(),
+            "exits": exits(&self.exits),
+            "exits_to_first_marker": self.exits_to_first_marker.as_ref().map(exits),
+            "memory": self.memory.map(|m| serde_json::json!({
+                "guest_ram_resident": m.guest_ram_resident,
+                "other_resident": m.other_resident,
+            })),
+            "memory_top": self.memory_top.iter().map(|(n, b)| serde_json::json!([n, b])).collect::<Vec<_>>(),
+            "unclaimed_io": self.unclaimed_io,
+        })
+    }
+}

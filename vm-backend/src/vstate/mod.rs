@@ -1,0 +1,5 @@
+//! The VM's state as KVM holds it: the VM itself, its guest memory and its vCPUs.
+
+pub mod memory;
+pub mod vcpu;
+pub mod vm;
