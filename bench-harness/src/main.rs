@@ -136,6 +136,10 @@ struct RunArgs {
     /// Show the sandbox's console live.
     #[arg(long)]
     console: bool,
+    /// Boot this guest kernel (a bzImage or an ELF vmlinux) in the VM instead of the micro kernel
+    /// isolab builds (`isolab kernel build`).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
     /// Print the built-in default suite (a starting point for your own) and exit.
     #[arg(long)]
     print_suite: bool,
@@ -211,6 +215,15 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let agent = workloads::locate::locate_agent(args.agent.as_deref())?;
+    if let Some(k) = &args.kernel {
+        if !k.is_file() {
+            bail!(
+                "--kernel {}: no such file; pass a bzImage or an ELF vmlinux, or leave --kernel out \
+                 to use the micro kernel (`isolab kernel build`)",
+                k.display()
+            );
+        }
+    }
     interrupt::install().context("cannot install the Ctrl-C handler")?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -227,7 +240,10 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         live_console: args.console,
         progress: true,
         command: std::env::args().collect(),
-        make_backend: backends::make,
+        make_backend: {
+            let kernel = args.kernel.clone();
+            Box::new(move |kind| backends::make_with(kind, kernel.as_deref()))
+        },
     };
     let outcome = run::execute(&opts)?;
     println!("{}", summary::render_table(&outcome.summary));

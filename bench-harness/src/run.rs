@@ -39,7 +39,7 @@ pub struct RunOptions {
     /// The command line, for the manifest.
     pub command: Vec<String>,
     /// Makes backends; the real ones by default, fakes in tests.
-    pub make_backend: fn(BackendKind) -> Box<dyn Backend>,
+    pub make_backend: Box<dyn Fn(BackendKind) -> Box<dyn Backend>>,
 }
 
 impl std::fmt::Debug for RunOptions {

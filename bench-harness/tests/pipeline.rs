@@ -85,7 +85,7 @@ fn fake_run_is_stored_and_summarised_with_known_values() {
         live_console: false,
         progress: false,
         command: vec!["test".into()],
-        make_backend: make,
+        make_backend: Box::new(make),
     };
     let outcome = execute(&opts).unwrap();
     assert_eq!(outcome.status, RunStatus::Complete);
