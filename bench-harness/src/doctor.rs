@@ -77,7 +77,7 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
     } else {
         Check::problem(
             "not running as root",
-            "run isolab with sudo: the container backend creates namespaces, mounts and cgroups, \
+            "run isolab as root (sudo): the container backend creates namespaces, mounts and cgroups (or use `isolab run --userns` for rootless containers, without cgroup limits), \
              and the VM backend opens /dev/kvm",
             &[Container, Vm],
         )

@@ -140,6 +140,10 @@ struct RunArgs {
     /// isolab builds (`isolab kernel build`).
     #[arg(long)]
     kernel: Option<PathBuf>,
+    /// Run containers in a user namespace: root inside maps to an unprivileged id outside. Without
+    /// root it makes rootless containers possible (then without cgroup limits or accounting).
+    #[arg(long)]
+    userns: bool,
     /// Print the built-in default suite (a starting point for your own) and exit.
     #[arg(long)]
     print_suite: bool,
@@ -241,8 +245,11 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         progress: true,
         command: std::env::args().collect(),
         make_backend: {
-            let kernel = args.kernel.clone();
-            Box::new(move |kind| backends::make_with(kind, kernel.as_deref()))
+            let options = backends::BackendOptions {
+                vm_kernel: args.kernel.clone(),
+                user_namespace: args.userns,
+            };
+            Box::new(move |kind| backends::make_with(kind, &options))
         },
     };
     let outcome = run::execute(&opts)?;

@@ -71,6 +71,21 @@ pub enum ContainerError {
         /// The configured path.
         path: PathBuf,
     },
+    /// With a user namespace, the container's root (an unprivileged id on the host) cannot write
+    /// the I/O scratch directory.
+    #[error(
+        "the I/O scratch directory {path:?} is not writable by the container's root, which is \
+         uid {uid} / gid {gid} on the host with a user namespace; `chown {uid}:{gid}` it (or a \
+         directory made for the container) or pass another one"
+    )]
+    ScratchNotWritable {
+        /// The configured path.
+        path: PathBuf,
+        /// Host uid of the container's root.
+        uid: u32,
+        /// Host gid of the container's root.
+        gid: u32,
+    },
     /// The runtime's state directory (rootfs lives there) could not be used.
     #[error(
         "the container state directory {path:?} cannot be used: {source}; make it writable by \
@@ -131,6 +146,45 @@ pub enum ContainerError {
     /// An argument or environment entry for the container holds a NUL byte.
     #[error("argument or environment entry {0:?} contains a NUL byte; remove it")]
     NulByte(String),
+    /// The kernel forbids the calling unprivileged user to create a user namespace.
+    #[error(
+        "this kernel does not allow unprivileged user namespaces ({why}); {fix}, or run isolab \
+         as root"
+    )]
+    UserNamespaceUnavailable {
+        /// The setting that forbids them.
+        why: String,
+        /// What to do.
+        fix: String,
+    },
+    /// An unprivileged user asked for a mapping other than its own ids.
+    #[error(
+        "an unprivileged user (uid {euid}, gid {egid}) can map the container's root only to its \
+         own ids, not to uid {uid} / gid {gid}; use `UserNamespace::for_current_user()` or run \
+         isolab as root"
+    )]
+    IdMapNotPermitted {
+        /// The requested host uid.
+        uid: u32,
+        /// The requested host gid.
+        gid: u32,
+        /// Our effective uid.
+        euid: u32,
+        /// Our effective gid.
+        egid: u32,
+    },
+    /// Writing the container's uid/gid map (or its setgroups switch) failed.
+    #[error("writing {content:?} to {path:?} failed: {source}; {hint}")]
+    IdMap {
+        /// The /proc file.
+        path: PathBuf,
+        /// What was written.
+        content: String,
+        /// The underlying error.
+        source: std::io::Error,
+        /// What to do.
+        hint: &'static str,
+    },
     /// The run was interrupted (Ctrl-C) before the container started.
     #[error("interrupted before the container started; nothing is left behind")]
     Interrupted,

@@ -20,6 +20,10 @@
 //!
 //! Layout mirrors the machine: [`namespaces`], [`rootfs`], [`cgroups`] (one module per
 //! controller), [`capabilities`], [`process`] (clone, exec, watch, reap), [`timeline`], [`error`].
+//! With [`ContainerConfig::user_namespace`] the container also gets a user namespace ([`userns`]):
+//! its root is an unprivileged id outside, and isolab can run without root (then without cgroups,
+//! which the report says: [`RunWarning::CgroupsUnavailable`]).
+//!
 //! Host checks for `isolab doctor` are [`check_host`]; leftovers of a killed isolab are removed by
 //! [`clean_leftovers`]; Ctrl-C handling calls [`interrupt_all`].
 
@@ -32,6 +36,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rootfs;
 pub mod timeline;
+pub mod userns;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -52,12 +57,14 @@ pub use leftovers::{clean_leftovers, CleanReport};
 pub use process::{SetupStep, MARKER_FD};
 pub use rootfs::SCRATCH_MOUNT;
 pub use timeline::{Marker, Phase, Timeline};
+pub use userns::{check_unprivileged_user_namespaces, UserNamespace, ROOT_MAPPED_ID};
 
 use capabilities::CapabilityDrop;
 use cgroups::{Hierarchy, MemoryBreakdown as Breakdown};
 use namespaces::NamespaceSetup;
 use process::{ChildPlan, WatchOptions};
 use rootfs::{MountPlan, Rootfs};
+use userns::IdMaps;
 
 /// Where rootfs directories live unless configured otherwise; `isolab doctor --clean` looks here.
 pub const DEFAULT_STATE_DIR: &str = "/run/isolab/container";
@@ -85,6 +92,11 @@ pub struct ContainerConfig {
     pub timeout: Duration,
     /// Copy the init's stderr to ours as it arrives.
     pub echo_stderr: bool,
+    /// Also a user namespace, container root mapped to these host ids (default: none). Needed to
+    /// run without root; as root it makes root inside an unprivileged id outside
+    /// ([`UserNamespace::for_current_user`] picks the right mapping for both). The I/O scratch
+    /// directory must then be writable by the mapped uid.
+    pub user_namespace: Option<UserNamespace>,
 }
 
 impl ContainerConfig {
@@ -101,6 +113,7 @@ impl ContainerConfig {
             keep_capabilities: Capabilities::none(),
             timeout: Duration::from_secs(60),
             echo_stderr: false,
+            user_namespace: None,
         }
     }
 }
@@ -156,6 +169,28 @@ pub enum KillReason {
     Interrupted,
 }
 
+/// Something a run did differently from a default run, which its numbers must be read with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunWarning {
+    /// No trial cgroup: no memory, CPU or pids limit, and no accounting (every usage number of
+    /// the report is 0). Happens when isolab runs unprivileged with a user namespace.
+    CgroupsUnavailable {
+        /// Why, and what to do for limits and accounting.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for RunWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunWarning::CgroupsUnavailable { reason } => {
+                write!(f, "no cgroup limits or accounting: {reason}")
+            }
+        }
+    }
+}
+
 /// Everything one container run produced. A crash, an OOM kill or a timeout is a report, not an
 /// error.
 #[derive(Debug, Clone)]
@@ -174,7 +209,7 @@ pub struct RunReport {
     pub stderr_tail: String,
     /// What the cgroup accounted.
     pub usage: ResourceUsage,
-    /// The hierarchy used.
+    /// The hierarchy used (without cgroups, see `warnings`: the host's).
     pub cgroup_version: CgroupVersion,
     /// The root was entered with MS_MOVE + chroot because the host root is an initramfs.
     pub root_moved: bool,
@@ -183,8 +218,11 @@ pub struct RunReport {
     pub cleanup_error: Option<String>,
     /// The init's pid on the host (reaped: for checks that it is gone).
     pub init_pid: i32,
-    /// The trial cgroup's directories (removed: for checks that they are gone).
+    /// The trial cgroup's directories (removed: for checks that they are gone). Empty without
+    /// cgroups.
     pub cgroup_dirs: Vec<PathBuf>,
+    /// What makes this run differ from a default one (empty for a default run as root).
+    pub warnings: Vec<RunWarning>,
 }
 
 /// Containers running now, so Ctrl-C handling can kill them from another thread.
@@ -233,7 +271,10 @@ pub fn running_containers() -> usize {
 #[derive(Debug)]
 pub struct Runtime {
     config: ContainerConfig,
-    hierarchy: Hierarchy,
+    /// `None` when cgroups cannot be used (unprivileged), with the reason in `no_cgroups`.
+    hierarchy: Option<Hierarchy>,
+    no_cgroups: Option<String>,
+    id_maps: Option<IdMaps>,
     rootfs: Option<Rootfs>,
     mounts: MountPlan,
     namespaces: NamespaceSetup,
@@ -246,9 +287,17 @@ impl Runtime {
     /// Checks the host and the inputs, and builds the rootfs. On error nothing is left behind.
     pub fn new(config: ContainerConfig) -> Result<Self, ContainerError> {
         let euid = nix::unistd::geteuid().as_raw();
-        if euid != 0 {
-            return Err(ContainerError::NotRoot { euid });
-        }
+        let id_maps = match config.user_namespace {
+            // Without a user namespace, every namespace and mount needs root.
+            None if euid != 0 => return Err(ContainerError::NotRoot { euid }),
+            None => None,
+            Some(ns) => {
+                if euid != 0 {
+                    userns::check_unprivileged_user_namespaces()?;
+                }
+                Some(IdMaps::new(ns)?)
+            }
+        };
         namespaces::check_namespaces()?;
         if !config.init.is_file() {
             return Err(ContainerError::InitMissing {
@@ -259,8 +308,22 @@ impl Runtime {
             if !s.is_dir() {
                 return Err(ContainerError::ScratchMissing { path: s.clone() });
             }
+            if let Some(ns) = config.user_namespace {
+                check_scratch_writable(s, ns)?;
+            }
         }
-        let hierarchy = Hierarchy::detect(&config.cgroups, &config.limits)?;
+        let (hierarchy, no_cgroups) = if euid == 0 {
+            let h = Hierarchy::detect(&config.cgroups, &config.limits)?;
+            (Some(h), None)
+        } else {
+            // Creating cgroups needs root (or a delegated cgroup2 subtree, which the runtime does
+            // not look for): run without, and say so in every report.
+            let reason = format!(
+                "isolab runs unprivileged (euid {euid}) and cannot create cgroups; run as root \
+                 for limits and accounting"
+            );
+            (None, Some(reason))
+        };
         let namespaces = NamespaceSetup::new(&config.hostname)?;
         let dev_null = std::fs::File::open("/dev/null")
             .map(OwnedFd::from)
@@ -272,7 +335,8 @@ impl Runtime {
         let pid = std::process::id();
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let rootfs = Rootfs::build(&config.state_dir, &format!("{pid}-{n}"), &config.init)?;
-        let mounts = match MountPlan::new(&rootfs, config.scratch.as_deref()) {
+        let bind_dev = id_maps.is_some();
+        let mounts = match MountPlan::new(&rootfs, config.scratch.as_deref(), bind_dev) {
             Ok(m) => m,
             Err(e) => {
                 let _ = rootfs.remove();
@@ -284,6 +348,8 @@ impl Runtime {
             name_prefix: format!("{}{pid}-", cgroups::CGROUP_PREFIX),
             config,
             hierarchy,
+            no_cgroups,
+            id_maps,
             rootfs: Some(rootfs),
             mounts,
             namespaces,
@@ -296,9 +362,17 @@ impl Runtime {
         &self.config
     }
 
-    /// The cgroup hierarchy version in use.
+    /// The cgroup hierarchy version in use (without cgroups, the host's).
     pub fn cgroup_version(&self) -> CgroupVersion {
-        self.hierarchy.version()
+        match &self.hierarchy {
+            Some(h) => h.version(),
+            None => cgroups::detect_version(&self.config.cgroups.v2_root),
+        }
+    }
+
+    /// Why runs of this runtime go without cgroup limits and accounting, if they do.
+    pub fn cgroups_unavailable(&self) -> Option<&str> {
+        self.no_cgroups.as_deref()
     }
 
     /// The rootfs directory on the host (while prepared).
@@ -331,8 +405,14 @@ impl Runtime {
         let mut timeline = Timeline::start();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}{id}", self.name_prefix);
-        let cg = self.hierarchy.create(&name, &self.config.limits)?;
-        timeline.mark(Phase::CgroupCreated);
+        let cg = match &self.hierarchy {
+            Some(h) => {
+                let cg = h.create(&name, &self.config.limits)?;
+                timeline.mark(Phase::CgroupCreated);
+                Some(cg)
+            }
+            None => None,
+        };
         let plan = ChildPlan {
             init,
             argv,
@@ -340,13 +420,15 @@ impl Runtime {
             namespaces: &self.namespaces,
             mounts: &self.mounts,
             caps: self.caps,
-            join_fds: cg.join_fds(),
+            join_fds: cg.as_ref().map(|c| c.join_fds()).unwrap_or_default(),
+            no_cgroup: cg.is_none(),
+            user_namespace: self.id_maps.as_ref(),
         };
         let mut sampled = Breakdown::default();
-        let ran = self.spawn_and_watch(id, &plan, &cg, &mut timeline, &mut sampled);
-        let cgroup_dirs = cg.dirs().to_vec();
-        let usage = cg.usage(sampled);
-        let removal = cg.remove();
+        let ran = self.spawn_and_watch(id, &plan, cg.as_ref(), &mut timeline, &mut sampled);
+        let cgroup_dirs = cg.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();
+        let usage = cg.as_ref().map(|c| c.usage(sampled)).unwrap_or_default();
+        let removal = cg.as_ref().map_or(Ok(()), |c| c.remove());
         drop(cg);
         timeline.mark(Phase::CleanedUp);
         let (status, watched, root_moved, init_pid, proc_io) = ran?;
@@ -372,11 +454,18 @@ impl Runtime {
             stdout: String::from_utf8_lossy(&watched.stdout).into_owned(),
             stderr_tail: String::from_utf8_lossy(&watched.stderr).into_owned(),
             usage,
-            cgroup_version: self.hierarchy.version(),
+            cgroup_version: self.cgroup_version(),
             root_moved,
             cleanup_error: removal.err().map(|e| e.to_string()),
             init_pid,
             cgroup_dirs,
+            warnings: self
+                .no_cgroups
+                .iter()
+                .map(|reason| RunWarning::CgroupsUnavailable {
+                    reason: reason.clone(),
+                })
+                .collect(),
         })
     }
 
@@ -384,12 +473,13 @@ impl Runtime {
         &self,
         id: u64,
         plan: &ChildPlan<'_>,
-        cg: &cgroups::TrialCgroup,
+        cg: Option<&cgroups::TrialCgroup>,
         timeline: &mut Timeline,
         sampled: &mut Breakdown,
     ) -> Result<(WaitStatus, process::Watched, bool, i32, IoBytes), ContainerError> {
         let (mut parent_io, child_io) = process::make_io(&self.dev_null)?;
-        let spawned = process::spawn(plan, child_io, cg.clone_into().map(|fd| fd.as_fd()))?;
+        let into = cg.and_then(|c| c.clone_into()).map(|fd| fd.as_fd());
+        let spawned = process::spawn(plan, child_io, into)?;
         timeline.mark(Phase::CloneReturned);
         let interrupted = Arc::new(AtomicBool::new(false));
         live().push(Live {
@@ -408,7 +498,11 @@ impl Runtime {
             echo_stderr: self.config.echo_stderr,
         };
         let is_interrupted = || interrupted.load(Ordering::SeqCst);
-        let mut sample = || *sampled = sampled.max(cg.sample_memory());
+        let mut sample = || {
+            if let Some(cg) = cg {
+                *sampled = sampled.max(cg.sample_memory());
+            }
+        };
         let mut watched = process::watch(
             &spawned,
             &mut parent_io,
@@ -448,6 +542,34 @@ impl Runtime {
         }
         self.rootfs = None;
         Ok(())
+    }
+}
+
+/// With a user namespace the container's root is `ns.uid` on the host: the I/O workloads write
+/// to the scratch directory as that user, so it must be allowed to, or they would fail later with
+/// a bare EACCES.
+fn check_scratch_writable(dir: &Path, ns: UserNamespace) -> Result<(), ContainerError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|_| ContainerError::ScratchMissing {
+        path: dir.to_path_buf(),
+    })?;
+    let mode = meta.mode();
+    // Permission bits only (no ACLs): the class that applies decides, as the kernel does.
+    let writable = if meta.uid() == ns.uid {
+        mode & 0o300 == 0o300
+    } else if meta.gid() == ns.gid {
+        mode & 0o030 == 0o030
+    } else {
+        mode & 0o003 == 0o003
+    };
+    if writable {
+        Ok(())
+    } else {
+        Err(ContainerError::ScratchNotWritable {
+            path: dir.to_path_buf(),
+            uid: ns.uid,
+            gid: ns.gid,
+        })
     }
 }
 

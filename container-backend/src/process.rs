@@ -26,6 +26,7 @@ use crate::error::ContainerError;
 use crate::namespaces::{errno, NamespaceSetup, CLONE_NAMESPACES, CLONE_NEWCGROUP};
 use crate::rootfs::MountPlan;
 use crate::timeline::{monotonic_ns, Phase, Timeline};
+use crate::userns::{IdMaps, MapSync};
 
 /// The fd number the init process finds its marker pipe on (`ISOLAB_MARKER=fd:3`).
 pub const MARKER_FD: RawFd = 3;
@@ -81,10 +82,12 @@ pub enum SetupStep {
     NoNewPrivs,
     /// `execve("/init")`.
     Exec,
+    /// Waiting for the id maps and becoming uid/gid 0 of the user namespace.
+    EnterUserNamespace,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 19] = [
+    const ALL: [SetupStep; 20] = [
         SetupStep::JoinCgroup,
         SetupStep::EnterCgroupNamespace,
         SetupStep::SetHostname,
@@ -104,6 +107,7 @@ impl SetupStep {
         SetupStep::DropCapabilities,
         SetupStep::NoNewPrivs,
         SetupStep::Exec,
+        SetupStep::EnterUserNamespace,
     ];
 
     fn from_u32(n: u32) -> Option<Self> {
@@ -125,6 +129,10 @@ impl SetupStep {
             SetupStep::PivotRoot | SetupStep::DetachOldRoot => {
                 "the state directory must be on a normal filesystem (not a network or overlay \
                  mount shared with another namespace)"
+            }
+            SetupStep::EnterUserNamespace => {
+                "the parent could not write the container's uid/gid maps (its error says why), \
+                 or the kernel refused uid/gid 0 inside; run `isolab doctor`"
             }
             SetupStep::Exec => {
                 "the init binary must be a static executable for this machine (build the agent \
@@ -155,6 +163,7 @@ impl SetupStep {
             SetupStep::DropCapabilities => "drop capabilities",
             SetupStep::NoNewPrivs => "set no_new_privs",
             SetupStep::Exec => "execve /init",
+            SetupStep::EnterUserNamespace => "enter user namespace",
         }
     }
 }
@@ -282,6 +291,9 @@ pub(crate) struct ChildIo {
     marker: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// With a user namespace: both ends of the pipe the child waits on for its id maps (owned by
+    /// the parent's `MapSync`; the child closes its copies).
+    map_sync: Option<(RawFd, RawFd)>,
 }
 
 /// Creates the pipes; `stdin` is the host's /dev/null.
@@ -305,6 +317,7 @@ pub(crate) fn make_io(dev_null: &OwnedFd) -> Result<(ParentIo, ChildIo), Contain
             marker: marker_w,
             stdout: stdout_w,
             stderr: stderr_w,
+            map_sync: None,
         },
     ))
 }
@@ -320,6 +333,10 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) caps: CapabilityDrop,
     /// v1 `tasks` fds to write `0` (the calling thread) to.
     pub(crate) join_fds: Vec<RawFd>,
+    /// No trial cgroup (rootless): the cgroup namespace is made at clone, nothing is joined.
+    pub(crate) no_cgroup: bool,
+    /// The id maps of a user namespace; `None` makes none (the default).
+    pub(crate) user_namespace: Option<&'a IdMaps>,
 }
 
 /// Builds a NUL-terminated C string, refusing interior NULs.
@@ -416,10 +433,18 @@ fn unpin(original: Option<&libc::cpu_set_t>) {
 /// cgroup namespace). The child runs [`child_main`] and never returns here.
 pub(crate) fn spawn(
     plan: &ChildPlan<'_>,
-    io: ChildIo,
+    mut io: ChildIo,
     cgroup_dir: Option<BorrowedFd<'_>>,
 ) -> Result<Spawned, ContainerError> {
     let report = SharedReport::new()?;
+    // Only with a user namespace: the default path pays for no extra pipe.
+    let sync = match plan.user_namespace {
+        Some(_) => {
+            let (read, write) = pipe()?;
+            Some(MapSync { read, write })
+        }
+        None => None,
+    };
     // Pointer arrays for execve, built here: the child must not allocate.
     let argv: Vec<*const libc::c_char> = plan
         .argv
@@ -443,7 +468,14 @@ pub(crate) fn spawn(
     if let Some(dir) = cgroup_dir {
         args.flags |= CLONE_INTO_CGROUP | CLONE_NEWCGROUP;
         args.cgroup = dir.as_raw_fd() as u64;
+    } else if plan.no_cgroup {
+        args.flags |= CLONE_NEWCGROUP;
     }
+    if plan.user_namespace.is_some() {
+        // Created first by the kernel, so it owns every other namespace of this clone.
+        args.flags |= libc::CLONE_NEWUSER as u64;
+    }
+    io.map_sync = sync.as_ref().map(MapSync::raw);
     let pin = PinForClone::new();
     // SAFETY: clone3 with a zero stack behaves like fork: the child gets a copy of this address
     // space and returns here with 0. It then runs only `child_main`, which makes async-signal-safe
@@ -462,7 +494,7 @@ pub(crate) fn spawn(
             &argv,
             &envp,
             report.get(),
-            cgroup_dir.is_some(),
+            cgroup_dir.is_some() || plan.no_cgroup,
             pin.original.as_ref(),
         );
     }
@@ -470,6 +502,11 @@ pub(crate) fn spawn(
     if ret < 0 {
         let source = Errno::last();
         let hint = match source {
+            Errno::EPERM if plan.user_namespace.is_some() => {
+                "the kernel refused a user namespace: unprivileged user namespaces may be \
+                 disabled (user.max_user_namespaces, kernel.unprivileged_userns_clone, AppArmor) \
+                 or isolab runs in a chroot; run as root or allow them"
+            }
             Errno::EPERM => "creating namespaces needs root (CAP_SYS_ADMIN)",
             Errno::ENOSYS | Errno::E2BIG => {
                 "this kernel is too old: isolab needs Linux 5.7 or newer"
@@ -491,11 +528,21 @@ pub(crate) fn spawn(
     drop(io);
     // SAFETY: CLONE_PIDFD stored a new pidfd we now own.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok(Spawned {
+    let spawned = Spawned {
         pid: Pid::from_raw(ret as libc::pid_t),
         pidfd,
         report,
-    })
+    };
+    if let (Some(maps), Some(sync)) = (plan.user_namespace, sync) {
+        // The child waits on `sync` until this is done; on failure it is killed and reaped here,
+        // so the caller has nothing to clean but its cgroup.
+        if let Err(e) = maps.write(spawned.pid).and_then(|()| sync.release()) {
+            spawned.kill();
+            let _ = spawned.reap();
+            return Err(e);
+        }
+    }
+    Ok(spawned)
 }
 
 /// Records a failed step and ends the child. Async-signal-safe.
@@ -525,6 +572,13 @@ fn child_main(
 ) -> ! {
     stamp(report, 4);
     unpin(cpus);
+    // Before anything that creates files or needs ids: until the maps are written we are the
+    // overflow id inside.
+    if let (Some(maps), Some(sync)) = (plan.user_namespace, io.map_sync) {
+        if let Err(e) = crate::userns::child_enter(sync, maps.child_clears_groups()) {
+            fail(report, SetupStep::EnterUserNamespace, e);
+        }
+    }
     // The parent thread's signal mask is inherited and would survive exec; start clean. Handlers
     // were reset by CLONE_CLEAR_SIGHAND; SIGPIPE is ignored by Rust's runtime and an ignored
     // disposition survives exec, so it is reset by hand as std::process::Command does.
@@ -538,7 +592,10 @@ fn child_main(
         libc::umask(0);
     }
     if born_in_cgroup {
-        stamp(report, 0);
+        // Without a trial cgroup (rootless) nothing was joined: no `cgroup_joined` phase.
+        if !plan.no_cgroup {
+            stamp(report, 0);
+        }
     } else {
         for &fd in &plan.join_fds {
             // SAFETY: writes one byte from a static buffer to an fd the parent opened for us.

@@ -117,6 +117,11 @@ pub(crate) struct MountPlan {
     sys: CString,
     dev: CString,
     dev_nodes: [(CString, u32, u32); 3],
+    /// The host's nodes, bind-mounted over empty files instead of `mknod` (which a user
+    /// namespace forbids), in the order of `dev_nodes`.
+    host_dev_nodes: [CString; 3],
+    /// Set with a user namespace: bind the host's nodes.
+    bind_dev_nodes: bool,
     tmp: CString,
     scratch: Option<(CString, CString)>,
     slash: CString,
@@ -129,7 +134,13 @@ pub(crate) struct MountPlan {
 }
 
 impl MountPlan {
-    pub(crate) fn new(rootfs: &Rootfs, scratch: Option<&Path>) -> Result<Self, ContainerError> {
+    /// `bind_dev_nodes`: make /dev's nodes by bind-mounting the host's (for a user namespace,
+    /// where `mknod` is refused) instead of `mknod`.
+    pub(crate) fn new(
+        rootfs: &Rootfs,
+        scratch: Option<&Path>,
+        bind_dev_nodes: bool,
+    ) -> Result<Self, ContainerError> {
         let r = rootfs.dir();
         Ok(Self {
             root: cpath(r)?,
@@ -143,6 +154,8 @@ impl MountPlan {
                 (cpath(&r.join("dev/zero"))?, 1, 5),
                 (cpath(&r.join("dev/urandom"))?, 1, 9),
             ],
+            host_dev_nodes: [cstr("/dev/null"), cstr("/dev/zero"), cstr("/dev/urandom")],
+            bind_dev_nodes,
             tmp: cpath(&r.join("tmp"))?,
             scratch: match scratch {
                 Some(s) => Some((cpath(s)?, cpath(&r.join("scratch"))?)),
@@ -238,7 +251,36 @@ impl MountPlan {
             libc::MS_NOSUID | libc::MS_NOEXEC,
             self.dev_opts.as_ptr().cast(),
         )?;
-        for (path, major, minor) in &self.dev_nodes {
+        if self.bind_dev_nodes {
+            for ((path, _, _), host) in self.dev_nodes.iter().zip(&self.host_dev_nodes) {
+                // An empty file as the mount point (the tmpfs is ours, so creating in it works
+                // inside the user namespace), then the host's node over it: a bind mount of a
+                // node keeps its host superblock, where devices may be opened.
+                // SAFETY: `path` is a NUL-terminated string owned by `self`; the fd is closed
+                // right after.
+                let fd = unsafe {
+                    libc::open(
+                        path.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o666 as libc::c_uint,
+                    )
+                };
+                if fd < 0 {
+                    return Err((SetupStep::MakeDevNodes, errno()));
+                }
+                // SAFETY: `fd` was opened above and is not used after.
+                unsafe { libc::close(fd) };
+                mount(
+                    SetupStep::MakeDevNodes,
+                    host.as_ptr(),
+                    path,
+                    null,
+                    libc::MS_BIND,
+                    nodata,
+                )?;
+            }
+        }
+        for (path, major, minor) in self.dev_nodes.iter().filter(|_| !self.bind_dev_nodes) {
             // SAFETY: `path` is a NUL-terminated string owned by `self`.
             let r = unsafe {
                 libc::mknod(
@@ -325,7 +367,8 @@ mod tests {
         }
         let init = std::fs::metadata(r.dir().join("init")).expect("init");
         assert!(init.permissions().mode() & 0o111 != 0);
-        MountPlan::new(&r, Some(Path::new("/tmp"))).expect("plan");
+        MountPlan::new(&r, Some(Path::new("/tmp")), false).expect("plan");
+        MountPlan::new(&r, None, true).expect("plan with a user namespace");
         r.remove().expect("remove");
         r.remove().expect("idempotent");
         assert!(!r.dir().exists());

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use container_backend::{
     CgroupLimits, ContainerConfig, ContainerError, KillReason, RunReport, RunRequest, Runtime,
-    MARKER_FD, SCRATCH_MOUNT,
+    UserNamespace, MARKER_FD, SCRATCH_MOUNT,
 };
 use workloads::protocol::{encode_spec, parse_framed_result, MarkerEvent, MARKER_ENV, SPEC_ENV};
 use workloads::result::Outcome;
@@ -20,6 +20,7 @@ use crate::backend::{
     Backend, BackendError, BackendKind, Phase, PrepareContext, Timeline, Trial, TrialFailure,
     TrialOutcome,
 };
+use crate::backends::child;
 
 pub use container_backend::{
     check_host, clean_leftovers, interrupt_all, CleanReport, HostProblem, DEFAULT_STATE_DIR,
@@ -36,6 +37,12 @@ pub struct ContainerBackend {
     state_dir: PathBuf,
     runtime: Option<Runtime>,
     scratch_host: PathBuf,
+    /// Run containers in a user namespace too (`isolab run --userns`).
+    user_namespace: bool,
+    /// With a user namespace: the directory under the scratch directory made for the container's
+    /// root (an unprivileged id on the host), bind-mounted as the scratch mount; removed at
+    /// cleanup.
+    userns_scratch: Option<PathBuf>,
 }
 
 impl Default for ContainerBackend {
@@ -57,7 +64,71 @@ impl ContainerBackend {
             state_dir,
             runtime: None,
             scratch_host: PathBuf::new(),
+            user_namespace: false,
+            userns_scratch: None,
         }
+    }
+
+    /// Also a user namespace for every container (`isolab run --userns`): the container's root is
+    /// uid/gid [`container_backend::ROOT_MAPPED_ID`] on the host when isolab runs as root, and
+    /// the invoking user otherwise. Without root, containers run without cgroup limits and
+    /// accounting (every `host.*` usage metric is 0), which
+    /// [`ContainerBackend::cgroups_unavailable`] and each trial's log tail say. Takes effect at
+    /// the next [`Backend::prepare`].
+    pub fn with_user_namespace(mut self, on: bool) -> Self {
+        self.user_namespace = on;
+        self
+    }
+
+    /// Whether containers get a user namespace.
+    pub fn user_namespace(&self) -> bool {
+        self.user_namespace
+    }
+
+    /// After [`Backend::prepare`]: why trials run without cgroup limits and accounting, if they
+    /// do (rootless `--userns`). For a note in the run's output and report.
+    pub fn cgroups_unavailable(&self) -> Option<String> {
+        self.runtime
+            .as_ref()
+            .and_then(|r| r.cgroups_unavailable().map(str::to_owned))
+    }
+
+    /// With a user namespace, the container's root writes the scratch area as an unprivileged id:
+    /// a directory of its own under the harness's scratch directory (which isolab does not chown).
+    fn make_userns_scratch(
+        &mut self,
+        ctx: &PrepareContext,
+        ns: UserNamespace,
+    ) -> Result<PathBuf, BackendError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = ctx
+            .io_scratch_dir
+            .join(format!(".isolab-userns-{}", std::process::id()));
+        let fail = |what: &str, e: &dyn std::fmt::Display| BackendError::Prepare {
+            backend: BackendKind::Container,
+            message: format!(
+                "{what} {} for the user-namespaced container failed: {e}; make the I/O scratch \
+                 directory {} writable by isolab or pass another one",
+                dir.display(),
+                ctx.io_scratch_dir.display()
+            ),
+        };
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail("creating", &e)),
+        }
+        // Recorded before the chown so a failure still removes it.
+        self.userns_scratch = Some(dir.clone());
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(
+                &dir,
+                Some(nix::unistd::Uid::from_raw(ns.uid)),
+                Some(nix::unistd::Gid::from_raw(ns.gid)),
+            )
+            .map_err(|e| fail("handing over", &e))?;
+        }
+        Ok(dir)
     }
 
     fn config(&self, ctx: &PrepareContext) -> ContainerConfig {
@@ -92,7 +163,14 @@ fn prepare_error(e: ContainerError) -> BackendError {
         ContainerError::NotRoot { .. } => BackendError::Unavailable {
             backend,
             reason: e.to_string(),
-            fix: "run isolab as root (sudo)".into(),
+            fix: "run isolab as root (sudo), or with --userns for a rootless run without cgroup \
+                  limits and accounting"
+                .into(),
+        },
+        ContainerError::UserNamespaceUnavailable { fix, .. } => BackendError::Unavailable {
+            backend,
+            reason: e.to_string(),
+            fix: format!("{fix}, or run isolab as root"),
         },
         ContainerError::NamespaceMissing { config, .. } => BackendError::Unavailable {
             backend,
@@ -225,7 +303,21 @@ impl Backend for ContainerBackend {
 
     fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError> {
         self.cleanup()?;
-        let runtime = Runtime::new(self.config(ctx)).map_err(prepare_error)?;
+        let mut config = self.config(ctx);
+        if self.user_namespace {
+            let ns = UserNamespace::for_current_user();
+            let scratch = self.make_userns_scratch(ctx, ns)?;
+            config.scratch = Some(scratch);
+            config.user_namespace = Some(ns);
+        }
+        let runtime = match Runtime::new(config) {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing of this prepare may stay: the scratch directory made above goes too.
+                let _ = self.cleanup();
+                return Err(prepare_error(e));
+            }
+        };
         self.scratch_host = ctx.io_scratch_dir.clone();
         self.runtime = Some(runtime);
         Ok(())
@@ -266,10 +358,34 @@ impl Backend for ContainerBackend {
                 if let Some(e) = &report.cleanup_error {
                     log_tail.push_str(&format!("\n[isolab] cleanup: {e}"));
                 }
+                for w in &report.warnings {
+                    log_tail.push_str(&format!("\n[isolab] warning: {w}"));
+                }
+                let result = classify(&report, timeout_s);
+                let mut timeline = harness_timeline(&report);
+                let mut host_metrics = host_metrics(&report);
+                // The agent shares the host's clock: its own stamps beat a late pipe read.
+                if let Ok(r) = &result {
+                    let start = report.timeline.start_monotonic_ns;
+                    if let Some(ready) = child::apply_agent_clock(&mut timeline, r, start) {
+                        let ready_ms = ready as f64 / 1e6;
+                        match host_metrics
+                            .iter_mut()
+                            .find(|m| m.name == "host.start_to_ready")
+                        {
+                            Some(m) => m.value = ready_ms,
+                            None => host_metrics.push(Metric::lower(
+                                "host.start_to_ready",
+                                "ms",
+                                ready_ms,
+                            )),
+                        }
+                    }
+                }
                 TrialOutcome {
-                    result: classify(&report, timeout_s),
-                    timeline: harness_timeline(&report),
-                    host_metrics: host_metrics(&report),
+                    result,
+                    timeline,
+                    host_metrics,
                     log_tail,
                     emulated: false,
                 }
@@ -284,6 +400,21 @@ impl Backend for ContainerBackend {
                     backend: BackendKind::Container,
                     message: e.to_string(),
                 });
+            }
+        }
+        if let Some(dir) = self.userns_scratch.take() {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(BackendError::Cleanup {
+                        backend: BackendKind::Container,
+                        message: format!(
+                            "removing the user-namespaced scratch directory {} failed: {e}; \
+                             remove it by hand",
+                            dir.display()
+                        ),
+                    });
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -391,6 +522,50 @@ mod tests {
             .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// `isolab run --userns` as root: the same trials work, the container's root writes its own
+    /// directory under the scratch directory, and cleanup removes it. Needs root; never skips.
+    #[test]
+    fn trials_in_a_user_namespace_through_the_backend_trait() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the container backend test needs root (namespaces, cgroups); run the tests as root"
+        );
+        let agent = workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir_all(&scratch).expect("scratch");
+        let ctx = PrepareContext {
+            agent,
+            work_dir: dir.path().join("work"),
+            io_scratch_dir: scratch.clone(),
+            limits: SandboxLimits {
+                memory_mib: 64,
+                vcpus: 1,
+                pids_max: 64,
+            },
+            trial_timeout: Duration::from_secs(60),
+            live_console: false,
+        };
+        let mut b =
+            ContainerBackend::with_state_dir(dir.path().join("state")).with_user_namespace(true);
+        assert!(b.user_namespace());
+        b.prepare(&ctx).expect("prepare");
+        assert_eq!(b.cgroups_unavailable(), None, "root keeps its cgroups");
+        let noop = b.run_trial(&trial(r#"{"kind":"noop"}"#));
+        assert!(noop.result.is_ok(), "{:?} {}", noop.result, noop.log_tail);
+        let io_json = format!(
+            r#"{{"kind":"io-seq","path":{:?},"size_mib":4}}"#,
+            scratch.display().to_string()
+        );
+        let io = b.run_trial(&trial(&io_json));
+        assert!(io.result.is_ok(), "{:?} {}", io.result, io.log_tail);
+        b.cleanup().expect("cleanup");
+        let left: Vec<_> = std::fs::read_dir(&scratch)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in the scratch directory: {left:?}");
     }
 
     #[test]

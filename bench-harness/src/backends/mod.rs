@@ -6,22 +6,34 @@ pub mod container;
 pub mod native;
 pub mod vm;
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use crate::backend::{Backend, BackendKind};
 
-/// Makes the backend of a kind with default settings.
-pub fn make(kind: BackendKind) -> Box<dyn Backend> {
-    make_with(kind, None)
+/// Settings that pick a backend's variant.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// Boot this kernel in the VM instead of the micro kernel.
+    pub vm_kernel: Option<PathBuf>,
+    /// Give containers a user namespace (root inside is an unprivileged id outside; also what
+    /// makes containers possible without root).
+    pub user_namespace: bool,
 }
 
-/// Makes the backend of a kind; `vm_kernel` replaces the VM's default micro kernel.
-pub fn make_with(kind: BackendKind, vm_kernel: Option<&Path>) -> Box<dyn Backend> {
+/// Makes the backend of a kind with default settings.
+pub fn make(kind: BackendKind) -> Box<dyn Backend> {
+    make_with(kind, &BackendOptions::default())
+}
+
+/// Makes the backend of a kind with `options`.
+pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend> {
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend::default()),
-        BackendKind::Container => Box::new(container::ContainerBackend::new()),
-        BackendKind::Vm => match vm_kernel {
-            Some(k) => Box::new(vm::VmBackend::with_kernel(k.to_path_buf())),
+        BackendKind::Container => {
+            Box::new(container::ContainerBackend::new().with_user_namespace(options.user_namespace))
+        }
+        BackendKind::Vm => match &options.vm_kernel {
+            Some(k) => Box::new(vm::VmBackend::with_kernel(k.clone())),
             None => Box::new(vm::VmBackend::new()),
         },
     }
