@@ -336,12 +336,24 @@ pub fn render_table(summary: &Summary) -> String {
             "Emulated samples ran in the HVM test machine (QEMU TCG): correctness only, not performance."
         );
     }
+    // An unavailable backend fails every trial for one reason: say it once per backend.
+    let mut unavailable: Vec<(&str, usize, &str)> = Vec::new();
     for f in &summary.failures {
+        if f.reason.starts_with("unavailable:") {
+            match unavailable.iter_mut().find(|u| u.0 == f.backend) {
+                Some(u) => u.1 += f.count,
+                None => unavailable.push((&f.backend, f.count, &f.reason)),
+            }
+            continue;
+        }
         let _ = writeln!(
             out,
             "{} trial(s) of {} on {} did not produce a result: {}",
             f.count, f.workload, f.backend, f.reason
         );
+    }
+    for (backend, count, reason) in unavailable {
+        let _ = writeln!(out, "{backend}: {count} trial(s) not run, {reason}");
     }
     out
 }
