@@ -358,7 +358,8 @@ pub fn render_table(summary: &Summary) -> String {
     out
 }
 
-fn fmt_ratio(x: f64) -> String {
+/// A ratio for tables and chart labels: `0.97`, `8.43`, `99.3`, `120`.
+pub fn fmt_ratio(x: f64) -> String {
     if x.abs() >= 100.0 {
         format!("{x:.0}")
     } else if x.abs() >= 10.0 {

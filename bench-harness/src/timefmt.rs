@@ -2,17 +2,9 @@
 
 use std::time::SystemTime;
 
-/// Now on CLOCK_MONOTONIC, in nanoseconds. The same clock the agent uses natively and in a
-/// container, so host and agent timestamps can be placed on one timeline.
-pub fn monotonic_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(ts) => {
-            u64::try_from(ts.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(ts.tv_nsec()).unwrap_or(0)
-        }
-        Err(_) => 0,
-    }
-}
+/// Now on CLOCK_MONOTONIC, in nanoseconds. The same clock (and the same function) the agent
+/// uses, natively and in a container, so host and agent timestamps share one timeline.
+pub use workloads::agent::monotonic_ns;
 
 /// Current UTC time as RFC 3339 with seconds, e.g. `2026-11-26T07:12:03Z`.
 pub fn now_rfc3339() -> String {

@@ -101,17 +101,6 @@ fn short(x: f64) -> String {
     }
 }
 
-/// A ratio for labels: `0.97`, `8.43`, `99.3`, `120`.
-fn ratio_text(x: f64) -> String {
-    if x.abs() >= 100.0 {
-        format!("{x:.0}")
-    } else if x.abs() >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
-    }
-}
-
 /// Builds every chart that has data. The second value lists the charts left out and why.
 pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let mut charts = Vec::new();
@@ -913,7 +902,7 @@ where
                     (px + 6, py, HPos::Left)
                 };
                 let text = if spec.points {
-                    format!("{}x", ratio_text(item.value))
+                    format!("{}x", crate::summary::fmt_ratio(item.value))
                 } else {
                     short(item.value)
                 };
