@@ -62,7 +62,7 @@ pub use userns::{check_unprivileged_user_namespaces, UserNamespace, ROOT_MAPPED_
 use capabilities::CapabilityDrop;
 use cgroups::{Hierarchy, MemoryBreakdown as Breakdown};
 use namespaces::NamespaceSetup;
-use process::{ChildPlan, WatchOptions};
+use process::{CgroupJoin, ChildPlan, WatchOptions};
 use rootfs::{MountPlan, Rootfs};
 use userns::IdMaps;
 
@@ -405,13 +405,28 @@ impl Runtime {
         let mut timeline = Timeline::start();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}{id}", self.name_prefix);
-        let cg = match &self.hierarchy {
-            Some(h) => {
+        // v1 as root: the cgroup is made while the child sets itself up (see cgroups::v1). With
+        // a user namespace, or on v2 (the child is born inside), it must exist before the clone.
+        let deferred = match (&self.hierarchy, &self.id_maps) {
+            (Some(h), None) => h.deferred_join_targets(&name).transpose()?,
+            _ => None,
+        };
+        let mut cg = match (&self.hierarchy, &deferred) {
+            (Some(h), None) => {
                 let cg = h.create(&name, &self.config.limits)?;
                 timeline.mark(Phase::CgroupCreated);
                 Some(cg)
             }
-            None => None,
+            _ => None,
+        };
+        let join = match (deferred, &cg) {
+            (Some(targets), _) => CgroupJoin::AfterGate(targets),
+            (None, Some(c)) if !c.join_fds().is_empty() => CgroupJoin::Early(c.join_fds()),
+            (None, _) => CgroupJoin::AtBirth,
+        };
+        let create_after_clone = match join {
+            CgroupJoin::AfterGate(_) => self.hierarchy.as_ref(),
+            _ => None,
         };
         let plan = ChildPlan {
             init,
@@ -420,12 +435,19 @@ impl Runtime {
             namespaces: &self.namespaces,
             mounts: &self.mounts,
             caps: self.caps,
-            join_fds: cg.as_ref().map(|c| c.join_fds()).unwrap_or_default(),
-            no_cgroup: cg.is_none(),
+            join,
+            no_cgroup: self.hierarchy.is_none(),
             user_namespace: self.id_maps.as_ref(),
         };
         let mut sampled = Breakdown::default();
-        let ran = self.spawn_and_watch(id, &plan, cg.as_ref(), &mut timeline, &mut sampled);
+        let ran = self.spawn_and_watch(
+            id,
+            &plan,
+            (&name, create_after_clone),
+            &mut cg,
+            &mut timeline,
+            &mut sampled,
+        );
         let cgroup_dirs = cg.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();
         let usage = cg.as_ref().map(|c| c.usage(sampled)).unwrap_or_default();
         let removal = cg.as_ref().map_or(Ok(()), |c| c.remove());
@@ -473,14 +495,34 @@ impl Runtime {
         &self,
         id: u64,
         plan: &ChildPlan<'_>,
-        cg: Option<&cgroups::TrialCgroup>,
+        (name, create_after_clone): (&str, Option<&Hierarchy>),
+        cg_slot: &mut Option<cgroups::TrialCgroup>,
         timeline: &mut Timeline,
         sampled: &mut Breakdown,
     ) -> Result<(WaitStatus, process::Watched, bool, i32, IoBytes), ContainerError> {
         let (mut parent_io, child_io) = process::make_io(&self.dev_null)?;
-        let into = cg.and_then(|c| c.clone_into()).map(|fd| fd.as_fd());
+        let into = cg_slot
+            .as_ref()
+            .and_then(|c| c.clone_into())
+            .map(|fd| fd.as_fd());
         let spawned = process::spawn(plan, child_io, into)?;
         timeline.mark(Phase::CloneReturned);
+        if let Some(hierarchy) = create_after_clone {
+            match hierarchy.create(name, &self.config.limits) {
+                Ok(c) => {
+                    timeline.mark(Phase::CgroupCreated);
+                    *cg_slot = Some(c);
+                    spawned.open_gate(true);
+                }
+                Err(e) => {
+                    spawned.open_gate(false);
+                    spawned.kill();
+                    let _ = spawned.reap();
+                    return Err(e);
+                }
+            }
+        }
+        let cg = cg_slot.as_ref();
         let interrupted = Arc::new(AtomicBool::new(false));
         live().push(Live {
             id,

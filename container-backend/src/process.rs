@@ -190,7 +190,16 @@ struct ChildReport {
     failed_step: AtomicU32,
     errno: AtomicI32,
     moved_root: AtomicU32,
+    /// The cgroup gate of a deferred join: [`GATE_CLOSED`] until the parent has created the trial
+    /// cgroup, then [`GATE_OPEN`] (join it) or [`GATE_ABORT`] (give up). A futex word.
+    gate: AtomicU32,
 }
+
+const GATE_CLOSED: u32 = 0;
+const GATE_OPEN: u32 = 1;
+const GATE_ABORT: u32 = 2;
+/// How long a child waits at the gate for a parent that never opens it.
+const GATE_PATIENCE_S: i64 = 30;
 
 /// An anonymous shared mapping holding a [`ChildReport`]; it stays shared across the clone.
 struct SharedReport {
@@ -331,12 +340,24 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) namespaces: &'a NamespaceSetup,
     pub(crate) mounts: &'a MountPlan,
     pub(crate) caps: CapabilityDrop,
-    /// v1 `tasks` fds to write `0` (the calling thread) to.
-    pub(crate) join_fds: Vec<RawFd>,
+    /// How the child gets into its cgroup.
+    pub(crate) join: CgroupJoin,
     /// No trial cgroup (rootless): the cgroup namespace is made at clone, nothing is joined.
     pub(crate) no_cgroup: bool,
     /// The id maps of a user namespace; `None` makes none (the default).
     pub(crate) user_namespace: Option<&'a IdMaps>,
+}
+
+/// How the child gets into the trial cgroup.
+#[derive(Debug)]
+pub(crate) enum CgroupJoin {
+    /// Nothing to do: born inside (v2, `CLONE_INTO_CGROUP`) or no cgroup at all (rootless).
+    AtBirth,
+    /// v1, cgroup made before the clone: write `0` to these `tasks` fds first thing.
+    Early(Vec<RawFd>),
+    /// v1, cgroup made by the parent after the clone: wait at the gate, then write `0` to
+    /// `<dir fd>/<relative tasks path>` of each hierarchy, just before exec.
+    AfterGate(Vec<(RawFd, CString)>),
 }
 
 /// Builds a NUL-terminated C string, refusing interior NULs.
@@ -488,15 +509,7 @@ pub(crate) fn spawn(
         )
     };
     if ret == 0 {
-        child_main(
-            plan,
-            &io,
-            &argv,
-            &envp,
-            report.get(),
-            cgroup_dir.is_some() || plan.no_cgroup,
-            pin.original.as_ref(),
-        );
+        child_main(plan, &io, &argv, &envp, report.get(), pin.original.as_ref());
     }
     drop(pin);
     if ret < 0 {
@@ -545,6 +558,53 @@ pub(crate) fn spawn(
     Ok(spawned)
 }
 
+/// Makes the cgroup the child just joined the root of its view. Async-signal-safe.
+fn enter_cgroup_namespace(report: &ChildReport) {
+    // SAFETY: unshare takes flags only.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        fail(report, SetupStep::EnterCgroupNamespace, errno());
+    }
+}
+
+/// Child side: waits until the parent opens the gate (true) or aborts (false, also when it never
+/// answers). Spins briefly first: the parent usually opens it within microseconds, and a futex
+/// sleep and wake-up would cost more than the spin. Async-signal-safe.
+fn wait_at_gate(gate: &AtomicU32) -> bool {
+    for _ in 0..20_000 {
+        match gate.load(Ordering::Acquire) {
+            GATE_OPEN => return true,
+            GATE_ABORT => return false,
+            _ => std::hint::spin_loop(),
+        }
+    }
+    let second = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    for _ in 0..GATE_PATIENCE_S {
+        match gate.load(Ordering::Acquire) {
+            GATE_OPEN => return true,
+            GATE_ABORT => return false,
+            _ => {}
+        }
+        // SAFETY: FUTEX_WAIT on a word of the shared report page (not private: the page is
+        // shared with the parent process), sleeping only while it still holds GATE_CLOSED, with a
+        // valid timeout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                gate.as_ptr(),
+                libc::FUTEX_WAIT,
+                GATE_CLOSED,
+                std::ptr::addr_of!(second),
+                std::ptr::null::<u32>(),
+                0,
+            )
+        };
+    }
+    gate.load(Ordering::Acquire) == GATE_OPEN
+}
+
 /// Records a failed step and ends the child. Async-signal-safe.
 fn fail(report: &ChildReport, step: SetupStep, err: i32) -> ! {
     report.errno.store(err, Ordering::Release);
@@ -567,10 +627,21 @@ fn child_main(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     report: &ChildReport,
-    born_in_cgroup: bool,
     cpus: Option<&libc::cpu_set_t>,
 ) -> ! {
     stamp(report, 4);
+    // If the isolab thread that started us dies, so does the container (and with PID 1, all of
+    // it): no orphaned containers after a crash of the harness, none left waiting at the gate.
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     unpin(cpus);
     // Before anything that creates files or needs ids: until the maps are written we are the
     // overflow id inside.
@@ -578,6 +649,17 @@ fn child_main(
         if let Err(e) = crate::userns::child_enter(sync, maps.child_clears_groups()) {
             fail(report, SetupStep::EnterUserNamespace, e);
         }
+        // Changing ids cleared the parent-death signal; set it again.
+        // SAFETY: prctl with integer arguments.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
     }
     // The parent thread's signal mask is inherited and would survive exec; start clean. Handlers
     // were reset by CLONE_CLEAR_SIGHAND; SIGPIPE is ignored by Rust's runtime and an ignored
@@ -591,23 +673,24 @@ fn child_main(
         // Exact modes for the device nodes we create; restored before exec.
         libc::umask(0);
     }
-    if born_in_cgroup {
+    match &plan.join {
         // Without a trial cgroup (rootless) nothing was joined: no `cgroup_joined` phase.
-        if !plan.no_cgroup {
-            stamp(report, 0);
-        }
-    } else {
-        for &fd in &plan.join_fds {
-            // SAFETY: writes one byte from a static buffer to an fd the parent opened for us.
-            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-                fail(report, SetupStep::JoinCgroup, errno());
+        CgroupJoin::AtBirth => {
+            if !plan.no_cgroup {
+                stamp(report, 0);
             }
         }
-        stamp(report, 0);
-        // SAFETY: unshare takes flags only.
-        if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
-            fail(report, SetupStep::EnterCgroupNamespace, errno());
+        CgroupJoin::Early(fds) => {
+            for &fd in fds {
+                // SAFETY: writes one byte from a static buffer to an fd the parent opened for us.
+                if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                    fail(report, SetupStep::JoinCgroup, errno());
+                }
+            }
+            stamp(report, 0);
+            enter_cgroup_namespace(report);
         }
+        CgroupJoin::AfterGate(_) => {}
     }
     if let Err(e) = plan.namespaces.set_hostname() {
         fail(report, SetupStep::SetHostname, e);
@@ -621,6 +704,34 @@ fn child_main(
         Err((step, e)) => fail(report, step, e),
     }
     stamp(report, 2);
+    if let CgroupJoin::AfterGate(targets) = &plan.join {
+        if !wait_at_gate(&report.gate) {
+            fail(report, SetupStep::JoinCgroup, libc::ECANCELED);
+        }
+        for (dir, tasks) in targets {
+            // SAFETY: openat with a directory fd the runtime keeps open, a C string built before
+            // the clone, and flags; write of one byte from a static buffer; close of the fd just
+            // opened. All async-signal-safe.
+            let ok = unsafe {
+                let fd = libc::openat(*dir, tasks.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                let written = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                let err = errno();
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                if written {
+                    0
+                } else {
+                    err.max(1)
+                }
+            };
+            if ok != 0 {
+                fail(report, SetupStep::JoinCgroup, ok);
+            }
+        }
+        stamp(report, 0);
+        enter_cgroup_namespace(report);
+    }
     let pairs = [
         (io.stdin.as_raw_fd(), 0),
         (io.stdout.as_raw_fd(), 1),
@@ -649,18 +760,6 @@ fn child_main(
     // container deliberately (`interrupt_all`), instead of reaching the workload's children.
     // SAFETY: setsid takes no arguments; the child is not a process-group leader, so it succeeds.
     unsafe { libc::setsid() };
-    // If the isolab thread that started us dies, so does the container (and with PID 1, all of
-    // it): no orphaned containers after a crash of the harness.
-    // SAFETY: prctl with integer arguments.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
     if let Err((step, e)) = plan.caps.apply() {
         fail(report, step, e);
     }
@@ -692,6 +791,25 @@ impl Spawned {
         }
         let step = r.failed_step.load(Ordering::Acquire);
         SetupStep::from_u32(step).map(|s| (s, Errno::from_raw(r.errno.load(Ordering::Acquire))))
+    }
+
+    /// Opens the cgroup gate of a deferred join (`join` true: the cgroup exists, go in; false:
+    /// give up, the child exits).
+    pub(crate) fn open_gate(&self, join: bool) {
+        let gate = &self.report.get().gate;
+        gate.store(if join { GATE_OPEN } else { GATE_ABORT }, Ordering::Release);
+        // SAFETY: FUTEX_WAKE on a word of the shared report page, waking at most one waiter.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                gate.as_ptr(),
+                libc::FUTEX_WAKE,
+                1,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0,
+            )
+        };
     }
 
     /// Whether the root was entered by MS_MOVE + chroot (initramfs host) instead of pivot_root.

@@ -3,6 +3,11 @@
 //! The child records its own phases (cgroup joined, namespaces ready, root pivoted, exec) with the
 //! same clock: a container shares the host's clock (no time namespace), so every phase of a run,
 //! whether the host or the child saw it, lands on one axis.
+//!
+//! Two chains overlap: on cgroup v1 (as root) the parent creates the cgroup after `clone3`
+//! returns while the child makes its namespaces and root, and the child joins the cgroup just
+//! before exec; on v2 the cgroup is created first and the child is born inside it. Either way the
+//! run is timed from `Start` to `InitReady` with all of it inside.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,17 +15,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// The run began (before the cgroup was created).
+    /// The run began (nothing of it exists yet).
     Start,
-    /// The trial's cgroup exists with its limits.
+    /// The trial's cgroup exists with its limits (v2: before the clone; v1: made by the parent
+    /// while the child sets itself up).
     CgroupCreated,
     /// `clone3` returned in the parent.
     CloneReturned,
     /// The child's first instruction after `clone3` (its side of "clone returned").
     ChildStarted,
-    /// The child is in its cgroup (at birth on v2, by its own write on v1).
+    /// The child is in its cgroup and cgroup namespace (at birth on v2, by its own write just
+    /// before exec on v1).
     CgroupJoined,
-    /// Hostname set, loopback up, cgroup namespace entered.
+    /// Hostname set, loopback up.
     NamespacesReady,
     /// The rootfs is mounted and the child's root is it; the host's root is detached.
     RootPivoted,

@@ -6,12 +6,21 @@
 //! The join writes to `tasks`, not `cgroup.procs`: the child is single-threaded, so moving its one
 //! thread moves the process, and the kernel moves the *calling* thread without taking the global
 //! threadgroup lock, whose write side waits for an RCU grace period (4-25 ms measured here, per
-//! join, against about 20 µs through `tasks`).
+//! join, against about 20 µs through `tasks`). For the same reason the parent cannot move the
+//! child (a pid other than 0 takes that lock).
+//!
+//! As root, the trial cgroup is created *while* the child sets up its namespaces and root (two
+//! cores do both at once): the child waits at a gate before exec, then opens `tasks` below the
+//! hierarchy roots (fds opened once, see [`Hierarchy::join_targets`]) and joins. With a user
+//! namespace the child's ids cannot open host cgroup files, so there the cgroup is created
+//! before the clone and the child writes to `tasks` fds the parent opened.
 
+use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use cgroups_rs::fs::hierarchies::V1;
 use cgroups_rs::fs::Controllers;
@@ -30,6 +39,10 @@ pub(crate) struct Hierarchy {
     blkio: Option<PathBuf>,
     /// Swap accounting is on: the memsw limit exists and must be set to forbid swap.
     has_memsw: bool,
+    /// The hierarchies' root directories (deduplicated: co-mounted controllers share one), open
+    /// once, so a child can join a trial cgroup created after its clone with `openat`, even after
+    /// it has left the host's mount tree.
+    roots: Arc<Vec<OwnedFd>>,
 }
 
 fn missing(controller: &'static str) -> ContainerError {
@@ -56,6 +69,19 @@ impl Hierarchy {
         let pids = mount(Controllers::Pids).ok_or_else(|| missing("pids"))?;
         let blkio = mount(Controllers::BlkIo);
         let has_memsw = memory.join(memory::V1_MEMSW_LIMIT).exists();
+        let mut points = vec![memory.clone(), cpu.clone(), cpuacct.clone(), pids.clone()];
+        points.extend(blkio.clone());
+        points.sort();
+        points.dedup();
+        let mut roots = Vec::with_capacity(points.len());
+        for point in points {
+            let dir = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&point)
+                .map_err(|e| ContainerError::cgroup("open", &point, e))?;
+            roots.push(OwnedFd::from(dir));
+        }
         Ok(Self {
             memory,
             cpu,
@@ -63,7 +89,20 @@ impl Hierarchy {
             pids,
             blkio,
             has_memsw,
+            roots: Arc::new(roots),
         })
+    }
+
+    /// What a child needs to join the trial cgroup `name` by itself once it exists: each
+    /// hierarchy's root fd and the path of the trial's `tasks` below it.
+    pub(crate) fn join_targets(&self, name: &str) -> Result<Vec<(RawFd, CString)>, ContainerError> {
+        let tasks = CString::new(format!("{name}/tasks"))
+            .map_err(|_| ContainerError::NulByte(name.to_owned()))?;
+        Ok(self
+            .roots
+            .iter()
+            .map(|root| (root.as_raw_fd(), tasks.clone()))
+            .collect())
     }
 
     /// Every v1 cgroup mount point (for leftover cleaning, which also looks at hierarchies this
