@@ -92,7 +92,7 @@ pub struct PrepareContext {
 }
 
 /// One trial: run this spec once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trial {
     /// Position in the plan (0-based).
     pub index: usize,
@@ -161,7 +161,7 @@ impl std::fmt::Display for TrialFailure {
 }
 
 /// What one trial produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialOutcome {
     /// The agent's result, or why there is none.
     pub result: Result<WorkloadResult, TrialFailure>,
@@ -218,6 +218,15 @@ pub trait Backend {
 
     /// Prepares what every trial shares (rootfs, guest image, kernel). Called once.
     fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError>;
+
+    /// Called once after [`Backend::prepare`] with every trial this backend will be asked to
+    /// run, in plan order. A backend that must run its trials as one batch (the VM inside the
+    /// emulated machine, which takes minutes to boot) runs them here and hands the outcomes out
+    /// from [`Backend::run_trial`]. The default does nothing.
+    fn plan_trials(&mut self, trials: &[Trial]) -> Result<(), BackendError> {
+        let _ = trials;
+        Ok(())
+    }
 
     /// Runs one trial. Never panics on what a workload or guest does; failures are outcomes.
     fn run_trial(&mut self, trial: &Trial) -> TrialOutcome;

@@ -135,7 +135,7 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
         KvmFlavour::Pvm => Check::problem(
             format!("/dev/kvm: {}", kvm.describe()),
             "run on a host with hardware virtualization (Intel VT-x or AMD-V) and kvm_intel or kvm_amd loaded; \
-             `./run-tests` still checks the VM for correctness inside an emulated AMD-V machine (QEMU), which is not a performance figure",
+             meanwhile `isolab run --vm-in-emulator` (and `./run-tests`) run the VM for correctness inside an emulated AMD-V machine (QEMU), which is not a performance figure",
             &[Vm],
         ),
         KvmFlavour::Unknown => Check::note(
@@ -144,9 +144,39 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
         ),
         KvmFlavour::None => Check::problem(
             "no /dev/kvm",
-            "enable virtualization in the firmware and `modprobe kvm_intel` or `modprobe kvm_amd`; in a cloud VM, choose an instance type with nested virtualization",
+            "enable virtualization in the firmware and `modprobe kvm_intel` or `modprobe kvm_amd`; in a cloud VM, choose an instance type with nested virtualization; \
+             meanwhile `isolab run --vm-in-emulator` runs the VM for correctness inside an emulated AMD-V machine (QEMU)",
             &[Vm],
         ),
+    });
+    if matches!(kvm, KvmFlavour::Pvm | KvmFlavour::None) {
+        let qemu = std::env::var_os("PATH").is_some_and(|p| {
+            std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file())
+        });
+        out.push(Check::note(
+            format!(
+                "emulated VM: `isolab run --vm-in-emulator` can run the VM here inside QEMU TCG with AMD-V ({})",
+                if qemu { "QEMU is installed" } else { "QEMU is installed from apt on first use" }
+            ),
+            "its samples are labelled emulated: they show the VM works, not how fast; expect minutes per suite",
+        ));
+    }
+    out.push(match vm_backend::kernel::build::find_cached_micro() {
+        Some(k) => Check::ok(format!("guest kernel: micro kernel cached in {}", k.dir.display())),
+        None => {
+            let deps = vm_backend::kernel::build::missing_build_deps();
+            Check::note(
+                "guest kernel: no micro kernel cached yet",
+                format!(
+                    "`isolab run` builds it on first VM use (5-10 minutes), or build it now with `isolab kernel build`{}; or pass your own with --kernel",
+                    if deps.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it installs {} from apt first)", deps.join(", "))
+                    }
+                ),
+            )
+        }
     });
 
     for (what, path) in [("results", results), ("scratch", Path::new("/var/tmp"))] {

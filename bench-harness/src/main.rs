@@ -98,6 +98,18 @@ else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
         #[arg(long)]
         clean: bool,
     },
+    /// Inside the emulated machine only: run a batch of VM trials and print their outcomes.
+    #[command(hide = true)]
+    EmulatedTrials {
+        /// The batch (JSON) the host wrote.
+        batch: PathBuf,
+        /// The guest kernel.
+        #[arg(long)]
+        kernel: PathBuf,
+        /// The agent.
+        #[arg(long)]
+        agent: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -144,6 +156,11 @@ struct RunArgs {
     /// root it makes rootless containers possible (then without cgroup limits or accounting).
     #[arg(long)]
     userns: bool,
+    /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
+    /// missing) when this host's /dev/kvm cannot boot Linux (PVM) or there is none. Slow, and its
+    /// samples are labelled emulated: they show that the VM works, never how fast it is.
+    #[arg(long)]
+    vm_in_emulator: bool,
     /// Print the built-in default suite (a starting point for your own) and exit.
     #[arg(long)]
     print_suite: bool,
@@ -181,6 +198,14 @@ fn real_main() -> Result<ExitCode> {
         }
         Command::Doctor { clean } => cmd_doctor(clean),
         Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
+        Command::EmulatedTrials {
+            batch,
+            kernel,
+            agent,
+        } => {
+            backends::vm_emulated::run_batch(&batch, &kernel, &agent)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -248,6 +273,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             let options = backends::BackendOptions {
                 vm_kernel: args.kernel.clone(),
                 user_namespace: args.userns,
+                vm_in_emulator: args.vm_in_emulator,
             };
             Box::new(move |kind| backends::make_with(kind, &options))
         },

@@ -174,41 +174,68 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     };
     let mut prepared = Prepared(Vec::new());
     let mut unavailable: BTreeMap<BackendKind, TrialFailure> = BTreeMap::new();
+    let mut note_unavailable = |kind: BackendKind, e: &BackendError, manifest: &mut Manifest| {
+        let (reason, fix) = match e {
+            BackendError::Unavailable { reason, fix, .. } => (reason.clone(), fix.clone()),
+            other => (other.to_string(), "see `isolab doctor`".into()),
+        };
+        eprintln!("{kind}: unavailable: {reason}\n  fix: {fix}");
+        unavailable.insert(
+            kind,
+            TrialFailure::Unavailable {
+                reason: reason.clone(),
+                fix: fix.clone(),
+            },
+        );
+        manifest.backends.insert(
+            kind.name().into(),
+            BackendState {
+                available: false,
+                note: Some(format!("{reason}. Fix: {fix}")),
+                facts: BTreeMap::new(),
+            },
+        );
+    };
     for &kind in &opts.suite.backends {
         if crate::interrupt::requested() {
             break;
         }
         let mut backend = (opts.make_backend)(kind);
-        let state = match backend.prepare(&ctx) {
+        match backend.prepare(&ctx) {
             Ok(()) => {
                 prepared.0.push((kind, backend));
-                BackendState {
-                    available: true,
-                    note: None,
-                    facts: BTreeMap::new(),
-                }
-            }
-            Err(e) => {
-                let (reason, fix) = match &e {
-                    BackendError::Unavailable { reason, fix, .. } => (reason.clone(), fix.clone()),
-                    other => (other.to_string(), "see `isolab doctor`".into()),
-                };
-                eprintln!("{kind}: unavailable: {reason}\n  fix: {fix}");
-                unavailable.insert(
-                    kind,
-                    TrialFailure::Unavailable {
-                        reason: reason.clone(),
-                        fix: fix.clone(),
+                manifest.backends.insert(
+                    kind.name().into(),
+                    BackendState {
+                        available: true,
+                        note: None,
+                        facts: BTreeMap::new(),
                     },
                 );
-                BackendState {
-                    available: false,
-                    note: Some(format!("{reason}. Fix: {fix}")),
-                    facts: BTreeMap::new(),
+            }
+            Err(e) => note_unavailable(kind, &e, &mut manifest),
+        }
+    }
+    // Backends that run their trials as one batch do it now.
+    let mut index = 0;
+    while index < prepared.0.len() && !crate::interrupt::requested() {
+        let (kind, backend) = &mut prepared.0[index];
+        let kind = *kind;
+        let mine: Vec<Trial> = trials
+            .iter()
+            .filter(|t| t.backend == kind)
+            .map(|t| trial_of(opts, t, &io_dir))
+            .collect();
+        match backend.plan_trials(&mine) {
+            Ok(()) => index += 1,
+            Err(e) => {
+                note_unavailable(kind, &e, &mut manifest);
+                let (_, mut backend) = prepared.0.remove(index);
+                if let Err(e) = backend.cleanup() {
+                    eprintln!("warning: {kind}: {e}");
                 }
             }
-        };
-        manifest.backends.insert(kind.name().into(), state);
+        }
     }
     writer.write_manifest(&manifest)?;
 
@@ -220,10 +247,6 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             break;
         }
         let entry = &opts.suite.workloads[planned.workload];
-        let mut spec = workloads::WorkloadSpec::new(entry.workload.clone());
-        if spec.workload.io_path().is_some() {
-            spec.workload.set_io_path(&io_dir.display().to_string());
-        }
         bar.set_message(format!(
             "{}{} on {}",
             entry.name,
@@ -254,12 +277,7 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         } else if let Some((_, backend)) =
             prepared.0.iter_mut().find(|(k, _)| *k == planned.backend)
         {
-            let trial = Trial {
-                index: planned.index,
-                repetition: planned.repetition,
-                warmup: planned.warmup,
-                spec,
-            };
+            let trial = trial_of(opts, planned, &io_dir);
             let outcome = backend.run_trial(&trial);
             if crate::interrupt::requested() && outcome.result.is_err() {
                 // The trial was cut short by Ctrl-C: its numbers mean nothing; do not store it.
@@ -329,6 +347,22 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             .map(|(k, f)| (k, f.to_string()))
             .collect(),
     })
+}
+
+/// The trial a backend gets for a planned one: the suite entry's spec, I/O aimed at the scratch
+/// directory.
+fn trial_of(opts: &RunOptions, planned: &plan::PlannedTrial, io_dir: &Path) -> Trial {
+    let entry = &opts.suite.workloads[planned.workload];
+    let mut spec = workloads::WorkloadSpec::new(entry.workload.clone());
+    if spec.workload.io_path().is_some() {
+        spec.workload.set_io_path(&io_dir.display().to_string());
+    }
+    Trial {
+        index: planned.index,
+        repetition: planned.repetition,
+        warmup: planned.warmup,
+        spec,
+    }
 }
 
 fn progress_bar(len: u64, visible: bool) -> ProgressBar {

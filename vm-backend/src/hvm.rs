@@ -11,7 +11,7 @@
 //! boots it, runs the session's shell commands one after the other and returns each command's
 //! output and exit status, framed on L1's serial console.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -340,6 +340,17 @@ impl HvmMachine {
 
     /// Boots L1, runs the session, returns what it printed.
     pub fn run(&self, session: &HvmSession) -> Result<HvmOutput, HvmError> {
+        self.run_with(session, &mut |_| {}, &|| false)
+    }
+
+    /// Like [`HvmMachine::run`], calling `on_line` with each line of L1's console as it arrives
+    /// (for progress and a live console) and stopping QEMU as soon as `stop` returns true (Ctrl-C).
+    pub fn run_with(
+        &self,
+        session: &HvmSession,
+        on_line: &mut dyn FnMut(&str),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<HvmOutput, HvmError> {
         let start = Instant::now();
         let image = self.initramfs(session)?;
         let dir = std::env::temp_dir().join(format!(
@@ -356,7 +367,7 @@ impl HvmMachine {
             path: initrd.clone(),
             source,
         })?;
-        let mut child = Command::new(&self.qemu)
+        let spawned = Command::new(&self.qemu)
             .args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
             .arg("-m")
             .arg(session.memory_mib.to_string())
@@ -381,15 +392,30 @@ impl HvmMachine {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .map_err(HvmError::Qemu)?;
-        let mut stdout = child.stdout.take();
-        let reader = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut buf);
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(HvmError::Qemu(e));
             }
-            buf
+        };
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let stdout = child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let Some(stdout) = stdout else { return };
+            let mut stdout = std::io::BufReader::new(stdout);
+            loop {
+                let mut line = Vec::new();
+                match stdout.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if lines_tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
         });
         let mut stderr = child.stderr.take();
         let err_reader = std::thread::spawn(move || {
@@ -399,20 +425,40 @@ impl HvmMachine {
             }
             buf
         });
+        let mut out = Vec::new();
+        let mut take_line = |line: Vec<u8>, out: &mut Vec<u8>| {
+            let text = String::from_utf8_lossy(&line);
+            on_line(text.trim_end_matches(['\n', '\r']));
+            out.extend_from_slice(&line);
+        };
         let mut timed_out = false;
         let status = loop {
+            match lines_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    take_line(line, &mut out);
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // The reader is done: QEMU closed its console.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break child.wait().ok().and_then(|s| s.code())
+                }
+            }
             match child.try_wait() {
                 Ok(Some(s)) => break s.code(),
-                Ok(None) if start.elapsed() > session.timeout => {
-                    timed_out = true;
+                Ok(None) if start.elapsed() > session.timeout || stop() => {
+                    timed_out = !stop();
                     let _ = child.kill();
                     break child.wait().ok().and_then(|s| s.code());
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) => {}
                 Err(_) => break None,
             }
         };
-        let out = reader.join().unwrap_or_default();
+        let _ = reader.join();
+        while let Ok(line) = lines_rx.try_recv() {
+            take_line(line, &mut out);
+        }
         let err = err_reader.join().unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
         let mut console = String::from_utf8_lossy(&out).replace('\r', "");

@@ -5,6 +5,7 @@ pub mod child;
 pub mod container;
 pub mod native;
 pub mod vm;
+pub mod vm_emulated;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,8 @@ pub struct BackendOptions {
     /// Give containers a user namespace (root inside is an unprivileged id outside; also what
     /// makes containers possible without root).
     pub user_namespace: bool,
+    /// Run the VM inside the emulated AMD-V machine (its samples are labelled emulated).
+    pub vm_in_emulator: bool,
 }
 
 /// Makes the backend of a kind with default settings.
@@ -32,6 +35,10 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
         BackendKind::Container => {
             Box::new(container::ContainerBackend::new().with_user_namespace(options.user_namespace))
         }
+        BackendKind::Vm if options.vm_in_emulator => match &options.vm_kernel {
+            Some(k) => Box::new(vm_emulated::EmulatedVmBackend::with_kernel(k.clone())),
+            None => Box::new(vm_emulated::EmulatedVmBackend::new()),
+        },
         BackendKind::Vm => match &options.vm_kernel {
             Some(k) => Box::new(vm::VmBackend::with_kernel(k.clone())),
             None => Box::new(vm::VmBackend::new()),

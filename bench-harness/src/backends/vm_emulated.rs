@@ -1,0 +1,494 @@
+//! `--vm-in-emulator`: the VM backend run inside the HVM test machine (QEMU TCG emulating an
+//! AMD-V CPU, Debian's cloud kernel with kvm-amd as L1), for hosts whose `/dev/kvm` cannot boot a
+//! Linux guest (PVM) or that have none.
+//!
+//! Booting L1 takes a minute of emulation, so the VM's trials run as one batch: after `prepare`,
+//! [`Backend::plan_trials`] boots L1 once with `isolab`, the agent and the guest kernel in its
+//! initramfs and runs `isolab emulated-trials` there, which runs each trial with the ordinary
+//! [`VmBackend`] and prints its outcome as one framed line on L1's console. `run_trial` then hands
+//! those outcomes out in the run's own order. Every outcome is marked emulated: it shows that the
+//! VM boots and the workloads give valid results, never how fast.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
+use vm_backend::kernel::build::{ensure_micro, BuildOptions};
+use vm_backend::vmm::{self, VmConfig};
+
+use crate::backend::{
+    Backend, BackendError, BackendKind, PrepareContext, SandboxLimits, Trial, TrialFailure,
+    TrialOutcome,
+};
+use crate::backends::vm::VmBackend;
+
+/// The prefix of an outcome line on L1's console.
+pub const OUTCOME_PREFIX: &str = "ISOLAB-TRIAL:";
+/// L1's console lines kept for errors.
+const TAIL_LINES: usize = 30;
+/// Where things go inside L1.
+const L1_ISOLAB: &str = "/hvm/isolab";
+const L1_AGENT: &str = "/hvm/isolab-agent";
+const L1_KERNEL: &str = "/hvm/guest-kernel";
+const L1_BATCH: &str = "/hvm/trials.json";
+/// Time L1 needs to boot and load kvm-amd under TCG, generously.
+const L1_BOOT: Duration = Duration::from_secs(300);
+
+/// What the host hands `isolab emulated-trials` inside L1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The sandbox size of every trial.
+    pub limits: SandboxLimits,
+    /// Per-trial timeout, seconds.
+    pub trial_timeout_s: f64,
+    /// Echo each guest's console on L1's console.
+    pub live_console: bool,
+    /// The trials, in the order they are to run.
+    pub trials: Vec<Trial>,
+}
+
+/// One outcome as a console line: prefix, trial index, byte length of the JSON, base64url JSON.
+/// The length lets the host reject a line that kernel messages were spliced into.
+pub fn frame_outcome(index: usize, outcome: &TrialOutcome) -> String {
+    let json = serde_json::to_vec(outcome).unwrap_or_default();
+    format!(
+        "{OUTCOME_PREFIX}{index}:{}:{}",
+        json.len(),
+        URL_SAFE_NO_PAD.encode(&json)
+    )
+}
+
+/// Reads a line made by [`frame_outcome`]: None if the line is not one, an error if it is but
+/// was damaged on the way.
+pub fn parse_outcome(line: &str) -> Option<Result<(usize, TrialOutcome), String>> {
+    let rest = line.trim().strip_prefix(OUTCOME_PREFIX)?;
+    let parse = || -> Result<(usize, TrialOutcome), String> {
+        let mut parts = rest.splitn(3, ':');
+        let index: usize = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or("no trial index")?;
+        let len: usize = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or("no length")?;
+        let json = URL_SAFE_NO_PAD
+            .decode(parts.next().unwrap_or("").trim())
+            .map_err(|e| format!("not base64: {e}"))?;
+        if json.len() != len {
+            return Err(format!(
+                "{} bytes instead of {len}: console output was mixed into it",
+                json.len()
+            ));
+        }
+        let outcome = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+        Ok((index, outcome))
+    };
+    Some(parse())
+}
+
+/// Inside L1: runs a batch with the ordinary VM backend and prints each outcome framed on stdout
+/// (L1's console), as soon as it exists.
+pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), BackendError> {
+    let err = |message: String| BackendError::Prepare {
+        backend: BackendKind::Vm,
+        message,
+    };
+    let text = std::fs::read(batch_file)
+        .map_err(|e| err(format!("reading {}: {e}", batch_file.display())))?;
+    let batch: Batch = serde_json::from_slice(&text).map_err(|e| {
+        err(format!(
+            "{} is not a trial batch: {e}",
+            batch_file.display()
+        ))
+    })?;
+    let work = std::env::temp_dir().join("isolab-emulated");
+    let ctx = PrepareContext {
+        agent: agent.to_owned(),
+        work_dir: work.join("work"),
+        io_scratch_dir: work.join("io"),
+        limits: batch.limits,
+        trial_timeout: Duration::from_secs_f64(batch.trial_timeout_s.clamp(1.0, 86_400.0)),
+        live_console: batch.live_console,
+    };
+    for d in [&ctx.work_dir, &ctx.io_scratch_dir] {
+        std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
+    }
+    let mut backend = VmBackend::with_kernel(kernel.to_owned());
+    backend.prepare(&ctx)?;
+    let mut stdout = std::io::stdout().lock();
+    for trial in &batch.trials {
+        let outcome = backend.run_trial(trial);
+        // One write per line, so the kernel's own messages can only land between lines.
+        let line = format!("\n{}\n", frame_outcome(trial.index, &outcome));
+        let _ = stdout.write_all(line.as_bytes());
+        let _ = stdout.flush();
+    }
+    backend.cleanup()
+}
+
+/// The VM backend, run in the HVM test machine.
+#[derive(Debug, Default)]
+pub struct EmulatedVmBackend {
+    kernel_override: Option<PathBuf>,
+    prepared: Option<Prepared>,
+    outcomes: BTreeMap<usize, TrialOutcome>,
+    /// Why trials have no outcome, when the session ended early.
+    session_problem: Option<String>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    machine: HvmMachine,
+    kernel: PathBuf,
+    ctx: PrepareContext,
+    isolab: PathBuf,
+}
+
+fn prepare_err(message: String) -> BackendError {
+    BackendError::Prepare {
+        backend: BackendKind::Vm,
+        message,
+    }
+}
+
+/// The `isolab` binary to put into L1: this program when it is `isolab`, else one next to it.
+fn locate_isolab() -> Result<PathBuf, BackendError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| prepare_err(format!("cannot find this program's path: {e}")))?;
+    let mut candidates = vec![exe.clone()];
+    if let Some(dir) = exe.parent() {
+        candidates.push(dir.join("isolab"));
+        if let Some(up) = dir.parent() {
+            candidates.push(up.join("isolab"));
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "isolab") && p.is_file())
+        .ok_or_else(|| {
+            prepare_err(format!(
+                "--vm-in-emulator needs the `isolab` binary next to {}; build it with \
+                 `cargo build -p bench_harness --bin isolab`",
+                exe.display()
+            ))
+        })
+}
+
+/// A copy of `binary` without debug information (a debug `isolab` is ~200 MiB, which L1 would
+/// have to unpack under emulation); the original when `strip` is not there.
+fn stripped(binary: &Path, work_dir: &Path) -> PathBuf {
+    let out = work_dir.join("isolab-stripped");
+    let ok = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(binary)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        out
+    } else {
+        binary.to_owned()
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl EmulatedVmBackend {
+    /// Boots the default micro kernel in the emulated machine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Boots `kernel` (a bzImage or ELF vmlinux) instead.
+    pub fn with_kernel(kernel: PathBuf) -> Self {
+        Self {
+            kernel_override: Some(kernel),
+            ..Self::default()
+        }
+    }
+}
+
+impl Backend for EmulatedVmBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Vm
+    }
+
+    fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError> {
+        let start = Instant::now();
+        let mut say =
+            |msg: &str| eprintln!("[vm (emulated) {:>4}s] {msg}", start.elapsed().as_secs());
+        let kernel = match &self.kernel_override {
+            Some(k) => k.clone(),
+            None => {
+                ensure_micro(BuildOptions::default(), &mut say)
+                    .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?
+                    .bz_image
+            }
+        };
+        // Refuse a bad kernel here, not after minutes of emulation.
+        vmm::validate(&VmConfig::new(&kernel, ctx.limits.memory_mib))
+            .map_err(|e| prepare_err(e.to_string()))?;
+        if !ctx.agent.is_file() {
+            return Err(prepare_err(format!(
+                "agent {} is missing; build it with `cargo build --release -p workloads --bin \
+                 isolab-agent`",
+                ctx.agent.display()
+            )));
+        }
+        let isolab = locate_isolab()?;
+        let machine = HvmMachine::prepare(&mut say).map_err(|e| BackendError::Unavailable {
+            backend: BackendKind::Vm,
+            reason: format!("the emulated AMD-V machine cannot be set up: {e}"),
+            fix: "check that apt can install qemu-system-x86 and busybox-static and reach the \
+                  Debian archive (`apt-get update`)"
+                .into(),
+        })?;
+        std::fs::create_dir_all(&ctx.work_dir)
+            .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
+        self.prepared = Some(Prepared {
+            machine,
+            kernel,
+            ctx: ctx.clone(),
+            isolab,
+        });
+        Ok(())
+    }
+
+    fn plan_trials(&mut self, trials: &[Trial]) -> Result<(), BackendError> {
+        let Some(p) = &self.prepared else {
+            return Err(prepare_err("plan_trials() before prepare()".into()));
+        };
+        if trials.is_empty() {
+            return Ok(());
+        }
+        let batch = Batch {
+            limits: p.ctx.limits,
+            trial_timeout_s: p.ctx.trial_timeout.as_secs_f64(),
+            live_console: p.ctx.live_console,
+            trials: trials.to_vec(),
+        };
+        let batch_json = serde_json::to_vec(&batch).map_err(|e| prepare_err(e.to_string()))?;
+        let file = |guest: &str, host: &Path, mode: u32| {
+            HvmFile::from_host(guest, host, mode).map_err(|e| prepare_err(e.to_string()))
+        };
+        let files = vec![
+            file(L1_ISOLAB, &stripped(&p.isolab, &p.ctx.work_dir), 0o755)?,
+            file(L1_AGENT, &p.ctx.agent, 0o755)?,
+            file(L1_KERNEL, &p.kernel, 0o644)?,
+            HvmFile::bytes(L1_BATCH, batch_json, 0o644),
+        ];
+        let per_trial = p.ctx.trial_timeout + Duration::from_secs(30);
+        let session = HvmSession {
+            files,
+            commands: vec![format!(
+                "{L1_ISOLAB} emulated-trials {L1_BATCH} --kernel {L1_KERNEL} --agent {L1_AGENT}"
+            )],
+            memory_mib: (p.ctx.limits.memory_mib + 1536).max(2048),
+            timeout: L1_BOOT + per_trial * u32::try_from(trials.len()).unwrap_or(u32::MAX),
+        };
+        let total = trials.len();
+        let names: BTreeMap<usize, String> = trials
+            .iter()
+            .map(|t| (t.index, t.spec.workload.kind().to_owned()))
+            .collect();
+        let start = Instant::now();
+        eprintln!(
+            "vm (emulated): booting the emulated AMD-V machine for {total} VM trial{}; emulation \
+             is slow (minutes), and these samples show correctness, not speed",
+            if total == 1 { "" } else { "s" }
+        );
+        let live = p.ctx.live_console;
+        let mut outcomes = BTreeMap::new();
+        let mut damaged = 0usize;
+        let mut on_line = |line: &str| match parse_outcome(line) {
+            Some(Ok((index, outcome))) => {
+                let verdict = match &outcome.result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(f) => f.to_string(),
+                };
+                outcomes.insert(index, outcome);
+                eprintln!(
+                    "[vm (emulated) {:>4}s] trial {}/{total} ({}): {verdict}",
+                    start.elapsed().as_secs(),
+                    outcomes.len(),
+                    names.get(&index).map_or("?", String::as_str),
+                );
+            }
+            Some(Err(why)) => {
+                damaged += 1;
+                eprintln!("vm (emulated): an outcome line was damaged ({why}); that trial fails");
+            }
+            None if live => eprintln!("[L1] {line}"),
+            None => {}
+        };
+        let out = p
+            .machine
+            .run_with(&session, &mut on_line, &crate::interrupt::requested)
+            .map_err(|e| prepare_err(format!("the emulated machine did not run: {e}")))?;
+        if !out.kvm_ready {
+            return Err(BackendError::Unavailable {
+                backend: BackendKind::Vm,
+                reason: format!(
+                    "kvm-amd did not load in the emulated machine; its console ended with:\n{}",
+                    tail(&out.console, TAIL_LINES)
+                ),
+                fix: "QEMU must emulate AMD-V (`-cpu EPYC,+svm,+npt`); check `isolab doctor`"
+                    .into(),
+            });
+        }
+        if outcomes.len() < total {
+            let status = out.commands.first().and_then(|c| c.status);
+            self.session_problem = Some(if crate::interrupt::requested() {
+                "interrupted".into()
+            } else if out.timed_out {
+                format!(
+                    "the emulated machine was stopped after {:.0} s",
+                    out.duration.as_secs_f64()
+                )
+            } else {
+                format!(
+                    "`isolab emulated-trials` in the emulated machine ended with status {}{}; its \
+                     output ended with:\n{}",
+                    status.map_or("none".into(), |s| s.to_string()),
+                    if damaged > 0 {
+                        format!(" ({damaged} damaged outcome lines)")
+                    } else {
+                        String::new()
+                    },
+                    tail(
+                        out.commands.first().map_or(&out.console, |c| &c.output),
+                        TAIL_LINES
+                    )
+                )
+            });
+        }
+        self.outcomes = outcomes;
+        Ok(())
+    }
+
+    fn run_trial(&mut self, trial: &Trial) -> TrialOutcome {
+        match self.outcomes.remove(&trial.index) {
+            Some(mut outcome) => {
+                outcome.emulated = true;
+                outcome
+            }
+            None => TrialOutcome {
+                result: Err(TrialFailure::Crashed {
+                    reason: format!(
+                        "the emulated machine returned no outcome for this trial: {}",
+                        self.session_problem
+                            .as_deref()
+                            .unwrap_or("it was not part of the batch")
+                    ),
+                }),
+                timeline: Vec::new(),
+                host_metrics: Vec::new(),
+                log_tail: String::new(),
+                emulated: true,
+            },
+        }
+    }
+
+    fn cleanup(&mut self) -> Result<(), BackendError> {
+        if let Some(p) = &self.prepared {
+            let _ = std::fs::remove_file(p.ctx.work_dir.join("isolab-stripped"));
+        }
+        self.outcomes.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use workloads::{Workload, WorkloadSpec};
+
+    fn outcome() -> TrialOutcome {
+        TrialOutcome {
+            result: Err(TrialFailure::Timeout { after_s: 2.5 }),
+            timeline: vec![crate::backend::Phase {
+                name: "start".into(),
+                at_ns: 7,
+            }],
+            host_metrics: vec![workloads::Metric::lower("exits.total", "exits", 223.0)],
+            log_tail: "last line".into(),
+            emulated: true,
+        }
+    }
+
+    #[test]
+    fn outcome_lines_round_trip_and_damage_is_caught() {
+        let o = outcome();
+        let line = frame_outcome(42, &o);
+        assert!(line.starts_with(OUTCOME_PREFIX));
+        let (index, back) = parse_outcome(&line).expect("a frame").expect("intact");
+        assert_eq!(index, 42);
+        assert_eq!(back, o);
+        assert!(parse_outcome("[    1.2] random kernel line").is_none());
+        // Kernel output spliced into the middle of the line.
+        let mid = line.len() / 2;
+        let spliced = format!("{}[ 3.1] oops{}", &line[..mid], &line[mid..]);
+        assert!(parse_outcome(&spliced).expect("a frame").is_err());
+        // Cut short.
+        assert!(parse_outcome(&line[..line.len() - 10])
+            .expect("a frame")
+            .is_err());
+        assert!(parse_outcome("ISOLAB-TRIAL:x:y:z")
+            .expect("a frame")
+            .is_err());
+    }
+
+    #[test]
+    fn batches_survive_the_trip_into_l1() {
+        let batch = Batch {
+            limits: SandboxLimits::default(),
+            trial_timeout_s: 60.0,
+            live_console: false,
+            trials: vec![Trial {
+                index: 3,
+                repetition: 1,
+                warmup: false,
+                spec: WorkloadSpec::new(Workload::default_of_kind("cpu").expect("cpu")),
+            }],
+        };
+        let json = serde_json::to_vec(&batch).expect("serialise");
+        let back: Batch = serde_json::from_slice(&json).expect("parse");
+        assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn a_trial_without_outcome_fails_with_the_sessions_reason() {
+        let mut b = EmulatedVmBackend {
+            session_problem: Some("the emulated machine was stopped after 900 s".into()),
+            ..EmulatedVmBackend::default()
+        };
+        b.outcomes.insert(1, outcome());
+        let trial = |index| Trial {
+            index,
+            repetition: 0,
+            warmup: false,
+            spec: WorkloadSpec::new(Workload::default_of_kind("noop").expect("noop")),
+        };
+        let got = b.run_trial(&trial(1));
+        assert_eq!(got.log_tail, "last line");
+        assert!(got.emulated);
+        let missing = b.run_trial(&trial(2));
+        assert!(missing.emulated);
+        let Err(TrialFailure::Crashed { reason }) = missing.result else {
+            panic!("{missing:?}")
+        };
+        assert!(reason.contains("stopped after 900 s"), "{reason}");
+    }
+}
