@@ -139,6 +139,14 @@ struct RunArgs {
     /// not do: the I/O workloads use O_DIRECT).
     #[arg(long, default_value = "/var/tmp")]
     io_dir: PathBuf,
+    /// vCPUs of each VM, and the CPU limit (in cores) of each container, so both get the same
+    /// (overrides the suite's `limits.vcpus`).
+    #[arg(long)]
+    vcpus: Option<u32>,
+    /// RAM of each VM, and the memory limit of each container, in MiB (overrides the suite's
+    /// `limits.memory_mib`).
+    #[arg(long)]
+    memory_mib: Option<u64>,
     /// Seed of the backend shuffle (recorded in the manifest). Default: from the clock.
     #[arg(long)]
     seed: Option<u64>,
@@ -238,6 +246,12 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     }
     if let Some(w) = args.warmup {
         suite.warmup = w;
+    }
+    if let Some(n) = args.vcpus {
+        suite.limits.vcpus = n;
+    }
+    if let Some(m) = args.memory_mib {
+        suite.limits.memory_mib = m;
     }
     suite.validate()?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {

@@ -235,7 +235,13 @@ impl Suite {
         }
         if self.limits.memory_mib < 64 || self.limits.vcpus == 0 || self.limits.pids_max < 16 {
             return Err(invalid(
-                "limits too small: memory_mib ≥ 64, vcpus ≥ 1, pids_max ≥ 16".into(),
+                "limits too small (the suite's [limits], or --vcpus / --memory-mib): memory_mib ≥ 64, vcpus ≥ 1, pids_max ≥ 16".into(),
+            ));
+        }
+        // Bounds of what the VMM and a container runtime can sensibly be given.
+        if self.limits.vcpus > 64 || self.limits.memory_mib > 1 << 20 {
+            return Err(invalid(
+                "limits too large (the suite's [limits], or --vcpus / --memory-mib): vcpus ≤ 64, memory_mib ≤ 1048576 (1 TiB)".into(),
             ));
         }
         Ok(())
