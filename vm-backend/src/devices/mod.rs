@@ -7,6 +7,7 @@ pub mod cmos;
 pub mod i8042;
 pub mod marker;
 pub mod serial;
+pub mod virtio;
 
 use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
 use i8042::I8042;
