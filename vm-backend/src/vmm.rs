@@ -588,6 +588,7 @@ fn attach_block(
         interrupt,
         Some(notify.try_clone().map_err(host("notify eventfd clone"))?),
     )));
+    virtio::lock(&worker).set_kick(notify.try_clone().map_err(host("notify eventfd clone"))?);
     let thread_worker = Arc::clone(&worker);
     let thread = DeviceThread::spawn("isolab-virtio-blk", notify, move |count| {
         virtio::lock(&thread_worker).notified(count)

@@ -171,9 +171,11 @@ fn run(
                     Ok(path) => spec.workload.set_io_path(path),
                     Err(e) => disk_error = Some(e),
                 },
-                None => disk_error = Some(format!(
+                None => {
+                    disk_error = Some(format!(
                     "{DISK_CMDLINE_KEY}={value} is not `raw` or `ext4`; fix the VM's command line"
-                )),
+                ))
+                }
             }
         }
     }

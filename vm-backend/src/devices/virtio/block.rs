@@ -33,6 +33,7 @@ use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::{
     lock, ActivateError, Interrupt, Shared, VirtioDevice, VIRTIO_F_VERSION_1,
@@ -49,6 +50,11 @@ pub const QUEUE_SIZE: u16 = 256;
 pub const SEG_MAX: u32 = (QUEUE_SIZE as u32) / 2 - 2;
 /// Longest chain accepted (indirect tables can be longer than the queue).
 const MAX_CHAIN: usize = QUEUE_SIZE as usize + 2;
+/// Most chains served in one pass over the queue. A guest can make the device's own used-ring
+/// writes look like new avail entries (overlapping rings) or keep feeding the ring from another
+/// vCPU; without a bound the device thread would never look at its stop eventfd again. A pass
+/// that hits the bound asks to be called again (the device thread kicks itself).
+pub const MAX_CHAINS_PER_PASS: usize = QUEUE_SIZE as usize;
 /// Length of the request header (type, reserved/ioprio, sector).
 const HEADER_LEN: u32 = 16;
 /// The virtio device id of a block device.
@@ -638,20 +644,35 @@ pub fn handle_chain(
     written.saturating_add(1)
 }
 
-/// Serves every available chain of `queue`, with notification suppression (event index when
-/// negotiated). Returns whether the driver must be interrupted.
+/// What one pass over the queue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// The driver must be interrupted (used entries it asked to hear about).
+    pub notify: bool,
+    /// The pass stopped at [`MAX_CHAINS_PER_PASS`] with chains left: call again.
+    pub more: bool,
+}
+
+/// Serves the available chains of `queue` (at most [`MAX_CHAINS_PER_PASS`]), with notification
+/// suppression (event index when negotiated).
 pub fn process_queue(
     queue: &mut Queue,
     mem: &GuestMemoryMmap,
     disk: &mut dyn DiskBackend,
     stats: &mut BlockStats,
-) -> Result<bool, QueueError> {
-    let mut used_any = false;
+) -> Result<Pass, QueueError> {
+    let mut used = 0usize;
     let mut descs: Vec<Descriptor> = Vec::with_capacity(MAX_CHAIN);
-    loop {
+    let mut more = false;
+    'outer: loop {
         queue.disable_notification(mem).map_err(ring_err)?;
         let mut popped = 0usize;
         loop {
+            if used >= MAX_CHAINS_PER_PASS {
+                // Leave notifications disabled: the caller comes back without a kick.
+                more = true;
+                break 'outer;
+            }
             let chain = match queue.iter(mem) {
                 Ok(mut it) => it.next(),
                 Err(e) => return Err(ring_err(e)),
@@ -677,7 +698,7 @@ pub fn process_queue(
             };
             // A head index past the queue cannot be returned: the ring is broken.
             queue.add_used(mem, head, len).map_err(ring_err)?;
-            used_any = true;
+            used += 1;
         }
         if !queue.enable_notification(mem).map_err(ring_err)? {
             break;
@@ -686,10 +707,8 @@ pub fn process_queue(
             return Err(QueueError::Stuck);
         }
     }
-    if !used_any {
-        return Ok(false);
-    }
-    queue.needs_notification(mem).map_err(ring_err)
+    let notify = used > 0 && queue.needs_notification(mem).map_err(ring_err)?;
+    Ok(Pass { notify, more })
 }
 
 /// The part of the block device the device thread owns while the driver runs it.
@@ -697,6 +716,7 @@ pub struct BlockWorker {
     disk: Box<dyn DiskBackend>,
     active: Option<(GuestMemoryMmap, Queue)>,
     interrupt: Arc<Interrupt>,
+    kick: Option<EventFd>,
     broken: Arc<AtomicBool>,
     /// What the device did so far.
     pub stats: BlockStats,
@@ -729,11 +749,19 @@ impl BlockWorker {
             return;
         };
         match process_queue(queue, mem, self.disk.as_mut(), &mut self.stats) {
-            Ok(true) => {
-                self.stats.interrupts += 1;
-                self.interrupt.trigger(VIRTIO_MMIO_INT_VRING);
+            Ok(pass) => {
+                if pass.notify {
+                    self.stats.interrupts += 1;
+                    self.interrupt.trigger(VIRTIO_MMIO_INT_VRING);
+                }
+                if pass.more {
+                    if let Some(kick) = &self.kick {
+                        // Come back after the device thread has looked at its stop eventfd.
+                        // A failed write means the counter is saturated: it is signalled anyway.
+                        let _ = kick.write(1);
+                    }
+                }
             }
-            Ok(false) => {}
             Err(e) => {
                 // Stop serving this queue until the driver resets the device, and tell it so:
                 // DEVICE_NEEDS_RESET in Status, announced with a configuration-change interrupt.
@@ -748,6 +776,12 @@ impl BlockWorker {
     /// The disk (tests).
     pub fn disk(&self) -> &dyn DiskBackend {
         self.disk.as_ref()
+    }
+
+    /// Sets the eventfd the worker signals to be called again when a pass hit
+    /// [`MAX_CHAINS_PER_PASS`] (the queue's notify eventfd the device thread waits on).
+    pub fn set_kick(&mut self, kick: EventFd) {
+        self.kick = Some(kick);
     }
 }
 
@@ -789,6 +823,7 @@ impl Block {
             disk,
             active: None,
             interrupt,
+            kick: None,
             broken: Arc::clone(&broken),
             stats: BlockStats::default(),
             broken_reason: None,
@@ -994,8 +1029,9 @@ mod tests {
             .expect("status");
         let head = d.add(bufs);
         let mut stats = BlockStats::default();
-        let notify = process_queue(&mut q, &d.mem, disk, &mut stats).expect("queue ok");
-        assert!(notify, "without event idx every completion interrupts");
+        let pass = process_queue(&mut q, &d.mem, disk, &mut stats).expect("queue ok");
+        assert!(pass.notify, "without event idx every completion interrupts");
+        assert!(!pass.more);
         assert_eq!(d.used_idx(), 1);
         let (id, len) = d.used(0);
         assert_eq!(id, u32::from(head));
@@ -1251,7 +1287,11 @@ mod tests {
             .write_obj(head, GuestAddress(DESC + 16 * u64::from(head) + 14))
             .expect("next");
         let mut stats = BlockStats::default();
-        assert!(process_queue(&mut q, &d.mem, &mut disk, &mut stats).expect("served"));
+        assert!(
+            process_queue(&mut q, &d.mem, &mut disk, &mut stats)
+                .expect("served")
+                .notify
+        );
         assert_eq!((stats.unanswerable, d.used_idx()), (1, 1));
     }
 
@@ -1268,9 +1308,17 @@ mod tests {
         d.header(HDR, VIRTIO_BLK_T_FLUSH, 0);
         d.add(&req(&[]));
         let mut stats = BlockStats::default();
-        assert!(!process_queue(&mut q, &d.mem, &mut disk, &mut stats).expect("ok"));
+        assert!(
+            !process_queue(&mut q, &d.mem, &mut disk, &mut stats)
+                .expect("ok")
+                .notify
+        );
         d.add(&req(&[]));
-        assert!(process_queue(&mut q, &d.mem, &mut disk, &mut stats).expect("ok"));
+        assert!(
+            process_queue(&mut q, &d.mem, &mut disk, &mut stats)
+                .expect("ok")
+                .notify
+        );
         assert_eq!(d.used_idx(), 2);
         // avail_event (after the used ring) tells the driver where to kick next.
         let avail_event: u16 = d
@@ -1278,6 +1326,35 @@ mod tests {
             .read_obj(GuestAddress(USED + 4 + 8 * 16))
             .expect("avail_event");
         assert_eq!(avail_event, 2);
+    }
+
+    #[test]
+    fn overlapping_rings_that_feed_themselves_are_served_in_bounded_passes() {
+        // The used ring on top of the avail ring: every used entry the device writes bumps the
+        // avail index it reads next (found by the fuzzer as a device-thread hang).
+        let mut disk = MemDisk::new(8 * 512, false);
+        let d = Driver::new(16);
+        let mut q = Queue::new(16).expect("queue");
+        q.try_set_desc_table_address(GuestAddress(DESC))
+            .expect("desc");
+        q.try_set_avail_ring_address(GuestAddress(AVAIL))
+            .expect("avail");
+        q.try_set_used_ring_address(GuestAddress(AVAIL))
+            .expect("used");
+        q.set_ready(true);
+        d.mem.write_obj(1u16, GuestAddress(AVAIL + 2)).expect("idx");
+        let mut stats = BlockStats::default();
+        let mut passes = 0;
+        loop {
+            match process_queue(&mut q, &d.mem, &mut disk, &mut stats) {
+                Ok(p) if p.more => passes += 1,
+                _ => break,
+            }
+            if passes == 3 {
+                break;
+            }
+        }
+        assert!(stats.requests <= 3 * MAX_CHAINS_PER_PASS as u64 + MAX_CHAINS_PER_PASS as u64);
     }
 
     /// A disk that records, at each flush, how many used entries the guest could see.
