@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
+//!         [--disk IMAGE [--disk-read-only]]
 //! ```
 //!
 //! Output: `ISOLAB-VMM-REPORT:<len>:<base64url JSON>` when the VM ran (whatever the guest did),
@@ -12,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use vm_backend::vmm::{run, VmConfig};
+use vm_backend::vmm::{run, DiskConfig, VmConfig};
 
 fn usage(msg: &str) -> ! {
-    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--timeout-s S] [--append WORDS] [--live] [--quiet]");
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]]");
     std::process::exit(64)
 }
 
@@ -29,6 +30,8 @@ fn main() {
     let mut append = Vec::new();
     let mut live = false;
     let mut quiet = false;
+    let mut disk = None;
+    let mut disk_read_only = false;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -64,6 +67,8 @@ fn main() {
             "--append" => append.push(value("--append")),
             "--live" => live = true,
             "--quiet" => quiet = true,
+            "--disk" => disk = Some(value("--disk")),
+            "--disk-read-only" => disk_read_only = true,
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -76,6 +81,13 @@ fn main() {
     config.extra_cmdline = append;
     config.live_console = live;
     config.quiet = quiet;
+    if disk.is_none() && disk_read_only {
+        usage("--disk-read-only needs --disk");
+    }
+    config.disk = disk.map(|path| DiskConfig {
+        path: path.into(),
+        read_only: disk_read_only,
+    });
     match run(&config, origin) {
         Ok(report) => {
             // After teardown: the vCPU thread must be gone and guest RAM unmapped.

@@ -74,6 +74,12 @@ pub enum VmError {
     /// An eventfd or signal setup failed.
     #[error("host resource setup failed: {0}")]
     Host(String),
+    /// The disk image could not be used.
+    #[error("virtio-blk disk: {0}")]
+    Disk(#[from] crate::devices::virtio::block::BlockError),
+    /// The virtio device thread could not be started.
+    #[error("virtio device: {0}")]
+    DeviceThread(#[from] crate::devices::virtio::DeviceThreadError),
     /// The vCPU thread could not be started or did not stop.
     #[error("the vCPU thread failed: {0}")]
     VcpuThread(String),

@@ -4,10 +4,10 @@
 //! The layout mirrors the machine: [`vstate`] holds the VM, its memory and its vCPUs; [`arch`] the
 //! x86_64 boot state (GDT, page tables, CPUID, MSRs, registers, MP table); [`boot`] the kernel
 //! loader, the command line and boot_params; [`devices`] one module per device (8250 serial,
-//! i8042, CMOS RTC, the marker port); [`image`] the initramfs writer; [`kernel`] building and
-//! caching guest kernels; [`vmm`] runs one VM from a [`vmm::VmConfig`] to a [`vmm::VmReport`];
-//! [`hvm`] is the HVM test machine (QEMU TCG with AMD-V) that runs this VMM on hosts whose own KVM
-//! cannot boot Linux.
+//! i8042, CMOS RTC, the marker port, the virtio-mmio transport and virtio-blk); [`image`] the
+//! initramfs writer; [`kernel`] building and caching guest kernels; [`vmm`] runs one VM from a
+//! [`vmm::VmConfig`] to a [`vmm::VmReport`]; [`hvm`] is the HVM test machine (QEMU TCG with
+//! AMD-V) that runs this VMM on hosts whose own KVM cannot boot Linux.
 //!
 //! The guest is hostile: every value it chooses (ports, sizes, bytes, register writes) is checked,
 //! and nothing it does makes the VMM panic; a guest that panics, hangs or resets ends in a report.

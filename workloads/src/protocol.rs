@@ -10,6 +10,12 @@
 //! - **Markers**: one byte per [`MarkerEvent`], written to an inherited fd (`ISOLAB_MARKER=fd:N`,
 //!   native and container) or to an I/O port (`ISOLAB_MARKER=port:0x490` or `isolab.marker=...` on
 //!   the kernel command line, VM), so the host timestamps the agent's progress on its own clock.
+//! - **Disk (VM)**: `isolab.disk=raw` or `isolab.disk=ext4` on the kernel command line points the
+//!   I/O workloads at the VM's virtio-blk disk `/dev/vda` ([`VM_DISK_DEVICE`]): `raw` runs them
+//!   on the device itself (O_DIRECT, as the workloads always do), `ext4` mounts the device (an
+//!   ext4 image the host made with `mkfs.ext4`) at [`VM_DISK_MOUNT`] and runs them on a scratch
+//!   file there, as a container does on its bind-mounted scratch directory. Any I/O path in the
+//!   spec is replaced. Without the key the spec's path is used as it is.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -29,6 +35,41 @@ pub const MARKER_CMDLINE_KEY: &str = "isolab.marker";
 /// The I/O port a VM agent writes markers to. Chosen because nothing on a microVM's ISA bus or in
 /// Linux's probing uses it (0x80, the classic POST port, is avoided: Linux writes it for I/O delays).
 pub const MARKER_PORT: u16 = 0x490;
+/// Kernel command-line key choosing how a VM's I/O workloads use its disk ([`DiskMode`]).
+pub const DISK_CMDLINE_KEY: &str = "isolab.disk";
+/// The block device of a VM's virtio-blk disk (the first virtio disk).
+pub const VM_DISK_DEVICE: &str = "/dev/vda";
+/// Where `isolab.disk=ext4` mounts the disk (the same path a container's scratch directory has).
+pub const VM_DISK_MOUNT: &str = "/scratch";
+
+/// How a VM's I/O workloads use its virtio-blk disk (`isolab.disk=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskMode {
+    /// `raw`: the block device itself, O_DIRECT.
+    Raw,
+    /// `ext4`: a scratch file on the device mounted as ext4, O_DIRECT.
+    Ext4,
+}
+
+impl DiskMode {
+    /// Parses the value of `isolab.disk=`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "raw" => Some(Self::Raw),
+            "ext4" => Some(Self::Ext4),
+            _ => None,
+        }
+    }
+
+    /// The command-line value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Ext4 => "ext4",
+        }
+    }
+}
+
 /// Prefix of the framed result line.
 pub const RESULT_PREFIX: &str = "ISOLAB-RESULT:";
 

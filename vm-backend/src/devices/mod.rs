@@ -1,4 +1,5 @@
-//! The devices of an isolab microVM and the port-I/O bus that routes guest accesses to them.
+//! The devices of an isolab microVM, the port-I/O bus and the MMIO bus that route guest accesses
+//! to them.
 //!
 //! Everything here runs on the vCPU thread, on a VM exit, with values the guest chose: every port,
 //! size and byte is checked, and nothing a guest does can make these functions panic.
@@ -7,11 +8,15 @@ pub mod cmos;
 pub mod i8042;
 pub mod marker;
 pub mod serial;
+pub mod virtio;
+
+use std::sync::{Arc, Mutex};
 
 use cmos::{Cmos, CMOS_DATA_PORT, CMOS_INDEX_PORT};
 use i8042::I8042;
 use marker::MarkerPort;
 use serial::Serial;
+use virtio::mmio::MmioTransport;
 
 /// First port of COM1.
 pub const SERIAL_PORT_BASE: u16 = 0x3f8;
@@ -96,6 +101,73 @@ impl PioBus {
             self.unclaimed += 1;
         }
         BusAction::Continue
+    }
+}
+
+/// One device on the MMIO bus.
+#[derive(Debug, Clone)]
+struct MmioSlot {
+    base: u64,
+    len: u64,
+    read_reason: &'static str,
+    write_reason: &'static str,
+    transport: Arc<Mutex<MmioTransport>>,
+}
+
+/// MMIO devices of one VM (virtio-mmio register blocks). Cloneable: each vCPU thread gets a
+/// handle, the devices sit behind locks.
+#[derive(Debug, Clone, Default)]
+pub struct MmioBus {
+    slots: Vec<MmioSlot>,
+}
+
+impl MmioBus {
+    /// An empty bus: every access is unclaimed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a virtio-mmio device at `[base, base + len)`; its exits are counted under
+    /// `read_reason` / `write_reason` (e.g. `mmio_read.virtio_blk`).
+    pub fn add(
+        &mut self,
+        base: u64,
+        len: u64,
+        reasons: (&'static str, &'static str),
+        transport: Arc<Mutex<MmioTransport>>,
+    ) {
+        self.slots.push(MmioSlot {
+            base,
+            len,
+            read_reason: reasons.0,
+            write_reason: reasons.1,
+            transport,
+        });
+    }
+
+    fn find(&self, addr: u64) -> Option<(&MmioSlot, u64)> {
+        self.slots.iter().find_map(|s| {
+            let off = addr.checked_sub(s.base)?;
+            (off < s.len).then_some((s, off))
+        })
+    }
+
+    /// A guest read at `addr`: fills `data` and returns the exit reason, or None when no device
+    /// claims the address (then `data` reads as all ones, like an empty bus).
+    pub fn read(&self, addr: u64, data: &mut [u8]) -> Option<&'static str> {
+        let Some((slot, off)) = self.find(addr) else {
+            data.fill(0xff);
+            return None;
+        };
+        virtio::lock(&slot.transport).read(off, data);
+        Some(slot.read_reason)
+    }
+
+    /// A guest write at `addr`; returns the exit reason, or None when no device claims it.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Option<&'static str> {
+        let (slot, off) = self.find(addr)?;
+        virtio::lock(&slot.transport).write(off, data);
+        Some(slot.write_reason)
     }
 }
 

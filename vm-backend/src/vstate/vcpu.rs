@@ -9,7 +9,7 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::arch::x86_64::cpuid::{filter_cpuid, VcpuTopology};
 use crate::arch::x86_64::{msr, regs};
-use crate::devices::{BusAction, PioBus};
+use crate::devices::{BusAction, MmioBus, PioBus};
 use crate::error::{Result, VmError};
 
 /// Counts of the exits the run loop handled, by reason (`io_out.serial`, `io_in.i8042`, `mmio_read`,
@@ -136,10 +136,11 @@ fn ns_since(origin: Instant) -> u64 {
 }
 
 /// Runs the vCPU until the guest stops, KVM fails, or `stop` is set (and the thread kicked out of
-/// KVM_RUN with a signal). Every exit is counted; port I/O goes to `bus`.
+/// KVM_RUN with a signal). Every exit is counted; port I/O goes to `bus`, MMIO to `mmio`.
 pub fn run_loop(
     vcpu: &mut VcpuFd,
     bus: &mut PioBus,
+    mmio: &MmioBus,
     stop: &AtomicBool,
     origin: Instant,
 ) -> RunStats {
@@ -169,12 +170,13 @@ pub fn run_loop(
                 exits.bump(io_reason(port, false, bus));
                 bus.read(port, data);
             }
-            Ok(VcpuExit::MmioRead(_, data)) => {
-                // No MMIO devices yet: reads of unbacked addresses see all ones.
-                exits.bump("mmio_read");
-                data.fill(0xff);
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                // Reads of addresses no device claims see all ones.
+                exits.bump(mmio.read(addr, data).unwrap_or("mmio_read"));
             }
-            Ok(VcpuExit::MmioWrite(..)) => exits.bump("mmio_write"),
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                exits.bump(mmio.write(addr, data).unwrap_or("mmio_write"));
+            }
             Ok(VcpuExit::Hlt) => {
                 exits.bump("hlt");
                 break LoopEnd::Halted;

@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use thiserror::Error;
 
 use crate::kernels;
-use crate::protocol::{MarkerEvent, ProtocolError};
+use crate::protocol::{cmdline_value, DiskMode, MarkerEvent, ProtocolError, DISK_CMDLINE_KEY};
 use crate::result::{AgentClock, Outcome, WorkloadResult};
 use crate::spec::PROTOCOL_VERSION;
 use marker::Marker;
@@ -156,21 +156,45 @@ fn run(
         eprintln!("isolab-agent: warning: {w}");
     }
 
-    let spec = match spec_source::find_spec(&args, pid1) {
+    let mut spec = match spec_source::find_spec(&args, pid1) {
         Ok(s) => s,
         Err(e) => return fail_without_spec(&e, agent_start_ns, pid1, marker),
     };
+    // A VM's disk (isolab.disk=raw|ext4): point the I/O workloads at it. A disk that cannot be
+    // prepared becomes the workload's error below, so the harness learns why.
+    let mut disk_error = None;
+    if pid1 && spec.workload.io_path().is_some() {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        if let Some(value) = cmdline_value(&cmdline, DISK_CMDLINE_KEY) {
+            match DiskMode::parse(value) {
+                Some(mode) => match pid1::prepare_disk(mode) {
+                    Ok(path) => spec.workload.set_io_path(path),
+                    Err(e) => disk_error = Some(e),
+                },
+                None => {
+                    disk_error = Some(format!(
+                    "{DISK_CMDLINE_KEY}={value} is not `raw` or `ext4`; fix the VM's command line"
+                ))
+                }
+            }
+        }
+    }
 
     let workload = spec.workload.kind();
     marker.send(MarkerEvent::WorkloadStart);
     let workload_start_ns = monotonic_ns();
-    let outcome = catch_unwind(AssertUnwindSafe(|| kernels::run(&spec.workload)));
+    let outcome = match disk_error {
+        Some(e) => Ok(Err(e)),
+        None => catch_unwind(AssertUnwindSafe(|| {
+            kernels::run(&spec.workload).map_err(|e| e.to_string())
+        })),
+    };
     let workload_end_ns = monotonic_ns();
     marker.send(MarkerEvent::WorkloadEnd);
 
     let (outcome, metrics, inspect) = match outcome {
         Ok(Ok(out)) => (Outcome::Ok, out.metrics, out.inspect),
-        Ok(Err(e)) => (error(e.to_string()), Vec::new(), None),
+        Ok(Err(e)) => (error(e), Vec::new(), None),
         Err(panic) => (
             error(format!(
                 "the workload panicked: {}; this is a bug in the agent, please report it",

@@ -18,6 +18,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::kernels::net_loopback::loopback_flags;
+use crate::protocol::{DiskMode, VM_DISK_DEVICE, VM_DISK_MOUNT};
 
 /// The inode number of the initial PID namespace (`PROC_PID_INIT_INO` in the kernel): how init can
 /// tell a VM (the initial namespace) from a container (any other).
@@ -164,6 +165,52 @@ fn bring_loopback_up() -> Result<(), std::io::Error> {
     Ok(())
 }
 
+/// Prepares the VM's virtio-blk disk for the I/O workloads as `mode` asks and returns the path
+/// they must use: the device for `raw`; for `ext4`, the mount point after mounting the device
+/// there. Waits briefly for the device node, which devtmpfs creates when the driver probes.
+pub fn prepare_disk(mode: DiskMode) -> Result<&'static str, String> {
+    let dev = Path::new(VM_DISK_DEVICE);
+    let mut waited = 0;
+    while !dev.exists() {
+        if waited >= 200 {
+            return Err(format!(
+                "{VM_DISK_DEVICE} did not appear (isolab.disk={}): the VM has no virtio-blk disk,                  or the kernel lacks CONFIG_VIRTIO_BLK / CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES",
+                mode.name()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    match mode {
+        DiskMode::Raw => Ok(VM_DISK_DEVICE),
+        DiskMode::Ext4 => {
+            std::fs::create_dir_all(VM_DISK_MOUNT)
+                .map_err(|e| format!("cannot create {VM_DISK_MOUNT}: {e}"))?;
+            match mount(
+                Some(VM_DISK_DEVICE),
+                VM_DISK_MOUNT,
+                Some("ext4"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                None::<&str>,
+            ) {
+                Ok(()) | Err(Errno::EBUSY) => Ok(VM_DISK_MOUNT),
+                Err(e) => Err(format!(
+                    "cannot mount {VM_DISK_DEVICE} as ext4 on {VM_DISK_MOUNT}: {e}; give the VM \
+                     an image made with `mkfs.ext4 -F -q IMAGE SIZE`, or use isolab.disk=raw"
+                )),
+            }
+        }
+    }
+}
+
+/// Unmounts the ext4 disk so its journal is clean on the host afterwards (best effort: the sync
+/// before the reboot already wrote the data).
+pub fn release_disk() {
+    if mounted_targets().contains(VM_DISK_MOUNT) {
+        let _ = nix::mount::umount(VM_DISK_MOUNT);
+    }
+}
+
 /// Reaps every child that has exited (orphans re-parented to init included); never blocks.
 pub fn reap_all() {
     loop {
@@ -183,6 +230,7 @@ pub fn shutdown(code: i32) -> ! {
     if own_kernel {
         // A VM: our kernel's page cache dies with it, so write it back first.
         nix::unistd::sync();
+        release_disk();
     }
     // In a container the host kernel owns the page cache and writes it back itself; a sync()
     // there would flush the whole host (about 250 ms measured) into every trial.

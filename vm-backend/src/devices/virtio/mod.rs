@@ -1,0 +1,292 @@
+//! virtio devices: the virtio-mmio (version 2) transport in [`mmio`], the block device in
+//! [`block`], and what they share: the device interface the transport drives
+//! ([`VirtioDevice`]), the interrupt line ([`Interrupt`]) and the device thread that waits on a
+//! queue's ioeventfd ([`DeviceThread`]).
+//!
+//! Split of work: the vCPU thread handles the register block on MMIO exits (feature
+//! negotiation, queue setup, status, interrupt acknowledgement); queue notifications bypass it
+//! (KVM signals an ioeventfd in the kernel) and wake the device thread, which processes the queue
+//! and raises the interrupt through an irqfd. Everything the guest writes (registers, rings,
+//! descriptors, request headers) is validated; a guest that breaks the rules gets an error status
+//! or a device marked `DEVICE_NEEDS_RESET`, never a VMM panic and never a host access outside
+//! guest RAM.
+
+pub mod block;
+pub mod mmio;
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use thiserror::Error;
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::EventFd;
+
+/// Size of one virtio-mmio register block.
+pub const MMIO_REGION_SIZE: u64 = 0x1000;
+/// Guest physical address of the block device's register block (inside the MMIO hole below
+/// 4 GiB, clear of the IOAPIC at 0xfec0_0000 and the LAPIC at 0xfee0_0000).
+pub const BLOCK_MMIO_BASE: u64 = 0xd000_0000;
+/// The block device's interrupt line (GSI; an ISA IRQ nothing else in the microVM uses).
+pub const BLOCK_IRQ: u32 = 5;
+
+/// Feature bit: the device speaks virtio 1.x (required by the version-2 MMIO transport).
+pub const VIRTIO_F_VERSION_1: u32 = virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+/// Feature bit: `used_event` / `avail_event` interrupt and notification suppression.
+pub const VIRTIO_RING_F_EVENT_IDX: u32 = virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it: the state behind
+/// these locks stays consistent between statements (every update is a plain store), and a VMM
+/// that refused to tear down after a device-thread panic would leak the guest.
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why a device could not start with the queues the driver set up.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ActivateError {
+    /// The device needs more queues than the driver made ready.
+    #[error("queue {0} is not ready")]
+    QueueNotReady(usize),
+    /// A ready queue's rings lie (partly) outside guest RAM or are misaligned.
+    #[error("queue {0} has rings outside guest RAM")]
+    QueueInvalid(usize),
+}
+
+/// What the transport needs from a device model.
+pub trait VirtioDevice: Send {
+    /// The virtio device id (block: 2).
+    fn device_type(&self) -> u32;
+    /// The feature bits the device offers.
+    fn features(&self) -> u64;
+    /// The largest size of each of its queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Reads device configuration space at `offset` (any width; bytes past its end read as 0).
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// A driver write to configuration space (ignored by devices whose config is read-only).
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Starts the device with the driver's queues (all validated by the transport) and the
+    /// negotiated features.
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        queues: Vec<Queue>,
+        acked_features: u64,
+    ) -> Result<(), ActivateError>;
+    /// Stops using the queues (driver reset). The device may be activated again.
+    fn reset(&mut self);
+    /// True when the device found the driver's queue unusable and stopped serving it; the
+    /// transport then shows DEVICE_NEEDS_RESET in Status.
+    fn broken(&self) -> bool {
+        false
+    }
+}
+
+/// A device's interrupt: the InterruptStatus bits the driver reads and acknowledges, and the
+/// irqfd that raises the line. Shared by the transport (vCPU thread) and the device thread.
+#[derive(Debug)]
+pub struct Interrupt {
+    status: AtomicU32,
+    irqfd: Option<EventFd>,
+    raised: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Interrupt {
+    /// An interrupt raised through `irqfd` (an eventfd registered with KVM_IRQFD); `None` only
+    /// records the status (unit tests, fuzzing).
+    pub fn new(irqfd: Option<EventFd>) -> Self {
+        Self {
+            status: AtomicU32::new(0),
+            irqfd,
+            raised: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets `bits` in InterruptStatus and raises the line.
+    pub fn trigger(&self, bits: u32) {
+        self.status.fetch_or(bits, Ordering::SeqCst);
+        self.raised.fetch_add(1, Ordering::Relaxed);
+        if let Some(fd) = &self.irqfd {
+            if fd.write(1).is_err() {
+                // The counter cannot overflow in practice (eventfd saturates at 2^64-2); an error
+                // here means the fd is gone at teardown. Count it instead of failing the request.
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The InterruptStatus register.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// InterruptACK: clears `bits`.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    /// Clears every bit (device reset).
+    pub fn clear(&self) {
+        self.status.store(0, Ordering::SeqCst);
+    }
+
+    /// How many times the line was raised.
+    pub fn raised(&self) -> u64 {
+        self.raised.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the device thread could not be started.
+#[derive(Debug, Error)]
+pub enum DeviceThreadError {
+    /// An eventfd or the epoll instance could not be made.
+    #[error("setting up the virtio device thread's {what}: {source}. Check the process's open-file limit (ulimit -n)")]
+    Setup {
+        /// What failed.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The thread could not be spawned.
+    #[error("spawning the virtio device thread: {0}. Check the process's thread limit")]
+    Spawn(std::io::Error),
+}
+
+/// The thread that serves one device's queue notifications: it waits (epoll) on the queue's
+/// ioeventfd and on a stop eventfd, and calls the handler with the number of notifications the
+/// ioeventfd counted. [`DeviceThread::stop`] (or drop) ends and joins it.
+#[derive(Debug)]
+pub struct DeviceThread {
+    stop: EventFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+const TOKEN_NOTIFY: u64 = 1;
+const TOKEN_STOP: u64 = 2;
+
+impl DeviceThread {
+    /// Starts a thread named `name` that calls `on_notify(count)` whenever `notify` is signalled.
+    pub fn spawn<F>(
+        name: &str,
+        notify: EventFd,
+        mut on_notify: F,
+    ) -> Result<Self, DeviceThreadError>
+    where
+        F: FnMut(u64) + Send + 'static,
+    {
+        let setup = |what| move |source| DeviceThreadError::Setup { what, source };
+        let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(setup("stop eventfd"))?;
+        let thread_stop = stop.try_clone().map_err(setup("stop eventfd clone"))?;
+        let epoll = Epoll::new().map_err(setup("epoll instance"))?;
+        epoll
+            .ctl(
+                ControlOperation::Add,
+                notify.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, TOKEN_NOTIFY),
+            )
+            .map_err(setup("epoll registration of the notify eventfd"))?;
+        epoll
+            .ctl(
+                ControlOperation::Add,
+                thread_stop.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, TOKEN_STOP),
+            )
+            .map_err(setup("epoll registration of the stop eventfd"))?;
+        let handle = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let mut events = [EpollEvent::default(); 2];
+                loop {
+                    let n = match epoll.wait(-1, &mut events) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        // epoll_wait on a valid epoll fd fails only on EINTR; anything else means
+                        // the fds are gone, and the only sane thing left is to stop serving.
+                        Err(_) => return,
+                    };
+                    for ev in &events[..n] {
+                        match ev.data() {
+                            TOKEN_STOP => return,
+                            TOKEN_NOTIFY => {
+                                // Nonblocking read: the count is how many notifications the
+                                // guest sent since the last wakeup (they coalesce).
+                                if let Ok(count) = notify.read() {
+                                    on_notify(count);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            })
+            .map_err(DeviceThreadError::Spawn)?;
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops the thread and waits for it. Returns false if it had panicked.
+    pub fn stop(&mut self) -> bool {
+        let Some(handle) = self.handle.take() else {
+            return true;
+        };
+        // A failed write leaves the thread running; joining would then hang, so do not join.
+        if self.stop.write(1).is_err() {
+            return false;
+        }
+        handle.join().is_ok()
+    }
+}
+
+impl Drop for DeviceThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Shared handle type for device state touched by both the vCPU and the device thread.
+pub type Shared<T> = Arc<Mutex<T>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn interrupt_status_is_set_acked_and_counted() {
+        let fd = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
+        let probe = fd.try_clone().expect("clone");
+        let irq = Interrupt::new(Some(fd));
+        irq.trigger(1);
+        assert_eq!(irq.status(), 1);
+        assert_eq!(probe.read().expect("raised"), 1);
+        irq.trigger(2);
+        irq.ack(1);
+        assert_eq!(irq.status(), 2);
+        irq.clear();
+        assert_eq!(irq.status(), 0);
+        assert_eq!(irq.raised(), 2);
+    }
+
+    #[test]
+    fn device_thread_serves_notifications_and_stops_cleanly() {
+        let notify = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
+        let kick = notify.try_clone().expect("clone");
+        let (tx, rx) = mpsc::channel();
+        let mut t = DeviceThread::spawn("isolab-test-dev", notify, move |n| {
+            let _ = tx.send(n);
+        })
+        .expect("spawn");
+        kick.write(3).expect("kick");
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("served"), 3);
+        assert!(t.stop());
+        assert!(t.stop(), "stopping twice is harmless");
+    }
+}

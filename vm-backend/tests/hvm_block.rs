@@ -1,0 +1,342 @@
+//! The virtio-blk disk in the HVM test machine (QEMU TCG with AMD-V as L1): io-seq, io-rand and
+//! io-fsync on the raw device and on ext4; the pattern io-seq writes and flushes is on the
+//! host-side image byte for byte afterwards; a read-only image gives the guest errors and the
+//! VMM a clean exit. Prints exits, notifications and interrupts per request.
+//!
+//! Slow (one emulated L1 session of several minutes), so `#[ignore]`d; run with
+//! `cargo test -p vm_backend --test hvm_block -- --ignored --nocapture`. Needs the agent built in
+//! the same target directory (`cargo build -p workloads --bin isolab-agent`) and `mkfs.ext4`
+//! (e2fsprogs) on the host: the ext4 image is made on the host, the raw one in L1.
+//! Times seen here are emulated: correctness and counts only.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
+use vm_backend::image::initramfs::agent_image;
+use vm_backend::kernel::build::{ensure_micro, BuildOptions};
+use workloads::kernels::io::{IoFsyncParams, IoRandParams, IoSeqParams};
+use workloads::protocol::{encode_spec, parse_framed_result, MARKER_PORT};
+use workloads::{Workload, WorkloadSpec};
+
+const IMAGE_MIB: u64 = 32;
+const SEQ_MIB: u32 = 8;
+const RAND_OPS: u32 = 200;
+const FSYNC_OPS: u32 = 40;
+
+fn progress(msg: &str) {
+    eprintln!("[hvm block] {msg}");
+}
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join("examples").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with `cargo build -p vm_backend --example {name}`",
+        p.display()
+    );
+    p
+}
+
+fn words(workload: Workload, disk: &str) -> String {
+    let spec = WorkloadSpec::new(workload);
+    format!(
+        "isolab.marker=port:{MARKER_PORT:#x} isolab.disk={disk} isolab.spec={}",
+        encode_spec(&spec).expect("encode")
+    )
+}
+
+fn seq() -> Workload {
+    Workload::IoSeq(IoSeqParams {
+        path: "/unused".into(),
+        size_mib: SEQ_MIB,
+    })
+}
+
+fn rand() -> Workload {
+    Workload::IoRand(IoRandParams {
+        path: "/unused".into(),
+        file_mib: SEQ_MIB,
+        ops: RAND_OPS,
+    })
+}
+
+fn fsync(ops: u32) -> Workload {
+    Workload::IoFsync(IoFsyncParams {
+        path: "/unused".into(),
+        ops,
+    })
+}
+
+fn report(output: &str) -> Option<Value> {
+    let line = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ISOLAB-VMM-REPORT:"))?;
+    let (len, b64) = line.split_once(':')?;
+    let json = URL_SAFE_NO_PAD.decode(b64.trim()).ok()?;
+    assert_eq!(json.len(), len.parse::<usize>().ok()?, "report damaged");
+    serde_json::from_slice(&json).ok()
+}
+
+/// The bytes io-seq leaves on a raw device: its 1 MiB buffer, byte i = (i as u8) | 1, written
+/// `SEQ_MIB` times from offset 0.
+fn expected_seq_sha() -> String {
+    let block: Vec<u8> = (0..1usize << 20).map(|i| (i as u8) | 1).collect();
+    let mut h = Sha256::new();
+    for _ in 0..SEQ_MIB {
+        h.update(&block);
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn ext4_image() -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let img = dir.join("hvm-block-ext4.img");
+    let _ = std::fs::remove_file(&img);
+    let st = Command::new("mkfs.ext4")
+        .args(["-F", "-q"])
+        .arg(&img)
+        .arg(format!("{IMAGE_MIB}M"))
+        .status()
+        .expect("mkfs.ext4 runs (apt-get install e2fsprogs)");
+    assert!(st.success(), "mkfs.ext4 failed");
+    // Shipped gzip-compressed into L1 (it is mostly zeros) and unpacked there.
+    let gz = dir.join("hvm-block-ext4.img.gz");
+    let _ = std::fs::remove_file(&gz);
+    let st = Command::new("gzip")
+        .args(["-k", "-f"])
+        .arg(&img)
+        .status()
+        .expect("gzip runs");
+    assert!(st.success());
+    std::fs::read(&gz).expect("read image")
+}
+
+#[test]
+#[ignore = "boots the emulated HVM test machine (minutes); run with --ignored"]
+fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
+    let mut say = progress;
+    let kernel = ensure_micro(BuildOptions::default(), &mut say).expect("micro kernel");
+    let agent = workloads::locate::locate_agent(None).expect("agent binary");
+    let agent_cpio = agent_image(std::fs::read(&agent).expect("read agent")).to_bytes();
+    let machine = HvmMachine::prepare(&mut say).expect("HVM test machine");
+    let files = vec![
+        HvmFile::from_host("/hvm/vmm-run", &example("vmm-run"), 0o755).expect("vmm-run"),
+        HvmFile::from_host("/hvm/bzImage", &kernel.bz_image, 0o644).expect("bzImage"),
+        HvmFile::bytes("/hvm/agent.cpio", agent_cpio, 0o644),
+        HvmFile::bytes("/hvm/ext4.img.gz", ext4_image(), 0o644),
+    ];
+    let run = |disk: &str, ro: bool, append: &str| {
+        format!(
+            "/hvm/vmm-run --kernel /hvm/bzImage --initrd /hvm/agent.cpio --mem 256 --timeout-s 600 --quiet --disk {disk}{} --append '{append}'",
+            if ro { " --disk-read-only" } else { "" }
+        )
+    };
+    let noop = WorkloadSpec::new(Workload::Noop);
+    let noop_words = format!(
+        "isolab.marker=port:{MARKER_PORT:#x} isolab.spec={}",
+        encode_spec(&noop).expect("encode")
+    );
+    let seq_bytes = u64::from(SEQ_MIB) << 20;
+    let commands = vec![
+        /* 0 */
+        format!("dd if=/dev/zero of=/tmp/raw.img bs=1M count={IMAGE_MIB} 2>&1 && gunzip -c /hvm/ext4.img.gz > /tmp/ext4.img && ls -l /tmp/*.img"),
+        /* 1 */ run("/tmp/raw.img", false, &words(seq(), "raw")),
+        /* 2 */ format!("head -c {seq_bytes} /tmp/raw.img | sha256sum"),
+        /* 3 */ run("/tmp/raw.img", false, &words(rand(), "raw")),
+        /* 4 */ run("/tmp/raw.img", false, &words(fsync(FSYNC_OPS), "raw")),
+        /* 5 */ run("/tmp/ext4.img", false, &words(seq(), "ext4")),
+        /* 6 */ run("/tmp/ext4.img", false, &words(rand(), "ext4")),
+        /* 7 */ run("/tmp/ext4.img", false, &words(fsync(FSYNC_OPS), "ext4")),
+        /* 8 */ "sha256sum /tmp/raw.img".to_owned(),
+        /* 9 */ run("/tmp/raw.img", true, &words(fsync(5), "raw")),
+        /* 10 */ "sha256sum /tmp/raw.img".to_owned(),
+        /* 11 */ format!("/hvm/vmm-run --kernel /hvm/bzImage --initrd /hvm/agent.cpio --mem 256 --timeout-s 300 --quiet --append '{noop_words}'"),
+        /* 12 */ run("/tmp/raw.img", false, &noop_words),
+    ];
+    let session = HvmSession {
+        files,
+        commands,
+        timeout: Duration::from_secs(2400),
+        ..HvmSession::default()
+    };
+    let out = machine.run(&session).expect("QEMU ran");
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hvm-block-l1-console.log");
+    if std::fs::write(&log, &out.console).is_ok() {
+        progress(&format!("L1 console saved to {}", log.display()));
+    }
+    progress(&format!(
+        "L1 session: {:.1} s (emulated), completed={}, kvm={}",
+        out.duration.as_secs_f64(),
+        out.completed,
+        out.kvm_ready
+    ));
+    let dump = || {
+        let tail: Vec<&str> = out.console.lines().rev().take(80).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
+    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    assert_eq!(
+        out.commands[0].status,
+        Some(0),
+        "{}",
+        out.commands[0].output
+    );
+
+    let mut failures = Vec::new();
+    for (i, name) in [
+        (1usize, "io-seq raw"),
+        (3, "io-rand raw"),
+        (4, "io-fsync raw"),
+        (5, "io-seq ext4"),
+        (6, "io-rand ext4"),
+        (7, "io-fsync ext4"),
+    ] {
+        let c = &out.commands[i];
+        let Some(r) = report(&c.output) else {
+            failures.push(format!("{name}: no report:\n{}", c.output));
+            continue;
+        };
+        let console = r["console"].as_str().unwrap_or("");
+        let result = match parse_framed_result(console) {
+            Ok(res) => res,
+            Err(e) => {
+                failures.push(format!("{name}: {e}\n{console}"));
+                continue;
+            }
+        };
+        let disk = &r["disk"];
+        let n = |k: &str| disk[k].as_u64().unwrap_or(0);
+        let exits = |k: &str| r["exits"][k].as_u64().unwrap_or(0);
+        let mmio = exits("mmio_read.virtio_blk") + exits("mmio_write.virtio_blk");
+        let req = n("requests").max(1) as f64;
+        progress(&format!(
+            "{name}: outcome {:?}; requests {} (reads {}, writes {}, flushes {}, get_id {}), \
+             bytes read {} written {}, io_errors {}; virtio MMIO exits to userspace {} = {:.2}/request, \
+             notifies (ioeventfd exits) {} = {:.2}/request, interrupts {} = {:.2}/request; \
+             VMM non-guest RSS {} KiB; stop {}",
+            result.outcome,
+            n("requests"),
+            n("reads"),
+            n("writes"),
+            n("flushes"),
+            n("get_ids"),
+            n("bytes_read"),
+            n("bytes_written"),
+            n("io_errors"),
+            mmio,
+            mmio as f64 / req,
+            n("notifies"),
+            n("notifies") as f64 / req,
+            n("interrupts"),
+            n("interrupts") as f64 / req,
+            r["memory"]["other_resident"].as_u64().unwrap_or(0) / 1024,
+            r["stop_kind"],
+        ));
+        if result.outcome != workloads::result::Outcome::Ok {
+            failures.push(format!("{name}: {:?}", result.outcome));
+        }
+        for m in &result.metrics {
+            if !(m.value.is_finite() && m.value > 0.0) {
+                failures.push(format!("{name}: metric {} = {}", m.name, m.value));
+            }
+        }
+        if r["stop_kind"] != "guest_reset" || r["after_teardown"]["threads"] != 1 {
+            failures.push(format!(
+                "{name}: stop {} threads {}",
+                r["stop"], r["after_teardown"]["threads"]
+            ));
+        }
+        if n("io_errors") != 0 || !disk["broken"].is_null() || n("unanswerable") != 0 {
+            failures.push(format!("{name}: disk errors {disk}"));
+        }
+        if name.starts_with("io-fsync") && n("flushes") < u64::from(FSYNC_OPS) {
+            failures.push(format!(
+                "{name}: {} flushes for {FSYNC_OPS} fsyncs",
+                n("flushes")
+            ));
+        }
+        if name == "io-seq raw" && (n("flushes") == 0 || n("bytes_written") < seq_bytes) {
+            failures.push(format!("{name}: the write was not flushed: {disk}"));
+        }
+    }
+
+    // The pattern io-seq wrote and flushed is on the image byte for byte.
+    let sha = out.commands[2]
+        .output
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
+    let want = expected_seq_sha();
+    progress(&format!(
+        "raw image after io-seq: sha256 {sha}, expected {want}"
+    ));
+    if sha != want {
+        failures.push(format!(
+            "raw image holds other bytes than io-seq wrote: {sha} != {want}"
+        ));
+    }
+
+    // Read-only image: the guest's writes fail, the VMM exits cleanly, the image is unchanged.
+    let c = &out.commands[9];
+    match report(&c.output) {
+        Some(r) => {
+            let console = r["console"].as_str().unwrap_or("");
+            let outcome = parse_framed_result(console).map(|res| res.outcome);
+            progress(&format!(
+                "read-only image: outcome {outcome:?}, stop {}, disk {}",
+                r["stop_kind"], r["disk"]
+            ));
+            if !matches!(outcome, Ok(workloads::result::Outcome::Error { .. })) {
+                failures.push(format!(
+                    "read-only: the guest's writes did not fail: {outcome:?}"
+                ));
+            }
+            if r["stop_kind"] != "guest_reset" || r["after_teardown"]["threads"] != 1 {
+                failures.push(format!("read-only: unclean exit {}", r["stop"]));
+            }
+            if r["disk"]["writes"].as_u64() != Some(0) {
+                failures.push(format!("read-only: writes reached the image {}", r["disk"]));
+            }
+        }
+        None => failures.push(format!("read-only: no report\n{}", c.output)),
+    }
+    let before = out.commands[8]
+        .output
+        .split_whitespace()
+        .next()
+        .unwrap_or("x");
+    let after = out.commands[10]
+        .output
+        .split_whitespace()
+        .next()
+        .unwrap_or("y");
+    if before != after {
+        failures.push("read-only: the image changed".to_owned());
+    }
+
+    // The VMM's memory overhead with and without the disk (noop workload).
+    let rss = |i: usize| {
+        report(&out.commands[i].output).map(|r| {
+            (
+                r["memory"]["other_resident"].as_u64().unwrap_or(0) / 1024,
+                r["disk"]["requests"].as_u64().unwrap_or(0),
+            )
+        })
+    };
+    progress(&format!(
+        "VMM non-guest RSS (KiB, requests): noop without disk {:?}, noop with disk {:?}",
+        rss(11),
+        rss(12)
+    ));
+
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
