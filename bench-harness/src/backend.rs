@@ -219,6 +219,12 @@ pub trait Backend {
     /// Prepares what every trial shares (rootfs, guest image, kernel). Called once.
     fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError>;
 
+    /// Facts about how this backend runs, for the manifest (kernel, disk, cgroup version, ...),
+    /// after [`Backend::prepare`]. The default has none.
+    fn facts(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
+
     /// Called once after [`Backend::prepare`] with every trial this backend will be asked to
     /// run, in plan order. A backend that must run its trials as one batch (the VM inside the
     /// emulated machine, which takes minutes to boot) runs them here and hands the outcomes out

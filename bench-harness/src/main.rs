@@ -112,6 +112,15 @@ else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
     },
 }
 
+/// How the VM's I/O workloads use their disk.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VmDisk {
+    /// ext4 on the disk (made on the host with mkfs.ext4).
+    Ext4,
+    /// The bare block device.
+    Raw,
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Backends to run, comma-separated: native, container, vm. Default: the suite's.
@@ -169,6 +178,11 @@ struct RunArgs {
     /// samples are labelled emulated: they show that the VM works, never how fast it is.
     #[arg(long)]
     vm_in_emulator: bool,
+    /// How the VM's I/O workloads use their virtio-blk disk (a fresh image per trial in --io-dir):
+    /// `ext4` formats it on the host and the agent writes files on it, like native and container;
+    /// `raw` gives the agent the bare device (O_DIRECT on /dev/vda).
+    #[arg(long, value_enum, default_value_t = VmDisk::Ext4)]
+    vm_disk: VmDisk,
     /// Print the built-in default suite (a starting point for your own) and exit.
     #[arg(long)]
     print_suite: bool,
@@ -288,6 +302,10 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 vm_kernel: args.kernel.clone(),
                 user_namespace: args.userns,
                 vm_in_emulator: args.vm_in_emulator,
+                vm_disk: Some(match args.vm_disk {
+                    VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
+                    VmDisk::Raw => workloads::protocol::DiskMode::Raw,
+                }),
             };
             Box::new(move |kind| backends::make_with(kind, &options))
         },

@@ -203,15 +203,15 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         let mut backend = (opts.make_backend)(kind);
         match backend.prepare(&ctx) {
             Ok(()) => {
-                prepared.0.push((kind, backend));
                 manifest.backends.insert(
                     kind.name().into(),
                     BackendState {
                         available: true,
                         note: None,
-                        facts: BTreeMap::new(),
+                        facts: backend.facts(),
                     },
                 );
+                prepared.0.push((kind, backend));
             }
             Err(e) => note_unavailable(kind, &e, &mut manifest),
         }

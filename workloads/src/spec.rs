@@ -136,6 +136,17 @@ impl Workload {
         }
     }
 
+    /// MiB of data an I/O workload keeps on its target (what a VM's disk must hold); `None` for
+    /// every other workload.
+    pub fn io_data_mib(&self) -> Option<u64> {
+        match self {
+            Workload::IoSeq(p) => Some(u64::from(p.size_mib)),
+            Workload::IoRand(p) => Some(u64::from(p.file_mib)),
+            Workload::IoFsync(p) => Some((u64::from(p.ops) * 4096).div_ceil(1 << 20).max(1)),
+            _ => None,
+        }
+    }
+
     /// Points an I/O workload at another target (the harness rewrites the path per backend:
     /// a host file natively, the bind-mounted scratch directory in a container, a block device in
     /// a VM). No effect on other workloads.

@@ -323,6 +323,18 @@ impl Backend for ContainerBackend {
         Ok(())
     }
 
+    fn facts(&self) -> std::collections::BTreeMap<String, String> {
+        let mut f = std::collections::BTreeMap::new();
+        if let Some(r) = &self.runtime {
+            f.insert("cgroup_version".into(), format!("{:?}", r.cgroup_version()));
+            if let Some(why) = r.cgroups_unavailable() {
+                f.insert("cgroups".into(), format!("none: {why}"));
+            }
+        }
+        f.insert("user_namespace".into(), self.user_namespace.to_string());
+        f
+    }
+
     fn run_trial(&mut self, trial: &Trial) -> TrialOutcome {
         let failed = |reason: String| TrialOutcome {
             result: Err(TrialFailure::Crashed { reason }),

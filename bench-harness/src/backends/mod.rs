@@ -5,6 +5,7 @@ pub mod child;
 pub mod container;
 pub mod native;
 pub mod vm;
+pub mod vm_disk;
 pub mod vm_emulated;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub struct BackendOptions {
     pub user_namespace: bool,
     /// Run the VM inside the emulated AMD-V machine (its samples are labelled emulated).
     pub vm_in_emulator: bool,
+    /// How the VM's I/O trials use their disk (default: ext4 on it).
+    pub vm_disk: Option<workloads::protocol::DiskMode>,
 }
 
 /// Makes the backend of a kind with default settings.
@@ -30,18 +33,27 @@ pub fn make(kind: BackendKind) -> Box<dyn Backend> {
 
 /// Makes the backend of a kind with `options`.
 pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend> {
+    let disk = options
+        .vm_disk
+        .unwrap_or(workloads::protocol::DiskMode::Ext4);
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend::default()),
         BackendKind::Container => {
             Box::new(container::ContainerBackend::new().with_user_namespace(options.user_namespace))
         }
-        BackendKind::Vm if options.vm_in_emulator => match &options.vm_kernel {
-            Some(k) => Box::new(vm_emulated::EmulatedVmBackend::with_kernel(k.clone())),
-            None => Box::new(vm_emulated::EmulatedVmBackend::new()),
-        },
-        BackendKind::Vm => match &options.vm_kernel {
-            Some(k) => Box::new(vm::VmBackend::with_kernel(k.clone())),
-            None => Box::new(vm::VmBackend::new()),
-        },
+        BackendKind::Vm if options.vm_in_emulator => {
+            let b = match &options.vm_kernel {
+                Some(k) => vm_emulated::EmulatedVmBackend::with_kernel(k.clone()),
+                None => vm_emulated::EmulatedVmBackend::new(),
+            };
+            Box::new(b.with_disk_mode(disk))
+        }
+        BackendKind::Vm => {
+            let b = match &options.vm_kernel {
+                Some(k) => vm::VmBackend::with_kernel(k.clone()),
+                None => vm::VmBackend::new(),
+            };
+            Box::new(b.with_disk_mode(disk))
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `prepare` finds the guest kernel (`--kernel PATH`, else the cached `micro` kernel, built on
 //! first use), checks it without KVM, and writes the initramfs (the agent as `/init`) once.
-//! `run_trial` boots a fresh VM per trial with the spec on the kernel command line, reads the
+//! `run_trial` boots a fresh VM per trial with the spec on the kernel command line (an I/O trial
+//! also gets a fresh virtio-blk disk image, see [`crate::backends::vm_disk`]), reads the
 //! agent's framed result from the serial console, and reports the VMM's timeline (host
 //! CLOCK_MONOTONIC, markers timestamped by the vCPU thread), its memory (guest RAM touched vs the
 //! VMM's own resident memory) and the VM exits its run loop handled, by reason.
@@ -11,20 +12,24 @@
 //! unavailable with the reason and the fix; the HVM test machine runs it there (emulated: such
 //! samples are correctness only).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
-use vm_backend::vmm::{self, StopReason, VmConfig, VmReport};
+use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
 use vm_backend::VmError;
-use workloads::protocol::{encode_spec, parse_framed_result, MarkerEvent, MARKER_PORT};
+use workloads::protocol::{
+    encode_spec, parse_framed_result, DiskMode, MarkerEvent, DISK_CMDLINE_KEY, MARKER_PORT,
+};
 use workloads::result::Outcome;
 use workloads::Metric;
 
 use crate::backend::{
     Backend, BackendError, BackendKind, Phase, PrepareContext, Trial, TrialFailure, TrialOutcome,
 };
+use crate::backends::vm_disk::DiskImages;
 
 /// Set (to 1) by the HVM test machine's L1 init: samples from there are emulated.
 pub const EMULATED_ENV: &str = "ISOLAB_EMULATED";
@@ -57,11 +62,16 @@ pub fn host_unavailable() -> Option<(String, String)> {
 }
 
 /// Runs each trial in a fresh microVM.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct VmBackend {
     /// A kernel given with `--kernel`; None: the cached (or freshly built) micro kernel.
     kernel_override: Option<PathBuf>,
     prepared: Option<Prepared>,
+    /// How I/O trials use their disk.
+    disk_mode: DiskMode,
+    /// Formatted ext4 images to use instead of running mkfs.ext4 (by size, MiB).
+    disk_templates: BTreeMap<u64, PathBuf>,
+    disks: Option<DiskImages>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,7 +101,31 @@ impl VmBackend {
     pub fn with_kernel(kernel: PathBuf) -> Self {
         Self {
             kernel_override: Some(kernel),
+            ..Self::default()
+        }
+    }
+
+    /// I/O trials use their disk this way (default: ext4).
+    pub fn with_disk_mode(mut self, mode: DiskMode) -> Self {
+        self.disk_mode = mode;
+        self
+    }
+
+    /// Formatted ext4 images (by size in MiB) to copy instead of running mkfs.ext4.
+    pub fn with_disk_templates(mut self, templates: BTreeMap<u64, PathBuf>) -> Self {
+        self.disk_templates = templates;
+        self
+    }
+}
+
+impl Default for VmBackend {
+    fn default() -> Self {
+        Self {
+            kernel_override: None,
             prepared: None,
+            disk_mode: DiskMode::Ext4,
+            disk_templates: BTreeMap::new(),
+            disks: None,
         }
     }
 }
@@ -210,6 +244,39 @@ fn metrics_of(report: &VmReport) -> Vec<Metric> {
     m
 }
 
+/// What the virtio-blk disk did: requests by kind, the queue notifications the guest made (each
+/// a VM exit, though one KVM completes in the kernel through the ioeventfd) and the interrupts the
+/// device injected, per request: the paravirtual path's cost made visible.
+fn disk_metrics_of(report: &VmReport) -> Vec<Metric> {
+    let Some(disk) = &report.disk else {
+        return Vec::new();
+    };
+    let st = &disk.stats;
+    let mut m = vec![
+        Metric::lower("disk.requests", "requests", st.requests as f64),
+        Metric::lower("disk.reads", "requests", st.reads as f64),
+        Metric::lower("disk.writes", "requests", st.writes as f64),
+        Metric::lower("disk.flushes", "requests", st.flushes as f64),
+        Metric::lower("disk.notifies", "notifications", st.notifies as f64),
+        Metric::lower("disk.interrupts", "interrupts", st.interrupts as f64),
+        Metric::lower("disk.io_errors", "requests", st.io_errors as f64),
+    ];
+    if st.requests > 0 {
+        let per = |n: u64| n as f64 / st.requests as f64;
+        m.push(Metric::lower(
+            "disk.notifies_per_request",
+            "notifications/request",
+            per(st.notifies),
+        ));
+        m.push(Metric::lower(
+            "disk.interrupts_per_request",
+            "interrupts/request",
+            per(st.interrupts),
+        ));
+    }
+    m
+}
+
 /// The trial's result from the report: the agent's framed line, or why there is none.
 fn result_of(report: &VmReport) -> Result<workloads::WorkloadResult, TrialFailure> {
     let console = report.console.text();
@@ -293,7 +360,22 @@ impl Backend for VmBackend {
         vmm::validate(&config_for(&prepared, Vec::new()))
             .map_err(|e| prepare_err(e.to_string()))?;
         self.prepared = Some(prepared);
+        self.disks = Some(
+            DiskImages::new(&ctx.io_scratch_dir, self.disk_mode)
+                .with_templates(self.disk_templates.clone()),
+        );
         Ok(())
+    }
+
+    fn facts(&self) -> BTreeMap<String, String> {
+        let mut f = BTreeMap::new();
+        if let Some(p) = &self.prepared {
+            f.insert("kernel".into(), p.kernel.display().to_string());
+            f.insert("memory_mib".into(), p.memory_mib.to_string());
+            f.insert("emulated".into(), p.emulated.to_string());
+        }
+        f.insert("disk".into(), self.disk_mode.name().into());
+        f
     }
 
     fn run_trial(&mut self, trial: &Trial) -> TrialOutcome {
@@ -310,12 +392,18 @@ impl Backend for VmBackend {
                 reason: "VM backend used before prepare()".into(),
             });
         };
-        if trial.spec.workload.io_path().is_some() {
-            return failed(TrialFailure::WorkloadError {
-                message: "the VM has no block device yet (virtio-blk comes with the VM I/O work); \
-                          run I/O workloads on native and container"
-                    .into(),
-            });
+        // An I/O trial gets a fresh disk; the agent uses it as `isolab.disk=` says.
+        let mut disk = None;
+        if let Some(data_mib) = trial.spec.workload.io_data_mib() {
+            let Some(disks) = self.disks.as_mut() else {
+                return failed(TrialFailure::Crashed {
+                    reason: "VM backend used before prepare()".into(),
+                });
+            };
+            match disks.for_trial(trial.index, data_mib) {
+                Ok(image) => disk = Some((image, disks.mode())),
+                Err(reason) => return failed(TrialFailure::Crashed { reason }),
+            }
         }
         let spec = match encode_spec(&trial.spec) {
             Ok(s) => s,
@@ -325,15 +413,28 @@ impl Backend for VmBackend {
                 })
             }
         };
-        let config = config_for(
-            &prepared,
-            vec![
-                format!("isolab.marker=port:{MARKER_PORT:#x}"),
-                format!("isolab.spec={spec}"),
-            ],
-        );
+        let mut extra = vec![
+            format!("isolab.marker=port:{MARKER_PORT:#x}"),
+            format!("isolab.spec={spec}"),
+        ];
+        let mut config = config_for(&prepared, Vec::new());
+        if let Some((image, mode)) = &disk {
+            extra.push(format!("{DISK_CMDLINE_KEY}={}", mode.name()));
+            config.disk = Some(DiskConfig {
+                path: image.clone(),
+                read_only: false,
+            });
+        }
+        config.extra_cmdline = extra;
+        // What this process held before the VM: the VMM runs inside isolab, so its non-guest
+        // memory includes isolab's own; the difference is what the VM itself added.
+        let before = vm_backend::vstate::memory::measure(&[]).map(|m| m.other_resident);
         let origin = Instant::now();
-        let report = match vmm::run(&config, origin) {
+        let ran = vmm::run(&config, origin);
+        if let (Some((image, _)), Some(disks)) = (&disk, &self.disks) {
+            disks.discard(image);
+        }
+        let report = match ran {
             Ok(r) => r,
             Err(e @ (VmError::KvmOpen(_) | VmError::KvmCapability(_))) => {
                 return failed(TrialFailure::Unavailable {
@@ -350,16 +451,30 @@ impl Backend for VmBackend {
         } else {
             String::new()
         };
+        let mut host_metrics = metrics_of(&report);
+        host_metrics.extend(disk_metrics_of(&report));
+        if let (Some(before), Some(during)) = (before, report.memory) {
+            // host.vmm_overhead is the whole process's non-guest memory (isolab included);
+            // this is the VM's own share: what one more VM costs beyond the guest's RAM.
+            host_metrics.push(Metric::lower(
+                "host.vmm_added",
+                "MiB",
+                during.other_resident.saturating_sub(before) as f64 / (1024.0 * 1024.0),
+            ));
+        }
         TrialOutcome {
             result,
             timeline: timeline_of(&report),
-            host_metrics: metrics_of(&report),
+            host_metrics,
             log_tail,
             emulated,
         }
     }
 
     fn cleanup(&mut self) -> Result<(), BackendError> {
+        if let Some(mut disks) = self.disks.take() {
+            disks.cleanup();
+        }
         if let Some(p) = self.prepared.take() {
             match std::fs::remove_file(&p.initrd) {
                 Ok(()) => {}
@@ -462,6 +577,7 @@ mod tests {
             kernel_format: vm_backend::boot::loader::KernelFormat::BzImage,
             cmdline: String::new(),
             unclaimed_io: 0,
+            disk: None,
         }
     }
 

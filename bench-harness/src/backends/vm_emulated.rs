@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
 use vm_backend::vmm::{self, VmConfig};
+use workloads::protocol::DiskMode;
 
 use crate::backend::{
     Backend, BackendError, BackendKind, PrepareContext, SandboxLimits, Trial, TrialFailure,
     TrialOutcome,
 };
 use crate::backends::vm::VmBackend;
+use crate::backends::vm_disk::{image_mib, DiskImages};
 
 /// The prefix of an outcome line on L1's console.
 pub const OUTCOME_PREFIX: &str = "ISOLAB-TRIAL:";
@@ -48,6 +50,10 @@ pub struct Batch {
     pub trial_timeout_s: f64,
     /// Echo each guest's console on L1's console.
     pub live_console: bool,
+    /// How I/O trials use their disk: `raw` or `ext4`.
+    pub disk_mode: String,
+    /// Formatted ext4 images in L1 (by size in MiB): L1 has no mkfs.ext4.
+    pub disk_templates: BTreeMap<u64, PathBuf>,
     /// The trials, in the order they are to run.
     pub trials: Vec<Trial>,
 }
@@ -119,7 +125,11 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
     for d in [&ctx.work_dir, &ctx.io_scratch_dir] {
         std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
     }
-    let mut backend = VmBackend::with_kernel(kernel.to_owned());
+    let mode = DiskMode::parse(&batch.disk_mode)
+        .ok_or_else(|| err(format!("unknown disk mode {:?}", batch.disk_mode)))?;
+    let mut backend = VmBackend::with_kernel(kernel.to_owned())
+        .with_disk_mode(mode)
+        .with_disk_templates(batch.disk_templates.clone());
     backend.prepare(&ctx)?;
     let mut stdout = std::io::stdout().lock();
     for trial in &batch.trials {
@@ -136,6 +146,7 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
 #[derive(Debug, Default)]
 pub struct EmulatedVmBackend {
     kernel_override: Option<PathBuf>,
+    disk_mode: Option<DiskMode>,
     prepared: Option<Prepared>,
     outcomes: BTreeMap<usize, TrialOutcome>,
     /// Why trials have no outcome, when the session ended early.
@@ -218,6 +229,12 @@ impl EmulatedVmBackend {
             ..Self::default()
         }
     }
+
+    /// I/O trials use their disk this way (default: ext4).
+    pub fn with_disk_mode(mut self, mode: DiskMode) -> Self {
+        self.disk_mode = Some(mode);
+        self
+    }
 }
 
 impl Backend for EmulatedVmBackend {
@@ -266,6 +283,26 @@ impl Backend for EmulatedVmBackend {
         Ok(())
     }
 
+    fn facts(&self) -> BTreeMap<String, String> {
+        let mut f = BTreeMap::new();
+        f.insert(
+            "emulated".into(),
+            "true: QEMU TCG with AMD-V, kvm-amd in L1; correctness only".into(),
+        );
+        if let Some(p) = &self.prepared {
+            f.insert("kernel".into(), p.kernel.display().to_string());
+            f.insert(
+                "l1_kernel".into(),
+                format!("{} {}", p.machine.l1.package, p.machine.l1.version),
+            );
+        }
+        f.insert(
+            "disk".into(),
+            self.disk_mode.unwrap_or(DiskMode::Ext4).name().into(),
+        );
+        f
+    }
+
     fn plan_trials(&mut self, trials: &[Trial]) -> Result<(), BackendError> {
         let Some(p) = &self.prepared else {
             return Err(prepare_err("plan_trials() before prepare()".into()));
@@ -273,10 +310,36 @@ impl Backend for EmulatedVmBackend {
         if trials.is_empty() {
             return Ok(());
         }
+        // L1 has no e2fsprogs: the ext4 images the I/O trials need are formatted here.
+        let mode = self.disk_mode.unwrap_or(DiskMode::Ext4);
+        let mut disks = DiskImages::new(&p.ctx.work_dir, mode);
+        let mut templates = Vec::new();
+        if mode == DiskMode::Ext4 {
+            let mut sizes: Vec<u64> = trials
+                .iter()
+                .filter_map(|t| t.spec.workload.io_data_mib())
+                .map(image_mib)
+                .collect();
+            sizes.sort_unstable();
+            sizes.dedup();
+            for size in sizes {
+                let host = disks.template(size).map_err(prepare_err)?;
+                templates.push((
+                    size,
+                    host,
+                    PathBuf::from(format!("/hvm/ext4-{size}MiB.img")),
+                ));
+            }
+        }
         let batch = Batch {
             limits: p.ctx.limits,
             trial_timeout_s: p.ctx.trial_timeout.as_secs_f64(),
             live_console: p.ctx.live_console,
+            disk_mode: mode.name().to_owned(),
+            disk_templates: templates
+                .iter()
+                .map(|(size, _, l1)| (*size, l1.clone()))
+                .collect(),
             trials: trials.to_vec(),
         };
         let batch_json = serde_json::to_vec(&batch).map_err(|e| prepare_err(e.to_string()))?;
@@ -289,13 +352,21 @@ impl Backend for EmulatedVmBackend {
             file(L1_KERNEL, &p.kernel, 0o644)?,
             HvmFile::bytes(L1_BATCH, batch_json, 0o644),
         ];
+        let mut files = files;
+        let mut image_mib_total = 0;
+        for (size, host, l1) in &templates {
+            files.push(file(&l1.display().to_string(), host, 0o644)?);
+            image_mib_total += size;
+        }
+        drop(disks);
         let per_trial = p.ctx.trial_timeout + Duration::from_secs(30);
         let session = HvmSession {
             files,
             commands: vec![format!(
                 "{L1_ISOLAB} emulated-trials {L1_BATCH} --kernel {L1_KERNEL} --agent {L1_AGENT}"
             )],
-            memory_mib: (p.ctx.limits.memory_mib + 1536).max(2048),
+            // The guest, L1 itself, and the disk images in L1's RAM (templates and one copy).
+            memory_mib: (p.ctx.limits.memory_mib + 1536 + 2 * image_mib_total).max(2048),
             timeout: L1_BOOT + per_trial * u32::try_from(trials.len()).unwrap_or(u32::MAX),
         };
         let total = trials.len();
@@ -456,6 +527,8 @@ mod tests {
             limits: SandboxLimits::default(),
             trial_timeout_s: 60.0,
             live_console: false,
+            disk_mode: "ext4".into(),
+            disk_templates: BTreeMap::from([(80, PathBuf::from("/hvm/ext4-80MiB.img"))]),
             trials: vec![Trial {
                 index: 3,
                 repetition: 1,
