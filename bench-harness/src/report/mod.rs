@@ -11,13 +11,13 @@
 //! Emulated VM samples (the VM ran inside an emulated machine) are labelled `vm (emulated)`
 //! everywhere and kept out of ratios and timing charts: they are correctness data only.
 
-mod charts;
+pub(crate) mod charts;
 mod compare;
 mod csv;
 mod html;
 mod latex;
 mod markdown;
-mod methodology;
+pub(crate) mod methodology;
 mod png;
 mod term;
 
