@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::report::charts::{self, Chart};
+use crate::report::png;
 use crate::report::{ReportError, View};
 use crate::store::StoredRun;
 
@@ -73,7 +74,8 @@ fn cpu_memory(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, Re
         v,
         n,
         "CPU, memory and kernel entry: each metric as ratio to native (95% intervals)",
-        &|kind, _| CPU_MEMORY_KINDS.contains(&kind),
+        // The workload's own metrics only: its start time is chapter 5's start figure.
+        &|kind, metric| CPU_MEMORY_KINDS.contains(&kind) && !metric.starts_with("host."),
     )
 }
 
@@ -82,7 +84,9 @@ fn io_ratio(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, Repo
         v,
         n,
         "Storage and network: each metric as ratio to native (95% intervals)",
-        &|kind, _| kind.starts_with("io-") || kind == "net-loopback",
+        &|kind, metric| {
+            (kind.starts_with("io-") || kind == "net-loopback") && !metric.starts_with("host.")
+        },
     )
 }
 
@@ -169,19 +173,33 @@ pub(crate) fn draw_all(run: &StoredRun) -> Result<Vec<Figure>, ReportError> {
     Ok(out)
 }
 
-/// Writes the drawn figures as SVG files into `src_dir/figures/`; returns the files.
-pub(crate) fn write_all(figures: &[Figure], src_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Writes the drawn figures as SVG files into `src_dir/figures/`, and as PNG next to them when a
+/// system font is found (for slides and papers that cannot take SVG; the book shows the SVG).
+/// Returns the SVG files, and notes on PNG files not written.
+pub(crate) fn write_all(
+    figures: &[Figure],
+    src_dir: &Path,
+) -> std::io::Result<(Vec<PathBuf>, Vec<String>)> {
     let dir = src_dir.join("figures");
     std::fs::create_dir_all(&dir)?;
     let mut files = Vec::new();
+    let mut notes = Vec::new();
+    let raster =
+        png::Rasteriser::new().map_err(|why| notes.push(format!("PNG figures not written: {why}")));
     for f in figures {
         if let Ok((_, svg)) = &f.drawn {
             let path = src_dir.join(f.rel_path());
             std::fs::write(&path, svg)?;
-            files.push(path);
+            files.push(path.clone());
+            if let Ok(r) = &raster {
+                match r.render(svg) {
+                    Ok(bytes) => std::fs::write(path.with_extension("png"), bytes)?,
+                    Err(why) => notes.push(format!("{}.png not written: {why}", f.name)),
+                }
+            }
         }
     }
-    Ok(files)
+    Ok((files, notes))
 }
 
 /// The names of every figure, for error messages.

@@ -184,7 +184,7 @@ pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltB
 
     let figures = figures::draw_all(run)?;
     let src_dir = root.join("src");
-    let written = figures::write_all(&figures, &src_dir)
+    let (written, png_notes) = figures::write_all(&figures, &src_dir)
         .map_err(io_err("cannot write figures in", &src_dir))?;
     let notes = figures
         .iter()
@@ -194,6 +194,7 @@ pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltB
                 .err()
                 .map(|why| format!("figure {} not drawn: {why}", f.name))
         })
+        .chain(png_notes)
         .collect();
 
     let mut config =

@@ -18,7 +18,7 @@ mod html;
 mod latex;
 mod markdown;
 pub(crate) mod methodology;
-mod png;
+pub(crate) mod png;
 mod term;
 
 use std::path::{Path, PathBuf};
