@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod backends;
+pub mod book;
 pub mod doctor;
 pub mod host;
 pub mod interrupt;

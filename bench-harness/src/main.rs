@@ -13,7 +13,7 @@ use bench_harness::manifest::RunStatus;
 use bench_harness::report::{self, CompareFormat, ReportFormat};
 use bench_harness::run::{self, RunOptions};
 use bench_harness::suite::{Suite, DEFAULT_SUITE};
-use bench_harness::{backends, doctor, interrupt, store, summary};
+use bench_harness::{backends, book, doctor, interrupt, store, summary};
 
 mod commands {
     pub mod kernel;
@@ -82,6 +82,28 @@ with native for performance."
         /// Output format.
         #[arg(long, value_enum, default_value_t = CompareFormat::Term)]
         format: CompareFormat,
+    },
+    /// Build the book (HTML) that explains containers, hypervisors and VMs with a run's figures.
+    #[command(
+        long_about = "Builds the book in the repository's book/ folder with mdBook: copies its \
+sources to a staging folder, draws the figures from a run (SVG, the same colours per backend as the \
+reports) and fills every number and table in the chapters from that run's samples and manifest. A value \
+the run lacks (say, no VM on this host) is written as \"not measured in this run (why)\", never guessed.",
+        after_help = "Example: isolab book --results results/20261126-071203 --out /tmp/isolab-book"
+    )]
+    Book {
+        /// The run to take figures and numbers from. Default: the newest run under results/.
+        #[arg(long, value_name = "RUN_DIR")]
+        results: Option<PathBuf>,
+        /// Where the HTML goes (emptied first, so it must be new, empty or an earlier book).
+        /// Default: RUN_DIR/book.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The book's sources (the folder with book.toml and src/). Default: $ISOLAB_BOOK_SRC, else
+        /// the book/ folder of the repository this binary was built in, else one above the current
+        /// directory.
+        #[arg(long, value_name = "DIR")]
+        book_src: Option<PathBuf>,
     },
     /// Build, fetch or check guest kernels for the VM backend.
     #[command(subcommand)]
@@ -219,6 +241,11 @@ fn real_main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { clean } => cmd_doctor(clean),
+        Command::Book {
+            results,
+            out,
+            book_src,
+        } => cmd_book(results, out, book_src),
         Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
         Command::EmulatedTrials {
             batch,
@@ -351,6 +378,35 @@ fn cmd_report(
             eprintln!("note: {n}");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_book(
+    results: Option<PathBuf>,
+    out: Option<PathBuf>,
+    book_src: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let src = book::locate_sources(book_src.as_deref())?;
+    let run_dir = match results {
+        Some(r) => r,
+        None => {
+            let newest = book::newest_run(std::path::Path::new("results"))?;
+            eprintln!("using the newest run: {}", newest.display());
+            newest
+        }
+    };
+    let run = store::load_run(&run_dir)?;
+    let out = out.unwrap_or_else(|| run_dir.join("book"));
+    let built = book::build_book(&run, &src, &out)?;
+    for n in &built.notes {
+        eprintln!("note: {n}");
+    }
+    eprintln!(
+        "built the book from run {} with {} figures; open:",
+        run.manifest.run_id,
+        built.figures.len()
+    );
+    println!("{}", built.index.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -153,7 +153,7 @@ fn median(values: &[f64]) -> Option<f64> {
 }
 
 /// Converts a memory value to MiB from its unit, `None` for units that are not sizes.
-fn to_mib(value: f64, unit: &str) -> Option<f64> {
+pub(crate) fn to_mib(value: f64, unit: &str) -> Option<f64> {
     let f = match unit.trim() {
         "B" | "bytes" | "byte" => 1.0 / 1_048_576.0,
         "KiB" | "kB" | "KB" => 1.0 / 1024.0,
@@ -179,9 +179,9 @@ fn kind_of<'v>(view: &'v View<'_>, workload: &str) -> &'v str {
 /// Per backend: the most common phase sequence of the `noop` samples, and per segment (phase
 /// i-1 to phase i) the median duration in ms, with the number of samples used.
 /// A backend label, its (phase, median ms) segments, and the samples used.
-type TimelineRow = (String, Vec<(String, f64)>, usize);
+pub(crate) type TimelineRow = (String, Vec<(String, f64)>, usize);
 
-fn timeline_rows(view: &View<'_>) -> Vec<TimelineRow> {
+pub(crate) fn timeline_rows(view: &View<'_>) -> Vec<TimelineRow> {
     let noop: Vec<&Sample> = timing_samples(view)
         .filter(|s| s.kind == "noop" && s.timeline.len() >= 2)
         .collect();
@@ -230,14 +230,33 @@ fn timeline_rows(view: &View<'_>) -> Vec<TimelineRow> {
 }
 
 fn timeline(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
-    let rows = timeline_rows(view);
+    timeline_of(
+        view,
+        name,
+        "Start-up timeline of one noop trial, by phase (medians across trials)",
+        &|_| true,
+    )
+}
+
+/// The start timeline restricted to the backend labels `keep` accepts (the book draws the VM's
+/// boot and the container's start on their own, so each chapter's figure shows its own phases).
+pub(crate) fn timeline_of(
+    view: &View<'_>,
+    name: &'static str,
+    title: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Result<Chart, String>, ReportError> {
+    let rows: Vec<TimelineRow> = timeline_rows(view)
+        .into_iter()
+        .filter(|(label, _, _)| keep(label))
+        .collect();
     if rows.is_empty() {
         return Ok(Err(
             "no successful measured `noop` trial with a timeline (add the noop workload to the suite)"
                 .into(),
         ));
     }
-    let title = "Start-up timeline of one noop trial, by phase (medians across trials)".to_owned();
+    let title = title.to_owned();
     let stack_rows = rows
         .into_iter()
         .map(|(label, segs, used)| StackRow {
@@ -262,12 +281,30 @@ fn timeline(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>
 // Ratios to native.
 
 fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    let title = format!(
+        "Every metric as ratio to native, with {:.0}% intervals",
+        LEVEL * 100.0
+    );
+    ratios_of(view, name, &title, &|_, _| true)
+}
+
+/// The ratio chart restricted to the (workload kind, metric) pairs `keep` accepts, so the book
+/// can show CPU and memory in one figure and I/O in another.
+pub(crate) fn ratios_of(
+    view: &View<'_>,
+    name: &'static str,
+    title: &str,
+    keep: &dyn Fn(&str, &str) -> bool,
+) -> Result<Result<Chart, String>, ReportError> {
     let mut groups: Vec<Group> = Vec::new();
     for r in &view.summary.rows {
         let Some(v) = r.vs_native else { continue };
         let kind = kind_of(view, &r.workload);
         let agent_metric = !r.metric.starts_with("host.") && !r.metric.starts_with("exits.");
-        if kind == "inspect" || !(agent_metric || r.metric == "host.start_to_ready") {
+        if kind == "inspect"
+            || !(agent_metric || r.metric == "host.start_to_ready")
+            || !keep(kind, &r.metric)
+        {
             continue;
         }
         let arrow = match r.better {
@@ -295,10 +332,6 @@ fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, 
             "no backend other than native has successful trials to compare with native".into(),
         ));
     }
-    let title = format!(
-        "Every metric as ratio to native, with {:.0}% intervals",
-        LEVEL * 100.0
-    );
     let vals = groups
         .iter()
         .flat_map(|g| g.items.iter())
@@ -313,7 +346,7 @@ fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, 
     let svg = grouped(
         name,
         &GroupedSpec {
-            title: &title,
+            title,
             x_desc: "ratio = backend median / native median (log scale; native = 1). ↑: higher is better, ↓: lower is better",
             groups: &groups,
             points: true,
@@ -321,7 +354,11 @@ fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, 
         },
         (lo..hi).log_scale(),
     )?;
-    Ok(Ok(Chart { name, title, svg }))
+    Ok(Ok(Chart {
+        name,
+        title: title.to_owned(),
+        svg,
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,7 +380,10 @@ const MEMORY_GROUPS: [&[(&str, &str)]; 4] = [
     &[("host.peak_memory", "peak memory (cgroup)")],
 ];
 
-fn memory(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+pub(crate) fn memory(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     let is_mem = |m: &str| MEMORY_GROUPS.iter().any(|g| g.iter().any(|(n, _)| *n == m));
     // The idle sandbox (noop) if it was measured, else the first workload with memory metrics.
     let workload = view
@@ -418,7 +458,10 @@ fn is_percentile(metric: &str) -> bool {
         .any(|p| metric.ends_with(p))
 }
 
-fn io_latency(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+pub(crate) fn io_latency(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     let mut groups: Vec<Group> = Vec::new();
     let mut unit = String::new();
     for r in &view.summary.rows {
@@ -485,7 +528,10 @@ fn io_latency(view: &View<'_>, name: &'static str) -> Result<Result<Chart, Strin
 /// (workload position, backend rank, workload, backend label): the order of the exit rows.
 type ExitRowKey = (usize, usize, String, String);
 
-fn exits(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+pub(crate) fn exits(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     let reason_of = |m: &str| -> Option<String> {
         let r = m
             .strip_prefix("host.")

@@ -11,14 +11,14 @@
 //! Emulated VM samples (the VM ran inside an emulated machine) are labelled `vm (emulated)`
 //! everywhere and kept out of ratios and timing charts: they are correctness data only.
 
-mod charts;
+pub(crate) mod charts;
 mod compare;
 mod csv;
 mod html;
 mod latex;
 mod markdown;
-mod methodology;
-mod png;
+pub(crate) mod methodology;
+pub(crate) mod png;
 mod term;
 
 use std::path::{Path, PathBuf};

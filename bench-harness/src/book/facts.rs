@@ -1,0 +1,670 @@
+//! The numbers and tables the book's placeholders stand for, read from one stored run.
+//!
+//! Every value comes with its provenance (median, interval, number of samples) or, when the run
+//! lacks it, with the sentence "not measured in this run (why)". Nothing is ever estimated: a
+//! book that states a number the run did not measure would be worse than no book.
+//!
+//! Emulated VM samples (the VM ran inside an emulated machine) count for what they *count*
+//! (exits, memory touched, what the inside looks like) and never for how long anything took.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::manifest::Manifest;
+use crate::report::charts::{timeline_rows, to_mib, TimelineRow};
+use crate::report::{backend_label, methodology, View};
+use crate::sample::Sample;
+use crate::store::StoredRun;
+use crate::summary::{fmt_num, fmt_ratio, Summary, SummaryRow, LEVEL};
+
+/// The opening words of every value the run lacks; tests and readers can search for it.
+pub const NOT_MEASURED: &str = "not measured in this run";
+
+/// The backends the book talks about, in its order.
+pub(crate) const BACKENDS: [&str; 3] = ["native", "container", "vm"];
+
+/// What the book knows about one run. Owns its data so the mdBook preprocessor (which must be
+/// `'static`) can hold it.
+#[derive(Debug)]
+pub(crate) struct Facts {
+    pub manifest: Manifest,
+    samples: Vec<Sample>,
+    summary: Summary,
+    /// Suite entry names in suite order, then any others found in the samples.
+    workloads: Vec<String>,
+    methodology: String,
+    caveats: Vec<String>,
+    environment: Vec<(String, String)>,
+    /// Per backend label: (phase, median ms) segments of the noop timeline, and samples used.
+    timelines: Vec<TimelineRow>,
+}
+
+/// A median, or why there is none.
+pub(crate) type Value = Result<String, String>;
+
+impl Facts {
+    pub(crate) fn new(run: &StoredRun) -> Self {
+        let view = View::new(run);
+        Self {
+            manifest: run.manifest.clone(),
+            samples: run.samples.clone(),
+            methodology: methodology::paragraph(&view),
+            caveats: methodology::caveats(&view),
+            environment: methodology::environment(&view),
+            timelines: timeline_rows(&view),
+            workloads: view.workloads.clone(),
+            summary: view.summary,
+        }
+    }
+
+    /// The run's identifier.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.manifest.run_id
+    }
+
+    /// The suite entry a placeholder's workload argument means: the entry of that name, else the
+    /// first entry of that kind (suites may name entries, e.g. `cpu-small`).
+    fn workload_entry(&self, workload: &str) -> Option<String> {
+        if self.workloads.iter().any(|w| w == workload) {
+            return Some(workload.to_owned());
+        }
+        let by_kind = self
+            .manifest
+            .suite
+            .workloads
+            .iter()
+            .find(|w| w.workload.kind() == workload)
+            .map(|w| w.name.clone());
+        by_kind.or_else(|| {
+            self.samples
+                .iter()
+                .find(|s| s.kind == workload)
+                .map(|s| s.workload.clone())
+        })
+    }
+
+    fn row(&self, label: &str, workload: &str, metric: &str) -> Option<&SummaryRow> {
+        self.summary
+            .rows
+            .iter()
+            .find(|r| r.backend == label && r.workload == workload && r.metric == metric)
+    }
+
+    /// Why `backend` has no value of `metric` for `workload` in this run, as the clause that goes
+    /// in parentheses after [`NOT_MEASURED`].
+    pub(crate) fn why_missing(
+        &self,
+        backend: &str,
+        workload: &str,
+        metric: Option<&str>,
+    ) -> String {
+        let Some(entry) = self.workload_entry(workload) else {
+            return format!("the {workload} workload was not part of this run");
+        };
+        let state = self.manifest.backends.get(backend);
+        let planned = self
+            .manifest
+            .suite
+            .backends
+            .iter()
+            .any(|b| b.name() == backend);
+        if let Some(st) = state.filter(|st| !st.available) {
+            return match &st.note {
+                Some(note) => format!("{backend} unavailable: {}", short_reason(note)),
+                None => format!("{backend} unavailable on this host"),
+            };
+        }
+        let mine: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| !s.warmup && s.backend == backend && s.workload == entry)
+            .collect();
+        if mine.is_empty() {
+            return if planned || state.is_some() {
+                format!("no measured trial of {entry} on {backend} was stored; the run may have been interrupted")
+            } else {
+                format!("the {backend} backend was not part of this run")
+            };
+        }
+        let ok: Vec<&&Sample> = mine.iter().filter(|s| s.failure.is_none()).collect();
+        if ok.is_empty() {
+            let reason = mine
+                .iter()
+                .find_map(|s| s.failure.as_ref().map(ToString::to_string))
+                .unwrap_or_default();
+            return format!(
+                "all {} trials of {entry} on {backend} failed: {}",
+                mine.len(),
+                reason.trim_end_matches('.')
+            );
+        }
+        if ok.iter().all(|s| s.emulated) {
+            return format!(
+                "{backend} ran only inside an emulated machine, whose times are not performance figures"
+            );
+        }
+        match metric {
+            Some(m) => format!("{backend} does not report {m} for {entry}"),
+            None => format!("{backend} has no usable {entry} trial"),
+        }
+    }
+
+    /// The sentence for a missing value.
+    pub(crate) fn missing(&self, backend: &str, workload: &str, metric: Option<&str>) -> String {
+        format!(
+            "*{NOT_MEASURED} ({})*",
+            md_text(&self.why_missing(backend, workload, metric))
+        )
+    }
+
+    /// `3.02 ms [95% CI 2.95–3.06], n=10`, or why not.
+    pub(crate) fn median(&self, backend: &str, workload: &str, metric: &str) -> Value {
+        let entry = self
+            .workload_entry(workload)
+            .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
+        if let Some(r) = self.row(backend, &entry, metric) {
+            return Ok(fmt_median(r, ""));
+        }
+        // Emulated VM samples may stand for counts and sizes, never for times or rates.
+        let emulated_label = format!("{backend} (emulated)");
+        if let Some(r) = self.row(&emulated_label, &entry, metric) {
+            if is_count_or_size(metric, &r.unit) {
+                return Ok(fmt_median(
+                    r,
+                    " (counted in an emulated machine: a count, not a speed)",
+                ));
+            }
+        }
+        Err(self.missing(backend, workload, Some(metric)))
+    }
+
+    /// The median as a bare number in `unit` (for arithmetic such as capacity); `None` if
+    /// missing or emulated-and-timed.
+    fn median_value(&self, backend: &str, workload: &str, metric: &str) -> Option<(f64, String)> {
+        let entry = self.workload_entry(workload)?;
+        if let Some(r) = self.row(backend, &entry, metric) {
+            return Some((r.median.median, r.unit.clone()));
+        }
+        let r = self.row(&format!("{backend} (emulated)"), &entry, metric)?;
+        is_count_or_size(metric, &r.unit).then(|| (r.median.median, r.unit.clone()))
+    }
+
+    /// `1.03× native [95% CI 1.01–1.05]`, or why not.
+    pub(crate) fn ratio(&self, backend: &str, workload: &str, metric: &str) -> Value {
+        let entry = self
+            .workload_entry(workload)
+            .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
+        let Some(r) = self.row(backend, &entry, metric) else {
+            return Err(self.missing(backend, workload, Some(metric)));
+        };
+        match r.vs_native {
+            Some(v) => Ok(format!(
+                "{}× native [{:.0}% CI {}–{}]",
+                fmt_ratio(v.ratio),
+                LEVEL * 100.0,
+                fmt_ratio(v.lo),
+                fmt_ratio(v.hi)
+            )),
+            None => Err(format!(
+                "*{NOT_MEASURED} (no ratio: {})*",
+                md_text(&self.why_missing("native", workload, Some(metric)))
+            )),
+        }
+    }
+
+    /// The run's environment as a two-column table.
+    pub(crate) fn manifest_table(&self) -> String {
+        let mut o = String::from("| | this run |\n|---|---|\n");
+        for (k, v) in &self.environment {
+            let _ = writeln!(o, "| {} | {} |", md_cell(k), md_cell(v));
+        }
+        o
+    }
+
+    /// Which backends ran and which did not, with the reason.
+    pub(crate) fn availability(&self) -> String {
+        let mut o = String::new();
+        for b in BACKENDS {
+            let st = self.manifest.backends.get(b);
+            let ok = self
+                .samples
+                .iter()
+                .any(|s| s.backend == b && s.is_measured_ok());
+            let emulated = self
+                .samples
+                .iter()
+                .any(|s| s.backend == b && !s.warmup && s.failure.is_none() && s.emulated);
+            let line = match st {
+                None => format!("**{b}**: not part of this run"),
+                Some(st) if !st.available => format!(
+                    "**{b}**: unavailable: {}",
+                    md_text(st.note.as_deref().unwrap_or("no reason recorded"))
+                ),
+                Some(_) if ok => format!("**{b}**: measured"),
+                Some(_) if emulated => format!(
+                    "**{b}**: ran only inside an emulated machine: its counts and its view of \
+                     the inside are shown, its times are not"
+                ),
+                Some(_) => format!("**{b}**: no successful measured trial"),
+            };
+            let _ = writeln!(o, "- {line}");
+        }
+        o
+    }
+
+    /// The methodology paragraph, written from the run.
+    pub(crate) fn methodology(&self) -> String {
+        md_text(&self.methodology)
+    }
+
+    /// The caveats, as a list (or a sentence saying there are none).
+    pub(crate) fn caveats(&self) -> String {
+        if self.caveats.is_empty() {
+            return "No caveats: every planned trial ran and produced a result.\n".into();
+        }
+        self.caveats
+            .iter()
+            .map(|c| format!("- {}\n", md_text(c)))
+            .collect()
+    }
+
+    /// The `inspect` workload's view from each backend, side by side.
+    pub(crate) fn inspect_table(&self) -> String {
+        let mut cols: Vec<(String, &workloads::result::InspectReport)> = Vec::new();
+        let mut absent = Vec::new();
+        for b in BACKENDS {
+            // What the inside looks like does not depend on speed: emulated samples count.
+            let found = self.samples.iter().find_map(|s| {
+                (s.backend == b && s.kind == "inspect" && !s.warmup && s.failure.is_none())
+                    .then(|| {
+                        s.agent
+                            .as_ref()?
+                            .inspect
+                            .as_ref()
+                            .map(|i| (backend_label(s), i))
+                    })
+                    .flatten()
+            });
+            match found {
+                Some(c) => cols.push(c),
+                None => absent.push(format!("{b}: {}", self.missing(b, "inspect", None))),
+            }
+        }
+        let mut o = String::new();
+        if !cols.is_empty() {
+            let host_boot = &self.manifest.host.boot_id;
+            o.push_str("| what the program sees |");
+            for (label, _) in &cols {
+                let _ = write!(o, " {} |", md_cell(label));
+            }
+            o.push_str("\n|---|");
+            o.push_str(&"---|".repeat(cols.len()));
+            o.push('\n');
+            type Cell = fn(&workloads::result::InspectReport) -> String;
+            let rows: [(&str, Cell); 10] = [
+                ("kernel release (`uname -r`)", |i| i.kernel_release.clone()),
+                ("boot_id", |i| i.boot_id.clone()),
+                ("its own PID", |i| i.pid.to_string()),
+                ("processes it can see (`/proc`)", |i| {
+                    i.visible_processes.to_string()
+                }),
+                ("hostname", |i| i.hostname.clone()),
+                ("network interfaces", |i| i.interfaces.join(", ")),
+                ("mounts", |i| i.mounts.to_string()),
+                ("CPUs it may run on", |i| i.cpus.to_string()),
+                ("memory it is told about (MemTotal)", |i| {
+                    format!("{} MiB", i.mem_total_kib / 1024)
+                }),
+                ("its cgroup (`/proc/self/cgroup`)", |i| i.cgroup.clone()),
+            ];
+            for (what, f) in rows {
+                let _ = write!(o, "| {what} |");
+                for (_, i) in &cols {
+                    let v = f(i);
+                    let _ = write!(
+                        o,
+                        " {} |",
+                        if v.is_empty() {
+                            "-".into()
+                        } else {
+                            md_cell(&v)
+                        }
+                    );
+                }
+                o.push('\n');
+            }
+            o.push_str("| same kernel as the host? (boot_id equal) |");
+            for (_, i) in &cols {
+                let same = !host_boot.is_empty() && i.boot_id.trim() == host_boot.trim();
+                let _ = write!(o, " {} |", if same { "**yes**" } else { "**no**" });
+            }
+            o.push('\n');
+        }
+        if !absent.is_empty() {
+            o.push('\n');
+            for a in absent {
+                let _ = writeln!(o, "- {a}");
+            }
+        }
+        o
+    }
+
+    /// The phases of one backend's noop trial: where each segment ends, how long it took, what
+    /// happened in it.
+    pub(crate) fn phases_table(&self, backend: &str) -> String {
+        let Some((_, segments, used)) = self.timelines.iter().find(|(l, _, _)| l == backend) else {
+            return format!("{}\n", self.missing(backend, "noop", None));
+        };
+        let mut o = String::from(
+            "| # | phase ends at | median duration | cumulative | what happened |\n|---|---|---|---|---|\n",
+        );
+        let mut at = 0.0;
+        for (i, (phase, ms)) in segments.iter().enumerate() {
+            at += ms;
+            let _ = writeln!(
+                o,
+                "| {} | `{}` | {} | {} | {} |",
+                i + 1,
+                phase,
+                fmt_ms(*ms),
+                fmt_ms(at),
+                phase_meaning(backend, phase)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "\nMedians of {used} `noop` trials of {backend} on the host clock (the segments' medians \
+             add up to the median *path*, not to the median total)."
+        );
+        o
+    }
+
+    /// Exits to the VMM by reason for one workload, with what each reason is.
+    pub(crate) fn exits_table(&self, workload: &str) -> String {
+        let Some(entry) = self.workload_entry(workload) else {
+            return format!("{}\n", self.missing("vm", workload, None));
+        };
+        let mut by_label: BTreeMap<String, BTreeMap<String, (f64, String)>> = BTreeMap::new();
+        for r in &self.summary.rows {
+            if r.workload != entry || !r.backend.starts_with("vm") {
+                continue;
+            }
+            if let Some(reason) = r.metric.strip_prefix("exits.") {
+                by_label
+                    .entry(r.backend.clone())
+                    .or_default()
+                    .insert(reason.to_owned(), (r.median.median, fmt_median(r, "")));
+            }
+        }
+        // Exits are counts: a VM that ran only emulated still counts them correctly.
+        let Some((label, reasons)) = by_label
+            .iter()
+            .find(|(l, _)| l.as_str() == "vm")
+            .or_else(|| by_label.iter().next())
+        else {
+            return format!("{}\n", self.missing("vm", workload, Some("exits.total")));
+        };
+        let mut rows: Vec<(&String, &(f64, String))> = reasons
+            .iter()
+            .filter(|(r, _)| *r != "total" && !r.starts_with("to_"))
+            .collect();
+        rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        let mut o =
+            String::from("| exit reason | median per trial | what it is |\n|---|---|---|\n");
+        for (reason, (_, text)) in rows {
+            let _ = writeln!(o, "| `{reason}` | {text} | {} |", exit_meaning(reason));
+        }
+        if let Some((_, total)) = reasons.get("total") {
+            let _ = writeln!(o, "| **all exits** | {total} | |");
+        }
+        if label != "vm" {
+            let _ = writeln!(
+                o,
+                "\nCounted by a VM that ran inside an emulated machine: the counts are what the \
+                 guest did; the times are not measured."
+            );
+        }
+        o
+    }
+
+    /// Memory per instance, start time and how many instances fit, per backend.
+    pub(crate) fn capacity_table(&self) -> String {
+        let host_mib = self.manifest.host.memory_mib as f64;
+        let limit = self.manifest.suite.limits.memory_mib as f64;
+        let mut o = format!(
+            "| backend | host memory per idle instance | idle instances per GiB | idle instances in this host's {} MiB | start to ready | starts per second, one after another |\n|---|---|---|---|---|---|\n",
+            self.manifest.host.memory_mib
+        );
+        let mut notes = Vec::new();
+        for b in BACKENDS {
+            let mem = self.instance_memory(b);
+            let start = self.median_value(b, "noop", "host.start_to_ready");
+            let (mem_cell, per_gib, fit) = match &mem {
+                Some((mib, how)) if *mib > 0.0 => (
+                    format!("{} MiB ({how})", fmt_short(*mib)),
+                    format!("{:.0}", (1024.0 / mib).floor()),
+                    format!("{:.0}", (host_mib / mib).floor()),
+                ),
+                _ => (
+                    self.missing(b, "noop", Some("host memory")),
+                    "-".into(),
+                    "-".into(),
+                ),
+            };
+            let (start_cell, rate) = match (self.median(b, "noop", "host.start_to_ready"), start) {
+                (Ok(text), Some((ms, unit))) if unit == "ms" && ms > 0.0 => {
+                    (text, format!("{:.0}", 1000.0 / ms))
+                }
+                (Ok(text), _) => (text, "-".into()),
+                (Err(why), _) => (why, "-".into()),
+            };
+            let _ = writeln!(
+                o,
+                "| {b} | {mem_cell} | {per_gib} | {fit} | {start_cell} | {rate} |"
+            );
+            if b != "native" && mem.is_some() {
+                notes.push(format!(
+                    "{b}: the idle figure is a floor. Its ceiling is the sandbox's memory size, \
+                     {limit:.0} MiB{}",
+                    if b == "vm" {
+                        ": guest RAM the guest has touched stays with the VM until it is given \
+                         back (a balloon device or a restart), so a busy VM costs up to its size \
+                         plus the VMM's own memory"
+                    } else {
+                        ": the cgroup's limit; the container is charged what its processes and \
+                         their page cache use, and gives it back when they free it"
+                    }
+                ));
+            }
+        }
+        for n in notes {
+            let _ = writeln!(o, "\n- {}.", md_text(&n));
+        }
+        o
+    }
+
+    /// Host memory of one idle (noop) instance in MiB, and what it is made of; emulated VM
+    /// samples count (memory touched is a size, not a speed).
+    fn instance_memory(&self, backend: &str) -> Option<(f64, String)> {
+        const WAYS: [(&[&str], &str); 3] = [
+            (
+                &["host.guest_ram_touched", "host.vmm_overhead"],
+                "guest RAM touched + VMM",
+            ),
+            (&["host.peak_memory"], "cgroup peak"),
+            (&["host.peak_rss"], "peak RSS"),
+        ];
+        for (metrics, how) in WAYS {
+            let parts: Vec<f64> = metrics
+                .iter()
+                .filter_map(|m| {
+                    let (v, unit) = self.median_value(backend, "noop", m)?;
+                    to_mib(v, &unit)
+                })
+                .collect();
+            if parts.len() == metrics.len() {
+                return Some((parts.iter().sum(), how.to_owned()));
+            }
+        }
+        None
+    }
+}
+
+/// The gist of a backend's "unavailable" note for use inside a sentence: the reason without the
+/// fix, cut at its first clause when long (the full note is in the availability list and the
+/// manifest table, once).
+fn short_reason(note: &str) -> String {
+    let reason = note.split(". Fix").next().unwrap_or(note).trim();
+    let reason = if reason.chars().count() > 80 {
+        reason.split(", ").next().unwrap_or(reason)
+    } else {
+        reason
+    };
+    reason.trim_end_matches('.').to_owned()
+}
+
+/// Whether a metric is a count or a size (meaningful from an emulated machine), not a time.
+fn is_count_or_size(metric: &str, unit: &str) -> bool {
+    metric.starts_with("exits.") || to_mib(1.0, unit).is_some()
+}
+
+fn fmt_median(r: &SummaryRow, suffix: &str) -> String {
+    let m = &r.median;
+    let unit = if r.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", r.unit)
+    };
+    let interval = if m.coverage + 1e-9 >= LEVEL {
+        format!(
+            "{:.0}% CI {}–{}",
+            LEVEL * 100.0,
+            fmt_short(m.lo),
+            fmt_short(m.hi)
+        )
+    } else {
+        format!(
+            "range {}–{}, {:.0}% coverage: too few trials for 95%",
+            fmt_short(m.lo),
+            fmt_short(m.hi),
+            m.coverage * 100.0
+        )
+    };
+    format!(
+        "{}{} [{interval}], n={}{suffix}",
+        fmt_short(m.median),
+        md_text(&unit),
+        m.n
+    )
+}
+
+/// A duration given in ms, in µs when below a millisecond (no `6.6e-4 ms` in a table).
+fn fmt_ms(ms: f64) -> String {
+    if ms.abs() >= 1.0 || ms == 0.0 {
+        format!("{} ms", fmt_short(ms))
+    } else {
+        format!("{} µs", fmt_short(ms * 1000.0))
+    }
+}
+
+/// Four significant digits without trailing zeros (`3.02`, `103`, `0.0412`).
+pub(crate) fn fmt_short(x: f64) -> String {
+    let s = fmt_num(x);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// Text from the run (host names, reasons, commands) made inert for Markdown: no emphasis,
+/// links or raw HTML can come out of it.
+pub(crate) fn md_text(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' => {
+                o.push('\\');
+                o.push(c);
+            }
+            '\n' | '\r' => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// A table cell: Markdown-inert text on one line.
+fn md_cell(s: &str) -> String {
+    md_text(s.trim())
+}
+
+/// What a timeline phase means, for the phase tables of chapters 2 and 3.
+fn phase_meaning(backend: &str, phase: &str) -> &'static str {
+    match (backend, phase) {
+        ("vm", "vm_created") => "`KVM_CREATE_VM`: an empty virtual machine, no memory, no CPU yet",
+        ("vm", "memory_ready") => {
+            "guest RAM mapped in the VMM and handed to KVM (`KVM_SET_USER_MEMORY_REGION`)"
+        }
+        ("vm", "kernel_loaded") => {
+            "kernel, initramfs, command line, boot parameters, page tables and MP table written into guest RAM"
+        }
+        ("vm", "vcpu_configured") => {
+            "vCPU created; registers, CPUID, MSRs set; serial port wired to an irqfd"
+        }
+        ("vm", "first_kvm_run") => "the vCPU thread enters the guest for the first time (`KVM_RUN`)",
+        ("vm", "agent_ready") => {
+            "the guest kernel booted and ran `/init`: the agent's first marker (a port write, one exit)"
+        }
+        ("vm", "exited") => "the guest asked to stop (power-off or reset)",
+        ("vm", "cleaned_up") => "vCPU, devices, VM and guest memory released",
+        ("container", "cgroup_created") => "the trial's cgroup exists, with its memory, CPU and pids limits",
+        ("container", "clone_returned") => "`clone3` with new namespaces returned in the parent",
+        ("container", "child_started") => "the child's first instruction, already inside its new namespaces",
+        ("container", "cgroup_joined") => "the child is accounted to its cgroup",
+        ("container", "namespaces_ready") => "hostname set, loopback up, cgroup namespace entered",
+        ("container", "root_pivoted") => "root filesystem mounted, `pivot_root` done, the host's `/` detached",
+        ("container", "exec") => "capabilities dropped; `execve` of the agent as PID 1",
+        ("container", "agent_ready") => "the agent runs: its first marker arrived",
+        ("container", "exited") => "PID 1 ended, and with it every process in the PID namespace",
+        ("container", "reaped") => "the exit status was collected",
+        ("container", "cleaned_up") => "the cgroup removed; nothing of the container is left",
+        (_, "spawned") => "`fork`/`exec` of the agent returned in the harness",
+        (_, "agent_ready") => "the agent runs: its first marker arrived",
+        (_, "workload_start") => "the workload begins",
+        (_, "workload_end") => "the workload ends",
+        (_, "result_written") => "the result is written",
+        (_, "exited") => "the agent ended",
+        (_, "reaped") => "the exit status was collected",
+        (_, "cleaned_up") => "everything of the trial is released",
+        _ => "",
+    }
+}
+
+/// What an exit reason is, for the exit table of chapter 6.
+fn exit_meaning(reason: &str) -> &'static str {
+    match reason {
+        "io_out.serial" => {
+            "a write to the emulated serial port: one exit per byte of console output"
+        }
+        "io_in.serial" => "a read of a serial-port register (the driver polls its status)",
+        "io_out.marker" | "io_in.marker" => "the agent's timing marker: one port write per event",
+        "io_out.rtc" | "io_in.rtc" => "the CMOS real-time clock, read at boot",
+        "io_out.i8042" | "io_in.i8042" => {
+            "the keyboard controller, probed at boot and used to reset"
+        }
+        "io_out.other" | "io_in.other" => {
+            "a port with no device behind it: the kernel probing for hardware"
+        }
+        "mmio_read" | "mmio_write" => "an access to an address with no RAM (memory-mapped I/O)",
+        "hlt" => "the vCPU halted",
+        "shutdown" => "triple fault: the guest could not continue",
+        "system_event" => "the guest asked to power off or reset",
+        "intr" => "KVM returned to the VMM for a signal or an interrupt window",
+        "fail_entry" | "internal_error" => "KVM could not enter or emulate: an error",
+        _ => "",
+    }
+}

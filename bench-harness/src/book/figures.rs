@@ -1,0 +1,208 @@
+//! The book's figures, drawn from the run with the report's chart code (the same colours per
+//! backend as the reports), each with a caption that tells a reader how to read it.
+
+use std::path::{Path, PathBuf};
+
+use crate::report::charts::{self, Chart};
+use crate::report::png;
+use crate::report::{ReportError, View};
+use crate::store::StoredRun;
+
+/// One figure the chapters may show.
+#[derive(Debug, Clone)]
+pub(crate) struct Figure {
+    /// Name in `{{isolab:figure NAME}}` and file stem.
+    pub name: &'static str,
+    /// What it shows and how to read it.
+    pub caption: &'static str,
+    /// The backend a figure is about, when it is about one: its absence is explained with that
+    /// backend's reason (e.g. "vm unavailable: ...").
+    pub about: Option<&'static str>,
+    /// The drawn chart (title, SVG) or why it could not be drawn.
+    pub drawn: Result<(String, String), String>,
+}
+
+impl Figure {
+    /// The file the figure is written to, relative to the book's `src/`.
+    pub(crate) fn rel_path(&self) -> String {
+        format!("figures/{}.svg", self.name)
+    }
+}
+
+type Draw = fn(&View<'_>, &'static str) -> Result<Result<Chart, String>, ReportError>;
+
+/// Kinds whose metrics measure the CPU and memory: what chapter 5 shows first.
+const CPU_MEMORY_KINDS: [&str; 7] = [
+    "cpu",
+    "mem-bw",
+    "mem-lat",
+    "page-fault",
+    "syscall",
+    "spawn",
+    "timer",
+];
+
+fn start_timeline(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    charts::timeline_of(
+        v,
+        n,
+        "Start-up of one noop trial, by phase (medians across trials)",
+        &|_| true,
+    )
+}
+
+fn vm_boot(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    charts::timeline_of(
+        v,
+        n,
+        "Booting the microVM: phases of one noop trial (medians across trials)",
+        &|l| l == "vm",
+    )
+}
+
+fn container_start(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    charts::timeline_of(
+        v,
+        n,
+        "Starting a container: phases of one noop trial (medians across trials)",
+        &|l| l == "container",
+    )
+}
+
+fn cpu_memory(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    charts::ratios_of(
+        v,
+        n,
+        "CPU, memory and kernel entry: each metric as ratio to native (95% intervals)",
+        // The workload's own metrics only: its start time is chapter 5's start figure.
+        &|kind, metric| CPU_MEMORY_KINDS.contains(&kind) && !metric.starts_with("host."),
+    )
+}
+
+fn io_ratio(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    charts::ratios_of(
+        v,
+        n,
+        "Storage and network: each metric as ratio to native (95% intervals)",
+        &|kind, metric| {
+            (kind.starts_with("io-") || kind == "net-loopback") && !metric.starts_with("host.")
+        },
+    )
+}
+
+/// Every figure: name, drawing function, the backend it is about, caption.
+const FIGURES: [(&str, Draw, Option<&str>, &str); 8] = [
+    (
+        "start-timeline",
+        start_timeline,
+        None,
+        "Each bar is one start of a sandbox that runs the `noop` program, on the host's clock, from \
+         the moment the harness begins to the moment everything is cleaned up. Segments are the \
+         phases the backend records, each the median across trials; the label at the end is \
+         the sum of the medians and the number of trials.",
+    ),
+    (
+        "vm-boot-timeline",
+        vm_boot,
+        Some("vm"),
+        "The microVM's start, phase by phase: creating the VM, its memory, loading the kernel, \
+         configuring the vCPU, then the guest kernel's own boot until the agent's first marker, \
+         the workload, power-off and teardown. Segment lengths are medians across trials.",
+    ),
+    (
+        "container-start-timeline",
+        container_start,
+        Some("container"),
+        "The container's start, phase by phase: cgroup, clone with new namespaces, joining the \
+         cgroup, setting up the namespaces, pivot_root, exec of the agent, then the workload, \
+         exit and cleanup. Segment lengths are medians across trials.",
+    ),
+    (
+        "cpu-memory-ratio",
+        cpu_memory,
+        None,
+        "Each dot is a backend's median divided by native's median for the same metric; the \
+         whisker is its 95% bootstrap interval. On the black line (1) the backend is exactly as \
+         fast as native. The arrow after each label says whether higher (↑) or lower (↓) is \
+         better, so a dot right of the line is worse for ↓ metrics and better for ↑ ones.",
+    ),
+    (
+        "io-ratio",
+        io_ratio,
+        None,
+        "Storage and loopback network metrics as ratio to native, read like the CPU figure: \
+         1 is native, whiskers are 95% intervals, the arrow says which direction is better.",
+    ),
+    (
+        "io-latency",
+        charts::io_latency,
+        None,
+        "Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a \
+         hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.",
+    ),
+    (
+        "memory-per-instance",
+        charts::memory,
+        None,
+        "What one idle sandbox costs the host in memory, by component: natively the process's \
+         peak resident memory; for the container its cgroup's anonymous memory, page cache and \
+         kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.",
+    ),
+    (
+        "vm-exits",
+        charts::exits,
+        Some("vm"),
+        "How many times per trial the guest stopped and handed the CPU to the VMM, by reason. \
+         Every `io_out.serial` is one byte of console output written to an emulated serial port.",
+    ),
+];
+
+/// Draws every figure; a figure without data is kept with the reason.
+pub(crate) fn draw_all(run: &StoredRun) -> Result<Vec<Figure>, ReportError> {
+    let view = View::new(run);
+    let mut out = Vec::new();
+    for (name, draw, about, caption) in FIGURES {
+        let drawn = draw(&view, name)?.map(|c| (c.title, c.svg));
+        out.push(Figure {
+            name,
+            caption,
+            about,
+            drawn,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes the drawn figures as SVG files into `src_dir/figures/`, and as PNG next to them when a
+/// system font is found (for slides and papers that cannot take SVG; the book shows the SVG).
+/// Returns the SVG files, and notes on PNG files not written.
+pub(crate) fn write_all(
+    figures: &[Figure],
+    src_dir: &Path,
+) -> std::io::Result<(Vec<PathBuf>, Vec<String>)> {
+    let dir = src_dir.join("figures");
+    std::fs::create_dir_all(&dir)?;
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+    let raster =
+        png::Rasteriser::new().map_err(|why| notes.push(format!("PNG figures not written: {why}")));
+    for f in figures {
+        if let Ok((_, svg)) = &f.drawn {
+            let path = src_dir.join(f.rel_path());
+            std::fs::write(&path, svg)?;
+            files.push(path.clone());
+            if let Ok(r) = &raster {
+                match r.render(svg) {
+                    Ok(bytes) => std::fs::write(path.with_extension("png"), bytes)?,
+                    Err(why) => notes.push(format!("{}.png not written: {why}", f.name)),
+                }
+            }
+        }
+    }
+    Ok((files, notes))
+}
+
+/// The names of every figure, for error messages.
+pub(crate) fn names() -> Vec<&'static str> {
+    FIGURES.iter().map(|f| f.0).collect()
+}

@@ -1,0 +1,268 @@
+//! The mdBook preprocessor that puts a run's numbers, tables and figures into the chapters.
+//!
+//! A chapter writes `{{isolab:KIND ARGS}}` where a number belongs. The kinds:
+//!
+//! | placeholder | becomes |
+//! |---|---|
+//! | `{{isolab:median BACKEND WORKLOAD METRIC}}` | `3.02 ms [95% CI 2.95–3.06], n=10` |
+//! | `{{isolab:ratio BACKEND WORKLOAD METRIC}}` | `1.03× native [95% CI 1.01–1.05]` |
+//! | `{{isolab:figure NAME}}` | the figure (SVG) with its caption |
+//! | `{{isolab:inspect-table}}` | what the `inspect` workload saw, backends side by side |
+//! | `{{isolab:phases BACKEND}}` | the backend's start phases with durations |
+//! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
+//! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
+//! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
+//! | `{{isolab:availability}}` | which backends ran, and why the others did not |
+//! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
+//!
+//! A value the run lacks becomes "not measured in this run (why)", never a number. A placeholder
+//! that is malformed or unknown stops the build with the chapter file and line, so a typo cannot
+//! ship as a silent gap.
+
+use std::sync::Arc;
+
+use mdbook::book::{Book, BookItem};
+use mdbook::preprocess::{Preprocessor, PreprocessorContext};
+use thiserror::Error;
+
+use super::facts::{md_text, Facts, BACKENDS};
+use super::figures::{self, Figure};
+
+/// Opening of every placeholder.
+pub const OPEN: &str = "{{isolab:";
+const CLOSE: &str = "}}";
+
+/// A placeholder the preprocessor cannot expand: where, what, and what to write instead.
+#[derive(Debug, Error)]
+#[error("{chapter}:{line}: {message}")]
+pub struct PlaceholderError {
+    /// The chapter's source file (relative to the book's `src/`).
+    pub chapter: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong and what to write.
+    pub message: String,
+}
+
+/// The in-process preprocessor `isolab book` registers with mdBook.
+#[derive(Debug)]
+pub(crate) struct IsolabPreprocessor {
+    facts: Arc<Facts>,
+    figures: Arc<Vec<Figure>>,
+}
+
+impl IsolabPreprocessor {
+    pub(crate) fn new(facts: Arc<Facts>, figures: Arc<Vec<Figure>>) -> Self {
+        Self { facts, figures }
+    }
+
+    /// Expands every placeholder of one chapter's Markdown.
+    pub(crate) fn expand(&self, chapter: &str, text: &str) -> Result<String, PlaceholderError> {
+        let mut out = String::with_capacity(text.len() + 1024);
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            let err = |message: String| PlaceholderError {
+                chapter: chapter.to_owned(),
+                line: i + 1,
+                message,
+            };
+            let mut rest = line;
+            while let Some(start) = rest.find(OPEN) {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + OPEN.len()..];
+                let Some(end) = after.find(CLOSE) else {
+                    return Err(err(format!(
+                        "`{OPEN}` without a closing `}}}}` on the same line; a placeholder must fit on one line"
+                    )));
+                };
+                let body = &after[..end];
+                out.push_str(&self.render(body).map_err(err)?);
+                rest = &after[end + CLOSE.len()..];
+            }
+            out.push_str(rest);
+        }
+        Ok(out)
+    }
+
+    /// The Markdown for one placeholder body (the text between `{{isolab:` and `}}`).
+    fn render(&self, body: &str) -> Result<String, String> {
+        let words: Vec<&str> = body.split_whitespace().collect();
+        let Some((&kind, args)) = words.split_first() else {
+            return Err(format!("empty placeholder; {}", usage()));
+        };
+        let f = &self.facts;
+        let want = |n: usize, form: &str| -> Result<(), String> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{kind}` takes {n} argument(s), found {}: write `{OPEN}{form}{CLOSE}`",
+                    args.len()
+                ))
+            }
+        };
+        match kind {
+            "median" | "ratio" => {
+                want(3, &format!("{kind} BACKEND WORKLOAD METRIC"))?;
+                let (backend, workload, metric) = (args[0], args[1], args[2]);
+                check_backend(backend)?;
+                check_workload(workload)?;
+                if kind == "ratio" && backend == "native" {
+                    return Err(
+                        "`ratio native ...` is always 1: ratios compare container or vm with native"
+                            .into(),
+                    );
+                }
+                let v = if kind == "median" {
+                    f.median(backend, workload, metric)
+                } else {
+                    f.ratio(backend, workload, metric)
+                };
+                Ok(v.unwrap_or_else(|missing| missing))
+            }
+            "figure" => {
+                want(1, "figure NAME")?;
+                let Some(fig) = self.figures.iter().find(|x| x.name == args[0]) else {
+                    return Err(format!(
+                        "no figure named `{}`; the figures are: {}",
+                        args[0],
+                        figures::names().join(", ")
+                    ));
+                };
+                Ok(self.figure(fig))
+            }
+            "phases" => {
+                want(1, "phases BACKEND")?;
+                check_backend(args[0])?;
+                Ok(block(&f.phases_table(args[0])))
+            }
+            "exits-table" => {
+                want(1, "exits-table WORKLOAD")?;
+                check_workload(args[0])?;
+                Ok(block(&f.exits_table(args[0])))
+            }
+            "inspect-table" => {
+                want(0, "inspect-table")?;
+                Ok(block(&f.inspect_table()))
+            }
+            "capacity-table" => {
+                want(0, "capacity-table")?;
+                Ok(block(&f.capacity_table()))
+            }
+            "manifest" => {
+                want(0, "manifest")?;
+                Ok(block(&f.manifest_table()))
+            }
+            "availability" => {
+                want(0, "availability")?;
+                Ok(block(&f.availability()))
+            }
+            "methodology" => {
+                want(0, "methodology")?;
+                Ok(f.methodology())
+            }
+            "caveats" => {
+                want(0, "caveats")?;
+                Ok(block(&f.caveats()))
+            }
+            "run-id" => {
+                want(0, "run-id")?;
+                Ok(md_text(f.run_id()))
+            }
+            other => Err(format!("unknown placeholder `{other}`; {}", usage())),
+        }
+    }
+
+    fn figure(&self, fig: &Figure) -> String {
+        match &fig.drawn {
+            Ok((title, _)) => block(&format!(
+                "![{}]({})\n\n*Figure `{}`, from run {}.* {}\n",
+                md_text(title),
+                fig.rel_path(),
+                fig.name,
+                md_text(self.facts.run_id()),
+                fig.caption
+            )),
+            Err(why) => {
+                let reason = match fig.about {
+                    Some(backend) => self.facts.why_missing(backend, "noop", None),
+                    None => why.clone(),
+                };
+                block(&format!(
+                    "> **Figure `{}`**: *{} ({})*\n",
+                    fig.name,
+                    super::facts::NOT_MEASURED,
+                    md_text(&reason)
+                ))
+            }
+        }
+    }
+}
+
+/// A block of Markdown set apart by blank lines, so it never runs into the surrounding text.
+fn block(md: &str) -> String {
+    format!("\n\n{}\n\n", md.trim_end())
+}
+
+fn usage() -> String {
+    "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
+     exits-table WORKLOAD, inspect-table, capacity-table, manifest, availability, methodology, \
+     caveats, run-id"
+        .into()
+}
+
+fn check_backend(b: &str) -> Result<(), String> {
+    if BACKENDS.contains(&b) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown backend `{b}`; choose from {}",
+            BACKENDS.join(", ")
+        ))
+    }
+}
+
+fn check_workload(w: &str) -> Result<(), String> {
+    if workloads::spec::WORKLOAD_KINDS.contains(&w) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown workload `{w}`; choose from {}",
+            workloads::spec::WORKLOAD_KINDS.join(", ")
+        ))
+    }
+}
+
+impl Preprocessor for IsolabPreprocessor {
+    fn name(&self) -> &str {
+        "isolab"
+    }
+
+    fn run(&self, _ctx: &PreprocessorContext, mut book: Book) -> mdbook::errors::Result<Book> {
+        let mut first_error: Option<PlaceholderError> = None;
+        book.for_each_mut(|item| {
+            if first_error.is_some() {
+                return;
+            }
+            if let BookItem::Chapter(ch) = item {
+                let name = ch
+                    .source_path
+                    .as_ref()
+                    .map_or_else(|| ch.name.clone(), |p| p.display().to_string());
+                match self.expand(&name, &ch.content) {
+                    Ok(text) => ch.content = text,
+                    Err(e) => first_error = Some(e),
+                }
+            }
+        });
+        match first_error {
+            // mdBook's errors are anyhow's; the typed error rides inside and is found again by
+            // downcasting in `build_book`.
+            Some(e) => Err(e.into()),
+            None => Ok(book),
+        }
+    }
+
+    fn supports_renderer(&self, _renderer: &str) -> bool {
+        true
+    }
+}

@@ -1,0 +1,755 @@
+//! The book built from runs: well-formed HTML and SVG, no broken links, no placeholder left, and
+//! "not measured in this run" wherever the run lacks a value. Synthetic runs (every backend,
+//! an unavailable VM, an emulated VM) check the logic; one real run (native and container, as
+//! root) checks the whole path a user takes: `isolab run`, `isolab report`, `isolab book`.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bench_harness::backend::{Phase, TrialFailure};
+use bench_harness::book::{build_book, BookError, NOT_MEASURED};
+use bench_harness::host::{CgroupLayout, KvmFlavour};
+use bench_harness::manifest::{BackendState, HostInfo, Manifest, RunStatus};
+use bench_harness::sample::Sample;
+use bench_harness::store::StoredRun;
+use bench_harness::suite::Suite;
+use workloads::result::{AgentClock, InspectReport, Outcome};
+use workloads::{Metric, WorkloadResult, PROTOCOL_VERSION};
+
+const KINDS: [&str; 9] = [
+    "noop",
+    "inspect",
+    "cpu",
+    "mem-bw",
+    "mem-lat",
+    "page-fault",
+    "syscall",
+    "io-rand",
+    "net-loopback",
+];
+
+fn book_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../book")
+}
+
+/// How the VM took part in a synthetic run.
+#[derive(Clone, Copy, PartialEq)]
+enum Vm {
+    /// Hardware KVM: measured like the others.
+    Hardware,
+    /// Only inside an emulated machine: counts, no times.
+    Emulated,
+    /// No KVM: every trial unavailable.
+    Unavailable,
+}
+
+const HOST_BOOT_ID: &str = "b00t-host";
+
+fn manifest(vm: Vm, planned: usize) -> Manifest {
+    let mut suite =
+        String::from("reps = 8\nwarmup = 0\nbackends = [\"native\", \"container\", \"vm\"]\n");
+    for k in KINDS {
+        suite.push_str(&format!("[[workload]]\nkind = \"{k}\"\n"));
+    }
+    let mut backends = BTreeMap::new();
+    for b in ["native", "container", "vm"] {
+        let unavailable = b == "vm" && vm == Vm::Unavailable;
+        backends.insert(
+            b.to_string(),
+            BackendState {
+                available: !unavailable,
+                note: unavailable.then(|| {
+                    "/dev/kvm is served by PVM (kvm_pvm), software virtualization that boots \
+                     only PVM-patched guest kernels. Fix: run on a host with hardware KVM"
+                        .to_string()
+                }),
+                facts: BTreeMap::new(),
+            },
+        );
+    }
+    Manifest {
+        run_id: "book-test".into(),
+        started_at: "2026-11-26T07:00:00Z".into(),
+        ended_at: Some("2026-11-26T07:10:00Z".into()),
+        wall_s: Some(600.0),
+        status: RunStatus::Complete,
+        isolab_version: "0.1.0".into(),
+        git_commit: "abc123".into(),
+        // Characters Markdown and HTML would take as syntax must come out as text.
+        command: vec![
+            "isolab".into(),
+            "run".into(),
+            "--out".into(),
+            "<a|b>*_".into(),
+        ],
+        agent_sha256: "00ff".into(),
+        agent_path: "/x/isolab-agent".into(),
+        host: HostInfo {
+            hostname: "testhost".into(),
+            kernel: "6.1.0-host".into(),
+            cpu_model: "Test CPU @ 3 GHz".into(),
+            cores: 4,
+            memory_mib: 16384,
+            cpu_governor: None,
+            kvm: if vm == Vm::Hardware {
+                KvmFlavour::HardwareIntel
+            } else {
+                KvmFlavour::Pvm
+            },
+            cgroups: CgroupLayout::V2,
+            boot_id: HOST_BOOT_ID.into(),
+        },
+        suite: Suite::parse(&suite, "test suite").unwrap(),
+        seed: 42,
+        planned_trials: planned,
+        backends,
+    }
+}
+
+/// ±2% of deterministic jitter.
+fn jit(v: f64, rep: u32) -> f64 {
+    v * (1.0 + 0.01 * (f64::from((rep * 7) % 5) - 2.0))
+}
+
+fn timeline(backend: &str) -> Vec<Phase> {
+    let phases: &[(&str, f64)] = match backend {
+        "native" => &[
+            ("start", 0.0),
+            ("spawned", 0.6),
+            ("agent_ready", 1.1),
+            ("workload_start", 1.15),
+            ("workload_end", 1.2),
+            ("exited", 1.5),
+            ("cleaned_up", 1.6),
+        ],
+        "container" => &[
+            ("start", 0.0),
+            ("cgroup_created", 0.4),
+            ("child_started", 3.5),
+            ("clone_returned", 3.6),
+            ("cgroup_joined", 3.7),
+            ("namespaces_ready", 3.8),
+            ("root_pivoted", 4.1),
+            ("exec", 4.2),
+            ("agent_ready", 5.0),
+            ("workload_start", 5.1),
+            ("workload_end", 5.2),
+            ("exited", 5.8),
+            ("reaped", 5.9),
+            ("cleaned_up", 6.2),
+        ],
+        _ => &[
+            ("start", 0.0),
+            ("vm_created", 0.3),
+            ("memory_ready", 0.5),
+            ("kernel_loaded", 3.0),
+            ("vcpu_configured", 3.4),
+            ("first_kvm_run", 3.5),
+            ("agent_ready", 95.0),
+            ("workload_start", 95.1),
+            ("workload_end", 95.2),
+            ("exited", 101.0),
+            ("cleaned_up", 103.0),
+        ],
+    };
+    phases
+        .iter()
+        .map(|(n, t)| Phase {
+            name: (*n).into(),
+            at_ns: (t * 1e6) as u64,
+        })
+        .collect()
+}
+
+/// Every metric the book's chapters name, with the names the real backends and agent use.
+fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
+    let slow = match backend {
+        "native" => 1.0,
+        "container" => 1.03,
+        _ => 1.15,
+    };
+    let j = |v: f64| jit(v, rep);
+    let mut m = match kind {
+        "cpu" => vec![
+            Metric::higher("sha256_throughput", "MB/s", j(500.0 / slow)),
+            Metric::higher("matmul_gflops", "GFLOP/s", j(2.0 / slow)),
+        ],
+        "mem-bw" => vec![
+            Metric::higher("stream_copy", "GB/s", j(10.0 / slow)),
+            Metric::higher("stream_triad", "GB/s", j(9.0 / slow)),
+        ],
+        "mem-lat" => vec![Metric::lower(
+            "pointer_chase_latency",
+            "ns/access",
+            j(90.0 * slow),
+        )],
+        "page-fault" => vec![Metric::lower("page_fault_cost", "ns/page", j(300.0 * slow))],
+        "syscall" => vec![Metric::lower("null_syscall", "ns/call", j(60.0 * slow))],
+        "io-rand" => vec![
+            Metric::higher("rand_read_iops", "IOPS", j(9000.0 / slow)),
+            Metric::lower("rand_read_p50", "µs", j(110.0 * slow)),
+            Metric::lower("rand_read_p99", "µs", j(400.0 * slow)),
+        ],
+        "net-loopback" => vec![
+            Metric::higher("tcp_throughput", "MB/s", j(3000.0 / slow)),
+            Metric::lower("tcp_rtt", "µs", j(20.0 * slow)),
+        ],
+        "inspect" => vec![Metric::lower("mounts", "mounts", 6.0)],
+        _ => Vec::new(),
+    };
+    let start = match backend {
+        "native" => 1.1,
+        "container" => 5.0,
+        _ => 95.0,
+    };
+    m.push(Metric::lower("host.start_to_ready", "ms", j(start)));
+    match backend {
+        "native" => m.push(Metric::lower("host.peak_rss", "MiB", j(1.4))),
+        "container" => {
+            m.push(Metric::lower("host.teardown", "ms", j(0.4)));
+            m.push(Metric::lower("host.peak_memory", "MiB", j(0.8)));
+            m.push(Metric::lower("host.mem_anon", "MiB", j(0.3)));
+            m.push(Metric::lower("host.mem_file", "MiB", j(0.1)));
+            m.push(Metric::lower("host.mem_kernel", "MiB", j(0.2)));
+        }
+        _ => {
+            m.push(Metric::lower("host.vmm_setup", "ms", j(3.5)));
+            m.push(Metric::lower("host.boot_to_agent", "ms", j(91.5)));
+            m.push(Metric::lower("host.teardown", "ms", j(2.0)));
+            m.push(Metric::lower("host.vmm_overhead", "MiB", j(7.0)));
+            m.push(Metric::lower("host.guest_ram_touched", "MiB", j(38.0)));
+            m.push(Metric::lower("exits.total", "exits", 5200.0));
+            m.push(Metric::lower("exits.io_out.serial", "exits", 3000.0));
+            m.push(Metric::lower("exits.io_in.serial", "exits", 1200.0));
+            m.push(Metric::lower("exits.io_out.marker", "exits", 4.0));
+            m.push(Metric::lower("exits.io_in.rtc", "exits", 996.0));
+            m.push(Metric::lower("exits.to_agent_start", "exits", 4000.0));
+        }
+    }
+    m
+}
+
+fn inspect(backend: &str) -> InspectReport {
+    let vm = backend == "vm";
+    InspectReport {
+        kernel_release: if vm { "6.12.0-micro" } else { "6.1.0-host" }.into(),
+        boot_id: if vm { "b00t-guest" } else { HOST_BOOT_ID }.into(),
+        pid: if backend == "native" { 4242 } else { 1 },
+        visible_processes: if backend == "native" { 90 } else { 1 },
+        hostname: format!("isolab-{backend}"),
+        interfaces: if backend == "native" {
+            vec!["eth0".into(), "lo".into()]
+        } else {
+            vec!["lo".into()]
+        },
+        mounts: 6,
+        cpus: if vm { 1 } else { 4 },
+        mem_total_kib: if vm { 500_000 } else { 16_000_000 },
+        cgroup: "0::/".into(),
+    }
+}
+
+fn sample(trial: usize, backend: &str, kind: &str, rep: u32, vm: Vm) -> Sample {
+    let mut s = Sample {
+        trial,
+        backend: backend.into(),
+        workload: kind.into(),
+        kind: kind.into(),
+        repetition: rep,
+        warmup: false,
+        started_at: "2026-11-26T07:00:01Z".into(),
+        failure: None,
+        emulated: backend == "vm" && vm == Vm::Emulated,
+        metrics: metrics(backend, kind, rep),
+        timeline: timeline(backend),
+        agent: Some(WorkloadResult {
+            protocol: PROTOCOL_VERSION,
+            workload: kind.into(),
+            outcome: Outcome::Ok,
+            metrics: Vec::new(),
+            inspect: (kind == "inspect").then(|| inspect(backend)),
+            clock: AgentClock::default(),
+            memory_inside: None,
+            was_pid1: backend != "native",
+        }),
+        log_tail: None,
+    };
+    if backend == "vm" && vm == Vm::Unavailable {
+        s.failure = Some(TrialFailure::Unavailable {
+            reason: "/dev/kvm is served by PVM (kvm_pvm)".into(),
+            fix: "run on a host with hardware KVM".into(),
+        });
+        s.metrics.clear();
+        s.timeline.clear();
+        s.agent = None;
+    }
+    s
+}
+
+fn run(vm: Vm) -> StoredRun {
+    let mut samples = Vec::new();
+    for rep in 0..8 {
+        for k in KINDS {
+            for b in ["native", "container", "vm"] {
+                let n = samples.len();
+                samples.push(sample(n, b, k, rep, vm));
+            }
+        }
+    }
+    let n = samples.len();
+    StoredRun {
+        dir: PathBuf::from("/results/book-test"),
+        manifest: manifest(vm, n),
+        samples,
+        torn_tail: false,
+    }
+}
+
+/// Every built page's text (HTML files, by path relative to the book).
+fn pages(out: &Path) -> BTreeMap<PathBuf, String> {
+    let mut pages = BTreeMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "html") {
+                pages.insert(
+                    p.strip_prefix(out).unwrap().to_path_buf(),
+                    std::fs::read_to_string(&p).unwrap(),
+                );
+            }
+        }
+    }
+    pages
+}
+
+fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn parse_xml(what: &Path, text: &str) {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    if let Err(e) = roxmltree::Document::parse_with_options(text, opts) {
+        panic!("{} is not well-formed XML: {e}", what.display());
+    }
+}
+
+/// The checks every built book must pass: HTML parses without errors, every relative link and
+/// anchor resolves, every SVG is XML, no placeholder is left. Returns the pages.
+fn check_book(out: &Path) -> BTreeMap<PathBuf, String> {
+    let pages = pages(out);
+    assert!(pages.contains_key(Path::new("index.html")), "{pages:?}");
+    for ch in [
+        "introduction.html",
+        "01-the-question.html",
+        "02-hypervisor.html",
+        "03-container.html",
+        "04-three-worlds.html",
+        "05-costs.html",
+        "06-devices.html",
+        "07-security.html",
+        "08-capacity.html",
+        "09-reproducing.html",
+    ] {
+        assert!(pages.contains_key(Path::new(ch)), "chapter {ch} missing");
+    }
+    let docs: HashMap<PathBuf, scraper::Html> = pages
+        .iter()
+        .map(|(p, text)| (p.clone(), scraper::Html::parse_document(text)))
+        .collect();
+    let ids = |doc: &scraper::Html| -> Vec<String> {
+        let sel = scraper::Selector::parse("[id], a[name]").unwrap();
+        doc.select(&sel)
+            .filter_map(|e| e.value().attr("id").or(e.value().attr("name")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let linked = scraper::Selector::parse("[href], [src]").unwrap();
+    let mut checked = 0;
+    for (path, doc) in &docs {
+        assert!(
+            doc.errors.is_empty(),
+            "{} does not parse cleanly as HTML: {:?}",
+            path.display(),
+            doc.errors
+        );
+        let text = &pages[path];
+        assert!(
+            !text.contains("{{isolab:"),
+            "{} still holds a placeholder",
+            path.display()
+        );
+        let here = out.join(path);
+        let dir = here.parent().unwrap();
+        for el in doc.select(&linked) {
+            for attr in ["href", "src"] {
+                let Some(link) = el.value().attr(attr) else {
+                    continue;
+                };
+                // Links out of the book (none are expected, but they cannot be checked here).
+                if link.contains("://") || link.starts_with("mailto:") || link.starts_with("data:")
+                {
+                    continue;
+                }
+                let (file, anchor) = match link.split_once('#') {
+                    Some((f, a)) => (f, Some(a)),
+                    None => (link, None),
+                };
+                let file = file.split('?').next().unwrap();
+                let target = if file.is_empty() {
+                    here.clone()
+                } else {
+                    dir.join(file)
+                };
+                assert!(
+                    target.exists(),
+                    "{}: broken link {attr}=\"{link}\" ({} does not exist)",
+                    path.display(),
+                    target.display()
+                );
+                if let Some(a) = anchor.filter(|a| !a.is_empty()) {
+                    if let Ok(rel) = target.canonicalize().unwrap().strip_prefix(out) {
+                        if let Some(tdoc) = docs.get(&rel.to_path_buf()) {
+                            assert!(
+                                ids(tdoc).iter().any(|i| i == a),
+                                "{}: link {link} points at a missing anchor",
+                                path.display()
+                            );
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} links checked");
+    for svg in files_with_ext(out, "svg") {
+        parse_xml(&svg, &std::fs::read_to_string(&svg).unwrap());
+    }
+    pages
+}
+
+fn build(run: &StoredRun) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("book");
+    let built = build_book(run, &book_src(), &out).unwrap_or_else(|e| panic!("{e}"));
+    assert!(built.index.is_file());
+    (tmp, out.canonicalize().unwrap())
+}
+
+/// The text of a page's main part, tags stripped (what a reader reads).
+fn main_text(html: &str) -> String {
+    let doc = scraper::Html::parse_document(html);
+    let sel = scraper::Selector::parse("main").unwrap();
+    doc.select(&sel).flat_map(|m| m.text()).collect::<String>()
+}
+
+#[test]
+fn full_run_fills_every_placeholder_with_a_number() {
+    let run = run(Vm::Hardware);
+    let (_tmp, out) = build(&run);
+    let pages = check_book(&out);
+    // Every figure is drawn, every value exists: a "not measured" here is a typo in a metric
+    // or workload name in the chapters.
+    // The sentence as the book writes it for a missing value (the introduction quotes the
+    // words themselves, without a reason).
+    let missing = format!("{NOT_MEASURED} (");
+    for (path, text) in &pages {
+        assert!(
+            !text.contains(&missing),
+            "{} says {NOT_MEASURED:?} although the run has every value: {}",
+            path.display(),
+            main_text(text)
+                .lines()
+                .filter(|l| l.contains(&missing))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let figures = files_with_ext(&out.join("figures"), "svg");
+    assert_eq!(figures.len(), 8, "{figures:?}");
+    let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
+    assert!(ch2.contains("95 ms [95% CI"), "{ch2}");
+    assert!(ch2.contains("kernel_loaded"), "{ch2}");
+    let ch3 = main_text(&pages[Path::new("03-container.html")]);
+    assert!(
+        ch3.contains("root_pivoted") && ch3.contains("× native"),
+        "{ch3}"
+    );
+    let ch4 = main_text(&pages[Path::new("04-three-worlds.html")]);
+    assert!(
+        ch4.contains("6.12.0-micro") && ch4.contains("b00t-guest"),
+        "{ch4}"
+    );
+    let ch6 = main_text(&pages[Path::new("06-devices.html")]);
+    assert!(
+        ch6.contains("io_out.serial") && ch6.contains("3000 exits"),
+        "{ch6}"
+    );
+    let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
+    assert!(ch8.contains("guest RAM touched + VMM"), "{ch8}");
+    // Text from the run is shown as text, not taken as Markdown or HTML.
+    let ch9 = &pages[Path::new("09-reproducing.html")];
+    assert!(
+        ch9.contains("&lt;a|b&gt;*_"),
+        "the command line was not escaped"
+    );
+}
+
+#[test]
+fn missing_vm_is_said_with_its_reason_never_as_a_number() {
+    let run = run(Vm::Unavailable);
+    let (_tmp, out) = build(&run);
+    let pages = check_book(&out);
+    let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
+    let sentence = format!("{NOT_MEASURED} (vm unavailable: /dev/kvm is served by PVM (kvm_pvm))");
+    assert!(ch2.contains(&sentence), "{ch2}");
+    assert!(!ch2.contains("95 ms"), "{ch2}");
+    assert!(!out.join("figures/vm-boot-timeline.svg").exists());
+    assert!(ch2.contains("Figure vm-boot-timeline"), "{ch2}");
+    // Native and container still have their numbers.
+    let ch3 = main_text(&pages[Path::new("03-container.html")]);
+    assert!(!ch3.contains(&format!("{NOT_MEASURED} (")), "{ch3}");
+    let ch5 = main_text(&pages[Path::new("05-costs.html")]);
+    assert!(
+        ch5.contains(&sentence) && ch5.contains("5 ms [95% CI"),
+        "{ch5}"
+    );
+}
+
+#[test]
+fn emulated_vm_gives_counts_but_never_times() {
+    let run = run(Vm::Emulated);
+    let (_tmp, out) = build(&run);
+    let pages = check_book(&out);
+    let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
+    assert!(
+        ch2.contains("vm ran only inside an emulated machine"),
+        "{ch2}"
+    );
+    assert!(!ch2.contains("95 ms"), "an emulated time was used: {ch2}");
+    // Exits are counts: shown, and labelled.
+    let ch6 = main_text(&pages[Path::new("06-devices.html")]);
+    assert!(
+        ch6.contains("5200 exits") && ch6.contains("counted in an emulated machine"),
+        "{ch6}"
+    );
+    // The inside is what it is, emulated or not.
+    let ch4 = main_text(&pages[Path::new("04-three-worlds.html")]);
+    assert!(
+        ch4.contains("vm (emulated)") && ch4.contains("b00t-guest"),
+        "{ch4}"
+    );
+}
+
+fn book_copy_with(chapter: &str, line: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    copy(&book_src(), tmp.path());
+    copy(&book_src().join("src"), &tmp.path().join("src"));
+    let path = tmp.path().join("src").join(chapter);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(line);
+    std::fs::write(&path, text).unwrap();
+    tmp
+}
+
+#[test]
+fn unknown_or_malformed_placeholders_stop_the_build_at_their_line() {
+    let run = run(Vm::Hardware);
+    let cases = [
+        (
+            "{{isolab:mean native noop host.start_to_ready}}",
+            "unknown placeholder `mean`",
+        ),
+        ("{{isolab:median native noop}}", "takes 3 argument(s)"),
+        (
+            "{{isolab:median docker noop host.wall}}",
+            "unknown backend `docker`",
+        ),
+        ("{{isolab:figure nope}}", "no figure named `nope`"),
+        ("{{isolab:median native noop", "without a closing"),
+    ];
+    for (placeholder, expect) in cases {
+        let src = book_copy_with("05-costs.md", &format!("\nA line.\n{placeholder}\n"));
+        let lines = std::fs::read_to_string(src.path().join("src/05-costs.md"))
+            .unwrap()
+            .lines()
+            .count();
+        let out = tempfile::tempdir().unwrap();
+        let err = build_book(&run, src.path(), &out.path().join("book")).unwrap_err();
+        let BookError::Placeholder(p) = &err else {
+            panic!("{placeholder}: expected a placeholder error, got {err}");
+        };
+        assert_eq!(p.chapter, "05-costs.md", "{err}");
+        assert_eq!(p.line, lines, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("05-costs.md:{lines}:")) && msg.contains(expect),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn a_folder_that_is_not_a_book_is_never_emptied() {
+    let run = run(Vm::Hardware);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("thesis.tex"), "precious").unwrap();
+    let err = build_book(&run, &book_src(), tmp.path()).unwrap_err();
+    assert!(matches!(err, BookError::OutNotABook(_)), "{err}");
+    assert!(tmp.path().join("thesis.tex").is_file());
+    // An earlier book is replaced.
+    let (_keep, out) = build(&run);
+    build_book(&run, &book_src(), &out).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real run, as a user makes one.
+
+const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
+
+fn isolab(args: &[&str]) -> std::process::Output {
+    let agent = workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"));
+    Command::new(ISOLAB)
+        .args(args)
+        .env("ISOLAB_AGENT", agent)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn real_native_and_container_run_gives_report_and_book() {
+    if !nix::unistd::geteuid().is_root() {
+        let why = "this test runs real containers (namespaces, mounts, cgroups): run it as root \
+                   (sudo ./run-tests)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{why}");
+        }
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("suite.toml");
+    std::fs::write(
+        &suite,
+        "reps = 3\nwarmup = 1\nbackends = [\"native\", \"container\"]\n\
+         [[workload]]\nkind = \"noop\"\n\
+         [[workload]]\nkind = \"inspect\"\n\
+         [[workload]]\nkind = \"syscall\"\niterations = 20000\n\
+         [[workload]]\nkind = \"io-rand\"\nfile_mib = 4\nops = 200\n",
+    )
+    .unwrap();
+    let results = tmp.path().join("results");
+    let o = isolab(&[
+        "run",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--out",
+        results.to_str().unwrap(),
+        "--io-dir",
+        tmp.path().to_str().unwrap(),
+        "--seed",
+        "7",
+    ]);
+    assert!(o.status.success(), "isolab run: {}", text(&o.stderr));
+    let run_dir = std::fs::read_dir(&results)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+
+    let report = tmp.path().join("report.html");
+    let o = isolab(&[
+        "report",
+        run_dir.to_str().unwrap(),
+        "--format",
+        "html",
+        "--output",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "isolab report: {}", text(&o.stderr));
+    parse_xml(&report, &std::fs::read_to_string(&report).unwrap());
+
+    let src = book_src();
+    let o = isolab(&[
+        "book",
+        "--results",
+        run_dir.to_str().unwrap(),
+        "--book-src",
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "isolab book: {}", text(&o.stderr));
+    let index = PathBuf::from(text(&o.stdout).trim());
+    assert_eq!(
+        index,
+        run_dir.join("book/index.html").canonicalize().unwrap()
+    );
+    let out = index.parent().unwrap();
+    let pages = check_book(out);
+    let ch3 = main_text(&pages[Path::new("03-container.html")]);
+    assert!(ch3.contains("pivot_root") && ch3.contains("ms ["), "{ch3}");
+    let ch4 = main_text(&pages[Path::new("04-three-worlds.html")]);
+    assert!(ch4.contains("isolab-container"), "{ch4}");
+    // The VM was not part of this run: said, with the reason.
+    let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
+    assert!(ch2.contains(NOT_MEASURED), "{ch2}");
+
+    // Without --results, the newest run under ./results is used, and said.
+    let o = Command::new(ISOLAB)
+        .args(["book", "--book-src", src.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "isolab book: {}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("using the newest run"),
+        "{}",
+        text(&o.stderr)
+    );
+    // And with no run at all, the error says what to do.
+    let empty = tempfile::tempdir().unwrap();
+    let o = Command::new(ISOLAB)
+        .args(["book", "--book-src", src.to_str().unwrap()])
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("isolab run"),
+        "{}",
+        text(&o.stderr)
+    );
+}
