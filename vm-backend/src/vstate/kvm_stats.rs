@@ -2,9 +2,9 @@
 //! handles in the kernel (`exits`, `io_exits`, `mmio_exits`, `halt_exits`, `irq_exits`,
 //! `irq_injections`, ...) which the VMM's run loop never sees.
 //!
-//! The stats fd holds a binary file: a header ([`kvm_stats_header`]: flags, name_size, num_desc,
+//! The stats fd holds a binary file: a header ([`kvm_bindings::kvm_stats_header`]: flags, name_size, num_desc,
 //! id_offset, desc_offset, data_offset), an id string, `num_desc` descriptors (16 bytes of
-//! [`kvm_stats_desc`] then a NUL-padded name of `name_size` bytes) and the data block of u64
+//! [`kvm_bindings::kvm_stats_desc`] then a NUL-padded name of `name_size` bytes) and the data block of u64
 //! values, each descriptor's at `data_offset + desc.offset`. The layout is read once per fd; a
 //! snapshot reads only the data block.
 //!
