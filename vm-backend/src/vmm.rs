@@ -1,5 +1,7 @@
 //! One microVM from configuration to report: check the inputs, create the VM, load the guest, run
-//! the vCPU until the guest stops or the timeout hits, measure, tear down.
+//! the vCPUs (one thread each) until the guest stops on any of them or the timeout hits, measure
+//! (the run loops' exits, KVM's statistics, snapshotted at the agent's workload markers), tear
+//! down.
 //!
 //! Everything that can be checked without KVM (kernel format and completeness, initramfs, sizes,
 //! command line) is checked first, so a bad input never costs a VM.
