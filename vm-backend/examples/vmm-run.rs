@@ -2,7 +2,7 @@
 //! for the HVM test machine (until the `isolab` binary itself goes there).
 //!
 //! ```text
-//! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
+//! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
 //!         [--disk IMAGE [--disk-read-only]]
 //! ```
 //!
@@ -16,7 +16,7 @@ use base64::Engine;
 use vm_backend::vmm::{run, DiskConfig, VmConfig};
 
 fn usage(msg: &str) -> ! {
-    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]]");
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]]");
     std::process::exit(64)
 }
 
@@ -26,6 +26,7 @@ fn main() {
     let mut kernel = None;
     let mut initrd = None;
     let mut mem = 256u64;
+    let mut vcpus = 1u8;
     let mut timeout = 60u64;
     let mut append = Vec::new();
     let mut live = false;
@@ -59,6 +60,12 @@ fn main() {
                     .parse()
                     .unwrap_or_else(|_| usage("--mem takes MiB"))
             }
+            "--vcpus" => {
+                // Range-checked by the VMM, whose error names the limits.
+                vcpus = value("--vcpus")
+                    .parse()
+                    .unwrap_or_else(|_| usage("--vcpus takes a count from 1 to 64"))
+            }
             "--timeout-s" => {
                 timeout = value("--timeout-s")
                     .parse()
@@ -78,6 +85,7 @@ fn main() {
     let mut config = VmConfig::new(kernel, mem);
     config.initrd = initrd.map(Into::into);
     config.timeout = Duration::from_secs(timeout);
+    config.vcpus = vcpus;
     config.extra_cmdline = append;
     config.live_console = live;
     config.quiet = quiet;

@@ -1,5 +1,7 @@
 //! One microVM from configuration to report: check the inputs, create the VM, load the guest, run
-//! the vCPU until the guest stops or the timeout hits, measure, tear down.
+//! the vCPUs (one thread each) until the guest stops on any of them or the timeout hits, measure
+//! (the run loops' exits, KVM's statistics, snapshotted at the agent's workload markers), tear
+//! down.
 //!
 //! Everything that can be checked without KVM (kernel format and completeness, initramfs, sizes,
 //! command line) is checked first, so a bad input never costs a VM.
@@ -30,12 +32,15 @@ use crate::devices::virtio::{
 };
 use crate::devices::{MmioBus, PioBus};
 use crate::error::{Result, VmError};
+use crate::vstate::kvm_stats::{KvmStats, StatsFd};
 use crate::vstate::memory::{self, GuestRam, MemoryUsage};
-use crate::vstate::vcpu::{self, ExitCounts, LoopEnd, RunStats};
+use crate::vstate::vcpu::{self, ExitCounts, LoopEnd, RunStats, VcpuObserver};
 use crate::vstate::vm::Vm;
 
 /// Default I/O port for progress markers (the agent protocol's `MARKER_PORT`).
 pub const DEFAULT_MARKER_PORT: u16 = 0x490;
+/// Most vCPUs a VM gets (the micro kernel's NR_CPUS, and what the MP table describes).
+pub const MAX_VCPUS: u8 = 64;
 /// How long the VMM waits for a vCPU thread to leave KVM_RUN after being told to stop.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -48,7 +53,7 @@ pub struct VmConfig {
     pub initrd: Option<PathBuf>,
     /// Guest RAM, MiB.
     pub memory_mib: u64,
-    /// vCPUs. This version runs exactly one.
+    /// vCPUs, 1 to [`MAX_VCPUS`].
     pub vcpus: u8,
     /// Words appended to the microVM base command line (`console=ttyS0 reboot=k panic=1 ...`).
     pub extra_cmdline: Vec<String>,
@@ -178,10 +183,28 @@ pub struct VmReport {
     pub markers_dropped: u64,
     /// The VMM's timeline.
     pub timeline: Vec<TimePoint>,
-    /// Exits the run loop handled, by reason, for the whole run.
+    /// vCPUs the VM had.
+    pub vcpus: u8,
+    /// Exits the run loops handled, by reason, for the whole run (all vCPUs).
     pub exits: ExitCounts,
+    /// The same per vCPU (index = vCPU id).
+    pub exits_per_vcpu: Vec<ExitCounts>,
     /// The same from the first KVM_RUN to the first marker write (the agent's start).
     pub exits_to_first_marker: Option<ExitCounts>,
+    /// Exits by reason between the agent's workload start and end markers (all vCPUs); None when
+    /// the guest did not write both.
+    pub exits_workload: Option<ExitCounts>,
+    /// KVM's statistics (`KVM_GET_STATS_FD`) summed over the vCPUs, for the whole run: the exits
+    /// KVM handled in the kernel as well as the ones it passed up. None when unavailable.
+    pub kvm_stats: Option<KvmStats>,
+    /// The same per vCPU.
+    pub kvm_stats_per_vcpu: Vec<KvmStats>,
+    /// KVM's statistics between the workload start and end markers, summed over the vCPUs.
+    pub kvm_stats_workload: Option<KvmStats>,
+    /// Why KVM's statistics are missing (an old host kernel), when they are.
+    pub kvm_stats_unavailable: Option<String>,
+    /// Nanoseconds between the workload start and end snapshots (host clock).
+    pub workload_window_ns: Option<u64>,
     /// Resident memory when the guest stopped.
     pub memory: Option<MemoryUsage>,
     /// The largest non-guest mappings then (what the VMM's overhead is made of).
@@ -249,9 +272,9 @@ struct Checked {
 }
 
 fn check_inputs(config: &VmConfig) -> Result<Checked> {
-    if config.vcpus != 1 {
+    if !(1..=MAX_VCPUS).contains(&config.vcpus) {
         return Err(VmError::Config(format!(
-            "{} vCPUs requested; this VMM runs exactly one for now (several vCPUs come with the VM I/O work)",
+            "{} vCPUs requested; this VMM runs 1 to {MAX_VCPUS}: pick a count in that range",
             config.vcpus
         )));
     }
@@ -416,52 +439,103 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         config.live_console,
     )
     .map_err(|e| VmError::Host(format!("creating the serial port: {e}")))?;
-    let mut bus = PioBus::new(serial, MarkerPort::new(config.marker_port, origin));
+    let bus = Arc::new(Mutex::new(PioBus::new(
+        serial,
+        MarkerPort::new(config.marker_port, origin),
+    )));
     let mut mmio = MmioBus::new();
     let mut block = match checked.disk.take() {
         Some(disk) => Some(attach_block(&vm, &ram, disk, &mut mmio)?),
         None => None,
     };
-    let mut vcpu_fd = vcpu::create_boot_vcpu(&vm.kvm, &vm.fd, 0, 1, loaded.entry)?;
+    let mut vcpu_fds = Vec::with_capacity(usize::from(config.vcpus));
+    let mut stats_fds = Vec::with_capacity(usize::from(config.vcpus));
+    let mut kvm_stats_unavailable = None;
+    for index in 0..config.vcpus {
+        let fd = vcpu::create_vcpu(&vm.kvm, &vm.fd, index, config.vcpus, loaded.entry)?;
+        // KVM's statistics are a bonus: a kernel without them (before 5.14) still runs the VM,
+        // and the report says why they are missing.
+        match StatsFd::open(&fd) {
+            Ok(s) => stats_fds.push(Some(s)),
+            Err(e) => {
+                kvm_stats_unavailable.get_or_insert_with(|| e.to_string());
+                stats_fds.push(None);
+            }
+        }
+        vcpu_fds.push(fd);
+    }
+    let observer = Arc::new(VcpuObserver::new(stats_fds, config.marker_port, origin));
     mark(&mut timeline, "vcpu_configured");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let thread_stop = Arc::clone(&stop);
-    let handle = std::thread::Builder::new()
-        .name("isolab-vcpu0".into())
-        .spawn(move || {
-            let stats = vcpu::run_loop(&mut vcpu_fd, &mut bus, &mmio, &thread_stop, origin);
-            let _ = done_tx.send(());
-            (stats, bus, vcpu_fd)
-        })
-        .map_err(|e| VmError::VcpuThread(format!("spawning it: {e}")))?;
-
-    let mut timed_out = None;
-    if done_rx.recv_timeout(config.timeout).is_err() {
-        let at = ns_since(origin);
-        timed_out = Some(at);
-        stop.store(true, Ordering::Release);
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            // A signal that lands while the thread is outside KVM_RUN is lost: repeat it until the
-            // thread reports back.
-            let _ = handle.kill(kick_signal());
-            if done_rx.recv_timeout(Duration::from_millis(10)).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(VmError::VcpuThread(
-                    "it did not leave KVM_RUN within 5 s of being told to stop".into(),
-                ));
+    let (done_tx, done_rx) = mpsc::channel::<usize>();
+    let mut handles = Vec::with_capacity(vcpu_fds.len());
+    for (index, mut vcpu_fd) in vcpu_fds.into_iter().enumerate() {
+        let (thread_stop, bus, mmio, observer, done_tx) = (
+            Arc::clone(&stop),
+            Arc::clone(&bus),
+            mmio.clone(),
+            Arc::clone(&observer),
+            done_tx.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("isolab-vcpu{index}"))
+            .spawn(move || {
+                let stats =
+                    vcpu::run_loop(index, &mut vcpu_fd, &bus, &mmio, &thread_stop, &observer);
+                let _ = done_tx.send(index);
+                (stats, vcpu_fd)
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                // The threads already running must not outlive the VM.
+                stop.store(true, Ordering::Release);
+                let mut done = vec![false; handles.len()];
+                let _ = stop_vcpus(&handles, &mut done, &done_rx);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(VmError::VcpuThread(format!("spawning vCPU {index}: {e}")));
             }
         }
     }
-    let (stats, mut bus, vcpu_fd): (RunStats, PioBus, _) = handle
-        .join()
-        .map_err(|_| VmError::VcpuThread("it panicked".into()))?;
+    drop(done_tx);
 
-    if let Some(first) = stats.first_run_ns {
+    // The first vCPU to leave its loop (reset, shutdown, failure) ends the VM; the rest are told
+    // to stop and kicked out of KVM_RUN.
+    let mut done = vec![false; handles.len()];
+    let mut timed_out = None;
+    let first = match done_rx.recv_timeout(config.timeout) {
+        Ok(i) => {
+            if let Some(d) = done.get_mut(i) {
+                *d = true;
+            }
+            Some(i)
+        }
+        Err(_) => {
+            timed_out = Some(ns_since(origin));
+            None
+        }
+    };
+    stop.store(true, Ordering::Release);
+    stop_vcpus(&handles, &mut done, &done_rx)?;
+    let mut results: Vec<(RunStats, _)> = Vec::with_capacity(handles.len());
+    for (i, h) in handles.into_iter().enumerate() {
+        results.push(
+            h.join()
+                .map_err(|_| VmError::VcpuThread(format!("vCPU {i} panicked")))?,
+        );
+    }
+    // The stop reason is the first vCPU's; the others ended because they were told to.
+    let stats = first
+        .and_then(|i| results.get(i))
+        .or_else(|| results.first())
+        .map(|r| r.0.clone())
+        .ok_or_else(|| VmError::VcpuThread("no vCPU ran".into()))?;
+    let first_run_ns = results.iter().filter_map(|r| r.0.first_run_ns).min();
+
+    if let Some(first) = first_run_ns {
         timeline.push(TimePoint {
             name: "first_kvm_run",
             at_ns: first,
@@ -481,19 +555,44 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         (LoopEnd::Failed(e), None) => StopReason::VmmError(e.clone()),
     };
 
+    // The whole run: the counters now (every vCPU has stopped), and the marker windows.
+    let end = observer.snapshot();
+    let snaps = observer.marker_snapshots();
+    let exits_per_vcpu = end.exits.clone();
+    let kvm_stats_per_vcpu: Vec<KvmStats> = end.kvm.iter().flatten().cloned().collect();
+    let kvm_stats = end.kvm_sum();
+    if kvm_stats.is_none() && kvm_stats_unavailable.is_none() {
+        kvm_stats_unavailable = Some("reading a vCPU's KVM statistics at the end failed".into());
+    }
+    let window = snaps
+        .workload_start
+        .as_ref()
+        .zip(snaps.workload_end.as_ref());
+    let exits_workload = window.map(|(a, b)| ExitCounts::delta(&a.exits_sum(), &b.exits_sum()));
+    let kvm_stats_workload =
+        window.and_then(|(a, b)| Some(KvmStats::delta(&a.kvm_sum()?, &b.kvm_sum()?)));
+    let workload_window_ns = window.map(|(a, b)| b.at_ns.saturating_sub(a.at_ns));
+    let exits_to_first_marker = snaps.first_marker.as_ref().map(|s| s.exits_sum());
+
     let (memory, memory_top) = match memory::measure_detailed(&ram.host_ranges, 8) {
         Some((m, top)) => (Some(m), top),
         None => (None, Vec::new()),
     };
     let guest_ram_bytes = checked.ram_bytes;
-    let console = bus.serial.take_console();
-    let markers = bus.marker.events().to_vec();
-    let markers_dropped = bus.marker.dropped();
-    let unclaimed_io = bus.unclaimed;
+    let (console, markers, markers_dropped, unclaimed_io) = {
+        let mut bus = virtio::lock(&bus);
+        (
+            bus.serial.take_console(),
+            bus.marker.events().to_vec(),
+            bus.marker.dropped(),
+            bus.unclaimed,
+        )
+    };
     let disk = block.as_mut().map(|b| b.finish(config));
-    // Tear down in dependency order: vCPU, devices (irqfd, ioeventfd, device thread), VM, then
-    // the memory KVM mapped.
-    drop(vcpu_fd);
+    // Tear down in dependency order: vCPUs (and their stats fds, which hold the VM), devices
+    // (irqfd, ioeventfd, device thread), VM, then the memory KVM mapped.
+    drop(results);
+    drop(observer);
     drop(bus);
     drop(block);
     drop(vm);
@@ -506,8 +605,16 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         markers,
         markers_dropped,
         timeline,
-        exits: stats.exits,
-        exits_to_first_marker: stats.exits_to_first_marker,
+        vcpus: config.vcpus,
+        exits: ExitCounts::sum(&exits_per_vcpu),
+        exits_per_vcpu,
+        exits_to_first_marker,
+        exits_workload,
+        kvm_stats,
+        kvm_stats_per_vcpu,
+        kvm_stats_workload,
+        kvm_stats_unavailable,
+        workload_window_ns,
         memory,
         memory_top,
         guest_ram_bytes,
@@ -516,6 +623,52 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         unclaimed_io,
         disk,
     })
+}
+
+/// Kicks every vCPU thread not yet `done` out of KVM_RUN until it reports back on `done_rx`
+/// (the caller has set the stop flag). A signal that lands while a thread is outside KVM_RUN is
+/// lost, so it is repeated every 10 ms, for at most [`STOP_GRACE`].
+fn stop_vcpus<T>(
+    handles: &[std::thread::JoinHandle<T>],
+    done: &mut [bool],
+    done_rx: &mpsc::Receiver<usize>,
+) -> Result<()> {
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        while let Ok(i) = done_rx.try_recv() {
+            if let Some(d) = done.get_mut(i) {
+                *d = true;
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Ok(());
+        }
+        for (h, _) in handles.iter().zip(done.iter()).filter(|(_, d)| !**d) {
+            let _ = h.kill(kick_signal());
+        }
+        match done_rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(i) => {
+                if let Some(d) = done.get_mut(i) {
+                    *d = true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Every thread has sent (or died): join tells which.
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        if Instant::now() > deadline {
+            let stuck: Vec<String> = done
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| !**d)
+                .map(|(i, _)| i.to_string())
+                .collect();
+            return Err(VmError::VcpuThread(format!(
+                "vCPU(s) {} did not leave KVM_RUN within 5 s of being told to stop",
+                stuck.join(", ")
+            )));
+        }
+    }
 }
 
 /// The virtio-blk device of a running VM: its transport on the MMIO bus and its device thread.
@@ -624,7 +777,7 @@ impl VmReport {
             StopReason::Timeout(_) => "timeout",
             StopReason::VmmError(_) => "vmm_error",
         };
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "stop": self.stop.to_string(),
             "stop_kind": stop_kind,
             "kernel_panicked": self.kernel_panicked(),
@@ -668,6 +821,22 @@ impl VmReport {
                 "broken": d.broken,
                 "thread_panicked": d.thread_panicked,
             })),
-        })
+        });
+        // SMP and KVM's statistics (a second object: one json! this size hits the macro
+        // recursion limit).
+        let smp = serde_json::json!({
+            "vcpus": self.vcpus,
+            "exits_per_vcpu": self.exits_per_vcpu.iter().map(exits).collect::<Vec<_>>(),
+            "exits_workload": self.exits_workload.as_ref().map(exits),
+            "workload_window_ns": self.workload_window_ns,
+            "kvm_stats": self.kvm_stats.as_ref().map(KvmStats::to_json),
+            "kvm_stats_per_vcpu": self.kvm_stats_per_vcpu.iter().map(KvmStats::to_json).collect::<Vec<_>>(),
+            "kvm_stats_workload": self.kvm_stats_workload.as_ref().map(KvmStats::to_json),
+            "kvm_stats_unavailable": self.kvm_stats_unavailable,
+        });
+        if let (Some(all), serde_json::Value::Object(more)) = (v.as_object_mut(), smp) {
+            all.extend(more);
+        }
+        v
     }
 }

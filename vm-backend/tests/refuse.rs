@@ -66,9 +66,21 @@ fn missing_files_and_bad_sizes_are_refused() {
     let c = VmConfig::new(&k, 1);
     assert!(matches!(validate(&c).unwrap_err(), VmError::Layout(_)));
 
-    let mut c = VmConfig::new(&k, 128);
-    c.vcpus = 2;
-    assert!(matches!(validate(&c).unwrap_err(), VmError::Config(_)));
+    // 1 to 64 vCPUs; outside that the message names the range.
+    for vcpus in [2u8, 64] {
+        let mut c = VmConfig::new(&k, 128);
+        c.vcpus = vcpus;
+        assert!(validate(&c).is_ok(), "{vcpus} vCPUs");
+    }
+    for vcpus in [0u8, 65, 255] {
+        let mut c = VmConfig::new(&k, 128);
+        c.vcpus = vcpus;
+        let err = validate(&c).unwrap_err();
+        assert!(
+            matches!(err, VmError::Config(_)) && err.to_string().contains("1 to 64"),
+            "{err}"
+        );
+    }
 
     let mut c = VmConfig::new(&k, 128);
     c.extra_cmdline = vec!["x".repeat(3000)];

@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
 use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
+use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
 use vm_backend::VmError;
 use workloads::protocol::{
     encode_spec, parse_framed_result, DiskMode, MarkerEvent, DISK_CMDLINE_KEY, MARKER_PORT,
 };
 use workloads::result::Outcome;
-use workloads::Metric;
+use workloads::{Metric, Workload};
 
 use crate::backend::{
     Backend, BackendError, BackendKind, Phase, PrepareContext, Trial, TrialFailure, TrialOutcome,
@@ -79,6 +80,7 @@ struct Prepared {
     kernel: PathBuf,
     initrd: PathBuf,
     memory_mib: u64,
+    vcpus: u8,
     timeout: Duration,
     live_console: bool,
     emulated: bool,
@@ -162,7 +164,22 @@ fn timeline_of(report: &VmReport) -> Vec<Phase> {
     t
 }
 
-fn metrics_of(report: &VmReport) -> Vec<Metric> {
+/// The host-side metrics of a VM sample.
+///
+/// - `host.*`: the VMM's timeline (setup, boot to agent, teardown, wall) and memory.
+/// - `exits.total`, `exits.<reason>`, `exits.to_agent_start`: exits the VMM's run loops handled
+///   (all vCPUs), whole run.
+/// - `exits.workload.total`, `exits.workload.<reason>`: the same between the agent's workload
+///   start and end markers.
+/// - `kvm.<stat>` (whole run) and `kvm.workload.<stat>` (workload window): KVM's own per-vCPU
+///   counters from `KVM_GET_STATS_FD`, summed over the vCPUs, every non-zero counter KVM offers
+///   (`exits`, `io_exits`, `mmio_exits`, `halt_exits`, `irq_exits`, `irq_injections`,
+///   `signal_exits`, `halt_successful_poll`, `halt_wait_ns`, ...). KVM's `exits` counts every
+///   exit, also those it handled without the VMM.
+/// - [`per_op_metrics`]: KVM exits and interrupt injections per workload operation, and
+///   `exits.workload.per_s`.
+/// - `disk.interrupts_per_request`, `disk.notifies_per_request`: the virtio-blk disk, whole run.
+fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     let ms = |ns: u64| ns as f64 / 1e6;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let marker = |e: MarkerEvent| {
@@ -239,6 +256,116 @@ fn metrics_of(report: &VmReport) -> Vec<Metric> {
             "exits.to_agent_start",
             "exits",
             to_agent.total() as f64,
+        ));
+    }
+    if let Some(window) = &report.exits_workload {
+        m.push(Metric::lower(
+            "exits.workload.total",
+            "exits",
+            window.total() as f64,
+        ));
+        for (reason, n) in &window.0 {
+            m.push(Metric::lower(
+                &format!("exits.workload.{reason}"),
+                "exits",
+                *n as f64,
+            ));
+        }
+    }
+    if let Some(kvm) = &report.kvm_stats {
+        push_kvm_stats(&mut m, "kvm", kvm);
+    }
+    if let Some(kvm) = &report.kvm_stats_workload {
+        push_kvm_stats(&mut m, "kvm.workload", kvm);
+    }
+    m.extend(per_op_metrics(report, workload));
+    // The disk's own counts (per request too) come from `disk_metrics_of`.
+    m
+}
+
+/// KVM's non-zero counters as `<prefix>.<name>` (histograms and current values left out: a
+/// sample is about what happened, not where the vCPU stood at the end).
+fn push_kvm_stats(m: &mut Vec<Metric>, prefix: &str, stats: &KvmStats) {
+    for (name, s) in &stats.0 {
+        if s.kind != StatKind::Cumulative || s.value == 0 {
+            continue;
+        }
+        let unit = if name.ends_with("_ns") {
+            "ns"
+        } else {
+            "events"
+        };
+        m.push(Metric::lower(
+            &format!("{prefix}.{name}"),
+            unit,
+            s.value as f64,
+        ));
+    }
+}
+
+/// The operations a workload does between its start and end markers, from its spec: (name of
+/// one operation, count). None for workloads without a natural unit of work (cpu, mem-*, net).
+///
+/// - io-rand: `4k_io`, a 4 KiB random read or write at queue depth 1 (`ops` of each); on a
+///   scratch file the window also holds the prefill;
+/// - io-seq: `mib_io`, one MiB written or read (`size_mib` of each, the fsync included);
+/// - io-fsync: `fsync`, a 4 KiB write with its fsync;
+/// - syscall: `syscall`, a null system call;
+/// - page-fault: `page_fault`, one 4 KiB page mapped, touched and unmapped;
+/// - spawn: `spawn`, one fork + exec + wait;
+/// - timer: `sleep`, one nanosleep(1 ms) (the clock_gettime calls cost no exits with kvm-clock).
+fn workload_ops(workload: &Workload) -> Option<(&'static str, f64)> {
+    let (name, n) = match workload {
+        Workload::IoRand(p) => ("4k_io", 2.0 * f64::from(p.ops)),
+        Workload::IoSeq(p) => ("mib_io", 2.0 * f64::from(p.size_mib)),
+        Workload::IoFsync(p) => ("fsync", f64::from(p.ops)),
+        Workload::Syscall(p) => ("syscall", p.iterations as f64),
+        Workload::PageFault(p) => ("page_fault", f64::from(p.mib) * 256.0),
+        Workload::Spawn(p) => ("spawn", f64::from(p.count)),
+        Workload::Timer(p) => ("sleep", f64::from(p.sleeps)),
+        _ => return None,
+    };
+    (n > 0.0).then_some((name, n))
+}
+
+/// The cost of the hypervisor per unit of work, over the workload window:
+///
+/// - `exits.per_<op>` (exits/op): KVM's `exits` (every VM exit, in-kernel ones included) per
+///   operation, `<op>` from [`workload_ops`], e.g. `exits.per_4k_io`, `exits.per_mib_io`,
+///   `exits.per_syscall`;
+/// - `exits.userspace_per_<op>` (exits/op): the exits that reached the VMM per operation;
+/// - `irq_injections.per_<op>` (interrupts/op): interrupts KVM injected per operation;
+/// - `exits.workload.per_s` (exits/s): KVM's exits per second of the window, for every workload.
+fn per_op_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
+    let mut m = Vec::new();
+    let kvm_exits = report.kvm_stats_workload.as_ref().map(|k| k.get("exits"));
+    if let (Some(exits), Some(ns)) = (kvm_exits, report.workload_window_ns.filter(|n| *n > 0)) {
+        m.push(Metric::lower(
+            "exits.workload.per_s",
+            "exits/s",
+            exits as f64 * 1e9 / ns as f64,
+        ));
+    }
+    let Some((op, n)) = workload_ops(workload) else {
+        return m;
+    };
+    if let Some(k) = &report.kvm_stats_workload {
+        m.push(Metric::lower(
+            &format!("exits.per_{op}"),
+            "exits/op",
+            k.get("exits") as f64 / n,
+        ));
+        m.push(Metric::lower(
+            &format!("irq_injections.per_{op}"),
+            "interrupts/op",
+            k.get("irq_injections") as f64 / n,
+        ));
+    }
+    if let Some(w) = &report.exits_workload {
+        m.push(Metric::lower(
+            &format!("exits.userspace_per_{op}"),
+            "exits/op",
+            w.total() as f64 / n,
         ));
     }
     m
@@ -342,20 +469,17 @@ impl Backend for VmBackend {
         let initrd = ctx.work_dir.join("vm-initramfs.cpio");
         std::fs::write(&initrd, agent_image(agent).to_bytes())
             .map_err(|e| prepare_err(format!("writing {}: {e}", initrd.display())))?;
+        // The VMM checks the range (1..=64) in `validate` below, with a message naming it.
+        let vcpus = u8::try_from(ctx.limits.vcpus).unwrap_or(u8::MAX);
         let prepared = Prepared {
             kernel,
             initrd,
             memory_mib: ctx.limits.memory_mib,
+            vcpus,
             timeout: ctx.trial_timeout,
             live_console: ctx.live_console,
             emulated: std::env::var_os(EMULATED_ENV).is_some_and(|v| v == "1"),
         };
-        if ctx.limits.vcpus != 1 {
-            return Err(prepare_err(format!(
-                "{} vCPUs asked for; the VMM runs one vCPU for now (several come with the VM I/O work): use --vcpus 1",
-                ctx.limits.vcpus
-            )));
-        }
         // Refuse a bad kernel or a VM that cannot fit now, before any trial and any KVM call.
         vmm::validate(&config_for(&prepared, Vec::new()))
             .map_err(|e| prepare_err(e.to_string()))?;
@@ -451,7 +575,7 @@ impl Backend for VmBackend {
         } else {
             String::new()
         };
-        let mut host_metrics = metrics_of(&report);
+        let mut host_metrics = metrics_of(&report, &trial.spec.workload);
         host_metrics.extend(disk_metrics_of(&report));
         if let (Some(before), Some(during)) = (before, report.memory) {
             // host.vmm_overhead is the whole process's non-guest memory (isolab included);
@@ -493,6 +617,7 @@ impl Backend for VmBackend {
 
 fn config_for(p: &Prepared, extra: Vec<String>) -> VmConfig {
     let mut c = VmConfig::new(&p.kernel, p.memory_mib);
+    c.vcpus = p.vcpus;
     c.initrd = Some(p.initrd.clone());
     c.timeout = p.timeout;
     c.live_console = p.live_console;
@@ -567,6 +692,14 @@ mod tests {
             ])
             .collect(),
             exits_to_first_marker: Some(exits.clone()),
+            vcpus: 1,
+            exits_per_vcpu: vec![exits.clone()],
+            exits_workload: None,
+            kvm_stats: None,
+            kvm_stats_per_vcpu: Vec::new(),
+            kvm_stats_workload: None,
+            kvm_stats_unavailable: Some("test".into()),
+            workload_window_ns: None,
             exits,
             memory_top: Vec::new(),
             memory: Some(MemoryUsage {
@@ -579,6 +712,105 @@ mod tests {
             unclaimed_io: 0,
             disk: None,
         }
+    }
+
+    fn kvm(pairs: &[(&str, u64)]) -> KvmStats {
+        KvmStats(
+            pairs
+                .iter()
+                .map(|(n, v)| {
+                    let kind = if *n == "guest_mode" {
+                        StatKind::Instant
+                    } else {
+                        StatKind::Cumulative
+                    };
+                    (
+                        n.to_string(),
+                        vm_backend::vstate::kvm_stats::Stat { value: *v, kind },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn exits_per_operation_come_from_the_workload_window_and_the_spec() {
+        let mut r = report(&ok_line(), StopReason::GuestReset);
+        let mut window = ExitCounts::default();
+        window.0.insert("mmio_write.virtio_blk", 400);
+        r.exits_workload = Some(window);
+        r.kvm_stats = Some(kvm(&[
+            ("exits", 90_000),
+            ("io_exits", 500),
+            ("halt_exits", 0),
+            ("guest_mode", 1),
+        ]));
+        r.kvm_stats_workload = Some(kvm(&[
+            ("exits", 8_000),
+            ("irq_injections", 1_200),
+            ("halt_wait_ns", 5_000),
+        ]));
+        r.workload_window_ns = Some(2_000_000_000);
+        let rand = Workload::IoRand(workloads::kernels::io::IoRandParams {
+            path: "/dev/vda".into(),
+            file_mib: 8,
+            ops: 200,
+        });
+        let m = metrics_of(&r, &rand);
+        let get = |n: &str| {
+            m.iter()
+                .find(|x| x.name == n)
+                .map(|x| (x.value, x.unit.clone()))
+        };
+        // 200 reads + 200 writes.
+        assert_eq!(get("exits.per_4k_io"), Some((20.0, "exits/op".into())));
+        assert_eq!(
+            get("irq_injections.per_4k_io"),
+            Some((3.0, "interrupts/op".into()))
+        );
+        assert_eq!(
+            get("exits.userspace_per_4k_io"),
+            Some((1.0, "exits/op".into()))
+        );
+        assert_eq!(
+            get("exits.workload.per_s"),
+            Some((4000.0, "exits/s".into()))
+        );
+        assert_eq!(get("exits.workload.total").map(|v| v.0), Some(400.0));
+        assert_eq!(
+            get("exits.workload.mmio_write.virtio_blk").map(|v| v.0),
+            Some(400.0)
+        );
+        assert_eq!(get("kvm.exits").map(|v| v.0), Some(90_000.0));
+        assert_eq!(get("kvm.io_exits").map(|v| v.0), Some(500.0));
+        assert_eq!(get("kvm.halt_exits"), None, "zero counters are left out");
+        assert_eq!(get("kvm.guest_mode"), None, "current values are left out");
+        assert_eq!(
+            get("kvm.workload.halt_wait_ns"),
+            Some((5000.0, "ns".into()))
+        );
+
+        let seq = Workload::IoSeq(workloads::kernels::io::IoSeqParams {
+            path: "/dev/vda".into(),
+            size_mib: 8,
+        });
+        let m = metrics_of(&r, &seq);
+        assert!(m
+            .iter()
+            .any(|x| x.name == "exits.per_mib_io" && x.value == 500.0));
+        let sys =
+            Workload::Syscall(workloads::kernels::syscall::SyscallParams { iterations: 4000 });
+        let m = metrics_of(&r, &sys);
+        assert!(m
+            .iter()
+            .any(|x| x.name == "exits.per_syscall" && x.value == 2.0));
+        // No natural operation: only the rate; no KVM statistics: no per-op figures at all.
+        let m = metrics_of(&r, &Workload::Noop);
+        assert!(!m.iter().any(|x| x.name.starts_with("exits.per_")));
+        assert!(m.iter().any(|x| x.name == "exits.workload.per_s"));
+        let plain = report(&ok_line(), StopReason::GuestReset);
+        let m = metrics_of(&plain, &rand);
+        assert!(!m.iter().any(|x| x.name.contains("per_")), "{m:?}");
     }
 
     fn ok_line() -> String {
@@ -616,7 +848,7 @@ mod tests {
             assert!(names.contains(&n), "{n} in {names:?}");
         }
         assert!(t.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
-        let m = metrics_of(&r);
+        let m = metrics_of(&r, &Workload::Noop);
         let get = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
         assert_eq!(get("host.boot_to_agent"), Some(4.5));
         assert_eq!(get("host.vmm_overhead"), Some(2.0));

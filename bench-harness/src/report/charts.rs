@@ -537,7 +537,13 @@ pub(crate) fn exits(
             .strip_prefix("host.")
             .unwrap_or(m)
             .strip_prefix("exits.")?;
-        (r != "total" && !r.starts_with("to_")).then(|| r.to_owned())
+        // Whole-run reasons only: the workload window (`exits.workload.*`) and the per-operation
+        // figures (`exits.per_*`, `exits.userspace_per_*`) would count exits twice.
+        let derived = r.starts_with("to_")
+            || r.starts_with("workload.")
+            || r.starts_with("per_")
+            || r.starts_with("userspace_per_");
+        (r != "total" && !derived).then(|| r.to_owned())
     };
     // (workload, label) -> reason -> values; totals as a fallback when no reasons exist.
     let mut by: BTreeMap<ExitRowKey, BTreeMap<String, Vec<f64>>> = BTreeMap::new();

@@ -99,6 +99,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_base_lets_the_guest_use_every_vcpu() {
+        for w in MICROVM_BASE.split_ascii_whitespace() {
+            assert!(
+                w != "nosmp" && !w.starts_with("maxcpus=") && !w.starts_with("nr_cpus="),
+                "{w} would hide vCPUs from the guest"
+            );
+        }
+    }
+
+    #[test]
     fn microvm_line_has_console_and_keyboard_reset() {
         let mut c = Cmdline::microvm();
         c.push_kv("isolab.marker", "port:0x490").expect("fits");

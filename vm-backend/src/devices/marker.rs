@@ -3,6 +3,12 @@
 
 use std::time::Instant;
 
+/// The agent's marker byte for "the workload kernel begins" (`workloads::protocol::MarkerEvent::
+/// WorkloadStart`; the VMM snapshots its exit counters and KVM's statistics there).
+pub const WORKLOAD_START: u8 = 2;
+/// The agent's marker byte for "the workload kernel ended" (`MarkerEvent::WorkloadEnd`).
+pub const WORKLOAD_END: u8 = 3;
+
 /// Most events kept; a guest writing more is counted, not stored.
 pub const MAX_MARKERS: usize = 256;
 
@@ -86,6 +92,13 @@ mod tests {
         assert_eq!(m.dropped(), 2);
         assert_eq!(m.first(2), Some(m.events()[1].at_ns));
         assert_eq!(m.first(9), None);
+    }
+
+    #[test]
+    fn window_bytes_match_the_agent_protocol() {
+        use workloads::protocol::MarkerEvent;
+        assert_eq!(WORKLOAD_START, MarkerEvent::WorkloadStart as u8);
+        assert_eq!(WORKLOAD_END, MarkerEvent::WorkloadEnd as u8);
     }
 
     #[test]

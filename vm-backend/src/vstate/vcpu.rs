@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
@@ -9,8 +10,11 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 
 use crate::arch::x86_64::cpuid::{filter_cpuid, VcpuTopology};
 use crate::arch::x86_64::{msr, regs};
+use crate::devices::marker::{WORKLOAD_END, WORKLOAD_START};
+use crate::devices::virtio::lock;
 use crate::devices::{BusAction, MmioBus, PioBus};
 use crate::error::{Result, VmError};
+use crate::vstate::kvm_stats::{KvmStats, KvmStatsError, StatsFd};
 
 /// Counts of the exits the run loop handled, by reason (`io_out.serial`, `io_in.i8042`, `mmio_read`,
 /// `intr`, ...). Exits KVM handles in the kernel never reach it: see KVM's own statistics for those.
@@ -31,6 +35,151 @@ impl ExitCounts {
     pub fn get(&self, reason: &str) -> u64 {
         self.0.get(reason).copied().unwrap_or(0)
     }
+
+    /// The counts of several vCPUs added up.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a ExitCounts>) -> ExitCounts {
+        let mut out = ExitCounts::default();
+        for counts in all {
+            for (reason, n) in &counts.0 {
+                let e = out.0.entry(reason).or_insert(0);
+                *e = e.saturating_add(*n);
+            }
+        }
+        out
+    }
+
+    /// The exits between two snapshots of the same counters (reasons with none left out).
+    pub fn delta(start: &ExitCounts, end: &ExitCounts) -> ExitCounts {
+        ExitCounts(
+            end.0
+                .iter()
+                .map(|(reason, n)| (*reason, n.saturating_sub(start.get(reason))))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        )
+    }
+}
+
+/// The state of every vCPU at one moment: the run loops' exit counts and KVM's statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// When it was taken, ns since the origin.
+    pub at_ns: u64,
+    /// Exits each vCPU's run loop handled so far.
+    pub exits: Vec<ExitCounts>,
+    /// KVM's statistics of each vCPU so far (None where they could not be read).
+    pub kvm: Vec<Option<KvmStats>>,
+}
+
+impl Snapshot {
+    /// The exits of all vCPUs together.
+    pub fn exits_sum(&self) -> ExitCounts {
+        ExitCounts::sum(&self.exits)
+    }
+
+    /// KVM's statistics of all vCPUs together; None unless every vCPU's could be read.
+    pub fn kvm_sum(&self) -> Option<KvmStats> {
+        let all: Option<Vec<&KvmStats>> = self.kvm.iter().map(Option::as_ref).collect();
+        all.map(KvmStats::sum)
+    }
+}
+
+/// The marker-triggered snapshots of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MarkerSnapshots {
+    /// At the first marker write (the agent's start).
+    pub first_marker: Option<Snapshot>,
+    /// At the first [`WORKLOAD_START`] marker.
+    pub workload_start: Option<Snapshot>,
+    /// At the first [`WORKLOAD_END`] marker.
+    pub workload_end: Option<Snapshot>,
+}
+
+/// What every vCPU thread shares: per-vCPU exit counters, KVM stats fds, and the snapshots taken
+/// when the agent writes its markers. Any vCPU thread may take a snapshot of all of them (the one
+/// whose `out` to the marker port exited), so the counters sit behind one lock per vCPU, taken
+/// once per exit by its own thread and uncontended except during a snapshot.
+#[derive(Debug)]
+pub struct VcpuObserver {
+    exits: Vec<Mutex<ExitCounts>>,
+    kvm: Vec<Option<StatsFd>>,
+    marker_port: u16,
+    origin: Instant,
+    snapshots: Mutex<MarkerSnapshots>,
+}
+
+impl VcpuObserver {
+    /// An observer of `stats.len()` vCPUs; `stats` holds each one's KVM stats fd, where it opened.
+    pub fn new(stats: Vec<Option<StatsFd>>, marker_port: u16, origin: Instant) -> Self {
+        Self {
+            exits: stats.iter().map(|_| Mutex::default()).collect(),
+            kvm: stats,
+            marker_port,
+            origin,
+            snapshots: Mutex::default(),
+        }
+    }
+
+    fn bump(&self, index: usize, reason: &'static str) {
+        if let Some(m) = self.exits.get(index) {
+            lock(m).bump(reason);
+        }
+    }
+
+    /// The state of all vCPUs now. Takes one vCPU's lock at a time (never two), so it cannot
+    /// deadlock with the run loops.
+    pub fn snapshot(&self) -> Snapshot {
+        let at_ns = ns_since(self.origin);
+        let exits = self.exits.iter().map(|m| lock(m).clone()).collect();
+        let kvm = self
+            .kvm
+            .iter()
+            .map(|fd| fd.as_ref().and_then(|fd| fd.read().ok()))
+            .collect();
+        Snapshot { at_ns, exits, kvm }
+    }
+
+    /// KVM's statistics of each vCPU now, or why they cannot be read.
+    pub fn kvm_stats(&self) -> Vec<std::result::Result<KvmStats, KvmStatsError>> {
+        self.kvm
+            .iter()
+            .map(|fd| match fd {
+                Some(fd) => fd.read(),
+                None => Err(KvmStatsError::Unsupported("no stats fd".into())),
+            })
+            .collect()
+    }
+
+    /// Takes the snapshots a marker write calls for: the first marker of all, and the first
+    /// workload start and end. Later repeats (a guest may write anything) take none, which also
+    /// bounds the work a guest can cause here.
+    fn marker(&self, byte: u8) {
+        let wanted = {
+            let s = lock(&self.snapshots);
+            s.first_marker.is_none()
+                || (byte == WORKLOAD_START && s.workload_start.is_none())
+                || (byte == WORKLOAD_END && s.workload_end.is_none())
+        };
+        if !wanted {
+            return;
+        }
+        // Taken without holding the snapshots lock: reading KVM's stats is a syscall per vCPU.
+        let snap = self.snapshot();
+        let mut s = lock(&self.snapshots);
+        if s.first_marker.is_none() {
+            s.first_marker = Some(snap.clone());
+        }
+        match byte {
+            WORKLOAD_START if s.workload_start.is_none() => s.workload_start = Some(snap),
+            WORKLOAD_END if s.workload_end.is_none() => s.workload_end = Some(snap),
+            _ => {}
+        }
+    }
+
+    /// The snapshots taken so far.
+    pub fn marker_snapshots(&self) -> MarkerSnapshots {
+        lock(&self.snapshots).clone()
+    }
 }
 
 /// Why the run loop ended.
@@ -50,13 +199,9 @@ pub enum LoopEnd {
     Failed(String),
 }
 
-/// What the run loop observed.
+/// What one vCPU's run loop observed (its exits are in the [`VcpuObserver`]).
 #[derive(Debug, Clone)]
 pub struct RunStats {
-    /// Exits by reason.
-    pub exits: ExitCounts,
-    /// Exits by reason up to the first marker write (the agent's start), if there was one.
-    pub exits_to_first_marker: Option<ExitCounts>,
     /// When KVM_RUN was first entered, ns since the origin.
     pub first_run_ns: Option<u64>,
     /// When the loop saw the end, ns since the origin.
@@ -65,8 +210,12 @@ pub struct RunStats {
     pub end: LoopEnd,
 }
 
-/// Creates vCPU `index` of `count` and sets its CPUID, MSRs, registers, FPU, sregs and LAPIC.
-pub fn create_boot_vcpu(kvm: &Kvm, vm: &VmFd, index: u8, count: u8, entry: u64) -> Result<VcpuFd> {
+/// Creates vCPU `index` of `count` and sets its CPUID (with its APIC id and the topology),
+/// MSRs and LAPIC LINT pins. The boot vCPU (index 0, KVM's BSP) also gets the 64-bit boot state
+/// (registers at `entry`, FPU, long-mode sregs); the others stay in the wait-for-SIPI state KVM's
+/// in-kernel LAPIC gives them, and the guest kernel starts them with INIT/SIPI, which resets
+/// whatever registers we would set.
+pub fn create_vcpu(kvm: &Kvm, vm: &VmFd, index: u8, count: u8, entry: u64) -> Result<VcpuFd> {
     let kerr = |what: &'static str| move |source| VmError::Kvm { what, source };
     let vcpu = vm
         .create_vcpu(u64::from(index))
@@ -78,6 +227,8 @@ pub fn create_boot_vcpu(kvm: &Kvm, vm: &VmFd, index: u8, count: u8, entry: u64) 
     vcpu.set_cpuid2(&cpuid)
         .map_err(kerr("set the vCPU's CPUID"))?;
 
+    // MSRs on every vCPU: INIT does not reset MISC_ENABLE or the MTRRs, and the guest expects
+    // the same values on all CPUs.
     let msrs = msr::boot_msrs()?;
     let written = vcpu.set_msrs(&msrs).map_err(kerr("set the boot MSRs"))?;
     if written != msrs.as_slice().len() {
@@ -85,27 +236,29 @@ pub fn create_boot_vcpu(kvm: &Kvm, vm: &VmFd, index: u8, count: u8, entry: u64) 
             "one of the boot MSRs (SYSENTER, STAR/LSTAR, TSC, MISC_ENABLE, MTRRdefType)",
         ));
     }
-    vcpu.set_regs(&regs::boot_regs(entry))
-        .map_err(kerr("set the vCPU registers"))?;
-    vcpu.set_fpu(&regs::boot_fpu())
-        .map_err(kerr("set the vCPU FPU state"))?;
-    let mut sregs = vcpu.get_sregs().map_err(kerr("read the vCPU sregs"))?;
-    regs::set_long_mode_sregs(&mut sregs);
-    vcpu.set_sregs(&sregs).map_err(kerr("set the vCPU sregs"))?;
+    if index == 0 {
+        vcpu.set_regs(&regs::boot_regs(entry))
+            .map_err(kerr("set the vCPU registers"))?;
+        vcpu.set_fpu(&regs::boot_fpu())
+            .map_err(kerr("set the vCPU FPU state"))?;
+        let mut sregs = vcpu.get_sregs().map_err(kerr("read the vCPU sregs"))?;
+        regs::set_long_mode_sregs(&mut sregs);
+        vcpu.set_sregs(&sregs).map_err(kerr("set the vCPU sregs"))?;
+    }
     let mut lapic = vcpu.get_lapic().map_err(kerr("read the LAPIC"))?;
     regs::set_lint_pins(&mut lapic);
     vcpu.set_lapic(&lapic).map_err(kerr("set the LAPIC"))?;
     Ok(vcpu)
 }
 
-fn io_reason(port: u16, write: bool, bus: &PioBus) -> &'static str {
+fn io_reason(port: u16, write: bool, marker_port: u16) -> &'static str {
     use crate::devices::cmos::{CMOS_DATA_PORT, CMOS_INDEX_PORT};
     use crate::devices::{I8042_COMMAND_PORT, I8042_DATA_PORT, SERIAL_PORT_BASE, SERIAL_PORT_LEN};
     let dev = if (SERIAL_PORT_BASE..SERIAL_PORT_BASE + SERIAL_PORT_LEN).contains(&port) {
         0
     } else if port == I8042_DATA_PORT || port == I8042_COMMAND_PORT {
         1
-    } else if port == bus.marker.port() {
+    } else if port == marker_port {
         2
     } else if port == CMOS_INDEX_PORT || port == CMOS_DATA_PORT {
         3
@@ -135,17 +288,20 @@ fn ns_since(origin: Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Runs the vCPU until the guest stops, KVM fails, or `stop` is set (and the thread kicked out of
-/// KVM_RUN with a signal). Every exit is counted; port I/O goes to `bus`, MMIO to `mmio`.
+/// Runs vCPU `index` until the guest stops, KVM fails, or `stop` is set (and the thread kicked
+/// out of KVM_RUN with a signal). Every exit is counted in `observer`; port I/O goes to `bus`
+/// (shared by all vCPUs), MMIO to `mmio`; a marker write snapshots all vCPUs' counters.
 pub fn run_loop(
+    index: usize,
     vcpu: &mut VcpuFd,
-    bus: &mut PioBus,
+    bus: &Mutex<PioBus>,
     mmio: &MmioBus,
     stop: &AtomicBool,
-    origin: Instant,
+    observer: &VcpuObserver,
 ) -> RunStats {
-    let mut exits = ExitCounts::default();
-    let mut exits_to_first_marker = None;
+    let origin = observer.origin;
+    let marker_port = observer.marker_port;
+    let exits = |reason| observer.bump(index, reason);
     let mut first_run_ns = None;
     let end = loop {
         if stop.load(Ordering::Acquire) {
@@ -156,66 +312,64 @@ pub fn run_loop(
         }
         match vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) => {
-                exits.bump(io_reason(port, true, bus));
-                let was_first_marker = port == bus.marker.port() && bus.marker.events().is_empty();
-                let action = bus.write(port, data);
-                if was_first_marker && !bus.marker.events().is_empty() {
-                    exits_to_first_marker = Some(exits.clone());
+                exits(io_reason(port, true, marker_port));
+                let action = lock(bus).write(port, data);
+                // After the bus lock is released: the snapshot reads every vCPU's counters.
+                if let (true, [byte]) = (port == marker_port, data) {
+                    observer.marker(*byte);
                 }
                 if action == BusAction::Reset {
                     break LoopEnd::Reset;
                 }
             }
             Ok(VcpuExit::IoIn(port, data)) => {
-                exits.bump(io_reason(port, false, bus));
-                bus.read(port, data);
+                exits(io_reason(port, false, marker_port));
+                lock(bus).read(port, data);
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 // Reads of addresses no device claims see all ones.
-                exits.bump(mmio.read(addr, data).unwrap_or("mmio_read"));
+                exits(mmio.read(addr, data).unwrap_or("mmio_read"));
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
-                exits.bump(mmio.write(addr, data).unwrap_or("mmio_write"));
+                exits(mmio.write(addr, data).unwrap_or("mmio_write"));
             }
             Ok(VcpuExit::Hlt) => {
-                exits.bump("hlt");
+                exits("hlt");
                 break LoopEnd::Halted;
             }
             Ok(VcpuExit::Shutdown) => {
-                exits.bump("shutdown");
+                exits("shutdown");
                 break LoopEnd::Shutdown;
             }
             Ok(VcpuExit::SystemEvent(kind, _)) => {
-                exits.bump("system_event");
+                exits("system_event");
                 break LoopEnd::SystemEvent(kind);
             }
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                exits.bump("fail_entry");
+                exits("fail_entry");
                 break LoopEnd::Failed(format!(
                     "KVM could not enter the guest (hardware entry failure reason {reason:#x} on CPU {cpu})"
                 ));
             }
             Ok(VcpuExit::InternalError) => {
-                exits.bump("internal_error");
+                exits("internal_error");
                 break LoopEnd::Failed(
                     "KVM internal error (emulation failure): the guest ran an instruction KVM could not emulate"
                         .to_owned(),
                 );
             }
-            Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => exits.bump("intr"),
+            Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => exits("intr"),
             Ok(other) => {
-                exits.bump("other");
+                exits("other");
                 // Unknown exits are counted and the guest resumed; a flood of them is bounded by
                 // the trial's timeout.
                 let _ = other;
             }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => exits.bump("intr"),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => exits("intr"),
             Err(e) => break LoopEnd::Failed(format!("KVM_RUN failed: {e}")),
         }
     };
     RunStats {
-        exits,
-        exits_to_first_marker,
         first_run_ns,
         end_ns: ns_since(origin),
         end,

@@ -11,6 +11,8 @@ const LEAF_CACHE_PARAMS: u32 = 0x4;
 const LEAF_PMU: u32 = 0xa;
 /// Leaf 0xB: extended topology.
 const LEAF_TOPOLOGY: u32 = 0xb;
+/// Leaf 0x1F: V2 extended topology (Intel; same layout as 0xB for our two levels).
+const LEAF_TOPOLOGY_V2: u32 = 0x1f;
 /// Leaf 0x8000_0008: address sizes and core count (AMD).
 const LEAF_AMD_SIZES: u32 = 0x8000_0008;
 /// Leaf 0x8000_001E: AMD extended APIC id and core/node ids.
@@ -35,7 +37,7 @@ pub struct VcpuTopology {
 /// - leaf 1: APIC id, logical processor count, CLFLUSH size, hypervisor bit, HTT;
 /// - leaf 4: cores per package;
 /// - leaf 0xA: no PMU (a guest PMU costs exits and leaks host counters);
-/// - leaf 0xB: x2APIC id and a two-level (thread, core) topology;
+/// - leaves 0xB and 0x1F: x2APIC id and a two-level (thread, core) topology;
 /// - leaves 0x8000_0008 and 0x8000_001E: AMD's core count and ids.
 pub fn filter_cpuid(entries: &mut [kvm_cpuid_entry2], topo: VcpuTopology) {
     let count = u32::from(topo.count.max(1));
@@ -65,7 +67,7 @@ pub fn filter_cpuid(entries: &mut [kvm_cpuid_entry2], topo: VcpuTopology) {
                 e.ecx = 0;
                 e.edx = 0;
             }
-            LEAF_TOPOLOGY => {
+            LEAF_TOPOLOGY | LEAF_TOPOLOGY_V2 => {
                 e.edx = apic_id;
                 match e.index {
                     0 => {
@@ -154,6 +156,8 @@ mod tests {
                 entry(0xb, 0),
                 entry(0xb, 1),
                 entry(0xb, 2),
+                entry(0x1f, 0),
+                entry(0x1f, 1),
                 entry(0x8000_0008, 0),
             ];
             filter_cpuid(&mut entries, VcpuTopology { index, count: 4 });
@@ -162,6 +166,13 @@ mod tests {
             assert_eq!((leaf1.ebx >> 16) & 0xff, 4);
             assert_ne!(leaf1.edx & EDX_HTT, 0);
             let core = find(&entries, 0xb, 1);
+            let v2 = find(&entries, 0x1f, 1);
+            assert_eq!(
+                (v2.eax, v2.ebx, v2.ecx, v2.edx),
+                (core.eax, core.ebx, core.ecx, core.edx),
+                "0x1F mirrors 0xB"
+            );
+            assert_eq!(find(&entries, 0x1f, 0).edx, u32::from(index));
             assert_eq!(
                 (core.eax, core.ebx, core.ecx >> 8, core.edx),
                 (2, 4, 2, u32::from(index))

@@ -1,5 +1,8 @@
 //! The Intel MultiProcessor table: how a kernel without ACPI finds its CPUs, its IOAPIC and how
-//! ISA interrupts are wired. Written at the start of the EBDA (0x9fc00), where Linux scans.
+//! ISA interrupts are wired. Written at the start of the EBDA (0x9fc00), where Linux scans for the
+//! floating pointer; the configuration table follows it and, for more than about 30 vCPUs, runs
+//! past the EBDA's first KiB into the legacy area the e820 map reserves (0xa0000..), which is
+//! guest RAM the guest never uses. Linux maps the configuration table by its length, wherever it is.
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -14,8 +17,11 @@ pub const APIC_DEFAULT_PHYS_BASE: u32 = 0xfee0_0000;
 pub const IO_APIC_DEFAULT_PHYS_BASE: u32 = 0xfec0_0000;
 /// Interrupt lines on the IOAPIC (KVM's in-kernel IOAPIC has 24).
 pub const IOAPIC_PINS: u8 = 24;
-/// Most vCPUs the table (which must fit in the EBDA's first KiB) describes.
-pub const MAX_MP_CPUS: u8 = 32;
+/// Most vCPUs the table describes (the micro kernel's NR_CPUS).
+pub const MAX_MP_CPUS: u8 = 64;
+/// The table must end below this address: the start of the area kept for ACPI tables (RSDP
+/// search range 0xe0000..0x100000).
+const MPTABLE_LIMIT: u64 = 0xe_0000;
 
 const MPC_SPEC: u8 = 4;
 const APIC_VERSION: u8 = 0x14;
@@ -103,9 +109,9 @@ pub fn mptable_bytes(cpus: u8) -> Result<Vec<u8>> {
 
     let mut out = floating;
     out.extend_from_slice(&config);
-    if out.len() > 1024 {
+    if MPTABLE_START + out.len() as u64 > MPTABLE_LIMIT {
         return Err(VmError::Layout(
-            "the MP table does not fit in the EBDA".into(),
+            "the MP table does not fit below the ACPI area".into(),
         ));
     }
     Ok(out)
@@ -128,7 +134,7 @@ mod tests {
 
     #[test]
     fn checksums_and_layout_are_valid() {
-        for cpus in [1u8, 2, 4, MAX_MP_CPUS] {
+        for cpus in [1u8, 2, 3, 4, 32, 33, MAX_MP_CPUS] {
             let b = mptable_bytes(cpus).expect("fits");
             assert_eq!(&b[..4], b"_MP_");
             assert_eq!(sum(&b[..16]), 0, "floating pointer checksum");
@@ -155,7 +161,11 @@ mod tests {
             }
             assert_eq!(pos, len);
             assert_eq!(seen_cpus, cpus);
-            assert!(b.len() <= 1024);
+            assert!(MPTABLE_START + b.len() as u64 <= MPTABLE_LIMIT);
+            // The IOAPIC's id follows the CPUs' and every interrupt source points at it.
+            let ioapic = 44 + usize::from(cpus) * 20 + 8;
+            assert_eq!(cfg[ioapic], MP_IOAPIC);
+            assert_eq!(cfg[ioapic + 1], cpus);
         }
     }
 
