@@ -137,3 +137,19 @@ pub(crate) fn cache_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error)
     let path = path.into();
     move |source| KernelError::Cache { path, source }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_choices_parse_and_files_boot_like_micro() {
+        assert_eq!(KernelChoice::parse("micro"), KernelChoice::Micro);
+        assert_eq!(KernelChoice::parse("debian"), KernelChoice::Debian);
+        let file = KernelChoice::parse("/boot/vmlinuz");
+        assert_eq!(file, KernelChoice::File(PathBuf::from("/boot/vmlinuz")));
+        let boot = boot_kernel(&file, &mut |_| {}).expect("a file needs nothing fetched");
+        assert_eq!(boot.kernel, PathBuf::from("/boot/vmlinuz"));
+        assert!(boot.modules.is_empty() && !boot.acpi);
+    }
+}

@@ -13,13 +13,15 @@
 //! | XSDT | the FADT and the MADT |
 //! | FADT | `HW_REDUCED_ACPI`, no fixed power or sleep button, boot flags "no VGA, no MSI, no ASPM"; points at the DSDT |
 //! | MADT | one enabled local APIC per vCPU (APIC id = index), IOAPIC id 0 at `0xfec0_0000` with GSI base 0 |
-//! | DSDT | `COM1` (`PNP0501`, port 0x3f8, GSI 4) and one `LNRO0005` device per virtio-mmio region |
+//! | DSDT | `COM1` (`PNP0501`, port 0x3f8, GSI 4), the CMOS RTC (`PNP0B00`, ports 0x70-0x71, GSI 8) and one `LNRO0005` device per virtio-mmio region |
 //!
 //! There are no interrupt source overrides: KVM's in-kernel irqchip routes GSI *n* to IOAPIC pin
 //! *n* for every *n* < 24 (its default routing), which is exactly ACPI's identity mapping of ISA
 //! IRQs, edge-triggered and active high. The COM1 entry matters: with the legacy PIC gone, the
 //! 8250 driver's hard-wired ISA IRQ 4 has no mapping, and only the ACPI-described port (the 8250
-//! PNP driver takes over ttyS0) gets its interrupt; without it the console cannot be opened.
+//! PNP driver takes over ttyS0) gets its interrupt; without it the console cannot be opened. The
+//! RTC entry is there for the same reason: the legacy `rtc_cmos` platform device asks for ISA
+//! IRQ 8 and fails to probe (EINVAL) without it.
 //!
 //! Everything lives at [`ACPI_START`]..[`ACPI_END`] (`0xe0000..0x100000`), inside the legacy hole
 //! the e820 map already marks reserved, where no kernel, initrd or boot data goes. The RSDP sits
@@ -61,6 +63,10 @@ const OEM_REVISION: u32 = 1;
 const IAPC_BOOT_ARCH: u16 = (1 << 2) | (1 << 3) | (1 << 4);
 /// The COM1 port (the 8250 the VMM emulates).
 const COM1_PORT: u16 = 0x3f8;
+/// The CMOS RTC's index port (the VMM emulates 0x70-0x71).
+const RTC_PORT: u16 = crate::devices::cmos::CMOS_INDEX_PORT;
+/// The RTC's ISA interrupt.
+const RTC_IRQ: u32 = 8;
 
 /// One virtio-mmio register block as the DSDT describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +113,19 @@ fn dsdt_aml(virtio: &[VirtioMmioRegion]) -> Result<Vec<u8>> {
             &Name::new(Path::new("_HID"), &EISAName::new("PNP0501")),
             &Name::new(Path::new("_UID"), &0u8),
             &Name::new(Path::new("_CRS"), &com1_crs),
+        ],
+    )
+    .to_aml_bytes(&mut aml);
+    let (rtc_io, rtc_irq) = (
+        IO::new(RTC_PORT, RTC_PORT, 1, 2),
+        Interrupt::new(true, true, false, false, RTC_IRQ),
+    );
+    let rtc_crs = ResourceTemplate::new(vec![&rtc_io, &rtc_irq]);
+    Device::new(
+        Path::new("_SB_.RTC0"),
+        vec![
+            &Name::new(Path::new("_HID"), &EISAName::new("PNP0B00")),
+            &Name::new(Path::new("_CRS"), &rtc_crs),
         ],
     )
     .to_aml_bytes(&mut aml);
@@ -364,6 +383,9 @@ mod tests {
             assert!(has(b"COM1"));
             assert!(has(&[0x47, 1, 0xf8, 3, 0xf8, 3, 1, 8]), "IO(0x3f8, 8)");
             assert!(has(&[0x89, 6, 0, 0b0011, 1, 4, 0, 0, 0]), "COM1 on GSI 4");
+            assert!(has(b"RTC0"));
+            assert!(has(&[0x47, 1, 0x70, 0, 0x70, 0, 1, 2]), "IO(0x70, 2)");
+            assert!(has(&[0x89, 6, 0, 0b0011, 1, 8, 0, 0, 0]), "RTC on GSI 8");
 
             // Laid out inside the reserved area, in order, without overlap.
             let mut spans: Vec<(u64, u64)> = build_tables(vcpus, &[BLK])
@@ -402,6 +424,17 @@ mod tests {
         let dsdt = g.table(u64_at(&fadt, 140), b"DSDT");
         assert!(!dsdt.windows(8).any(|w| w == b"LNRO0005"));
         assert!(dsdt.windows(4).any(|w| w == b"COM1"));
+    }
+
+    #[test]
+    fn the_area_is_reserved_in_the_e820_map() {
+        use crate::boot::params::{e820_map, E820_RESERVED};
+        let map = e820_map(&[(0, 256 << 20)]).expect("map");
+        let covering = map
+            .iter()
+            .find(|e| e.addr <= ACPI_START && ACPI_END <= e.addr + e.size)
+            .expect("an entry covers the ACPI area");
+        assert_eq!(covering.kind, E820_RESERVED);
     }
 
     #[test]
