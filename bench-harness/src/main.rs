@@ -1,7 +1,7 @@
 //! `isolab`: containers or VMs? Run the same program natively, in a container and in a microVM,
 //! and see what each kind of isolation costs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -187,8 +187,9 @@ struct RunArgs {
     /// Show the sandbox's console live.
     #[arg(long)]
     console: bool,
-    /// Boot this guest kernel (a bzImage or an ELF vmlinux) in the VM instead of the micro kernel
-    /// isolab builds (`isolab kernel build`).
+    /// The VM's guest kernel: `micro` (the default, built by `isolab kernel build`), `debian`
+    /// (Debian's stock cloud kernel with its virtio modules and ACPI tables, made by `isolab kernel
+    /// fetch debian` on first use), or a bzImage / ELF vmlinux file booted like the micro kernel.
     #[arg(long)]
     kernel: Option<PathBuf>,
     /// Run containers in a user namespace: root inside maps to an unprivileged id outside. Without
@@ -299,11 +300,22 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let agent = workloads::locate::locate_agent(args.agent.as_deref())?;
-    if let Some(k) = &args.kernel {
+    let named_kernel = args
+        .kernel
+        .as_deref()
+        .is_some_and(|k| k == Path::new("debian") || k == Path::new("micro"));
+    if args.vm_in_emulator && args.kernel.as_deref() == Some(Path::new("debian")) {
+        bail!(
+            "--kernel debian does not run in the emulated machine yet (--vm-in-emulator boots \
+             a kernel file without modules); use it on a host with hardware KVM, or see \
+             vm-backend/tests/hvm_debian.rs for the stock kernel in the HVM test machine"
+        );
+    }
+    if let Some(k) = args.kernel.as_ref().filter(|_| !named_kernel) {
         if !k.is_file() {
             bail!(
-                "--kernel {}: no such file; pass a bzImage or an ELF vmlinux, or leave --kernel out \
-                 to use the micro kernel (`isolab kernel build`)",
+                "--kernel {}: no such file; pass a bzImage or an ELF vmlinux, `debian` for Debian's \
+                 stock kernel, or leave --kernel out to use the micro kernel (`isolab kernel build`)",
                 k.display()
             );
         }
@@ -326,7 +338,8 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         command: std::env::args().collect(),
         make_backend: {
             let options = backends::BackendOptions {
-                vm_kernel: args.kernel.clone(),
+                // `micro` is the default kernel: no override.
+                vm_kernel: args.kernel.clone().filter(|k| k != Path::new("micro")),
                 user_namespace: args.userns,
                 vm_in_emulator: args.vm_in_emulator,
                 vm_disk: Some(match args.vm_disk {

@@ -3,8 +3,11 @@
 //!
 //! ```text
 //! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
-//!         [--disk IMAGE [--disk-read-only]]
+//!         [--disk IMAGE [--disk-read-only]] [--acpi]
 //! ```
+//!
+//! `--acpi` describes the machine in ACPI tables (what a stock distro kernel such as Debian's
+//! needs to find its IOAPIC and the virtio-mmio disk); its modules go into the `--initrd`.
 //!
 //! Output: `ISOLAB-VMM-REPORT:<len>:<base64url JSON>` when the VM ran (whatever the guest did),
 //! exit 0; `ISOLAB-VMM-ERROR:<message>` when it could not run, exit 2; usage errors exit 64.
@@ -16,7 +19,7 @@ use base64::Engine;
 use vm_backend::vmm::{run, DiskConfig, VmConfig};
 
 fn usage(msg: &str) -> ! {
-    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]]");
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi]");
     std::process::exit(64)
 }
 
@@ -33,6 +36,7 @@ fn main() {
     let mut quiet = false;
     let mut disk = None;
     let mut disk_read_only = false;
+    let mut acpi = false;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -76,6 +80,7 @@ fn main() {
             "--quiet" => quiet = true,
             "--disk" => disk = Some(value("--disk")),
             "--disk-read-only" => disk_read_only = true,
+            "--acpi" => acpi = true,
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -89,6 +94,7 @@ fn main() {
     config.extra_cmdline = append;
     config.live_console = live;
     config.quiet = quiet;
+    config.acpi = acpi;
     if disk.is_none() && disk_read_only {
         usage("--disk-read-only needs --disk");
     }

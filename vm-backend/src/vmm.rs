@@ -17,7 +17,7 @@ use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
-use crate::arch::x86_64::{mptable, regs, CMDLINE_START};
+use crate::arch::x86_64::{acpi, mptable, regs, CMDLINE_START};
 use crate::boot::cmdline::Cmdline;
 use crate::boot::loader::{KernelFormat, KernelImage};
 use crate::boot::params::{
@@ -69,6 +69,10 @@ pub struct VmConfig {
     pub console_capacity: usize,
     /// A virtio-blk disk (the guest's `/dev/vda`), if any.
     pub disk: Option<DiskConfig>,
+    /// Describe the machine in ACPI tables ([`crate::arch::x86_64::acpi`]): what a stock distro
+    /// kernel needs to find its IOAPIC and its virtio-mmio devices. The devices are then not
+    /// also put on the command line.
+    pub acpi: bool,
 }
 
 /// The virtio-blk disk of a VM: a raw image file on the host.
@@ -112,6 +116,7 @@ impl VmConfig {
             live_console: false,
             console_capacity: 4 << 20,
             disk: None,
+            acpi: false,
         }
     }
 }
@@ -321,13 +326,16 @@ fn check_inputs(config: &VmConfig) -> Result<Checked> {
         cmdline.push("quiet")?;
     }
     // The disk is opened now so a missing or odd-sized image never costs a VM. The micro kernel
-    // finds the device from the command line (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES).
+    // finds the device from the command line (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES); with ACPI the
+    // DSDT describes it, and a kernel that knew both ways would register it twice.
     let disk = match &config.disk {
         Some(d) => {
-            cmdline.push_kv(
-                "virtio_mmio.device",
-                &format!("4K@{BLOCK_MMIO_BASE:#x}:{BLOCK_IRQ}"),
-            )?;
+            if !config.acpi {
+                cmdline.push_kv(
+                    "virtio_mmio.device",
+                    &format!("4K@{BLOCK_MMIO_BASE:#x}:{BLOCK_IRQ}"),
+                )?;
+            }
             Some(FileDisk::open(&d.path, d.read_only)?)
         }
         None => None,
@@ -414,11 +422,21 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     ram.mem
         .write_slice(&cmdline_bytes, GuestAddress(CMDLINE_START))
         .map_err(|e| VmError::Memory(format!("writing the command line: {e}")))?;
+    let acpi_rsdp = if config.acpi {
+        Some(acpi::write_acpi_tables(
+            &ram.mem,
+            config.vcpus,
+            &virtio_regions(config),
+        )?)
+    } else {
+        None
+    };
     let params = build_boot_params(&BootParamsConfig {
         setup_header: loaded.setup_header,
         cmdline_len: cmdline_bytes.len() - 1,
         initrd,
         e820: e820_map(&ram.regions)?,
+        acpi_rsdp,
     })?;
     write_boot_params(&ram.mem, &params)?;
     regs::write_boot_tables(&ram.mem)?;
@@ -669,6 +687,20 @@ fn stop_vcpus<T>(
             )));
         }
     }
+}
+
+/// The virtio-mmio regions of a VM, for its ACPI tables: the same base and IRQ
+/// [`attach_block`] uses.
+fn virtio_regions(config: &VmConfig) -> Vec<acpi::VirtioMmioRegion> {
+    config
+        .disk
+        .iter()
+        .map(|_| acpi::VirtioMmioRegion {
+            base: BLOCK_MMIO_BASE,
+            size: MMIO_REGION_SIZE,
+            gsi: BLOCK_IRQ,
+        })
+        .collect()
 }
 
 /// The virtio-blk device of a running VM: its transport on the MMIO bus and its device thread.

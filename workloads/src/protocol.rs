@@ -41,6 +41,10 @@ pub const DISK_CMDLINE_KEY: &str = "isolab.disk";
 pub const VM_DISK_DEVICE: &str = "/dev/vda";
 /// Where `isolab.disk=ext4` mounts the disk (the same path a container's scratch directory has).
 pub const VM_DISK_MOUNT: &str = "/scratch";
+/// Where a VM's initramfs keeps kernel modules (a stock kernel's virtio drivers); its file
+/// `order` names them in load order, and the agent as the VM's init loads them before anything
+/// needs a device.
+pub const VM_MODULES_DIR: &str = "/lib/modules/isolab";
 
 /// How a VM's I/O workloads use its virtio-blk disk (`isolab.disk=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! The VM backend: the agent as `/init` of a KVM microVM run by isolab's own VMM (`vm_backend`).
 //!
-//! `prepare` finds the guest kernel (`--kernel PATH`, else the cached `micro` kernel, built on
-//! first use), checks it without KVM, and writes the initramfs (the agent as `/init`) once.
+//! `prepare` finds the guest kernel (`--kernel PATH`, `--kernel debian` for Debian's stock kernel
+//! with its virtio modules and ACPI tables, else the cached `micro` kernel, built on first use),
+//! checks it without KVM, and writes the initramfs (the agent as `/init`, and the kernel's
+//! modules if it needs any) once.
 //! `run_trial` boots a fresh VM per trial with the spec on the kernel command line (an I/O trial
 //! also gets a fresh virtio-blk disk image, see [`crate::backends::vm_disk`]), reads the
 //! agent's framed result from the serial console, and reports the VMM's timeline (host
@@ -17,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use vm_backend::image::initramfs::agent_image;
-use vm_backend::kernel::build::{ensure_micro, BuildOptions};
+use vm_backend::kernel::{boot_kernel, KernelChoice};
 use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
 use vm_backend::VmError;
@@ -78,6 +80,8 @@ pub struct VmBackend {
 #[derive(Debug, Clone)]
 struct Prepared {
     kernel: PathBuf,
+    /// The kernel needs ACPI tables (the stock `debian` kernel).
+    acpi: bool,
     initrd: PathBuf,
     memory_mib: u64,
     vcpus: u8,
@@ -446,17 +450,17 @@ impl Backend for VmBackend {
                 fix,
             });
         }
-        let kernel = match &self.kernel_override {
-            Some(k) => k.clone(),
-            None => {
-                let start = Instant::now();
-                let built = ensure_micro(BuildOptions::default(), &mut |msg| {
-                    eprintln!("[vm kernel {:>4}s] {msg}", start.elapsed().as_secs());
-                })
-                .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?;
-                built.bz_image
-            }
+        // `--kernel debian` (Debian's stock kernel: modules in the initramfs, ACPI), a file, or
+        // the micro kernel, built or fetched on first use.
+        let choice = match &self.kernel_override {
+            Some(k) => KernelChoice::parse(&k.to_string_lossy()),
+            None => KernelChoice::Micro,
         };
+        let start = Instant::now();
+        let boot = boot_kernel(&choice, &mut |msg| {
+            eprintln!("[vm kernel {:>4}s] {msg}", start.elapsed().as_secs());
+        })
+        .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?;
         let agent = std::fs::read(&ctx.agent).map_err(|e| {
             prepare_err(format!(
                 "agent {} is not readable ({e}); build it with \
@@ -467,12 +471,17 @@ impl Backend for VmBackend {
         std::fs::create_dir_all(&ctx.work_dir)
             .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
         let initrd = ctx.work_dir.join("vm-initramfs.cpio");
-        std::fs::write(&initrd, agent_image(agent).to_bytes())
+        let mut image = agent_image(agent);
+        image
+            .modules_from(&boot.modules)
+            .map_err(|e| prepare_err(format!("the guest kernel's modules: {e}")))?;
+        std::fs::write(&initrd, image.to_bytes())
             .map_err(|e| prepare_err(format!("writing {}: {e}", initrd.display())))?;
         // The VMM checks the range (1..=64) in `validate` below, with a message naming it.
         let vcpus = u8::try_from(ctx.limits.vcpus).unwrap_or(u8::MAX);
         let prepared = Prepared {
-            kernel,
+            kernel: boot.kernel,
+            acpi: boot.acpi,
             initrd,
             memory_mib: ctx.limits.memory_mib,
             vcpus,
@@ -624,6 +633,7 @@ fn config_for(p: &Prepared, extra: Vec<String>) -> VmConfig {
     // Every console byte is a VM exit: keep the kernel quiet unless someone is watching.
     c.quiet = !p.live_console;
     c.extra_cmdline = extra;
+    c.acpi = p.acpi;
     c
 }
 

@@ -3,15 +3,18 @@
 //! `isolab kernel build` builds the `micro` kernel from Debian's `linux-source-6.1` with the
 //! fragment `vm-backend/kernel/micro.config`, installing build dependencies from apt when missing
 //! and caching the result by source version and config hash (outside the repository).
+//! `isolab kernel fetch debian` makes the stock `debian` guest kernel: Debian's cloud kernel
+//! package fetched with apt (not installed), its bzImage and the virtio modules the VM needs.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use vm_backend::boot::loader::KernelImage;
 use vm_backend::kernel::build::{
     config_hash, ensure_micro, find_cached_micro, BuildOptions, MICRO_CONFIG, SOURCE_PACKAGE,
 };
+use vm_backend::kernel::debian::{ensure_debian_guest, find_cached_debian_guest};
 use vm_backend::kernel::{cache_root, fetch};
 
 /// Guest kernel commands.
@@ -38,9 +41,12 @@ About 5 minutes on 2 cores; instant when cached."
         #[arg(long, default_value_t = 15)]
         nice: i32,
     },
-    /// Print where the cached micro kernel is (exit status 1 when none is built).
+    /// Print where a cached kernel is (exit status 1 when there is none).
     Path {
-        /// Print the ELF vmlinux instead of the bzImage.
+        /// `micro` (built by `isolab kernel build`) or `debian` (made by `isolab kernel fetch debian`).
+        #[arg(default_value = "micro")]
+        kernel: GuestKernel,
+        /// Print the micro kernel's ELF vmlinux instead of its bzImage.
         #[arg(long)]
         vmlinux: bool,
     },
@@ -49,8 +55,30 @@ About 5 minutes on 2 cores; instant when cached."
         /// A bzImage or ELF vmlinux.
         path: PathBuf,
     },
-    /// Fetch Debian's cloud kernel package with apt (no install) and print its vmlinuz.
-    Fetch,
+    /// Fetch Debian's cloud kernel package with apt (no install) and make the `debian` guest kernel.
+    #[command(
+        long_about = "Fetches Debian's current cloud kernel package (linux-image-cloud-amd64 names it) \
+with `apt-get download` and unpacks it without installing it, then makes the `debian` guest kernel \
+under ~/.cache/isolab/kernels/debian-<package>_<version>/: its vmlinuz, and the modules a VM needs \
+(virtio_mmio, virtio_blk and what they depend on, read from each module's modinfo) in load order. \
+Boot it with `isolab run --kernel debian`: the initramfs then carries the modules, the agent loads \
+them, and the VMM describes its devices in ACPI tables (this kernel finds virtio-mmio devices no \
+other way)."
+    )]
+    Fetch {
+        /// Which kernel (only `debian` is fetched; `micro` is built with `isolab kernel build`).
+        #[arg(default_value = "debian")]
+        kernel: GuestKernel,
+    },
+}
+
+/// The named guest kernels.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestKernel {
+    /// isolab's minimal kernel, built from Debian's kernel source.
+    Micro,
+    /// Debian's stock cloud kernel with its virtio modules.
+    Debian,
 }
 
 /// Runs a kernel command.
@@ -92,11 +120,26 @@ pub fn execute(cmd: KernelCommand) -> Result<()> {
             println!("  vmlinux  {}", k.vmlinux.display());
             Ok(())
         }
-        KernelCommand::Path { vmlinux } => {
+        KernelCommand::Path {
+            kernel: GuestKernel::Micro,
+            vmlinux,
+        } => {
             let k = find_cached_micro().context(
                 "no micro kernel is cached for this configuration; run `isolab kernel build`",
             )?;
             println!("{}", if vmlinux { k.vmlinux } else { k.bz_image }.display());
+            Ok(())
+        }
+        KernelCommand::Path {
+            kernel: GuestKernel::Debian,
+            vmlinux,
+        } => {
+            if vmlinux {
+                bail!("the debian kernel comes as a bzImage only; leave out --vmlinux");
+            }
+            let k = find_cached_debian_guest()
+                .context("no debian guest kernel is cached; run `isolab kernel fetch debian`")?;
+            print_debian(&k);
             Ok(())
         }
         KernelCommand::Check { path } => {
@@ -111,11 +154,26 @@ pub fn execute(cmd: KernelCommand) -> Result<()> {
             );
             Ok(())
         }
-        KernelCommand::Fetch => {
-            let k = fetch::debian_cloud_kernel(&mut |m| eprintln!("{m}"))
+        KernelCommand::Fetch {
+            kernel: GuestKernel::Micro,
+        } => bail!("the micro kernel is built, not fetched: run `isolab kernel build`"),
+        KernelCommand::Fetch {
+            kernel: GuestKernel::Debian,
+        } => {
+            let pkg = fetch::debian_cloud_kernel(&mut |m| eprintln!("{m}"))
                 .context("fetching Debian's cloud kernel")?;
-            println!("{} {}: {}", k.package, k.version, k.vmlinuz.display());
+            let k = ensure_debian_guest(&mut |m| eprintln!("{m}"))
+                .context("making the debian guest kernel")?;
+            println!("{} {}: {}", pkg.package, pkg.version, k.dir.display());
+            print_debian(&k);
             Ok(())
         }
+    }
+}
+
+fn print_debian(k: &vm_backend::kernel::debian::DebianGuest) {
+    println!("  vmlinuz  {} ({})", k.vmlinuz.display(), k.release);
+    for m in &k.modules {
+        println!("  module   {}", m.display());
     }
 }

@@ -104,6 +104,9 @@ pub struct BootParamsConfig {
     pub initrd: Option<(u64, u64)>,
     /// The e820 map.
     pub e820: Vec<E820Entry>,
+    /// Where the ACPI RSDP is, when the VM has ACPI tables (boot protocol 2.14's
+    /// `acpi_rsdp_addr`; older kernels find it by scanning 0xe0000..0x100000, where it also is).
+    pub acpi_rsdp: Option<u64>,
 }
 
 /// Builds boot_params.
@@ -137,6 +140,9 @@ pub fn build_boot_params(cfg: &BootParamsConfig) -> Result<boot_params> {
         };
     }
     params.e820_entries = cfg.e820.len() as u8;
+    if let Some(rsdp) = cfg.acpi_rsdp {
+        params.acpi_rsdp_addr = rsdp;
+    }
     Ok(params)
 }
 
@@ -202,6 +208,7 @@ mod tests {
             cmdline_len: 42,
             initrd: Some((0x0f00_0000, 12345)),
             e820: e820.clone(),
+            acpi_rsdp: Some(0xe_0000),
         })
         .expect("params");
         assert_eq!({ p.hdr.boot_flag }, 0xaa55);
@@ -216,6 +223,7 @@ mod tests {
         assert_eq!({ p.hdr.kernel_alignment }, 0x100_0000);
         assert_eq!(p.e820_entries, 3);
         assert_eq!({ p.e820_table[2].addr }, 0x10_0000);
+        assert_eq!({ p.acpi_rsdp_addr }, 0xe_0000);
 
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).expect("mem");
         write_boot_params(&mem, &p).expect("write");
@@ -236,10 +244,12 @@ mod tests {
             cmdline_len: 1,
             initrd: None,
             e820: e820_map(&[(0, 64 << 20)]).expect("map"),
+            acpi_rsdp: None,
         })
         .expect("params");
         assert_eq!({ p.hdr.version }, 0x020f);
         assert_eq!({ p.hdr.kernel_alignment }, 0x20_0000);
         assert_eq!({ p.hdr.ramdisk_image }, 0);
+        assert_eq!({ p.acpi_rsdp_addr }, 0);
     }
 }

@@ -10,6 +10,9 @@ const S_IFREG: u32 = 0o100_000;
 const S_IFCHR: u32 = 0o020_000;
 const S_IFLNK: u32 = 0o120_000;
 const TRAILER: &str = "TRAILER!!!";
+/// Where kernel modules go in the image (without the leading `/`); the agent as PID 1 loads the
+/// files its `order` file names, in that order (`workloads::protocol::VM_MODULES_DIR`).
+pub const MODULES_DIR: &str = "lib/modules/isolab";
 const MAGIC: &str = "070701";
 
 /// One archive member.
@@ -70,6 +73,34 @@ impl Initramfs {
     pub fn file_from(&mut self, path: &str, perm: u32, host: &Path) -> std::io::Result<&mut Self> {
         let data = std::fs::read(host)?;
         Ok(self.file(path, perm, data))
+    }
+
+    /// Adds kernel modules (files, in load order) under [`MODULES_DIR`] with the `order` file
+    /// naming them, for the agent to load before it needs any device they drive.
+    pub fn modules_from(&mut self, modules: &[std::path::PathBuf]) -> std::io::Result<&mut Self> {
+        if modules.is_empty() {
+            return Ok(self);
+        }
+        self.dir("lib", 0o755)
+            .dir("lib/modules", 0o755)
+            .dir(MODULES_DIR, 0o755);
+        let mut order = String::new();
+        for m in modules {
+            let name = m
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| !n.contains(['\n', '/']))
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{}: not a usable module file name", m.display()),
+                    )
+                })?;
+            self.file_from(&format!("{MODULES_DIR}/{name}"), 0o644, m)?;
+            order.push_str(name);
+            order.push('\n');
+        }
+        Ok(self.file(&format!("{MODULES_DIR}/order"), 0o644, order.into_bytes()))
     }
 
     /// Adds a character device node.
@@ -267,6 +298,36 @@ mod tests {
         let mut bad = bytes.clone();
         bad[0] = b'x';
         assert!(parse(&bad).is_err());
+    }
+
+    #[test]
+    fn modules_go_in_with_their_order() {
+        let dir = std::env::temp_dir().join(format!("isolab-initramfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (a, b) = (dir.join("virtio_ring.ko"), dir.join("virtio.ko"));
+        std::fs::write(&a, b"ring").expect("write");
+        std::fs::write(&b, b"virtio").expect("write");
+        let mut img = agent_image(vec![1]);
+        img.modules_from(&[a, b]).expect("modules");
+        let entries = parse(&img.to_bytes()).expect("parses");
+        let get = |n: &str| entries.iter().find(|e| e.name == n).map(|e| e.data.clone());
+        assert_eq!(
+            get("lib/modules/isolab/order").as_deref(),
+            Some(&b"virtio_ring.ko\nvirtio.ko\n"[..])
+        );
+        assert_eq!(
+            get("lib/modules/isolab/virtio.ko").as_deref(),
+            Some(&b"virtio"[..])
+        );
+        assert!(entries
+            .iter()
+            .any(|e| e.name == "lib/modules" && e.is_dir()));
+        // The agent and this writer agree on where the modules are.
+        assert_eq!(
+            format!("/{MODULES_DIR}"),
+            workloads::protocol::VM_MODULES_DIR
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

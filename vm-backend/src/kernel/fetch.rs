@@ -1,6 +1,6 @@
 //! Debian packages through apt, without installing them: `apt-get download` into the cache and
 //! `dpkg-deb -x`. Used for the kernel source package and for the cloud kernel the HVM test machine
-//! boots (and, later, a stock guest kernel).
+//! boots, which is also the stock `debian` guest kernel ([`super::debian`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

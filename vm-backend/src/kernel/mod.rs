@@ -1,11 +1,14 @@
 //! Guest kernels: building isolab's `micro` kernel from Debian's kernel source package
-//! ([`build`]), fetching Debian's packages ([`fetch`]), and where both are cached.
+//! ([`build`]), fetching Debian's packages ([`fetch`]), the stock `debian` kernel with its
+//! modules ([`debian`]), and where all are cached. [`boot_kernel`] turns a kernel choice into what
+//! the VMM needs to boot it.
 //!
 //! Everything lands under the cache root ([`cache_root`]), outside the repository, keyed by
 //! package version and (for built kernels) a hash of the configuration fragment, so a fresh
 //! machine rebuilds exactly what a warm one reuses.
 
 pub mod build;
+pub mod debian;
 pub mod fetch;
 
 use std::path::PathBuf;
@@ -25,6 +28,65 @@ pub fn cache_root() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     home.join(".cache").join("isolab")
+}
+
+/// Which guest kernel a VM boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// isolab's own minimal kernel ([`build`]): everything built in, devices from the command line.
+    Micro,
+    /// Debian's stock cloud kernel ([`debian`]): virtio modules in the initramfs, devices in ACPI.
+    Debian,
+    /// A bzImage or ELF vmlinux file, booted like the micro kernel.
+    File(PathBuf),
+}
+
+impl KernelChoice {
+    /// `micro`, `debian`, or a path.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "micro" => KernelChoice::Micro,
+            "debian" => KernelChoice::Debian,
+            path => KernelChoice::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// A guest kernel ready to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootKernel {
+    /// The bzImage or vmlinux.
+    pub kernel: PathBuf,
+    /// Modules the initramfs must carry for the agent to load, in load order (see
+    /// [`crate::image::initramfs::Initramfs::modules_from`]).
+    pub modules: Vec<PathBuf>,
+    /// The VM must describe itself in ACPI tables ([`crate::vmm::VmConfig::acpi`]).
+    pub acpi: bool,
+}
+
+/// What the VMM needs to boot `choice`: builds the micro kernel or fetches the Debian one on
+/// first use (cached afterwards).
+pub fn boot_kernel(choice: &KernelChoice, progress: &mut dyn FnMut(&str)) -> Result<BootKernel> {
+    Ok(match choice {
+        KernelChoice::Micro => BootKernel {
+            kernel: build::ensure_micro(build::BuildOptions::default(), progress)?.bz_image,
+            modules: Vec::new(),
+            acpi: false,
+        },
+        KernelChoice::Debian => {
+            let guest = debian::ensure_debian_guest(progress)?;
+            BootKernel {
+                kernel: guest.vmlinuz,
+                modules: guest.modules,
+                acpi: true,
+            }
+        }
+        KernelChoice::File(path) => BootKernel {
+            kernel: path.clone(),
+            modules: Vec::new(),
+            acpi: false,
+        },
+    })
 }
 
 /// Errors fetching or building kernels. Messages say what to do.
@@ -74,4 +136,20 @@ pub type Result<T> = std::result::Result<T, KernelError>;
 pub(crate) fn cache_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> KernelError {
     let path = path.into();
     move |source| KernelError::Cache { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_choices_parse_and_files_boot_like_micro() {
+        assert_eq!(KernelChoice::parse("micro"), KernelChoice::Micro);
+        assert_eq!(KernelChoice::parse("debian"), KernelChoice::Debian);
+        let file = KernelChoice::parse("/boot/vmlinuz");
+        assert_eq!(file, KernelChoice::File(PathBuf::from("/boot/vmlinuz")));
+        let boot = boot_kernel(&file, &mut |_| {}).expect("a file needs nothing fetched");
+        assert_eq!(boot.kernel, PathBuf::from("/boot/vmlinuz"));
+        assert!(boot.modules.is_empty() && !boot.acpi);
+    }
 }

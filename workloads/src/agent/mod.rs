@@ -149,8 +149,14 @@ fn run(
             return fail_without_spec(&e, agent_start_ns, pid1, marker);
         }
     }
+    // A stock kernel's drivers (virtio) come as modules in a VM's initramfs: load them before
+    // anything needs a device. A failure is a warning here and part of the error of a workload
+    // that then lacks its disk.
+    let mut module_failures = Vec::new();
     if pid1 {
         pid1::setup(warnings);
+        module_failures = pid1::load_modules();
+        warnings.extend(module_failures.iter().cloned());
     }
     for w in warnings.drain(..) {
         eprintln!("isolab-agent: warning: {w}");
@@ -169,7 +175,8 @@ fn run(
             match DiskMode::parse(value) {
                 Some(mode) => match pid1::prepare_disk(mode) {
                     Ok(path) => spec.workload.set_io_path(path),
-                    Err(e) => disk_error = Some(e),
+                    Err(e) if module_failures.is_empty() => disk_error = Some(e),
+                    Err(e) => disk_error = Some(format!("{e}; {}", module_failures.join("; "))),
                 },
                 None => {
                     disk_error = Some(format!(

@@ -12,13 +12,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::kernels::net_loopback::loopback_flags;
-use crate::protocol::{DiskMode, VM_DISK_DEVICE, VM_DISK_MOUNT};
+use crate::protocol::{DiskMode, VM_DISK_DEVICE, VM_DISK_MOUNT, VM_MODULES_DIR};
 
 /// The inode number of the initial PID namespace (`PROC_PID_INIT_INO` in the kernel): how init can
 /// tell a VM (the initial namespace) from a container (any other).
@@ -165,6 +166,36 @@ fn bring_loopback_up() -> Result<(), std::io::Error> {
     Ok(())
 }
 
+/// Loads the kernel modules the VM's initramfs carries, in the order its
+/// `VM_MODULES_DIR/order` file gives (a stock kernel's virtio drivers, dependencies first).
+/// Returns one message per module that failed, naming it. A module that is already there (built
+/// in or loaded: EEXIST) is fine. Without the order file, or outside a VM, it does nothing: a
+/// container's init must never load modules into its host's kernel.
+pub fn load_modules() -> Vec<String> {
+    let dir = Path::new(VM_MODULES_DIR);
+    let Ok(order) = std::fs::read_to_string(dir.join("order")) else {
+        return Vec::new();
+    };
+    if !in_initial_pid_namespace() {
+        return Vec::new();
+    }
+    let mut failures = Vec::new();
+    for name in order.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let loaded = std::fs::File::open(dir.join(name))
+            .map_err(|e| e.to_string())
+            .and_then(
+                |file| match finit_module(&file, c"", ModuleInitFlags::empty()) {
+                    Ok(()) | Err(Errno::EEXIST) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                },
+            );
+        if let Err(e) = loaded {
+            failures.push(format!("kernel module {name} did not load: {e}"));
+        }
+    }
+    failures
+}
+
 /// Prepares the VM's virtio-blk disk for the I/O workloads as `mode` asks and returns the path
 /// they must use: the device for `raw`; for `ext4`, the mount point after mounting the device
 /// there. Waits briefly for the device node, which devtmpfs creates when the driver probes.
@@ -174,7 +205,9 @@ pub fn prepare_disk(mode: DiskMode) -> Result<&'static str, String> {
     while !dev.exists() {
         if waited >= 200 {
             return Err(format!(
-                "{VM_DISK_DEVICE} did not appear (isolab.disk={}): the VM has no virtio-blk disk,                  or the kernel lacks CONFIG_VIRTIO_BLK / CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES",
+                "{VM_DISK_DEVICE} did not appear (isolab.disk={}): the VM has no virtio-blk disk, \
+                 the kernel lacks CONFIG_VIRTIO_BLK / CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, or (a \
+                 stock kernel) its virtio modules did not load or the VM has no ACPI tables",
                 mode.name()
             ));
         }
@@ -272,6 +305,15 @@ mod tests {
         // whether the tests themselves run inside a container.
         let ino = std::fs::metadata("/proc/self/ns/pid").unwrap().ino();
         assert_eq!(in_initial_pid_namespace(), ino == INITIAL_PID_NS_INO);
+    }
+
+    #[test]
+    fn without_an_order_file_no_module_is_loaded() {
+        // The test host has no /lib/modules/isolab; and were it there, a test process outside
+        // the initial PID namespace would still load nothing.
+        if !Path::new(VM_MODULES_DIR).exists() {
+            assert!(load_modules().is_empty());
+        }
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! | `0x9000..0xc000` | identity page tables ([`paging`]) |
 //! | `0x20000` | kernel command line |
 //! | `0x9fc00..0x100000` | reserved (EBDA, VGA, BIOS); MP table at `0x9fc00` |
+//! | `0xe0000..0x100000` | ACPI tables when the VM has them, RSDP at `0xe0000` ([`acpi`]) |
 //! | `0x100000` | bzImage protected-mode kernel (`code32_start`) |
 //! | `0x1000000` | ELF vmlinux (its physical load address) |
 //! | top of low RAM | initramfs, page aligned |
 
+pub mod acpi;
 pub mod cpuid;
 pub mod gdt;
 pub mod mptable;

@@ -1,0 +1,309 @@
+//! Debian's stock cloud kernel as the microVM's kernel, in the HVM test machine (QEMU TCG with
+//! AMD-V as L1): ACPI tables describe the IOAPIC, COM1 and the virtio-mmio disk, the initramfs
+//! carries the kernel's virtio modules and the agent loads them. The agent runs noop, inspect
+//! (the kernel release must be Debian's, not the micro kernel's), cpu, and io-rand and io-seq on
+//! the raw disk and on ext4; every result must be valid.
+//!
+//! Slow (one emulated L1 session of a few minutes), so `#[ignore]`d; run with
+//! `cargo test -p vm_backend --test hvm_debian -- --ignored --nocapture`. Needs the agent and the
+//! `vmm-run` example built in the same target directory (`cargo build -p workloads --bin
+//! isolab-agent && cargo build -p vm_backend --example vmm-run`), apt (the kernel package is
+//! fetched on first use) and `mkfs.ext4` on the host. Times seen here are emulated: correctness
+//! only.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
+use vm_backend::image::initramfs::agent_image;
+use vm_backend::kernel::debian::ensure_debian_guest;
+use workloads::kernels::cpu::CpuParams;
+use workloads::kernels::io::{IoRandParams, IoSeqParams};
+use workloads::protocol::{encode_spec, parse_framed_result, MARKER_PORT};
+use workloads::result::Outcome;
+use workloads::{Workload, WorkloadSpec};
+
+const IMAGE_MIB: u64 = 32;
+const SEQ_MIB: u32 = 8;
+const RAND_OPS: u32 = 200;
+
+fn progress(msg: &str) {
+    eprintln!("[hvm debian] {msg}");
+}
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join("examples").join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with `cargo build -p vm_backend --example {name}`",
+        p.display()
+    );
+    p
+}
+
+fn words(workload: Workload, disk: Option<&str>) -> String {
+    let spec = WorkloadSpec::new(workload);
+    format!(
+        "isolab.marker=port:{MARKER_PORT:#x}{} isolab.spec={}",
+        disk.map(|d| format!(" isolab.disk={d}"))
+            .unwrap_or_default(),
+        encode_spec(&spec).expect("encode")
+    )
+}
+
+fn report(output: &str) -> Option<Value> {
+    let line = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ISOLAB-VMM-REPORT:"))?;
+    let (len, b64) = line.split_once(':')?;
+    let json = URL_SAFE_NO_PAD.decode(b64.trim()).ok()?;
+    assert_eq!(json.len(), len.parse::<usize>().ok()?, "report damaged");
+    serde_json::from_slice(&json).ok()
+}
+
+fn ext4_image_gz() -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let img = dir.join("hvm-debian-ext4.img");
+    let _ = std::fs::remove_file(&img);
+    let st = Command::new("mkfs.ext4")
+        .args(["-F", "-q"])
+        .arg(&img)
+        .arg(format!("{IMAGE_MIB}M"))
+        .status()
+        .expect("mkfs.ext4 runs (apt-get install e2fsprogs)");
+    assert!(st.success(), "mkfs.ext4 failed");
+    let gz = dir.join("hvm-debian-ext4.img.gz");
+    let _ = std::fs::remove_file(&gz);
+    let st = Command::new("gzip")
+        .args(["-k", "-f"])
+        .arg(&img)
+        .status()
+        .expect("gzip runs");
+    assert!(st.success());
+    std::fs::read(&gz).expect("read image")
+}
+
+#[test]
+#[ignore = "boots the emulated HVM test machine (minutes); run with --ignored"]
+fn debian_kernel_runs_every_workload_kind_with_acpi_and_modules() {
+    let mut say = progress;
+    let guest = ensure_debian_guest(&mut say).expect("debian guest kernel");
+    progress(&format!(
+        "guest kernel {} ({}), modules {:?}",
+        guest.vmlinuz.display(),
+        guest.release,
+        guest
+            .modules
+            .iter()
+            .filter_map(|m| m.file_name())
+            .collect::<Vec<_>>()
+    ));
+    let agent = workloads::locate::locate_agent(None).expect("agent binary");
+    let mut image = agent_image(std::fs::read(&agent).expect("read agent"));
+    image.modules_from(&guest.modules).expect("modules");
+    let machine = HvmMachine::prepare(&mut say).expect("HVM test machine");
+    let files = vec![
+        HvmFile::from_host("/hvm/vmm-run", &example("vmm-run"), 0o755).expect("vmm-run"),
+        HvmFile::from_host("/hvm/vmlinuz", &guest.vmlinuz, 0o644).expect("vmlinuz"),
+        HvmFile::bytes("/hvm/agent.cpio", image.to_bytes(), 0o644),
+        HvmFile::bytes("/hvm/ext4.img.gz", ext4_image_gz(), 0o644),
+    ];
+    let run = |disk: Option<&str>, quiet: bool, append: &str| {
+        format!(
+            "/hvm/vmm-run --kernel /hvm/vmlinuz --initrd /hvm/agent.cpio --acpi --mem 256 --timeout-s 300{}{} --append '{append}'",
+            if quiet { " --quiet" } else { "" },
+            disk.map(|d| format!(" --disk {d}")).unwrap_or_default(),
+        )
+    };
+    let seq = Workload::IoSeq(IoSeqParams {
+        path: "/unused".into(),
+        size_mib: SEQ_MIB,
+    });
+    let rand = Workload::IoRand(IoRandParams {
+        path: "/unused".into(),
+        file_mib: SEQ_MIB,
+        ops: RAND_OPS,
+    });
+    let cpu = Workload::Cpu(CpuParams {
+        hash_mib: 4,
+        matrix_n: 64,
+    });
+    // (name, command index) of the VM runs; index 0 makes the images.
+    let runs: Vec<(&str, String)> = vec![
+        // Verbose once: the console shows ACPI, the modules and the disk being found.
+        (
+            "noop",
+            run(Some("/tmp/raw.img"), false, &words(Workload::Noop, None)),
+        ),
+        ("inspect", run(None, true, &words(Workload::Inspect, None))),
+        ("cpu", run(None, true, &words(cpu, None))),
+        (
+            "io-rand raw",
+            run(
+                Some("/tmp/raw.img"),
+                true,
+                &words(rand.clone(), Some("raw")),
+            ),
+        ),
+        (
+            "io-seq raw",
+            run(Some("/tmp/raw.img"), true, &words(seq.clone(), Some("raw"))),
+        ),
+        (
+            "io-rand ext4",
+            run(Some("/tmp/ext4.img"), true, &words(rand, Some("ext4"))),
+        ),
+        (
+            "io-seq ext4",
+            run(Some("/tmp/ext4.img"), true, &words(seq, Some("ext4"))),
+        ),
+    ];
+    let mut commands = vec![format!(
+        "dd if=/dev/zero of=/tmp/raw.img bs=1M count={IMAGE_MIB} 2>&1 && gunzip -c /hvm/ext4.img.gz > /tmp/ext4.img && ls -l /tmp/*.img"
+    )];
+    commands.extend(runs.iter().map(|(_, c)| c.clone()));
+    let session = HvmSession {
+        files,
+        commands,
+        timeout: Duration::from_secs(1800),
+        ..HvmSession::default()
+    };
+    let out = machine.run(&session).expect("QEMU ran");
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hvm-debian-l1-console.log");
+    if std::fs::write(&log, &out.console).is_ok() {
+        progress(&format!("L1 console saved to {}", log.display()));
+    }
+    progress(&format!(
+        "L1 session: {:.1} s (emulated), completed={}, kvm={}",
+        out.duration.as_secs_f64(),
+        out.completed,
+        out.kvm_ready
+    ));
+    let dump = || {
+        let tail: Vec<&str> = out.console.lines().rev().take(80).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
+    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    assert_eq!(
+        out.commands[0].status,
+        Some(0),
+        "{}",
+        out.commands[0].output
+    );
+
+    let mut failures = Vec::new();
+    for (i, (name, _)) in runs.iter().enumerate() {
+        let c = &out.commands[i + 1];
+        let Some(r) = report(&c.output) else {
+            failures.push(format!("{name}: no report:\n{}", c.output));
+            continue;
+        };
+        let console = r["console"].as_str().unwrap_or("");
+        let cmdline = r["cmdline"].as_str().unwrap_or("");
+        if i == 0 {
+            let interesting: Vec<&str> = console
+                .lines()
+                .filter(|l| {
+                    [
+                        "ACPI: ",
+                        "IOAPIC",
+                        "virtio",
+                        "vda",
+                        "serial",
+                        "ttyS0",
+                        "Linux version",
+                    ]
+                    .iter()
+                    .any(|k| l.contains(k))
+                })
+                .take(40)
+                .collect();
+            progress(&format!(
+                "{name}: console lines about the machine:\n{}",
+                interesting.join("\n")
+            ));
+            if !console.contains("[vda]") {
+                failures.push(format!(
+                    "{name}: virtio_blk did not announce vda:\n{console}"
+                ));
+            }
+        }
+        if cmdline.contains("virtio_mmio.device") || cmdline.contains("acpi=off") {
+            failures.push(format!("{name}: command line {cmdline}"));
+        }
+        let result = match parse_framed_result(console) {
+            Ok(res) => res,
+            Err(e) => {
+                failures.push(format!("{name}: {e}\n{console}"));
+                continue;
+            }
+        };
+        let first_marker = r["markers"][0][1].as_u64().unwrap_or(0);
+        let disk = &r["disk"];
+        let n = |k: &str| disk[k].as_u64().unwrap_or(0);
+        progress(&format!(
+            "{name}: outcome {:?}; agent start {:.2} s after VMM start (emulated); stop {}; \
+             disk requests {} (bytes read {}, written {}, io_errors {}); metrics {}",
+            result.outcome,
+            first_marker as f64 / 1e9,
+            r["stop_kind"],
+            n("requests"),
+            n("bytes_read"),
+            n("bytes_written"),
+            n("io_errors"),
+            result
+                .metrics
+                .iter()
+                .map(|m| format!("{}={:.3}{}", m.name, m.value, m.unit))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ));
+        if result.outcome != Outcome::Ok {
+            failures.push(format!("{name}: {:?}\n{console}", result.outcome));
+        }
+        for m in &result.metrics {
+            if !(m.value.is_finite() && m.value > 0.0) {
+                failures.push(format!("{name}: metric {} = {}", m.name, m.value));
+            }
+        }
+        if r["stop_kind"] != "guest_reset" || r["after_teardown"]["threads"] != 1 {
+            failures.push(format!(
+                "{name}: stop {} threads {}",
+                r["stop"], r["after_teardown"]["threads"]
+            ));
+        }
+        if r["kernel_panicked"] == true {
+            failures.push(format!("{name}: the guest kernel panicked\n{console}"));
+        }
+        if name.starts_with("io-") {
+            if n("io_errors") != 0 || !disk["broken"].is_null() || n("requests") == 0 {
+                failures.push(format!("{name}: disk {disk}"));
+            }
+            if console.contains("did not load") {
+                failures.push(format!("{name}: a module failed\n{console}"));
+            }
+        }
+        if *name == "inspect" {
+            let release = result
+                .inspect
+                .as_ref()
+                .map(|i| i.kernel_release.clone())
+                .unwrap_or_default();
+            progress(&format!("inspect: kernel release {release}"));
+            if release != guest.release || !release.ends_with("-cloud-amd64") {
+                failures.push(format!(
+                    "inspect: kernel release {release:?}, expected Debian's {:?}",
+                    guest.release
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
