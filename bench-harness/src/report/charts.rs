@@ -6,7 +6,9 @@
 //! - `ratio_to_native`: every workload's metric as ratio to native, with 95% whiskers (log scale);
 //! - `memory_per_instance`: host-side memory of one sandbox, stacked by component;
 //! - `io_latency`: p50/p99 latencies of the I/O workloads, per backend, with 95% whiskers;
-//! - `vm_exits`: VM exits per trial, stacked by exit reason.
+//! - `vm_exits`: VM exits per trial, stacked by exit reason;
+//! - `vm_exits_per_op`: VM exits per operation of each workload (per 4 KiB I/O, per MiB, per
+//!   system call, ...), split into exits KVM handled itself and exits that reached the VMM.
 //!
 //! Backends have the same colour in every chart ([`backend_colour`]); segments (phases, memory
 //! components, exit reasons) use a separate pastel palette, named in the legend.
@@ -105,12 +107,13 @@ fn short(x: f64) -> String {
 pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let mut charts = Vec::new();
     let mut notes = Vec::new();
-    let builders: [(&'static str, Builder); 5] = [
+    let builders: [(&'static str, Builder); 6] = [
         ("start_timeline", timeline),
         ("ratio_to_native", ratios),
         ("memory_per_instance", memory),
         ("io_latency", io_latency),
         ("vm_exits", exits),
+        ("vm_exits_per_op", exits_per_op),
     ];
     for (name, f) in builders {
         match f(view, name)? {
@@ -621,6 +624,86 @@ pub(crate) fn exits(
         "exits",
         rows,
         "exit reason:",
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
+}
+
+/// What one operation is, for the `exits.per_<op>` metrics the VM backend writes.
+fn op_words(op: &str) -> String {
+    match op {
+        "4k_io" => "per 4 KiB I/O".into(),
+        "mib_io" => "per MiB moved".into(),
+        "fsync" => "per fsync".into(),
+        "syscall" => "per system call".into(),
+        "page_fault" => "per page fault".into(),
+        "spawn" => "per process started".into(),
+        "sleep" => "per sleep".into(),
+        other => format!("per {}", other.replace('_', " ")),
+    }
+}
+
+fn exits_per_op(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+    // (workload position, backend rank, workload, label, op) -> (all exits, userspace) values.
+    type Key = (usize, usize, String, String, String);
+    let mut by: BTreeMap<Key, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for s in count_samples(view) {
+        let label = backend_label(s);
+        let wpos = view
+            .workloads
+            .iter()
+            .position(|w| *w == s.workload)
+            .unwrap_or(usize::MAX);
+        for m in &s.metrics {
+            let (op, userspace) = if let Some(op) = m.name.strip_prefix("exits.userspace_per_") {
+                (op, true)
+            } else if let Some(op) = m.name.strip_prefix("exits.per_") {
+                (op, false)
+            } else {
+                continue;
+            };
+            let entry = by
+                .entry((
+                    wpos,
+                    backend_rank(&label),
+                    s.workload.clone(),
+                    label.clone(),
+                    op.to_owned(),
+                ))
+                .or_default();
+            if userspace {
+                entry.1.push(m.value);
+            } else {
+                entry.0.push(m.value);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for ((_, _, workload, label, op), (all, userspace)) in by {
+        let Some(all) = median(&all) else { continue };
+        let vmm = median(&userspace).unwrap_or(0.0).min(all);
+        rows.push(StackRow {
+            n: None,
+            swatch: Some(backend_colour(&label)),
+            label: format!("{workload} · {label} · {}", op_words(&op)),
+            segments: vec![
+                ("handled inside KVM".to_owned(), all - vmm),
+                ("reached isolab's VMM".to_owned(), vmm),
+            ],
+        });
+    }
+    if rows.is_empty() {
+        return Ok(Err(
+            "no VM sample has exits per operation (KVM statistics of the workload window)".into(),
+        ));
+    }
+    let title = "VM exits per operation of the workload (median across trials)".to_owned();
+    let svg = stacked(
+        name,
+        &title,
+        "exits per operation (each row names its operation)",
+        "exits/op",
+        rows,
+        "where the exit was handled:",
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Container start time against reference points measured side by side, on this machine, now:
+#   - a plain fork+exec of the static agent (what any process start costs),
+#   - `unshare` with five namespaces running it (the kernel's namespace cost, no cgroups or rootfs),
+#   - `runc run` of the same static agent in a minimal bundle (a production runtime),
+#   - isolab's container and native backends (`isolab run --workload noop`).
+# The three references are timed from a shell loop (fork, exec, exit and wait included), isolab
+# from its own timeline (start to agent ready, teardown apart). Absolute times drift with the
+# machine's load; compare within one run of this script.
+#
+#   sudo container-backend/benches/start-references.sh [REPS]
+set -euo pipefail
+reps="${1:-200}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$here"
+if [ "$(id -u)" != 0 ]; then
+  echo "run as root: namespaces, cgroups and runc need it" >&2
+  exit 1
+fi
+cargo build --release -q -p bench_harness -p workloads --bins
+bin="$here/target/x86_64-unknown-linux-gnu/release"
+agent="$bin/isolab-agent"
+command -v runc >/dev/null || apt-get install -y -q runc >/dev/null
+
+bundle="$(mktemp -d /var/tmp/isolab-runc-XXXXXX)"
+trap 'rm -rf "$bundle"' EXIT
+mkdir -p "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys"
+cp "$agent" "$bundle/rootfs/init"
+(cd "$bundle" && runc spec)
+python3 - "$bundle/config.json" <<'EOF'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["args"] = ["/init", "--exit-immediately"]
+c["process"]["terminal"] = False
+c["root"]["readonly"] = True
+json.dump(c, open(p, "w"))
+EOF
+
+per_run() { # N COMMAND...: mean wall time per run, microseconds
+  local n=$1; shift
+  local s e
+  s=$(date +%s%N)
+  for _ in $(seq "$n"); do "$@" >/dev/null 2>&1; done
+  e=$(date +%s%N)
+  echo $(( (e - s) / (n * 1000) ))
+}
+
+echo "fork+exec of the static agent:      $(per_run "$reps" "$agent" --exit-immediately) µs"
+echo "unshare (uts net mnt ipc pid) + it: $(per_run "$reps" unshare -u -n -m -i -p -f "$agent" --exit-immediately) µs"
+runc_reps=$(( reps / 4 > 10 ? reps / 4 : 10 ))
+cd "$bundle"
+echo "runc run of it:                     $(per_run "$runc_reps" runc run "isolab-ref-$$") µs"
+cd "$here"
+"$bin/isolab" run --backend native,container --workload noop --reps "$reps" --warmup 10 \
+  --out /var/tmp/isolab-start-references | grep -E "start_to_ready|teardown|peak"
