@@ -304,13 +304,6 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         .kernel
         .as_deref()
         .is_some_and(|k| k == Path::new("debian") || k == Path::new("micro"));
-    if args.vm_in_emulator && args.kernel.as_deref() == Some(Path::new("debian")) {
-        bail!(
-            "--kernel debian does not run in the emulated machine yet (--vm-in-emulator boots \
-             a kernel file without modules); use it on a host with hardware KVM, or see \
-             vm-backend/tests/hvm_debian.rs for the stock kernel in the HVM test machine"
-        );
-    }
     if let Some(k) = args.kernel.as_ref().filter(|_| !named_kernel) {
         if !k.is_file() {
             bail!(

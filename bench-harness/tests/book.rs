@@ -18,7 +18,7 @@ use bench_harness::suite::Suite;
 use workloads::result::{AgentClock, InspectReport, Outcome};
 use workloads::{Metric, WorkloadResult, PROTOCOL_VERSION};
 
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "noop",
     "inspect",
     "cpu",
@@ -26,6 +26,7 @@ const KINDS: [&str; 9] = [
     "mem-lat",
     "page-fault",
     "syscall",
+    "io-seq",
     "io-rand",
     "net-loopback",
 ];
@@ -192,6 +193,10 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             Metric::lower("rand_read_p50", "µs", j(110.0 * slow)),
             Metric::lower("rand_read_p99", "µs", j(400.0 * slow)),
         ],
+        "io-seq" => vec![
+            Metric::higher("seq_write_throughput", "MB/s", j(900.0 / slow)),
+            Metric::higher("seq_read_throughput", "MB/s", j(700.0 / slow)),
+        ],
         "net-loopback" => vec![
             Metric::higher("tcp_throughput", "MB/s", j(3000.0 / slow)),
             Metric::lower("tcp_rtt", "µs", j(20.0 * slow)),
@@ -226,6 +231,35 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             m.push(Metric::lower("exits.io_out.marker", "exits", 4.0));
             m.push(Metric::lower("exits.io_in.rtc", "exits", 996.0));
             m.push(Metric::lower("exits.to_agent_start", "exits", 4000.0));
+            // What the VM backend derives per operation over the workload window.
+            let per_op = match kind {
+                "io-rand" => Some(("4k_io", 3.1, 2.0)),
+                "io-seq" => Some(("mib_io", 37.0, 4.2)),
+                "syscall" => Some(("syscall", 0.0001, 0.0)),
+                "page-fault" => Some(("page_fault", 0.01, 0.0)),
+                _ => None,
+            };
+            if let Some((op, all, vmm)) = per_op {
+                m.push(Metric::lower(&format!("exits.per_{op}"), "exits/op", all));
+                m.push(Metric::lower(
+                    &format!("exits.userspace_per_{op}"),
+                    "exits/op",
+                    vmm,
+                ));
+            }
+            if kind.starts_with("io-") {
+                m.push(Metric::lower("disk.requests", "requests", 401.0));
+                m.push(Metric::lower(
+                    "disk.interrupts_per_request",
+                    "interrupts/request",
+                    1.0,
+                ));
+                m.push(Metric::lower(
+                    "disk.notifies_per_request",
+                    "notifications/request",
+                    1.0,
+                ));
+            }
         }
     }
     m
@@ -486,7 +520,7 @@ fn full_run_fills_every_placeholder_with_a_number() {
         );
     }
     let figures = files_with_ext(&out.join("figures"), "svg");
-    assert_eq!(figures.len(), 8, "{figures:?}");
+    assert_eq!(figures.len(), 9, "{figures:?}");
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     assert!(ch2.contains("95 ms [95% CI"), "{ch2}");
     assert!(ch2.contains("kernel_loaded"), "{ch2}");

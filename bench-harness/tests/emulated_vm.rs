@@ -1,17 +1,18 @@
 //! `isolab run --vm-in-emulator` as a user runs it: every workload, I/O included (on ext4 on the
 //! VM's virtio-blk disk), in the VM inside the HVM test machine (QEMU TCG with AMD-V, kvm-amd in
-//! L1) gives a valid result, labelled emulated, with the guest's own kernel; `--console` shows the
-//! guests' consoles live; the reports label the samples.
+//! L1) gives a valid result, labelled emulated, with the guest's own kernel; on both guest
+//! kernels (isolab's micro kernel and Debian's stock cloud kernel with ACPI and modules) and with
+//! 1 and 2 vCPUs; `--console` shows the guests' consoles live; the reports label the samples.
 //!
-//! Slow (one emulated L1 boot, a few minutes), so `#[ignore]`d in a plain `cargo test`;
-//! `./run-tests` runs it with `--ignored`. Needs root (the native backend beside it is plain, but
-//! the suite's scratch folders are in /var/tmp) and the micro kernel (built on first use).
+//! Slow (four emulated L1 sessions, two at a time: one per core), so `#[ignore]`d in a plain
+//! `cargo test`; `./run-tests` runs it with `--ignored`. Needs root and the guest kernels (built
+//! or fetched on first use).
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use bench_harness::store;
+use bench_harness::store::{self, StoredRun};
 
 const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
 
@@ -23,95 +24,198 @@ fn emulated_suite() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/suites/emulated.toml"))
 }
 
-#[test]
-#[ignore = "boots the emulated HVM test machine (minutes); run with --ignored (./run-tests does)"]
-fn every_workload_runs_in_the_emulated_vm() {
-    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    let out = tmp.path().join("results");
-    let suite = emulated_suite();
+/// One `isolab run` of the emulated suite on the VM (and native beside it, with `with_native`).
+struct Variant {
+    kernel: &'static str,
+    vcpus: u32,
+    with_native: bool,
+}
+
+fn run_variant(v: &Variant, dir: &Path) -> (Output, Option<PathBuf>) {
+    let out = dir.join("results");
     let agent = workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"));
+    let backends = if v.with_native { "native,vm" } else { "vm" };
     let o = Command::new(ISOLAB)
         .args([
             "run",
             "--backend",
-            "native,vm",
+            backends,
             "--vm-in-emulator",
             "--console",
         ])
         .arg("--suite")
-        .arg(&suite)
+        .arg(emulated_suite())
+        .args(["--kernel", v.kernel, "--vcpus", &v.vcpus.to_string()])
         .arg("--out")
         .arg(&out)
         .arg("--io-dir")
-        .arg(tmp.path())
+        .arg(dir)
         .args(["--seed", "7", "--timeout", "300"])
         .env("ISOLAB_AGENT", &agent)
         .output()
         .unwrap();
+    let run_dir = std::fs::read_dir(&out)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.path());
+    (o, run_dir)
+}
+
+fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun {
+    let what = format!("--kernel {} --vcpus {}", v.kernel, v.vcpus);
     let stderr = text(&o.stderr);
     let stdout = text(&o.stdout);
     assert!(
         o.status.success(),
-        "isolab run failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{what}: isolab run failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     // --console: the guests' consoles came through L1's console as they ran.
     assert!(
         stderr.contains("[L1]") && stderr.contains("Linux version 6.1"),
-        "no live console:\n{stderr}"
+        "{what}: no live console:\n{stderr}"
     );
-    let run_dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .expect("a run folder")
-        .unwrap()
-        .path();
-    let run = store::load_run(&run_dir).unwrap();
+    let run = store::load_run(&run_dir.expect("a run folder")).unwrap();
     let vm: Vec<_> = run.samples.iter().filter(|s| s.backend == "vm").collect();
-    let native: Vec<_> = run
-        .samples
-        .iter()
-        .filter(|s| s.backend == "native")
-        .collect();
-    assert_eq!(vm.len(), 13, "one VM trial per workload");
-    assert_eq!(native.len(), 13);
-    assert!(native.iter().all(|s| !s.emulated && s.failure.is_none()));
+    assert_eq!(vm.len(), 13, "{what}: one VM trial per workload");
     let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     for s in &vm {
-        assert!(s.emulated, "{}: not labelled emulated", s.workload);
+        assert!(s.emulated, "{what}: {}: not labelled emulated", s.workload);
         assert!(
             s.failure.is_none(),
-            "{} failed in the VM: {:?}\n{}",
+            "{what}: {} failed in the VM: {:?}\n{}",
             s.workload,
             s.failure,
             s.log_tail.as_deref().unwrap_or("")
         );
         let agent = s.agent.as_ref().expect("agent result");
-        assert!(agent.was_pid1, "{}: the agent was /init", s.workload);
-        assert!(!agent.metrics.is_empty() || s.kind == "noop" || s.kind == "inspect");
-        let names: Vec<&str> = s.timeline.iter().map(|p| p.name.as_str()).collect();
-        for phase in ["first_kvm_run", "agent_ready", "cleaned_up"] {
-            assert!(names.contains(&phase), "{}: timeline {names:?}", s.workload);
-        }
         assert!(
-            s.metrics.iter().any(|m| m.name == "exits.to_agent_start"),
-            "{}",
+            agent.was_pid1,
+            "{what}: {}: the agent was /init",
             s.workload
         );
+        let names: Vec<&str> = s.timeline.iter().map(|p| p.name.as_str()).collect();
+        for phase in ["first_kvm_run", "agent_ready", "cleaned_up"] {
+            assert!(
+                names.contains(&phase),
+                "{what}: {}: timeline {names:?}",
+                s.workload
+            );
+        }
+        let metric = |n: &str| s.metrics.iter().find(|m| m.name == n).map(|m| m.value);
+        assert!(
+            metric("exits.to_agent_start").is_some(),
+            "{what}: {}",
+            s.workload
+        );
+        assert!(
+            metric("kvm.exits").is_some_and(|x| x > 0.0),
+            "{what}: {}: KVM's own exit count",
+            s.workload
+        );
+        if s.kind.starts_with("io-") {
+            assert!(
+                metric("disk.requests").is_some_and(|x| x > 0.0),
+                "{what}: {}: the I/O went through virtio-blk",
+                s.workload
+            );
+            assert_eq!(
+                metric("disk.io_errors"),
+                Some(0.0),
+                "{what}: {}",
+                s.workload
+            );
+        }
         if s.kind == "inspect" {
             let inspect = agent.inspect.as_ref().expect("inspect report");
             assert!(inspect.kernel_release.starts_with("6.1."), "{inspect:?}");
+            if v.kernel == "debian" {
+                assert!(
+                    inspect.kernel_release.ends_with("-cloud-amd64"),
+                    "{what}: Debian's kernel ran: {inspect:?}"
+                );
+            }
             assert_ne!(inspect.kernel_release, host_release.trim());
             assert_eq!(inspect.boot_id.len(), 36);
             assert_ne!(inspect.boot_id, host_boot_id.trim());
+            assert_eq!(inspect.cpus, v.vcpus, "{what}: the guest sees its vCPUs");
         }
     }
-    // The summary gives emulated samples no ratio to native, and says why.
+    run
+}
+
+#[test]
+#[ignore = "boots the emulated HVM test machine (minutes); run with --ignored (./run-tests does)"]
+fn every_workload_runs_in_the_emulated_vm_on_both_kernels_with_1_and_2_vcpus() {
+    let variants = [
+        Variant {
+            kernel: "micro",
+            vcpus: 1,
+            with_native: true,
+        },
+        Variant {
+            kernel: "debian",
+            vcpus: 2,
+            with_native: false,
+        },
+        Variant {
+            kernel: "micro",
+            vcpus: 2,
+            with_native: false,
+        },
+        Variant {
+            kernel: "debian",
+            vcpus: 1,
+            with_native: false,
+        },
+    ];
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    // The guest kernels first, once, so the parallel runs below do not both build or fetch them.
+    for k in ["build", "fetch debian"] {
+        let mut c = Command::new(ISOLAB);
+        c.arg("kernel").args(k.split(' '));
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "isolab kernel {k}: {}", text(&o.stderr));
+    }
+    let mut runs = Vec::new();
+    // Two at a time: each emulated machine keeps one core busy.
+    for pair in variants.chunks(2) {
+        let results: Vec<(Output, Option<PathBuf>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pair
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let dir = tmp.path().join(format!("{}-{}-{i}", v.kernel, v.vcpus));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    scope.spawn(move || run_variant(v, &dir))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (v, (o, dir)) in pair.iter().zip(results) {
+            eprintln!(
+                "[emulated vm test] --kernel {} --vcpus {}: exit {:?}",
+                v.kernel,
+                v.vcpus,
+                o.status.code()
+            );
+            runs.push((v, check_variant(v, &o, dir), text(&o.stdout)));
+        }
+    }
+    // The first run had native beside the VM: the summary gives emulated samples no ratio to
+    // native, and says why; the Markdown report labels them.
+    let (_, run, stdout) = &runs[0];
+    let native = run.samples.iter().filter(|s| s.backend == "native");
+    assert_eq!(native.clone().count(), 13);
+    assert!(native
+        .into_iter()
+        .all(|s| !s.emulated && s.failure.is_none()));
     assert!(stdout.contains("vm (emulated)"), "{stdout}");
     assert!(stdout.contains("correctness only"), "{stdout}");
     let md = Command::new(ISOLAB)
         .args(["report", "--format", "md"])
-        .arg(&run_dir)
+        .arg(&run.dir)
         .output()
         .unwrap();
     assert!(md.status.success(), "{}", text(&md.stderr));

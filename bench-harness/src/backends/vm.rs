@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use vm_backend::image::initramfs::agent_image;
-use vm_backend::kernel::{boot_kernel, KernelChoice};
+use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
 use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
 use vm_backend::VmError;
@@ -70,6 +70,8 @@ pub struct VmBackend {
     /// A kernel given with `--kernel`; None: the cached (or freshly built) micro kernel.
     kernel_override: Option<PathBuf>,
     prepared: Option<Prepared>,
+    /// A kernel ready to boot, given by the caller (inside the emulated machine): used as is.
+    boot_override: Option<BootKernel>,
     /// How I/O trials use their disk.
     disk_mode: DiskMode,
     /// Formatted ext4 images to use instead of running mkfs.ext4 (by size, MiB).
@@ -111,6 +113,14 @@ impl VmBackend {
         }
     }
 
+    /// A VM backend booting `boot` exactly (kernel, modules, ACPI), with no build or fetch.
+    pub fn with_boot_kernel(boot: BootKernel) -> Self {
+        Self {
+            boot_override: Some(boot),
+            ..Self::default()
+        }
+    }
+
     /// I/O trials use their disk this way (default: ext4).
     pub fn with_disk_mode(mut self, mode: DiskMode) -> Self {
         self.disk_mode = mode;
@@ -129,6 +139,7 @@ impl Default for VmBackend {
         Self {
             kernel_override: None,
             prepared: None,
+            boot_override: None,
             disk_mode: DiskMode::Ext4,
             disk_templates: BTreeMap::new(),
             disks: None,
@@ -457,10 +468,13 @@ impl Backend for VmBackend {
             None => KernelChoice::Micro,
         };
         let start = Instant::now();
-        let boot = boot_kernel(&choice, &mut |msg| {
-            eprintln!("[vm kernel {:>4}s] {msg}", start.elapsed().as_secs());
-        })
-        .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?;
+        let boot = match &self.boot_override {
+            Some(b) => b.clone(),
+            None => boot_kernel(&choice, &mut |msg| {
+                eprintln!("[vm kernel {:>4}s] {msg}", start.elapsed().as_secs());
+            })
+            .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?,
+        };
         let agent = std::fs::read(&ctx.agent).map_err(|e| {
             prepare_err(format!(
                 "agent {} is not readable ({e}); build it with \

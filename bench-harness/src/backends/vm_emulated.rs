@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
-use vm_backend::kernel::build::{ensure_micro, BuildOptions};
+use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
 use vm_backend::vmm::{self, VmConfig};
 use workloads::protocol::DiskMode;
 
@@ -50,6 +50,12 @@ pub struct Batch {
     pub trial_timeout_s: f64,
     /// Echo each guest's console on L1's console.
     pub live_console: bool,
+    /// Modules the guest kernel needs, in L1, in load order (Debian's kernel).
+    #[serde(default)]
+    pub modules: Vec<PathBuf>,
+    /// The guest kernel finds its devices through ACPI tables (Debian's kernel).
+    #[serde(default)]
+    pub acpi: bool,
     /// How I/O trials use their disk: `raw` or `ext4`.
     pub disk_mode: String,
     /// Formatted ext4 images in L1 (by size in MiB): L1 has no mkfs.ext4.
@@ -127,9 +133,13 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
     }
     let mode = DiskMode::parse(&batch.disk_mode)
         .ok_or_else(|| err(format!("unknown disk mode {:?}", batch.disk_mode)))?;
-    let mut backend = VmBackend::with_kernel(kernel.to_owned())
-        .with_disk_mode(mode)
-        .with_disk_templates(batch.disk_templates.clone());
+    let mut backend = VmBackend::with_boot_kernel(BootKernel {
+        kernel: kernel.to_owned(),
+        modules: batch.modules.clone(),
+        acpi: batch.acpi,
+    })
+    .with_disk_mode(mode)
+    .with_disk_templates(batch.disk_templates.clone());
     backend.prepare(&ctx)?;
     let mut stdout = std::io::stdout().lock();
     for trial in &batch.trials {
@@ -156,7 +166,7 @@ pub struct EmulatedVmBackend {
 #[derive(Debug)]
 struct Prepared {
     machine: HvmMachine,
-    kernel: PathBuf,
+    boot: BootKernel,
     ctx: PrepareContext,
     isolab: PathBuf,
 }
@@ -246,16 +256,15 @@ impl Backend for EmulatedVmBackend {
         let start = Instant::now();
         let mut say =
             |msg: &str| eprintln!("[vm (emulated) {:>4}s] {msg}", start.elapsed().as_secs());
-        let kernel = match &self.kernel_override {
-            Some(k) => k.clone(),
-            None => {
-                ensure_micro(BuildOptions::default(), &mut say)
-                    .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?
-                    .bz_image
-            }
+        // `micro` (built on first use), `debian` (fetched with apt, modules and ACPI), or a file.
+        let choice = match &self.kernel_override {
+            Some(k) => KernelChoice::parse(&k.to_string_lossy()),
+            None => KernelChoice::Micro,
         };
+        let boot = boot_kernel(&choice, &mut say)
+            .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?;
         // Refuse a bad kernel here, not after minutes of emulation.
-        vmm::validate(&VmConfig::new(&kernel, ctx.limits.memory_mib))
+        vmm::validate(&VmConfig::new(&boot.kernel, ctx.limits.memory_mib))
             .map_err(|e| prepare_err(e.to_string()))?;
         if !ctx.agent.is_file() {
             return Err(prepare_err(format!(
@@ -276,7 +285,7 @@ impl Backend for EmulatedVmBackend {
             .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
         self.prepared = Some(Prepared {
             machine,
-            kernel,
+            boot,
             ctx: ctx.clone(),
             isolab,
         });
@@ -290,7 +299,7 @@ impl Backend for EmulatedVmBackend {
             "true: QEMU TCG with AMD-V, kvm-amd in L1; correctness only".into(),
         );
         if let Some(p) = &self.prepared {
-            f.insert("kernel".into(), p.kernel.display().to_string());
+            f.insert("kernel".into(), p.boot.kernel.display().to_string());
             f.insert(
                 "l1_kernel".into(),
                 format!("{} {}", p.machine.l1.package, p.machine.l1.version),
@@ -331,10 +340,25 @@ impl Backend for EmulatedVmBackend {
                 ));
             }
         }
+        let l1_module = |i: usize, m: &Path| {
+            let name = m.file_name().map_or_else(
+                || format!("module-{i}.ko"),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            PathBuf::from(format!("/hvm/modules/{name}"))
+        };
         let batch = Batch {
             limits: p.ctx.limits,
             trial_timeout_s: p.ctx.trial_timeout.as_secs_f64(),
             live_console: p.ctx.live_console,
+            modules: p
+                .boot
+                .modules
+                .iter()
+                .enumerate()
+                .map(|(i, m)| l1_module(i, m))
+                .collect(),
+            acpi: p.boot.acpi,
             disk_mode: mode.name().to_owned(),
             disk_templates: templates
                 .iter()
@@ -349,10 +373,13 @@ impl Backend for EmulatedVmBackend {
         let files = vec![
             file(L1_ISOLAB, &stripped(&p.isolab, &p.ctx.work_dir), 0o755)?,
             file(L1_AGENT, &p.ctx.agent, 0o755)?,
-            file(L1_KERNEL, &p.kernel, 0o644)?,
+            file(L1_KERNEL, &p.boot.kernel, 0o644)?,
             HvmFile::bytes(L1_BATCH, batch_json, 0o644),
         ];
         let mut files = files;
+        for (i, m) in p.boot.modules.iter().enumerate() {
+            files.push(file(&l1_module(i, m).display().to_string(), m, 0o644)?);
+        }
         let mut image_mib_total = 0;
         for (size, host, l1) in &templates {
             files.push(file(&l1.display().to_string(), host, 0o644)?);
@@ -527,6 +554,8 @@ mod tests {
             limits: SandboxLimits::default(),
             trial_timeout_s: 60.0,
             live_console: false,
+            modules: vec![PathBuf::from("/hvm/modules/virtio.ko")],
+            acpi: true,
             disk_mode: "ext4".into(),
             disk_templates: BTreeMap::from([(80, PathBuf::from("/hvm/ext4-80MiB.img"))]),
             trials: vec![Trial {

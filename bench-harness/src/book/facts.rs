@@ -523,9 +523,14 @@ fn short_reason(note: &str) -> String {
     reason.trim_end_matches('.').to_owned()
 }
 
-/// Whether a metric is a count or a size (meaningful from an emulated machine), not a time.
+/// Whether a metric is a count or a size (meaningful from an emulated machine), not a time or a
+/// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
-    metric.starts_with("exits.") || to_mib(1.0, unit).is_some()
+    let timed = unit.ends_with("/s") || ["ns", "µs", "us", "ms", "s"].contains(&unit);
+    let counted = ["exits.", "disk.", "irq_injections.", "kvm."]
+        .iter()
+        .any(|p| metric.starts_with(p));
+    !timed && (counted || to_mib(1.0, unit).is_some())
 }
 
 fn fmt_median(r: &SummaryRow, suffix: &str) -> String {

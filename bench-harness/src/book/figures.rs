@@ -91,7 +91,7 @@ fn io_ratio(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, Repo
 }
 
 /// Every figure: name, drawing function, the backend it is about, caption.
-const FIGURES: [(&str, Draw, Option<&str>, &str); 8] = [
+const FIGURES: [(&str, Draw, Option<&str>, &str); 9] = [
     (
         "start-timeline",
         start_timeline,
@@ -154,6 +154,15 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 8] = [
         Some("vm"),
         "How many times per trial the guest stopped and handed the CPU to the VMM, by reason. \
          Every `io_out.serial` is one byte of console output written to an emulated serial port.",
+    ),
+    (
+        "vm-exits-per-op",
+        charts::exits_per_op,
+        Some("vm"),
+        "VM exits per operation of each workload, while the workload ran: per 4 KiB disk I/O, \
+         per MiB moved, per system call, per page fault. The light part KVM handled inside the \
+         host kernel (interrupts, timers, the virtio queue notification through its ioeventfd); \
+         the dark part went on to isolab's VMM.",
     ),
 ];
 

@@ -642,7 +642,10 @@ fn op_words(op: &str) -> String {
     }
 }
 
-fn exits_per_op(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
+pub(crate) fn exits_per_op(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     // (workload position, backend rank, workload, label, op) -> (all exits, userspace) values.
     type Key = (usize, usize, String, String, String);
     let mut by: BTreeMap<Key, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
