@@ -171,7 +171,9 @@ fn every_workload_runs_in_the_emulated_vm_on_both_kernels_with_1_and_2_vcpus() {
         },
     ];
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
-    // The guest kernels first, once, so the parallel runs below do not both build or fetch them.
+    // What the parallel runs below share, made once first: QEMU and the L1 kernel (apt cannot
+    // install twice at once), and the guest kernels (built or fetched once).
+    vm_backend::hvm::HvmMachine::prepare(&mut |m| eprintln!("[hvm] {m}")).expect("HVM machine");
     for k in ["build", "fetch debian"] {
         let mut c = Command::new(ISOLAB);
         c.arg("kernel").args(k.split(' '));

@@ -355,8 +355,8 @@ pub(crate) enum CgroupJoin {
     AtBirth,
     /// v1, cgroup made before the clone: write `0` to these `tasks` fds first thing.
     Early(Vec<RawFd>),
-    /// v1, cgroup made by the parent after the clone: wait at the gate, then write `0` to
-    /// `<dir fd>/<relative tasks path>` of each hierarchy, just before exec.
+    /// v1, cgroup made by the parent after the clone: once the namespaces are set up, wait at
+    /// the gate, then write `0` to `<dir fd>/<relative tasks path>` of each hierarchy.
     AfterGate(Vec<(RawFd, CString)>),
 }
 
@@ -699,11 +699,8 @@ fn child_main(
         fail(report, SetupStep::LoopbackUp, e);
     }
     stamp(report, 1);
-    match plan.mounts.enter() {
-        Ok(moved) => report.moved_root.store(u32::from(moved), Ordering::Release),
-        Err((step, e)) => fail(report, step, e),
-    }
-    stamp(report, 2);
+    // Joined before the mounts, so the kernel memory of the container's mounts is charged to
+    // the container, as it is on v2 and with an early join.
     if let CgroupJoin::AfterGate(targets) = &plan.join {
         if !wait_at_gate(&report.gate) {
             fail(report, SetupStep::JoinCgroup, libc::ECANCELED);
@@ -732,6 +729,11 @@ fn child_main(
         stamp(report, 0);
         enter_cgroup_namespace(report);
     }
+    match plan.mounts.enter() {
+        Ok(moved) => report.moved_root.store(u32::from(moved), Ordering::Release),
+        Err((step, e)) => fail(report, step, e),
+    }
+    stamp(report, 2);
     let pairs = [
         (io.stdin.as_raw_fd(), 0),
         (io.stdout.as_raw_fd(), 1),

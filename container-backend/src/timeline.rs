@@ -5,8 +5,8 @@
 //! whether the host or the child saw it, lands on one axis.
 //!
 //! Two chains overlap: on cgroup v1 (as root) the parent creates the cgroup after `clone3`
-//! returns while the child makes its namespaces and root, and the child joins the cgroup just
-//! before exec; on v2 the cgroup is created first and the child is born inside it. Either way the
+//! returns while the child sets up its namespaces, and the child joins the cgroup before it
+//! mounts its root; on v2 the cgroup is created first and the child is born inside it. Either way the
 //! run is timed from `Start` to `InitReady` with all of it inside.
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +24,8 @@ pub enum Phase {
     CloneReturned,
     /// The child's first instruction after `clone3` (its side of "clone returned").
     ChildStarted,
-    /// The child is in its cgroup and cgroup namespace (at birth on v2, by its own write just
-    /// before exec on v1).
+    /// The child is in its cgroup and cgroup namespace (at birth on v2, by its own write after
+    /// its namespaces are set up on v1).
     CgroupJoined,
     /// Hostname set, loopback up.
     NamespacesReady,

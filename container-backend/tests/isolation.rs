@@ -82,7 +82,7 @@ fn noop_has_a_full_timeline_and_accounting() {
     let t = &report.timeline;
     // Two chains run side by side: the parent makes the cgroup (on v1 while the child sets up),
     // the child makes its namespaces and root; both meet at the join, before exec.
-    let chains: [&[Phase]; 3] = [
+    let chains: [&[Phase]; 4] = [
         &[
             Phase::Start,
             Phase::CgroupCreated,
@@ -95,6 +95,8 @@ fn noop_has_a_full_timeline_and_accounting() {
             Phase::RootPivoted,
             Phase::Exec,
         ],
+        // Inside the cgroup before the mounts: their kernel memory is the container's.
+        &[Phase::CgroupJoined, Phase::RootPivoted],
         &[
             Phase::Exec,
             Phase::InitReady,

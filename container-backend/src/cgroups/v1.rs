@@ -9,9 +9,10 @@
 //! join, against about 20 µs through `tasks`). For the same reason the parent cannot move the
 //! child (a pid other than 0 takes that lock).
 //!
-//! As root, the trial cgroup is created *while* the child sets up its namespaces and root (two
-//! cores do both at once): the child waits at a gate before exec, then opens `tasks` below the
-//! hierarchy roots (fds opened once, see [`Hierarchy::join_targets`]) and joins. With a user
+//! As root, the trial cgroup is created *while* the child sets up its namespaces (two cores do
+//! both at once): the child then waits at a gate, opens `tasks` below the hierarchy roots (fds
+//! opened once, see [`Hierarchy::join_targets`]) and joins, before it mounts its root, so the
+//! kernel memory of its mounts is charged to the container. With a user
 //! namespace the child's ids cannot open host cgroup files, so there the cgroup is created
 //! before the clone and the child writes to `tasks` fds the parent opened.
 
