@@ -46,8 +46,8 @@ pub fn host_unavailable() -> Option<(String, String)> {
         return Some((
             "there is no /dev/kvm on this host".into(),
             "load kvm_intel or kvm_amd (`modprobe kvm_intel`), enable virtualization in the \
-             firmware or nested virtualization in the cloud VM; `./run-tests` still checks the VM \
-             for correctness in an emulated AMD-V machine"
+             firmware or nested virtualization in the cloud VM; meanwhile `isolab run \
+             --vm-in-emulator` runs the VM for correctness in an emulated AMD-V machine"
                 .into(),
         ));
     }
@@ -56,8 +56,9 @@ pub fn host_unavailable() -> Option<(String, String)> {
             "/dev/kvm is served by PVM (kvm_pvm), software virtualization that boots only \
              PVM-patched guest kernels, not a stock Linux guest"
                 .into(),
-            "run on a host with hardware KVM (kvm_intel or kvm_amd); `./run-tests` still checks \
-             the VM for correctness in an emulated AMD-V machine"
+            "run on a host with hardware KVM (kvm_intel or kvm_amd); meanwhile `isolab run \
+             --vm-in-emulator` runs the VM for correctness in an emulated AMD-V machine (slow, \
+             labelled emulated)"
                 .into(),
         ));
     }
