@@ -89,12 +89,19 @@ with native for performance."
 sources to a staging folder, draws the figures from a run (SVG, the same colours per backend as the \
 reports) and fills every number and table in the chapters from that run's samples and manifest. A value \
 the run lacks (say, no VM on this host) is written as \"not measured in this run (why)\", never guessed.",
-        after_help = "Example: isolab book --results results/20261126-071203 --out /tmp/isolab-book"
+        after_help = "Example: isolab book --results results/20261126-071203 --out /tmp/isolab-book\n\
+On a host without hardware KVM: isolab book --results NATIVE_AND_CONTAINER_RUN --vm-results \
+EMULATED_VM_RUN (a run made with --vm-in-emulator)"
     )]
     Book {
         /// The run to take figures and numbers from. Default: the newest run under results/.
         #[arg(long, value_name = "RUN_DIR")]
         results: Option<PathBuf>,
+        /// A second run whose VM samples stand in for the first run's VM, e.g. one made with
+        /// `isolab run --vm-in-emulator` on a host without hardware KVM (its counts and sizes are
+        /// shown, labelled emulated; its times never are).
+        #[arg(long, value_name = "RUN_DIR")]
+        vm_results: Option<PathBuf>,
         /// Where the HTML goes (emptied first, so it must be new, empty or an earlier book).
         /// Default: RUN_DIR/book.
         #[arg(long, value_name = "DIR")]
@@ -244,9 +251,10 @@ fn real_main() -> Result<ExitCode> {
         Command::Doctor { clean } => cmd_doctor(clean),
         Command::Book {
             results,
+            vm_results,
             out,
             book_src,
-        } => cmd_book(results, out, book_src),
+        } => cmd_book(results, vm_results, out, book_src),
         Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
         Command::EmulatedTrials {
             batch,
@@ -389,6 +397,7 @@ fn cmd_report(
 
 fn cmd_book(
     results: Option<PathBuf>,
+    vm_results: Option<PathBuf>,
     out: Option<PathBuf>,
     book_src: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -401,7 +410,19 @@ fn cmd_book(
             newest
         }
     };
-    let run = store::load_run(&run_dir)?;
+    let mut run = store::load_run(&run_dir)?;
+    if let Some(vm_dir) = &vm_results {
+        let vm_run = store::load_run(vm_dir)?;
+        let n = book::merge_vm_run(&mut run, &vm_run);
+        if n == 0 {
+            bail!(
+                "{} has no VM samples; pass a run made with --backend vm (on a host without \
+                 hardware KVM: --vm-in-emulator)",
+                vm_dir.display()
+            );
+        }
+        eprintln!("the VM's {n} samples come from {}", vm_dir.display());
+    }
     let out = out.unwrap_or_else(|| run_dir.join("book"));
     let built = book::build_book(&run, &src, &out)?;
     for n in &built.notes {

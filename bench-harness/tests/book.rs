@@ -595,6 +595,28 @@ fn emulated_vm_gives_counts_but_never_times() {
     );
 }
 
+#[test]
+fn a_second_run_can_stand_in_for_a_missing_vm() {
+    let mut base = run(Vm::Unavailable);
+    let emulated = run(Vm::Emulated);
+    let n = bench_harness::book::merge_vm_run(&mut base, &emulated);
+    assert!(n > 0);
+    assert!(base
+        .samples
+        .iter()
+        .filter(|s| s.backend == "vm")
+        .all(|s| s.emulated));
+    let (_tmp, out) = build(&base);
+    let pages = check_book(&out);
+    let ch6 = main_text(&pages[Path::new("06-devices.html")]);
+    assert!(
+        ch6.contains("5200 exits") && ch6.contains("counted in an emulated machine"),
+        "{ch6}"
+    );
+    let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
+    assert!(!ch2.contains("95 ms"), "an emulated time was used: {ch2}");
+}
+
 fn book_copy_with(chapter: &str, line: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let copy = |from: &Path, to: &Path| {

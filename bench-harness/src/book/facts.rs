@@ -389,7 +389,12 @@ impl Facts {
             if r.workload != entry || !r.backend.starts_with("vm") {
                 continue;
             }
-            if let Some(reason) = r.metric.strip_prefix("exits.") {
+            // Exit reasons of the whole trial only: the workload window's counts and the
+            // per-operation figures have their own places (chapter 6's figure and text).
+            let reason = r.metric.strip_prefix("exits.").filter(|m| {
+                !m.starts_with("workload.") && !m.starts_with("per_") && !m.contains("_per_")
+            });
+            if let Some(reason) = reason {
                 by_label
                     .entry(r.backend.clone())
                     .or_default()

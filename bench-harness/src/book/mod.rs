@@ -156,6 +156,27 @@ pub fn newest_run(results: &Path) -> Result<PathBuf, BookError> {
         .ok_or_else(|| BookError::NoRun(results.to_path_buf()))
 }
 
+/// Takes the VM's samples from another run into `base`, replacing `base`'s own VM samples, and
+/// the VM's availability with them; returns how many samples came in. For a host without hardware
+/// KVM: the book then shows the VM as measured in the emulated machine (`isolab run
+/// --vm-in-emulator`), counts and sizes only, next to native and container measured here.
+pub fn merge_vm_run(base: &mut StoredRun, vm_run: &StoredRun) -> usize {
+    let vm = crate::backend::BackendKind::Vm.name();
+    base.samples.retain(|s| s.backend != vm);
+    let offset = base.samples.iter().map(|s| s.trial + 1).max().unwrap_or(0);
+    let mut n = 0;
+    for s in vm_run.samples.iter().filter(|s| s.backend == vm) {
+        let mut s = s.clone();
+        s.trial += offset;
+        base.samples.push(s);
+        n += 1;
+    }
+    if let Some(state) = vm_run.manifest.backends.get(vm) {
+        base.manifest.backends.insert(vm.to_owned(), state.clone());
+    }
+    n
+}
+
 /// Builds the book from the sources in `book_src` with the figures and numbers of `run`, into
 /// `out` (created if missing; an existing folder must be empty or an earlier book).
 pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltBook, BookError> {
