@@ -188,6 +188,11 @@ fn metrics(backend: &str, kind: &str, rep: u32, emulated: bool) -> Vec<Metric> {
             ));
             m.push(Metric::lower("rand_read_p50", "µs", jit(110.0 * slow, rep)));
             m.push(Metric::lower("rand_read_p99", "µs", jit(400.0 * slow, rep)));
+            if backend == "vm" {
+                // What the VM backend derives over the workload window.
+                m.push(Metric::lower("exits.per_4k_io", "exits/op", jit(8.7, rep)));
+                m.push(Metric::lower("exits.userspace_per_4k_io", "exits/op", 2.0));
+            }
         }
         "io-fsync" => {
             m.push(Metric::lower("fsync_p50", "µs", jit(900.0 * slow, rep)));
@@ -309,8 +314,8 @@ fn html_and_every_svg_are_well_formed_and_say_what_matters() {
         .filter(|n| n.tag_name().name() == "svg")
         .count();
     let (charts, notes) = build_charts(&run).unwrap();
-    assert_eq!(charts.len(), 5, "every chart has data here: {notes:?}");
-    assert_eq!(svgs, 5);
+    assert_eq!(charts.len(), 6, "every chart has data here: {notes:?}");
+    assert_eq!(svgs, 6);
     for c in &charts {
         parse_xml(&c.svg);
         assert!(c.svg.contains("<svg"), "{}", c.name);
@@ -342,7 +347,7 @@ fn html_and_every_svg_are_well_formed_and_say_what_matters() {
     for c in &charts {
         let has = c.svg.contains("vm (emulated)");
         match c.name {
-            "memory_per_instance" | "vm_exits" => assert!(has, "{}", c.name),
+            "memory_per_instance" | "vm_exits" | "vm_exits_per_op" => assert!(has, "{}", c.name),
             _ => assert!(!has, "{} shows emulated samples", c.name),
         }
     }
@@ -627,7 +632,7 @@ fn partial_run_without_some_backends_reports_everything_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_charts(&empty, dir.path()).unwrap();
     assert!(files.files.is_empty());
-    assert_eq!(files.notes.len(), 5, "{:?}", files.notes);
+    assert_eq!(files.notes.len(), 6, "{:?}", files.notes);
 }
 
 #[test]
@@ -643,7 +648,7 @@ fn charts_are_written_as_svg_and_png() {
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "svg"))
         .collect();
-    assert_eq!(svgs.len(), 5);
+    assert_eq!(svgs.len(), 6);
     for p in &svgs {
         parse_xml(&std::fs::read_to_string(p).unwrap());
     }
@@ -660,7 +665,7 @@ fn charts_are_written_as_svg_and_png() {
             out.notes
         );
     } else {
-        assert_eq!(pngs.len(), 5, "{:?}", out.notes);
+        assert_eq!(pngs.len(), 6, "{:?}", out.notes);
         for p in pngs {
             let bytes = std::fs::read(p).unwrap();
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
