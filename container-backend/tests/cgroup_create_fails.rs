@@ -53,16 +53,19 @@ fn a_cgroup_that_cannot_be_created_is_a_typed_error_and_leaves_nothing() {
             .unwrap_or_default();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
-    // No child of any of our threads is left, not even a zombie.
-    let mut children = String::new();
-    for task in std::fs::read_dir("/proc/self/task")
-        .expect("tasks")
+    // No child of ours is left, not even a zombie: no process has us as its parent.
+    let me = std::process::id().to_string();
+    let children: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
         .flatten()
-    {
-        children
-            .push_str(&std::fs::read_to_string(task.path().join("children")).unwrap_or_default());
-    }
-    assert!(children.trim().is_empty(), "children left: {children}");
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|status| {
+            status
+                .lines()
+                .any(|l| l.strip_prefix("PPid:").is_some_and(|p| p.trim() == me))
+        })
+        .collect();
+    assert!(children.is_empty(), "children left: {children:?}");
     // And the runtime still works once the names are free again.
     let ok = rt.run(&agent_request(workloads::Workload::Noop));
     assert!(ok.is_ok(), "a run after the failure: {:?}", ok.err());
