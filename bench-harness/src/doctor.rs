@@ -150,9 +150,7 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
         ),
     });
     if matches!(kvm, KvmFlavour::Pvm | KvmFlavour::None) {
-        let qemu = std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file())
-        });
+        let qemu = vm_backend::hvm::which("qemu-system-x86_64").is_some();
         out.push(Check::note(
             format!(
                 "emulated VM: `isolab run --vm-in-emulator` can run the VM here inside QEMU TCG with AMD-V ({})",

@@ -170,7 +170,8 @@ pub struct HvmMachine {
     pub busybox: PathBuf,
 }
 
-fn which(cmd: &str) -> Option<PathBuf> {
+/// Where `cmd` is on PATH, if it is.
+pub fn which(cmd: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(cmd))

@@ -9,13 +9,13 @@
 //! (e2fsprogs) on the host: the ext4 image is made on the host, the raw one in L1.
 //! Times seen here are emulated: correctness and counts only.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use serde_json::Value;
+use common::{example, report, words};
 use sha2::{Digest, Sha256};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
@@ -31,26 +31,6 @@ const FSYNC_OPS: u32 = 40;
 
 fn progress(msg: &str) {
     eprintln!("[hvm block] {msg}");
-}
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join("examples").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p vm_backend --example {name}`",
-        p.display()
-    );
-    p
-}
-
-fn words(workload: Workload, disk: &str) -> String {
-    let spec = WorkloadSpec::new(workload);
-    format!(
-        "isolab.marker=port:{MARKER_PORT:#x} isolab.disk={disk} isolab.spec={}",
-        encode_spec(&spec).expect("encode")
-    )
 }
 
 fn seq() -> Workload {
@@ -73,16 +53,6 @@ fn fsync(ops: u32) -> Workload {
         path: "/unused".into(),
         ops,
     })
-}
-
-fn report(output: &str) -> Option<Value> {
-    let line = output
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("ISOLAB-VMM-REPORT:"))?;
-    let (len, b64) = line.split_once(':')?;
-    let json = URL_SAFE_NO_PAD.decode(b64.trim()).ok()?;
-    assert_eq!(json.len(), len.parse::<usize>().ok()?, "report damaged");
-    serde_json::from_slice(&json).ok()
 }
 
 /// The bytes io-seq leaves on a raw device: its 1 MiB buffer, byte i = (i as u8) | 1, written
@@ -148,15 +118,15 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
     let commands = vec![
         /* 0 */
         format!("dd if=/dev/zero of=/tmp/raw.img bs=1M count={IMAGE_MIB} 2>&1 && gunzip -c /hvm/ext4.img.gz > /tmp/ext4.img && ls -l /tmp/*.img"),
-        /* 1 */ run("/tmp/raw.img", false, &words(seq(), "raw")),
+        /* 1 */ run("/tmp/raw.img", false, &words(seq(), Some("raw"))),
         /* 2 */ format!("head -c {seq_bytes} /tmp/raw.img | sha256sum"),
-        /* 3 */ run("/tmp/raw.img", false, &words(rand(), "raw")),
-        /* 4 */ run("/tmp/raw.img", false, &words(fsync(FSYNC_OPS), "raw")),
-        /* 5 */ run("/tmp/ext4.img", false, &words(seq(), "ext4")),
-        /* 6 */ run("/tmp/ext4.img", false, &words(rand(), "ext4")),
-        /* 7 */ run("/tmp/ext4.img", false, &words(fsync(FSYNC_OPS), "ext4")),
+        /* 3 */ run("/tmp/raw.img", false, &words(rand(), Some("raw"))),
+        /* 4 */ run("/tmp/raw.img", false, &words(fsync(FSYNC_OPS), Some("raw"))),
+        /* 5 */ run("/tmp/ext4.img", false, &words(seq(), Some("ext4"))),
+        /* 6 */ run("/tmp/ext4.img", false, &words(rand(), Some("ext4"))),
+        /* 7 */ run("/tmp/ext4.img", false, &words(fsync(FSYNC_OPS), Some("ext4"))),
         /* 8 */ "sha256sum /tmp/raw.img".to_owned(),
-        /* 9 */ run("/tmp/raw.img", true, &words(fsync(5), "raw")),
+        /* 9 */ run("/tmp/raw.img", true, &words(fsync(5), Some("raw"))),
         /* 10 */ "sha256sum /tmp/raw.img".to_owned(),
         /* 11 */ format!("/hvm/vmm-run --kernel /hvm/bzImage --initrd /hvm/agent.cpio --mem 256 --timeout-s 300 --quiet --append '{noop_words}'"),
         /* 12 */ run("/tmp/raw.img", false, &noop_words),

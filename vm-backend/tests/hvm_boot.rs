@@ -7,54 +7,27 @@
 //! in the same target directory: `cargo build -p workloads --bin isolab-agent`.
 //! Times seen here are emulated: correctness only.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use serde_json::Value;
+use common::{example, report, words};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
-use workloads::protocol::{encode_spec, parse_framed_result, MARKER_PORT};
-use workloads::{Workload, WorkloadSpec};
+use workloads::protocol::parse_framed_result;
+use workloads::Workload;
 
 fn progress(msg: &str) {
     eprintln!("[hvm test] {msg}");
 }
 
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join("examples").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p vm_backend --example {name}` (cargo test builds it too)",
-        p.display()
-    );
-    p
-}
-
 fn spec_words(kind: &str) -> String {
-    let spec = WorkloadSpec::new(Workload::default_of_kind(kind).expect("known workload"));
-    format!(
-        "isolab.marker=port:{MARKER_PORT:#x} isolab.spec={}",
-        encode_spec(&spec).expect("encode")
+    words(
+        Workload::default_of_kind(kind).expect("known workload"),
+        None,
     )
-}
-
-fn report(output: &str) -> Option<Value> {
-    let line = output
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("ISOLAB-VMM-REPORT:"))?;
-    let (len, b64) = line.split_once(':')?;
-    let json = URL_SAFE_NO_PAD.decode(b64.trim()).ok()?;
-    assert_eq!(
-        json.len(),
-        len.parse::<usize>().ok()?,
-        "report damaged on L1's console"
-    );
-    serde_json::from_slice(&json).ok()
 }
 
 fn host_boot_id() -> String {

@@ -11,21 +11,21 @@
 //! fetched on first use) and `mkfs.ext4` on the host. Times seen here are emulated: correctness
 //! only.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use serde_json::Value;
+use common::{example, report, words};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::debian::ensure_debian_guest;
 use workloads::kernels::cpu::CpuParams;
 use workloads::kernels::io::{IoRandParams, IoSeqParams};
-use workloads::protocol::{encode_spec, parse_framed_result, MARKER_PORT};
+use workloads::protocol::parse_framed_result;
 use workloads::result::Outcome;
-use workloads::{Workload, WorkloadSpec};
+use workloads::Workload;
 
 const IMAGE_MIB: u64 = 32;
 const SEQ_MIB: u32 = 8;
@@ -33,38 +33,6 @@ const RAND_OPS: u32 = 200;
 
 fn progress(msg: &str) {
     eprintln!("[hvm debian] {msg}");
-}
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join("examples").join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: build it with `cargo build -p vm_backend --example {name}`",
-        p.display()
-    );
-    p
-}
-
-fn words(workload: Workload, disk: Option<&str>) -> String {
-    let spec = WorkloadSpec::new(workload);
-    format!(
-        "isolab.marker=port:{MARKER_PORT:#x}{} isolab.spec={}",
-        disk.map(|d| format!(" isolab.disk={d}"))
-            .unwrap_or_default(),
-        encode_spec(&spec).expect("encode")
-    )
-}
-
-fn report(output: &str) -> Option<Value> {
-    let line = output
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("ISOLAB-VMM-REPORT:"))?;
-    let (len, b64) = line.split_once(':')?;
-    let json = URL_SAFE_NO_PAD.decode(b64.trim()).ok()?;
-    assert_eq!(json.len(), len.parse::<usize>().ok()?, "report damaged");
-    serde_json::from_slice(&json).ok()
 }
 
 fn ext4_image_gz() -> Vec<u8> {

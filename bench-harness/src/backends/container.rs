@@ -20,7 +20,7 @@ use crate::backend::{
     Backend, BackendError, BackendKind, Phase, PrepareContext, Timeline, Trial, TrialFailure,
     TrialOutcome,
 };
-use crate::backends::child;
+use crate::backends::{child, tail_lines};
 
 pub use container_backend::{
     check_host, clean_leftovers, interrupt_all, CleanReport, HostProblem, DEFAULT_STATE_DIR,
@@ -259,11 +259,6 @@ fn host_metrics(report: &RunReport) -> Vec<Metric> {
     m.push(Metric::lower("host.io_read", "MiB", mib(u.io.read)));
     m.push(Metric::lower("host.io_write", "MiB", mib(u.io.write)));
     m
-}
-
-fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Decides what a finished container run means for the trial.

@@ -26,6 +26,12 @@ pub struct BackendOptions {
     pub vm_disk: Option<workloads::protocol::DiskMode>,
 }
 
+/// The last `n` lines of `text`, for failure reports.
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// Makes the backend of a kind with default settings.
 pub fn make(kind: BackendKind) -> Box<dyn Backend> {
     make_with(kind, &BackendOptions::default())

@@ -37,9 +37,9 @@ pub fn image_mib(data_mib: u64) -> u64 {
         .next_multiple_of(16)
 }
 
+/// On PATH, or in the sbin folders a PATH may lack.
 fn which(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    vm_backend::hvm::which(cmd).is_some()
         || ["/sbin", "/usr/sbin"]
             .iter()
             .any(|d| Path::new(d).join(cmd).is_file())

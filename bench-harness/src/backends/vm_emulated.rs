@@ -26,6 +26,7 @@ use crate::backend::{
     Backend, BackendError, BackendKind, PrepareContext, SandboxLimits, Trial, TrialFailure,
     TrialOutcome,
 };
+use crate::backends::tail_lines;
 use crate::backends::vm::VmBackend;
 use crate::backends::vm_disk::{image_mib, DiskImages};
 
@@ -219,11 +220,6 @@ fn stripped(binary: &Path, work_dir: &Path) -> PathBuf {
     } else {
         binary.to_owned()
     }
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 impl EmulatedVmBackend {
@@ -440,7 +436,7 @@ impl Backend for EmulatedVmBackend {
                 backend: BackendKind::Vm,
                 reason: format!(
                     "kvm-amd did not load in the emulated machine; its console ended with:\n{}",
-                    tail(&out.console, TAIL_LINES)
+                    tail_lines(&out.console, TAIL_LINES)
                 ),
                 fix: "QEMU must emulate AMD-V (`-cpu EPYC,+svm,+npt`); check `isolab doctor`"
                     .into(),
@@ -465,7 +461,7 @@ impl Backend for EmulatedVmBackend {
                     } else {
                         String::new()
                     },
-                    tail(
+                    tail_lines(
                         out.commands.first().map_or(&out.console, |c| &c.output),
                         TAIL_LINES
                     )
