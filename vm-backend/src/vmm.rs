@@ -34,7 +34,7 @@ use crate::devices::{MmioBus, PioBus};
 use crate::error::{Result, VmError};
 use crate::vstate::kvm_stats::{KvmStats, StatsFd};
 use crate::vstate::memory::{self, GuestRam, MemoryUsage};
-use crate::vstate::vcpu::{self, ExitCounts, LoopEnd, RunStats, VcpuObserver};
+use crate::vstate::vcpu::{self, ExitCounts, LoopEnd, RunStats, VcpuObserver, VcpuState};
 use crate::vstate::vm::Vm;
 
 /// Default I/O port for progress markers (the agent protocol's `MARKER_PORT`).
@@ -224,6 +224,9 @@ pub struct VmReport {
     pub unclaimed_io: u64,
     /// The virtio-blk disk's figures, when the VM had one.
     pub disk: Option<DiskReport>,
+    /// Where each vCPU was when the VM was stopped at the timeout (empty otherwise): what a
+    /// hung guest was doing.
+    pub vcpu_states: Vec<VcpuState>,
 }
 
 impl VmReport {
@@ -591,6 +594,15 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         window.and_then(|(a, b)| Some(KvmStats::delta(&a.kvm_sum()?, &b.kvm_sum()?)));
     let workload_window_ns = window.map(|(a, b)| b.at_ns.saturating_sub(a.at_ns));
     let exits_to_first_marker = snaps.first_marker.as_ref().map(|s| s.exits_sum());
+    let vcpu_states = if timed_out.is_some() {
+        results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, fd))| VcpuState::capture(i, fd, &ram.mem))
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     let (memory, memory_top) = match memory::measure_detailed(&ram.host_ranges, 8) {
         Some((m, top)) => (Some(m), top),
@@ -640,6 +652,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         cmdline: checked.cmdline.as_string(),
         unclaimed_io,
         disk,
+        vcpu_states,
     })
 }
 
@@ -828,6 +841,7 @@ impl VmReport {
                 "other_resident": m.other_resident,
             })),
             "memory_top": self.memory_top.iter().map(|(n, b)| serde_json::json!([n, b])).collect::<Vec<_>>(),
+            "vcpu_states": self.vcpu_states.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "unclaimed_io": self.unclaimed_io,
             "disk": self.disk.as_ref().map(|d| serde_json::json!({
                 "path": d.path.display().to_string(),

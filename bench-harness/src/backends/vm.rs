@@ -595,7 +595,15 @@ impl Backend for VmBackend {
         };
         let result = result_of(&report);
         let log_tail = if result.is_err() {
-            report.console_tail(TAIL_LINES)
+            let mut tail = report.console_tail(TAIL_LINES);
+            // A hung guest: where its vCPUs were is the first clue to why.
+            if !report.vcpu_states.is_empty() {
+                tail.push_str("\n--- where the vCPUs were when the VM was stopped ---\n");
+                for state in &report.vcpu_states {
+                    tail.push_str(&format!("{state}\n"));
+                }
+            }
+            tail
         } else {
             String::new()
         };
@@ -736,6 +744,7 @@ mod tests {
             cmdline: String::new(),
             unclaimed_io: 0,
             disk: None,
+            vcpu_states: Vec::new(),
         }
     }
 

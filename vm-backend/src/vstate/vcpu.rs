@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::x86_64::cpuid::{filter_cpuid, VcpuTopology};
 use crate::arch::x86_64::{msr, regs};
@@ -373,5 +374,106 @@ pub fn run_loop(
         first_run_ns,
         end_ns: ns_since(origin),
         end,
+    }
+}
+
+/// Where a vCPU was when the VM was stopped from outside (a guest that hung): enough to tell a
+/// lost interrupt (halted with interrupts on) from a spin with interrupts off, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VcpuState {
+    /// The vCPU's index.
+    pub index: usize,
+    /// Its instruction pointer.
+    pub rip: u64,
+    /// Its stack pointer.
+    pub rsp: u64,
+    /// RFLAGS.IF: interrupts enabled.
+    pub interrupts_enabled: bool,
+    /// KVM's multiprocessing state (`runnable`, `halted`, `init_received`, ...).
+    pub mp_state: &'static str,
+    /// Values on the top of its stack that look like kernel addresses (the kernel-text mapping
+    /// at 0xffffffff80000000 and up): return addresses, roughly a backtrace. Resolve them with
+    /// `nm vmlinux`; isolab's micro kernel is not relocatable, so its addresses are exact.
+    pub stack_kernel_addresses: Vec<u64>,
+}
+
+/// Where Linux maps its kernel image (`__START_KERNEL_map`).
+const KERNEL_TEXT_MAP: u64 = 0xffff_ffff_8000_0000;
+/// Stack bytes looked at for return addresses (never past the stack pointer's page).
+const STACK_BYTES: u64 = 512;
+/// Most stack addresses kept.
+const STACK_ADDRESSES: usize = 16;
+
+impl VcpuState {
+    /// Reads the state of a vCPU that has left KVM_RUN. The stack is read through KVM's own
+    /// translation and vm-memory's bounds checks: a guest's stack pointer can be anything.
+    pub fn capture(index: usize, vcpu: &VcpuFd, mem: &GuestMemoryMmap) -> Option<VcpuState> {
+        let regs = vcpu.get_regs().ok()?;
+        let mp_state = vcpu
+            .get_mp_state()
+            .map(|m| mp_state_name(m.mp_state))
+            .unwrap_or("unknown");
+        let stack_kernel_addresses = vcpu
+            .translate_gva(regs.rsp)
+            .ok()
+            .filter(|t| t.valid != 0)
+            .map(|t| {
+                let page_left = 4096 - (t.physical_address & 4095);
+                let len = STACK_BYTES.min(page_left) & !7;
+                let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+                if mem
+                    .read_slice(&mut bytes, GuestAddress(t.physical_address))
+                    .is_err()
+                {
+                    return Vec::new();
+                }
+                bytes
+                    .chunks_exact(8)
+                    .filter_map(|c| c.try_into().ok().map(u64::from_le_bytes))
+                    .filter(|v| *v >= KERNEL_TEXT_MAP)
+                    .take(STACK_ADDRESSES)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(VcpuState {
+            index,
+            rip: regs.rip,
+            rsp: regs.rsp,
+            interrupts_enabled: regs.rflags & (1 << 9) != 0,
+            mp_state,
+            stack_kernel_addresses,
+        })
+    }
+}
+
+impl std::fmt::Display for VcpuState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "vCPU {}: {}, rip {:#x}, rsp {:#x}, interrupts {}",
+            self.index,
+            self.mp_state,
+            self.rip,
+            self.rsp,
+            if self.interrupts_enabled { "on" } else { "off" }
+        )?;
+        if !self.stack_kernel_addresses.is_empty() {
+            f.write_str(", kernel addresses on the stack:")?;
+            for a in &self.stack_kernel_addresses {
+                write!(f, " {a:#x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mp_state_name(state: u32) -> &'static str {
+    match state {
+        kvm_bindings::KVM_MP_STATE_RUNNABLE => "runnable",
+        kvm_bindings::KVM_MP_STATE_UNINITIALIZED => "uninitialized",
+        kvm_bindings::KVM_MP_STATE_INIT_RECEIVED => "waiting for SIPI",
+        kvm_bindings::KVM_MP_STATE_HALTED => "halted",
+        kvm_bindings::KVM_MP_STATE_SIPI_RECEIVED => "SIPI received",
+        _ => "other",
     }
 }
