@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use bench_harness::backends::vm_emulated::RETRIED_NOTE;
 use bench_harness::store::{self, StoredRun};
 
 const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
@@ -82,6 +83,18 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
     let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     for s in &vm {
         assert!(s.emulated, "{what}: {}: not labelled emulated", s.workload);
+        // A trial that hung once in the emulator and was run again (bounded by the batch) is
+        // shown here, so the CI log keeps where it hung.
+        if let Some(log) = s
+            .log_tail
+            .as_deref()
+            .filter(|l| l.starts_with(RETRIED_NOTE))
+        {
+            eprintln!(
+                "[emulated vm test] {what}: {} was retried:\n{log}",
+                s.workload
+            );
+        }
         assert!(
             s.failure.is_none(),
             "{what}: {} failed in the VM: {:?}\n{}",
