@@ -351,6 +351,10 @@ fn html_and_every_svg_are_well_formed_and_say_what_matters() {
             _ => assert!(!has, "{} shows emulated samples", c.name),
         }
     }
+    // Samples without reads and writes apart (a run from before the phase markers) keep their
+    // mixed per-operation row.
+    let per_op = charts.iter().find(|c| c.name == "vm_exits_per_op").unwrap();
+    assert!(per_op.svg.contains("per 4 KiB I/O"), "{}", per_op.svg);
 }
 
 /// Splits one CSV line (RFC 4180 quoting).

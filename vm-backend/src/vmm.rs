@@ -1,7 +1,7 @@
 //! One microVM from configuration to report: check the inputs, create the VM, load the guest, run
 //! the vCPUs (one thread each) until the guest stops on any of them or the timeout hits, measure
-//! (the run loops' exits, KVM's statistics, snapshotted at the agent's workload markers), tear
-//! down.
+//! (the run loops' exits, KVM's statistics and the disk's counters, snapshotted at the agent's
+//! workload and phase markers), tear down.
 //!
 //! Everything that can be checked without KVM (kernel format and completeness, initramfs, sizes,
 //! command line) is checked first, so a bad input never costs a VM.
@@ -34,7 +34,9 @@ use crate::devices::{MmioBus, PioBus};
 use crate::error::{Result, VmError};
 use crate::vstate::kvm_stats::{KvmStats, StatsFd};
 use crate::vstate::memory::{self, GuestRam, MemoryUsage};
-use crate::vstate::vcpu::{self, ExitCounts, LoopEnd, RunStats, VcpuObserver, VcpuState};
+use crate::vstate::vcpu::{
+    self, ExitCounts, LoopEnd, PhaseWindow, RunStats, VcpuObserver, VcpuState,
+};
 use crate::vstate::vm::Vm;
 
 /// Default I/O port for progress markers (the agent protocol's `MARKER_PORT`).
@@ -210,6 +212,13 @@ pub struct VmReport {
     pub kvm_stats_unavailable: Option<String>,
     /// Nanoseconds between the workload start and end snapshots (host clock).
     pub workload_window_ns: Option<u64>,
+    /// The workload's phases, in order (the agent's phase markers between its workload start
+    /// and end, see [`crate::devices::marker::PHASE_BYTES`]): each one's exits, KVM statistics
+    /// and disk counters, so reads and writes can be counted apart. Empty for a workload without
+    /// phases.
+    pub workload_phases: Vec<PhaseWindow>,
+    /// Phase markers past [`vcpu::MAX_PHASE_SNAPSHOTS`], not measured (a misbehaving guest).
+    pub phase_markers_over_limit: u64,
     /// Resident memory when the guest stopped.
     pub memory: Option<MemoryUsage>,
     /// The largest non-guest mappings then (what the VMM's overhead is made of).
@@ -485,7 +494,12 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         }
         vcpu_fds.push(fd);
     }
-    let observer = Arc::new(VcpuObserver::new(stats_fds, config.marker_port, origin));
+    let observer = Arc::new(VcpuObserver::new(
+        stats_fds,
+        config.marker_port,
+        origin,
+        block.as_ref().map(|b| Arc::clone(&b.worker)),
+    ));
     mark(&mut timeline, "vcpu_configured");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -594,6 +608,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         window.and_then(|(a, b)| Some(KvmStats::delta(&a.kvm_sum()?, &b.kvm_sum()?)));
     let workload_window_ns = window.map(|(a, b)| b.at_ns.saturating_sub(a.at_ns));
     let exits_to_first_marker = snaps.first_marker.as_ref().map(|s| s.exits_sum());
+    let workload_phases = snaps.phase_windows();
     let vcpu_states = if timed_out.is_some() {
         results
             .iter()
@@ -645,6 +660,8 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         kvm_stats_workload,
         kvm_stats_unavailable,
         workload_window_ns,
+        workload_phases,
+        phase_markers_over_limit: snaps.phases_over_limit,
         memory,
         memory_top,
         guest_ram_bytes,
@@ -879,6 +896,21 @@ impl VmReport {
             "kvm_stats_per_vcpu": self.kvm_stats_per_vcpu.iter().map(KvmStats::to_json).collect::<Vec<_>>(),
             "kvm_stats_workload": self.kvm_stats_workload.as_ref().map(KvmStats::to_json),
             "kvm_stats_unavailable": self.kvm_stats_unavailable,
+            "workload_phases": self.workload_phases.iter().map(|p| serde_json::json!({
+                "byte": p.byte,
+                "window_ns": p.window_ns,
+                "exits": exits(&p.exits),
+                "kvm_stats": p.kvm_stats.as_ref().map(KvmStats::to_json),
+                "disk": p.disk.map(|d| serde_json::json!({
+                    "requests": d.requests,
+                    "reads": d.reads,
+                    "writes": d.writes,
+                    "flushes": d.flushes,
+                    "notifies": d.notifies,
+                    "interrupts": d.interrupts,
+                })),
+            })).collect::<Vec<_>>(),
+            "phase_markers_over_limit": self.phase_markers_over_limit,
         });
         if let (Some(all), serde_json::Value::Object(more)) = (v.as_object_mut(), smp) {
             all.extend(more);

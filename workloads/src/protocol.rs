@@ -10,6 +10,24 @@
 //! - **Markers**: one byte per [`MarkerEvent`], written to an inherited fd (`ISOLAB_MARKER=fd:N`,
 //!   native and container) or to an I/O port (`ISOLAB_MARKER=port:0x490` or `isolab.marker=...` on
 //!   the kernel command line, VM), so the host timestamps the agent's progress on its own clock.
+//!   The bytes:
+//!
+//!   | byte | event |
+//!   |---|---|
+//!   | 1 | `AgentStart` |
+//!   | 2 | `WorkloadStart` |
+//!   | 3 | `WorkloadEnd` |
+//!   | 4 | `ResultWritten` |
+//!   | 16 | phase `prefill` begins |
+//!   | 17 | phase `read` begins |
+//!   | 18 | phase `write` begins |
+//!
+//!   Bytes [`PHASE_BYTES`] (16 to 31) are reserved for [`WorkloadPhase`]s: a workload whose
+//!   operations differ (reads, then writes) announces the phase that begins now, between its
+//!   `WorkloadStart` and `WorkloadEnd`. A phase ends at the next phase marker or at
+//!   `WorkloadEnd`; time between `WorkloadStart` and the first phase belongs to none. The host
+//!   may measure each phase on its own (the VMM snapshots its counters there). Every other byte
+//!   means nothing: a reader ignores it.
 //! - **Disk (VM)**: `isolab.disk=raw` or `isolab.disk=ext4` on the kernel command line points the
 //!   I/O workloads at the VM's virtio-blk disk `/dev/vda` ([`VM_DISK_DEVICE`]): `raw` runs them
 //!   on the device itself (O_DIRECT, as the workloads always do), `ext4` mounts the device (an
@@ -77,18 +95,19 @@ impl DiskMode {
 /// Prefix of the framed result line.
 pub const RESULT_PREFIX: &str = "ISOLAB-RESULT:";
 
-/// Progress events the agent announces. The byte written is the discriminant.
+/// Progress events the agent announces, one byte each ([`MarkerEvent::byte`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
 pub enum MarkerEvent {
     /// First instruction of the agent's `main`: the sandbox is up, the agent runs.
-    AgentStart = 1,
+    AgentStart,
     /// The workload kernel begins.
-    WorkloadStart = 2,
+    WorkloadStart,
     /// The workload kernel ended.
-    WorkloadEnd = 3,
+    WorkloadEnd,
     /// The result line has been written and flushed.
-    ResultWritten = 4,
+    ResultWritten,
+    /// A phase of the workload begins (and the previous one, if any, ends).
+    Phase(WorkloadPhase),
 }
 
 impl MarkerEvent {
@@ -99,7 +118,18 @@ impl MarkerEvent {
             2 => Some(Self::WorkloadStart),
             3 => Some(Self::WorkloadEnd),
             4 => Some(Self::ResultWritten),
-            _ => None,
+            _ => WorkloadPhase::from_byte(byte).map(Self::Phase),
+        }
+    }
+
+    /// The byte the agent writes.
+    pub fn byte(self) -> u8 {
+        match self {
+            Self::AgentStart => 1,
+            Self::WorkloadStart => 2,
+            Self::WorkloadEnd => 3,
+            Self::ResultWritten => 4,
+            Self::Phase(p) => p.byte(),
         }
     }
 
@@ -110,6 +140,53 @@ impl MarkerEvent {
             Self::WorkloadStart => "workload_start",
             Self::WorkloadEnd => "workload_end",
             Self::ResultWritten => "result_written",
+            Self::Phase(WorkloadPhase::Prefill) => "phase_prefill",
+            Self::Phase(WorkloadPhase::Read) => "phase_read",
+            Self::Phase(WorkloadPhase::Write) => "phase_write",
+        }
+    }
+}
+
+/// Marker bytes reserved for [`WorkloadPhase`]s; the ones without a phase yet mean nothing.
+pub const PHASE_BYTES: std::ops::RangeInclusive<u8> = 16..=31;
+
+/// A part of a workload whose operations the host may count on their own: the I/O workloads
+/// read and write in separate loops, and a figure "per 4 KiB read" needs the reads alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadPhase {
+    /// Filling a scratch file before it is measured (not a timed operation).
+    Prefill,
+    /// Reads (`io-rand`'s random 4 KiB reads, `io-seq`'s sequential MiB reads).
+    Read,
+    /// Writes (`io-rand`'s random 4 KiB writes, `io-seq`'s sequential MiB writes with their
+    /// fsync).
+    Write,
+}
+
+impl WorkloadPhase {
+    /// Every phase, in byte order.
+    pub const ALL: [WorkloadPhase; 3] = [Self::Prefill, Self::Read, Self::Write];
+
+    /// The marker byte announcing it, in [`PHASE_BYTES`].
+    pub fn byte(self) -> u8 {
+        match self {
+            Self::Prefill => 16,
+            Self::Read => 17,
+            Self::Write => 18,
+        }
+    }
+
+    /// The phase a marker byte announces; `None` for any other byte.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.byte() == byte)
+    }
+
+    /// Its name in metrics and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Prefill => "prefill",
+            Self::Read => "read",
+            Self::Write => "write",
         }
     }
 }
@@ -396,11 +473,39 @@ mod tests {
         );
         assert!(MarkerSink::parse("fd:-1").is_err());
         assert!(MarkerSink::parse("tty").is_err());
-        for b in 0..=255u8 {
-            if let Some(e) = MarkerEvent::from_byte(b) {
-                assert_eq!(e as u8, b);
-            }
+    }
+
+    #[test]
+    fn marker_bytes_round_trip_and_unknown_bytes_mean_nothing() {
+        let known: Vec<u8> = (0..=255u8)
+            .filter(|&b| match MarkerEvent::from_byte(b) {
+                Some(e) => {
+                    assert_eq!(e.byte(), b);
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        assert_eq!(known, [1, 2, 3, 4, 16, 17, 18]);
+        for p in WorkloadPhase::ALL {
+            assert!(PHASE_BYTES.contains(&p.byte()), "{p:?}");
+            assert_eq!(WorkloadPhase::from_byte(p.byte()), Some(p));
+            assert_eq!(
+                MarkerEvent::from_byte(p.byte()),
+                Some(MarkerEvent::Phase(p))
+            );
         }
+        // Reserved phase bytes without a phase, and the rest, are nobody's.
+        for b in [0, 5, 15, 19, 31, 32, 255] {
+            assert_eq!(MarkerEvent::from_byte(b), None, "{b}");
+            assert_eq!(WorkloadPhase::from_byte(b), None, "{b}");
+        }
+        let names: std::collections::HashSet<&str> = known
+            .iter()
+            .filter_map(|&b| MarkerEvent::from_byte(b))
+            .map(MarkerEvent::name)
+            .collect();
+        assert_eq!(names.len(), known.len(), "names are distinct");
     }
 
     #[test]

@@ -23,7 +23,9 @@ use workloads::kernels::page_fault::PageFaultParams;
 use workloads::kernels::spawn::SpawnParams;
 use workloads::kernels::syscall::SyscallParams;
 use workloads::kernels::timer::TimerParams;
-use workloads::protocol::{encode_spec, parse_framed_result, MARKER_ENV, SPEC_ENV};
+use workloads::protocol::{
+    encode_spec, parse_framed_result, MarkerEvent, WorkloadPhase, MARKER_ENV, SPEC_ENV,
+};
 use workloads::result::Outcome;
 use workloads::spec::WORKLOAD_KINDS;
 use workloads::{Workload, WorkloadResult, WorkloadSpec};
@@ -149,7 +151,24 @@ fn assert_ok(run: &Run, kind: &str) -> WorkloadResult {
     let r = run.result();
     assert_eq!(r.workload, kind);
     assert_eq!(r.outcome, Outcome::Ok, "{kind}");
-    assert_eq!(run.markers, [1, 2, 3, 4], "{kind}: markers out of order");
+    // The I/O workloads announce their phases between start and end (io-rand prefills its
+    // scratch file first).
+    let phases: &[WorkloadPhase] = match kind {
+        "io-rand" => &[
+            WorkloadPhase::Prefill,
+            WorkloadPhase::Read,
+            WorkloadPhase::Write,
+        ],
+        "io-seq" => &[WorkloadPhase::Write, WorkloadPhase::Read],
+        _ => &[],
+    };
+    let expected: Vec<u8> = [MarkerEvent::AgentStart, MarkerEvent::WorkloadStart]
+        .into_iter()
+        .chain(phases.iter().map(|&p| MarkerEvent::Phase(p)))
+        .chain([MarkerEvent::WorkloadEnd, MarkerEvent::ResultWritten])
+        .map(MarkerEvent::byte)
+        .collect();
+    assert_eq!(run.markers, expected, "{kind}: markers out of order");
     assert!(!r.was_pid1);
     let c = r.clock;
     assert!(

@@ -215,11 +215,12 @@ fn harness_timeline(report: &RunReport) -> Timeline {
         .collect();
     let mut seen = Vec::new();
     for m in &report.timeline.markers {
-        // AgentStart is the runtime's own `agent_ready` phase already.
+        // AgentStart is the runtime's own `agent_ready` phase already; workload phases stay off
+        // the timeline, whose charts stack the start-up phases.
         let Some(ev) = MarkerEvent::from_byte(m.byte) else {
             continue;
         };
-        if ev == MarkerEvent::AgentStart || seen.contains(&ev) {
+        if matches!(ev, MarkerEvent::AgentStart | MarkerEvent::Phase(_)) || seen.contains(&ev) {
             continue;
         }
         seen.push(ev);
@@ -443,6 +444,58 @@ mod tests {
             warmup: false,
             spec: WorkloadSpec::new(workload),
         }
+    }
+
+    #[test]
+    fn workload_phases_and_unknown_bytes_stay_off_the_timeline() {
+        use container_backend::{CgroupVersion, ExitKind, Marker, Phase as Step, Timeline};
+        let marker = |byte, at_ns| Marker { byte, at_ns };
+        let report = RunReport {
+            timeline: Timeline {
+                start_monotonic_ns: 0,
+                phases: vec![
+                    (Step::Start, 0),
+                    (Step::InitReady, 100),
+                    (Step::Reaped, 900),
+                ],
+                markers: vec![
+                    marker(1, 100),
+                    marker(2, 200),
+                    marker(16, 250),
+                    marker(17, 300),
+                    marker(18, 400),
+                    marker(200, 450),
+                    marker(3, 500),
+                    marker(3, 550),
+                    marker(4, 600),
+                ],
+            },
+            exit: ExitKind::Exited(0),
+            killed: None,
+            out_of_memory: false,
+            stdout: String::new(),
+            stderr_tail: String::new(),
+            usage: Default::default(),
+            cgroup_version: CgroupVersion::V2,
+            root_moved: false,
+            cleanup_error: None,
+            init_pid: 1,
+            cgroup_dirs: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let t = harness_timeline(&report);
+        let names: Vec<&str> = t.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "start",
+                "agent_ready",
+                "workload_start",
+                "workload_end",
+                "result_written",
+                "reaped"
+            ]
+        );
     }
 
     /// Through the Backend trait, with real namespaces and cgroups: needs root and the agent

@@ -137,10 +137,16 @@ impl Backend for NativeBackend {
                 at_ns: rel(spawned_at),
             },
         ];
-        timeline.extend(markers.iter().map(|m| Phase {
-            name: m.event.name().into(),
-            at_ns: rel(m.at_ns),
-        }));
+        // Workload phases stay off the timeline: its charts stack the start-up phases.
+        timeline.extend(
+            markers
+                .iter()
+                .filter(|m| !matches!(m.event, MarkerEvent::Phase(_)))
+                .map(|m| Phase {
+                    name: m.event.name().into(),
+                    at_ns: rel(m.at_ns),
+                }),
+        );
         timeline.push(Phase {
             name: "exited".into(),
             at_ns: rel(reaped_at),

@@ -24,7 +24,8 @@ use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
 use vm_backend::VmError;
 use workloads::protocol::{
-    encode_spec, parse_framed_result, DiskMode, MarkerEvent, DISK_CMDLINE_KEY, MARKER_PORT,
+    encode_spec, parse_framed_result, DiskMode, MarkerEvent, WorkloadPhase, DISK_CMDLINE_KEY,
+    MARKER_PORT,
 };
 use workloads::result::Outcome;
 use workloads::{Metric, Workload};
@@ -164,7 +165,11 @@ fn timeline_of(report: &VmReport) -> Vec<Phase> {
         .map(|p| phase(p.name, p.at_ns))
         .collect();
     for m in &report.markers {
-        if let Some(e) = MarkerEvent::from_byte(m.byte) {
+        // Workload phases stay off the timeline, whose charts stack the start-up phases; their
+        // counts are in `report.workload_phases`.
+        if let Some(e) =
+            MarkerEvent::from_byte(m.byte).filter(|e| !matches!(e, MarkerEvent::Phase(_)))
+        {
             if !t.iter().any(|p| p.name == e.name()) {
                 t.push(phase(e.name(), m.at_ns));
             }
@@ -194,6 +199,8 @@ fn timeline_of(report: &VmReport) -> Vec<Phase> {
 ///   exit, also those it handled without the VMM.
 /// - [`per_op_metrics`]: KVM exits and interrupt injections per workload operation, and
 ///   `exits.workload.per_s`.
+/// - [`per_phase_metrics`]: the same per read and per write of the I/O workloads, from their
+///   phases (`exits.per_4k_read`, `exits.per_mib_write`, ...).
 /// - `disk.interrupts_per_request`, `disk.notifies_per_request`: the virtio-blk disk, whole run.
 fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     let ms = |ns: u64| ns as f64 / 1e6;
@@ -202,7 +209,7 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
         report
             .markers
             .iter()
-            .find(|m| m.byte == e as u8)
+            .find(|m| m.byte == e.byte())
             .map(|m| m.at_ns)
     };
     let mut m = Vec::new();
@@ -295,6 +302,7 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
         push_kvm_stats(&mut m, "kvm.workload", kvm);
     }
     m.extend(per_op_metrics(report, workload));
+    m.extend(per_phase_metrics(report, workload));
     // The disk's own counts (per request too) come from `disk_metrics_of`.
     m
 }
@@ -323,7 +331,7 @@ fn push_kvm_stats(m: &mut Vec<Metric>, prefix: &str, stats: &KvmStats) {
 /// one operation, count). None for workloads without a natural unit of work (cpu, mem-*, net).
 ///
 /// - io-rand: `4k_io`, a 4 KiB random read or write at queue depth 1 (`ops` of each); on a
-///   scratch file the window also holds the prefill;
+///   scratch file the window also holds the prefill ([`phase_ops`] has reads and writes apart);
 /// - io-seq: `mib_io`, one MiB written or read (`size_mib` of each, the fsync included);
 /// - io-fsync: `fsync`, a 4 KiB write with its fsync;
 /// - syscall: `syscall`, a null system call;
@@ -387,9 +395,76 @@ fn per_op_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     m
 }
 
+/// The operations of each phase a workload announces, from its spec: (phase, name of one
+/// operation, count). Empty for workloads without phases; the prefill has no operations of its
+/// own (it only readies a scratch file).
+///
+/// - io-rand: `4k_read` (phase read) and `4k_write` (phase write), `ops` each;
+/// - io-seq: `mib_write` (phase write, the fsync included) and `mib_read` (phase read),
+///   `size_mib` each.
+fn phase_ops(workload: &Workload) -> Vec<(WorkloadPhase, &'static str, f64)> {
+    match workload {
+        Workload::IoRand(p) => vec![
+            (WorkloadPhase::Read, "4k_read", f64::from(p.ops)),
+            (WorkloadPhase::Write, "4k_write", f64::from(p.ops)),
+        ],
+        Workload::IoSeq(p) => vec![
+            (WorkloadPhase::Write, "mib_write", f64::from(p.size_mib)),
+            (WorkloadPhase::Read, "mib_read", f64::from(p.size_mib)),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The cost of the hypervisor per operation of one phase, over that phase's windows (a phase
+/// the guest announced more than once counts all its windows): what [`per_op_metrics`] gives
+/// for the whole workload, without mixing reads, writes and the prefill.
+///
+/// - `exits.per_<op>`, `irq_injections.per_<op>`, `exits.userspace_per_<op>` with `<op>` from
+///   [`phase_ops`]: `exits.per_4k_read`, `exits.per_4k_write`, `exits.per_mib_write`,
+///   `exits.per_mib_read`, ...
+fn per_phase_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
+    let mut m = Vec::new();
+    let windows = |phase: WorkloadPhase| {
+        report
+            .workload_phases
+            .iter()
+            .filter(move |w| w.byte == phase.byte())
+    };
+    for (phase, op, n) in phase_ops(workload) {
+        if n <= 0.0 || windows(phase).next().is_none() {
+            continue;
+        }
+        let kvm: Option<Vec<&KvmStats>> = windows(phase).map(|w| w.kvm_stats.as_ref()).collect();
+        if let Some(kvm) = kvm {
+            let sum = |stat: &str| kvm.iter().map(|k| k.get(stat)).sum::<u64>() as f64;
+            m.push(Metric::lower(
+                &format!("exits.per_{op}"),
+                "exits/op",
+                sum("exits") / n,
+            ));
+            m.push(Metric::lower(
+                &format!("irq_injections.per_{op}"),
+                "interrupts/op",
+                sum("irq_injections") / n,
+            ));
+        }
+        let userspace: u64 = windows(phase).map(|w| w.exits.total()).sum();
+        m.push(Metric::lower(
+            &format!("exits.userspace_per_{op}"),
+            "exits/op",
+            userspace as f64 / n,
+        ));
+    }
+    m
+}
+
 /// What the virtio-blk disk did: requests by kind, the queue notifications the guest made (each
 /// a VM exit, though one KVM completes in the kernel through the ioeventfd) and the interrupts the
-/// device injected, per request: the paravirtual path's cost made visible.
+/// device injected, per request: the paravirtual path's cost made visible. The same for each
+/// phase of the workload (`prefill`, `read`, `write`): `disk.<phase>.requests`,
+/// `disk.<phase>.notifies`, `disk.<phase>.interrupts`, `disk.<phase>.notifies_per_request`,
+/// `disk.<phase>.interrupts_per_request`.
 fn disk_metrics_of(report: &VmReport) -> Vec<Metric> {
     let Some(disk) = &report.disk else {
         return Vec::new();
@@ -416,6 +491,54 @@ fn disk_metrics_of(report: &VmReport) -> Vec<Metric> {
             "interrupts/request",
             per(st.interrupts),
         ));
+    }
+    let phase_windows = |phase: WorkloadPhase| {
+        report
+            .workload_phases
+            .iter()
+            .filter(move |w| w.byte == phase.byte())
+    };
+    for phase in WorkloadPhase::ALL {
+        let disk: Option<Vec<_>> = phase_windows(phase).map(|w| w.disk).collect();
+        let Some(disk) = disk.filter(|d| !d.is_empty()) else {
+            continue;
+        };
+        let sum = |f: fn(&vm_backend::devices::virtio::block::BlockStats) -> u64| {
+            disk.iter().map(f).sum::<u64>()
+        };
+        let (requests, notifies, interrupts) = (
+            sum(|d| d.requests),
+            sum(|d| d.notifies),
+            sum(|d| d.interrupts),
+        );
+        let name = phase.name();
+        m.push(Metric::lower(
+            &format!("disk.{name}.requests"),
+            "requests",
+            requests as f64,
+        ));
+        m.push(Metric::lower(
+            &format!("disk.{name}.notifies"),
+            "notifications",
+            notifies as f64,
+        ));
+        m.push(Metric::lower(
+            &format!("disk.{name}.interrupts"),
+            "interrupts",
+            interrupts as f64,
+        ));
+        if requests > 0 {
+            m.push(Metric::lower(
+                &format!("disk.{name}.notifies_per_request"),
+                "notifications/request",
+                notifies as f64 / requests as f64,
+            ));
+            m.push(Metric::lower(
+                &format!("disk.{name}.interrupts_per_request"),
+                "interrupts/request",
+                interrupts as f64 / requests as f64,
+            ));
+        }
     }
     m
 }
@@ -733,6 +856,8 @@ mod tests {
             kvm_stats_workload: None,
             kvm_stats_unavailable: Some("test".into()),
             workload_window_ns: None,
+            workload_phases: Vec::new(),
+            phase_markers_over_limit: 0,
             exits,
             memory_top: Vec::new(),
             memory: Some(MemoryUsage {
@@ -847,6 +972,104 @@ mod tests {
         assert!(!m.iter().any(|x| x.name.contains("per_")), "{m:?}");
     }
 
+    #[test]
+    fn reads_and_writes_are_counted_apart_from_their_phases() {
+        use vm_backend::devices::virtio::block::BlockStats;
+        use vm_backend::vmm::DiskReport;
+        use vm_backend::vstate::vcpu::PhaseWindow;
+        let window = |phase: WorkloadPhase, exits: u64, irqs: u64, vmm: u64, requests: u64| {
+            let mut e = ExitCounts::default();
+            e.0.insert("mmio_write.virtio_blk", vmm);
+            PhaseWindow {
+                byte: phase.byte(),
+                window_ns: 1_000_000,
+                exits: e,
+                kvm_stats: Some(kvm(&[("exits", exits), ("irq_injections", irqs)])),
+                disk: Some(BlockStats {
+                    requests,
+                    notifies: requests,
+                    interrupts: requests / 2,
+                    ..BlockStats::default()
+                }),
+            }
+        };
+        let mut r = report(&ok_line(), StopReason::GuestReset);
+        r.kvm_stats_workload = Some(kvm(&[("exits", 8_000), ("irq_injections", 1_200)]));
+        r.exits_workload = Some(ExitCounts::default());
+        r.disk = Some(DiskReport {
+            path: "/tmp/disk".into(),
+            read_only: false,
+            stats: BlockStats::default(),
+            transport: Default::default(),
+            broken: None,
+            thread_panicked: false,
+        });
+        r.workload_phases = vec![
+            window(WorkloadPhase::Prefill, 1_000, 100, 50, 8),
+            window(WorkloadPhase::Read, 1_200, 400, 200, 200),
+            window(WorkloadPhase::Write, 2_000, 500, 300, 150),
+            // A phase announced again: its windows add up.
+            window(WorkloadPhase::Read, 0, 0, 0, 0),
+            window(WorkloadPhase::Write, 1_000, 100, 100, 60),
+        ];
+        let rand = Workload::IoRand(workloads::kernels::io::IoRandParams {
+            path: "/dev/vda".into(),
+            file_mib: 8,
+            ops: 200,
+        });
+        let mut m = metrics_of(&r, &rand);
+        m.extend(disk_metrics_of(&r));
+        let get = |m: &[Metric], n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
+        assert_eq!(get(&m, "exits.per_4k_read"), Some(6.0));
+        assert_eq!(get(&m, "exits.per_4k_write"), Some(15.0));
+        assert_eq!(get(&m, "irq_injections.per_4k_read"), Some(2.0));
+        assert_eq!(get(&m, "irq_injections.per_4k_write"), Some(3.0));
+        assert_eq!(get(&m, "exits.userspace_per_4k_read"), Some(1.0));
+        assert_eq!(get(&m, "exits.userspace_per_4k_write"), Some(2.0));
+        // The whole window (prefill, reads and writes together) stays as it was.
+        assert_eq!(get(&m, "exits.per_4k_io"), Some(20.0));
+        assert_eq!(get(&m, "disk.read.requests"), Some(200.0));
+        assert_eq!(get(&m, "disk.write.requests"), Some(210.0));
+        assert_eq!(get(&m, "disk.write.interrupts_per_request"), Some(0.5));
+        assert_eq!(get(&m, "disk.prefill.notifies_per_request"), Some(1.0));
+        let unit = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.unit.clone());
+        assert_eq!(unit("exits.per_4k_read").as_deref(), Some("exits/op"));
+        assert_eq!(
+            unit("irq_injections.per_4k_write").as_deref(),
+            Some("interrupts/op")
+        );
+
+        let seq = Workload::IoSeq(workloads::kernels::io::IoSeqParams {
+            path: "/dev/vda".into(),
+            size_mib: 8,
+        });
+        let m = metrics_of(&r, &seq);
+        assert_eq!(get(&m, "exits.per_mib_write"), Some(375.0));
+        assert_eq!(get(&m, "exits.per_mib_read"), Some(150.0));
+        assert_eq!(get(&m, "exits.per_mib_io"), Some(500.0));
+        assert_eq!(get(&m, "exits.per_4k_read"), None);
+
+        // Without KVM's statistics of a phase only the VMM's own count is there; without
+        // phases (an old agent, or a workload without them) nothing per phase at all.
+        r.workload_phases[1].kvm_stats = None;
+        let m = metrics_of(&r, &rand);
+        assert_eq!(get(&m, "exits.per_4k_read"), None);
+        assert_eq!(get(&m, "exits.userspace_per_4k_read"), Some(1.0));
+        assert_eq!(get(&m, "exits.per_4k_write"), Some(15.0));
+        r.workload_phases.clear();
+        let mut m = metrics_of(&r, &rand);
+        m.extend(disk_metrics_of(&r));
+        assert!(
+            !m.iter().any(|x| x.name.ends_with("_read")
+                || x.name.ends_with("_write")
+                || WorkloadPhase::ALL
+                    .iter()
+                    .any(|p| x.name.starts_with(&format!("disk.{}.", p.name())))),
+            "{m:?}"
+        );
+        assert_eq!(get(&m, "exits.per_4k_io"), Some(20.0));
+    }
+
     fn ok_line() -> String {
         frame_result(&workloads::WorkloadResult {
             protocol: workloads::PROTOCOL_VERSION,
@@ -882,6 +1105,15 @@ mod tests {
             assert!(names.contains(&n), "{n} in {names:?}");
         }
         assert!(t.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+        // Workload phases stay off the timeline; a byte nobody sends is ignored.
+        let mut with_phases = r.clone();
+        for byte in [17, 18, 200] {
+            with_phases.markers.push(Mark {
+                byte,
+                at_ns: 5_150_000,
+            });
+        }
+        assert_eq!(timeline_of(&with_phases), t);
         let m = metrics_of(&r, &Workload::Noop);
         let get = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
         assert_eq!(get("host.boot_to_agent"), Some(4.5));

@@ -138,7 +138,10 @@ impl Facts {
                 reason.trim_end_matches('.')
             );
         }
-        if ok.iter().all(|s| s.emulated) {
+        // Emulation explains a missing time, not a count no sample has (a run older than it).
+        let reported =
+            metric.is_none_or(|m| ok.iter().any(|s| s.metrics.iter().any(|x| x.name == m)));
+        if reported && ok.iter().all(|s| s.emulated) {
             return format!(
                 "{backend} ran only inside an emulated machine, whose times are not performance figures"
             );

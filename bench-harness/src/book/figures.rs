@@ -159,8 +159,10 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 9] = [
         "vm-exits-per-op",
         charts::exits_per_op,
         Some("vm"),
-        "VM exits per operation of each workload, while the workload ran: per 4 KiB disk I/O, \
-         per MiB moved, per system call, per page fault. The light part KVM handled inside the \
+        "VM exits per operation of each workload, while the workload ran: per 4 KiB random read \
+         and write, per MiB written and read (a run from before the I/O workloads announced \
+         their phases has reads and writes together: per 4 KiB I/O, per MiB moved), per system \
+         call, per page fault. The light part KVM handled inside the \
          host kernel (interrupts, timers, the virtio queue notification through its ioeventfd); \
          the dark part went on to isolab's VMM.",
     ),

@@ -7,8 +7,9 @@
 //! - `memory_per_instance`: host-side memory of one sandbox, stacked by component;
 //! - `io_latency`: p50/p99 latencies of the I/O workloads, per backend, with 95% whiskers;
 //! - `vm_exits`: VM exits per trial, stacked by exit reason;
-//! - `vm_exits_per_op`: VM exits per operation of each workload (per 4 KiB I/O, per MiB, per
-//!   system call, ...), split into exits KVM handled itself and exits that reached the VMM.
+//! - `vm_exits_per_op`: VM exits per operation of each workload (per 4 KiB random read and
+//!   write, per MiB written and read, per system call, ...), split into exits KVM handled itself
+//!   and exits that reached the VMM.
 //!
 //! Backends have the same colour in every chart ([`backend_colour`]); segments (phases, memory
 //! components, exit reasons) use a separate pastel palette, named in the legend.
@@ -632,7 +633,11 @@ pub(crate) fn exits(
 fn op_words(op: &str) -> String {
     match op {
         "4k_io" => "per 4 KiB I/O".into(),
+        "4k_read" => "per 4 KiB random read".into(),
+        "4k_write" => "per 4 KiB random write".into(),
         "mib_io" => "per MiB moved".into(),
+        "mib_write" => "per MiB written".into(),
+        "mib_read" => "per MiB read".into(),
         "fsync" => "per fsync".into(),
         "syscall" => "per system call".into(),
         "page_fault" => "per page fault".into(),
@@ -640,6 +645,26 @@ fn op_words(op: &str) -> String {
         "sleep" => "per sleep".into(),
         other => format!("per {}", other.replace('_', " ")),
     }
+}
+
+/// Operations of the whole workload window that a sample may also have per phase: (the mixed
+/// operation, its per-phase parts). The parts are exact; the mixed figure averages reads,
+/// writes and a prefill, and is only drawn for samples without the parts (older runs).
+const PHASE_SPLITS: [(&str, [&str; 2]); 2] = [
+    ("4k_io", ["4k_read", "4k_write"]),
+    ("mib_io", ["mib_write", "mib_read"]),
+];
+
+/// Whether `op` is a mixed operation whose per-phase parts the sample has.
+fn superseded(op: &str, sample: &Sample) -> bool {
+    PHASE_SPLITS.iter().any(|(mixed, parts)| {
+        *mixed == op
+            && sample.metrics.iter().any(|m| {
+                m.name
+                    .strip_prefix("exits.per_")
+                    .is_some_and(|o| parts.contains(&o))
+            })
+    })
 }
 
 pub(crate) fn exits_per_op(
@@ -664,6 +689,9 @@ pub(crate) fn exits_per_op(
             } else {
                 continue;
             };
+            if superseded(op, s) {
+                continue;
+            }
             let entry = by
                 .entry((
                     wpos,

@@ -8,6 +8,11 @@ use std::time::Instant;
 pub const WORKLOAD_START: u8 = 2;
 /// The agent's marker byte for "the workload kernel ended" (`MarkerEvent::WorkloadEnd`).
 pub const WORKLOAD_END: u8 = 3;
+/// The marker bytes the agent protocol reserves for workload phases (`workloads::protocol::
+/// PHASE_BYTES`): each announces that a phase begins, ending the one before. The VMM snapshots
+/// its counters at them inside the workload window, whatever phase the byte names, so a new
+/// phase needs no VMM change.
+pub const PHASE_BYTES: std::ops::RangeInclusive<u8> = 16..=31;
 
 /// Most events kept; a guest writing more is counted, not stored.
 pub const MAX_MARKERS: usize = 256;
@@ -97,8 +102,9 @@ mod tests {
     #[test]
     fn window_bytes_match_the_agent_protocol() {
         use workloads::protocol::MarkerEvent;
-        assert_eq!(WORKLOAD_START, MarkerEvent::WorkloadStart as u8);
-        assert_eq!(WORKLOAD_END, MarkerEvent::WorkloadEnd as u8);
+        assert_eq!(WORKLOAD_START, MarkerEvent::WorkloadStart.byte());
+        assert_eq!(WORKLOAD_END, MarkerEvent::WorkloadEnd.byte());
+        assert_eq!(PHASE_BYTES, workloads::protocol::PHASE_BYTES);
     }
 
     #[test]

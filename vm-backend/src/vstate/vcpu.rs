@@ -11,8 +11,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::x86_64::cpuid::{filter_cpuid, VcpuTopology};
 use crate::arch::x86_64::{msr, regs};
-use crate::devices::marker::{WORKLOAD_END, WORKLOAD_START};
-use crate::devices::virtio::lock;
+use crate::devices::marker::{PHASE_BYTES, WORKLOAD_END, WORKLOAD_START};
+use crate::devices::virtio::block::{BlockStats, BlockWorker};
+use crate::devices::virtio::{lock, Shared};
 use crate::devices::{BusAction, MmioBus, PioBus};
 use crate::error::{Result, VmError};
 use crate::vstate::kvm_stats::{KvmStats, KvmStatsError, StatsFd};
@@ -70,6 +71,8 @@ pub struct Snapshot {
     pub exits: Vec<ExitCounts>,
     /// KVM's statistics of each vCPU so far (None where they could not be read).
     pub kvm: Vec<Option<KvmStats>>,
+    /// What the virtio-blk disk did so far, when the VM has one.
+    pub disk: Option<BlockStats>,
 }
 
 impl Snapshot {
@@ -85,6 +88,10 @@ impl Snapshot {
     }
 }
 
+/// Most workload phases snapshotted in one run; the agent's workloads have at most three, and a
+/// guest that writes more must not make the VMM read every vCPU's statistics without end.
+pub const MAX_PHASE_SNAPSHOTS: usize = 8;
+
 /// The marker-triggered snapshots of a run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MarkerSnapshots {
@@ -94,6 +101,67 @@ pub struct MarkerSnapshots {
     pub workload_start: Option<Snapshot>,
     /// At the first [`WORKLOAD_END`] marker.
     pub workload_end: Option<Snapshot>,
+    /// At each phase marker ([`PHASE_BYTES`]) between those two, with its byte, in order: at most
+    /// [`MAX_PHASE_SNAPSHOTS`]; a repeat of the running phase's byte takes none (the phase goes
+    /// on).
+    pub phases: Vec<(u8, Snapshot)>,
+    /// Phase markers of the workload window past [`MAX_PHASE_SNAPSHOTS`], not snapshotted.
+    pub phases_over_limit: u64,
+    /// The byte of the phase running now, snapshotted or not.
+    current_phase: Option<u8>,
+}
+
+impl MarkerSnapshots {
+    /// Whether a marker `byte` begins a new phase of the workload now.
+    fn phase_begins(&self, byte: u8) -> bool {
+        PHASE_BYTES.contains(&byte)
+            && self.workload_start.is_some()
+            && self.workload_end.is_none()
+            && self.current_phase != Some(byte)
+    }
+
+    /// The workload's phases as windows: each from its marker to the next phase marker or the
+    /// workload's end. A phase whose end was not snapshotted (the guest never ended the workload,
+    /// or the next phase marker was past the limit) has no window.
+    pub fn phase_windows(&self) -> Vec<PhaseWindow> {
+        let mut out = Vec::with_capacity(self.phases.len());
+        for (i, (byte, start)) in self.phases.iter().enumerate() {
+            let end = match (self.phases.get(i + 1), &self.workload_end) {
+                (Some((_, next)), _) => next,
+                (None, Some(end)) if self.phases_over_limit == 0 => end,
+                _ => break,
+            };
+            out.push(PhaseWindow {
+                byte: *byte,
+                window_ns: end.at_ns.saturating_sub(start.at_ns),
+                exits: ExitCounts::delta(&start.exits_sum(), &end.exits_sum()),
+                kvm_stats: start
+                    .kvm_sum()
+                    .zip(end.kvm_sum())
+                    .map(|(a, b)| KvmStats::delta(&a, &b)),
+                disk: start
+                    .disk
+                    .zip(end.disk)
+                    .map(|(a, b)| BlockStats::delta(&a, &b)),
+            });
+        }
+        out
+    }
+}
+
+/// What happened during one phase of the workload (all vCPUs together).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseWindow {
+    /// The phase's marker byte (`workloads::protocol::WorkloadPhase::from_byte` names it).
+    pub byte: u8,
+    /// From its marker to the next phase marker or the workload's end, host clock.
+    pub window_ns: u64,
+    /// Exits the run loops handled, by reason.
+    pub exits: ExitCounts,
+    /// KVM's statistics; None unless every vCPU's could be read at both ends.
+    pub kvm_stats: Option<KvmStats>,
+    /// The virtio-blk disk's counters, when the VM has one.
+    pub disk: Option<BlockStats>,
 }
 
 /// What every vCPU thread shares: per-vCPU exit counters, KVM stats fds, and the snapshots taken
@@ -107,17 +175,25 @@ pub struct VcpuObserver {
     marker_port: u16,
     origin: Instant,
     snapshots: Mutex<MarkerSnapshots>,
+    disk: Option<Shared<BlockWorker>>,
 }
 
 impl VcpuObserver {
     /// An observer of `stats.len()` vCPUs; `stats` holds each one's KVM stats fd, where it opened.
-    pub fn new(stats: Vec<Option<StatsFd>>, marker_port: u16, origin: Instant) -> Self {
+    /// `disk` is the virtio-blk device's worker, whose counters go into every snapshot.
+    pub fn new(
+        stats: Vec<Option<StatsFd>>,
+        marker_port: u16,
+        origin: Instant,
+        disk: Option<Shared<BlockWorker>>,
+    ) -> Self {
         Self {
             exits: stats.iter().map(|_| Mutex::default()).collect(),
             kvm: stats,
             marker_port,
             origin,
             snapshots: Mutex::default(),
+            disk,
         }
     }
 
@@ -128,7 +204,9 @@ impl VcpuObserver {
     }
 
     /// The state of all vCPUs now. Takes one vCPU's lock at a time (never two), so it cannot
-    /// deadlock with the run loops.
+    /// deadlock with the run loops. The disk's worker lock comes last, alone too: the device
+    /// thread holds it for one pass over the queue at most, and the agent writes its markers
+    /// between its I/O requests, when the queue is idle.
     pub fn snapshot(&self) -> Snapshot {
         let at_ns = ns_since(self.origin);
         let exits = self.exits.iter().map(|m| lock(m).clone()).collect();
@@ -137,7 +215,13 @@ impl VcpuObserver {
             .iter()
             .map(|fd| fd.as_ref().and_then(|fd| fd.read().ok()))
             .collect();
-        Snapshot { at_ns, exits, kvm }
+        let disk = self.disk.as_ref().map(|w| lock(w).stats);
+        Snapshot {
+            at_ns,
+            exits,
+            kvm,
+            disk,
+        }
     }
 
     /// KVM's statistics of each vCPU now, or why they cannot be read.
@@ -151,15 +235,22 @@ impl VcpuObserver {
             .collect()
     }
 
-    /// Takes the snapshots a marker write calls for: the first marker of all, and the first
-    /// workload start and end. Later repeats (a guest may write anything) take none, which also
-    /// bounds the work a guest can cause here.
+    /// Takes the snapshots a marker write calls for: the first marker of all, the first
+    /// workload start and end, and each new phase in between, up to [`MAX_PHASE_SNAPSHOTS`].
+    /// Later repeats (a guest may write anything) take none, which also bounds the work a guest
+    /// can cause here.
     fn marker(&self, byte: u8) {
         let wanted = {
-            let s = lock(&self.snapshots);
+            let mut s = lock(&self.snapshots);
+            let phase = s.phase_begins(byte);
+            if phase && s.phases.len() >= MAX_PHASE_SNAPSHOTS {
+                s.phases_over_limit = s.phases_over_limit.saturating_add(1);
+                s.current_phase = Some(byte);
+            }
             s.first_marker.is_none()
                 || (byte == WORKLOAD_START && s.workload_start.is_none())
                 || (byte == WORKLOAD_END && s.workload_end.is_none())
+                || (phase && s.phases.len() < MAX_PHASE_SNAPSHOTS)
         };
         if !wanted {
             return;
@@ -173,6 +264,11 @@ impl VcpuObserver {
         match byte {
             WORKLOAD_START if s.workload_start.is_none() => s.workload_start = Some(snap),
             WORKLOAD_END if s.workload_end.is_none() => s.workload_end = Some(snap),
+            // Checked again: another vCPU may have moved the window on meanwhile.
+            _ if s.phase_begins(byte) && s.phases.len() < MAX_PHASE_SNAPSHOTS => {
+                s.current_phase = Some(byte);
+                s.phases.push((byte, snap));
+            }
             _ => {}
         }
     }
@@ -475,5 +571,144 @@ fn mp_state_name(state: u32) -> &'static str {
         kvm_bindings::KVM_MP_STATE_HALTED => "halted",
         kvm_bindings::KVM_MP_STATE_SIPI_RECEIVED => "SIPI received",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFILL: u8 = 16;
+    const READ: u8 = 17;
+    const WRITE: u8 = 18;
+
+    fn observer(vcpus: usize) -> VcpuObserver {
+        VcpuObserver::new(
+            (0..vcpus).map(|_| None).collect(),
+            0x490,
+            Instant::now(),
+            None,
+        )
+    }
+
+    fn bump(o: &VcpuObserver, vcpu: usize, reason: &'static str, n: usize) {
+        for _ in 0..n {
+            o.bump(vcpu, reason);
+        }
+    }
+
+    #[test]
+    fn phases_are_snapshotted_inside_the_workload_window_only() {
+        let o = observer(2);
+        o.marker(1);
+        // Before the workload: nothing to measure yet.
+        o.marker(PREFILL);
+        o.marker(WORKLOAD_START);
+        bump(&o, 0, "mmio_read", 2);
+        o.marker(READ);
+        bump(&o, 0, "mmio_write.virtio_blk", 3);
+        bump(&o, 1, "io_out.serial", 1);
+        // The running phase again: it goes on.
+        o.marker(READ);
+        bump(&o, 1, "mmio_write.virtio_blk", 4);
+        o.marker(WRITE);
+        bump(&o, 0, "mmio_write.virtio_blk", 5);
+        // A byte outside the phase range is no phase.
+        o.marker(99);
+        bump(&o, 0, "mmio_write.virtio_blk", 1);
+        o.marker(WORKLOAD_END);
+        o.marker(PREFILL);
+        let s = o.marker_snapshots();
+        assert_eq!(
+            s.phases.iter().map(|(b, _)| *b).collect::<Vec<_>>(),
+            [READ, WRITE]
+        );
+        assert_eq!(s.phases_over_limit, 0);
+        let w = s.phase_windows();
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[0].byte, w[1].byte), (READ, WRITE));
+        assert_eq!(w[0].exits.get("mmio_write.virtio_blk"), 7);
+        assert_eq!(w[0].exits.get("io_out.serial"), 1);
+        assert_eq!(
+            w[0].exits.total(),
+            8,
+            "the exits before the phase are not its own"
+        );
+        assert_eq!(
+            w[1].exits.total(),
+            6,
+            "the last phase ends at the workload's end"
+        );
+        // No KVM statistics or disk here: none in the windows either.
+        assert!(w.iter().all(|w| w.kvm_stats.is_none() && w.disk.is_none()));
+        assert!(w[0].window_ns <= s.workload_end.as_ref().unwrap().at_ns);
+    }
+
+    #[test]
+    fn a_flood_of_phases_is_bounded_and_the_unended_phase_dropped() {
+        let o = observer(1);
+        o.marker(WORKLOAD_START);
+        for i in 0..100 {
+            o.marker(if i % 2 == 0 { READ } else { WRITE });
+            bump(&o, 0, "mmio_read", 1);
+        }
+        o.marker(WORKLOAD_END);
+        let s = o.marker_snapshots();
+        assert_eq!(s.phases.len(), MAX_PHASE_SNAPSHOTS);
+        assert_eq!(s.phases_over_limit, 100 - MAX_PHASE_SNAPSHOTS as u64);
+        // The last snapshotted phase ended at a marker past the limit: its end is unknown.
+        let w = s.phase_windows();
+        assert_eq!(w.len(), MAX_PHASE_SNAPSHOTS - 1);
+        assert!(w.iter().all(|w| w.exits.total() == 1), "{w:?}");
+    }
+
+    #[test]
+    fn phase_windows_carry_the_disk_counters_of_their_phase() {
+        use crate::devices::virtio::block::{Block, MemDisk};
+        use crate::devices::virtio::Interrupt;
+        let block = Block::new(
+            Box::new(MemDisk::new(1 << 20, false)),
+            std::sync::Arc::new(Interrupt::new(None)),
+        );
+        let worker = block.worker();
+        let o = VcpuObserver::new(vec![None], 0x490, Instant::now(), Some(worker.clone()));
+        let served = |n: u64| {
+            let mut w = lock(&worker);
+            w.stats.requests += n;
+            w.stats.interrupts += n;
+            w.stats.notifies += 2 * n;
+        };
+        served(100);
+        o.marker(WORKLOAD_START);
+        o.marker(PREFILL);
+        served(10);
+        o.marker(READ);
+        served(3);
+        o.marker(WORKLOAD_END);
+        let w = o.marker_snapshots().phase_windows();
+        let disk: Vec<_> = w
+            .iter()
+            .map(|w| w.disk.map(|d| (d.requests, d.notifies)))
+            .collect();
+        assert_eq!(disk, [Some((10, 20)), Some((3, 6))]);
+    }
+
+    #[test]
+    fn a_workload_that_never_ends_has_only_its_finished_phases() {
+        let o = observer(1);
+        o.marker(WORKLOAD_START);
+        o.marker(WRITE);
+        bump(&o, 0, "mmio_read", 1);
+        o.marker(READ);
+        bump(&o, 0, "mmio_read", 1);
+        let w = o.marker_snapshots().phase_windows();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].byte, WRITE);
+        // And without a workload start, phase markers take no snapshot at all.
+        let o = observer(1);
+        o.marker(READ);
+        o.marker(WRITE);
+        let s = o.marker_snapshots();
+        assert!(s.phases.is_empty() && s.first_marker.is_some());
     }
 }

@@ -47,12 +47,12 @@ impl Marker {
         match self.sink {
             None => {}
             Some(MarkerSink::Fd(fd)) => {
-                let byte = [event as u8];
+                let byte = [event.byte()];
                 // SAFETY: the buffer is one valid byte; an fd that is not open fails with EBADF
                 // without touching any memory.
                 let _ = unsafe { libc::write(fd, byte.as_ptr().cast(), 1) };
             }
-            Some(MarkerSink::Port(port)) => outb(port, event as u8),
+            Some(MarkerSink::Port(port)) => outb(port, event.byte()),
         }
     }
 }

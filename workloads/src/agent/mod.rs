@@ -193,7 +193,10 @@ fn run(
     let outcome = match disk_error {
         Some(e) => Ok(Err(e)),
         None => catch_unwind(AssertUnwindSafe(|| {
-            kernels::run(&spec.workload).map_err(|e| e.to_string())
+            kernels::run(&spec.workload, &|phase| {
+                marker.send(MarkerEvent::Phase(phase))
+            })
+            .map_err(|e| e.to_string())
         })),
     };
     let workload_end_ns = monotonic_ns();

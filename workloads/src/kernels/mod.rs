@@ -1,5 +1,7 @@
 //! The workload kernels, one module per workload. Each takes its parameters and returns named
-//! metrics; the agent times the whole call and announces start and end with markers.
+//! metrics; the agent times the whole call and announces start and end with markers. A kernel
+//! whose operations differ (the I/O workloads read, then write) also announces its phases
+//! through a [`PhaseHook`], so the host can count each kind of operation on its own.
 
 pub mod cpu;
 pub mod inspect;
@@ -16,8 +18,16 @@ pub mod timer;
 
 use thiserror::Error;
 
+use crate::protocol::WorkloadPhase;
 use crate::result::{InspectReport, Metric};
 use crate::spec::Workload;
+
+/// Announces the phase of a workload that begins now: the agent sends its marker; unit tests
+/// record it or pass [`no_phases`]. Called between operations, never inside a timed one.
+pub type PhaseHook<'a> = &'a dyn Fn(WorkloadPhase);
+
+/// A [`PhaseHook`] that announces nothing.
+pub fn no_phases(_: WorkloadPhase) {}
 
 /// Why a workload could not produce its metrics. Messages say what to do.
 #[derive(Debug, Error)]
@@ -98,8 +108,8 @@ impl From<Vec<Metric>> for KernelOutput {
     }
 }
 
-/// Runs one workload to completion.
-pub fn run(workload: &Workload) -> Result<KernelOutput, WorkloadError> {
+/// Runs one workload to completion; `phases` hears the phases of the workloads that have them.
+pub fn run(workload: &Workload, phases: PhaseHook<'_>) -> Result<KernelOutput, WorkloadError> {
     Ok(match workload {
         Workload::Noop => noop::run().into(),
         Workload::Cpu(p) => cpu::run(p)?.into(),
@@ -108,8 +118,8 @@ pub fn run(workload: &Workload) -> Result<KernelOutput, WorkloadError> {
         Workload::PageFault(p) => page_fault::run(p)?.into(),
         Workload::Syscall(p) => syscall::run(p)?.into(),
         Workload::Spawn(p) => spawn::run(p)?.into(),
-        Workload::IoSeq(p) => io::seq::run(p)?.into(),
-        Workload::IoRand(p) => io::rand::run(p)?.into(),
+        Workload::IoSeq(p) => io::seq::run(p, phases)?.into(),
+        Workload::IoRand(p) => io::rand::run(p, phases)?.into(),
         Workload::IoFsync(p) => io::fsync::run(p)?.into(),
         Workload::NetLoopback(p) => net_loopback::run(p)?.into(),
         Workload::Timer(p) => timer::run(p)?.into(),

@@ -404,6 +404,27 @@ pub struct BlockStats {
     pub interrupts: u64,
 }
 
+impl BlockStats {
+    /// What the device did between two readings of its counters.
+    pub fn delta(start: &BlockStats, end: &BlockStats) -> BlockStats {
+        let d = |f: fn(&BlockStats) -> u64| f(end).saturating_sub(f(start));
+        BlockStats {
+            requests: d(|s| s.requests),
+            reads: d(|s| s.reads),
+            writes: d(|s| s.writes),
+            flushes: d(|s| s.flushes),
+            get_ids: d(|s| s.get_ids),
+            bytes_read: d(|s| s.bytes_read),
+            bytes_written: d(|s| s.bytes_written),
+            io_errors: d(|s| s.io_errors),
+            unsupported: d(|s| s.unsupported),
+            unanswerable: d(|s| s.unanswerable),
+            notifies: d(|s| s.notifies),
+            interrupts: d(|s| s.interrupts),
+        }
+    }
+}
+
 /// Why queue processing stopped and the device was marked broken.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum QueueError {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{fill, io_err, open_target, p50_p99, time_us, AlignedBuf, BLOCK_1M, BLOCK_4K};
 use crate::kernels::prng::SplitMix64;
 
-use crate::kernels::{check_range, WorkloadError};
+use crate::kernels::{check_range, PhaseHook, WorkloadError};
+use crate::protocol::WorkloadPhase;
 use crate::result::Metric;
 
 /// Parameters of `io-rand`.
@@ -39,8 +40,9 @@ const MAX_OPS: u64 = 10_000_000;
 const SEED: u64 = 0x1501_ab00_0000_0002;
 
 /// Runs `io-rand`: prefills a scratch file (a device is used as it is), then times `ops` random
-/// 4 KiB reads, then `ops` random 4 KiB writes, one at a time.
-pub fn run(params: &IoRandParams) -> Result<Vec<Metric>, WorkloadError> {
+/// 4 KiB reads, then `ops` random 4 KiB writes, one at a time. Announces the phases prefill (on
+/// a scratch file only), read and write.
+pub fn run(params: &IoRandParams, phase: PhaseHook<'_>) -> Result<Vec<Metric>, WorkloadError> {
     check_range(KIND, "file_mib", params.file_mib.into(), 1, MAX_FILE_MIB)?;
     check_range(KIND, "ops", params.ops.into(), 1, MAX_OPS)?;
     let path = params.path.as_str();
@@ -48,12 +50,14 @@ pub fn run(params: &IoRandParams) -> Result<Vec<Metric>, WorkloadError> {
     let blocks = region / BLOCK_4K as u64;
     let target = open_target(KIND, path, region)?;
     if target.is_scratch {
+        phase(WorkloadPhase::Prefill);
         fill(&target, path, region)?;
     }
     let mut buf = AlignedBuf::new(BLOCK_4K)?;
     let mut rng = SplitMix64::new(SEED);
 
     let mut reads = Vec::with_capacity(params.ops as usize);
+    phase(WorkloadPhase::Read);
     let start = Instant::now();
     for _ in 0..params.ops {
         let off = rng.below(blocks) * BLOCK_4K as u64;
@@ -67,6 +71,7 @@ pub fn run(params: &IoRandParams) -> Result<Vec<Metric>, WorkloadError> {
     let read_secs = start.elapsed().as_secs_f64();
 
     let mut writes = Vec::with_capacity(params.ops as usize);
+    phase(WorkloadPhase::Write);
     let start = Instant::now();
     for _ in 0..params.ops {
         let off = rng.below(blocks) * BLOCK_4K as u64;
@@ -99,12 +104,25 @@ mod tests {
 
     #[test]
     fn small_run_on_a_directory_reports_and_cleans_up() {
-        let m = run(&IoRandParams {
-            path: TEST_DIR.into(),
-            file_mib: 2,
-            ops: 50,
-        })
+        let phases = std::cell::RefCell::new(Vec::new());
+        let m = run(
+            &IoRandParams {
+                path: TEST_DIR.into(),
+                file_mib: 2,
+                ops: 50,
+            },
+            &|p| phases.borrow_mut().push(p),
+        )
         .unwrap();
+        // A scratch file is prefilled first; each phase is announced once, in order.
+        assert_eq!(
+            phases.into_inner(),
+            [
+                WorkloadPhase::Prefill,
+                WorkloadPhase::Read,
+                WorkloadPhase::Write
+            ]
+        );
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
@@ -130,11 +148,16 @@ mod tests {
 
     #[test]
     fn missing_target_is_an_io_target_error() {
-        let err = run(&IoRandParams {
-            path: "/nonexistent/dir".into(),
-            ..IoRandParams::default()
-        })
+        let phases = std::cell::RefCell::new(Vec::new());
+        let err = run(
+            &IoRandParams {
+                path: "/nonexistent/dir".into(),
+                ..IoRandParams::default()
+            },
+            &|p| phases.borrow_mut().push(p),
+        )
         .unwrap_err();
+        assert!(phases.borrow().is_empty(), "no phase began");
         assert!(matches!(err, WorkloadError::IoTarget { .. }), "{err}");
     }
 }

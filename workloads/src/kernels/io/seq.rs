@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_err, open_target, AlignedBuf, BLOCK_1M};
 
-use crate::kernels::{check_range, WorkloadError};
+use crate::kernels::{check_range, PhaseHook, WorkloadError};
+use crate::protocol::WorkloadPhase;
 use crate::result::Metric;
 
 /// Parameters of `io-seq`.
@@ -33,14 +34,15 @@ const KIND: &str = "io-seq";
 const MAX_SIZE_MIB: u64 = 1024 * 1024;
 
 /// Runs `io-seq`: writes `size_mib` MiB in 1 MiB O_DIRECT blocks and fsyncs (timed together), then
-/// reads them back.
-pub fn run(params: &IoSeqParams) -> Result<Vec<Metric>, WorkloadError> {
+/// reads them back. Announces the phases write (the fsync included) and read.
+pub fn run(params: &IoSeqParams, phase: PhaseHook<'_>) -> Result<Vec<Metric>, WorkloadError> {
     check_range(KIND, "size_mib", params.size_mib.into(), 1, MAX_SIZE_MIB)?;
     let path = params.path.as_str();
     let bytes = u64::from(params.size_mib) * BLOCK_1M as u64;
     let target = open_target(KIND, path, bytes)?;
     let mut buf = AlignedBuf::new(BLOCK_1M)?;
 
+    phase(WorkloadPhase::Write);
     let start = Instant::now();
     for block in 0..u64::from(params.size_mib) {
         target
@@ -54,6 +56,7 @@ pub fn run(params: &IoSeqParams) -> Result<Vec<Metric>, WorkloadError> {
         .map_err(|e| io_err("fsync after the sequential write", path, e))?;
     let write_secs = start.elapsed().as_secs_f64();
 
+    phase(WorkloadPhase::Read);
     let start = Instant::now();
     for block in 0..u64::from(params.size_mib) {
         target
@@ -73,14 +76,23 @@ pub fn run(params: &IoSeqParams) -> Result<Vec<Metric>, WorkloadError> {
 mod tests {
     use super::*;
     use crate::kernels::io::tests::{leftover, TEST_DIR};
+    use crate::kernels::no_phases;
 
     #[test]
     fn small_run_on_a_directory_reports_and_cleans_up() {
-        let m = run(&IoSeqParams {
-            path: TEST_DIR.into(),
-            size_mib: 4,
-        })
+        let phases = std::cell::RefCell::new(Vec::new());
+        let m = run(
+            &IoSeqParams {
+                path: TEST_DIR.into(),
+                size_mib: 4,
+            },
+            &|p| phases.borrow_mut().push(p),
+        )
         .unwrap();
+        assert_eq!(
+            phases.into_inner(),
+            [WorkloadPhase::Write, WorkloadPhase::Read]
+        );
         assert_eq!(m[0].name, "seq_write");
         assert_eq!(m[1].name, "seq_read");
         // Between 0.1 MB/s and 1 TB/s.
@@ -90,16 +102,22 @@ mod tests {
 
     #[test]
     fn missing_target_is_an_io_target_error() {
-        let err = run(&IoSeqParams {
-            path: "/nonexistent/dir".into(),
-            size_mib: 1,
-        })
+        let err = run(
+            &IoSeqParams {
+                path: "/nonexistent/dir".into(),
+                size_mib: 1,
+            },
+            &no_phases,
+        )
         .unwrap_err();
         assert!(matches!(err, WorkloadError::IoTarget { .. }), "{err}");
-        assert!(run(&IoSeqParams {
-            path: TEST_DIR.into(),
-            size_mib: 0
-        })
+        assert!(run(
+            &IoSeqParams {
+                path: TEST_DIR.into(),
+                size_mib: 0
+            },
+            &no_phases
+        )
         .is_err());
     }
 }
