@@ -140,6 +140,21 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
                 s.workload
             );
         }
+        // Reads and writes are counted apart (the agent's phase markers): each phase did its
+        // own requests, each with its exits.
+        let phases: &[(&str, &str)] = match s.kind.as_str() {
+            "io-rand" => &[("4k_read", "read"), ("4k_write", "write")],
+            "io-seq" => &[("mib_write", "write"), ("mib_read", "read")],
+            _ => &[],
+        };
+        for (op, phase) in phases {
+            assert!(
+                metric(&format!("exits.per_{op}")).is_some_and(|x| x > 0.0)
+                    && metric(&format!("disk.{phase}.requests")).is_some_and(|x| x > 0.0),
+                "{what}: {}: exits per {op} and the {phase} phase's requests",
+                s.workload
+            );
+        }
         if s.kind == "inspect" {
             let inspect = agent.inspect.as_ref().expect("inspect report");
             assert!(inspect.kernel_release.starts_with("6.1."), "{inspect:?}");
