@@ -11,11 +11,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{example, report, words};
+use common::{example, ext4_image_gz, report, run_session, words};
 use sha2::{Digest, Sha256};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
@@ -66,29 +64,6 @@ fn expected_seq_sha() -> String {
     format!("{:x}", h.finalize())
 }
 
-fn ext4_image() -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let img = dir.join("hvm-block-ext4.img");
-    let _ = std::fs::remove_file(&img);
-    let st = Command::new("mkfs.ext4")
-        .args(["-F", "-q"])
-        .arg(&img)
-        .arg(format!("{IMAGE_MIB}M"))
-        .status()
-        .expect("mkfs.ext4 runs (apt-get install e2fsprogs)");
-    assert!(st.success(), "mkfs.ext4 failed");
-    // Shipped gzip-compressed into L1 (it is mostly zeros) and unpacked there.
-    let gz = dir.join("hvm-block-ext4.img.gz");
-    let _ = std::fs::remove_file(&gz);
-    let st = Command::new("gzip")
-        .args(["-k", "-f"])
-        .arg(&img)
-        .status()
-        .expect("gzip runs");
-    assert!(st.success());
-    std::fs::read(&gz).expect("read image")
-}
-
 #[test]
 #[ignore = "boots the emulated HVM test machine (minutes); run with --ignored"]
 fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
@@ -101,7 +76,11 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
         HvmFile::from_host("/hvm/vmm-run", &example("vmm-run"), 0o755).expect("vmm-run"),
         HvmFile::from_host("/hvm/bzImage", &kernel.bz_image, 0o644).expect("bzImage"),
         HvmFile::bytes("/hvm/agent.cpio", agent_cpio, 0o644),
-        HvmFile::bytes("/hvm/ext4.img.gz", ext4_image(), 0o644),
+        HvmFile::bytes(
+            "/hvm/ext4.img.gz",
+            ext4_image_gz("hvm-block-ext4", IMAGE_MIB),
+            0o644,
+        ),
     ];
     let run = |disk: &str, ro: bool, append: &str| {
         format!(
@@ -137,23 +116,7 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
         timeout: Duration::from_secs(2400),
         ..HvmSession::default()
     };
-    let out = machine.run(&session).expect("QEMU ran");
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hvm-block-l1-console.log");
-    if std::fs::write(&log, &out.console).is_ok() {
-        progress(&format!("L1 console saved to {}", log.display()));
-    }
-    progress(&format!(
-        "L1 session: {:.1} s (emulated), completed={}, kvm={}",
-        out.duration.as_secs_f64(),
-        out.completed,
-        out.kvm_ready
-    ));
-    let dump = || {
-        let tail: Vec<&str> = out.console.lines().rev().take(80).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    };
-    assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
-    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    let out = run_session(&machine, &session, "hvm-block-l1-console.log", progress);
     assert_eq!(
         out.commands[0].status,
         Some(0),

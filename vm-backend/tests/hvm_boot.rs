@@ -9,10 +9,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{example, report, words};
+use common::{example, report, run_session, words};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
@@ -85,23 +84,7 @@ fn micro_kernel_boots_to_the_agent_in_the_hvm_test_machine() {
         timeout: Duration::from_secs(1500),
         ..HvmSession::default()
     };
-    let out = machine.run(&session).expect("QEMU ran");
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hvm-l1-console.log");
-    if std::fs::write(&log, &out.console).is_ok() {
-        progress(&format!("L1 console saved to {}", log.display()));
-    }
-    progress(&format!(
-        "L1 session: {:.1} s (emulated), completed={}, kvm={}",
-        out.duration.as_secs_f64(),
-        out.completed,
-        out.kvm_ready
-    ));
-    let dump = || {
-        let tail: Vec<&str> = out.console.lines().rev().take(60).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    };
-    assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
-    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    let out = run_session(&machine, &session, "hvm-l1-console.log", progress);
 
     // 0, 1, 2: the agent ran and reported; the guest's reboot ended the VM cleanly.
     let mut noop_exits = None;

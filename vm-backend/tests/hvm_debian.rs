@@ -13,11 +13,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{example, report, words};
+use common::{example, ext4_image_gz, report, run_session, words};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::debian::ensure_debian_guest;
@@ -33,28 +31,6 @@ const RAND_OPS: u32 = 200;
 
 fn progress(msg: &str) {
     eprintln!("[hvm debian] {msg}");
-}
-
-fn ext4_image_gz() -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let img = dir.join("hvm-debian-ext4.img");
-    let _ = std::fs::remove_file(&img);
-    let st = Command::new("mkfs.ext4")
-        .args(["-F", "-q"])
-        .arg(&img)
-        .arg(format!("{IMAGE_MIB}M"))
-        .status()
-        .expect("mkfs.ext4 runs (apt-get install e2fsprogs)");
-    assert!(st.success(), "mkfs.ext4 failed");
-    let gz = dir.join("hvm-debian-ext4.img.gz");
-    let _ = std::fs::remove_file(&gz);
-    let st = Command::new("gzip")
-        .args(["-k", "-f"])
-        .arg(&img)
-        .status()
-        .expect("gzip runs");
-    assert!(st.success());
-    std::fs::read(&gz).expect("read image")
 }
 
 #[test]
@@ -80,7 +56,11 @@ fn debian_kernel_runs_every_workload_kind_with_acpi_and_modules() {
         HvmFile::from_host("/hvm/vmm-run", &example("vmm-run"), 0o755).expect("vmm-run"),
         HvmFile::from_host("/hvm/vmlinuz", &guest.vmlinuz, 0o644).expect("vmlinuz"),
         HvmFile::bytes("/hvm/agent.cpio", image.to_bytes(), 0o644),
-        HvmFile::bytes("/hvm/ext4.img.gz", ext4_image_gz(), 0o644),
+        HvmFile::bytes(
+            "/hvm/ext4.img.gz",
+            ext4_image_gz("hvm-debian-ext4", IMAGE_MIB),
+            0o644,
+        ),
     ];
     let run = |disk: Option<&str>, quiet: bool, append: &str| {
         format!(
@@ -142,23 +122,7 @@ fn debian_kernel_runs_every_workload_kind_with_acpi_and_modules() {
         timeout: Duration::from_secs(1800),
         ..HvmSession::default()
     };
-    let out = machine.run(&session).expect("QEMU ran");
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hvm-debian-l1-console.log");
-    if std::fs::write(&log, &out.console).is_ok() {
-        progress(&format!("L1 console saved to {}", log.display()));
-    }
-    progress(&format!(
-        "L1 session: {:.1} s (emulated), completed={}, kvm={}",
-        out.duration.as_secs_f64(),
-        out.completed,
-        out.kvm_ready
-    ));
-    let dump = || {
-        let tail: Vec<&str> = out.console.lines().rev().take(80).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    };
-    assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
-    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    let out = run_session(&machine, &session, "hvm-debian-l1-console.log", progress);
     assert_eq!(
         out.commands[0].status,
         Some(0),

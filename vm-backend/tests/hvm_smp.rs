@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{example, report, words};
+use common::{example, report, run_session, words};
 use serde_json::Value;
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
@@ -88,23 +87,7 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         timeout: Duration::from_secs(1200),
         ..HvmSession::default()
     };
-    let out = machine.run(&session).expect("QEMU ran");
-    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hvm-smp-l1-console.log");
-    if std::fs::write(&log, &out.console).is_ok() {
-        progress(&format!("L1 console saved to {}", log.display()));
-    }
-    progress(&format!(
-        "L1 session: {:.1} s (emulated), completed={}, kvm={}",
-        out.duration.as_secs_f64(),
-        out.completed,
-        out.kvm_ready
-    ));
-    let dump = || {
-        let tail: Vec<&str> = out.console.lines().rev().take(80).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    };
-    assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
-    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    let out = run_session(&machine, &session, "hvm-smp-l1-console.log", progress);
     assert_eq!(
         out.commands[0].status,
         Some(0),

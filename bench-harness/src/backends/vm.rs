@@ -18,10 +18,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use vm_backend::devices::virtio::block::BlockStats;
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
 use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
+use vm_backend::vstate::vcpu::{ExitCounts, PhaseWindow};
 use vm_backend::VmError;
 use workloads::protocol::{
     encode_spec, parse_framed_result, DiskMode, MarkerEvent, WorkloadPhase, DISK_CMDLINE_KEY,
@@ -373,26 +375,58 @@ fn per_op_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     let Some((op, n)) = workload_ops(workload) else {
         return m;
     };
-    if let Some(k) = &report.kvm_stats_workload {
+    let kvm = report
+        .kvm_stats_workload
+        .as_ref()
+        .map(|k| (k.get("exits"), k.get("irq_injections")));
+    push_op_costs(
+        &mut m,
+        op,
+        n,
+        kvm,
+        report.exits_workload.as_ref().map(ExitCounts::total),
+    );
+    m
+}
+
+/// `exits.per_<op>` and `irq_injections.per_<op>` from KVM's (exits, interrupts injected) when
+/// they could be read, and `exits.userspace_per_<op>` from the VMM's own count, over `n`
+/// operations: one definition for the whole workload and for each of its phases.
+fn push_op_costs(
+    m: &mut Vec<Metric>,
+    op: &str,
+    n: f64,
+    kvm: Option<(u64, u64)>,
+    userspace: Option<u64>,
+) {
+    if let Some((exits, injections)) = kvm {
         m.push(Metric::lower(
             &format!("exits.per_{op}"),
             "exits/op",
-            k.get("exits") as f64 / n,
+            exits as f64 / n,
         ));
         m.push(Metric::lower(
             &format!("irq_injections.per_{op}"),
             "interrupts/op",
-            k.get("irq_injections") as f64 / n,
+            injections as f64 / n,
         ));
     }
-    if let Some(w) = &report.exits_workload {
+    if let Some(exits) = userspace {
         m.push(Metric::lower(
             &format!("exits.userspace_per_{op}"),
             "exits/op",
-            w.total() as f64 / n,
+            exits as f64 / n,
         ));
     }
-    m
+}
+
+/// The windows of one phase of the workload (a phase the guest announced more than once has
+/// several).
+fn phase_windows(report: &VmReport, phase: WorkloadPhase) -> impl Iterator<Item = &PhaseWindow> {
+    report
+        .workload_phases
+        .iter()
+        .filter(move |w| w.byte == phase.byte())
 }
 
 /// The operations of each phase a workload announces, from its spec: (phase, name of one
@@ -425,36 +459,19 @@ fn phase_ops(workload: &Workload) -> Vec<(WorkloadPhase, &'static str, f64)> {
 ///   `exits.per_mib_read`, ...
 fn per_phase_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     let mut m = Vec::new();
-    let windows = |phase: WorkloadPhase| {
-        report
-            .workload_phases
-            .iter()
-            .filter(move |w| w.byte == phase.byte())
-    };
     for (phase, op, n) in phase_ops(workload) {
-        if n <= 0.0 || windows(phase).next().is_none() {
+        if n <= 0.0 || phase_windows(report, phase).next().is_none() {
             continue;
         }
-        let kvm: Option<Vec<&KvmStats>> = windows(phase).map(|w| w.kvm_stats.as_ref()).collect();
-        if let Some(kvm) = kvm {
-            let sum = |stat: &str| kvm.iter().map(|k| k.get(stat)).sum::<u64>() as f64;
-            m.push(Metric::lower(
-                &format!("exits.per_{op}"),
-                "exits/op",
-                sum("exits") / n,
-            ));
-            m.push(Metric::lower(
-                &format!("irq_injections.per_{op}"),
-                "interrupts/op",
-                sum("irq_injections") / n,
-            ));
-        }
-        let userspace: u64 = windows(phase).map(|w| w.exits.total()).sum();
-        m.push(Metric::lower(
-            &format!("exits.userspace_per_{op}"),
-            "exits/op",
-            userspace as f64 / n,
-        ));
+        let kvm: Option<Vec<&KvmStats>> = phase_windows(report, phase)
+            .map(|w| w.kvm_stats.as_ref())
+            .collect();
+        let kvm = kvm.map(|kvm| {
+            let sum = |stat: &str| kvm.iter().map(|k| k.get(stat)).sum::<u64>();
+            (sum("exits"), sum("irq_injections"))
+        });
+        let userspace = phase_windows(report, phase).map(|w| w.exits.total()).sum();
+        push_op_costs(&mut m, op, n, kvm, Some(userspace));
     }
     m
 }
@@ -470,77 +487,69 @@ fn disk_metrics_of(report: &VmReport) -> Vec<Metric> {
         return Vec::new();
     };
     let st = &disk.stats;
-    let mut m = vec![
-        Metric::lower("disk.requests", "requests", st.requests as f64),
-        Metric::lower("disk.reads", "requests", st.reads as f64),
-        Metric::lower("disk.writes", "requests", st.writes as f64),
-        Metric::lower("disk.flushes", "requests", st.flushes as f64),
-        Metric::lower("disk.notifies", "notifications", st.notifies as f64),
-        Metric::lower("disk.interrupts", "interrupts", st.interrupts as f64),
-        Metric::lower("disk.io_errors", "requests", st.io_errors as f64),
-    ];
-    if st.requests > 0 {
-        let per = |n: u64| n as f64 / st.requests as f64;
-        m.push(Metric::lower(
-            "disk.notifies_per_request",
-            "notifications/request",
-            per(st.notifies),
-        ));
-        m.push(Metric::lower(
-            "disk.interrupts_per_request",
-            "interrupts/request",
-            per(st.interrupts),
-        ));
+    let mut m = Vec::new();
+    push_request_counts(&mut m, "disk", st.requests, st.notifies, st.interrupts);
+    for (name, n) in [
+        ("reads", st.reads),
+        ("writes", st.writes),
+        ("flushes", st.flushes),
+        ("io_errors", st.io_errors),
+    ] {
+        m.push(Metric::lower(&format!("disk.{name}"), "requests", n as f64));
     }
-    let phase_windows = |phase: WorkloadPhase| {
-        report
-            .workload_phases
-            .iter()
-            .filter(move |w| w.byte == phase.byte())
-    };
     for phase in WorkloadPhase::ALL {
-        let disk: Option<Vec<_>> = phase_windows(phase).map(|w| w.disk).collect();
+        let disk: Option<Vec<BlockStats>> = phase_windows(report, phase).map(|w| w.disk).collect();
         let Some(disk) = disk.filter(|d| !d.is_empty()) else {
             continue;
         };
-        let sum = |f: fn(&vm_backend::devices::virtio::block::BlockStats) -> u64| {
-            disk.iter().map(f).sum::<u64>()
-        };
-        let (requests, notifies, interrupts) = (
+        let sum = |f: fn(&BlockStats) -> u64| disk.iter().map(f).sum::<u64>();
+        push_request_counts(
+            &mut m,
+            &format!("disk.{}", phase.name()),
             sum(|d| d.requests),
             sum(|d| d.notifies),
             sum(|d| d.interrupts),
         );
-        let name = phase.name();
-        m.push(Metric::lower(
-            &format!("disk.{name}.requests"),
-            "requests",
-            requests as f64,
-        ));
-        m.push(Metric::lower(
-            &format!("disk.{name}.notifies"),
-            "notifications",
-            notifies as f64,
-        ));
-        m.push(Metric::lower(
-            &format!("disk.{name}.interrupts"),
-            "interrupts",
-            interrupts as f64,
-        ));
-        if requests > 0 {
-            m.push(Metric::lower(
-                &format!("disk.{name}.notifies_per_request"),
-                "notifications/request",
-                notifies as f64 / requests as f64,
-            ));
-            m.push(Metric::lower(
-                &format!("disk.{name}.interrupts_per_request"),
-                "interrupts/request",
-                interrupts as f64 / requests as f64,
-            ));
-        }
     }
     m
+}
+
+/// `<prefix>.requests`, `.notifies`, `.interrupts`, and per request (when there were any)
+/// `.notifies_per_request` and `.interrupts_per_request`: for the whole run and for each phase.
+fn push_request_counts(
+    m: &mut Vec<Metric>,
+    prefix: &str,
+    requests: u64,
+    notifies: u64,
+    interrupts: u64,
+) {
+    m.push(Metric::lower(
+        &format!("{prefix}.requests"),
+        "requests",
+        requests as f64,
+    ));
+    m.push(Metric::lower(
+        &format!("{prefix}.notifies"),
+        "notifications",
+        notifies as f64,
+    ));
+    m.push(Metric::lower(
+        &format!("{prefix}.interrupts"),
+        "interrupts",
+        interrupts as f64,
+    ));
+    if requests > 0 {
+        m.push(Metric::lower(
+            &format!("{prefix}.notifies_per_request"),
+            "notifications/request",
+            notifies as f64 / requests as f64,
+        ));
+        m.push(Metric::lower(
+            &format!("{prefix}.interrupts_per_request"),
+            "interrupts/request",
+            interrupts as f64 / requests as f64,
+        ));
+    }
 }
 
 /// The trial's result from the report: the agent's framed line, or why there is none.

@@ -1,5 +1,6 @@
 //! What the HVM tests share: the `vmm-run` example they put into L1, the kernel command-line words
-//! that hand the agent its workload, and the VMM's report as `vmm-run` prints it.
+//! that hand the agent its workload, running a session in L1, and the VMM's report as `vmm-run`
+//! prints it.
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
+use vm_backend::hvm::{HvmMachine, HvmOutput, HvmSession};
 use workloads::protocol::{encode_spec, MARKER_PORT};
 use workloads::{Workload, WorkloadSpec};
 
@@ -45,4 +47,57 @@ pub fn report(output: &str) -> Option<Value> {
     let json = URL_SAFE_NO_PAD.decode(b64.trim()).ok()?;
     assert_eq!(json.len(), len.parse::<usize>().ok()?, "report damaged");
     serde_json::from_slice(&json).ok()
+}
+
+/// Runs `session` in L1 and saves L1's console as `log_name` in the target's temp folder (for
+/// reading after a failure), then checks that kvm-amd loaded and that every command ran, showing
+/// the console's tail if not.
+pub fn run_session(
+    machine: &HvmMachine,
+    session: &HvmSession,
+    log_name: &str,
+    progress: impl Fn(&str),
+) -> HvmOutput {
+    let out = machine.run(session).expect("QEMU ran");
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(log_name);
+    if std::fs::write(&log, &out.console).is_ok() {
+        progress(&format!("L1 console saved to {}", log.display()));
+    }
+    progress(&format!(
+        "L1 session: {:.1} s (emulated), completed={}, kvm={}",
+        out.duration.as_secs_f64(),
+        out.completed,
+        out.kvm_ready
+    ));
+    let dump = || {
+        let tail: Vec<&str> = out.console.lines().rev().take(80).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
+    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    out
+}
+
+/// An empty ext4 image of `mib` MiB made on the host with mkfs.ext4, gzip-compressed (it is mostly
+/// zeros) to ship into L1 and unpack there; `name` keeps the files of each test apart.
+pub fn ext4_image_gz(name: &str, mib: u64) -> Vec<u8> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let img = dir.join(format!("{name}.img"));
+    let _ = std::fs::remove_file(&img);
+    let st = std::process::Command::new("mkfs.ext4")
+        .args(["-F", "-q"])
+        .arg(&img)
+        .arg(format!("{mib}M"))
+        .status()
+        .expect("mkfs.ext4 runs (apt-get install e2fsprogs)");
+    assert!(st.success(), "mkfs.ext4 failed");
+    let gz = dir.join(format!("{name}.img.gz"));
+    let _ = std::fs::remove_file(&gz);
+    let st = std::process::Command::new("gzip")
+        .args(["-k", "-f"])
+        .arg(&img)
+        .status()
+        .expect("gzip runs");
+    assert!(st.success());
+    std::fs::read(&gz).expect("read image")
 }
