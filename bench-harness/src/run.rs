@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::backend::{Backend, BackendError, BackendKind, PrepareContext, Trial, TrialFailure};
 use crate::manifest::{self, BackendState, HostInfo, Manifest, RunStatus};
 use crate::plan;
+use crate::run_places::{Registry, RunPlaces};
 use crate::sample::Sample;
 use crate::store::{self, RunWriter, StoreError};
 use crate::suite::Suite;
@@ -40,6 +41,10 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// Makes backends; the real ones by default, fakes in tests.
     pub make_backend: Box<dyn Fn(BackendKind) -> Box<dyn Backend>>,
+    /// Where the run records its places, and finds those of killed runs.
+    pub registry: Registry,
+    /// Where the run's state folder (the container's rootfs) is made.
+    pub state_parent: PathBuf,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -80,15 +85,9 @@ pub enum RunError {
     /// Reading or writing results.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The per-run scratch area, removed when dropped (also on error and Ctrl-C).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    /// The run's folders could not be made.
+    #[error(transparent)]
+    Places(#[from] crate::run_places::PlacesError),
 }
 
 /// Backends prepared for a run, cleaned up when dropped.
@@ -127,22 +126,22 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         }
         run_id = format!("{}-{n}", timefmt::run_id_now());
     }
+    // What a killed isolab left is reported and removed before this run makes its own.
+    report_leftovers(&opts.registry);
     let mut writer = RunWriter::create(&opts.out, &run_id)?;
-    let scratch_root = opts.scratch_parent.join(format!("isolab-{run_id}"));
-    let io_dir = scratch_root.join("io");
-    let work_dir = scratch_root.join("work");
-    for d in [&io_dir, &work_dir] {
-        std::fs::create_dir_all(d).map_err(|e| RunError::Scratch {
-            path: d.clone(),
-            why: e.to_string(),
-        })?;
+    // Every place the run makes is recorded as it is made, and removed when `places` drops
+    // (also on error, Ctrl-C, SIGTERM and SIGHUP).
+    let places = RunPlaces::create(
+        &run_id,
+        &opts.scratch_parent,
+        &opts.state_parent,
+        opts.registry.clone(),
+        &container_backend::CgroupSettings::default(),
+    )?;
+    if let Some(note) = &places.cgroup_note {
+        eprintln!("note: trials run without a run cgroup: {note}");
     }
-    // `isolab doctor --clean` removes scratch areas whose owner is gone.
-    let _ = std::fs::write(
-        scratch_root.join("owner.pid"),
-        std::process::id().to_string(),
-    );
-    let _scratch = Scratch(scratch_root);
+    let io_dir = places.io_dir.clone();
 
     let trials = plan::plan(&opts.suite, opts.seed);
     let mut manifest = Manifest {
@@ -166,11 +165,13 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 
     let ctx = PrepareContext {
         agent: opts.agent.clone(),
-        work_dir,
+        work_dir: places.work_dir.clone(),
         io_scratch_dir: io_dir.clone(),
         limits: opts.suite.limits,
         trial_timeout: opts.trial_timeout,
         live_console: opts.live_console,
+        state_dir: places.state_dir.clone(),
+        run_cgroup: places.cgroup.clone(),
     };
     let mut prepared = Prepared(Vec::new());
     let mut unavailable: BTreeMap<BackendKind, TrialFailure> = BTreeMap::new();
@@ -320,6 +321,8 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     }
     bar.finish_and_clear();
     drop(prepared);
+    drop(ctx);
+    drop(places);
 
     let wall = started.elapsed();
     manifest.status = status;
@@ -347,6 +350,26 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             .map(|(k, f)| (k, f.to_string()))
             .collect(),
     })
+}
+
+/// Reports and removes the places of runs whose isolab was killed.
+fn report_leftovers(registry: &Registry) {
+    for run in registry.clean_dead().cleaned {
+        eprintln!(
+            "found leftovers of run {} (isolab pid {} is gone): removed {} place(s){}",
+            run.run_id,
+            run.pid,
+            run.removed.len(),
+            if run.kept.is_empty() {
+                String::new()
+            } else {
+                format!("; left alone: {}", run.kept.join("; "))
+            }
+        );
+        for p in &run.removed {
+            eprintln!("  removed {}", p.display());
+        }
+    }
 }
 
 /// The trial a backend gets for a planned one: the suite entry's spec, I/O aimed at the scratch

@@ -84,10 +84,24 @@ pub enum SetupStep {
     Exec,
     /// Waiting for the id maps and becoming uid/gid 0 of the user namespace.
     EnterUserNamespace,
+    /// Covering the masked paths (`/proc/kcore`, `/sys/firmware`, ...).
+    MaskPaths,
+    /// Making `/proc/sys` and the other read-only paths read-only.
+    ReadOnlyPaths,
+    /// Clearing the supplementary groups.
+    ClearGroups,
+    /// Joining a new session keyring.
+    SessionKeyring,
+    /// Setting `RLIMIT_NOFILE`.
+    ResourceLimits,
+    /// Remounting /dev read-only once its nodes exist.
+    DevReadOnly,
+    /// Installing the seccomp filter.
+    Seccomp,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 20] = [
+    const ALL: [SetupStep; 27] = [
         SetupStep::JoinCgroup,
         SetupStep::EnterCgroupNamespace,
         SetupStep::SetHostname,
@@ -108,6 +122,13 @@ impl SetupStep {
         SetupStep::NoNewPrivs,
         SetupStep::Exec,
         SetupStep::EnterUserNamespace,
+        SetupStep::MaskPaths,
+        SetupStep::ReadOnlyPaths,
+        SetupStep::ClearGroups,
+        SetupStep::SessionKeyring,
+        SetupStep::ResourceLimits,
+        SetupStep::DevReadOnly,
+        SetupStep::Seccomp,
     ];
 
     fn from_u32(n: u32) -> Option<Self> {
@@ -133,6 +154,18 @@ impl SetupStep {
             SetupStep::EnterUserNamespace => {
                 "the parent could not write the container's uid/gid maps (its error says why), \
                  or the kernel refused uid/gid 0 inside; run `isolab doctor`"
+            }
+            SetupStep::MaskPaths | SetupStep::ReadOnlyPaths | SetupStep::DevReadOnly => {
+                "the kernel refused a mount over /proc, /sys or /dev inside the container; run \
+                 `isolab doctor` and report the kernel version if it says the host is fine"
+            }
+            SetupStep::SessionKeyring => {
+                "the kernel refused a new session keyring (the user's key quota, \
+                 /proc/sys/kernel/keys/maxkeys, may be full); run `isolab doctor --clean`"
+            }
+            SetupStep::Seccomp => {
+                "the kernel refused the seccomp filter (a kernel without CONFIG_SECCOMP_FILTER?); \
+                 run with `--seccomp off` to measure without it"
             }
             SetupStep::Exec => {
                 "the init binary must be a static executable for this machine (build the agent \
@@ -164,6 +197,13 @@ impl SetupStep {
             SetupStep::NoNewPrivs => "set no_new_privs",
             SetupStep::Exec => "execve /init",
             SetupStep::EnterUserNamespace => "enter user namespace",
+            SetupStep::MaskPaths => "mask paths",
+            SetupStep::ReadOnlyPaths => "make paths read-only",
+            SetupStep::ClearGroups => "clear supplementary groups",
+            SetupStep::SessionKeyring => "join a new session keyring",
+            SetupStep::ResourceLimits => "set RLIMIT_NOFILE",
+            SetupStep::DevReadOnly => "remount /dev read-only",
+            SetupStep::Seccomp => "install the seccomp filter",
         }
     }
 }
@@ -340,6 +380,10 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) namespaces: &'a NamespaceSetup,
     pub(crate) mounts: &'a MountPlan,
     pub(crate) caps: CapabilityDrop,
+    /// Installed last, right before `execve`.
+    pub(crate) seccomp: &'a crate::seccomp::SeccompFilters,
+    /// This trial's detached copy of the scratch folder's mount, to attach.
+    pub(crate) scratch_tree: Option<RawFd>,
     /// How the child gets into its cgroup.
     pub(crate) join: CgroupJoin,
     /// No trial cgroup (rootless): the cgroup namespace is made at clone, nothing is joined.
@@ -729,7 +773,11 @@ fn child_main(
         stamp(report, 0);
         enter_cgroup_namespace(report);
     }
-    match plan.mounts.enter() {
+    // Groups, keyring and open-files limit, like the mounts before pivot_root.
+    if let Err((step, e)) = plan.mounts.confine.apply_process() {
+        fail(report, step, e);
+    }
+    match plan.mounts.enter(plan.scratch_tree) {
         Ok(moved) => report.moved_root.store(u32::from(moved), Ordering::Release),
         Err((step, e)) => fail(report, step, e),
     }
@@ -772,6 +820,10 @@ fn child_main(
     // SAFETY: umask takes a mode.
     unsafe { libc::umask(0o022) };
     stamp(report, 3);
+    // Last: from here on only execve is made, which the filter allows.
+    if let Err(e) = plan.seccomp.install() {
+        fail(report, SetupStep::Seccomp, e);
+    }
     // SAFETY: `init` is a C string; `argv` and `envp` are null-terminated arrays of pointers to C
     // strings owned by `plan`, alive until exec replaces this image.
     unsafe { libc::execve(plan.init.as_ptr(), argv.as_ptr(), envp.as_ptr()) };

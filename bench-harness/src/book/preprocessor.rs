@@ -12,6 +12,7 @@
 //! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
 //! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
+//! | `{{isolab:fact BACKEND KEY}}` | a setting the run recorded for a backend (`seccomp`, ...) |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
 //!
@@ -168,6 +169,11 @@ impl IsolabPreprocessor {
                 want(0, "run-id")?;
                 Ok(md_text(f.run_id()))
             }
+            "fact" => {
+                want(2, "fact BACKEND KEY")?;
+                check_backend(args[0])?;
+                Ok(f.fact(args[0], args[1]))
+            }
             other => Err(format!("unknown placeholder `{other}`; {}", usage())),
         }
     }
@@ -206,7 +212,7 @@ fn block(md: &str) -> String {
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
      exits-table WORKLOAD, inspect-table, capacity-table, manifest, availability, methodology, \
-     caveats, run-id"
+     caveats, run-id, fact BACKEND KEY"
         .into()
 }
 
