@@ -124,7 +124,7 @@ else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
     )]
     Doctor {
         /// Also remove what a killed isolab left behind: the folders and cgroups its runs recorded
-    /// in /run/isolab/runs (nothing isolab did not make, nothing of a run still alive).
+        /// in /run/isolab/runs (nothing isolab did not make, nothing of a run still alive).
         #[arg(long)]
         clean: bool,
     },
@@ -464,7 +464,12 @@ fn cmd_doctor(clean: bool) -> Result<ExitCode> {
         let report = bench_harness::run_places::Registry::default().clean_dead();
         for run in &report.cleaned {
             for p in &run.removed {
-                println!("removed {} (run {}, isolab pid {} gone)", p.display(), run.run_id, run.pid);
+                println!(
+                    "removed {} (run {}, isolab pid {} gone)",
+                    p.display(),
+                    run.run_id,
+                    run.pid
+                );
             }
             for k in &run.kept {
                 println!("left alone {k} (run {})", run.run_id);

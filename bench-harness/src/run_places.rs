@@ -10,7 +10,7 @@
 //!   what isolab writes there cannot be redirected; files in it are still created with
 //!   `O_EXCL | O_NOFOLLOW`;
 //! - **the state folder** `/run/isolab/state-<random>`, mode 0700: the container's rootfs;
-//! - **the run's cgroup** `isolab-run-<run id>` in every hierarchy (see
+//! - **the run's cgroup** `isolab-run-<id>` (the run folder's random part) in every hierarchy (see
 //!   [`container_backend::cgroups::run`] for the layout): every trial, native or container, is a
 //!   sibling below it with the same CPU weight.
 //!
@@ -42,7 +42,10 @@ pub fn default_base() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         return PathBuf::from(DEFAULT_STATE_PARENT);
     }
-    match (std::env::var_os("XDG_RUNTIME_DIR"), std::env::var_os("HOME")) {
+    match (
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        std::env::var_os("HOME"),
+    ) {
         (Some(d), _) if !d.is_empty() => PathBuf::from(d).join("isolab"),
         (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".cache/isolab/run"),
         _ => std::env::temp_dir().join(format!("isolab-{}", nix::unistd::geteuid())),
@@ -70,7 +73,10 @@ pub enum PlacesError {
 /// A run's registry entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
-    /// The run's id (its results folder's name).
+    /// Unique among all runs, also those started in the same second: the random part of the run
+    /// folder's name. Names the entry (`<id>.json`) and the run's cgroup (`isolab-run-<id>`).
+    pub id: String,
+    /// The run's id (its results folder's name; two runs with different `--out` may share it).
     pub run_id: String,
     /// The isolab process that owns the run.
     pub pid: i32,
@@ -238,13 +244,13 @@ impl Registry {
         &self.dir
     }
 
-    fn entry(&self, run_id: &str) -> PathBuf {
-        self.dir.join(format!("{run_id}.json"))
+    fn entry(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
     }
 
     /// Writes (first time: creates exclusively) the entry of `record`.
     fn write(&self, record: &RunRecord, first: bool) -> Result<(), PlacesError> {
-        let path = self.entry(&record.run_id);
+        let path = self.entry(&record.id);
         let fail = |e: &dyn std::fmt::Display| PlacesError::Folder {
             what: "recording the run in",
             path: path.clone(),
@@ -396,15 +402,21 @@ impl RunPlaces {
         ensure_private_parent(registry.dir(), 0o700)?;
         ensure_private_parent(state_parent, 0o755)?;
         let pid = std::process::id() as i32;
-        let mut record = RunRecord {
+        let folder = make_fresh_folder(io_parent, RUN_FOLDER_PREFIX)?;
+        let id = folder
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(RUN_FOLDER_PREFIX))
+            .unwrap_or_default()
+            .to_owned();
+        let record = RunRecord {
+            id,
             run_id: run_id.to_owned(),
             pid,
             pid_start: pid_start_time(pid).unwrap_or(0),
-            folders: Vec::new(),
+            folders: vec![folder.clone()],
             cgroups: Vec::new(),
         };
-        let folder = make_fresh_folder(io_parent, RUN_FOLDER_PREFIX)?;
-        record.folders.push(folder.clone());
         if let Err(e) = registry.write(&record, true) {
             let _ = std::fs::remove_dir(&folder);
             return Err(e);
@@ -435,7 +447,7 @@ impl RunPlaces {
                 })?;
         }
         if nix::unistd::geteuid().is_root() {
-            let name = format!("{RUN_CGROUP_PREFIX}{run_id}");
+            let name = format!("{RUN_CGROUP_PREFIX}{}", places.record.id);
             match RunCgroup::create(&name, cgroups) {
                 Ok(cg) => {
                     places.record.cgroups = cg.dirs().to_vec();
@@ -445,8 +457,7 @@ impl RunPlaces {
                 Err(e) => places.cgroup_note = Some(e.to_string()),
             }
         } else {
-            places.cgroup_note =
-                Some("isolab runs without root and creates no cgroups".to_owned());
+            places.cgroup_note = Some("isolab runs without root and creates no cgroups".to_owned());
         }
         Ok(places)
     }
@@ -476,7 +487,7 @@ impl RunPlaces {
             }
         }
         if errors.is_empty() {
-            let _ = std::fs::remove_file(self.registry.entry(&self.record.run_id));
+            let _ = std::fs::remove_file(self.registry.entry(&self.record.id));
             self.removed = true;
             Ok(())
         } else {
@@ -521,6 +532,7 @@ mod tests {
         let me = std::process::id() as i32;
         let start = pid_start_time(me).expect("our start time");
         let rec = RunRecord {
+            id: "r".into(),
             run_id: "r".into(),
             pid: me,
             pid_start: start,
@@ -550,6 +562,7 @@ mod tests {
         let link = dir.path().join("isolab-link");
         std::os::unix::fs::symlink(&target, &link).expect("link");
         let record = RunRecord {
+            id: "dead".into(),
             run_id: "dead".into(),
             // No process has pid 0's start time in /proc.
             pid: 0,
@@ -559,6 +572,7 @@ mod tests {
         };
         registry.write(&record, true).expect("entry");
         let live = RunRecord {
+            id: "live".into(),
             run_id: "live".into(),
             pid: std::process::id() as i32,
             pid_start: pid_start_time(std::process::id() as i32).expect("start"),
@@ -573,10 +587,20 @@ mod tests {
         assert_eq!(done.removed, [ours.clone()]);
         assert_eq!(done.kept.len(), 3, "{:?}", done.kept);
         assert!(!ours.exists());
-        assert!(target.join("keep").exists(), "the link's target is untouched");
-        assert!(std::fs::symlink_metadata(&link).is_ok(), "the link is untouched");
+        assert!(
+            target.join("keep").exists(),
+            "the link's target is untouched"
+        );
+        assert!(
+            std::fs::symlink_metadata(&link).is_ok(),
+            "the link is untouched"
+        );
         // Refusals are final: the dead run's entry is gone, the live one stays.
-        let left: Vec<String> = registry.records().into_iter().map(|(_, r)| r.run_id).collect();
+        let left: Vec<String> = registry
+            .records()
+            .into_iter()
+            .map(|(_, r)| r.run_id)
+            .collect();
         assert_eq!(left, ["live"]);
     }
 }

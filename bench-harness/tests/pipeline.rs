@@ -136,6 +136,16 @@ fn fake_run_is_stored_and_summarised_with_known_values() {
         .filter(|n| n.starts_with("isolab-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert_eq!(std::fs::read_dir(scratch.path().join("state")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(scratch.path().join("registry")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("state"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("registry"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

@@ -67,7 +67,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
         let p = e.path();
         let t = e.file_type().unwrap();
         if t.is_symlink() {
-            m.insert(p.clone(), format!("-> {}", std::fs::read_link(&p).unwrap().display()));
+            m.insert(
+                p.clone(),
+                format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+            );
         } else if t.is_dir() {
             m.insert(p.clone(), "dir".into());
             m.extend(snapshot(&p));
@@ -106,7 +109,11 @@ fn a_prepared_io_folder_and_a_concurrent_run_change_nothing_outside_isolab() {
     let precious = precious_dir.join("passwd");
     std::fs::write(&precious, "root:x:0:0\n").unwrap();
     let now = bench_harness::timefmt::run_id_now();
-    for name in [format!("isolab-{now}"), "isolab-run".into(), "isolab-aaaaaaaaaaaa".into()] {
+    for name in [
+        format!("isolab-{now}"),
+        "isolab-run".into(),
+        "isolab-aaaaaaaaaaaa".into(),
+    ] {
         let bait = io.join(&name);
         std::fs::create_dir(&bait).unwrap();
         std::os::unix::fs::symlink(&precious, bait.join("owner.pid")).unwrap();
@@ -114,15 +121,21 @@ fn a_prepared_io_folder_and_a_concurrent_run_change_nothing_outside_isolab() {
         std::os::unix::fs::symlink(&precious, bait.join("vm-disk-0.img")).unwrap();
         std::fs::set_permissions(&bait, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
+    let s = suite(tmp.path(), 3);
     let before = snapshot(tmp.path());
 
     // Two runs at the same moment, same --io-dir, different --out; a local user (uid 65534)
     // tries to plant a link inside whatever run folder appears while they run.
-    let s = suite(tmp.path(), 3);
     let outs = [tmp.path().join("out-a"), tmp.path().join("out-b")];
     let runs: Vec<_> = outs
         .iter()
-        .map(|o| run_cmd(&s, o, &io).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|o| {
+            run_cmd(&s, o, &io)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let mut planted = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -158,18 +171,29 @@ fn a_prepared_io_folder_and_a_concurrent_run_change_nothing_outside_isolab() {
             break;
         }
     }
-    let outputs: Vec<Output> = runs.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let outputs: Vec<Output> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
     for o in &outputs {
         assert!(o.status.success(), "stderr: {}", text(&o.stderr));
     }
-    assert!(!planted.is_empty(), "no run folder was seen while the runs ran");
+    assert!(
+        !planted.is_empty(),
+        "no run folder was seen while the runs ran"
+    );
     for (folder, ok, err) in &planted {
         assert!(!ok, "uid 65534 planted a link in {}", folder.display());
         assert!(err.contains("Permission denied"), "{err}");
     }
     // Both runs measured everything, each in its own folder.
     for out in &outs {
-        let run_dir = std::fs::read_dir(out).unwrap().next().unwrap().unwrap().path();
+        let run_dir = std::fs::read_dir(out)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let samples = std::fs::read_to_string(run_dir.join("samples.jsonl")).unwrap();
         assert_eq!(samples.lines().count(), 3 * 2 * 2, "{samples}");
         for line in samples.lines() {
@@ -193,11 +217,14 @@ fn leftovers_of(record: &RunRecord) -> Vec<String> {
             left.push(format!("{} exists", p.display()));
         }
     }
-    let name = format!("isolab-run-{}", record.run_id);
+    let name = format!("isolab-run-{}", record.id);
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cg) = std::fs::read_to_string(e.path().join("cgroup")) {
             if cg.contains(&name) {
-                left.push(format!("process {} is in {name}", e.file_name().to_string_lossy()));
+                left.push(format!(
+                    "process {} is in {name}",
+                    e.file_name().to_string_lossy()
+                ));
             }
         }
     }
@@ -208,7 +235,7 @@ fn leftovers_of(record: &RunRecord) -> Vec<String> {
         }
     }
     if Path::new(DEFAULT_REGISTRY)
-        .join(format!("{}.json", record.run_id))
+        .join(format!("{}.json", record.id))
         .exists()
     {
         left.push("the registry entry".into());
@@ -246,14 +273,21 @@ fn kill_9_then_doctor_clean_leaves_nothing() {
             assert!(Instant::now() < deadline, "run {i} never recorded itself");
             std::thread::sleep(Duration::from_millis(5));
         };
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         std::thread::sleep(Duration::from_millis((seed >> 33) % 800));
         // The freshest record: the cgroup may have been added meanwhile.
-        let record = records().into_iter().find(|r| r.pid == pid).unwrap_or(record);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
-            .unwrap();
+        let record = records()
+            .into_iter()
+            .find(|r| r.pid == pid)
+            .unwrap_or(record);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
         let _ = child.wait();
-        let record = records().into_iter().find(|r| r.pid == pid).unwrap_or(record);
+        let record = records()
+            .into_iter()
+            .find(|r| r.pid == pid)
+            .unwrap_or(record);
         let last = i + 1 == loops;
         let cleaner = if last {
             // The next run reports and removes what the killed one left.

@@ -373,7 +373,11 @@ mod tests {
 
     #[test]
     fn fd_links_are_formatted_without_allocating() {
-        for (fd, want) in [(0, "/proc/self/fd/0"), (7, "/proc/self/fd/7"), (1023, "/proc/self/fd/1023")] {
+        for (fd, want) in [
+            (0, "/proc/self/fd/0"),
+            (7, "/proc/self/fd/7"),
+            (1023, "/proc/self/fd/1023"),
+        ] {
             let mut buf = [0u8; 32];
             let p = fd_link(fd, &mut buf);
             // SAFETY: fd_link wrote a NUL-terminated string into `buf`, which outlives `p`.

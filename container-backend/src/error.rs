@@ -186,7 +186,9 @@ pub enum ContainerError {
         hint: &'static str,
     },
     /// The seccomp profile could not be compiled.
-    #[error("compiling the seccomp filter failed: {why}; run with `--seccomp off` and report this")]
+    #[error(
+        "compiling the seccomp filter failed: {why}; run with `--seccomp off` and report this"
+    )]
     Seccomp {
         /// What seccompiler said.
         why: String,

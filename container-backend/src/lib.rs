@@ -54,22 +54,22 @@ pub use cgroups::run::{RunCgroup, SiblingCgroup, RUN_CGROUP_PREFIX};
 pub use cgroups::{
     CgroupLimits, CgroupSettings, CgroupVersion, CpuTime, IoBytes, MemoryBreakdown, ResourceUsage,
 };
-pub use seccomp::SeccompProfile;
 pub use error::ContainerError;
 pub use host::{check_host, HostProblem};
 pub use leftovers::{clean_leftovers, CleanReport};
 pub use process::{SetupStep, MARKER_FD};
 pub use rootfs::SCRATCH_MOUNT;
+pub use seccomp::SeccompProfile;
 pub use timeline::{Marker, Phase, Timeline};
 pub use userns::{check_unprivileged_user_namespaces, UserNamespace, ROOT_MAPPED_ID};
 
 use capabilities::CapabilityDrop;
 use cgroups::{Hierarchy, MemoryBreakdown as Breakdown};
 use confine::ConfinePlan;
-use seccomp::SeccompFilters;
 use namespaces::NamespaceSetup;
 use process::{CgroupJoin, ChildPlan, WatchOptions};
 use rootfs::{MountPlan, Rootfs};
+use seccomp::SeccompFilters;
 use userns::IdMaps;
 
 /// Where rootfs directories live unless configured otherwise; `isolab doctor --clean` looks here.

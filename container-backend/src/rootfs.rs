@@ -263,11 +263,15 @@ impl MountPlan {
                 libc::SYS_open_tree,
                 s.dir.as_raw_fd(),
                 c"".as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint,
+                OPEN_TREE_CLONE
+                    | libc::O_CLOEXEC as libc::c_uint
+                    | libc::AT_EMPTY_PATH as libc::c_uint,
             )
         };
         if fd < 0 {
-            if nix::errno::Errno::last() == nix::errno::Errno::EPERM && !nix::unistd::geteuid().is_root() {
+            if nix::errno::Errno::last() == nix::errno::Errno::EPERM
+                && !nix::unistd::geteuid().is_root()
+            {
                 return Ok(None);
             }
             return Err(sys("open_tree of the scratch folder"));

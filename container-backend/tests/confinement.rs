@@ -66,18 +66,27 @@ fn assert_confined(r: &RunReport, seccomp: bool) {
             .into_iter()
             .find_map(|l| l.strip_prefix(p)?.strip_prefix(' '))
             .unwrap_or_else(|| panic!("no READONLY line for {p}: {ctx}"));
-        assert!(v == "EROFS" || v == "absent", "{p} is writable ({v}): {ctx}");
+        assert!(
+            v == "EROFS" || v == "absent",
+            "{p} is writable ({v}): {ctx}"
+        );
     }
     let files: usize = probe_value(r, "PROC_SYS_FILES")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert!(files > 100, "the probe walked only {files} files of /proc/sys: {ctx}");
+    assert!(
+        files > 100,
+        "the probe walked only {files} files of /proc/sys: {ctx}"
+    );
     assert_eq!(probe_value(r, "PROC_SYS_WRITABLE"), Some(""), "{ctx}");
     // Read-only (EROFS); in a user namespace the permission check comes first (EACCES).
     let core = probe_value(r, "CORE_PATTERN");
     assert!(matches!(core, Some("EROFS" | "EACCES")), "{ctx}");
     for d in ["null", "zero", "urandom"] {
-        assert!(lines(r, "DEV_RW").contains(&format!("{d} ok").as_str()), "{d}: {ctx}");
+        assert!(
+            lines(r, "DEV_RW").contains(&format!("{d} ok").as_str()),
+            "{d}: {ctx}"
+        );
     }
     assert_eq!(probe_value(r, "NOFILE"), Some("1024:1024"), "{ctx}");
     assert_eq!(probe_value(r, "GROUPS"), Some(""), "{ctx}");
@@ -91,7 +100,11 @@ fn assert_confined(r: &RunReport, seccomp: bool) {
     } else {
         let serial: i64 = session.parse().unwrap_or_else(|_| panic!("{ctx}"));
         assert!(serial > 0, "{ctx}");
-        assert_ne!(serial, host_session_keyring(), "the keyring is the host's: {ctx}");
+        assert_ne!(
+            serial,
+            host_session_keyring(),
+            "the keyring is the host's: {ctx}"
+        );
         assert_eq!(probe_value(r, "SECCOMP"), Some("0"), "{ctx}");
     }
     // Every writable mount: nosuid and nodev (and noexec where nothing is executed).
@@ -101,13 +114,19 @@ fn assert_confined(r: &RunReport, seccomp: bool) {
         let dev_node_mount = point.starts_with("/dev/") && point.len() > 5;
         assert!(has("nosuid"), "{point} lacks nosuid ({opts}): {ctx}");
         if !dev_node_mount {
-            assert!(has("nodev") || point == "/dev", "{point} lacks nodev ({opts}): {ctx}");
+            assert!(
+                has("nodev") || point == "/dev",
+                "{point} lacks nodev ({opts}): {ctx}"
+            );
         }
         if matches!(point, "/tmp" | "/scratch" | "/dev") {
             assert!(has("noexec"), "{point} lacks noexec ({opts}): {ctx}");
         }
     }
-    assert!(!r.root_moved, "pivot_root's fallback is for an initramfs root only");
+    assert!(
+        !r.root_moved,
+        "pivot_root's fallback is for an initramfs root only"
+    );
 }
 
 fn confined_run(test: &str, tweak: impl FnOnce(&mut ContainerConfig)) -> (RunReport, PathBuf) {
@@ -125,7 +144,9 @@ fn the_default_container_is_confined_like_an_oci_runtime() {
     assert_eq!(probe_value(&r, "DEV_WRITE"), Some("EROFS"), "{}", r.stdout);
     let mknod = probe_value(&r, "MKNOD_C_1_7");
     assert!(matches!(mknod, Some("EROFS" | "EPERM")), "{}", r.stdout);
-    assert!(lines(&r, "MOUNT_RW").iter().all(|m| !m.starts_with("/dev ")));
+    assert!(lines(&r, "MOUNT_RW")
+        .iter()
+        .all(|m| !m.starts_with("/dev ")));
 }
 
 #[test]
@@ -168,7 +189,11 @@ fn device_filter_in_a_container(test: &str, settings: CgroupSettings, version: C
     let r = run_probe(&rt, "confine");
     let ctx = format!("stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr_tail);
     assert_eq!(probe_value(&r, "DEV_WRITE"), Some("writable"), "{ctx}");
-    assert_eq!(probe_value(&r, "MKNOD_C_1_3"), Some("ok"), "null is allowed: {ctx}");
+    assert_eq!(
+        probe_value(&r, "MKNOD_C_1_3"),
+        Some("ok"),
+        "null is allowed: {ctx}"
+    );
     for key in ["MKNOD_C_1_7", "MKNOD_C_1_1", "MKNOD_C_5_0", "MKNOD_B_8_0"] {
         assert_eq!(probe_value(&r, key), Some("EPERM"), "{key}: {ctx}");
     }
@@ -223,7 +248,13 @@ fn the_device_program_decides_opens_of_host_nodes() {
     let program = DeviceFilterProgram::load().expect("load");
     program.attach(&fd).expect("attach");
     let procs = dir.join("cgroup.procs");
-    let nodes = ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/full", "/dev/random"];
+    let nodes = [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/urandom",
+        "/dev/full",
+        "/dev/random",
+    ];
     let out = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(format!(

@@ -344,14 +344,11 @@ impl Backend for ContainerBackend {
             // it needs search permission on the run's state folder (not read: no listing).
             if !ctx.state_dir.as_os_str().is_empty() {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(
-                    &ctx.state_dir,
-                    std::fs::Permissions::from_mode(0o711),
-                )
-                .map_err(|e| BackendError::Prepare {
-                    backend: BackendKind::Container,
-                    message: format!("{}: {e}", ctx.state_dir.display()),
-                })?;
+                std::fs::set_permissions(&ctx.state_dir, std::fs::Permissions::from_mode(0o711))
+                    .map_err(|e| BackendError::Prepare {
+                        backend: BackendKind::Container,
+                        message: format!("{}: {e}", ctx.state_dir.display()),
+                    })?;
             }
         }
         let runtime = match Runtime::new(config) {

@@ -270,10 +270,7 @@ impl Backend for NativeBackend {
             Err(e) => return crashed(format!("cannot create the native trial's cgroup: {e}")),
         };
         let join: Vec<RawFd> = slot.as_ref().map(|s| s.join.clone()).unwrap_or_default();
-        let env = [
-            (SPEC_ENV, spec),
-            (MARKER_ENV, format!("fd:{MARKER_FD}")),
-        ];
+        let env = [(SPEC_ENV, spec), (MARKER_ENV, format!("fd:{MARKER_FD}"))];
         let mut cmd = Command::new(&agent);
         cmd.envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -307,16 +304,23 @@ impl Backend for NativeBackend {
         let start = monotonic_ns();
         let spawned = match born_inside {
             Some(cg) => spawn_born_inside(&agent, &env, &marker_write, cg),
-            None => cmd
-                .spawn()
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| {
-                    Ok(BornInside {
-                        pid: i32::try_from(c.id()).map_err(|e| e.to_string())?,
-                        stdout: c.stdout.take().map(OwnedFd::from).map(std::fs::File::from).ok_or("no stdout")?,
-                        stderr: c.stderr.take().map(OwnedFd::from).map(std::fs::File::from).ok_or("no stderr")?,
-                    })
-                }),
+            None => cmd.spawn().map_err(|e| e.to_string()).and_then(|mut c| {
+                Ok(BornInside {
+                    pid: i32::try_from(c.id()).map_err(|e| e.to_string())?,
+                    stdout: c
+                        .stdout
+                        .take()
+                        .map(OwnedFd::from)
+                        .map(std::fs::File::from)
+                        .ok_or("no stdout")?,
+                    stderr: c
+                        .stderr
+                        .take()
+                        .map(OwnedFd::from)
+                        .map(std::fs::File::from)
+                        .ok_or("no stderr")?,
+                })
+            }),
         };
         // The parent's copy of the write end must close, or the marker reader never sees EOF.
         drop(marker_write);

@@ -23,7 +23,10 @@ pub const ALLOWED_CHAR_DEVICES: [(u32, u32); 3] = [(1, 3), (1, 5), (1, 9)];
 pub(crate) fn v1_rules() -> Vec<Write> {
     let mut w = vec![Write::new("devices.deny", "a")];
     for (major, minor) in ALLOWED_CHAR_DEVICES {
-        w.push(Write::new("devices.allow", format!("c {major}:{minor} rwm")));
+        w.push(Write::new(
+            "devices.allow",
+            format!("c {major}:{minor} rwm"),
+        ));
     }
     w
 }
@@ -216,7 +219,9 @@ impl DeviceFilterProgram {
             )
         };
         if r < 0 {
-            return Err(sys_error("attaching the device program to the trial cgroup"));
+            return Err(sys_error(
+                "attaching the device program to the trial cgroup",
+            ));
         }
         Ok(())
     }
@@ -282,7 +287,11 @@ mod tests {
         for access in [1, 2, 4, 6, 7] {
             for minor in [3, 5, 9] {
                 assert_eq!(interpret(&p, char_dev(access), 1, minor), 1, "1:{minor}");
-                assert_eq!(interpret(&p, block_dev(access), 1, minor), 0, "block 1:{minor}");
+                assert_eq!(
+                    interpret(&p, block_dev(access), 1, minor),
+                    0,
+                    "block 1:{minor}"
+                );
             }
             for (major, minor) in [(1, 1), (1, 7), (1, 8), (1, 11), (5, 0), (4, 0), (8, 0)] {
                 assert_eq!(

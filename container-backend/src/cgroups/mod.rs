@@ -222,12 +222,8 @@ impl Hierarchy {
         confine_devices: bool,
     ) -> Result<TrialCgroup, ContainerError> {
         match self {
-            Hierarchy::V1(h) => h
-                .create(name, limits, confine_devices)
-                .map(TrialCgroup::V1),
-            Hierarchy::V2(h) => h
-                .create(name, limits, confine_devices)
-                .map(TrialCgroup::V2),
+            Hierarchy::V1(h) => h.create(name, limits, confine_devices).map(TrialCgroup::V1),
+            Hierarchy::V2(h) => h.create(name, limits, confine_devices).map(TrialCgroup::V2),
         }
     }
 }

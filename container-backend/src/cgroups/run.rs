@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! <hierarchy root>/
-//!   isolab-run-<run id>/        one per run, created fresh when the run starts, recorded in the
+//!   isolab-run-<id>/            one per run (a random id), created fresh when the run starts, in the
 //!                               run's registry entry; holds no process itself
 //!     isolab-<pid>-<n>/         a container trial: its memory, CPU and pids limits, the device
 //!                               filter, CPU weight 100 (v2 cpu.weight) / 1024 (v1 cpu.shares)
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::error::ContainerError;
 
-/// Prefix of run cgroups (`isolab-run-<run id>`).
+/// Prefix of run cgroups (`isolab-run-<id>`).
 pub const RUN_CGROUP_PREFIX: &str = "isolab-run-";
 
 /// A run's parent cgroup, in every hierarchy the run uses.

@@ -112,11 +112,17 @@ impl Hierarchy {
 
     /// Every hierarchy directory a cgroup named `rel` (relative to the roots) has, deduplicated.
     pub(crate) fn dirs_of(&self, rel: &Path) -> Vec<PathBuf> {
-        let mut d: Vec<PathBuf> = [&self.memory, &self.cpu, &self.cpuacct, &self.pids, &self.devices]
-            .into_iter()
-            .chain(self.blkio.as_ref())
-            .map(|m| m.join(rel))
-            .collect();
+        let mut d: Vec<PathBuf> = [
+            &self.memory,
+            &self.cpu,
+            &self.cpuacct,
+            &self.pids,
+            &self.devices,
+        ]
+        .into_iter()
+        .chain(self.blkio.as_ref())
+        .map(|m| m.join(rel))
+        .collect();
         d.sort();
         d.dedup();
         d

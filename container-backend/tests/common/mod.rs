@@ -181,7 +181,11 @@ fn try_read(path: &str) -> String {
     use nix::sys::stat::Mode;
     match std::fs::symlink_metadata(path) {
         Err(_) => "absent".into(),
-        Ok(_) => outcome(open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())),
+        Ok(_) => outcome(open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )),
     }
 }
 
@@ -193,13 +197,15 @@ fn try_write(path: &str) -> String {
     match std::fs::symlink_metadata(path) {
         Err(_) => "absent".into(),
         Ok(m) if m.is_dir() => match nix::sys::statvfs::statvfs(path) {
-            Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => {
-                "EROFS".into()
-            }
+            Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => "EROFS".into(),
             Ok(_) => "writable".into(),
             Err(e) => format!("{e:?}"),
         },
-        Ok(_) => outcome(open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())),
+        Ok(_) => outcome(open(
+            path,
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )),
     }
 }
 
@@ -243,11 +249,14 @@ fn confine_probe() {
     );
     for d in ["null", "zero", "urandom"] {
         let p = format!("/dev/{d}");
-        println!("DEV_RW {d} {}", outcome(nix::fcntl::open(
-            p.as_str(),
-            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )));
+        println!(
+            "DEV_RW {d} {}",
+            outcome(nix::fcntl::open(
+                p.as_str(),
+                nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ))
+        );
     }
     println!("DEV_WRITE {}", try_write("/dev"));
     for (key, kind, major, minor) in [
