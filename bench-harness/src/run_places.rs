@@ -584,7 +584,7 @@ mod tests {
         assert_eq!(report.live, ["live"]);
         assert_eq!(report.cleaned.len(), 1);
         let done = &report.cleaned[0];
-        assert_eq!(done.removed, [ours.clone()]);
+        assert_eq!(done.removed, std::slice::from_ref(&ours));
         assert_eq!(done.kept.len(), 3, "{:?}", done.kept);
         assert!(!ours.exists());
         assert!(

@@ -596,9 +596,9 @@ pub(crate) fn root_is_initramfs() -> bool {
 fn initramfs_in_mountinfo(info: &str) -> bool {
     let fstype = info
         .lines()
+        .rev()
         .filter(|l| l.split(' ').nth(4) == Some("/"))
-        .filter_map(|l| l.split(" - ").nth(1)?.split(' ').next())
-        .last();
+        .find_map(|l| l.split(" - ").nth(1)?.split(' ').next());
     matches!(fstype, Some("rootfs" | "ramfs"))
 }
 
