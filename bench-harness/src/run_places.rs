@@ -115,19 +115,10 @@ pub fn make_fresh_folder(parent: &Path, prefix: &str) -> Result<PathBuf, PlacesE
     let mut last = None;
     for _ in 0..16 {
         let path = parent.join(format!("{prefix}{}", random_suffix()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => {
-                check_own_dir(&path)?;
-                return Ok(path);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => {
-                return Err(PlacesError::Folder {
-                    what: "creating",
-                    path,
-                    why: format!("{e}; pass a writable folder on a local disk with --io-dir"),
-                })
-            }
+        match make_private_folder(&path) {
+            Ok(()) => return Ok(path),
+            Err(Taken(e)) => last = Some(e),
+            Err(Failed(e)) => return Err(e),
         }
     }
     Err(PlacesError::Folder {
@@ -135,6 +126,28 @@ pub fn make_fresh_folder(parent: &Path, prefix: &str) -> Result<PathBuf, PlacesE
         path: parent.to_path_buf(),
         why: format!("16 random names were all taken ({last:?}); something is filling it"),
     })
+}
+
+/// Why [`make_private_folder`] did not make a folder.
+enum MakeError {
+    /// The path exists (whatever it is, it is not adopted).
+    Taken(std::io::Error),
+    /// Anything else.
+    Failed(PlacesError),
+}
+use MakeError::{Failed, Taken};
+
+/// Makes `path` with mode 0700, refusing an existing path.
+fn make_private_folder(path: &Path) -> Result<(), MakeError> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => check_own_dir(path).map_err(Failed),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Taken(e)),
+        Err(e) => Err(Failed(PlacesError::Folder {
+            what: "creating",
+            path: path.to_path_buf(),
+            why: format!("{e}; pass a writable folder on a local disk with --io-dir"),
+        })),
+    }
 }
 
 /// A directory (not a symbolic link) owned by us with no permission for group or others.
@@ -341,6 +354,8 @@ impl Registry {
             }
             if !failed {
                 let _ = std::fs::remove_file(&entry);
+                // An update the owner was killed in the middle of.
+                let _ = std::fs::remove_file(entry.with_extension("json.new"));
             }
             report.cleaned.push(done);
         }
@@ -402,40 +417,63 @@ impl RunPlaces {
         ensure_private_parent(registry.dir(), 0o700)?;
         ensure_private_parent(state_parent, 0o755)?;
         let pid = std::process::id() as i32;
-        let folder = make_fresh_folder(io_parent, RUN_FOLDER_PREFIX)?;
-        let id = folder
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(RUN_FOLDER_PREFIX))
-            .unwrap_or_default()
-            .to_owned();
-        let record = RunRecord {
-            id,
-            run_id: run_id.to_owned(),
-            pid,
-            pid_start: pid_start_time(pid).unwrap_or(0),
-            folders: vec![folder.clone()],
-            cgroups: Vec::new(),
-        };
-        if let Err(e) = registry.write(&record, true) {
-            let _ = std::fs::remove_dir(&folder);
-            return Err(e);
+        // Each place is recorded *before* it is made, so a kill at any moment leaves nothing
+        // unrecorded (a recorded place that was never made is simply not found).
+        let mut last = None;
+        for _ in 0..16 {
+            let id = random_suffix();
+            let folder = io_parent.join(format!("{RUN_FOLDER_PREFIX}{id}"));
+            let state = state_parent.join(format!("{STATE_FOLDER_PREFIX}{id}"));
+            let record = RunRecord {
+                id,
+                run_id: run_id.to_owned(),
+                pid,
+                pid_start: pid_start_time(pid).unwrap_or(0),
+                folders: vec![folder.clone(), state.clone()],
+                cgroups: Vec::new(),
+            };
+            registry.write(&record, true)?;
+            let entry = registry.entry(&record.id);
+            match make_private_folder(&folder).and_then(|()| {
+                make_private_folder(&state).inspect_err(|_| {
+                    let _ = std::fs::remove_dir(&folder);
+                })
+            }) {
+                Ok(()) => {}
+                Err(Taken(e)) => {
+                    // Someone else's path (never adopted): another name.
+                    let _ = std::fs::remove_file(&entry);
+                    last = Some(e);
+                    continue;
+                }
+                Err(Failed(e)) => {
+                    let _ = std::fs::remove_file(&entry);
+                    return Err(e);
+                }
+            }
+            return Self::fill(
+                Self {
+                    registry,
+                    record,
+                    io_dir: folder.join("io"),
+                    work_dir: folder.join("work"),
+                    state_dir: state,
+                    cgroup: None,
+                    cgroup_note: None,
+                    removed: false,
+                },
+                cgroups,
+            );
         }
-        let mut places = Self {
-            registry,
-            record,
-            io_dir: folder.join("io"),
-            work_dir: folder.join("work"),
-            state_dir: PathBuf::new(),
-            cgroup: None,
-            cgroup_note: None,
-            removed: false,
-        };
-        // From here on, dropping `places` removes what was made.
-        let state = make_fresh_folder(state_parent, STATE_FOLDER_PREFIX)?;
-        places.record.folders.push(state.clone());
-        places.state_dir = state;
-        places.registry.write(&places.record, false)?;
+        Err(PlacesError::Folder {
+            what: "creating a fresh folder in",
+            path: io_parent.to_path_buf(),
+            why: format!("16 random names were all taken ({last:?}); something is filling it"),
+        })
+    }
+
+    /// The run's subfolders and cgroup. Dropping `places` on an error removes what was made.
+    fn fill(mut places: Self, cgroups: &CgroupSettings) -> Result<Self, PlacesError> {
         for d in [&places.io_dir, &places.work_dir] {
             std::fs::DirBuilder::new()
                 .mode(0o700)
@@ -448,13 +486,23 @@ impl RunPlaces {
         }
         if nix::unistd::geteuid().is_root() {
             let name = format!("{RUN_CGROUP_PREFIX}{}", places.record.id);
+            // Recorded first, like the folders; the random id makes a foreign cgroup of that
+            // name as unlikely as a guessed folder name.
+            if let Ok(dirs) = RunCgroup::planned_dirs(&name, cgroups) {
+                places.record.cgroups = dirs;
+                places.registry.write(&places.record, false)?;
+            }
             match RunCgroup::create(&name, cgroups) {
                 Ok(cg) => {
                     places.record.cgroups = cg.dirs().to_vec();
                     places.cgroup = Some(Arc::new(cg));
                     places.registry.write(&places.record, false)?;
                 }
-                Err(e) => places.cgroup_note = Some(e.to_string()),
+                Err(e) => {
+                    places.record.cgroups.clear();
+                    places.registry.write(&places.record, false)?;
+                    places.cgroup_note = Some(e.to_string());
+                }
             }
         } else {
             places.cgroup_note = Some("isolab runs without root and creates no cgroups".to_owned());

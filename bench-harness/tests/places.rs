@@ -234,11 +234,11 @@ fn leftovers_of(record: &RunRecord) -> Vec<String> {
             left.push(format!("a mount of {} is on the host", f.display()));
         }
     }
-    if Path::new(DEFAULT_REGISTRY)
-        .join(format!("{}.json", record.id))
-        .exists()
-    {
-        left.push("the registry entry".into());
+    for ext in ["json", "json.new"] {
+        let entry = Path::new(DEFAULT_REGISTRY).join(format!("{}.{ext}", record.id));
+        if entry.exists() {
+            left.push(format!("{}", entry.display()));
+        }
     }
     left
 }

@@ -45,6 +45,21 @@ pub struct RunCgroup {
 }
 
 impl RunCgroup {
+    /// The directories [`RunCgroup::create`] would make for `name`, to record before making them.
+    pub fn planned_dirs(
+        name: &str,
+        settings: &CgroupSettings,
+    ) -> Result<Vec<PathBuf>, ContainerError> {
+        let rel = settings.parent.join(name);
+        let version = settings
+            .version
+            .unwrap_or_else(|| detect_version(&settings.v2_root));
+        Ok(match version {
+            CgroupVersion::V1 => super::v1::Hierarchy::detect(Path::new(""))?.dirs_of(&rel),
+            CgroupVersion::V2 => vec![settings.v2_root.join(&rel)],
+        })
+    }
+
     /// Creates `<root>/<name>` in every hierarchy isolab uses. The directory must not exist
     /// ([`ContainerError::RunCgroupExists`]): a run never adopts a cgroup it did not create. On
     /// error nothing is left.
@@ -53,10 +68,7 @@ impl RunCgroup {
         let version = settings
             .version
             .unwrap_or_else(|| detect_version(&settings.v2_root));
-        let dirs = match version {
-            CgroupVersion::V1 => super::v1::Hierarchy::detect(Path::new(""))?.dirs_of(&rel),
-            CgroupVersion::V2 => vec![settings.v2_root.join(&rel)],
-        };
+        let dirs = Self::planned_dirs(name, settings)?;
         let mut made = Vec::with_capacity(dirs.len());
         for d in &dirs {
             match std::fs::create_dir(d) {
