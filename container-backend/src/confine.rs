@@ -209,7 +209,6 @@ impl ConfinePlan {
     /// `pivot_root`: masks (files from `mask_fd`, see [`ConfinePlan::open_mask_file`]) and
     /// read-only binds. Async-signal-safe.
     pub(crate) fn apply_mounts(&self, mask_fd: RawFd) -> Result<(), (SetupStep, i32)> {
-        let null = std::ptr::null::<libc::c_char>();
         let mut link_buf = [0u8; 32];
         let mask_link = fd_link(mask_fd, &mut link_buf);
         let hidden = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -226,26 +225,9 @@ impl ConfinePlan {
                         self.mask_opts.as_ptr().cast(),
                     )
                 } else {
-                    // The bind of a file on the host's disk, then read-only, nosuid, nodev and
-                    // noexec like everything else the container can see.
-                    let bound = libc::mount(
-                        mask_link,
-                        path.as_ptr(),
-                        null,
-                        libc::MS_BIND,
-                        std::ptr::null(),
-                    );
-                    if bound == 0 {
-                        libc::mount(
-                            null,
-                            path.as_ptr(),
-                            null,
-                            libc::MS_BIND | libc::MS_REMOUNT | hidden | self.mask_atime,
-                            std::ptr::null(),
-                        )
-                    } else {
-                        bound
-                    }
+                    // The bind of a file on the host's disk, read-only like everything else the
+                    // container can see.
+                    bind_read_only(mask_link, path, 0, self.mask_atime)
                 }
             };
             if r != 0 {
@@ -256,29 +238,9 @@ impl ConfinePlan {
             if kind(path).is_none() {
                 continue;
             }
-            // Bind onto itself, then make that bind read-only (a bind mount takes its flags only
-            // on a remount), keeping /proc's nosuid, nodev and noexec.
-            // SAFETY: NUL-terminated strings owned by `self`, null pointers where allowed.
-            let r = unsafe {
-                let bound = libc::mount(
-                    path.as_ptr(),
-                    path.as_ptr(),
-                    null,
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                );
-                if bound == 0 {
-                    libc::mount(
-                        null,
-                        path.as_ptr(),
-                        null,
-                        libc::MS_BIND | libc::MS_REMOUNT | hidden,
-                        std::ptr::null(),
-                    )
-                } else {
-                    bound
-                }
-            };
+            // Bind onto itself, then read-only, keeping /proc's nosuid, nodev and noexec.
+            // SAFETY: NUL-terminated strings owned by `self`.
+            let r = unsafe { bind_read_only(path.as_ptr(), path, libc::MS_REC, 0) };
             if r != 0 {
                 return Err((SetupStep::ReadOnlyPaths, errno()));
             }
@@ -319,6 +281,46 @@ impl ConfinePlan {
             return Err((SetupStep::ResourceLimits, errno()));
         }
         Ok(())
+    }
+}
+
+/// Binds `src` onto `target`, then makes that bind read-only, nosuid, nodev and noexec (a bind
+/// takes flags only on a remount), keeping the `atime` flags of its mount. Returns mount(2)'s
+/// result. Async-signal-safe.
+///
+/// # Safety
+/// `src` must point to a NUL-terminated string.
+unsafe fn bind_read_only(
+    src: *const libc::c_char,
+    target: &CString,
+    bind_flags: libc::c_ulong,
+    atime: libc::c_ulong,
+) -> libc::c_int {
+    let null = std::ptr::null::<libc::c_char>();
+    let hidden = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // SAFETY: `src` is NUL-terminated (the caller's promise), `target` is a CString, the other
+    // pointers are null.
+    let bound = unsafe {
+        libc::mount(
+            src,
+            target.as_ptr(),
+            null,
+            libc::MS_BIND | bind_flags,
+            std::ptr::null(),
+        )
+    };
+    if bound != 0 {
+        return bound;
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::mount(
+            null,
+            target.as_ptr(),
+            null,
+            libc::MS_BIND | libc::MS_REMOUNT | hidden | atime,
+            std::ptr::null(),
+        )
     }
 }
 

@@ -33,7 +33,8 @@ pub const MARKER_FD: RawFd = 3;
 
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// clone3's flag for a child born in the cgroup `CloneArgs::cgroup` names (Linux 5.7).
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 /// Keep at most this much of the init's stdout (the framed result is one line).
 const STDOUT_CAP: usize = 16 << 20;
@@ -420,19 +421,20 @@ pub(crate) struct Spawned {
 
 /// `struct clone_args` of clone3 (Linux 5.7 layout, with `cgroup`).
 #[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+#[derive(Debug, Default)]
+#[allow(missing_docs)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
 }
 
 /// Pins the calling thread to the CPU it runs on for the duration of the clone, so the child is

@@ -16,7 +16,6 @@ use container_backend::cgroups::devices::DeviceFilterProgram;
 use container_backend::confine::{MASKED_PATHS, READONLY_PATHS};
 use container_backend::{
     Capabilities, CgroupSettings, CgroupVersion, ContainerConfig, RunReport, SeccompProfile,
-    UserNamespace,
 };
 
 /// Inside a container (with ISOLAB_TEST_PROBE set) this test is the probe; elsewhere it passes.
@@ -151,18 +150,7 @@ fn the_default_container_is_confined_like_an_oci_runtime() {
 
 #[test]
 fn a_user_namespaced_container_is_confined_too() {
-    let (r, _) = confined_run("confine-userns", |c| {
-        let ns = UserNamespace::for_current_user();
-        if let Some(s) = &c.scratch {
-            nix::unistd::chown(
-                s,
-                Some(nix::unistd::Uid::from_raw(ns.uid)),
-                Some(nix::unistd::Gid::from_raw(ns.gid)),
-            )
-            .expect("handing the scratch directory to the container's root");
-        }
-        c.user_namespace = Some(ns);
-    });
+    let (r, _) = confined_run("confine-userns", with_userns);
     assert_confined(&r, true);
     assert_eq!(probe_value(&r, "DEV_WRITE"), Some("EROFS"), "{}", r.stdout);
 }

@@ -66,24 +66,7 @@ impl TrialSlot {
     }
 }
 
-/// `struct clone_args` of clone3 (Linux 5.7 layout, with `cgroup`).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+use container_backend::process::{CloneArgs, CLONE_INTO_CGROUP};
 
 /// An fd moved above the child's slots 0..=3 (so the child's dup2s never overwrite a source).
 fn above_slots(fd: OwnedFd) -> Result<OwnedFd, String> {

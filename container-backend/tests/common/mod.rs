@@ -61,6 +61,20 @@ pub fn agent_runtime(test: &str) -> (Runtime, PathBuf) {
     (rt, dir)
 }
 
+/// A user namespace for a test's runtime, with the scratch directory handed to its root.
+pub fn with_userns(c: &mut ContainerConfig) {
+    let ns = container_backend::UserNamespace::for_current_user();
+    if let Some(s) = &c.scratch {
+        nix::unistd::chown(
+            s,
+            Some(nix::unistd::Uid::from_raw(ns.uid)),
+            Some(nix::unistd::Gid::from_raw(ns.gid)),
+        )
+        .expect("handing the scratch directory to the container's root");
+    }
+    c.user_namespace = Some(ns);
+}
+
 /// A workload from its JSON form (parameters not named keep their defaults).
 pub fn workload(json: &str) -> Workload {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test workload {json}: {e}"))
