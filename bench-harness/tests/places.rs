@@ -313,3 +313,43 @@ fn kill_9_then_doctor_clean_leaves_nothing() {
         assert!(left.is_empty(), "kill {i}: left {left:?}\n{cleaner}");
     }
 }
+
+/// SIGTERM and SIGHUP are handled like Ctrl-C: the trial in progress is ended, the run is marked
+/// interrupted, and every place of the run is removed by isolab itself (no `doctor --clean`).
+#[test]
+fn sigterm_and_sighup_clean_up_like_ctrl_c() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = suite(tmp.path(), 200);
+    for sig in [nix::sys::signal::SIGTERM, nix::sys::signal::SIGHUP] {
+        let out = tmp.path().join(format!("out-{sig}"));
+        let mut child = run_cmd(&s, &out, tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Once its cgroup is recorded, the run is under way.
+        let record = loop {
+            if let Some(r) = records()
+                .into_iter()
+                .find(|r| r.pid == pid && !r.cgroups.is_empty())
+            {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "the run never recorded itself");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(130), "{sig}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("interrupted"), "{}", text(&o.stderr));
+        let left = leftovers_of(&record);
+        assert!(left.is_empty(), "{sig}: left {left:?}");
+        let run_dir = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+        let manifest = std::fs::read_to_string(run_dir.join("manifest.json")).unwrap();
+        assert!(manifest.contains("\"interrupted\""), "{manifest}");
+    }
+}
