@@ -127,7 +127,7 @@ fn a_prepared_io_folder_and_a_concurrent_run_change_nothing_outside_isolab() {
     // Two runs at the same moment, same --io-dir, different --out; a local user (uid 65534)
     // tries to plant a link inside whatever run folder appears while they run.
     let outs = [tmp.path().join("out-a"), tmp.path().join("out-b")];
-    let runs: Vec<_> = outs
+    let mut runs: Vec<_> = outs
         .iter()
         .map(|o| {
             run_cmd(&s, o, &io)
@@ -166,10 +166,14 @@ fn a_prepared_io_folder_and_a_concurrent_run_change_nothing_outside_isolab() {
             };
             planted.push((p, out.status.success(), text(&out.stderr)));
         }
-        std::thread::sleep(Duration::from_millis(20));
-        if planted.len() >= 2 {
+        if planted.len() >= 2
+            || runs
+                .iter_mut()
+                .all(|c| c.try_wait().ok().flatten().is_some())
+        {
             break;
         }
+        std::thread::sleep(Duration::from_millis(5));
     }
     let outputs: Vec<Output> = runs
         .into_iter()
@@ -345,10 +349,19 @@ fn sigterm_and_sighup_clean_up_like_ctrl_c() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(130), "{sig}: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains("interrupted"), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("interrupted"),
+            "{}",
+            text(&o.stderr)
+        );
         let left = leftovers_of(&record);
         assert!(left.is_empty(), "{sig}: left {left:?}");
-        let run_dir = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+        let run_dir = std::fs::read_dir(&out)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let manifest = std::fs::read_to_string(run_dir.join("manifest.json")).unwrap();
         assert!(manifest.contains("\"interrupted\""), "{manifest}");
     }
