@@ -677,6 +677,17 @@ mod tests {
             },
             trial_timeout: Duration::from_secs(60),
             live_console: false,
+            // A state folder of mode 0700, as a run makes: the backend lets the mapped root
+            // through (search only), or it could not reach its rootfs.
+            state_dir: {
+                use std::os::unix::fs::DirBuilderExt;
+                let d = dir.path().join("run-state");
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&d)
+                    .expect("state");
+                d
+            },
             ..PrepareContext::default()
         };
         let mut b =
