@@ -18,6 +18,14 @@ fn agent() -> PathBuf {
     workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The tests of this file start isolab runs, and every run cleans what dead runs left: one test at
+/// a time, so the run that must report a killed run's leftovers is the first to see them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -93,6 +101,7 @@ fn records() -> Vec<RunRecord> {
 
 #[test]
 fn a_prepared_io_folder_and_a_concurrent_run_change_nothing_outside_isolab() {
+    let _one = serial();
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     // Like /var/tmp: anyone may reach it and create in it (sticky).
@@ -252,6 +261,7 @@ fn leftovers_of(record: &RunRecord) -> Vec<String> {
 /// `ISOLAB_KILL_LOOPS` sets the number of kills (default 3).
 #[test]
 fn kill_9_then_doctor_clean_leaves_nothing() {
+    let _one = serial();
     require_root();
     let loops: u32 = std::env::var("ISOLAB_KILL_LOOPS")
         .ok()
@@ -322,6 +332,7 @@ fn kill_9_then_doctor_clean_leaves_nothing() {
 /// interrupted, and every place of the run is removed by isolab itself (no `doctor --clean`).
 #[test]
 fn sigterm_and_sighup_clean_up_like_ctrl_c() {
+    let _one = serial();
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     let s = suite(tmp.path(), 200);
