@@ -1,10 +1,12 @@
 //! The native backend: the agent as a plain child process. The baseline every other backend is a
 //! ratio of, so it does as little as possible around the agent: spawn, wait, reap.
 //!
-//! Fairness: each trial runs in its own cgroup below the run's cgroup, a sibling of the container
-//! trials' with the same CPU weight and no limit, so under load from outside the run native and
-//! container get the same share of the CPU. The cgroup is made before the trial's clock starts;
-//! on v1 the child joins it before it execs the agent (`0` written to each hierarchy's `tasks`,
+//! Fairness: native trials run in a cgroup below the run's cgroup (`native-<pid>`), a sibling of
+//! the container trials' with the same CPU weight and no limit, so under load from outside the run
+//! native and container get the same share of the CPU. It is made once, when the backend is
+//! prepared, and reused by every native trial (on this project's v1 host, joining a fresh cpu
+//! cgroup cost a median 1.3 ms against 0.2 ms for one joined before; native needs no per-trial
+//! accounting). On v1 the child joins it before it execs the agent (`0` written to each hierarchy's `tasks`,
 //! about 20 µs, which takes no global lock); on v2 it is born there (`clone3` with
 //! `CLONE_INTO_CGROUP`, as the container's init is: v2 has no lock-free join, a write to
 //! `cgroup.procs` waits for an RCU grace period). Either way the agent is accounted there from its
@@ -16,7 +18,6 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use container_backend::{CgroupVersion, RunCgroup, SiblingCgroup};
@@ -38,13 +39,15 @@ const MARKER_FD: i32 = 3;
 pub struct NativeBackend {
     agent: Option<PathBuf>,
     timeout: Duration,
-    run_cgroup: Option<Arc<RunCgroup>>,
+    /// The native trials' cgroup below the run's, when there is one.
+    slot: Option<TrialSlot>,
 }
 
-/// Numbers the native trial cgroups of this process.
-static NEXT_TRIAL: AtomicU64 = AtomicU64::new(1);
+/// Numbers the native cgroups of this process.
+static NEXT_SLOT: AtomicU64 = AtomicU64::new(1);
 
-/// A native trial's cgroup and how the child gets into it.
+/// The native trials' cgroup and how a child gets into it.
+#[derive(Debug)]
 struct TrialSlot {
     cgroup: SiblingCgroup,
     /// v1: the `tasks` files the child writes `0` to before exec.
@@ -55,7 +58,7 @@ struct TrialSlot {
 
 impl TrialSlot {
     fn new(run: &RunCgroup) -> Result<Self, String> {
-        let n = NEXT_TRIAL.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
         let name = format!("native-{}-{n}", std::process::id());
         let cgroup = run.create_sibling(&name).map_err(|e| e.to_string())?;
         Ok(Self {
@@ -222,9 +225,15 @@ impl Backend for NativeBackend {
                 ctx.agent.display()
             )));
         }
+        self.cleanup()?;
+        if let Some(run) = &ctx.run_cgroup {
+            self.slot = Some(
+                TrialSlot::new(run)
+                    .map_err(|e| err(format!("cannot create the native trials' cgroup: {e}")))?,
+            );
+        }
         self.agent = Some(ctx.agent.clone());
         self.timeout = ctx.trial_timeout;
-        self.run_cgroup = ctx.run_cgroup.clone();
         Ok(())
     }
 
@@ -248,11 +257,8 @@ impl Backend for NativeBackend {
             Err(e) => return crashed(format!("cannot create the marker pipe: {e}")),
         };
         let write_fd = marker_write.as_raw_fd();
-        let slot = match self.run_cgroup.as_deref().map(TrialSlot::new).transpose() {
-            Ok(s) => s,
-            Err(e) => return crashed(format!("cannot create the native trial's cgroup: {e}")),
-        };
-        let join: Vec<RawFd> = slot.as_ref().map(|s| s.join.clone()).unwrap_or_default();
+        let slot = self.slot.as_ref();
+        let join: Vec<RawFd> = slot.map(|s| s.join.clone()).unwrap_or_default();
         let env = [(SPEC_ENV, spec), (MARKER_ENV, format!("fd:{MARKER_FD}"))];
         let mut cmd = Command::new(&agent);
         cmd.envs(env.iter().map(|(k, v)| (k, v)))
@@ -281,7 +287,6 @@ impl Backend for NativeBackend {
             });
         }
         let born_inside = slot
-            .as_ref()
             .filter(|s| s.born_inside)
             .and_then(|s| s.cgroup.clone_into());
         let start = monotonic_ns();
@@ -319,13 +324,9 @@ impl Backend for NativeBackend {
         let (end, usage, reaped_at) = child::wait_with_timeout(pid, self.timeout);
         let markers = markers.join().unwrap_or_default();
         let stdout = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
-        let mut log_tail =
+        let log_tail =
             String::from_utf8_lossy(&stderr.and_then(|h| h.join().ok()).unwrap_or_default())
                 .into_owned();
-        // Released like the container's: the trial's cgroup goes with the trial.
-        if let Some(Err(e)) = slot.map(|s| s.cgroup.remove()) {
-            log_tail.push_str(&format!("\n[isolab] cleanup: {e}"));
-        }
         let cleaned_at = monotonic_ns();
 
         let rel = |t: u64| t.saturating_sub(start);
@@ -394,6 +395,12 @@ impl Backend for NativeBackend {
     }
 
     fn cleanup(&mut self) -> Result<(), BackendError> {
+        if let Some(slot) = self.slot.take() {
+            slot.cgroup.remove().map_err(|e| BackendError::Cleanup {
+                backend: BackendKind::Native,
+                message: e.to_string(),
+            })?;
+        }
         Ok(())
     }
 }
@@ -402,6 +409,7 @@ impl Backend for NativeBackend {
 mod tests {
     use super::*;
     use container_backend::CgroupSettings;
+    use std::sync::Arc;
     use workloads::{Workload, WorkloadSpec};
 
     /// What the agent, run natively below `run`, reports as its cgroups.
@@ -411,7 +419,7 @@ mod tests {
         b.prepare(&PrepareContext {
             agent,
             trial_timeout: Duration::from_secs(30),
-            run_cgroup: Some(run),
+            run_cgroup: Some(run.clone()),
             ..PrepareContext::default()
         })
         .expect("prepare");
@@ -422,6 +430,18 @@ mod tests {
             spec: WorkloadSpec::new(Workload::Inspect),
         });
         let r = o.result.unwrap_or_else(|e| panic!("{e}: {}", o.log_tail));
+        // One cgroup for every native trial, removed at cleanup.
+        let native_dirs = || -> Vec<PathBuf> {
+            run.dirs()
+                .iter()
+                .filter_map(|d| std::fs::read_dir(d).ok())
+                .flat_map(|rd| rd.flatten().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        };
+        assert!(!native_dirs().is_empty());
+        b.cleanup().expect("cleanup");
+        assert!(native_dirs().is_empty(), "{:?}", native_dirs());
         r.inspect.expect("inspect report").cgroup
     }
 
