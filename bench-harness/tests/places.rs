@@ -338,7 +338,7 @@ fn sigterm_and_sighup_clean_up_like_ctrl_c() {
     let s = suite(tmp.path(), 200);
     for sig in [nix::sys::signal::SIGTERM, nix::sys::signal::SIGHUP] {
         let out = tmp.path().join(format!("out-{sig}"));
-        let mut child = run_cmd(&s, &out, tmp.path())
+        let child = run_cmd(&s, &out, tmp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
