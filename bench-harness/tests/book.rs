@@ -106,6 +106,8 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
         seed: 42,
         planned_trials: planned,
         backends,
+        columns: Vec::new(),
+        until_ci: None,
     }
 }
 
@@ -300,6 +302,7 @@ fn sample(trial: usize, backend: &str, kind: &str, rep: u32, vm: Vm) -> Sample {
     let mut s = Sample {
         trial,
         backend: backend.into(),
+        factors: BTreeMap::new(),
         workload: kind.into(),
         kind: kind.into(),
         repetition: rep,

@@ -68,6 +68,8 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
         seed: 42,
         planned_trials: planned,
         backends,
+        columns: Vec::new(),
+        until_ci: None,
     }
 }
 
@@ -208,6 +210,7 @@ fn sample(trial: usize, backend: &str, kind: &str, rep: u32, warmup: bool) -> Sa
     Sample {
         trial,
         backend: backend.into(),
+        factors: BTreeMap::new(),
         workload: kind.into(),
         kind: kind.into(),
         repetition: rep,
