@@ -63,11 +63,7 @@ pub enum Values {
 impl Values {
     fn describe(&self) -> String {
         match self {
-            Values::Words(groups) => groups
-                .iter()
-                .map(|g| g[0])
-                .collect::<Vec<_>>()
-                .join(" | "),
+            Values::Words(groups) => groups.iter().map(|g| g[0]).collect::<Vec<_>>().join(" | "),
             Values::Integer { min, max } => format!("an integer from {min} to {max}"),
             Values::Kernel => "micro | debian | PATH of a bzImage or ELF vmlinux".into(),
             Values::Path => "PATH".into(),
@@ -303,7 +299,9 @@ pub enum FactorError {
         expected: String,
     },
     /// The same factor twice, or the same value twice.
-    #[error("factor {name} is given more than once{detail}; give each factor once with all its values")]
+    #[error(
+        "factor {name} is given more than once{detail}; give each factor once with all its values"
+    )]
     Duplicate {
         /// The factor.
         name: String,
@@ -418,7 +416,11 @@ pub fn check_all(
 }
 
 fn names(kinds: &[BackendKind]) -> String {
-    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    kinds
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether factor `name` applies to `backend` (the A/A marker applies to every backend).
@@ -558,7 +560,11 @@ fn add_aa_copy(
     let pos = cols
         .iter()
         .position(|c| c.backend == kind && c.factors == want)
-        .ok_or_else(|| err(format!("the run has no {kind} column; add it with --backend")))?;
+        .ok_or_else(|| {
+            err(format!(
+                "the run has no {kind} column; add it with --backend"
+            ))
+        })?;
     let mut a = cols[pos].clone();
     a.factors.insert(AA_FACTOR.into(), AA_FIRST.into());
     a.label = label(kind.name(), &a.factors);
@@ -699,7 +705,12 @@ mod tests {
         // Unnamed factors take their first value.
         let cols = columns(&b, &f, Some("container")).unwrap();
         assert_eq!(cols[1].label, "container userns=off A");
-        for bad in ["vm", "container:userns=maybe", "container:vcpus=2", "docker"] {
+        for bad in [
+            "vm",
+            "container:userns=maybe",
+            "container:vcpus=2",
+            "docker",
+        ] {
             assert!(
                 matches!(columns(&b, &f, Some(bad)), Err(FactorError::Aa { .. })),
                 "{bad}"

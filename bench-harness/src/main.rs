@@ -50,7 +50,7 @@ KVM flavour, cgroup version, versions, agent hash, suite), and prints the summar
 cleaning up the current trial; what was measured stays valid and `isolab report` works on it.",
         after_long_help = run_after_help()
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Recompute the summary of a stored run, as a table, paper-ready tables, CSV, JSON or HTML.
     #[command(
         long_about = "Reads results/<run-id>/ and renders it without running anything: `term` \
@@ -269,7 +269,7 @@ fn main() -> ExitCode {
 fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Report {
             run_dir,
             format,
@@ -363,7 +363,9 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     if let Some(rule) = suite.until_ci.as_mut() {
         if args.reps.is_some() && args.max_reps.is_none() {
             // --reps changes what the default cap multiplies.
-            rule.max_reps = rule.max_reps.max(suite.reps * suite::DEFAULT_MAX_REPS_FACTOR);
+            rule.max_reps = rule
+                .max_reps
+                .max(suite.reps * suite::DEFAULT_MAX_REPS_FACTOR);
         }
         if let Some(n) = args.max_reps {
             rule.max_reps = n;

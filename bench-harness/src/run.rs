@@ -47,8 +47,11 @@ pub struct RunOptions {
     pub options: BackendOptions,
     /// Makes the backend of one column from its kind and options (its sandbox size comes with
     /// [`PrepareContext::limits`]); the real ones by default, fakes in tests.
-    pub make_backend: Box<dyn Fn(BackendKind, &BackendOptions) -> Box<dyn Backend>>,
+    pub make_backend: MakeBackend,
 }
+
+/// Makes the backend instance of one column from its kind and options.
+pub type MakeBackend = Box<dyn Fn(BackendKind, &BackendOptions) -> Box<dyn Backend>>;
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -379,7 +382,6 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 /// Makes and prepares one backend instance per column. A column whose backend cannot be prepared
 /// is recorded unavailable (in the manifest, with the reason and fix), and its trials become
 /// samples that say so.
-#[allow(clippy::type_complexity)]
 fn prepare_columns(
     opts: &RunOptions,
     columns: &[Column],
@@ -387,7 +389,10 @@ fn prepare_columns(
     ctx: &PrepareContext,
     manifest: &mut Manifest,
 ) -> Result<(Prepared, BTreeMap<usize, TrialFailure>), RunError> {
-    let mut prepared = Prepared(Vec::new(), columns.iter().map(|c| c.label.clone()).collect());
+    let mut prepared = Prepared(
+        Vec::new(),
+        columns.iter().map(|c| c.label.clone()).collect(),
+    );
     let mut unavailable = BTreeMap::new();
     for (i, column) in columns.iter().enumerate() {
         if crate::interrupt::requested() {

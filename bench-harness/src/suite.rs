@@ -105,9 +105,8 @@ pub fn parse_percent(text: &str) -> Result<f64, String> {
 
 /// Parses a duration such as `90s`, `30m`, `1h 30m` (the `--max-wall` argument), in seconds.
 pub fn parse_duration(text: &str) -> Result<f64, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("{text:?} is not a duration ({e}); write e.g. 90s, 30m or 2h")
-    })?;
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 90s, 30m or 2h"))?;
     if d.is_zero() {
         return Err(format!("{text:?}: the wall-clock cap must be more than 0"));
     }
@@ -362,7 +361,9 @@ impl Suite {
                 let values = values.ok_or_else(|| {
                     at(
                         start,
-                        format!("factor {name}: write a list of values, e.g. {name} = [\"a\", \"b\"]"),
+                        format!(
+                            "factor {name}: write a list of values, e.g. {name} = [\"a\", \"b\"]"
+                        ),
                     )
                 })?;
                 let checked = factors::check(&FactorLevels { name, values })
@@ -563,7 +564,8 @@ mod tests {
 
     #[test]
     fn factors_rules_and_primary_metrics_come_from_the_file() {
-        let text = "reps = 4\n[limits]\nvcpus = 1\n[factors]\nvcpus = [2, 1]\nuserns = [\"on\", false]\n\
+        let text =
+            "reps = 4\n[limits]\nvcpus = 1\n[factors]\nvcpus = [2, 1]\nuserns = [\"on\", false]\n\
                     memory-mib = 256\n\
                     [[workload]]\nkind = \"noop\"\n\
                     [[workload]]\nkind = \"timer\"\nprimary = [\"nanosleep_overshoot_p99\"]\n";
@@ -591,24 +593,29 @@ mod tests {
 
         for (text, want) in [
             ("[factors]\nseccompx = [\"a\"]\n", "s:1:1: unknown factor"),
-            ("[factors]\nvm-in-emulator = [\"off\", \"on\"]\n", "cannot vary within one run"),
+            (
+                "[factors]\nvm-in-emulator = [\"off\", \"on\"]\n",
+                "cannot vary within one run",
+            ),
             ("[factors]\nvcpus = [0]\n", "is not a value of it"),
             ("max_reps = 3\n", "set until_ci too"),
             ("until_ci = \"120%\"\n", "between 0% and 100%"),
-            ("until_ci = 5\nmax_reps = 2\nreps = 3\n", "max_reps (2) is below reps (3)"),
+            (
+                "until_ci = 5\nmax_reps = 2\nreps = 3\n",
+                "max_reps (2) is below reps (3)",
+            ),
             ("until_ci = 5\nmax_wall = \"soon\"\n", "is not a duration"),
             ("aa = \"docker\"\n", "unknown backend"),
-            ("backends = [\"native\"]\n[factors]\nuserns = [\"on\"]\n", "applies to container only"),
+            (
+                "backends = [\"native\"]\n[factors]\nuserns = [\"on\"]\n",
+                "applies to container only",
+            ),
         ] {
             let text = format!("{text}[[workload]]\nkind = \"noop\"\n");
             let e = Suite::parse(&text, "s").unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
-        let e = Suite::parse(
-            "[[workload]]\nkind = \"noop\"\nprimary = \"t\"\n",
-            "s",
-        )
-        .unwrap_err();
+        let e = Suite::parse("[[workload]]\nkind = \"noop\"\nprimary = \"t\"\n", "s").unwrap_err();
         assert!(e.to_string().contains("list of metric names"), "{e}");
     }
 

@@ -121,8 +121,8 @@ pub struct AaRow {
     pub n_b: usize,
     /// median(A') / median(A) with its bootstrap interval.
     pub ratio: RatioCi,
-    /// How far the interval reaches from 1, percent: the smallest difference this metric
-    /// resolves now.
+    /// How far the interval reaches from 1, percent ([`resolution_pct`]): the smallest
+    /// difference this metric resolves now.
     pub resolution_pct: f64,
 }
 
@@ -245,10 +245,7 @@ pub fn label_key(label: &str, columns: &[String]) -> (usize, usize, bool, String
         .iter()
         .position(|b| *b == label_backend(label))
         .unwrap_or(9);
-    let pos = columns
-        .iter()
-        .position(|c| c == base)
-        .unwrap_or(usize::MAX);
+    let pos = columns.iter().position(|c| c == base).unwrap_or(usize::MAX);
     (backend, pos, emulated, label.to_owned())
 }
 
@@ -398,7 +395,12 @@ pub fn summarise_with(samples: &[Sample], input: &SummaryInput) -> Summary {
         .iter()
         .find(|c| c.backend == crate::backend::BackendKind::Native && !c.is_aa_copy())
         .map_or_else(|| "native".to_owned(), |c| c.label.clone());
-    let is_headline = |w: &str, m: &str| input.primary.get(w).is_some_and(|p| p.iter().any(|x| x == m));
+    let is_headline = |w: &str, m: &str| {
+        input
+            .primary
+            .get(w)
+            .is_some_and(|p| p.iter().any(|x| x == m))
+    };
     let threshold = input.rule_pct.unwrap_or(DEFAULT_PRECISION_PCT);
     let keys = sorted_keys(&values, &meta, workload_order);
     let mut rows = Vec::new();
@@ -605,6 +607,19 @@ fn effects(
     out
 }
 
+/// How far a ratio's interval reaches from 1, in percent, symmetric on a log scale (an interval
+/// down to 0.5 reaches as far as one up to 2: 100%): the smallest difference an A/A interval
+/// resolves. 0 when the interval is 1 exactly.
+pub fn resolution_pct(r: &RatioCi) -> f64 {
+    let up = r.hi.max(1.0);
+    let down = if r.lo > 0.0 {
+        1.0 / r.lo.min(1.0)
+    } else {
+        f64::INFINITY
+    };
+    100.0 * (up.max(down) - 1.0)
+}
+
 /// The A/A check: A' / A for every metric both copies have.
 fn aa_check(
     values: &Values,
@@ -639,7 +654,7 @@ fn aa_check(
             headline: is_headline(&key.0, &key.1),
             n_a: va.len(),
             n_b: vb.len(),
-            resolution_pct: 100.0 * (ratio.hi - 1.0).max(1.0 - ratio.lo).max(0.0),
+            resolution_pct: resolution_pct(&ratio),
             ratio,
         });
     }
@@ -735,7 +750,9 @@ pub fn ratio_text(r: &RatioCi) -> String {
 
 /// `±4.2%`.
 pub fn pct_text(p: f64) -> String {
-    if p >= 10.0 {
+    if !p.is_finite() {
+        "an unbounded amount".into()
+    } else if p >= 10.0 {
         format!("±{p:.0}%")
     } else {
         format!("±{p:.1}%")
@@ -1195,6 +1212,17 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("killed: out of memory"), "{table}");
+    }
+
+    #[test]
+    fn resolution_is_symmetric_on_a_log_scale() {
+        let r = |lo, hi| resolution_pct(&RatioCi { ratio: 1.0, lo, hi });
+        assert!((r(0.5, 1.2) - 100.0).abs() < 1e-9);
+        assert!((r(0.9, 2.0) - 100.0).abs() < 1e-9);
+        assert!((r(1.02, 1.05) - 5.0).abs() < 1e-9);
+        assert!((r(0.95, 0.98) - 100.0 / 19.0).abs() < 1e-9);
+        assert_eq!(r(1.0, 1.0), 0.0);
+        assert!(r(0.0, 1.1).is_infinite());
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::process::Command;
 
 use bench_harness::backend::{Phase, TrialFailure};
 use bench_harness::book::{build_book, BookError, NOT_MEASURED};
+use bench_harness::factors::FactorLevels;
 use bench_harness::host::{CgroupLayout, KvmFlavour};
-use bench_harness::manifest::{BackendState, HostInfo, Manifest, RunStatus};
+use bench_harness::manifest::{BackendState, ColumnState, HostInfo, Manifest, RunStatus};
 use bench_harness::sample::Sample;
 use bench_harness::store::StoredRun;
 use bench_harness::suite::Suite;
@@ -511,9 +512,57 @@ fn main_text(html: &str) -> String {
     doc.select(&sel).flat_map(|m| m.text()).collect::<String>()
 }
 
+/// `run` with a factor on the container (`userns` off and on, on 10% slower) and an A/A check of
+/// native (the copy 1% slower), as `isolab run --factor userns=off,on --aa native` records them.
+fn with_factor_and_aa(mut run: StoredRun) -> StoredRun {
+    run.manifest.suite.factors = vec![FactorLevels {
+        name: "userns".into(),
+        values: vec!["off".into(), "on".into()],
+    }];
+    run.manifest.suite.aa = Some("native".into());
+    run.manifest.columns = run
+        .manifest
+        .suite
+        .columns()
+        .unwrap()
+        .into_iter()
+        .map(|column| ColumnState {
+            column,
+            available: true,
+            note: None,
+            facts: BTreeMap::new(),
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for mut s in std::mem::take(&mut run.samples) {
+        let (name, first, second, scale) = match s.backend.as_str() {
+            "native" => ("aa", "A", "A'", 1.01),
+            "container" => ("userns", "off", "on", 1.1),
+            _ => {
+                samples.push(s);
+                continue;
+            }
+        };
+        s.factors.insert(name.into(), first.into());
+        let mut copy = s.clone();
+        copy.factors.insert(name.into(), second.into());
+        for m in &mut copy.metrics {
+            m.value *= scale;
+        }
+        samples.push(s);
+        samples.push(copy);
+    }
+    for (i, s) in samples.iter_mut().enumerate() {
+        s.trial = i;
+    }
+    run.manifest.planned_trials = samples.len();
+    run.samples = samples;
+    run
+}
+
 #[test]
 fn full_run_fills_every_placeholder_with_a_number() {
-    let run = run(Vm::Hardware);
+    let run = with_factor_and_aa(run(Vm::Hardware));
     let (_tmp, out) = build(&run);
     let pages = check_book(&out);
     // Every figure is drawn, every value exists: a "not measured" here is a typo in a metric
@@ -534,7 +583,17 @@ fn full_run_fills_every_placeholder_with_a_number() {
         );
     }
     let figures = files_with_ext(&out.join("figures"), "svg");
-    assert_eq!(figures.len(), 9, "{figures:?}");
+    assert_eq!(figures.len(), 11, "{figures:?}");
+    // The setting's effect and the noise floor, and the floor beside every ratio.
+    let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
+    assert!(
+        ch9.contains("off → on")
+            && ch9.contains("1.10× [")
+            && ch9.contains("A/A check (native A' / native A"),
+        "{ch9}"
+    );
+    let ch5 = main_text(&pages[Path::new("05-costs.html")]);
+    assert!(ch5.contains("; A/A noise ±"), "{ch5}");
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     assert!(ch2.contains("95 ms [95% CI"), "{ch2}");
     assert!(ch2.contains("kernel_loaded"), "{ch2}");

@@ -289,10 +289,16 @@ fn ctrl_c_keeps_valid_samples_reaps_children_and_report_works() {
     assert!(manifest.contains("\"interrupted\""), "{manifest}");
     let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     assert_eq!(m["until_ci"]["stopped"], "interrupted", "{manifest}");
-    assert!(m["until_ci"]["extra_rounds"].as_u64().unwrap() >= 2, "{manifest}");
+    assert!(
+        m["until_ci"]["extra_rounds"].as_u64().unwrap() >= 2,
+        "{manifest}"
+    );
     // The trial Ctrl-C cut short was planned but not stored (unless Ctrl-C fell between trials).
     let planned = m["planned_trials"].as_u64().unwrap() as usize;
-    assert!((n..=n + 1).contains(&planned), "{planned} planned, {n} stored");
+    assert!(
+        (n..=n + 1).contains(&planned),
+        "{planned} planned, {n} stored"
+    );
     let r = isolab(&["report", run_dir.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r.stderr));
     assert!(

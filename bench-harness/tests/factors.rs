@@ -12,7 +12,7 @@ use bench_harness::backend::{
 };
 use bench_harness::backends::BackendOptions;
 use bench_harness::manifest::{RunStatus, StopReason};
-use bench_harness::run::{execute, RunOptions};
+use bench_harness::run::{execute, MakeBackend, RunOptions};
 use bench_harness::sample::Sample;
 use bench_harness::stats::{self, SplitMix64};
 use bench_harness::store::{load_run, StoredRun};
@@ -50,7 +50,7 @@ impl Synth {
                 1.0 + w * (2.0 * u - 1.0)
             }
             Noise::Bimodal => {
-                if repetition % 2 == 0 {
+                if repetition.is_multiple_of(2) {
                     1.0
                 } else {
                     100.0
@@ -104,13 +104,7 @@ impl Backend for Synth {
 
 /// Makes synthetic backends: the n-th instance made (columns are prepared in plan order) gets
 /// `scales[n]` (1 beyond the list) and a seed of its own; `noisy` noise for workloads' `noisy`.
-#[allow(clippy::type_complexity)]
-fn maker(
-    scales: Vec<f64>,
-    noise: Noise,
-    noisy: Noise,
-    same_seed: bool,
-) -> Box<dyn Fn(BackendKind, &BackendOptions) -> Box<dyn Backend>> {
+fn maker(scales: Vec<f64>, noise: Noise, noisy: Noise, same_seed: bool) -> MakeBackend {
     let made = Rc::new(Cell::new(0usize));
     Box::new(move |kind, options| {
         let n = made.get();
@@ -129,7 +123,7 @@ fn maker(
 
 fn run(
     suite: &str,
-    make: Box<dyn Fn(BackendKind, &BackendOptions) -> Box<dyn Backend>>,
+    make: MakeBackend,
 ) -> (StoredRun, bench_harness::run::RunOutcome, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let scratch = out.path().join("scratch");
@@ -152,6 +146,14 @@ fn run(
     // Every column's folders are gone with the run's scratch area.
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     (load_run(&outcome.dir).unwrap(), outcome, out)
+}
+
+fn column_labels(run: &StoredRun) -> Vec<&str> {
+    run.manifest
+        .columns
+        .iter()
+        .map(|c| c.column.label.as_str())
+        .collect()
 }
 
 fn values<'a>(
@@ -177,12 +179,7 @@ fn two_factors_make_a_factorial_plan_interleaved_with_labelled_columns_and_effec
         suite,
         maker(Vec::new(), Noise::Uniform(0.0), Noise::Uniform(0.0), false),
     );
-    let labels: Vec<&str> = run
-        .manifest
-        .columns
-        .iter()
-        .map(|c| c.column.label.as_str())
-        .collect();
+    let labels = column_labels(&run);
     // userns applies to the container only; vcpus to the container (and the VM): native is
     // not crossed with either. The file's order of factors is kept: userns varies slowest.
     assert_eq!(
@@ -345,7 +342,10 @@ fn until_ci_stops_at_the_repetition_cap_and_names_what_did_not_converge() {
     assert_eq!(u.extra_rounds, 9);
     assert_eq!(values(&run.samples, "native", "noop", "noisy").count(), 13);
     let p = outcome.summary.precision.as_ref().unwrap();
-    let wide: Vec<_> = p.wide().map(|c| (c.workload.as_str(), c.metric.as_str())).collect();
+    let wide: Vec<_> = p
+        .wide()
+        .map(|c| (c.workload.as_str(), c.metric.as_str()))
+        .collect();
     assert_eq!(wide, [("noop", "noisy")]);
     let table = summary::render_table(&outcome.summary);
     for want in [
@@ -390,12 +390,7 @@ fn aa_reports_the_copy_over_the_original_with_its_interval() {
             true,
         ),
     );
-    let labels: Vec<&str> = run
-        .manifest
-        .columns
-        .iter()
-        .map(|c| c.column.label.as_str())
-        .collect();
+    let labels = column_labels(&run);
     assert_eq!(
         labels,
         [
@@ -416,6 +411,8 @@ fn aa_reports_the_copy_over_the_original_with_its_interval() {
         assert_eq!(row.ratio, by_hand);
         assert!((row.ratio.ratio - 1.05).abs() < 1e-9, "{row:?}");
         assert!(row.ratio.lo <= 1.05 && row.ratio.hi >= 1.05, "{row:?}");
+        // The interval lies above 1: it reaches from 1 as far as its upper end.
+        assert!(row.ratio.lo > 1.0, "{row:?}");
         assert!(
             (row.resolution_pct - 100.0 * (row.ratio.hi - 1.0)).abs() < 1e-9,
             "{row:?}"

@@ -116,12 +116,17 @@ impl Facts {
     /// `; A/A noise ±2.1%` for a comparison of `workload` / `metric`, when the run had an A/A
     /// check with that metric: the smallest difference the host resolved, beside the ratio.
     fn aa_note(&self, workload: &str, metric: &str) -> String {
-        self.summary
-            .aa
-            .as_ref()
-            .and_then(|aa| aa.row(workload, metric))
-            .map(|r| format!("; A/A noise {}", crate::summary::pct_text(r.resolution_pct)))
+        self.aa_resolution(workload, metric)
+            .map(|p| format!("; A/A noise {p}"))
             .unwrap_or_default()
+    }
+
+    /// How far the A/A interval of `workload` / `metric` reached from 1 (`±2.1%`), when the run
+    /// had an A/A check with it.
+    fn aa_resolution(&self, workload: &str, metric: &str) -> Option<String> {
+        let aa = self.summary.aa.as_ref()?;
+        let r = aa.row(workload, metric)?;
+        Some(crate::summary::pct_text(r.resolution_pct))
     }
 
     /// The effects of the run's factors on its headline metrics, as a table with the A/A
@@ -135,14 +140,16 @@ impl Facts {
             );
         }
         let with_aa = self.summary.aa.is_some();
-        let mut o = String::from("| setting | backend | held fixed | change | workload | metric | ratio [95% CI] |");
+        let mut o = String::from(
+            "| setting | backend | held fixed | change | workload | metric | ratio [95% CI] |",
+        );
         o.push_str(if with_aa { " A/A noise |\n" } else { "\n" });
         o.push_str("|---|---|---|---|---|---|---|");
         o.push_str(if with_aa { "---|\n" } else { "\n" });
         for e in self.summary.effects.iter().filter(|e| e.headline) {
             let _ = write!(
                 o,
-                "| `{}` | {} | {} | {} → {} | {} | {} | {}× [{}–{}], n={}/{} |",
+                "| `{}` | {} | {} | {} → {} | {} | {} | {} |",
                 e.factor,
                 e.backend,
                 if e.with.is_empty() {
@@ -154,19 +161,11 @@ impl Facts {
                 md_cell(&e.to),
                 e.workload,
                 md_cell(&format!("{} ({})", e.metric, e.unit)),
-                fmt_ratio(e.ratio.ratio),
-                fmt_ratio(e.ratio.lo),
-                fmt_ratio(e.ratio.hi),
-                e.n_from,
-                e.n_to
+                ratio_n(&e.ratio, e.n_from, e.n_to)
             );
             if with_aa {
                 let cell = self
-                    .summary
-                    .aa
-                    .as_ref()
-                    .and_then(|aa| aa.row(&e.workload, &e.metric))
-                    .map(|r| crate::summary::pct_text(r.resolution_pct))
+                    .aa_resolution(&e.workload, &e.metric)
                     .unwrap_or_else(|| "-".into());
                 let _ = write!(o, " {cell} |");
             }
@@ -188,14 +187,10 @@ impl Facts {
         for r in aa.rows.iter().filter(|r| r.headline) {
             let _ = writeln!(
                 o,
-                "| {} | {} | {}× [{}–{}], n={}/{} | {} |",
+                "| {} | {} | {} | {} |",
                 r.workload,
                 md_cell(&format!("{} ({})", r.metric, r.unit)),
-                fmt_ratio(r.ratio.ratio),
-                fmt_ratio(r.ratio.lo),
-                fmt_ratio(r.ratio.hi),
-                r.n_a,
-                r.n_b,
+                ratio_n(&r.ratio, r.n_a, r.n_b),
                 crate::summary::pct_text(r.resolution_pct)
             );
         }
@@ -630,6 +625,16 @@ impl Facts {
         }
         None
     }
+}
+
+/// `1.10× [1.05–1.16], n=10/10`: a ratio of two columns with its interval and sample counts.
+fn ratio_n(r: &crate::stats::RatioCi, n_from: usize, n_to: usize) -> String {
+    format!(
+        "{}× [{}–{}], n={n_from}/{n_to}",
+        fmt_ratio(r.ratio),
+        fmt_ratio(r.lo),
+        fmt_ratio(r.hi)
+    )
 }
 
 /// The gist of a backend's "unavailable" note for use inside a sentence: the reason without the

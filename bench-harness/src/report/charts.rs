@@ -59,7 +59,11 @@ pub(crate) fn backend_colour(label: &str, columns: &[String]) -> RGBColor {
         .iter()
         .filter(|c| c.split(' ').next() == Some(backend))
         .collect();
-    let Some(i) = siblings.iter().position(|c| *c == base).filter(|_| siblings.len() > 1) else {
+    let Some(i) = siblings
+        .iter()
+        .position(|c| *c == base)
+        .filter(|_| siblings.len() > 1)
+    else {
         return RGBColor(r, g, b);
     };
     // Shades alternate darker and lighter, further from the backend's colour each step.
@@ -370,20 +374,16 @@ pub(crate) fn ratios_of(
             workloads::Better::Lower => "↓",
         };
         let label = format!("{} · {} ({}) {arrow}", r.workload, r.metric, r.unit);
-        if groups.last().map(|g| &g.label) != Some(&label) {
-            groups.push(Group {
-                label,
-                items: Vec::new(),
-            });
-        }
-        if let Some(g) = groups.last_mut() {
-            g.items.push(Item {
+        push_item(
+            &mut groups,
+            label,
+            Item {
                 backend: r.backend.clone(),
                 value: v.ratio,
                 lo: v.lo,
                 hi: v.hi,
-            });
-        }
+            },
+        );
     }
     if groups.is_empty() {
         return Ok(Err(
@@ -459,20 +459,16 @@ pub(crate) fn factor_effects(
         if !e.with.is_empty() {
             item.push_str(&format!(" ({})", e.with));
         }
-        if groups.last().map(|g| &g.label) != Some(&label) {
-            groups.push(Group {
-                label,
-                items: Vec::new(),
-            });
-        }
-        if let Some(g) = groups.last_mut() {
-            g.items.push(Item {
+        push_item(
+            &mut groups,
+            label,
+            Item {
                 backend: item,
                 value: e.ratio.ratio,
                 lo: e.ratio.lo,
                 hi: e.ratio.hi,
-            });
-        }
+            },
+        );
     }
     if groups.is_empty() {
         return Ok(Err(
@@ -509,7 +505,7 @@ pub(crate) fn aa_check(
 ) -> Result<Result<Chart, String>, ReportError> {
     let Some(aa) = &view.summary.aa else {
         return Ok(Err(
-            "the run had no A/A check (isolab run --aa COLUMN)".into(),
+            "the run had no A/A check (isolab run --aa COLUMN)".into()
         ));
     };
     let groups: Vec<Group> = aa
@@ -527,7 +523,9 @@ pub(crate) fn aa_check(
         })
         .collect();
     if groups.is_empty() {
-        return Ok(Err("no headline metric has samples in both A/A copies".into()));
+        return Ok(Err(
+            "no headline metric has samples in both A/A copies".into()
+        ));
     }
     let title = match aa.floor_pct {
         Some(f) => format!(
@@ -670,20 +668,16 @@ pub(crate) fn io_latency(
             continue; // one axis, one unit
         }
         let label = format!("{} · {}", r.workload, r.metric);
-        if groups.last().map(|g| &g.label) != Some(&label) {
-            groups.push(Group {
-                label,
-                items: Vec::new(),
-            });
-        }
-        if let Some(g) = groups.last_mut() {
-            g.items.push(Item {
+        push_item(
+            &mut groups,
+            label,
+            Item {
                 backend: r.backend.clone(),
                 value: r.median.median,
                 lo: r.median.lo,
                 hi: r.median.hi,
-            });
-        }
+            },
+        );
     }
     if groups.is_empty() {
         return Ok(Err(
@@ -1123,6 +1117,17 @@ struct Item {
 struct Group {
     label: String,
     items: Vec<Item>,
+}
+
+/// Adds `item` to the last group when it has `label`, else to a new group of that label.
+fn push_item(groups: &mut Vec<Group>, label: String, item: Item) {
+    match groups.last_mut() {
+        Some(g) if g.label == label => g.items.push(item),
+        _ => groups.push(Group {
+            label,
+            items: vec![item],
+        }),
+    }
 }
 
 struct GroupedSpec<'a> {

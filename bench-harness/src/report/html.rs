@@ -312,7 +312,8 @@ fn effects_table(view: &View<'_>, o: &mut String) {
         if with_aa { "<th>A/A</th>" } else { "" }
     );
     for e in s.effects.iter().filter(|e| e.headline) {
-        let _ = write!(
+        let _ =
+            write!(
             o,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td><td>{} ({} {})</td>\
              <td class=\"num\">{}/{}</td><td class=\"num\">{}</td>",

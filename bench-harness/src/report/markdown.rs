@@ -104,7 +104,11 @@ pub(crate) fn effects_table(view: &View<'_>) -> String {
             ratio_text(&e.ratio)
         );
         if with_aa {
-            let _ = write!(out, " {} |", cell(&summary::aa_cell(s, &e.workload, &e.metric)));
+            let _ = write!(
+                out,
+                " {} |",
+                cell(&summary::aa_cell(s, &e.workload, &e.metric))
+            );
         }
         out.push('\n');
     }
