@@ -264,7 +264,7 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             if round.is_empty() {
                 break;
             }
-            bar.suspend(|| eprintln!("{}", r.progress_line(&opts.suite, round.len())));
+            bar.suspend(|| eprintln!("{}", r.progress_line(&opts.suite, &round)));
             trials.extend(round);
             bar.set_length(trials.len() as u64);
             manifest.planned_trials = trials.len();
@@ -597,18 +597,19 @@ impl Repeater {
         round
     }
 
-    fn progress_line(&self, suite: &Suite, trials: usize) -> String {
+    /// What a new round does, for the terminal.
+    fn progress_line(&self, suite: &Suite, round: &[plan::PlannedTrial]) -> String {
+        let mut names: Vec<&str> = round
+            .iter()
+            .map(|t| suite.workloads[t.workload].name.as_str())
+            .collect();
+        names.dedup();
         format!(
-            "--until-ci {}%: round {} adds {trials} trial(s) for {} workload(s) whose headline \
-             intervals are still wider",
-            self.rule.pct,
+            "--until-ci {}%: round {} adds {} trial(s): {} (headline intervals still wider)",
+            summary::fmt_num(self.rule.pct),
             self.extra_rounds,
-            suite
-                .workloads
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| self.reps[*i] > suite.reps)
-                .count()
+            round.len(),
+            names.join(", ")
         )
     }
 

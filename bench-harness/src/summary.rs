@@ -451,15 +451,22 @@ pub fn summarise_with(samples: &[Sample], input: &SummaryInput) -> Summary {
     let mut failures: Vec<FailureGroup> = failures.into_values().collect();
     failures.sort_by_key(|f| (workload_pos(&f.workload), label_key(&f.backend, &labels)));
 
-    // Headline metrics a column never measured: they cannot be narrowed, say so.
+    // Headline metrics a column never reported although the workload ran there (a misspelt
+    // `primary`, a metric one backend lacks): they cannot be narrowed, say so.
     let mut no_samples = Vec::new();
+    // Only columns where the workload succeeded: failed trials are reported as failures.
+    let ran: std::collections::BTreeSet<(&str, String)> = samples
+        .iter()
+        .filter(|s| s.is_measured_ok())
+        .map(|s| (s.workload.as_str(), s.label()))
+        .collect();
     for (w, metrics) in &input.primary {
         for m in metrics {
-            for c in input.columns.iter().filter(|c| {
-                samples
-                    .iter()
-                    .any(|s| !s.warmup && s.workload == *w && s.label() == c.label)
-            }) {
+            for c in input
+                .columns
+                .iter()
+                .filter(|c| ran.contains(&(w.as_str(), c.label.clone())))
+            {
                 let has = values
                     .get(&(w.clone(), m.clone()))
                     .is_some_and(|v| v.contains_key(&c.label));
