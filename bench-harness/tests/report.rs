@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bench_harness::backend::{BackendKind, Phase, TrialFailure};
+use bench_harness::factors::FactorLevels;
 use bench_harness::host::{CgroupLayout, KvmFlavour};
-use bench_harness::manifest::{BackendState, HostInfo, Manifest, RunStatus};
+use bench_harness::manifest::{BackendState, ColumnState, HostInfo, Manifest, RunStatus};
 use bench_harness::report::{
     build_charts, compare, render_report, write_charts, CompareFormat, ReportFormat,
 };
@@ -317,7 +318,8 @@ fn html_and_every_svg_are_well_formed_and_say_what_matters() {
         .filter(|n| n.tag_name().name() == "svg")
         .count();
     let (charts, notes) = build_charts(&run).unwrap();
-    assert_eq!(charts.len(), 6, "every chart has data here: {notes:?}");
+    // Every chart but the factor effects and the A/A check (a run without either).
+    assert_eq!(charts.len(), 6, "{notes:?}");
     assert_eq!(svgs, 6);
     for c in &charts {
         parse_xml(&c.svg);
@@ -639,7 +641,7 @@ fn partial_run_without_some_backends_reports_everything_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_charts(&empty, dir.path()).unwrap();
     assert!(files.files.is_empty());
-    assert_eq!(files.notes.len(), 6, "{:?}", files.notes);
+    assert_eq!(files.notes.len(), 8, "{:?}", files.notes);
 }
 
 #[test]
@@ -679,6 +681,121 @@ fn charts_are_written_as_svg_and_png() {
         }
     }
     let _ = BackendKind::ALL; // the backend names used above are the real ones
+}
+
+/// `run` as `isolab run --factor userns=off,on --aa native` records it: the container twice (with
+/// a user namespace 20% slower) and native twice (the copy 2% slower).
+fn with_factor_and_aa(mut run: StoredRun) -> StoredRun {
+    run.manifest.suite.factors = vec![FactorLevels {
+        name: "userns".into(),
+        values: vec!["off".into(), "on".into()],
+    }];
+    run.manifest.suite.aa = Some("native".into());
+    run.manifest.columns = run
+        .manifest
+        .suite
+        .columns()
+        .unwrap()
+        .into_iter()
+        .map(|column| ColumnState {
+            column,
+            available: true,
+            note: None,
+            facts: BTreeMap::new(),
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for mut s in std::mem::take(&mut run.samples) {
+        let (name, first, second, scale) = match s.backend.as_str() {
+            "native" => ("aa", "A", "A'", 1.02),
+            "container" => ("userns", "off", "on", 1.2),
+            _ => {
+                samples.push(s);
+                continue;
+            }
+        };
+        s.factors.insert(name.into(), first.into());
+        let mut copy = s.clone();
+        copy.factors.insert(name.into(), second.into());
+        for m in &mut copy.metrics {
+            m.value *= scale;
+        }
+        samples.push(s);
+        samples.push(copy);
+    }
+    for (i, s) in samples.iter_mut().enumerate() {
+        s.trial = i;
+    }
+    run.manifest.planned_trials = samples.len();
+    run.samples = samples;
+    run
+}
+
+#[test]
+fn factor_columns_effects_and_the_aa_check_reach_every_format() {
+    let run = with_factor_and_aa(full_run("factors-1", "6.1.0-test"));
+    let term = render_report(&run, ReportFormat::Term).unwrap();
+    for want in [
+        "native A'",
+        "container userns=on",
+        "Factor effects",
+        "off → on",
+        "1.20x [1.",
+        "A/A check (native A' / native A",
+        "A/A [95% CI]",
+    ] {
+        assert!(term.contains(want), "term lacks {want:?}:\n{term}");
+    }
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    assert!(
+        md.contains("## Factor effects")
+            && md.contains("## A/A check")
+            && md.contains("| userns |"),
+        "{md}"
+    );
+    let html = render_report(&run, ReportFormat::Html).unwrap();
+    parse_xml(&html);
+    assert!(
+        html.contains("<h2>Factor effects</h2>") && html.contains("<h2>A/A check</h2>"),
+        "{html}"
+    );
+    let (charts, notes) = build_charts(&run).unwrap();
+    assert_eq!(charts.len(), 8, "{notes:?}");
+    let effects = charts.iter().find(|c| c.name == "factor_effects").unwrap();
+    assert!(
+        effects.svg.contains("container userns: off → on"),
+        "{}",
+        effects.svg
+    );
+    let latex = render_report(&run, ReportFormat::Latex).unwrap();
+    assert_eq!(
+        latex.matches("\\begin{table}").count(),
+        2,
+        "the effects get a table of their own: {latex}"
+    );
+    assert!(latex.contains("off $\\rightarrow$ on"), "{latex}");
+    let csv = render_report(&run, ReportFormat::Csv).unwrap();
+    assert!(csv.contains(",native,native A',aa=A',"), "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&render_report(&run, ReportFormat::Json).unwrap()).unwrap();
+    let effects = json["summary"]["effects"].as_array().unwrap();
+    // Every metric has its effect in JSON, not only the headline ones.
+    assert!(
+        effects.iter().any(|e| e["metric"] == "host.wall"),
+        "{effects:?}"
+    );
+    assert!(json["summary"]["aa"]["floor_pct"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["manifest"]["columns"].as_array().unwrap().len(), 5);
+
+    // Compare works on factor columns as on backends, and quotes the noise floor.
+    let other = with_factor_and_aa(full_run("factors-2", "6.1.0-test"));
+    let c = compare(&run, &other, CompareFormat::Term).unwrap();
+    assert!(
+        c.contains("container userns=on")
+            && c.contains("A/A")
+            && c.contains("cannot be told from noise"),
+        "{c}"
+    );
 }
 
 /// Renders a real run in every format, for looking at: `ISOLAB_REPORT_RUN_DIR=results/ID
