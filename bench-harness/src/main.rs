@@ -250,9 +250,16 @@ struct RunArgs {
 fn run_after_help() -> String {
     format!(
         "Settings a run can vary side by side (--factor NAME=V1,V2 or the suite's [factors]):\n{}\
+         Fixed for a whole run (--factor says why): {}.\n\
          Examples:\n  isolab run --backend container --factor userns=off,on --factor vcpus=1,2\n  \
          isolab run --aa native --until-ci 5% --max-wall 30m",
-        factors::describe_registry()
+        factors::describe_registry(),
+        factors::REGISTRY
+            .iter()
+            .filter(|f| f.fixed.is_some())
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -365,7 +372,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             // --reps changes what the default cap multiplies.
             rule.max_reps = rule
                 .max_reps
-                .max(suite.reps * suite::DEFAULT_MAX_REPS_FACTOR);
+                .max(suite.reps.saturating_mul(suite::DEFAULT_MAX_REPS_FACTOR));
         }
         if let Some(n) = args.max_reps {
             rule.max_reps = n;

@@ -130,6 +130,29 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
             "cannot read suite file",
         ),
         (vec!["--reps".into(), "0".into()], "reps must be at least 1"),
+        (
+            vec!["--factor".into(), "userns=maybe".into()],
+            "\"maybe\" is not a value of it; use off | on",
+        ),
+        (
+            vec!["--factor".into(), "vm-in-emulator=off,on".into()],
+            "vm-in-emulator cannot vary within one run: emulated VM samples",
+        ),
+        (
+            vec![
+                "--backend".into(),
+                "native".into(),
+                "--factor".into(),
+                "vcpus=1,2".into(),
+            ],
+            "factor vcpus applies to container, vm only",
+        ),
+        (vec!["--aa".into(), "docker".into()], "--aa \"docker\""),
+        (vec!["--max-reps".into(), "50".into()], "add --until-ci P%"),
+        (
+            vec!["--until-ci".into(), "lots".into()],
+            "is not a percentage",
+        ),
     ];
     for (extra, expect) in cases {
         let mut args: Vec<String> = vec![

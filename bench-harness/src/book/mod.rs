@@ -178,17 +178,9 @@ pub fn merge_vm_run(base: &mut StoredRun, vm_run: &StoredRun) -> usize {
     let is_vm =
         |c: &crate::manifest::ColumnState| c.column.backend == crate::backend::BackendKind::Vm;
     base.manifest.columns.retain(|c| !is_vm(c));
-    if !base.manifest.columns.is_empty()
-        || vm_run
-            .manifest
-            .columns
-            .iter()
-            .any(|c| !c.column.factors.is_empty())
-    {
-        base.manifest
-            .columns
-            .extend(vm_run.manifest.columns.iter().filter(|c| is_vm(c)).cloned());
-    }
+    base.manifest
+        .columns
+        .extend(vm_run.manifest.columns.iter().filter(|c| is_vm(c)).cloned());
     n
 }
 
