@@ -606,7 +606,7 @@ impl Repeater {
         names.dedup();
         format!(
             "--until-ci {}%: round {} adds {} trial(s): {} (headline intervals still wider)",
-            summary::fmt_num(self.rule.pct),
+            self.rule.pct,
             self.extra_rounds,
             round.len(),
             names.join(", ")

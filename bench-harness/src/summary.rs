@@ -860,7 +860,7 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
         let mut line = format!(
             "--until-ci {}%: {} after {} added round(s); {span} measured repetitions per column \
              and workload (caps: {} repetitions, {:.0} s).",
-            fmt_num(u.rule_pct),
+            u.rule_pct,
             u.stopped.describe(),
             u.extra_rounds,
             u.max_reps,

@@ -124,7 +124,7 @@ pub(crate) fn paragraph(view: &View<'_>) -> String {
              every column, interleaved, for each workload with a headline interval reaching \
              further than that from its median, up to {} repetitions and {:.0} s; {} round(s) \
              were added and the rule {}. ",
-            crate::summary::fmt_num(u.rule_pct),
+            u.rule_pct,
             u.max_reps,
             u.max_wall_s,
             u.extra_rounds,
@@ -362,7 +362,7 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
             "--until-ci".into(),
             format!(
                 "{}% (caps {} repetitions, {:.0} s): {} round(s) added, {}",
-                crate::summary::fmt_num(u.rule_pct),
+                u.rule_pct,
                 u.max_reps,
                 u.max_wall_s,
                 u.extra_rounds,
