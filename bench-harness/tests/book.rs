@@ -4,15 +4,16 @@
 //! root) checks the whole path a user takes: `isolab run`, `isolab report`, `isolab book`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bench_harness::backend::{Phase, TrialFailure};
 use bench_harness::book::{build_book, BookError, NOT_MEASURED};
-use bench_harness::factors::FactorLevels;
 use bench_harness::host::{CgroupLayout, KvmFlavour};
-use bench_harness::manifest::{BackendState, ColumnState, HostInfo, Manifest, RunStatus};
+use bench_harness::manifest::{BackendState, HostInfo, Manifest, RunStatus};
 use bench_harness::sample::Sample;
 use bench_harness::store::StoredRun;
 use bench_harness::suite::Suite;
@@ -512,57 +513,9 @@ fn main_text(html: &str) -> String {
     doc.select(&sel).flat_map(|m| m.text()).collect::<String>()
 }
 
-/// `run` with a factor on the container (`userns` off and on, on 10% slower) and an A/A check of
-/// native (the copy 1% slower), as `isolab run --factor userns=off,on --aa native` records them.
-fn with_factor_and_aa(mut run: StoredRun) -> StoredRun {
-    run.manifest.suite.factors = vec![FactorLevels {
-        name: "userns".into(),
-        values: vec!["off".into(), "on".into()],
-    }];
-    run.manifest.suite.aa = Some("native".into());
-    run.manifest.columns = run
-        .manifest
-        .suite
-        .columns()
-        .unwrap()
-        .into_iter()
-        .map(|column| ColumnState {
-            column,
-            available: true,
-            note: None,
-            facts: BTreeMap::new(),
-        })
-        .collect();
-    let mut samples = Vec::new();
-    for mut s in std::mem::take(&mut run.samples) {
-        let (name, first, second, scale) = match s.backend.as_str() {
-            "native" => ("aa", "A", "A'", 1.01),
-            "container" => ("userns", "off", "on", 1.1),
-            _ => {
-                samples.push(s);
-                continue;
-            }
-        };
-        s.factors.insert(name.into(), first.into());
-        let mut copy = s.clone();
-        copy.factors.insert(name.into(), second.into());
-        for m in &mut copy.metrics {
-            m.value *= scale;
-        }
-        samples.push(s);
-        samples.push(copy);
-    }
-    for (i, s) in samples.iter_mut().enumerate() {
-        s.trial = i;
-    }
-    run.manifest.planned_trials = samples.len();
-    run.samples = samples;
-    run
-}
-
 #[test]
 fn full_run_fills_every_placeholder_with_a_number() {
-    let run = with_factor_and_aa(run(Vm::Hardware));
+    let run = common::with_factor_and_aa(run(Vm::Hardware), 1.01, 1.1);
     let (_tmp, out) = build(&run);
     let pages = check_book(&out);
     // Every figure is drawn, every value exists: a "not measured" here is a typo in a metric

@@ -2,13 +2,14 @@
 //! failed trials, partial runs and missing backends.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use bench_harness::backend::{BackendKind, Phase, TrialFailure};
-use bench_harness::factors::FactorLevels;
 use bench_harness::host::{CgroupLayout, KvmFlavour};
-use bench_harness::manifest::{BackendState, ColumnState, HostInfo, Manifest, RunStatus};
+use bench_harness::manifest::{BackendState, HostInfo, Manifest, RunStatus};
 use bench_harness::report::{
     build_charts, compare, render_report, write_charts, CompareFormat, ReportFormat,
 };
@@ -683,57 +684,9 @@ fn charts_are_written_as_svg_and_png() {
     let _ = BackendKind::ALL; // the backend names used above are the real ones
 }
 
-/// `run` as `isolab run --factor userns=off,on --aa native` records it: the container twice (with
-/// a user namespace 20% slower) and native twice (the copy 2% slower).
-fn with_factor_and_aa(mut run: StoredRun) -> StoredRun {
-    run.manifest.suite.factors = vec![FactorLevels {
-        name: "userns".into(),
-        values: vec!["off".into(), "on".into()],
-    }];
-    run.manifest.suite.aa = Some("native".into());
-    run.manifest.columns = run
-        .manifest
-        .suite
-        .columns()
-        .unwrap()
-        .into_iter()
-        .map(|column| ColumnState {
-            column,
-            available: true,
-            note: None,
-            facts: BTreeMap::new(),
-        })
-        .collect();
-    let mut samples = Vec::new();
-    for mut s in std::mem::take(&mut run.samples) {
-        let (name, first, second, scale) = match s.backend.as_str() {
-            "native" => ("aa", "A", "A'", 1.02),
-            "container" => ("userns", "off", "on", 1.2),
-            _ => {
-                samples.push(s);
-                continue;
-            }
-        };
-        s.factors.insert(name.into(), first.into());
-        let mut copy = s.clone();
-        copy.factors.insert(name.into(), second.into());
-        for m in &mut copy.metrics {
-            m.value *= scale;
-        }
-        samples.push(s);
-        samples.push(copy);
-    }
-    for (i, s) in samples.iter_mut().enumerate() {
-        s.trial = i;
-    }
-    run.manifest.planned_trials = samples.len();
-    run.samples = samples;
-    run
-}
-
 #[test]
 fn factor_columns_effects_and_the_aa_check_reach_every_format() {
-    let run = with_factor_and_aa(full_run("factors-1", "6.1.0-test"));
+    let run = common::with_factor_and_aa(full_run("factors-1", "6.1.0-test"), 1.02, 1.2);
     let term = render_report(&run, ReportFormat::Term).unwrap();
     for want in [
         "native A'",
@@ -788,7 +741,7 @@ fn factor_columns_effects_and_the_aa_check_reach_every_format() {
     assert_eq!(json["manifest"]["columns"].as_array().unwrap().len(), 5);
 
     // Compare works on factor columns as on backends, and quotes the noise floor.
-    let other = with_factor_and_aa(full_run("factors-2", "6.1.0-test"));
+    let other = common::with_factor_and_aa(full_run("factors-2", "6.1.0-test"), 1.02, 1.2);
     let c = compare(&run, &other, CompareFormat::Term).unwrap();
     assert!(
         c.contains("container userns=on")
