@@ -531,7 +531,9 @@ fn add_aa_copy(
     })?;
     let mut want: BTreeMap<String, String> = BTreeMap::new();
     for f in factors.iter().filter(|f| applies(&f.name, kind)) {
-        want.insert(f.name.clone(), f.values[0].clone());
+        if let Some(first) = f.values.first() {
+            want.insert(f.name.clone(), first.clone());
+        }
     }
     for pair in rest.split(',').filter(|p| !p.trim().is_empty()) {
         let (name, value) = pair
