@@ -215,8 +215,8 @@ struct RunArgs {
     #[arg(long)]
     userns: bool,
     /// The container's system-call filter: `docker` (Docker's default profile, installed last
-    /// before the agent starts) or `off`. Recorded in the manifest; compare two runs with
-    /// `isolab compare` to see what the filter costs per system call and at start.
+    /// before the agent starts) or `off`. Recorded in the manifest; `--factor seccomp=docker,off`
+    /// runs both side by side to show what the filter costs per system call and at start.
     #[arg(long, value_enum, default_value_t = Seccomp::Docker)]
     seccomp: Seccomp,
     /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
