@@ -6,8 +6,8 @@
 //! filter can be measured (`isolab run --seccomp off`).
 //!
 //! The filter is compiled with rust-vmm's `seccompiler` (pure Rust) in the parent, before the clone,
-//! and installed by the child as its very last step before `execve` (the install is one system
-//! call on a prepared program: async-signal-safe). It then holds for the init and everything it
+//! and installed by the child as its very last step before `execve` (a `seccomp` call per
+//! prepared program: async-signal-safe). It then holds for the init and everything it
 //! starts.
 //!
 //! Source of the rules: `moby/profiles` seccomp v0.2.3 (`default.json`, as vendored by Moby in
@@ -17,9 +17,12 @@
 //! `modify_ldt`), and the `clone3` `ENOSYS` rule of a container without `CAP_SYS_ADMIN`. Rules
 //! that need a capability the container lacks are left out, as Docker leaves them out. Names that
 //! are not x86_64 system calls (the 32-bit `*32`, `*64` and `*_time64` variants, `socketcall`,
-//! ...) have no number here and are skipped, as libseccomp skips them. `io_uring_*`, `keyctl`,
-//! `add_key`, `request_key`, `bpf`, `mount`, `unshare`, `ptrace` is allowed (kernel ≥ 4.8), and
-//! `reboot` is not: no workload may depend on a call the profile refuses.
+//! ...) have no number here and are skipped, as libseccomp skips them.
+//!
+//! Refused, among others: every `io_uring_*` call, `keyctl`, `add_key`, `request_key`, `bpf`,
+//! `mount`, `unshare`, `setns`, `reboot`, `init_module`, `perf_event_open`. Allowed although
+//! sometimes thought dangerous: `ptrace` and `process_vm_readv` (Docker allows them on kernels
+//! ≥ 4.8, whose ptrace can no longer bypass seccomp). No workload may depend on a refused call.
 
 use std::collections::BTreeMap;
 
