@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod run_places;
 pub mod sample;
 pub mod stats;
 pub mod store;

@@ -14,6 +14,7 @@
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
+//! | `{{isolab:fact BACKEND KEY}}` | a setting the run recorded for a backend (`seccomp`, ...) |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
 //!
@@ -178,6 +179,11 @@ impl IsolabPreprocessor {
                 want(0, "run-id")?;
                 Ok(md_text(f.run_id()))
             }
+            "fact" => {
+                want(2, "fact BACKEND KEY")?;
+                check_backend(args[0])?;
+                Ok(f.fact(args[0], args[1]))
+            }
             other => Err(format!("unknown placeholder `{other}`; {}", usage())),
         }
     }
@@ -216,7 +222,7 @@ fn block(md: &str) -> String {
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
      exits-table WORKLOAD, inspect-table, capacity-table, effects, aa, manifest, availability, \
-     methodology, caveats, run-id"
+     methodology, caveats, run-id, fact BACKEND KEY"
         .into()
 }
 
