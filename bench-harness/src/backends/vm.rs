@@ -725,7 +725,17 @@ impl Backend for VmBackend {
             }
             Err(e) => return failed(TrialFailure::Crashed { reason: e.to_string() }),
         };
-        let result = result_of(&report);
+        let mut result = result_of(&report);
+        if !report.teardown_problems.is_empty() {
+            // A VMM thread that would not stop is a VMM bug (or a host that cannot finish an
+            // I/O): the trial must not pass as if nothing happened.
+            result = Err(TrialFailure::Crashed {
+                reason: format!(
+                    "the VMM could not tear the VM down cleanly: {}",
+                    report.teardown_problems.join("; ")
+                ),
+            });
+        }
         let log_tail = if result.is_err() {
             let mut tail = report.console_tail(TAIL_LINES);
             // A hung guest: where its vCPUs were is the first clue to why.
@@ -878,6 +888,7 @@ mod tests {
             cmdline: String::new(),
             unclaimed_io: 0,
             disk: None,
+            teardown_problems: Vec::new(),
             vcpu_states: Vec::new(),
         }
     }
@@ -1012,6 +1023,7 @@ mod tests {
             transport: Default::default(),
             broken: None,
             thread_panicked: false,
+            thread_left_running: false,
         });
         r.workload_phases = vec![
             window(WorkloadPhase::Prefill, 1_000, 100, 50, 8),

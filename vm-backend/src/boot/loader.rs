@@ -1,11 +1,14 @@
 //! Recognising, validating and loading a guest kernel.
 //!
 //! [`KernelImage::from_file`] reads the file and checks it completely (format, architecture,
-//! boot-protocol version, that the file is as long as its headers say) before any KVM call, so a
-//! wrong or truncated file is refused with a clear message instead of a guest that never starts.
+//! boot-protocol version, that the file is as long as its headers say, where every byte will go
+//! and the notes the loader will parse) before any KVM call, so a wrong, truncated or hostile
+//! file is refused with a clear message instead of a guest that never starts. All arithmetic on
+//! header fields is checked, and no kernel may reach past [`MAX_RAM_BYTES`] (the largest guest
+//! this VMM builds), so the sizes it reports can be added to without overflow.
 
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use linux_loader::bootparam::setup_header;
@@ -14,6 +17,7 @@ use vm_memory::{Address, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::x86_64::{BZIMAGE_64BIT_ENTRY_OFFSET, HIMEM_START};
 use crate::error::{Result, VmError};
+use crate::vstate::memory::MAX_RAM_BYTES;
 
 /// The two formats this VMM boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +45,9 @@ pub struct KernelInfo {
     pub format: KernelFormat,
     /// Boot protocol version (bzImage only, e.g. 0x020f).
     pub protocol: u16,
-    /// Lowest guest RAM the kernel needs to be loaded and to decompress itself, bytes.
+    /// Lowest guest RAM the kernel needs to be loaded and to decompress itself, bytes: the end
+    /// of everything the loader copies (trailing data included) and of the kernel's own
+    /// working area. Never above [`MAX_RAM_BYTES`].
     pub min_ram: u64,
     /// Highest address an initrd may end at (bzImage `initrd_addr_max`; 0x37ff_ffff otherwise).
     pub initrd_addr_max: u64,
@@ -98,7 +104,17 @@ const BZ_HDRS_MAGIC: u32 = 0x5372_6448; // "HdrS"
 const XLF_KERNEL_64: u16 = 1;
 const LOADED_HIGH: u8 = 1;
 const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
 const EM_X86_64: u16 = 62;
+/// Size of the ELF64 file header; the program header table cannot start inside it.
+const ELF_HEADER_LEN: u64 = 64;
+/// Most bytes after the part of a bzImage its header describes (a signature, padding): the
+/// loader copies them into guest memory with the kernel, so more points at a file that is not
+/// one bzImage.
+pub const MAX_BZIMAGE_TRAILING: u64 = 16 << 20;
+/// Largest PT_NOTE segment accepted (a vmlinux's notes are a few hundred bytes); the loader
+/// walks it note by note at load time, so it is walked here first.
+pub const MAX_NOTES: u64 = 1 << 20;
 /// Bytes of a kernel file read to check it (the ELF program header table may extend it, up to
 /// [`MAX_HEAD`]).
 pub const HEAD_LEN: u64 = 64 * 1024;
@@ -140,6 +156,8 @@ fn le64(b: &[u8], off: usize) -> Option<u64> {
 /// Why a byte string is not a bootable kernel (pure: no file name, for tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelCheckError {
+    /// The kernel would reach past the largest guest RAM this VMM builds.
+    TooLarge(String),
     /// Not a kernel of a known format, or one this VMM cannot enter.
     Format(String),
     /// The headers describe more bytes than there are.
@@ -149,9 +167,96 @@ pub enum KernelCheckError {
     },
 }
 
-/// Recognises and checks a kernel held in memory.
+/// Recognises and checks a kernel held in memory, its ELF notes included.
 pub fn check_kernel(bytes: &[u8]) -> std::result::Result<KernelInfo, KernelCheckError> {
-    check_kernel_head(bytes, bytes.len() as u64)
+    let info = check_kernel_head(bytes, bytes.len() as u64)?;
+    for (i, offset, len) in note_segments(bytes)? {
+        let seg = usize::try_from(offset)
+            .ok()
+            .zip(usize::try_from(len).ok())
+            .and_then(|(o, l)| bytes.get(o..o.checked_add(l)?))
+            .ok_or(KernelCheckError::Truncated {
+                needed: offset.saturating_add(len),
+            })?;
+        check_notes(i, seg)?;
+    }
+    Ok(info)
+}
+
+/// The PT_NOTE segments of an ELF kernel whose headers [`check_kernel_head`] accepted:
+/// (index, file offset, length), each inside the file and at most [`MAX_NOTES`] bytes. Empty
+/// for a bzImage.
+pub fn note_segments(head: &[u8]) -> std::result::Result<Vec<(u64, u64, u64)>, KernelCheckError> {
+    if !head.starts_with(ELF_MAGIC) {
+        return Ok(Vec::new());
+    }
+    let phoff = le64(head, 0x20).unwrap_or(0);
+    let phnum = u64::from(le16(head, 0x38).unwrap_or(0));
+    let mut out = Vec::new();
+    for i in 0..phnum {
+        let Some(p) = phoff
+            .checked_add(i * 56)
+            .and_then(|p| usize::try_from(p).ok())
+        else {
+            break;
+        };
+        if le32(head, p) != Some(PT_NOTE) {
+            continue;
+        }
+        let offset = le64(head, p + 0x8).unwrap_or(u64::MAX);
+        let filesz = le64(head, p + 0x20).unwrap_or(u64::MAX);
+        if filesz > MAX_NOTES {
+            return Err(KernelCheckError::Format(format!(
+                "note segment {i} holds {filesz} bytes; a vmlinux's notes take a few hundred"
+            )));
+        }
+        out.push((i, offset, filesz));
+    }
+    Ok(out)
+}
+
+/// Walks the notes of PT_NOTE segment `index` the way the loader will (linux-loader looks for
+/// the PVH entry note in every note segment at load time), and refuses what it would fail on:
+/// a note that runs past the segment, sizes that overflow when aligned, a PVH entry note too
+/// short for its address.
+pub fn check_notes(index: u64, seg: &[u8]) -> std::result::Result<(), KernelCheckError> {
+    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+    let bad = |what: &str| KernelCheckError::Format(format!("note segment {index}: {what}"));
+    let mut at = 0usize;
+    while at < seg.len() {
+        let namesz = le32(seg, at).ok_or_else(|| bad("a note header runs past the segment"))?;
+        let descsz = le32(seg, at + 4).ok_or_else(|| bad("a note header runs past the segment"))?;
+        let kind = le32(seg, at + 8).ok_or_else(|| bad("a note header runs past the segment"))?;
+        let name_at = at + 12;
+        let name_len = u64::from(namesz).next_multiple_of(4);
+        let desc_len = u64::from(descsz).next_multiple_of(4);
+        if name_len > u64::from(u32::MAX) || desc_len > u64::from(u32::MAX) {
+            return Err(bad("a note's size overflows when aligned"));
+        }
+        if kind == XEN_ELFNOTE_PHYS32_ENTRY
+            && namesz == 4
+            && seg.get(name_at..name_at + 4) == Some(b"Xen\0".as_slice())
+        {
+            // The loader stops here and reads the 32-bit entry address after the name.
+            if descsz < 4 {
+                return Err(bad("the PVH entry note is too short for its address"));
+            }
+            let desc_at = name_at + name_len as usize;
+            if seg.get(desc_at..desc_at + 4).is_none() {
+                return Err(bad("the PVH entry note runs past the segment"));
+            }
+            return Ok(());
+        }
+        at = u64::try_from(name_at)
+            .ok()
+            .and_then(|a| a.checked_add(name_len)?.checked_add(desc_len))
+            .and_then(|a| usize::try_from(a).ok())
+            .ok_or_else(|| bad("a note's size overflows"))?;
+        if at > seg.len() {
+            return Err(bad("a note runs past the segment"));
+        }
+    }
+    Ok(())
 }
 
 /// Recognises and checks a kernel from the first bytes of its file (`head`, which must hold the
@@ -206,11 +311,22 @@ fn check_bzimage(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, Ker
         0 => 4u64,
         n => u64::from(n),
     };
+    // Every value here is at most 2^32 * 16: the sums cannot overflow a u64.
+    let setup_len = (setup_sects + 1) * 512;
     let syssize = u64::from(read32(0x1f4)?);
-    let needed = (setup_sects + 1) * 512 + syssize * 16;
+    let needed = setup_len + syssize * 16;
     if file_len < needed {
         return Err(KernelCheckError::Truncated { needed });
     }
+    // The loader copies everything after the setup code, trailing bytes included.
+    let trailing = file_len - needed;
+    if trailing > MAX_BZIMAGE_TRAILING {
+        return Err(KernelCheckError::Format(format!(
+            "{trailing} bytes follow the kernel its header describes ({needed} bytes); a bzImage \
+             has at most a signature there. Is this a bzImage with something else appended?"
+        )));
+    }
+    let loaded_len = file_len - setup_len;
     let code32_start = u64::from(read32(0x214)?);
     if code32_start < HIMEM_START {
         return Err(KernelCheckError::Format(format!(
@@ -220,10 +336,19 @@ fn check_bzimage(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, Ker
     let init_size = u64::from(read32(0x260)?);
     let initrd_addr_max = u64::from(read32(0x22c)?);
     let cmdline_size = read32(0x238)? as usize;
+    let min_ram = code32_start
+        .checked_add(init_size.max(loaded_len))
+        .filter(|end| *end <= MAX_RAM_BYTES)
+        .ok_or_else(|| {
+            KernelCheckError::TooLarge(format!(
+                "it would need RAM up to {code32_start:#x} + {} bytes",
+                init_size.max(loaded_len)
+            ))
+        })?;
     Ok(KernelInfo {
         format: KernelFormat::BzImage,
         protocol,
-        min_ram: code32_start + init_size.max(syssize * 16),
+        min_ram,
         initrd_addr_max: if initrd_addr_max == 0 {
             DEFAULT_INITRD_ADDR_MAX
         } else {
@@ -265,6 +390,11 @@ fn check_elf(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, KernelC
             "program headers of size {phentsize} x {phnum}; a vmlinux has 56-byte headers"
         )));
     }
+    if phoff < ELF_HEADER_LEN {
+        return Err(fmt(format!(
+            "its program header table starts at {phoff:#x}, inside the ELF header"
+        )));
+    }
     let table_end = phoff
         .checked_add(phentsize * phnum)
         .ok_or_else(|| fmt("program header table offset overflows".into()))?;
@@ -280,8 +410,20 @@ fn check_elf(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, KernelC
     let mut mem_end = 0u64;
     let mut loads = 0;
     for i in 0..phnum {
+        // Inside `b` (table_end was checked against its length).
         let p = (phoff + i * phentsize) as usize;
-        if le32(b, p) != Some(PT_LOAD) {
+        let p_type = le32(b, p);
+        if p_type == Some(PT_NOTE) {
+            // The loader reads these at load time: they must be in the file.
+            let offset = le64(b, p + 0x8).unwrap_or(u64::MAX);
+            let filesz = le64(b, p + 0x20).unwrap_or(u64::MAX);
+            let end = offset
+                .checked_add(filesz)
+                .ok_or_else(|| fmt(format!("note segment {i} extends past 2^64")))?;
+            needed = needed.max(end);
+            continue;
+        }
+        if p_type != Some(PT_LOAD) {
             continue;
         }
         loads += 1;
@@ -298,7 +440,13 @@ fn check_elf(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, KernelC
         }
         let seg_end = paddr
             .checked_add(memsz.max(filesz))
-            .ok_or_else(|| fmt(format!("segment {i} extends past 2^64")))?;
+            .filter(|end| *end <= MAX_RAM_BYTES)
+            .ok_or_else(|| {
+                KernelCheckError::TooLarge(format!(
+                    "segment {i} loads {} bytes at {paddr:#x}",
+                    memsz.max(filesz)
+                ))
+            })?;
         mem_end = mem_end.max(seg_end);
     }
     if loads == 0 {
@@ -331,6 +479,13 @@ fn check_error(path: &Path, file_len: u64, e: KernelCheckError) -> VmError {
             path: path.to_owned(),
             needed,
             actual: file_len,
+        },
+        KernelCheckError::TooLarge(what) => VmError::KernelFormat {
+            path: path.to_owned(),
+            reason: format!(
+                "{what}, past the largest guest RAM this VMM builds ({} GiB)",
+                MAX_RAM_BYTES >> 30
+            ),
         },
     }
 }
@@ -366,6 +521,26 @@ impl KernelImage {
         }
         let info =
             check_kernel_head(&head, file_len).map_err(|e| check_error(path, file_len, e))?;
+        // The notes the loader will parse: checked now, read from wherever they are.
+        let segments = note_segments(&head).map_err(|e| check_error(path, file_len, e))?;
+        for (i, offset, len) in segments {
+            let mut seg = Vec::new();
+            file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
+            (&mut file)
+                .take(len)
+                .read_to_end(&mut seg)
+                .map_err(read_err)?;
+            if (seg.len() as u64) < len {
+                return Err(check_error(
+                    path,
+                    file_len,
+                    KernelCheckError::Truncated {
+                        needed: offset.saturating_add(len),
+                    },
+                ));
+            }
+            check_notes(i, &seg).map_err(|e| check_error(path, file_len, e))?;
+        }
         Ok(Self {
             path: path.to_owned(),
             len: file_len,
