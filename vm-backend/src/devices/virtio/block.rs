@@ -1775,33 +1775,137 @@ mod tests {
         assert_eq!(avail_event, 2);
     }
 
+    /// Runs one pass on another thread; a pass that has not ended after 20 s is a hang (the
+    /// thread is left behind: the test fails rather than hanging itself).
+    fn pass_within_20s(
+        mut q: Queue,
+        mem: GuestMemoryMmap,
+        mut disk: MemDisk,
+        mut stats: BlockStats,
+    ) -> (Queue, MemDisk, BlockStats, Pass) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pass = pq(&mut q, &mem, &mut disk, &mut stats).expect("pass");
+            let _ = tx.send((q, disk, stats, pass));
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the pass did not end: the device thread would never see its stop eventfd")
+    }
+
     #[test]
     fn overlapping_rings_that_feed_themselves_are_served_in_bounded_passes() {
-        // The used ring on top of the avail ring: every used entry the device writes bumps the
-        // avail index it reads next (found by the fuzzer as a device-thread hang).
-        let mut disk = MemDisk::new(8 * 512, false);
-        let d = Driver::new(16);
-        let mut q = Queue::new(16).expect("queue");
-        q.try_set_desc_table_address(GuestAddress(DESC))
-            .expect("desc");
-        q.try_set_avail_ring_address(GuestAddress(AVAIL))
-            .expect("avail");
-        q.try_set_used_ring_address(GuestAddress(AVAIL))
-            .expect("used");
-        q.set_ready(true);
+        // The used ring on top of the avail ring, with the used index one ahead of the avail
+        // index (a queue state the fuzzer hands over directly): every used entry the device
+        // publishes sets the avail index one past what it has taken, so there is always one
+        // more chain (a FLUSH) to serve. Found by the fuzzer as a device-thread hang.
+        let mut d = Driver::new(16);
+        d.header(HDR, VIRTIO_BLK_T_FLUSH, 0);
+        d.add(&req(&[]));
+        let q = Queue::try_from(virtio_queue::QueueState {
+            max_size: 16,
+            next_avail: 0,
+            next_used: 1,
+            event_idx_enabled: false,
+            size: 16,
+            ready: true,
+            desc_table: DESC,
+            avail_ring: AVAIL,
+            used_ring: AVAIL,
+        })
+        .expect("queue");
+        // The avail index (also the used index) says one chain: head 0, the flush.
         d.mem.write_obj(1u16, GuestAddress(AVAIL + 2)).expect("idx");
-        let mut stats = BlockStats::default();
-        let mut passes = 0;
-        loop {
-            match pq(&mut q, &d.mem, &mut disk, &mut stats) {
-                Ok(p) if p.more => passes += 1,
-                _ => break,
-            }
-            if passes == 3 {
-                break;
-            }
+        let (mut q, mut disk, mut stats) = (q, MemDisk::new(8 * 512, false), BlockStats::default());
+        for pass in 1..=3u64 {
+            let (q2, disk2, stats2, p) = pass_within_20s(q, d.mem.clone(), disk, stats);
+            (q, disk, stats) = (q2, disk2, stats2);
+            assert!(p.more, "pass {pass}: {p:?}");
+            assert_eq!(
+                stats.requests,
+                pass * MAX_CHAINS_PER_PASS as u64,
+                "{stats:?}"
+            );
+            assert_eq!(stats.passes_bounded, pass);
         }
-        assert!(stats.requests <= 3 * MAX_CHAINS_PER_PASS as u64 + MAX_CHAINS_PER_PASS as u64);
+    }
+
+    #[test]
+    fn a_pass_ends_at_its_byte_budget() {
+        // Reads of SIZE_MAX bytes (one chain, published again and again): a pass takes what
+        // fits in MAX_BYTES_PER_PASS, then says "more".
+        let per = u64::from(SIZE_MAX);
+        let n = (MAX_BYTES_PER_PASS / per) as u16 + 8;
+        let mut disk = MemDisk::new(1 << 20, false);
+        let mut d = Driver::new(256);
+        let mut q = d.queue();
+        d.header(HDR, VIRTIO_BLK_T_IN, 0);
+        let head = d.add(&req(&[(DATA, SIZE_MAX, true)]));
+        for _ in 1..n {
+            d.publish(head);
+        }
+        let mut stats = BlockStats::default();
+        let p = pq(&mut q, &d.mem, &mut disk, &mut stats).expect("pass");
+        assert!(p.more && p.notify, "{p:?}");
+        assert_eq!(stats.requests, MAX_BYTES_PER_PASS / per);
+        assert_eq!(stats.bytes_read, MAX_BYTES_PER_PASS);
+        let p = pq(&mut q, &d.mem, &mut disk, &mut stats).expect("pass");
+        assert!(!p.more, "{p:?}");
+        assert_eq!(stats.requests, u64::from(n));
+        assert_eq!(d.used_idx(), n);
+    }
+
+    #[test]
+    fn requests_beyond_size_max_or_seg_max_get_ioerr() {
+        let mut disk = MemDisk::new(1 << 20, false);
+        // One descriptor longer than SIZE_MAX.
+        let mut d = Driver::new(16);
+        let (len, status, s) = one(
+            &mut d,
+            &mut disk,
+            VIRTIO_BLK_T_IN,
+            0,
+            &req(&[(DATA, SIZE_MAX + 512, true)]),
+        );
+        assert_eq!((len, status, s.io_errors, s.reads), (1, IOERR, 1, 0));
+        // Exactly SIZE_MAX is fine.
+        let mut d = Driver::new(16);
+        let (len, status, _) = one(
+            &mut d,
+            &mut disk,
+            VIRTIO_BLK_T_IN,
+            0,
+            &req(&[(DATA, SIZE_MAX, true)]),
+        );
+        assert_eq!((len, status), (SIZE_MAX + 1, OK));
+        // SEG_MAX + 1 data descriptors of 512 bytes (the chain itself is not too long).
+        let mut d = Driver::new(256);
+        let segs: Vec<Buf> = (0..=SEG_MAX)
+            .map(|i| (DATA + 512 * u64::from(i), 512, false))
+            .collect();
+        let (len, status, s) = one(&mut d, &mut disk, VIRTIO_BLK_T_OUT, 0, &req(&segs));
+        assert_eq!((len, status, s.io_errors, s.writes), (1, IOERR, 1, 0));
+        // SEG_MAX of them is a valid request.
+        let mut d = Driver::new(256);
+        let (_, status, s) = one(
+            &mut d,
+            &mut disk,
+            VIRTIO_BLK_T_OUT,
+            0,
+            &req(&segs[..SEG_MAX as usize]),
+        );
+        assert_eq!((status, s.writes), (OK, 1));
+        // Both are offered in the configuration space the driver reads.
+        let dev = Block::new(
+            Box::new(MemDisk::new(512, false)),
+            Arc::new(Interrupt::new(None)),
+            None,
+        );
+        assert_ne!(dev.features() & (1 << VIRTIO_BLK_F_SIZE_MAX), 0);
+        assert_ne!(dev.features() & (1 << VIRTIO_BLK_F_SEG_MAX), 0);
+        let mut cfg = [0u8; 8];
+        dev.read_config(8, &mut cfg);
+        assert_eq!(cfg[..4], SIZE_MAX.to_le_bytes());
+        assert_eq!(cfg[4..], SEG_MAX.to_le_bytes());
     }
 
     /// A disk that records, at each flush, how many used entries the guest could see.
