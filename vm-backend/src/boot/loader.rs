@@ -792,4 +792,225 @@ pub(crate) mod tests {
         assert_eq!(l.entry, 0x100_0000);
         assert_eq!(l.kernel_end, 0x100_0000 + 8192);
     }
+
+    /// `fake_elf` with one more program header (a PT_NOTE over `notes`, appended to the file).
+    fn elf_with_notes(notes: &[u8]) -> Vec<u8> {
+        let mut b = fake_elf(4096);
+        // Make room for a second program header after the first (and move the payload).
+        let payload = b.split_off(64 + 56);
+        b.extend_from_slice(&[0u8; 56]);
+        let payload_off = b.len() as u64;
+        b.extend_from_slice(&payload);
+        b[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        b[64 + 0x8..64 + 0x10].copy_from_slice(&payload_off.to_le_bytes());
+        let note_off = b.len() as u64;
+        b.extend_from_slice(notes);
+        let p = 64 + 56;
+        b[p..p + 4].copy_from_slice(&PT_NOTE.to_le_bytes());
+        b[p + 0x8..p + 0x10].copy_from_slice(&note_off.to_le_bytes());
+        b[p + 0x20..p + 0x28].copy_from_slice(&(notes.len() as u64).to_le_bytes());
+        b
+    }
+
+    /// One ELF note: namesz, descsz, type, name (padded), desc (padded).
+    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        v.extend_from_slice(&kind.to_le_bytes());
+        v.extend_from_slice(name);
+        v.resize(v.len().next_multiple_of(4), 0);
+        v.extend_from_slice(desc);
+        v.resize(v.len().next_multiple_of(4), 0);
+        v
+    }
+
+    fn set_segment(b: &mut [u8], paddr: u64, memsz: u64) {
+        b[64 + 0x18..64 + 0x20].copy_from_slice(&paddr.to_le_bytes());
+        b[64 + 0x28..64 + 0x30].copy_from_slice(&memsz.to_le_bytes());
+    }
+
+    #[test]
+    fn elf_segments_that_overflow_or_pass_the_largest_ram_are_refused() {
+        // The end wraps past 2^64.
+        let mut b = fake_elf(4096);
+        set_segment(&mut b, u64::MAX - 0x1000, 0x2000);
+        b[0x18..0x20].copy_from_slice(&(u64::MAX - 0x1000).to_le_bytes());
+        assert!(
+            matches!(check_kernel(&b), Err(KernelCheckError::Format(ref m)) if m.contains("2^64"))
+                || matches!(check_kernel(&b), Err(KernelCheckError::TooLarge(_))),
+            "{:?}",
+            check_kernel(&b)
+        );
+        // Near the top without wrapping, or just a huge memsz: past the largest guest.
+        for (paddr, memsz) in [
+            (0xffff_ffff_0000_0000u64, 0x1000u64),
+            (0x100_0000, 1 << 62),
+            (0x100_0000, MAX_RAM_BYTES),
+        ] {
+            let mut b = fake_elf(4096);
+            set_segment(&mut b, paddr, memsz);
+            b[0x18..0x20].copy_from_slice(&paddr.to_le_bytes());
+            assert!(
+                matches!(check_kernel(&b), Err(KernelCheckError::TooLarge(_))),
+                "{paddr:#x}+{memsz:#x}: {:?}",
+                check_kernel(&b)
+            );
+        }
+        // Right up to the limit is fine, and whatever the VMM adds to min_ram cannot overflow.
+        let mut b = fake_elf(4096);
+        set_segment(&mut b, 0x100_0000, MAX_RAM_BYTES - 0x100_0000);
+        let info = check_kernel(&b).expect("at the limit");
+        assert_eq!(info.min_ram, MAX_RAM_BYTES);
+        // Through the file API the refusal names the file and the limit.
+        let err = KernelImage::from_bytes(Path::new("/x/huge"), {
+            let mut b = fake_elf(4096);
+            set_segment(&mut b, 0x100_0000, 1 << 62);
+            b
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("/x/huge") && err.to_string().contains("1024 GiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn program_headers_inside_the_elf_header_are_refused() {
+        let mut b = fake_elf(4096);
+        b[0x20..0x28].copy_from_slice(&8u64.to_le_bytes());
+        assert!(
+            matches!(check_kernel(&b), Err(KernelCheckError::Format(m)) if m.contains("inside the ELF header"))
+        );
+    }
+
+    #[test]
+    fn bzimage_trailing_data_is_loaded_and_counted_or_refused() {
+        // A little trailing data (a signature): accepted, and the RAM it needs counted, so the
+        // loader (which copies it too) fits in min_ram.
+        let mut b = fake_bzimage(8192);
+        let init_size = 0x40_0000u64;
+        let trailing = 5 << 20;
+        b.resize(b.len() + trailing, 0xee);
+        let info = check_kernel(&b).expect("a signature's worth of trailing data");
+        let loaded = (b.len() - 5 * 512) as u64;
+        assert!(loaded > init_size);
+        assert_eq!(info.min_ram, 0x10_0000 + loaded);
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), info.min_ram as usize)])
+            .expect("mem");
+        let k = KernelImage::from_bytes(Path::new("bz"), b).expect("ok");
+        let l = k
+            .load(&mem)
+            .expect("what the check accepted loads in min_ram");
+        assert_eq!(l.kernel_end, info.min_ram);
+        // Far more than a signature: refused.
+        let mut b = fake_bzimage(8192);
+        b.resize(b.len() + MAX_BZIMAGE_TRAILING as usize + 1, 0);
+        assert!(
+            matches!(check_kernel(&b), Err(KernelCheckError::Format(ref m)) if m.contains("appended")),
+            "{:?}",
+            check_kernel(&b)
+        );
+    }
+
+    #[test]
+    fn note_segments_are_walked_before_any_load() {
+        let pvh = note(b"Xen\0", 18, &0x100_0000u32.to_le_bytes());
+        let other = note(b"Linux\0", 6, b"6.1");
+        // Good notes, with and without the PVH entry: accepted, and they load.
+        for notes in [
+            pvh.clone(),
+            [other.clone(), pvh.clone()].concat(),
+            other.clone(),
+        ] {
+            let b = elf_with_notes(&notes);
+            check_kernel(&b).expect("valid notes");
+            let mem =
+                GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 32 << 20)]).expect("mem");
+            KernelImage::from_bytes(Path::new("elf"), b)
+                .expect("ok")
+                .load(&mem)
+                .expect("loads");
+        }
+        // Notes the loader would fail on at load time.
+        let mut short_pvh = note(b"Xen\0", 18, &[1, 2]);
+        short_pvh.truncate(12 + 4 + 4);
+        let mut runs_past = other.clone();
+        runs_past.truncate(other.len() - 4);
+        let mut overflow = other.clone();
+        overflow[0..4].copy_from_slice(&(u32::MAX - 1).to_le_bytes());
+        let mut pvh_cut = pvh.clone();
+        pvh_cut.truncate(16);
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 32 << 20)]).expect("mem");
+        for (what, notes, loader_fails) in [
+            ("a PVH note with a 2-byte address", short_pvh, true),
+            // linux-loader stops walking at the segment's end: refused here as malformed.
+            ("a note running past the segment", runs_past, false),
+            ("a name size that overflows when aligned", overflow, true),
+            ("a PVH note cut after its name", pvh_cut, true),
+            ("a header cut short", vec![1, 0, 0, 0, 0], true),
+        ] {
+            let b = elf_with_notes(&notes);
+            // Without the check, linux-loader would fail on it only at load time, with the VM
+            // already made.
+            let raw = Elf::load(
+                &mem,
+                None,
+                &mut Cursor::new(b.as_slice()),
+                Some(GuestAddress(HIMEM_START)),
+            );
+            assert_eq!(raw.is_err(), loader_fails, "{what}: {raw:?}");
+            assert!(
+                matches!(check_kernel(&b), Err(KernelCheckError::Format(ref m)) if m.contains("note segment 1")),
+                "{what}: {:?}",
+                check_kernel(&b)
+            );
+        }
+        // A note segment outside the file: truncated; one too large: refused.
+        let mut b = elf_with_notes(&other);
+        let len = b.len() as u64;
+        b[64 + 56 + 0x8..64 + 56 + 0x10].copy_from_slice(&(len - 4).to_le_bytes());
+        assert!(matches!(
+            check_kernel(&b),
+            Err(KernelCheckError::Truncated { .. })
+        ));
+        let mut b = elf_with_notes(&other);
+        b[64 + 56 + 0x8..64 + 56 + 0x10].copy_from_slice(&(u64::MAX - 4).to_le_bytes());
+        assert!(
+            matches!(check_kernel(&b), Err(KernelCheckError::Format(ref m)) if m.contains("2^64"))
+        );
+        let mut b = elf_with_notes(&other);
+        b[64 + 56 + 0x20..64 + 56 + 0x28].copy_from_slice(&(MAX_NOTES + 1).to_le_bytes());
+        assert!(check_kernel(&b).is_err());
+    }
+
+    #[test]
+    fn notes_past_the_head_of_a_file_are_read_and_checked() {
+        // The notes sit after a payload larger than HEAD_LEN, as in a real vmlinux.
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("isolab-loader-notes-{}", std::process::id()));
+        let build = |notes: &[u8]| {
+            let mut b = fake_elf(200_000);
+            let payload = b.split_off(64 + 56);
+            b.extend_from_slice(&[0u8; 56]);
+            let payload_off = b.len() as u64;
+            b.extend_from_slice(&payload);
+            b[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+            b[64 + 0x8..64 + 0x10].copy_from_slice(&payload_off.to_le_bytes());
+            let note_off = b.len() as u64;
+            assert!(note_off > HEAD_LEN);
+            b.extend_from_slice(notes);
+            let p = 64 + 56;
+            b[p..p + 4].copy_from_slice(&PT_NOTE.to_le_bytes());
+            b[p + 0x8..p + 0x10].copy_from_slice(&note_off.to_le_bytes());
+            b[p + 0x20..p + 0x28].copy_from_slice(&(notes.len() as u64).to_le_bytes());
+            b
+        };
+        std::fs::write(&path, build(&note(b"Xen\0", 18, &[0, 0, 0, 1]))).expect("write");
+        KernelImage::from_file(&path).expect("good notes");
+        std::fs::write(&path, build(&note(b"Xen\0", 18, &[0, 0]))).expect("write");
+        let err = KernelImage::from_file(&path).unwrap_err();
+        assert!(err.to_string().contains("PVH entry note"), "{err}");
+        let _ = std::fs::remove_file(path);
+    }
 }
