@@ -65,6 +65,7 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         path: "/unused".into(),
         file_mib: SEQ_MIB,
         ops: RAND_OPS,
+        ..Default::default()
     });
     let seq = Workload::IoSeq(IoSeqParams {
         path: "/unused".into(),

@@ -934,6 +934,7 @@ mod tests {
             path: "/dev/vda".into(),
             file_mib: 8,
             ops: 200,
+            ..Default::default()
         });
         let m = metrics_of(&r, &rand);
         let get = |n: &str| {
@@ -1037,6 +1038,7 @@ mod tests {
             path: "/dev/vda".into(),
             file_mib: 8,
             ops: 200,
+            ..Default::default()
         });
         let mut m = metrics_of(&r, &rand);
         m.extend(disk_metrics_of(&r));
