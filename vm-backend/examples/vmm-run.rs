@@ -89,8 +89,7 @@ fn main() {
             "--inject-fault" => {
                 let spec = value("--inject-fault");
                 fault = Some(
-                    Fault::parse(&spec)
-                        .unwrap_or_else(|| usage(&format!("unknown fault {spec}"))),
+                    Fault::parse(&spec).unwrap_or_else(|| usage(&format!("unknown fault {spec}"))),
                 );
             }
             other => usage(&format!("unknown argument {other}")),

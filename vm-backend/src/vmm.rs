@@ -793,7 +793,7 @@ struct VcpuJob {
 }
 
 impl VcpuJob {
-    fn run(self, done: mpsc::Sender<usize>) -> (RunStats, Option<VcpuState>) {
+    fn run(self, done: mpsc::Sender<usize>) -> VcpuOutcome {
         let VcpuJob {
             index,
             mut vcpu,
@@ -829,10 +829,13 @@ impl VcpuJob {
     }
 }
 
+/// What a vCPU thread returns: its run, and where it was if it was stopped at the timeout.
+type VcpuOutcome = (RunStats, Option<VcpuState>);
+
 /// The vCPU threads of a running VM. Dropping it (an early return) stops and joins them within
 /// [`STOP_GRACE`].
 struct VcpuThreads {
-    handles: Vec<(usize, JoinHandle<(RunStats, Option<VcpuState>)>)>,
+    handles: Vec<(usize, JoinHandle<VcpuOutcome>)>,
     stop: Arc<AtomicBool>,
     capture_state: Arc<AtomicBool>,
     done_rx: mpsc::Receiver<usize>,
@@ -842,7 +845,7 @@ struct VcpuThreads {
 /// What stopping the vCPU threads came to.
 struct Joined {
     /// Per vCPU index: its run and state, None if its thread could not be joined.
-    results: Vec<Option<(RunStats, Option<VcpuState>)>>,
+    results: Vec<Option<VcpuOutcome>>,
     /// Threads that did not end in time or panicked.
     problems: Vec<String>,
 }
@@ -858,7 +861,7 @@ impl VcpuThreads {
         }
     }
 
-    fn push(&mut self, index: usize, handle: JoinHandle<(RunStats, Option<VcpuState>)>) {
+    fn push(&mut self, index: usize, handle: JoinHandle<VcpuOutcome>) {
         self.handles.push((index, handle));
     }
 
@@ -894,8 +897,7 @@ impl VcpuThreads {
                 self.mark_done(i);
             }
         }
-        let mut results: Vec<Option<(RunStats, Option<VcpuState>)>> =
-            (0..count).map(|_| None).collect();
+        let mut results: Vec<Option<VcpuOutcome>> = (0..count).map(|_| None).collect();
         let mut problems = Vec::new();
         for (index, handle) in std::mem::take(&mut self.handles) {
             // A thread that sent `done` has only its return left to do.

@@ -17,8 +17,8 @@ mod common;
 use std::time::Duration;
 
 use common::{example, ext4_image_gz, report, run_session, words};
-use sha2::{Digest, Sha256};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};

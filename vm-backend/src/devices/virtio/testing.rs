@@ -229,7 +229,7 @@ pub fn race(cfg: &RaceConfig) -> RaceOutcome {
                     break;
                 };
                 let status: u8 = mem.read_obj(GuestAddress(status_at)).unwrap_or(0xff);
-                if id % 3 != 0 || status != VIRTIO_BLK_S_OK as u8 || len != want_len {
+                if !id.is_multiple_of(3) || status != VIRTIO_BLK_S_OK as u8 || len != want_len {
                     failure = Some(format!(
                         "request {completed}: head {id}, status {status}, used length {len} (want {want_len})"
                     ));
