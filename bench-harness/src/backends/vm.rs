@@ -497,6 +497,18 @@ fn disk_metrics_of(report: &VmReport) -> Vec<Metric> {
     ] {
         m.push(Metric::lower(&format!("disk.{name}"), "requests", n as f64));
     }
+    // How often the guest published while the device was looking at the ring (normal at a
+    // queue depth above 1; the device goes round again), and passes cut at their budget.
+    m.push(Metric::lower(
+        "disk.late_publishes",
+        "events",
+        st.late_publishes as f64,
+    ));
+    m.push(Metric::lower(
+        "disk.passes_bounded",
+        "passes",
+        st.passes_bounded as f64,
+    ));
     for phase in WorkloadPhase::ALL {
         let disk: Option<Vec<BlockStats>> = phase_windows(report, phase).map(|w| w.disk).collect();
         let Some(disk) = disk.filter(|d| !d.is_empty()) else {
