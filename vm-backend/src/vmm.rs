@@ -635,7 +635,9 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
             threads.mark_done(i);
             (Some(i), None)
         }
-        Err(_) => (None, Some(ns_since(origin))),
+        Err(mpsc::RecvTimeoutError::Timeout) => (None, Some(ns_since(origin))),
+        // Every vCPU thread ended without a word: they panicked (named below).
+        Err(mpsc::RecvTimeoutError::Disconnected) => (None, None),
     };
     let stop_at = Instant::now();
     let deadline = stop_at + STOP_GRACE;
@@ -679,10 +681,10 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         (Some(LoopEnd::Stopped), None) => StopReason::VmmError("stopped without a request".into()),
         (Some(LoopEnd::UnexpectedExit(e)), None) => StopReason::UnexpectedExit(e.clone()),
         (Some(LoopEnd::Failed(e)), None) => StopReason::VmmError(e.clone()),
-        (None, None) => StopReason::VmmError(format!(
-            "vCPU {} ended its run loop but its thread could not be joined",
-            first.unwrap_or(0)
-        )),
+        (None, None) => StopReason::VmmError(match first {
+            Some(i) => format!("vCPU {i} ended its run loop but its thread could not be joined"),
+            None => "no vCPU thread said why it stopped (see the teardown problems)".into(),
+        }),
     };
 
     // The whole run: the counters now (every vCPU has stopped), and the marker windows.
