@@ -1,7 +1,7 @@
 //! Random I/O: 4 KiB O_DIRECT reads and writes at a queue depth (IOPS, p50/p99 per operation).
 //!
 //! Depth 1 issues each request after the last one completed (`pread`/`pwrite`), as before;
-//! a larger depth keeps that many requests in flight with Linux AIO ([`super::aio`]), like fio's
+//! a larger depth keeps that many requests in flight with Linux AIO (io_submit), like fio's
 //! `libaio` engine at `iodepth=N`. Latency is per request, from its submission to its
 //! completion. Every written block holds a pattern made from its offset ([`fill_block`]), so
 //! the target's contents afterwards do not depend on the order in which requests completed:
