@@ -86,12 +86,16 @@ impl Code {
             .extend_from_slice(&[0x0f, 0x20, 0xd8, 0x0f, 0x22, 0xd8]);
         self
     }
-    /// Waits until the 16-bit word at `addr` is not 0: `mov rbx, addr; cmp word [rbx], 0; je`
-    fn wait_nonzero16(mut self, addr: u64) -> Self {
-        self.0.extend_from_slice(&[0x48, 0xbb]);
-        self.0.extend_from_slice(&addr.to_le_bytes());
-        self.0
-            .extend_from_slice(&[0x66, 0x83, 0x3b, 0x00, 0x74, 0xfa]);
+    /// Spins for `cycles` TSC cycles: `rdtsc; shl rdx, 32; or rax, rdx; mov rsi, rax;
+    /// mov rcx, cycles; add rsi, rcx; 1: rdtsc; shl rdx, 32; or rax, rdx; cmp rax, rsi; jb 1b`
+    fn delay(mut self, cycles: u64) -> Self {
+        let now = [0x0f, 0x31, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xd0];
+        self.0.extend_from_slice(&now);
+        self.0.extend_from_slice(&[0x48, 0x89, 0xc6, 0x48, 0xb9]);
+        self.0.extend_from_slice(&cycles.to_le_bytes());
+        self.0.extend_from_slice(&[0x48, 0x01, 0xce]);
+        self.0.extend_from_slice(&now);
+        self.0.extend_from_slice(&[0x48, 0x39, 0xf0, 0x72, 0xf2]);
         self
     }
     /// `jmp $`: spin until stopped.
@@ -117,9 +121,9 @@ fn spinning_guest() -> Vec<u8> {
 
 /// Sets up the virtio-blk device the way a driver does (status, features with VERSION_1, one
 /// queue of 16 at [`QUEUE`], DRIVER_OK) with one read request already in the avail ring: the
-/// device thread takes it at activation. With `reset`, the guest then waits until the device
-/// has started its pass (it sets the used ring's NO_NOTIFY flag) and resets the device (Status
-/// = 0) while the request is in progress, then spins.
+/// device thread takes it at activation. With `reset`, the guest then waits a moment (2^30 TSC
+/// cycles, for the device thread to take the request), resets the device (Status = 0) while
+/// the request is in progress, writes marker 2, then spins.
 fn disk_guest(reset: bool) -> Vec<u8> {
     let desc = QUEUE;
     let avail = QUEUE + 0x100;
@@ -148,7 +152,10 @@ fn disk_guest(reset: bool) -> Vec<u8> {
         .mmio_write(0x44, 1)
         .mmio_write(0x70, 15);
     let code = if reset {
-        code.wait_nonzero16(used).mmio_write(0x70, 0)
+        code.delay(1 << 30)
+            .base(BLOCK_MMIO)
+            .mmio_write(0x70, 0)
+            .out8(MARKER_PORT, 2)
     } else {
         code
     }
@@ -305,7 +312,11 @@ fn every_thread_is_joined_and_every_failure_named_on_every_path() {
     // the status register must not wait for the device thread): the VMM stops at its timeout
     // and hands back its report within the grace period, the request given up, every thread
     // joined.
-    let mut c = config(&resetting_disk_kernel, 1, Duration::from_secs(1));
+    // 3 s: time for the guest's delay and reset even on a busy host, and still well inside
+    // the request's 10 s (with a vCPU waiting for the request, the stop would miss the grace
+    // period by 2 s).
+    let slow_timeout = Duration::from_secs(3);
+    let mut c = config(&resetting_disk_kernel, 1, slow_timeout);
     c.disk = Some(DiskConfig {
         path: image.clone(),
         read_only: false,
@@ -313,7 +324,7 @@ fn every_thread_is_joined_and_every_failure_named_on_every_path() {
     c.fault = Some(Fault::SlowDisk(Duration::from_secs(10)));
     let (out, took) = run_counted("disk blocking 10 s per request", &c);
     let r = out.expect("report");
-    assert_eq!(r.stop, StopReason::Timeout(Duration::from_secs(1)));
+    assert_eq!(r.stop, StopReason::Timeout(slow_timeout));
     let disk = r.disk.as_ref().expect("disk report");
     assert_eq!(
         (disk.stats.requests, disk.stats.abandoned),
@@ -325,9 +336,14 @@ fn every_thread_is_joined_and_every_failure_named_on_every_path() {
         "{:?}",
         r.teardown_problems
     );
-    // Its 16 set-up writes and the reset.
-    assert_eq!(r.exits.get("mmio_write.virtio_blk"), 17, "{:?}", r.exits);
-    assert!(took < Duration::from_secs(1) + STOP_GRACE, "{took:?}");
+    // The guest got past its reset write (marker 2) while the request was blocked.
+    assert_eq!(
+        r.markers.iter().map(|m| m.byte).collect::<Vec<_>>(),
+        [1, 2],
+        "{:?}",
+        r.markers
+    );
+    assert!(took < slow_timeout + STOP_GRACE, "{took:?}");
     let stop = r.at("stop_requested").expect("stop");
     let down = r.at("torn_down").expect("torn down");
     eprintln!(
