@@ -491,7 +491,7 @@ mod tests {
                 None => false,
             })
             .collect();
-        assert_eq!(known, [1, 2, 3, 4, 16, 17, 18]);
+        assert_eq!(known, [1, 2, 3, 4, 16, 17, 18, 19]);
         for p in WorkloadPhase::ALL {
             assert!(PHASE_BYTES.contains(&p.byte()), "{p:?}");
             assert_eq!(WorkloadPhase::from_byte(p.byte()), Some(p));
@@ -501,7 +501,7 @@ mod tests {
             );
         }
         // Reserved phase bytes without a phase, and the rest, are nobody's.
-        for b in [0, 5, 15, 19, 31, 32, 255] {
+        for b in [0, 5, 15, 20, 31, 32, 255] {
             assert_eq!(MarkerEvent::from_byte(b), None, "{b}");
             assert_eq!(WorkloadPhase::from_byte(b), None, "{b}");
         }
