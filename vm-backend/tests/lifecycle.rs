@@ -8,9 +8,12 @@
 //! One test function runs every case in turn, so that no other test's threads move the count.
 //! Needs /dev/kvm: without it the test fails with a message (CI must have it).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::elf_kernel;
 use vm_backend::vmm::{run, DiskConfig, Fault, StopReason, VmConfig, VmReport, STOP_GRACE};
 use vm_backend::VmError;
 
@@ -23,29 +26,7 @@ const BLOCK_MMIO: u64 = 0xd000_0000;
 
 /// An ELF vmlinux holding `image` (code at offset 0, data after it) at [`ENTRY`].
 fn tiny_elf(image: &[u8]) -> Vec<u8> {
-    let mut b = vec![0u8; 64 + 56];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[6] = 1;
-    b[0x10..0x12].copy_from_slice(&2u16.to_le_bytes());
-    b[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
-    b[0x14..0x18].copy_from_slice(&1u32.to_le_bytes());
-    b[0x18..0x20].copy_from_slice(&ENTRY.to_le_bytes());
-    b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-    b[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
-    b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-    b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-    let p = 64;
-    b[p..p + 4].copy_from_slice(&1u32.to_le_bytes());
-    b[p + 4..p + 8].copy_from_slice(&7u32.to_le_bytes());
-    b[p + 0x8..p + 0x10].copy_from_slice(&120u64.to_le_bytes());
-    b[p + 0x10..p + 0x18].copy_from_slice(&ENTRY.to_le_bytes());
-    b[p + 0x18..p + 0x20].copy_from_slice(&ENTRY.to_le_bytes());
-    b[p + 0x20..p + 0x28].copy_from_slice(&(image.len() as u64).to_le_bytes());
-    b[p + 0x28..p + 0x30].copy_from_slice(&(image.len() as u64).to_le_bytes());
-    b.extend_from_slice(image);
-    b
+    elf_kernel(ENTRY, image, image.len() as u64)
 }
 
 /// A few x86-64 instructions, encoded by hand.

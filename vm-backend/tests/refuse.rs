@@ -1,5 +1,7 @@
 //! Inputs the VMM refuses before it touches KVM: these run on any host, with or without /dev/kvm.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -99,24 +101,7 @@ fn bzimage(trailing: usize, initrd_addr_max: u32) -> Vec<u8> {
 
 /// An ELF vmlinux whose one segment loads `memsz` bytes at `paddr` (entry there too).
 fn elf(paddr: u64, memsz: u64) -> Vec<u8> {
-    let mut b = vec![0u8; 64 + 56 + 4096];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[6] = 1;
-    b[0x10..0x12].copy_from_slice(&2u16.to_le_bytes());
-    b[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
-    b[0x18..0x20].copy_from_slice(&paddr.to_le_bytes());
-    b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-    b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-    b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-    let p = 64;
-    b[p..p + 4].copy_from_slice(&1u32.to_le_bytes());
-    b[p + 0x8..p + 0x10].copy_from_slice(&120u64.to_le_bytes());
-    b[p + 0x18..p + 0x20].copy_from_slice(&paddr.to_le_bytes());
-    b[p + 0x20..p + 0x28].copy_from_slice(&4096u64.to_le_bytes());
-    b[p + 0x28..p + 0x30].copy_from_slice(&memsz.to_le_bytes());
-    b
+    common::elf_kernel(paddr, &[0; 4096], memsz)
 }
 
 /// Kernels and layouts the loader (or the initramfs placement) would only fail on after the VM

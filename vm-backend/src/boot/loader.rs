@@ -283,6 +283,15 @@ pub fn check_kernel_head(
     Err(KernelCheckError::Format(what))
 }
 
+/// The end of `len` bytes at `start` in guest RAM, refused when it passes the largest guest
+/// this VMM builds (or 2^64): every end a kernel's headers give goes through here.
+fn ram_end(start: u64, len: u64, what: &str) -> std::result::Result<u64, KernelCheckError> {
+    start
+        .checked_add(len)
+        .filter(|end| *end <= MAX_RAM_BYTES)
+        .ok_or_else(|| KernelCheckError::TooLarge(format!("{what} {start:#x} + {len} bytes")))
+}
+
 fn check_bzimage(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, KernelCheckError> {
     let fmt = |s: &str| KernelCheckError::Format(s.to_owned());
     // The setup header ends before 0x268; everything below is inside it.
@@ -336,15 +345,11 @@ fn check_bzimage(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, Ker
     let init_size = u64::from(read32(0x260)?);
     let initrd_addr_max = u64::from(read32(0x22c)?);
     let cmdline_size = read32(0x238)? as usize;
-    let min_ram = code32_start
-        .checked_add(init_size.max(loaded_len))
-        .filter(|end| *end <= MAX_RAM_BYTES)
-        .ok_or_else(|| {
-            KernelCheckError::TooLarge(format!(
-                "it would need RAM up to {code32_start:#x} + {} bytes",
-                init_size.max(loaded_len)
-            ))
-        })?;
+    let min_ram = ram_end(
+        code32_start,
+        init_size.max(loaded_len),
+        "it would need RAM up to",
+    )?;
     Ok(KernelInfo {
         format: KernelFormat::BzImage,
         protocol,
@@ -438,15 +443,11 @@ fn check_elf(b: &[u8], file_len: u64) -> std::result::Result<KernelInfo, KernelC
         if paddr < HIMEM_START {
             return Err(fmt(format!("segment {i} loads at {paddr:#x}, below 1 MiB")));
         }
-        let seg_end = paddr
-            .checked_add(memsz.max(filesz))
-            .filter(|end| *end <= MAX_RAM_BYTES)
-            .ok_or_else(|| {
-                KernelCheckError::TooLarge(format!(
-                    "segment {i} loads {} bytes at {paddr:#x}",
-                    memsz.max(filesz)
-                ))
-            })?;
+        let seg_end = ram_end(
+            paddr,
+            memsz.max(filesz),
+            &format!("segment {i} loads up to"),
+        )?;
         mem_end = mem_end.max(seg_end);
     }
     if loads == 0 {

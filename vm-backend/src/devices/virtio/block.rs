@@ -1908,19 +1908,30 @@ mod tests {
         assert_eq!(cfg[4..], SEG_MAX.to_le_bytes());
     }
 
-    /// A disk that records, at each flush, how many used entries the guest could see.
-    struct OrderProbe {
+    /// A MemDisk that calls `on_read` before each read and `on_flush` before each flush (tests
+    /// that need to see or change something at that moment).
+    struct Hooked {
         inner: MemDisk,
-        mem: GuestMemoryMmap,
-        used_idx_at_flush: Arc<Mutex<Vec<u16>>>,
+        on_read: Box<dyn FnMut() + Send>,
+        on_flush: Box<dyn FnMut() + Send>,
     }
 
-    impl DiskBackend for OrderProbe {
+    impl Hooked {
+        fn new(inner: MemDisk) -> Self {
+            Self {
+                inner,
+                on_read: Box::new(|| {}),
+                on_flush: Box::new(|| {}),
+            }
+        }
+    }
+
+    impl DiskBackend for Hooked {
         fn size(&self) -> u64 {
             self.inner.size()
         }
         fn read_only(&self) -> bool {
-            false
+            self.inner.read_only()
         }
         fn read_to_guest(
             &mut self,
@@ -1930,6 +1941,7 @@ mod tests {
             o: u64,
             c: &AtomicBool,
         ) -> std::io::Result<()> {
+            (self.on_read)();
             self.inner.read_to_guest(m, a, l, o, c)
         }
         fn write_from_guest(
@@ -1942,25 +1954,26 @@ mod tests {
         ) -> std::io::Result<()> {
             self.inner.write_from_guest(m, a, l, o, c)
         }
-        fn flush(&mut self, _: &AtomicBool) -> std::io::Result<()> {
-            let idx = self.mem.read_obj(GuestAddress(USED + 2)).expect("used idx");
-            self.used_idx_at_flush.lock().expect("lock").push(idx);
-            Ok(())
+        fn flush(&mut self, c: &AtomicBool) -> std::io::Result<()> {
+            (self.on_flush)();
+            self.inner.flush(c)
         }
         fn id(&self) -> [u8; 20] {
-            [0; 20]
+            self.inner.id()
         }
     }
 
     #[test]
     fn a_flush_is_durable_before_the_guest_sees_it_complete() {
         let mut d = Driver::new(16);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut disk = OrderProbe {
-            inner: MemDisk::new(8 * 512, false),
-            mem: d.mem.clone(),
-            used_idx_at_flush: Arc::clone(&seen),
-        };
+        // At each flush: how many used entries could the guest see?
+        let seen = Arc::new(Mutex::new(Vec::<u16>::new()));
+        let mut disk = Hooked::new(MemDisk::new(8 * 512, false));
+        let (mem, probe) = (d.mem.clone(), Arc::clone(&seen));
+        disk.on_flush = Box::new(move || {
+            let idx = mem.read_obj(GuestAddress(USED + 2)).expect("used idx");
+            probe.lock().expect("lock").push(idx);
+        });
         let (_, status, _) = one(&mut d, &mut disk, VIRTIO_BLK_T_FLUSH, 0, &req(&[]));
         assert_eq!(status, OK);
         assert_eq!(
@@ -2081,63 +2094,23 @@ mod tests {
     fn a_reset_during_a_request_leaves_the_old_queue_alone() {
         // The reset arrives (from a vCPU) while the device thread is inside a request: the
         // request finishes, but nothing is published into the queue the driver gave up.
-        struct ResetsMidway {
-            inner: MemDisk,
-            shared: Option<Arc<BlockShared>>,
-        }
-        impl DiskBackend for ResetsMidway {
-            fn size(&self) -> u64 {
-                self.inner.size()
-            }
-            fn read_only(&self) -> bool {
-                false
-            }
-            fn read_to_guest(
-                &mut self,
-                m: &GuestMemoryMmap,
-                a: GuestAddress,
-                l: usize,
-                o: u64,
-                c: &AtomicBool,
-            ) -> std::io::Result<()> {
-                if let Some(s) = self.shared.take() {
-                    s.post(Control::Reset);
-                }
-                self.inner.read_to_guest(m, a, l, o, c)
-            }
-            fn write_from_guest(
-                &mut self,
-                m: &GuestMemoryMmap,
-                a: GuestAddress,
-                l: usize,
-                o: u64,
-                c: &AtomicBool,
-            ) -> std::io::Result<()> {
-                self.inner.write_from_guest(m, a, l, o, c)
-            }
-            fn flush(&mut self, c: &AtomicBool) -> std::io::Result<()> {
-                self.inner.flush(c)
-            }
-            fn id(&self) -> [u8; 20] {
-                [0; 20]
-            }
-        }
         let irq = Arc::new(Interrupt::new(None));
         let mut dev = Block::new(
-            Box::new(ResetsMidway {
-                inner: MemDisk::new(8 * 512, false),
-                shared: None,
-            }),
+            Box::new(MemDisk::new(8 * 512, false)),
             Arc::clone(&irq),
             None,
         );
         let shared = dev.shared();
         let mut worker = dev.take_worker().expect("worker");
-        // The test's disk needs the shared state the device made.
-        worker.disk = Box::new(ResetsMidway {
-            inner: MemDisk::new(8 * 512, false),
-            shared: Some(Arc::clone(&shared)),
+        // The test's disk needs the shared state the device made: its first read posts a reset.
+        let mut disk = Hooked::new(MemDisk::new(8 * 512, false));
+        let mut resetter = Some(Arc::clone(&shared));
+        disk.on_read = Box::new(move || {
+            if let Some(s) = resetter.take() {
+                s.post(Control::Reset);
+            }
         });
+        worker.disk = Box::new(disk);
         let mut d = Driver::new(16);
         d.header(HDR, VIRTIO_BLK_T_IN, 0);
         d.add(&req(&[(DATA, 512, true)]));
