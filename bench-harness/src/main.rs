@@ -12,8 +12,8 @@ use bench_harness::backend::BackendKind;
 use bench_harness::manifest::RunStatus;
 use bench_harness::report::{self, CompareFormat, ReportFormat};
 use bench_harness::run::{self, RunOptions};
-use bench_harness::suite::{Suite, DEFAULT_SUITE};
-use bench_harness::{backends, book, doctor, interrupt, store, summary};
+use bench_harness::suite::{self, Suite, DEFAULT_SUITE};
+use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
     pub mod kernel;
@@ -47,9 +47,10 @@ enum Command {
 in a freshly shuffled order so drift hits all alike), runs them with a progress bar, appends every \
 sample to results/<run-id>/samples.jsonl the moment it exists, writes manifest.json (host, kernel, CPU, \
 KVM flavour, cgroup version, versions, agent hash, suite), and prints the summary. Ctrl-C stops after \
-cleaning up the current trial; what was measured stays valid and `isolab report` works on it."
+cleaning up the current trial; what was measured stays valid and `isolab report` works on it.",
+        after_long_help = run_after_help()
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Recompute the summary of a stored run, as a table, paper-ready tables, CSV, JSON or HTML.
     #[command(
         long_about = "Reads results/<run-id>/ and renders it without running anything: `term` \
@@ -218,9 +219,53 @@ struct RunArgs {
     /// `raw` gives the agent the bare device (O_DIRECT on /dev/vda).
     #[arg(long, value_enum, default_value_t = VmDisk::Ext4)]
     vm_disk: VmDisk,
+    /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
+    /// combination of the factors' values is a column (a backend with its factor values), and the
+    /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
+    /// the backends it applies to. Overrides the suite's `[factors]` entry of the same name and
+    /// the single-value option (--userns, --vcpus, ...). The summary shows each factor's effect
+    /// as a ratio with its interval.
+    #[arg(long = "factor", value_name = "NAME=V1,V2")]
+    factors: Vec<String>,
+    /// Repeat until every headline metric's 95% interval (each workload's `primary` metrics, see
+    /// --print-suite) lies within P% of its median: rounds of one more repetition of every
+    /// column, interleaved, for the workloads not there yet, up to --max-reps and --max-wall.
+    #[arg(long, value_name = "P%")]
+    until_ci: Option<String>,
+    /// The repetition cap of --until-ci (measured repetitions per column and workload). Default:
+    /// 10 times the suite's repetitions.
+    #[arg(long, value_name = "N")]
+    max_reps: Option<u32>,
+    /// The wall-clock cap of --until-ci: no new round starts that would end after this much time
+    /// of the run (e.g. 90s, 30m, 2h). Default: 1h.
+    #[arg(long, value_name = "DURATION")]
+    max_wall: Option<String>,
+    /// A/A check: run this column twice, as two identical columns A and A', interleaved, and
+    /// report A'/A with its interval: the smallest difference this host resolves now. BACKEND, or
+    /// BACKEND:FACTOR=VALUE,... to pick one of its factor columns (e.g. --aa native, --aa
+    /// container:userns=on).
+    #[arg(long, value_name = "COLUMN")]
+    aa: Option<String>,
     /// Print the built-in default suite (a starting point for your own) and exit.
     #[arg(long)]
     print_suite: bool,
+}
+
+/// The settings `--factor` can vary, for `isolab run --help`.
+fn run_after_help() -> String {
+    format!(
+        "Settings a run can vary side by side (--factor NAME=V1,V2 or the suite's [factors]):\n{}\
+         Fixed for a whole run (--factor says why): {}.\n\
+         Examples:\n  isolab run --backend container --factor userns=off,on --factor vcpus=1,2\n  \
+         isolab run --aa native --until-ci 5% --max-wall 30m",
+        factors::describe_registry(),
+        factors::REGISTRY
+            .iter()
+            .filter(|f| f.fixed.is_some())
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 fn main() -> ExitCode {
@@ -236,7 +281,7 @@ fn main() -> ExitCode {
 fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Report {
             run_dir,
             format,
@@ -311,6 +356,40 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     if let Some(d) = args.io_depth {
         suite.set_io_depth(d)?;
     }
+    for f in &args.factors {
+        suite.set_factor(factors::parse_arg(f)?);
+    }
+    if let Some(aa) = &args.aa {
+        suite.aa = Some(aa.clone());
+    }
+    if let Some(p) = &args.until_ci {
+        let pct = suite::parse_percent(p).map_err(|e| anyhow::anyhow!("--until-ci {e}"))?;
+        let mut rule = suite::UntilCi::with_defaults(pct, suite.reps);
+        if let Some(old) = suite.until_ci {
+            // The suite's caps stay unless the command line sets them.
+            rule.max_reps = old.max_reps.max(suite.reps);
+            rule.max_wall_s = old.max_wall_s;
+        }
+        suite.until_ci = Some(rule);
+    }
+    if suite.until_ci.is_none() && (args.max_reps.is_some() || args.max_wall.is_some()) {
+        bail!("--max-reps and --max-wall are the caps of --until-ci; add --until-ci P% (e.g. 5%)");
+    }
+    if let Some(rule) = suite.until_ci.as_mut() {
+        if args.reps.is_some() && args.max_reps.is_none() {
+            // --reps changes what the default cap multiplies.
+            rule.max_reps = rule
+                .max_reps
+                .max(suite.reps.saturating_mul(suite::DEFAULT_MAX_REPS_FACTOR));
+        }
+        if let Some(n) = args.max_reps {
+            rule.max_reps = n;
+        }
+        if let Some(w) = &args.max_wall {
+            rule.max_wall_s =
+                suite::parse_duration(w).map_err(|e| anyhow::anyhow!("--max-wall {e}"))?;
+        }
+    }
     suite.validate()?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
@@ -345,19 +424,17 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         live_console: args.console,
         progress: true,
         command: std::env::args().collect(),
-        make_backend: {
-            let options = backends::BackendOptions {
-                // `micro` is the default kernel: no override.
-                vm_kernel: args.kernel.clone().filter(|k| k != Path::new("micro")),
-                user_namespace: args.userns,
-                vm_in_emulator: args.vm_in_emulator,
-                vm_disk: Some(match args.vm_disk {
-                    VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
-                    VmDisk::Raw => workloads::protocol::DiskMode::Raw,
-                }),
-            };
-            Box::new(move |kind| backends::make_with(kind, &options))
+        options: backends::BackendOptions {
+            // `micro` is the default kernel: no override.
+            vm_kernel: args.kernel.clone().filter(|k| k != Path::new("micro")),
+            user_namespace: args.userns,
+            vm_in_emulator: args.vm_in_emulator,
+            vm_disk: Some(match args.vm_disk {
+                VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
+                VmDisk::Raw => workloads::protocol::DiskMode::Raw,
+            }),
         },
+        make_backend: Box::new(backends::make_with),
     };
     let outcome = run::execute(&opts)?;
     println!("{}", summary::render_table(&outcome.summary));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bench_harness::backend::{
     Backend, BackendError, BackendKind, PrepareContext, Trial, TrialFailure, TrialOutcome,
 };
+use bench_harness::backends::BackendOptions;
 use bench_harness::manifest::RunStatus;
 use bench_harness::run::{execute, RunOptions};
 use bench_harness::store::load_run;
@@ -65,7 +66,7 @@ impl Backend for Fake {
     }
 }
 
-fn make(kind: BackendKind) -> Box<dyn Backend> {
+fn make(kind: BackendKind, _options: &BackendOptions) -> Box<dyn Backend> {
     Box::new(Fake(kind))
 }
 
@@ -85,6 +86,7 @@ fn fake_run_is_stored_and_summarised_with_known_values() {
         live_console: false,
         progress: false,
         command: vec!["test".into()],
+        options: BackendOptions::default(),
         make_backend: Box::new(make),
     };
     let outcome = execute(&opts).unwrap();
