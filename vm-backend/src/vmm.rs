@@ -36,6 +36,7 @@ use crate::devices::virtio::{
 };
 use crate::devices::{MmioBus, PioBus};
 use crate::error::{Result, VmError};
+use crate::hooks::{InProcess, StopHandle, VmmHooks, VmmThread, HOST_STOP};
 use crate::vstate::kvm_stats::{KvmStats, StatsFd};
 use crate::vstate::memory::{self, GuestRam, MemoryUsage};
 use crate::vstate::vcpu::{
@@ -55,7 +56,7 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A fault a test can inject into [`run`], to check the paths that give up part-way and those a
 /// slow disk or an unexpected exit takes. Not for normal use.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Fault {
     /// Spawning the thread of this vCPU fails (after the vCPUs before it started running).
     SpawnVcpu(u8),
@@ -68,10 +69,14 @@ pub enum Fault {
     /// vCPU 0 single-steps, so its first KVM_RUN ends in KVM_EXIT_DEBUG, an exit the VMM never
     /// asks for otherwise.
     SingleStep,
+    /// The virtio-blk device thread, once confined, opens an internet socket: a system call
+    /// its seccomp filter forbids (what a device thread taken over by a guest might try).
+    ForbiddenSyscall,
 }
 
 impl Fault {
-    /// Parses `spawn-vcpu:N`, `device-thread`, `kvm-run:N`, `slow-disk-ms:MS`, `single-step`.
+    /// Parses `spawn-vcpu:N`, `device-thread`, `kvm-run:N`, `slow-disk-ms:MS`, `single-step`,
+    /// `forbidden-syscall`.
     pub fn parse(text: &str) -> Option<Fault> {
         let (name, arg) = text.split_once(':').unwrap_or((text, ""));
         Some(match name {
@@ -80,13 +85,14 @@ impl Fault {
             "kvm-run" => Fault::KvmRun(arg.parse().ok()?),
             "slow-disk-ms" => Fault::SlowDisk(Duration::from_millis(arg.parse().ok()?)),
             "single-step" => Fault::SingleStep,
+            "forbidden-syscall" => Fault::ForbiddenSyscall,
             _ => return None,
         })
     }
 }
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmConfig {
     /// A bzImage or ELF vmlinux.
     pub kernel: PathBuf,
@@ -120,7 +126,7 @@ pub struct VmConfig {
 }
 
 /// The virtio-blk disk of a VM: a raw image file on the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiskConfig {
     /// The image: a regular file, a non-zero multiple of 512 bytes (its size is the disk's).
     pub path: PathBuf,
@@ -129,7 +135,7 @@ pub struct DiskConfig {
 }
 
 /// What the virtio-blk disk did during a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiskReport {
     /// The image.
     pub path: PathBuf,
@@ -169,7 +175,7 @@ impl VmConfig {
 }
 
 /// Why the VM stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StopReason {
     /// The guest reset itself through the i8042 (Linux `reboot`, or `panic=N` after a panic).
     GuestReset,
@@ -186,6 +192,8 @@ pub enum StopReason {
     UnexpectedExit(String),
     /// KVM could not run the guest.
     VmmError(String),
+    /// The process that runs the VM asked it to stop ([`crate::hooks::StopHandle`]).
+    HostRequest,
 }
 
 impl StopReason {
@@ -212,12 +220,13 @@ impl std::fmt::Display for StopReason {
             ),
             StopReason::UnexpectedExit(e) => write!(f, "the VMM stopped the guest: {e}"),
             StopReason::VmmError(e) => write!(f, "the VMM could not run the guest: {e}"),
+            StopReason::HostRequest => f.write_str("the host asked the VM to stop"),
         }
     }
 }
 
 /// One named point of the VM's timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TimePoint {
     /// `start`, `vm_created`, `memory_ready`, `kernel_loaded`, `vcpu_configured`,
     /// `first_kvm_run`, `stop_requested`, `torn_down`.
@@ -226,8 +235,25 @@ pub struct TimePoint {
     pub at_ns: u64,
 }
 
+/// A [`TimePoint`] read back from the VMM process (its name interned).
+#[derive(serde::Deserialize)]
+struct TimePointWire {
+    name: String,
+    at_ns: u64,
+}
+
+impl<'de> serde::Deserialize<'de> for TimePoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = TimePointWire::deserialize(d)?;
+        Ok(Self {
+            name: crate::process::wire::intern(&w.name),
+            at_ns: w.at_ns,
+        })
+    }
+}
+
 /// Everything a finished VM leaves behind.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VmReport {
     /// Why it stopped.
     pub stop: StopReason,
@@ -454,6 +480,13 @@ pub fn validate(config: &VmConfig) -> Result<KernelFormat> {
 /// does not end in time is named in [`VmReport::teardown_problems`] and left running with its own
 /// reference to guest memory, so the memory stays mapped for as long as it may touch it.
 pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
+    run_with(config, origin, Arc::new(InProcess))
+}
+
+/// [`run`], with `hooks` called at the VMM's turning points (see [`crate::hooks`]): how the VMM
+/// process opens `/dev/kvm` from its jail, drops privileges once its inputs are open, confines
+/// each thread as it starts, reports its markers as they come and lets the host stop the VM.
+pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) -> Result<VmReport> {
     let mut timeline = vec![TimePoint {
         name: "start",
         at_ns: ns_since(origin),
@@ -470,7 +503,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     // Declared before the VM so that, on every return, the VM (and with it every KVM fd this
     // thread holds) is dropped before guest RAM is unmapped: locals drop in reverse order.
     let ram: GuestRam;
-    let vm = Vm::new()?;
+    let vm = Vm::with_kvm(hooks.open_kvm()?)?;
     mark(&mut timeline, "vm_created");
 
     ram = GuestRam::new(checked.ram_bytes)?;
@@ -530,6 +563,9 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     regs::write_boot_tables(&ram.mem)?;
     mptable::write_mptable(&ram.mem, config.vcpus)?;
     mark(&mut timeline, "kernel_loaded");
+    // Everything this VM reads from the host's files is open (or already read): from here on a
+    // confined VMM needs no privilege, and no thread of the VM exists yet.
+    hooks.inputs_opened()?;
 
     let serial_irq = EventFd::new(libc::EFD_NONBLOCK)
         .map_err(|e| VmError::Host(format!("creating the serial interrupt eventfd: {e}")))?;
@@ -552,7 +588,14 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     let mut mmio = MmioBus::new();
     // Dropped (its thread stopped) before the VM and RAM on any early return.
     let mut block = match checked.disk.take() {
-        Some(disk) => Some(attach_block(&vm, &ram, disk, &mut mmio, config.fault)?),
+        Some(disk) => Some(attach_block(
+            &vm,
+            &ram,
+            disk,
+            &mut mmio,
+            config.fault,
+            Arc::clone(&hooks),
+        )?),
         None => None,
     };
     let mut vcpu_fds = Vec::with_capacity(usize::from(config.vcpus));
@@ -581,12 +624,15 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         }
         vcpu_fds.push(fd);
     }
-    let observer = Arc::new(VcpuObserver::new(
-        stats_fds,
-        config.marker_port,
-        origin,
-        block.as_ref().map(|b| Arc::clone(&b.shared)),
-    ));
+    let observer = Arc::new(
+        VcpuObserver::new(
+            stats_fds,
+            config.marker_port,
+            origin,
+            block.as_ref().map(|b| Arc::clone(&b.shared)),
+        )
+        .with_hooks(Arc::clone(&hooks)),
+    );
     mark(&mut timeline, "vcpu_configured");
 
     // From here on the guard stops and joins every started vCPU thread (within STOP_GRACE) on
@@ -604,6 +650,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
             stop: Arc::clone(&threads.stop),
             capture_state: Arc::clone(&threads.capture_state),
             fail_first_run,
+            hooks: Arc::clone(&hooks),
             // Last to go in the thread: guest RAM stays mapped while the thread lives.
             mem: ram.mem.clone(),
         };
@@ -626,18 +673,24 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
             }
         }
     }
+    hooks.running(&ram.host_ranges, StopHandle::new(done_tx.clone()));
     drop(done_tx);
+    // Every other thread runs: the main thread is confined last (it started them all).
+    hooks
+        .thread_started(VmmThread::Main)
+        .map_err(|e| VmError::Host(format!("confining the VMM's main thread: {e}")))?;
 
-    // The first vCPU to leave its loop (reset, shutdown, failure) ends the VM; the rest are told
-    // to stop and kicked out of KVM_RUN.
-    let (first, timed_out) = match threads.done_rx.recv_timeout(config.timeout) {
+    // The first vCPU to leave its loop (reset, shutdown, failure) ends the VM, as do the timeout
+    // and a stop the host asked for; the rest are told to stop and kicked out of KVM_RUN.
+    let (first, timed_out, host_stop) = match threads.done_rx.recv_timeout(config.timeout) {
+        Ok(HOST_STOP) => (None, None, Some(ns_since(origin))),
         Ok(i) => {
             threads.mark_done(i);
-            (Some(i), None)
+            (Some(i), None, None)
         }
-        Err(mpsc::RecvTimeoutError::Timeout) => (None, Some(ns_since(origin))),
+        Err(mpsc::RecvTimeoutError::Timeout) => (None, Some(ns_since(origin)), None),
         // Every vCPU thread ended without a word: they panicked (named below).
-        Err(mpsc::RecvTimeoutError::Disconnected) => (None, None),
+        Err(mpsc::RecvTimeoutError::Disconnected) => (None, None, None),
     };
     let stop_at = Instant::now();
     let deadline = stop_at + STOP_GRACE;
@@ -669,11 +722,13 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     timeline.push(TimePoint {
         name: "stop_requested",
         at_ns: timed_out
+            .or(host_stop)
             .or(first_stats.as_ref().map(|s| s.end_ns))
             .unwrap_or_else(|| ns_since(origin)),
     });
     let stop_reason = match (first_stats.as_ref().map(|s| &s.end), timed_out) {
         (_, Some(_)) => StopReason::Timeout(config.timeout),
+        _ if host_stop.is_some() => StopReason::HostRequest,
         (Some(LoopEnd::Reset), None) => StopReason::GuestReset,
         (Some(LoopEnd::Shutdown), None) => StopReason::GuestTripleFault,
         (Some(LoopEnd::SystemEvent(t)), None) => StopReason::GuestSystemEvent(*t),
@@ -712,7 +767,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         .filter_map(|r| r.1.clone())
         .collect();
 
-    let (memory, memory_top) = match memory::measure_detailed(&ram.host_ranges, 8) {
+    let (memory, memory_top) = match hooks.measure_memory(&ram.host_ranges) {
         Some((m, top)) => (Some(m), top),
         None => (None, Vec::new()),
     };
@@ -791,6 +846,7 @@ struct VcpuJob {
     stop: Arc<AtomicBool>,
     capture_state: Arc<AtomicBool>,
     fail_first_run: bool,
+    hooks: Arc<dyn VmmHooks>,
     mem: GuestMemoryMmap,
 }
 
@@ -805,17 +861,27 @@ impl VcpuJob {
             stop,
             capture_state,
             fail_first_run,
+            hooks,
             mem,
         } = self;
-        let stats = vcpu::run_loop(
-            index,
-            &mut vcpu,
-            &bus,
-            &mmio,
-            &stop,
-            &observer,
-            fail_first_run,
-        );
+        // Confined before its first KVM_RUN; a vCPU that cannot be confined never runs.
+        let stats = match hooks.thread_started(VmmThread::Vcpu(index)) {
+            Ok(()) => vcpu::run_loop(
+                index,
+                &mut vcpu,
+                &bus,
+                &mmio,
+                &stop,
+                &observer,
+                fail_first_run,
+            ),
+            Err(e) => vcpu::RunStats {
+                first_run_ns: None,
+                end_ns: 0,
+                end: LoopEnd::Failed(format!("confining the thread of vCPU {index}: {e}")),
+            },
+        };
+        drop(hooks);
         // Told to stop at the timeout: where the guest was, read before the fd goes.
         let state = capture_state
             .load(Ordering::Acquire)
@@ -992,6 +1058,7 @@ fn attach_block(
     disk: FileDisk,
     mmio: &mut MmioBus,
     fault: Option<Fault>,
+    hooks: Arc<dyn VmmHooks>,
 ) -> Result<AttachedBlock> {
     let host = |what: &str| {
         let what = what.to_owned();
@@ -1053,6 +1120,13 @@ fn attach_block(
         notify,
         control,
         stop,
+        move || {
+            hooks.thread_started(VmmThread::Device("virtio-blk"))?;
+            if fault == Some(Fault::ForbiddenSyscall) {
+                forbidden_syscall();
+            }
+            Ok(())
+        },
         move |notifications| worker.serve(notifications),
     )?;
     mmio.add(
@@ -1066,6 +1140,17 @@ fn attach_block(
         shared,
         thread,
     })
+}
+
+/// What [`Fault::ForbiddenSyscall`] makes the device thread do: open an internet socket (and
+/// close it again when its filter allowed it).
+fn forbidden_syscall() {
+    // SAFETY: socket(2) with constant arguments; the fd, if any, is closed at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    if fd >= 0 {
+        // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+        unsafe { libc::close(fd) };
+    }
 }
 
 impl VmReport {
@@ -1086,6 +1171,7 @@ impl VmReport {
             StopReason::Timeout(_) => "timeout",
             StopReason::UnexpectedExit(_) => "unexpected_exit",
             StopReason::VmmError(_) => "vmm_error",
+            StopReason::HostRequest => "host_request",
         };
         let mut v = serde_json::json!({
             "stop": self.stop.to_string(),

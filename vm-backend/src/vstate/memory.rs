@@ -110,13 +110,21 @@ impl GuestRam {
 }
 
 /// The VMM process's resident memory, split into guest RAM and everything else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MemoryUsage {
     /// Resident bytes of the guest RAM mappings (pages the guest, or the loader, touched).
     pub guest_ram_resident: u64,
     /// Resident bytes of every other mapping: the VMM's own overhead (and, when the VMM runs
     /// inside a bigger process, that process's memory too).
     pub other_resident: u64,
+    /// Proportional set size of the guest RAM mappings (equal to their resident bytes: nothing
+    /// else maps them).
+    pub guest_ram_pss: u64,
+    /// Proportional set size of every other mapping: the VMM process's own memory, each page
+    /// shared with other processes counted by its share (the meter of a VM's cost besides its
+    /// guest RAM, summed over VMs it adds up to what they cost together).
+    pub other_pss: u64,
 }
 
 /// [`MemoryUsage`] and the largest non-guest mappings.
@@ -149,15 +157,13 @@ pub fn split_smaps(smaps: &str, guest_ranges: &[(u64, u64)]) -> MemoryUsage {
                 continue;
             }
         }
-        if first == "Rss:" {
-            let kib: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-            let bytes = kib * 1024;
-            if in_guest {
-                usage.guest_ram_resident += bytes;
-            } else {
-                usage.other_resident += bytes;
-            }
-        }
+        let (guest, other) = match first {
+            "Rss:" => (&mut usage.guest_ram_resident, &mut usage.other_resident),
+            "Pss:" => (&mut usage.guest_ram_pss, &mut usage.other_pss),
+            _ => continue,
+        };
+        let kib: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        *(if in_guest { guest } else { other }) += kib * 1024;
     }
     usage
 }
@@ -201,6 +207,13 @@ pub fn largest_other_mappings(
     out
 }
 
+/// Reads `/proc/PID/smaps` of another process (a VMM process, from the host) and splits it by
+/// the guest RAM ranges that process reported; None when it cannot be read (it ended).
+pub fn measure_pid(pid: i32, guest_ranges: &[(u64, u64)]) -> Option<MemoryUsage> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    Some(split_smaps(&text, guest_ranges))
+}
+
 /// Reads `/proc/self/smaps` and splits it; None when it cannot be read.
 pub fn measure(guest_ranges: &[(u64, u64)]) -> Option<MemoryUsage> {
     let text = std::fs::read_to_string("/proc/self/smaps").ok()?;
@@ -228,15 +241,21 @@ mod tests {
 7f0000000000-7f0020000000 rw-p 00000000 00:00 0
 Size:             524288 kB
 Rss:               10240 kB
+Pss:               10240 kB
 55aa00000000-55aa00100000 r-xp 00000000 08:01 123  /usr/bin/isolab
 Size:               1024 kB
 Rss:                 800 kB
+Pss:                 400 kB
+Pss_Dirty:            10 kB
 7fff00000000-7fff00021000 rw-p 00000000 00:00 0  [stack]
 Rss:                  16 kB
+Pss:                  16 kB
 ";
         let u = split_smaps(smaps, &[(0x7f00_0000_0000, 512 << 20)]);
         assert_eq!(u.guest_ram_resident, 10240 * 1024);
         assert_eq!(u.other_resident, 816 * 1024);
+        assert_eq!(u.guest_ram_pss, 10240 * 1024);
+        assert_eq!(u.other_pss, 416 * 1024, "a page shared by two counts half");
     }
 
     #[test]
