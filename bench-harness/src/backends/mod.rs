@@ -26,6 +26,11 @@ pub struct BackendOptions {
     pub vm_in_emulator: bool,
     /// How the VM's I/O trials use their disk (default: ext4 on it).
     pub vm_disk: Option<workloads::protocol::DiskMode>,
+    /// The VMM process's seccomp filters, one per thread kind (default: on).
+    pub vm_seccomp: vm_backend::seccomp::SeccompMode,
+    /// Run each VMM process in a jail: new mount, PID and network namespaces, a root holding only
+    /// its kernel, initramfs and disk, an unprivileged user.
+    pub vm_jail: bool,
 }
 
 /// The last `n` lines of `text`, for failure reports.
@@ -56,14 +61,20 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
                 Some(k) => vm_emulated::EmulatedVmBackend::with_kernel(k.clone()),
                 None => vm_emulated::EmulatedVmBackend::new(),
             };
-            Box::new(b.with_disk_mode(disk))
+            Box::new(
+                b.with_disk_mode(disk)
+                    .with_confinement(options.vm_seccomp, options.vm_jail),
+            )
         }
         BackendKind::Vm => {
             let b = match &options.vm_kernel {
                 Some(k) => vm::VmBackend::with_kernel(k.clone()),
                 None => vm::VmBackend::new(),
             };
-            Box::new(b.with_disk_mode(disk))
+            Box::new(
+                b.with_disk_mode(disk)
+                    .with_confinement(options.vm_seccomp, options.vm_jail),
+            )
         }
     }
 }

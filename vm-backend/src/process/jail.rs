@@ -11,7 +11,9 @@
 //!    an empty file in it (`kernel`, `initrd`, `disk.img`; read-only, `nosuid,nodev,noexec`,
 //!    the disk writable unless it is read-only);
 //! 3. `/dev/kvm` and `/proc/self/smaps` opened (the jail has neither `/dev` nor `/proc`);
-//! 4. `pivot_root` into the folder, the old root detached, the new root made read-only;
+//! 4. `pivot_root` into the folder, the old root detached (on a host whose root is an
+//!    initramfs, as in the HVM test machine, the folder is moved over `/` and chrooted into),
+//!    the new root made read-only;
 //! 5. the VMM opens its inputs at their jail paths and loads the guest
 //!    ([`crate::hooks::VmmHooks::inputs_opened`]), then [`drop_privileges`]: every capability
 //!    gone (bounding and ambient sets too), no new privileges, supplementary groups cleared,
@@ -189,15 +191,34 @@ pub fn enter(jail: &JailConfig, config: &mut VmConfig, probe: bool) -> Result<En
     } else {
         None
     };
+    let initramfs = root_is_initramfs();
     std::env::set_current_dir(root).map_err(step(format!("entering {}", root.display())))?;
     let dot = CString::from(c".");
     // SAFETY: pivot_root(".", ".") stacks the old root on the new one (the documented way
     // without a put_old folder); both arguments are valid C strings.
     let rc = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
-    check(i32::from(rc != 0), "pivot_root into the jail")?;
-    // SAFETY: umount2 of the old root, now stacked on ".", detached (lazily unmounted).
-    let rc = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
-    check(rc, "detaching the host's root")?;
+    if rc == 0 {
+        // SAFETY: umount2 of the old root, now stacked on ".", detached (lazily unmounted).
+        let rc = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
+        check(rc, "detaching the host's root")?;
+    } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) && initramfs {
+        // The host's root is an initramfs (as in the HVM test machine), which pivot_root cannot
+        // leave: the jail is moved over "/" and chrooted into instead (runc's --no-pivot). Any
+        // other EINVAL is an error. Without CAP_SYS_CHROOT (dropped below) there is no way out.
+        mount(
+            Some(Path::new(".")),
+            Path::new("/"),
+            libc::MS_MOVE,
+            "moving the jail over /",
+        )?;
+        // SAFETY: chroot(".") with a valid C string.
+        let rc = unsafe { libc::chroot(dot.as_ptr()) };
+        check(rc, "chroot into the jail")?;
+    } else {
+        return Err(step("pivot_root into the jail")(
+            std::io::Error::last_os_error(),
+        ));
+    }
     std::env::set_current_dir("/").map_err(step("entering the new root"))?;
     mount(
         None,
@@ -218,6 +239,18 @@ pub fn enter(jail: &JailConfig, config: &mut VmConfig, probe: bool) -> Result<En
         d.path = PathBuf::from("/disk.img");
     }
     Ok(Entered { kvm, smaps, ns_dir })
+}
+
+/// Whether `/` of this mount namespace is an initramfs (the last mount on `/` in
+/// /proc/self/mountinfo is `rootfs` or `ramfs`), which pivot_root cannot leave.
+fn root_is_initramfs() -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let fstype = info
+        .lines()
+        .rev()
+        .filter(|l| l.split(' ').nth(4) == Some("/"))
+        .find_map(|l| l.split(" - ").nth(1)?.split(' ').next());
+    matches!(fstype, Some("rootfs" | "ramfs"))
 }
 
 /// Capabilities Linux has at most (the bounding set is dropped for all of them).

@@ -218,9 +218,9 @@ pub const KVM_GET_MP_STATE: u64 = kvm_ioc(IOC_READ, 0x98, size_of::<kvm_bindings
 const CHANNEL: &[u64] = &[crate::process::protocol::CHANNEL_FD as u64];
 
 /// `futex` operations Rust's and glibc's locks, condition variables, channels and thread joins
-/// use: WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, each private or not (never REQUEUE, the PI
-/// operations or WAKE_OP).
-const FUTEX_OPS: &[u64] = &[0, 1, 9, 10, 128, 129, 137, 138];
+/// use: WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, each private or not, and WAIT_BITSET on
+/// CLOCK_REALTIME (glibc's `pthread_join`) (never REQUEUE, the PI operations or WAKE_OP).
+const FUTEX_OPS: &[u64] = &[0, 1, 9, 10, 128, 129, 137, 138, 265, 393];
 /// `MAP_PRIVATE | MAP_ANONYMOUS`, and with `MAP_NORESERVE` or `MAP_STACK`.
 const ANON_MAPS: &[u64] = &[0x22, 0x4022, 0x20022];
 /// `PROT_READ | PROT_WRITE`: no executable memory is ever made once a thread is confined.
@@ -541,7 +541,8 @@ impl ThreadFilters {
 }
 
 /// The start of the line the SIGSYS handler writes on stderr:
-/// `ISOLAB-VMM-SECCOMP thread=<label> syscall=<number> name=<name or ?>`.
+/// `ISOLAB-VMM-SECCOMP thread=<label> syscall=<number> name=<name or ?> args=<a0>,<a1>,<a2>,<a3>`
+/// (the first four arguments in hex: what an argument rule would have to allow).
 pub const REPORT_PREFIX: &str = "ISOLAB-VMM-SECCOMP";
 
 /// A refused call, as the SIGSYS handler reported it.
@@ -553,6 +554,9 @@ pub struct RefusedCall {
     pub syscall: i64,
     /// Its name, when known.
     pub name: Option<String>,
+    /// Its first four arguments, when reported.
+    #[serde(default)]
+    pub args: Vec<u64>,
 }
 
 impl std::fmt::Display for RefusedCall {
@@ -564,9 +568,14 @@ impl std::fmt::Display for RefusedCall {
             t => format!("the {t} device thread"),
         };
         match &self.name {
-            Some(n) => write!(f, "{thread} made the system call {n} ({})", self.syscall),
-            None => write!(f, "{thread} made system call {}", self.syscall),
+            Some(n) => write!(f, "{thread} made the system call {n} ({})", self.syscall)?,
+            None => write!(f, "{thread} made system call {}", self.syscall)?,
         }
+        if !self.args.is_empty() {
+            let args: Vec<String> = self.args.iter().map(|a| format!("{a:#x}")).collect();
+            write!(f, " with arguments {}", args.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -578,11 +587,18 @@ pub fn parse_report(stderr: &str) -> Option<RefusedCall> {
     let mut thread = None;
     let mut syscall = None;
     let mut name = None;
+    let mut args = Vec::new();
     for word in line.split_ascii_whitespace() {
         match word.split_once('=') {
             Some(("thread", t)) => thread = Some(t.to_owned()),
             Some(("syscall", n)) => syscall = n.parse().ok(),
             Some(("name", n)) if n != "?" => name = Some(n.to_owned()),
+            Some(("args", a)) => {
+                args = a
+                    .split(',')
+                    .filter_map(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -590,6 +606,7 @@ pub fn parse_report(stderr: &str) -> Option<RefusedCall> {
         thread: thread?,
         syscall: syscall?,
         name,
+        args,
     })
 }
 
@@ -638,6 +655,23 @@ fn put(buf: &mut [u8], at: &mut usize, bytes: &[u8]) {
     }
 }
 
+/// Appends `0x` and a number in hex.
+fn put_hex(buf: &mut [u8], at: &mut usize, v: u64) {
+    put(buf, at, b"0x");
+    let mut digits = [0u8; 16];
+    let mut v = v;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(v & 15) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    put(buf, at, &digits[i..]);
+}
+
 /// Appends a decimal number.
 fn put_number(buf: &mut [u8], at: &mut usize, n: i64) {
     if n < 0 {
@@ -657,8 +691,9 @@ fn put_number(buf: &mut [u8], at: &mut usize, n: i64) {
     put(buf, at, &digits[i..]);
 }
 
-/// The line the handler writes for thread `label` and call `nr` (no allocation).
-fn report_line(buf: &mut [u8; 160], label: &[u8], nr: i64) -> usize {
+/// The line the handler writes for thread `label`, call `nr` and its first arguments (no
+/// allocation).
+fn report_line(buf: &mut [u8; 256], label: &[u8], nr: i64, args: &[u64]) -> usize {
     let mut at = 0;
     put(buf, &mut at, REPORT_PREFIX.as_bytes());
     put(buf, &mut at, b" thread=");
@@ -671,24 +706,41 @@ fn report_line(buf: &mut [u8; 160], label: &[u8], nr: i64) -> usize {
         &mut at,
         syscall_name(nr).map_or(b"?".as_slice(), str::as_bytes),
     );
+    if !args.is_empty() {
+        put(buf, &mut at, b" args=");
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                put(buf, &mut at, b",");
+            }
+            put_hex(buf, &mut at, *a);
+        }
+    }
     put(buf, &mut at, b"\n");
     at
 }
 
-extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // Only async-signal-safe work: read the siginfo, format into a stack buffer, one write(2).
+extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // Only async-signal-safe work: read the siginfo and the saved registers, format into a
+    // stack buffer, one write(2).
     // SAFETY: the kernel passes a valid siginfo_t for a SA_SIGINFO handler; si_syscall lies
     // inside it (siginfo_t is 128 bytes) for every signal, read unaligned to be safe.
     let nr =
         unsafe { std::ptr::read_unaligned(info.cast::<u8>().add(SI_SYSCALL_OFFSET).cast::<i32>()) };
+    // SAFETY: for a SA_SIGINFO handler the third argument is the interrupted context, a valid
+    // ucontext_t; the x86_64 system call arguments are in rdi, rsi, rdx and r10.
+    let args = unsafe {
+        let gregs = &(*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs;
+        [libc::REG_RDI, libc::REG_RSI, libc::REG_RDX, libc::REG_R10]
+            .map(|r| gregs[r as usize] as u64)
+    };
     let (label, len) = LABEL.with(Cell::get);
     let label = if len == 0 {
         b"unnamed".as_slice()
     } else {
         &label[..len]
     };
-    let mut buf = [0u8; 160];
-    let n = report_line(&mut buf, label, i64::from(nr));
+    let mut buf = [0u8; 256];
+    let n = report_line(&mut buf, label, i64::from(nr), &args);
     // SAFETY: write(2) of a stack buffer to stderr; make a call no filter allows (trapped again
     // while SIGSYS is blocked in this handler: the kernel kills the process with SIGSYS);
     // _exit(2) only if that ever returned.
@@ -741,22 +793,23 @@ mod tests {
 
     #[test]
     fn the_handlers_line_is_parsed_back() {
-        let mut buf = [0u8; 160];
-        let n = report_line(&mut buf, b"virtio-blk", 41);
+        let mut buf = [0u8; 256];
+        let n = report_line(&mut buf, b"virtio-blk", 41, &[2, 1, 0, u64::MAX]);
         let text = std::str::from_utf8(&buf[..n]).expect("utf8");
         assert_eq!(
             text,
-            "ISOLAB-VMM-SECCOMP thread=virtio-blk syscall=41 name=socket\n"
+            "ISOLAB-VMM-SECCOMP thread=virtio-blk syscall=41 name=socket args=0x2,0x1,0x0,0xffffffffffffffff\n"
         );
         let got = parse_report(&format!("noise\n{text}more noise\n")).expect("found");
         assert_eq!(got.thread, "virtio-blk");
         assert_eq!(got.syscall, 41);
         assert_eq!(got.name.as_deref(), Some("socket"));
+        assert_eq!(got.args, [2, 1, 0, u64::MAX]);
         assert_eq!(
             got.to_string(),
-            "the virtio-blk device thread made the system call socket (41)"
+            "the virtio-blk device thread made the system call socket (41) with arguments 0x2, 0x1, 0x0, 0xffffffffffffffff"
         );
-        let n = report_line(&mut buf, b"vcpu1", 999);
+        let n = report_line(&mut buf, b"vcpu1", 999, &[]);
         let got = parse_report(std::str::from_utf8(&buf[..n]).expect("utf8")).expect("found");
         assert_eq!(got.name, None);
         assert_eq!(got.to_string(), "the thread of vCPU 1 made system call 999");
