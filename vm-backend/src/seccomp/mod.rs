@@ -791,6 +791,121 @@ mod tests {
             .is_empty());
     }
 
+    /// Runs `body` in a forked child under `kind`'s filter with the SIGSYS handler, its stderr
+    /// on a pipe; returns how the child ended and what it wrote.
+    fn in_child(filters: &ThreadFilters, kind: ThreadKind, body: fn()) -> (i32, String) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two fds into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only makes async-signal-safe calls (dup2, sigaction, prctl,
+        // seccomp, the calls of `body`) and ends in _exit or a signal; the filters were
+        // compiled before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: see above.
+            unsafe {
+                libc::dup2(fds[1], 2);
+                if install_sigsys_handler().is_err() || filters.apply(kind, "probe").is_err() {
+                    libc::_exit(99);
+                }
+                body();
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: closing our copy of the write end; reaping our child.
+        let status = unsafe {
+            libc::close(fds[1]);
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            status
+        };
+        let mut out = Vec::new();
+        // SAFETY: the read end is ours; File takes ownership.
+        let mut r = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[0]) };
+        let _ = std::io::Read::read_to_end(&mut r, &mut out);
+        (status, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// The kernel enforces each kind's filter: what the thread needs goes through, anything
+    /// else kills the process with SIGSYS after the handler named the thread and the call.
+    #[test]
+    fn the_kernel_enforces_each_threads_filter() {
+        let filters = ThreadFilters::compile(SeccompMode::On, 34).expect("compile");
+        let died_of_sigsys = |(status, _): &(i32, String)| {
+            libc::WIFSIGNALED(*status) && libc::WTERMSIG(*status) == libc::SIGSYS
+        };
+        // A vCPU thread: its ioctls pass the filter (and fail on a bad fd), a file open does not.
+        let out = in_child(&filters, ThreadKind::Vcpu, || {
+            // SAFETY: ioctl on an fd that is not open: EBADF, no effect.
+            unsafe { libc::ioctl(-1, KVM_RUN as libc::c_ulong, 0) };
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime into a local.
+            unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts) };
+            // SAFETY: openat of a constant path: refused by the filter.
+            unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c"/etc/passwd".as_ptr(), 0) };
+        });
+        assert!(died_of_sigsys(&out), "{out:?}");
+        let call = parse_report(&out.1).expect("the handler's line");
+        assert_eq!(
+            (call.thread.as_str(), call.name.as_deref()),
+            ("probe", Some("openat"))
+        );
+        // The same vCPU filter refuses another ioctl (KVM_CREATE_VM).
+        let out = in_child(&filters, ThreadKind::Vcpu, || {
+            // SAFETY: ioctl on a bad fd; refused before the kernel looks at the fd.
+            unsafe { libc::ioctl(-1, 0xae01 as libc::c_ulong, 0) };
+        });
+        assert!(died_of_sigsys(&out), "{out:?}");
+        assert_eq!(
+            parse_report(&out.1).expect("line").args.get(1),
+            Some(&0xae01)
+        );
+        // The device thread may not open a socket; the main thread may not execve.
+        let out = in_child(&filters, ThreadKind::VirtioBlk, || {
+            // SAFETY: socket(2) with constant arguments, refused.
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        });
+        assert_eq!(
+            parse_report(&out.1).and_then(|c| c.name),
+            Some("socket".into())
+        );
+        let out = in_child(&filters, ThreadKind::Main, || {
+            let argv: [*const libc::c_char; 1] = [std::ptr::null()];
+            // SAFETY: execve of a constant path with empty argument lists, refused.
+            unsafe { libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), argv.as_ptr()) };
+        });
+        assert_eq!(
+            parse_report(&out.1).and_then(|c| c.name),
+            Some("execve".into())
+        );
+        // What every thread needs passes: it ends normally.
+        let out = in_child(&filters, ThreadKind::Control, || {
+            // SAFETY: write of a constant to stderr, a futex wake on a local, getpid.
+            unsafe {
+                libc::write(2, b"ok".as_ptr().cast(), 2);
+                let word = 0u32;
+                libc::syscall(libc::SYS_futex, &word, 129, 1, 0, 0, 0);
+            }
+        });
+        assert!(
+            libc::WIFEXITED(out.0) && libc::WEXITSTATUS(out.0) == 0,
+            "{out:?}"
+        );
+        // Off installs nothing.
+        let off = ThreadFilters::compile(SeccompMode::Off, 34).expect("off");
+        let out = in_child(&off, ThreadKind::Vcpu, || {
+            // SAFETY: socket(2) with constant arguments; closed at process exit.
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        });
+        assert!(
+            libc::WIFEXITED(out.0) && libc::WEXITSTATUS(out.0) == 0,
+            "{out:?}"
+        );
+    }
+
     #[test]
     fn the_handlers_line_is_parsed_back() {
         let mut buf = [0u8; 256];
