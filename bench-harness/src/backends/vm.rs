@@ -732,7 +732,9 @@ impl Backend for VmBackend {
             // SAFETY: geteuid has no preconditions.
             if unsafe { libc::geteuid() } != 0 {
                 return Err(prepare_err(
-                    "--vm-jail needs root: the VMM process is started in new namespaces,                      mounts its jail and changes its user; run isolab as root, or leave                      --vm-jail out"
+                    "--vm-jail needs root: the VMM process is started in new namespaces, \
+                     mounts its jail and changes its user; run isolab as root, or leave \
+                     --vm-jail out"
                         .into(),
                 ));
             }
@@ -870,7 +872,6 @@ impl VmBackend {
     /// watched and reaped, cgroup and jail removed; the outcome from its report, or from how it
     /// ended without one.
     fn run_in_process(&self, p: &Prepared, config: VmConfig, trial: &Trial) -> TrialOutcome {
-        let n = NEXT_VMM.fetch_add(1, Ordering::Relaxed);
         let origin = monotonic_ns();
         let crashed = |reason: String| TrialOutcome {
             result: Err(TrialFailure::Crashed { reason }),
@@ -879,65 +880,31 @@ impl VmBackend {
             log_tail: String::new(),
             emulated: p.emulated,
         };
-        // Made before the trial's clock matters less than its cleanup: both are in the
-        // timeline (the process starts after them, `cleaned_up` follows their removal).
-        let cgroup = match &p.run_cgroup {
-            Some(run) => match vmm_cgroup(run, n, p.memory_mib) {
-                Ok(c) => Some(c),
-                Err(e) => return crashed(e),
-            },
-            None => None,
+        // Made before the process starts and removed after it is reaped: the timeline's
+        // `cleaned_up` follows their removal.
+        let jail_parent = self.jail.then_some(p.state_dir.as_path());
+        let mut places = match VmmPlaces::create(p.run_cgroup.as_deref(), p.memory_mib, jail_parent)
+        {
+            Ok(places) => places,
+            Err(e) => return crashed(e),
         };
-        let jail = if self.jail {
-            match crate::run_places::make_fresh_folder(&p.state_dir, "jail-") {
-                Ok(root) => Some(root),
-                Err(e) => {
-                    remove_cgroup(cgroup.as_ref());
-                    return crashed(format!("making the VMM's jail: {e}"));
-                }
-            }
-        } else {
-            None
-        };
-        let join = cgroup
-            .as_ref()
-            .map(SiblingCgroup::tasks_fds)
-            .unwrap_or_default();
-        let spawn = Spawn {
-            binary: p.vmm.clone(),
-            namespaces: jail.is_some(),
-            placement: Placement {
-                cgroup_dir: cgroup.as_ref().and_then(SiblingCgroup::clone_into),
-                join_fds: &join,
-            },
-            live_stderr: p.live_console,
-        };
-        let id = jail_id(n);
         let request = StartRequest {
             config,
             origin_mono_ns: origin,
             seccomp: self.seccomp,
-            jail: jail.clone().map(|root| JailConfig {
-                root,
-                uid: id,
-                gid: id,
-            }),
+            jail: places.jail(),
             hold: false,
             probe_jail: false,
         };
         let timeout = p.timeout + vmm::STOP_GRACE + PROCESS_GRACE;
-        let run = client::run(&spawn, &request, timeout, &crate::interrupt::requested);
-        let usage = cgroup.as_ref().map(SiblingCgroup::usage);
-        let mut problems = Vec::new();
-        if let Some(e) = remove_cgroup(cgroup.as_ref()) {
-            problems.push(e);
-        }
-        if let Some(root) = &jail {
-            // On the host the jail holds only empty files (its mounts died with the process).
-            if let Err(e) = std::fs::remove_dir_all(root) {
-                problems.push(format!("removing the jail {}: {e}", root.display()));
-            }
-        }
+        let run = client::run(
+            &places.spawn(p.vmm.clone(), p.live_console),
+            &request,
+            timeout,
+            &crate::interrupt::requested,
+        );
+        let usage = places.usage();
+        let problems = places.remove();
         let cleaned_ns = monotonic_ns().saturating_sub(origin);
         let mut outcome = outcome_of(run, usage, cleaned_ns, &trial.spec.workload);
         outcome.emulated = p.emulated;
@@ -959,6 +926,109 @@ fn jail_id(n: u64) -> u32 {
     JAIL_ID_BASE + (std::process::id() % 100_000) * 10_000 + (n % 10_000) as u32
 }
 
+/// Where one VMM process lives on the host: its cgroup below the run's (the run's CPU weight,
+/// memory limited to the guest's RAM plus [`VMM_MEMORY_ALLOWANCE_MIB`]) and, when it is jailed,
+/// its jail folder (fresh, in the run's state folder) and unprivileged id. What a trial makes
+/// around its VMM process, and what a run that holds many VMs at once makes around each.
+/// Removed by [`VmmPlaces::remove`] or when dropped.
+#[derive(Debug)]
+pub struct VmmPlaces {
+    cgroup: Option<SiblingCgroup>,
+    /// cgroup v1: the `tasks` files the child joins through.
+    join: Vec<std::os::fd::RawFd>,
+    jail: Option<JailConfig>,
+    removed: bool,
+}
+
+impl VmmPlaces {
+    /// Makes the places of the next VMM process: a cgroup below `run_cgroup` (if any) and, with
+    /// `jail_parent`, a jail folder in it.
+    pub fn create(
+        run_cgroup: Option<&RunCgroup>,
+        memory_mib: u64,
+        jail_parent: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let n = NEXT_VMM.fetch_add(1, Ordering::Relaxed);
+        let cgroup = match run_cgroup {
+            Some(run) => Some(vmm_cgroup(run, n, memory_mib)?),
+            None => None,
+        };
+        let mut places = Self {
+            join: cgroup
+                .as_ref()
+                .map(SiblingCgroup::tasks_fds)
+                .unwrap_or_default(),
+            cgroup,
+            jail: None,
+            removed: false,
+        };
+        if let Some(parent) = jail_parent {
+            // Dropping `places` on an error removes the cgroup made above.
+            let root = crate::run_places::make_fresh_folder(parent, "jail-")
+                .map_err(|e| format!("making the VMM's jail: {e}"))?;
+            let id = jail_id(n);
+            places.jail = Some(JailConfig {
+                root,
+                uid: id,
+                gid: id,
+            });
+        }
+        Ok(places)
+    }
+
+    /// How to start the VMM process here (`isolab-vmm` at `binary`): in its cgroup, and in new
+    /// namespaces when it is jailed.
+    pub fn spawn(&self, binary: PathBuf, live_stderr: bool) -> Spawn<'_> {
+        Spawn {
+            binary,
+            namespaces: self.jail.is_some(),
+            placement: Placement {
+                cgroup_dir: self.cgroup.as_ref().and_then(SiblingCgroup::clone_into),
+                join_fds: &self.join,
+            },
+            live_stderr,
+        }
+    }
+
+    /// The jail for the start request, when jailed.
+    pub fn jail(&self) -> Option<JailConfig> {
+        self.jail.clone()
+    }
+
+    /// What its cgroup accounted so far (peak memory, CPU).
+    pub fn usage(&self) -> Option<container_backend::cgroups::ResourceUsage> {
+        self.cgroup.as_ref().map(SiblingCgroup::usage)
+    }
+
+    /// Removes the cgroup (killing what is left in it) and the jail folder (on the host it holds
+    /// only empty files: its mounts died with the process). Returns what could not be removed.
+    pub fn remove(&mut self) -> Vec<String> {
+        if std::mem::replace(&mut self.removed, true) {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        if let Some(Err(e)) = self.cgroup.as_ref().map(SiblingCgroup::remove) {
+            problems.push(format!("removing the VMM's cgroup: {e}"));
+        }
+        if let Some(j) = &self.jail {
+            if let Err(e) = std::fs::remove_dir_all(&j.root) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    problems.push(format!("removing the jail {}: {e}", j.root.display()));
+                }
+            }
+        }
+        problems
+    }
+}
+
+impl Drop for VmmPlaces {
+    fn drop(&mut self) {
+        for p in self.remove() {
+            eprintln!("warning: {p}; `isolab doctor --clean` removes it");
+        }
+    }
+}
+
 /// The cgroup of VMM process `n`, below the run's: the run's CPU weight, memory limited to the
 /// guest's RAM plus [`VMM_MEMORY_ALLOWANCE_MIB`].
 fn vmm_cgroup(run: &RunCgroup, n: u64, memory_mib: u64) -> Result<SiblingCgroup, String> {
@@ -976,13 +1046,6 @@ fn vmm_cgroup(run: &RunCgroup, n: u64, memory_mib: u64) -> Result<SiblingCgroup,
             }
         )
     })
-}
-
-/// Removes a VMM's cgroup; the error, if any.
-fn remove_cgroup(cgroup: Option<&SiblingCgroup>) -> Option<String> {
-    cgroup
-        .and_then(|c| c.remove().err())
-        .map(|e| format!("removing the VMM's cgroup: {e}"))
 }
 
 /// The time of a process point, ns since the trial's origin.
