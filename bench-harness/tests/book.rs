@@ -293,6 +293,7 @@ fn inspect(backend: &str) -> InspectReport {
         cpus: if vm { 1 } else { 4 },
         mem_total_kib: if vm { 500_000 } else { 16_000_000 },
         cgroup: "0::/".into(),
+        block_devices: if vm { vec!["vda".into()] } else { Vec::new() },
     }
 }
 
@@ -318,6 +319,7 @@ fn sample(trial: usize, backend: &str, kind: &str, rep: u32, vm: Vm) -> Sample {
             clock: AgentClock::default(),
             memory_inside: None,
             was_pid1: backend != "native",
+            route: None,
         }),
         log_tail: None,
     };

@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
-//!         [--disk IMAGE [--disk-read-only]] [--acpi]
+//!         [--disk IMAGE [--disk-read-only]] [--acpi auto|on|off] [--memory thp|hugetlbfs|small]
+//!         [--no-channel]
 //! ```
 //!
-//! `--acpi` describes the machine in ACPI tables (what a stock distro kernel such as Debian's
-//! needs to find its IOAPIC and the virtio-mmio disk); its modules go into the `--initrd`.
+//! `--acpi` says how the devices are described (default `auto`: ACPI tables and the command
+//! line, see `vm_backend::devices::slots`); a stock distro kernel such as Debian's finds them
+//! only in ACPI, its modules go into the `--initrd`. `--memory` backs guest RAM (default `thp`).
+//! `--no-channel` leaves out the virtio console (the agent's result then goes to the serial
+//! console).
 //!
 //! Output: `ISOLAB-VMM-REPORT:<len>:<base64url JSON>` when the VM ran (whatever the guest did),
 //! exit 0; `ISOLAB-VMM-ERROR:<message>` when it could not run, exit 2; usage errors exit 64.
@@ -16,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use vm_backend::vmm::{run, DiskConfig, VmConfig};
+use vm_backend::vmm::{run, AcpiMode, DiskConfig, VmConfig};
+use vm_backend::vstate::memory::MemoryBacking;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi]");
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi auto|on|off] [--memory thp|hugetlbfs|small] [--no-channel]");
     std::process::exit(64)
 }
 
@@ -36,7 +41,9 @@ fn main() {
     let mut quiet = false;
     let mut disk = None;
     let mut disk_read_only = false;
-    let mut acpi = false;
+    let mut acpi = AcpiMode::Auto;
+    let mut memory = MemoryBacking::Thp;
+    let mut channel = true;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -80,7 +87,15 @@ fn main() {
             "--quiet" => quiet = true,
             "--disk" => disk = Some(value("--disk")),
             "--disk-read-only" => disk_read_only = true,
-            "--acpi" => acpi = true,
+            "--acpi" => {
+                acpi = AcpiMode::parse(&value("--acpi"))
+                    .unwrap_or_else(|| usage("--acpi takes auto, on or off"))
+            }
+            "--memory" => {
+                memory = MemoryBacking::parse(&value("--memory"))
+                    .unwrap_or_else(|| usage("--memory takes thp, hugetlbfs or small"))
+            }
+            "--no-channel" => channel = false,
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -95,6 +110,8 @@ fn main() {
     config.live_console = live;
     config.quiet = quiet;
     config.acpi = acpi;
+    config.memory = memory;
+    config.channel = channel;
     if disk.is_none() && disk_read_only {
         usage("--disk-read-only needs --disk");
     }

@@ -64,7 +64,7 @@ fn debian_kernel_runs_every_workload_kind_with_acpi_and_modules() {
     ];
     let run = |disk: Option<&str>, quiet: bool, append: &str| {
         format!(
-            "/hvm/vmm-run --kernel /hvm/vmlinuz --initrd /hvm/agent.cpio --acpi --mem 256 --timeout-s 300{}{} --append '{append}'",
+            "/hvm/vmm-run --kernel /hvm/vmlinuz --initrd /hvm/agent.cpio --acpi on --mem 256 --timeout-s 300{}{} --append '{append}'",
             if quiet { " --quiet" } else { "" },
             disk.map(|d| format!(" --disk {d}")).unwrap_or_default(),
         )

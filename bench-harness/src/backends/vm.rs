@@ -6,9 +6,11 @@
 //! modules if it needs any) once.
 //! `run_trial` boots a fresh VM per trial with the spec on the kernel command line (an I/O trial
 //! also gets a fresh virtio-blk disk image, see [`crate::backends::vm_disk`]), reads the
-//! agent's framed result from the serial console, and reports the VMM's timeline (host
-//! CLOCK_MONOTONIC, markers timestamped by the vCPU thread), its memory (guest RAM touched vs the
-//! VMM's own resident memory) and the VM exits its run loop handled, by reason.
+//! agent's framed result from the VM's virtio console (or, from a kernel without one, the serial
+//! console: the result's `route` says which), and reports the VMM's timeline (host
+//! CLOCK_MONOTONIC, markers timestamped by the vCPU thread), its memory (guest RAM touched, how
+//! much of it on huge pages, vs the VMM's own resident memory), the VM exits its run loop
+//! handled, by reason, and KVM's own counts (nested page faults included).
 //!
 //! On a host whose `/dev/kvm` cannot boot Linux (PVM) or that has none, the backend is reported
 //! unavailable with the reason and the fix; the HVM test machine runs it there (emulated: such
@@ -21,13 +23,14 @@ use std::time::{Duration, Instant};
 use vm_backend::devices::virtio::block::BlockStats;
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
-use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
+use vm_backend::vmm::{self, AcpiMode, DiskConfig, StopReason, VmConfig, VmReport};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
+use vm_backend::vstate::memory::MemoryBacking;
 use vm_backend::vstate::vcpu::{ExitCounts, PhaseWindow};
 use vm_backend::VmError;
 use workloads::protocol::{
-    encode_spec, parse_framed_result, DiskMode, MarkerEvent, WorkloadPhase, DISK_CMDLINE_KEY,
-    MARKER_PORT,
+    encode_spec, parse_framed_result, DiskMode, FrameError, MarkerEvent, WorkloadPhase,
+    DISK_CMDLINE_KEY, MARKER_PORT, RESULT_CMDLINE_KEY, RESULT_VIRTIO_CONSOLE,
 };
 use workloads::result::Outcome;
 use workloads::{Metric, Workload};
@@ -81,13 +84,17 @@ pub struct VmBackend {
     /// Formatted ext4 images to use instead of running mkfs.ext4 (by size, MiB).
     disk_templates: BTreeMap<u64, PathBuf>,
     disks: Option<DiskImages>,
+    /// How guest RAM is backed.
+    memory: MemoryBacking,
+    /// How devices are described to the guest.
+    acpi: AcpiMode,
 }
 
 #[derive(Debug, Clone)]
 struct Prepared {
     kernel: PathBuf,
-    /// The kernel needs ACPI tables (the stock `debian` kernel).
-    acpi: bool,
+    acpi: AcpiMode,
+    memory: MemoryBacking,
     initrd: PathBuf,
     memory_mib: u64,
     vcpus: u8,
@@ -136,6 +143,18 @@ impl VmBackend {
         self.disk_templates = templates;
         self
     }
+
+    /// Guest RAM is backed this way (default: transparent huge pages).
+    pub fn with_memory(mut self, memory: MemoryBacking) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// Devices are described to the guest this way (default: ACPI and the command line).
+    pub fn with_acpi(mut self, acpi: AcpiMode) -> Self {
+        self.acpi = acpi;
+        self
+    }
 }
 
 impl Default for VmBackend {
@@ -147,6 +166,8 @@ impl Default for VmBackend {
             disk_mode: DiskMode::Ext4,
             disk_templates: BTreeMap::new(),
             disks: None,
+            memory: MemoryBacking::default(),
+            acpi: AcpiMode::default(),
         }
     }
 }
@@ -263,6 +284,13 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
             "MiB",
             mib(mem.guest_ram_resident),
         ));
+        // How much of what the guest touched sits on huge pages (smaps' AnonHugePages of the
+        // guest mapping, or its hugetlbfs pages): what lets KVM map it 2 MiB at a time.
+        m.push(Metric::higher(
+            "host.guest_ram_huge",
+            "MiB",
+            mib(mem.guest_ram_huge),
+        ));
     }
     m.push(Metric::lower(
         "exits.total",
@@ -282,6 +310,20 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
             "exits",
             to_agent.total() as f64,
         ));
+    }
+    if let Some(kvm) = &report.kvm_stats_to_first_marker {
+        push_kvm_stats(&mut m, "kvm.to_agent_start", kvm);
+    }
+    // Nested page faults: every fault KVM's MMU handled (`pf_taken`, Linux 6.0+): on hardware with
+    // nested paging, each is a guest page KVM had to map (or an MMIO access it had to learn).
+    for (name, stats) in [
+        ("npf.to_agent_start", &report.kvm_stats_to_first_marker),
+        ("npf.workload", &report.kvm_stats_workload),
+        ("npf.total", &report.kvm_stats),
+    ] {
+        if let Some(n) = stats.as_ref().and_then(|k| k.0.get("pf_taken")) {
+            m.push(Metric::lower(name, "faults", n.value as f64));
+        }
     }
     if let Some(window) = &report.exits_workload {
         m.push(Metric::lower(
@@ -552,10 +594,27 @@ fn push_request_counts(
     }
 }
 
+/// The agent's framed line from the VM's virtio console, else from its serial console (a kernel
+/// without the console device, or an agent that fell back).
+fn framed_result(report: &VmReport) -> Result<workloads::WorkloadResult, FrameError> {
+    let channel = report
+        .channel
+        .as_ref()
+        .map(|c| parse_framed_result(&c.output.log.text()));
+    match channel {
+        Some(Ok(r)) => Ok(r),
+        // A damaged line on the channel is the answer (the agent wrote there), unless the serial
+        // console has an intact one.
+        Some(Err(e @ FrameError::Damaged(_))) => {
+            parse_framed_result(&report.console.text()).map_err(|_| e)
+        }
+        _ => parse_framed_result(&report.console.text()),
+    }
+}
+
 /// The trial's result from the report: the agent's framed line, or why there is none.
 fn result_of(report: &VmReport) -> Result<workloads::WorkloadResult, TrialFailure> {
-    let console = report.console.text();
-    match parse_framed_result(&console) {
+    match framed_result(report) {
         Ok(result) => match &result.outcome {
             Outcome::Ok => Ok(result),
             Outcome::Error { message } => Err(TrialFailure::WorkloadError {
@@ -626,9 +685,17 @@ impl Backend for VmBackend {
             .map_err(|e| prepare_err(format!("writing {}: {e}", initrd.display())))?;
         // The VMM checks the range (1..=64) in `validate` below, with a message naming it.
         let vcpus = u8::try_from(ctx.limits.vcpus).unwrap_or(u8::MAX);
+        if boot.acpi && self.acpi == AcpiMode::Off {
+            return Err(prepare_err(format!(
+                "the guest kernel {} finds its devices only through ACPI tables, and --vm-acpi off \
+                 leaves them out: use --vm-acpi auto (the default) or on",
+                boot.kernel.display()
+            )));
+        }
         let prepared = Prepared {
             kernel: boot.kernel,
-            acpi: boot.acpi,
+            acpi: self.acpi,
+            memory: self.memory,
             initrd,
             memory_mib: ctx.limits.memory_mib,
             vcpus,
@@ -655,6 +722,8 @@ impl Backend for VmBackend {
             f.insert("emulated".into(), p.emulated.to_string());
         }
         f.insert("disk".into(), self.disk_mode.name().into());
+        f.insert("memory".into(), self.memory.name().into());
+        f.insert("acpi".into(), self.acpi.name().into());
         f
     }
 
@@ -693,11 +762,12 @@ impl Backend for VmBackend {
                 })
             }
         };
-        let mut extra = vec![
-            format!("isolab.marker=port:{MARKER_PORT:#x}"),
-            format!("isolab.spec={spec}"),
-        ];
         let mut config = config_for(&prepared, Vec::new());
+        let mut extra = vec![format!("isolab.marker=port:{MARKER_PORT:#x}")];
+        if config.channel {
+            extra.push(format!("{RESULT_CMDLINE_KEY}={RESULT_VIRTIO_CONSOLE}"));
+        }
+        extra.push(format!("isolab.spec={spec}"));
         if let Some((image, mode)) = &disk {
             extra.push(format!("{DISK_CMDLINE_KEY}={}", mode.name()));
             config.disk = Some(DiskConfig {
@@ -789,6 +859,8 @@ fn config_for(p: &Prepared, extra: Vec<String>) -> VmConfig {
     c.quiet = !p.live_console;
     c.extra_cmdline = extra;
     c.acpi = p.acpi;
+    c.memory = p.memory;
+    c.channel = true;
     c
 }
 
@@ -857,6 +929,7 @@ mod tests {
             ])
             .collect(),
             exits_to_first_marker: Some(exits.clone()),
+            kvm_stats_to_first_marker: None,
             vcpus: 1,
             exits_per_vcpu: vec![exits.clone()],
             exits_workload: None,
@@ -871,9 +944,15 @@ mod tests {
             memory_top: Vec::new(),
             memory: Some(MemoryUsage {
                 guest_ram_resident: 64 << 20,
+                guest_ram_huge: 60 << 20,
                 other_resident: 2 << 20,
             }),
             guest_ram_bytes: 512 << 20,
+            memory_backing: MemoryBacking::Thp,
+            guest_ram_host_ranges: vec![(0x7f00_0000_0000, 512 << 20)],
+            acpi: AcpiMode::Auto,
+            devices: Vec::new(),
+            channel: None,
             kernel_format: vm_backend::boot::loader::KernelFormat::BzImage,
             cmdline: String::new(),
             unclaimed_io: 0,
@@ -1089,6 +1168,7 @@ mod tests {
             clock: AgentClock::default(),
             memory_inside: None,
             was_pid1: true,
+            route: None,
         })
         .expect("frame")
     }

@@ -1,11 +1,17 @@
-//! Building the `micro` guest kernel from Debian's `linux-source-6.1` package with the fragment in
-//! `vm-backend/kernel/micro.config`.
+//! Building isolab's own guest kernels from Debian's `linux-source-6.1` package: the `micro`
+//! kernel (the fragment in `vm-backend/kernel/micro.config`) and its `micro-acpi` variant (the
+//! same plus `vm-backend/kernel/micro-acpi.config`: ACPI only, as Firecracker's published guest
+//! configs are), see [`Variant`].
 //!
 //! Steps (each skipped when its result is cached): install build dependencies from apt if missing;
 //! `apt-get download linux-source-6.1`; `dpkg-deb -x` and untar it under `<cache>/src/<version>/`;
 //! `make tinyconfig`, merge the fragment, `make olddefconfig`, check every option of the fragment
 //! took; `nice -n 15 make -j2 bzImage` in `<cache>/build/micro-<version>-<hash>/`; copy `bzImage`,
 //! `vmlinux` and `.config` to `<cache>/kernels/micro-<version>-<hash>/`.
+//!
+//! A variant is built from a copy of the micro kernel's build tree (`cp -a`, timestamps kept):
+//! kbuild recompiles only the objects that use an option the variant changes, so it costs a link
+//! and a few files instead of a second full build (which matters to CI on a fresh machine).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -20,6 +26,45 @@ use super::{cache_err, cache_root, KernelError, Result};
 
 /// The configuration fragment, applied on top of `make tinyconfig`.
 pub const MICRO_CONFIG: &str = include_str!("../../kernel/micro.config");
+/// The `micro-acpi` variant's fragment, applied on top of [`MICRO_CONFIG`].
+pub const MICRO_ACPI_CONFIG: &str = include_str!("../../kernel/micro-acpi.config");
+
+/// isolab's own guest kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// The default: everything built in, devices from ACPI and from the command line, the virtio
+    /// console.
+    Micro,
+    /// `micro` configured as Firecracker's published x86_64 guest configs are: ACPI on, no
+    /// virtio-mmio command-line devices, no virtio console.
+    MicroAcpi,
+}
+
+impl Variant {
+    /// Its name (`isolab run --kernel NAME`, the cache directory's prefix).
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Micro => "micro",
+            Variant::MicroAcpi => "micro-acpi",
+        }
+    }
+
+    /// The whole fragment: micro's, then the variant's (later lines win).
+    pub fn fragment(self) -> String {
+        match self {
+            Variant::Micro => MICRO_CONFIG.to_owned(),
+            Variant::MicroAcpi => format!("{MICRO_CONFIG}\n{MICRO_ACPI_CONFIG}"),
+        }
+    }
+
+    /// The fragment applied on top of the base variant's build tree.
+    fn overlay(self) -> Option<(Variant, &'static str)> {
+        match self {
+            Variant::Micro => None,
+            Variant::MicroAcpi => Some((Variant::Micro, MICRO_ACPI_CONFIG)),
+        }
+    }
+}
 /// The Debian source package.
 pub const SOURCE_PACKAGE: &str = "linux-source-6.1";
 /// Bumped when the build recipe (not the fragment) changes in a way that changes the kernel.
@@ -92,16 +137,27 @@ fn artifacts_in(dir: &Path, version: &str, hash: &str) -> Option<KernelArtifacts
 /// The cached micro kernel for the current fragment, from any source version (newest name
 /// first). Makes no apt or network call.
 pub fn find_cached_micro() -> Option<KernelArtifacts> {
-    let hash = config_hash(MICRO_CONFIG);
+    find_cached(Variant::Micro)
+}
+
+/// The cached kernel of `variant` for the current fragments, from any source version (newest
+/// name first). Makes no apt or network call.
+pub fn find_cached(variant: Variant) -> Option<KernelArtifacts> {
+    let hash = config_hash(&variant.fragment());
+    let prefix = format!("{}-", variant.name());
     let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(kernels_dir())
         .ok()?
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_owned();
             let version = name
-                .strip_prefix("micro-")?
+                .strip_prefix(&prefix)?
                 .strip_suffix(&format!("-{hash}"))?
                 .to_owned();
+            // `micro-acpi-6.1...` also starts with `micro-`: a version begins with a digit.
+            if !version.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
             Some((version, e.path()))
         })
         .collect();
@@ -225,9 +281,15 @@ pub fn fragment_options(fragment: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// Options of the fragment the final `.config` does not have as asked.
+/// Options of the fragment the final `.config` does not have as asked (an option the fragment
+/// sets twice is asked as its last line says, as merge_config.sh applies it).
 pub fn unmet_options(fragment: &str, config: &str) -> Vec<String> {
-    fragment_options(fragment)
+    let mut asked: Vec<(String, bool)> = Vec::new();
+    for (name, on) in fragment_options(fragment) {
+        asked.retain(|(n, _)| *n != name);
+        asked.push((name, on));
+    }
+    asked
         .into_iter()
         .filter(|(name, on)| {
             let set = config.lines().any(|l| l == format!("{name}=y"));
@@ -248,14 +310,41 @@ fn make(tree: &Path, out: &Path, args: &[&str]) -> Command {
 
 /// Builds (or finds in the cache) the micro kernel. `progress` gets human-readable steps.
 pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Result<KernelArtifacts> {
+    ensure(Variant::Micro, opts, progress)
+}
+
+/// Builds (or finds in the cache) the kernel of `variant`; a variant first needs its base
+/// kernel's build tree (built too if missing). `progress` gets human-readable steps.
+pub fn ensure(
+    variant: Variant,
+    opts: BuildOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelArtifacts> {
     if !opts.force {
-        if let Some(a) = find_cached_micro() {
+        if let Some(a) = find_cached(variant) {
             return Ok(a);
         }
     }
-    let hash = config_hash(MICRO_CONFIG);
+    let fragment_text = variant.fragment();
+    let hash = config_hash(&fragment_text);
     let version = candidate_version(SOURCE_PACKAGE)?;
-    let key = format!("micro-{version}-{hash}");
+    // The base's build tree must be complete before a variant copies it.
+    let base_tree = match variant.overlay() {
+        Some((base, _)) => {
+            ensure(
+                base,
+                BuildOptions {
+                    force: false,
+                    ..opts
+                },
+                progress,
+            )?;
+            let tree = build_dir(base, &version);
+            tree.join("vmlinux").is_file().then_some(tree)
+        }
+        None => None,
+    };
+    let key = format!("{}-{version}-{hash}", variant.name());
     let dest = kernels_dir().join(&key);
     let _lock = CacheLock::acquire(
         &cache_root().join("locks").join(format!("{key}.lock")),
@@ -270,35 +359,98 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
     apt_install(&missing, progress)?;
     let tree = ensure_source(&version, progress)?;
     let out = cache_root().join("build").join(&key);
-    std::fs::create_dir_all(&out).map_err(cache_err(&out))?;
+    match (base_tree, variant.overlay()) {
+        (Some(base), Some((_, overlay))) => {
+            progress(&format!(
+                "configuring {}: a copy of {} with vm-backend/kernel/{}.config on top",
+                variant.name(),
+                base.display(),
+                variant.name()
+            ));
+            if !out.join(".config").is_file() {
+                let _ = std::fs::remove_dir_all(&out);
+                run_captured(
+                    Command::new("cp")
+                        .args(["-a", "--reflink=auto"])
+                        .arg(&base)
+                        .arg(&out),
+                    "coreutils",
+                )?;
+            }
+            merge_fragment(&tree, &out, overlay)?;
+        }
+        _ => {
+            std::fs::create_dir_all(&out).map_err(cache_err(&out))?;
+            progress(&format!(
+                "configuring {}: tinyconfig + vm-backend/kernel/micro.config{}",
+                variant.name(),
+                variant
+                    .overlay()
+                    .map(|_| format!(" + vm-backend/kernel/{}.config", variant.name()))
+                    .unwrap_or_default()
+            ));
+            run_captured(&mut make(&tree, &out, &["tinyconfig"]), "make")?;
+            merge_fragment(&tree, &out, &fragment_text)?;
+        }
+    }
+    run_captured(&mut make(&tree, &out, &["olddefconfig"]), "make")?;
+    let config_text =
+        std::fs::read_to_string(out.join(".config")).map_err(cache_err(out.join(".config")))?;
+    let unmet = unmet_options(&fragment_text, &config_text);
+    if !unmet.is_empty() {
+        return Err(KernelError::Missing(format!(
+            "Kconfig did not accept these options of the {} kernel's fragments in vm-backend/kernel/ (a dependency is missing from the fragment): {}",
+            variant.name(),
+            unmet.join(", ")
+        )));
+    }
+    compile(&tree, &out, opts, progress)?;
+    progress(&format!("storing the kernel in {}", dest.display()));
+    install_artifacts(
+        &out.join("arch/x86/boot/bzImage"),
+        &out.join("vmlinux"),
+        &out.join(".config"),
+        &dest,
+    )?;
+    artifacts_in(&dest, &version, &hash).ok_or_else(|| {
+        KernelError::Missing(format!("the build left no kernel in {}", dest.display()))
+    })
+}
 
-    progress("configuring: tinyconfig + vm-backend/kernel/micro.config");
-    run_captured(&mut make(&tree, &out, &["tinyconfig"]), "make")?;
-    let fragment = out.join("micro.config");
-    std::fs::write(&fragment, MICRO_CONFIG).map_err(cache_err(&fragment))?;
+/// Where `variant` is built from source `version` (kept after the build: a variant copies it).
+fn build_dir(variant: Variant, version: &str) -> PathBuf {
+    let hash = config_hash(&variant.fragment());
+    cache_root()
+        .join("build")
+        .join(format!("{}-{version}-{hash}", variant.name()))
+}
+
+/// Merges `fragment` into `out/.config` (merge_config.sh, later lines win).
+fn merge_fragment(tree: &Path, out: &Path, fragment: &str) -> Result<()> {
+    let file = out.join("isolab-fragment.config");
+    std::fs::write(&file, fragment).map_err(cache_err(&file))?;
     run_captured(
         Command::new(tree.join("scripts/kconfig/merge_config.sh"))
             .arg("-m")
             .arg("-O")
-            .arg(&out)
+            .arg(out)
             .arg(out.join(".config"))
-            .arg(&fragment)
-            .current_dir(&tree),
+            .arg(&file)
+            .current_dir(tree),
         "make",
     )?;
-    run_captured(&mut make(&tree, &out, &["olddefconfig"]), "make")?;
-    let config_text =
-        std::fs::read_to_string(out.join(".config")).map_err(cache_err(out.join(".config")))?;
-    let unmet = unmet_options(MICRO_CONFIG, &config_text);
-    if !unmet.is_empty() {
-        return Err(KernelError::Missing(format!(
-            "Kconfig did not accept these options of vm-backend/kernel/micro.config (a dependency is missing from the fragment): {}",
-            unmet.join(", ")
-        )));
-    }
+    Ok(())
+}
 
+/// `nice make bzImage` in `out`, with progress every 250 files and the log's tail on failure.
+fn compile(
+    tree: &Path,
+    out: &Path,
+    opts: BuildOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
     progress(&format!(
-        "compiling with nice -n {} make -j{} bzImage (about 5 minutes on 2 cores)",
+        "compiling with nice -n {} make -j{} bzImage (about 5 minutes on 2 cores for a whole kernel)",
         opts.niceness, opts.jobs
     ));
     let log_path = out.join("build.log");
@@ -308,7 +460,7 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
         .arg(opts.niceness.to_string())
         .arg("make")
         .arg("-C")
-        .arg(&tree)
+        .arg(tree)
         .arg(format!("O={}", out.display()))
         .arg(format!("-j{}", opts.jobs.max(1)))
         .arg("bzImage")
@@ -340,7 +492,7 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
             }
         }
     }
-    let status = child.wait().map_err(cache_err(&out))?;
+    let status = child.wait().map_err(cache_err(out))?;
     if !status.success() {
         let err_tail = std::fs::read_to_string(&log_path).unwrap_or_default();
         let err_tail: Vec<&str> = err_tail.lines().rev().take(20).collect();
@@ -355,19 +507,8 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
             ),
         });
     }
-    progress(&format!(
-        "compiled {compiled} files; storing the kernel in {}",
-        dest.display()
-    ));
-    install_artifacts(
-        &out.join("arch/x86/boot/bzImage"),
-        &out.join("vmlinux"),
-        &out.join(".config"),
-        &dest,
-    )?;
-    artifacts_in(&dest, &version, &hash).ok_or_else(|| {
-        KernelError::Missing(format!("the build left no kernel in {}", dest.display()))
-    })
+    progress(&format!("compiled {compiled} files"));
+    Ok(())
 }
 
 /// Copies a built kernel into its cache directory (atomically: a partial copy is never seen).
