@@ -343,10 +343,11 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let agent = workloads::locate::locate_agent(args.agent.as_deref())?;
-    let named_kernel = args
-        .kernel
-        .as_deref()
-        .is_some_and(|k| ["debian", "micro", "micro-acpi"].iter().any(|n| k == Path::new(n)));
+    let named_kernel = args.kernel.as_deref().is_some_and(|k| {
+        ["debian", "micro", "micro-acpi"]
+            .iter()
+            .any(|n| k == Path::new(n))
+    });
     if let Some(k) = args.kernel.as_ref().filter(|_| !named_kernel) {
         if !k.is_file() {
             bail!(

@@ -521,8 +521,13 @@ mod tests {
         assert!(s.contains("echo HVM-BEGIN:1\n( false ) 2>&1\necho HVM-END:1:$?\n"));
         assert!(s.trim_end().ends_with("poweroff -f"));
         let s = l1_init_script(&["true".into()], 70);
-        let reserve = s.find("echo 70 > /proc/sys/vm/nr_hugepages").expect("reserved");
-        assert!(reserve < s.find("HVM-BEGIN:0").expect("command"), "before the commands");
+        let reserve = s
+            .find("echo 70 > /proc/sys/vm/nr_hugepages")
+            .expect("reserved");
+        assert!(
+            reserve < s.find("HVM-BEGIN:0").expect("command"),
+            "before the commands"
+        );
     }
 
     #[test]

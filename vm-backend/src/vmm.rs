@@ -1189,3 +1189,52 @@ impl VmReport {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_get_slots_in_creation_order_and_each_mode_describes_them_its_way() {
+        let mut config = VmConfig::new("/unused", 128);
+        config.disk = Some(DiskConfig {
+            path: "/unused.img".into(),
+            read_only: false,
+        });
+        let slots = DeviceSlots::allocate(&config).expect("slots");
+        let (block, console) = (slots.block.expect("disk"), slots.console.expect("console"));
+        assert_eq!((block.base, block.gsi), (0xd000_0000, 5));
+        assert_eq!((console.base, console.gsi), (0xd000_1000, 6));
+        // Without a disk the console takes the first slot.
+        config.disk = None;
+        let slots = DeviceSlots::allocate(&config).expect("slots");
+        assert!(slots.block.is_none());
+        assert_eq!(slots.console.map(|s| s.base), Some(0xd000_0000));
+        config.channel = false;
+        assert_eq!(
+            DeviceSlots::allocate(&config).expect("none").all().count(),
+            0
+        );
+
+        // auto: ACPI tables at the own window, the command line at the alias.
+        assert!(AcpiMode::Auto.tables());
+        assert_eq!(AcpiMode::Auto.cmdline_window(&block), Some(0xd010_0000));
+        assert_eq!(AcpiMode::Auto.alias(&block), Some(0xd010_0000));
+        // on: tables only; off: the command line at the own window, no alias, no tables.
+        assert_eq!(AcpiMode::On.cmdline_window(&block), None);
+        assert_eq!(AcpiMode::On.alias(&block), None);
+        assert!(!AcpiMode::Off.tables());
+        assert_eq!(AcpiMode::Off.cmdline_window(&block), Some(0xd000_0000));
+        assert_eq!(AcpiMode::Off.alias(&block), None);
+        // How the guest found a device, from the window it used.
+        assert_eq!(AcpiMode::Auto.found_via(WindowClaim::Own), "acpi");
+        assert_eq!(AcpiMode::Auto.found_via(WindowClaim::Alias), "command line");
+        assert_eq!(AcpiMode::Off.found_via(WindowClaim::Own), "command line");
+        assert_eq!(AcpiMode::On.found_via(WindowClaim::Own), "acpi");
+        assert_eq!(AcpiMode::Auto.found_via(WindowClaim::None), "not found");
+        for m in [AcpiMode::Auto, AcpiMode::On, AcpiMode::Off] {
+            assert_eq!(AcpiMode::parse(m.name()), Some(m));
+        }
+        assert_eq!(AcpiMode::parse("yes"), None);
+    }
+}

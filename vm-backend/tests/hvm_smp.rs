@@ -13,14 +13,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, report, run_session, words};
+use common::{agent_result, example, report, run_session, words};
 use serde_json::Value;
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
 use workloads::kernels::cpu::CpuParams;
 use workloads::kernels::io::{IoRandParams, IoSeqParams};
-use workloads::protocol::parse_framed_result;
 use workloads::Workload;
 
 const IMAGE_MIB: u64 = 16;
@@ -111,7 +110,7 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
             continue;
         };
         let console = r["console"].as_str().unwrap_or("");
-        let result = match parse_framed_result(console) {
+        let result = match agent_result(&r) {
             Ok(res) => res,
             Err(e) => {
                 failures.push(format!("{name}: {e}\n{console}"));

@@ -1213,6 +1213,74 @@ mod tests {
     }
 
     #[test]
+    fn the_result_comes_from_the_channel_else_from_the_serial_console() {
+        use vm_backend::devices::virtio::console::{ConsoleOutput, ConsoleStats};
+        use vm_backend::vmm::ChannelReport;
+        let channel = |text: &str| {
+            let mut log = ConsoleLog::new(1 << 16);
+            log.push(text.as_bytes());
+            Some(ChannelReport {
+                output: ConsoleOutput {
+                    log,
+                    stats: ConsoleStats::default(),
+                    broken: None,
+                },
+                transport: Default::default(),
+            })
+        };
+        let inspect_line = |route: &str| {
+            frame_result(&workloads::WorkloadResult {
+                protocol: workloads::PROTOCOL_VERSION,
+                workload: route.into(),
+                outcome: Outcome::Ok,
+                metrics: vec![],
+                inspect: None,
+                clock: AgentClock::default(),
+                memory_inside: None,
+                was_pid1: true,
+                route: None,
+            })
+            .expect("frame")
+        };
+        // The channel's line wins over one on the serial console.
+        let mut r = report(&inspect_line("serial"), StopReason::GuestReset);
+        r.channel = channel(&inspect_line("channel"));
+        assert_eq!(result_of(&r).expect("ok").workload, "channel");
+        // A channel with nothing on it (a kernel without the driver): the serial console.
+        r.channel = channel("");
+        assert_eq!(result_of(&r).expect("ok").workload, "serial");
+        // A damaged line on the channel with nothing on the console: the damage is the reason.
+        let line = inspect_line("channel");
+        let mut r = report("booted\n", StopReason::GuestReset);
+        r.channel = channel(&line.replacen("ISOLAB-RESULT:1:", "ISOLAB-RESULT:1:9", 1));
+        match result_of(&r) {
+            Err(TrialFailure::Crashed { reason }) => {
+                assert!(reason.contains("damaged"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nested_page_faults_and_huge_pages_are_metrics() {
+        let mut r = report(&ok_line(), StopReason::GuestReset);
+        r.kvm_stats_to_first_marker = Some(kvm(&[("exits", 2_500), ("pf_taken", 700)]));
+        r.kvm_stats_workload = Some(kvm(&[("exits", 90), ("pf_taken", 12)]));
+        r.kvm_stats = Some(kvm(&[("exits", 2_800), ("pf_taken", 800)]));
+        let m = metrics_of(&r, &Workload::Noop);
+        let get = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
+        assert_eq!(get("npf.to_agent_start"), Some(700.0));
+        assert_eq!(get("npf.workload"), Some(12.0));
+        assert_eq!(get("npf.total"), Some(800.0));
+        assert_eq!(get("kvm.to_agent_start.exits"), Some(2_500.0));
+        assert_eq!(get("host.guest_ram_huge"), Some(60.0));
+        // A host KVM without pf_taken: no nested page fault figure rather than a wrong one.
+        r.kvm_stats_to_first_marker = Some(kvm(&[("exits", 2_500), ("pf_fixed", 600)]));
+        let m = metrics_of(&r, &Workload::Noop);
+        assert!(!m.iter().any(|x| x.name == "npf.to_agent_start"));
+    }
+
+    #[test]
     fn failures_say_why_with_the_console() {
         let r = report(
             "[ 0.5] Kernel panic - not syncing: No working init found.\n",

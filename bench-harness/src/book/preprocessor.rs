@@ -11,6 +11,7 @@
 //! | `{{isolab:phases BACKEND}}` | the backend's start phases with durations |
 //! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
 //! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
+//! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
@@ -148,6 +149,10 @@ impl IsolabPreprocessor {
                 want(0, "capacity-table")?;
                 Ok(block(&f.capacity_table()))
             }
+            "memory-table" => {
+                want(0, "memory-table")?;
+                Ok(block(&f.memory_table()))
+            }
             "manifest" => {
                 want(0, "manifest")?;
                 Ok(block(&f.manifest_table()))
@@ -205,7 +210,7 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, manifest, availability, methodology, \
+     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, manifest, availability, methodology, \
      caveats, run-id"
         .into()
 }

@@ -337,7 +337,12 @@ mod tests {
         let dev = Block::new(Box::new(MemDisk::new(8 * 512, false)), Arc::clone(&irq));
         let mem = vm_memory::GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 1 << 20)])
             .expect("mem");
-        Arc::new(Mutex::new(MmioTransport::new(Box::new(dev), mem, irq, None)))
+        Arc::new(Mutex::new(MmioTransport::new(
+            Box::new(dev),
+            mem,
+            irq,
+            None,
+        )))
     }
 
     fn read32(bus: &MmioBus, addr: u64) -> u32 {

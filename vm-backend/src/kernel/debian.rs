@@ -225,13 +225,11 @@ fn guest_in(dir: &Path) -> Option<DebianGuest> {
     let complete = GUEST_MODULES
         .iter()
         .all(|m| order.lines().any(|l| l.trim() == format!("{m}.ko")));
-    (complete && vmlinuz.is_file() && modules.iter().all(|m| m.is_file())).then(|| {
-        DebianGuest {
-            dir: dir.to_owned(),
-            release: release.trim().to_owned(),
-            vmlinuz,
-            modules,
-        }
+    (complete && vmlinuz.is_file() && modules.iter().all(|m| m.is_file())).then(|| DebianGuest {
+        dir: dir.to_owned(),
+        release: release.trim().to_owned(),
+        vmlinuz,
+        modules,
     })
 }
 

@@ -306,7 +306,8 @@ mod tests {
         let (mut c, irq) = console(&m);
         m.write_slice(b"ISOLAB-RESULT:1:", GuestAddress(0x10000))
             .expect("data");
-        m.write_slice(b"abc\n", GuestAddress(0x11000)).expect("data");
+        m.write_slice(b"abc\n", GuestAddress(0x11000))
+            .expect("data");
         desc(&m, 0, 0x10000, 16, F_NEXT, 1);
         desc(&m, 1, 0x11000, 4, 0, 0);
         desc(&m, 2, 0x11000, 4, 0, 0);
@@ -351,7 +352,10 @@ mod tests {
         assert!(lock(&c.output()).broken.is_some());
         c.reset();
         assert!(!c.broken());
-        assert!(lock(&c.output()).broken.is_some(), "the reason stays in the report");
+        assert!(
+            lock(&c.output()).broken.is_some(),
+            "the reason stays in the report"
+        );
     }
 
     #[test]
