@@ -57,11 +57,11 @@ impl Variant {
         }
     }
 
-    /// The fragment applied on top of the base variant's build tree.
-    fn overlay(self) -> Option<(Variant, &'static str)> {
+    /// The kernel whose build tree this one starts from.
+    fn base(self) -> Option<Variant> {
         match self {
             Variant::Micro => None,
-            Variant::MicroAcpi => Some((Variant::Micro, MICRO_ACPI_CONFIG)),
+            Variant::MicroAcpi => Some(Variant::Micro),
         }
     }
 }
@@ -329,8 +329,12 @@ pub fn ensure(
     let hash = config_hash(&fragment_text);
     let version = candidate_version(SOURCE_PACKAGE)?;
     // The base's build tree must be complete before a variant copies it.
-    let base_tree = match variant.overlay() {
-        Some((base, _)) => {
+    // A variant starts from its base kernel's build tree, and a kernel whose configuration
+    // changed from the newest complete tree of the same source: kbuild then recompiles only what
+    // the options that differ touch (a link and a few files instead of a whole kernel, which
+    // matters to CI and to anyone editing a fragment).
+    let seed = match variant.base() {
+        Some(base) => {
             ensure(
                 base,
                 BuildOptions {
@@ -339,8 +343,7 @@ pub fn ensure(
                 },
                 progress,
             )?;
-            let tree = build_dir(base, &version);
-            tree.join("vmlinux").is_file().then_some(tree)
+            Some(build_dir(base, &version))
         }
         None => None,
     };
@@ -359,40 +362,36 @@ pub fn ensure(
     apt_install(&missing, progress)?;
     let tree = ensure_source(&version, progress)?;
     let out = cache_root().join("build").join(&key);
-    match (base_tree, variant.overlay()) {
-        (Some(base), Some((_, overlay))) => {
+    let seed = seed
+        .or_else(|| newest_tree(variant, &version, &out))
+        .filter(|t| t.join("vmlinux").is_file());
+    if !out.join(".config").is_file() {
+        let _ = std::fs::remove_dir_all(&out);
+        if let Some(seed) = &seed {
             progress(&format!(
-                "configuring {}: a copy of {} with vm-backend/kernel/{}.config on top",
-                variant.name(),
-                base.display(),
-                variant.name()
+                "starting from a copy of {} (only what the configuration changes is compiled again)",
+                seed.display()
             ));
-            if !out.join(".config").is_file() {
-                let _ = std::fs::remove_dir_all(&out);
-                run_captured(
-                    Command::new("cp")
-                        .args(["-a", "--reflink=auto"])
-                        .arg(&base)
-                        .arg(&out),
-                    "coreutils",
-                )?;
-            }
-            merge_fragment(&tree, &out, overlay)?;
-        }
-        _ => {
-            std::fs::create_dir_all(&out).map_err(cache_err(&out))?;
-            progress(&format!(
-                "configuring {}: tinyconfig + vm-backend/kernel/micro.config{}",
-                variant.name(),
-                variant
-                    .overlay()
-                    .map(|_| format!(" + vm-backend/kernel/{}.config", variant.name()))
-                    .unwrap_or_default()
-            ));
-            run_captured(&mut make(&tree, &out, &["tinyconfig"]), "make")?;
-            merge_fragment(&tree, &out, &fragment_text)?;
+            run_captured(
+                Command::new("cp")
+                    .args(["-a", "--reflink=auto"])
+                    .arg(seed)
+                    .arg(&out),
+                "coreutils",
+            )?;
         }
     }
+    std::fs::create_dir_all(&out).map_err(cache_err(&out))?;
+    progress(&format!(
+        "configuring {}: tinyconfig + vm-backend/kernel/micro.config{}",
+        variant.name(),
+        variant
+            .base()
+            .map(|_| format!(" + vm-backend/kernel/{}.config", variant.name()))
+            .unwrap_or_default()
+    ));
+    run_captured(&mut make(&tree, &out, &["tinyconfig"]), "make")?;
+    merge_fragment(&tree, &out, &fragment_text)?;
     run_captured(&mut make(&tree, &out, &["olddefconfig"]), "make")?;
     let config_text =
         std::fs::read_to_string(out.join(".config")).map_err(cache_err(out.join(".config")))?;
@@ -415,6 +414,29 @@ pub fn ensure(
     artifacts_in(&dest, &version, &hash).ok_or_else(|| {
         KernelError::Missing(format!("the build left no kernel in {}", dest.display()))
     })
+}
+
+/// The newest complete build tree of `variant` from source `version` other than `out` (one built
+/// from an earlier version of its fragment).
+fn newest_tree(variant: Variant, version: &str, out: &Path) -> Option<PathBuf> {
+    let prefix = format!("{}-{version}-", variant.name());
+    let mut trees: Vec<(std::time::SystemTime, PathBuf)> =
+        std::fs::read_dir(cache_root().join("build"))
+            .ok()?
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| {
+                    n.strip_prefix(&prefix).is_some_and(|hash| {
+                        hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())
+                    })
+                })
+            })
+            .map(|e| e.path())
+            .filter(|p| p != out && p.join("vmlinux").is_file())
+            .filter_map(|p| Some((p.join("vmlinux").metadata().ok()?.modified().ok()?, p)))
+            .collect();
+    trees.sort();
+    trees.pop().map(|(_, p)| p)
 }
 
 /// Where `variant` is built from source `version` (kept after the build: a variant copies it).
@@ -573,5 +595,31 @@ mod tests {
             assert!(opts.contains(&(needed.to_owned(), true)), "{needed}");
         }
         assert!(opts.contains(&("CONFIG_MODULES".to_owned(), false)));
+    }
+
+    #[test]
+    fn the_acpi_variant_is_micro_without_command_line_devices_or_console() {
+        let micro = fragment_options(&Variant::Micro.fragment());
+        for needed in [
+            "CONFIG_ACPI",
+            "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES",
+            "CONFIG_VIRTIO_CONSOLE",
+        ] {
+            assert!(micro.contains(&(needed.to_owned(), true)), "{needed}");
+        }
+        // The variant's fragment is micro's with its own lines after: they win.
+        let acpi = Variant::MicroAcpi.fragment();
+        assert!(acpi.starts_with(MICRO_CONFIG));
+        let config = "CONFIG_ACPI=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_VIRTIO_CONSOLE=y\n";
+        let unmet = unmet_options(&acpi, config);
+        assert!(
+            unmet.contains(&"CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=n".to_owned())
+                && unmet.contains(&"CONFIG_VIRTIO_CONSOLE=n".to_owned())
+                && !unmet.iter().any(|u| u.starts_with("CONFIG_ACPI=")),
+            "{unmet:?}"
+        );
+        assert_ne!(config_hash(&acpi), config_hash(MICRO_CONFIG));
+        assert_eq!(Variant::MicroAcpi.base(), Some(Variant::Micro));
+        assert_eq!(Variant::Micro.base(), None);
     }
 }
