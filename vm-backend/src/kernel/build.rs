@@ -9,9 +9,9 @@
 //! took; `nice -n 15 make -j2 bzImage` in `<cache>/build/micro-<version>-<hash>/`; copy `bzImage`,
 //! `vmlinux` and `.config` to `<cache>/kernels/micro-<version>-<hash>/`.
 //!
-//! A variant is built from a copy of the micro kernel's build tree (`cp -a`, timestamps kept):
-//! kbuild recompiles only the objects that use an option the variant changes, so it costs a link
-//! and a few files instead of a second full build (which matters to CI on a fresh machine).
+//! A variant is built in the micro kernel's build tree after the micro kernel is stored: kbuild
+//! recompiles only the objects that use an option the variant changes, so it costs a link and a
+//! few files instead of a second full build (which matters to CI on a fresh machine).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -329,28 +329,28 @@ pub fn ensure(
     let hash = config_hash(&fragment_text);
     let version = candidate_version(SOURCE_PACKAGE)?;
     // The base's build tree must be complete before a variant copies it.
-    // A variant starts from its base kernel's build tree, and a kernel whose configuration
-    // changed from the newest complete tree of the same source: kbuild then recompiles only what
-    // the options that differ touch (a link and a few files instead of a whole kernel, which
-    // matters to CI and to anyone editing a fragment).
-    let seed = match variant.base() {
-        Some(base) => {
-            ensure(
-                base,
-                BuildOptions {
-                    force: false,
-                    ..opts
-                },
-                progress,
-            )?;
-            Some(build_dir(base, &version))
-        }
-        None => None,
-    };
+    // A variant is built in its base kernel's tree, once the base is built and stored: kbuild
+    // then recompiles only what the options that differ touch. (A copy of the tree under another
+    // name does not do: kbuild would recompile everything.)
+    if let Some(base) = variant.base() {
+        ensure(
+            base,
+            BuildOptions {
+                force: false,
+                ..opts
+            },
+            progress,
+        )?;
+    }
     let key = format!("{}-{version}-{hash}", variant.name());
     let dest = kernels_dir().join(&key);
+    let out = build_dir(variant.base().unwrap_or(variant), &version);
+    let tree_name = out
+        .file_name()
+        .map_or_else(|| key.clone(), |n| n.to_string_lossy().into_owned());
+    // One build at a time per tree (a variant and its base share one).
     let _lock = CacheLock::acquire(
-        &cache_root().join("locks").join(format!("{key}.lock")),
+        &cache_root().join("locks").join(format!("{tree_name}.lock")),
         progress,
     )?;
     if !opts.force {
@@ -361,30 +361,11 @@ pub fn ensure(
     let missing = missing_build_deps();
     apt_install(&missing, progress)?;
     let tree = ensure_source(&version, progress)?;
-    let out = cache_root().join("build").join(&key);
-    let seed = seed
-        .or_else(|| newest_tree(variant, &version, &out))
-        .filter(|t| t.join("vmlinux").is_file());
-    if !out.join(".config").is_file() {
-        let _ = std::fs::remove_dir_all(&out);
-        if let Some(seed) = &seed {
-            progress(&format!(
-                "starting from a copy of {} (only what the configuration changes is compiled again)",
-                seed.display()
-            ));
-            run_captured(
-                Command::new("cp")
-                    .args(["-a", "--reflink=auto"])
-                    .arg(seed)
-                    .arg(&out),
-                "coreutils",
-            )?;
-        }
-    }
     std::fs::create_dir_all(&out).map_err(cache_err(&out))?;
     progress(&format!(
-        "configuring {}: tinyconfig + vm-backend/kernel/micro.config{}",
+        "configuring {} in {}: tinyconfig + vm-backend/kernel/micro.config{}",
         variant.name(),
+        out.display(),
         variant
             .base()
             .map(|_| format!(" + vm-backend/kernel/{}.config", variant.name()))
@@ -416,30 +397,8 @@ pub fn ensure(
     })
 }
 
-/// The newest complete build tree of `variant` from source `version` other than `out` (one built
-/// from an earlier version of its fragment).
-fn newest_tree(variant: Variant, version: &str, out: &Path) -> Option<PathBuf> {
-    let prefix = format!("{}-{version}-", variant.name());
-    let mut trees: Vec<(std::time::SystemTime, PathBuf)> =
-        std::fs::read_dir(cache_root().join("build"))
-            .ok()?
-            .flatten()
-            .filter(|e| {
-                e.file_name().to_str().is_some_and(|n| {
-                    n.strip_prefix(&prefix).is_some_and(|hash| {
-                        hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit())
-                    })
-                })
-            })
-            .map(|e| e.path())
-            .filter(|p| p != out && p.join("vmlinux").is_file())
-            .filter_map(|p| Some((p.join("vmlinux").metadata().ok()?.modified().ok()?, p)))
-            .collect();
-    trees.sort();
-    trees.pop().map(|(_, p)| p)
-}
-
-/// Where `variant` is built from source `version` (kept after the build: a variant copies it).
+/// The build tree of `variant` from source `version` (kept after the build: its variants are
+/// built in it).
 fn build_dir(variant: Variant, version: &str) -> PathBuf {
     let hash = config_hash(&variant.fragment());
     cache_root()
@@ -610,7 +569,8 @@ mod tests {
         // The variant's fragment is micro's with its own lines after: they win.
         let acpi = Variant::MicroAcpi.fragment();
         assert!(acpi.starts_with(MICRO_CONFIG));
-        let config = "CONFIG_ACPI=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_VIRTIO_CONSOLE=y\n";
+        let config =
+            "CONFIG_ACPI=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_VIRTIO_CONSOLE=y\n";
         let unmet = unmet_options(&acpi, config);
         assert!(
             unmet.contains(&"CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=n".to_owned())
