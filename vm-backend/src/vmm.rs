@@ -588,14 +588,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     mptable::write_mptable(&ram.mem, config.vcpus)?;
     mark(&mut timeline, "kernel_loaded");
 
-    let serial_irq = EventFd::new(libc::EFD_NONBLOCK)
-        .map_err(|e| VmError::Host(format!("creating the serial interrupt eventfd: {e}")))?;
-    vm.fd
-        .register_irqfd(&serial_irq, SERIAL_IRQ)
-        .map_err(|source| VmError::Kvm {
-            what: "register the serial irqfd",
-            source,
-        })?;
+    let serial_irq = device_irq(&vm, SERIAL_IRQ, "serial")?;
     let serial = Serial::new(
         Some(serial_irq),
         ConsoleLog::new(config.console_capacity),
@@ -943,14 +936,14 @@ impl AttachedBlock {
     }
 }
 
-/// An interrupt line for a device: an eventfd registered as an irqfd on `gsi`.
+/// A device's interrupt line: an eventfd registered as an irqfd on `gsi`.
 fn device_irq(vm: &Vm, gsi: u32, what: &'static str) -> Result<EventFd> {
     let irq = EventFd::new(libc::EFD_NONBLOCK)
         .map_err(|e| VmError::Host(format!("creating the {what} interrupt eventfd: {e}")))?;
     vm.fd
         .register_irqfd(&irq, gsi)
         .map_err(|source| VmError::Kvm {
-            what: "register a virtio device's irqfd",
+            what: "register a device's irqfd",
             source,
         })?;
     Ok(irq)

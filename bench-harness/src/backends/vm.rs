@@ -1159,9 +1159,14 @@ mod tests {
     }
 
     fn ok_line() -> String {
+        line_of("noop")
+    }
+
+    /// The framed line of an ok result of `workload`.
+    fn line_of(workload: &str) -> String {
         frame_result(&workloads::WorkloadResult {
             protocol: workloads::PROTOCOL_VERSION,
-            workload: "noop".into(),
+            workload: workload.into(),
             outcome: Outcome::Ok,
             metrics: vec![],
             inspect: None,
@@ -1228,20 +1233,7 @@ mod tests {
                 transport: Default::default(),
             })
         };
-        let inspect_line = |route: &str| {
-            frame_result(&workloads::WorkloadResult {
-                protocol: workloads::PROTOCOL_VERSION,
-                workload: route.into(),
-                outcome: Outcome::Ok,
-                metrics: vec![],
-                inspect: None,
-                clock: AgentClock::default(),
-                memory_inside: None,
-                was_pid1: true,
-                route: None,
-            })
-            .expect("frame")
-        };
+        let inspect_line = line_of;
         // The channel's line wins over one on the serial console.
         let mut r = report(&inspect_line("serial"), StopReason::GuestReset);
         r.channel = channel(&inspect_line("channel"));

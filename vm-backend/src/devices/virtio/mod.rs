@@ -42,6 +42,19 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A read of `data.len()` bytes at `offset` of a device's configuration space `config`, at any
+/// width; bytes past its end (or an offset no index can hold) read as 0.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i))
+            .and_then(|o| config.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
 /// Why a device could not start with the queues the driver set up.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ActivateError {
