@@ -6,12 +6,13 @@
 //! Steps (each skipped when its result is cached): install build dependencies from apt if missing;
 //! `apt-get download linux-source-6.1`; `dpkg-deb -x` and untar it under `<cache>/src/<version>/`;
 //! `make tinyconfig`, merge the fragment, `make olddefconfig`, check every option of the fragment
-//! took; `nice -n 15 make -j2 bzImage` in `<cache>/build/micro-<version>-<hash>/`; copy `bzImage`,
+//! took; `nice -n 15 make -j2 bzImage` in `<cache>/build/micro-<version>/`; copy `bzImage`,
 //! `vmlinux` and `.config` to `<cache>/kernels/micro-<version>-<hash>/`.
 //!
-//! A variant is built in the micro kernel's build tree after the micro kernel is stored: kbuild
-//! recompiles only the objects that use an option the variant changes, so it costs a link and a
-//! few files instead of a second full build (which matters to CI on a fresh machine).
+//! Every build happens in one tree per source version, `<cache>/build/micro-<version>/`: kbuild
+//! recompiles only the objects that use an option the new configuration changes, so a variant
+//! built after the micro kernel costs a link and a few files instead of a second full build (which
+//! matters to CI on a fresh machine), and so does an edit of a fragment.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -329,9 +330,8 @@ pub fn ensure(
     let hash = config_hash(&fragment_text);
     let version = candidate_version(SOURCE_PACKAGE)?;
     // The base's build tree must be complete before a variant copies it.
-    // A variant is built in its base kernel's tree, once the base is built and stored: kbuild
-    // then recompiles only what the options that differ touch. (A copy of the tree under another
-    // name does not do: kbuild would recompile everything.)
+    // A variant is built after its base (in the same tree, see `build_dir`), so that the base is
+    // cached too and the variant costs only what its options change.
     if let Some(base) = variant.base() {
         ensure(
             base,
@@ -344,13 +344,12 @@ pub fn ensure(
     }
     let key = format!("{}-{version}-{hash}", variant.name());
     let dest = kernels_dir().join(&key);
-    let out = build_dir(variant.base().unwrap_or(variant), &version);
-    let tree_name = out
-        .file_name()
-        .map_or_else(|| key.clone(), |n| n.to_string_lossy().into_owned());
-    // One build at a time per tree (a variant and its base share one).
+    let out = build_dir(&version);
+    // One build at a time in the tree.
     let _lock = CacheLock::acquire(
-        &cache_root().join("locks").join(format!("{tree_name}.lock")),
+        &cache_root()
+            .join("locks")
+            .join(format!("micro-{version}-tree.lock")),
         progress,
     )?;
     if !opts.force {
@@ -397,13 +396,12 @@ pub fn ensure(
     })
 }
 
-/// The build tree of `variant` from source `version` (kept after the build: its variants are
-/// built in it).
-fn build_dir(variant: Variant, version: &str) -> PathBuf {
-    let hash = config_hash(&variant.fragment());
-    cache_root()
-        .join("build")
-        .join(format!("{}-{version}-{hash}", variant.name()))
+/// The build tree of isolab's kernels from source `version`: one for the micro kernel and its
+/// variants, whatever their fragments. Each build reconfigures it, and kbuild recompiles only what
+/// the options that changed touch (a tree copied or renamed elsewhere would recompile
+/// everything, so it stays where it is).
+fn build_dir(version: &str) -> PathBuf {
+    cache_root().join("build").join(format!("micro-{version}"))
 }
 
 /// Merges `fragment` into `out/.config` (merge_config.sh, later lines win).
