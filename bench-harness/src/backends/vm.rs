@@ -685,6 +685,11 @@ impl Backend for VmBackend {
             .map_err(|e| prepare_err(format!("writing {}: {e}", initrd.display())))?;
         // The VMM checks the range (1..=64) in `validate` below, with a message naming it.
         let vcpus = u8::try_from(ctx.limits.vcpus).unwrap_or(u8::MAX);
+        // Reserved huge pages are the host's to give: say it now, not in every trial.
+        if self.memory == MemoryBacking::Hugetlbfs {
+            vm_backend::vstate::memory::check_huge_pages(ctx.limits.memory_mib << 20)
+                .map_err(|e| prepare_err(e.to_string()))?;
+        }
         if boot.acpi && self.acpi == AcpiMode::Off {
             return Err(prepare_err(format!(
                 "the guest kernel {} finds its devices only through ACPI tables, and --vm-acpi off \

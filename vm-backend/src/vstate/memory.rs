@@ -111,6 +111,22 @@ pub fn check_backing(size: u64, backing: MemoryBacking) -> Result<()> {
     Ok(())
 }
 
+/// Checks that the host's reserved 2 MiB pages could back `size` bytes of guest RAM now (for a
+/// clear error before any VM starts; the mapping itself reserves them).
+pub fn check_huge_pages(size: u64) -> Result<()> {
+    let needed = size.div_ceil(HUGE_PAGE);
+    let (free, total) = huge_page_pool();
+    if free >= needed {
+        return Ok(());
+    }
+    Err(VmError::HugePages {
+        needed,
+        free,
+        total,
+        suggest: total + needed.saturating_sub(free),
+    })
+}
+
 /// One host mapping of guest RAM, unmapped on drop.
 #[derive(Debug)]
 struct HostMapping {
@@ -203,14 +219,12 @@ impl HostMapping {
                 match mmap_anonymous(len, libc::MAP_HUGETLB | libc::MAP_HUGE_2MB) {
                     Ok(a) => (a, flags),
                     Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
-                        let (free, total) = huge_page_pool();
-                        let needed = (len / huge) as u64;
-                        return Err(VmError::HugePages {
-                            needed,
-                            free,
-                            total,
-                            suggest: total + needed.saturating_sub(free),
-                        });
+                        check_huge_pages(len as u64)?;
+                        // The pool had the pages a moment ago: say so rather than nothing.
+                        return Err(mem_err(
+                            "mmap(MAP_HUGETLB) (another process took the pages?)",
+                            e,
+                        ));
                     }
                     Err(e) => return Err(mem_err("mmap(MAP_HUGETLB)", e)),
                 }
@@ -560,6 +574,11 @@ Private_Hugetlb:    4096 kB
     #[test]
     fn hugetlbfs_without_reserved_pages_says_how_to_reserve_them() {
         let (free, _) = huge_page_pool();
+        let check = check_huge_pages((free + 1) * HUGE_PAGE).expect_err("one page short");
+        assert!(
+            check.to_string().contains("sysctl vm.nr_hugepages="),
+            "{check}"
+        );
         // 1 GiB more than the pool has free: refused at mmap, with the fix.
         let size = (free + 512) * HUGE_PAGE;
         match GuestRam::new(size, MemoryBacking::Hugetlbfs) {
