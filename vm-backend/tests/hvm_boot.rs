@@ -434,10 +434,8 @@ mod memory_and_devices {
         let off = boot(&r, "acpi off");
         assert!(agent_result(&r).is_ok());
         progress(&format!(
-            "ACPI tables cost the micro kernel {} KVM exits and {} nested page faults to the agent's start, {} exits reaching the VMM in the whole run",
-            thp.exits_to_agent as i64 - off.exits_to_agent as i64,
-            thp.npf_to_agent as i64 - off.npf_to_agent as i64,
-            thp.vmm_exits as i64 - off.vmm_exits as i64,
+            "the micro kernel with ACPI tables: {} KVM exits to the agent's start, {} exits reaching the VMM in the whole run; without (MP table, command line): {} and {}",
+            thp.exits_to_agent, thp.vmm_exits, off.exits_to_agent, off.vmm_exits,
         ));
         assert_eq!(cmd(7).status, Some(0), "{}", cmd(7).output);
         // The disk is found exactly once however it is described, and on the kernel that knows
@@ -509,8 +507,10 @@ mod memory_and_devices {
     }
 
     /// Exits reaching the VMM in a whole quiet noop trial with the result channel, at most: the
-    /// floor measured (see the issue-15 report) plus a margin.
-    pub const MAX_VMM_EXITS_NOOP: u64 = 400;
+    /// floor measured, 313 (the same in every run: 250 serial exits for the kernel's two
+    /// unavoidable lines and the UART's probe, 54 for the console's setup, 3 for the result, 4
+    /// markers, 2 for the reset), plus a margin.
+    pub const MAX_VMM_EXITS_NOOP: u64 = 350;
     /// Nested page faults to the agent's start with small pages, at least.
     pub const MIN_NPF_SMALL: u64 = 4_000;
 }
