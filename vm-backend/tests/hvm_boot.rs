@@ -507,9 +507,9 @@ mod memory_and_devices {
     }
 
     /// Exits reaching the VMM in a whole quiet noop trial with the result channel, at most: the
-    /// floor measured, 313 (the same in every run: 250 serial exits for the kernel's two
-    /// unavoidable lines and the UART's probe, 54 for the console's setup, 3 for the result, 4
-    /// markers, 2 for the reset), plus a margin.
+    /// floor measured, 313 (the same in every run: 250 serial exits for the UART's probe and the
+    /// kernel's two lines no `quiet` silences, 54 for the console: 50 to set it up at boot and 4
+    /// for the result; 4 markers, 2 for the reset, 3 port probes), plus a margin.
     pub const MAX_VMM_EXITS_NOOP: u64 = 350;
     /// Nested page faults to the agent's start with small pages, at least.
     pub const MIN_NPF_SMALL: u64 = 4_000;
