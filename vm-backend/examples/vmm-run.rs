@@ -131,8 +131,18 @@ fn main() {
                         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
                 })
                 .unwrap_or(0);
+            // Guest RAM must be unmapped too (hugetlbfs pages go back to the pool only then).
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+            let guest_ram_mapped = report.guest_ram_host_ranges.iter().any(|(addr, _)| {
+                let start = format!("{addr:x}-");
+                maps.lines().any(|l| l.starts_with(&start))
+            });
             let mut value = report.to_json();
-            value["after_teardown"] = serde_json::json!({ "threads": threads, "rss_kib": rss_kib });
+            value["after_teardown"] = serde_json::json!({
+                "threads": threads,
+                "rss_kib": rss_kib,
+                "guest_ram_mapped": guest_ram_mapped,
+            });
             let json = value.to_string();
             println!(
                 "ISOLAB-VMM-REPORT:{}:{}",

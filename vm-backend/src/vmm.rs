@@ -804,10 +804,13 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         _ => None,
     };
     // Tear down in dependency order: vCPUs (and their stats fds, which hold the VM), devices
-    // (irqfd, ioeventfd, device thread), VM, then the memory KVM mapped.
+    // (irqfd, ioeventfd, device thread) and the MMIO bus, whose transports hold guest memory,
+    // VM, then the memory KVM mapped. `GuestRam` unmaps only when nothing else holds the memory
+    // (and leaks it otherwise), so everything that does goes first.
     drop(results);
     drop(observer);
     drop(bus);
+    drop(mmio);
     drop(block);
     drop(virtio_console);
     drop(vm);

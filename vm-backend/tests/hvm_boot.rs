@@ -386,6 +386,11 @@ mod memory_and_devices {
                 assert_eq!(b.huge, b.resident, "{what}");
             }
             assert_eq!(r["memory_backing"], what.split(',').next().unwrap_or(""));
+            // Torn down with the VM: hugetlbfs pages back in the pool for the next one.
+            assert_eq!(
+                r["after_teardown"]["guest_ram_mapped"], false,
+                "{what}: guest RAM still mapped after the VM"
+            );
             let result = agent_result(&r).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(
                 result.route.map(|x| x.channel),
