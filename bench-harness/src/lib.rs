@@ -2,7 +2,8 @@
 //! every sample the moment it exists, and summarises them (medians, nonparametric confidence
 //! intervals, ratios to native).
 //!
-//! The pipeline: [`suite`] (what to run) → [`plan`] (trials, warm-up first, backends shuffled per
+//! The pipeline: [`suite`] (what to run) → [`factors`] (its columns: backends crossed with the
+//! settings varied side by side) → [`plan`] (trials, warm-up first, columns shuffled per
 //! repetition) → [`backend::Backend`] (one trial) → [`store`] (samples.jsonl + manifest.json) →
 //! [`stats`] and [`summary`] (what it means).
 
@@ -10,12 +11,14 @@ pub mod backend;
 pub mod backends;
 pub mod book;
 pub mod doctor;
+pub mod factors;
 pub mod host;
 pub mod interrupt;
 pub mod manifest;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod run_places;
 pub mod sample;
 pub mod stats;
 pub mod store;

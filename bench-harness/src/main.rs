@@ -12,8 +12,8 @@ use bench_harness::backend::BackendKind;
 use bench_harness::manifest::RunStatus;
 use bench_harness::report::{self, CompareFormat, ReportFormat};
 use bench_harness::run::{self, RunOptions};
-use bench_harness::suite::{Suite, DEFAULT_SUITE};
-use bench_harness::{backends, book, doctor, interrupt, store, summary};
+use bench_harness::suite::{self, Suite, DEFAULT_SUITE};
+use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
     pub mod kernel;
@@ -47,9 +47,10 @@ enum Command {
 in a freshly shuffled order so drift hits all alike), runs them with a progress bar, appends every \
 sample to results/<run-id>/samples.jsonl the moment it exists, writes manifest.json (host, kernel, CPU, \
 KVM flavour, cgroup version, versions, agent hash, suite), and prints the summary. Ctrl-C stops after \
-cleaning up the current trial; what was measured stays valid and `isolab report` works on it."
+cleaning up the current trial; what was measured stays valid and `isolab report` works on it.",
+        after_long_help = run_after_help()
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Recompute the summary of a stored run, as a table, paper-ready tables, CSV, JSON or HTML.
     #[command(
         long_about = "Reads results/<run-id>/ and renders it without running anything: `term` \
@@ -123,7 +124,8 @@ none) and disk space. Each problem comes with its fix. The exit code is 0 when e
 else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
     )]
     Doctor {
-        /// Also remove what a killed isolab left behind (scratch folders, cgroups, mounts).
+        /// Also remove what a killed isolab left behind: the folders and cgroups its runs recorded
+        /// in /run/isolab/runs (nothing isolab did not make, nothing of a run still alive).
         #[arg(long)]
         clean: bool,
     },
@@ -139,6 +141,15 @@ else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
         #[arg(long)]
         agent: PathBuf,
     },
+}
+
+/// The system-call filter of the container's program.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Seccomp {
+    /// Docker's default seccomp profile (about 300 calls allowed, the rest refused).
+    Docker,
+    /// No filter, to measure what the filter costs.
+    Off,
 }
 
 /// How the VM's I/O workloads use their disk.
@@ -208,6 +219,11 @@ struct RunArgs {
     /// `limits.memory_mib`).
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Queue depth of the io-rand workload: requests in flight at once (1 = one at a time,
+    /// pread/pwrite; more = Linux AIO, like fio's libaio engine). Overrides the suite's
+    /// `depth`; a workload parameter, the same for every backend.
+    #[arg(long, value_name = "N")]
+    io_depth: Option<u32>,
     /// Seed of the backend shuffle (recorded in the manifest). Default: from the clock.
     #[arg(long)]
     seed: Option<u64>,
@@ -227,6 +243,11 @@ struct RunArgs {
     /// root it makes rootless containers possible (then without cgroup limits or accounting).
     #[arg(long)]
     userns: bool,
+    /// The container's system-call filter: `docker` (Docker's default profile, installed last
+    /// before the agent starts) or `off`. Recorded in the manifest; `--factor seccomp=docker,off`
+    /// runs both side by side to show what the filter costs per system call and at start.
+    #[arg(long, value_enum, default_value_t = Seccomp::Docker)]
+    seccomp: Seccomp,
     /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
     /// missing) when this host's /dev/kvm cannot boot Linux (PVM) or there is none. Slow, and its
     /// samples are labelled emulated: they show that the VM works, never how fast it is.
@@ -248,9 +269,53 @@ struct RunArgs {
     /// only) or `off` (command line and MP table only, no ACPI).
     #[arg(long, value_enum, default_value_t = VmAcpi::Auto)]
     vm_acpi: VmAcpi,
+    /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
+    /// combination of the factors' values is a column (a backend with its factor values), and the
+    /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
+    /// the backends it applies to. Overrides the suite's `[factors]` entry of the same name and
+    /// the single-value option (--userns, --vcpus, ...). The summary shows each factor's effect
+    /// as a ratio with its interval.
+    #[arg(long = "factor", value_name = "NAME=V1,V2")]
+    factors: Vec<String>,
+    /// Repeat until every headline metric's 95% interval (each workload's `primary` metrics, see
+    /// --print-suite) lies within P% of its median: rounds of one more repetition of every
+    /// column, interleaved, for the workloads not there yet, up to --max-reps and --max-wall.
+    #[arg(long, value_name = "P%")]
+    until_ci: Option<String>,
+    /// The repetition cap of --until-ci (measured repetitions per column and workload). Default:
+    /// 10 times the suite's repetitions.
+    #[arg(long, value_name = "N")]
+    max_reps: Option<u32>,
+    /// The wall-clock cap of --until-ci: no new round starts that would end after this much time
+    /// of the run (e.g. 90s, 30m, 2h). Default: 1h.
+    #[arg(long, value_name = "DURATION")]
+    max_wall: Option<String>,
+    /// A/A check: run this column twice, as two identical columns A and A', interleaved, and
+    /// report A'/A with its interval: the smallest difference this host resolves now. BACKEND, or
+    /// BACKEND:FACTOR=VALUE,... to pick one of its factor columns (e.g. --aa native, --aa
+    /// container:userns=on).
+    #[arg(long, value_name = "COLUMN")]
+    aa: Option<String>,
     /// Print the built-in default suite (a starting point for your own) and exit.
     #[arg(long)]
     print_suite: bool,
+}
+
+/// The settings `--factor` can vary, for `isolab run --help`.
+fn run_after_help() -> String {
+    format!(
+        "Settings a run can vary side by side (--factor NAME=V1,V2 or the suite's [factors]):\n{}\
+         Fixed for a whole run (--factor says why): {}.\n\
+         Examples:\n  isolab run --backend container --factor userns=off,on --factor vcpus=1,2\n  \
+         isolab run --aa native --until-ci 5% --max-wall 30m",
+        factors::describe_registry(),
+        factors::REGISTRY
+            .iter()
+            .filter(|f| f.fixed.is_some())
+            .map(|f| f.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 fn main() -> ExitCode {
@@ -266,7 +331,7 @@ fn main() -> ExitCode {
 fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Report {
             run_dir,
             format,
@@ -338,6 +403,43 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     if let Some(m) = args.memory_mib {
         suite.limits.memory_mib = m;
     }
+    if let Some(d) = args.io_depth {
+        suite.set_io_depth(d)?;
+    }
+    for f in &args.factors {
+        suite.set_factor(factors::parse_arg(f)?);
+    }
+    if let Some(aa) = &args.aa {
+        suite.aa = Some(aa.clone());
+    }
+    if let Some(p) = &args.until_ci {
+        let pct = suite::parse_percent(p).map_err(|e| anyhow::anyhow!("--until-ci {e}"))?;
+        let mut rule = suite::UntilCi::with_defaults(pct, suite.reps);
+        if let Some(old) = suite.until_ci {
+            // The suite's caps stay unless the command line sets them.
+            rule.max_reps = old.max_reps.max(suite.reps);
+            rule.max_wall_s = old.max_wall_s;
+        }
+        suite.until_ci = Some(rule);
+    }
+    if suite.until_ci.is_none() && (args.max_reps.is_some() || args.max_wall.is_some()) {
+        bail!("--max-reps and --max-wall are the caps of --until-ci; add --until-ci P% (e.g. 5%)");
+    }
+    if let Some(rule) = suite.until_ci.as_mut() {
+        if args.reps.is_some() && args.max_reps.is_none() {
+            // --reps changes what the default cap multiplies.
+            rule.max_reps = rule
+                .max_reps
+                .max(suite.reps.saturating_mul(suite::DEFAULT_MAX_REPS_FACTOR));
+        }
+        if let Some(n) = args.max_reps {
+            rule.max_reps = n;
+        }
+        if let Some(w) = &args.max_wall {
+            rule.max_wall_s =
+                suite::parse_duration(w).map_err(|e| anyhow::anyhow!("--max-wall {e}"))?;
+        }
+    }
     suite.validate()?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
@@ -374,29 +476,33 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         live_console: args.console,
         progress: true,
         command: std::env::args().collect(),
-        make_backend: {
-            let options = backends::BackendOptions {
-                // `micro` is the default kernel: no override.
-                vm_kernel: args.kernel.clone().filter(|k| k != Path::new("micro")),
-                user_namespace: args.userns,
-                vm_in_emulator: args.vm_in_emulator,
-                vm_disk: Some(match args.vm_disk {
-                    VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
-                    VmDisk::Raw => workloads::protocol::DiskMode::Raw,
-                }),
-                vm_memory: Some(match args.vm_memory {
-                    VmMemory::Thp => vm_backend::vstate::memory::MemoryBacking::Thp,
-                    VmMemory::Hugetlbfs => vm_backend::vstate::memory::MemoryBacking::Hugetlbfs,
-                    VmMemory::Small => vm_backend::vstate::memory::MemoryBacking::Small,
-                }),
-                vm_acpi: Some(match args.vm_acpi {
-                    VmAcpi::Auto => vm_backend::vmm::AcpiMode::Auto,
-                    VmAcpi::On => vm_backend::vmm::AcpiMode::On,
-                    VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
-                }),
-            };
-            Box::new(move |kind| backends::make_with(kind, &options))
+        registry: bench_harness::run_places::Registry::default(),
+        state_parent: bench_harness::run_places::default_base(),
+        options: backends::BackendOptions {
+            // `micro` is the default kernel: no override.
+            vm_kernel: args.kernel.clone().filter(|k| k != Path::new("micro")),
+            user_namespace: args.userns,
+            seccomp: match args.seccomp {
+                Seccomp::Docker => container_backend::SeccompProfile::Docker,
+                Seccomp::Off => container_backend::SeccompProfile::Off,
+            },
+            vm_in_emulator: args.vm_in_emulator,
+            vm_disk: Some(match args.vm_disk {
+                VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
+                VmDisk::Raw => workloads::protocol::DiskMode::Raw,
+            }),
+            vm_memory: Some(match args.vm_memory {
+                VmMemory::Thp => vm_backend::vstate::memory::MemoryBacking::Thp,
+                VmMemory::Hugetlbfs => vm_backend::vstate::memory::MemoryBacking::Hugetlbfs,
+                VmMemory::Small => vm_backend::vstate::memory::MemoryBacking::Small,
+            }),
+            vm_acpi: Some(match args.vm_acpi {
+                VmAcpi::Auto => vm_backend::vmm::AcpiMode::Auto,
+                VmAcpi::On => vm_backend::vmm::AcpiMode::On,
+                VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
+            }),
         },
+        make_backend: Box::new(backends::make_with),
     };
     let outcome = run::execute(&opts)?;
     println!("{}", summary::render_table(&outcome.summary));
@@ -486,20 +592,26 @@ fn cmd_book(
 
 fn cmd_doctor(clean: bool) -> Result<ExitCode> {
     if clean {
-        for removed in doctor::clean(std::path::Path::new("/var/tmp")) {
-            println!("removed {removed}");
-        }
-        let state = std::path::Path::new(backends::container::DEFAULT_STATE_DIR);
-        match backends::container::clean_leftovers(state) {
-            Ok(report) => {
-                for p in report.cgroups_removed.iter().chain(&report.rootfs_removed) {
-                    println!("removed {}", p.display());
-                }
-                for p in &report.skipped_live {
-                    println!("kept {} (its isolab is still running)", p.display());
-                }
+        // Only what a run recorded as its own is removed; runs still alive are left alone.
+        let report = bench_harness::run_places::Registry::default().clean_dead();
+        for run in &report.cleaned {
+            for p in &run.removed {
+                println!(
+                    "removed {} (run {}, isolab pid {} gone)",
+                    p.display(),
+                    run.run_id,
+                    run.pid
+                );
             }
-            Err(e) => eprintln!("warning: cleaning container leftovers: {e}"),
+            for k in &run.kept {
+                println!("left alone {k} (run {})", run.run_id);
+            }
+        }
+        for id in &report.live {
+            println!("kept the places of run {id} (its isolab is still running)");
+        }
+        if report.cleaned.is_empty() {
+            println!("nothing to clean: no run of a killed isolab is recorded");
         }
     }
     let agent = workloads::locate::locate_agent(None).map_err(|e| e.to_string());

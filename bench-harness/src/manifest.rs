@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::factors::Column;
 use crate::host::{self, CgroupLayout, KvmFlavour};
 use crate::suite::Suite;
 
@@ -108,8 +109,78 @@ pub struct Manifest {
     pub seed: u64,
     /// Trials planned.
     pub planned_trials: usize,
-    /// Per backend: available or why not.
+    /// Per backend: available or why not (with factors: its first column's state; every
+    /// column's own is in `columns`).
     pub backends: BTreeMap<String, BackendState>,
+    /// The run's columns (backend plus factor values) in plan order, each with its backend
+    /// instance's state. Empty in runs made before factors existed (one column per backend).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ColumnState>,
+    /// How `--until-ci` went, when it was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ci: Option<UntilCiOutcome>,
+}
+
+/// One column of a run and how its backend instance fared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnState {
+    /// The column.
+    #[serde(flatten)]
+    pub column: Column,
+    /// Its backend instance was prepared and its trials ran.
+    pub available: bool,
+    /// Why not, and the fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// What its backend said about itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
+}
+
+/// Why `--until-ci` stopped adding repetitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Still adding (or killed without a chance to say).
+    Running,
+    /// Every headline interval met the rule.
+    Converged,
+    /// The repetition cap was reached first.
+    RepetitionCap,
+    /// Another round would have run past the wall-clock cap.
+    WallCap,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl StopReason {
+    /// For people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Running => "still running or killed",
+            StopReason::Converged => "every headline interval met the rule",
+            StopReason::RepetitionCap => "stopped at the repetition cap",
+            StopReason::WallCap => "stopped at the wall-clock cap",
+            StopReason::Interrupted => "interrupted by Ctrl-C",
+        }
+    }
+}
+
+/// What `--until-ci` did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UntilCiOutcome {
+    /// The rule: intervals within this many percent of their median.
+    pub rule_pct: f64,
+    /// The repetition cap.
+    pub max_reps: u32,
+    /// The wall-clock cap, seconds.
+    pub max_wall_s: f64,
+    /// Rounds added after the suite's repetitions.
+    pub extra_rounds: u32,
+    /// Measured repetitions planned per workload (its name), suite's and added ones.
+    pub repetitions: BTreeMap<String, u32>,
+    /// Why it stopped.
+    pub stopped: StopReason,
 }
 
 /// SHA-256 of a file, hex; `"unreadable"` if it cannot be read.

@@ -1,5 +1,7 @@
 //! A sample: one trial's complete record, one line of `samples.jsonl`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use workloads::{Metric, WorkloadResult};
 
@@ -13,6 +15,10 @@ pub struct Sample {
     pub trial: usize,
     /// Backend name (`native`, `container`, `vm`).
     pub backend: String,
+    /// The values of the factors of the trial's column (`userns` = `on`, ...; `aa` = `A'` for
+    /// the copy of an A/A check). Empty when the run varied nothing (and in older runs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub factors: BTreeMap<String, String>,
     /// The suite entry's name (the workload kind unless the suite named it).
     pub workload: String,
     /// The workload kind.
@@ -38,6 +44,17 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// The column this sample belongs to, as reports label it: the backend and its factor values
+    /// (`container userns=on`), with ` (emulated)` for samples taken in an emulated machine.
+    pub fn label(&self) -> String {
+        let l = crate::factors::label(&self.backend, &self.factors);
+        if self.emulated {
+            format!("{l} (emulated)")
+        } else {
+            l
+        }
+    }
+
     /// Whether this sample counts in summaries.
     pub fn is_measured_ok(&self) -> bool {
         !self.warmup && self.failure.is_none() && !self.emulated

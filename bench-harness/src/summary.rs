@@ -1,6 +1,9 @@
-//! The summary of a run: per workload, metric and backend, the median with its 95% interval, the
-//! number of samples, and the ratio to native with its interval. `isolab run` prints it from the
-//! samples it just stored and `isolab report` from the same file, so both print the same numbers.
+//! The summary of a run: per workload, metric and column (a backend with its factor values), the
+//! median with its 95% interval, the number of samples, and the ratio to native with its
+//! interval; the effect of each factor as a ratio with its interval; the A/A check (the same
+//! column run twice) as the host's noise floor; and how many headline intervals are narrow.
+//! `isolab run` prints it from the samples it just stored and `isolab report` from the same file,
+//! so both print the same numbers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,11 +11,18 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use workloads::Better;
 
+use crate::factors::{self, Column, FactorLevels, AA_FACTOR};
+use crate::manifest::UntilCiOutcome;
 use crate::sample::Sample;
 use crate::stats::{self, MedianCi, RatioCi};
+use crate::store::StoredRun;
 
 /// Confidence level of every interval isolab prints.
 pub const LEVEL: f64 = 0.95;
+
+/// Without `--until-ci`, a headline interval reaching further than this many percent from its
+/// median is flagged as wide.
+pub const DEFAULT_PRECISION_PCT: f64 = 10.0;
 
 /// One line of the summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,18 +35,22 @@ pub struct SummaryRow {
     pub unit: String,
     /// Direction.
     pub better: Better,
-    /// Backend label (`vm (emulated)` for emulated samples).
+    /// Column label: the backend and its factor values (`container userns=on`), with
+    /// ` (emulated)` for emulated samples.
     pub backend: String,
     /// Median and interval.
     pub median: MedianCi,
     /// Ratio to native (None for native itself, emulated samples, or no native data).
     pub vs_native: Option<RatioCi>,
+    /// The interval reaches further from the median than the run's precision threshold.
+    #[serde(default)]
+    pub wide: bool,
 }
 
-/// Failed trials of one backend and workload.
+/// Failed trials of one column and workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureGroup {
-    /// Backend.
+    /// Column label.
     pub backend: String,
     /// Workload.
     pub workload: String,
@@ -44,6 +58,136 @@ pub struct FailureGroup {
     pub count: usize,
     /// The first reason seen.
     pub reason: String,
+}
+
+/// A factor of the run and the backends it was crossed with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactorScope {
+    /// The factor.
+    pub factor: String,
+    /// Its values; the first is the reference of its effects.
+    pub values: Vec<String>,
+    /// The run's backends it applies to.
+    pub backends: Vec<String>,
+    /// The run's backends it does not apply to (not crossed with it).
+    pub not_applied: Vec<String>,
+}
+
+/// The effect of changing one factor, the others held fixed: median(to) / median(from).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    /// The factor changed.
+    pub factor: String,
+    /// The backend.
+    pub backend: String,
+    /// The other factors' values held fixed (`vcpus=1`), empty when there are none.
+    pub with: String,
+    /// The reference level.
+    pub from: String,
+    /// The level compared with it.
+    pub to: String,
+    /// Workload.
+    pub workload: String,
+    /// Metric.
+    pub metric: String,
+    /// Unit.
+    pub unit: String,
+    /// Direction.
+    pub better: Better,
+    /// One of the workload's headline metrics.
+    pub headline: bool,
+    /// Samples at the reference level.
+    pub n_from: usize,
+    /// Samples at the compared level.
+    pub n_to: usize,
+    /// median(to) / median(from) with its bootstrap interval.
+    pub ratio: RatioCi,
+}
+
+/// One metric of the A/A check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AaRow {
+    /// Workload.
+    pub workload: String,
+    /// Metric.
+    pub metric: String,
+    /// Unit.
+    pub unit: String,
+    /// One of the workload's headline metrics.
+    pub headline: bool,
+    /// Samples of A.
+    pub n_a: usize,
+    /// Samples of A'.
+    pub n_b: usize,
+    /// median(A') / median(A) with its bootstrap interval.
+    pub ratio: RatioCi,
+    /// How far the interval reaches from 1, percent ([`resolution_pct`]): the smallest
+    /// difference this metric resolves now.
+    pub resolution_pct: f64,
+}
+
+/// The A/A check: one column run twice as if it were two, interleaved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AaCheck {
+    /// Label of the original column.
+    pub a: String,
+    /// Label of its copy.
+    pub b: String,
+    /// Every metric both have.
+    pub rows: Vec<AaRow>,
+    /// The median of the headline metrics' resolutions, percent: differences smaller than this
+    /// cannot be told from noise on this host now. `None` without headline metrics.
+    pub floor_pct: Option<f64>,
+    /// The headline metric with the widest resolution: (workload, metric, percent).
+    pub widest: Option<(String, String, f64)>,
+}
+
+impl AaCheck {
+    /// The A/A row of `workload` / `metric`.
+    pub fn row(&self, workload: &str, metric: &str) -> Option<&AaRow> {
+        self.rows
+            .iter()
+            .find(|r| r.workload == workload && r.metric == metric)
+    }
+}
+
+/// One headline interval and whether it is narrow enough.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadlineCheck {
+    /// Workload.
+    pub workload: String,
+    /// Metric.
+    pub metric: String,
+    /// Column label.
+    pub column: String,
+    /// Samples.
+    pub n: usize,
+    /// How far the interval reaches from the median, percent (`None` when the median is 0).
+    pub spread_pct: Option<f64>,
+    /// Within the threshold.
+    pub within: bool,
+}
+
+/// How narrow the headline intervals are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Precision {
+    /// Intervals reaching further than this many percent from their median are wide.
+    pub threshold_pct: f64,
+    /// The threshold is the run's `--until-ci` rule (else [`DEFAULT_PRECISION_PCT`]).
+    pub from_rule: bool,
+    /// Every headline metric of every column with samples.
+    pub checks: Vec<HeadlineCheck>,
+    /// Headline metrics (workload, metric, column) without any successful sample.
+    pub no_samples: Vec<(String, String, String)>,
+    /// What `--until-ci` did, when it was used.
+    pub until_ci: Option<UntilCiOutcome>,
+}
+
+impl Precision {
+    /// The checks that failed.
+    pub fn wide(&self) -> impl Iterator<Item = &HeadlineCheck> {
+        self.checks.iter().filter(|c| !c.within)
+    }
 }
 
 /// The whole summary.
@@ -57,21 +201,52 @@ pub struct Summary {
     pub measured_samples: usize,
     /// Warm-up samples left out.
     pub warmup_samples: usize,
+    /// The run's factors and which backends each applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub factors: Vec<FactorScope>,
+    /// Every factor's effect on every metric, per backend and combination of the other factors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<Effect>,
+    /// The A/A check, when the run had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aa: Option<AaCheck>,
+    /// How narrow the headline intervals are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
 }
 
-fn backend_label(s: &Sample) -> String {
-    if s.emulated {
-        format!("{} (emulated)", s.backend)
-    } else {
-        s.backend.clone()
+/// How far `m`'s interval reaches from its median, in percent of the median; `None` for a median
+/// of 0.
+pub fn spread_pct(m: &MedianCi) -> Option<f64> {
+    let reach = (m.hi - m.median).max(m.median - m.lo);
+    (m.median != 0.0).then(|| 100.0 * reach / m.median.abs())
+}
+
+/// Whether `m`'s interval lies within `pct` percent of its median on both sides (the rule of
+/// `--until-ci`). A median of 0 passes only with an interval of width 0.
+pub fn within_rule(m: &MedianCi, pct: f64) -> bool {
+    match spread_pct(m) {
+        Some(s) => s <= pct,
+        None => m.lo == m.hi,
     }
 }
 
-fn backend_rank(label: &str) -> usize {
-    ["native", "container", "vm", "vm (emulated)"]
+/// The backend name a column label starts with.
+fn label_backend(label: &str) -> &str {
+    label.split(' ').next().unwrap_or(label)
+}
+
+/// The sort key of a column label: backend (native, container, vm), then the column's place in
+/// the run (`columns`, in plan order), emulated after real, then the label.
+pub fn label_key(label: &str, columns: &[String]) -> (usize, usize, bool, String) {
+    let emulated = label.ends_with("(emulated)");
+    let base = label.trim_end_matches(" (emulated)");
+    let backend = ["native", "container", "vm"]
         .iter()
-        .position(|b| *b == label)
-        .unwrap_or(9)
+        .position(|b| *b == label_backend(label))
+        .unwrap_or(9);
+    let pos = columns.iter().position(|c| c == base).unwrap_or(usize::MAX);
+    (backend, pos, emulated, label.to_owned())
 }
 
 /// Where a host metric goes among the host metrics: time first, then memory, CPU, I/O, exits.
@@ -97,12 +272,82 @@ fn host_metric_rank(name: &str) -> usize {
     ORDER.iter().position(|o| *o == name).unwrap_or(ORDER.len())
 }
 
+/// What a summary is computed from besides the samples; all of it is in a run's manifest.
+#[derive(Debug, Clone, Default)]
+pub struct SummaryInput {
+    /// Workload names in display order.
+    pub workload_order: Vec<String>,
+    /// The run's columns in plan order (empty for runs made before factors existed).
+    pub columns: Vec<Column>,
+    /// The run's factors.
+    pub factors: Vec<FactorLevels>,
+    /// The run's backends, for the factors' scope.
+    pub backends: Vec<String>,
+    /// Headline metrics per workload name.
+    pub primary: BTreeMap<String, Vec<String>>,
+    /// The `--until-ci` rule, percent.
+    pub rule_pct: Option<f64>,
+    /// What `--until-ci` did.
+    pub until_ci: Option<UntilCiOutcome>,
+}
+
+impl SummaryInput {
+    /// Everything a stored run's manifest says about how to summarise it.
+    pub fn of_run(run: &StoredRun) -> Self {
+        let m = &run.manifest;
+        Self {
+            workload_order: workload_order(run),
+            columns: m.columns.iter().map(|c| c.column.clone()).collect(),
+            factors: m.suite.factors.clone(),
+            backends: m.suite.backends.iter().map(|b| b.name().into()).collect(),
+            primary: m.suite.primary_metrics(),
+            rule_pct: m.suite.until_ci.map(|u| u.pct),
+            until_ci: m.until_ci.clone(),
+        }
+    }
+}
+
+/// Workload names in suite order, then any others found in the samples.
+pub fn workload_order(run: &StoredRun) -> Vec<String> {
+    let mut workloads: Vec<String> = run
+        .manifest
+        .suite
+        .workloads
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    for s in &run.samples {
+        if !workloads.contains(&s.workload) {
+            workloads.push(s.workload.clone());
+        }
+    }
+    workloads
+}
+
+/// The summary of a stored run, with its factors, A/A check and precision from its manifest.
+pub fn summarise_run(run: &StoredRun) -> Summary {
+    summarise_with(&run.samples, &SummaryInput::of_run(run))
+}
+
 /// Computes the summary of `samples`. Workloads appear in the order of `workload_order` (the
 /// suite's), metrics in the order the agent reported them, backends native, container, vm.
 pub fn summarise(samples: &[Sample], workload_order: &[String]) -> Summary {
-    // (workload, metric) -> backend -> values; plus first-seen order of metrics per workload.
-    let mut values: BTreeMap<(String, String), BTreeMap<String, Vec<f64>>> = BTreeMap::new();
-    let mut meta: BTreeMap<(String, String), (String, Better, usize)> = BTreeMap::new();
+    summarise_with(
+        samples,
+        &SummaryInput {
+            workload_order: workload_order.to_vec(),
+            ..SummaryInput::default()
+        },
+    )
+}
+
+type Values = BTreeMap<(String, String), BTreeMap<String, Vec<f64>>>;
+
+/// Computes the summary of `samples` with what `input` says about the run.
+pub fn summarise_with(samples: &[Sample], input: &SummaryInput) -> Summary {
+    // (workload, metric) -> column label -> values; plus first-seen order of metrics.
+    let mut values: Values = BTreeMap::new();
+    let mut meta: Meta = BTreeMap::new();
     let mut failures: BTreeMap<(String, String), FailureGroup> = BTreeMap::new();
     let mut measured = 0;
     let mut warmup = 0;
@@ -112,13 +357,13 @@ pub fn summarise(samples: &[Sample], workload_order: &[String]) -> Summary {
             continue;
         }
         measured += 1;
-        let backend = backend_label(s);
+        let label = s.label();
         if let Some(f) = &s.failure {
             failures
-                .entry((backend.clone(), s.workload.clone()))
+                .entry((label.clone(), s.workload.clone()))
                 .and_modify(|g| g.count += 1)
                 .or_insert_with(|| FailureGroup {
-                    backend: backend.clone(),
+                    backend: label.clone(),
                     workload: s.workload.clone(),
                     count: 1,
                     reason: f.to_string(),
@@ -132,56 +377,65 @@ pub fn summarise(samples: &[Sample], workload_order: &[String]) -> Summary {
             values
                 .entry(key)
                 .or_default()
-                .entry(backend.clone())
+                .entry(label.clone())
                 .or_default()
                 .push(m.value);
         }
     }
+    let workload_order = &input.workload_order;
     let workload_pos = |w: &str| {
         workload_order
             .iter()
             .position(|x| x == w)
             .unwrap_or(usize::MAX)
     };
-    let mut keys: Vec<&(String, String)> = values.keys().collect();
-    keys.sort_by_key(|(w, m)| {
-        // The agent's metrics in the order it reported them, then the host's in a fixed order
-        // (backends report different subsets, so first-seen order would depend on the shuffle).
-        let order = if m.starts_with("host.") {
-            host_metric_rank(m)
-        } else {
-            meta.get(&(w.clone(), m.clone())).map_or(0, |x| x.2)
-        };
-        (
-            workload_pos(w),
-            w.clone(),
-            m.starts_with("host."),
-            order,
-            m.clone(),
-        )
-    });
+    let labels: Vec<String> = input.columns.iter().map(|c| c.label.clone()).collect();
+    let baseline = input
+        .columns
+        .iter()
+        .find(|c| c.backend == crate::backend::BackendKind::Native && !c.is_aa_copy())
+        .map_or_else(|| "native".to_owned(), |c| c.label.clone());
+    let is_headline = |w: &str, m: &str| {
+        input
+            .primary
+            .get(w)
+            .is_some_and(|p| p.iter().any(|x| x == m))
+    };
+    let threshold = input.rule_pct.unwrap_or(DEFAULT_PRECISION_PCT);
+    let keys = sorted_keys(&values, &meta, workload_order);
     let mut rows = Vec::new();
-    for key in keys {
-        let Some(by_backend) = values.get(key) else {
+    let mut checks = Vec::new();
+    for &key in &keys {
+        let Some(by_label) = values.get(key) else {
             continue;
         };
         let Some((unit, better, _)) = meta.get(key) else {
             continue;
         };
-        let native = by_backend.get("native");
-        let mut backends: Vec<&String> = by_backend.keys().collect();
-        backends.sort_by_key(|b| (backend_rank(b), (*b).clone()));
-        for b in backends {
-            let vals = &by_backend[b];
+        let native = by_label.get(&baseline);
+        let mut cols: Vec<&String> = by_label.keys().collect();
+        cols.sort_by_key(|b| label_key(b, &labels));
+        for b in cols {
+            let vals = &by_label[b];
             let Some(median) = stats::median_ci(vals, LEVEL) else {
                 continue;
             };
+            let emulated = b.ends_with("(emulated)");
             let vs_native = match native {
-                Some(n) if b != "native" && !b.ends_with("(emulated)") => {
-                    stats::ratio_ci(vals, n, LEVEL)
-                }
+                Some(n) if *b != baseline && !emulated => stats::ratio_ci(vals, n, LEVEL),
                 _ => None,
             };
+            let within = within_rule(&median, threshold);
+            if !emulated && is_headline(&key.0, &key.1) {
+                checks.push(HeadlineCheck {
+                    workload: key.0.clone(),
+                    metric: key.1.clone(),
+                    column: b.clone(),
+                    n: median.n,
+                    spread_pct: spread_pct(&median),
+                    within,
+                });
+            }
             rows.push(SummaryRow {
                 workload: key.0.clone(),
                 metric: key.1.clone(),
@@ -190,17 +444,245 @@ pub fn summarise(samples: &[Sample], workload_order: &[String]) -> Summary {
                 backend: b.clone(),
                 median,
                 vs_native,
+                wide: !emulated && !within,
             });
         }
     }
     let mut failures: Vec<FailureGroup> = failures.into_values().collect();
-    failures.sort_by_key(|f| (workload_pos(&f.workload), backend_rank(&f.backend)));
+    failures.sort_by_key(|f| (workload_pos(&f.workload), label_key(&f.backend, &labels)));
+
+    // Headline metrics a column never reported although the workload ran there (a misspelt
+    // `primary`, a metric one backend lacks): they cannot be narrowed, say so.
+    let mut no_samples = Vec::new();
+    // Only columns where the workload succeeded: failed trials are reported as failures.
+    let ran: std::collections::BTreeSet<(&str, String)> = samples
+        .iter()
+        .filter(|s| s.is_measured_ok())
+        .map(|s| (s.workload.as_str(), s.label()))
+        .collect();
+    for (w, metrics) in &input.primary {
+        for m in metrics {
+            for c in input
+                .columns
+                .iter()
+                .filter(|c| ran.contains(&(w.as_str(), c.label.clone())))
+            {
+                let has = values
+                    .get(&(w.clone(), m.clone()))
+                    .is_some_and(|v| v.contains_key(&c.label));
+                if !has {
+                    no_samples.push((w.clone(), m.clone(), c.label.clone()));
+                }
+            }
+        }
+    }
+    no_samples.sort_by_key(|(w, m, c)| (workload_pos(w), m.clone(), label_key(c, &labels)));
+    let precision = (!checks.is_empty() || input.until_ci.is_some()).then(|| Precision {
+        threshold_pct: threshold,
+        from_rule: input.rule_pct.is_some(),
+        checks,
+        no_samples,
+        until_ci: input.until_ci.clone(),
+    });
+
+    let effects = effects(&values, &keys, &meta, input, &is_headline);
+    let aa = aa_check(&values, &keys, &meta, input, &is_headline);
+    let backends: Vec<crate::backend::BackendKind> = input
+        .backends
+        .iter()
+        .filter_map(|b| crate::backend::BackendKind::from_name(b))
+        .collect();
+    let factors = factors::scope(&input.factors, &backends)
+        .into_iter()
+        .map(|(factor, values, on)| FactorScope {
+            not_applied: input
+                .backends
+                .iter()
+                .filter(|b| !on.contains(b))
+                .cloned()
+                .collect(),
+            factor,
+            values,
+            backends: on,
+        })
+        .collect();
     Summary {
         rows,
         failures,
         measured_samples: measured,
         warmup_samples: warmup,
+        factors,
+        effects,
+        aa,
+        precision,
     }
+}
+
+type Meta = BTreeMap<(String, String), (String, Better, usize)>;
+
+/// The (workload, metric) keys of `values` in display order: workloads in `workload_order`, the
+/// agent's metrics in the order it reported them, then the host's in a fixed order (backends
+/// report different subsets, so first-seen order would depend on the shuffle).
+fn sorted_keys<'v>(
+    values: &'v Values,
+    meta: &Meta,
+    workload_order: &[String],
+) -> Vec<&'v (String, String)> {
+    let pos = |w: &str| {
+        workload_order
+            .iter()
+            .position(|x| x == w)
+            .unwrap_or(usize::MAX)
+    };
+    let mut keys: Vec<&(String, String)> = values.keys().collect();
+    keys.sort_by_key(|(w, m)| {
+        let order = if m.starts_with("host.") {
+            host_metric_rank(m)
+        } else {
+            meta.get(&(w.clone(), m.clone())).map_or(0, |x| x.2)
+        };
+        (pos(w), w.clone(), m.starts_with("host."), order, m.clone())
+    });
+    keys
+}
+
+/// Every factor's effect: for each backend it applies to and each combination of the other
+/// factors' values, the ratio of each of its values to its first, per metric.
+fn effects(
+    values: &Values,
+    keys: &[&(String, String)],
+    meta: &Meta,
+    input: &SummaryInput,
+    is_headline: &dyn Fn(&str, &str) -> bool,
+) -> Vec<Effect> {
+    let mut out = Vec::new();
+    for f in input.factors.iter().filter(|f| f.values.len() > 1) {
+        let reference = &f.values[0];
+        // Columns that have this factor, copies of an A/A check left out.
+        let cols: Vec<&Column> = input
+            .columns
+            .iter()
+            .filter(|c| c.factors.contains_key(&f.name) && !c.is_aa_copy())
+            .collect();
+        for from in cols.iter().filter(|c| &c.factors[&f.name] == reference) {
+            let others = |c: &Column| -> BTreeMap<String, String> {
+                c.factors
+                    .iter()
+                    .filter(|(k, _)| **k != f.name && *k != AA_FACTOR)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            let fixed = others(from);
+            let with = factors::label("", &fixed).trim().to_owned();
+            for level in &f.values[1..] {
+                let Some(to) = cols.iter().find(|c| {
+                    c.backend == from.backend && &c.factors[&f.name] == level && others(c) == fixed
+                }) else {
+                    continue;
+                };
+                for key in keys {
+                    let by_label = &values[*key];
+                    let (Some(a), Some(b)) = (by_label.get(&from.label), by_label.get(&to.label))
+                    else {
+                        continue;
+                    };
+                    let Some(ratio) = stats::ratio_ci(b, a, LEVEL) else {
+                        continue;
+                    };
+                    let Some((unit, better, _)) = meta.get(*key) else {
+                        continue;
+                    };
+                    out.push(Effect {
+                        factor: f.name.clone(),
+                        backend: from.backend.name().into(),
+                        with: with.clone(),
+                        from: reference.clone(),
+                        to: level.clone(),
+                        workload: key.0.clone(),
+                        metric: key.1.clone(),
+                        unit: unit.clone(),
+                        better: *better,
+                        headline: is_headline(&key.0, &key.1),
+                        n_from: a.len(),
+                        n_to: b.len(),
+                        ratio,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How far a ratio's interval reaches from 1, in percent, symmetric on a log scale (an interval
+/// down to 0.5 reaches as far as one up to 2: 100%): the smallest difference an A/A interval
+/// resolves. 0 when the interval is 1 exactly.
+pub fn resolution_pct(r: &RatioCi) -> f64 {
+    let up = r.hi.max(1.0);
+    let down = if r.lo > 0.0 {
+        1.0 / r.lo.min(1.0)
+    } else {
+        f64::INFINITY
+    };
+    100.0 * (up.max(down) - 1.0)
+}
+
+/// The A/A check: A' / A for every metric both copies have.
+fn aa_check(
+    values: &Values,
+    keys: &[&(String, String)],
+    meta: &Meta,
+    input: &SummaryInput,
+    is_headline: &dyn Fn(&str, &str) -> bool,
+) -> Option<AaCheck> {
+    let b = input.columns.iter().find(|c| c.is_aa_copy())?;
+    let mut a_factors = b.factors.clone();
+    a_factors.insert(AA_FACTOR.into(), factors::AA_FIRST.into());
+    let a = input
+        .columns
+        .iter()
+        .find(|c| c.backend == b.backend && c.factors == a_factors)?;
+    let mut rows = Vec::new();
+    for &key in keys {
+        let by_label = &values[key];
+        let (Some(va), Some(vb)) = (by_label.get(&a.label), by_label.get(&b.label)) else {
+            continue;
+        };
+        let Some(ratio) = stats::ratio_ci(vb, va, LEVEL) else {
+            continue;
+        };
+        let Some((unit, _, _)) = meta.get(key) else {
+            continue;
+        };
+        rows.push(AaRow {
+            workload: key.0.clone(),
+            metric: key.1.clone(),
+            unit: unit.clone(),
+            headline: is_headline(&key.0, &key.1),
+            n_a: va.len(),
+            n_b: vb.len(),
+            resolution_pct: resolution_pct(&ratio),
+            ratio,
+        });
+    }
+    let mut headline: Vec<&AaRow> = rows.iter().filter(|r| r.headline).collect();
+    headline.sort_by(|x, y| x.resolution_pct.total_cmp(&y.resolution_pct));
+    let floor_pct = stats::median_sorted(
+        &headline
+            .iter()
+            .map(|r| r.resolution_pct)
+            .collect::<Vec<f64>>(),
+    );
+    let widest = headline
+        .last()
+        .map(|r| (r.workload.clone(), r.metric.clone(), r.resolution_pct));
+    Some(AaCheck {
+        a: a.label.clone(),
+        b: b.label.clone(),
+        rows,
+        floor_pct,
+        widest,
+    })
 }
 
 /// A number with four significant digits, without scientific notation for everyday magnitudes.
@@ -219,7 +701,306 @@ pub fn fmt_num(x: f64) -> String {
     }
 }
 
-/// Renders the summary as an aligned text table for a terminal.
+/// Lays out rows as an aligned text table with a rule under the header; columns in `right` are
+/// right-aligned. A row whose first cell is not empty starts a group (a blank line before it)
+/// when `groups` is set.
+pub fn aligned_table(
+    header: &[&str],
+    lines: &[Vec<String>],
+    right: &[usize],
+    groups: bool,
+) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for l in lines {
+        for (w, cell) in widths.iter_mut().zip(l.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let fmt_row = |cells: &[String], out: &mut String| {
+        let mut line = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths.iter()).enumerate() {
+            let pad = w.saturating_sub(c.chars().count());
+            if right.contains(&i) {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                line.push_str(&" ".repeat(pad));
+            }
+            line.push_str("  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    };
+    let head: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    fmt_row(&head, &mut out);
+    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+    let _ = writeln!(out, "{}", "─".repeat(total));
+    for (i, l) in lines.iter().enumerate() {
+        if groups && i > 0 && l.first().is_some_and(|c| !c.is_empty()) {
+            out.push('\n');
+        }
+        fmt_row(l, &mut out);
+    }
+    out
+}
+
+/// `1.23x [1.10, 1.40]`.
+pub fn ratio_text(r: &RatioCi) -> String {
+    format!(
+        "{}x [{}, {}]",
+        fmt_ratio(r.ratio),
+        fmt_ratio(r.lo),
+        fmt_ratio(r.hi)
+    )
+}
+
+/// `±4.2%`.
+pub fn pct_text(p: f64) -> String {
+    if !p.is_finite() {
+        "an unbounded amount".into()
+    } else if p >= 10.0 {
+        format!("±{p:.0}%")
+    } else {
+        format!("±{p:.1}%")
+    }
+}
+
+/// Which factors the run varied and which backends each applies to, as one sentence.
+pub fn factors_sentence(summary: &Summary) -> Option<String> {
+    if summary.factors.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = summary
+        .factors
+        .iter()
+        .map(|f| {
+            let mut p = format!(
+                "{} ({}) on {}",
+                f.factor,
+                f.values.join(", "),
+                if f.backends.is_empty() {
+                    "no backend of the run".into()
+                } else {
+                    f.backends.join(" and ")
+                }
+            );
+            if !f.not_applied.is_empty() {
+                let _ = write!(p, ", not crossed with {}", f.not_applied.join(" or "));
+            }
+            p
+        })
+        .collect();
+    Some(format!(
+        "Factors: {}. Each combination is a column, interleaved with the others in every \
+         repetition; an effect is the ratio to the factor's first value.",
+        parts.join("; ")
+    ))
+}
+
+/// The precision of the headline intervals, and what `--until-ci` did, as sentences.
+pub fn precision_sentences(p: &Precision) -> Vec<String> {
+    let mut out = Vec::new();
+    let total = p.checks.len();
+    let wide: Vec<&HeadlineCheck> = p.wide().collect();
+    let rule = if p.from_rule {
+        format!("the --until-ci rule, {}", pct_text(p.threshold_pct))
+    } else {
+        pct_text(p.threshold_pct)
+    };
+    let mut first = format!(
+        "Precision: {} of {total} headline intervals (each workload's primary metrics, every \
+         column) lie within {rule} of their median",
+        total - wide.len()
+    );
+    if wide.is_empty() {
+        first.push('.');
+    } else {
+        let list: Vec<String> = wide
+            .iter()
+            .take(8)
+            .map(|c| {
+                format!(
+                    "{} {} on {} ({}, n={})",
+                    c.workload,
+                    c.metric,
+                    c.column,
+                    c.spread_pct.map_or("median 0".into(), pct_text),
+                    c.n
+                )
+            })
+            .collect();
+        let more = if wide.len() > list.len() {
+            format!(" and {} more", wide.len() - list.len())
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            first,
+            "; {} are wider (marked ~): {}{more}.",
+            wide.len(),
+            list.join("; ")
+        );
+        if !p.from_rule {
+            first.push_str(" More repetitions narrow them: --until-ci 5% adds them by rule.");
+        }
+    }
+    out.push(first);
+    if let Some(u) = &p.until_ci {
+        let reps: Vec<u32> = u.repetitions.values().copied().collect();
+        let (lo, hi) = (
+            reps.iter().min().copied().unwrap_or(0),
+            reps.iter().max().copied().unwrap_or(0),
+        );
+        let span = if lo == hi {
+            format!("{hi}")
+        } else {
+            format!("{lo} to {hi}")
+        };
+        let mut line = format!(
+            "--until-ci {}%: {} after {} added round(s); {span} measured repetitions per column \
+             and workload (caps: {} repetitions, {:.0} s).",
+            u.rule_pct,
+            u.stopped.describe(),
+            u.extra_rounds,
+            u.max_reps,
+            u.max_wall_s
+        );
+        if !wide.is_empty() {
+            let mut names: Vec<String> = wide
+                .iter()
+                .map(|c| format!("{} {}", c.workload, c.metric))
+                .collect();
+            names.dedup();
+            let _ = write!(line, " Did not converge: {}.", names.join(", "));
+        }
+        out.push(line);
+    }
+    if !p.no_samples.is_empty() {
+        let list: Vec<String> = p
+            .no_samples
+            .iter()
+            .map(|(w, m, c)| format!("{w} {m} on {c}"))
+            .collect();
+        out.push(format!(
+            "Headline metrics without any successful sample (not counted): {}.",
+            list.join("; ")
+        ));
+    }
+    out
+}
+
+/// The A/A check as a sentence: the noise floor of the host now.
+pub fn aa_sentence(aa: &AaCheck) -> String {
+    match (aa.floor_pct, &aa.widest) {
+        (Some(floor), Some((w, m, widest))) => format!(
+            "A/A check ({} / {}, the same column run twice, interleaved): differences smaller \
+             than {} cannot be told from noise on this host now (median over {} headline \
+             metrics of how far the A'/A interval reaches from 1; widest {} for {w} {m}).",
+            aa.b,
+            aa.a,
+            pct_text(floor),
+            aa.rows.iter().filter(|r| r.headline).count(),
+            pct_text(*widest)
+        ),
+        _ => format!(
+            "A/A check ({} / {}): no headline metric has samples in both copies, so there is no \
+             noise floor for this run.",
+            aa.b, aa.a
+        ),
+    }
+}
+
+/// The A/A interval of `workload` / `metric` as a cell, when the run has one.
+pub fn aa_cell(summary: &Summary, workload: &str, metric: &str) -> String {
+    summary
+        .aa
+        .as_ref()
+        .and_then(|aa| aa.row(workload, metric))
+        .map(|r| ratio_text(&r.ratio))
+        .unwrap_or_default()
+}
+
+/// The effects of the headline metrics as an aligned table (the JSON report has every metric).
+fn effects_table(summary: &Summary) -> String {
+    let with_aa = summary.aa.is_some();
+    let mut header = vec![
+        "factor",
+        "backend",
+        "held fixed",
+        "change",
+        "workload",
+        "metric",
+        "n",
+        "ratio [95% CI]",
+    ];
+    if with_aa {
+        header.push("A/A [95% CI]");
+    }
+    let lines: Vec<Vec<String>> = summary
+        .effects
+        .iter()
+        .filter(|e| e.headline)
+        .map(|e| {
+            let mut l = vec![
+                e.factor.clone(),
+                e.backend.clone(),
+                if e.with.is_empty() {
+                    "-".into()
+                } else {
+                    e.with.clone()
+                },
+                format!("{} → {}", e.from, e.to),
+                e.workload.clone(),
+                format!("{} ({} {})", e.metric, e.unit, arrow(e.better)),
+                format!("{}/{}", e.n_from, e.n_to),
+                ratio_text(&e.ratio),
+            ];
+            if with_aa {
+                l.push(aa_cell(summary, &e.workload, &e.metric));
+            }
+            l
+        })
+        .collect();
+    if lines.is_empty() {
+        return "(no headline metric was measured at two values of a factor)\n".into();
+    }
+    aligned_table(&header, &lines, &[6], false)
+}
+
+/// The A/A rows of the headline metrics as an aligned table.
+fn aa_table(aa: &AaCheck) -> String {
+    let lines: Vec<Vec<String>> = aa
+        .rows
+        .iter()
+        .filter(|r| r.headline)
+        .map(|r| {
+            vec![
+                r.workload.clone(),
+                format!("{} ({})", r.metric, r.unit),
+                format!("{}/{}", r.n_a, r.n_b),
+                ratio_text(&r.ratio),
+                pct_text(r.resolution_pct),
+            ]
+        })
+        .collect();
+    aligned_table(
+        &["workload", "metric", "n", "A'/A [95% CI]", "resolves"],
+        &lines,
+        &[2],
+        false,
+    )
+}
+
+fn arrow(b: Better) -> &'static str {
+    match b {
+        Better::Higher => "↑",
+        Better::Lower => "↓",
+    }
+}
+
+/// Renders the summary as an aligned text table for a terminal, with the factors, precision and
+/// A/A lines above it and the effects and A/A tables below.
 pub fn render_table(summary: &Summary) -> String {
     let header = [
         "workload",
@@ -231,25 +1012,36 @@ pub fn render_table(summary: &Summary) -> String {
         "unit",
         "vs native",
     ];
-    let mut lines: Vec<[String; 8]> = Vec::new();
+    let mut out = String::new();
+    if let Some(f) = factors_sentence(summary) {
+        let _ = writeln!(out, "{f}");
+    }
+    if let Some(p) = &summary.precision {
+        for line in precision_sentences(p) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if let Some(aa) = &summary.aa {
+        let _ = writeln!(out, "{}", aa_sentence(aa));
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let mut lines: Vec<Vec<String>> = Vec::new();
     let mut low_coverage = false;
+    let mut wide = false;
     let mut last_workload = "";
     for r in &summary.rows {
-        let ci_mark = if r.median.coverage + 1e-9 < LEVEL {
+        let mut ci_mark = String::new();
+        if r.median.coverage + 1e-9 < LEVEL {
             low_coverage = true;
-            "*"
-        } else {
-            ""
-        };
-        let vs = r.vs_native.map_or(String::new(), |v| {
-            format!(
-                "{}x [{}, {}]",
-                fmt_ratio(v.ratio),
-                fmt_ratio(v.lo),
-                fmt_ratio(v.hi)
-            )
-        });
-        lines.push([
+            ci_mark.push('*');
+        }
+        if r.wide {
+            wide = true;
+            ci_mark.push('~');
+        }
+        lines.push(vec![
             if r.workload == last_workload {
                 String::new()
             } else {
@@ -264,51 +1056,12 @@ pub fn render_table(summary: &Summary) -> String {
                 fmt_num(r.median.lo),
                 fmt_num(r.median.hi)
             ),
-            format!(
-                "{}{}",
-                r.unit,
-                if r.better == Better::Higher {
-                    " ↑"
-                } else {
-                    " ↓"
-                }
-            ),
-            vs,
+            format!("{} {}", r.unit, arrow(r.better)),
+            r.vs_native.as_ref().map(ratio_text).unwrap_or_default(),
         ]);
         last_workload = &r.workload;
     }
-    let mut widths = header.map(|h| h.chars().count());
-    for l in &lines {
-        for (w, cell) in widths.iter_mut().zip(l.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let fmt_row = |cells: &[String], out: &mut String| {
-        let mut line = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths.iter()).enumerate() {
-            let pad = w.saturating_sub(c.chars().count());
-            // Numbers right-aligned, text left-aligned.
-            if matches!(i, 3 | 4) {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(c);
-            } else {
-                line.push_str(c);
-                line.push_str(&" ".repeat(pad));
-            }
-            line.push_str("  ");
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    };
-    fmt_row(&header.map(str::to_owned), &mut out);
-    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-    let _ = writeln!(out, "{}", "─".repeat(total));
-    for (i, l) in lines.iter().enumerate() {
-        if i > 0 && !l[0].is_empty() {
-            out.push('\n');
-        }
-        fmt_row(l, &mut out);
-    }
+    out.push_str(&aligned_table(&header, &lines, &[3, 4], true));
     if summary.rows.is_empty() {
         let _ = writeln!(out, "(no successful measured trials)");
     }
@@ -326,6 +1079,17 @@ pub fn render_table(summary: &Summary) -> String {
             "* fewer than 6 samples: 95% is out of reach; the interval is min..max with lower coverage."
         );
     }
+    if wide {
+        let threshold = summary
+            .precision
+            .as_ref()
+            .map_or(DEFAULT_PRECISION_PCT, |p| p.threshold_pct);
+        let _ = writeln!(
+            out,
+            "~ the interval reaches further than {} from its median.",
+            pct_text(threshold)
+        );
+    }
     if summary
         .rows
         .iter()
@@ -336,7 +1100,29 @@ pub fn render_table(summary: &Summary) -> String {
             "Emulated samples ran in the HVM test machine (QEMU TCG): correctness only, not performance."
         );
     }
-    // An unavailable backend fails every trial for one reason: say it once per backend.
+    if !summary.effects.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nFactor effects: median at the changed value / median at the factor's first value, \
+             the other factors held fixed, with a 95% bootstrap interval; headline metrics (every \
+             metric: isolab report --format json).{}",
+            if summary.aa.is_some() {
+                " A/A: the same metric's A'/A interval, the noise floor beside each effect."
+            } else {
+                ""
+            }
+        );
+        out.push_str(&effects_table(summary));
+    }
+    if let Some(aa) = &summary.aa {
+        let _ = writeln!(
+            out,
+            "\nA/A check: {} / {}, headline metrics (resolves: how far the interval reaches from 1).",
+            aa.b, aa.a
+        );
+        out.push_str(&aa_table(aa));
+    }
+    // An unavailable backend fails every trial for one reason: say it once per column.
     let mut unavailable: Vec<(&str, usize, &str)> = Vec::new();
     for f in &summary.failures {
         if f.reason.starts_with("unavailable:") {
@@ -378,6 +1164,7 @@ mod tests {
         Sample {
             trial: 0,
             backend: backend.into(),
+            factors: std::collections::BTreeMap::new(),
             workload: workload.into(),
             kind: workload.into(),
             repetition: 0,
@@ -432,6 +1219,17 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("killed: out of memory"), "{table}");
+    }
+
+    #[test]
+    fn resolution_is_symmetric_on_a_log_scale() {
+        let r = |lo, hi| resolution_pct(&RatioCi { ratio: 1.0, lo, hi });
+        assert!((r(0.5, 1.2) - 100.0).abs() < 1e-9);
+        assert!((r(0.9, 2.0) - 100.0).abs() < 1e-9);
+        assert!((r(1.02, 1.05) - 5.0).abs() < 1e-9);
+        assert!((r(0.95, 0.98) - 100.0 / 19.0).abs() < 1e-9);
+        assert_eq!(r(1.0, 1.0), 0.0);
+        assert!(r(0.0, 1.1).is_infinite());
     }
 
     #[test]

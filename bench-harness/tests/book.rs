@@ -4,6 +4,8 @@
 //! root) checks the whole path a user takes: `isolab run`, `isolab report`, `isolab book`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,7 +68,13 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
                      only PVM-patched guest kernels. Fix: run on a host with hardware KVM"
                         .to_string()
                 }),
-                facts: if b == "vm" {
+                // What the container and VM backends record (chapters 7 and 6b quote it).
+                facts: if b == "container" {
+                    [("seccomp", "docker"), ("user_namespace", "false")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                } else if b == "vm" {
                     BTreeMap::from([("memory".to_string(), "thp".to_string())])
                 } else {
                     BTreeMap::new()
@@ -110,6 +118,8 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
         seed: 42,
         planned_trials: planned,
         backends,
+        columns: Vec::new(),
+        until_ci: None,
     }
 }
 
@@ -313,6 +323,7 @@ fn sample(trial: usize, backend: &str, kind: &str, rep: u32, vm: Vm) -> Sample {
     let mut s = Sample {
         trial,
         backend: backend.into(),
+        factors: BTreeMap::new(),
         workload: kind.into(),
         kind: kind.into(),
         repetition: rep,
@@ -524,7 +535,7 @@ fn main_text(html: &str) -> String {
 
 #[test]
 fn full_run_fills_every_placeholder_with_a_number() {
-    let run = run(Vm::Hardware);
+    let run = common::with_factor_and_aa(run(Vm::Hardware), 1.01, 1.1);
     let (_tmp, out) = build(&run);
     let pages = check_book(&out);
     // Every figure is drawn, every value exists: a "not measured" here is a typo in a metric
@@ -545,7 +556,17 @@ fn full_run_fills_every_placeholder_with_a_number() {
         );
     }
     let figures = files_with_ext(&out.join("figures"), "svg");
-    assert_eq!(figures.len(), 9, "{figures:?}");
+    assert_eq!(figures.len(), 11, "{figures:?}");
+    // The setting's effect and the noise floor, and the floor beside every ratio.
+    let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
+    assert!(
+        ch9.contains("off → on")
+            && ch9.contains("1.10× [")
+            && ch9.contains("A/A check (native A' / native A"),
+        "{ch9}"
+    );
+    let ch5 = main_text(&pages[Path::new("05-costs.html")]);
+    assert!(ch5.contains("; A/A noise ±"), "{ch5}");
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     assert!(ch2.contains("95 ms [95% CI"), "{ch2}");
     assert!(ch2.contains("kernel_loaded"), "{ch2}");
@@ -591,6 +612,8 @@ fn full_run_fills_every_placeholder_with_a_number() {
     );
     let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
     assert!(ch8.contains("guest RAM touched + VMM"), "{ch8}");
+    let ch7 = main_text(&pages[Path::new("07-security.html")]);
+    assert!(ch7.contains("filter was docker"), "{ch7}");
     // Text from the run is shown as text, not taken as Markdown or HTML.
     let ch9 = &pages[Path::new("09-reproducing.html")];
     assert!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bench_harness::backend::{
     Backend, BackendError, BackendKind, PrepareContext, Trial, TrialFailure, TrialOutcome,
 };
+use bench_harness::backends::BackendOptions;
 use bench_harness::manifest::RunStatus;
 use bench_harness::run::{execute, RunOptions};
 use bench_harness::store::load_run;
@@ -66,7 +67,7 @@ impl Backend for Fake {
     }
 }
 
-fn make(kind: BackendKind) -> Box<dyn Backend> {
+fn make(kind: BackendKind, _options: &BackendOptions) -> Box<dyn Backend> {
     Box::new(Fake(kind))
 }
 
@@ -86,7 +87,10 @@ fn fake_run_is_stored_and_summarised_with_known_values() {
         live_console: false,
         progress: false,
         command: vec!["test".into()],
+        options: BackendOptions::default(),
         make_backend: Box::new(make),
+        registry: bench_harness::run_places::Registry::at(scratch.path().join("registry")),
+        state_parent: scratch.path().join("state"),
     };
     let outcome = execute(&opts).unwrap();
     assert_eq!(outcome.status, RunStatus::Complete);
@@ -128,6 +132,23 @@ fn fake_run_is_stored_and_summarised_with_known_values() {
         .failures
         .iter()
         .any(|f| f.workload == "timer" && f.backend == "container" && f.count == 10));
-    // The scratch area is gone.
-    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    // The run folder, the state folder and the registry entry are gone.
+    let left: Vec<String> = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("isolab-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("state"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("registry"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

@@ -2,6 +2,8 @@
 //! failed trials, partial runs and missing backends.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -68,6 +70,8 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
         seed: 42,
         planned_trials: planned,
         backends,
+        columns: Vec::new(),
+        until_ci: None,
     }
 }
 
@@ -208,6 +212,7 @@ fn sample(trial: usize, backend: &str, kind: &str, rep: u32, warmup: bool) -> Sa
     Sample {
         trial,
         backend: backend.into(),
+        factors: BTreeMap::new(),
         workload: kind.into(),
         kind: kind.into(),
         repetition: rep,
@@ -314,7 +319,8 @@ fn html_and_every_svg_are_well_formed_and_say_what_matters() {
         .filter(|n| n.tag_name().name() == "svg")
         .count();
     let (charts, notes) = build_charts(&run).unwrap();
-    assert_eq!(charts.len(), 6, "every chart has data here: {notes:?}");
+    // Every chart but the factor effects and the A/A check (a run without either).
+    assert_eq!(charts.len(), 6, "{notes:?}");
     assert_eq!(svgs, 6);
     for c in &charts {
         parse_xml(&c.svg);
@@ -636,7 +642,7 @@ fn partial_run_without_some_backends_reports_everything_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_charts(&empty, dir.path()).unwrap();
     assert!(files.files.is_empty());
-    assert_eq!(files.notes.len(), 6, "{:?}", files.notes);
+    assert_eq!(files.notes.len(), 8, "{:?}", files.notes);
 }
 
 #[test]
@@ -676,6 +682,73 @@ fn charts_are_written_as_svg_and_png() {
         }
     }
     let _ = BackendKind::ALL; // the backend names used above are the real ones
+}
+
+#[test]
+fn factor_columns_effects_and_the_aa_check_reach_every_format() {
+    let run = common::with_factor_and_aa(full_run("factors-1", "6.1.0-test"), 1.02, 1.2);
+    let term = render_report(&run, ReportFormat::Term).unwrap();
+    for want in [
+        "native A'",
+        "container userns=on",
+        "Factor effects",
+        "off → on",
+        "1.20x [1.",
+        "A/A check (native A' / native A",
+        "A/A [95% CI]",
+    ] {
+        assert!(term.contains(want), "term lacks {want:?}:\n{term}");
+    }
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    assert!(
+        md.contains("## Factor effects")
+            && md.contains("## A/A check")
+            && md.contains("| userns |"),
+        "{md}"
+    );
+    let html = render_report(&run, ReportFormat::Html).unwrap();
+    parse_xml(&html);
+    assert!(
+        html.contains("<h2>Factor effects</h2>") && html.contains("<h2>A/A check</h2>"),
+        "{html}"
+    );
+    let (charts, notes) = build_charts(&run).unwrap();
+    assert_eq!(charts.len(), 8, "{notes:?}");
+    let effects = charts.iter().find(|c| c.name == "factor_effects").unwrap();
+    assert!(
+        effects.svg.contains("container userns: off → on"),
+        "{}",
+        effects.svg
+    );
+    let latex = render_report(&run, ReportFormat::Latex).unwrap();
+    assert_eq!(
+        latex.matches("\\begin{table}").count(),
+        2,
+        "the effects get a table of their own: {latex}"
+    );
+    assert!(latex.contains("off $\\rightarrow$ on"), "{latex}");
+    let csv = render_report(&run, ReportFormat::Csv).unwrap();
+    assert!(csv.contains(",native,native A',aa=A',"), "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&render_report(&run, ReportFormat::Json).unwrap()).unwrap();
+    let effects = json["summary"]["effects"].as_array().unwrap();
+    // Every metric has its effect in JSON, not only the headline ones.
+    assert!(
+        effects.iter().any(|e| e["metric"] == "host.wall"),
+        "{effects:?}"
+    );
+    assert!(json["summary"]["aa"]["floor_pct"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["manifest"]["columns"].as_array().unwrap().len(), 5);
+
+    // Compare works on factor columns as on backends, and quotes the noise floor.
+    let other = common::with_factor_and_aa(full_run("factors-2", "6.1.0-test"), 1.02, 1.2);
+    let c = compare(&run, &other, CompareFormat::Term).unwrap();
+    assert!(
+        c.contains("container userns=on")
+            && c.contains("A/A")
+            && c.contains("cannot be told from noise"),
+        "{c}"
+    );
 }
 
 /// Renders a real run in every format, for looking at: `ISOLAB_REPORT_RUN_DIR=results/ID

@@ -4,7 +4,7 @@
 //! ```text
 //! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
 //!         [--disk IMAGE [--disk-read-only]] [--acpi auto|on|off] [--memory thp|hugetlbfs|small]
-//!         [--no-channel]
+//!         [--no-channel] [--inject-fault FAULT]
 //! ```
 //!
 //! `--acpi` says how the devices are described (default `auto`: ACPI tables and the command
@@ -13,18 +13,22 @@
 //! `--no-channel` leaves out the virtio console (the agent's result then goes to the serial
 //! console).
 //!
+//! `--inject-fault` is for tests of the VMM's error paths: `spawn-vcpu:N`, `device-thread`,
+//! `kvm-run:N`, `slow-disk-ms:MS`, `single-step`.
+//!
 //! Output: `ISOLAB-VMM-REPORT:<len>:<base64url JSON>` when the VM ran (whatever the guest did),
-//! exit 0; `ISOLAB-VMM-ERROR:<message>` when it could not run, exit 2; usage errors exit 64.
+//! exit 0; `ISOLAB-VMM-ERROR:<message>` and `ISOLAB-VMM-THREADS:<n>` (the threads left in the
+//! process) when it could not run, exit 2; usage errors exit 64.
 
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use vm_backend::vmm::{run, AcpiMode, DiskConfig, VmConfig};
+use vm_backend::vmm::{run, AcpiMode, DiskConfig, Fault, VmConfig};
 use vm_backend::vstate::memory::MemoryBacking;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi auto|on|off] [--memory thp|hugetlbfs|small] [--no-channel]");
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi auto|on|off] [--memory thp|hugetlbfs|small] [--no-channel] [--inject-fault FAULT]");
     std::process::exit(64)
 }
 
@@ -44,6 +48,7 @@ fn main() {
     let mut acpi = AcpiMode::Auto;
     let mut memory = MemoryBacking::Thp;
     let mut channel = true;
+    let mut fault = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -96,6 +101,12 @@ fn main() {
                     .unwrap_or_else(|| usage("--memory takes thp, hugetlbfs or small"))
             }
             "--no-channel" => channel = false,
+            "--inject-fault" => {
+                let spec = value("--inject-fault");
+                fault = Some(
+                    Fault::parse(&spec).unwrap_or_else(|| usage(&format!("unknown fault {spec}"))),
+                );
+            }
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -112,6 +123,7 @@ fn main() {
     config.acpi = acpi;
     config.memory = memory;
     config.channel = channel;
+    config.fault = fault;
     if disk.is_none() && disk_read_only {
         usage("--disk-read-only needs --disk");
     }
@@ -119,10 +131,11 @@ fn main() {
         path: path.into(),
         read_only: disk_read_only,
     });
+    let threads = || std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     match run(&config, origin) {
         Ok(report) => {
             // After teardown: the vCPU thread must be gone and guest RAM unmapped.
-            let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+            let threads = threads();
             let rss_kib = std::fs::read_to_string("/proc/self/status")
                 .ok()
                 .and_then(|s| {
@@ -152,6 +165,7 @@ fn main() {
         }
         Err(e) => {
             println!("ISOLAB-VMM-ERROR:{}", e.to_string().replace('\n', " "));
+            println!("ISOLAB-VMM-THREADS:{}", threads());
             std::process::exit(2);
         }
     }

@@ -249,6 +249,7 @@ mod memory_and_devices {
             path: "/unused".into(),
             file_mib: 8,
             ops: 100,
+            ..IoRandParams::default()
         })
     }
 

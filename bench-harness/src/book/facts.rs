@@ -83,11 +83,118 @@ impl Facts {
         })
     }
 
-    fn row(&self, label: &str, workload: &str, metric: &str) -> Option<&SummaryRow> {
+    /// The column the book means by `backend` (`native`, `vm (emulated)`, ...): the backend's
+    /// first column, so in a run that varied factors its factors' first values (and the A of an
+    /// A/A check); the backend itself in a run without factors.
+    pub(crate) fn column_label(&self, backend: &str) -> String {
+        let (base, emulated) = match backend.strip_suffix(" (emulated)") {
+            Some(b) => (b, true),
+            None => (backend, false),
+        };
+        let label = self
+            .manifest
+            .columns
+            .iter()
+            .map(|c| &c.column)
+            .find(|c| c.backend.name() == base && !c.is_aa_copy())
+            .map_or_else(|| base.to_owned(), |c| c.label.clone());
+        if emulated {
+            format!("{label} (emulated)")
+        } else {
+            label
+        }
+    }
+
+    fn row(&self, backend: &str, workload: &str, metric: &str) -> Option<&SummaryRow> {
+        let label = self.column_label(backend);
         self.summary
             .rows
             .iter()
             .find(|r| r.backend == label && r.workload == workload && r.metric == metric)
+    }
+
+    /// `; A/A noise ±2.1%` for a comparison of `workload` / `metric`, when the run had an A/A
+    /// check with that metric: the smallest difference the host resolved, beside the ratio.
+    fn aa_note(&self, workload: &str, metric: &str) -> String {
+        self.aa_resolution(workload, metric)
+            .map(|p| format!("; A/A noise {p}"))
+            .unwrap_or_default()
+    }
+
+    /// How far the A/A interval of `workload` / `metric` reached from 1 (`±2.1%`), when the run
+    /// had an A/A check with it.
+    fn aa_resolution(&self, workload: &str, metric: &str) -> Option<String> {
+        let aa = self.summary.aa.as_ref()?;
+        let r = aa.row(workload, metric)?;
+        Some(crate::summary::pct_text(r.resolution_pct))
+    }
+
+    /// The effects of the run's factors on its headline metrics, as a table with the A/A
+    /// interval beside each, or why there is none.
+    pub(crate) fn effects_table(&self) -> String {
+        if self.summary.effects.iter().all(|e| !e.headline) {
+            return format!(
+                "*{NOT_MEASURED} (run {} varied no setting side by side; `isolab run --factor \
+                 NAME=V1,V2` does)*\n",
+                md_text(self.run_id())
+            );
+        }
+        let with_aa = self.summary.aa.is_some();
+        let mut o = String::from(
+            "| setting | backend | held fixed | change | workload | metric | ratio [95% CI] |",
+        );
+        o.push_str(if with_aa { " A/A noise |\n" } else { "\n" });
+        o.push_str("|---|---|---|---|---|---|---|");
+        o.push_str(if with_aa { "---|\n" } else { "\n" });
+        for e in self.summary.effects.iter().filter(|e| e.headline) {
+            let _ = write!(
+                o,
+                "| `{}` | {} | {} | {} → {} | {} | {} | {} |",
+                e.factor,
+                e.backend,
+                if e.with.is_empty() {
+                    "-".to_owned()
+                } else {
+                    md_cell(&e.with)
+                },
+                md_cell(&e.from),
+                md_cell(&e.to),
+                e.workload,
+                md_cell(&format!("{} ({})", e.metric, e.unit)),
+                ratio_n(&e.ratio, e.n_from, e.n_to)
+            );
+            if with_aa {
+                let cell = self
+                    .aa_resolution(&e.workload, &e.metric)
+                    .unwrap_or_else(|| "-".into());
+                let _ = write!(o, " {cell} |");
+            }
+            o.push('\n');
+        }
+        o
+    }
+
+    /// The A/A check: the sentence with the noise floor and its table, or why there is none.
+    pub(crate) fn aa(&self) -> String {
+        let Some(aa) = &self.summary.aa else {
+            return format!(
+                "*{NOT_MEASURED} (run {} had no A/A check; `isolab run --aa native` runs one)*\n",
+                md_text(self.run_id())
+            );
+        };
+        let mut o = format!("{}\n\n", md_text(&crate::summary::aa_sentence(aa)));
+        o.push_str("| workload | metric | A'/A [95% CI] | resolves |\n|---|---|---|---|\n");
+        for r in aa.rows.iter().filter(|r| r.headline) {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} |",
+                r.workload,
+                md_cell(&format!("{} ({})", r.metric, r.unit)),
+                ratio_n(&r.ratio, r.n_a, r.n_b),
+                crate::summary::pct_text(r.resolution_pct)
+            );
+        }
+        o
     }
 
     /// Why `backend` has no value of `metric` for `workload` in this run, as the clause that goes
@@ -202,16 +309,35 @@ impl Facts {
         };
         match r.vs_native {
             Some(v) => Ok(format!(
-                "{}× native [{:.0}% CI {}–{}]",
+                "{}× native [{:.0}% CI {}–{}{}]",
                 fmt_ratio(v.ratio),
                 LEVEL * 100.0,
                 fmt_ratio(v.lo),
-                fmt_ratio(v.hi)
+                fmt_ratio(v.hi),
+                self.aa_note(&entry, metric)
             )),
             None => Err(format!(
                 "*{NOT_MEASURED} (no ratio: {})*",
                 md_text(&self.why_missing("native", workload, Some(metric)))
             )),
+        }
+    }
+
+    /// A setting the run recorded for `backend` (its manifest's backend facts), as inert text,
+    /// or why there is none.
+    pub(crate) fn fact(&self, backend: &str, key: &str) -> String {
+        match self.manifest.backends.get(backend) {
+            Some(st) => match st.facts.get(key) {
+                Some(v) => format!("`{}`", v.replace('`', "'")),
+                None => format!(
+                    "*{NOT_MEASURED} ({})*",
+                    md_text(&format!(
+                        "the run's manifest records no {key} for {backend}; runs made before \
+                         isolab recorded it lack it"
+                    ))
+                ),
+            },
+            None => self.missing(backend, "noop", None),
         }
     }
 
@@ -355,7 +481,8 @@ impl Facts {
     /// The phases of one backend's noop trial: where each segment ends, how long it took, what
     /// happened in it.
     pub(crate) fn phases_table(&self, backend: &str) -> String {
-        let Some((_, segments, used)) = self.timelines.iter().find(|(l, _, _)| l == backend) else {
+        let label = self.column_label(backend);
+        let Some((_, segments, used)) = self.timelines.iter().find(|(l, _, _)| *l == label) else {
             return format!("{}\n", self.missing(backend, "noop", None));
         };
         let mut o = String::from(
@@ -559,6 +686,16 @@ impl Facts {
         }
         None
     }
+}
+
+/// `1.10× [1.05–1.16], n=10/10`: a ratio of two columns with its interval and sample counts.
+fn ratio_n(r: &crate::stats::RatioCi, n_from: usize, n_to: usize) -> String {
+    format!(
+        "{}× [{}–{}], n={n_from}/{n_to}",
+        fmt_ratio(r.ratio),
+        fmt_ratio(r.lo),
+        fmt_ratio(r.hi)
+    )
 }
 
 /// The gist of a backend's "unavailable" note for use inside a sentence: the reason without the

@@ -174,6 +174,13 @@ pub fn merge_vm_run(base: &mut StoredRun, vm_run: &StoredRun) -> usize {
     if let Some(state) = vm_run.manifest.backends.get(vm) {
         base.manifest.backends.insert(vm.to_owned(), state.clone());
     }
+    // The VM's columns come along, so the book finds the VM's first column by its label.
+    let is_vm =
+        |c: &crate::manifest::ColumnState| c.column.backend == crate::backend::BackendKind::Vm;
+    base.manifest.columns.retain(|c| !is_vm(c));
+    base.manifest
+        .columns
+        .extend(vm_run.manifest.columns.iter().filter(|c| is_vm(c)).cloned());
     n
 }
 

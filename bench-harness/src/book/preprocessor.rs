@@ -5,14 +5,17 @@
 //! | placeholder | becomes |
 //! |---|---|
 //! | `{{isolab:median BACKEND WORKLOAD METRIC}}` | `3.02 ms [95% CI 2.95–3.06], n=10` |
-//! | `{{isolab:ratio BACKEND WORKLOAD METRIC}}` | `1.03× native [95% CI 1.01–1.05]` |
+//! | `{{isolab:ratio BACKEND WORKLOAD METRIC}}` | `1.03× native [95% CI 1.01–1.05]` (with `; A/A noise ±2.1%` in a run with an A/A check) |
 //! | `{{isolab:figure NAME}}` | the figure (SVG) with its caption |
 //! | `{{isolab:inspect-table}}` | what the `inspect` workload saw, backends side by side |
 //! | `{{isolab:phases BACKEND}}` | the backend's start phases with durations |
 //! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
 //! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
 //! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
+//! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
+//! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
+//! | `{{isolab:fact BACKEND KEY}}` | a setting the run recorded for a backend (`seccomp`, ...) |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
 //!
@@ -153,6 +156,14 @@ impl IsolabPreprocessor {
                 want(0, "memory-table")?;
                 Ok(block(&f.memory_table()))
             }
+            "effects" => {
+                want(0, "effects")?;
+                Ok(block(&f.effects_table()))
+            }
+            "aa" => {
+                want(0, "aa")?;
+                Ok(block(&f.aa()))
+            }
             "manifest" => {
                 want(0, "manifest")?;
                 Ok(block(&f.manifest_table()))
@@ -172,6 +183,11 @@ impl IsolabPreprocessor {
             "run-id" => {
                 want(0, "run-id")?;
                 Ok(md_text(f.run_id()))
+            }
+            "fact" => {
+                want(2, "fact BACKEND KEY")?;
+                check_backend(args[0])?;
+                Ok(f.fact(args[0], args[1]))
             }
             other => Err(format!("unknown placeholder `{other}`; {}", usage())),
         }
@@ -210,8 +226,8 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, manifest, availability, methodology, \
-     caveats, run-id"
+     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, effects, aa, manifest, availability, \
+     methodology, caveats, run-id, fact BACKEND KEY"
         .into()
 }
 

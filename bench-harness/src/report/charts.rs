@@ -40,20 +40,50 @@ const WIDTH: u32 = 960;
 const ROW_H: u32 = 26;
 const FONT: &str = "sans-serif";
 
-/// The colour of a backend label, the same in every chart (Okabe–Ito, colour-blind safe).
-pub(crate) fn backend_colour(label: &str) -> RGBColor {
-    match label {
-        "native" => RGBColor(0, 114, 178),
-        "container" => RGBColor(230, 159, 0),
-        "vm" => RGBColor(0, 158, 115),
-        "vm (emulated)" => RGBColor(150, 150, 150),
+/// The colour of a column label, the same in every chart of a run (Okabe–Ito, colour-blind
+/// safe): each backend has its colour; when a run has several columns of one backend (factors,
+/// A/A), they are shades of it, by their place among that backend's columns in `columns` (the
+/// run's column labels in plan order).
+pub(crate) fn backend_colour(label: &str, columns: &[String]) -> RGBColor {
+    let emulated = label.ends_with("(emulated)");
+    let base = label.trim_end_matches(" (emulated)");
+    let backend = base.split(' ').next().unwrap_or(base);
+    let RGBColor(r, g, b) = match (backend, emulated) {
+        (_, true) => RGBColor(150, 150, 150),
+        ("native", _) => RGBColor(0, 114, 178),
+        ("container", _) => RGBColor(230, 159, 0),
+        ("vm", _) => RGBColor(0, 158, 115),
         _ => RGBColor(204, 121, 167),
-    }
+    };
+    let siblings: Vec<&String> = columns
+        .iter()
+        .filter(|c| c.split(' ').next() == Some(backend))
+        .collect();
+    let Some(i) = siblings
+        .iter()
+        .position(|c| *c == base)
+        .filter(|_| siblings.len() > 1)
+    else {
+        return RGBColor(r, g, b);
+    };
+    // Shades alternate darker and lighter, further from the backend's colour each step.
+    const SHADES: [f64; 8] = [0.0, -0.45, 0.45, -0.7, 0.65, -0.25, 0.25, 0.8];
+    let t = SHADES[i % SHADES.len()];
+    let mix = |c: u8| -> u8 {
+        let c = f64::from(c);
+        let v = if t < 0.0 {
+            c * (1.0 + t)
+        } else {
+            c + (255.0 - c) * t
+        };
+        v.round().clamp(0.0, 255.0) as u8
+    };
+    RGBColor(mix(r), mix(g), mix(b))
 }
 
 /// The colour as CSS `#rrggbb`, for HTML legends.
-pub(crate) fn backend_css(label: &str) -> String {
-    let RGBColor(r, g, b) = backend_colour(label);
+pub(crate) fn backend_css(label: &str, columns: &[String]) -> String {
+    let RGBColor(r, g, b) = backend_colour(label, columns);
     format!("#{r:02x}{g:02x}{b:02x}")
 }
 
@@ -76,6 +106,21 @@ const SEGMENTS: [RGBColor; 16] = [
     RGBColor(77, 175, 74),
     RGBColor(55, 126, 184),
     RGBColor(228, 26, 28),
+];
+
+/// Distinct colours for items that are not columns (Okabe–Ito without black and yellow, then
+/// darker variants).
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(213, 94, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(110, 110, 110),
+    RGBColor(0, 70, 110),
+    RGBColor(140, 95, 0),
+    RGBColor(0, 95, 70),
 ];
 
 fn segment_colour(i: usize) -> RGBColor {
@@ -108,9 +153,11 @@ fn short(x: f64) -> String {
 pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let mut charts = Vec::new();
     let mut notes = Vec::new();
-    let builders: [(&'static str, Builder); 6] = [
+    let builders: [(&'static str, Builder); 8] = [
         ("start_timeline", timeline),
         ("ratio_to_native", ratios),
+        ("factor_effects", factor_effects),
+        ("aa_check", aa_check),
         ("memory_per_instance", memory),
         ("io_latency", io_latency),
         ("vm_exits", exits),
@@ -149,6 +196,17 @@ fn sorted_labels(labels: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut v: Vec<String> = labels.into_iter().collect();
     v.sort_by_key(|b| (backend_rank(b), b.clone()));
     v.dedup();
+    v
+}
+
+/// Labels in first-seen order (for items that are not columns).
+fn first_seen(labels: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for l in labels {
+        if !v.contains(&l) {
+            v.push(l);
+        }
+    }
     v
 }
 
@@ -265,7 +323,7 @@ pub(crate) fn timeline_of(
         .into_iter()
         .map(|(label, segs, used)| StackRow {
             n: Some(used),
-            swatch: Some(backend_colour(&label)),
+            swatch: Some(backend_colour(&label, &view.columns)),
             label,
             segments: segs,
         })
@@ -316,20 +374,16 @@ pub(crate) fn ratios_of(
             workloads::Better::Lower => "↓",
         };
         let label = format!("{} · {} ({}) {arrow}", r.workload, r.metric, r.unit);
-        if groups.last().map(|g| &g.label) != Some(&label) {
-            groups.push(Group {
-                label,
-                items: Vec::new(),
-            });
-        }
-        if let Some(g) = groups.last_mut() {
-            g.items.push(Item {
+        push_item(
+            &mut groups,
+            label,
+            Item {
                 backend: r.backend.clone(),
                 value: v.ratio,
                 lo: v.lo,
                 hi: v.hi,
-            });
-        }
+            },
+        );
     }
     if groups.is_empty() {
         return Ok(Err(
@@ -355,6 +409,10 @@ pub(crate) fn ratios_of(
             groups: &groups,
             points: true,
             reference: Some(1.0),
+            columns: &view.columns,
+            reference_label: "native (= 1)",
+            legend_title: "backend:",
+            palette: false,
         },
         (lo..hi).log_scale(),
     )?;
@@ -363,6 +421,135 @@ pub(crate) fn ratios_of(
         title: title.to_owned(),
         svg,
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Factor effects and the A/A check.
+
+/// Log-scale bounds around 1 that hold every value and interval of `groups`, with room for the
+/// value labels.
+fn ratio_range(groups: &[Group]) -> std::ops::Range<f64> {
+    let (mut lo, mut hi) = (1.0f64, 1.0f64);
+    for v in groups
+        .iter()
+        .flat_map(|g| g.items.iter())
+        .flat_map(|i| [i.lo, i.hi, i.value])
+        .filter(|v| v.is_finite() && *v > 0.0)
+    {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (lo / 1.8)..(hi * 1.8)
+}
+
+/// Each factor's effect on the headline metrics: one point per change (and values of the other
+/// factors held fixed) with its interval, per metric.
+pub(crate) fn factor_effects(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    let mut groups: Vec<Group> = Vec::new();
+    for e in view.summary.effects.iter().filter(|e| e.headline) {
+        let arrow = match e.better {
+            workloads::Better::Higher => "↑",
+            workloads::Better::Lower => "↓",
+        };
+        let label = format!("{} · {} ({}) {arrow}", e.workload, e.metric, e.unit);
+        let mut item = format!("{} {}: {} → {}", e.backend, e.factor, e.from, e.to);
+        if !e.with.is_empty() {
+            item.push_str(&format!(" ({})", e.with));
+        }
+        push_item(
+            &mut groups,
+            label,
+            Item {
+                backend: item,
+                value: e.ratio.ratio,
+                lo: e.ratio.lo,
+                hi: e.ratio.hi,
+            },
+        );
+    }
+    if groups.is_empty() {
+        return Ok(Err(
+            "the run varied no factor (isolab run --factor NAME=V1,V2)".into(),
+        ));
+    }
+    let title = format!(
+        "Effect of each factor on the headline metrics, with {:.0}% intervals",
+        LEVEL * 100.0
+    );
+    let svg = grouped(
+        name,
+        &GroupedSpec {
+            title: &title,
+            x_desc: "ratio = median at the changed value / median at the factor's first value (log scale). ↑: higher is better, ↓: lower is better",
+            groups: &groups,
+            points: true,
+            reference: Some(1.0),
+            columns: &view.columns,
+            reference_label: "no effect (= 1)",
+            legend_title: "change:",
+            palette: true,
+        },
+        ratio_range(&groups).log_scale(),
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
+}
+
+/// The A/A check: A'/A of every headline metric with its interval; how far the intervals reach
+/// from 1 is the smallest difference this host resolved.
+pub(crate) fn aa_check(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    let Some(aa) = &view.summary.aa else {
+        return Ok(Err(
+            "the run had no A/A check (isolab run --aa COLUMN)".into()
+        ));
+    };
+    let groups: Vec<Group> = aa
+        .rows
+        .iter()
+        .filter(|r| r.headline)
+        .map(|r| Group {
+            label: format!("{} · {} ({})", r.workload, r.metric, r.unit),
+            items: vec![Item {
+                backend: format!("{} / {}", aa.b, aa.a),
+                value: r.ratio.ratio,
+                lo: r.ratio.lo,
+                hi: r.ratio.hi,
+            }],
+        })
+        .collect();
+    if groups.is_empty() {
+        return Ok(Err(
+            "no headline metric has samples in both A/A copies".into()
+        ));
+    }
+    let title = match aa.floor_pct {
+        Some(f) => format!(
+            "A/A check: the same column twice; differences under {} are noise here",
+            crate::summary::pct_text(f)
+        ),
+        None => "A/A check: the same column twice".to_owned(),
+    };
+    let svg = grouped(
+        name,
+        &GroupedSpec {
+            title: &title,
+            x_desc: "ratio = median(A') / median(A) (log scale; identical columns, so any distance from 1 is noise)",
+            groups: &groups,
+            points: true,
+            reference: Some(1.0),
+            columns: &view.columns,
+            reference_label: "A = A' (= 1)",
+            legend_title: "columns:",
+            palette: true,
+        },
+        ratio_range(&groups).log_scale(),
+    )?;
+    Ok(Ok(Chart { name, title, svg }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,7 +618,7 @@ pub(crate) fn memory(
             .collect();
         rows.push(StackRow {
             n: Some(mine.len()),
-            swatch: Some(backend_colour(&label)),
+            swatch: Some(backend_colour(&label, &view.columns)),
             label,
             segments,
         });
@@ -481,20 +668,16 @@ pub(crate) fn io_latency(
             continue; // one axis, one unit
         }
         let label = format!("{} · {}", r.workload, r.metric);
-        if groups.last().map(|g| &g.label) != Some(&label) {
-            groups.push(Group {
-                label,
-                items: Vec::new(),
-            });
-        }
-        if let Some(g) = groups.last_mut() {
-            g.items.push(Item {
+        push_item(
+            &mut groups,
+            label,
+            Item {
                 backend: r.backend.clone(),
                 value: r.median.median,
                 lo: r.median.lo,
                 hi: r.median.hi,
-            });
-        }
+            },
+        );
     }
     if groups.is_empty() {
         return Ok(Err(
@@ -520,6 +703,10 @@ pub(crate) fn io_latency(
             groups: &groups,
             points: false,
             reference: None,
+            columns: &view.columns,
+            reference_label: "",
+            legend_title: "backend:",
+            palette: false,
         },
         0.0..(if hi > 0.0 { hi * 1.15 } else { 1.0 }),
     )?;
@@ -612,7 +799,7 @@ pub(crate) fn exits(
         }
         rows.push(StackRow {
             n: None,
-            swatch: Some(backend_colour(&label)),
+            swatch: Some(backend_colour(&label, &view.columns)),
             label: format!("{workload} · {label}"),
             segments: segs,
         });
@@ -714,7 +901,7 @@ pub(crate) fn exits_per_op(
         let vmm = median(&userspace).unwrap_or(0.0).min(all);
         rows.push(StackRow {
             n: None,
-            swatch: Some(backend_colour(&label)),
+            swatch: Some(backend_colour(&label, &view.columns)),
             label: format!("{workload} · {label} · {}", op_words(&op)),
             segments: vec![
                 ("handled inside KVM".to_owned(), all - vmm),
@@ -932,6 +1119,17 @@ struct Group {
     items: Vec<Item>,
 }
 
+/// Adds `item` to the last group when it has `label`, else to a new group of that label.
+fn push_item(groups: &mut Vec<Group>, label: String, item: Item) {
+    match groups.last_mut() {
+        Some(g) if g.label == label => g.items.push(item),
+        _ => groups.push(Group {
+            label,
+            items: vec![item],
+        }),
+    }
+}
+
 struct GroupedSpec<'a> {
     title: &'a str,
     x_desc: &'a str,
@@ -940,6 +1138,15 @@ struct GroupedSpec<'a> {
     points: bool,
     /// A vertical reference line (1 for ratios).
     reference: Option<f64>,
+    /// The run's column labels, for the colours.
+    columns: &'a [String],
+    /// What the reference line means, for the legend.
+    reference_label: &'a str,
+    /// The legend's title.
+    legend_title: &'a str,
+    /// Colour items by their place in the legend (distinct colours for things that are not
+    /// columns, such as effects), not by column.
+    palette: bool,
 }
 
 fn grouped<XR>(name: &str, spec: &GroupedSpec<'_>, x_range: XR) -> Result<String, ReportError>
@@ -948,22 +1155,32 @@ where
     XR::CoordDescType: ValueFormatter<f64>,
 {
     let err = chart_err(name);
-    let backends = sorted_labels(
-        spec.groups
-            .iter()
-            .flat_map(|g| g.items.iter().map(|i| i.backend.clone())),
-    );
-    let mut legend: Vec<(String, RGBColor)> = backends
+    let items = spec
+        .groups
         .iter()
-        .map(|b| (b.clone(), backend_colour(b)))
-        .collect();
+        .flat_map(|g| g.items.iter().map(|i| i.backend.clone()));
+    let backends = if spec.palette {
+        first_seen(items)
+    } else {
+        sorted_labels(items)
+    };
+    let colour = |label: &str| -> RGBColor {
+        if spec.palette {
+            let i = backends.iter().position(|b| b == label).unwrap_or(0);
+            PALETTE[i % PALETTE.len()]
+        } else {
+            backend_colour(label, spec.columns)
+        }
+    };
+    let mut legend: Vec<(String, RGBColor)> =
+        backends.iter().map(|b| (b.clone(), colour(b))).collect();
     if spec.reference.is_some() {
-        legend.push(("native (= 1)".into(), BLACK));
+        legend.push((spec.reference_label.into(), BLACK));
     }
     let per = backends.len().max(1);
     let group_h = (per as u32 * 14 + 14).max(ROW_H + 6);
     let n = spec.groups.len();
-    let legend_h = legend_height("backend:", &legend);
+    let legend_h = legend_height(spec.legend_title, &legend);
     let height = 50 + n as u32 * group_h + 70 + legend_h;
     let left = label_area(spec.groups.iter().map(|g| g.label.chars().count()));
     let mut svg = String::new();
@@ -1022,7 +1239,7 @@ where
                     .unwrap_or(0);
                 // Slots top to bottom inside the group.
                 let y = base + 1.0 - (slot as f64 + 1.0) / (per as f64 + 1.0);
-                let c = backend_colour(&item.backend);
+                let c = colour(&item.backend);
                 let bar_half = 0.42 / (per as f64 + 1.0);
                 if !spec.points {
                     chart
@@ -1081,7 +1298,7 @@ where
             }
         }
         let (_, by) = bottom.get_base_pixel();
-        draw_legend(&root, by + 10, "backend:", &legend).map_err(&err)?;
+        draw_legend(&root, by + 10, spec.legend_title, &legend).map_err(&err)?;
         root.present().map_err(&err)?;
     }
     Ok(svg)

@@ -29,6 +29,10 @@ pub(crate) struct CompareRow {
     separated: bool,
     /// `better`, `worse` or `same` (same: the intervals overlap).
     verdict: &'static str,
+    /// The noise floor of this metric from the runs' A/A checks (the wider, percent), when
+    /// either run had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aa_resolution_pct: Option<f64>,
 }
 
 /// A field of the environment that differs between the runs.
@@ -49,11 +53,24 @@ struct Comparison {
     only_in_a: Vec<String>,
     /// `workload / metric / backend` found only in B.
     only_in_b: Vec<String>,
+    /// Each run's A/A sentence, when it had an A/A check.
+    noise_floors: Vec<String>,
 }
 
 /// Whether two intervals are disjoint.
 fn separated(a: &MedianCi, b: &MedianCi) -> bool {
     a.hi < b.lo || b.hi < a.lo
+}
+
+fn factors_text(s: &crate::suite::Suite) -> String {
+    if s.factors.is_empty() {
+        return "none".into();
+    }
+    s.factors
+        .iter()
+        .map(|f| format!("{}={}", f.name, f.values.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn env_differences(a: &StoredRun, b: &StoredRun) -> Vec<EnvDifference> {
@@ -100,6 +117,7 @@ fn env_differences(a: &StoredRun, b: &StoredRun) -> Vec<EnvDifference> {
             format!("{:?}", ma.suite.limits),
             format!("{:?}", mb.suite.limits),
         ),
+        ("factors", factors_text(&ma.suite), factors_text(&mb.suite)),
         (
             "status",
             super::status_word(ma.status).into(),
@@ -142,7 +160,13 @@ fn build(a: &StoredRun, b: &StoredRun) -> Comparison {
             (true, true, Better::Higher) | (true, false, Better::Lower) => "better",
             (true, _, _) => "worse",
         };
+        let aa_resolution_pct = [&va.summary, &vb.summary]
+            .iter()
+            .filter_map(|s| s.aa.as_ref()?.row(&ra.workload, &ra.metric))
+            .map(|r| r.resolution_pct)
+            .reduce(f64::max);
         rows.push(CompareRow {
+            aa_resolution_pct,
             workload: ra.workload.clone(),
             metric: ra.metric.clone(),
             unit: ra.unit.clone(),
@@ -163,7 +187,17 @@ fn build(a: &StoredRun, b: &StoredRun) -> Comparison {
         .filter(|r| !a_keys.contains(&key(r)))
         .map(|r| format!("{} / {} / {}", r.workload, r.metric, r.backend))
         .collect();
+    let noise_floors = [("A", &va), ("B", &vb)]
+        .iter()
+        .filter_map(|(which, v)| {
+            v.summary
+                .aa
+                .as_ref()
+                .map(|aa| format!("Run {which}: {}", crate::summary::aa_sentence(aa)))
+        })
+        .collect();
     Comparison {
+        noise_floors,
         run_a: a.manifest.run_id.clone(),
         run_b: b.manifest.run_id.clone(),
         environment_differences: env_differences(a, b),
@@ -207,6 +241,16 @@ fn notes(c: &Comparison, out: &mut String, bullet: &str) {
          overlap, so the change is unlikely to be noise; verdict says whether B is better or worse for \
          this metric (↑ higher is better, ↓ lower)."
     );
+    for n in &c.noise_floors {
+        let _ = writeln!(out, "{bullet}{n}");
+    }
+    if c.rows.iter().any(|r| r.aa_resolution_pct.is_some()) {
+        let _ = writeln!(
+            out,
+            "{bullet}A/A: how far that metric's A'/A interval reached from 1 (the wider of the two \
+             runs); a change smaller than that is within this host's noise."
+        );
+    }
     if !c.only_in_a.is_empty() {
         let _ = writeln!(out, "{bullet}Only in A: {}", c.only_in_a.join("; "));
     }
@@ -215,8 +259,15 @@ fn notes(c: &Comparison, out: &mut String, bullet: &str) {
     }
 }
 
+fn aa_text(r: &CompareRow) -> String {
+    r.aa_resolution_pct
+        .map(crate::summary::pct_text)
+        .unwrap_or_default()
+}
+
 fn term(c: &Comparison) -> String {
-    let header = [
+    let with_aa = c.rows.iter().any(|r| r.aa_resolution_pct.is_some());
+    let mut header = vec![
         "workload",
         "metric",
         "backend",
@@ -226,11 +277,14 @@ fn term(c: &Comparison) -> String {
         "intervals",
         "verdict",
     ];
-    let lines: Vec<[String; 8]> = c
+    if with_aa {
+        header.push("A/A");
+    }
+    let lines: Vec<Vec<String>> = c
         .rows
         .iter()
         .map(|r| {
-            [
+            let mut l = vec![
                 r.workload.clone(),
                 format!("{} ({} {})", r.metric, r.unit, arrow(r.better)),
                 r.backend.clone(),
@@ -243,30 +297,15 @@ fn term(c: &Comparison) -> String {
                     "overlap".into()
                 },
                 r.verdict.into(),
-            ]
+            ];
+            if with_aa {
+                l.push(aa_text(r));
+            }
+            l
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for l in &lines {
-        for (w, cell) in widths.iter_mut().zip(l.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let mut out = format!("Comparing A = {} with B = {}\n\n", c.run_a, c.run_b);
-    let row = |cells: &[String], out: &mut String| {
-        let mut line = String::new();
-        for (cell, w) in cells.iter().zip(widths.iter()) {
-            line.push_str(cell);
-            line.push_str(&" ".repeat(w.saturating_sub(cell.chars().count()) + 2));
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    };
-    row(&header.map(str::to_owned), &mut out);
-    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-    let _ = writeln!(out, "{}", "─".repeat(total));
-    for l in &lines {
-        row(l, &mut out);
-    }
+    out.push_str(&crate::summary::aligned_table(&header, &lines, &[], false));
     if c.rows.is_empty() {
         let _ = writeln!(out, "(no metric was measured in both runs)");
     }
@@ -281,15 +320,18 @@ fn markdown(c: &Comparison) -> String {
         cell(&c.run_a),
         cell(&c.run_b)
     );
+    let with_aa = c.rows.iter().any(|r| r.aa_resolution_pct.is_some());
     let _ = writeln!(
         out,
-        "| Workload | Metric | Backend | A median [95% CI] | B median [95% CI] | B/A | Intervals | Verdict |\n\
-         |---|---|---|--:|--:|--:|---|---|"
+        "| Workload | Metric | Backend | A median [95% CI] | B median [95% CI] | B/A | Intervals | Verdict |{}\n\
+         |---|---|---|--:|--:|--:|---|---|{}",
+        if with_aa { " A/A |" } else { "" },
+        if with_aa { "--:|" } else { "" }
     );
     for r in &c.rows {
         let _ = writeln!(
             out,
-            "| {} | {} ({} {}) | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} ({} {}) | {} | {} | {} | {} | {} | {} |{}",
             cell(&r.workload),
             cell(&r.metric),
             cell(&r.unit),
@@ -299,7 +341,12 @@ fn markdown(c: &Comparison) -> String {
             ci(&r.b),
             change_text(r.change),
             if r.separated { "separated" } else { "overlap" },
-            r.verdict
+            r.verdict,
+            if with_aa {
+                format!(" {} |", aa_text(r))
+            } else {
+                String::new()
+            }
         );
     }
     out.push('\n');

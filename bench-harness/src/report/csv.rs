@@ -1,4 +1,5 @@
-//! CSV of every sample: one row per sample and metric. A sample without metrics (a failed trial)
+//! CSV of every sample: one row per sample and metric, with its column's label and factor values
+//! (`userns=on;vcpus=2`). A sample without metrics (a failed trial)
 //! still gets one row, with empty metric columns, so no trial disappears from the file.
 
 use std::fmt::Write as _;
@@ -6,10 +7,12 @@ use std::fmt::Write as _;
 use super::View;
 
 /// The header line's columns.
-pub(crate) const COLUMNS: [&str; 15] = [
+pub(crate) const COLUMNS: [&str; 17] = [
     "run_id",
     "trial",
     "backend",
+    "column",
+    "factors",
     "workload",
     "kind",
     "repetition",
@@ -43,10 +46,13 @@ pub(crate) fn render(view: &View<'_>) -> String {
             .as_ref()
             .map(|f| field(&f.to_string()))
             .unwrap_or_default();
+        let factors: Vec<String> = s.factors.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let head = format!(
-            "{run_id},{},{},{},{},{},{},{},{},{failure}",
+            "{run_id},{},{},{},{},{},{},{},{},{},{},{failure}",
             s.trial,
             field(&s.backend),
+            field(&s.label()),
+            field(&factors.join(";")),
             field(&s.workload),
             field(&s.kind),
             s.repetition,

@@ -49,10 +49,10 @@ figcaption { font-size: 0.9em; color: #555; }
 .muted { color: #777; font-size: 0.9em; }
 ";
 
-fn dot(label: &str) -> String {
+fn dot(view: &View<'_>, label: &str) -> String {
     format!(
         "<span class=\"dot\" style=\"background:{}\"></span>",
-        backend_css(label)
+        backend_css(label, &view.columns)
     )
 }
 
@@ -68,6 +68,17 @@ fn caption(name: &str) -> &'static str {
             "Each dot is a backend's median divided by native's median for the same metric; the \
              whisker is its bootstrap confidence interval. At 1 (the black line) the backend is \
              as fast as native; whether above 1 is better depends on the arrow in the label."
+        }
+        "factor_effects" => {
+            "Each dot is one factor's effect on a headline metric: the median at the changed value \
+             divided by the median at the factor's first value, the other factors held fixed, \
+             measured side by side in this run; the whisker is its bootstrap interval. At 1 the \
+             setting made no difference that the run could see."
+        }
+        "aa_check" => {
+            "The same column run twice as if it were two, interleaved: any distance of a dot or \
+             its whisker from 1 is noise. Effects and ratios closer to 1 than these whiskers \
+             reach cannot be told from noise on this host."
         }
         "memory_per_instance" => {
             "Memory one sandbox costs on the host: for the VM the guest RAM it touched plus the \
@@ -116,7 +127,7 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
     );
     let legend: Vec<String> = methodology::backends_present(view)
         .iter()
-        .map(|b| format!("{}{}", dot(b), esc(b)))
+        .map(|b| format!("{}{}", dot(view, b), esc(b)))
         .collect();
     if !legend.is_empty() {
         let _ = writeln!(
@@ -124,6 +135,15 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
             "<p>Backends in this run (same colours in every chart): {}</p>",
             legend.join(" &#160; ")
         );
+    }
+
+    let lead = super::markdown::lead_sentences(view);
+    if !lead.is_empty() {
+        o.push_str("<ul>\n");
+        for l in &lead {
+            let _ = writeln!(o, "<li>{}</li>", esc(l));
+        }
+        o.push_str("</ul>\n");
     }
 
     let caveats = methodology::caveats(view);
@@ -155,6 +175,8 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
 
     o.push_str("<h2>Summary</h2>\n");
     summary_table(view, &mut o);
+    effects_table(view, &mut o);
+    aa_table(view, &mut o);
 
     let failed = methodology::failed_trials(view);
     if !failed.is_empty() {
@@ -164,7 +186,7 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
                 o,
                 "<tr><td class=\"num\">{}</td><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
                 f.trial,
-                dot(&f.backend),
+                dot(view, &f.backend),
                 esc(&f.backend),
                 esc(&f.workload),
                 f.repetition,
@@ -218,11 +240,15 @@ fn summary_table(view: &View<'_>, o: &mut String) {
     let mut last = "";
     for r in &view.summary.rows {
         let first = r.workload != last;
-        let star = if r.median.coverage + 1e-9 < LEVEL {
+        let mut star = if r.median.coverage + 1e-9 < LEVEL {
             "*"
         } else {
             ""
-        };
+        }
+        .to_owned();
+        if r.wide {
+            star.push('~');
+        }
         let vs = r.vs_native.map_or(String::new(), |v| {
             format!(
                 "{}x [{}, {}]",
@@ -240,7 +266,7 @@ fn summary_table(view: &View<'_>, o: &mut String) {
             esc(&r.metric),
             esc(&r.unit),
             if r.better == Better::Higher { "↑" } else { "↓" },
-            dot(&r.backend),
+            dot(view, &r.backend),
             esc(&r.backend),
             r.median.n,
             fmt_num(r.median.median),
@@ -250,5 +276,94 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         );
         last = &r.workload;
     }
-    o.push_str("</table>\n<p class=\"muted\">↑ higher is better, ↓ lower is better; * fewer than 6 samples, the interval is min..max.</p>\n");
+    let _ = writeln!(
+        o,
+        "</table>\n<p class=\"muted\">↑ higher is better, ↓ lower is better; * fewer than 6 samples, \
+         the interval is min..max; ~ the interval reaches further than {} from its median.</p>",
+        esc(&crate::summary::pct_text(
+            view.summary
+                .precision
+                .as_ref()
+                .map_or(crate::summary::DEFAULT_PRECISION_PCT, |p| p.threshold_pct)
+        ))
+    );
+}
+
+fn effects_table(view: &View<'_>, o: &mut String) {
+    let s = &view.summary;
+    if s.effects.is_empty() {
+        return;
+    }
+    let with_aa = s.aa.is_some();
+    let _ = writeln!(
+        o,
+        "<h2>Factor effects</h2>\n<p>Median at the changed value / median at the factor's first \
+         value, the other factors held fixed, with a {:.0}% bootstrap interval; headline metrics \
+         (every metric: <code>isolab report --format json</code>).{}</p>\n<table>\n<tr><th>factor</th>\
+         <th>backend</th><th>held fixed</th><th>change</th><th>workload</th><th>metric</th>\
+         <th>n</th><th>ratio [{:.0}% CI]</th>{}</tr>",
+        LEVEL * 100.0,
+        if with_aa {
+            " A/A: the same metric's A'/A interval, the noise floor beside each effect."
+        } else {
+            ""
+        },
+        LEVEL * 100.0,
+        if with_aa { "<th>A/A</th>" } else { "" }
+    );
+    for e in s.effects.iter().filter(|e| e.headline) {
+        let _ =
+            write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td><td>{} ({} {})</td>\
+             <td class=\"num\">{}/{}</td><td class=\"num\">{}</td>",
+            esc(&e.factor),
+            esc(&e.backend),
+            esc(if e.with.is_empty() { "-" } else { &e.with }),
+            esc(&e.from),
+            esc(&e.to),
+            esc(&e.workload),
+            esc(&e.metric),
+            esc(&e.unit),
+            if e.better == Better::Higher { "↑" } else { "↓" },
+            e.n_from,
+            e.n_to,
+            esc(&crate::summary::ratio_text(&e.ratio))
+        );
+        if with_aa {
+            let _ = write!(
+                o,
+                "<td class=\"num\">{}</td>",
+                esc(&crate::summary::aa_cell(s, &e.workload, &e.metric))
+            );
+        }
+        o.push_str("</tr>\n");
+    }
+    o.push_str("</table>\n");
+}
+
+fn aa_table(view: &View<'_>, o: &mut String) {
+    let Some(aa) = &view.summary.aa else { return };
+    let _ = writeln!(
+        o,
+        "<h2>A/A check</h2>\n<p>{}</p>\n<table>\n<tr><th>workload</th><th>metric</th><th>n</th>\
+         <th>A'/A [{:.0}% CI]</th><th>resolves</th></tr>",
+        esc(&crate::summary::aa_sentence(aa)),
+        LEVEL * 100.0
+    );
+    for r in aa.rows.iter().filter(|r| r.headline) {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td>{} ({})</td><td class=\"num\">{}/{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td></tr>",
+            esc(&r.workload),
+            esc(&r.metric),
+            esc(&r.unit),
+            r.n_a,
+            r.n_b,
+            esc(&crate::summary::ratio_text(&r.ratio)),
+            esc(&crate::summary::pct_text(r.resolution_pct))
+        );
+    }
+    o.push_str("</table>\n");
 }

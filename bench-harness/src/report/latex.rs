@@ -24,6 +24,8 @@ pub(crate) fn escape(s: &str) -> String {
             '↑' => out.push_str("$\\uparrow$"),
             '↓' => out.push_str("$\\downarrow$"),
             '×' => out.push_str("$\\times$"),
+            '±' => out.push_str("$\\pm$"),
+            '→' => out.push_str("$\\rightarrow$"),
             '<' => out.push_str("\\textless{}"),
             '>' => out.push_str("\\textgreater{}"),
             _ => out.push(ch),
@@ -85,11 +87,15 @@ pub(crate) fn render(view: &View<'_>) -> String {
             Better::Higher => "$\\uparrow$",
             Better::Lower => "$\\downarrow$",
         };
-        let star = if r.median.coverage + 1e-9 < LEVEL {
+        let mut star = if r.median.coverage + 1e-9 < LEVEL {
             "$^{*}$"
         } else {
             ""
-        };
+        }
+        .to_owned();
+        if r.wide {
+            star.push_str("$^{\\sim}$");
+        }
         let vs = r.vs_native.map_or(String::new(), |v| {
             format!("{}$\\times$ [{}, {}]", num(v.ratio), num(v.lo), num(v.hi))
         });
@@ -138,7 +144,86 @@ pub(crate) fn render(view: &View<'_>) -> String {
                 .into(),
         );
     }
+    if let Some(p) = &view.summary.precision {
+        if p.wide().next().is_some() {
+            notes.push(format!(
+                "$^{{\\sim}}$ the interval reaches further than {} from its median.",
+                escape(&crate::summary::pct_text(p.threshold_pct))
+            ));
+        }
+    }
+    if let Some(aa) = &view.summary.aa {
+        notes.push(escape(&crate::summary::aa_sentence(aa)));
+    }
     let _ = writeln!(out, "\\par\\smallskip\\footnotesize {}", notes.join(" "));
     let _ = writeln!(out, "\\end{{table}}");
+    if view.summary.effects.iter().any(|e| e.headline) {
+        effects(view, &label, &mut out);
+    }
     out
+}
+
+/// The headline factor effects as a second table.
+fn effects(view: &View<'_>, label: &str, out: &mut String) {
+    let with_aa = view.summary.aa.is_some();
+    let _ = writeln!(out, "\n\\begin{{table}}[htbp]\n\\centering\\small");
+    let _ = writeln!(
+        out,
+        "\\caption{{Factor effects in run {}: median at the changed value / median at the factor's \
+         first value, the other factors held fixed, with {:.0}\\% bootstrap intervals{}.}}",
+        escape(&view.manifest().run_id),
+        LEVEL * 100.0,
+        if with_aa {
+            "; A/A: the same metric's A'/A interval (noise floor)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(out, "\\label{{tab:isolab-{label}-effects}}");
+    let _ = writeln!(
+        out,
+        "\\begin{{tabular}}{{llllll{}}}\n\\toprule",
+        if with_aa { "rr" } else { "r" }
+    );
+    let _ = writeln!(
+        out,
+        "Factor & Backend & Held fixed & Change & Workload & Metric (unit) & Ratio [{:.0}\\% CI]{} \\\\\n\\midrule",
+        LEVEL * 100.0,
+        if with_aa { " & A/A" } else { "" }
+    );
+    for e in view.summary.effects.iter().filter(|e| e.headline) {
+        let dir = match e.better {
+            Better::Higher => "$\\uparrow$",
+            Better::Lower => "$\\downarrow$",
+        };
+        let ratio = |r: &crate::stats::RatioCi| {
+            format!("{}$\\times$ [{}, {}]", num(r.ratio), num(r.lo), num(r.hi))
+        };
+        let aa = if with_aa {
+            let cell = view
+                .summary
+                .aa
+                .as_ref()
+                .and_then(|a| a.row(&e.workload, &e.metric))
+                .map(|r| ratio(&r.ratio))
+                .unwrap_or_default();
+            format!(" & {cell}")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "{} & {} & {} & {} $\\rightarrow$ {} & {} & {} ({}) {dir} & {}{aa} \\\\",
+            escape(&e.factor),
+            escape(&e.backend),
+            escape(if e.with.is_empty() { "--" } else { &e.with }),
+            escape(&e.from),
+            escape(&e.to),
+            escape(&e.workload),
+            escape(&e.metric),
+            escape(&e.unit),
+            ratio(&e.ratio)
+        );
+    }
+    let _ = writeln!(out, "\\bottomrule\n\\end{{tabular}}\n\\end{{table}}");
 }

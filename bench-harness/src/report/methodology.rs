@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::{backend_label, backend_rank, status_word, View};
+use super::{backend_label, status_word, View};
 use crate::stats::BOOTSTRAP_RESAMPLES;
 use crate::summary::LEVEL;
 
@@ -57,7 +57,7 @@ pub(crate) fn backends_present(view: &View<'_>) -> Vec<String> {
         .map(backend_label)
         .collect();
     let mut v: Vec<String> = set.into_iter().collect();
-    v.sort_by_key(|b| (backend_rank(b), b.clone()));
+    v.sort_by_key(|b| view.label_key(b));
     v
 }
 
@@ -85,13 +85,18 @@ pub(crate) fn paragraph(view: &View<'_>) -> String {
         .filter(|w| view.run.samples.iter().any(|s| &s.workload == *w))
         .count();
     let mut p = format!(
-        "Run {} measured {} of {} on {} ({} planned per backend and workload), \
-         after {} per backend and workload ({} stored but not summarised). ",
+        "Run {} measured {} of {} on {} ({} planned per column and workload{}), \
+         after {} per column and workload ({} stored but not summarised). ",
         m.run_id,
         plural(measured, "trial", "trials"),
         plural(workloads, "workload", "workloads"),
         list(&backends),
         plural(m.suite.reps as usize, "repetition", "repetitions"),
+        if m.suite.until_ci.is_some() {
+            ", more where --until-ci asked for them"
+        } else {
+            ""
+        },
         plural(m.suite.warmup as usize, "warm-up round", "warm-up rounds"),
         plural(
             view.summary.warmup_samples,
@@ -99,15 +104,46 @@ pub(crate) fn paragraph(view: &View<'_>) -> String {
             "warm-up samples"
         ),
     );
+    if let Some(f) = crate::summary::factors_sentence(&view.summary) {
+        p.push_str(&f);
+        p.push(' ');
+    }
     p.push_str(&format!(
         "{ok} produced a result that enters the statistics; {failed} failed and {emulated} ran in an \
          emulated machine (both are listed, neither is summarised as performance). "
     ));
     p.push_str(&format!(
-        "In every repetition each workload ran once per backend, the backends in an order shuffled \
-         anew (seed {}), so slow drift of the host falls on all backends alike. ",
+        "In every repetition each workload ran once per column (a backend with its factor values), \
+         the columns in an order shuffled anew (seed {}), so slow drift of the host falls on all \
+         columns alike. ",
         m.seed
     ));
+    if let Some(u) = &m.until_ci {
+        p.push_str(&format!(
+            "Repetitions were added by rule (--until-ci {}%): rounds of one more repetition of \
+             every column, interleaved, for each workload with a headline interval reaching \
+             further than that from its median, up to {} repetitions and {:.0} s; {} round(s) \
+             were added and the rule {}. ",
+            u.rule_pct,
+            u.max_reps,
+            u.max_wall_s,
+            u.extra_rounds,
+            match u.stopped {
+                crate::manifest::StopReason::Converged => "was met".to_owned(),
+                other => format!("was not met everywhere ({})", other.describe()),
+            }
+        ));
+    }
+    if let Some(aa) = &view.summary.aa {
+        p.push_str(&format!(
+            "As an A/A check, column {} ran twice as if it were two ({} and {}), interleaved like \
+             the others; their ratio shows the smallest difference this host resolved during the \
+             run. ",
+            aa.a.trim_end_matches(" A"),
+            aa.a,
+            aa.b
+        ));
+    }
     p.push_str(&format!(
         "Each figure is the median of its samples with a distribution-free {:.0}% confidence interval \
          from order statistics (binomial ranks; no normality is assumed; with fewer than 6 samples \
@@ -212,6 +248,38 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
             LEVEL * 100.0
         ));
     }
+    for col in m.columns.iter().filter(|c| !c.available) {
+        let backend_has_other = m
+            .columns
+            .iter()
+            .any(|o| o.available && o.column.backend == col.column.backend);
+        if backend_has_other {
+            c.push(format!(
+                "Column {} did not run: {}.",
+                col.column.label,
+                col.note.as_deref().unwrap_or("no reason recorded")
+            ));
+        }
+    }
+    if let Some(p) = &view.summary.precision {
+        let wide = p.wide().count();
+        if wide > 0 {
+            c.push(format!(
+                "{} of {} headline intervals reach further than {} from their median (marked ~); \
+                 differences smaller than that are not resolved by them.",
+                wide,
+                p.checks.len(),
+                crate::summary::pct_text(p.threshold_pct)
+            ));
+        }
+    }
+    if let Some(floor) = view.summary.aa.as_ref().and_then(|a| a.floor_pct) {
+        c.push(format!(
+            "The A/A check of this run puts the noise floor at {}: a ratio closer to 1 than that \
+             (a factor's effect, or a backend against native) cannot be told from noise here.",
+            crate::summary::pct_text(floor)
+        ));
+    }
     for f in &view.summary.failures {
         c.push(format!(
             "{} of {} on {} produced no result: {}.",
@@ -272,11 +340,36 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
         ),
         ("shuffle seed".into(), m.seed.to_string()),
         (
+            "columns".into(),
+            if m.columns.is_empty() {
+                "one per backend".into()
+            } else {
+                m.columns
+                    .iter()
+                    .map(|c| c.column.label.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        ),
+        (
             "trials stored / planned".into(),
             format!("{} / {}", view.run.samples.len(), m.planned_trials),
         ),
         ("command".into(), m.command.join(" ")),
     ];
+    if let Some(u) = &m.until_ci {
+        v.push((
+            "--until-ci".into(),
+            format!(
+                "{}% (caps {} repetitions, {:.0} s): {} round(s) added, {}",
+                u.rule_pct,
+                u.max_reps,
+                u.max_wall_s,
+                u.extra_rounds,
+                u.stopped.describe()
+            ),
+        ));
+    }
     for (name, st) in &m.backends {
         let mut val = if st.available {
             "available".to_string()

@@ -8,8 +8,10 @@
 //! - [`write_charts`]: the charts as SVG files, plus PNG files when a system font is available.
 //! - [`compare`]: two runs side by side, with the change and whether the intervals separate.
 //!
-//! Emulated VM samples (the VM ran inside an emulated machine) are labelled `vm (emulated)`
-//! everywhere and kept out of ratios and timing charts: they are correctness data only.
+//! Samples are reported by column: the backend with its factor values (`container userns=on`),
+//! so factor columns work everywhere backends do, comparisons included. Emulated VM samples (the
+//! VM ran inside an emulated machine) are labelled `vm (emulated)` everywhere and kept out of
+//! ratios and timing charts: they are correctness data only.
 
 pub(crate) mod charts;
 mod compare;
@@ -160,28 +162,29 @@ pub(crate) struct View<'a> {
     pub summary: Summary,
     /// Workload names in suite order, then any others found in the samples.
     pub workloads: Vec<String>,
+    /// The run's column labels in plan order (empty for runs made before factors existed).
+    pub columns: Vec<String>,
 }
 
 impl<'a> View<'a> {
     pub(crate) fn new(run: &'a StoredRun) -> Self {
-        let mut workloads: Vec<String> = run
-            .manifest
-            .suite
-            .workloads
-            .iter()
-            .map(|w| w.name.clone())
-            .collect();
-        for s in &run.samples {
-            if !workloads.contains(&s.workload) {
-                workloads.push(s.workload.clone());
-            }
-        }
-        let summary = summary::summarise(&run.samples, &workloads);
+        let summary = summary::summarise_run(run);
         Self {
             run,
             summary,
-            workloads,
+            workloads: summary::workload_order(run),
+            columns: run
+                .manifest
+                .columns
+                .iter()
+                .map(|c| c.column.label.clone())
+                .collect(),
         }
+    }
+
+    /// Sort key of a column label: backend, then the column's place in the run.
+    pub(crate) fn label_key(&self, label: &str) -> (usize, usize, bool, String) {
+        summary::label_key(label, &self.columns)
     }
 
     pub(crate) fn manifest(&self) -> &Manifest {
@@ -204,24 +207,17 @@ impl<'a> View<'a> {
     }
 }
 
-/// The label a sample is reported under: its backend, `vm (emulated)` for emulated ones.
+/// The label a sample is reported under: its column (backend and factor values), with
+/// ` (emulated)` for emulated ones.
 pub(crate) fn backend_label(s: &Sample) -> String {
-    if s.emulated {
-        format!("{} (emulated)", s.backend)
-    } else {
-        s.backend.clone()
-    }
+    s.label()
 }
 
-/// Backend labels in display order.
-pub(crate) const BACKEND_ORDER: [&str; 4] = ["native", "container", "vm", "vm (emulated)"];
-
-/// Sort key of a backend label (known ones first, in [`BACKEND_ORDER`]).
+/// Sort rank of a column label where the run's column order is not at hand: native, container,
+/// vm by the label's first word, real before emulated (then sort by the label itself).
 pub(crate) fn backend_rank(label: &str) -> usize {
-    BACKEND_ORDER
-        .iter()
-        .position(|b| *b == label)
-        .unwrap_or(BACKEND_ORDER.len())
+    let (backend, _, emulated, _) = summary::label_key(label, &[]);
+    backend * 2 + usize::from(emulated)
 }
 
 /// A run's status for people.
