@@ -36,7 +36,9 @@ use crate::devices::virtio::block::{
 };
 use crate::devices::virtio::console::{Console, ConsoleOutput, ConsoleStats};
 use crate::devices::virtio::mmio::{MmioTransport, TransportStats, QUEUE_NOTIFY_OFFSET};
-use crate::devices::virtio::{self as virtio, DeviceThread, Interrupt, ThreadEnd, MMIO_REGION_SIZE};
+use crate::devices::virtio::{
+    self as virtio, DeviceThread, Interrupt, ThreadEnd, MMIO_REGION_SIZE,
+};
 use crate::devices::{MmioBus, PioBus, SharedClaim, WindowClaim};
 use crate::error::{Result, VmError};
 use crate::vstate::kvm_stats::{KvmStats, StatsFd};

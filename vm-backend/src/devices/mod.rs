@@ -334,7 +334,11 @@ mod tests {
         use virtio::block::{Block, MemDisk};
         use virtio::Interrupt;
         let irq = Arc::new(Interrupt::new(None));
-        let dev = Block::new(Box::new(MemDisk::new(8 * 512, false)), Arc::clone(&irq), None);
+        let dev = Block::new(
+            Box::new(MemDisk::new(8 * 512, false)),
+            Arc::clone(&irq),
+            None,
+        );
         let mem = vm_memory::GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 1 << 20)])
             .expect("mem");
         Arc::new(Mutex::new(MmioTransport::new(
