@@ -164,18 +164,20 @@ fn a_held_vm_runs_until_the_host_stops_it_and_is_measured_from_outside() {
     p.start(&req).expect("start");
     let deadline = Some(Instant::now() + Duration::from_secs(30));
     let mut guest_ram = None;
-    // The guest's marker comes as it is written; the VM outlives its (ignored) 1 s timeout.
-    loop {
+    let mut marked = false;
+    // The guest's marker comes as it is written (the vCPU may write it before the main thread
+    // says the VM runs); the VM outlives its (ignored) 1 s timeout.
+    while guest_ram.is_none() || !marked {
         match p.next(deadline).expect("a message") {
             Some(VmmMessage::Running { guest_ram: r, .. }) => guest_ram = Some(r),
-            Some(VmmMessage::Marker(m)) if m.byte == 1 => break,
+            Some(VmmMessage::Marker(m)) if m.byte == 1 => marked = true,
             Some(VmmMessage::Report(r)) => panic!("stopped by itself: {:?}", r.stop),
             Some(_) => {}
             None => panic!("ended: {}", p.stderr()),
         }
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let ranges = guest_ram.expect("guest RAM reported before the marker");
+    let ranges = guest_ram.expect("guest RAM reported");
     let mem = vm_backend::vstate::memory::measure_pid(p.pid(), &ranges).expect("smaps");
     assert!(mem.guest_ram_pss > 0 && mem.other_pss > 0, "{mem:?}");
     p.stop();

@@ -31,6 +31,10 @@ pub struct BackendOptions {
     /// Run each VMM process in a jail: new mount, PID and network namespaces, a root holding only
     /// its kernel, initramfs and disk, an unprivileged user.
     pub vm_jail: bool,
+    /// How the VM's guest RAM is backed on the host (default: transparent huge pages).
+    pub vm_memory: Option<vm_backend::vstate::memory::MemoryBacking>,
+    /// How the VM describes its devices to the guest (default: ACPI and the command line).
+    pub vm_acpi: Option<vm_backend::vmm::AcpiMode>,
 }
 
 /// The last `n` lines of `text`, for failure reports.
@@ -63,7 +67,9 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
             };
             Box::new(
                 b.with_disk_mode(disk)
-                    .with_confinement(options.vm_seccomp, options.vm_jail),
+                    .with_confinement(options.vm_seccomp, options.vm_jail)
+                    .with_memory(options.vm_memory.unwrap_or_default())
+                    .with_acpi(options.vm_acpi.unwrap_or_default()),
             )
         }
         BackendKind::Vm => {
@@ -73,7 +79,9 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
             };
             Box::new(
                 b.with_disk_mode(disk)
-                    .with_confinement(options.vm_seccomp, options.vm_jail),
+                    .with_confinement(options.vm_seccomp, options.vm_jail)
+                    .with_memory(options.vm_memory.unwrap_or_default())
+                    .with_acpi(options.vm_acpi.unwrap_or_default()),
             )
         }
     }

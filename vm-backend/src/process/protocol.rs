@@ -252,6 +252,8 @@ mod tests {
         console.push(b"Linux version 6.1\r\nISOLAB-RESULT:...\n\xff");
         let mut exits = ExitCounts::default();
         exits.0.insert("io_out.serial", 7);
+        let mut channel_log = ConsoleLog::new(4096);
+        channel_log.push(b"ISOLAB-RESULT:1:abc\n");
         let report = VmReport {
             stop: StopReason::Timeout(std::time::Duration::from_millis(2500)),
             console,
@@ -265,6 +267,7 @@ mod tests {
             exits: exits.clone(),
             exits_per_vcpu: vec![exits],
             exits_to_first_marker: None,
+            kvm_stats_to_first_marker: None,
             exits_workload: None,
             kvm_stats: None,
             kvm_stats_per_vcpu: Vec::new(),
@@ -276,6 +279,28 @@ mod tests {
             memory: None,
             memory_top: vec![("[heap] rw-p 132K".into(), 4096)],
             guest_ram_bytes: 256 << 20,
+            memory_backing: crate::vstate::memory::MemoryBacking::Hugetlbfs,
+            guest_ram_host_ranges: vec![(0x7f00_0000_0000, 256 << 20)],
+            acpi: crate::vmm::AcpiMode::Auto,
+            devices: vec![crate::vmm::DeviceReport {
+                name: "virtio-console",
+                slot: crate::devices::slots::DeviceSlot {
+                    base: 0xd000_1000,
+                    gsi: 6,
+                },
+                found_via: "acpi",
+            }],
+            channel: Some(crate::vmm::ChannelReport {
+                output: crate::devices::virtio::console::ConsoleOutput {
+                    log: channel_log,
+                    stats: crate::devices::virtio::console::ConsoleStats {
+                        bytes: 21,
+                        ..Default::default()
+                    },
+                    broken: None,
+                },
+                transport: Default::default(),
+            }),
             kernel_format: crate::boot::loader::KernelFormat::Elf,
             cmdline: "console=ttyS0".into(),
             unclaimed_io: 3,
@@ -297,6 +322,14 @@ mod tests {
         assert_eq!(back.timeline, report.timeline);
         assert_eq!(back.markers, report.markers);
         assert_eq!(back.memory_top, report.memory_top);
+        assert_eq!(back.devices, report.devices);
+        assert_eq!(back.memory_backing, report.memory_backing);
+        let channel = |r: &VmReport| {
+            r.channel
+                .as_ref()
+                .map(|c| (c.output.log.text(), c.output.stats))
+        };
+        assert_eq!(channel(&back), channel(&report));
     }
 
     #[test]
