@@ -739,9 +739,8 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
             &ram,
             disk,
             slot,
-            config.acpi.alias(&slot),
+            config,
             &mut mmio,
-            config.fault,
             Arc::clone(&hooks),
         )?),
         _ => None,
@@ -1255,19 +1254,21 @@ fn device_irq(vm: &Vm, gsi: u32, what: &'static str) -> Result<EventFd> {
     Ok(irq)
 }
 
-/// Puts a virtio-blk device on `disk` at `slot` (and `alias`, see [`AcpiMode::Auto`]): queue
-/// notifications arrive on an ioeventfd (KVM_IOEVENTFD on QueueNotify of each window, queue 0)
-/// served by a device thread, interrupts leave through an irqfd on the slot's GSI.
+/// Puts a virtio-blk device on `disk` at `slot` (and its alias when `config.acpi` gives it one,
+/// see [`AcpiMode::Auto`]): queue notifications arrive on an ioeventfd (KVM_IOEVENTFD on
+/// QueueNotify of each window, queue 0) served by a device thread, which `hooks` confine before
+/// it serves anything; interrupts leave through an irqfd on the slot's GSI.
 fn attach_block(
     vm: &Vm,
     ram: &GuestRam,
     disk: FileDisk,
     slot: DeviceSlot,
-    alias: Option<u64>,
+    config: &VmConfig,
     mmio: &mut MmioBus,
-    fault: Option<Fault>,
     hooks: Arc<dyn VmmHooks>,
 ) -> Result<AttachedBlock> {
+    let alias = config.acpi.alias(&slot);
+    let fault = config.fault;
     let host = |what: &str| {
         let what = what.to_owned();
         move |e: std::io::Error| VmError::Host(format!("creating the virtio-blk {what}: {e}"))
