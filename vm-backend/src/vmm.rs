@@ -49,6 +49,14 @@ use crate::vstate::vcpu::{
 };
 use crate::vstate::vm::Vm;
 
+/// Stack size of every thread the VMM starts (vCPUs, devices, the VMM process's control thread):
+/// below 2 MiB, so that no stack can hold an aligned 2 MiB extent. On a host whose transparent
+/// huge pages are `always` (Debian's and RHEL's default), a thread's stack of Rust's default
+/// 2 MiB that happens to be 2 MiB-aligned (likely next to 2 MiB-aligned guest RAM) is backed by
+/// one huge page at its first touch: 2 MiB of host memory per vCPU instead of the few pages it
+/// uses (seen in the HVM test machine, whose kernel has them `always`).
+pub const THREAD_STACK_BYTES: usize = 1 << 20;
+
 /// Default I/O port for progress markers (the agent protocol's `MARKER_PORT`).
 pub const DEFAULT_MARKER_PORT: u16 = 0x490;
 /// Most vCPUs a VM gets (the micro kernel's NR_CPUS, and what the MP table describes).
@@ -818,6 +826,7 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
         } else {
             std::thread::Builder::new()
                 .name(format!("isolab-vcpu{index}"))
+                .stack_size(THREAD_STACK_BYTES)
                 .spawn(move || job.run(done_tx))
         };
         match spawned {

@@ -301,6 +301,7 @@ impl VmmHooks for ProcessHooks {
         // it ends with the process.
         let spawned = std::thread::Builder::new()
             .name("isolab-vmm-ctl".into())
+            .stack_size(vmm::THREAD_STACK_BYTES)
             .spawn(move || {
                 if let Err(e) = filters.apply(ThreadKind::Control, "control") {
                     eprintln!("isolab-vmm: {e}; stopping the VM");

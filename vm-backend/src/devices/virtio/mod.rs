@@ -276,6 +276,7 @@ impl DeviceThread {
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
+            .stack_size(crate::vmm::THREAD_STACK_BYTES)
             .spawn(move || {
                 // The eventfds live as long as the loop: they are moved in.
                 let _stop_fd = thread_stop_fd;
