@@ -20,12 +20,13 @@ use bench_harness::suite::Suite;
 use workloads::result::{AgentClock, InspectReport, Outcome};
 use workloads::{Metric, WorkloadResult, PROTOCOL_VERSION};
 
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "noop",
     "inspect",
     "cpu",
     "mem-bw",
     "mem-lat",
+    "random-access",
     "page-fault",
     "syscall",
     "io-seq",
@@ -103,6 +104,7 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
             },
             cgroups: CgroupLayout::V2,
             boot_id: HOST_BOOT_ID.into(),
+            platform: None,
         },
         suite: Suite::parse(&suite, "test suite").unwrap(),
         seed: 42,
@@ -190,6 +192,7 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             "ns/access",
             j(90.0 * slow),
         )],
+        "random-access" => vec![Metric::higher("gups", "GUP/s", j(0.03 / slow))],
         "page-fault" => vec![Metric::lower("page_fault_cost", "ns/page", j(300.0 * slow))],
         "syscall" => vec![Metric::lower("null_syscall", "ns/call", j(60.0 * slow))],
         "io-rand" => vec![

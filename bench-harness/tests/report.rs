@@ -65,6 +65,7 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
             kvm: KvmFlavour::HardwareIntel,
             cgroups: CgroupLayout::V2,
             boot_id: "b00t".into(),
+            platform: None,
         },
         suite: Suite::parse(SUITE, "test suite").unwrap(),
         seed: 42,

@@ -81,6 +81,8 @@ pub struct VmBackend {
     /// Formatted ext4 images to use instead of running mkfs.ext4 (by size, MiB).
     disk_templates: BTreeMap<u64, PathBuf>,
     disks: Option<DiskImages>,
+    /// The guest kernel's hashes, for the manifest.
+    kernel_facts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +149,7 @@ impl Default for VmBackend {
             disk_mode: DiskMode::Ext4,
             disk_templates: BTreeMap::new(),
             disks: None,
+            kernel_facts: BTreeMap::new(),
         }
     }
 }
@@ -639,6 +642,10 @@ impl Backend for VmBackend {
         // Refuse a bad kernel or a VM that cannot fit now, before any trial and any KVM call.
         vmm::validate(&config_for(&prepared, Vec::new()))
             .map_err(|e| prepare_err(e.to_string()))?;
+        if self.boot_override.is_none() {
+            // Inside the emulated machine the host records the kernel it handed in.
+            self.kernel_facts = super::guest_kernel::facts(&choice, &prepared.kernel);
+        }
         self.prepared = Some(prepared);
         self.disks = Some(
             DiskImages::new(&ctx.io_scratch_dir, self.disk_mode)
@@ -655,6 +662,7 @@ impl Backend for VmBackend {
             f.insert("emulated".into(), p.emulated.to_string());
         }
         f.insert("disk".into(), self.disk_mode.name().into());
+        f.extend(self.kernel_facts.clone());
         f
     }
 

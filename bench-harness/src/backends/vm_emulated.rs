@@ -219,6 +219,8 @@ pub struct EmulatedVmBackend {
     outcomes: BTreeMap<usize, TrialOutcome>,
     /// Why trials have no outcome, when the session ended early.
     session_problem: Option<String>,
+    /// The guest kernel's hashes, for the manifest.
+    kernel_facts: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -336,6 +338,7 @@ impl Backend for EmulatedVmBackend {
         })?;
         std::fs::create_dir_all(&ctx.work_dir)
             .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
+        self.kernel_facts = super::guest_kernel::facts(&choice, &boot.kernel);
         self.prepared = Some(Prepared {
             machine,
             boot,
@@ -362,6 +365,7 @@ impl Backend for EmulatedVmBackend {
             "disk".into(),
             self.disk_mode.unwrap_or(DiskMode::Ext4).name().into(),
         );
+        f.extend(self.kernel_facts.clone());
         f
     }
 
