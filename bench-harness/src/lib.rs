@@ -16,6 +16,7 @@ pub mod host;
 pub mod interrupt;
 pub mod manifest;
 pub mod plan;
+pub mod published;
 pub mod report;
 pub mod run;
 pub mod sample;

@@ -21,6 +21,7 @@ mod latex;
 mod markdown;
 pub(crate) mod methodology;
 pub(crate) mod png;
+pub(crate) mod published;
 mod term;
 
 use std::path::{Path, PathBuf};
@@ -242,6 +243,9 @@ struct JsonReport<'a> {
     caveats: Vec<String>,
     summary: &'a Summary,
     failed_trials: Vec<methodology::FailedTrial>,
+    /// Published figures beside this run's, for the studies the suite replicates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    published: Vec<published::Comparison>,
     manifest: &'a Manifest,
 }
 
@@ -258,6 +262,7 @@ fn json(view: &View<'_>) -> Result<String, ReportError> {
         caveats: methodology::caveats(view),
         summary: &view.summary,
         failed_trials: methodology::failed_trials(view),
+        published: published::comparisons(view),
         manifest: m,
     };
     Ok(serde_json::to_string_pretty(&report)? + "\n")
