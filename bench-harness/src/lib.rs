@@ -7,6 +7,7 @@
 //! repetition) → [`backend::Backend`] (one trial) → [`store`] (samples.jsonl + manifest.json) →
 //! [`stats`] and [`summary`] (what it means).
 
+pub mod artifact;
 pub mod backend;
 pub mod backends;
 pub mod book;

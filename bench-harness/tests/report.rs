@@ -846,7 +846,7 @@ fn published_ratios_sit_beside_the_measured_ones_and_absent_rows_say_so() {
     assert!(html.contains("id=\"published-felter2014\""));
     let tex = render_report(&run, ReportFormat::Latex).unwrap();
     assert!(tex.contains("\\label{tab:isolab-published-felter2014}"), "{tex}");
-    assert!(tex.contains("linpack & 1.000x & 0.9772x & cpu.matmul\\_gflops & 0.9709"), "{tex}");
+    assert!(tex.contains("Linpack & 1.000x & 0.9772x & cpu.matmul\\_gflops & 0.9709"), "{tex}");
 
     // A run without the VM, or with it emulated only: said, never a ratio.
     let mut no_vm = replicating(full_run("felter-2", "6.1.0-test"));

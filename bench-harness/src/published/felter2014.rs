@@ -29,6 +29,7 @@ pub const FELTER_2014: Study = Study {
     rows: &[
         Row {
             id: "linpack",
+            name: "Linpack",
             benchmark: "Linpack (Intel MKL, N = 45000, 32 threads)",
             unit: "GFLOP/s",
             better: Better::Higher,
@@ -44,6 +45,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "stream-copy",
+            name: "STREAM copy",
             benchmark: "STREAM copy (16 threads per socket, two sockets, interleaved)",
             unit: "GB/s",
             better: Better::Higher,
@@ -58,6 +60,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "stream-triad",
+            name: "STREAM triad",
             benchmark: "STREAM triad (16 threads per socket, two sockets, interleaved)",
             unit: "GB/s",
             better: Better::Higher,
@@ -72,6 +75,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "randomaccess",
+            name: "RandomAccess",
             benchmark: "HPCC RandomAccess (2^33-word table, 10^9 updates, OpenMP over 32 threads)",
             unit: "GUP/s",
             better: Better::Higher,
@@ -87,6 +91,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "fio-seq-read",
+            name: "fio seq. read",
             benchmark: "fio sequential read, 1 MiB blocks, queue depth 2, libaio, O_DIRECT",
             unit: "MB/s",
             better: Better::Higher,
@@ -102,6 +107,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "fio-rand-read-qd128",
+            name: "fio rand. read QD128",
             benchmark: "fio 4 KiB random read, 8 jobs x queue depth 16 (QD 128), libaio",
             unit: "IOPS",
             better: Better::Higher,
@@ -115,6 +121,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "fio-rand-write-qd128",
+            name: "fio rand. write QD128",
             benchmark: "fio 4 KiB random write, 8 jobs x queue depth 16 (QD 128), libaio",
             unit: "IOPS",
             better: Better::Higher,
@@ -128,6 +135,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "netperf-tcp-rr",
+            name: "netperf TCP_RR",
             benchmark: "netperf TCP_RR, 100-byte request, 200-byte response, between two hosts",
             unit: "µs",
             better: Better::Lower,
@@ -142,6 +150,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "netperf-udp-rr",
+            name: "netperf UDP_RR",
             benchmark: "netperf UDP_RR, 100-byte request, 200-byte response, between two hosts",
             unit: "µs",
             better: Better::Lower,
@@ -155,6 +164,7 @@ pub const FELTER_2014: Study = Study {
         },
         Row {
             id: "nuttcp-stream",
+            name: "nuttcp stream",
             benchmark: "nuttcp TCP bulk transfer, client to server, 10 Gbit Ethernet",
             unit: "Gb/s",
             better: Better::Higher,

@@ -39,6 +39,8 @@ pub struct Study {
 pub struct Row {
     /// The name suites use (`linpack = "cpu.matmul_gflops"`).
     pub id: &'static str,
+    /// Its short name in tables (`Linpack`, `fio rand. read QD128`).
+    pub name: &'static str,
     /// What was measured, as the study ran it.
     pub benchmark: &'static str,
     /// Unit of the published values.

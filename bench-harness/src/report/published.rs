@@ -38,6 +38,7 @@ pub(crate) enum Measured {
 #[derive(Debug, Serialize)]
 pub(crate) struct ComparedRow {
     pub row: &'static str,
+    pub name: &'static str,
     pub benchmark: &'static str,
     pub unit: &'static str,
     pub better: Better,
@@ -127,6 +128,7 @@ pub(crate) fn compare(view: &View<'_>, study: &'static Study) -> Comparison {
             };
             ComparedRow {
                 row: row.id,
+                name: row.name,
                 benchmark: row.benchmark,
                 unit: row.unit,
                 better: row.better,
@@ -278,7 +280,7 @@ fn intro(c: &Comparison) -> String {
 fn headers(c: &Comparison) -> [String; 8] {
     let s = c.study;
     [
-        "Benchmark (theirs)".into(),
+        "Benchmark".into(),
         "Their native".into(),
         format!("{} / native (theirs)", s.sandboxes[0].0),
         format!("{} / native (theirs)", s.sandboxes[1].0),
@@ -291,7 +293,7 @@ fn headers(c: &Comparison) -> [String; 8] {
 
 fn cells(r: &ComparedRow) -> [String; 8] {
     [
-        r.benchmark.to_owned(),
+        r.name.to_owned(),
         format!("{} {}", fmt_num(r.published_native), r.unit),
         published_ratio(r.published_ratios[0]),
         published_ratio(r.published_ratios[1]),
@@ -306,7 +308,7 @@ fn sources(c: &Comparison) -> Vec<String> {
     c.rows
         .iter()
         .map(|r| {
-            let mut s = format!("{} ({}): {}", r.row, r.benchmark, r.source);
+            let mut s = format!("{}: {}; {}", r.name, r.benchmark, r.source);
             if !r.note.is_empty() {
                 s.push_str(". ");
                 s.push_str(r.note);
@@ -456,7 +458,7 @@ pub(crate) fn latex(comparisons: &[Comparison]) -> String {
             let _ = writeln!(
                 out,
                 "{} & {} & {} & {} & {} & {} \\\\",
-                escape(r.row),
+                escape(r.name),
                 escape(&published_ratio(r.published_ratios[0])),
                 escape(&published_ratio(r.published_ratios[1])),
                 escape(r.isolab.as_deref().unwrap_or("--")),
