@@ -273,3 +273,40 @@ fn a_run_without_its_exact_source_is_refused_unless_allowed() {
     assert!(text(&o.stderr).contains("not empty"));
     assert_eq!(std::fs::read_to_string(dest.join("keep")).unwrap(), "mine");
 }
+
+#[test]
+fn the_png_charts_are_drawn_with_the_given_font_and_no_other() {
+    let mono = Path::new(DEFAULT_FONT).with_file_name("DejaVuSansMono.ttf");
+    assert!(
+        mono.is_file(),
+        "{} is missing: apt-get install fonts-dejavu-core",
+        mono.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let run = bench_harness::store::load_run(&small_run(tmp.path())).unwrap();
+    let draw = |font: &Path, dir: &str| {
+        let d = tmp.path().join(dir);
+        bench_harness::report::write_charts_with_font(&run, &d, font).unwrap();
+        files(&d)
+    };
+    let sans = draw(Path::new(DEFAULT_FONT), "sans");
+    let sans_again = draw(Path::new(DEFAULT_FONT), "sans-again");
+    let other = draw(&mono, "mono");
+    assert_eq!(sans, sans_again, "the same font gives the same bytes");
+    assert!(sans.keys().any(|k| k.ends_with(".png")));
+    for (name, bytes) in &sans {
+        if name.ends_with(".svg") {
+            assert_eq!(bytes, &other[name], "{name}: the SVG does not depend on the font");
+        } else {
+            assert_ne!(bytes, &other[name], "{name}: drawn without the font it was given");
+        }
+    }
+    let e = bench_harness::report::write_charts_with_font(
+        &run,
+        &tmp.path().join("none"),
+        &tmp.path().join("no-such.ttf"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no-such.ttf"), "{e}");
+}

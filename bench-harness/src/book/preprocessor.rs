@@ -13,6 +13,7 @@
 //! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
+//! | `{{isolab:published STUDY}}` | a published study's ratios to native beside the run's (`felter2014`) |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
@@ -158,6 +159,20 @@ impl IsolabPreprocessor {
                 want(0, "aa")?;
                 Ok(block(&f.aa()))
             }
+            "published" => {
+                want(1, "published STUDY")?;
+                f.published(args[0]).map(block).ok_or_else(|| {
+                    format!(
+                        "unknown study {:?}; isolab knows: {}",
+                        args[0],
+                        crate::published::STUDIES
+                            .iter()
+                            .map(|s| s.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            }
             "manifest" => {
                 want(0, "manifest")?;
                 Ok(block(&f.manifest_table()))
@@ -215,8 +230,8 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, effects, aa, manifest, availability, \
-     methodology, caveats, run-id"
+     exits-table WORKLOAD, inspect-table, capacity-table, effects, aa, published STUDY, manifest, \
+     availability, methodology, caveats, run-id"
         .into()
 }
 
