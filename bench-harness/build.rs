@@ -40,7 +40,11 @@ fn main() {
     // asked for, since in a worktree `.git` is a file and the refs live in the common directory.
     let watch = |dir: Option<String>, files: &[&str]| {
         for f in files {
-            if let Some(p) = dir.as_deref().map(|d| Path::new(d).join(f)).filter(|p| p.exists()) {
+            if let Some(p) = dir
+                .as_deref()
+                .map(|d| Path::new(d).join(f))
+                .filter(|p| p.exists())
+            {
                 println!("cargo:rerun-if-changed={}", p.display());
             }
         }

@@ -442,9 +442,15 @@ mod tests {
              stepping\t: 0\nmicrocode\t: 0x830107a\n",
         );
         let cpu = "sys/devices/system/cpu";
-        put(&format!("{cpu}/vulnerabilities/spectre_v2"), "Mitigation: Retpolines\n");
+        put(
+            &format!("{cpu}/vulnerabilities/spectre_v2"),
+            "Mitigation: Retpolines\n",
+        );
         put(&format!("{cpu}/vulnerabilities/meltdown"), "Not affected\n");
-        put(&format!("{cpu}/cpu0/cpufreq/scaling_driver"), "acpi-cpufreq\n");
+        put(
+            &format!("{cpu}/cpu0/cpufreq/scaling_driver"),
+            "acpi-cpufreq\n",
+        );
         put(&format!("{cpu}/cpufreq/boost"), "0\n");
         put(&format!("{cpu}/smt/control"), "on\n");
         put(&format!("{cpu}/smt/active"), "1\n");
@@ -454,7 +460,10 @@ mod tests {
             "Node 1 MemTotal:       2097152 kB\n",
         );
         put("sys/devices/system/node/node0/cpulist", "0-7\n");
-        put("sys/kernel/mm/transparent_hugepage/enabled", "always [madvise] never\n");
+        put(
+            "sys/kernel/mm/transparent_hugepage/enabled",
+            "always [madvise] never\n",
+        );
         put(
             "sys/kernel/mm/transparent_hugepage/defrag",
             "always defer defer+madvise [madvise] never\n",
@@ -462,14 +471,20 @@ mod tests {
         put("sys/kernel/mm/ksm/run", "1\n");
         put("sys/kernel/mm/ksm/pages_to_scan", "100\n");
         put("sys/kernel/mm/ksm/pages_sharing", "42\n");
-        put("proc/cmdline", "ro quiet mitigations=auto api_token=abc Password=x\n");
+        put(
+            "proc/cmdline",
+            "ro quiet mitigations=auto api_token=abc Password=x\n",
+        );
         put(
             "sys/devices/system/clocksource/clocksource0/current_clocksource",
             "tsc\n",
         );
 
         let p = Platform::collect_at(d.path());
-        assert_eq!(p.cpu_signature.as_deref(), Some("family 23 model 49 stepping 0"));
+        assert_eq!(
+            p.cpu_signature.as_deref(),
+            Some("family 23 model 49 stepping 0")
+        );
         assert_eq!(p.microcode.as_deref(), Some("0x830107a"));
         assert_eq!(p.mitigations.len(), 2);
         assert_eq!(p.mitigations["spectre_v2"], "Mitigation: Retpolines");
@@ -485,7 +500,10 @@ mod tests {
         assert_eq!(p.thp_enabled.as_deref(), Some("madvise"));
         assert_eq!(p.thp_defrag.as_deref(), Some("madvise"));
         let ksm = p.ksm.unwrap();
-        assert_eq!((ksm.run, ksm.pages_to_scan, ksm.sleep_millisecs), (1, Some(100), None));
+        assert_eq!(
+            (ksm.run, ksm.pages_to_scan, ksm.sleep_millisecs),
+            (1, Some(100), None)
+        );
         assert_eq!(ksm.pages_sharing, Some(42));
         assert_eq!(
             p.kernel_cmdline.as_deref(),

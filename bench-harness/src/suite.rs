@@ -459,12 +459,15 @@ impl Suite {
                         ),
                     ));
                 };
-                let entry = workloads.iter().find(|w| w.name == workload).ok_or_else(|| {
-                    at(
-                        pos,
-                        format!("{row_id}: the suite has no workload named {workload:?}"),
-                    )
-                })?;
+                let entry = workloads
+                    .iter()
+                    .find(|w| w.name == workload)
+                    .ok_or_else(|| {
+                        at(
+                            pos,
+                            format!("{row_id}: the suite has no workload named {workload:?}"),
+                        )
+                    })?;
                 row.check_workload(&entry.workload)
                     .map_err(|e| at(pos, e))?;
                 replicates.push(Replicate {
@@ -618,7 +621,13 @@ mod tests {
         let text = include_str!("../suites/felter.toml");
         let s = Suite::parse(text, "felter.toml").unwrap();
         let rows: Vec<&str> = s.replicates.iter().map(|r| r.row.as_str()).collect();
-        for row in ["linpack", "stream-copy", "stream-triad", "randomaccess", "fio-seq-read"] {
+        for row in [
+            "linpack",
+            "stream-copy",
+            "stream-triad",
+            "randomaccess",
+            "fio-seq-read",
+        ] {
             assert!(rows.contains(&row), "{row} missing from {rows:?}");
         }
         assert!(s.replicates.iter().all(|r| r.study == "felter2014"));
@@ -637,8 +646,11 @@ mod tests {
     fn replicated_rows_name_a_workload_of_the_right_kind() {
         let head = "[[workload]]\nname = \"linpack\"\nkind = \"cpu\"\n\
                     [[workload]]\nkind = \"io-rand\"\n[replicates.felter2014]\n";
-        let s = Suite::parse(&format!("{head}linpack = \"linpack.matmul_gflops\"\n"), "f.toml")
-            .unwrap();
+        let s = Suite::parse(
+            &format!("{head}linpack = \"linpack.matmul_gflops\"\n"),
+            "f.toml",
+        )
+        .unwrap();
         assert_eq!(
             s.replicates,
             vec![Replicate {

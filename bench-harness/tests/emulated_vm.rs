@@ -86,7 +86,11 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
     );
     let run = store::load_run(&run_dir.expect("a run folder")).unwrap();
     let vm: Vec<_> = run.samples.iter().filter(|s| s.backend == "vm").collect();
-    assert_eq!(vm.len(), suite_workloads(), "{what}: one VM trial per workload");
+    assert_eq!(
+        vm.len(),
+        suite_workloads(),
+        "{what}: one VM trial per workload"
+    );
     let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     for s in &vm {

@@ -113,8 +113,7 @@ fn a_packed_run_unpacks_elsewhere_and_rebuilds_every_figure_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let run = small_run(tmp.path());
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
     let commit = manifest["git_commit"].as_str().unwrap().to_owned();
     let run_id = manifest["run_id"].as_str().unwrap().to_owned();
     // This isolab made the run, so it is the renderer too: the same commit, dirty or not.
@@ -161,20 +160,33 @@ fn a_packed_run_unpacks_elsewhere_and_rebuilds_every_figure_byte_for_byte() {
         "font/DejaVuSans.ttf",
         "font/LICENSE",
     ] {
-        assert!(unpacked.contains_key(f), "{f} missing: {:?}", unpacked.keys());
+        assert!(
+            unpacked.contains_key(f),
+            "{f} missing: {:?}",
+            unpacked.keys()
+        );
     }
     assert_eq!(
         unpacked[&format!("run/{run_id}/samples.jsonl")],
         std::fs::read(run.join("samples.jsonl")).unwrap(),
         "the samples travel unchanged"
     );
-    let reports: Vec<&String> = unpacked.keys().filter(|k| k.starts_with("reports/")).collect();
+    let reports: Vec<&String> = unpacked
+        .keys()
+        .filter(|k| k.starts_with("reports/"))
+        .collect();
     for (f, _) in REPORT_FILES {
-        assert!(reports.contains(&&format!("reports/{f}")), "{f}: {reports:?}");
+        assert!(
+            reports.contains(&&format!("reports/{f}")),
+            "{f}: {reports:?}"
+        );
     }
     let svgs = reports.iter().filter(|r| r.ends_with(".svg")).count();
     let pngs = reports.iter().filter(|r| r.ends_with(".png")).count();
-    assert!(svgs >= 2 && pngs == svgs, "{svgs} SVG, {pngs} PNG: {reports:?}");
+    assert!(
+        svgs >= 2 && pngs == svgs,
+        "{svgs} SVG, {pngs} PNG: {reports:?}"
+    );
     let md = text(&unpacked["reports/report.md"]);
     assert!(md.contains("Felter et al. 2014 beside this run"), "{md}");
     assert!(md.contains("not measured in this run"));
@@ -185,7 +197,11 @@ fn a_packed_run_unpacks_elsewhere_and_rebuilds_every_figure_byte_for_byte() {
     }
     let short = &commit[..12];
     let source = format!("source/isolab-{short}.tar");
-    assert!(unpacked.contains_key(&source), "{source}: {:?}", unpacked.keys());
+    assert!(
+        unpacked.contains_key(&source),
+        "{source}: {:?}",
+        unpacked.keys()
+    );
     if dirty {
         assert!(readme.contains("**not exact**"), "{readme}");
     } else {
@@ -239,7 +255,12 @@ fn a_run_without_its_exact_source_is_refused_unless_allowed() {
     std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
     let out = tmp.path().join("x.tar.gz");
     let o = isolab(
-        &["pack", run.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &[
+            "pack",
+            run.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
         tmp.path(),
     );
     assert!(!o.status.success());
@@ -296,9 +317,15 @@ fn the_png_charts_are_drawn_with_the_given_font_and_no_other() {
     assert!(sans.keys().any(|k| k.ends_with(".png")));
     for (name, bytes) in &sans {
         if name.ends_with(".svg") {
-            assert_eq!(bytes, &other[name], "{name}: the SVG does not depend on the font");
+            assert_eq!(
+                bytes, &other[name],
+                "{name}: the SVG does not depend on the font"
+            );
         } else {
-            assert_ne!(bytes, &other[name], "{name}: drawn without the font it was given");
+            assert_ne!(
+                bytes, &other[name],
+                "{name}: drawn without the font it was given"
+            );
         }
     }
     let e = bench_harness::report::write_charts_with_font(

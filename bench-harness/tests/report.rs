@@ -832,7 +832,10 @@ fn published_ratios_sit_beside_the_measured_ones_and_absent_rows_say_so() {
             .to_owned()
     };
     let linpack_line = line("Linpack");
-    assert!(linpack_line.contains("| 1.000x | 0.9772x |"), "{linpack_line}");
+    assert!(
+        linpack_line.contains("| 1.000x | 0.9772x |"),
+        "{linpack_line}"
+    );
     assert!(linpack_line.contains("| 0.9709x ["), "{linpack_line}");
     assert!(linpack_line.contains("] n=8 | 0.8696x ["), "{linpack_line}");
     assert!(line("RandomAccess").contains("not measured in this run"));
@@ -845,8 +848,14 @@ fn published_ratios_sit_beside_the_measured_ones_and_absent_rows_say_so() {
     parse_xml(&html);
     assert!(html.contains("id=\"published-felter2014\""));
     let tex = render_report(&run, ReportFormat::Latex).unwrap();
-    assert!(tex.contains("\\label{tab:isolab-published-felter2014}"), "{tex}");
-    assert!(tex.contains("Linpack & 1.000x & 0.9772x & cpu.matmul\\_gflops & 0.9709"), "{tex}");
+    assert!(
+        tex.contains("\\label{tab:isolab-published-felter2014}"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains("Linpack & 1.000x & 0.9772x & cpu.matmul\\_gflops & 0.9709"),
+        "{tex}"
+    );
 
     // A run without the VM, or with it emulated only: said, never a ratio.
     let mut no_vm = replicating(full_run("felter-2", "6.1.0-test"));

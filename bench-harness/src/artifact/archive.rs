@@ -227,11 +227,8 @@ fn unpack_into(bundle: &Path, dest: &Path) -> Result<Vec<String>, ArtifactError>
         }
         let mode = entry.header().mode().unwrap_or(0o644);
         let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-        std::fs::set_permissions(
-            &target,
-            std::os::unix::fs::PermissionsExt::from_mode(mode),
-        )
-        .map_err(write_err)?;
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(write_err)?;
         files.push(rel.to_string_lossy().into_owned());
     }
     if files.is_empty() {
@@ -277,7 +274,10 @@ fn verify(dest: &Path, files: &[String]) -> Result<(), ArtifactError> {
 mod tests {
     use super::*;
 
-    fn bundle(dir: &Path, files: &[(&str, &[u8], u32)]) -> (PathBuf, BTreeMap<String, (Vec<u8>, u32)>) {
+    fn bundle(
+        dir: &Path,
+        files: &[(&str, &[u8], u32)],
+    ) -> (PathBuf, BTreeMap<String, (Vec<u8>, u32)>) {
         let mut map: BTreeMap<String, (Vec<u8>, u32)> = files
             .iter()
             .map(|(p, b, m)| ((*p).to_owned(), (b.to_vec(), *m)))
@@ -327,7 +327,10 @@ mod tests {
         map.insert("data".into(), (b"good".to_vec(), 0o644));
         let mut sums_text = sums(&map);
         map.insert("data".into(), (b"evil".to_vec(), 0o644));
-        map.insert(SUMS_FILE.into(), (std::mem::take(&mut sums_text).into_bytes(), 0o644));
+        map.insert(
+            SUMS_FILE.into(),
+            (std::mem::take(&mut sums_text).into_bytes(), 0o644),
+        );
         let out = d.path().join("b.tar.gz");
         write(&out, "top", &map).unwrap();
         let dest = d.path().join("u");
@@ -357,7 +360,9 @@ mod tests {
             h.set_cksum();
             t.append(&h, &b"x"[..]).unwrap();
         });
-        let e = unpack(&escape, &d.path().join("u1"), &[]).unwrap_err().to_string();
+        let e = unpack(&escape, &d.path().join("u1"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("leaves the bundle's folder"), "{e}");
         assert!(!d.path().join("evil").exists());
         let link = write_raw("link.tar.gz", &|t| {
@@ -366,7 +371,9 @@ mod tests {
             h.set_entry_type(tar::EntryType::Symlink);
             t.append_link(&mut h, "top/l", "/etc/passwd").unwrap();
         });
-        let e = unpack(&link, &d.path().join("u2"), &[]).unwrap_err().to_string();
+        let e = unpack(&link, &d.path().join("u2"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("plain files and folders only"), "{e}");
         assert!(!d.path().join("u2").exists());
     }

@@ -29,7 +29,6 @@ use thiserror::Error;
 use crate::report::{self, ReportFormat};
 use crate::store::{self, MANIFEST_FILE, SAMPLES_FILE};
 
-
 /// Where the bundle keeps the reports.
 pub const REPORTS_DIR: &str = "reports";
 /// The bundled font, relative to the bundle's top folder.

@@ -12,7 +12,7 @@ use bench_harness::store;
 pub struct PackArgs {
     /// The run folder (made by `isolab run`).
     run_dir: PathBuf,
-    /// The bundle to write. Default: isolab-artifact-<run-id>.tar.gz here.
+    /// The bundle to write. Default: isolab-artifact-RUN_ID.tar.gz in the current folder.
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// The git repository to take the source from. Default: the one this isolab was built in,
@@ -55,8 +55,8 @@ pub fn pack(args: PackArgs) -> Result<()> {
         allow_dirty: args.allow_dirty,
         ..PackOptions::new(args.run_dir, output)
     };
-    let packed = artifact::pack(&opts)
-        .with_context(|| format!("packing {}", opts.run_dir.display()))?;
+    let packed =
+        artifact::pack(&opts).with_context(|| format!("packing {}", opts.run_dir.display()))?;
     for w in &packed.warnings {
         eprintln!("warning: {w}");
     }

@@ -124,7 +124,11 @@ impl Study {
 
     /// The row names, for error messages.
     pub fn row_ids(&self) -> String {
-        self.rows.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+        self.rows
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -144,7 +148,11 @@ mod tests {
         let fio = s.row("fio-rand-read-qd128").unwrap();
         assert!((fio.ratio(1).unwrap() - 46_173.0 / 84_044.0).abs() < 1e-12);
         let rr = s.row("netperf-tcp-rr").unwrap();
-        assert_eq!(rr.ratio(0), None, "no Docker value in their data: none invented");
+        assert_eq!(
+            rr.ratio(0),
+            None,
+            "no Docker value in their data: none invented"
+        );
         assert_eq!(rr.better, Better::Lower);
     }
 
@@ -153,7 +161,11 @@ mod tests {
         let s = study("felter2014").unwrap();
         let cpu = Workload::default_of_kind("cpu").unwrap();
         assert!(s.row("linpack").unwrap().check_workload(&cpu).is_ok());
-        let e = s.row("stream-triad").unwrap().check_workload(&cpu).unwrap_err();
+        let e = s
+            .row("stream-triad")
+            .unwrap()
+            .check_workload(&cpu)
+            .unwrap_err();
         assert!(e.contains("mem-bw"), "{e}");
         // io-rand at this isolab's queue depth cannot stand for their QD 128.
         let e = s

@@ -177,7 +177,9 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
     summary_table(view, &mut o);
     effects_table(view, &mut o);
     aa_table(view, &mut o);
-    o.push_str(&super::published::html(&super::published::comparisons(view)));
+    o.push_str(&super::published::html(&super::published::comparisons(
+        view,
+    )));
 
     let failed = methodology::failed_trials(view);
     if !failed.is_empty() {

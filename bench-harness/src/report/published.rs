@@ -347,7 +347,11 @@ pub(crate) fn markdown_table(c: &Comparison) -> String {
         let _ = writeln!(
             out,
             "| {} |",
-            cells(r).iter().map(|x| cell(x)).collect::<Vec<_>>().join(" | ")
+            cells(r)
+                .iter()
+                .map(|x| cell(x))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
     out

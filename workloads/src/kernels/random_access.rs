@@ -106,7 +106,11 @@ pub fn run(params: &RandomAccessParams) -> Result<Vec<Metric>, WorkloadError> {
             });
         }
     }
-    Ok(vec![Metric::higher("gups", "GUP/s", updates as f64 / 1e9 / secs)])
+    Ok(vec![Metric::higher(
+        "gups",
+        "GUP/s",
+        updates as f64 / 1e9 / secs,
+    )])
 }
 
 /// One step of HPCC's sequence: shift left, feeding the polynomial back when the top bit falls out.
@@ -227,7 +231,10 @@ mod tests {
         let mut table: Vec<u64> = (0..entries).collect();
         let updates = 4 * entries;
         update(&mut table, updates);
-        assert!(wrong_entries(&table) > entries as usize / 2, "the updates changed the table");
+        assert!(
+            wrong_entries(&table) > entries as usize / 2,
+            "the updates changed the table"
+        );
         undo(&mut table, updates);
         assert_eq!(wrong_entries(&table), 0);
     }
