@@ -253,9 +253,13 @@ fn measured_ratio(m: &Measured) -> String {
 
 fn measured_native(m: &Measured, unit: Option<&str>) -> String {
     match m {
-        Measured::Value { value, n, .. } => {
-            format!("{} {} n={n}", fmt_num(*value), unit.unwrap_or(""))
-        }
+        Measured::Value { value, lo, hi, n } => format!(
+            "{} [{}, {}] {} n={n}",
+            fmt_num(*value),
+            fmt_num(*lo),
+            fmt_num(*hi),
+            unit.unwrap_or("")
+        ),
         Measured::Missing { why } => why.clone(),
     }
 }
