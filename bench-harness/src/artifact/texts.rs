@@ -60,6 +60,10 @@ pub(crate) fn rebuild_script(c: &Context<'_>) -> String {
         }
     }
     s.push_str("set -eu\nhere=$(cd \"$(dirname \"$0\")\" && pwd)\ncd \"$here\"\n");
+    s.push_str(
+        "command -v diff >/dev/null || { echo \"rebuild.sh: diff not found; install diffutils\" \
+         >&2; exit 1; }\n",
+    );
     s.push_str("if [ -z \"${ISOLAB:-}\" ]; then\n");
     match &c.renderer.archive {
         Some((tar, _)) => {
