@@ -21,6 +21,7 @@ fn bench(c: &mut Criterion) {
             limits: SandboxLimits::default(),
             trial_timeout: Duration::from_secs(30),
             live_console: false,
+            ..PrepareContext::default()
         })
         .unwrap();
     let trial = Trial {

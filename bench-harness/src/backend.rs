@@ -6,6 +6,7 @@
 //! a crashed agent or a guest that hung is a sample that says so, and the run goes on.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,7 @@ impl Default for SandboxLimits {
 }
 
 /// What a backend gets once, before its first trial.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PrepareContext {
     /// The static agent binary.
     pub agent: PathBuf,
@@ -89,6 +90,13 @@ pub struct PrepareContext {
     pub trial_timeout: Duration,
     /// Show the sandbox's console live (VM serial console, agent stderr).
     pub live_console: bool,
+    /// The run's state folder (fresh, mode 0700, removed after the run): the container's rootfs.
+    pub state_dir: PathBuf,
+    /// The run's cgroup: every trial of every backend goes below it as a sibling with the same
+    /// CPU weight (layout: [`container_backend::cgroups::run`]); a VMM process goes there too,
+    /// with the sandbox size plus a recorded allowance as its memory limit. `None` when isolab
+    /// cannot create cgroups (unprivileged), or in tests.
+    pub run_cgroup: Option<Arc<container_backend::RunCgroup>>,
 }
 
 /// One trial: run this spec once.

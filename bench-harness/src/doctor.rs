@@ -259,25 +259,3 @@ pub fn render(checks: &[Check]) -> String {
     s.push_str("\nExit code: 0 when every backend is usable; otherwise the sum of 1 (native), 2 (container), 4 (vm) for those that are not.\n");
     s
 }
-
-/// `isolab doctor --clean`: removes scratch areas of runs whose isolab process is gone.
-pub fn clean(scratch_parent: &Path) -> Vec<String> {
-    let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(scratch_parent) else {
-        return removed;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("isolab-") {
-            continue;
-        }
-        let pid_alive = std::fs::read_to_string(e.path().join("owner.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !pid_alive && std::fs::remove_dir_all(e.path()).is_ok() {
-            removed.push(e.path().display().to_string());
-        }
-    }
-    removed
-}

@@ -119,6 +119,18 @@ const ALL: &[BackendKind] = &BackendKind::ALL;
 /// Every setting isolab has, in the order column labels name them.
 pub const REGISTRY: &[Factor] = &[
     Factor {
+        name: "seccomp",
+        about: "the container's system-call filter: Docker's default profile, or none; \
+                `--seccomp`",
+        values: Values::Words(&[&["docker"], &["off"]]),
+        applies_to: CONTAINER,
+        fixed: None,
+        apply: |v, s| {
+            s.options.seccomp = container_backend::SeccompProfile::from_name(v)
+                .unwrap_or(container_backend::SeccompProfile::Docker)
+        },
+    },
+    Factor {
         name: "userns",
         about: "containers in a user namespace (root inside is an unprivileged id outside); \
                 `--userns`",
@@ -648,6 +660,39 @@ mod tests {
             assert!(matches!(e, FactorError::Fixed { .. }), "{arg}: {e}");
             assert!(e.to_string().contains(why), "{arg}: {e}");
         }
+    }
+
+    /// The issue's two-factor check: seccomp and userns on the container give four columns, each
+    /// with its settings.
+    #[test]
+    fn seccomp_and_userns_make_four_container_columns() {
+        use container_backend::SeccompProfile;
+        let f = vec![
+            parse_arg("seccomp=docker,off").unwrap(),
+            parse_arg("userns=off,on").unwrap(),
+        ];
+        let b = [BackendKind::Native, BackendKind::Container];
+        let cols = columns(&b, &check_all(&f, &b).unwrap(), None).unwrap();
+        let labels: Vec<&str> = cols.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "native",
+                "container seccomp=docker userns=off",
+                "container seccomp=docker userns=on",
+                "container seccomp=off userns=off",
+                "container seccomp=off userns=on",
+            ]
+        );
+        let base = ColumnSettings::default();
+        assert_eq!(
+            cols[1].settings(&base).options.seccomp,
+            SeccompProfile::Docker
+        );
+        let off = cols[4].settings(&base);
+        assert_eq!(off.options.seccomp, SeccompProfile::Off);
+        assert!(off.options.user_namespace);
+        assert!(parse_arg("seccomp=strict").is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Ctrl-C handling. The first Ctrl-C asks the run to stop after cleaning up the trial in progress
-//! (its child is killed and reaped, samples taken so far stay valid); a second one exits at once.
+//! Ctrl-C handling, and the same for SIGTERM and SIGHUP (a `kill`, a closed terminal, a service
+//! manager stopping isolab). The first signal asks the run to stop after cleaning up the trial in
+//! progress (its child is killed and reaped, samples taken so far stay valid, the run's folders
+//! and cgroup are removed); a second one exits at once.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -10,7 +12,7 @@ pub fn install() -> Result<(), ctrlc::Error> {
     ctrlc::set_handler(|| {
         let n = INTERRUPTS.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
-            eprintln!("\ninterrupted: finishing cleanup of the current trial (Ctrl-C again to abort at once)");
+            eprintln!("\ninterrupted: finishing cleanup of the current trial (interrupt again to abort at once)");
             // Containers run in their own session, so the terminal's SIGINT does not reach them.
             crate::backends::container::interrupt_all();
         } else {

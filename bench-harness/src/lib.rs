@@ -20,6 +20,7 @@ pub mod plan;
 pub mod published;
 pub mod report;
 pub mod run;
+pub mod run_places;
 pub mod sample;
 pub mod stats;
 pub mod store;

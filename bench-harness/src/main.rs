@@ -148,7 +148,8 @@ none) and disk space. Each problem comes with its fix. The exit code is 0 when e
 else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
     )]
     Doctor {
-        /// Also remove what a killed isolab left behind (scratch folders, cgroups, mounts).
+        /// Also remove what a killed isolab left behind: the folders and cgroups its runs recorded
+        /// in /run/isolab/runs (nothing isolab did not make, nothing of a run still alive).
         #[arg(long)]
         clean: bool,
     },
@@ -164,6 +165,15 @@ else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
         #[arg(long)]
         agent: PathBuf,
     },
+}
+
+/// The system-call filter of the container's program.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Seccomp {
+    /// Docker's default seccomp profile (about 300 calls allowed, the rest refused).
+    Docker,
+    /// No filter, to measure what the filter costs.
+    Off,
 }
 
 /// How the VM's I/O workloads use their disk.
@@ -210,6 +220,11 @@ struct RunArgs {
     /// `limits.memory_mib`).
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Queue depth of the io-rand workload: requests in flight at once (1 = one at a time,
+    /// pread/pwrite; more = Linux AIO, like fio's libaio engine). Overrides the suite's
+    /// `depth`; a workload parameter, the same for every backend.
+    #[arg(long, value_name = "N")]
+    io_depth: Option<u32>,
     /// Seed of the backend shuffle (recorded in the manifest). Default: from the clock.
     #[arg(long)]
     seed: Option<u64>,
@@ -228,6 +243,11 @@ struct RunArgs {
     /// root it makes rootless containers possible (then without cgroup limits or accounting).
     #[arg(long)]
     userns: bool,
+    /// The container's system-call filter: `docker` (Docker's default profile, installed last
+    /// before the agent starts) or `off`. Recorded in the manifest; `--factor seccomp=docker,off`
+    /// runs both side by side to show what the filter costs per system call and at start.
+    #[arg(long, value_enum, default_value_t = Seccomp::Docker)]
+    seccomp: Seccomp,
     /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
     /// missing) when this host's /dev/kvm cannot boot Linux (PVM) or there is none. Slow, and its
     /// samples are labelled emulated: they show that the VM works, never how fast it is.
@@ -381,6 +401,9 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     if let Some(m) = args.memory_mib {
         suite.limits.memory_mib = m;
     }
+    if let Some(d) = args.io_depth {
+        suite.set_io_depth(d)?;
+    }
     for f in &args.factors {
         suite.set_factor(factors::parse_arg(f)?);
     }
@@ -449,10 +472,16 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         live_console: args.console,
         progress: true,
         command: std::env::args().collect(),
+        registry: bench_harness::run_places::Registry::default(),
+        state_parent: bench_harness::run_places::default_base(),
         options: backends::BackendOptions {
             // `micro` is the default kernel: no override.
             vm_kernel: args.kernel.clone().filter(|k| k != Path::new("micro")),
             user_namespace: args.userns,
+            seccomp: match args.seccomp {
+                Seccomp::Docker => container_backend::SeccompProfile::Docker,
+                Seccomp::Off => container_backend::SeccompProfile::Off,
+            },
             vm_in_emulator: args.vm_in_emulator,
             vm_disk: Some(match args.vm_disk {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
@@ -559,20 +588,26 @@ fn cmd_book(
 
 fn cmd_doctor(clean: bool) -> Result<ExitCode> {
     if clean {
-        for removed in doctor::clean(std::path::Path::new("/var/tmp")) {
-            println!("removed {removed}");
-        }
-        let state = std::path::Path::new(backends::container::DEFAULT_STATE_DIR);
-        match backends::container::clean_leftovers(state) {
-            Ok(report) => {
-                for p in report.cgroups_removed.iter().chain(&report.rootfs_removed) {
-                    println!("removed {}", p.display());
-                }
-                for p in &report.skipped_live {
-                    println!("kept {} (its isolab is still running)", p.display());
-                }
+        // Only what a run recorded as its own is removed; runs still alive are left alone.
+        let report = bench_harness::run_places::Registry::default().clean_dead();
+        for run in &report.cleaned {
+            for p in &run.removed {
+                println!(
+                    "removed {} (run {}, isolab pid {} gone)",
+                    p.display(),
+                    run.run_id,
+                    run.pid
+                );
             }
-            Err(e) => eprintln!("warning: cleaning container leftovers: {e}"),
+            for k in &run.kept {
+                println!("left alone {k} (run {})", run.run_id);
+            }
+        }
+        for id in &report.live {
+            println!("kept the places of run {id} (its isolab is still running)");
+        }
+        if report.cleaned.is_empty() {
+            println!("nothing to clean: no run of a killed isolab is recorded");
         }
     }
     let agent = workloads::locate::locate_agent(None).map_err(|e| e.to_string());

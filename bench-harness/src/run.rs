@@ -16,6 +16,7 @@ use crate::manifest::{
     self, BackendState, ColumnState, HostInfo, Manifest, RunStatus, StopReason, UntilCiOutcome,
 };
 use crate::plan::{self, Planner};
+use crate::run_places::{Registry, RunPlaces};
 use crate::sample::Sample;
 use crate::stats;
 use crate::store::{self, RunWriter, StoreError};
@@ -45,9 +46,13 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// The backend settings before a column's factors are applied (the command line's).
     pub options: BackendOptions,
-    /// Makes the backend of one column from its kind and options (its sandbox size comes with
-    /// [`PrepareContext::limits`]); the real ones by default, fakes in tests.
+    /// Makes the backend instance of one column from its kind and options (its sandbox size comes
+    /// with [`PrepareContext::limits`]); the real ones by default, fakes in tests.
     pub make_backend: MakeBackend,
+    /// Where the run records its places, and finds those of killed runs.
+    pub registry: Registry,
+    /// Where the run's state folder (the container's rootfs) is made.
+    pub state_parent: PathBuf,
 }
 
 /// Makes the backend instance of one column from its kind and options.
@@ -91,18 +96,12 @@ pub enum RunError {
     /// Reading or writing results.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The run's folders could not be made.
+    #[error(transparent)]
+    Places(#[from] crate::run_places::PlacesError),
     /// The factors or the A/A column do not make a valid set of columns.
     #[error(transparent)]
     Columns(#[from] FactorError),
-}
-
-/// The per-run scratch area, removed when dropped (also on error and Ctrl-C).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The backend instance of each column (by column index; `None` when it could not be prepared),
@@ -144,22 +143,22 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         }
         run_id = format!("{}-{n}", timefmt::run_id_now());
     }
+    // What a killed isolab left is reported and removed before this run makes its own.
+    report_leftovers(&opts.registry);
     let mut writer = RunWriter::create(&opts.out, &run_id)?;
-    let scratch_root = opts.scratch_parent.join(format!("isolab-{run_id}"));
-    let io_dir = scratch_root.join("io");
-    let work_dir = scratch_root.join("work");
-    for d in [&io_dir, &work_dir] {
-        std::fs::create_dir_all(d).map_err(|e| RunError::Scratch {
-            path: d.clone(),
-            why: e.to_string(),
-        })?;
+    // Every place the run makes is recorded as it is made, and removed when `places` drops
+    // (also on error, Ctrl-C, SIGTERM and SIGHUP).
+    let places = RunPlaces::create(
+        &run_id,
+        &opts.scratch_parent,
+        &opts.state_parent,
+        opts.registry.clone(),
+        &container_backend::CgroupSettings::default(),
+    )?;
+    if let Some(note) = &places.cgroup_note {
+        eprintln!("note: trials run without a run cgroup: {note}");
     }
-    // `isolab doctor --clean` removes scratch areas whose owner is gone.
-    let _ = std::fs::write(
-        scratch_root.join("owner.pid"),
-        std::process::id().to_string(),
-    );
-    let _scratch = Scratch(scratch_root);
+    let io_dir = places.io_dir.clone();
 
     let columns = opts.suite.columns().map_err(RunError::Columns)?;
     let mut planner = Planner::new(&columns, opts.seed);
@@ -195,11 +194,13 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 
     let ctx = PrepareContext {
         agent: opts.agent.clone(),
-        work_dir,
+        work_dir: places.work_dir.clone(),
         io_scratch_dir: io_dir.clone(),
         limits: opts.suite.limits,
         trial_timeout: opts.trial_timeout,
         live_console: opts.live_console,
+        state_dir: places.state_dir.clone(),
+        run_cgroup: places.cgroup.clone(),
     };
     let base = ColumnSettings {
         options: opts.options.clone(),
@@ -351,6 +352,8 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     }
     bar.finish_and_clear();
     drop(prepared);
+    drop(ctx);
+    drop(places);
 
     let wall = started.elapsed();
     manifest.status = status;
@@ -377,6 +380,26 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             .map(|(i, f)| (columns[i].backend, f.to_string()))
             .collect(),
     })
+}
+
+/// Reports and removes the places of runs whose isolab was killed.
+fn report_leftovers(registry: &Registry) {
+    for run in registry.clean_dead().cleaned {
+        eprintln!(
+            "found leftovers of run {} (isolab pid {} is gone): removed {} place(s){}",
+            run.run_id,
+            run.pid,
+            run.removed.len(),
+            if run.kept.is_empty() {
+                String::new()
+            } else {
+                format!("; left alone: {}", run.kept.join("; "))
+            }
+        );
+        for p in &run.removed {
+            eprintln!("  removed {}", p.display());
+        }
+    }
 }
 
 /// Makes and prepares one backend instance per column. A column whose backend cannot be prepared

@@ -70,7 +70,15 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
                      only PVM-patched guest kernels. Fix: run on a host with hardware KVM"
                         .to_string()
                 }),
-                facts: BTreeMap::new(),
+                // What the container backend records (chapter 7 quotes it).
+                facts: if b == "container" {
+                    [("seccomp", "docker"), ("user_namespace", "false")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                },
             },
         );
     }
@@ -596,6 +604,8 @@ fn full_run_fills_every_placeholder_with_a_number() {
     );
     let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
     assert!(ch8.contains("guest RAM touched + VMM"), "{ch8}");
+    let ch7 = main_text(&pages[Path::new("07-security.html")]);
+    assert!(ch7.contains("filter was docker"), "{ch7}");
     // Text from the run is shown as text, not taken as Markdown or HTML.
     let ch9 = &pages[Path::new("09-reproducing.html")];
     assert!(

@@ -329,12 +329,11 @@ fn ctrl_c_keeps_valid_samples_reaps_children_and_report_works() {
         "{}",
         text(&r.stdout)
     );
-    // The scratch area was removed.
-    assert!(!std::fs::read_dir(tmp.path()).unwrap().any(|e| e
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .starts_with("isolab-2")));
+    // The run folder (`isolab-` and 12 random characters) was removed.
+    assert!(!std::fs::read_dir(tmp.path()).unwrap().any(|e| {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        name.starts_with("isolab-") && name != "isolab-agent"
+    }));
 }
 
 #[test]

@@ -140,6 +140,8 @@ fn run(
         command: vec!["test".into()],
         options: BackendOptions::default(),
         make_backend: make,
+        registry: bench_harness::run_places::Registry::at(out.path().join("registry")),
+        state_parent: out.path().join("state"),
     };
     let outcome = execute(&opts).unwrap();
     assert_eq!(outcome.status, RunStatus::Complete);

@@ -88,6 +88,8 @@ fn fake_run_is_stored_and_summarised_with_known_values() {
         command: vec!["test".into()],
         options: BackendOptions::default(),
         make_backend: Box::new(make),
+        registry: bench_harness::run_places::Registry::at(scratch.path().join("registry")),
+        state_parent: scratch.path().join("state"),
     };
     let outcome = execute(&opts).unwrap();
     assert_eq!(outcome.status, RunStatus::Complete);
@@ -129,6 +131,23 @@ fn fake_run_is_stored_and_summarised_with_known_values() {
         .failures
         .iter()
         .any(|f| f.workload == "timer" && f.backend == "container" && f.count == 10));
-    // The scratch area is gone.
-    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    // The run folder, the state folder and the registry entry are gone.
+    let left: Vec<String> = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("isolab-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("state"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("registry"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 cargo build --release -q -p bench_harness -p workloads --bins
-bin="$here/target/x86_64-unknown-linux-gnu/release"
+bin="${CARGO_TARGET_DIR:-$here/target}/x86_64-unknown-linux-gnu/release"
 agent="$bin/isolab-agent"
 command -v runc >/dev/null || apt-get install -y -q runc >/dev/null
 

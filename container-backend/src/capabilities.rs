@@ -15,6 +15,9 @@ pub struct Capabilities(u64);
 impl Capabilities {
     /// `CAP_NET_ADMIN`: configure interfaces.
     pub const NET_ADMIN: u32 = 12;
+    /// `CAP_MKNOD`: create device nodes (then /dev stays writable and the device cgroup is what
+    /// stops a node from being used).
+    pub const MKNOD: u32 = 27;
     /// `CAP_SYS_ADMIN`: mount and much else.
     pub const SYS_ADMIN: u32 = 21;
     /// `CAP_SYS_BOOT`: in a PID namespace, `reboot()` ends the namespace's init (never the host).

@@ -185,6 +185,33 @@ pub enum ContainerError {
         /// What to do.
         hint: &'static str,
     },
+    /// The seccomp profile could not be compiled.
+    #[error(
+        "compiling the seccomp filter failed: {why}; run with `--seccomp off` and report this"
+    )]
+    Seccomp {
+        /// What seccompiler said.
+        why: String,
+    },
+    /// The cgroup v2 device program could not be loaded or attached.
+    #[error("{what} failed: {source}; {hint}")]
+    DeviceFilter {
+        /// What was done.
+        what: &'static str,
+        /// The errno.
+        source: nix::Error,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A run cgroup isolab is asked to create exists already (it never adopts one).
+    #[error(
+        "the run cgroup {path:?} exists already; isolab creates a fresh one for every run and \
+         never adopts an existing one. If a killed isolab left it, `isolab doctor --clean` removes it"
+    )]
+    RunCgroupExists {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The run was interrupted (Ctrl-C) before the container started.
     #[error("interrupted before the container started; nothing is left behind")]
     Interrupted,

@@ -149,6 +149,7 @@ pub fn check_host() -> Vec<HostProblem> {
                     (C::Cpu, "cpu"),
                     (C::CpuAcct, "cpuacct"),
                     (C::Pids, "pids"),
+                    (C::Devices, "devices"),
                 ] {
                     if v1.get_mount_point(c).is_none() {
                         problems.push(HostProblem::ControllerMissing {

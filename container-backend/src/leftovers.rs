@@ -1,6 +1,8 @@
-//! Removing what a killed isolab left: trial cgroups and rootfs directories. Names carry the pid
-//! of the isolab process that made them, so the leftovers of a dead isolab are told apart from the
-//! live containers of one that is still running (those are skipped).
+//! Removing what a killed program using the runtime on its own left: top-level trial cgroups and
+//! rootfs directories. Names carry the pid of the process that made them, so the leftovers of a
+//! dead one are told apart from the live containers of one that is still running (those are
+//! skipped), and a name that carries no pid is never touched. The `isolab` harness does not rely
+//! on names: its runs record their places (`isolab doctor --clean` reads the records).
 
 use std::path::{Path, PathBuf};
 
@@ -68,7 +70,9 @@ pub fn clean_leftovers(state_dir: &Path) -> Result<CleanReport, ContainerError> 
         for (path, name) in entries_with_prefix(&root, CGROUP_PREFIX) {
             match owner_pid(&name, CGROUP_PREFIX) {
                 Some(pid) if owner_alive(pid) => report.skipped_live.push(path),
-                _ => {
+                // Not one of ours (or a run cgroup, which its run's record covers).
+                None => {}
+                Some(_) => {
                     kill_members(&path);
                     match remove_dirs(std::slice::from_ref(&path)) {
                         Ok(()) => report.cgroups_removed.push(path),
@@ -83,7 +87,8 @@ pub fn clean_leftovers(state_dir: &Path) -> Result<CleanReport, ContainerError> 
     for (path, name) in entries_with_prefix(state_dir, ROOTFS_PREFIX) {
         match owner_pid(&name, ROOTFS_PREFIX) {
             Some(pid) if owner_alive(pid) => report.skipped_live.push(path),
-            _ => match std::fs::remove_dir_all(&path) {
+            None => {}
+            Some(_) => match std::fs::remove_dir_all(&path) {
                 Ok(()) => report.rootfs_removed.push(path),
                 Err(source) => {
                     first_error.get_or_insert(ContainerError::Rootfs { path, source });

@@ -29,12 +29,14 @@
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod confine;
 pub mod error;
 mod host;
 mod leftovers;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod timeline;
 pub mod userns;
 
@@ -48,6 +50,7 @@ use nix::sys::wait::WaitStatus;
 use serde::{Deserialize, Serialize};
 
 pub use capabilities::Capabilities;
+pub use cgroups::run::{RunCgroup, SiblingCgroup, RUN_CGROUP_PREFIX};
 pub use cgroups::{
     CgroupLimits, CgroupSettings, CgroupVersion, CpuTime, IoBytes, MemoryBreakdown, ResourceUsage,
 };
@@ -56,14 +59,17 @@ pub use host::{check_host, HostProblem};
 pub use leftovers::{clean_leftovers, CleanReport};
 pub use process::{SetupStep, MARKER_FD};
 pub use rootfs::SCRATCH_MOUNT;
+pub use seccomp::SeccompProfile;
 pub use timeline::{Marker, Phase, Timeline};
 pub use userns::{check_unprivileged_user_namespaces, UserNamespace, ROOT_MAPPED_ID};
 
 use capabilities::CapabilityDrop;
 use cgroups::{Hierarchy, MemoryBreakdown as Breakdown};
+use confine::ConfinePlan;
 use namespaces::NamespaceSetup;
 use process::{CgroupJoin, ChildPlan, WatchOptions};
 use rootfs::{MountPlan, Rootfs};
+use seccomp::SeccompFilters;
 use userns::IdMaps;
 
 /// Where rootfs directories live unless configured otherwise; `isolab doctor --clean` looks here.
@@ -97,6 +103,8 @@ pub struct ContainerConfig {
     /// ([`UserNamespace::for_current_user`] picks the right mapping for both). The I/O scratch
     /// directory must then be writable by the mapped uid.
     pub user_namespace: Option<UserNamespace>,
+    /// The system-call filter of the init (default: Docker's profile).
+    pub seccomp: SeccompProfile,
 }
 
 impl ContainerConfig {
@@ -114,6 +122,7 @@ impl ContainerConfig {
             timeout: Duration::from_secs(60),
             echo_stderr: false,
             user_namespace: None,
+            seccomp: SeccompProfile::Docker,
         }
     }
 }
@@ -279,6 +288,7 @@ pub struct Runtime {
     mounts: MountPlan,
     namespaces: NamespaceSetup,
     caps: CapabilityDrop,
+    seccomp: SeccompFilters,
     dev_null: OwnedFd,
     name_prefix: String,
 }
@@ -313,7 +323,7 @@ impl Runtime {
             }
         }
         let (hierarchy, no_cgroups) = if euid == 0 {
-            let h = Hierarchy::detect(&config.cgroups, &config.limits)?;
+            let h = Hierarchy::detect(&config.cgroups, &config.limits, true)?;
             (Some(h), None)
         } else {
             // Creating cgroups needs root (or a delegated cgroup2 subtree, which the runtime does
@@ -336,7 +346,20 @@ impl Runtime {
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let rootfs = Rootfs::build(&config.state_dir, &format!("{pid}-{n}"), &config.init)?;
         let bind_dev = id_maps.is_some();
-        let mounts = match MountPlan::new(&rootfs, config.scratch.as_deref(), bind_dev) {
+        // Only root outside a user namespace may raise a hard limit.
+        let nofile = confine::nofile_limit(euid == 0 && id_maps.is_none());
+        let dev_writable = config.keep_capabilities.contains(Capabilities::MKNOD);
+        let planned = ConfinePlan::new(rootfs.dir(), nofile, id_maps.is_none()).and_then(|c| {
+            MountPlan::new(
+                &rootfs,
+                config.scratch.as_deref(),
+                bind_dev,
+                dev_writable,
+                c,
+            )
+        });
+        let planned = planned.and_then(|m| Ok((m, SeccompFilters::compile(config.seccomp)?)));
+        let (mounts, seccomp) = match planned {
             Ok(m) => m,
             Err(e) => {
                 let _ = rootfs.remove();
@@ -345,6 +368,7 @@ impl Runtime {
         };
         Ok(Self {
             caps: CapabilityDrop::new(config.keep_capabilities),
+            seccomp,
             name_prefix: format!("{}{pid}-", cgroups::CGROUP_PREFIX),
             config,
             hierarchy,
@@ -380,6 +404,17 @@ impl Runtime {
         self.rootfs.as_ref().map(Rootfs::dir)
     }
 
+    /// The resource limits the init runs with (`RLIMIT_NOFILE` as set, the rest inherited), as
+    /// `(name, "soft:hard")`, for the run's manifest.
+    pub fn resource_limits(&self) -> Vec<(&'static str, String)> {
+        confine::resource_limits(self.mounts.confine.nofile())
+    }
+
+    /// BPF instructions of the seccomp filter (0 with [`SeccompProfile::Off`]).
+    pub fn seccomp_instructions(&self) -> usize {
+        self.seccomp.instructions()
+    }
+
     /// Runs `/init` once in a fresh container and tears it down. Errors are for containers that
     /// could not be made (setup failed, cgroup could not be created); what the init did is in the
     /// report. Whatever happens, the cgroup is removed and no process is left.
@@ -413,7 +448,7 @@ impl Runtime {
         };
         let mut cg = match (&self.hierarchy, &deferred) {
             (Some(h), None) => {
-                let cg = h.create(&name, &self.config.limits)?;
+                let cg = h.create(&name, &self.config.limits, true)?;
                 timeline.mark(Phase::CgroupCreated);
                 Some(cg)
             }
@@ -428,6 +463,16 @@ impl Runtime {
             CgroupJoin::AfterGate(_) => self.hierarchy.as_ref(),
             _ => None,
         };
+        // A fresh copy of the scratch folder's mount for this trial (the child attaches it).
+        let scratch_tree = match self.mounts.scratch_tree() {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(c) = &cg {
+                    let _ = c.remove();
+                }
+                return Err(e);
+            }
+        };
         let plan = ChildPlan {
             init,
             argv,
@@ -435,6 +480,8 @@ impl Runtime {
             namespaces: &self.namespaces,
             mounts: &self.mounts,
             caps: self.caps,
+            seccomp: &self.seccomp,
+            scratch_tree: scratch_tree.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
             join,
             no_cgroup: self.hierarchy.is_none(),
             user_namespace: self.id_maps.as_ref(),
@@ -508,7 +555,7 @@ impl Runtime {
         let spawned = process::spawn(plan, child_io, into)?;
         timeline.mark(Phase::CloneReturned);
         if let Some(hierarchy) = create_after_clone {
-            match hierarchy.create(name, &self.config.limits) {
+            match hierarchy.create(name, &self.config.limits, true) {
                 Ok(c) => {
                     timeline.mark(Phase::CgroupCreated);
                     *cg_slot = Some(c);

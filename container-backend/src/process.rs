@@ -33,7 +33,8 @@ pub const MARKER_FD: RawFd = 3;
 
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// clone3's flag for a child born in the cgroup `CloneArgs::cgroup` names (Linux 5.7).
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 /// Keep at most this much of the init's stdout (the framed result is one line).
 const STDOUT_CAP: usize = 16 << 20;
@@ -84,10 +85,24 @@ pub enum SetupStep {
     Exec,
     /// Waiting for the id maps and becoming uid/gid 0 of the user namespace.
     EnterUserNamespace,
+    /// Covering the masked paths (`/proc/kcore`, `/sys/firmware`, ...).
+    MaskPaths,
+    /// Making `/proc/sys` and the other read-only paths read-only.
+    ReadOnlyPaths,
+    /// Clearing the supplementary groups.
+    ClearGroups,
+    /// Joining a new session keyring.
+    SessionKeyring,
+    /// Setting `RLIMIT_NOFILE`.
+    ResourceLimits,
+    /// Remounting /dev read-only once its nodes exist.
+    DevReadOnly,
+    /// Installing the seccomp filter.
+    Seccomp,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 20] = [
+    const ALL: [SetupStep; 27] = [
         SetupStep::JoinCgroup,
         SetupStep::EnterCgroupNamespace,
         SetupStep::SetHostname,
@@ -108,6 +123,13 @@ impl SetupStep {
         SetupStep::NoNewPrivs,
         SetupStep::Exec,
         SetupStep::EnterUserNamespace,
+        SetupStep::MaskPaths,
+        SetupStep::ReadOnlyPaths,
+        SetupStep::ClearGroups,
+        SetupStep::SessionKeyring,
+        SetupStep::ResourceLimits,
+        SetupStep::DevReadOnly,
+        SetupStep::Seccomp,
     ];
 
     fn from_u32(n: u32) -> Option<Self> {
@@ -133,6 +155,18 @@ impl SetupStep {
             SetupStep::EnterUserNamespace => {
                 "the parent could not write the container's uid/gid maps (its error says why), \
                  or the kernel refused uid/gid 0 inside; run `isolab doctor`"
+            }
+            SetupStep::MaskPaths | SetupStep::ReadOnlyPaths | SetupStep::DevReadOnly => {
+                "the kernel refused a mount over /proc, /sys or /dev inside the container; run \
+                 `isolab doctor` and report the kernel version if it says the host is fine"
+            }
+            SetupStep::SessionKeyring => {
+                "the kernel refused a new session keyring (the user's key quota, \
+                 /proc/sys/kernel/keys/maxkeys, may be full); run `isolab doctor --clean`"
+            }
+            SetupStep::Seccomp => {
+                "the kernel refused the seccomp filter (a kernel without CONFIG_SECCOMP_FILTER?); \
+                 run with `--seccomp off` to measure without it"
             }
             SetupStep::Exec => {
                 "the init binary must be a static executable for this machine (build the agent \
@@ -164,6 +198,13 @@ impl SetupStep {
             SetupStep::NoNewPrivs => "set no_new_privs",
             SetupStep::Exec => "execve /init",
             SetupStep::EnterUserNamespace => "enter user namespace",
+            SetupStep::MaskPaths => "mask paths",
+            SetupStep::ReadOnlyPaths => "make paths read-only",
+            SetupStep::ClearGroups => "clear supplementary groups",
+            SetupStep::SessionKeyring => "join a new session keyring",
+            SetupStep::ResourceLimits => "set RLIMIT_NOFILE",
+            SetupStep::DevReadOnly => "remount /dev read-only",
+            SetupStep::Seccomp => "install the seccomp filter",
         }
     }
 }
@@ -340,6 +381,10 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) namespaces: &'a NamespaceSetup,
     pub(crate) mounts: &'a MountPlan,
     pub(crate) caps: CapabilityDrop,
+    /// Installed last, right before `execve`.
+    pub(crate) seccomp: &'a crate::seccomp::SeccompFilters,
+    /// This trial's detached copy of the scratch folder's mount, to attach.
+    pub(crate) scratch_tree: Option<RawFd>,
     /// How the child gets into its cgroup.
     pub(crate) join: CgroupJoin,
     /// No trial cgroup (rootless): the cgroup namespace is made at clone, nothing is joined.
@@ -376,19 +421,20 @@ pub(crate) struct Spawned {
 
 /// `struct clone_args` of clone3 (Linux 5.7 layout, with `cgroup`).
 #[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+#[derive(Debug, Default)]
+#[allow(missing_docs)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
 }
 
 /// Pins the calling thread to the CPU it runs on for the duration of the clone, so the child is
@@ -729,7 +775,11 @@ fn child_main(
         stamp(report, 0);
         enter_cgroup_namespace(report);
     }
-    match plan.mounts.enter() {
+    // Groups, keyring and open-files limit, like the mounts before pivot_root.
+    if let Err((step, e)) = plan.mounts.confine.apply_process() {
+        fail(report, step, e);
+    }
+    match plan.mounts.enter(plan.scratch_tree) {
         Ok(moved) => report.moved_root.store(u32::from(moved), Ordering::Release),
         Err((step, e)) => fail(report, step, e),
     }
@@ -772,6 +822,10 @@ fn child_main(
     // SAFETY: umask takes a mode.
     unsafe { libc::umask(0o022) };
     stamp(report, 3);
+    // Last: from here on only execve is made, which the filter allows.
+    if let Err(e) = plan.seccomp.install() {
+        fail(report, SetupStep::Seccomp, e);
+    }
     // SAFETY: `init` is a C string; `argv` and `envp` are null-terminated arrays of pointers to C
     // strings owned by `plan`, alive until exec replaces this image.
     unsafe { libc::execve(plan.init.as_ptr(), argv.as_ptr(), envp.as_ptr()) };

@@ -7,10 +7,12 @@
 //! mounts with it: nothing to unmount at teardown).
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::confine::ConfinePlan;
 use crate::error::ContainerError;
 use crate::namespaces::errno;
 use crate::process::SetupStep;
@@ -70,6 +72,14 @@ impl Rootfs {
                 .create(&p)
                 .map_err(err(&p))?;
         }
+        // Bound over the masked files inside; an empty file no one without capabilities may open.
+        let mask = self.dir.join(crate::confine::MASK_FILE);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o000)
+            .open(&mask)
+            .map_err(err(&mask))?;
         let target = self.dir.join("init");
         if std::fs::hard_link(init, &target).is_err() {
             // Another filesystem (EXDEV) or a hard-link protection: a copy is as good, once.
@@ -109,6 +119,35 @@ fn cstr(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
 }
 
+/// The scratch directory of a runtime.
+#[derive(Debug)]
+struct Scratch {
+    /// Opened once, without following a symbolic link.
+    dir: OwnedFd,
+    /// Its path, for the rootless fallback (an unprivileged parent cannot clone a mount).
+    path: CString,
+    /// The mount point in the rootfs.
+    target: CString,
+    /// Its mount's atime flags (kept on the fallback's remount).
+    atime: libc::c_ulong,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+#[derive(Default)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
 /// Every path and string the child's mount sequence uses, built before clone.
 #[derive(Debug)]
 pub(crate) struct MountPlan {
@@ -122,8 +161,23 @@ pub(crate) struct MountPlan {
     host_dev_nodes: [CString; 3],
     /// Set with a user namespace: bind the host's nodes.
     bind_dev_nodes: bool,
+    /// The atime flags of the host's /dev mount (kept on the remount of those binds).
+    dev_atime: libc::c_ulong,
     tmp: CString,
-    scratch: Option<(CString, CString)>,
+    /// The scratch directory, opened once when the runtime was made: every trial mounts a copy
+    /// of it made from this descriptor ([`MountPlan::scratch_tree`]), never looking its path up
+    /// again, so the folder cannot be swapped for another between trials.
+    scratch: Option<Scratch>,
+    /// The rootfs's mount's atime flags (kept on its read-only remount).
+    root_atime: libc::c_ulong,
+    /// Keep /dev writable (a container that keeps `CAP_MKNOD`: the device cgroup is then what
+    /// stops a node from being used); otherwise it is read-only once its three nodes exist.
+    dev_writable: bool,
+    /// Masks, read-only paths and process limits of the OCI default spec.
+    pub(crate) confine: ConfinePlan,
+    /// The host's root is an initramfs (rootfs or ramfs on `/`), which `pivot_root` cannot
+    /// leave: only then is the root entered with `MS_MOVE` + `chroot`.
+    initramfs_root: bool,
     slash: CString,
     dot: CString,
     fs_proc: CString,
@@ -135,13 +189,28 @@ pub(crate) struct MountPlan {
 
 impl MountPlan {
     /// `bind_dev_nodes`: make /dev's nodes by bind-mounting the host's (for a user namespace,
-    /// where `mknod` is refused) instead of `mknod`.
+    /// where `mknod` is refused) instead of `mknod`. The scratch directory is opened here, once,
+    /// without following a symbolic link.
     pub(crate) fn new(
         rootfs: &Rootfs,
         scratch: Option<&Path>,
         bind_dev_nodes: bool,
+        dev_writable: bool,
+        confine: ConfinePlan,
     ) -> Result<Self, ContainerError> {
         let r = rootfs.dir();
+        let scratch = match scratch {
+            Some(s) => {
+                let dir = open_dir_nofollow(s)?;
+                Some(Scratch {
+                    dir,
+                    path: cpath(s)?,
+                    target: cpath(&r.join("scratch"))?,
+                    atime: atime_flags(s),
+                })
+            }
+            None => None,
+        };
         Ok(Self {
             root: cpath(r)?,
             proc_: cpath(&r.join("proc"))?,
@@ -156,11 +225,13 @@ impl MountPlan {
             ],
             host_dev_nodes: [cstr("/dev/null"), cstr("/dev/zero"), cstr("/dev/urandom")],
             bind_dev_nodes,
+            dev_atime: atime_flags(Path::new("/dev/null")),
             tmp: cpath(&r.join("tmp"))?,
-            scratch: match scratch {
-                Some(s) => Some((cpath(s)?, cpath(&r.join("scratch"))?)),
-                None => None,
-            },
+            scratch,
+            root_atime: atime_flags(r),
+            dev_writable,
+            confine,
+            initramfs_root: root_is_initramfs(),
             slash: cstr("/"),
             dot: cstr("."),
             fs_proc: cstr("proc"),
@@ -171,11 +242,69 @@ impl MountPlan {
         })
     }
 
+    /// Parent side, before each clone: a detached copy of the scratch folder's mount made from
+    /// the descriptor opened once (`open_tree(OPEN_TREE_CLONE)`), already nosuid, nodev and
+    /// noexec, for the child to attach with `move_mount`. (A bind from `/proc/self/fd/N` would not
+    /// do: the kernel refuses a bind whose source is in another mount namespace, and the child's
+    /// is new.) `None` without a scratch folder, or when isolab is unprivileged and may not clone
+    /// mounts: the child then binds the folder by its path.
+    pub(crate) fn scratch_tree(&self) -> Result<Option<OwnedFd>, ContainerError> {
+        let Some(s) = &self.scratch else {
+            return Ok(None);
+        };
+        let sys = |what: &'static str| ContainerError::Sys {
+            what,
+            source: nix::errno::Errno::last(),
+            hint: "isolab needs Linux 5.12 or newer (open_tree, mount_setattr)",
+        };
+        // SAFETY: open_tree on a directory fd we own, an empty path and flags; returns a new fd.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                s.dir.as_raw_fd(),
+                c"".as_ptr(),
+                OPEN_TREE_CLONE
+                    | libc::O_CLOEXEC as libc::c_uint
+                    | libc::AT_EMPTY_PATH as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            if nix::errno::Errno::last() == nix::errno::Errno::EPERM
+                && !nix::unistd::geteuid().is_root()
+            {
+                return Ok(None);
+            }
+            return Err(sys("open_tree of the scratch folder"));
+        }
+        // SAFETY: the kernel returned a new fd nothing else owns.
+        let tree = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            ..MountAttr::default()
+        };
+        // SAFETY: mount_setattr on the detached tree's fd, an empty path, and a mount_attr that
+        // lives for the call, with its size.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                tree.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH as libc::c_uint,
+                std::ptr::addr_of!(attr),
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r != 0 {
+            return Err(sys("mount_setattr on the scratch folder's copy"));
+        }
+        Ok(Some(tree))
+    }
+
     /// Child side, between clone and exec: mounts the rootfs and makes it the root. Returns
     /// whether the root was entered by `MS_MOVE` + `chroot` (when the host's root is an
-    /// initramfs, which `pivot_root` cannot leave). Async-signal-safe: system calls on prepared
-    /// strings only.
-    pub(crate) fn enter(&self) -> Result<bool, (SetupStep, i32)> {
+    /// initramfs, which `pivot_root` cannot leave). `scratch_tree`: from
+    /// [`MountPlan::scratch_tree`]. Async-signal-safe: system calls on prepared strings only.
+    pub(crate) fn enter(&self, scratch_tree: Option<RawFd>) -> Result<bool, (SetupStep, i32)> {
         let null = std::ptr::null::<libc::c_char>();
         let nodata = std::ptr::null::<libc::c_void>();
         let mount = |step: SetupStep,
@@ -221,9 +350,16 @@ impl MountPlan {
             null,
             &self.root,
             null,
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            libc::MS_REMOUNT
+                | libc::MS_BIND
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | self.root_atime,
             nodata,
         )?;
+        // The mask file, opened here (in this mount namespace) before /proc hides it.
+        let mask = self.confine.open_mask_file()?;
         // Mounted by the child, which is PID 1 of the new PID namespace: /proc shows its own
         // processes only.
         mount(
@@ -278,6 +414,19 @@ impl MountPlan {
                     libc::MS_BIND,
                     nodata,
                 )?;
+                // Like every mount the container can write through: nosuid, noexec.
+                mount(
+                    SetupStep::MakeDevNodes,
+                    null,
+                    path,
+                    null,
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_NOSUID
+                        | libc::MS_NOEXEC
+                        | self.dev_atime,
+                    nodata,
+                )?;
             }
         }
         for (path, major, minor) in self.dev_nodes.iter().filter(|_| !self.bind_dev_nodes) {
@@ -298,19 +447,62 @@ impl MountPlan {
             self.fs_tmpfs.as_ptr(),
             &self.tmp,
             self.fs_tmpfs.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
+            nosuid_nodev_noexec,
             self.tmp_opts.as_ptr().cast(),
         )?;
-        if let Some((src, target)) = &self.scratch {
+        match (&self.scratch, scratch_tree) {
+            (Some(s), Some(tree)) => {
+                // SAFETY: move_mount of a detached tree fd onto a NUL-terminated target path.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_move_mount,
+                        tree,
+                        c"".as_ptr(),
+                        libc::AT_FDCWD,
+                        s.target.as_ptr(),
+                        MOVE_MOUNT_F_EMPTY_PATH,
+                    )
+                };
+                if r != 0 {
+                    return Err((SetupStep::BindScratch, errno()));
+                }
+            }
+            (Some(s), None) => {
+                mount(
+                    SetupStep::BindScratch,
+                    s.path.as_ptr(),
+                    &s.target,
+                    null,
+                    libc::MS_BIND,
+                    nodata,
+                )?;
+                // A bind mount takes flags only on a remount: no set-uid program, device node
+                // or executable of the scratch folder works inside.
+                mount(
+                    SetupStep::BindScratch,
+                    null,
+                    &s.target,
+                    null,
+                    libc::MS_BIND | libc::MS_REMOUNT | nosuid_nodev_noexec | s.atime,
+                    nodata,
+                )?;
+            }
+            (None, _) => {}
+        }
+        if !self.dev_writable {
             mount(
-                SetupStep::BindScratch,
-                src.as_ptr(),
-                target,
+                SetupStep::DevReadOnly,
                 null,
-                libc::MS_BIND,
-                nodata,
+                &self.dev,
+                null,
+                libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+                self.dev_opts.as_ptr().cast(),
             )?;
         }
+        let masked = self.confine.apply_mounts(mask);
+        // SAFETY: closes the fd opened above; not used after.
+        unsafe { libc::close(mask) };
+        masked?;
         // SAFETY: `root` is a NUL-terminated path owned by `self`.
         if unsafe { libc::chdir(self.root.as_ptr()) } != 0 {
             return Err((SetupStep::PivotRoot, errno()));
@@ -326,9 +518,10 @@ impl MountPlan {
                 return Err((SetupStep::DetachOldRoot, errno()));
             }
             false
-        } else if errno() == libc::EINVAL {
+        } else if errno() == libc::EINVAL && self.initramfs_root {
             // The host root is an initramfs (rootfs cannot be pivoted away from): move our root
-            // over "/" and chroot into it instead, as runc's --no-pivot does.
+            // over "/" and chroot into it instead, as runc's --no-pivot does. Any other EINVAL
+            // is an error: a chroot would leave the host's root reachable.
             mount(
                 SetupStep::PivotRoot,
                 self.dot.as_ptr(),
@@ -353,9 +546,77 @@ impl MountPlan {
     }
 }
 
+/// The access-time flags of the mount `path` is on, for a remount of a bind of it: in a user
+/// namespace they are locked, and a remount that names other ones (the default is relatime) is
+/// refused.
+pub(crate) fn atime_flags(path: &Path) -> libc::c_ulong {
+    let Ok(c) = cpath(path) else {
+        return libc::MS_RELATIME;
+    };
+    // SAFETY: statvfs is plain data; zeroed is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated; `st` is a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return libc::MS_RELATIME;
+    }
+    let f = st.f_flag;
+    let mut flags = 0;
+    if f & libc::ST_NOATIME != 0 {
+        flags |= libc::MS_NOATIME;
+    } else if f & libc::ST_RELATIME != 0 {
+        flags |= libc::MS_RELATIME;
+    } else {
+        flags |= libc::MS_STRICTATIME;
+    }
+    if f & libc::ST_NODIRATIME != 0 {
+        flags |= libc::MS_NODIRATIME;
+    }
+    flags
+}
+
+/// Opens a directory once, refusing a symbolic link as its last component.
+fn open_dir_nofollow(dir: &Path) -> Result<OwnedFd, ContainerError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map(OwnedFd::from)
+        .map_err(|_| ContainerError::ScratchMissing {
+            path: dir.to_path_buf(),
+        })
+}
+
+/// Whether `/` of this mount namespace is an initramfs: the last mount on `/` in
+/// /proc/self/mountinfo is of type `rootfs` or `ramfs`.
+pub(crate) fn root_is_initramfs() -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    initramfs_in_mountinfo(&info)
+}
+
+fn initramfs_in_mountinfo(info: &str) -> bool {
+    let fstype = info
+        .lines()
+        .rev()
+        .filter(|l| l.split(' ').nth(4) == Some("/"))
+        .find_map(|l| l.split(" - ").nth(1)?.split(' ').next());
+    matches!(fstype, Some("rootfs" | "ramfs"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_rootfs_or_ramfs_root_counts_as_initramfs() {
+        let disk = "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n";
+        assert!(!initramfs_in_mountinfo(disk));
+        let initramfs = "1 1 0:2 / / rw shared:1 - rootfs rootfs rw\n";
+        assert!(initramfs_in_mountinfo(initramfs));
+        let switched = format!("{initramfs}30 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        assert!(!initramfs_in_mountinfo(&switched));
+        assert!(!initramfs_in_mountinfo(""));
+        assert!(!root_is_initramfs(), "this host's root is a disk");
+    }
 
     #[test]
     fn rootfs_has_init_and_mount_points_and_is_removed() {
@@ -367,8 +628,13 @@ mod tests {
         }
         let init = std::fs::metadata(r.dir().join("init")).expect("init");
         assert!(init.permissions().mode() & 0o111 != 0);
-        MountPlan::new(&r, Some(Path::new("/tmp")), false).expect("plan");
-        MountPlan::new(&r, None, true).expect("plan with a user namespace");
+        let confine = || ConfinePlan::new(r.dir(), (1024, 1024), true).expect("confine");
+        MountPlan::new(&r, Some(Path::new("/tmp")), false, false, confine()).expect("plan");
+        MountPlan::new(&r, None, true, false, confine()).expect("plan with a user namespace");
+        assert!(matches!(
+            MountPlan::new(&r, Some(Path::new("/nonexistent")), false, false, confine()),
+            Err(ContainerError::ScratchMissing { .. })
+        ));
         r.remove().expect("remove");
         r.remove().expect("idempotent");
         assert!(!r.dir().exists());

@@ -106,6 +106,7 @@ fn a_missing_cgroup_controller_is_a_typed_error() {
         version: Some(CgroupVersion::V2),
         v2_root: fake,
         v2_allow_missing_controllers: false,
+        ..Default::default()
     };
     let err = Runtime::new(c).unwrap_err();
     match &err {
@@ -133,6 +134,7 @@ fn a_missing_cgroup_controller_is_a_typed_error() {
             version: Some(CgroupVersion::V2),
             v2_root: unified,
             v2_allow_missing_controllers: true,
+            ..Default::default()
         };
         let err = Runtime::new(c).unwrap_err();
         assert!(

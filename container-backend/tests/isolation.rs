@@ -318,6 +318,7 @@ fn cgroup_v2_join_at_birth() {
         version: Some(container_backend::CgroupVersion::V2),
         v2_root: v2_root.clone(),
         v2_allow_missing_controllers: true,
+        ..Default::default()
     };
     let rt = container_backend::Runtime::new(cfg).expect("runtime on cgroup v2");
     assert_eq!(rt.cgroup_version(), container_backend::CgroupVersion::V2);

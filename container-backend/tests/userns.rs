@@ -39,20 +39,6 @@ fn probe() {
     }
 }
 
-/// A user namespace for the test's runtime, with the scratch directory handed to its root.
-fn with_userns(c: &mut container_backend::ContainerConfig) {
-    let ns = UserNamespace::for_current_user();
-    if let Some(s) = &c.scratch {
-        nix::unistd::chown(
-            s,
-            Some(nix::unistd::Uid::from_raw(ns.uid)),
-            Some(nix::unistd::Gid::from_raw(ns.gid)),
-        )
-        .expect("handing the scratch directory to the container's root");
-    }
-    c.user_namespace = Some(ns);
-}
-
 #[test]
 fn inspect_works_in_a_user_namespace_as_root() {
     let _one = serial();

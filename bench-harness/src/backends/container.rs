@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use container_backend::{
     CgroupLimits, ContainerConfig, ContainerError, KillReason, RunReport, RunRequest, Runtime,
-    UserNamespace, MARKER_FD, SCRATCH_MOUNT,
+    SeccompProfile, UserNamespace, MARKER_FD, SCRATCH_MOUNT,
 };
 use workloads::protocol::{encode_spec, parse_framed_result, MarkerEvent, MARKER_ENV, SPEC_ENV};
 use workloads::result::Outcome;
@@ -43,6 +43,8 @@ pub struct ContainerBackend {
     /// root (an unprivileged id on the host), bind-mounted as the scratch mount; removed at
     /// cleanup.
     userns_scratch: Option<PathBuf>,
+    /// The system-call filter of the agent (`isolab run --seccomp`).
+    seccomp: SeccompProfile,
 }
 
 impl Default for ContainerBackend {
@@ -66,13 +68,21 @@ impl ContainerBackend {
             scratch_host: PathBuf::new(),
             user_namespace: false,
             userns_scratch: None,
+            seccomp: SeccompProfile::Docker,
         }
+    }
+
+    /// The agent's system-call filter (default: Docker's profile). Takes effect at the next
+    /// [`Backend::prepare`].
+    pub fn with_seccomp(mut self, profile: SeccompProfile) -> Self {
+        self.seccomp = profile;
+        self
     }
 
     /// Also a user namespace for every container (`isolab run --userns`): the container's root is
     /// uid/gid [`container_backend::ROOT_MAPPED_ID`] on the host when isolab runs as root, and
     /// the invoking user otherwise. Without root, containers run without cgroup limits and
-    /// accounting (every `host.*` usage metric is 0), which
+    /// accounting (the `host.*` usage metrics are then absent from samples), which
     /// [`ContainerBackend::cgroups_unavailable`] and each trial's log tail say. Takes effect at
     /// the next [`Backend::prepare`].
     pub fn with_user_namespace(mut self, on: bool) -> Self {
@@ -94,13 +104,15 @@ impl ContainerBackend {
     }
 
     /// With a user namespace, the container's root writes the scratch area as an unprivileged id:
-    /// a directory of its own under the harness's scratch directory (which isolab does not chown).
+    /// a directory of its own under the harness's scratch directory (which isolab does not chown),
+    /// made fresh (an existing one is refused) and handed over through a descriptor, so a link
+    /// put in its place cannot redirect the chown.
     fn make_userns_scratch(
         &mut self,
         ctx: &PrepareContext,
         ns: UserNamespace,
     ) -> Result<PathBuf, BackendError> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let dir = ctx
             .io_scratch_dir
             .join(format!(".isolab-userns-{}", std::process::id()));
@@ -113,16 +125,20 @@ impl ContainerBackend {
                 ctx.io_scratch_dir.display()
             ),
         };
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(fail("creating", &e)),
-        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| fail("creating", &e))?;
         // Recorded before the chown so a failure still removes it.
         self.userns_scratch = Some(dir.clone());
         if nix::unistd::geteuid().is_root() {
-            nix::unistd::chown(
-                &dir,
+            let fd = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&dir)
+                .map_err(|e| fail("opening", &e))?;
+            nix::unistd::fchown(
+                &fd,
                 Some(nix::unistd::Uid::from_raw(ns.uid)),
                 Some(nix::unistd::Gid::from_raw(ns.gid)),
             )
@@ -133,7 +149,17 @@ impl ContainerBackend {
 
     fn config(&self, ctx: &PrepareContext) -> ContainerConfig {
         let mut c = ContainerConfig::new(ctx.agent.clone());
-        c.state_dir = self.state_dir.clone();
+        // The run's own state folder when the harness made one.
+        c.state_dir = if ctx.state_dir.as_os_str().is_empty() {
+            self.state_dir.clone()
+        } else {
+            ctx.state_dir.clone()
+        };
+        // Trials go below the run's cgroup, beside the native trials.
+        if let Some(run) = &ctx.run_cgroup {
+            c.cgroups = run.settings();
+        }
+        c.seccomp = self.seccomp;
         c.scratch = Some(ctx.io_scratch_dir.clone());
         // The same sizes a VM trial gets, so the comparison is fair.
         c.limits = CgroupLimits {
@@ -242,6 +268,16 @@ fn host_metrics(report: &RunReport) -> Vec<Metric> {
         m.push(Metric::lower("host.teardown", "ms", ms(ns)));
     }
     let u = &report.usage;
+    // Storage bytes come from /proc/PID/io as well as the cgroup: measured either way.
+    let io = [
+        Metric::lower("host.io_read", "MiB", mib(u.io.read)),
+        Metric::lower("host.io_write", "MiB", mib(u.io.write)),
+    ];
+    if report.cgroup_dirs.is_empty() {
+        // No cgroup (rootless): memory and CPU were not measured, so they are absent, not 0.
+        m.extend(io);
+        return m;
+    }
     m.push(Metric::lower(
         "host.peak_memory",
         "MiB",
@@ -257,8 +293,7 @@ fn host_metrics(report: &RunReport) -> Vec<Metric> {
     m.push(Metric::lower("host.cpu_user", "ms", ms(u.cpu.user_ns)));
     m.push(Metric::lower("host.cpu_sys", "ms", ms(u.cpu.system_ns)));
     m.push(Metric::lower("host.cpu_total", "ms", ms(u.cpu.total_ns)));
-    m.push(Metric::lower("host.io_read", "MiB", mib(u.io.read)));
-    m.push(Metric::lower("host.io_write", "MiB", mib(u.io.write)));
+    m.extend(io);
     m
 }
 
@@ -305,6 +340,16 @@ impl Backend for ContainerBackend {
             let scratch = self.make_userns_scratch(ctx, ns)?;
             config.scratch = Some(scratch);
             config.user_namespace = Some(ns);
+            // The container's root (an unprivileged id on the host) mounts its rootfs by path:
+            // it needs search permission on the run's state folder (not read: no listing).
+            if !ctx.state_dir.as_os_str().is_empty() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&ctx.state_dir, std::fs::Permissions::from_mode(0o711))
+                    .map_err(|e| BackendError::Prepare {
+                        backend: BackendKind::Container,
+                        message: format!("{}: {e}", ctx.state_dir.display()),
+                    })?;
+            }
         }
         let runtime = match Runtime::new(config) {
             Ok(r) => r,
@@ -328,6 +373,30 @@ impl Backend for ContainerBackend {
             }
         }
         f.insert("user_namespace".into(), self.user_namespace.to_string());
+        f.insert("seccomp".into(), self.seccomp.name().into());
+        if let Some(r) = &self.runtime {
+            f.insert(
+                "seccomp_bpf_instructions".into(),
+                r.seccomp_instructions().to_string(),
+            );
+            for (name, value) in r.resource_limits() {
+                f.insert(format!("rlimit.{name}"), value);
+            }
+            f.insert(
+                "masked_paths".into(),
+                container_backend::confine::MASKED_PATHS.join(" "),
+            );
+            f.insert(
+                "read_only_paths".into(),
+                container_backend::confine::READONLY_PATHS.join(" "),
+            );
+            f.insert(
+                "devices".into(),
+                "c 1:3, c 1:5, c 1:9 (null, zero, urandom); v1: devices controller, v2: BPF \
+                 device program"
+                    .into(),
+            );
+        }
         f
     }
 
@@ -521,6 +590,7 @@ mod tests {
             },
             trial_timeout: Duration::from_secs(60),
             live_console: false,
+            ..PrepareContext::default()
         };
         let mut b = ContainerBackend::with_state_dir(dir.path().join("state"));
         b.prepare(&ctx).expect("prepare");
@@ -607,6 +677,18 @@ mod tests {
             },
             trial_timeout: Duration::from_secs(60),
             live_console: false,
+            // A state folder of mode 0700, as a run makes: the backend lets the mapped root
+            // through (search only), or it could not reach its rootfs.
+            state_dir: {
+                use std::os::unix::fs::DirBuilderExt;
+                let d = dir.path().join("run-state");
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&d)
+                    .expect("state");
+                d
+            },
+            ..PrepareContext::default()
         };
         let mut b =
             ContainerBackend::with_state_dir(dir.path().join("state")).with_user_namespace(true);

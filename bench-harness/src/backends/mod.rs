@@ -21,6 +21,8 @@ pub struct BackendOptions {
     /// Give containers a user namespace (root inside is an unprivileged id outside; also what
     /// makes containers possible without root).
     pub user_namespace: bool,
+    /// The container's system-call filter (default: Docker's profile).
+    pub seccomp: container_backend::SeccompProfile,
     /// Run the VM inside the emulated AMD-V machine (its samples are labelled emulated).
     pub vm_in_emulator: bool,
     /// How the VM's I/O trials use their disk (default: ext4 on it).
@@ -45,9 +47,11 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
         .unwrap_or(workloads::protocol::DiskMode::Ext4);
     match kind {
         BackendKind::Native => Box::new(native::NativeBackend::default()),
-        BackendKind::Container => {
-            Box::new(container::ContainerBackend::new().with_user_namespace(options.user_namespace))
-        }
+        BackendKind::Container => Box::new(
+            container::ContainerBackend::new()
+                .with_user_namespace(options.user_namespace)
+                .with_seccomp(options.seccomp),
+        ),
         BackendKind::Vm if options.vm_in_emulator => {
             let b = match &options.vm_kernel {
                 Some(k) => vm_emulated::EmulatedVmBackend::with_kernel(k.clone()),

@@ -8,7 +8,8 @@
 //! (O_DIRECT on `/dev/vda`), the virtio path without a filesystem.
 //!
 //! Formatting is done once per image size (a template) and copied per trial, so no trial sees
-//! another's data. `mkfs.ext4` initialises inode tables and journal up front
+//! another's data. Every image is a new file (`O_EXCL | O_NOFOLLOW`): an existing file or a
+//! symbolic link in its place is refused, never written through. `mkfs.ext4` initialises inode tables and journal up front
 //! (`lazy_itable_init=0,lazy_journal_init=0`): otherwise the guest kernel would finish that work
 //! in the background while the workload is measured.
 
@@ -35,6 +36,19 @@ pub fn image_mib(data_mib: u64) -> u64 {
     (data_mib.saturating_mul(5) / 4)
         .saturating_add(64)
         .next_multiple_of(16)
+}
+
+/// Creates `path` as a new file, refusing an existing file or a symbolic link.
+fn create_new(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("creating the disk image {}: {e}", path.display()))
 }
 
 /// On PATH, or in the sbin folders a PATH may lack.
@@ -80,8 +94,7 @@ impl DiskImages {
             })?;
         }
         let path = self.dir.join(format!("vm-ext4-{size_mib}MiB.template.img"));
-        let file = std::fs::File::create(&path)
-            .map_err(|e| format!("creating the disk image {}: {e}", path.display()))?;
+        let file = create_new(&path)?;
         file.set_len(size_mib << 20)
             .map_err(|e| format!("sizing the disk image {}: {e}", path.display()))?;
         drop(file);
@@ -116,14 +129,15 @@ impl DiskImages {
         let path = self.dir.join(format!("vm-disk-{index}.img"));
         match self.mode {
             DiskMode::Raw => {
-                let file = std::fs::File::create(&path)
-                    .map_err(|e| format!("creating the disk image {}: {e}", path.display()))?;
+                let file = create_new(&path)?;
                 file.set_len(size << 20)
                     .map_err(|e| format!("sizing the disk image {}: {e}", path.display()))?;
             }
             DiskMode::Ext4 => {
                 let template = self.template(size)?;
-                std::fs::copy(&template, &path)
+                let mut to = create_new(&path)?;
+                std::fs::File::open(&template)
+                    .and_then(|mut from| std::io::copy(&mut from, &mut to))
                     .map_err(|e| format!("copying the disk image to {}: {e}", path.display()))?;
             }
         }
@@ -170,6 +184,12 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().len(), image_mib(10) << 20);
         disks.discard(&p);
         assert!(!p.exists());
+        // A link planted where an image goes is refused, and its target is untouched.
+        let target = dir.path().join("precious");
+        std::fs::write(&target, b"keep").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("vm-disk-4.img")).unwrap();
+        assert!(disks.for_trial(4, 10).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
         limits: batch.limits,
         trial_timeout: Duration::from_secs_f64(batch.trial_timeout_s.clamp(1.0, 86_400.0)),
         live_console: batch.live_console,
+        ..PrepareContext::default()
     };
     for d in [&ctx.work_dir, &ctx.io_scratch_dir] {
         std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;

@@ -334,6 +334,24 @@ impl Facts {
         }
     }
 
+    /// A setting the run recorded for `backend` (its manifest's backend facts), as inert text,
+    /// or why there is none.
+    pub(crate) fn fact(&self, backend: &str, key: &str) -> String {
+        match self.manifest.backends.get(backend) {
+            Some(st) => match st.facts.get(key) {
+                Some(v) => format!("`{}`", v.replace('`', "'")),
+                None => format!(
+                    "*{NOT_MEASURED} ({})*",
+                    md_text(&format!(
+                        "the run's manifest records no {key} for {backend}; runs made before \
+                         isolab recorded it lack it"
+                    ))
+                ),
+            },
+            None => self.missing(backend, "noop", None),
+        }
+    }
+
     /// The run's environment as a two-column table.
     pub(crate) fn manifest_table(&self) -> String {
         let mut o = String::from("| | this run |\n|---|---|\n");

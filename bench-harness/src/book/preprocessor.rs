@@ -15,6 +15,7 @@
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
 //! | `{{isolab:published STUDY}}` | a published study's ratios to native beside the run's (`felter2014`) |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
+//! | `{{isolab:fact BACKEND KEY}}` | a setting the run recorded for a backend (`seccomp`, ...) |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
 //!
@@ -193,6 +194,11 @@ impl IsolabPreprocessor {
                 want(0, "run-id")?;
                 Ok(md_text(f.run_id()))
             }
+            "fact" => {
+                want(2, "fact BACKEND KEY")?;
+                check_backend(args[0])?;
+                Ok(f.fact(args[0], args[1]))
+            }
             other => Err(format!("unknown placeholder `{other}`; {}", usage())),
         }
     }
@@ -231,7 +237,7 @@ fn block(md: &str) -> String {
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
      exits-table WORKLOAD, inspect-table, capacity-table, effects, aa, published STUDY, manifest, \
-     availability, methodology, caveats, run-id"
+     availability, methodology, caveats, run-id, fact BACKEND KEY"
         .into()
 }
 

@@ -44,6 +44,22 @@ pub(crate) fn v2_limit(cores: f64) -> Vec<Write> {
     )]
 }
 
+/// The CPU weight every trial cgroup of a run gets, native and container alike, so that under
+/// load from outside the run each gets the same share (v2 `cpu.weight`, the kernel's default).
+pub(crate) const V2_WEIGHT: u64 = 100;
+/// The same on v1 (`cpu.shares`, the kernel's default).
+pub(crate) const V1_SHARES: u64 = 1024;
+
+/// The weight write on v1 (cpu controller).
+pub(crate) fn v1_weight() -> Write {
+    Write::new("cpu.shares", V1_SHARES.to_string())
+}
+
+/// The weight write on v2 (needs the cpu controller enabled in the parent).
+pub(crate) fn v2_weight() -> Write {
+    Write::new("cpu.weight", V2_WEIGHT.to_string())
+}
+
 /// CPU time used, nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CpuTime {

@@ -6,14 +6,17 @@
 //! writes files directly (a handful of `open`+`write`), which is what keeps a start near a
 //! millisecond; `cgroups-rs` finds the v1 mount points and helps cleaning leftovers.
 //!
-//! Trial cgroups are created at the top of each hierarchy and named `isolab-<pid>-<n>` (the pid of
-//! the isolab process that owns them), so `isolab doctor --clean` can tell leftovers of a dead
-//! isolab from the cgroups of one that is running.
+//! Trial cgroups are named `isolab-<pid>-<n>` (the pid of the isolab process that owns them) and
+//! created below [`CgroupSettings::parent`]: the run's cgroup ([`run::RunCgroup`], where the
+//! harness puts every trial of a run side by side), or the top of each hierarchy for a runtime
+//! used on its own.
 
 pub mod cpu;
+pub mod devices;
 pub mod io;
 pub mod memory;
 pub mod pids;
+pub mod run;
 pub(crate) mod v1;
 pub(crate) mod v2;
 
@@ -66,6 +69,9 @@ pub struct CgroupSettings {
     /// mount of a hybrid host, `/sys/fs/cgroup/unified`): limits that need a missing controller
     /// are still refused, and accounting is what cgroup2 keeps by itself (`cpu.stat`).
     pub v2_allow_missing_controllers: bool,
+    /// Where trial cgroups are created, relative to each hierarchy's root (empty: at the top).
+    /// It must exist; [`run::RunCgroup::settings`] gives the settings for a run's cgroup.
+    pub parent: PathBuf,
 }
 
 impl Default for CgroupSettings {
@@ -74,6 +80,7 @@ impl Default for CgroupSettings {
             version: None,
             v2_root: PathBuf::from(DEFAULT_CGROUP_ROOT),
             v2_allow_missing_controllers: false,
+            parent: PathBuf::new(),
         }
     }
 }
@@ -165,20 +172,24 @@ pub(crate) enum Hierarchy {
 }
 
 impl Hierarchy {
-    /// Finds the hierarchy and checks the controllers the runtime needs.
+    /// Finds the hierarchy and checks the controllers the runtime needs. `confine_devices`
+    /// prepares the device filter of container trials (on v2, loads its program).
     pub(crate) fn detect(
         settings: &CgroupSettings,
         limits: &CgroupLimits,
+        confine_devices: bool,
     ) -> Result<Self, ContainerError> {
         let version = settings
             .version
             .unwrap_or_else(|| detect_version(&settings.v2_root));
         match version {
-            CgroupVersion::V1 => Ok(Hierarchy::V1(v1::Hierarchy::detect()?)),
+            CgroupVersion::V1 => Ok(Hierarchy::V1(v1::Hierarchy::detect(&settings.parent)?)),
             CgroupVersion::V2 => Ok(Hierarchy::V2(v2::Hierarchy::detect(
                 &settings.v2_root,
+                &settings.parent,
                 settings.v2_allow_missing_controllers,
                 limits,
+                confine_devices,
             )?)),
         }
     }
@@ -202,15 +213,17 @@ impl Hierarchy {
         }
     }
 
-    /// Creates a trial cgroup with its limits. On error nothing is left.
+    /// Creates a trial cgroup with the run's CPU weight, its limits and, with
+    /// `confine_devices`, the device filter. On error nothing is left.
     pub(crate) fn create(
         &self,
         name: &str,
         limits: &CgroupLimits,
+        confine_devices: bool,
     ) -> Result<TrialCgroup, ContainerError> {
         match self {
-            Hierarchy::V1(h) => h.create(name, limits).map(TrialCgroup::V1),
-            Hierarchy::V2(h) => h.create(name, limits).map(TrialCgroup::V2),
+            Hierarchy::V1(h) => h.create(name, limits, confine_devices).map(TrialCgroup::V1),
+            Hierarchy::V2(h) => h.create(name, limits, confine_devices).map(TrialCgroup::V2),
         }
     }
 }

@@ -20,13 +20,15 @@ use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cgroups_rs::fs::hierarchies::V1;
 use cgroups_rs::fs::Controllers;
 
-use super::{apply_all, cpu, io, memory, pids, read, remove_dirs, CgroupLimits, CgroupVersion};
+use super::{
+    apply_all, cpu, devices, io, memory, pids, read, remove_dirs, CgroupLimits, CgroupVersion,
+};
 use crate::error::ContainerError;
 
 /// Mount points of the v1 controllers the runtime uses.
@@ -38,6 +40,10 @@ pub(crate) struct Hierarchy {
     pids: PathBuf,
     /// I/O accounting only; a host without blkio just reports no I/O bytes.
     blkio: Option<PathBuf>,
+    /// The device controller: containers may use /dev/null, /dev/zero and /dev/urandom only.
+    devices: PathBuf,
+    /// Where trial cgroups go below each hierarchy's root: the run's cgroup (empty: the top).
+    parent: PathBuf,
     /// Swap accounting is on: the memsw limit exists and must be set to forbid swap.
     has_memsw: bool,
     /// The hierarchies' root directories (deduplicated: co-mounted controllers share one), open
@@ -60,8 +66,9 @@ fn missing(controller: &'static str) -> ContainerError {
 
 impl Hierarchy {
     /// Finds the v1 mount points in /proc/self/mountinfo (through cgroups-rs, which also handles
-    /// co-mounted controllers such as `cpu,cpuacct`).
-    pub(crate) fn detect() -> Result<Self, ContainerError> {
+    /// co-mounted controllers such as `cpu,cpuacct`). Trial cgroups go below `parent` (relative
+    /// to each hierarchy's root; empty for the top), which must exist in every hierarchy.
+    pub(crate) fn detect(parent: &Path) -> Result<Self, ContainerError> {
         let v1 = V1::new();
         let mount = |c: Controllers| v1.get_mount_point(c).map(|(point, _root)| point);
         let memory = mount(Controllers::Mem).ok_or_else(|| missing("memory"))?;
@@ -69,8 +76,15 @@ impl Hierarchy {
         let cpuacct = mount(Controllers::CpuAcct).ok_or_else(|| missing("cpuacct"))?;
         let pids = mount(Controllers::Pids).ok_or_else(|| missing("pids"))?;
         let blkio = mount(Controllers::BlkIo);
+        let devices = mount(Controllers::Devices).ok_or_else(|| missing("devices"))?;
         let has_memsw = memory.join(memory::V1_MEMSW_LIMIT).exists();
-        let mut points = vec![memory.clone(), cpu.clone(), cpuacct.clone(), pids.clone()];
+        let mut points = vec![
+            memory.clone(),
+            cpu.clone(),
+            cpuacct.clone(),
+            pids.clone(),
+            devices.clone(),
+        ];
         points.extend(blkio.clone());
         points.sort();
         points.dedup();
@@ -89,15 +103,36 @@ impl Hierarchy {
             cpuacct,
             pids,
             blkio,
+            devices,
+            parent: parent.to_path_buf(),
             has_memsw,
             roots: Arc::new(roots),
         })
     }
 
+    /// Every hierarchy directory a cgroup named `rel` (relative to the roots) has, deduplicated.
+    pub(crate) fn dirs_of(&self, rel: &Path) -> Vec<PathBuf> {
+        let mut d: Vec<PathBuf> = [
+            &self.memory,
+            &self.cpu,
+            &self.cpuacct,
+            &self.pids,
+            &self.devices,
+        ]
+        .into_iter()
+        .chain(self.blkio.as_ref())
+        .map(|m| m.join(rel))
+        .collect();
+        d.sort();
+        d.dedup();
+        d
+    }
+
     /// What a child needs to join the trial cgroup `name` by itself once it exists: each
     /// hierarchy's root fd and the path of the trial's `tasks` below it.
     pub(crate) fn join_targets(&self, name: &str) -> Result<Vec<(RawFd, CString)>, ContainerError> {
-        let tasks = CString::new(format!("{name}/tasks"))
+        let rel = self.parent.join(name).join("tasks");
+        let tasks = CString::new(rel.to_string_lossy().into_owned())
             .map_err(|_| ContainerError::NulByte(name.to_owned()))?;
         Ok(self
             .roots
@@ -119,22 +154,26 @@ impl Hierarchy {
         points
     }
 
-    /// Creates `<mount>/<name>` in each hierarchy, sets limits, opens `cgroup.procs` for the join.
+    /// Creates `<mount>/<parent>/<name>` in each hierarchy, sets the CPU weight, limits and (with
+    /// `confine_devices`) the device rules, opens `tasks` for the join.
     pub(crate) fn create(
         &self,
         name: &str,
         limits: &CgroupLimits,
+        confine_devices: bool,
     ) -> Result<TrialCgroup, ContainerError> {
+        let rel = self.parent.join(name);
         let mut trial = TrialCgroup {
-            dirs: Vec::with_capacity(5),
-            procs: Vec::with_capacity(5),
-            memory: self.memory.join(name),
-            cpu: self.cpu.join(name),
-            cpuacct: self.cpuacct.join(name),
-            pids: self.pids.join(name),
-            blkio: self.blkio.as_ref().map(|b| b.join(name)),
+            dirs: Vec::with_capacity(6),
+            procs: Vec::with_capacity(6),
+            memory: self.memory.join(&rel),
+            cpu: self.cpu.join(&rel),
+            cpuacct: self.cpuacct.join(&rel),
+            pids: self.pids.join(&rel),
+            blkio: self.blkio.as_ref().map(|b| b.join(&rel)),
+            devices: self.devices.join(&rel),
         };
-        match self.fill(&mut trial, limits) {
+        match self.fill(&mut trial, limits, confine_devices) {
             Ok(()) => Ok(trial),
             Err(e) => {
                 trial.procs.clear();
@@ -146,12 +185,20 @@ impl Hierarchy {
         }
     }
 
-    fn fill(&self, trial: &mut TrialCgroup, limits: &CgroupLimits) -> Result<(), ContainerError> {
+    fn fill(
+        &self,
+        trial: &mut TrialCgroup,
+        limits: &CgroupLimits,
+        confine_devices: bool,
+    ) -> Result<(), ContainerError> {
         let mut wanted: Vec<PathBuf> = vec![
             trial.memory.clone(),
             trial.cpu.clone(),
             trial.cpuacct.clone(),
             trial.pids.clone(),
+            // Every trial is in the devices hierarchy too (native without rules), so a trial
+            // never stays in isolab's own cgroup of any hierarchy.
+            trial.devices.clone(),
         ];
         wanted.extend(trial.blkio.clone());
         // Co-mounted controllers (cpu,cpuacct) share one directory.
@@ -169,6 +216,10 @@ impl Hierarchy {
         }
         if let Some(max) = limits.pids_max {
             apply_all(&trial.pids, &pids::limit(max))?;
+        }
+        apply_all(&trial.cpu, &[cpu::v1_weight()])?;
+        if confine_devices {
+            apply_all(&trial.devices, &devices::v1_rules())?;
         }
         for dir in &trial.dirs {
             let procs = dir.join("tasks");
@@ -195,6 +246,7 @@ pub(crate) struct TrialCgroup {
     cpuacct: PathBuf,
     pids: PathBuf,
     blkio: Option<PathBuf>,
+    devices: PathBuf,
 }
 
 impl TrialCgroup {

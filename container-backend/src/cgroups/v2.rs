@@ -4,14 +4,16 @@
 //! `CLONE_NEWCGROUP` in the same call makes that cgroup the root of the container's view.
 //!
 //! Controllers must be enabled in the parent's `cgroup.subtree_control` for their files to appear
-//! in a child; the top-level cgroup is exempt from the "no internal processes" rule, which is why
-//! trial cgroups live there and not under isolab's own cgroup.
+//! in a child. Trial cgroups live under the run's cgroup ([`super::run::RunCgroup`]), which holds
+//! no process itself (the "no internal processes" rule), never under isolab's own cgroup.
 
 use std::fs::OpenOptions;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::devices::DeviceFilterProgram;
 use super::{
     apply_all, cpu, io, memory, pids, read, remove_dirs, CgroupLimits, CgroupVersion, Write,
 };
@@ -25,9 +27,14 @@ pub(crate) const OPTIONAL: [&str; 1] = ["io"];
 /// The unified hierarchy.
 #[derive(Debug, Clone)]
 pub(crate) struct Hierarchy {
-    root: PathBuf,
+    /// Where trial cgroups go: the root, or the run's cgroup below it.
+    base: PathBuf,
     /// The io controller is enabled for children.
     io: bool,
+    /// The cpu controller is enabled for children (`cpu.weight` exists).
+    cpu: bool,
+    /// The device program, loaded once, attached to every container's trial cgroup.
+    devices: Option<Arc<DeviceFilterProgram>>,
 }
 
 /// Which controllers to enable in the root's subtree_control: those wanted and available but not
@@ -69,12 +76,15 @@ pub(crate) fn limit_writes(limits: &CgroupLimits, has_swap: bool) -> Vec<Write> 
 }
 
 impl Hierarchy {
-    /// Checks the controllers at `root` and enables the missing ones for children. With
-    /// `allow_missing`, a missing controller is accepted unless one of `limits` needs it.
+    /// Checks the controllers at `root` and enables the missing ones for children (at `root`, then
+    /// at `root/parent`, which must exist). With `allow_missing`, a missing controller is
+    /// accepted unless one of `limits` needs it. `confine_devices` loads the device program.
     pub(crate) fn detect(
         root: &Path,
+        parent: &Path,
         allow_missing: bool,
         limits: &CgroupLimits,
+        confine_devices: bool,
     ) -> Result<Self, ContainerError> {
         let controllers = root.join("cgroup.controllers");
         let available = std::fs::read_to_string(&controllers).map_err(|e| {
@@ -98,59 +108,105 @@ impl Hierarchy {
                 });
             }
         }
-        let wanted: Vec<&str> = REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
-        let enabled = read(root, "cgroup.subtree_control");
-        if let Some(w) = subtree_enable(&available, &enabled, &wanted) {
-            // One write per controller, so a refused optional controller does not block the
-            // required ones.
-            for one in w.value.split_ascii_whitespace() {
-                let single = Write {
-                    file: w.file,
-                    value: one.to_owned(),
-                };
-                if let Err(e) = apply_all(root, std::slice::from_ref(&single)) {
-                    let name = one.trim_start_matches('+');
-                    let required = REQUIRED
-                        .iter()
-                        .find(|&&c| c == name && (!allow_missing || limit_needs(c, limits)));
-                    if let Some(&c) = required {
-                        return Err(ContainerError::MissingController {
-                            controller: c,
-                            version: CgroupVersion::V2,
-                            fix: format!(
-                                "enabling it for child cgroups failed ({e}); run \
-                                 `echo +{c} > {}/cgroup.subtree_control` as root",
-                                root.display()
-                            ),
-                        });
-                    }
-                }
-            }
+        let base = root.join(parent);
+        enable_controllers(root, &available, allow_missing, limits)?;
+        if base != root {
+            let available = read(&base, "cgroup.controllers");
+            enable_controllers(&base, &available, allow_missing, limits)?;
         }
-        let enabled = read(root, "cgroup.subtree_control");
-        let io = enabled.split_ascii_whitespace().any(|c| c == "io");
+        let enabled = read(&base, "cgroup.subtree_control");
+        let on = |c: &str| enabled.split_ascii_whitespace().any(|e| e == c);
+        let devices = if confine_devices {
+            Some(Arc::new(DeviceFilterProgram::load()?))
+        } else {
+            None
+        };
         Ok(Self {
-            root: root.to_path_buf(),
-            io,
+            io: on("io"),
+            cpu: on("cpu"),
+            base,
+            devices,
         })
     }
+}
 
+/// Enables the controllers isolab uses for the children of `dir`.
+fn enable_controllers(
+    dir: &Path,
+    available: &str,
+    allow_missing: bool,
+    limits: &CgroupLimits,
+) -> Result<(), ContainerError> {
+    let wanted: Vec<&str> = REQUIRED.iter().chain(OPTIONAL.iter()).copied().collect();
+    let enabled = read(dir, "cgroup.subtree_control");
+    let Some(w) = subtree_enable(available, &enabled, &wanted) else {
+        return Ok(());
+    };
+    // One write per controller, so a refused optional controller does not block the required
+    // ones.
+    for one in w.value.split_ascii_whitespace() {
+        let single = Write {
+            file: w.file,
+            value: one.to_owned(),
+        };
+        if let Err(e) = apply_all(dir, std::slice::from_ref(&single)) {
+            let name = one.trim_start_matches('+');
+            let required = REQUIRED
+                .iter()
+                .find(|&&c| c == name && (!allow_missing || limit_needs(c, limits)));
+            if let Some(&c) = required {
+                return Err(ContainerError::MissingController {
+                    controller: c,
+                    version: CgroupVersion::V2,
+                    fix: format!(
+                        "enabling it for child cgroups failed ({e}); run \
+                         `echo +{c} > {}/cgroup.subtree_control` as root",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Hierarchy {
+    /// Creates `<base>/<name>` with the run's CPU weight, `limits` and (with `confine_devices`)
+    /// the device program attached, and opens it for `CLONE_INTO_CGROUP`.
     pub(crate) fn create(
         &self,
         name: &str,
         limits: &CgroupLimits,
+        confine_devices: bool,
     ) -> Result<TrialCgroup, ContainerError> {
-        let dir = self.root.join(name);
+        let dir = self.base.join(name);
         std::fs::create_dir(&dir).map_err(|e| ContainerError::cgroup("create", &dir, e))?;
         let made = (|| {
             let has_swap = dir.join(memory::V2_SWAP_MAX).exists();
-            apply_all(&dir, &limit_writes(limits, has_swap))?;
+            let mut writes = limit_writes(limits, has_swap);
+            if self.cpu {
+                writes.push(cpu::v2_weight());
+            }
+            apply_all(&dir, &writes)?;
             let f = OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
                 .open(&dir)
                 .map_err(|e| ContainerError::cgroup("open", &dir, e))?;
-            Ok(OwnedFd::from(f))
+            let fd = OwnedFd::from(f);
+            if confine_devices {
+                match &self.devices {
+                    Some(p) => p.attach(&fd)?,
+                    None => {
+                        return Err(ContainerError::DeviceFilter {
+                            what: "attaching the device program",
+                            source: nix::errno::Errno::ENOENT,
+                            hint: "the runtime was made without it; report this",
+                        })
+                    }
+                }
+            }
+            Ok(fd)
         })();
         match made {
             Ok(dir_fd) => Ok(TrialCgroup {
@@ -252,8 +308,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("temp dir");
         let h = Hierarchy {
-            root: root.clone(),
+            base: root.clone(),
             io: false,
+            cpu: false,
+            devices: None,
         };
         // create_dir fails if the dir exists, so pre-creating files needs the dir first: emulate by
         // writing into a pre-made directory through limit_writes and apply_all instead.
@@ -272,7 +330,7 @@ mod tests {
         assert_eq!(read(&dir, "memory.swap.max"), "0");
         assert_eq!(read(&dir, "cpu.max"), "50000 100000");
         assert_eq!(read(&dir, "pids.max"), "8");
-        assert_eq!(h.root, root);
+        assert_eq!(h.base, root);
         std::fs::remove_dir_all(&root).expect("cleanup");
     }
 }

@@ -61,6 +61,20 @@ pub fn agent_runtime(test: &str) -> (Runtime, PathBuf) {
     (rt, dir)
 }
 
+/// A user namespace for a test's runtime, with the scratch directory handed to its root.
+pub fn with_userns(c: &mut ContainerConfig) {
+    let ns = container_backend::UserNamespace::for_current_user();
+    if let Some(s) = &c.scratch {
+        nix::unistd::chown(
+            s,
+            Some(nix::unistd::Uid::from_raw(ns.uid)),
+            Some(nix::unistd::Gid::from_raw(ns.gid)),
+        )
+        .expect("handing the scratch directory to the container's root");
+    }
+    c.user_namespace = Some(ns);
+}
+
 /// A workload from its JSON form (parameters not named keep their defaults).
 pub fn workload(json: &str) -> Workload {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("bad test workload {json}: {e}"))
@@ -165,6 +179,158 @@ pub fn finish(mut rt: Runtime, dir: PathBuf) {
         assert!(!root.exists(), "rootfs {} was left behind", root.display());
     }
     std::fs::remove_dir_all(&dir).expect("removing the test directory");
+}
+
+/// The errno of a failed call as its name (`EACCES`), or `ok`.
+fn outcome<T>(r: Result<T, nix::errno::Errno>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// Opens for reading, as a file or a directory.
+fn try_read(path: &str) -> String {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    match std::fs::symlink_metadata(path) {
+        Err(_) => "absent".into(),
+        Ok(_) => outcome(open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )),
+    }
+}
+
+/// Opens a file for writing; for a directory, says whether its mount is read-only (`EROFS`, as
+/// a write below it would fail) or `writable`.
+fn try_write(path: &str) -> String {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    match std::fs::symlink_metadata(path) {
+        Err(_) => "absent".into(),
+        Ok(m) if m.is_dir() => match nix::sys::statvfs::statvfs(path) {
+            Ok(st) if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) => "EROFS".into(),
+            Ok(_) => "writable".into(),
+            Err(e) => format!("{e:?}"),
+        },
+        Ok(_) => outcome(open(
+            path,
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )),
+    }
+}
+
+/// Every regular file below `dir` (not following links).
+fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => files_below(&e.path(), out),
+            Ok(t) if t.is_file() => out.push(e.path()),
+            _ => {}
+        }
+    }
+}
+
+/// The confinement probe: tries every masked and read-only path, every file of /proc/sys for
+/// writing, the devices, the keyring, the open-files limit, the groups, the mounts and the
+/// seccomp filter, and prints what the kernel answered.
+fn confine_probe() {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    for p in container_backend::confine::MASKED_PATHS {
+        println!("MASKED {p} {}", try_read(p));
+    }
+    for p in container_backend::confine::READONLY_PATHS {
+        println!("READONLY {p} {}", try_write(p));
+    }
+    let mut sys = Vec::new();
+    files_below(Path::new("/proc/sys"), &mut sys);
+    let writable: Vec<String> = sys
+        .iter()
+        .filter(|f| try_write(&f.to_string_lossy()) == "ok")
+        .map(|f| f.display().to_string())
+        .collect();
+    println!("PROC_SYS_FILES {}", sys.len());
+    println!("PROC_SYS_WRITABLE {}", writable.join(","));
+    println!(
+        "CORE_PATTERN {}",
+        try_write("/proc/sys/kernel/core_pattern")
+    );
+    for d in ["null", "zero", "urandom"] {
+        let p = format!("/dev/{d}");
+        println!(
+            "DEV_RW {d} {}",
+            outcome(nix::fcntl::open(
+                p.as_str(),
+                nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ))
+        );
+    }
+    println!("DEV_WRITE {}", try_write("/dev"));
+    for (key, kind, major, minor) in [
+        ("MKNOD_C_1_3", SFlag::S_IFCHR, 1, 3),
+        ("MKNOD_C_1_7", SFlag::S_IFCHR, 1, 7),
+        ("MKNOD_C_1_1", SFlag::S_IFCHR, 1, 1),
+        ("MKNOD_C_5_0", SFlag::S_IFCHR, 5, 0),
+        ("MKNOD_B_8_0", SFlag::S_IFBLK, 8, 0),
+    ] {
+        let path = format!("/dev/probe-{major}-{minor}");
+        let r = mknod(
+            path.as_str(),
+            kind,
+            Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(major, minor),
+        );
+        println!("{key} {}", outcome(r));
+    }
+    // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0): the session keyring's serial.
+    // SAFETY: integer arguments only.
+    let serial = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3i64, 0) };
+    if serial < 0 {
+        println!("SESSION_KEYRING {:?}", nix::errno::Errno::last());
+    } else {
+        println!("SESSION_KEYRING {serial}");
+    }
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) };
+    println!("NOFILE {}:{}", l.rlim_cur, l.rlim_max);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for key in ["Groups", "Seccomp", "NoNewPrivs"] {
+        let v = status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}:")))
+            .unwrap_or("")
+            .trim();
+        println!("{} {v}", key.to_uppercase());
+    }
+    // SAFETY: io_uring_setup(1, NULL) with integer and null arguments; it fails either way.
+    let r = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, std::ptr::null::<u8>()) };
+    println!(
+        "IO_URING {}",
+        if r < 0 {
+            format!("{:?}", nix::errno::Errno::last())
+        } else {
+            "ok".into()
+        }
+    );
+    // Writable mounts and their options: `MOUNT <point> <options>`.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() > 5 && !f[5].split(',').any(|o| o == "ro") {
+            println!("MOUNT_RW {} {}", f[4], f[5]);
+        }
+    }
 }
 
 /// Runs inside a container as /init (PID 1): does `what` and reports on stdout as `KEY value`
@@ -288,6 +454,7 @@ pub fn probe(what: &str) -> ! {
             // Time for the host side to look at us from outside.
             std::thread::sleep(Duration::from_millis(1500));
         }
+        "confine" => confine_probe(),
         "sleep" => std::thread::sleep(Duration::from_secs(3600)),
         "crash" => {
             eprintln!("probe: crashing on purpose");
