@@ -539,8 +539,26 @@ impl Suite {
                 return Err(invalid("max_wall must be a positive duration".into()));
             }
         }
+        for r in &self.replicates {
+            self.check_replicate(r)
+                .map_err(|e| invalid(format!("[replicates.{}] {}: {e}", r.study, r.row)))?;
+        }
         self.columns().map_err(|e| invalid(e.to_string()))?;
         Ok(())
+    }
+
+    /// Why replicated row `r` no longer has a workload that can stand for it (after a change
+    /// of the suite), or `Ok`.
+    fn check_replicate(&self, r: &Replicate) -> Result<(), String> {
+        let row = crate::published::study(&r.study)
+            .and_then(|s| s.row(&r.row))
+            .ok_or_else(|| "no such published row".to_owned())?;
+        let w = self
+            .workloads
+            .iter()
+            .find(|w| w.name == r.workload)
+            .ok_or_else(|| format!("the suite has no workload named {:?}", r.workload))?;
+        row.check_workload(&w.workload)
     }
 
     /// The columns of this suite's runs: every backend crossed with the factors that apply to
@@ -626,6 +644,14 @@ impl Suite {
                 "--io-depth sets the queue depth of io-rand, and this run has no io-rand workload; add `--workload io-rand` or an io-rand to the suite".into(),
             ));
         }
+        // A published row measured at another depth is no longer replicated by this run.
+        let kept: Vec<Replicate> = self
+            .replicates
+            .iter()
+            .filter(|r| self.check_replicate(r).is_ok())
+            .cloned()
+            .collect();
+        self.replicates = kept;
         Ok(())
     }
 }
@@ -656,6 +682,8 @@ mod tests {
             "stream-triad",
             "randomaccess",
             "fio-seq-read",
+            "fio-rand-read-qd128",
+            "fio-rand-write-qd128",
         ] {
             assert!(rows.contains(&row), "{row} missing from {rows:?}");
         }
@@ -669,6 +697,20 @@ mod tests {
                 row.id
             );
         }
+    }
+
+    #[test]
+    fn another_io_depth_no_longer_stands_for_their_qd_128() {
+        let mut s = Suite::parse(include_str!("../suites/felter.toml"), "felter.toml").unwrap();
+        let before = s.replicates.len();
+        s.set_io_depth(32).unwrap();
+        s.validate().unwrap();
+        let rows: Vec<&str> = s.replicates.iter().map(|r| r.row.as_str()).collect();
+        assert_eq!(rows.len(), before - 2, "{rows:?}");
+        assert!(!rows.iter().any(|r| r.contains("qd128")), "{rows:?}");
+        // Set back to their depth, the rows are not invented again: the run said what it ran.
+        s.set_io_depth(128).unwrap();
+        assert_eq!(s.replicates.len(), before - 2);
     }
 
     #[test]
