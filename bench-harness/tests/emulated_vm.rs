@@ -85,6 +85,15 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
         "{what}: no live console:\n{stderr}"
     );
     let run = store::load_run(&run_dir.expect("a run folder")).unwrap();
+    // The manifest names the guest kernel the host handed in: its image and its configuration.
+    let facts = &run.manifest.backends["vm"].facts;
+    for key in ["kernel_sha256", "kernel_config_sha256"] {
+        let hash = facts.get(key).map(String::as_str).unwrap_or("");
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{what}: the manifest's {key} is {hash:?}: {facts:?}"
+        );
+    }
     let vm: Vec<_> = run.samples.iter().filter(|s| s.backend == "vm").collect();
     assert_eq!(
         vm.len(),

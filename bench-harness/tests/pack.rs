@@ -195,6 +195,23 @@ fn a_packed_run_unpacks_elsewhere_and_rebuilds_every_figure_byte_for_byte() {
     for section in ["## Available", "## Functional", "## Results reproduced"] {
         assert!(readme.contains(section), "{section} missing:\n{readme}");
     }
+    // The environment record travels with the run: the platform settings were recorded, and the
+    // README's environment table shows them.
+    let platform = &manifest["host"]["platform"];
+    assert!(platform["kernel_cmdline"].is_string(), "{platform}");
+    assert!(
+        platform["mitigations"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+        "{platform}"
+    );
+    for row in [
+        "| microcode |",
+        "| CPU vulnerabilities |",
+        "| kernel command line |",
+    ] {
+        assert!(readme.contains(row), "{row} missing:\n{readme}");
+    }
     let short = &commit[..12];
     let source = format!("source/isolab-{short}.tar");
     assert!(
