@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use vm_backend::kernel::build::{config_hash, find_cached_micro, MICRO_CONFIG};
+use vm_backend::kernel::build::{config_hash, find_cached, Variant};
 use vm_backend::kernel::debian::find_cached_debian_guest;
 use vm_backend::kernel::{cache_root, KernelChoice};
 
@@ -13,12 +13,12 @@ use crate::manifest::file_sha256;
 
 /// Facts about the guest kernel `kernel`, chosen as `choice`: `kernel_sha256`, and
 /// `kernel_config_sha256` with the `.config` it was read from, or `kernel_config` saying why the
-/// configuration is not known. The micro kernel adds the hash of its fragment (its cache key).
+/// configuration is not known. The micro kernels add the hash of their fragment (the cache key).
 pub(crate) fn facts(choice: &KernelChoice, kernel: &Path) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
     f.insert("kernel_sha256".into(), file_sha256(kernel));
-    if matches!(choice, KernelChoice::Micro) {
-        f.insert("micro_config_hash".into(), config_hash(MICRO_CONFIG));
+    if let Some(variant) = micro_variant(choice) {
+        f.insert("micro_config_hash".into(), config_hash(&variant.fragment()));
     }
     match config_of(choice, kernel) {
         Ok(config) => {
@@ -32,14 +32,34 @@ pub(crate) fn facts(choice: &KernelChoice, kernel: &Path) -> BTreeMap<String, St
     f
 }
 
+/// The variant of isolab's own kernel that `choice` builds, if it is one.
+fn micro_variant(choice: &KernelChoice) -> Option<Variant> {
+    match choice {
+        KernelChoice::Micro => Some(Variant::Micro),
+        KernelChoice::MicroAcpi => Some(Variant::MicroAcpi),
+        KernelChoice::Debian | KernelChoice::File(_) => None,
+    }
+}
+
+/// The `.config` of isolab's own kernel `variant`, when `kernel` is that cached build.
+fn micro_config(variant: Variant, kernel: &Path) -> Result<PathBuf, String> {
+    find_cached(variant)
+        .filter(|a| a.bz_image == kernel || a.vmlinux == kernel)
+        .map(|a| a.config)
+        .filter(|c| c.is_file())
+        .ok_or_else(|| {
+            format!(
+                "the {} kernel's build folder has no config file",
+                variant.name()
+            )
+        })
+}
+
 /// The full `.config` the kernel was built with, or why it cannot be found.
 fn config_of(choice: &KernelChoice, kernel: &Path) -> Result<PathBuf, String> {
     match choice {
-        KernelChoice::Micro => find_cached_micro()
-            .filter(|a| a.bz_image == kernel || a.vmlinux == kernel)
-            .map(|a| a.config)
-            .filter(|c| c.is_file())
-            .ok_or_else(|| "the micro kernel's build folder has no config file".into()),
+        KernelChoice::Micro => micro_config(Variant::Micro, kernel),
+        KernelChoice::MicroAcpi => micro_config(Variant::MicroAcpi, kernel),
         KernelChoice::Debian => {
             let guest = find_cached_debian_guest()
                 .ok_or_else(|| "the Debian guest kernel is not in the cache".to_owned())?;

@@ -11,6 +11,7 @@
 //! | `{{isolab:phases BACKEND}}` | the backend's start phases with durations |
 //! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
 //! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
+//! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
 //! | `{{isolab:published STUDY}}` | a published study's ratios to native beside the run's (`felter2014`) |
@@ -152,6 +153,10 @@ impl IsolabPreprocessor {
                 want(0, "capacity-table")?;
                 Ok(block(&f.capacity_table()))
             }
+            "memory-table" => {
+                want(0, "memory-table")?;
+                Ok(block(&f.memory_table()))
+            }
             "effects" => {
                 want(0, "effects")?;
                 Ok(block(&f.effects_table()))
@@ -236,8 +241,8 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, effects, aa, published STUDY, manifest, \
-     availability, methodology, caveats, run-id, fact BACKEND KEY"
+     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, effects, aa, published STUDY, \
+     manifest, availability, methodology, caveats, run-id, fact BACKEND KEY"
         .into()
 }
 
