@@ -117,6 +117,8 @@ pub struct VmBackend {
     seccomp: SeccompMode,
     /// Jail each VMM process.
     jail: bool,
+    /// The guest kernel's hashes, for the manifest.
+    kernel_facts: BTreeMap<String, String>,
     /// How guest RAM is backed.
     memory: MemoryBacking,
     /// How devices are described to the guest.
@@ -219,6 +221,7 @@ impl Default for VmBackend {
             disks: None,
             seccomp: SeccompMode::default(),
             jail: false,
+            kernel_facts: BTreeMap::new(),
             memory: MemoryBacking::default(),
             acpi: AcpiMode::default(),
         }
@@ -819,6 +822,10 @@ impl Backend for VmBackend {
         // Refuse a bad kernel or a VM that cannot fit now, before any trial and any KVM call.
         vmm::validate(&config_for(&prepared, Vec::new()))
             .map_err(|e| prepare_err(e.to_string()))?;
+        if self.boot_override.is_none() {
+            // Inside the emulated machine the host records the kernel it handed in.
+            self.kernel_facts = super::guest_kernel::facts(&choice, &prepared.kernel);
+        }
         self.prepared = Some(prepared);
         self.disks = Some(
             DiskImages::new(&ctx.io_scratch_dir, self.disk_mode)
@@ -863,6 +870,7 @@ impl Backend for VmBackend {
         );
         f.insert("memory".into(), self.memory.name().into());
         f.insert("acpi".into(), self.acpi.name().into());
+        f.extend(self.kernel_facts.clone());
         f
     }
 
