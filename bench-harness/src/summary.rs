@@ -236,12 +236,12 @@ fn label_backend(label: &str) -> &str {
     label.split(' ').next().unwrap_or(label)
 }
 
-/// The sort key of a column label: backend (native, container, vm), then the column's place in
+/// The sort key of a column label: backend (native, container, vm, qemu-tcg), then the column's place in
 /// the run (`columns`, in plan order), emulated after real, then the label.
 pub fn label_key(label: &str, columns: &[String]) -> (usize, usize, bool, String) {
     let emulated = label.ends_with("(emulated)");
     let base = label.trim_end_matches(" (emulated)");
-    let backend = ["native", "container", "vm"]
+    let backend = ["native", "container", "vm", "qemu-tcg"]
         .iter()
         .position(|b| *b == label_backend(label))
         .unwrap_or(9);

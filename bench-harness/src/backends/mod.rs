@@ -4,6 +4,7 @@
 pub mod child;
 pub mod container;
 pub mod native;
+pub mod qemu_tcg;
 pub mod vm;
 pub mod vm_disk;
 pub mod vm_emulated;
@@ -65,5 +66,6 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
             };
             Box::new(b.with_disk_mode(disk))
         }
+        BackendKind::QemuTcg => Box::new(qemu_tcg::QemuTcgBackend::new()),
     }
 }

@@ -53,6 +53,7 @@ pub(crate) fn backend_colour(label: &str, columns: &[String]) -> RGBColor {
         ("native", _) => RGBColor(0, 114, 178),
         ("container", _) => RGBColor(230, 159, 0),
         ("vm", _) => RGBColor(0, 158, 115),
+        ("qemu-tcg", _) => RGBColor(213, 94, 0),
         _ => RGBColor(204, 121, 167),
     };
     let siblings: Vec<&String> = columns
