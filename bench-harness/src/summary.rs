@@ -1122,24 +1122,67 @@ pub fn render_table(summary: &Summary) -> String {
         );
         out.push_str(&aa_table(aa));
     }
-    // An unavailable backend fails every trial for one reason: say it once per column.
-    let mut unavailable: Vec<(&str, usize, &str)> = Vec::new();
-    for f in &summary.failures {
-        if f.reason.starts_with("unavailable:") {
-            match unavailable.iter_mut().find(|u| u.0 == f.backend) {
-                Some(u) => u.1 += f.count,
-                None => unavailable.push((&f.backend, f.count, &f.reason)),
-            }
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "{} trial(s) of {} on {} did not produce a result: {}",
-            f.count, f.workload, f.backend, f.reason
-        );
+    for g in grouped_failures(summary) {
+        let _ = writeln!(out, "{}", g.sentence());
     }
-    for (backend, count, reason) in unavailable {
-        let _ = writeln!(out, "{backend}: {count} trial(s) not run, {reason}");
+    out
+}
+
+/// Failed trials of one column for one reason, over every workload it hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureLine {
+    /// Column label.
+    pub backend: String,
+    /// The reason.
+    pub reason: String,
+    /// Trials it covers.
+    pub count: usize,
+    /// The workloads it hit, in the run's order.
+    pub workloads: Vec<String>,
+}
+
+impl FailureLine {
+    /// `vm: 13 trials (noop, cpu, ...) produced no result: unavailable: ...`.
+    pub fn sentence(&self) -> String {
+        let what = if self.reason.starts_with("unavailable:") {
+            "not run"
+        } else {
+            "produced no result"
+        };
+        format!(
+            "{}: {} trial{} ({}) {what}: {}",
+            self.backend,
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            self.workloads.join(", "),
+            self.reason.trim_end_matches('.')
+        )
+    }
+}
+
+/// The run's failures said once per column and reason, with the number of trials each covers:
+/// an unavailable backend fails every workload for one reason, and a report that repeats it per
+/// workload buries everything else.
+pub fn grouped_failures(summary: &Summary) -> Vec<FailureLine> {
+    let mut out: Vec<FailureLine> = Vec::new();
+    for f in &summary.failures {
+        match out
+            .iter_mut()
+            .find(|g| g.backend == f.backend && g.reason == f.reason)
+        {
+            Some(g) => {
+                g.count += f.count;
+                if !g.workloads.contains(&f.workload) {
+                    g.workloads.push(f.workload.clone());
+                }
+            }
+            None => out.push(FailureLine {
+                backend: f.backend.clone(),
+                reason: f.reason.clone(),
+                count: f.count,
+                workloads: vec![f.workload.clone()],
+            }),
+        }
     }
     out
 }
