@@ -47,6 +47,32 @@ pub struct SummaryRow {
     pub wide: bool,
 }
 
+impl SummaryRow {
+    /// A time or a rate measured inside an emulated machine: never a performance figure, so every
+    /// table cell that shows one carries [`EMULATED_MARK`] in the cell itself.
+    pub fn is_emulated_time(&self) -> bool {
+        self.backend.ends_with("(emulated)") && is_time_or_rate(&self.unit)
+    }
+
+    /// What follows a median or an interval of this row in a table cell: [`EMULATED_MARK`] for
+    /// an emulated time, else nothing.
+    pub fn cell_mark(&self) -> &'static str {
+        if self.is_emulated_time() {
+            EMULATED_MARK
+        } else {
+            ""
+        }
+    }
+}
+
+/// The label an emulated time carries in its own table cell.
+pub const EMULATED_MARK: &str = " (emulated time)";
+
+/// Whether a unit is a time (`ns` … `s`) or a rate (`…/s`): what an emulated machine distorts.
+pub fn is_time_or_rate(unit: &str) -> bool {
+    unit.ends_with("/s") || ["ns", "µs", "us", "ms", "s"].contains(&unit)
+}
+
 /// Failed trials of one column and workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureGroup {
@@ -1050,11 +1076,12 @@ pub fn render_table(summary: &Summary) -> String {
             r.metric.clone(),
             r.backend.clone(),
             r.median.n.to_string(),
-            fmt_num(r.median.median),
+            format!("{}{}", fmt_num(r.median.median), r.cell_mark()),
             format!(
-                "[{}, {}]{ci_mark}",
+                "[{}, {}]{ci_mark}{}",
                 fmt_num(r.median.lo),
-                fmt_num(r.median.hi)
+                fmt_num(r.median.hi),
+                r.cell_mark()
             ),
             format!("{} {}", r.unit, arrow(r.better)),
             r.vs_native.as_ref().map(ratio_text).unwrap_or_default(),

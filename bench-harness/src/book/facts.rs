@@ -671,7 +671,7 @@ fn short_reason(note: &str) -> String {
 /// Whether a metric is a count or a size (meaningful from an emulated machine), not a time or a
 /// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
-    let timed = unit.ends_with("/s") || ["ns", "µs", "us", "ms", "s"].contains(&unit);
+    let timed = crate::summary::is_time_or_rate(unit);
     let counted = ["exits.", "disk.", "irq_injections.", "kvm."]
         .iter()
         .any(|p| metric.starts_with(p));

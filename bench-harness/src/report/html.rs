@@ -253,6 +253,7 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         if r.wide {
             star.push('~');
         }
+        let mark = esc(r.cell_mark());
         let vs = r.vs_native.map_or(String::new(), |v| {
             format!(
                 "{}x [{}, {}]",
@@ -264,7 +265,7 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         let _ = writeln!(
             o,
             "<tr{}><td>{}</td><td>{}</td><td>{} {}</td><td>{}{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">[{}, {}]{star}</td><td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}{mark}</td><td class=\"num\">[{}, {}]{star}{mark}</td><td class=\"num\">{}</td></tr>",
             if first { " class=\"first\"" } else { "" },
             if first { esc(&r.workload) } else { String::new() },
             esc(&r.metric),

@@ -53,9 +53,10 @@ pub(crate) fn summary_table(view: &View<'_>) -> String {
         if r.wide {
             star.push_str("\\~");
         }
+        let mark = r.cell_mark();
         let _ = writeln!(
             out,
-            "| {} | {} | {} {} | {} | {} | {} | [{}, {}]{star} | {} |",
+            "| {} | {} | {} {} | {} | {} | {}{mark} | [{}, {}]{star}{mark} | {} |",
             cell(&r.workload),
             cell(&r.metric),
             cell(&r.unit),
