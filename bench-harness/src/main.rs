@@ -519,21 +519,20 @@ fn cmd_book(
             newest
         }
     };
-    let mut run = store::load_run(&run_dir)?;
-    if let Some(vm_dir) = &vm_results {
-        let vm_run = store::load_run(vm_dir)?;
-        let n = book::merge_vm_run(&mut run, &vm_run);
-        if n == 0 {
-            bail!(
-                "{} has no VM samples; pass a run made with --backend vm (on a host without \
-                 hardware KVM: --vm-in-emulator)",
-                vm_dir.display()
-            );
-        }
-        eprintln!("the VM's {n} samples come from {}", vm_dir.display());
-    }
+    let run = store::load_run(&run_dir)?;
+    let vm_run = match &vm_results {
+        Some(vm_dir) => Some(store::load_run(vm_dir)?),
+        None => None,
+    };
     let out = out.unwrap_or_else(|| run_dir.join("book"));
-    let built = book::build_book(&run, &src, &out)?;
+    let built = book::build_book_with(&run, vm_run.as_ref(), &src, &out)?;
+    if let Some(vm) = &vm_run {
+        eprintln!(
+            "the VM's samples come from run {} ({}); the book describes both runs",
+            vm.manifest.run_id,
+            vm.dir.display()
+        );
+    }
     for n in &built.notes {
         eprintln!("note: {n}");
     }

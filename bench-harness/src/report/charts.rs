@@ -382,13 +382,13 @@ fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, 
     ratios_of(view, name, &title, &|_, _| true)
 }
 
-/// The ratio chart restricted to the (workload kind, metric) pairs `keep` accepts, so the book
-/// can show CPU and memory in one figure and I/O in another.
+/// The ratio chart restricted to the rows `keep` accepts (given the row's workload kind), so the
+/// book can show CPU and memory in one figure and I/O in another, and leave out a backend.
 pub(crate) fn ratios_of(
     view: &View<'_>,
     name: &'static str,
     title: &str,
-    keep: &dyn Fn(&str, &str) -> bool,
+    keep: &dyn Fn(&str, &crate::summary::SummaryRow) -> bool,
 ) -> Result<Result<Chart, String>, ReportError> {
     let mut groups: Vec<Group> = Vec::new();
     for r in &view.summary.rows {
@@ -397,7 +397,7 @@ pub(crate) fn ratios_of(
         let agent_metric = !r.metric.starts_with("host.") && !r.metric.starts_with("exits.");
         if kind == "inspect"
             || !(agent_metric || r.metric == "host.start_to_ready")
-            || !keep(kind, &r.metric)
+            || !keep(kind, r)
         {
             continue;
         }
