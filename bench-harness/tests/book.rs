@@ -50,14 +50,22 @@ enum Vm {
 
 const HOST_BOOT_ID: &str = "b00t-host";
 
+/// The backends of a synthetic run: the three worlds and the emulator.
+const BACKENDS: [&str; 4] = ["native", "container", "vm", "qemu-tcg"];
+
+/// Whether a backend runs a workload kind (the emulator has no disk).
+fn runs(backend: &str, kind: &str) -> bool {
+    !(backend == "qemu-tcg" && kind.starts_with("io-"))
+}
+
 fn manifest(vm: Vm, planned: usize) -> Manifest {
     let mut suite =
-        String::from("reps = 8\nwarmup = 0\nbackends = [\"native\", \"container\", \"vm\"]\n");
+        String::from("reps = 8\nwarmup = 0\nbackends = [\"native\", \"container\", \"vm\", \"qemu-tcg\"]\n");
     for k in KINDS {
         suite.push_str(&format!("[[workload]]\nkind = \"{k}\"\n"));
     }
     let mut backends = BTreeMap::new();
-    for b in ["native", "container", "vm"] {
+    for b in BACKENDS {
         let unavailable = b == "vm" && vm == Vm::Unavailable;
         backends.insert(
             b.to_string(),
@@ -153,6 +161,16 @@ fn timeline(backend: &str) -> Vec<Phase> {
             ("reaped", 5.9),
             ("cleaned_up", 6.2),
         ],
+        "qemu-tcg" => &[
+            ("start", 0.0),
+            ("spawned", 8.0),
+            ("agent_ready", 3000.0),
+            ("workload_start", 3010.0),
+            ("workload_end", 3020.0),
+            ("result_written", 3100.0),
+            ("exited", 3110.0),
+            ("cleaned_up", 3111.0),
+        ],
         _ => &[
             ("start", 0.0),
             ("vm_created", 0.3),
@@ -181,6 +199,7 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
     let slow = match backend {
         "native" => 1.0,
         "container" => 1.03,
+        "qemu-tcg" => 30.0,
         _ => 1.15,
     };
     let j = |v: f64| jit(v, rep);
@@ -219,11 +238,13 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
     let start = match backend {
         "native" => 1.1,
         "container" => 5.0,
+        "qemu-tcg" => 3000.0,
         _ => 95.0,
     };
     m.push(Metric::lower("host.start_to_ready", "ms", j(start)));
     match backend {
         "native" => m.push(Metric::lower("host.peak_rss", "MiB", j(1.4))),
+        "qemu-tcg" => m.push(Metric::lower("host.wall", "ms", j(3111.0))),
         "container" => {
             m.push(Metric::lower("host.teardown", "ms", j(0.4)));
             m.push(Metric::lower("host.peak_memory", "MiB", j(0.8)));
@@ -243,6 +264,9 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             m.push(Metric::lower("exits.io_out.marker", "exits", 4.0));
             m.push(Metric::lower("exits.io_in.rtc", "exits", 996.0));
             m.push(Metric::lower("exits.to_agent_start", "exits", 4000.0));
+            // KVM's own counters: most exits are nested-page faults it handled itself.
+            m.push(Metric::lower("kvm.exits", "events", 11000.0));
+            m.push(Metric::lower("kvm.pf_taken", "events", 7000.0));
             // What the VM backend derives per operation over the workload window.
             let per_op = match kind {
                 "io-rand" => Some(("4k_io", 3.1, 2.0)),
@@ -269,6 +293,17 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
                     "interrupts/op",
                     *vmm / 2.0,
                 ));
+                // By cause: the device part, and the time-driven part (timer, halt, ...).
+                m.push(Metric::lower(
+                    &format!("exits.device_per_{op}"),
+                    "exits/op",
+                    *vmm + 1.0_f64.min(*all - *vmm),
+                ));
+                m.push(Metric::lower(
+                    &format!("exits.time_driven_per_{op}"),
+                    "exits/op",
+                    (*all - *vmm) / 4.0,
+                ));
             }
             if kind.starts_with("io-") {
                 m.push(Metric::lower("disk.requests", "requests", 401.0));
@@ -289,7 +324,8 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
 }
 
 fn inspect(backend: &str) -> InspectReport {
-    let vm = backend == "vm";
+    // The VM and the emulator boot a kernel of their own.
+    let vm = backend == "vm" || backend == "qemu-tcg";
     InspectReport {
         kernel_release: if vm { "6.12.0-micro" } else { "6.1.0-host" }.into(),
         boot_id: if vm { "b00t-guest" } else { HOST_BOOT_ID }.into(),
@@ -350,7 +386,7 @@ fn run(vm: Vm) -> StoredRun {
     let mut samples = Vec::new();
     for rep in 0..8 {
         for k in KINDS {
-            for b in ["native", "container", "vm"] {
+            for b in BACKENDS.into_iter().filter(|b| runs(b, k)) {
                 let n = samples.len();
                 samples.push(sample(n, b, k, rep, vm));
             }
@@ -427,6 +463,10 @@ fn check_book(out: &Path) -> BTreeMap<PathBuf, String> {
         "07-security.html",
         "08-capacity.html",
         "09-reproducing.html",
+        "01a-kinds-of-virtualization.html",
+        "05a-emulation.html",
+        "glossary.html",
+        "bibliography.html",
     ] {
         assert!(pages.contains_key(Path::new(ch)), "chapter {ch} missing");
     }
@@ -544,7 +584,7 @@ fn full_run_fills_every_placeholder_with_a_number() {
         );
     }
     let figures = files_with_ext(&out.join("figures"), "svg");
-    assert_eq!(figures.len(), 11, "{figures:?}");
+    assert_eq!(figures.len(), 12, "{figures:?}");
     // The setting's effect and the noise floor, and the floor beside every ratio.
     let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
     assert!(
@@ -672,17 +712,60 @@ fn a_run_from_before_the_phase_markers_keeps_its_mixed_figures() {
 
 #[test]
 fn a_second_run_can_stand_in_for_a_missing_vm() {
-    let mut base = run(Vm::Unavailable);
-    let emulated = run(Vm::Emulated);
-    let n = bench_harness::book::merge_vm_run(&mut base, &emulated);
+    let base = run(Vm::Unavailable);
+    let mut emulated = run(Vm::Emulated);
+    // The VM's run is another run: its own id, commit, size and suite, with smaller sizes of
+    // the cpu workload.
+    emulated.manifest.run_id = "vm-run-7".into();
+    emulated.manifest.git_commit = "def456".into();
+    emulated.manifest.suite.reps = 1;
+    emulated.manifest.suite.limits.memory_mib = 256;
+    for w in &mut emulated.manifest.suite.workloads {
+        if let workloads::Workload::Cpu(p) = &mut w.workload {
+            p.hash_mib = 1;
+        }
+    }
+    let mut merged = base.clone();
+    let n = bench_harness::book::merge_vm_run(&mut merged, &emulated);
     assert!(n > 0);
-    assert!(base
+    assert!(merged
         .samples
         .iter()
         .filter(|s| s.backend == "vm")
         .all(|s| s.emulated));
-    let (_tmp, out) = build(&base);
+    // A run without VM samples is refused, saying so.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut no_vm = base.clone();
+    no_vm.samples.retain(|s| s.backend != "vm");
+    let err = bench_harness::book::build_book_with(&base, Some(&no_vm), &book_src(), tmp.path())
+        .unwrap_err();
+    assert!(matches!(err, BookError::NoVmSamples(_)), "{err}");
+    let out = tmp.path().join("book");
+    bench_harness::book::build_book_with(&base, Some(&emulated), &book_src(), &out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = out.canonicalize().unwrap();
     let pages = check_book(&out);
+    // Both runs are named, each with its own methodology and sizes.
+    let intro = main_text(&pages[Path::new("introduction.html")]);
+    assert!(
+        intro.contains("two runs") && intro.contains("book-test") && intro.contains("vm-run-7"),
+        "{intro}"
+    );
+    assert!(intro.contains("vm: ran only inside an emulated machine") && intro.contains("(from run vm-run-7)"), "{intro}");
+    let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
+    assert!(
+        ch9.contains("Run book-test") && ch9.contains("Run vm-run-7"),
+        "both methodologies: {ch9}"
+    );
+    assert!(ch9.contains("256 MiB") && ch9.contains("512 MiB"), "{ch9}");
+    assert!(ch9.contains("def456") && ch9.contains("abc123"), "{ch9}");
+    assert!(ch9.contains("cpu (differs)") && ch9.contains("hash_mib=1"), "{ch9}");
+    // The VM's figures come from its own run: a figure about the VM names it.
+    let ch6 = main_text(&pages[Path::new("06-devices.html")]);
+    assert!(
+        ch6.contains("Figure vm-exits, from run vm-run-7"),
+        "{ch6}"
+    );
     let ch6 = main_text(&pages[Path::new("06-devices.html")]);
     assert!(
         ch6.contains("5200 exits") && ch6.contains("counted in an emulated machine"),
@@ -690,6 +773,12 @@ fn a_second_run_can_stand_in_for_a_missing_vm() {
     );
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     assert!(!ch2.contains("95 ms"), "an emulated time was used: {ch2}");
+    // A VM figure of other parameters is never divided by native's.
+    let ch5 = main_text(&pages[Path::new("05-costs.html")]);
+    assert!(
+        ch5.contains("no ratio: the VM's cpu comes from run vm-run-7, measured with other parameters"),
+        "{ch5}"
+    );
 }
 
 fn book_copy_with(chapter: &str, line: &str) -> tempfile::TempDir {

@@ -537,8 +537,12 @@ impl Facts {
     /// Which backends ran and which did not, with the reason.
     pub(crate) fn availability(&self) -> String {
         let mut o = String::new();
-        for b in BACKENDS {
+        for b in ALL_BACKENDS {
             let st = self.manifest.backends.get(b);
+            if b == "qemu-tcg" && st.is_none() {
+                // A yardstick the run was not asked for: nothing to say.
+                continue;
+            }
             let ok = self
                 .samples
                 .iter()
@@ -560,7 +564,11 @@ impl Facts {
                 ),
                 Some(_) => format!("**{b}**: no successful measured trial"),
             };
-            let _ = writeln!(o, "- {line}");
+            let from = match self.sources.as_slice() {
+                [_, vm] if b == "vm" => format!(" (from run {})", md_text(&vm.run_id)),
+                _ => String::new(),
+            };
+            let _ = writeln!(o, "- {line}{from}");
         }
         o
     }
@@ -686,7 +694,10 @@ impl Facts {
     pub(crate) fn inspect_table(&self) -> String {
         let mut cols: Vec<(String, &workloads::result::InspectReport)> = Vec::new();
         let mut absent = Vec::new();
-        for b in BACKENDS {
+        for b in ALL_BACKENDS {
+            if b == "qemu-tcg" && !self.manifest.backends.contains_key(b) {
+                continue;
+            }
             // What the inside looks like does not depend on speed: emulated samples count.
             let found = self.samples.iter().find_map(|s| {
                 (s.backend == b && s.kind == "inspect" && !s.warmup && s.failure.is_none())
