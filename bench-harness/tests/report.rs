@@ -810,7 +810,9 @@ fn a_reason_shared_by_many_trials_is_said_once_with_its_count() {
         "the reason is repeated: {box_text}"
     );
     assert!(
-        box_text.contains(&format!("vm: {failed_vm} trials (noop, cpu, io-rand, io-fsync) not run")),
+        box_text.contains(&format!(
+            "vm: {failed_vm} trials (noop, cpu, io-rand, io-fsync) not run"
+        )),
         "{box_text}"
     );
     // The failed-trials table: one row per backend and reason, with the trials it covers.
@@ -894,7 +896,10 @@ fn an_emulated_time_carries_its_label_in_its_own_cell() {
             );
             checked += 1;
         } else {
-            assert!(!line.contains("(emulated time)"), "a count is not a time: {line}");
+            assert!(
+                !line.contains("(emulated time)"),
+                "a count is not a time: {line}"
+            );
         }
     }
     assert!(checked > 0, "no emulated time row: {md}");

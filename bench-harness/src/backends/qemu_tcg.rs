@@ -519,7 +519,10 @@ mod tests {
         assert!(s.contains("-accel tcg"), "{s}");
         assert!(!s.contains("kvm"), "no acceleration: {s}");
         assert!(s.contains("-m 256 -smp 2"), "{s}");
-        assert!(s.contains("socket,id=isolab-marker,path=/run/m.sock"), "{s}");
+        assert!(
+            s.contains("socket,id=isolab-marker,path=/run/m.sock"),
+            "{s}"
+        );
         assert!(
             s.contains(&format!("isa-debugcon,iobase={MARKER_PORT:#x}")),
             "{s}"

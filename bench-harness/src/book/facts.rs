@@ -194,7 +194,10 @@ impl Facts {
                 md_text(&vm.run_id),
                 md_text(&vm.role)
             ),
-            _ => format!("one run of `isolab run`, run **{}**", md_text(self.run_id())),
+            _ => format!(
+                "one run of `isolab run`, run **{}**",
+                md_text(self.run_id())
+            ),
         }
     }
 
@@ -516,7 +519,12 @@ impl Facts {
         };
         let mut o = String::from("| |");
         for src in &self.sources {
-            let _ = write!(o, " run {} ({}) |", md_cell(&src.run_id), md_cell(&src.role));
+            let _ = write!(
+                o,
+                " run {} ({}) |",
+                md_cell(&src.run_id),
+                md_cell(&src.role)
+            );
         }
         let _ = writeln!(o, "\n|---|{}", "---|".repeat(self.sources.len()));
         for (k, v) in &first.environment {

@@ -44,11 +44,8 @@ impl FigureContext {
     }
 }
 
-type Draw = fn(
-    &View<'_>,
-    &FigureContext,
-    &'static str,
-) -> Result<Result<Chart, String>, ReportError>;
+type Draw =
+    fn(&View<'_>, &FigureContext, &'static str) -> Result<Result<Chart, String>, ReportError>;
 
 /// Kinds whose metrics measure the CPU and memory: what chapter 5 shows first.
 const CPU_MEMORY_KINDS: [&str; 7] = [
