@@ -17,6 +17,7 @@ use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
     pub mod kernel;
+    pub mod pack;
 }
 
 #[derive(Parser, Debug)]
@@ -72,7 +73,30 @@ with native for performance."
         /// Also write the charts (SVG, and PNG when a font is found) into this directory.
         #[arg(long)]
         charts: Option<PathBuf>,
+        /// Draw the PNG charts with this font file (.ttf) and no other, so they come out
+        /// identical on any machine (without it: the system's fonts).
+        #[arg(long, value_name = "FILE", requires = "charts")]
+        font: Option<PathBuf>,
     },
+    /// Pack a run into one archive that rebuilds every figure: samples, manifest, reports, the
+    /// isolab source, a font, a rebuild script and a README after the ACM artifact badges.
+    #[command(
+        long_about = "Packs RUN_DIR into one .tar.gz for readers, reviewers and artifact \
+evaluators: samples.jsonl and manifest.json as the run wrote them; every report (summary.txt, \
+report.md, report.html, samples.csv, tables.tex, report.json, charts as SVG and PNG); the isolab \
+source as `git archive` of the commit that made the run and rendered the reports; the font the PNG \
+charts are drawn with and its licence; rebuild.sh, which builds that isolab and renders every \
+table and chart again, checking that each file is identical byte for byte; a README laid out \
+after the ACM badges (available, functional, results reproduced); and SHA256SUMS. A run or an \
+isolab built from uncommitted changes has no exact source: pack refuses it unless --allow-dirty, \
+and the README then says so.",
+        after_help = "Example: isolab pack results/20261126-071203\n  then, anywhere: isolab unpack \
+isolab-artifact-20261126-071203.tar.gz DIR && DIR/rebuild.sh"
+    )]
+    Pack(commands::pack::PackArgs),
+    /// Unpack a bundle made by `isolab pack` into a new folder, checking every file against its
+    /// checksums; then DIR/rebuild.sh rebuilds every figure.
+    Unpack(commands::pack::UnpackArgs),
     /// Compare two runs: each metric side by side, the change B/A, and whether the 95% intervals
     /// separate (two hosts, two kernels, two settings).
     Compare {
@@ -161,6 +185,29 @@ enum VmDisk {
     Raw,
 }
 
+/// How the VM's guest RAM is backed on the host.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VmMemory {
+    /// Anonymous memory aligned to 2 MiB and advised for transparent huge pages (MADV_HUGEPAGE).
+    Thp,
+    /// 2 MiB pages from the host's reserved pool (vm.nr_hugepages must hold the VM's RAM).
+    Hugetlbfs,
+    /// 4 KiB pages only (MADV_NOHUGEPAGE): to see what huge pages buy.
+    Small,
+}
+
+/// How the VM describes its devices to the guest kernel.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VmAcpi {
+    /// ACPI tables and the command line; the device window the kernel probes first claims the
+    /// device, so any kernel finds it exactly once.
+    Auto,
+    /// ACPI tables only.
+    On,
+    /// The command line and the MP table only, no ACPI tables.
+    Off,
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Backends to run, comma-separated: native, container, vm, qemu-tcg. Default: the suite's
@@ -213,9 +260,10 @@ struct RunArgs {
     /// Show the sandbox's console live.
     #[arg(long)]
     console: bool,
-    /// The VM's guest kernel: `micro` (the default, built by `isolab kernel build`), `debian`
-    /// (Debian's stock cloud kernel with its virtio modules and ACPI tables, made by `isolab kernel
-    /// fetch debian` on first use), or a bzImage / ELF vmlinux file booted like the micro kernel.
+    /// The VM's guest kernel: `micro` (the default, built by `isolab kernel build`), `micro-acpi`
+    /// (the micro kernel configured as Firecracker's guest configs: ACPI only, no virtio console),
+    /// `debian` (Debian's stock cloud kernel with its virtio modules, made by `isolab kernel fetch
+    /// debian` on first use), or a bzImage / ELF vmlinux file.
     #[arg(long)]
     kernel: Option<PathBuf>,
     /// Run containers in a user namespace: root inside maps to an unprivileged id outside. Without
@@ -237,6 +285,17 @@ struct RunArgs {
     /// `raw` gives the agent the bare device (O_DIRECT on /dev/vda).
     #[arg(long, value_enum, default_value_t = VmDisk::Ext4)]
     vm_disk: VmDisk,
+    /// How the VM's guest RAM is backed on the host: `thp` (2 MiB-aligned, transparent huge pages
+    /// asked for), `hugetlbfs` (pre-reserved 2 MiB pages: `sysctl vm.nr_hugepages=N` first), or
+    /// `small` (4 KiB pages only, to see what huge pages buy). With fewer nested page faults the
+    /// guest boots with fewer exits.
+    #[arg(long, value_enum, default_value_t = VmMemory::Thp)]
+    vm_memory: VmMemory,
+    /// How the VM describes its devices to the guest kernel: `auto` (ACPI tables and the command
+    /// line, each device found exactly once whichever way the kernel looks), `on` (ACPI tables
+    /// only) or `off` (command line and MP table only, no ACPI).
+    #[arg(long, value_enum, default_value_t = VmAcpi::Auto)]
+    vm_acpi: VmAcpi,
     /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
     /// combination of the factors' values is a column (a backend with its factor values), and the
     /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
@@ -305,7 +364,16 @@ fn real_main() -> Result<ExitCode> {
             format,
             output,
             charts,
-        } => cmd_report(&run_dir, format, output.as_deref(), charts.as_deref()),
+            font,
+        } => cmd_report(
+            &run_dir,
+            format,
+            output.as_deref(),
+            charts.as_deref(),
+            font.as_deref(),
+        ),
+        Command::Pack(args) => commands::pack::pack(args).map(|()| ExitCode::SUCCESS),
+        Command::Unpack(args) => commands::pack::unpack(args).map(|()| ExitCode::SUCCESS),
         Command::Compare {
             run_a,
             run_b,
@@ -413,15 +481,17 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let agent = workloads::locate::locate_agent(args.agent.as_deref())?;
-    let named_kernel = args
-        .kernel
-        .as_deref()
-        .is_some_and(|k| k == Path::new("debian") || k == Path::new("micro"));
+    let named_kernel = args.kernel.as_deref().is_some_and(|k| {
+        ["debian", "micro", "micro-acpi"]
+            .iter()
+            .any(|n| k == Path::new(n))
+    });
     if let Some(k) = args.kernel.as_ref().filter(|_| !named_kernel) {
         if !k.is_file() {
             bail!(
                 "--kernel {}: no such file; pass a bzImage or an ELF vmlinux, `debian` for Debian's \
-                 stock kernel, or leave --kernel out to use the micro kernel (`isolab kernel build`)",
+                 stock kernel, `micro-acpi` for the micro kernel's ACPI-only variant, or leave --kernel out to \
+                 use the micro kernel (`isolab kernel build`)",
                 k.display()
             );
         }
@@ -457,11 +527,27 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
                 VmDisk::Raw => workloads::protocol::DiskMode::Raw,
             }),
+            vm_memory: Some(match args.vm_memory {
+                VmMemory::Thp => vm_backend::vstate::memory::MemoryBacking::Thp,
+                VmMemory::Hugetlbfs => vm_backend::vstate::memory::MemoryBacking::Hugetlbfs,
+                VmMemory::Small => vm_backend::vstate::memory::MemoryBacking::Small,
+            }),
+            vm_acpi: Some(match args.vm_acpi {
+                VmAcpi::Auto => vm_backend::vmm::AcpiMode::Auto,
+                VmAcpi::On => vm_backend::vmm::AcpiMode::On,
+                VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
+            }),
         },
         make_backend: Box::new(backends::make_with),
     };
     let outcome = run::execute(&opts)?;
     println!("{}", summary::render_table(&outcome.summary));
+    if !opts.suite.replicates.is_empty() {
+        // Published figures the suite replicates, beside this run's.
+        if let Ok(run) = store::load_run(&outcome.dir) {
+            print!("{}", report::published_term(&run));
+        }
+    }
     let status = match outcome.status {
         RunStatus::Interrupted => "interrupted (the samples taken so far are valid)",
         _ => "complete",
@@ -484,6 +570,7 @@ fn cmd_report(
     format: ReportFormat,
     output: Option<&std::path::Path>,
     charts: Option<&std::path::Path>,
+    font: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let run = store::load_run(dir)?;
     let text = report::render_report(&run, format)?;
@@ -493,7 +580,10 @@ fn cmd_report(
         None => print!("{text}"),
     }
     if let Some(d) = charts {
-        let written = report::write_charts(&run, d)?;
+        let written = match font {
+            Some(f) => report::write_charts_with_font(&run, d, f)?,
+            None => report::write_charts(&run, d)?,
+        };
         for f in &written.files {
             eprintln!("wrote {}", f.display());
         }

@@ -115,6 +115,8 @@ pub(crate) struct Facts {
     /// Workloads the VM's run measured with other parameters than the base run: its figures
     /// stand on their own and are never divided by native's.
     vm_other_params: Vec<String>,
+    /// Each published study's table beside this run (Markdown), by study name.
+    published: BTreeMap<&'static str, String>,
 }
 
 /// A median, or why there is none.
@@ -128,11 +130,20 @@ impl Facts {
             samples: run.samples.clone(),
             caveats: methodology::caveats(&view),
             timelines: timeline_rows(&view),
+            published: crate::published::STUDIES
+                .iter()
+                .map(|s| (s.id, published_table(&view, s)))
+                .collect(),
             workloads: view.workloads.clone(),
             summary: view.summary,
             sources: vec![RunSource::of(run, roles(run))],
             vm_other_params: Vec::new(),
         }
+    }
+
+    /// Study `id`'s published ratios to native beside the run's; `None` for an unknown study.
+    pub(crate) fn published(&self, id: &str) -> Option<&str> {
+        self.published.get(id).map(String::as_str)
     }
 
     /// The facts of `merged` (`base` with the VM's samples of `vm_run`, see
@@ -867,6 +878,49 @@ impl Facts {
     }
 
     /// Memory per instance, start time and how many instances fit, per backend.
+    /// Guest RAM and what it cost the VM's boot, per backing (`--vm-memory`) the run used: KVM's
+    /// exits and nested page faults to the agent's start, guest RAM touched and how much of it on
+    /// huge pages (noop); then the backings it did not use, with how to measure them.
+    pub(crate) fn memory_table(&self) -> String {
+        let Some(vm) = self.manifest.backends.get("vm") else {
+            return self.missing("vm", "noop", None);
+        };
+        let used = vm.facts.get("memory").cloned();
+        let mut o = String::from(
+            "| guest RAM backed by | KVM exits to the agent's start | nested page faults to the agent's start | guest RAM touched | of it on huge pages |\n|---|---|---|---|---|\n",
+        );
+        let label = used.as_deref().map_or_else(
+            || "not recorded (a run from before `--vm-memory`: small pages)".to_owned(),
+            |u| format!("`{u}`"),
+        );
+        let cells = [
+            "kvm.to_agent_start.exits",
+            "npf.to_agent_start",
+            "host.guest_ram_touched",
+            "host.guest_ram_huge",
+        ]
+        .map(|m| self.median("vm", "noop", m).unwrap_or_else(|why| why));
+        let _ = writeln!(
+            o,
+            "| {label} | {} | {} | {} | {} |",
+            md_cell(&cells[0]),
+            md_cell(&cells[1]),
+            md_cell(&cells[2]),
+            md_cell(&cells[3])
+        );
+        let others: Vec<String> = ["thp", "hugetlbfs", "small"]
+            .into_iter()
+            .filter(|b| used.as_deref() != Some(*b))
+            .map(|b| format!("`isolab run --backend vm --vm-memory {b}`"))
+            .collect();
+        let _ = write!(
+            o,
+            "\nThis run backed guest RAM one way; the others are a run away: {}.\n",
+            others.join(", ")
+        );
+        o
+    }
+
     pub(crate) fn capacity_table(&self) -> String {
         let host_mib = self.manifest.host.memory_mib as f64;
         let limit = self.manifest.suite.limits.memory_mib as f64;
@@ -976,7 +1030,7 @@ fn short_reason(note: &str) -> String {
 /// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
     let timed = crate::summary::is_time_or_rate(unit);
-    let counted = ["exits.", "disk.", "irq_injections.", "kvm."]
+    let counted = ["exits.", "disk.", "irq_injections.", "kvm.", "npf."]
         .iter()
         .any(|p| metric.starts_with(p));
     !timed && (counted || to_mib(1.0, unit).is_some())
@@ -1121,4 +1175,17 @@ fn exit_meaning(reason: &str) -> &'static str {
         "fail_entry" | "internal_error" => "KVM could not enter or emulate: an error",
         _ => "",
     }
+}
+
+/// A study's table beside the run, with its citation and sources, for the book.
+fn published_table(view: &View<'_>, study: &'static crate::published::Study) -> String {
+    use crate::report::published;
+    let c = published::compare(view, study);
+    let mut out = published::markdown_table(&c);
+    let _ = write!(
+        out,
+        "\nRatios are sandbox / native; theirs are quoted from {}, not measured here. {}\n",
+        study.data_source, study.citation
+    );
+    out
 }
