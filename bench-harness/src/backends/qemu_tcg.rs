@@ -300,19 +300,10 @@ impl Backend for QemuTcgBackend {
     }
 
     fn cleanup(&mut self) -> Result<(), BackendError> {
-        if let Some(p) = self.prepared.take() {
-            match std::fs::remove_file(&p.initrd) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(BackendError::Cleanup {
-                        backend: BackendKind::QemuTcg,
-                        message: format!("{}: {e}", p.initrd.display()),
-                    })
-                }
-            }
+        match self.prepared.take() {
+            Some(p) => super::remove_made_file(BackendKind::QemuTcg, &p.initrd),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

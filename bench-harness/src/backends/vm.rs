@@ -924,19 +924,10 @@ impl Backend for VmBackend {
         if let Some(mut disks) = self.disks.take() {
             disks.cleanup();
         }
-        if let Some(p) = self.prepared.take() {
-            match std::fs::remove_file(&p.initrd) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(BackendError::Cleanup {
-                        backend: BackendKind::Vm,
-                        message: format!("{}: {e}", p.initrd.display()),
-                    })
-                }
-            }
+        match self.prepared.take() {
+            Some(p) => super::remove_made_file(BackendKind::Vm, &p.initrd),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
