@@ -14,6 +14,7 @@ pub mod book;
 pub mod doctor;
 pub mod factors;
 pub mod host;
+pub mod i18n;
 pub mod interrupt;
 pub mod manifest;
 pub mod plan;

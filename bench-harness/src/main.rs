@@ -13,6 +13,7 @@ use bench_harness::manifest::RunStatus;
 use bench_harness::report::{self, CompareFormat, ReportFormat};
 use bench_harness::run::{self, RunOptions};
 use bench_harness::suite::{self, Suite, DEFAULT_SUITE};
+use bench_harness::i18n::Lang;
 use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
@@ -77,6 +78,12 @@ with native for performance."
         /// identical on any machine (without it: the system's fonts).
         #[arg(long, value_name = "FILE", requires = "charts")]
         font: Option<PathBuf>,
+        /// The language of the terminal and HTML reports: `en`, `fr` (French: decimal comma,
+        /// narrow no-break spaces), or `pseudo` (every generated text accented, for translators:
+        /// plain English left in it escaped the catalogue). Markdown, CSV, LaTeX and JSON stay
+        /// English: they are data for other tools and papers.
+        #[arg(long, value_enum, default_value_t = Lang::En)]
+        lang: Lang,
     },
     /// Pack a run into one archive that rebuilds every figure: samples, manifest, reports, the
     /// isolab source, a font, a rebuild script and a README after the ACM artifact badges.
@@ -136,6 +143,16 @@ EMULATED_VM_RUN (a run made with --vm-in-emulator)"
         /// directory.
         #[arg(long, value_name = "DIR")]
         book_src: Option<PathBuf>,
+        /// The edition: `en`, `fr` (the chapters translated from book/po/fr.po, every generated
+        /// sentence and number in French), or `pseudo` (English chapters, every generated text
+        /// accented: for translators, plain English left in it escaped the catalogue).
+        #[arg(long, value_enum, default_value_t = Lang::En)]
+        lang: Lang,
+        /// For translators: write the gettext template of the English chapters (every paragraph,
+        /// heading, list item and table cell, as mdbook-xgettext extracts them) to FILE, and
+        /// build nothing. Then `msgmerge --update book/po/fr.po FILE` and translate what it marks.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["results", "vm_results", "out"])]
+        pot: Option<PathBuf>,
     },
     /// Build, fetch or check guest kernels for the VM backend.
     #[command(subcommand)]
@@ -389,12 +406,14 @@ fn real_main() -> Result<ExitCode> {
             output,
             charts,
             font,
+            lang,
         } => cmd_report(
             &run_dir,
             format,
             output.as_deref(),
             charts.as_deref(),
             font.as_deref(),
+            lang,
         ),
         Command::Pack(args) => commands::pack::pack(args).map(|()| ExitCode::SUCCESS),
         Command::Unpack(args) => commands::pack::unpack(args).map(|()| ExitCode::SUCCESS),
@@ -414,7 +433,17 @@ fn real_main() -> Result<ExitCode> {
             vm_results,
             out,
             book_src,
-        } => cmd_book(results, vm_results, out, book_src),
+            lang,
+            pot,
+        } => match pot {
+            Some(pot) => {
+                let src = book::locate_sources(book_src.as_deref())?;
+                let n = book::gettext::write_template(&src, &pot)?;
+                eprintln!("wrote {n} messages of {} to {}", src.display(), pot.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            None => cmd_book(results, vm_results, out, book_src, lang),
+        },
         Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
         Command::EmulatedTrials {
             batch,
@@ -601,9 +630,10 @@ fn cmd_report(
     output: Option<&std::path::Path>,
     charts: Option<&std::path::Path>,
     font: Option<&std::path::Path>,
+    lang: Lang,
 ) -> Result<ExitCode> {
     let run = store::load_run(dir)?;
-    let text = report::render_report(&run, format)?;
+    let text = report::render_report_in(&run, format, lang)?;
     match output {
         Some(p) => std::fs::write(p, text)
             .with_context(|| format!("cannot write the report to {}", p.display()))?,
@@ -629,6 +659,7 @@ fn cmd_book(
     vm_results: Option<PathBuf>,
     out: Option<PathBuf>,
     book_src: Option<PathBuf>,
+    lang: Lang,
 ) -> Result<ExitCode> {
     let src = book::locate_sources(book_src.as_deref())?;
     let run_dir = match results {
@@ -645,7 +676,7 @@ fn cmd_book(
         None => None,
     };
     let out = out.unwrap_or_else(|| run_dir.join("book"));
-    let built = book::build_book_with(&run, vm_run.as_ref(), &src, &out)?;
+    let built = book::build_book_in(&run, vm_run.as_ref(), &src, &out, lang)?;
     if let Some(vm) = &vm_run {
         eprintln!(
             "the VM's samples come from run {} ({}); the book describes both runs",

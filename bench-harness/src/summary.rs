@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use workloads::Better;
 
 use crate::factors::{self, Column, FactorLevels, AA_FACTOR};
+use crate::i18n::{Catalogue, Lang};
 use crate::manifest::UntilCiOutcome;
 use crate::sample::Sample;
 use crate::stats::{self, MedianCi, RatioCi};
@@ -1028,16 +1029,23 @@ fn arrow(b: Better) -> &'static str {
 /// Renders the summary as an aligned text table for a terminal, with the factors, precision and
 /// A/A lines above it and the effects and A/A tables below.
 pub fn render_table(summary: &Summary) -> String {
-    let header = [
-        "workload",
-        "metric",
-        "backend",
-        "n",
-        "median",
-        "95% CI",
-        "unit",
-        "vs native",
+    render_table_in(summary, &Catalogue::new(Lang::En))
+}
+
+/// [`render_table`] in the catalogue's language: headers, numbers and the notes under the table.
+pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
+    let l = |id: &str| cat.tr(id, &[]);
+    let header_text = [
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-backend"),
+        l("summary-col-n"),
+        l("summary-col-median"),
+        l("summary-col-ci"),
+        l("summary-col-unit"),
+        l("summary-col-vs-native"),
     ];
+    let header: Vec<&str> = header_text.iter().map(String::as_str).collect();
     let mut out = String::new();
     if let Some(f) = factors_sentence(summary) {
         let _ = writeln!(out, "{f}");
@@ -1076,35 +1084,54 @@ pub fn render_table(summary: &Summary) -> String {
             r.metric.clone(),
             r.backend.clone(),
             r.median.n.to_string(),
-            format!("{}{}", fmt_num(r.median.median), r.cell_mark()),
             format!(
-                "[{}, {}]{ci_mark}{}",
-                fmt_num(r.median.lo),
-                fmt_num(r.median.hi),
-                r.cell_mark()
+                "{}{}",
+                cat.num(&fmt_num(r.median.median)),
+                cell_mark_in(r, cat)
             ),
+            if cat.lang() == Lang::Fr {
+                // The decimal comma would make `[1,2, 3,4]` ambiguous: French separates the
+                // bounds with a semicolon.
+                format!(
+                    "[{} ; {}]{ci_mark}{}",
+                    cat.num(&fmt_num(r.median.lo)),
+                    cat.num(&fmt_num(r.median.hi)),
+                    cell_mark_in(r, cat)
+                )
+            } else {
+                format!(
+                    "[{}, {}]{ci_mark}{}",
+                    fmt_num(r.median.lo),
+                    fmt_num(r.median.hi),
+                    r.cell_mark()
+                )
+            },
             format!("{} {}", r.unit, arrow(r.better)),
-            r.vs_native.as_ref().map(ratio_text).unwrap_or_default(),
+            r.vs_native
+                .as_ref()
+                .map(|v| ratio_text_in(v, cat))
+                .unwrap_or_default(),
         ]);
         last_workload = &r.workload;
     }
     out.push_str(&aligned_table(&header, &lines, &[3, 4], true));
     if summary.rows.is_empty() {
-        let _ = writeln!(out, "(no successful measured trials)");
+        let _ = writeln!(out, "{}", l("summary-no-trials"));
     }
     let _ = writeln!(
         out,
-        "\n{} measured samples ({} warm-up samples not summarised). Intervals: median, distribution-free \
-         order-statistic CI; ratio: percentile bootstrap ({} resamples). ↑ higher is better, ↓ lower.",
-        summary.measured_samples,
-        summary.warmup_samples,
-        stats::BOOTSTRAP_RESAMPLES
+        "\n{}",
+        cat.tr(
+            "summary-footer",
+            &[
+                ("measured", &cat.num(&summary.measured_samples.to_string())),
+                ("warmup", &cat.num(&summary.warmup_samples.to_string())),
+                ("resamples", &cat.num(&stats::BOOTSTRAP_RESAMPLES.to_string())),
+            ]
+        )
     );
     if low_coverage {
-        let _ = writeln!(
-            out,
-            "* fewer than 6 samples: 95% is out of reach; the interval is min..max with lower coverage."
-        );
+        let _ = writeln!(out, "{}", l("summary-low-coverage"));
     }
     if wide {
         let threshold = summary
@@ -1113,8 +1140,8 @@ pub fn render_table(summary: &Summary) -> String {
             .map_or(DEFAULT_PRECISION_PCT, |p| p.threshold_pct);
         let _ = writeln!(
             out,
-            "~ the interval reaches further than {} from its median.",
-            pct_text(threshold)
+            "{}",
+            cat.tr("summary-wide", &[("pct", &cat.nums_in(&pct_text(threshold)))])
         );
     }
     if summary
@@ -1122,10 +1149,7 @@ pub fn render_table(summary: &Summary) -> String {
         .iter()
         .any(|r| r.backend.ends_with("(emulated)"))
     {
-        let _ = writeln!(
-            out,
-            "Emulated samples ran in the HVM test machine (QEMU TCG): correctness only, not performance."
-        );
+        let _ = writeln!(out, "{}", l("summary-emulated"));
     }
     if !summary.effects.is_empty() {
         let _ = writeln!(
@@ -1150,9 +1174,31 @@ pub fn render_table(summary: &Summary) -> String {
         out.push_str(&aa_table(aa));
     }
     for g in grouped_failures(summary) {
-        let _ = writeln!(out, "{}", g.sentence());
+        let _ = writeln!(out, "{}", g.sentence_in(cat));
     }
     out
+}
+
+/// The cell mark of an emulated time in the catalogue's language.
+fn cell_mark_in(r: &SummaryRow, cat: &Catalogue) -> String {
+    if r.is_emulated_time() {
+        format!(" ({})", cat.tr("emulated-time", &[]))
+    } else {
+        String::new()
+    }
+}
+
+/// [`ratio_text`] in the catalogue's language (French: `1,03x [1,01 ; 1,05]`).
+fn ratio_text_in(r: &RatioCi, cat: &Catalogue) -> String {
+    if cat.lang() != Lang::Fr {
+        return ratio_text(r);
+    }
+    format!(
+        "{}x [{} ; {}]",
+        cat.num(&fmt_ratio(r.ratio)),
+        cat.num(&fmt_ratio(r.lo)),
+        cat.num(&fmt_ratio(r.hi))
+    )
 }
 
 /// Failed trials of one column for one reason, over every workload it hit.
@@ -1169,6 +1215,26 @@ pub struct FailureLine {
 }
 
 impl FailureLine {
+    /// [`FailureLine::sentence`] in the catalogue's language (the reason as the run recorded
+    /// it).
+    pub fn sentence_in(&self, cat: &Catalogue) -> String {
+        let text = cat.tr_n(
+            if self.reason.starts_with("unavailable:") {
+                "caveat-failures-not-run"
+            } else {
+                "caveat-failures"
+            },
+            self.count,
+            &[
+                ("backend", &self.backend),
+                ("count", &cat.num(&self.count.to_string())),
+                ("workloads", &self.workloads.join(", ")),
+                ("reason", self.reason.trim_end_matches('.')),
+            ],
+        );
+        text.strip_suffix('.').map(str::to_owned).unwrap_or(text)
+    }
+
     /// `vm: 13 trials (noop, cpu, ...) produced no result: unavailable: ...`.
     pub fn sentence(&self) -> String {
         let what = if self.reason.starts_with("unavailable:") {

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::i18n::{Catalogue, Lang};
 use crate::manifest::Manifest;
 use crate::report::charts::{timeline_rows, to_mib, TimelineRow};
 use crate::report::{backend_label, methodology, View};
@@ -40,13 +41,13 @@ pub(crate) struct RunSource {
 }
 
 impl RunSource {
-    fn of(run: &StoredRun, role: String) -> Self {
+    fn of(run: &StoredRun, role: String, cat: &Catalogue) -> Self {
         let view = View::new(run);
         Self {
             role,
             run_id: run.manifest.run_id.clone(),
-            methodology: methodology::paragraph(&view),
-            environment: methodology::environment(&view),
+            methodology: methodology::paragraph(&view, cat),
+            environment: methodology::environment(&view, cat),
             params: run
                 .manifest
                 .suite
@@ -86,13 +87,13 @@ pub(crate) fn workload_params(w: &workloads::Workload) -> String {
 }
 
 /// The backends with a measured sample in `run`, in the book's order, as one phrase.
-fn roles(run: &StoredRun) -> String {
+fn roles(run: &StoredRun, cat: &Catalogue) -> String {
     let v: Vec<&str> = ALL_BACKENDS
         .into_iter()
         .filter(|b| run.samples.iter().any(|s| s.backend == *b && !s.warmup))
         .collect();
     if v.is_empty() {
-        "no backend".into()
+        cat.tr("no-backend", &[])
     } else {
         v.join(", ")
     }
@@ -117,18 +118,21 @@ pub(crate) struct Facts {
     vm_other_params: Vec<String>,
     /// Each published study's table beside this run (Markdown), by study name.
     published: BTreeMap<&'static str, String>,
+    /// The language the book is written in: its messages and number format.
+    cat: Catalogue,
 }
 
 /// A median, or why there is none.
 pub(crate) type Value = Result<String, String>;
 
 impl Facts {
-    pub(crate) fn new(run: &StoredRun) -> Self {
+    pub(crate) fn new(run: &StoredRun, lang: Lang) -> Self {
         let view = View::new(run);
+        let cat = Catalogue::new(lang);
         Self {
             manifest: run.manifest.clone(),
             samples: run.samples.clone(),
-            caveats: methodology::caveats(&view),
+            caveats: methodology::caveats(&view, &cat),
             timelines: timeline_rows(&view),
             published: crate::published::STUDIES
                 .iter()
@@ -136,8 +140,9 @@ impl Facts {
                 .collect(),
             workloads: view.workloads.clone(),
             summary: view.summary,
-            sources: vec![RunSource::of(run, roles(run))],
+            sources: vec![RunSource::of(run, roles(run, &cat), &cat)],
             vm_other_params: Vec::new(),
+            cat,
         }
     }
 
@@ -148,12 +153,17 @@ impl Facts {
 
     /// The facts of `merged` (`base` with the VM's samples of `vm_run`, see
     /// [`super::merge_vm_run`]), each of the two runs described on its own.
-    pub(crate) fn merged(merged: &StoredRun, base: &StoredRun, vm_run: &StoredRun) -> Self {
-        let mut f = Self::new(merged);
+    pub(crate) fn merged(
+        merged: &StoredRun,
+        base: &StoredRun,
+        vm_run: &StoredRun,
+        lang: Lang,
+    ) -> Self {
+        let mut f = Self::new(merged, lang);
         let mut base_only = base.clone();
         base_only.samples.retain(|s| s.backend != "vm");
-        let base_src = RunSource::of(base, roles(&base_only));
-        let vm_src = RunSource::of(vm_run, "vm".into());
+        let base_src = RunSource::of(base, roles(&base_only, &f.cat), &f.cat);
+        let vm_src = RunSource::of(vm_run, "vm".into(), &f.cat);
         f.vm_other_params = vm_run
             .manifest
             .suite
@@ -169,15 +179,25 @@ impl Facts {
         if vm_run.manifest.status != crate::manifest::RunStatus::Complete {
             f.caveats.insert(
                 0,
-                format!(
-                    "The VM's run {} did not complete ({}): its figures use the samples that exist.",
-                    vm_run.manifest.run_id,
-                    crate::report::status_word(vm_run.manifest.status)
+                f.cat.tr(
+                    "caveat-vm-run-incomplete",
+                    &[
+                        ("run", &vm_run.manifest.run_id),
+                        (
+                            "status",
+                            &f.cat.tr(methodology::status_id(vm_run.manifest.status), &[]),
+                        ),
+                    ],
                 ),
             );
         }
         f.sources = vec![base_src, vm_src];
         f
+    }
+
+    /// The catalogue of the book's language.
+    pub(crate) fn cat(&self) -> &Catalogue {
+        &self.cat
     }
 
     /// The run's identifier (the base run's, in a book made of two).
@@ -197,18 +217,18 @@ impl Facts {
     /// gave.
     pub(crate) fn runs(&self) -> String {
         match self.sources.as_slice() {
-            [base, vm] => format!(
-                "two runs of `isolab run`: run **{}** ({}) and run **{}** ({}), each with its own \
-                 suite, sizes and repetitions ([chapter 9](09-reproducing.md) describes both)",
-                md_text(&base.run_id),
-                md_text(&base.role),
-                md_text(&vm.run_id),
-                md_text(&vm.role)
+            [base, vm] => self.cat.tr(
+                "runs-two",
+                &[
+                    ("base", &md_text(&base.run_id)),
+                    ("base-role", &md_text(&base.role)),
+                    ("vm", &md_text(&vm.run_id)),
+                    ("vm-role", &md_text(&vm.role)),
+                ],
             ),
-            _ => format!(
-                "one run of `isolab run`, run **{}**",
-                md_text(self.run_id())
-            ),
+            _ => self
+                .cat
+                .tr("runs-one", &[("run", &md_text(self.run_id()))]),
         }
     }
 
@@ -280,7 +300,7 @@ impl Facts {
     /// check with that metric: the smallest difference the host resolved, beside the ratio.
     fn aa_note(&self, workload: &str, metric: &str) -> String {
         self.aa_resolution(workload, metric)
-            .map(|p| format!("; A/A noise {p}"))
+            .map(|p| self.cat.tr("ratio-aa-note", &[("pct", &self.cat.nums_in(&p))]))
             .unwrap_or_default()
     }
 
@@ -369,7 +389,9 @@ impl Facts {
         metric: Option<&str>,
     ) -> String {
         let Some(entry) = self.workload_entry(workload) else {
-            return format!("the {workload} workload was not part of this run");
+            return self
+                .cat
+                .tr("why-workload-absent", &[("workload", workload)]);
         };
         let state = self.manifest.backends.get(backend);
         let planned = self
@@ -380,8 +402,13 @@ impl Facts {
             .any(|b| b.name() == backend);
         if let Some(st) = state.filter(|st| !st.available) {
             return match &st.note {
-                Some(note) => format!("{backend} unavailable: {}", short_reason(note)),
-                None => format!("{backend} unavailable on this host"),
+                Some(note) => self.cat.tr(
+                    "why-unavailable",
+                    &[("backend", backend), ("reason", &short_reason(note))],
+                ),
+                None => self
+                    .cat
+                    .tr("why-unavailable-here", &[("backend", backend)]),
             };
         }
         let mine: Vec<&Sample> = self
@@ -391,9 +418,12 @@ impl Facts {
             .collect();
         if mine.is_empty() {
             return if planned || state.is_some() {
-                format!("no measured trial of {entry} on {backend} was stored; the run may have been interrupted")
+                self.cat.tr(
+                    "why-no-trial-stored",
+                    &[("entry", &entry), ("backend", backend)],
+                )
             } else {
-                format!("the {backend} backend was not part of this run")
+                self.cat.tr("why-backend-absent", &[("backend", backend)])
             };
         }
         let ok: Vec<&&Sample> = mine.iter().filter(|s| s.failure.is_none()).collect();
@@ -402,31 +432,42 @@ impl Facts {
                 .iter()
                 .find_map(|s| s.failure.as_ref().map(ToString::to_string))
                 .unwrap_or_default();
-            return format!(
-                "all {} trials of {entry} on {backend} failed: {}",
+            return self.cat.tr_n(
+                "why-all-failed",
                 mine.len(),
-                reason.trim_end_matches('.')
+                &[
+                    ("entry", &entry),
+                    ("backend", backend),
+                    ("reason", reason.trim_end_matches('.')),
+                ],
             );
         }
         // Emulation explains a missing time, not a count no sample has (a run older than it).
         let reported =
             metric.is_none_or(|m| ok.iter().any(|s| s.metrics.iter().any(|x| x.name == m)));
         if reported && ok.iter().all(|s| s.emulated) {
-            return format!(
-                "{backend} ran only inside an emulated machine, whose times are not performance figures"
-            );
+            return self.cat.tr("why-emulated-only", &[("backend", backend)]);
         }
         match metric {
-            Some(m) => format!("{backend} does not report {m} for {entry}"),
-            None => format!("{backend} has no usable {entry} trial"),
+            Some(m) => self.cat.tr(
+                "why-metric-absent",
+                &[("backend", backend), ("metric", m), ("entry", &entry)],
+            ),
+            None => self.cat.tr(
+                "why-no-usable-trial",
+                &[("backend", backend), ("entry", &entry)],
+            ),
         }
     }
 
     /// The sentence for a missing value.
     pub(crate) fn missing(&self, backend: &str, workload: &str, metric: Option<&str>) -> String {
-        format!(
-            "*{NOT_MEASURED} ({})*",
-            md_text(&self.why_missing(backend, workload, metric))
+        self.cat.tr(
+            "missing-value",
+            &[(
+                "why",
+                &md_text(&self.why_missing(backend, workload, metric)),
+            )],
         )
     }
 
@@ -436,26 +477,24 @@ impl Facts {
             .workload_entry(workload)
             .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
         let other_run = if self.vm_params_differ(backend, workload) {
-            format!(
-                " (run {}, with other parameters than native's)",
-                self.run_of(Some("vm"))
-            )
+            self.cat
+                .tr("median-other-run", &[("run", self.run_of(Some("vm")))])
         } else {
             String::new()
         };
         if let Some(r) = self.row(backend, &entry, metric) {
-            return Ok(fmt_median(r, &md_text(&other_run)));
+            return Ok(fmt_median(&self.cat, r, &md_text(&other_run)));
         }
         // Emulated VM samples may stand for counts and sizes, never for times or rates.
         let emulated_label = format!("{backend} (emulated)");
         if let Some(r) = self.row(&emulated_label, &entry, metric) {
             if is_count_or_size(metric, &r.unit) {
                 return Ok(fmt_median(
+                    &self.cat,
                     r,
-                    &format!(
-                        " (counted in an emulated machine: a count, not a speed){}",
-                        md_text(&other_run)
-                    ),
+                    &self
+                        .cat
+                        .tr("median-counted-emulated", &[("other", &md_text(&other_run))]),
                 ));
             }
         }
@@ -479,28 +518,34 @@ impl Facts {
             .workload_entry(workload)
             .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
         if self.vm_params_differ(backend, workload) {
-            return Err(format!(
-                "*no ratio: the VM's {} comes from run {}, measured with other parameters than \
-                 native's (chapter 9 lists both)*",
-                md_text(&entry),
-                md_text(self.run_of(Some("vm")))
+            return Err(self.cat.tr(
+                "ratio-other-run",
+                &[
+                    ("entry", &md_text(&entry)),
+                    ("run", &md_text(self.run_of(Some("vm")))),
+                ],
             ));
         }
         let Some(r) = self.row(backend, &entry, metric) else {
             return Err(self.missing(backend, workload, Some(metric)));
         };
         match r.vs_native {
-            Some(v) => Ok(format!(
-                "{}× native [{:.0}% CI {}–{}{}]",
-                fmt_ratio(v.ratio),
-                LEVEL * 100.0,
-                fmt_ratio(v.lo),
-                fmt_ratio(v.hi),
-                self.aa_note(&entry, metric)
+            Some(v) => Ok(self.cat.tr(
+                "ratio-native",
+                &[
+                    ("ratio", &self.cat.times(&fmt_ratio(v.ratio))),
+                    ("level", &level(&self.cat)),
+                    ("lo", &self.cat.num(&fmt_ratio(v.lo))),
+                    ("hi", &self.cat.num(&fmt_ratio(v.hi))),
+                    ("aa", &self.aa_note(&entry, metric)),
+                ],
             )),
-            None => Err(format!(
-                "*{NOT_MEASURED} (no ratio: {})*",
-                md_text(&self.why_missing("native", workload, Some(metric)))
+            None => Err(self.cat.tr(
+                "ratio-no-native",
+                &[(
+                    "why",
+                    &md_text(&self.why_missing("native", workload, Some(metric))),
+                )],
             )),
         }
     }
@@ -511,12 +556,16 @@ impl Facts {
         match self.manifest.backends.get(backend) {
             Some(st) => match st.facts.get(key) {
                 Some(v) => format!("`{}`", v.replace('`', "'")),
-                None => format!(
-                    "*{NOT_MEASURED} ({})*",
-                    md_text(&format!(
-                        "the run's manifest records no {key} for {backend}; runs made before \
-                         isolab recorded it lack it"
-                    ))
+                None => self.cat.tr(
+                    "missing-value",
+                    &[(
+                        "why",
+                        &md_text(
+                            &self
+                                .cat
+                                .tr("why-no-fact", &[("key", key), ("backend", backend)]),
+                        ),
+                    )],
                 ),
             },
             None => self.missing(backend, "noop", None),
@@ -532,9 +581,11 @@ impl Facts {
         for src in &self.sources {
             let _ = write!(
                 o,
-                " run {} ({}) |",
-                md_cell(&src.run_id),
-                md_cell(&src.role)
+                " {} |",
+                self.cat.tr(
+                    "manifest-run-column",
+                    &[("run", &md_cell(&src.run_id)), ("role", &md_cell(&src.role))]
+                )
             );
         }
         let _ = writeln!(o, "\n|---|{}", "---|".repeat(self.sources.len()));
@@ -570,21 +621,29 @@ impl Facts {
                 .samples
                 .iter()
                 .any(|s| s.backend == b && !s.warmup && s.failure.is_none() && s.emulated);
+            let c = &self.cat;
             let line = match st {
-                None => format!("**{b}**: not part of this run"),
-                Some(st) if !st.available => format!(
-                    "**{b}**: unavailable: {}",
-                    md_text(st.note.as_deref().unwrap_or("no reason recorded"))
+                None => c.tr("avail-absent", &[("backend", b)]),
+                Some(st) if !st.available => c.tr(
+                    "avail-unavailable",
+                    &[
+                        ("backend", b),
+                        (
+                            "reason",
+                            &md_text(
+                                &st.note
+                                    .clone()
+                                    .unwrap_or_else(|| c.tr("avail-no-reason", &[])),
+                            ),
+                        ),
+                    ],
                 ),
-                Some(_) if ok => format!("**{b}**: measured"),
-                Some(_) if emulated => format!(
-                    "**{b}**: ran only inside an emulated machine: its counts and its view of \
-                     the inside are shown, its times are not"
-                ),
-                Some(_) => format!("**{b}**: no successful measured trial"),
+                Some(_) if ok => c.tr("avail-measured", &[("backend", b)]),
+                Some(_) if emulated => c.tr("avail-emulated", &[("backend", b)]),
+                Some(_) => c.tr("avail-failed", &[("backend", b)]),
             };
             let from = match self.sources.as_slice() {
-                [_, vm] if b == "vm" => format!(" (from run {})", md_text(&vm.run_id)),
+                [_, vm] if b == "vm" => c.tr("avail-from-run", &[("run", &md_text(&vm.run_id))]),
                 _ => String::new(),
             };
             let _ = writeln!(o, "- {line}{from}");
@@ -800,8 +859,9 @@ impl Facts {
         let Some((_, segments, used)) = self.timelines.iter().find(|(l, _, _)| *l == label) else {
             return format!("{}\n", self.missing(backend, "noop", None));
         };
-        let mut o = String::from(
-            "| # | phase ends at | median duration | cumulative | what happened |\n|---|---|---|---|---|\n",
+        let mut o = format!(
+            "{}\n|---|---|---|---|---|\n",
+            self.cat.tr("phases-header", &[])
         );
         let mut at = 0.0;
         for (i, (phase, ms)) in segments.iter().enumerate() {
@@ -811,15 +871,15 @@ impl Facts {
                 "| {} | `{}` | {} | {} | {} |",
                 i + 1,
                 phase,
-                fmt_ms(*ms),
-                fmt_ms(at),
-                phase_meaning(backend, phase)
+                fmt_ms(&self.cat, *ms),
+                fmt_ms(&self.cat, at),
+                phase_meaning(&self.cat, backend, phase)
             );
         }
         let _ = writeln!(
             o,
-            "\nMedians of {used} `noop` trials of {backend} on the host clock (the segments' medians \
-             add up to the median *path*, not to the median total)."
+            "\n{}",
+            self.cat.tr_n("phases-footer", *used, &[("backend", backend)])
         );
         o
     }
@@ -843,7 +903,10 @@ impl Facts {
                 by_label
                     .entry(r.backend.clone())
                     .or_default()
-                    .insert(reason.to_owned(), (r.median.median, fmt_median(r, "")));
+                    .insert(
+                        reason.to_owned(),
+                        (r.median.median, fmt_median(&self.cat, r, "")),
+                    );
             }
         }
         // Exits are counts: a VM that ran only emulated still counts them correctly.
@@ -859,20 +922,19 @@ impl Facts {
             .filter(|(r, _)| *r != "total" && !r.starts_with("to_"))
             .collect();
         rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-        let mut o =
-            String::from("| exit reason | median per trial | what it is |\n|---|---|---|\n");
+        let mut o = format!("{}\n|---|---|---|\n", self.cat.tr("exits-header", &[]));
         for (reason, (_, text)) in rows {
-            let _ = writeln!(o, "| `{reason}` | {text} | {} |", exit_meaning(reason));
-        }
-        if let Some((_, total)) = reasons.get("total") {
-            let _ = writeln!(o, "| **all exits** | {total} | |");
-        }
-        if label != "vm" {
             let _ = writeln!(
                 o,
-                "\nCounted by a VM that ran inside an emulated machine: the counts are what the \
-                 guest did; the times are not measured."
+                "| `{reason}` | {text} | {} |",
+                exit_meaning(&self.cat, reason)
             );
+        }
+        if let Some((_, total)) = reasons.get("total") {
+            let _ = writeln!(o, "| {} | {total} | |", self.cat.tr("exits-total", &[]));
+        }
+        if label != "vm" {
+            let _ = writeln!(o, "\n{}", self.cat.tr("exits-emulated", &[]));
         }
         o
     }
@@ -924,9 +986,13 @@ impl Facts {
     pub(crate) fn capacity_table(&self) -> String {
         let host_mib = self.manifest.host.memory_mib as f64;
         let limit = self.manifest.suite.limits.memory_mib as f64;
+        let c = &self.cat;
         let mut o = format!(
-            "| backend | host memory per idle instance | idle instances per GiB | idle instances in this host's {} MiB | start to ready | starts per second, one after another |\n|---|---|---|---|---|---|\n",
-            self.manifest.host.memory_mib
+            "{}\n|---|---|---|---|---|---|\n",
+            c.tr(
+                "capacity-header",
+                &[("host-mib", &c.num(&self.manifest.host.memory_mib.to_string()))]
+            )
         );
         let mut notes = Vec::new();
         for b in BACKENDS {
@@ -934,7 +1000,13 @@ impl Facts {
             let start = self.median_value(b, "noop", "host.start_to_ready");
             let (mem_cell, per_gib, fit) = match &mem {
                 Some((mib, how)) if *mib > 0.0 => (
-                    format!("{} MiB ({how})", fmt_short(*mib)),
+                    c.tr(
+                        "capacity-memory-cell",
+                        &[
+                            ("mib", &c.with_unit(&fmt_short(*mib), "MiB")),
+                            ("how", &c.tr(how, &[])),
+                        ],
+                    ),
                     format!("{:.0}", (1024.0 / mib).floor()),
                     format!("{:.0}", (host_mib / mib).floor()),
                 ),
@@ -956,17 +1028,16 @@ impl Facts {
                 "| {b} | {mem_cell} | {per_gib} | {fit} | {start_cell} | {rate} |"
             );
             if b != "native" && mem.is_some() {
-                notes.push(format!(
-                    "{b}: the idle figure is a floor. Its ceiling is the sandbox's memory size, \
-                     {limit:.0} MiB{}",
+                notes.push(c.tr(
                     if b == "vm" {
-                        ": guest RAM the guest has touched stays with the VM until it is given \
-                         back (a balloon device or a restart), so a busy VM costs up to its size \
-                         plus the VMM's own memory"
+                        "capacity-floor-vm"
                     } else {
-                        ": the cgroup's limit; the container is charged what its processes and \
-                         their page cache use, and gives it back when they free it"
-                    }
+                        "capacity-floor-container"
+                    },
+                    &[
+                        ("backend", b),
+                        ("limit", &c.with_unit(&format!("{limit:.0}"), "MiB")),
+                    ],
                 ));
             }
         }
@@ -982,10 +1053,10 @@ impl Facts {
         const WAYS: [(&[&str], &str); 3] = [
             (
                 &["host.guest_ram_touched", "host.vmm_overhead"],
-                "guest RAM touched + VMM",
+                "capacity-how-vm",
             ),
-            (&["host.peak_memory"], "cgroup peak"),
-            (&["host.peak_rss"], "peak RSS"),
+            (&["host.peak_memory"], "capacity-how-cgroup"),
+            (&["host.peak_rss"], "capacity-how-rss"),
         ];
         for (metrics, how) in WAYS {
             let parts: Vec<f64> = metrics
@@ -1036,42 +1107,48 @@ fn is_count_or_size(metric: &str, unit: &str) -> bool {
     !timed && (counted || to_mib(1.0, unit).is_some())
 }
 
-fn fmt_median(r: &SummaryRow, suffix: &str) -> String {
+/// The interval's confidence level as the language writes it (`95%`, `95 %`).
+fn level(cat: &Catalogue) -> String {
+    cat.percent(&format!("{:.0}", LEVEL * 100.0))
+}
+
+/// `3.02 ms [95% CI 2.95–3.06], n=10` in the catalogue's language.
+fn fmt_median(cat: &Catalogue, r: &SummaryRow, suffix: &str) -> String {
     let m = &r.median;
     let unit = if r.unit.is_empty() {
         String::new()
     } else {
-        format!(" {}", r.unit)
+        let space = if cat.lang() == Lang::Fr {
+            crate::i18n::NNBSP
+        } else {
+            ' '
+        };
+        format!("{space}{}", md_text(&r.unit))
     };
-    let interval = if m.coverage + 1e-9 >= LEVEL {
-        format!(
-            "{:.0}% CI {}–{}",
-            LEVEL * 100.0,
-            fmt_short(m.lo),
-            fmt_short(m.hi)
-        )
+    let args = [
+        ("median", cat.num(&fmt_short(m.median))),
+        ("unit", unit),
+        ("lo", cat.num(&fmt_short(m.lo))),
+        ("hi", cat.num(&fmt_short(m.hi))),
+        ("n", m.n.to_string()),
+        ("level", level(cat)),
+        ("coverage", cat.percent(&format!("{:.0}", m.coverage * 100.0))),
+        ("suffix", suffix.to_owned()),
+    ];
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if m.coverage + 1e-9 >= LEVEL {
+        cat.tr("median-ci", &args)
     } else {
-        format!(
-            "range {}–{}, {:.0}% coverage: too few trials for 95%",
-            fmt_short(m.lo),
-            fmt_short(m.hi),
-            m.coverage * 100.0
-        )
-    };
-    format!(
-        "{}{} [{interval}], n={}{suffix}",
-        fmt_short(m.median),
-        md_text(&unit),
-        m.n
-    )
+        cat.tr("median-range", &args)
+    }
 }
 
 /// A duration given in ms, in µs when below a millisecond (no `6.6e-4 ms` in a table).
-fn fmt_ms(ms: f64) -> String {
+fn fmt_ms(cat: &Catalogue, ms: f64) -> String {
     if ms.abs() >= 1.0 || ms == 0.0 {
-        format!("{} ms", fmt_short(ms))
+        cat.with_unit(&fmt_short(ms), "ms")
     } else {
-        format!("{} µs", fmt_short(ms * 1000.0))
+        cat.with_unit(&fmt_short(ms * 1000.0), "µs")
     }
 }
 
@@ -1110,71 +1187,37 @@ fn md_cell(s: &str) -> String {
     md_text(s.trim())
 }
 
-/// What a timeline phase means, for the phase tables of chapters 2 and 3.
-fn phase_meaning(backend: &str, phase: &str) -> &'static str {
-    match (backend, phase) {
-        ("vm", "vm_created") => "`KVM_CREATE_VM`: an empty virtual machine, no memory, no CPU yet",
-        ("vm", "memory_ready") => {
-            "guest RAM mapped in the VMM and handed to KVM (`KVM_SET_USER_MEMORY_REGION`)"
-        }
-        ("vm", "kernel_loaded") => {
-            "kernel, initramfs, command line, boot parameters, page tables and MP table written into guest RAM"
-        }
-        ("vm", "vcpu_configured") => {
-            "vCPU created; registers, CPUID, MSRs set; serial port wired to an irqfd"
-        }
-        ("vm", "first_kvm_run") => "the vCPU thread enters the guest for the first time (`KVM_RUN`)",
-        ("vm", "agent_ready") => {
-            "the guest kernel booted and ran `/init`: the agent's first marker (a port write, one exit)"
-        }
-        ("vm", "exited") => "the guest asked to stop (power-off or reset)",
-        ("vm", "cleaned_up") => "vCPU, devices, VM and guest memory released",
-        ("container", "cgroup_created") => "the trial's cgroup exists, with its memory, CPU and pids limits",
-        ("container", "clone_returned") => "`clone3` with new namespaces returned in the parent",
-        ("container", "child_started") => "the child's first instruction, already inside its new namespaces",
-        ("container", "cgroup_joined") => "the child is accounted to its cgroup",
-        ("container", "namespaces_ready") => "hostname set, loopback up, cgroup namespace entered",
-        ("container", "root_pivoted") => "root filesystem mounted, `pivot_root` done, the host's `/` detached",
-        ("container", "exec") => "capabilities dropped; `execve` of the agent as PID 1",
-        ("container", "agent_ready") => "the agent runs: its first marker arrived",
-        ("container", "exited") => "PID 1 ended, and with it every process in the PID namespace",
-        ("container", "reaped") => "the exit status was collected",
-        ("container", "cleaned_up") => "the cgroup removed; nothing of the container is left",
-        (_, "spawned") => "`fork`/`exec` of the agent returned in the harness",
-        (_, "agent_ready") => "the agent runs: its first marker arrived",
-        (_, "workload_start") => "the workload begins",
-        (_, "workload_end") => "the workload ends",
-        (_, "result_written") => "the result is written",
-        (_, "exited") => "the agent ended",
-        (_, "reaped") => "the exit status was collected",
-        (_, "cleaned_up") => "everything of the trial is released",
-        _ => "",
-    }
+/// What a timeline phase means, for the phase tables of chapters 2 and 3 (empty for a phase
+/// the catalogue does not describe).
+fn phase_meaning(cat: &Catalogue, backend: &str, phase: &str) -> String {
+    let ids = [
+        format!("phase-{backend}-{phase}"),
+        format!("phase-any-{phase}"),
+    ];
+    ids.iter()
+        .find(|id| cat.has(id))
+        .map(|id| cat.tr(id, &[]))
+        .unwrap_or_default()
 }
 
 /// What an exit reason is, for the exit table of chapter 6.
-fn exit_meaning(reason: &str) -> &'static str {
-    match reason {
-        "io_out.serial" => {
-            "a write to the emulated serial port: one exit per byte of console output"
-        }
-        "io_in.serial" => "a read of a serial-port register (the driver polls its status)",
-        "io_out.marker" | "io_in.marker" => "the agent's timing marker: one port write per event",
-        "io_out.rtc" | "io_in.rtc" => "the CMOS real-time clock, read at boot",
-        "io_out.i8042" | "io_in.i8042" => {
-            "the keyboard controller, probed at boot and used to reset"
-        }
-        "io_out.other" | "io_in.other" => {
-            "a port with no device behind it: the kernel probing for hardware"
-        }
-        "mmio_read" | "mmio_write" => "an access to an address with no RAM (memory-mapped I/O)",
-        "hlt" => "the vCPU halted",
-        "shutdown" => "triple fault: the guest could not continue",
-        "system_event" => "the guest asked to power off or reset",
-        "intr" => "KVM returned to the VMM for a signal or an interrupt window",
-        "fail_entry" | "internal_error" => "KVM could not enter or emulate: an error",
-        _ => "",
-    }
+fn exit_meaning(cat: &Catalogue, reason: &str) -> String {
+    let id = match reason {
+        "io_out.serial" => "exit-io_out-serial",
+        "io_in.serial" => "exit-io_in-serial",
+        "io_out.marker" | "io_in.marker" => "exit-marker",
+        "io_out.rtc" | "io_in.rtc" => "exit-rtc",
+        "io_out.i8042" | "io_in.i8042" => "exit-i8042",
+        "io_out.other" | "io_in.other" => "exit-port-other",
+        "mmio_read" | "mmio_write" => "exit-mmio",
+        "hlt" => "exit-hlt",
+        "shutdown" => "exit-shutdown",
+        "system_event" => "exit-system_event",
+        "intr" => "exit-intr",
+        "fail_entry" | "internal_error" => "exit-error",
+        _ => return String::new(),
+    };
+    cat.tr(id, &[])
 }
 
 /// A study's table beside the run, with its citation and sources, for the book.

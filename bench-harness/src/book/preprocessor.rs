@@ -52,15 +52,34 @@ pub struct PlaceholderError {
 }
 
 /// The in-process preprocessor `isolab book` registers with mdBook.
-#[derive(Debug)]
 pub(crate) struct IsolabPreprocessor {
     facts: Arc<Facts>,
     figures: Arc<Vec<Figure>>,
+    /// The translation of the chapters (`book/po/LANG.po`), applied before the placeholders are
+    /// filled; `None` for the English edition.
+    catalog: Option<Arc<polib::catalog::Catalog>>,
+}
+
+impl std::fmt::Debug for IsolabPreprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IsolabPreprocessor")
+            .field("facts", &self.facts)
+            .field("translated", &self.catalog.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl IsolabPreprocessor {
-    pub(crate) fn new(facts: Arc<Facts>, figures: Arc<Vec<Figure>>) -> Self {
-        Self { facts, figures }
+    pub(crate) fn new(
+        facts: Arc<Facts>,
+        figures: Arc<Vec<Figure>>,
+        catalog: Option<Arc<polib::catalog::Catalog>>,
+    ) -> Self {
+        Self {
+            facts,
+            figures,
+            catalog,
+        }
     }
 
     /// Expands every placeholder of one chapter's Markdown.
@@ -234,10 +253,11 @@ impl IsolabPreprocessor {
                     None => why.clone(),
                 };
                 block(&format!(
-                    "> **Figure `{}`**: *{} ({})*\n",
-                    fig.name,
-                    super::facts::NOT_MEASURED,
-                    md_text(&reason)
+                    "> **{}**: {}\n",
+                    self.facts.cat().tr("figure-label", &[("name", &fig.name)]),
+                    self.facts
+                        .cat()
+                        .tr("missing-value", &[("why", &md_text(&reason))])
                 ))
             }
         }
@@ -284,6 +304,9 @@ impl Preprocessor for IsolabPreprocessor {
     }
 
     fn run(&self, _ctx: &PreprocessorContext, mut book: Book) -> mdbook::errors::Result<Book> {
+        if let Some(catalog) = &self.catalog {
+            super::gettext::translate(catalog, &mut book)?;
+        }
         let mut first_error: Option<PlaceholderError> = None;
         book.for_each_mut(|item| {
             if first_error.is_some() {

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::i18n::{Catalogue, Lang};
 use crate::manifest::{Manifest, RunStatus};
 use crate::sample::Sample;
 use crate::store::StoredRun;
@@ -109,11 +110,23 @@ pub struct ChartFiles {
 
 /// Renders a report of `run` in `format`. Works on partial runs and runs without some backend.
 pub fn render_report(run: &StoredRun, format: ReportFormat) -> Result<String, ReportError> {
+    render_report_in(run, format, Lang::En)
+}
+
+/// [`render_report`] in `lang`: the terminal and HTML reports are written from the message
+/// catalogue ([`crate::i18n`]) with the language's numbers; the other formats are data for tools
+/// and papers and stay English.
+pub fn render_report_in(
+    run: &StoredRun,
+    format: ReportFormat,
+    lang: Lang,
+) -> Result<String, ReportError> {
     let view = View::new(run);
+    let cat = Catalogue::new(lang);
     match format {
-        ReportFormat::Term => Ok(term::render(&view)),
+        ReportFormat::Term => Ok(term::render(&view, &cat)),
         ReportFormat::Md => Ok(markdown::render(&view)),
-        ReportFormat::Html => html::render(&view),
+        ReportFormat::Html => html::render(&view, &cat),
         ReportFormat::Csv => Ok(csv::render(&view)),
         ReportFormat::Latex => Ok(latex::render(&view)),
         ReportFormat::Json => json(&view),
@@ -296,8 +309,8 @@ fn json(view: &View<'_>) -> Result<String, ReportError> {
         torn_tail: view.run.torn_tail,
         samples_stored: view.run.samples.len(),
         planned_trials: m.planned_trials,
-        methodology: methodology::paragraph(view),
-        caveats: methodology::caveats(view),
+        methodology: methodology::paragraph(view, &Catalogue::new(Lang::En)),
+        caveats: methodology::caveats(view, &Catalogue::new(Lang::En)),
         summary: &view.summary,
         failed_trials: methodology::failed_trials(view),
         published: published::comparisons(view),

@@ -1,0 +1,295 @@
+# isolab's generated text, English (the source). Every sentence, label and figure text isolab
+# writes into the book and the reports comes from here; fr.ftl translates it, quoting above each
+# message the English it was made from (`# en: ...`), so a changed English text shows up as fuzzy.
+# Numbers arrive already formatted for the language; do not format them again.
+
+## Values the run lacks
+
+not-measured = not measured in this run
+missing-value = *{ not-measured } ({ $why })*
+why-workload-absent = the { $workload } workload was not part of this run
+why-unavailable = { $backend } unavailable: { $reason }
+why-unavailable-here = { $backend } unavailable on this host
+why-no-trial-stored = no measured trial of { $entry } on { $backend } was stored; the run may have been interrupted
+why-backend-absent = the { $backend } backend was not part of this run
+why-all-failed = all { $n } trials of { $entry } on { $backend } failed: { $reason }
+why-emulated-only = { $backend } ran only inside an emulated machine, whose times are not performance figures
+why-metric-absent = { $backend } does not report { $metric } for { $entry }
+why-no-usable-trial = { $backend } has no usable { $entry } trial
+why-no-fact = the run's manifest records no { $key } for { $backend }; runs made before isolab recorded it lack it
+
+## Medians and ratios
+
+median-ci = { $median }{ $unit } [{ $level } CI { $lo }–{ $hi }], n={ $n }{ $suffix }
+median-range = { $median }{ $unit } [range { $lo }–{ $hi }, { $coverage } coverage: too few trials for { $level }], n={ $n }{ $suffix }
+median-other-run = { " " }(run { $run }, with other parameters than native's)
+median-counted-emulated = { " " }(counted in an emulated machine: a count, not a speed){ $other }
+ratio-native = { $ratio } native [{ $level } CI { $lo }–{ $hi }{ $aa }]
+ratio-aa-note = ; A/A noise { $pct }
+ratio-other-run = *no ratio: the VM's { $entry } comes from run { $run }, measured with other parameters than native's (chapter 9 lists both)*
+ratio-no-native = *{ not-measured } (no ratio: { $why })*
+
+## The runs and the backends
+
+runs-one = one run of `isolab run`, run **{ $run }**
+runs-two = two runs of `isolab run`: run **{ $base }** ({ $base-role }) and run **{ $vm }** ({ $vm-role }), each with its own suite, sizes and repetitions ([chapter 9](09-reproducing.md) describes both)
+no-backend = no backend
+avail-absent = **{ $backend }**: not part of this run
+avail-unavailable = **{ $backend }**: unavailable: { $reason }
+avail-no-reason = no reason recorded
+avail-measured = **{ $backend }**: measured
+avail-emulated = **{ $backend }**: ran only inside an emulated machine: its counts and its view of the inside are shown, its times are not
+avail-failed = **{ $backend }**: no successful measured trial
+avail-from-run = { " " }(from run { $run })
+manifest-run-column = run { $run } ({ $role })
+
+## Start-up phases
+
+phases-header = | # | phase ends at | median duration | cumulative | what happened |
+phases-footer = Medians of { $n } `noop` trials of { $backend } on the host clock (the segments' medians add up to the median *path*, not to the median total).
+phase-vm-vm_created = `KVM_CREATE_VM`: an empty virtual machine, no memory, no CPU yet
+phase-vm-memory_ready = guest RAM mapped in the VMM and handed to KVM (`KVM_SET_USER_MEMORY_REGION`)
+phase-vm-kernel_loaded = kernel, initramfs, command line, boot parameters, page tables and MP table written into guest RAM
+phase-vm-vcpu_configured = vCPU created; registers, CPUID, MSRs set; serial port wired to an irqfd
+phase-vm-first_kvm_run = the vCPU thread enters the guest for the first time (`KVM_RUN`)
+phase-vm-agent_ready = the guest kernel booted and ran `/init`: the agent's first marker (a port write, one exit)
+phase-vm-exited = the guest asked to stop (power-off or reset)
+phase-vm-cleaned_up = vCPU, devices, VM and guest memory released
+phase-container-cgroup_created = the trial's cgroup exists, with its memory, CPU and pids limits
+phase-container-clone_returned = `clone3` with new namespaces returned in the parent
+phase-container-child_started = the child's first instruction, already inside its new namespaces
+phase-container-cgroup_joined = the child is accounted to its cgroup
+phase-container-namespaces_ready = hostname set, loopback up, cgroup namespace entered
+phase-container-root_pivoted = root filesystem mounted, `pivot_root` done, the host's `/` detached
+phase-container-exec = capabilities dropped; `execve` of the agent as PID 1
+phase-container-exited = PID 1 ended, and with it every process in the PID namespace
+phase-container-cleaned_up = the cgroup removed; nothing of the container is left
+phase-any-spawned = `fork`/`exec` of the agent returned in the harness
+phase-any-agent_ready = the agent runs: its first marker arrived
+phase-any-workload_start = the workload begins
+phase-any-workload_end = the workload ends
+phase-any-result_written = the result is written
+phase-any-exited = the agent ended
+phase-any-reaped = the exit status was collected
+phase-any-cleaned_up = everything of the trial is released
+
+## VM exits
+
+exit-io_out-serial = a write to the emulated serial port: one exit per byte of console output
+exit-io_in-serial = a read of a serial-port register (the driver polls its status)
+exit-marker = the agent's timing marker: one port write per event
+exit-rtc = the CMOS real-time clock, read at boot
+exit-i8042 = the keyboard controller, probed at boot and used to reset
+exit-port-other = a port with no device behind it: the kernel probing for hardware
+exit-mmio = an access to an address with no RAM (memory-mapped I/O)
+exit-hlt = the vCPU halted
+exit-shutdown = triple fault: the guest could not continue
+exit-system_event = the guest asked to power off or reset
+exit-intr = KVM returned to the VMM for a signal or an interrupt window
+exit-error = KVM could not enter or emulate: an error
+
+## Capacity
+
+capacity-header = | backend | host memory per idle instance | idle instances per GiB | idle instances in this host's { $host-mib } MiB | start to ready | starts per second, one after another |
+capacity-memory-cell = { $mib } ({ $how })
+capacity-how-vm = guest RAM touched + VMM
+capacity-how-cgroup = cgroup peak
+capacity-how-rss = peak RSS
+capacity-floor-vm = { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: guest RAM the guest has touched stays with the VM until it is given back (a balloon device or a restart), so a busy VM costs up to its size plus the VMM's own memory
+capacity-floor-container = { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: the cgroup's limit; the container is charged what its processes and their page cache use, and gives it back when they free it
+
+## The terminal report
+
+term-run-line = Run { $run } ({ $status }) started { $started } on { $host } ({ $cpu }, { $cores } cores, kernel { $kernel }, KVM: { $kvm }).
+term-methodology = Methodology:
+term-caveats = Caveats:
+summary-col-workload = workload
+summary-col-metric = metric
+summary-col-backend = backend
+summary-col-median = median
+summary-col-ci = 95% CI
+summary-col-n = n
+summary-col-vs-native = vs native
+
+## VM exits table
+
+exits-header = | exit reason | median per trial | what it is |
+exits-total = **all exits**
+exits-emulated = Counted by a VM that ran inside an emulated machine: the counts are what the guest did; the times are not measured.
+
+## Figures
+
+figure-label = Figure `{ $name }`
+
+## Methodology (the paragraph every report and the book print)
+
+list-none = none
+list-and = { $rest } and { $last }
+count-trials = { $n ->
+    [one] { $count } trial
+   *[other] { $count } trials
+}
+count-workloads = { $n ->
+    [one] { $count } workload
+   *[other] { $count } workloads
+}
+count-repetitions = { $n ->
+    [one] { $count } repetition
+   *[other] { $count } repetitions
+}
+count-warmup-rounds = { $n ->
+    [one] { $count } warm-up round
+   *[other] { $count } warm-up rounds
+}
+count-warmup-samples = { $n ->
+    [one] { $count } warm-up sample
+   *[other] { $count } warm-up samples
+}
+count-cpus = { $n ->
+    [one] { $count } CPU
+   *[other] { $count } CPUs
+}
+count-cores = { $n ->
+    [one] { $count } core
+   *[other] { $count } cores
+}
+method-trials = Run { $run } measured { $trials } of { $workloads } on { $backends } ({ $reps } planned per column and workload{ $until }), after { $warmup } per column and workload ({ $warmup-samples } stored but not summarised).
+method-more-until-ci = , more where --until-ci asked for them
+method-outcomes = { $ok } produced a result that enters the statistics; { $failed } failed and { $emulated } ran in an emulated machine (both are listed, neither is summarised as performance).
+method-shuffle = In every repetition each workload ran once per column (a backend with its factor values), the columns in an order shuffled anew (seed { $seed }), so slow drift of the host falls on all columns alike.
+method-until-ci = Repetitions were added by rule (--until-ci { $pct }): rounds of one more repetition of every column, interleaved, for each workload with a headline interval reaching further than that from its median, up to { $max-reps } repetitions and { $max-wall }; { $rounds } round(s) were added and the rule { $outcome }.
+method-until-met = was met
+method-until-not-met = was not met everywhere ({ $why })
+method-aa = As an A/A check, column { $column } ran twice as if it were two ({ $a } and { $b }), interleaved like the others; their ratio shows the smallest difference this host resolved during the run.
+method-statistics = Each figure is the median of its samples with a distribution-free { $level } confidence interval from order statistics (binomial ranks; no normality is assumed; with fewer than 6 samples { $level } is out of reach and min..max is given with its actual coverage). Ratios to native are median(backend) / median(native) with a { $level } percentile-bootstrap interval ({ $resamples } resamples, fixed seed, so every number can be recomputed from samples.jsonl).
+method-sandbox = Sandbox size: { $memory } of memory and { $cpus } for container and VM alike. Host: { $host } ({ $cpu-model }, { $cores }, { $host-memory }), kernel { $kernel }, { $kvm }, cgroups { $cgroups }.
+status-running = running or killed
+status-complete = complete
+status-interrupted = interrupted
+status-failed = stopped by an error
+stop-running = still running or killed
+stop-converged = every headline interval met the rule
+stop-repetition-cap = stopped at the repetition cap
+stop-wall-cap = stopped at the wall-clock cap
+stop-interrupted = interrupted by Ctrl-C
+kvm-intel = hardware KVM (kvm_intel, VT-x)
+kvm-amd = hardware KVM (kvm_amd, AMD-V)
+kvm-pvm = PVM (kvm_pvm): software virtualization, cannot boot stock Linux guests
+kvm-unknown = /dev/kvm present, provider unknown
+kvm-none = no /dev/kvm
+
+## Caveats
+
+caveat-partial = Partial run: status { $status }, { $stored } of { $planned } planned trials stored. The figures use the samples that exist; some backends or workloads may have fewer repetitions than planned.
+caveat-torn-tail = The last line of samples.jsonl was incomplete (the run was killed while writing it) and was skipped.
+caveat-no-trial-stored = no trial of it was stored
+caveat-backend-no-samples = Backend { $backend } has no samples in this run: { $why }.
+caveat-backend-no-success = Backend { $backend } produced no successful measured trial; it appears only in the failure list.
+caveat-emulated = { $n ->
+    [one] { $count } sample ran the VM inside an emulated machine (no hardware virtualization). It is labelled "vm (emulated)", has no ratio to native, and is left out of the timing charts: it shows that the VM works and what it counts (memory, exits), not how fast it is.
+   *[other] { $count } samples ran the VM inside an emulated machine (no hardware virtualization). They are labelled "vm (emulated)", have no ratio to native, and are left out of the timing charts: they show that the VM works and what it counts (memory, exits), not how fast it is.
+}
+caveat-few-samples = Some figures rest on fewer than 6 samples: their interval is min..max and covers the median with less than { $level } probability (marked *).
+caveat-column-not-run = Column { $column } did not run: { $why }.
+caveat-wide = { $wide } of { $total } headline intervals reach further than { $pct } from their median (marked ~); differences smaller than that are not resolved by them.
+caveat-aa-floor = The A/A check of this run puts the noise floor at { $pct }: a ratio closer to 1 than that (a factor's effect, or a backend against native) cannot be told from noise here.
+caveat-failures = { $n ->
+    [one] { $backend }: { $count } trial ({ $workloads }) produced no result: { $reason }.
+   *[other] { $backend }: { $count } trials ({ $workloads }) produced no result: { $reason }.
+}
+caveat-failures-not-run = { $n ->
+    [one] { $backend }: { $count } trial ({ $workloads }) not run: { $reason }.
+   *[other] { $backend }: { $count } trials ({ $workloads }) not run: { $reason }.
+}
+
+## The environment (manifest) tables
+
+env-run = run
+env-status = status
+env-started = started
+env-ended = ended
+env-wall-time = wall time
+env-host = host
+env-kernel = kernel
+env-cpu = CPU
+env-cpu-value = { $model } ({ $cores } cores)
+env-memory = memory
+env-governor = CPU governor
+env-not-readable = not readable
+env-boot-id = host boot_id
+env-agent-sha = agent sha256
+env-suite = suite
+env-reps = repetitions / warm-up
+env-sandbox = sandbox
+env-sandbox-value = { $memory }, { $vcpus } vCPU, { $pids } pids
+env-seed = shuffle seed
+env-columns = columns
+env-one-per-backend = one per backend
+env-trials = trials stored / planned
+env-command = command
+env-until-ci = { $pct } (caps { $max-reps } repetitions, { $max-wall }): { $rounds } round(s) added, { $why }
+env-available = available
+env-unavailable = unavailable
+env-backend = backend { $backend }
+env-platform = platform
+env-platform-not-recorded = not recorded (the run was made by an isolab that did not record microcode, mitigations, boost, SMT, NUMA, THP, KSM or the kernel command line)
+env-not-exposed = not exposed by this host
+env-active = active
+env-inactive = inactive
+env-numa-node = node { $node }: CPUs { $cpus }
+env-ksm-stopped = stopped
+env-ksm-merging = merging
+env-ksm-unmerging = unmerging
+env-ksm-pages-per-scan = { $n } pages per scan
+env-ksm-sleep = { $ms } ms between scans
+env-ksm-sharing = { $n } pages sharing at the start
+env-cpu-signature = CPU signature
+env-microcode = microcode
+env-vulnerabilities = CPU vulnerabilities
+env-cpufreq = cpufreq driver
+env-numa = NUMA nodes
+env-thp = transparent huge pages
+env-thp-value = enabled { $enabled }, defrag { $defrag }
+env-clocksource = clock source
+env-kernel-build = kernel build
+env-cmdline = kernel command line
+caveat-vm-run-incomplete = The VM's run { $run } did not complete ({ $status }): its figures use the samples that exist.
+
+## The summary table (terminal)
+
+summary-col-unit = unit
+summary-no-trials = (no successful measured trials)
+summary-footer = { $measured } measured samples ({ $warmup } warm-up samples not summarised). Intervals: median, distribution-free order-statistic CI; ratio: percentile bootstrap ({ $resamples } resamples). ↑ higher is better, ↓ lower.
+summary-low-coverage = * fewer than 6 samples: 95% is out of reach; the interval is min..max with lower coverage.
+summary-wide = ~ the interval reaches further than { $pct } from its median.
+summary-emulated = Emulated samples ran in the HVM test machine (QEMU TCG): correctness only, not performance.
+emulated-time = emulated time
+
+## The HTML report
+
+html-title = isolab report: { $run }
+html-heading = isolab report: run { $run }
+html-run-line = { $started } on { $host } (kernel { $kernel }, { $kvm }), { $stored } of { $planned } planned trials stored, status: { $status }.
+html-legend = Backends in this run (same colours in every chart): { $backends }
+html-read-first = Read this first.
+html-charts = Charts
+html-summary = Summary
+html-failed = Failed trials
+html-failed-note = One row per backend and reason (every trial: <code>isolab report --format json</code>).
+html-col-trials = trials
+html-col-how-many = how many
+html-col-workloads = workloads
+html-col-reason = reason
+html-methodology = Methodology
+html-environment = Environment
+html-footer = Every number here is recomputed from samples.jsonl and manifest.json of run { $run } by <code>isolab report</code>; the raw samples are in the CSV report.
+html-no-trial = No successful measured trial in this run.
+html-col-vs-native = vs native [95% CI]
+html-summary-note = ↑ higher is better, ↓ lower is better; * fewer than 6 samples, the interval is min..max; ~ the interval reaches further than { $pct } from its median.
+caption-start_timeline = Where start-up time goes: each bar is one trial of the noop workload on the host clock, split at the phases the backend records; segment lengths are medians across trials, so the bar is the median path, not the median total.
+caption-ratio_to_native = Each dot is a backend's median divided by native's median for the same metric; the whisker is its bootstrap confidence interval. At 1 (the black line) the backend is as fast as native; whether above 1 is better depends on the arrow in the label.
+caption-factor_effects = Each dot is one factor's effect on a headline metric: the median at the changed value divided by the median at the factor's first value, the other factors held fixed, measured side by side in this run; the whisker is its bootstrap interval. At 1 the setting made no difference that the run could see.
+caption-aa_check = The same column run twice as if it were two, interleaved: any distance of a dot or its whisker from 1 is noise. Effects and ratios closer to 1 than these whiskers reach cannot be told from noise on this host.
+caption-memory_per_instance = Memory one sandbox costs on the host: for the VM the guest RAM it touched plus the VMM's own; for the container the cgroup's anonymous, page-cache and kernel memory; natively the process's peak RSS.
+caption-io_latency = Latency percentiles reported by the I/O workloads (p50 = typical, p99 = tail), median across trials with its confidence interval.
+caption-vm_exits = How often the guest left the CPU to the VMM in one trial, by reason. Port and MMIO exits are emulated device accesses; virtio keeps them few.

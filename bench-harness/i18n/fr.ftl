@@ -1,0 +1,520 @@
+# isolab's generated text, French. Above each message, `# en:` quotes the English (en.ftl) it
+# translates: when the English changes, the check calls the translation fuzzy until both the
+# translation and its `# en:` line are updated. Numbers arrive already formatted (decimal comma,
+# narrow no-break spaces): do not format them again.
+
+## Values the run lacks
+
+# en: not measured in this run
+not-measured = non mesuré dans cette exécution
+# en: *{ not-measured } ({ $why })*
+missing-value = *{ not-measured } ({ $why })*
+# en: the { $workload } workload was not part of this run
+why-workload-absent = la charge { $workload } ne faisait pas partie de cette exécution
+# en: { $backend } unavailable: { $reason }
+why-unavailable = { $backend } indisponible : { $reason }
+# en: { $backend } unavailable on this host
+why-unavailable-here = { $backend } indisponible sur cet hôte
+# en: no measured trial of { $entry } on { $backend } was stored; the run may have been interrupted
+why-no-trial-stored = aucun essai mesuré de { $entry } sur { $backend } n’a été enregistré ; l’exécution a peut-être été interrompue
+# en: the { $backend } backend was not part of this run
+why-backend-absent = l’environnement { $backend } ne faisait pas partie de cette exécution
+# en: all { $n } trials of { $entry } on { $backend } failed: { $reason }
+why-all-failed = { $n ->
+    [one] l’unique essai de { $entry } sur { $backend } a échoué : { $reason }
+   *[other] les { $n } essais de { $entry } sur { $backend } ont tous échoué : { $reason }
+}
+# en: { $backend } ran only inside an emulated machine, whose times are not performance figures
+why-emulated-only = { $backend } n’a tourné que dans une machine émulée, dont les temps ne sont pas des mesures de performance
+# en: { $backend } does not report { $metric } for { $entry }
+why-metric-absent = { $backend } ne fournit pas { $metric } pour { $entry }
+# en: { $backend } has no usable { $entry } trial
+why-no-usable-trial = { $backend } n’a aucun essai utilisable de { $entry }
+# en: the run's manifest records no { $key } for { $backend }; runs made before isolab recorded it lack it
+why-no-fact = le manifeste de l’exécution n’indique pas { $key } pour { $backend } ; les exécutions antérieures à son enregistrement par isolab ne l’ont pas
+
+## Medians and ratios
+
+# en: { $median }{ $unit } [{ $level } CI { $lo }–{ $hi }], n={ $n }{ $suffix }
+median-ci = { $median }{ $unit } [IC à { $level } { $lo }–{ $hi }], n = { $n }{ $suffix }
+# en: { $median }{ $unit } [range { $lo }–{ $hi }, { $coverage } coverage: too few trials for { $level }], n={ $n }{ $suffix }
+median-range = { $median }{ $unit } [étendue { $lo }–{ $hi }, couverture { $coverage } : trop peu d’essais pour { $level }], n = { $n }{ $suffix }
+# en: { " " }(run { $run }, with other parameters than native's)
+median-other-run = { " " }(exécution { $run }, avec d’autres paramètres que celle du natif)
+# en: { " " }(counted in an emulated machine: a count, not a speed){ $other }
+median-counted-emulated = { " " }(compté dans une machine émulée : un décompte, pas une vitesse){ $other }
+# en: { $ratio } native [{ $level } CI { $lo }–{ $hi }{ $aa }]
+ratio-native = { $ratio } le natif [IC à { $level } { $lo }–{ $hi }{ $aa }]
+# en: ; A/A noise { $pct }
+ratio-aa-note = ; bruit A/A { $pct }
+# en: *no ratio: the VM's { $entry } comes from run { $run }, measured with other parameters than native's (chapter 9 lists both)*
+ratio-other-run = *pas de rapport : la valeur { $entry } de la VM vient de l’exécution { $run }, mesurée avec d’autres paramètres que celle du natif (le chapitre 9 décrit les deux)*
+# en: *{ not-measured } (no ratio: { $why })*
+ratio-no-native = *{ not-measured } (pas de rapport : { $why })*
+
+## The runs and the backends
+
+# en: one run of `isolab run`, run **{ $run }**
+runs-one = une exécution de `isolab run`, l’exécution **{ $run }**
+# en: two runs of `isolab run`: run **{ $base }** ({ $base-role }) and run **{ $vm }** ({ $vm-role }), each with its own suite, sizes and repetitions ([chapter 9](09-reproducing.md) describes both)
+runs-two = deux exécutions de `isolab run` : l’exécution **{ $base }** ({ $base-role }) et l’exécution **{ $vm }** ({ $vm-role }), chacune avec sa propre suite, ses tailles et ses répétitions (le [chapitre 9](09-reproducing.md) décrit les deux)
+# en: no backend
+no-backend = aucun environnement
+# en: **{ $backend }**: not part of this run
+avail-absent = **{ $backend }** : ne faisait pas partie de cette exécution
+# en: **{ $backend }**: unavailable: { $reason }
+avail-unavailable = **{ $backend }** : indisponible : { $reason }
+# en: no reason recorded
+avail-no-reason = aucune raison enregistrée
+# en: **{ $backend }**: measured
+avail-measured = **{ $backend }** : mesuré
+# en: **{ $backend }**: ran only inside an emulated machine: its counts and its view of the inside are shown, its times are not
+avail-emulated = **{ $backend }** : n’a tourné que dans une machine émulée : ses décomptes et sa vue de l’intérieur sont montrés, ses temps ne le sont pas
+# en: **{ $backend }**: no successful measured trial
+avail-failed = **{ $backend }** : aucun essai mesuré réussi
+# en: { " " }(from run { $run })
+avail-from-run = { " " }(de l’exécution { $run })
+# en: run { $run } ({ $role })
+manifest-run-column = exécution { $run } ({ $role })
+
+## Start-up phases
+
+# en: | # | phase ends at | median duration | cumulative | what happened |
+phases-header = | n° | fin de la phase à | durée médiane | cumul | ce qui s’est passé |
+# en: Medians of { $n } `noop` trials of { $backend } on the host clock (the segments' medians add up to the median *path*, not to the median total).
+phases-footer = { $n ->
+    [one] Médiane d’un essai `noop` de { $backend } sur l’horloge de l’hôte (les médianes des segments s’additionnent en la médiane du *chemin*, pas en la médiane du total).
+   *[other] Médianes de { $n } essais `noop` de { $backend } sur l’horloge de l’hôte (les médianes des segments s’additionnent en la médiane du *chemin*, pas en la médiane du total).
+}
+# en: `KVM_CREATE_VM`: an empty virtual machine, no memory, no CPU yet
+phase-vm-vm_created = `KVM_CREATE_VM` : une machine virtuelle vide, sans mémoire ni processeur pour l’instant
+# en: guest RAM mapped in the VMM and handed to KVM (`KVM_SET_USER_MEMORY_REGION`)
+phase-vm-memory_ready = la RAM de l’invité est projetée dans le VMM et confiée à KVM (`KVM_SET_USER_MEMORY_REGION`)
+# en: kernel, initramfs, command line, boot parameters, page tables and MP table written into guest RAM
+phase-vm-kernel_loaded = noyau, initramfs, ligne de commande, paramètres d’amorçage, tables de pages et table MP écrits dans la RAM de l’invité
+# en: vCPU created; registers, CPUID, MSRs set; serial port wired to an irqfd
+phase-vm-vcpu_configured = vCPU créé ; registres, CPUID et MSR réglés ; port série relié à un irqfd
+# en: the vCPU thread enters the guest for the first time (`KVM_RUN`)
+phase-vm-first_kvm_run = le thread du vCPU entre dans l’invité pour la première fois (`KVM_RUN`)
+# en: the guest kernel booted and ran `/init`: the agent's first marker (a port write, one exit)
+phase-vm-agent_ready = le noyau invité a démarré et lancé `/init` : premier marqueur de l’agent (une écriture de port, une sortie)
+# en: the guest asked to stop (power-off or reset)
+phase-vm-exited = l’invité a demandé l’arrêt (extinction ou réinitialisation)
+# en: vCPU, devices, VM and guest memory released
+phase-vm-cleaned_up = vCPU, périphériques, VM et mémoire de l’invité libérés
+# en: the trial's cgroup exists, with its memory, CPU and pids limits
+phase-container-cgroup_created = le groupe de contrôle de l’essai existe, avec ses limites de mémoire, de processeur et de processus
+# en: `clone3` with new namespaces returned in the parent
+phase-container-clone_returned = `clone3` avec de nouveaux espaces de noms est revenu dans le parent
+# en: the child's first instruction, already inside its new namespaces
+phase-container-child_started = première instruction de l’enfant, déjà dans ses nouveaux espaces de noms
+# en: the child is accounted to its cgroup
+phase-container-cgroup_joined = l’enfant est comptabilisé dans son groupe de contrôle
+# en: hostname set, loopback up, cgroup namespace entered
+phase-container-namespaces_ready = nom d’hôte fixé, interface loopback activée, espace de noms cgroup rejoint
+# en: root filesystem mounted, `pivot_root` done, the host's `/` detached
+phase-container-root_pivoted = système de fichiers racine monté, `pivot_root` effectué, le `/` de l’hôte détaché
+# en: capabilities dropped; `execve` of the agent as PID 1
+phase-container-exec = capacités abandonnées ; `execve` de l’agent comme PID 1
+# en: PID 1 ended, and with it every process in the PID namespace
+phase-container-exited = le PID 1 s’est terminé, et avec lui tous les processus de l’espace de noms PID
+# en: the cgroup removed; nothing of the container is left
+phase-container-cleaned_up = le groupe de contrôle est supprimé ; il ne reste rien du conteneur
+# en: `fork`/`exec` of the agent returned in the harness
+phase-any-spawned = le `fork`/`exec` de l’agent est revenu dans le banc d’essai
+# en: the agent runs: its first marker arrived
+phase-any-agent_ready = l’agent tourne : son premier marqueur est arrivé
+# en: the workload begins
+phase-any-workload_start = la charge commence
+# en: the workload ends
+phase-any-workload_end = la charge se termine
+# en: the result is written
+phase-any-result_written = le résultat est écrit
+# en: the agent ended
+phase-any-exited = l’agent s’est terminé
+# en: the exit status was collected
+phase-any-reaped = le code de sortie a été recueilli
+# en: everything of the trial is released
+phase-any-cleaned_up = tout ce qui appartenait à l’essai est libéré
+
+## VM exits
+
+# en: a write to the emulated serial port: one exit per byte of console output
+exit-io_out-serial = une écriture sur le port série émulé : une sortie par octet affiché sur la console
+# en: a read of a serial-port register (the driver polls its status)
+exit-io_in-serial = une lecture d’un registre du port série (le pilote interroge son état)
+# en: the agent's timing marker: one port write per event
+exit-marker = le marqueur de temps de l’agent : une écriture de port par événement
+# en: the CMOS real-time clock, read at boot
+exit-rtc = l’horloge temps réel CMOS, lue à l’amorçage
+# en: the keyboard controller, probed at boot and used to reset
+exit-i8042 = le contrôleur de clavier, sondé à l’amorçage et utilisé pour la réinitialisation
+# en: a port with no device behind it: the kernel probing for hardware
+exit-port-other = un port sans périphérique derrière : le noyau cherche du matériel
+# en: an access to an address with no RAM (memory-mapped I/O)
+exit-mmio = un accès à une adresse sans RAM (entrées-sorties projetées en mémoire)
+# en: the vCPU halted
+exit-hlt = le vCPU s’est arrêté (HLT)
+# en: triple fault: the guest could not continue
+exit-shutdown = triple faute : l’invité ne pouvait pas continuer
+# en: the guest asked to power off or reset
+exit-system_event = l’invité a demandé l’extinction ou la réinitialisation
+# en: KVM returned to the VMM for a signal or an interrupt window
+exit-intr = KVM est revenu au VMM pour un signal ou une fenêtre d’interruption
+# en: KVM could not enter or emulate: an error
+exit-error = KVM n’a pas pu entrer dans l’invité ou émuler : une erreur
+
+## Capacity
+
+# en: | backend | host memory per idle instance | idle instances per GiB | idle instances in this host's { $host-mib } MiB | start to ready | starts per second, one after another |
+capacity-header = | environnement | mémoire de l’hôte par instance inactive | instances inactives par Gio | instances inactives dans les { $host-mib } Mio de cet hôte | du lancement à la disponibilité | lancements par seconde, l’un après l’autre |
+# en: { $mib } ({ $how })
+capacity-memory-cell = { $mib } ({ $how })
+# en: guest RAM touched + VMM
+capacity-how-vm = RAM touchée de l’invité + VMM
+# en: cgroup peak
+capacity-how-cgroup = pic du groupe de contrôle
+# en: peak RSS
+capacity-how-rss = pic de RSS
+# en: { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: guest RAM the guest has touched stays with the VM until it is given back (a balloon device or a restart), so a busy VM costs up to its size plus the VMM's own memory
+capacity-floor-vm = { $backend } : le chiffre au repos est un plancher. Son plafond est la taille mémoire du bac à sable, { $limit } : la RAM que l’invité a touchée reste à la VM tant qu’elle n’est pas rendue (un périphérique ballon ou un redémarrage), si bien qu’une VM occupée coûte jusqu’à sa taille plus la mémoire propre du VMM
+# en: { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: the cgroup's limit; the container is charged what its processes and their page cache use, and gives it back when they free it
+capacity-floor-container = { $backend } : le chiffre au repos est un plancher. Son plafond est la taille mémoire du bac à sable, { $limit } : la limite du groupe de contrôle ; le conteneur est facturé de ce qu’utilisent ses processus et leur cache de pages, et le rend quand ils le libèrent
+
+## The terminal report
+
+# en: Run { $run } ({ $status }) started { $started } on { $host } ({ $cpu }, { $cores } cores, kernel { $kernel }, KVM: { $kvm }).
+term-run-line = Exécution { $run } ({ $status }) commencée le { $started } sur { $host } ({ $cpu }, { $cores } cœurs, noyau { $kernel }, KVM : { $kvm }).
+# en: Methodology:
+term-methodology = Méthodologie :
+# en: Caveats:
+term-caveats = Réserves :
+# en: workload
+summary-col-workload = charge
+# en: metric
+summary-col-metric = métrique
+# en: backend
+summary-col-backend = environnement
+# en: median
+summary-col-median = médiane
+# en: 95% CI
+summary-col-ci = IC à 95 %
+# en: n
+summary-col-n = n
+# en: vs native
+summary-col-vs-native = rapport au natif
+
+## VM exits table
+
+# en: | exit reason | median per trial | what it is |
+exits-header = | raison de la sortie | médiane par essai | ce que c’est |
+# en: **all exits**
+exits-total = **toutes les sorties**
+# en: Counted by a VM that ran inside an emulated machine: the counts are what the guest did; the times are not measured.
+exits-emulated = Compté par une VM qui tournait dans une machine émulée : les décomptes sont ce que l’invité a fait ; les temps ne sont pas mesurés.
+
+## Figures
+
+# en: Figure `{ $name }`
+figure-label = Figure `{ $name }`
+
+## Methodology (the paragraph every report and the book print)
+
+# en: none
+list-none = aucun
+# en: { $rest } and { $last }
+list-and = { $rest } et { $last }
+# en: { $n -> [one] { $count } trial *[other] { $count } trials
+count-trials = { $n ->
+    [one] { $count } essai
+   *[other] { $count } essais
+}
+# en: { $n -> [one] { $count } workload *[other] { $count } workloads
+count-workloads = { $n ->
+    [one] { $count } charge
+   *[other] { $count } charges
+}
+# en: { $n -> [one] { $count } repetition *[other] { $count } repetitions
+count-repetitions = { $n ->
+    [one] { $count } répétition
+   *[other] { $count } répétitions
+}
+# en: { $n -> [one] { $count } warm-up round *[other] { $count } warm-up rounds
+count-warmup-rounds = { $n ->
+    [one] { $count } tour de chauffe
+   *[other] { $count } tours de chauffe
+}
+# en: { $n -> [one] { $count } warm-up sample *[other] { $count } warm-up samples
+count-warmup-samples = { $n ->
+    [one] { $count } échantillon de chauffe
+   *[other] { $count } échantillons de chauffe
+}
+# en: { $n -> [one] { $count } CPU *[other] { $count } CPUs
+count-cpus = { $n ->
+    [one] { $count } processeur
+   *[other] { $count } processeurs
+}
+# en: { $n -> [one] { $count } core *[other] { $count } cores
+count-cores = { $n ->
+    [one] { $count } cœur
+   *[other] { $count } cœurs
+}
+# en: Run { $run } measured { $trials } of { $workloads } on { $backends } ({ $reps } planned per column and workload{ $until }), after { $warmup } per column and workload ({ $warmup-samples } stored but not summarised).
+method-trials = L’exécution { $run } a mesuré { $trials } de { $workloads } sur { $backends } ({ $reps } prévues par colonne et par charge{ $until }), après { $warmup } par colonne et par charge ({ $warmup-samples } enregistrés mais non résumés).
+# en: , more where --until-ci asked for them
+method-more-until-ci = , davantage là où --until-ci l’a demandé
+# en: { $ok } produced a result that enters the statistics; { $failed } failed and { $emulated } ran in an emulated machine (both are listed, neither is summarised as performance).
+method-outcomes = { $ok } ont donné un résultat qui entre dans les statistiques ; { $failed } ont échoué et { $emulated } ont tourné dans une machine émulée (les uns et les autres sont listés, aucun n’est résumé comme mesure de performance).
+# en: In every repetition each workload ran once per column (a backend with its factor values), the columns in an order shuffled anew (seed { $seed }), so slow drift of the host falls on all columns alike.
+method-shuffle = À chaque répétition, chaque charge a tourné une fois par colonne (un environnement avec les valeurs de ses facteurs), les colonnes dans un ordre tiré à nouveau au hasard (graine { $seed }), si bien qu’une lente dérive de l’hôte touche toutes les colonnes de la même façon.
+# en: Repetitions were added by rule (--until-ci { $pct }): rounds of one more repetition of every column, interleaved, for each workload with a headline interval reaching further than that from its median, up to { $max-reps } repetitions and { $max-wall }; { $rounds } round(s) were added and the rule { $outcome }.
+method-until-ci = Des répétitions ont été ajoutées selon une règle (--until-ci { $pct }) : des tours d’une répétition de plus de chaque colonne, entrelacés, pour chaque charge dont un intervalle principal s’écarte davantage de sa médiane, jusqu’à { $max-reps } répétitions et { $max-wall } ; { $rounds } tour(s) ajouté(s), et la règle { $outcome }.
+# en: was met
+method-until-met = a été satisfaite
+# en: was not met everywhere ({ $why })
+method-until-not-met = n’a pas été satisfaite partout ({ $why })
+# en: As an A/A check, column { $column } ran twice as if it were two ({ $a } and { $b }), interleaved like the others; their ratio shows the smallest difference this host resolved during the run.
+method-aa = En guise de contrôle A/A, la colonne { $column } a tourné deux fois comme s’il s’agissait de deux colonnes ({ $a } et { $b }), entrelacées comme les autres ; leur rapport montre la plus petite différence que cet hôte a su distinguer pendant l’exécution.
+# en: Each figure is the median of its samples with a distribution-free { $level } confidence interval from order statistics (binomial ranks; no normality is assumed; with fewer than 6 samples { $level } is out of reach and min..max is given with its actual coverage). Ratios to native are median(backend) / median(native) with a { $level } percentile-bootstrap interval ({ $resamples } resamples, fixed seed, so every number can be recomputed from samples.jsonl).
+method-statistics = Chaque chiffre est la médiane de ses échantillons avec un intervalle de confiance à { $level } non paramétrique, tiré des statistiques d’ordre (rangs binomiaux ; aucune normalité n’est supposée ; avec moins de 6 échantillons, { $level } est hors d’atteinte et l’on donne min..max avec sa couverture effective). Les rapports au natif sont médiane(environnement) / médiane(natif) avec un intervalle bootstrap percentile à { $level } ({ $resamples } rééchantillonnages, graine fixe, de sorte que chaque nombre peut être recalculé à partir de samples.jsonl).
+# en: Sandbox size: { $memory } of memory and { $cpus } for container and VM alike. Host: { $host } ({ $cpu-model }, { $cores }, { $host-memory }), kernel { $kernel }, { $kvm }, cgroups { $cgroups }.
+method-sandbox = Taille du bac à sable : { $memory } de mémoire et { $cpus }, pour le conteneur comme pour la VM. Hôte : { $host } ({ $cpu-model }, { $cores }, { $host-memory }), noyau { $kernel }, { $kvm }, cgroups { $cgroups }.
+# en: running or killed
+status-running = en cours ou tuée
+# en: complete
+status-complete = terminée
+# en: interrupted
+status-interrupted = interrompue
+# en: stopped by an error
+status-failed = arrêtée par une erreur
+# en: still running or killed
+stop-running = toujours en cours ou tuée
+# en: every headline interval met the rule
+stop-converged = chaque intervalle principal a satisfait la règle
+# en: stopped at the repetition cap
+stop-repetition-cap = arrêtée au plafond de répétitions
+# en: stopped at the wall-clock cap
+stop-wall-cap = arrêtée au plafond de durée
+# en: interrupted by Ctrl-C
+stop-interrupted = interrompue par Ctrl-C
+# en: hardware KVM (kvm_intel, VT-x)
+kvm-intel = KVM matériel (kvm_intel, VT-x)
+# en: hardware KVM (kvm_amd, AMD-V)
+kvm-amd = KVM matériel (kvm_amd, AMD-V)
+# en: PVM (kvm_pvm): software virtualization, cannot boot stock Linux guests
+kvm-pvm = PVM (kvm_pvm) : virtualisation logicielle, incapable d’amorcer un invité Linux standard
+# en: /dev/kvm present, provider unknown
+kvm-unknown = /dev/kvm présent, fournisseur inconnu
+# en: no /dev/kvm
+kvm-none = pas de /dev/kvm
+
+## Caveats
+
+# en: Partial run: status { $status }, { $stored } of { $planned } planned trials stored. The figures use the samples that exist; some backends or workloads may have fewer repetitions than planned.
+caveat-partial = Exécution partielle : état { $status }, { $stored } essais enregistrés sur { $planned } prévus. Les chiffres utilisent les échantillons existants ; certains environnements ou certaines charges peuvent avoir moins de répétitions que prévu.
+# en: The last line of samples.jsonl was incomplete (the run was killed while writing it) and was skipped.
+caveat-torn-tail = La dernière ligne de samples.jsonl était incomplète (l’exécution a été tuée pendant son écriture) et a été ignorée.
+# en: no trial of it was stored
+caveat-no-trial-stored = aucun de ses essais n’a été enregistré
+# en: Backend { $backend } has no samples in this run: { $why }.
+caveat-backend-no-samples = L’environnement { $backend } n’a aucun échantillon dans cette exécution : { $why }.
+# en: Backend { $backend } produced no successful measured trial; it appears only in the failure list.
+caveat-backend-no-success = L’environnement { $backend } n’a produit aucun essai mesuré réussi ; il n’apparaît que dans la liste des échecs.
+# en: { $n -> [one] { $count } sample ran the VM inside an emulated machine (no hardware virtualization). It is labelled "vm (emulated)", has no ratio to native, and is left out of the timing charts: it shows that the VM works and what it counts (memory, exits), not how fast it is. *[other] { $count } samples ran the VM inside an emulated machine (no hardware virtualization). They are labelled "vm (emulated)", have no ratio to native, and are left out of the timing charts: they show that the VM works and what it counts (memory, exits), not how fast it is.
+caveat-emulated = { $n ->
+    [one] { $count } échantillon a fait tourner la VM dans une machine émulée (sans virtualisation matérielle). Il est étiqueté « vm (emulated) », n’a pas de rapport au natif et ne figure pas dans les graphiques de temps : il montre que la VM fonctionne et ce qu’elle compte (mémoire, sorties), pas sa vitesse.
+   *[other] { $count } échantillons ont fait tourner la VM dans une machine émulée (sans virtualisation matérielle). Ils sont étiquetés « vm (emulated) », n’ont pas de rapport au natif et ne figurent pas dans les graphiques de temps : ils montrent que la VM fonctionne et ce qu’elle compte (mémoire, sorties), pas sa vitesse.
+}
+# en: Some figures rest on fewer than 6 samples: their interval is min..max and covers the median with less than { $level } probability (marked *).
+caveat-few-samples = Certains chiffres reposent sur moins de 6 échantillons : leur intervalle est min..max et contient la médiane avec une probabilité inférieure à { $level } (marqués *).
+# en: Column { $column } did not run: { $why }.
+caveat-column-not-run = La colonne { $column } n’a pas tourné : { $why }.
+# en: { $wide } of { $total } headline intervals reach further than { $pct } from their median (marked ~); differences smaller than that are not resolved by them.
+caveat-wide = { $wide } intervalles principaux sur { $total } s’écartent de plus de { $pct } de leur médiane (marqués ~) ; ils ne permettent pas de distinguer des différences plus petites.
+# en: The A/A check of this run puts the noise floor at { $pct }: a ratio closer to 1 than that (a factor's effect, or a backend against native) cannot be told from noise here.
+caveat-aa-floor = Le contrôle A/A de cette exécution place le plancher de bruit à { $pct } : un rapport plus proche de 1 (l’effet d’un facteur, ou un environnement face au natif) ne se distingue pas du bruit ici.
+# en: { $n -> [one] { $backend }: { $count } trial ({ $workloads }) produced no result: { $reason }. *[other] { $backend }: { $count } trials ({ $workloads }) produced no result: { $reason }.
+caveat-failures = { $n ->
+    [one] { $backend } : { $count } essai ({ $workloads }) n’a donné aucun résultat : { $reason }.
+   *[other] { $backend } : { $count } essais ({ $workloads }) n’ont donné aucun résultat : { $reason }.
+}
+# en: { $n -> [one] { $backend }: { $count } trial ({ $workloads }) not run: { $reason }. *[other] { $backend }: { $count } trials ({ $workloads }) not run: { $reason }.
+caveat-failures-not-run = { $n ->
+    [one] { $backend } : { $count } essai ({ $workloads }) non lancé : { $reason }.
+   *[other] { $backend } : { $count } essais ({ $workloads }) non lancés : { $reason }.
+}
+
+## The environment (manifest) tables
+
+# en: run
+env-run = exécution
+# en: status
+env-status = état
+# en: started
+env-started = début
+# en: ended
+env-ended = fin
+# en: wall time
+env-wall-time = durée réelle
+# en: host
+env-host = hôte
+# en: kernel
+env-kernel = noyau
+# en: CPU
+env-cpu = processeur
+# en: { $model } ({ $cores } cores)
+env-cpu-value = { $model } ({ $cores } cœurs)
+# en: memory
+env-memory = mémoire
+# en: CPU governor
+env-governor = gouverneur de fréquence
+# en: not readable
+env-not-readable = illisible
+# en: host boot_id
+env-boot-id = boot_id de l’hôte
+# en: agent sha256
+env-agent-sha = sha256 de l’agent
+# en: suite
+env-suite = suite
+# en: repetitions / warm-up
+env-reps = répétitions / chauffe
+# en: sandbox
+env-sandbox = bac à sable
+# en: { $memory }, { $vcpus } vCPU, { $pids } pids
+env-sandbox-value = { $memory }, { $vcpus } vCPU, { $pids } processus au plus
+# en: shuffle seed
+env-seed = graine du tirage
+# en: columns
+env-columns = colonnes
+# en: one per backend
+env-one-per-backend = une par environnement
+# en: trials stored / planned
+env-trials = essais enregistrés / prévus
+# en: command
+env-command = commande
+# en: { $pct } (caps { $max-reps } repetitions, { $max-wall }): { $rounds } round(s) added, { $why }
+env-until-ci = { $pct } (plafonds : { $max-reps } répétitions, { $max-wall }) : { $rounds } tour(s) ajouté(s), { $why }
+# en: available
+env-available = disponible
+# en: unavailable
+env-unavailable = indisponible
+# en: backend { $backend }
+env-backend = environnement { $backend }
+# en: platform
+env-platform = plateforme
+# en: not recorded (the run was made by an isolab that did not record microcode, mitigations, boost, SMT, NUMA, THP, KSM or the kernel command line)
+env-platform-not-recorded = non enregistrée (l’exécution a été faite par un isolab qui n’enregistrait ni le microcode, ni les atténuations, ni le boost, ni le SMT, ni la NUMA, ni les THP, ni KSM, ni la ligne de commande du noyau)
+# en: not exposed by this host
+env-not-exposed = non exposé par cet hôte
+# en: active
+env-active = actif
+# en: inactive
+env-inactive = inactif
+# en: node { $node }: CPUs { $cpus }
+env-numa-node = nœud { $node } : processeurs { $cpus }
+# en: stopped
+env-ksm-stopped = arrêté
+# en: merging
+env-ksm-merging = fusionne
+# en: unmerging
+env-ksm-unmerging = défusionne
+# en: { $n } pages per scan
+env-ksm-pages-per-scan = { $n } pages par passage
+# en: { $ms } ms between scans
+env-ksm-sleep = { $ms } ms entre deux passages
+# en: { $n } pages sharing at the start
+env-ksm-sharing = { $n } pages partagées au départ
+# en: CPU signature
+env-cpu-signature = signature du processeur
+# en: microcode
+env-microcode = microcode
+# en: CPU vulnerabilities
+env-vulnerabilities = vulnérabilités du processeur
+# en: cpufreq driver
+env-cpufreq = pilote cpufreq
+# en: NUMA nodes
+env-numa = nœuds NUMA
+# en: transparent huge pages
+env-thp = pages énormes transparentes
+# en: enabled { $enabled }, defrag { $defrag }
+env-thp-value = activées { $enabled }, défragmentation { $defrag }
+# en: clock source
+env-clocksource = source d’horloge
+# en: kernel build
+env-kernel-build = compilation du noyau
+# en: kernel command line
+env-cmdline = ligne de commande du noyau
+# en: The VM's run { $run } did not complete ({ $status }): its figures use the samples that exist.
+caveat-vm-run-incomplete = L’exécution { $run } de la VM ne s’est pas terminée ({ $status }) : ses chiffres utilisent les échantillons existants.
+
+## The summary table (terminal)
+
+# en: unit
+summary-col-unit = unité
+# en: (no successful measured trials)
+summary-no-trials = (aucun essai mesuré réussi)
+# en: { $measured } measured samples ({ $warmup } warm-up samples not summarised). Intervals: median, distribution-free order-statistic CI; ratio: percentile bootstrap ({ $resamples } resamples). ↑ higher is better, ↓ lower.
+summary-footer = { $measured } échantillons mesurés ({ $warmup } échantillons de chauffe non résumés). Intervalles : médiane, IC non paramétrique par statistiques d’ordre ; rapport : bootstrap percentile ({ $resamples } rééchantillonnages). ↑ plus haut vaut mieux, ↓ plus bas.
+# en: * fewer than 6 samples: 95% is out of reach; the interval is min..max with lower coverage.
+summary-low-coverage = * moins de 6 échantillons : 95 % est hors d’atteinte ; l’intervalle est min..max, de couverture moindre.
+# en: ~ the interval reaches further than { $pct } from its median.
+summary-wide = ~ l’intervalle s’écarte de plus de { $pct } de sa médiane.
+# en: Emulated samples ran in the HVM test machine (QEMU TCG): correctness only, not performance.
+summary-emulated = Les échantillons émulés ont tourné dans la machine de test HVM (QEMU TCG) : correction seulement, pas performance.
+# en: emulated time
+emulated-time = temps émulé
+
+## The HTML report
+
+# en: isolab report: { $run }
+html-title = rapport isolab : { $run }
+# en: isolab report: run { $run }
+html-heading = Rapport isolab : exécution { $run }
+# en: { $started } on { $host } (kernel { $kernel }, { $kvm }), { $stored } of { $planned } planned trials stored, status: { $status }.
+html-run-line = { $started } sur { $host } (noyau { $kernel }, { $kvm }), { $stored } essais enregistrés sur { $planned } prévus, état : { $status }.
+# en: Backends in this run (same colours in every chart): { $backends }
+html-legend = Environnements de cette exécution (mêmes couleurs dans tous les graphiques) : { $backends }
+# en: Read this first.
+html-read-first = À lire d’abord.
+# en: Charts
+html-charts = Graphiques
+# en: Summary
+html-summary = Résumé
+# en: Failed trials
+html-failed = Essais échoués
+# en: One row per backend and reason (every trial: <code>isolab report --format json</code>).
+html-failed-note = Une ligne par environnement et par raison (chaque essai : <code>isolab report --format json</code>).
+# en: trials
+html-col-trials = essais
+# en: how many
+html-col-how-many = combien
+# en: workloads
+html-col-workloads = charges
+# en: reason
+html-col-reason = raison
+# en: Methodology
+html-methodology = Méthodologie
+# en: Environment
+html-environment = Environnement
+# en: Every number here is recomputed from samples.jsonl and manifest.json of run { $run } by <code>isolab report</code>; the raw samples are in the CSV report.
+html-footer = Chaque nombre est recalculé ici à partir de samples.jsonl et de manifest.json de l’exécution { $run } par <code>isolab report</code> ; les échantillons bruts sont dans le rapport CSV.
+# en: No successful measured trial in this run.
+html-no-trial = Aucun essai mesuré réussi dans cette exécution.
+# en: vs native [95% CI]
+html-col-vs-native = rapport au natif [IC à 95 %]
+# en: ↑ higher is better, ↓ lower is better; * fewer than 6 samples, the interval is min..max; ~ the interval reaches further than { $pct } from its median.
+html-summary-note = ↑ plus haut vaut mieux, ↓ plus bas vaut mieux ; * moins de 6 échantillons, l’intervalle est min..max ; ~ l’intervalle s’écarte de plus de { $pct } de sa médiane.
+# en: Where start-up time goes: each bar is one trial of the noop workload on the host clock, split at the phases the backend records; segment lengths are medians across trials, so the bar is the median path, not the median total.
+caption-start_timeline = Où passe le temps de démarrage : chaque barre est un essai de la charge noop sur l’horloge de l’hôte, découpé aux phases qu’enregistre l’environnement ; la longueur des segments est une médiane sur les essais, si bien que la barre est le chemin médian, pas le total médian.
+# en: Each dot is a backend's median divided by native's median for the same metric; the whisker is its bootstrap confidence interval. At 1 (the black line) the backend is as fast as native; whether above 1 is better depends on the arrow in the label.
+caption-ratio_to_native = Chaque point est la médiane d’un environnement divisée par celle du natif pour la même métrique ; la moustache est son intervalle de confiance bootstrap. À 1 (la ligne noire), l’environnement va aussi vite que le natif ; au-dessus de 1, mieux ou moins bien selon la flèche de l’étiquette.
+# en: Each dot is one factor's effect on a headline metric: the median at the changed value divided by the median at the factor's first value, the other factors held fixed, measured side by side in this run; the whisker is its bootstrap interval. At 1 the setting made no difference that the run could see.
+caption-factor_effects = Chaque point est l’effet d’un facteur sur une métrique principale : la médiane à la valeur modifiée divisée par la médiane à la première valeur du facteur, les autres facteurs fixés, mesurées côte à côte dans cette exécution ; la moustache est son intervalle bootstrap. À 1, le réglage n’a fait aucune différence visible pour l’exécution.
+# en: The same column run twice as if it were two, interleaved: any distance of a dot or its whisker from 1 is noise. Effects and ratios closer to 1 than these whiskers reach cannot be told from noise on this host.
+caption-aa_check = La même colonne exécutée deux fois comme si elle en était deux, entrelacées : tout écart d’un point ou de sa moustache à 1 est du bruit. Les effets et rapports plus proches de 1 que ces moustaches ne se distinguent pas du bruit sur cet hôte.
+# en: Memory one sandbox costs on the host: for the VM the guest RAM it touched plus the VMM's own; for the container the cgroup's anonymous, page-cache and kernel memory; natively the process's peak RSS.
+caption-memory_per_instance = La mémoire que coûte un bac à sable à l’hôte : pour la VM, la RAM de l’invité qu’elle a touchée plus celle du VMM ; pour le conteneur, la mémoire anonyme, le cache de pages et la mémoire noyau du groupe de contrôle ; en natif, le pic de RSS du processus.
+# en: Latency percentiles reported by the I/O workloads (p50 = typical, p99 = tail), median across trials with its confidence interval.
+caption-io_latency = Centiles de latence fournis par les charges d’E/S (p50 = typique, p99 = queue), médiane sur les essais avec son intervalle de confiance.
+# en: How often the guest left the CPU to the VMM in one trial, by reason. Port and MMIO exits are emulated device accesses; virtio keeps them few.
+caption-vm_exits = Combien de fois l’invité a rendu le processeur au VMM pendant un essai, par raison. Les sorties de port et MMIO sont des accès à des périphériques émulés ; virtio les rend rares.
