@@ -16,6 +16,19 @@ use polib::metadata::CatalogMetadata;
 use super::BookError;
 use crate::i18n::Lang;
 
+/// The header fields a catalogue must have (gettext's standard header).
+const HEADER_FIELDS: [&str; 9] = [
+    "Project-Id-Version",
+    "POT-Creation-Date",
+    "PO-Revision-Date",
+    "Language-Team",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Language",
+    "Plural-Forms",
+];
+
 /// The folder of the catalogues, inside the book's sources.
 pub const PO_DIR: &str = "po";
 
@@ -33,8 +46,24 @@ pub fn load(book_src: &Path, lang: Lang) -> Result<Option<Catalog>, BookError> {
     let Some(path) = catalogue_path(book_src, lang) else {
         return Ok(None);
     };
-    let mut catalog =
-        polib::po_file::parse(&path).map_err(|e| BookError::Catalogue(path.clone(), e.to_string()))?;
+    let text = std::fs::read_to_string(&path).map_err(super::io_err("cannot read", &path))?;
+    // polib panics on a header without one of these fields: say which is missing instead.
+    let missing: Vec<&str> = HEADER_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !text.contains(&format!("\"{f}:")))
+        .collect();
+    if !missing.is_empty() {
+        return Err(BookError::Catalogue(
+            path,
+            format!(
+                "its header (the first msgstr) lacks {}; copy the header of book/po/fr.po",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let mut catalog = polib::po_file::parse(&path)
+        .map_err(|e| BookError::Catalogue(path.clone(), e.to_string()))?;
     mdbook_i18n_helpers::gettext::add_stripped_summary_translations(&mut catalog);
     Ok(Some(catalog))
 }
