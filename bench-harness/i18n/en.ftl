@@ -293,3 +293,69 @@ caption-aa_check = The same column run twice as if it were two, interleaved: any
 caption-memory_per_instance = Memory one sandbox costs on the host: for the VM the guest RAM it touched plus the VMM's own; for the container the cgroup's anonymous, page-cache and kernel memory; natively the process's peak RSS.
 caption-io_latency = Latency percentiles reported by the I/O workloads (p50 = typical, p99 = tail), median across trials with its confidence interval.
 caption-vm_exits = How often the guest left the CPU to the VMM in one trial, by reason. Port and MMIO exits are emulated device accesses; virtio keeps them few.
+
+## The book's figures: captions, the figure line, and the chart titles as text alternatives
+
+figure-line = *Figure `{ $name }`, from run { $run }.* { $caption }
+figure-caption-start-timeline = Each bar is one start of a sandbox that runs the `noop` program, on the host's clock, from the moment the harness begins to the moment everything is cleaned up. Segments are the phases the backend records, each the median across trials. The black tick and whisker are the median time from start to ready and its 95% interval, the figure the text quotes, with the same n; the label repeats them.
+figure-caption-vm-boot-timeline = The microVM's start, phase by phase: creating the VM, its memory, loading the kernel, configuring the vCPU, then the guest kernel's own boot until the agent's first marker, the workload, power-off and teardown. Segment lengths are medians across trials.
+figure-caption-container-start-timeline = The container's start, phase by phase: cgroup, clone with new namespaces, joining the cgroup, setting up the namespaces, pivot_root, exec of the agent, then the workload, exit and cleanup. Segment lengths are medians across trials.
+figure-caption-cpu-memory-ratio = Each dot is a backend's median divided by native's median for the same metric; the whisker is its 95% bootstrap interval. On the black line (1) the backend is exactly as fast as native. The arrow after each label says whether higher (↑) or lower (↓) is better, so a dot right of the line is worse for ↓ metrics and better for ↑ ones.
+figure-caption-emulation-ratio = The same CPU and memory workloads, the same sizes, in one run: each dot is a backend's median divided by native's, with its 95% bootstrap interval, on a log scale. The container and the VM sit near 1; the emulator (QEMU without acceleration, `qemu-tcg`) sits one to two orders of magnitude away, because every guest instruction is first translated by software.
+figure-caption-io-ratio = Storage and loopback network metrics as ratio to native, read like the CPU figure: 1 is native, whiskers are 95% intervals, the arrow says which direction is better.
+figure-caption-io-latency = Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.
+figure-caption-memory-per-instance = What one idle sandbox costs the host in memory, by component: natively the process's peak resident memory; for the container its cgroup's anonymous memory, page cache and kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.
+figure-caption-vm-exits = How many times per trial the guest stopped and handed the CPU to the VMM, by reason. Every `io_out.serial` is one byte of console output written to an emulated serial port.
+figure-caption-vm-exits-per-op = VM exits per operation of each workload, while the workload ran: per 4 KiB random read and write, per MiB written and read, per system call, per page fault. Each bar is split by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, and virtio queue notifications KVM completed through an ioeventfd) follows from the driver's protocol and is the same on any host; the **time-driven** part (timer and other interrupts, halts, interrupt windows) grows with how long the workload took, so a slow or emulated run counts far more of it than hardware would; the rest is mostly nested-page faults that KVM handled itself. A run from before isolab split exits by cause shows where they were handled instead (inside KVM, or in the VMM).
+figure-caption-factor-effects = Each dot is what changing one setting did to a headline metric, the other settings held fixed: the median at the new value divided by the median at the first, both measured side by side in one run, interleaved. The whisker is its 95% bootstrap interval; at 1 the setting made no difference the run could see.
+figure-caption-aa-check = The same configuration run twice as if it were two, interleaved (an A/A check). Nothing differs between the two, so how far a whisker reaches from 1 is the smallest difference this host could resolve during the run: read every other ratio against it.
+figure-title-start-timeline = Start-up of one noop trial, by phase (medians across trials)
+figure-title-vm-boot-timeline = Booting the microVM: phases of one noop trial (medians across trials)
+figure-title-container-start-timeline = Starting a container: phases of one noop trial (medians across trials)
+figure-title-cpu-memory-ratio = CPU, memory and kernel entry: each metric as ratio to native (95% intervals)
+figure-title-emulation-ratio = Container, VM and the emulator (QEMU TCG) against native: CPU and memory (95% intervals)
+figure-title-io-ratio = Storage and network: each metric as ratio to native (95% intervals)
+figure-title-io-latency = I/O latency: p50 and p99 per backend (medians across trials, 95% intervals)
+figure-title-memory-per-instance = Host memory per idle instance, by component
+figure-title-vm-exits = VM exits per trial, by reason
+figure-title-vm-exits-per-op = VM exits per operation, by cause
+figure-title-factor-effects = The effect of each varied setting on the headline metrics (95% intervals)
+figure-title-aa-check = A/A check: the same column twice, A'/A (95% intervals)
+figure-no-emulator = the run has no qemu-tcg trial (`isolab run --backend native,container,vm,qemu-tcg`)
+
+## What the inspect workload saw (chapter 4)
+
+inspect-what = what the program sees
+inspect-kernel = kernel release (`uname -r`)
+inspect-boot-id = boot_id
+inspect-pid = its own PID
+inspect-processes = processes it can see (`/proc`)
+inspect-hostname = hostname
+inspect-interfaces = network interfaces
+inspect-mounts = mounts
+inspect-cpus = CPUs it may run on
+inspect-memory = memory it is told about (MemTotal)
+inspect-cgroup = its cgroup (`/proc/self/cgroup`)
+inspect-same-kernel = same kernel as the host? (boot_id equal)
+yes = yes
+no = no
+
+## The workbook's answer keys
+
+answer-kernel = **{ $backend }** runs on kernel `{ $release }` with boot_id `{ $boot-id }`; the host's kernel is `{ $host-kernel }` with boot_id `{ $host-boot-id }`: { $verdict }
+answer-kernel-shared = **the same kernel as the host** (a view, not a machine)
+answer-kernel-own = **a kernel of its own** (it booted its own)
+answer-pid = the program is PID { $pid } and sees { $processes } process(es); its network interfaces: { $interfaces }
+answer-resources = it may run on { $cpus } CPU(s) and is told about { $memory } of memory; the host has { $host-cores } cores and { $host-memory }
+answer-start = { $backend }: { $value }
+answer-start-order = from fastest to slowest start: { $order }
+answer-start-factor = { $slow } took { $factor } times as long as { $fast } (ratio of the medians)
+answer-longest-phase = the longest phase of the { $backend } start was `{ $phase }`, { $duration }: { $meaning }
+answer-memory = { $backend }: { $mib } per idle instance ({ $how }), so { $per-gib } idle instances per GiB
+answer-exits-per-read = VM exits per 4 KiB random read: { $value }
+answer-ratio = { $backend }, `{ $metric }`: { $value }
+answer-verdict = : { $verdict }
+answer-above = **above native**, beyond the noise of this run (the interval excludes 1)
+answer-below = **below native**, beyond the noise of this run (the interval excludes 1)
+answer-no-difference = **no difference this run could detect** (the interval includes 1)
+answer-filter = the container's system-call filter: { $seccomp }; its user namespace: { $userns }; the VMM's filters: { $vm-seccomp }

@@ -518,3 +518,126 @@ caption-memory_per_instance = La mémoire que coûte un bac à sable à l’hôt
 caption-io_latency = Centiles de latence fournis par les charges d’E/S (p50 = typique, p99 = queue), médiane sur les essais avec son intervalle de confiance.
 # en: How often the guest left the CPU to the VMM in one trial, by reason. Port and MMIO exits are emulated device accesses; virtio keeps them few.
 caption-vm_exits = Combien de fois l’invité a rendu le processeur au VMM pendant un essai, par raison. Les sorties de port et MMIO sont des accès à des périphériques émulés ; virtio les rend rares.
+
+## The book's figures: captions, the figure line, and the chart titles as text alternatives
+
+# en: *Figure `{ $name }`, from run { $run }.* { $caption }
+figure-line = *Figure `{ $name }`, de l’exécution { $run }.* { $caption }
+# en: Each bar is one start of a sandbox that runs the `noop` program, on the host's clock, from the moment the harness begins to the moment everything is cleaned up. Segments are the phases the backend records, each the median across trials. The black tick and whisker are the median time from start to ready and its 95% interval, the figure the text quotes, with the same n; the label repeats them.
+figure-caption-start-timeline = Chaque barre est un démarrage d’un bac à sable qui exécute le programme `noop`, sur l’horloge de l’hôte, depuis l’instant où le banc d’essai commence jusqu’à celui où tout est nettoyé. Les segments sont les phases qu’enregistre l’environnement, chacun étant la médiane sur les essais. Le trait noir et sa moustache sont la médiane du temps du lancement à la disponibilité et son intervalle à 95 %, le chiffre que cite le texte, avec le même n ; l’étiquette les répète.
+# en: The microVM's start, phase by phase: creating the VM, its memory, loading the kernel, configuring the vCPU, then the guest kernel's own boot until the agent's first marker, the workload, power-off and teardown. Segment lengths are medians across trials.
+figure-caption-vm-boot-timeline = Le démarrage de la micro-VM, phase par phase : création de la VM, de sa mémoire, chargement du noyau, configuration du vCPU, puis l’amorçage propre du noyau invité jusqu’au premier marqueur de l’agent, la charge, l’extinction et le démontage. Les longueurs des segments sont des médianes sur les essais.
+# en: The container's start, phase by phase: cgroup, clone with new namespaces, joining the cgroup, setting up the namespaces, pivot_root, exec of the agent, then the workload, exit and cleanup. Segment lengths are medians across trials.
+figure-caption-container-start-timeline = Le démarrage du conteneur, phase par phase : groupe de contrôle, clone avec de nouveaux espaces de noms, entrée dans le groupe de contrôle, mise en place des espaces de noms, pivot_root, exec de l’agent, puis la charge, la sortie et le nettoyage. Les longueurs des segments sont des médianes sur les essais.
+# en: Each dot is a backend's median divided by native's median for the same metric; the whisker is its 95% bootstrap interval. On the black line (1) the backend is exactly as fast as native. The arrow after each label says whether higher (↑) or lower (↓) is better, so a dot right of the line is worse for ↓ metrics and better for ↑ ones.
+figure-caption-cpu-memory-ratio = Chaque point est la médiane d’un environnement divisée par celle du natif pour la même métrique ; la moustache est son intervalle bootstrap à 95 %. Sur la ligne noire (1), l’environnement va exactement aussi vite que le natif. La flèche après chaque étiquette dit si plus haut (↑) ou plus bas (↓) vaut mieux : un point à droite de la ligne est donc moins bon pour les métriques ↓ et meilleur pour les métriques ↑.
+# en: The same CPU and memory workloads, the same sizes, in one run: each dot is a backend's median divided by native's, with its 95% bootstrap interval, on a log scale. The container and the VM sit near 1; the emulator (QEMU without acceleration, `qemu-tcg`) sits one to two orders of magnitude away, because every guest instruction is first translated by software.
+figure-caption-emulation-ratio = Les mêmes charges processeur et mémoire, les mêmes tailles, dans une même exécution : chaque point est la médiane d’un environnement divisée par celle du natif, avec son intervalle bootstrap à 95 %, sur une échelle logarithmique. Le conteneur et la VM se tiennent près de 1 ; l’émulateur (QEMU sans accélération, `qemu-tcg`) se tient à un ou deux ordres de grandeur, parce que chaque instruction de l’invité est d’abord traduite par du logiciel.
+# en: Storage and loopback network metrics as ratio to native, read like the CPU figure: 1 is native, whiskers are 95% intervals, the arrow says which direction is better.
+figure-caption-io-ratio = Les métriques de stockage et de réseau par bouclage en rapport au natif, à lire comme la figure processeur : 1 est le natif, les moustaches sont des intervalles à 95 %, la flèche dit quel sens vaut mieux.
+# en: Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.
+figure-caption-io-latency = Latence d’opérations d’E/S individuelles : p50 est l’opération typique, p99 la plus lente sur cent. Les barres sont des médianes sur les essais, les moustaches leurs intervalles à 95 % ; plus court vaut mieux.
+# en: What one idle sandbox costs the host in memory, by component: natively the process's peak resident memory; for the container its cgroup's anonymous memory, page cache and kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.
+figure-caption-memory-per-instance = Ce que coûte en mémoire à l’hôte un bac à sable inactif, par composante : en natif, le pic de mémoire résidente du processus ; pour le conteneur, la mémoire anonyme, le cache de pages et la mémoire noyau de son groupe de contrôle ; pour la VM, la RAM de l’invité réellement touchée plus la mémoire propre du VMM.
+# en: How many times per trial the guest stopped and handed the CPU to the VMM, by reason. Every `io_out.serial` is one byte of console output written to an emulated serial port.
+figure-caption-vm-exits = Combien de fois par essai l’invité s’est arrêté et a rendu le processeur au VMM, par raison. Chaque `io_out.serial` est un octet de sortie console écrit sur un port série émulé.
+# en: VM exits per operation of each workload, while the workload ran: per 4 KiB random read and write, per MiB written and read, per system call, per page fault. Each bar is split by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, and virtio queue notifications KVM completed through an ioeventfd) follows from the driver's protocol and is the same on any host; the **time-driven** part (timer and other interrupts, halts, interrupt windows) grows with how long the workload took, so a slow or emulated run counts far more of it than hardware would; the rest is mostly nested-page faults that KVM handled itself. A run from before isolab split exits by cause shows where they were handled instead (inside KVM, or in the VMM).
+figure-caption-vm-exits-per-op = Sorties de VM par opération de chaque charge, pendant que la charge tournait : par lecture et par écriture aléatoire de 4 Kio, par Mio écrit et lu, par appel système, par défaut de page. Chaque barre est découpée selon la raison du départ de l’invité : la part **périphérique** (accès aux ports et en MMIO qui ont atteint le VMM, et notifications de file virtio que KVM a traitées par un ioeventfd) découle du protocole du pilote et est la même sur tout hôte ; la part **liée au temps** (interruptions de minuterie et autres, arrêts HLT, fenêtres d’interruption) croît avec la durée de la charge, si bien qu’une exécution lente ou émulée en compte bien plus que le matériel ; le reste est surtout des défauts de page imbriqués que KVM a traités lui-même. Une exécution antérieure au découpage des sorties par cause montre plutôt où elles ont été traitées (dans KVM ou dans le VMM).
+# en: Each dot is what changing one setting did to a headline metric, the other settings held fixed: the median at the new value divided by the median at the first, both measured side by side in one run, interleaved. The whisker is its 95% bootstrap interval; at 1 the setting made no difference the run could see.
+figure-caption-factor-effects = Chaque point est ce qu’a produit le changement d’un réglage sur une métrique principale, les autres réglages fixés : la médiane à la nouvelle valeur divisée par la médiane à la première, toutes deux mesurées côte à côte dans une même exécution, entrelacées. La moustache est son intervalle bootstrap à 95 % ; à 1, le réglage n’a fait aucune différence visible pour l’exécution.
+# en: The same configuration run twice as if it were two, interleaved (an A/A check). Nothing differs between the two, so how far a whisker reaches from 1 is the smallest difference this host could resolve during the run: read every other ratio against it.
+figure-caption-aa-check = La même configuration exécutée deux fois comme s’il s’agissait de deux, entrelacées (un contrôle A/A). Rien ne diffère entre les deux, si bien que la distance à laquelle une moustache s’écarte de 1 est la plus petite différence que cet hôte a pu distinguer pendant l’exécution : lisez chaque autre rapport à sa lumière.
+# en: Start-up of one noop trial, by phase (medians across trials)
+figure-title-start-timeline = Démarrage d’un essai noop, par phase (médianes sur les essais)
+# en: Booting the microVM: phases of one noop trial (medians across trials)
+figure-title-vm-boot-timeline = Amorçage de la micro-VM : phases d’un essai noop (médianes sur les essais)
+# en: Starting a container: phases of one noop trial (medians across trials)
+figure-title-container-start-timeline = Démarrage d’un conteneur : phases d’un essai noop (médianes sur les essais)
+# en: CPU, memory and kernel entry: each metric as ratio to native (95% intervals)
+figure-title-cpu-memory-ratio = Processeur, mémoire et entrée dans le noyau : chaque métrique en rapport au natif (intervalles à 95 %)
+# en: Container, VM and the emulator (QEMU TCG) against native: CPU and memory (95% intervals)
+figure-title-emulation-ratio = Conteneur, VM et émulateur (QEMU TCG) face au natif : processeur et mémoire (intervalles à 95 %)
+# en: Storage and network: each metric as ratio to native (95% intervals)
+figure-title-io-ratio = Stockage et réseau : chaque métrique en rapport au natif (intervalles à 95 %)
+# en: I/O latency: p50 and p99 per backend (medians across trials, 95% intervals)
+figure-title-io-latency = Latence des E/S : p50 et p99 par environnement (médianes sur les essais, intervalles à 95 %)
+# en: Host memory per idle instance, by component
+figure-title-memory-per-instance = Mémoire de l’hôte par instance inactive, par composante
+# en: VM exits per trial, by reason
+figure-title-vm-exits = Sorties de VM par essai, par raison
+# en: VM exits per operation, by cause
+figure-title-vm-exits-per-op = Sorties de VM par opération, par cause
+# en: The effect of each varied setting on the headline metrics (95% intervals)
+figure-title-factor-effects = Effet de chaque réglage varié sur les métriques principales (intervalles à 95 %)
+# en: A/A check: the same column twice, A'/A (95% intervals)
+figure-title-aa-check = Contrôle A/A : la même colonne deux fois, A'/A (intervalles à 95 %)
+# en: the run has no qemu-tcg trial (`isolab run --backend native,container,vm,qemu-tcg`)
+figure-no-emulator = l’exécution n’a aucun essai qemu-tcg (`isolab run --backend native,container,vm,qemu-tcg`)
+
+## What the inspect workload saw (chapter 4)
+
+# en: what the program sees
+inspect-what = ce que voit le programme
+# en: kernel release (`uname -r`)
+inspect-kernel = version du noyau (`uname -r`)
+# en: boot_id
+inspect-boot-id = boot_id
+# en: its own PID
+inspect-pid = son propre PID
+# en: processes it can see (`/proc`)
+inspect-processes = processus qu’il peut voir (`/proc`)
+# en: hostname
+inspect-hostname = nom d’hôte
+# en: network interfaces
+inspect-interfaces = interfaces réseau
+# en: mounts
+inspect-mounts = montages
+# en: CPUs it may run on
+inspect-cpus = processeurs sur lesquels il peut tourner
+# en: memory it is told about (MemTotal)
+inspect-memory = mémoire qu’on lui annonce (MemTotal)
+# en: its cgroup (`/proc/self/cgroup`)
+inspect-cgroup = son groupe de contrôle (`/proc/self/cgroup`)
+# en: same kernel as the host? (boot_id equal)
+inspect-same-kernel = même noyau que l’hôte ? (boot_id égal)
+# en: yes
+yes = oui
+# en: no
+no = non
+
+## The workbook's answer keys
+
+# en: **{ $backend }** runs on kernel `{ $release }` with boot_id `{ $boot-id }`; the host's kernel is `{ $host-kernel }` with boot_id `{ $host-boot-id }`: { $verdict }
+answer-kernel = **{ $backend }** tourne sur le noyau `{ $release }` avec le boot_id `{ $boot-id }` ; le noyau de l’hôte est `{ $host-kernel }` avec le boot_id `{ $host-boot-id }` : { $verdict }
+# en: **the same kernel as the host** (a view, not a machine)
+answer-kernel-shared = **le même noyau que l’hôte** (une vue, pas une machine)
+# en: **a kernel of its own** (it booted its own)
+answer-kernel-own = **un noyau à elle** (elle a amorcé le sien)
+# en: the program is PID { $pid } and sees { $processes } process(es); its network interfaces: { $interfaces }
+answer-pid = le programme est le PID { $pid } et voit { $processes } processus ; ses interfaces réseau : { $interfaces }
+# en: it may run on { $cpus } CPU(s) and is told about { $memory } of memory; the host has { $host-cores } cores and { $host-memory }
+answer-resources = il peut tourner sur { $cpus } processeur(s) et on lui annonce { $memory } de mémoire ; l’hôte a { $host-cores } cœurs et { $host-memory }
+# en: { $backend }: { $value }
+answer-start = { $backend } : { $value }
+# en: from fastest to slowest start: { $order }
+answer-start-order = du démarrage le plus rapide au plus lent : { $order }
+# en: { $slow } took { $factor } times as long as { $fast } (ratio of the medians)
+answer-start-factor = { $slow } a mis { $factor } fois plus de temps que { $fast } (rapport des médianes)
+# en: the longest phase of the { $backend } start was `{ $phase }`, { $duration }: { $meaning }
+answer-longest-phase = la phase la plus longue du démarrage de { $backend } a été `{ $phase }`, { $duration } : { $meaning }
+# en: { $backend }: { $mib } per idle instance ({ $how }), so { $per-gib } idle instances per GiB
+answer-memory = { $backend } : { $mib } par instance inactive ({ $how }), soit { $per-gib } instances inactives par Gio
+# en: VM exits per 4 KiB random read: { $value }
+answer-exits-per-read = sorties de VM par lecture aléatoire de 4 Kio : { $value }
+# en: { $backend }, `{ $metric }`: { $value }
+answer-ratio = { $backend }, `{ $metric }` : { $value }
+# en: : { $verdict }
+answer-verdict = { "\u00A0" }: { $verdict }
+# en: **above native**, beyond the noise of this run (the interval excludes 1)
+answer-above = **au-dessus du natif**, au-delà du bruit de cette exécution (l’intervalle exclut 1)
+# en: **below native**, beyond the noise of this run (the interval excludes 1)
+answer-below = **en dessous du natif**, au-delà du bruit de cette exécution (l’intervalle exclut 1)
+# en: **no difference this run could detect** (the interval includes 1)
+answer-no-difference = **aucune différence que cette exécution ait pu détecter** (l’intervalle contient 1)
+# en: the container's system-call filter: { $seccomp }; its user namespace: { $userns }; the VMM's filters: { $vm-seccomp }
+answer-filter = le filtre d’appels système du conteneur : { $seccomp } ; son espace de noms user : { $userns } ; les filtres du VMM : { $vm-seccomp }

@@ -21,6 +21,17 @@ use crate::summary::{fmt_num, fmt_ratio, Summary, SummaryRow, LEVEL};
 /// The opening words of every value the run lacks; tests and readers can search for it.
 pub const NOT_MEASURED: &str = "not measured in this run";
 
+/// The labs of the workbook, each with an answer key (`{{isolab:answer-key LAB}}`).
+pub(crate) const LABS: [&str; 7] = [
+    "container",
+    "vm",
+    "startup",
+    "memory",
+    "disk",
+    "network",
+    "security",
+];
+
 /// The three worlds the book compares, in its order.
 pub(crate) const BACKENDS: [&str; 3] = ["native", "container", "vm"];
 
@@ -769,25 +780,37 @@ impl Facts {
     }
 
     /// The `inspect` workload's view from each backend, side by side.
+    /// What `backend`'s `inspect` trial saw, with its column label. What the inside looks like
+    /// does not depend on speed: emulated samples count.
+    fn inspect_of(&self, b: &str) -> Option<(String, &workloads::result::InspectReport)> {
+        self.samples.iter().find_map(|s| {
+            (s.backend == b && s.kind == "inspect" && !s.warmup && s.failure.is_none())
+                .then(|| {
+                    s.agent
+                        .as_ref()?
+                        .inspect
+                        .as_ref()
+                        .map(|i| (backend_label(s), i))
+                })
+                .flatten()
+        })
+    }
+
+    /// Whether an `inspect` report was served by the host's own kernel (same boot_id).
+    fn same_kernel_as_host(&self, i: &workloads::result::InspectReport) -> bool {
+        let host_boot = &self.manifest.host.boot_id;
+        !host_boot.is_empty() && i.boot_id.trim() == host_boot.trim()
+    }
+
     pub(crate) fn inspect_table(&self) -> String {
         let mut cols: Vec<(String, &workloads::result::InspectReport)> = Vec::new();
         let mut absent = Vec::new();
+        let c = &self.cat;
         for b in ALL_BACKENDS {
             if b == "qemu-tcg" && !self.manifest.backends.contains_key(b) {
                 continue;
             }
-            // What the inside looks like does not depend on speed: emulated samples count.
-            let found = self.samples.iter().find_map(|s| {
-                (s.backend == b && s.kind == "inspect" && !s.warmup && s.failure.is_none())
-                    .then(|| {
-                        s.agent
-                            .as_ref()?
-                            .inspect
-                            .as_ref()
-                            .map(|i| (backend_label(s), i))
-                    })
-                    .flatten()
-            });
+            let found = self.inspect_of(b);
             match found {
                 Some(c) => cols.push(c),
                 None => absent.push(format!("{b}: {}", self.missing(b, "inspect", None))),
@@ -795,8 +818,7 @@ impl Facts {
         }
         let mut o = String::new();
         if !cols.is_empty() {
-            let host_boot = &self.manifest.host.boot_id;
-            o.push_str("| what the program sees |");
+            let _ = write!(o, "| {} |", c.tr("inspect-what", &[]));
             for (label, _) in &cols {
                 let _ = write!(o, " {} |", md_cell(label));
             }
@@ -805,23 +827,19 @@ impl Facts {
             o.push('\n');
             type Cell = fn(&workloads::result::InspectReport) -> String;
             let rows: [(&str, Cell); 10] = [
-                ("kernel release (`uname -r`)", |i| i.kernel_release.clone()),
-                ("boot_id", |i| i.boot_id.clone()),
-                ("its own PID", |i| i.pid.to_string()),
-                ("processes it can see (`/proc`)", |i| {
-                    i.visible_processes.to_string()
-                }),
-                ("hostname", |i| i.hostname.clone()),
-                ("network interfaces", |i| i.interfaces.join(", ")),
-                ("mounts", |i| i.mounts.to_string()),
-                ("CPUs it may run on", |i| i.cpus.to_string()),
-                ("memory it is told about (MemTotal)", |i| {
-                    format!("{} MiB", i.mem_total_kib / 1024)
-                }),
-                ("its cgroup (`/proc/self/cgroup`)", |i| i.cgroup.clone()),
+                ("inspect-kernel", |i| i.kernel_release.clone()),
+                ("inspect-boot-id", |i| i.boot_id.clone()),
+                ("inspect-pid", |i| i.pid.to_string()),
+                ("inspect-processes", |i| i.visible_processes.to_string()),
+                ("inspect-hostname", |i| i.hostname.clone()),
+                ("inspect-interfaces", |i| i.interfaces.join(", ")),
+                ("inspect-mounts", |i| i.mounts.to_string()),
+                ("inspect-cpus", |i| i.cpus.to_string()),
+                ("inspect-memory", |i| format!("{} MiB", i.mem_total_kib / 1024)),
+                ("inspect-cgroup", |i| i.cgroup.clone()),
             ];
             for (what, f) in rows {
-                let _ = write!(o, "| {what} |");
+                let _ = write!(o, "| {} |", c.tr(what, &[]));
                 for (_, i) in &cols {
                     let v = f(i);
                     let _ = write!(
@@ -836,10 +854,14 @@ impl Facts {
                 }
                 o.push('\n');
             }
-            o.push_str("| same kernel as the host? (boot_id equal) |");
+            let _ = write!(o, "| {} |", c.tr("inspect-same-kernel", &[]));
             for (_, i) in &cols {
-                let same = !host_boot.is_empty() && i.boot_id.trim() == host_boot.trim();
-                let _ = write!(o, " {} |", if same { "**yes**" } else { "**no**" });
+                let same = self.same_kernel_as_host(i);
+                let _ = write!(
+                    o,
+                    " **{}** |",
+                    c.tr(if same { "yes" } else { "no" }, &[])
+                );
             }
             o.push('\n');
         }
@@ -850,6 +872,222 @@ impl Facts {
             }
         }
         o
+    }
+
+    /// The answer key of one lab of the workbook, from this run: every answer is a value the run
+    /// measured (or why it is missing), and every verdict is computed from those values.
+    pub(crate) fn answer_key(&self, lab: &str) -> Result<String, String> {
+        let c = &self.cat;
+        let mut o = Vec::new();
+        match lab {
+            "container" | "vm" => {
+                let b = if lab == "container" { "container" } else { "vm" };
+                match self.inspect_of(b) {
+                    Some((_, i)) => {
+                        let same = self.same_kernel_as_host(i);
+                        o.push(c.tr(
+                            "answer-kernel",
+                            &[
+                                ("backend", b),
+                                ("release", &md_text(&i.kernel_release)),
+                                ("boot-id", &md_text(&i.boot_id)),
+                                ("host-boot-id", &md_text(&self.manifest.host.boot_id)),
+                                ("host-kernel", &md_text(&self.manifest.host.kernel)),
+                                (
+                                    "verdict",
+                                    &c.tr(
+                                        if same {
+                                            "answer-kernel-shared"
+                                        } else {
+                                            "answer-kernel-own"
+                                        },
+                                        &[],
+                                    ),
+                                ),
+                            ],
+                        ));
+                        o.push(c.tr(
+                            "answer-pid",
+                            &[
+                                ("pid", &i.pid.to_string()),
+                                ("processes", &i.visible_processes.to_string()),
+                                ("interfaces", &md_text(&i.interfaces.join(", "))),
+                            ],
+                        ));
+                        o.push(c.tr(
+                            "answer-resources",
+                            &[
+                                ("cpus", &i.cpus.to_string()),
+                                (
+                                    "memory",
+                                    &c.with_unit(&(i.mem_total_kib / 1024).to_string(), "MiB"),
+                                ),
+                                ("host-cores", &self.manifest.host.cores.to_string()),
+                                (
+                                    "host-memory",
+                                    &c.with_unit(&self.manifest.host.memory_mib.to_string(), "MiB"),
+                                ),
+                            ],
+                        ));
+                    }
+                    None => o.push(self.missing(b, "inspect", None)),
+                }
+            }
+            "startup" => {
+                let mut ranked = Vec::new();
+                for b in BACKENDS {
+                    let text = self.median(b, "noop", "host.start_to_ready");
+                    o.push(c.tr(
+                        "answer-start",
+                        &[("backend", b), ("value", &text.clone().unwrap_or_else(|m| m))],
+                    ));
+                    if let (Ok(_), Some((ms, _))) =
+                        (text, self.median_value(b, "noop", "host.start_to_ready"))
+                    {
+                        ranked.push((ms, b));
+                    }
+                }
+                ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if ranked.len() > 1 {
+                    let order: Vec<String> = ranked.iter().map(|(_, b)| (*b).to_owned()).collect();
+                    o.push(c.tr("answer-start-order", &[("order", &order.join(" < "))]));
+                    let (fast, slow) = (ranked[0], ranked[ranked.len() - 1]);
+                    if fast.0 > 0.0 {
+                        o.push(c.tr(
+                            "answer-start-factor",
+                            &[
+                                ("slow", slow.1),
+                                ("fast", fast.1),
+                                ("factor", &c.num(&fmt_short(slow.0 / fast.0))),
+                            ],
+                        ));
+                    }
+                }
+                for b in ["container", "vm"] {
+                    let label = self.column_label(b);
+                    if let Some((_, segments, _)) =
+                        self.timelines.iter().find(|(l, _, _)| *l == label)
+                    {
+                        // The start's phases only: what comes after the agent is ready is the
+                        // workload and the teardown.
+                        let end = segments
+                            .iter()
+                            .position(|(p, _)| p == "agent_ready")
+                            .map_or(segments.len(), |i| i + 1);
+                        if let Some((phase, ms)) =
+                            segments[..end].iter().max_by(|a, b| a.1.total_cmp(&b.1))
+                        {
+                            o.push(c.tr(
+                                "answer-longest-phase",
+                                &[
+                                    ("backend", b),
+                                    ("phase", phase),
+                                    ("duration", &fmt_ms(c, *ms)),
+                                    ("meaning", &phase_meaning(c, b, phase)),
+                                ],
+                            ));
+                        }
+                    }
+                }
+            }
+            "memory" => {
+                for b in BACKENDS {
+                    match self.instance_memory(b) {
+                        Some((mib, how)) if mib > 0.0 => o.push(c.tr(
+                            "answer-memory",
+                            &[
+                                ("backend", b),
+                                ("mib", &c.with_unit(&fmt_short(mib), "MiB")),
+                                ("how", &c.tr(&how, &[])),
+                                ("per-gib", &format!("{:.0}", (1024.0 / mib).floor())),
+                            ],
+                        )),
+                        _ => o.push(c.tr(
+                            "answer-start",
+                            &[
+                                ("backend", b),
+                                ("value", &self.missing(b, "noop", Some("host memory"))),
+                            ],
+                        )),
+                    }
+                }
+            }
+            "disk" => {
+                for b in ["container", "vm"] {
+                    o.push(self.answer_ratio(b, "io-rand", "rand_read_p50"));
+                }
+                o.push(c.tr(
+                    "answer-exits-per-read",
+                    &[(
+                        "value",
+                        &self
+                            .median("vm", "io-rand", "exits.per_4k_read")
+                            .unwrap_or_else(|m| m),
+                    )],
+                ));
+            }
+            "network" => {
+                for b in ["container", "vm"] {
+                    o.push(self.answer_ratio(b, "net-loopback", "tcp_throughput"));
+                    o.push(self.answer_ratio(b, "net-loopback", "tcp_rtt"));
+                }
+            }
+            "security" => {
+                o.push(c.tr(
+                    "answer-filter",
+                    &[
+                        ("seccomp", &self.fact("container", "seccomp")),
+                        ("userns", &self.fact("container", "user_namespace")),
+                        ("vm-seccomp", &self.fact("vm", "vm_seccomp")),
+                    ],
+                ));
+                o.push(self.answer_ratio("container", "syscall", "null_syscall"));
+                o.push(self.answer_ratio("vm", "syscall", "null_syscall"));
+            }
+            other => {
+                return Err(format!(
+                    "no lab named `{other}`; the labs are: {}",
+                    LABS.join(", ")
+                ))
+            }
+        }
+        Ok(o.iter().map(|l| format!("- {l}\n")).collect())
+    }
+
+    /// One answer line: `backend`'s ratio to native for a metric, and whether the run could tell
+    /// it from 1 (its interval excludes 1).
+    fn answer_ratio(&self, backend: &str, workload: &str, metric: &str) -> String {
+        let c = &self.cat;
+        let text = self.ratio(backend, workload, metric);
+        let verdict = self
+            .workload_entry(workload)
+            .and_then(|e| self.row(backend, &e, metric))
+            .and_then(|r| r.vs_native)
+            .filter(|_| text.is_ok())
+            .map(|v| {
+                c.tr(
+                    if v.lo > 1.0 {
+                        "answer-above"
+                    } else if v.hi < 1.0 {
+                        "answer-below"
+                    } else {
+                        "answer-no-difference"
+                    },
+                    &[],
+                )
+            });
+        let mut line = c.tr(
+            "answer-ratio",
+            &[
+                ("backend", backend),
+                ("metric", metric),
+                ("value", &text.unwrap_or_else(|m| m)),
+            ],
+        );
+        if let Some(v) = verdict {
+            line.push_str(&c.tr("answer-verdict", &[("verdict", &v)]));
+        }
+        line
     }
 
     /// The phases of one backend's noop trial: where each segment ends, how long it took, what

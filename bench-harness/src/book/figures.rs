@@ -13,8 +13,6 @@ use crate::store::StoredRun;
 pub(crate) struct Figure {
     /// Name in `{{isolab:figure NAME}}` and file stem.
     pub name: &'static str,
-    /// What it shows and how to read it.
-    pub caption: &'static str,
     /// The backend a figure is about, when it is about one: its absence is explained with that
     /// backend's reason (e.g. "vm unavailable: ...").
     pub about: Option<&'static str>,
@@ -173,112 +171,68 @@ macro_rules! plain {
     }};
 }
 
-/// Every figure: name, drawing function, the backend it is about, caption.
-const FIGURES: [(&str, Draw, Option<&str>, &str); 12] = [
+/// Every figure: name, drawing function, the backend it is about. Its caption and title are
+/// the catalogue's `figure-caption-NAME` and `figure-title-NAME` (bench-harness/i18n/en.ftl).
+const FIGURES: [(&str, Draw, Option<&str>); 12] = [
     (
         "start-timeline",
         start_timeline,
         None,
-        "Each bar is one start of a sandbox that runs the `noop` program, on the host's clock, from \
-         the moment the harness begins to the moment everything is cleaned up. Segments are the \
-         phases the backend records, each the median across trials. The black tick and whisker \
-         are the median time from start to ready and its 95% interval, the figure the text \
-         quotes, with the same n; the label repeats them.",
     ),
     (
         "vm-boot-timeline",
         vm_boot,
         Some("vm"),
-        "The microVM's start, phase by phase: creating the VM, its memory, loading the kernel, \
-         configuring the vCPU, then the guest kernel's own boot until the agent's first marker, \
-         the workload, power-off and teardown. Segment lengths are medians across trials.",
     ),
     (
         "container-start-timeline",
         container_start,
         Some("container"),
-        "The container's start, phase by phase: cgroup, clone with new namespaces, joining the \
-         cgroup, setting up the namespaces, pivot_root, exec of the agent, then the workload, \
-         exit and cleanup. Segment lengths are medians across trials.",
     ),
     (
         "cpu-memory-ratio",
         cpu_memory,
         None,
-        "Each dot is a backend's median divided by native's median for the same metric; the \
-         whisker is its 95% bootstrap interval. On the black line (1) the backend is exactly as \
-         fast as native. The arrow after each label says whether higher (↑) or lower (↓) is \
-         better, so a dot right of the line is worse for ↓ metrics and better for ↑ ones.",
     ),
     (
         "emulation-ratio",
         emulation,
         Some("qemu-tcg"),
-        "The same CPU and memory workloads, the same sizes, in one run: each dot is a backend's \
-         median divided by native's, with its 95% bootstrap interval, on a log scale. The \
-         container and the VM sit near 1; the emulator (QEMU without acceleration, `qemu-tcg`) \
-         sits one to two orders of magnitude away, because every guest instruction is first \
-         translated by software.",
     ),
     (
         "io-ratio",
         io_ratio,
         None,
-        "Storage and loopback network metrics as ratio to native, read like the CPU figure: \
-         1 is native, whiskers are 95% intervals, the arrow says which direction is better.",
     ),
     (
         "io-latency",
         plain!(charts::io_latency),
         None,
-        "Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a \
-         hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.",
     ),
     (
         "memory-per-instance",
         plain!(charts::memory),
         None,
-        "What one idle sandbox costs the host in memory, by component: natively the process's \
-         peak resident memory; for the container its cgroup's anonymous memory, page cache and \
-         kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.",
     ),
     (
         "vm-exits",
         plain!(charts::exits),
         Some("vm"),
-        "How many times per trial the guest stopped and handed the CPU to the VMM, by reason. \
-         Every `io_out.serial` is one byte of console output written to an emulated serial port.",
     ),
     (
         "vm-exits-per-op",
         plain!(charts::exits_per_op),
         Some("vm"),
-        "VM exits per operation of each workload, while the workload ran: per 4 KiB random read \
-         and write, per MiB written and read, per system call, per page fault. Each bar is split \
-         by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, \
-         and virtio queue notifications KVM completed through an ioeventfd) follows from the \
-         driver's protocol and is the same on any host; the **time-driven** part (timer and other \
-         interrupts, halts, interrupt windows) grows with how long the workload took, so a slow \
-         or emulated run counts far more of it than hardware would; the rest is mostly \
-         nested-page faults that KVM handled itself. A run from before isolab split exits by \
-         cause shows where they were handled instead (inside KVM, or in the VMM).",
     ),
     (
         "factor-effects",
         plain!(charts::factor_effects),
         None,
-        "Each dot is what changing one setting did to a headline metric, the other settings held \
-         fixed: the median at the new value divided by the median at the first, both measured \
-         side by side in one run, interleaved. The whisker is its 95% bootstrap interval; at 1 \
-         the setting made no difference the run could see.",
     ),
     (
         "aa-check",
         plain!(charts::aa_check),
         None,
-        "The same configuration run twice as if it were two, interleaved (an A/A check). Nothing \
-         differs between the two, so how far a whisker reaches from 1 is the smallest difference \
-         this host could resolve during the run: read every other ratio against it.",
     ),
 ];
 
@@ -286,14 +240,9 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 12] = [
 pub(crate) fn draw_all(run: &StoredRun, ctx: &FigureContext) -> Result<Vec<Figure>, ReportError> {
     let view = View::new(run);
     let mut out = Vec::new();
-    for (name, draw, about, caption) in FIGURES {
+    for (name, draw, about) in FIGURES {
         let drawn = draw(&view, ctx, name)?.map(|c| (c.title, c.svg));
-        out.push(Figure {
-            name,
-            caption,
-            about,
-            drawn,
-        });
+        out.push(Figure { name, about, drawn });
     }
     Ok(out)
 }

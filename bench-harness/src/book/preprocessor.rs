@@ -20,6 +20,7 @@
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:emulation-table}}` | native, container, vm and qemu-tcg side by side on the CPU and memory workloads |
 //! | `{{isolab:runs}}` | the run the book rests on, or both runs of a book built with `--vm-results` |
+//! | `{{isolab:answer-key LAB}}` | a workbook lab's answers, from this run (`container`, `vm`, `startup`, `memory`, `disk`, `network`, `security`) |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
 //!
 //! A value the run lacks becomes "not measured in this run (why)", never a number. A placeholder
@@ -228,6 +229,10 @@ impl IsolabPreprocessor {
                 want(0, "emulation-table")?;
                 Ok(block(&f.emulation_table()))
             }
+            "answer-key" => {
+                want(1, "answer-key LAB")?;
+                Ok(block(&f.answer_key(args[0])?))
+            }
             "fact" => {
                 want(2, "fact BACKEND KEY")?;
                 check_backend(args[0])?;
@@ -239,17 +244,39 @@ impl IsolabPreprocessor {
 
     fn figure(&self, fig: &Figure) -> String {
         match &fig.drawn {
-            Ok((title, _)) => block(&format!(
-                "![{}]({})\n\n*Figure `{}`, from run {}.* {}\n",
-                md_text(title),
-                fig.rel_path(),
-                fig.name,
-                md_text(self.facts.run_of(fig.about)),
-                fig.caption
-            )),
+            Ok((title, _)) => {
+                let cat = self.facts.cat();
+                let title_id = format!("figure-title-{}", fig.name);
+                // The chart's own title is English (the SVG's text); its text alternative is
+                // the catalogue's.
+                let title = if cat.has(&title_id) {
+                    cat.tr(&title_id, &[])
+                } else {
+                    title.clone()
+                };
+                block(&format!(
+                    "![{}]({})\n\n{}\n",
+                    md_text(&title),
+                    fig.rel_path(),
+                    cat.tr(
+                        "figure-line",
+                        &[
+                            ("name", fig.name),
+                            ("run", &md_text(self.facts.run_of(fig.about))),
+                            (
+                                "caption",
+                                &cat.tr(&format!("figure-caption-{}", fig.name), &[])
+                            ),
+                        ]
+                    )
+                ))
+            }
             Err(why) => {
                 let reason = match fig.about {
                     Some(backend) => self.facts.why_missing(backend, "noop", None),
+                    None if why.starts_with("the run has no qemu-tcg trial") => {
+                        self.facts.cat().tr("figure-no-emulator", &[])
+                    }
                     None => why.clone(),
                 };
                 block(&format!(
@@ -272,7 +299,8 @@ fn block(md: &str) -> String {
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
      exits-table WORKLOAD, inspect-table, capacity-table, memory-table, emulation-table, effects, aa, \
-     published STUDY, manifest, availability, methodology, caveats, run-id, runs, fact BACKEND KEY"
+     published STUDY, manifest, availability, methodology, caveats, run-id, runs, fact BACKEND KEY, \
+     answer-key LAB"
         .into()
 }
 
