@@ -32,7 +32,7 @@ ratio-no-native = *{ not-measured } (no ratio: { $why })*
 ## The runs and the backends
 
 runs-one = one run of `isolab run`, run **{ $run }**
-runs-two = two runs of `isolab run`: run **{ $base }** ({ $base-role }) and run **{ $vm }** ({ $vm-role }), each with its own suite, sizes and repetitions ([chapter 9](09-reproducing.md) describes both)
+runs-two = two runs of `isolab run`: run **{ $base }** ({ $base-role }) and run **{ $vm }** ({ $vm-role }), each with its own suite, sizes and repetitions ([chapter 9]({ $url }) describes both)
 no-backend = no backend
 avail-absent = **{ $backend }**: not part of this run
 avail-unavailable = **{ $backend }**: unavailable: { $reason }
@@ -275,14 +275,14 @@ html-read-first = Read this first.
 html-charts = Charts
 html-summary = Summary
 html-failed = Failed trials
-html-failed-note = One row per backend and reason (every trial: <code>isolab report --format json</code>).
+html-failed-note = One row per backend and reason (every trial: { $command }).
 html-col-trials = trials
 html-col-how-many = how many
 html-col-workloads = workloads
 html-col-reason = reason
 html-methodology = Methodology
 html-environment = Environment
-html-footer = Every number here is recomputed from samples.jsonl and manifest.json of run { $run } by <code>isolab report</code>; the raw samples are in the CSV report.
+html-footer = Every number here is recomputed from samples.jsonl and manifest.json of run { $run } by { $command }; the raw samples are in the CSV report.
 html-no-trial = No successful measured trial in this run.
 html-col-vs-native = vs native [95% CI]
 html-summary-note = ↑ higher is better, ↓ lower is better; * fewer than 6 samples, the interval is min..max; ~ the interval reaches further than { $pct } from its median.
@@ -359,3 +359,35 @@ answer-above = **above native**, beyond the noise of this run (the interval excl
 answer-below = **below native**, beyond the noise of this run (the interval excludes 1)
 answer-no-difference = **no difference this run could detect** (the interval includes 1)
 answer-filter = the container's system-call filter: { $seccomp }; its user namespace: { $userns }; the VMM's filters: { $vm-seccomp }
+
+## Factor effects, the A/A check, the emulation and guest-memory tables, the runs
+
+ratio-n = { $ratio } [{ $lo }–{ $hi }], n={ $from }/{ $to }
+effects-none = run { $run } varied no setting side by side; `isolab run --factor NAME=V1,V2` does
+effects-header = | setting | backend | held fixed | change | workload | metric | ratio [95% CI] |
+effects-aa-column = A/A noise
+aa-none = run { $run } had no A/A check; `isolab run --aa native` runs one
+aa-sentence = A/A check ({ $b } / { $a }, the same column run twice, interleaved): differences smaller than { $floor } cannot be told from noise on this host now (median over { $metrics } headline metrics of how far the A'/A interval reaches from 1; widest { $widest } for { $workload } { $metric }).
+aa-sentence-none = A/A check ({ $b } / { $a }): no headline metric has samples in both copies, so there is no noise floor for this run.
+aa-header = | workload | metric | A'/A [95% CI] | resolves |
+method-runs = This book rests on { $n } runs, each described on its own; no figure divides a number of one run by a number of the other unless both measured the workload with the same parameters.
+method-run-item = **Run { $run }** (the book's { $role } figures): { $methodology }
+method-params-column = parameters in run { $run }
+method-differs = differs
+method-not-run = not run
+emulation-header = | workload | metric | native | container | vm | qemu-tcg (emulator) |
+emulation-none = run { $run } has none of the CPU and memory workloads
+memory-header = | guest RAM backed by | KVM exits to the agent's start | nested page faults to the agent's start | guest RAM touched | of it on huge pages |
+memory-not-recorded = not recorded (a run from before `--vm-memory`: small pages)
+memory-others = This run backed guest RAM one way; the others are a run away: { $commands }.
+
+## Factors, and the published study's note
+
+word-and = and
+word-or = or
+factors-no-backend = no backend of the run
+factors-item = { $factor } ({ $values }) on { $backends }
+factors-not-crossed = , not crossed with { $backends }
+factors-sentence = Factors: { $factors }. Each combination is a column, interleaved with the others in every repetition; an effect is the ratio to the factor's first value.
+published-note = Ratios are sandbox / native; theirs are quoted from { $source }, not measured here.
+params-none = none

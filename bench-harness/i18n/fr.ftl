@@ -56,8 +56,8 @@ ratio-no-native = *{ not-measured } (pas de rapport : { $why })*
 
 # en: one run of `isolab run`, run **{ $run }**
 runs-one = une exécution de `isolab run`, l’exécution **{ $run }**
-# en: two runs of `isolab run`: run **{ $base }** ({ $base-role }) and run **{ $vm }** ({ $vm-role }), each with its own suite, sizes and repetitions ([chapter 9](09-reproducing.md) describes both)
-runs-two = deux exécutions de `isolab run` : l’exécution **{ $base }** ({ $base-role }) et l’exécution **{ $vm }** ({ $vm-role }), chacune avec sa propre suite, ses tailles et ses répétitions (le [chapitre 9](09-reproducing.md) décrit les deux)
+# en: two runs of `isolab run`: run **{ $base }** ({ $base-role }) and run **{ $vm }** ({ $vm-role }), each with its own suite, sizes and repetitions ([chapter 9]({ $url }) describes both)
+runs-two = deux exécutions de `isolab run` : l’exécution **{ $base }** ({ $base-role }) et l’exécution **{ $vm }** ({ $vm-role }), chacune avec sa propre suite, ses tailles et ses répétitions (le [chapitre 9]({ $url }) décrit les deux)
 # en: no backend
 no-backend = aucun environnement
 # en: **{ $backend }**: not part of this run
@@ -482,8 +482,8 @@ html-charts = Graphiques
 html-summary = Résumé
 # en: Failed trials
 html-failed = Essais échoués
-# en: One row per backend and reason (every trial: <code>isolab report --format json</code>).
-html-failed-note = Une ligne par environnement et par raison (chaque essai : <code>isolab report --format json</code>).
+# en: One row per backend and reason (every trial: { $command }).
+html-failed-note = Une ligne par environnement et par raison (chaque essai : { $command }).
 # en: trials
 html-col-trials = essais
 # en: how many
@@ -496,8 +496,8 @@ html-col-reason = raison
 html-methodology = Méthodologie
 # en: Environment
 html-environment = Environnement
-# en: Every number here is recomputed from samples.jsonl and manifest.json of run { $run } by <code>isolab report</code>; the raw samples are in the CSV report.
-html-footer = Chaque nombre est recalculé ici à partir de samples.jsonl et de manifest.json de l’exécution { $run } par <code>isolab report</code> ; les échantillons bruts sont dans le rapport CSV.
+# en: Every number here is recomputed from samples.jsonl and manifest.json of run { $run } by { $command }; the raw samples are in the CSV report.
+html-footer = Chaque nombre est recalculé ici à partir de samples.jsonl et de manifest.json de l’exécution { $run } par { $command } ; les échantillons bruts sont dans le rapport CSV.
 # en: No successful measured trial in this run.
 html-no-trial = Aucun essai mesuré réussi dans cette exécution.
 # en: vs native [95% CI]
@@ -641,3 +641,61 @@ answer-below = **en dessous du natif**, au-delà du bruit de cette exécution (l
 answer-no-difference = **aucune différence que cette exécution ait pu détecter** (l’intervalle contient 1)
 # en: the container's system-call filter: { $seccomp }; its user namespace: { $userns }; the VMM's filters: { $vm-seccomp }
 answer-filter = le filtre d’appels système du conteneur : { $seccomp } ; son espace de noms user : { $userns } ; les filtres du VMM : { $vm-seccomp }
+
+## Factor effects, the A/A check, the emulation and guest-memory tables, the runs
+
+# en: { $ratio } [{ $lo }–{ $hi }], n={ $from }/{ $to }
+ratio-n = { $ratio } [{ $lo }–{ $hi }], n = { $from }/{ $to }
+# en: run { $run } varied no setting side by side; `isolab run --factor NAME=V1,V2` does
+effects-none = l’exécution { $run } n’a fait varier aucun réglage côte à côte ; `isolab run --factor NAME=V1,V2` le fait
+# en: | setting | backend | held fixed | change | workload | metric | ratio [95% CI] |
+effects-header = | réglage | environnement | fixés | changement | charge | métrique | rapport [IC à 95 %] |
+# en: A/A noise
+effects-aa-column = bruit A/A
+# en: run { $run } had no A/A check; `isolab run --aa native` runs one
+aa-none = l’exécution { $run } n’avait pas de contrôle A/A ; `isolab run --aa native` en fait un
+# en: A/A check ({ $b } / { $a }, the same column run twice, interleaved): differences smaller than { $floor } cannot be told from noise on this host now (median over { $metrics } headline metrics of how far the A'/A interval reaches from 1; widest { $widest } for { $workload } { $metric }).
+aa-sentence = Contrôle A/A ({ $b } / { $a }, la même colonne exécutée deux fois, entrelacée) : les différences inférieures à { $floor } ne se distinguent pas du bruit sur cet hôte en ce moment (médiane, sur { $metrics } métriques principales, de l’écart de l’intervalle A'/A à 1 ; le plus large est { $widest } pour { $workload } { $metric }).
+# en: A/A check ({ $b } / { $a }): no headline metric has samples in both copies, so there is no noise floor for this run.
+aa-sentence-none = Contrôle A/A ({ $b } / { $a }) : aucune métrique principale n’a d’échantillons dans les deux copies, il n’y a donc pas de plancher de bruit pour cette exécution.
+# en: | workload | metric | A'/A [95% CI] | resolves |
+aa-header = | charge | métrique | A'/A [IC à 95 %] | distingue |
+# en: This book rests on { $n } runs, each described on its own; no figure divides a number of one run by a number of the other unless both measured the workload with the same parameters.
+method-runs = Ce livre repose sur { $n } exécutions, chacune décrite pour elle-même ; aucun chiffre ne divise un nombre de l’une par un nombre de l’autre, à moins que les deux n’aient mesuré la charge avec les mêmes paramètres.
+# en: **Run { $run }** (the book's { $role } figures): { $methodology }
+method-run-item = **Exécution { $run }** (les chiffres { $role } du livre) : { $methodology }
+# en: parameters in run { $run }
+method-params-column = paramètres dans l’exécution { $run }
+# en: differs
+method-differs = diffèrent
+# en: not run
+method-not-run = non exécutée
+# en: | workload | metric | native | container | vm | qemu-tcg (emulator) |
+emulation-header = | charge | métrique | natif | conteneur | vm | qemu-tcg (émulateur) |
+# en: run { $run } has none of the CPU and memory workloads
+emulation-none = l’exécution { $run } n’a aucune des charges processeur et mémoire
+# en: | guest RAM backed by | KVM exits to the agent's start | nested page faults to the agent's start | guest RAM touched | of it on huge pages |
+memory-header = | RAM de l’invité adossée à | sorties KVM jusqu’au démarrage de l’agent | défauts de page imbriqués jusqu’au démarrage de l’agent | RAM de l’invité touchée | dont en pages énormes |
+# en: not recorded (a run from before `--vm-memory`: small pages)
+memory-not-recorded = non enregistré (une exécution antérieure à `--vm-memory` : petites pages)
+# en: This run backed guest RAM one way; the others are a run away: { $commands }.
+memory-others = Cette exécution a adossé la RAM de l’invité d’une seule façon ; les autres sont à une exécution près : { $commands }.
+
+## Factors, and the published study's note
+
+# en: and
+word-and = et
+# en: or
+word-or = ou
+# en: no backend of the run
+factors-no-backend = aucun environnement de l’exécution
+# en: { $factor } ({ $values }) on { $backends }
+factors-item = { $factor } ({ $values }) sur { $backends }
+# en: , not crossed with { $backends }
+factors-not-crossed = , non croisé avec { $backends }
+# en: Factors: { $factors }. Each combination is a column, interleaved with the others in every repetition; an effect is the ratio to the factor's first value.
+factors-sentence = Facteurs : { $factors }. Chaque combinaison est une colonne, entrelacée avec les autres à chaque répétition ; un effet est le rapport à la première valeur du facteur.
+# en: Ratios are sandbox / native; theirs are quoted from { $source }, not measured here.
+published-note = Les rapports sont bac à sable / natif ; les leurs sont cités d’après { $source }, non mesurés ici.
+# en: none
+params-none = aucun

@@ -163,7 +163,29 @@ impl Catalogue {
         } else {
             ' '
         };
-        format!("{}{space}{unit}", self.num(number))
+        format!("{}{space}{}", self.num(number), self.unit(unit))
+    }
+
+    /// A unit as the language writes it: French writes bytes as octets (`Mio`, `Go/s`).
+    pub fn unit(&self, unit: &str) -> String {
+        if !self.lang.french_numbers() {
+            return unit.to_owned();
+        }
+        const OCTETS: [(&str, &str); 8] = [
+            ("KiB", "Kio"),
+            ("MiB", "Mio"),
+            ("GiB", "Gio"),
+            ("TiB", "Tio"),
+            ("kB", "ko"),
+            ("MB", "Mo"),
+            ("GB", "Go"),
+            ("TB", "To"),
+        ];
+        let mut out = unit.to_owned();
+        for (en, fr) in OCTETS {
+            out = out.replace(en, fr);
+        }
+        out
     }
 
     /// A ratio such as `1.03×` (French: `1,03×`).
@@ -192,7 +214,8 @@ impl Catalogue {
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
-            let prev_word = i > 0 && (chars[i - 1].is_alphanumeric() || "_=.-/:".contains(chars[i - 1]));
+            let prev_word =
+                i > 0 && (chars[i - 1].is_alphanumeric() || "_=.-/:".contains(chars[i - 1]));
             if c.is_ascii_digit() && !prev_word {
                 let start = i;
                 while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
@@ -380,7 +403,12 @@ pub fn check(english: &str, translated: &str) -> Statistics {
             .filter_map(|c| c.strip_prefix("en:"))
             .map(str::trim)
             .collect();
-        let source = e.text.split('\n').map(str::trim).collect::<Vec<_>>().join(" ");
+        let source = e
+            .text
+            .split('\n')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
         if quoted.join(" ") != source {
             st.fuzzy.push(id.clone());
             continue;
@@ -395,7 +423,11 @@ pub fn check(english: &str, translated: &str) -> Statistics {
         }
         st.translated.push(id.clone());
     }
-    st.obsolete = tr.keys().filter(|k| !en.contains_key(*k)).cloned().collect();
+    st.obsolete = tr
+        .keys()
+        .filter(|k| !en.contains_key(*k))
+        .cloned()
+        .collect();
     st
 }
 
@@ -417,6 +449,8 @@ mod tests {
         assert_eq!(fr.num("-1234567"), "-1\u{202f}234\u{202f}567");
         assert_eq!(fr.num("1.5e-5"), "1,5e-5");
         assert_eq!(fr.with_unit("3.02", "ms"), "3,02\u{202f}ms");
+        assert_eq!(fr.with_unit("512", "MiB"), "512\u{202f}Mio");
+        assert_eq!(fr.unit("GB/s"), "Go/s");
         assert_eq!(fr.percent("95"), "95\u{202f}%");
         assert_eq!(fr.times("1.03"), "1,03×");
         assert_eq!(
@@ -446,7 +480,11 @@ mod tests {
             "fuzzy in fr.ftl (the English changed: update the translation and its `# en:` line): {:?}",
             st.fuzzy
         );
-        assert!(st.obsolete.is_empty(), "obsolete in fr.ftl: {:?}", st.obsolete);
+        assert!(
+            st.obsolete.is_empty(),
+            "obsolete in fr.ftl: {:?}",
+            st.obsolete
+        );
         assert!(!st.translated.is_empty());
     }
 

@@ -9,11 +9,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use bench_harness::backend::BackendKind;
+use bench_harness::i18n::Lang;
 use bench_harness::manifest::RunStatus;
 use bench_harness::report::{self, CompareFormat, ReportFormat};
 use bench_harness::run::{self, RunOptions};
 use bench_harness::suite::{self, Suite, DEFAULT_SUITE};
-use bench_harness::i18n::Lang;
 use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
@@ -439,7 +439,11 @@ fn real_main() -> Result<ExitCode> {
             Some(pot) => {
                 let src = book::locate_sources(book_src.as_deref())?;
                 let n = book::gettext::write_template(&src, &pot)?;
-                eprintln!("wrote {n} messages of {} to {}", src.display(), pot.display());
+                eprintln!(
+                    "wrote {n} messages of {} to {}",
+                    src.display(),
+                    pot.display()
+                );
                 Ok(ExitCode::SUCCESS)
             }
             None => cmd_book(results, vm_results, out, book_src, lang),

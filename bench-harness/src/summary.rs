@@ -795,6 +795,11 @@ pub fn pct_text(p: f64) -> String {
 
 /// Which factors the run varied and which backends each applies to, as one sentence.
 pub fn factors_sentence(summary: &Summary) -> Option<String> {
+    factors_sentence_in(summary, &Catalogue::new(Lang::En))
+}
+
+/// [`factors_sentence`] in the catalogue's language.
+pub fn factors_sentence_in(summary: &Summary, cat: &Catalogue) -> Option<String> {
     if summary.factors.is_empty() {
         return None;
     }
@@ -802,27 +807,32 @@ pub fn factors_sentence(summary: &Summary) -> Option<String> {
         .factors
         .iter()
         .map(|f| {
-            let mut p = format!(
-                "{} ({}) on {}",
-                f.factor,
-                f.values.join(", "),
-                if f.backends.is_empty() {
-                    "no backend of the run".into()
-                } else {
-                    f.backends.join(" and ")
-                }
+            let on = if f.backends.is_empty() {
+                cat.tr("factors-no-backend", &[])
+            } else {
+                f.backends.join(&format!(" {} ", cat.tr("word-and", &[])))
+            };
+            let mut p = cat.tr(
+                "factors-item",
+                &[
+                    ("factor", &f.factor),
+                    ("values", &f.values.join(", ")),
+                    ("backends", &on),
+                ],
             );
             if !f.not_applied.is_empty() {
-                let _ = write!(p, ", not crossed with {}", f.not_applied.join(" or "));
+                p.push_str(&cat.tr(
+                    "factors-not-crossed",
+                    &[(
+                        "backends",
+                        &f.not_applied.join(&format!(" {} ", cat.tr("word-or", &[]))),
+                    )],
+                ));
             }
             p
         })
         .collect();
-    Some(format!(
-        "Factors: {}. Each combination is a column, interleaved with the others in every \
-         repetition; an effect is the ratio to the factor's first value.",
-        parts.join("; ")
-    ))
+    Some(cat.tr("factors-sentence", &[("factors", &parts.join("; "))]))
 }
 
 /// The precision of the headline intervals, and what `--until-ci` did, as sentences.
@@ -1126,7 +1136,10 @@ pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
             &[
                 ("measured", &cat.num(&summary.measured_samples.to_string())),
                 ("warmup", &cat.num(&summary.warmup_samples.to_string())),
-                ("resamples", &cat.num(&stats::BOOTSTRAP_RESAMPLES.to_string())),
+                (
+                    "resamples",
+                    &cat.num(&stats::BOOTSTRAP_RESAMPLES.to_string())
+                ),
             ]
         )
     );
@@ -1141,7 +1154,10 @@ pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
         let _ = writeln!(
             out,
             "{}",
-            cat.tr("summary-wide", &[("pct", &cat.nums_in(&pct_text(threshold)))])
+            cat.tr(
+                "summary-wide",
+                &[("pct", &cat.nums_in(&pct_text(threshold)))]
+            )
         );
     }
     if summary

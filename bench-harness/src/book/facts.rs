@@ -64,7 +64,7 @@ impl RunSource {
                 .suite
                 .workloads
                 .iter()
-                .map(|w| (w.name.clone(), workload_params(&w.workload)))
+                .map(|w| (w.name.clone(), workload_params(&w.workload, cat)))
                 .collect(),
         }
     }
@@ -78,7 +78,7 @@ impl RunSource {
 }
 
 /// A workload's parameters as `key=value, ...` (`none` for a workload without any).
-pub(crate) fn workload_params(w: &workloads::Workload) -> String {
+pub(crate) fn workload_params(w: &workloads::Workload, cat: &Catalogue) -> String {
     let Ok(serde_json::Value::Object(map)) = serde_json::to_value(w) else {
         return "-".into();
     };
@@ -91,7 +91,7 @@ pub(crate) fn workload_params(w: &workloads::Workload) -> String {
         })
         .collect();
     if parts.is_empty() {
-        "none".into()
+        cat.tr("params-none", &[])
     } else {
         parts.join(", ")
     }
@@ -147,7 +147,7 @@ impl Facts {
             timelines: timeline_rows(&view),
             published: crate::published::STUDIES
                 .iter()
-                .map(|s| (s.id, published_table(&view, s)))
+                .map(|s| (s.id, published_table(&view, s, &cat)))
                 .collect(),
             workloads: view.workloads.clone(),
             summary: view.summary,
@@ -196,7 +196,8 @@ impl Facts {
                         ("run", &vm_run.manifest.run_id),
                         (
                             "status",
-                            &f.cat.tr(methodology::status_id(vm_run.manifest.status), &[]),
+                            &f.cat
+                                .tr(methodology::status_id(vm_run.manifest.status), &[]),
                         ),
                     ],
                 ),
@@ -235,11 +236,10 @@ impl Facts {
                     ("base-role", &md_text(&base.role)),
                     ("vm", &md_text(&vm.run_id)),
                     ("vm-role", &md_text(&vm.role)),
+                    ("url", "09-reproducing.md"),
                 ],
             ),
-            _ => self
-                .cat
-                .tr("runs-one", &[("run", &md_text(self.run_id()))]),
+            _ => self.cat.tr("runs-one", &[("run", &md_text(self.run_id()))]),
         }
     }
 
@@ -311,7 +311,10 @@ impl Facts {
     /// check with that metric: the smallest difference the host resolved, beside the ratio.
     fn aa_note(&self, workload: &str, metric: &str) -> String {
         self.aa_resolution(workload, metric)
-            .map(|p| self.cat.tr("ratio-aa-note", &[("pct", &self.cat.nums_in(&p))]))
+            .map(|p| {
+                self.cat
+                    .tr("ratio-aa-note", &[("pct", &self.cat.nums_in(&p))])
+            })
             .unwrap_or_default()
     }
 
@@ -328,16 +331,25 @@ impl Facts {
     pub(crate) fn effects_table(&self) -> String {
         if self.summary.effects.iter().all(|e| !e.headline) {
             return format!(
-                "*{NOT_MEASURED} (run {} varied no setting side by side; `isolab run --factor \
-                 NAME=V1,V2` does)*\n",
-                md_text(self.run_id())
+                "{}\n",
+                self.cat.tr(
+                    "missing-value",
+                    &[(
+                        "why",
+                        &self
+                            .cat
+                            .tr("effects-none", &[("run", &md_text(self.run_id()))])
+                    )]
+                )
             );
         }
         let with_aa = self.summary.aa.is_some();
-        let mut o = String::from(
-            "| setting | backend | held fixed | change | workload | metric | ratio [95% CI] |",
-        );
-        o.push_str(if with_aa { " A/A noise |\n" } else { "\n" });
+        let mut o = self.cat.tr("effects-header", &[]);
+        if with_aa {
+            let _ = writeln!(o, " {} |", self.cat.tr("effects-aa-column", &[]));
+        } else {
+            o.push('\n');
+        }
         o.push_str("|---|---|---|---|---|---|---|");
         o.push_str(if with_aa { "---|\n" } else { "\n" });
         for e in self.summary.effects.iter().filter(|e| e.headline) {
@@ -355,11 +367,12 @@ impl Facts {
                 md_cell(&e.to),
                 e.workload,
                 md_cell(&format!("{} ({})", e.metric, e.unit)),
-                ratio_n(&e.ratio, e.n_from, e.n_to)
+                ratio_n(&self.cat, &e.ratio, e.n_from, e.n_to)
             );
             if with_aa {
                 let cell = self
                     .aa_resolution(&e.workload, &e.metric)
+                    .map(|p| self.cat.nums_in(&p))
                     .unwrap_or_else(|| "-".into());
                 let _ = write!(o, " {cell} |");
             }
@@ -372,20 +385,45 @@ impl Facts {
     pub(crate) fn aa(&self) -> String {
         let Some(aa) = &self.summary.aa else {
             return format!(
-                "*{NOT_MEASURED} (run {} had no A/A check; `isolab run --aa native` runs one)*\n",
-                md_text(self.run_id())
+                "{}\n",
+                self.cat.tr(
+                    "missing-value",
+                    &[(
+                        "why",
+                        &self.cat.tr("aa-none", &[("run", &md_text(self.run_id()))])
+                    )]
+                )
             );
         };
-        let mut o = format!("{}\n\n", md_text(&crate::summary::aa_sentence(aa)));
-        o.push_str("| workload | metric | A'/A [95% CI] | resolves |\n|---|---|---|---|\n");
+        let c = &self.cat;
+        let sentence = match (aa.floor_pct, &aa.widest) {
+            (Some(floor), Some((w, m, widest))) => c.tr(
+                "aa-sentence",
+                &[
+                    ("b", &aa.b),
+                    ("a", &aa.a),
+                    ("floor", &c.nums_in(&crate::summary::pct_text(floor))),
+                    (
+                        "metrics",
+                        &aa.rows.iter().filter(|r| r.headline).count().to_string(),
+                    ),
+                    ("widest", &c.nums_in(&crate::summary::pct_text(*widest))),
+                    ("workload", w),
+                    ("metric", m),
+                ],
+            ),
+            _ => c.tr("aa-sentence-none", &[("b", &aa.b), ("a", &aa.a)]),
+        };
+        let mut o = format!("{}\n\n", md_text(&sentence));
+        let _ = writeln!(o, "{}\n|---|---|---|---|", c.tr("aa-header", &[]));
         for r in aa.rows.iter().filter(|r| r.headline) {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} |",
                 r.workload,
                 md_cell(&format!("{} ({})", r.metric, r.unit)),
-                ratio_n(&r.ratio, r.n_a, r.n_b),
-                crate::summary::pct_text(r.resolution_pct)
+                ratio_n(c, &r.ratio, r.n_a, r.n_b),
+                c.nums_in(&crate::summary::pct_text(r.resolution_pct))
             );
         }
         o
@@ -417,9 +455,7 @@ impl Facts {
                     "why-unavailable",
                     &[("backend", backend), ("reason", &short_reason(note))],
                 ),
-                None => self
-                    .cat
-                    .tr("why-unavailable-here", &[("backend", backend)]),
+                None => self.cat.tr("why-unavailable-here", &[("backend", backend)]),
             };
         }
         let mine: Vec<&Sample> = self
@@ -503,9 +539,10 @@ impl Facts {
                 return Ok(fmt_median(
                     &self.cat,
                     r,
-                    &self
-                        .cat
-                        .tr("median-counted-emulated", &[("other", &md_text(&other_run))]),
+                    &self.cat.tr(
+                        "median-counted-emulated",
+                        &[("other", &md_text(&other_run))],
+                    ),
                 ));
             }
         }
@@ -595,7 +632,10 @@ impl Facts {
                 " {} |",
                 self.cat.tr(
                     "manifest-run-column",
-                    &[("run", &md_cell(&src.run_id)), ("role", &md_cell(&src.role))]
+                    &[
+                        ("run", &md_cell(&src.run_id)),
+                        ("role", &md_cell(&src.role))
+                    ]
                 )
             );
         }
@@ -673,18 +713,22 @@ impl Facts {
             sources => {
                 let _ = writeln!(
                     o,
-                    "This book rests on {} runs, each described on its own; no figure divides a \
-                     number of one run by a number of the other unless both measured the workload \
-                     with the same parameters.\n",
-                    sources.len()
+                    "{}\n",
+                    self.cat
+                        .tr("method-runs", &[("n", &sources.len().to_string())])
                 );
                 for src in sources {
                     let _ = writeln!(
                         o,
-                        "- **Run {}** (the book's {} figures): {}\n",
-                        md_text(&src.run_id),
-                        md_text(&src.role),
-                        md_text(&src.methodology)
+                        "- {}\n",
+                        self.cat.tr(
+                            "method-run-item",
+                            &[
+                                ("run", &md_text(&src.run_id)),
+                                ("role", &md_text(&src.role)),
+                                ("methodology", &md_text(&src.methodology)),
+                            ]
+                        )
                     );
                 }
             }
@@ -692,9 +736,14 @@ impl Facts {
         let Some(first) = self.sources.first() else {
             return o;
         };
-        let _ = write!(o, "\n| workload |");
+        let _ = write!(o, "\n| {} |", self.cat.tr("summary-col-workload", &[]));
         for src in &self.sources {
-            let _ = write!(o, " parameters in run {} |", md_cell(&src.run_id));
+            let _ = write!(
+                o,
+                " {} |",
+                self.cat
+                    .tr("method-params-column", &[("run", &md_cell(&src.run_id))])
+            );
         }
         let _ = writeln!(o, "\n|---|{}", "---|".repeat(self.sources.len()));
         let mut names: Vec<&String> = first.params.iter().map(|(w, _)| w).collect();
@@ -711,10 +760,21 @@ impl Facts {
                 o,
                 "| {}{} |",
                 md_cell(w),
-                if differs { " (differs)" } else { "" }
+                if differs {
+                    format!(" ({})", self.cat.tr("method-differs", &[]))
+                } else {
+                    String::new()
+                }
             );
             for src in &self.sources {
-                let _ = write!(o, " {} |", md_cell(src.params_of(w).unwrap_or("not run")));
+                let _ = write!(
+                    o,
+                    " {} |",
+                    md_cell(
+                        &src.params_of(w)
+                            .map_or_else(|| self.cat.tr("method-not-run", &[]), str::to_owned)
+                    )
+                );
             }
             o.push('\n');
         }
@@ -726,9 +786,9 @@ impl Facts {
     /// the same parameters; a VM from another run with other parameters gets no ratio).
     pub(crate) fn emulation_table(&self) -> String {
         const KINDS: [&str; 5] = ["cpu", "mem-bw", "mem-lat", "syscall", "page-fault"];
-        let mut o = String::from(
-            "| workload | metric | native | container | vm | qemu-tcg (emulator) |\n\
-             |---|---|---|---|---|---|\n",
+        let mut o = format!(
+            "{}\n|---|---|---|---|---|---|\n",
+            self.cat.tr("emulation-header", &[])
         );
         let mut rows = 0;
         for kind in KINDS {
@@ -761,8 +821,16 @@ impl Facts {
         }
         if rows == 0 {
             return format!(
-                "*{NOT_MEASURED} (run {} has none of the CPU and memory workloads)*\n",
-                md_text(self.run_id())
+                "{}\n",
+                self.cat.tr(
+                    "missing-value",
+                    &[(
+                        "why",
+                        &self
+                            .cat
+                            .tr("emulation-none", &[("run", &md_text(self.run_id()))])
+                    )]
+                )
             );
         }
         o
@@ -835,13 +903,19 @@ impl Facts {
                 ("inspect-interfaces", |i| i.interfaces.join(", ")),
                 ("inspect-mounts", |i| i.mounts.to_string()),
                 ("inspect-cpus", |i| i.cpus.to_string()),
-                ("inspect-memory", |i| format!("{} MiB", i.mem_total_kib / 1024)),
+                ("inspect-memory", |i| {
+                    format!("{} MiB", i.mem_total_kib / 1024)
+                }),
                 ("inspect-cgroup", |i| i.cgroup.clone()),
             ];
             for (what, f) in rows {
                 let _ = write!(o, "| {} |", c.tr(what, &[]));
                 for (_, i) in &cols {
-                    let v = f(i);
+                    let v = if what == "inspect-memory" {
+                        c.unit(&c.nums_in(&f(i)))
+                    } else {
+                        f(i)
+                    };
                     let _ = write!(
                         o,
                         " {} |",
@@ -857,11 +931,7 @@ impl Facts {
             let _ = write!(o, "| {} |", c.tr("inspect-same-kernel", &[]));
             for (_, i) in &cols {
                 let same = self.same_kernel_as_host(i);
-                let _ = write!(
-                    o,
-                    " **{}** |",
-                    c.tr(if same { "yes" } else { "no" }, &[])
-                );
+                let _ = write!(o, " **{}** |", c.tr(if same { "yes" } else { "no" }, &[]));
             }
             o.push('\n');
         }
@@ -881,7 +951,11 @@ impl Facts {
         let mut o = Vec::new();
         match lab {
             "container" | "vm" => {
-                let b = if lab == "container" { "container" } else { "vm" };
+                let b = if lab == "container" {
+                    "container"
+                } else {
+                    "vm"
+                };
                 match self.inspect_of(b) {
                     Some((_, i)) => {
                         let same = self.same_kernel_as_host(i);
@@ -939,7 +1013,10 @@ impl Facts {
                     let text = self.median(b, "noop", "host.start_to_ready");
                     o.push(c.tr(
                         "answer-start",
-                        &[("backend", b), ("value", &text.clone().unwrap_or_else(|m| m))],
+                        &[
+                            ("backend", b),
+                            ("value", &text.clone().unwrap_or_else(|m| m)),
+                        ],
                     ));
                     if let (Ok(_), Some((ms, _))) =
                         (text, self.median_value(b, "noop", "host.start_to_ready"))
@@ -1016,15 +1093,17 @@ impl Facts {
                 for b in ["container", "vm"] {
                     o.push(self.answer_ratio(b, "io-rand", "rand_read_p50"));
                 }
-                o.push(c.tr(
-                    "answer-exits-per-read",
-                    &[(
-                        "value",
-                        &self
-                            .median("vm", "io-rand", "exits.per_4k_read")
-                            .unwrap_or_else(|m| m),
-                    )],
-                ));
+                o.push(
+                    c.tr(
+                        "answer-exits-per-read",
+                        &[(
+                            "value",
+                            &self
+                                .median("vm", "io-rand", "exits.per_4k_read")
+                                .unwrap_or_else(|m| m),
+                        )],
+                    ),
+                );
             }
             "network" => {
                 for b in ["container", "vm"] {
@@ -1117,7 +1196,8 @@ impl Facts {
         let _ = writeln!(
             o,
             "\n{}",
-            self.cat.tr_n("phases-footer", *used, &[("backend", backend)])
+            self.cat
+                .tr_n("phases-footer", *used, &[("backend", backend)])
         );
         o
     }
@@ -1138,13 +1218,10 @@ impl Facts {
                 !m.starts_with("workload.") && !m.starts_with("per_") && !m.contains("_per_")
             });
             if let Some(reason) = reason {
-                by_label
-                    .entry(r.backend.clone())
-                    .or_default()
-                    .insert(
-                        reason.to_owned(),
-                        (r.median.median, fmt_median(&self.cat, r, "")),
-                    );
+                by_label.entry(r.backend.clone()).or_default().insert(
+                    reason.to_owned(),
+                    (r.median.median, fmt_median(&self.cat, r, "")),
+                );
             }
         }
         // Exits are counts: a VM that ran only emulated still counts them correctly.
@@ -1186,11 +1263,12 @@ impl Facts {
             return self.missing("vm", "noop", None);
         };
         let used = vm.facts.get("memory").cloned();
-        let mut o = String::from(
-            "| guest RAM backed by | KVM exits to the agent's start | nested page faults to the agent's start | guest RAM touched | of it on huge pages |\n|---|---|---|---|---|\n",
+        let mut o = format!(
+            "{}\n|---|---|---|---|---|\n",
+            self.cat.tr("memory-header", &[])
         );
         let label = used.as_deref().map_or_else(
-            || "not recorded (a run from before `--vm-memory`: small pages)".to_owned(),
+            || self.cat.tr("memory-not-recorded", &[]),
             |u| format!("`{u}`"),
         );
         let cells = [
@@ -1215,8 +1293,9 @@ impl Facts {
             .collect();
         let _ = write!(
             o,
-            "\nThis run backed guest RAM one way; the others are a run away: {}.\n",
-            others.join(", ")
+            "\n{}\n",
+            self.cat
+                .tr("memory-others", &[("commands", &others.join(", "))])
         );
         o
     }
@@ -1229,7 +1308,10 @@ impl Facts {
             "{}\n|---|---|---|---|---|---|\n",
             c.tr(
                 "capacity-header",
-                &[("host-mib", &c.num(&self.manifest.host.memory_mib.to_string()))]
+                &[(
+                    "host-mib",
+                    &c.num(&self.manifest.host.memory_mib.to_string())
+                )]
             )
         );
         let mut notes = Vec::new();
@@ -1313,12 +1395,16 @@ impl Facts {
 }
 
 /// `1.10× [1.05–1.16], n=10/10`: a ratio of two columns with its interval and sample counts.
-fn ratio_n(r: &crate::stats::RatioCi, n_from: usize, n_to: usize) -> String {
-    format!(
-        "{}× [{}–{}], n={n_from}/{n_to}",
-        fmt_ratio(r.ratio),
-        fmt_ratio(r.lo),
-        fmt_ratio(r.hi)
+fn ratio_n(cat: &Catalogue, r: &crate::stats::RatioCi, n_from: usize, n_to: usize) -> String {
+    cat.tr(
+        "ratio-n",
+        &[
+            ("ratio", &cat.times(&fmt_ratio(r.ratio))),
+            ("lo", &cat.num(&fmt_ratio(r.lo))),
+            ("hi", &cat.num(&fmt_ratio(r.hi))),
+            ("from", &n_from.to_string()),
+            ("to", &n_to.to_string()),
+        ],
     )
 }
 
@@ -1361,7 +1447,7 @@ fn fmt_median(cat: &Catalogue, r: &SummaryRow, suffix: &str) -> String {
         } else {
             ' '
         };
-        format!("{space}{}", md_text(&r.unit))
+        format!("{space}{}", md_text(&cat.unit(&r.unit)))
     };
     let args = [
         ("median", cat.num(&fmt_short(m.median))),
@@ -1370,7 +1456,10 @@ fn fmt_median(cat: &Catalogue, r: &SummaryRow, suffix: &str) -> String {
         ("hi", cat.num(&fmt_short(m.hi))),
         ("n", m.n.to_string()),
         ("level", level(cat)),
-        ("coverage", cat.percent(&format!("{:.0}", m.coverage * 100.0))),
+        (
+            "coverage",
+            cat.percent(&format!("{:.0}", m.coverage * 100.0)),
+        ),
         ("suffix", suffix.to_owned()),
     ];
     let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -1459,14 +1548,19 @@ fn exit_meaning(cat: &Catalogue, reason: &str) -> String {
 }
 
 /// A study's table beside the run, with its citation and sources, for the book.
-fn published_table(view: &View<'_>, study: &'static crate::published::Study) -> String {
+fn published_table(
+    view: &View<'_>,
+    study: &'static crate::published::Study,
+    cat: &Catalogue,
+) -> String {
     use crate::report::published;
     let c = published::compare(view, study);
     let mut out = published::markdown_table(&c);
     let _ = write!(
         out,
-        "\nRatios are sandbox / native; theirs are quoted from {}, not measured here. {}\n",
-        study.data_source, study.citation
+        "\n{} {}\n",
+        cat.tr("published-note", &[("source", study.data_source)]),
+        study.citation
     );
     out
 }

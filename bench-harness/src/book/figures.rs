@@ -174,66 +174,22 @@ macro_rules! plain {
 /// Every figure: name, drawing function, the backend it is about. Its caption and title are
 /// the catalogue's `figure-caption-NAME` and `figure-title-NAME` (bench-harness/i18n/en.ftl).
 const FIGURES: [(&str, Draw, Option<&str>); 12] = [
-    (
-        "start-timeline",
-        start_timeline,
-        None,
-    ),
-    (
-        "vm-boot-timeline",
-        vm_boot,
-        Some("vm"),
-    ),
+    ("start-timeline", start_timeline, None),
+    ("vm-boot-timeline", vm_boot, Some("vm")),
     (
         "container-start-timeline",
         container_start,
         Some("container"),
     ),
-    (
-        "cpu-memory-ratio",
-        cpu_memory,
-        None,
-    ),
-    (
-        "emulation-ratio",
-        emulation,
-        Some("qemu-tcg"),
-    ),
-    (
-        "io-ratio",
-        io_ratio,
-        None,
-    ),
-    (
-        "io-latency",
-        plain!(charts::io_latency),
-        None,
-    ),
-    (
-        "memory-per-instance",
-        plain!(charts::memory),
-        None,
-    ),
-    (
-        "vm-exits",
-        plain!(charts::exits),
-        Some("vm"),
-    ),
-    (
-        "vm-exits-per-op",
-        plain!(charts::exits_per_op),
-        Some("vm"),
-    ),
-    (
-        "factor-effects",
-        plain!(charts::factor_effects),
-        None,
-    ),
-    (
-        "aa-check",
-        plain!(charts::aa_check),
-        None,
-    ),
+    ("cpu-memory-ratio", cpu_memory, None),
+    ("emulation-ratio", emulation, Some("qemu-tcg")),
+    ("io-ratio", io_ratio, None),
+    ("io-latency", plain!(charts::io_latency), None),
+    ("memory-per-instance", plain!(charts::memory), None),
+    ("vm-exits", plain!(charts::exits), Some("vm")),
+    ("vm-exits-per-op", plain!(charts::exits_per_op), Some("vm")),
+    ("factor-effects", plain!(charts::factor_effects), None),
+    ("aa-check", plain!(charts::aa_check), None),
 ];
 
 /// Draws every figure; a figure without data is kept with the reason.

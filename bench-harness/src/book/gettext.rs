@@ -80,7 +80,8 @@ pub fn translate(catalog: &Catalog, book: &mut Book) -> Result<(), BookError> {
 fn sources_in_order(book_src: &Path) -> Result<Vec<PathBuf>, BookError> {
     let src = book_src.join("src");
     let summary_path = src.join("SUMMARY.md");
-    let summary = std::fs::read_to_string(&summary_path).map_err(super::io_err("cannot read", &summary_path))?;
+    let summary = std::fs::read_to_string(&summary_path)
+        .map_err(super::io_err("cannot read", &summary_path))?;
     let mut files = vec![PathBuf::from("SUMMARY.md")];
     for line in summary.lines() {
         if let Some(target) = line
@@ -111,7 +112,10 @@ pub fn template(book_src: &Path) -> Result<Catalog, BookError> {
         let path = book_src.join("src").join(&rel);
         let text = std::fs::read_to_string(&path).map_err(super::io_err("cannot read", &path))?;
         let messages = mdbook_i18n_helpers::extract_messages(&text).map_err(|e| {
-            BookError::Mdbook(format!("extracting the messages of {}: {e}", path.display()))
+            BookError::Mdbook(format!(
+                "extracting the messages of {}: {e}",
+                path.display()
+            ))
         })?;
         for (line, m) in messages {
             let msgid = if rel.as_os_str() == "SUMMARY.md" {

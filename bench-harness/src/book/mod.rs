@@ -90,7 +90,10 @@ pub enum BookError {
     Mdbook(String),
 }
 
-pub(crate) fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BookError + 'a {
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BookError + 'a {
     move |source| BookError::Io {
         what,
         path: path.to_path_buf(),

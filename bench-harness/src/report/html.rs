@@ -188,7 +188,10 @@ pub(crate) fn render(view: &View<'_>, cat: &Catalogue) -> Result<String, ReportE
             "<h2>{}</h2>\n<p class=\"muted\">{}</p>\n<table>\n<tr><th>{}</th><th>{}</th><th>{}</th>\
              <th>{}</th><th>{}</th></tr>",
             esc(&l("html-failed")),
-            l("html-failed-note"),
+            cat.tr(
+                "html-failed-note",
+                &[("command", "<code>isolab report --format json</code>")]
+            ),
             esc(&l("summary-col-backend")),
             esc(&l("html-col-trials")),
             esc(&l("html-col-how-many")),
@@ -224,7 +227,13 @@ pub(crate) fn render(view: &View<'_>, cat: &Catalogue) -> Result<String, ReportE
     let _ = writeln!(
         o,
         "<p class=\"muted\">{}</p>",
-        cat.tr("html-footer", &[("run", &esc(&m.run_id))])
+        cat.tr(
+            "html-footer",
+            &[
+                ("run", &esc(&m.run_id)),
+                ("command", "<code>isolab report</code>")
+            ]
+        )
     );
     o.push_str("</body>\n</html>\n");
     Ok(o)

@@ -198,7 +198,11 @@ pub(crate) fn render(view: &View<'_>) -> String {
         "##",
     ));
     let en = crate::i18n::Catalogue::new(crate::i18n::Lang::En);
-    let _ = writeln!(out, "\n## Methodology\n\n{}", methodology::paragraph(view, &en));
+    let _ = writeln!(
+        out,
+        "\n## Methodology\n\n{}",
+        methodology::paragraph(view, &en)
+    );
     let caveats = methodology::caveats(view, &en);
     if !caveats.is_empty() {
         let _ = writeln!(out, "\n## Caveats\n");

@@ -166,7 +166,10 @@ pub(crate) fn paragraph(view: &View<'_>, cat: &Catalogue) -> String {
                     String::new()
                 },
             ),
-            ("warmup", &count("count-warmup-rounds", m.suite.warmup as usize)),
+            (
+                "warmup",
+                &count("count-warmup-rounds", m.suite.warmup as usize),
+            ),
             (
                 "warmup-samples",
                 &count("count-warmup-samples", view.summary.warmup_samples),
@@ -174,13 +177,17 @@ pub(crate) fn paragraph(view: &View<'_>, cat: &Catalogue) -> String {
         ],
     );
     p.push(' ');
-    if let Some(f) = crate::summary::factors_sentence(&view.summary) {
+    if let Some(f) = crate::summary::factors_sentence_in(&view.summary, cat) {
         p.push_str(&f);
         p.push(' ');
     }
     p.push_str(&cat.tr(
         "method-outcomes",
-        &[("ok", &n(ok)), ("failed", &n(failed)), ("emulated", &n(emulated))],
+        &[
+            ("ok", &n(ok)),
+            ("failed", &n(failed)),
+            ("emulated", &n(emulated)),
+        ],
     ));
     p.push(' ');
     p.push_str(&cat.tr("method-shuffle", &[("seed", &m.seed.to_string())]));
@@ -191,7 +198,10 @@ pub(crate) fn paragraph(view: &View<'_>, cat: &Catalogue) -> String {
             &[
                 ("pct", &cat.percent(&u.rule_pct.to_string())),
                 ("max-reps", &n(u.max_reps as usize)),
-                ("max-wall", &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s")),
+                (
+                    "max-wall",
+                    &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s"),
+                ),
                 ("rounds", &n(u.extra_rounds as usize)),
                 (
                     "outcome",
@@ -221,21 +231,24 @@ pub(crate) fn paragraph(view: &View<'_>, cat: &Catalogue) -> String {
     let level = cat.percent(&format!("{:.0}", LEVEL * 100.0));
     p.push_str(&cat.tr(
         "method-statistics",
-        &[
-            ("level", &level),
-            ("resamples", &n(BOOTSTRAP_RESAMPLES)),
-        ],
+        &[("level", &level), ("resamples", &n(BOOTSTRAP_RESAMPLES))],
     ));
     p.push(' ');
     p.push_str(&cat.tr(
         "method-sandbox",
         &[
-            ("memory", &cat.with_unit(&m.suite.limits.memory_mib.to_string(), "MiB")),
+            (
+                "memory",
+                &cat.with_unit(&m.suite.limits.memory_mib.to_string(), "MiB"),
+            ),
             ("cpus", &count("count-cpus", m.suite.limits.vcpus as usize)),
             ("host", &m.host.hostname),
             ("cpu-model", &m.host.cpu_model),
             ("cores", &count("count-cores", m.host.cores)),
-            ("host-memory", &cat.with_unit(&m.host.memory_mib.to_string(), "MiB")),
+            (
+                "host-memory",
+                &cat.with_unit(&m.host.memory_mib.to_string(), "MiB"),
+            ),
             ("kernel", &m.host.kernel),
             ("kvm", &cat.tr(kvm_id(m.host.kvm), &[])),
             ("cgroups", &format!("{:?}", m.host.cgroups)),
@@ -355,18 +368,20 @@ pub(crate) fn caveats(view: &View<'_>, cat: &Catalogue) -> Vec<String> {
             .iter()
             .any(|o| o.available && o.column.backend == col.column.backend);
         if backend_has_other {
-            c.push(cat.tr(
-                "caveat-column-not-run",
-                &[
-                    ("column", &col.column.label),
-                    (
-                        "why",
-                        &col.note
-                            .clone()
-                            .unwrap_or_else(|| cat.tr("avail-no-reason", &[])),
-                    ),
-                ],
-            ));
+            c.push(
+                cat.tr(
+                    "caveat-column-not-run",
+                    &[
+                        ("column", &col.column.label),
+                        (
+                            "why",
+                            &col.note
+                                .clone()
+                                .unwrap_or_else(|| cat.tr("avail-no-reason", &[])),
+                        ),
+                    ],
+                ),
+            );
         }
     }
     if let Some(p) = &view.summary.precision {
@@ -440,7 +455,10 @@ pub(crate) fn environment(view: &View<'_>, cat: &Catalogue) -> Vec<(String, Stri
                 &[("model", &h.cpu_model), ("cores", &h.cores.to_string())],
             ),
         ),
-        (l("env-memory"), cat.with_unit(&h.memory_mib.to_string(), "MiB")),
+        (
+            l("env-memory"),
+            cat.with_unit(&h.memory_mib.to_string(), "MiB"),
+        ),
         (
             l("env-governor"),
             h.cpu_governor
@@ -468,7 +486,10 @@ pub(crate) fn environment(view: &View<'_>, cat: &Catalogue) -> Vec<(String, Stri
             cat.tr(
                 "env-sandbox-value",
                 &[
-                    ("memory", &cat.with_unit(&m.suite.limits.memory_mib.to_string(), "MiB")),
+                    (
+                        "memory",
+                        &cat.with_unit(&m.suite.limits.memory_mib.to_string(), "MiB"),
+                    ),
                     ("vcpus", &m.suite.limits.vcpus.to_string()),
                     ("pids", &m.suite.limits.pids_max.to_string()),
                 ],
@@ -501,7 +522,10 @@ pub(crate) fn environment(view: &View<'_>, cat: &Catalogue) -> Vec<(String, Stri
                 &[
                     ("pct", &cat.percent(&u.rule_pct.to_string())),
                     ("max-reps", &u.max_reps.to_string()),
-                    ("max-wall", &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s")),
+                    (
+                        "max-wall",
+                        &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s"),
+                    ),
                     ("rounds", &u.extra_rounds.to_string()),
                     ("why", &l(stop_reason_id(u.stopped))),
                 ],
@@ -537,7 +561,11 @@ fn platform_rows(cat: &Catalogue, p: Option<&Platform>) -> Vec<(String, String)>
     let smt = match (&p.smt, p.smt_active) {
         (Some(c), Some(a)) => format!(
             "{c} ({})",
-            if a { l("env-active") } else { l("env-inactive") }
+            if a {
+                l("env-active")
+            } else {
+                l("env-inactive")
+            }
         ),
         (Some(c), None) => c.clone(),
         (None, _) => l("env-not-exposed"),
