@@ -281,7 +281,7 @@ impl IsolabPreprocessor {
                 };
                 block(&format!(
                     "> **{}**: {}\n",
-                    self.facts.cat().tr("figure-label", &[("name", &fig.name)]),
+                    self.facts.cat().tr("figure-label", &[("name", fig.name)]),
                     self.facts
                         .cat()
                         .tr("missing-value", &[("why", &md_text(&reason))])
