@@ -391,3 +391,18 @@ factors-not-crossed = , not crossed with { $backends }
 factors-sentence = Factors: { $factors }. Each combination is a column, interleaved with the others in every repetition; an effect is the ratio to the factor's first value.
 published-note = Ratios are sandbox / native; theirs are quoted from { $source }, not measured here.
 params-none = none
+
+## Precision of the headline intervals (above the summary table)
+
+precision-rule = the --until-ci rule, { $pct }
+precision-within = Precision: { $narrow } of { $total } headline intervals (each workload's primary metrics, every column) lie within { $rule } of their median
+precision-item = { $workload } { $metric } on { $column } ({ $spread }, n={ $n })
+precision-median-zero = median 0
+precision-more = { " " }and { $more } more
+precision-wider = ; { $wide } are wider (marked ~): { $list }{ $more }.
+precision-advice = More repetitions narrow them: --until-ci 5% adds them by rule.
+precision-span = { $lo } to { $hi }
+precision-until-ci = --until-ci { $pct }: { $stopped } after { $rounds } added round(s); { $span } measured repetitions per column and workload (caps: { $max-reps } repetitions, { $max-wall }).
+precision-not-converged = Did not converge: { $names }.
+precision-no-sample-item = { $workload } { $metric } on { $column }
+precision-no-samples = Headline metrics without any successful sample (not counted): { $list }.

@@ -699,3 +699,30 @@ factors-sentence = Facteurs : { $factors }. Chaque combinaison est une colonne,
 published-note = Les rapports sont bac à sable / natif ; les leurs sont cités d’après { $source }, non mesurés ici.
 # en: none
 params-none = aucun
+
+## Precision of the headline intervals (above the summary table)
+
+# en: the --until-ci rule, { $pct }
+precision-rule = la règle --until-ci, { $pct }
+# en: Precision: { $narrow } of { $total } headline intervals (each workload's primary metrics, every column) lie within { $rule } of their median
+precision-within = Précision : { $narrow } intervalles principaux sur { $total } (les métriques premières de chaque charge, dans chaque colonne) tiennent à { $rule } de leur médiane
+# en: { $workload } { $metric } on { $column } ({ $spread }, n={ $n })
+precision-item = { $workload } { $metric } sur { $column } ({ $spread }, n = { $n })
+# en: median 0
+precision-median-zero = médiane nulle
+# en: { " " }and { $more } more
+precision-more = { " " }et { $more } autres
+# en: ; { $wide } are wider (marked ~): { $list }{ $more }.
+precision-wider = { "\u202F" }; { $wide } sont plus larges (marqués ~) : { $list }{ $more }.
+# en: More repetitions narrow them: --until-ci 5% adds them by rule.
+precision-advice = Davantage de répétitions les resserrent : --until-ci 5% en ajoute selon une règle.
+# en: { $lo } to { $hi }
+precision-span = { $lo } à { $hi }
+# en: --until-ci { $pct }: { $stopped } after { $rounds } added round(s); { $span } measured repetitions per column and workload (caps: { $max-reps } repetitions, { $max-wall }).
+precision-until-ci = --until-ci { $pct } : { $stopped } après { $rounds } tour(s) ajouté(s) ; { $span } répétitions mesurées par colonne et par charge (plafonds : { $max-reps } répétitions, { $max-wall }).
+# en: Did not converge: { $names }.
+precision-not-converged = N’ont pas convergé : { $names }.
+# en: { $workload } { $metric } on { $column }
+precision-no-sample-item = { $workload } { $metric } sur { $column }
+# en: Headline metrics without any successful sample (not counted): { $list }.
+precision-no-samples = Métriques principales sans aucun échantillon réussi (non comptées) : { $list }.

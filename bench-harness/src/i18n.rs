@@ -113,27 +113,23 @@ impl Catalogue {
     /// The message `id` with its arguments. A missing id yields the id itself in angle brackets
     /// (visible, and caught by the tests), never a panic.
     pub fn tr(&self, id: &str, args: &[(&str, &str)]) -> String {
-        let Some(pattern) = self.bundle.get_message(id).and_then(|m| m.value()) else {
-            return format!("⟨{id}⟩");
-        };
-        let mut fargs = FluentArgs::new();
-        for (k, v) in args {
-            fargs.set(*k, FluentValue::from(*v));
-        }
-        let mut errors = Vec::new();
-        self.bundle
-            .format_pattern(pattern, Some(&fargs), &mut errors)
-            .into_owned()
+        self.format(id, None, args)
     }
 
     /// [`Catalogue::tr`] with a count that selects the plural form (`$n`), given as a number so
     /// Fluent's plural rules apply (French: 0 and 1 are singular).
     pub fn tr_n(&self, id: &str, n: usize, args: &[(&str, &str)]) -> String {
+        self.format(id, Some(n), args)
+    }
+
+    fn format(&self, id: &str, n: Option<usize>, args: &[(&str, &str)]) -> String {
         let Some(pattern) = self.bundle.get_message(id).and_then(|m| m.value()) else {
             return format!("⟨{id}⟩");
         };
         let mut fargs = FluentArgs::new();
-        fargs.set("n", FluentValue::from(n));
+        if let Some(n) = n {
+            fargs.set("n", FluentValue::from(n));
+        }
         for (k, v) in args {
             fargs.set(*k, FluentValue::from(*v));
         }
@@ -233,6 +229,10 @@ impl Catalogue {
                     out.push_str(&token);
                 } else {
                     out.push_str(&french_number(&token));
+                    // `5%` is written `5 %` in French.
+                    if tail.is_empty() && chars.get(i) == Some(&'%') {
+                        out.push(NNBSP);
+                    }
                 }
                 out.push_str(&tail);
                 continue;
@@ -457,6 +457,7 @@ mod tests {
             fr.nums_in("3.02 ms, io-rand v6.1.0, vcpus=2 and 12345.5 B, 0.5."),
             "3,02 ms, io-rand v6.1.0, vcpus=2 and 12\u{202f}345,5 B, 0,5."
         );
+        assert_eq!(fr.nums_in("±2.5%"), "±2,5\u{202f}%");
         let en = Catalogue::new(Lang::En);
         assert_eq!(en.num("12345.6"), "12345.6");
         assert_eq!(en.percent("95"), "95%");

@@ -837,18 +837,27 @@ pub fn factors_sentence_in(summary: &Summary, cat: &Catalogue) -> Option<String>
 
 /// The precision of the headline intervals, and what `--until-ci` did, as sentences.
 pub fn precision_sentences(p: &Precision) -> Vec<String> {
+    precision_sentences_in(p, &Catalogue::new(Lang::En))
+}
+
+/// [`precision_sentences`] in the catalogue's language.
+pub fn precision_sentences_in(p: &Precision, cat: &Catalogue) -> Vec<String> {
     let mut out = Vec::new();
+    let pct = |x: f64| cat.nums_in(&pct_text(x));
     let total = p.checks.len();
     let wide: Vec<&HeadlineCheck> = p.wide().collect();
     let rule = if p.from_rule {
-        format!("the --until-ci rule, {}", pct_text(p.threshold_pct))
+        cat.tr("precision-rule", &[("pct", &pct(p.threshold_pct))])
     } else {
-        pct_text(p.threshold_pct)
+        pct(p.threshold_pct)
     };
-    let mut first = format!(
-        "Precision: {} of {total} headline intervals (each workload's primary metrics, every \
-         column) lie within {rule} of their median",
-        total - wide.len()
+    let mut first = cat.tr(
+        "precision-within",
+        &[
+            ("narrow", &(total - wide.len()).to_string()),
+            ("total", &total.to_string()),
+            ("rule", &rule),
+        ],
     );
     if wide.is_empty() {
         first.push('.');
@@ -857,29 +866,41 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
             .iter()
             .take(8)
             .map(|c| {
-                format!(
-                    "{} {} on {} ({}, n={})",
-                    c.workload,
-                    c.metric,
-                    c.column,
-                    c.spread_pct.map_or("median 0".into(), pct_text),
-                    c.n
+                cat.tr(
+                    "precision-item",
+                    &[
+                        ("workload", &c.workload),
+                        ("metric", &c.metric),
+                        ("column", &c.column),
+                        (
+                            "spread",
+                            &c.spread_pct
+                                .map_or_else(|| cat.tr("precision-median-zero", &[]), pct),
+                        ),
+                        ("n", &c.n.to_string()),
+                    ],
                 )
             })
             .collect();
         let more = if wide.len() > list.len() {
-            format!(" and {} more", wide.len() - list.len())
+            cat.tr(
+                "precision-more",
+                &[("more", &(wide.len() - list.len()).to_string())],
+            )
         } else {
             String::new()
         };
-        let _ = write!(
-            first,
-            "; {} are wider (marked ~): {}{more}.",
-            wide.len(),
-            list.join("; ")
-        );
+        first.push_str(&cat.tr(
+            "precision-wider",
+            &[
+                ("wide", &wide.len().to_string()),
+                ("list", &list.join("; ")),
+                ("more", &more),
+            ],
+        ));
         if !p.from_rule {
-            first.push_str(" More repetitions narrow them: --until-ci 5% adds them by rule.");
+            first.push(' ');
+            first.push_str(&cat.tr("precision-advice", &[]));
         }
     }
     out.push(first);
@@ -892,16 +913,24 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
         let span = if lo == hi {
             format!("{hi}")
         } else {
-            format!("{lo} to {hi}")
+            cat.tr(
+                "precision-span",
+                &[("lo", &lo.to_string()), ("hi", &hi.to_string())],
+            )
         };
-        let mut line = format!(
-            "--until-ci {}%: {} after {} added round(s); {span} measured repetitions per column \
-             and workload (caps: {} repetitions, {:.0} s).",
-            u.rule_pct,
-            u.stopped.describe(),
-            u.extra_rounds,
-            u.max_reps,
-            u.max_wall_s
+        let mut line = cat.tr(
+            "precision-until-ci",
+            &[
+                ("pct", &cat.percent(&u.rule_pct.to_string())),
+                ("stopped", &cat.tr(stop_reason_catalogue_id(u.stopped), &[])),
+                ("rounds", &u.extra_rounds.to_string()),
+                ("span", &span),
+                ("max-reps", &u.max_reps.to_string()),
+                (
+                    "max-wall",
+                    &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s"),
+                ),
+            ],
         );
         if !wide.is_empty() {
             let mut names: Vec<String> = wide
@@ -909,7 +938,8 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
                 .map(|c| format!("{} {}", c.workload, c.metric))
                 .collect();
             names.dedup();
-            let _ = write!(line, " Did not converge: {}.", names.join(", "));
+            line.push(' ');
+            line.push_str(&cat.tr("precision-not-converged", &[("names", &names.join(", "))]));
         }
         out.push(line);
     }
@@ -917,14 +947,28 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
         let list: Vec<String> = p
             .no_samples
             .iter()
-            .map(|(w, m, c)| format!("{w} {m} on {c}"))
+            .map(|(w, m, c)| {
+                cat.tr(
+                    "precision-no-sample-item",
+                    &[("workload", w), ("metric", m), ("column", c)],
+                )
+            })
             .collect();
-        out.push(format!(
-            "Headline metrics without any successful sample (not counted): {}.",
-            list.join("; ")
-        ));
+        out.push(cat.tr("precision-no-samples", &[("list", &list.join("; "))]));
     }
     out
+}
+
+/// The catalogue id of why `--until-ci` stopped.
+pub(crate) fn stop_reason_catalogue_id(s: crate::manifest::StopReason) -> &'static str {
+    use crate::manifest::StopReason;
+    match s {
+        StopReason::Running => "stop-running",
+        StopReason::Converged => "stop-converged",
+        StopReason::RepetitionCap => "stop-repetition-cap",
+        StopReason::WallCap => "stop-wall-cap",
+        StopReason::Interrupted => "stop-interrupted",
+    }
 }
 
 /// The A/A check as a sentence: the noise floor of the host now.
@@ -1057,11 +1101,11 @@ pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
     ];
     let header: Vec<&str> = header_text.iter().map(String::as_str).collect();
     let mut out = String::new();
-    if let Some(f) = factors_sentence(summary) {
+    if let Some(f) = factors_sentence_in(summary, cat) {
         let _ = writeln!(out, "{f}");
     }
     if let Some(p) = &summary.precision {
-        for line in precision_sentences(p) {
+        for line in precision_sentences_in(p, cat) {
             let _ = writeln!(out, "{line}");
         }
     }
@@ -1116,7 +1160,7 @@ pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
                     r.cell_mark()
                 )
             },
-            format!("{} {}", r.unit, arrow(r.better)),
+            format!("{} {}", cat.unit(&r.unit), arrow(r.better)),
             r.vs_native
                 .as_ref()
                 .map(|v| ratio_text_in(v, cat))

@@ -330,18 +330,7 @@ impl Facts {
     /// interval beside each, or why there is none.
     pub(crate) fn effects_table(&self) -> String {
         if self.summary.effects.iter().all(|e| !e.headline) {
-            return format!(
-                "{}\n",
-                self.cat.tr(
-                    "missing-value",
-                    &[(
-                        "why",
-                        &self
-                            .cat
-                            .tr("effects-none", &[("run", &md_text(self.run_id()))])
-                    )]
-                )
-            );
+            return self.missing_for_run("effects-none");
         }
         let with_aa = self.summary.aa.is_some();
         let mut o = self.cat.tr("effects-header", &[]);
@@ -384,16 +373,7 @@ impl Facts {
     /// The A/A check: the sentence with the noise floor and its table, or why there is none.
     pub(crate) fn aa(&self) -> String {
         let Some(aa) = &self.summary.aa else {
-            return format!(
-                "{}\n",
-                self.cat.tr(
-                    "missing-value",
-                    &[(
-                        "why",
-                        &self.cat.tr("aa-none", &[("run", &md_text(self.run_id()))])
-                    )]
-                )
-            );
+            return self.missing_for_run("aa-none");
         };
         let c = &self.cat;
         let sentence = match (aa.floor_pct, &aa.widest) {
@@ -505,6 +485,13 @@ impl Facts {
                 &[("backend", backend), ("entry", &entry)],
             ),
         }
+    }
+
+    /// "Not measured in this run (why)" for a whole table the run has no data for, `why` being
+    /// the catalogue's sentence `id` about the run.
+    fn missing_for_run(&self, id: &str) -> String {
+        let why = self.cat.tr(id, &[("run", &md_text(self.run_id()))]);
+        format!("{}\n", self.cat.tr("missing-value", &[("why", &why)]))
     }
 
     /// The sentence for a missing value.
@@ -820,18 +807,7 @@ impl Facts {
             }
         }
         if rows == 0 {
-            return format!(
-                "{}\n",
-                self.cat.tr(
-                    "missing-value",
-                    &[(
-                        "why",
-                        &self
-                            .cat
-                            .tr("emulation-none", &[("run", &md_text(self.run_id()))])
-                    )]
-                )
-            );
+            return self.missing_for_run("emulation-none");
         }
         o
     }

@@ -9,7 +9,7 @@ use super::{backend_label, View};
 use crate::host::Platform;
 use crate::i18n::Catalogue;
 use crate::stats::BOOTSTRAP_RESAMPLES;
-use crate::summary::LEVEL;
+use crate::summary::{stop_reason_catalogue_id as stop_reason_id, LEVEL};
 
 /// One failed measured trial, for the failure lists.
 #[derive(Debug, Clone, Serialize)]
@@ -265,18 +265,6 @@ pub(crate) fn status_id(s: crate::manifest::RunStatus) -> &'static str {
         RunStatus::Complete => "status-complete",
         RunStatus::Interrupted => "status-interrupted",
         RunStatus::Failed => "status-failed",
-    }
-}
-
-/// The catalogue id of why `--until-ci` stopped.
-fn stop_reason_id(s: crate::manifest::StopReason) -> &'static str {
-    use crate::manifest::StopReason;
-    match s {
-        StopReason::Running => "stop-running",
-        StopReason::Converged => "stop-converged",
-        StopReason::RepetitionCap => "stop-repetition-cap",
-        StopReason::WallCap => "stop-wall-cap",
-        StopReason::Interrupted => "stop-interrupted",
     }
 }
 
