@@ -406,3 +406,73 @@ precision-until-ci = --until-ci { $pct }: { $stopped } after { $rounds } added r
 precision-not-converged = Did not converge: { $names }.
 precision-no-sample-item = { $workload } { $metric } on { $column }
 precision-no-samples = Headline metrics without any successful sample (not counted): { $list }.
+
+## The charts' own words (titles, axes, legends, labels), in the SVG files and the HTML report
+
+chart-not-drawn = chart { $name } not drawn: { $why }
+chart-title-timeline = Start-up timeline of one noop trial, by phase (medians across trials)
+chart-no-timeline = no successful measured `noop` trial with a timeline (add the noop workload to the suite)
+chart-timeline-axis = time since the trial started (ms, host clock); each segment ends at the phase named in the legend; black: median start-to-ready with its 95% interval
+chart-timeline-legend = segment ends at phase:
+chart-ready = ready: { $median } ms [{ $lo }–{ $hi }], n = { $n }
+chart-ready-phases = { " " }(phases: { $n } trials)
+chart-title-ratios = Every metric as ratio to native, with { $level } intervals
+chart-no-ratios = no backend other than native has successful trials to compare with native
+chart-ratios-axis = ratio = backend median / native median (log scale; native = 1). ↑: higher is better, ↓: lower is better
+chart-ratios-reference = native (= 1)
+chart-legend-backend = backend:
+chart-no-factor = the run varied no factor (isolab run --factor NAME=V1,V2)
+chart-title-effects = Effect of each factor on the headline metrics, with { $level } intervals
+chart-effects-axis = ratio = median at the changed value / median at the factor's first value (log scale). ↑: higher is better, ↓: lower is better
+chart-effects-reference = no effect (= 1)
+chart-effects-legend = change:
+chart-no-aa = the run had no A/A check (isolab run --aa COLUMN)
+chart-aa-no-samples = no headline metric has samples in both A/A copies
+chart-title-aa-floor = A/A check: the same column twice; differences under { $pct } are noise here
+chart-title-aa = A/A check: the same column twice
+chart-aa-axis = ratio = median(A') / median(A) (log scale; identical columns, so any distance from 1 is noise)
+chart-aa-legend = columns:
+chart-mem-guest-ram = guest RAM touched
+chart-mem-vmm = VMM overhead
+chart-mem-anon = anonymous memory
+chart-mem-file = page cache (file)
+chart-mem-kernel = kernel memory
+chart-mem-peak-rss = peak RSS
+chart-mem-peak-cgroup = peak memory (cgroup)
+chart-no-memory = no sample has host memory metrics
+chart-no-memory-size = no sample has host memory metrics in a size unit
+chart-title-memory = Host memory per instance ({ $workload } workload, medians across trials)
+chart-memory-axis = memory on the host for one sandbox (MiB)
+chart-memory-legend = component:
+chart-no-latency = no I/O workload reported latency percentiles (metrics ending in _p50/_p99)
+chart-title-latency = I/O latency percentiles per backend (median across trials, { $level } whiskers)
+chart-latency-axis = latency ({ $unit }; lower is better)
+chart-no-exits = no sample has VM exit counts (metrics named exits.*)
+chart-exits-other = other
+chart-title-exits = VM exits per trial, by exit reason (median across trials)
+chart-exits-axis = exits to the VMM during one trial (boot, workload and shutdown)
+chart-exits-unit = exits
+chart-exits-legend = exit reason:
+chart-op-4k_io = per 4 KiB I/O
+chart-op-4k_read = per 4 KiB random read
+chart-op-4k_write = per 4 KiB random write
+chart-op-mib_io = per MiB moved
+chart-op-mib_write = per MiB written
+chart-op-mib_read = per MiB read
+chart-op-fsync = per fsync
+chart-op-syscall = per system call
+chart-op-page_fault = per page fault
+chart-op-spawn = per process started
+chart-op-sleep = per sleep
+chart-op-other = per { $op }
+chart-part-device = device (port, MMIO, queue notify)
+chart-part-time = time-driven (timer, halt, interrupt window)
+chart-part-other = other (nested page faults, MSR, CPUID)
+chart-part-kvm = handled inside KVM
+chart-part-vmm = reached isolab's VMM
+chart-no-exits-per-op = no VM sample has exits per operation (KVM statistics of the workload window)
+chart-title-exits-per-op = VM exits per operation of the workload (median across trials)
+chart-exits-per-op-axis = exits per operation (each row names its operation)
+chart-exits-per-op-unit = exits/op
+chart-exits-per-op-legend-cause = why the guest exited (only the device part carries over to other hosts):
+chart-exits-per-op-legend-where = where the exit was handled:

@@ -726,3 +726,140 @@ precision-not-converged = N’ont pas convergé : { $names }.
 precision-no-sample-item = { $workload } { $metric } sur { $column }
 # en: Headline metrics without any successful sample (not counted): { $list }.
 precision-no-samples = Métriques principales sans aucun échantillon réussi (non comptées) : { $list }.
+
+## The charts' own words (titles, axes, legends, labels), in the SVG files and the HTML report
+
+# en: chart { $name } not drawn: { $why }
+chart-not-drawn = graphique { $name } non dessiné : { $why }
+# en: Start-up timeline of one noop trial, by phase (medians across trials)
+chart-title-timeline = Chronologie du démarrage d’un essai noop, par phase (médianes sur les essais)
+# en: no successful measured `noop` trial with a timeline (add the noop workload to the suite)
+chart-no-timeline = aucun essai `noop` mesuré réussi avec une chronologie (ajoutez la charge noop à la suite)
+# en: time since the trial started (ms, host clock); each segment ends at the phase named in the legend; black: median start-to-ready with its 95% interval
+chart-timeline-axis = temps depuis le début de l’essai (ms, horloge de l’hôte) ; chaque segment se termine à la phase nommée dans la légende ; en noir : médiane du lancement à la disponibilité, avec son intervalle à 95 %
+# en: segment ends at phase:
+chart-timeline-legend = le segment se termine à la phase :
+# en: ready: { $median } ms [{ $lo }–{ $hi }], n = { $n }
+chart-ready = prêt : { $median } ms [{ $lo }–{ $hi }], n = { $n }
+# en: { " " }(phases: { $n } trials)
+chart-ready-phases = { " " }(phases : { $n } essais)
+# en: Every metric as ratio to native, with { $level } intervals
+chart-title-ratios = Chaque métrique en rapport au natif, avec des intervalles à { $level }
+# en: no backend other than native has successful trials to compare with native
+chart-no-ratios = aucun environnement autre que le natif n’a d’essais réussis à comparer au natif
+# en: ratio = backend median / native median (log scale; native = 1). ↑: higher is better, ↓: lower is better
+chart-ratios-axis = rapport = médiane de l’environnement / médiane du natif (échelle logarithmique ; natif = 1). ↑ : plus haut vaut mieux, ↓ : plus bas vaut mieux
+# en: native (= 1)
+chart-ratios-reference = natif (= 1)
+# en: backend:
+chart-legend-backend = environnement :
+# en: the run varied no factor (isolab run --factor NAME=V1,V2)
+chart-no-factor = l’exécution n’a fait varier aucun facteur (isolab run --factor NAME=V1,V2)
+# en: Effect of each factor on the headline metrics, with { $level } intervals
+chart-title-effects = Effet de chaque facteur sur les métriques principales, avec des intervalles à { $level }
+# en: ratio = median at the changed value / median at the factor's first value (log scale). ↑: higher is better, ↓: lower is better
+chart-effects-axis = rapport = médiane à la valeur modifiée / médiane à la première valeur du facteur (échelle logarithmique). ↑ : plus haut vaut mieux, ↓ : plus bas vaut mieux
+# en: no effect (= 1)
+chart-effects-reference = aucun effet (= 1)
+# en: change:
+chart-effects-legend = changement :
+# en: the run had no A/A check (isolab run --aa COLUMN)
+chart-no-aa = l’exécution n’avait pas de contrôle A/A (isolab run --aa COLUMN)
+# en: no headline metric has samples in both A/A copies
+chart-aa-no-samples = aucune métrique principale n’a d’échantillons dans les deux copies A/A
+# en: A/A check: the same column twice; differences under { $pct } are noise here
+chart-title-aa-floor = Contrôle A/A : la même colonne deux fois ; les différences inférieures à { $pct } sont du bruit ici
+# en: A/A check: the same column twice
+chart-title-aa = Contrôle A/A : la même colonne deux fois
+# en: ratio = median(A') / median(A) (log scale; identical columns, so any distance from 1 is noise)
+chart-aa-axis = rapport = médiane(A') / médiane(A) (échelle logarithmique ; colonnes identiques, donc tout écart à 1 est du bruit)
+# en: columns:
+chart-aa-legend = colonnes :
+# en: guest RAM touched
+chart-mem-guest-ram = RAM de l’invité touchée
+# en: VMM overhead
+chart-mem-vmm = surcoût du VMM
+# en: anonymous memory
+chart-mem-anon = mémoire anonyme
+# en: page cache (file)
+chart-mem-file = cache de pages (fichiers)
+# en: kernel memory
+chart-mem-kernel = mémoire noyau
+# en: peak RSS
+chart-mem-peak-rss = pic de RSS
+# en: peak memory (cgroup)
+chart-mem-peak-cgroup = pic de mémoire (groupe de contrôle)
+# en: no sample has host memory metrics
+chart-no-memory = aucun échantillon n’a de métriques de mémoire de l’hôte
+# en: no sample has host memory metrics in a size unit
+chart-no-memory-size = aucun échantillon n’a de métriques de mémoire de l’hôte dans une unité de taille
+# en: Host memory per instance ({ $workload } workload, medians across trials)
+chart-title-memory = Mémoire de l’hôte par instance (charge { $workload }, médianes sur les essais)
+# en: memory on the host for one sandbox (MiB)
+chart-memory-axis = mémoire de l’hôte pour un bac à sable (Mio)
+# en: component:
+chart-memory-legend = composante :
+# en: no I/O workload reported latency percentiles (metrics ending in _p50/_p99)
+chart-no-latency = aucune charge d’E/S n’a fourni de centiles de latence (métriques finissant par _p50/_p99)
+# en: I/O latency percentiles per backend (median across trials, { $level } whiskers)
+chart-title-latency = Centiles de latence des E/S par environnement (médiane sur les essais, moustaches à { $level })
+# en: latency ({ $unit }; lower is better)
+chart-latency-axis = latence ({ $unit } ; plus bas vaut mieux)
+# en: no sample has VM exit counts (metrics named exits.*)
+chart-no-exits = aucun échantillon n’a de décompte de sorties de VM (métriques exits.*)
+# en: other
+chart-exits-other = autres
+# en: VM exits per trial, by exit reason (median across trials)
+chart-title-exits = Sorties de VM par essai, par raison (médiane sur les essais)
+# en: exits to the VMM during one trial (boot, workload and shutdown)
+chart-exits-axis = sorties vers le VMM pendant un essai (amorçage, charge et extinction)
+# en: exits
+chart-exits-unit = sorties
+# en: exit reason:
+chart-exits-legend = raison de la sortie :
+# en: per 4 KiB I/O
+chart-op-4k_io = par E/S de 4 Kio
+# en: per 4 KiB random read
+chart-op-4k_read = par lecture aléatoire de 4 Kio
+# en: per 4 KiB random write
+chart-op-4k_write = par écriture aléatoire de 4 Kio
+# en: per MiB moved
+chart-op-mib_io = par Mio déplacé
+# en: per MiB written
+chart-op-mib_write = par Mio écrit
+# en: per MiB read
+chart-op-mib_read = par Mio lu
+# en: per fsync
+chart-op-fsync = par fsync
+# en: per system call
+chart-op-syscall = par appel système
+# en: per page fault
+chart-op-page_fault = par défaut de page
+# en: per process started
+chart-op-spawn = par processus lancé
+# en: per sleep
+chart-op-sleep = par mise en sommeil
+# en: per { $op }
+chart-op-other = par { $op }
+# en: device (port, MMIO, queue notify)
+chart-part-device = périphérique (port, MMIO, notification de file)
+# en: time-driven (timer, halt, interrupt window)
+chart-part-time = liée au temps (minuterie, HLT, fenêtre d’interruption)
+# en: other (nested page faults, MSR, CPUID)
+chart-part-other = autres (défauts de page imbriqués, MSR, CPUID)
+# en: handled inside KVM
+chart-part-kvm = traitées dans KVM
+# en: reached isolab's VMM
+chart-part-vmm = parvenues au VMM d’isolab
+# en: no VM sample has exits per operation (KVM statistics of the workload window)
+chart-no-exits-per-op = aucun échantillon de VM n’a de sorties par opération (statistiques KVM de la fenêtre de la charge)
+# en: VM exits per operation of the workload (median across trials)
+chart-title-exits-per-op = Sorties de VM par opération de la charge (médiane sur les essais)
+# en: exits per operation (each row names its operation)
+chart-exits-per-op-axis = sorties par opération (chaque ligne nomme son opération)
+# en: exits/op
+chart-exits-per-op-unit = sorties/op
+# en: why the guest exited (only the device part carries over to other hosts):
+chart-exits-per-op-legend-cause = pourquoi l’invité est sorti (seule la part périphérique se transpose à d’autres hôtes) :
+# en: where the exit was handled:
+chart-exits-per-op-legend-where = où la sortie a été traitée :

@@ -32,6 +32,8 @@ impl Figure {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FigureContext {
     pub vm_other_params: Vec<String>,
+    /// The language of the figures' words.
+    pub lang: crate::i18n::Lang,
 }
 
 impl FigureContext {
@@ -44,6 +46,11 @@ impl FigureContext {
 
 type Draw =
     fn(&View<'_>, &FigureContext, &'static str) -> Result<Result<Chart, String>, ReportError>;
+
+/// A figure's title in the view's language (`figure-title-NAME` of the catalogue).
+fn figure_title(v: &View<'_>, name: &str) -> String {
+    v.cat.tr(&format!("figure-title-{name}"), &[])
+}
 
 /// Kinds whose metrics measure the CPU and memory: what chapter 5 shows first.
 const CPU_MEMORY_KINDS: [&str; 7] = [
@@ -64,7 +71,7 @@ fn start_timeline(
     charts::timeline_of(
         v,
         n,
-        "Start-up of one noop trial, by phase (medians across trials)",
+        &figure_title(v, n),
         // The three worlds: the emulator's seconds-long boot has its own chapter.
         &|l| l.split(' ').next() != Some("qemu-tcg"),
     )
@@ -75,12 +82,9 @@ fn vm_boot(
     _: &FigureContext,
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
-    charts::timeline_of(
-        v,
-        n,
-        "Booting the microVM: phases of one noop trial (medians across trials)",
-        &|l| l.split(' ').next() == Some("vm"),
-    )
+    charts::timeline_of(v, n, &figure_title(v, n), &|l| {
+        l.split(' ').next() == Some("vm")
+    })
 }
 
 fn container_start(
@@ -88,12 +92,9 @@ fn container_start(
     _: &FigureContext,
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
-    charts::timeline_of(
-        v,
-        n,
-        "Starting a container: phases of one noop trial (medians across trials)",
-        &|l| l.split(' ').next() == Some("container"),
-    )
+    charts::timeline_of(v, n, &figure_title(v, n), &|l| {
+        l.split(' ').next() == Some("container")
+    })
 }
 
 fn cpu_memory(
@@ -104,7 +105,7 @@ fn cpu_memory(
     charts::ratios_of(
         v,
         n,
-        "CPU, memory and kernel entry: each metric as ratio to native (95% intervals)",
+        &figure_title(v, n),
         // The workload's own metrics only: its start time is chapter 5's start figure. The
         // emulator, two orders of magnitude away, has its own figure.
         &|kind, r| {
@@ -125,19 +126,11 @@ fn emulation(
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
     if !v.run.samples.iter().any(|s| s.backend == "qemu-tcg") {
-        return Ok(Err(
-            "the run has no qemu-tcg trial (`isolab run --backend native,container,vm,qemu-tcg`)"
-                .into(),
-        ));
+        return Ok(Err(v.cat.tr("figure-no-emulator", &[])));
     }
-    charts::ratios_of(
-        v,
-        n,
-        "Container, VM and the emulator (QEMU TCG) against native: CPU and memory (95% intervals)",
-        &|kind, r| {
-            EMULATION_KINDS.contains(&kind) && !r.metric.starts_with("host.") && c.comparable(r)
-        },
-    )
+    charts::ratios_of(v, n, &figure_title(v, n), &|kind, r| {
+        EMULATION_KINDS.contains(&kind) && !r.metric.starts_with("host.") && c.comparable(r)
+    })
 }
 
 fn io_ratio(
@@ -145,16 +138,11 @@ fn io_ratio(
     c: &FigureContext,
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
-    charts::ratios_of(
-        v,
-        n,
-        "Storage and network: each metric as ratio to native (95% intervals)",
-        &|kind, r| {
-            (kind.starts_with("io-") || kind == "net-loopback")
-                && !r.metric.starts_with("host.")
-                && c.comparable(r)
-        },
-    )
+    charts::ratios_of(v, n, &figure_title(v, n), &|kind, r| {
+        (kind.starts_with("io-") || kind == "net-loopback")
+            && !r.metric.starts_with("host.")
+            && c.comparable(r)
+    })
 }
 
 /// A chart of the report that needs nothing beyond the run.
@@ -194,7 +182,7 @@ const FIGURES: [(&str, Draw, Option<&str>); 12] = [
 
 /// Draws every figure; a figure without data is kept with the reason.
 pub(crate) fn draw_all(run: &StoredRun, ctx: &FigureContext) -> Result<Vec<Figure>, ReportError> {
-    let view = View::new(run);
+    let view = View::in_lang(run, ctx.lang);
     let mut out = Vec::new();
     for (name, draw, about) in FIGURES {
         let drawn = draw(&view, ctx, name)?.map(|c| (c.title, c.svg));

@@ -270,6 +270,7 @@ pub fn build_book_in(
         run,
         &figures::FigureContext {
             vm_other_params: facts.vm_other_params().to_vec(),
+            lang,
         },
     )?;
     let src_dir = root.join("src");

@@ -246,9 +246,8 @@ impl IsolabPreprocessor {
         match &fig.drawn {
             Ok((title, _)) => {
                 let cat = self.facts.cat();
+                // The text alternative: the figure's title in the book's language.
                 let title_id = format!("figure-title-{}", fig.name);
-                // The chart's own title is English (the SVG's text); its text alternative is
-                // the catalogue's.
                 let title = if cat.has(&title_id) {
                     cat.tr(&title_id, &[])
                 } else {
@@ -274,9 +273,6 @@ impl IsolabPreprocessor {
             Err(why) => {
                 let reason = match fig.about {
                     Some(backend) => self.facts.why_missing(backend, "noop", None),
-                    None if why.starts_with("the run has no qemu-tcg trial") => {
-                        self.facts.cat().tr("figure-no-emulator", &[])
-                    }
                     None => why.clone(),
                 };
                 block(&format!(

@@ -168,7 +168,10 @@ pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), Report
     for (name, f) in builders {
         match f(view, name)? {
             Ok(c) => charts.push(c),
-            Err(why) => notes.push(format!("chart {name} not drawn: {why}")),
+            Err(why) => notes.push(
+                view.cat
+                    .tr("chart-not-drawn", &[("name", name), ("why", &why)]),
+            ),
         }
     }
     Ok((charts, notes))
@@ -297,7 +300,7 @@ fn timeline(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>
     timeline_of(
         view,
         name,
-        "Start-up timeline of one noop trial, by phase (medians across trials)",
+        &view.cat.tr("chart-title-timeline", &[]),
         &|_| true,
     )
 }
@@ -315,10 +318,7 @@ pub(crate) fn timeline_of(
         .filter(|(label, _, _)| keep(label))
         .collect();
     if rows.is_empty() {
-        return Ok(Err(
-            "no successful measured `noop` trial with a timeline (add the noop workload to the suite)"
-                .into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-timeline", &[])));
     }
     let title = title.to_owned();
     let stack_rows = rows
@@ -333,15 +333,18 @@ pub(crate) fn timeline_of(
             });
             let marker = ready.map(|r| {
                 let m = &r.median;
-                let mut text = format!(
-                    "ready: {} ms [{}–{}], n = {}",
-                    short(m.median),
-                    short(m.lo),
-                    short(m.hi),
-                    m.n
+                let c = &view.cat;
+                let mut text = c.tr(
+                    "chart-ready",
+                    &[
+                        ("median", &c.num(&short(m.median))),
+                        ("lo", &c.num(&short(m.lo))),
+                        ("hi", &c.num(&short(m.hi))),
+                        ("n", &m.n.to_string()),
+                    ],
                 );
                 if used != m.n {
-                    text.push_str(&format!(" (phases: {used} trials)"));
+                    text.push_str(&c.tr("chart-ready-phases", &[("n", &used.to_string())]));
                 }
                 Marker {
                     at: m.median,
@@ -362,11 +365,10 @@ pub(crate) fn timeline_of(
     let svg = stacked(
         name,
         &title,
-        "time since the trial started (ms, host clock); each segment ends at the phase named in the legend; \
-         black: median start-to-ready with its 95% interval",
+        &view.cat.tr("chart-timeline-axis", &[]),
         "ms",
         stack_rows,
-        "segment ends at phase:",
+        &view.cat.tr("chart-timeline-legend", &[]),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
@@ -375,9 +377,9 @@ pub(crate) fn timeline_of(
 // Ratios to native.
 
 fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
-    let title = format!(
-        "Every metric as ratio to native, with {:.0}% intervals",
-        LEVEL * 100.0
+    let title = view.cat.tr(
+        "chart-title-ratios",
+        &[("level", &view.cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
     );
     ratios_of(view, name, &title, &|_, _| true)
 }
@@ -418,9 +420,7 @@ pub(crate) fn ratios_of(
         );
     }
     if groups.is_empty() {
-        return Ok(Err(
-            "no backend other than native has successful trials to compare with native".into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-ratios", &[])));
     }
     let vals = groups
         .iter()
@@ -437,13 +437,13 @@ pub(crate) fn ratios_of(
         name,
         &GroupedSpec {
             title,
-            x_desc: "ratio = backend median / native median (log scale; native = 1). ↑: higher is better, ↓: lower is better",
+            x_desc: &view.cat.tr("chart-ratios-axis", &[]),
             groups: &groups,
             points: true,
             reference: Some(1.0),
             columns: &view.columns,
-            reference_label: "native (= 1)",
-            legend_title: "backend:",
+            reference_label: &view.cat.tr("chart-ratios-reference", &[]),
+            legend_title: &view.cat.tr("chart-legend-backend", &[]),
             palette: false,
         },
         ratio_axis(lo..hi),
@@ -545,25 +545,23 @@ pub(crate) fn factor_effects(
         );
     }
     if groups.is_empty() {
-        return Ok(Err(
-            "the run varied no factor (isolab run --factor NAME=V1,V2)".into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-factor", &[])));
     }
-    let title = format!(
-        "Effect of each factor on the headline metrics, with {:.0}% intervals",
-        LEVEL * 100.0
+    let title = view.cat.tr(
+        "chart-title-effects",
+        &[("level", &view.cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
     );
     let svg = grouped(
         name,
         &GroupedSpec {
             title: &title,
-            x_desc: "ratio = median at the changed value / median at the factor's first value (log scale). ↑: higher is better, ↓: lower is better",
+            x_desc: &view.cat.tr("chart-effects-axis", &[]),
             groups: &groups,
             points: true,
             reference: Some(1.0),
             columns: &view.columns,
-            reference_label: "no effect (= 1)",
-            legend_title: "change:",
+            reference_label: &view.cat.tr("chart-effects-reference", &[]),
+            legend_title: &view.cat.tr("chart-effects-legend", &[]),
             palette: true,
         },
         ratio_axis(ratio_range(&groups)),
@@ -578,9 +576,7 @@ pub(crate) fn aa_check(
     name: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
     let Some(aa) = &view.summary.aa else {
-        return Ok(Err(
-            "the run had no A/A check (isolab run --aa COLUMN)".into()
-        ));
+        return Ok(Err(view.cat.tr("chart-no-aa", &[])));
     };
     let groups: Vec<Group> = aa
         .rows
@@ -597,28 +593,26 @@ pub(crate) fn aa_check(
         })
         .collect();
     if groups.is_empty() {
-        return Ok(Err(
-            "no headline metric has samples in both A/A copies".into()
-        ));
+        return Ok(Err(view.cat.tr("chart-aa-no-samples", &[])));
     }
     let title = match aa.floor_pct {
-        Some(f) => format!(
-            "A/A check: the same column twice; differences under {} are noise here",
-            crate::summary::pct_text(f)
+        Some(f) => view.cat.tr(
+            "chart-title-aa-floor",
+            &[("pct", &view.cat.nums_in(&crate::summary::pct_text(f)))],
         ),
-        None => "A/A check: the same column twice".to_owned(),
+        None => view.cat.tr("chart-title-aa", &[]),
     };
     let svg = grouped(
         name,
         &GroupedSpec {
             title: &title,
-            x_desc: "ratio = median(A') / median(A) (log scale; identical columns, so any distance from 1 is noise)",
+            x_desc: &view.cat.tr("chart-aa-axis", &[]),
             groups: &groups,
             points: true,
             reference: Some(1.0),
             columns: &view.columns,
             reference_label: "A = A' (= 1)",
-            legend_title: "columns:",
+            legend_title: &view.cat.tr("chart-aa-legend", &[]),
             palette: true,
         },
         ratio_axis(ratio_range(&groups)),
@@ -631,18 +625,19 @@ pub(crate) fn aa_check(
 
 /// Groups of host memory metrics that add up to one sandbox, in order of preference: a backend
 /// is drawn with the first group it has any metric of, so nothing is counted twice.
+/// Each metric with the catalogue id of its name in the legend.
 const MEMORY_GROUPS: [&[(&str, &str)]; 4] = [
     &[
-        ("host.guest_ram_touched", "guest RAM touched"),
-        ("host.vmm_overhead", "VMM overhead"),
+        ("host.guest_ram_touched", "chart-mem-guest-ram"),
+        ("host.vmm_overhead", "chart-mem-vmm"),
     ],
     &[
-        ("host.mem_anon", "anonymous memory"),
-        ("host.mem_file", "page cache (file)"),
-        ("host.mem_kernel", "kernel memory"),
+        ("host.mem_anon", "chart-mem-anon"),
+        ("host.mem_file", "chart-mem-file"),
+        ("host.mem_kernel", "chart-mem-kernel"),
     ],
-    &[("host.peak_rss", "peak RSS")],
-    &[("host.peak_memory", "peak memory (cgroup)")],
+    &[("host.peak_rss", "chart-mem-peak-rss")],
+    &[("host.peak_memory", "chart-mem-peak-cgroup")],
 ];
 
 pub(crate) fn memory(
@@ -661,7 +656,7 @@ pub(crate) fn memory(
         .min_by_key(|w| kind_of(view, w) != "noop")
         .cloned();
     let Some(workload) = workload else {
-        return Ok(Err("no sample has host memory metrics".into()));
+        return Ok(Err(view.cat.tr("chart-no-memory", &[])));
     };
     let samples: Vec<&Sample> = count_samples(view)
         .filter(|s| s.workload == workload)
@@ -688,7 +683,7 @@ pub(crate) fn memory(
         };
         let segments: Vec<(String, f64)> = group
             .iter()
-            .filter_map(|(n, human)| median(&values(n)).map(|v| ((*human).to_string(), v)))
+            .filter_map(|(n, human)| median(&values(n)).map(|v| (view.cat.tr(human, &[]), v)))
             .collect();
         rows.push(StackRow {
             n: Some(mine.len()),
@@ -699,18 +694,18 @@ pub(crate) fn memory(
         });
     }
     if rows.is_empty() {
-        return Ok(Err(
-            "no sample has host memory metrics in a size unit".into()
-        ));
+        return Ok(Err(view.cat.tr("chart-no-memory-size", &[])));
     }
-    let title = format!("Host memory per instance ({workload} workload, medians across trials)");
+    let title = view
+        .cat
+        .tr("chart-title-memory", &[("workload", &workload)]);
     let svg = stacked(
         name,
         &title,
-        "memory on the host for one sandbox (MiB)",
-        "MiB",
+        &view.cat.tr("chart-memory-axis", &[]),
+        &view.cat.unit("MiB"),
         rows,
-        "component:",
+        &view.cat.tr("chart-memory-legend", &[]),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
@@ -755,9 +750,7 @@ pub(crate) fn io_latency(
         );
     }
     if groups.is_empty() {
-        return Ok(Err(
-            "no I/O workload reported latency percentiles (metrics ending in _p50/_p99)".into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-latency", &[])));
     }
     let hi = groups
         .iter()
@@ -765,11 +758,11 @@ pub(crate) fn io_latency(
         .map(|i| i.hi.max(i.value))
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
-    let title = format!(
-        "I/O latency percentiles per backend (median across trials, {:.0}% whiskers)",
-        LEVEL * 100.0
+    let title = view.cat.tr(
+        "chart-title-latency",
+        &[("level", &view.cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
     );
-    let x_desc = format!("latency ({unit}; lower is better)");
+    let x_desc = view.cat.tr("chart-latency-axis", &[("unit", &unit)]);
     let svg = grouped(
         name,
         &GroupedSpec {
@@ -780,7 +773,7 @@ pub(crate) fn io_latency(
             reference: None,
             columns: &view.columns,
             reference_label: "",
-            legend_title: "backend:",
+            legend_title: &view.cat.tr("chart-legend-backend", &[]),
             palette: false,
         },
         0.0..(if hi > 0.0 { hi * 1.15 } else { 1.0 }),
@@ -841,9 +834,7 @@ pub(crate) fn exits(
         }
     }
     if by.is_empty() {
-        return Ok(Err(
-            "no sample has VM exit counts (metrics named exits.*)".into()
-        ));
+        return Ok(Err(view.cat.tr("chart-no-exits", &[])));
     }
     let has_reasons = totals.keys().any(|k| k != "total");
     // The seven most frequent reasons by name, the rest as "other".
@@ -870,7 +861,7 @@ pub(crate) fn exits(
         }
         segs.sort_by_key(|(r, _)| top.iter().position(|t| t == r).unwrap_or(usize::MAX));
         if other > 0.0 {
-            segs.push(("other".into(), other));
+            segs.push((view.cat.tr("chart-exits-other", &[]), other));
         }
         rows.push(StackRow {
             n: None,
@@ -880,33 +871,25 @@ pub(crate) fn exits(
             marker: None,
         });
     }
-    let title = "VM exits per trial, by exit reason (median across trials)".to_owned();
+    let title = view.cat.tr("chart-title-exits", &[]);
     let svg = stacked(
         name,
         &title,
-        "exits to the VMM during one trial (boot, workload and shutdown)",
-        "exits",
+        &view.cat.tr("chart-exits-axis", &[]),
+        &view.cat.tr("chart-exits-unit", &[]),
         rows,
-        "exit reason:",
+        &view.cat.tr("chart-exits-legend", &[]),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
 
 /// What one operation is, for the `exits.per_<op>` metrics the VM backend writes.
-fn op_words(op: &str) -> String {
-    match op {
-        "4k_io" => "per 4 KiB I/O".into(),
-        "4k_read" => "per 4 KiB random read".into(),
-        "4k_write" => "per 4 KiB random write".into(),
-        "mib_io" => "per MiB moved".into(),
-        "mib_write" => "per MiB written".into(),
-        "mib_read" => "per MiB read".into(),
-        "fsync" => "per fsync".into(),
-        "syscall" => "per system call".into(),
-        "page_fault" => "per page fault".into(),
-        "spawn" => "per process started".into(),
-        "sleep" => "per sleep".into(),
-        other => format!("per {}", other.replace('_', " ")),
+fn op_words(cat: &crate::i18n::Catalogue, op: &str) -> String {
+    let id = format!("chart-op-{op}");
+    if cat.has(&id) {
+        cat.tr(&id, &[])
+    } else {
+        cat.tr("chart-op-other", &[("op", &op.replace('_', " "))])
     }
 }
 
@@ -986,16 +969,16 @@ pub(crate) fn exits_per_op(
                 let device = device.min(all);
                 let time = time.min(all - device);
                 vec![
-                    (DEVICE_PART.to_owned(), device),
-                    (TIME_PART.to_owned(), time),
-                    (OTHER_PART.to_owned(), all - device - time),
+                    (view.cat.tr("chart-part-device", &[]), device),
+                    (view.cat.tr("chart-part-time", &[]), time),
+                    (view.cat.tr("chart-part-other", &[]), all - device - time),
                 ]
             }
             _ => {
                 let vmm = median(&parts[1]).unwrap_or(0.0).min(all);
                 vec![
-                    ("handled inside KVM".to_owned(), all - vmm),
-                    ("reached isolab's VMM".to_owned(), vmm),
+                    (view.cat.tr("chart-part-kvm", &[]), all - vmm),
+                    (view.cat.tr("chart-part-vmm", &[]), vmm),
                 ]
             }
         };
@@ -1003,38 +986,31 @@ pub(crate) fn exits_per_op(
             n: None,
             swatch: Some(backend_colour(&label, &view.columns)),
             marker: None,
-            label: format!("{workload} · {label} · {}", op_words(&op)),
+            label: format!("{workload} · {label} · {}", op_words(&view.cat, &op)),
             segments,
         });
     }
     if rows.is_empty() {
-        return Ok(Err(
-            "no VM sample has exits per operation (KVM statistics of the workload window)".into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-exits-per-op", &[])));
     }
-    let title = "VM exits per operation of the workload (median across trials)".to_owned();
+    let title = view.cat.tr("chart-title-exits-per-op", &[]);
     let svg = stacked(
         name,
         &title,
-        "exits per operation (each row names its operation)",
-        "exits/op",
+        &view.cat.tr("chart-exits-per-op-axis", &[]),
+        &view.cat.tr("chart-exits-per-op-unit", &[]),
         rows,
-        if split_by_cause {
-            "why the guest exited (only the device part carries over to other hosts):"
-        } else {
-            "where the exit was handled:"
-        },
+        &view.cat.tr(
+            if split_by_cause {
+                "chart-exits-per-op-legend-cause"
+            } else {
+                "chart-exits-per-op-legend-where"
+            },
+            &[],
+        ),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
-
-/// The segment of exits the workload's devices caused (port and MMIO accesses, queue
-/// notifications): set by the driver's protocol, the same on any host.
-pub(crate) const DEVICE_PART: &str = "device (port, MMIO, queue notify)";
-/// The segment of exits driven by time: they grow with the window's duration.
-pub(crate) const TIME_PART: &str = "time-driven (timer, halt, interrupt window)";
-/// The rest: mostly nested-page faults KVM handled, and MSR or CPUID exits.
-pub(crate) const OTHER_PART: &str = "other (nested page faults, MSR, CPUID)";
 
 // ---------------------------------------------------------------------------------------------
 // Drawing: stacked horizontal bars.

@@ -121,7 +121,7 @@ pub fn render_report_in(
     format: ReportFormat,
     lang: Lang,
 ) -> Result<String, ReportError> {
-    let view = View::new(run);
+    let view = View::in_lang(run, lang);
     let cat = Catalogue::new(lang);
     match format {
         ReportFormat::Term => Ok(term::render(&view, &cat)),
@@ -216,10 +216,17 @@ pub(crate) struct View<'a> {
     pub workloads: Vec<String>,
     /// The run's column labels in plan order (empty for runs made before factors existed).
     pub columns: Vec<String>,
+    /// The language of the report's and the charts' words.
+    pub cat: Catalogue,
 }
 
 impl<'a> View<'a> {
     pub(crate) fn new(run: &'a StoredRun) -> Self {
+        Self::in_lang(run, Lang::En)
+    }
+
+    /// The view of `run` whose words (charts, tables) are in `lang`.
+    pub(crate) fn in_lang(run: &'a StoredRun, lang: Lang) -> Self {
         let summary = summary::summarise_run(run);
         Self {
             run,
@@ -231,6 +238,7 @@ impl<'a> View<'a> {
                 .iter()
                 .map(|c| c.column.label.clone())
                 .collect(),
+            cat: Catalogue::new(lang),
         }
     }
 
