@@ -476,3 +476,19 @@ chart-exits-per-op-axis = exits per operation (each row names its operation)
 chart-exits-per-op-unit = exits/op
 chart-exits-per-op-legend-cause = why the guest exited (only the device part carries over to other hosts):
 chart-exits-per-op-legend-where = where the exit was handled:
+
+## The terminal's factor-effects and A/A tables
+
+term-col-factor = factor
+term-col-held-fixed = held fixed
+term-col-change = change
+term-col-ratio-ci = ratio [95% CI]
+term-col-aa-ci = A/A [95% CI]
+term-col-aa-ratio = A'/A [95% CI]
+term-col-resolves = resolves
+term-no-effects = (no headline metric was measured at two values of a factor)
+term-effects-note = Factor effects: median at the changed value / median at the factor's first value, the other factors held fixed, with a 95% bootstrap interval; headline metrics (every metric: isolab report --format json).
+term-effects-aa-note = A/A: the same metric's A'/A interval, the noise floor beside each effect.
+term-aa-note = A/A check: { $b } / { $a }, headline metrics (resolves: how far the interval reaches from 1).
+html-effects = Factor effects
+html-aa = A/A check

@@ -198,7 +198,7 @@ summary-col-backend = environnement
 # en: median
 summary-col-median = médiane
 # en: 95% CI
-summary-col-ci = IC à 95 %
+summary-col-ci = IC à 95 %
 # en: n
 summary-col-n = n
 # en: vs native
@@ -456,7 +456,7 @@ summary-no-trials = (aucun essai mesuré réussi)
 # en: { $measured } measured samples ({ $warmup } warm-up samples not summarised). Intervals: median, distribution-free order-statistic CI; ratio: percentile bootstrap ({ $resamples } resamples). ↑ higher is better, ↓ lower.
 summary-footer = { $measured } échantillons mesurés ({ $warmup } échantillons de chauffe non résumés). Intervalles : médiane, IC non paramétrique par statistiques d’ordre ; rapport : bootstrap percentile ({ $resamples } rééchantillonnages). ↑ plus haut vaut mieux, ↓ plus bas.
 # en: * fewer than 6 samples: 95% is out of reach; the interval is min..max with lower coverage.
-summary-low-coverage = * moins de 6 échantillons : 95 % est hors d’atteinte ; l’intervalle est min..max, de couverture moindre.
+summary-low-coverage = * moins de 6 échantillons : 95 % est hors d’atteinte ; l’intervalle est min..max, de couverture moindre.
 # en: ~ the interval reaches further than { $pct } from its median.
 summary-wide = ~ l’intervalle s’écarte de plus de { $pct } de sa médiane.
 # en: Emulated samples ran in the HVM test machine (QEMU TCG): correctness only, not performance.
@@ -501,7 +501,7 @@ html-footer = Chaque nombre est recalculé ici à partir de samples.jsonl et de 
 # en: No successful measured trial in this run.
 html-no-trial = Aucun essai mesuré réussi dans cette exécution.
 # en: vs native [95% CI]
-html-col-vs-native = rapport au natif [IC à 95 %]
+html-col-vs-native = rapport au natif [IC à 95 %]
 # en: ↑ higher is better, ↓ lower is better; * fewer than 6 samples, the interval is min..max; ~ the interval reaches further than { $pct } from its median.
 html-summary-note = ↑ plus haut vaut mieux, ↓ plus bas vaut mieux ; * moins de 6 échantillons, l’intervalle est min..max ; ~ l’intervalle s’écarte de plus de { $pct } de sa médiane.
 # en: Where start-up time goes: each bar is one trial of the noop workload on the host clock, split at the phases the backend records; segment lengths are medians across trials, so the bar is the median path, not the median total.
@@ -524,19 +524,19 @@ caption-vm_exits = Combien de fois l’invité a rendu le processeur au VMM pend
 # en: *Figure `{ $name }`, from run { $run }.* { $caption }
 figure-line = *Figure `{ $name }`, de l’exécution { $run }.* { $caption }
 # en: Each bar is one start of a sandbox that runs the `noop` program, on the host's clock, from the moment the harness begins to the moment everything is cleaned up. Segments are the phases the backend records, each the median across trials. The black tick and whisker are the median time from start to ready and its 95% interval, the figure the text quotes, with the same n; the label repeats them.
-figure-caption-start-timeline = Chaque barre est un démarrage d’un bac à sable qui exécute le programme `noop`, sur l’horloge de l’hôte, depuis l’instant où le banc d’essai commence jusqu’à celui où tout est nettoyé. Les segments sont les phases qu’enregistre l’environnement, chacun étant la médiane sur les essais. Le trait noir et sa moustache sont la médiane du temps du lancement à la disponibilité et son intervalle à 95 %, le chiffre que cite le texte, avec le même n ; l’étiquette les répète.
+figure-caption-start-timeline = Chaque barre est un démarrage d’un bac à sable qui exécute le programme `noop`, sur l’horloge de l’hôte, depuis l’instant où le banc d’essai commence jusqu’à celui où tout est nettoyé. Les segments sont les phases qu’enregistre l’environnement, chacun étant la médiane sur les essais. Le trait noir et sa moustache sont la médiane du temps du lancement à la disponibilité et son intervalle à 95 %, le chiffre que cite le texte, avec le même n ; l’étiquette les répète.
 # en: The microVM's start, phase by phase: creating the VM, its memory, loading the kernel, configuring the vCPU, then the guest kernel's own boot until the agent's first marker, the workload, power-off and teardown. Segment lengths are medians across trials.
 figure-caption-vm-boot-timeline = Le démarrage de la micro-VM, phase par phase : création de la VM, de sa mémoire, chargement du noyau, configuration du vCPU, puis l’amorçage propre du noyau invité jusqu’au premier marqueur de l’agent, la charge, l’extinction et le démontage. Les longueurs des segments sont des médianes sur les essais.
 # en: The container's start, phase by phase: cgroup, clone with new namespaces, joining the cgroup, setting up the namespaces, pivot_root, exec of the agent, then the workload, exit and cleanup. Segment lengths are medians across trials.
 figure-caption-container-start-timeline = Le démarrage du conteneur, phase par phase : groupe de contrôle, clone avec de nouveaux espaces de noms, entrée dans le groupe de contrôle, mise en place des espaces de noms, pivot_root, exec de l’agent, puis la charge, la sortie et le nettoyage. Les longueurs des segments sont des médianes sur les essais.
 # en: Each dot is a backend's median divided by native's median for the same metric; the whisker is its 95% bootstrap interval. On the black line (1) the backend is exactly as fast as native. The arrow after each label says whether higher (↑) or lower (↓) is better, so a dot right of the line is worse for ↓ metrics and better for ↑ ones.
-figure-caption-cpu-memory-ratio = Chaque point est la médiane d’un environnement divisée par celle du natif pour la même métrique ; la moustache est son intervalle bootstrap à 95 %. Sur la ligne noire (1), l’environnement va exactement aussi vite que le natif. La flèche après chaque étiquette dit si plus haut (↑) ou plus bas (↓) vaut mieux : un point à droite de la ligne est donc moins bon pour les métriques ↓ et meilleur pour les métriques ↑.
+figure-caption-cpu-memory-ratio = Chaque point est la médiane d’un environnement divisée par celle du natif pour la même métrique ; la moustache est son intervalle bootstrap à 95 %. Sur la ligne noire (1), l’environnement va exactement aussi vite que le natif. La flèche après chaque étiquette dit si plus haut (↑) ou plus bas (↓) vaut mieux : un point à droite de la ligne est donc moins bon pour les métriques ↓ et meilleur pour les métriques ↑.
 # en: The same CPU and memory workloads, the same sizes, in one run: each dot is a backend's median divided by native's, with its 95% bootstrap interval, on a log scale. The container and the VM sit near 1; the emulator (QEMU without acceleration, `qemu-tcg`) sits one to two orders of magnitude away, because every guest instruction is first translated by software.
-figure-caption-emulation-ratio = Les mêmes charges processeur et mémoire, les mêmes tailles, dans une même exécution : chaque point est la médiane d’un environnement divisée par celle du natif, avec son intervalle bootstrap à 95 %, sur une échelle logarithmique. Le conteneur et la VM se tiennent près de 1 ; l’émulateur (QEMU sans accélération, `qemu-tcg`) se tient à un ou deux ordres de grandeur, parce que chaque instruction de l’invité est d’abord traduite par du logiciel.
+figure-caption-emulation-ratio = Les mêmes charges processeur et mémoire, les mêmes tailles, dans une même exécution : chaque point est la médiane d’un environnement divisée par celle du natif, avec son intervalle bootstrap à 95 %, sur une échelle logarithmique. Le conteneur et la VM se tiennent près de 1 ; l’émulateur (QEMU sans accélération, `qemu-tcg`) se tient à un ou deux ordres de grandeur, parce que chaque instruction de l’invité est d’abord traduite par du logiciel.
 # en: Storage and loopback network metrics as ratio to native, read like the CPU figure: 1 is native, whiskers are 95% intervals, the arrow says which direction is better.
-figure-caption-io-ratio = Les métriques de stockage et de réseau par bouclage en rapport au natif, à lire comme la figure processeur : 1 est le natif, les moustaches sont des intervalles à 95 %, la flèche dit quel sens vaut mieux.
+figure-caption-io-ratio = Les métriques de stockage et de réseau par bouclage en rapport au natif, à lire comme la figure processeur : 1 est le natif, les moustaches sont des intervalles à 95 %, la flèche dit quel sens vaut mieux.
 # en: Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.
-figure-caption-io-latency = Latence d’opérations d’E/S individuelles : p50 est l’opération typique, p99 la plus lente sur cent. Les barres sont des médianes sur les essais, les moustaches leurs intervalles à 95 % ; plus court vaut mieux.
+figure-caption-io-latency = Latence d’opérations d’E/S individuelles : p50 est l’opération typique, p99 la plus lente sur cent. Les barres sont des médianes sur les essais, les moustaches leurs intervalles à 95 % ; plus court vaut mieux.
 # en: What one idle sandbox costs the host in memory, by component: natively the process's peak resident memory; for the container its cgroup's anonymous memory, page cache and kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.
 figure-caption-memory-per-instance = Ce que coûte en mémoire à l’hôte un bac à sable inactif, par composante : en natif, le pic de mémoire résidente du processus ; pour le conteneur, la mémoire anonyme, le cache de pages et la mémoire noyau de son groupe de contrôle ; pour la VM, la RAM de l’invité réellement touchée plus la mémoire propre du VMM.
 # en: How many times per trial the guest stopped and handed the CPU to the VMM, by reason. Every `io_out.serial` is one byte of console output written to an emulated serial port.
@@ -544,7 +544,7 @@ figure-caption-vm-exits = Combien de fois par essai l’invité s’est arrêté
 # en: VM exits per operation of each workload, while the workload ran: per 4 KiB random read and write, per MiB written and read, per system call, per page fault. Each bar is split by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, and virtio queue notifications KVM completed through an ioeventfd) follows from the driver's protocol and is the same on any host; the **time-driven** part (timer and other interrupts, halts, interrupt windows) grows with how long the workload took, so a slow or emulated run counts far more of it than hardware would; the rest is mostly nested-page faults that KVM handled itself. A run from before isolab split exits by cause shows where they were handled instead (inside KVM, or in the VMM).
 figure-caption-vm-exits-per-op = Sorties de VM par opération de chaque charge, pendant que la charge tournait : par lecture et par écriture aléatoire de 4 Kio, par Mio écrit et lu, par appel système, par défaut de page. Chaque barre est découpée selon la raison du départ de l’invité : la part **périphérique** (accès aux ports et en MMIO qui ont atteint le VMM, et notifications de file virtio que KVM a traitées par un ioeventfd) découle du protocole du pilote et est la même sur tout hôte ; la part **liée au temps** (interruptions de minuterie et autres, arrêts HLT, fenêtres d’interruption) croît avec la durée de la charge, si bien qu’une exécution lente ou émulée en compte bien plus que le matériel ; le reste est surtout des défauts de page imbriqués que KVM a traités lui-même. Une exécution antérieure au découpage des sorties par cause montre plutôt où elles ont été traitées (dans KVM ou dans le VMM).
 # en: Each dot is what changing one setting did to a headline metric, the other settings held fixed: the median at the new value divided by the median at the first, both measured side by side in one run, interleaved. The whisker is its 95% bootstrap interval; at 1 the setting made no difference the run could see.
-figure-caption-factor-effects = Chaque point est ce qu’a produit le changement d’un réglage sur une métrique principale, les autres réglages fixés : la médiane à la nouvelle valeur divisée par la médiane à la première, toutes deux mesurées côte à côte dans une même exécution, entrelacées. La moustache est son intervalle bootstrap à 95 % ; à 1, le réglage n’a fait aucune différence visible pour l’exécution.
+figure-caption-factor-effects = Chaque point est ce qu’a produit le changement d’un réglage sur une métrique principale, les autres réglages fixés : la médiane à la nouvelle valeur divisée par la médiane à la première, toutes deux mesurées côte à côte dans une même exécution, entrelacées. La moustache est son intervalle bootstrap à 95 % ; à 1, le réglage n’a fait aucune différence visible pour l’exécution.
 # en: The same configuration run twice as if it were two, interleaved (an A/A check). Nothing differs between the two, so how far a whisker reaches from 1 is the smallest difference this host could resolve during the run: read every other ratio against it.
 figure-caption-aa-check = La même configuration exécutée deux fois comme s’il s’agissait de deux, entrelacées (un contrôle A/A). Rien ne diffère entre les deux, si bien que la distance à laquelle une moustache s’écarte de 1 est la plus petite différence que cet hôte a pu distinguer pendant l’exécution : lisez chaque autre rapport à sa lumière.
 # en: Start-up of one noop trial, by phase (medians across trials)
@@ -554,13 +554,13 @@ figure-title-vm-boot-timeline = Amorçage de la micro-VM : phases d’un essai 
 # en: Starting a container: phases of one noop trial (medians across trials)
 figure-title-container-start-timeline = Démarrage d’un conteneur : phases d’un essai noop (médianes sur les essais)
 # en: CPU, memory and kernel entry: each metric as ratio to native (95% intervals)
-figure-title-cpu-memory-ratio = Processeur, mémoire et entrée dans le noyau : chaque métrique en rapport au natif (intervalles à 95 %)
+figure-title-cpu-memory-ratio = Processeur, mémoire et entrée dans le noyau : chaque métrique en rapport au natif (intervalles à 95 %)
 # en: Container, VM and the emulator (QEMU TCG) against native: CPU and memory (95% intervals)
-figure-title-emulation-ratio = Conteneur, VM et émulateur (QEMU TCG) face au natif : processeur et mémoire (intervalles à 95 %)
+figure-title-emulation-ratio = Conteneur, VM et émulateur (QEMU TCG) face au natif : processeur et mémoire (intervalles à 95 %)
 # en: Storage and network: each metric as ratio to native (95% intervals)
-figure-title-io-ratio = Stockage et réseau : chaque métrique en rapport au natif (intervalles à 95 %)
+figure-title-io-ratio = Stockage et réseau : chaque métrique en rapport au natif (intervalles à 95 %)
 # en: I/O latency: p50 and p99 per backend (medians across trials, 95% intervals)
-figure-title-io-latency = Latence des E/S : p50 et p99 par environnement (médianes sur les essais, intervalles à 95 %)
+figure-title-io-latency = Latence des E/S : p50 et p99 par environnement (médianes sur les essais, intervalles à 95 %)
 # en: Host memory per idle instance, by component
 figure-title-memory-per-instance = Mémoire de l’hôte par instance inactive, par composante
 # en: VM exits per trial, by reason
@@ -568,9 +568,9 @@ figure-title-vm-exits = Sorties de VM par essai, par raison
 # en: VM exits per operation, by cause
 figure-title-vm-exits-per-op = Sorties de VM par opération, par cause
 # en: The effect of each varied setting on the headline metrics (95% intervals)
-figure-title-factor-effects = Effet de chaque réglage varié sur les métriques principales (intervalles à 95 %)
+figure-title-factor-effects = Effet de chaque réglage varié sur les métriques principales (intervalles à 95 %)
 # en: A/A check: the same column twice, A'/A (95% intervals)
-figure-title-aa-check = Contrôle A/A : la même colonne deux fois, A'/A (intervalles à 95 %)
+figure-title-aa-check = Contrôle A/A : la même colonne deux fois, A'/A (intervalles à 95 %)
 # en: the run has no qemu-tcg trial (`isolab run --backend native,container,vm,qemu-tcg`)
 figure-no-emulator = l’exécution n’a aucun essai qemu-tcg (`isolab run --backend native,container,vm,qemu-tcg`)
 
@@ -649,7 +649,7 @@ ratio-n = { $ratio } [{ $lo }–{ $hi }], n = { $from }/{ $to }
 # en: run { $run } varied no setting side by side; `isolab run --factor NAME=V1,V2` does
 effects-none = l’exécution { $run } n’a fait varier aucun réglage côte à côte ; `isolab run --factor NAME=V1,V2` le fait
 # en: | setting | backend | held fixed | change | workload | metric | ratio [95% CI] |
-effects-header = | réglage | environnement | fixés | changement | charge | métrique | rapport [IC à 95 %] |
+effects-header = | réglage | environnement | fixés | changement | charge | métrique | rapport [IC à 95 %] |
 # en: A/A noise
 effects-aa-column = bruit A/A
 # en: run { $run } had no A/A check; `isolab run --aa native` runs one
@@ -659,7 +659,7 @@ aa-sentence = Contrôle A/A ({ $b } / { $a }, la même colonne exécutée deux f
 # en: A/A check ({ $b } / { $a }): no headline metric has samples in both copies, so there is no noise floor for this run.
 aa-sentence-none = Contrôle A/A ({ $b } / { $a }) : aucune métrique principale n’a d’échantillons dans les deux copies, il n’y a donc pas de plancher de bruit pour cette exécution.
 # en: | workload | metric | A'/A [95% CI] | resolves |
-aa-header = | charge | métrique | A'/A [IC à 95 %] | distingue |
+aa-header = | charge | métrique | A'/A [IC à 95 %] | distingue |
 # en: This book rests on { $n } runs, each described on its own; no figure divides a number of one run by a number of the other unless both measured the workload with the same parameters.
 method-runs = Ce livre repose sur { $n } exécutions, chacune décrite pour elle-même ; aucun chiffre ne divise un nombre de l’une par un nombre de l’autre, à moins que les deux n’aient mesuré la charge avec les mêmes paramètres.
 # en: **Run { $run }** (the book's { $role } figures): { $methodology }
@@ -736,7 +736,7 @@ chart-title-timeline = Chronologie du démarrage d’un essai noop, par phase (m
 # en: no successful measured `noop` trial with a timeline (add the noop workload to the suite)
 chart-no-timeline = aucun essai `noop` mesuré réussi avec une chronologie (ajoutez la charge noop à la suite)
 # en: time since the trial started (ms, host clock); each segment ends at the phase named in the legend; black: median start-to-ready with its 95% interval
-chart-timeline-axis = temps depuis le début de l’essai (ms, horloge de l’hôte) ; chaque segment se termine à la phase nommée dans la légende ; en noir : médiane du lancement à la disponibilité, avec son intervalle à 95 %
+chart-timeline-axis = temps depuis le début de l’essai (ms, horloge de l’hôte) ; chaque segment se termine à la phase nommée dans la légende ; en noir : médiane du lancement à la disponibilité, avec son intervalle à 95 %
 # en: segment ends at phase:
 chart-timeline-legend = le segment se termine à la phase :
 # en: ready: { $median } ms [{ $lo }–{ $hi }], n = { $n }
@@ -863,3 +863,32 @@ chart-exits-per-op-unit = sorties/op
 chart-exits-per-op-legend-cause = pourquoi l’invité est sorti (seule la part périphérique se transpose à d’autres hôtes) :
 # en: where the exit was handled:
 chart-exits-per-op-legend-where = où la sortie a été traitée :
+
+## The terminal's factor-effects and A/A tables
+
+# en: factor
+term-col-factor = facteur
+# en: held fixed
+term-col-held-fixed = fixés
+# en: change
+term-col-change = changement
+# en: ratio [95% CI]
+term-col-ratio-ci = rapport [IC à 95 %]
+# en: A/A [95% CI]
+term-col-aa-ci = A/A [IC à 95 %]
+# en: A'/A [95% CI]
+term-col-aa-ratio = A'/A [IC à 95 %]
+# en: resolves
+term-col-resolves = distingue
+# en: (no headline metric was measured at two values of a factor)
+term-no-effects = (aucune métrique principale n’a été mesurée à deux valeurs d’un facteur)
+# en: Factor effects: median at the changed value / median at the factor's first value, the other factors held fixed, with a 95% bootstrap interval; headline metrics (every metric: isolab report --format json).
+term-effects-note = Effets des facteurs : médiane à la valeur modifiée / médiane à la première valeur du facteur, les autres facteurs fixés, avec un intervalle bootstrap à 95 % ; métriques principales (toutes les métriques : isolab report --format json).
+# en: A/A: the same metric's A'/A interval, the noise floor beside each effect.
+term-effects-aa-note = A/A : l’intervalle A'/A de la même métrique, le plancher de bruit à côté de chaque effet.
+# en: A/A check: { $b } / { $a }, headline metrics (resolves: how far the interval reaches from 1).
+term-aa-note = Contrôle A/A : { $b } / { $a }, métriques principales (distingue : l’écart de l’intervalle à 1).
+# en: Factor effects
+html-effects = Effets des facteurs
+# en: A/A check
+html-aa = Contrôle A/A

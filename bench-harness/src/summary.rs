@@ -973,22 +973,28 @@ pub(crate) fn stop_reason_catalogue_id(s: crate::manifest::StopReason) -> &'stat
 
 /// The A/A check as a sentence: the noise floor of the host now.
 pub fn aa_sentence(aa: &AaCheck) -> String {
+    aa_sentence_in(aa, &Catalogue::new(Lang::En))
+}
+
+/// [`aa_sentence`] in the catalogue's language.
+pub fn aa_sentence_in(aa: &AaCheck, cat: &Catalogue) -> String {
     match (aa.floor_pct, &aa.widest) {
-        (Some(floor), Some((w, m, widest))) => format!(
-            "A/A check ({} / {}, the same column run twice, interleaved): differences smaller \
-             than {} cannot be told from noise on this host now (median over {} headline \
-             metrics of how far the A'/A interval reaches from 1; widest {} for {w} {m}).",
-            aa.b,
-            aa.a,
-            pct_text(floor),
-            aa.rows.iter().filter(|r| r.headline).count(),
-            pct_text(*widest)
+        (Some(floor), Some((w, m, widest))) => cat.tr(
+            "aa-sentence",
+            &[
+                ("b", &aa.b),
+                ("a", &aa.a),
+                ("floor", &cat.nums_in(&pct_text(floor))),
+                (
+                    "metrics",
+                    &aa.rows.iter().filter(|r| r.headline).count().to_string(),
+                ),
+                ("widest", &cat.nums_in(&pct_text(*widest))),
+                ("workload", w),
+                ("metric", m),
+            ],
         ),
-        _ => format!(
-            "A/A check ({} / {}): no headline metric has samples in both copies, so there is no \
-             noise floor for this run.",
-            aa.b, aa.a
-        ),
+        _ => cat.tr("aa-sentence-none", &[("b", &aa.b), ("a", &aa.a)]),
     }
 }
 
@@ -1003,21 +1009,23 @@ pub fn aa_cell(summary: &Summary, workload: &str, metric: &str) -> String {
 }
 
 /// The effects of the headline metrics as an aligned table (the JSON report has every metric).
-fn effects_table(summary: &Summary) -> String {
+fn effects_table(summary: &Summary, cat: &Catalogue) -> String {
     let with_aa = summary.aa.is_some();
-    let mut header = vec![
-        "factor",
-        "backend",
-        "held fixed",
-        "change",
-        "workload",
-        "metric",
-        "n",
-        "ratio [95% CI]",
+    let l = |id: &str| cat.tr(id, &[]);
+    let mut header_text = vec![
+        l("term-col-factor"),
+        l("summary-col-backend"),
+        l("term-col-held-fixed"),
+        l("term-col-change"),
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-n"),
+        l("term-col-ratio-ci"),
     ];
     if with_aa {
-        header.push("A/A [95% CI]");
+        header_text.push(l("term-col-aa-ci"));
     }
+    let header: Vec<&str> = header_text.iter().map(String::as_str).collect();
     let lines: Vec<Vec<String>> = summary
         .effects
         .iter()
@@ -1033,24 +1041,24 @@ fn effects_table(summary: &Summary) -> String {
                 },
                 format!("{} → {}", e.from, e.to),
                 e.workload.clone(),
-                format!("{} ({} {})", e.metric, e.unit, arrow(e.better)),
+                format!("{} ({} {})", e.metric, cat.unit(&e.unit), arrow(e.better)),
                 format!("{}/{}", e.n_from, e.n_to),
-                ratio_text(&e.ratio),
+                ratio_text_in(&e.ratio, cat),
             ];
             if with_aa {
-                l.push(aa_cell(summary, &e.workload, &e.metric));
+                l.push(cat.nums_in(&aa_cell(summary, &e.workload, &e.metric)));
             }
             l
         })
         .collect();
     if lines.is_empty() {
-        return "(no headline metric was measured at two values of a factor)\n".into();
+        return format!("{}\n", l("term-no-effects"));
     }
     aligned_table(&header, &lines, &[6], false)
 }
 
 /// The A/A rows of the headline metrics as an aligned table.
-fn aa_table(aa: &AaCheck) -> String {
+fn aa_table(aa: &AaCheck, cat: &Catalogue) -> String {
     let lines: Vec<Vec<String>> = aa
         .rows
         .iter()
@@ -1058,19 +1066,23 @@ fn aa_table(aa: &AaCheck) -> String {
         .map(|r| {
             vec![
                 r.workload.clone(),
-                format!("{} ({})", r.metric, r.unit),
+                format!("{} ({})", r.metric, cat.unit(&r.unit)),
                 format!("{}/{}", r.n_a, r.n_b),
-                ratio_text(&r.ratio),
-                pct_text(r.resolution_pct),
+                ratio_text_in(&r.ratio, cat),
+                cat.nums_in(&pct_text(r.resolution_pct)),
             ]
         })
         .collect();
-    aligned_table(
-        &["workload", "metric", "n", "A'/A [95% CI]", "resolves"],
-        &lines,
-        &[2],
-        false,
-    )
+    let l = |id: &str| cat.tr(id, &[]);
+    let header = [
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-n"),
+        l("term-col-aa-ratio"),
+        l("term-col-resolves"),
+    ];
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    aligned_table(&header, &lines, &[2], false)
 }
 
 fn arrow(b: Better) -> &'static str {
@@ -1110,7 +1122,7 @@ pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
         }
     }
     if let Some(aa) = &summary.aa {
-        let _ = writeln!(out, "{}", aa_sentence(aa));
+        let _ = writeln!(out, "{}", aa_sentence_in(aa, cat));
     }
     if !out.is_empty() {
         out.push('\n');
@@ -1157,7 +1169,7 @@ pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
                     "[{}, {}]{ci_mark}{}",
                     fmt_num(r.median.lo),
                     fmt_num(r.median.hi),
-                    r.cell_mark()
+                    cell_mark_in(r, cat)
                 )
             },
             format!("{} {}", cat.unit(&r.unit), arrow(r.better)),
@@ -1214,24 +1226,23 @@ pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
     if !summary.effects.is_empty() {
         let _ = writeln!(
             out,
-            "\nFactor effects: median at the changed value / median at the factor's first value, \
-             the other factors held fixed, with a 95% bootstrap interval; headline metrics (every \
-             metric: isolab report --format json).{}",
+            "\n{}{}",
+            cat.tr("term-effects-note", &[]),
             if summary.aa.is_some() {
-                " A/A: the same metric's A'/A interval, the noise floor beside each effect."
+                format!(" {}", cat.tr("term-effects-aa-note", &[]))
             } else {
-                ""
+                String::new()
             }
         );
-        out.push_str(&effects_table(summary));
+        out.push_str(&effects_table(summary, cat));
     }
     if let Some(aa) = &summary.aa {
         let _ = writeln!(
             out,
-            "\nA/A check: {} / {}, headline metrics (resolves: how far the interval reaches from 1).",
-            aa.b, aa.a
+            "\n{}",
+            cat.tr("term-aa-note", &[("b", &aa.b), ("a", &aa.a)])
         );
-        out.push_str(&aa_table(aa));
+        out.push_str(&aa_table(aa, cat));
     }
     for g in grouped_failures(summary) {
         let _ = writeln!(out, "{}", g.sentence_in(cat));
@@ -1249,7 +1260,7 @@ fn cell_mark_in(r: &SummaryRow, cat: &Catalogue) -> String {
 }
 
 /// [`ratio_text`] in the catalogue's language (French: `1,03x [1,01 ; 1,05]`).
-fn ratio_text_in(r: &RatioCi, cat: &Catalogue) -> String {
+pub(crate) fn ratio_text_in(r: &RatioCi, cat: &Catalogue) -> String {
     if cat.lang() != Lang::Fr {
         return ratio_text(r);
     }

@@ -376,24 +376,7 @@ impl Facts {
             return self.missing_for_run("aa-none");
         };
         let c = &self.cat;
-        let sentence = match (aa.floor_pct, &aa.widest) {
-            (Some(floor), Some((w, m, widest))) => c.tr(
-                "aa-sentence",
-                &[
-                    ("b", &aa.b),
-                    ("a", &aa.a),
-                    ("floor", &c.nums_in(&crate::summary::pct_text(floor))),
-                    (
-                        "metrics",
-                        &aa.rows.iter().filter(|r| r.headline).count().to_string(),
-                    ),
-                    ("widest", &c.nums_in(&crate::summary::pct_text(*widest))),
-                    ("workload", w),
-                    ("metric", m),
-                ],
-            ),
-            _ => c.tr("aa-sentence-none", &[("b", &aa.b), ("a", &aa.a)]),
-        };
+        let sentence = crate::summary::aa_sentence_in(aa, c);
         let mut o = format!("{}\n\n", md_text(&sentence));
         let _ = writeln!(o, "{}\n|---|---|---|---|", c.tr("aa-header", &[]));
         for r in aa.rows.iter().filter(|r| r.headline) {

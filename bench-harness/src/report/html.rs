@@ -332,20 +332,27 @@ fn effects_table(view: &View<'_>, o: &mut String) {
         return;
     }
     let with_aa = s.aa.is_some();
+    let c = &view.cat;
+    let l = |id: &str| esc(&c.tr(id, &[]));
     let _ = writeln!(
         o,
-        "<h2>Factor effects</h2>\n<p>Median at the changed value / median at the factor's first \
-         value, the other factors held fixed, with a {:.0}% bootstrap interval; headline metrics \
-         (every metric: <code>isolab report --format json</code>).{}</p>\n<table>\n<tr><th>factor</th>\
-         <th>backend</th><th>held fixed</th><th>change</th><th>workload</th><th>metric</th>\
-         <th>n</th><th>ratio [{:.0}% CI]</th>{}</tr>",
-        LEVEL * 100.0,
+        "<h2>{}</h2>\n<p>{}{}</p>\n<table>\n<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th><th>{}</th><th>{}</th>{}</tr>",
+        l("html-effects"),
+        l("term-effects-note"),
         if with_aa {
-            " A/A: the same metric's A'/A interval, the noise floor beside each effect."
+            format!(" {}", l("term-effects-aa-note"))
         } else {
-            ""
+            String::new()
         },
-        LEVEL * 100.0,
+        l("term-col-factor"),
+        l("summary-col-backend"),
+        l("term-col-held-fixed"),
+        l("term-col-change"),
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-n"),
+        l("term-col-ratio-ci"),
         if with_aa { "<th>A/A</th>" } else { "" }
     );
     for e in s.effects.iter().filter(|e| e.headline) {
@@ -365,13 +372,13 @@ fn effects_table(view: &View<'_>, o: &mut String) {
             if e.better == Better::Higher { "↑" } else { "↓" },
             e.n_from,
             e.n_to,
-            esc(&crate::summary::ratio_text(&e.ratio))
+            esc(&crate::summary::ratio_text_in(&e.ratio, c))
         );
         if with_aa {
             let _ = write!(
                 o,
                 "<td class=\"num\">{}</td>",
-                esc(&crate::summary::aa_cell(s, &e.workload, &e.metric))
+                esc(&c.nums_in(&crate::summary::aa_cell(s, &e.workload, &e.metric)))
             );
         }
         o.push_str("</tr>\n");
@@ -381,12 +388,19 @@ fn effects_table(view: &View<'_>, o: &mut String) {
 
 fn aa_table(view: &View<'_>, o: &mut String) {
     let Some(aa) = &view.summary.aa else { return };
+    let c = &view.cat;
+    let l = |id: &str| esc(&c.tr(id, &[]));
     let _ = writeln!(
         o,
-        "<h2>A/A check</h2>\n<p>{}</p>\n<table>\n<tr><th>workload</th><th>metric</th><th>n</th>\
-         <th>A'/A [{:.0}% CI]</th><th>resolves</th></tr>",
-        esc(&crate::summary::aa_sentence(aa)),
-        LEVEL * 100.0
+        "<h2>{}</h2>\n<p>{}</p>\n<table>\n<tr><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th></tr>",
+        l("html-aa"),
+        esc(&crate::summary::aa_sentence_in(aa, c)),
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-n"),
+        l("term-col-aa-ratio"),
+        l("term-col-resolves"),
     );
     for r in aa.rows.iter().filter(|r| r.headline) {
         let _ = writeln!(
@@ -398,8 +412,8 @@ fn aa_table(view: &View<'_>, o: &mut String) {
             esc(&r.unit),
             r.n_a,
             r.n_b,
-            esc(&crate::summary::ratio_text(&r.ratio)),
-            esc(&crate::summary::pct_text(r.resolution_pct))
+            esc(&crate::summary::ratio_text_in(&r.ratio, c)),
+            esc(&c.nums_in(&crate::summary::pct_text(r.resolution_pct)))
         );
     }
     o.push_str("</table>\n");
