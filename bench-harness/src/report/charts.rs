@@ -22,6 +22,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{backend_label, backend_rank, ReportError, View};
+use crate::i18n::Catalogue;
 use crate::sample::Sample;
 use crate::stats;
 use crate::summary::{fmt_num, LEVEL};
@@ -363,6 +364,7 @@ pub(crate) fn timeline_of(
         })
         .collect();
     let svg = stacked(
+        &view.cat,
         name,
         &title,
         &view.cat.tr("chart-timeline-axis", &[]),
@@ -436,6 +438,7 @@ pub(crate) fn ratios_of(
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title,
             x_desc: &view.cat.tr("chart-ratios-axis", &[]),
             groups: &groups,
@@ -554,6 +557,7 @@ pub(crate) fn factor_effects(
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title: &title,
             x_desc: &view.cat.tr("chart-effects-axis", &[]),
             groups: &groups,
@@ -605,6 +609,7 @@ pub(crate) fn aa_check(
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title: &title,
             x_desc: &view.cat.tr("chart-aa-axis", &[]),
             groups: &groups,
@@ -700,6 +705,7 @@ pub(crate) fn memory(
         .cat
         .tr("chart-title-memory", &[("workload", &workload)]);
     let svg = stacked(
+        &view.cat,
         name,
         &title,
         &view.cat.tr("chart-memory-axis", &[]),
@@ -766,6 +772,7 @@ pub(crate) fn io_latency(
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title: &title,
             x_desc: &x_desc,
             groups: &groups,
@@ -873,6 +880,7 @@ pub(crate) fn exits(
     }
     let title = view.cat.tr("chart-title-exits", &[]);
     let svg = stacked(
+        &view.cat,
         name,
         &title,
         &view.cat.tr("chart-exits-axis", &[]),
@@ -995,6 +1003,7 @@ pub(crate) fn exits_per_op(
     }
     let title = view.cat.tr("chart-title-exits-per-op", &[]);
     let svg = stacked(
+        &view.cat,
         name,
         &title,
         &view.cat.tr("chart-exits-per-op-axis", &[]),
@@ -1103,6 +1112,7 @@ fn draw_row_label<DB: DrawingBackend>(
 }
 
 fn stacked(
+    cat: &Catalogue,
     name: &str,
     title: &str,
     x_desc: &str,
@@ -1162,7 +1172,7 @@ fn stacked(
             .disable_y_mesh()
             .y_labels(0)
             .x_desc(x_desc)
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| cat.num(&short(*v)))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 13))
             .light_line_style(WHITE.mix(0.0))
@@ -1207,8 +1217,8 @@ fn stacked(
             root.draw(&Text::new(
                 match (&r.marker, r.n) {
                     (Some(m), _) => m.text.clone(),
-                    (None, Some(n)) => format!("{} {unit} (n = {n})", short(x)),
-                    (None, None) => format!("{} {unit}", short(x)),
+                    (None, Some(n)) => format!("{} (n = {n})", cat.with_unit(&short(x), unit)),
+                    (None, None) => cat.with_unit(&short(x), unit),
                 },
                 (px + 6, py),
                 TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
@@ -1251,6 +1261,8 @@ fn push_item(groups: &mut Vec<Group>, label: String, item: Item) {
 }
 
 struct GroupedSpec<'a> {
+    /// The language of the numbers drawn.
+    cat: &'a Catalogue,
     title: &'a str,
     x_desc: &'a str,
     groups: &'a [Group],
@@ -1274,6 +1286,7 @@ where
     XR: AsRangedCoord<Value = f64>,
     XR::CoordDescType: ValueFormatter<f64>,
 {
+    let cat = spec.cat;
     let err = chart_err(name);
     let items = spec
         .groups
@@ -1321,7 +1334,7 @@ where
             .y_labels(0)
             .disable_y_mesh()
             .x_desc(spec.x_desc)
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| cat.num(&short(*v)))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 13))
             .light_line_style(BLACK.mix(0.05))
@@ -1405,9 +1418,9 @@ where
                     (px + 6, py, HPos::Left)
                 };
                 let text = if spec.points {
-                    format!("{}x", crate::summary::fmt_ratio(item.value))
+                    format!("{}x", spec.cat.num(&crate::summary::fmt_ratio(item.value)))
                 } else {
-                    short(item.value)
+                    spec.cat.num(&short(item.value))
                 };
                 root.draw(&Text::new(
                     text,
