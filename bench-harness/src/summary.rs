@@ -1009,21 +1009,23 @@ pub fn aa_cell(summary: &Summary, workload: &str, metric: &str) -> String {
 }
 
 /// The effects of the headline metrics as an aligned table (the JSON report has every metric).
+/// The catalogue ids of the factor-effects table's columns (terminal and HTML).
+pub(crate) const EFFECTS_COLUMNS: [&str; 8] = [
+    "term-col-factor",
+    "summary-col-backend",
+    "term-col-held-fixed",
+    "term-col-change",
+    "summary-col-workload",
+    "summary-col-metric",
+    "summary-col-n",
+    "term-col-ratio-ci",
+];
+
 fn effects_table(summary: &Summary, cat: &Catalogue) -> String {
     let with_aa = summary.aa.is_some();
-    let l = |id: &str| cat.tr(id, &[]);
-    let mut header_text = vec![
-        l("term-col-factor"),
-        l("summary-col-backend"),
-        l("term-col-held-fixed"),
-        l("term-col-change"),
-        l("summary-col-workload"),
-        l("summary-col-metric"),
-        l("summary-col-n"),
-        l("term-col-ratio-ci"),
-    ];
+    let mut header_text: Vec<String> = EFFECTS_COLUMNS.iter().map(|id| cat.tr(id, &[])).collect();
     if with_aa {
-        header_text.push(l("term-col-aa-ci"));
+        header_text.push(cat.tr("term-col-aa-ci", &[]));
     }
     let header: Vec<&str> = header_text.iter().map(String::as_str).collect();
     let lines: Vec<Vec<String>> = summary
@@ -1052,7 +1054,7 @@ fn effects_table(summary: &Summary, cat: &Catalogue) -> String {
         })
         .collect();
     if lines.is_empty() {
-        return format!("{}\n", l("term-no-effects"));
+        return format!("{}\n", cat.tr("term-no-effects", &[]));
     }
     aligned_table(&header, &lines, &[6], false)
 }

@@ -334,10 +334,13 @@ fn effects_table(view: &View<'_>, o: &mut String) {
     let with_aa = s.aa.is_some();
     let c = &view.cat;
     let l = |id: &str| esc(&c.tr(id, &[]));
+    let header: String = crate::summary::EFFECTS_COLUMNS
+        .iter()
+        .map(|id| format!("<th>{}</th>", l(id)))
+        .collect();
     let _ = writeln!(
         o,
-        "<h2>{}</h2>\n<p>{}{}</p>\n<table>\n<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th><th>{}</th>{}</tr>",
+        "<h2>{}</h2>\n<p>{}{}</p>\n<table>\n<tr>{header}{}</tr>",
         l("html-effects"),
         l("term-effects-note"),
         if with_aa {
@@ -345,14 +348,6 @@ fn effects_table(view: &View<'_>, o: &mut String) {
         } else {
             String::new()
         },
-        l("term-col-factor"),
-        l("summary-col-backend"),
-        l("term-col-held-fixed"),
-        l("term-col-change"),
-        l("summary-col-workload"),
-        l("summary-col-metric"),
-        l("summary-col-n"),
-        l("term-col-ratio-ci"),
         if with_aa { "<th>A/A</th>" } else { "" }
     );
     for e in s.effects.iter().filter(|e| e.headline) {
