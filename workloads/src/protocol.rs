@@ -18,6 +18,7 @@
 //!   | 2 | `WorkloadStart` |
 //!   | 3 | `WorkloadEnd` |
 //!   | 4 | `ResultWritten` |
+//!   | 5 | `Waiting` (the `wait` workload: working set in place, the agent waits to be told to exit) |
 //!   | 16 | phase `prefill` begins |
 //!   | 17 | phase `read` begins |
 //!   | 18 | phase `write` begins |
@@ -106,6 +107,9 @@ pub enum MarkerEvent {
     WorkloadEnd,
     /// The result line has been written and flushed.
     ResultWritten,
+    /// The `wait` workload (an instance of `isolab density`) has its working set in place and
+    /// now waits until it is told to exit: the instance is ready. Sent after `ResultWritten`.
+    Waiting,
     /// A phase of the workload begins (and the previous one, if any, ends).
     Phase(WorkloadPhase),
 }
@@ -118,6 +122,7 @@ impl MarkerEvent {
             2 => Some(Self::WorkloadStart),
             3 => Some(Self::WorkloadEnd),
             4 => Some(Self::ResultWritten),
+            5 => Some(Self::Waiting),
             _ => WorkloadPhase::from_byte(byte).map(Self::Phase),
         }
     }
@@ -129,6 +134,7 @@ impl MarkerEvent {
             Self::WorkloadStart => 2,
             Self::WorkloadEnd => 3,
             Self::ResultWritten => 4,
+            Self::Waiting => 5,
             Self::Phase(p) => p.byte(),
         }
     }
@@ -140,6 +146,7 @@ impl MarkerEvent {
             Self::WorkloadStart => "workload_start",
             Self::WorkloadEnd => "workload_end",
             Self::ResultWritten => "result_written",
+            Self::Waiting => "waiting",
             Self::Phase(WorkloadPhase::Prefill) => "phase_prefill",
             Self::Phase(WorkloadPhase::Read) => "phase_read",
             Self::Phase(WorkloadPhase::Write) => "phase_write",
@@ -486,7 +493,7 @@ mod tests {
                 None => false,
             })
             .collect();
-        assert_eq!(known, [1, 2, 3, 4, 16, 17, 18]);
+        assert_eq!(known, [1, 2, 3, 4, 5, 16, 17, 18]);
         for p in WorkloadPhase::ALL {
             assert!(PHASE_BYTES.contains(&p.byte()), "{p:?}");
             assert_eq!(WorkloadPhase::from_byte(p.byte()), Some(p));
@@ -496,7 +503,7 @@ mod tests {
             );
         }
         // Reserved phase bytes without a phase, and the rest, are nobody's.
-        for b in [0, 5, 15, 19, 31, 32, 255] {
+        for b in [0, 6, 15, 19, 31, 32, 255] {
             assert_eq!(MarkerEvent::from_byte(b), None, "{b}");
             assert_eq!(WorkloadPhase::from_byte(b), None, "{b}");
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::kernels::{
     cpu::CpuParams, io::IoFsyncParams, io::IoRandParams, io::IoSeqParams, mem_bw::MemBwParams,
     mem_lat::MemLatParams, net_loopback::NetLoopbackParams, page_fault::PageFaultParams,
-    spawn::SpawnParams, syscall::SyscallParams, timer::TimerParams,
+    spawn::SpawnParams, syscall::SyscallParams, timer::TimerParams, wait::WaitParams,
 };
 
 /// Version of the spec/result protocol. Bump it on any incompatible change to [`WorkloadSpec`],
@@ -67,9 +67,14 @@ pub enum Workload {
     Timer(TimerParams),
     /// What the inside looks like: kernel, boot_id, PIDs, hostname, interfaces, mounts, CPUs, memory.
     Inspect,
+    /// An instance of `isolab density`: sets up a working set, reports, sends the `Waiting`
+    /// marker and waits until it is told to exit ([`crate::kernels::wait`]). Not a suite workload
+    /// (it never ends by itself), so not in [`WORKLOAD_KINDS`].
+    Wait(WaitParams),
 }
 
-/// The kind names, in the order the reports list them.
+/// The kind names a suite can run, in the order the reports list them. `wait` (the instance of a
+/// density run, which waits until it is told to exit) is not among them.
 pub const WORKLOAD_KINDS: &[&str] = &[
     "noop",
     "cpu",
@@ -103,6 +108,7 @@ impl Workload {
             Workload::NetLoopback(_) => "net-loopback",
             Workload::Timer(_) => "timer",
             Workload::Inspect => "inspect",
+            Workload::Wait(_) => "wait",
         }
     }
 
@@ -122,6 +128,7 @@ impl Workload {
             "net-loopback" => Workload::NetLoopback(NetLoopbackParams::default()),
             "timer" => Workload::Timer(TimerParams::default()),
             "inspect" => Workload::Inspect,
+            "wait" => Workload::Wait(WaitParams::default()),
             _ => return None,
         })
     }
@@ -171,6 +178,12 @@ mod tests {
             assert_eq!(w.kind(), *kind);
         }
         assert!(Workload::default_of_kind("nope").is_none());
+        let wait = Workload::default_of_kind("wait").expect("the density instance");
+        assert_eq!(wait.kind(), "wait");
+        assert!(
+            !WORKLOAD_KINDS.contains(&"wait"),
+            "wait never ends by itself"
+        );
     }
 
     #[test]

@@ -202,15 +202,16 @@ fn run(
     let workload_end_ns = monotonic_ns();
     marker.send(MarkerEvent::WorkloadEnd);
 
-    let (outcome, metrics, inspect) = match outcome {
-        Ok(Ok(out)) => (Outcome::Ok, out.metrics, out.inspect),
-        Ok(Err(e)) => (error(e), Vec::new(), None),
+    let (outcome, metrics, inspect, held) = match outcome {
+        Ok(Ok(out)) => (Outcome::Ok, out.metrics, out.inspect, out.held),
+        Ok(Err(e)) => (error(e), Vec::new(), None, None),
         Err(panic) => (
             error(format!(
                 "the workload panicked: {}; this is a bug in the agent, please report it",
                 panic_text(&*panic)
             )),
             Vec::new(),
+            None,
             None,
         ),
     };
@@ -233,6 +234,13 @@ fn run(
         was_pid1: pid1,
     };
     emit(&result, marker);
+    // A density instance (`wait`): ready now; the working set stays until it is told to exit.
+    if let Some(working_set) = held {
+        marker.send(MarkerEvent::Waiting);
+        // How it was told (a signal, or the end of stdin) changes nothing: it exits cleanly.
+        let _ = kernels::wait::until_told_to_exit();
+        drop(working_set);
+    }
     if failed {
         EXIT_WORKLOAD_FAILED
     } else {

@@ -15,6 +15,7 @@ mod prng;
 pub mod spawn;
 pub mod syscall;
 pub mod timer;
+pub mod wait;
 
 use thiserror::Error;
 
@@ -97,6 +98,8 @@ pub struct KernelOutput {
     pub metrics: Vec<Metric>,
     /// Only for `inspect`.
     pub inspect: Option<InspectReport>,
+    /// Only for `wait`: the working set, kept while the agent waits to be told to exit.
+    pub held: Option<wait::WorkingSet>,
 }
 
 impl From<Vec<Metric>> for KernelOutput {
@@ -104,6 +107,7 @@ impl From<Vec<Metric>> for KernelOutput {
         Self {
             metrics,
             inspect: None,
+            held: None,
         }
     }
 }
@@ -128,6 +132,15 @@ pub fn run(workload: &Workload, phases: PhaseHook<'_>) -> Result<KernelOutput, W
             KernelOutput {
                 metrics: inspect::metrics(&report),
                 inspect: Some(report),
+                held: None,
+            }
+        }
+        Workload::Wait(p) => {
+            let (metrics, set) = wait::prepare(p)?;
+            KernelOutput {
+                metrics,
+                inspect: None,
+                held: Some(set),
             }
         }
     })
