@@ -302,7 +302,7 @@ impl Drop for SharedReport {
 
 /// Makes sure an fd is at least 4 so dup2-ing the child's fds to 0..=3 never overwrites another
 /// of them.
-fn high_fd(fd: OwnedFd) -> Result<OwnedFd, ContainerError> {
+pub(crate) fn high_fd(fd: OwnedFd) -> Result<OwnedFd, ContainerError> {
     if fd.as_raw_fd() > MARKER_FD {
         return Ok(fd);
     }
@@ -317,7 +317,7 @@ fn high_fd(fd: OwnedFd) -> Result<OwnedFd, ContainerError> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), ContainerError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), ContainerError> {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|source| ContainerError::Sys {
         what: "pipe2",
         source,
@@ -367,6 +367,49 @@ pub(crate) fn make_io(dev_null: &OwnedFd) -> Result<(ParentIo, ChildIo), Contain
             marker: marker_w,
             stdout: stdout_w,
             stderr: stderr_w,
+            map_sync: None,
+        },
+    ))
+}
+
+/// For a container that stays up (`Runtime::start`): only the marker pipe comes back to the
+/// parent (its read end, non-blocking); the child's stdout and stderr go to the given files, or
+/// to /dev/null.
+pub(crate) fn make_io_to(
+    dev_null: &OwnedFd,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+) -> Result<(OwnedFd, ChildIo), ContainerError> {
+    let (marker_r, marker_w) = pipe()?;
+    fcntl(&marker_r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|source| {
+        ContainerError::Sys {
+            what: "fcntl(O_NONBLOCK) on the marker pipe",
+            source,
+            hint: "a pipe refused O_NONBLOCK; run `isolab doctor`",
+        }
+    })?;
+    let null = || {
+        dev_null.try_clone().map_err(|e| ContainerError::Sys {
+            what: "dup of /dev/null",
+            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE)),
+            hint: "raise the open-files limit (ulimit -n)",
+        })
+    };
+    let stdout = high_fd(match stdout {
+        Some(f) => f,
+        None => null()?,
+    })?;
+    let stderr = high_fd(match stderr {
+        Some(f) => f,
+        None => null()?,
+    })?;
+    Ok((
+        marker_r,
+        ChildIo {
+            stdin: high_fd(null()?)?,
+            marker: marker_w,
+            stdout,
+            stderr,
             map_sync: None,
         },
     ))
@@ -441,12 +484,12 @@ pub struct CloneArgs {
 /// born on this CPU's run queue: the parent blocks in `poll` right after, and the child then runs
 /// at once instead of queueing behind whatever occupies another CPU (on a busy 2-CPU host that
 /// wait was the largest part of a start). The child restores the original mask first thing.
-struct PinForClone {
-    original: Option<libc::cpu_set_t>,
+pub(crate) struct PinForClone {
+    pub(crate) original: Option<libc::cpu_set_t>,
 }
 
 impl PinForClone {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
         let mut original: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::cpu_set_t>();
@@ -489,7 +532,7 @@ impl Drop for PinForClone {
 }
 
 /// Child side: back to the parent's CPU mask. Async-signal-safe.
-fn unpin(original: Option<&libc::cpu_set_t>) {
+pub(crate) fn unpin(original: Option<&libc::cpu_set_t>) {
     if let Some(set) = original {
         // SAFETY: a valid cpu_set_t copied before clone.
         unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
