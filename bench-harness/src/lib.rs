@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod backends;
 pub mod book;
+pub mod density;
 pub mod doctor;
 pub mod factors;
 pub mod host;

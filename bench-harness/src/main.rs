@@ -16,6 +16,7 @@ use bench_harness::suite::{self, Suite, DEFAULT_SUITE};
 use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
+    pub mod density;
     pub mod kernel;
 }
 
@@ -51,6 +52,27 @@ cleaning up the current trial; what was measured stays valid and `isolab report`
         after_long_help = run_after_help()
     )]
     Run(Box<RunArgs>),
+    /// How many instances fit on this host and how fast they start together: N instances at once,
+    /// one memory meter for every backend (the host's MemAvailable drop over N, and PSS).
+    #[command(
+        long_about = "For each backend and each N (--count), starts N instances of the agent in \
+its waiting mode (each writes its working set, reports ready and waits), reads the host's \
+/proc/meminfo before and after they settle and every instance's PSS, starts a few more one at a \
+time beside them, tears them all down and waits until the host's memory is back; several rounds \
+per N. The summary gives, per backend, the marginal memory per instance (the slope of the \
+MemAvailable drop against N, with its 95% interval), the fixed cost, how many instances fit with \
+--headroom kept free, and start latency (p50, p90, p99, max, last) for the storm (--parallel) and \
+beside N running, teardown, and the time until MemAvailable is back. With the container comes its \
+floor: the same agent cloned into the same namespaces and a cgroup, nothing else. Refuses an N \
+whose estimate would eat the headroom, stops adding instances below --stop-below, names the host \
+limit that stops an N. Results go to results/density-<id>/ (manifest.json, rounds.jsonl); \
+`isolab report` renders them, with charts in HTML. Ctrl-C tears everything down and keeps what \
+was measured.",
+        after_help = "Examples:\n  isolab density --backend native,container --count 1,10,100,1000\n  \
+isolab density --backend container --count 1000 --parallel all --rounds 1   (the boot storm)\n  \
+isolab density --working-set 64MiB --count 1,10,50 --ksm on"
+    )]
+    Density(Box<commands::density::DensityArgs>),
     /// Recompute the summary of a stored run, as a table, paper-ready tables, CSV, JSON or HTML.
     #[command(
         long_about = "Reads results/<run-id>/ and renders it without running anything: `term` \
@@ -292,6 +314,7 @@ fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cmd_run(*args),
+        Command::Density(args) => commands::density::execute(*args),
         Command::Report {
             run_dir,
             format,
@@ -474,6 +497,9 @@ fn cmd_report(
     output: Option<&std::path::Path>,
     charts: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
+    if bench_harness::density::record::is_density_run(dir) {
+        return cmd_report_density(dir, format, output, charts);
+    }
     let run = store::load_run(dir)?;
     let text = report::render_report(&run, format)?;
     match output {
@@ -483,6 +509,34 @@ fn cmd_report(
     }
     if let Some(d) = charts {
         let written = report::write_charts(&run, d)?;
+        for f in &written.files {
+            eprintln!("wrote {}", f.display());
+        }
+        for n in &written.notes {
+            eprintln!("note: {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `isolab report` of a density run.
+fn cmd_report_density(
+    dir: &std::path::Path,
+    format: ReportFormat,
+    output: Option<&std::path::Path>,
+    charts: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    use bench_harness::density::{record, render};
+    let run = record::load(dir)?;
+    let text = render::render(&run, format)?;
+    match output {
+        Some(p) => std::fs::write(p, text)
+            .with_context(|| format!("cannot write the report to {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    if let Some(d) = charts {
+        let (made, notes) = render::charts(&run)?;
+        let written = report::write_chart_files(&made, notes, d)?;
         for f in &written.files {
             eprintln!("wrote {}", f.display());
         }

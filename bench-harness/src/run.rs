@@ -383,7 +383,7 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 }
 
 /// Reports and removes the places of runs whose isolab was killed.
-fn report_leftovers(registry: &Registry) {
+pub(crate) fn report_leftovers(registry: &Registry) {
     for run in registry.clean_dead().cleaned {
         eprintln!(
             "found leftovers of run {} (isolab pid {} is gone): removed {} place(s){}",

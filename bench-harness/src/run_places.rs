@@ -86,6 +86,46 @@ pub struct RunRecord {
     pub folders: Vec<PathBuf>,
     /// cgroup directories the run made (removed with everything below them).
     pub cgroups: Vec<PathBuf>,
+    /// Host-wide settings the run changed, with the host's own values to put back (KSM's
+    /// switch, for `isolab density --ksm`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<HostSetting>,
+}
+
+/// A host-wide setting and the value to put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSetting {
+    /// The file (under one of [`RESTORABLE`]).
+    pub path: PathBuf,
+    /// The host's value before the run changed it.
+    pub value: String,
+}
+
+/// The only folders whose files a run may change and the cleaner puts back: a registry entry
+/// naming anything else is not isolab's doing and is left alone.
+pub const RESTORABLE: &[&str] = &["/sys/kernel/mm/ksm/"];
+
+/// Puts back the recorded settings under `allowed`; returns what was restored and what not.
+fn restore_settings(settings: &[HostSetting], allowed: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut done, mut kept) = (Vec::new(), Vec::new());
+    for s in settings {
+        if !allowed.iter().any(|a| s.path.starts_with(a)) {
+            kept.push(format!(
+                "{}: not a setting isolab changes, left alone",
+                s.path.display()
+            ));
+            continue;
+        }
+        match std::fs::write(&s.path, &s.value) {
+            Ok(()) => done.push(s.path.clone()),
+            Err(e) => kept.push(format!(
+                "{}: putting back {:?} failed: {e}",
+                s.path.display(),
+                s.value.trim()
+            )),
+        }
+    }
+    (done, kept)
 }
 
 /// The registry of live runs.
@@ -321,6 +361,9 @@ impl Registry {
             // A removal that failed keeps the entry for the next try; a place that is not
             // isolab's any more is refused for good.
             let mut failed = false;
+            let (restored, refused) = restore_settings(&record.restore, RESTORABLE);
+            done.removed.extend(restored);
+            done.kept.extend(refused);
             // cgroups first: that ends any process of the run still alive.
             for cg in &record.cgroups {
                 let ours = cg
@@ -431,6 +474,7 @@ impl RunPlaces {
                 pid_start: pid_start_time(pid).unwrap_or(0),
                 folders: vec![folder.clone(), state.clone()],
                 cgroups: Vec::new(),
+                restore: Vec::new(),
             };
             registry.write(&record, true)?;
             let entry = registry.entry(&record.id);
@@ -515,12 +559,39 @@ impl RunPlaces {
         &self.record
     }
 
+    /// Changes a host-wide setting (a file under [`RESTORABLE`]) for the run: the host's value is
+    /// recorded in the registry first, then `value` is written; [`RunPlaces::remove`] (or
+    /// `isolab doctor --clean` after a `kill -9`) puts the host's value back. Returns the host's
+    /// value.
+    pub fn change_host_setting(&mut self, path: &Path, value: &str) -> Result<String, PlacesError> {
+        let fail = |why: String| PlacesError::Folder {
+            what: "changing",
+            path: path.to_path_buf(),
+            why,
+        };
+        if !RESTORABLE.iter().any(|a| path.starts_with(a)) {
+            return Err(fail("not a setting isolab may change".into()));
+        }
+        let old = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        if !self.record.restore.iter().any(|s| s.path == path) {
+            self.record.restore.push(HostSetting {
+                path: path.to_path_buf(),
+                value: old.trim().to_owned(),
+            });
+            self.registry.write(&self.record, false)?;
+        }
+        std::fs::write(path, value).map_err(|e| fail(e.to_string()))?;
+        Ok(old.trim().to_owned())
+    }
+
     /// Removes every place and the registry entry. Idempotent; errors name what is left.
     pub fn remove(&mut self) -> Result<(), String> {
         if self.removed {
             return Ok(());
         }
         let mut errors = Vec::new();
+        let (_, not_restored) = restore_settings(&self.record.restore, RESTORABLE);
+        errors.extend(not_restored);
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
                 errors.push(e.to_string());
@@ -560,6 +631,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recorded_settings_are_put_back_only_where_allowed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let knob = dir.path().join("run");
+        std::fs::write(&knob, "1").expect("knob");
+        let other = dir.path().join("other");
+        std::fs::write(&other, "x").expect("other");
+        let allowed = dir.path().join("");
+        let allowed = allowed.to_str().expect("utf-8");
+        let (done, kept) = restore_settings(
+            &[
+                HostSetting {
+                    path: knob.clone(),
+                    value: "0".into(),
+                },
+                HostSetting {
+                    path: PathBuf::from("/etc/hostname"),
+                    value: "pwned".into(),
+                },
+            ],
+            &[allowed],
+        );
+        assert_eq!(done, [knob.clone()]);
+        assert_eq!(std::fs::read_to_string(&knob).expect("knob"), "0");
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].contains("/etc/hostname"));
+    }
+
+    #[test]
     fn fresh_folders_are_private_and_never_reused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let a = make_fresh_folder(dir.path(), "isolab-").expect("fresh");
@@ -586,6 +685,7 @@ mod tests {
             pid_start: start,
             folders: vec![],
             cgroups: vec![],
+            restore: vec![],
         };
         assert!(rec.owner_alive());
         let reused = RunRecord {
@@ -617,6 +717,11 @@ mod tests {
             pid_start: 1,
             folders: vec![ours.clone(), link.clone(), target.clone()],
             cgroups: vec![PathBuf::from("/sys/fs/cgroup/not-isolab")],
+            // Not a setting isolab changes: never written.
+            restore: vec![HostSetting {
+                path: target.join("keep"),
+                value: "overwritten".into(),
+            }],
         };
         registry.write(&record, true).expect("entry");
         let live = RunRecord {
@@ -626,6 +731,7 @@ mod tests {
             pid_start: pid_start_time(std::process::id() as i32).expect("start"),
             folders: vec![],
             cgroups: vec![],
+            restore: vec![],
         };
         registry.write(&live, true).expect("entry");
         let report = registry.clean_dead();
@@ -633,7 +739,12 @@ mod tests {
         assert_eq!(report.cleaned.len(), 1);
         let done = &report.cleaned[0];
         assert_eq!(done.removed, std::slice::from_ref(&ours));
-        assert_eq!(done.kept.len(), 3, "{:?}", done.kept);
+        assert_eq!(done.kept.len(), 4, "{:?}", done.kept);
+        assert_eq!(
+            std::fs::read_to_string(target.join("keep")).expect("keep"),
+            "keep",
+            "a recorded setting outside isolab's list is not written"
+        );
         assert!(!ours.exists());
         assert!(
             target.join("keep").exists(),

@@ -218,6 +218,19 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
+    /// The errno behind the error and what was being done, for errors that come from a system
+    /// call (a caller may match it to a host limit: EMFILE, EAGAIN, ENOSPC, ...).
+    pub fn errno(&self) -> Option<(i32, String)> {
+        match self {
+            ContainerError::Sys { what, source, .. } => Some((*source as i32, (*what).to_owned())),
+            ContainerError::Cgroup { action, source, .. } => source
+                .raw_os_error()
+                .map(|e| (e, format!("{action} cgroup"))),
+            ContainerError::Setup { step, errno } => Some((*errno as i32, step.to_string())),
+            _ => None,
+        }
+    }
+
     pub(crate) fn cgroup(
         action: impl Into<String>,
         path: impl Into<PathBuf>,

@@ -7,7 +7,8 @@
 //!
 //! Whatever isolab's container costs above this floor, in start time or in memory, is its
 //! runtime's own doing; what the floor costs above a plain process is the kernel's price of the
-//! namespaces and the cgroup. `isolab density` measures it beside the container with the same
+//! namespaces and the cgroup. [`Floor::plain`] starts that plain process the same way (no
+//! namespaces, no mount change, all in one given cgroup): the native instance of a density run. `isolab density` measures it beside the container with the same
 //! meter, and `container-backend/benches/start-references.sh` times its start with the same end
 //! point as isolab's start figure (the agent's first instruction).
 
@@ -36,13 +37,27 @@ const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// Starts floor processes: the agent, by its host path, in fresh namespaces and a cgroup of its
-/// own below a run's cgroup (or in isolab's cgroup without one).
+/// own below a run's cgroup (or in isolab's cgroup without one); or, made with [`Floor::plain`],
+/// plain processes in one shared cgroup.
 #[derive(Debug)]
 pub struct Floor {
     agent: CString,
     envp: Vec<CString>,
-    run: Option<Arc<RunCgroup>>,
+    /// The container's namespaces (and private mounts), or none.
+    namespaces: bool,
+    cgroups: Cgroups,
     dev_null: OwnedFd,
+}
+
+/// Where a started process's cgroup comes from.
+#[derive(Debug)]
+enum Cgroups {
+    /// It stays in the caller's.
+    None,
+    /// A fresh sibling below the run's cgroup per process.
+    PerProcess(Arc<RunCgroup>),
+    /// One cgroup every process joins.
+    Shared(Arc<SiblingCgroup>),
 }
 
 /// One floor process, running. Dropping it kills and reaps it and removes its cgroup.
@@ -69,6 +84,27 @@ impl Floor {
         env: &[(String, String)],
         run: Option<Arc<RunCgroup>>,
     ) -> Result<Self, ContainerError> {
+        let cgroups = run.map_or(Cgroups::None, Cgroups::PerProcess);
+        Self::make(agent, env, true, cgroups)
+    }
+
+    /// Plain processes (no namespaces) of `agent`, all in `cgroup` (or the caller's): a native
+    /// instance, started the same way as the floor's so the two compare.
+    pub fn plain(
+        agent: &Path,
+        env: &[(String, String)],
+        cgroup: Option<Arc<SiblingCgroup>>,
+    ) -> Result<Self, ContainerError> {
+        let cgroups = cgroup.map_or(Cgroups::None, Cgroups::Shared);
+        Self::make(agent, env, false, cgroups)
+    }
+
+    fn make(
+        agent: &Path,
+        env: &[(String, String)],
+        namespaces: bool,
+        cgroups: Cgroups,
+    ) -> Result<Self, ContainerError> {
         if !agent.is_file() {
             return Err(ContainerError::InitMissing {
                 path: agent.to_path_buf(),
@@ -90,7 +126,8 @@ impl Floor {
         Ok(Self {
             agent,
             envp,
-            run,
+            namespaces,
+            cgroups,
             dev_null,
         })
     }
@@ -104,14 +141,18 @@ impl Floor {
         stderr: Option<OwnedFd>,
     ) -> Result<FloorChild, ContainerError> {
         let started_ns = monotonic_ns();
-        let cgroup = match &self.run {
-            Some(run) => {
+        let cgroup = match &self.cgroups {
+            Cgroups::PerProcess(run) => {
                 let n = NEXT.fetch_add(1, Ordering::Relaxed);
                 Some(run.create_sibling(&format!("floor-{}-{n}", std::process::id()))?)
             }
-            None => None,
+            Cgroups::None | Cgroups::Shared(_) => None,
         };
-        let result = self.clone_child(cgroup.as_ref(), stdout, stderr);
+        let join = match &self.cgroups {
+            Cgroups::Shared(c) => Some(&**c),
+            _ => cgroup.as_ref(),
+        };
+        let result = self.clone_child(join, stdout, stderr);
         match result {
             Ok((pid, pidfd, marker)) => Ok(FloorChild {
                 pid,
@@ -174,8 +215,13 @@ impl Floor {
             .chain(std::iter::once(std::ptr::null()))
             .collect();
         let mut pidfd: libc::c_int = -1;
+        let namespaces = if self.namespaces {
+            CLONE_NAMESPACES | CLONE_NEWCGROUP
+        } else {
+            0
+        };
         let mut args = CloneArgs {
-            flags: CLONE_NAMESPACES | CLONE_NEWCGROUP | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
+            flags: namespaces | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
             pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
             exit_signal: libc::SIGCHLD as u64,
             ..CloneArgs::default()
@@ -201,7 +247,13 @@ impl Floor {
             )
         };
         if ret == 0 {
-            child(&tasks, &fds, &self.agent, &argv, &envp, pin.original.as_ref());
+            child(
+                &tasks,
+                &fds,
+                self.namespaces,
+                (&self.agent, &argv, &envp),
+                pin.original.as_ref(),
+            );
         }
         drop(pin);
         if ret < 0 {
@@ -222,9 +274,8 @@ impl Floor {
 fn child(
     tasks: &[RawFd],
     fds: &[(RawFd, RawFd); 4],
-    agent: &CString,
-    argv: &[*const libc::c_char; 2],
-    envp: &[*const libc::c_char],
+    private_mounts: bool,
+    (agent, argv, envp): (&CString, &[*const libc::c_char; 2], &[*const libc::c_char]),
     cpus: Option<&libc::cpu_set_t>,
 ) -> ! {
     // SAFETY: prctl, write, mount, dup2, fcntl, sigprocmask, signal, execve and _exit are
@@ -245,13 +296,14 @@ fn child(
             }
         }
         // The copied mount table shares propagation with the host's: make it private first.
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
+        if private_mounts
+            && libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
         {
             libc::_exit(125);
         }
@@ -309,27 +361,12 @@ impl FloorChild {
         MarkerRead::Bytes(got)
     }
 
-    /// Its processes now (its cgroup's, or the process alone without one).
+    /// Its processes now: the agent alone (it starts none).
     pub fn processes(&self) -> Vec<i32> {
-        let Some(cg) = &self.cgroup else {
-            return vec![self.pid()];
-        };
-        let dir = cg
-            .dirs()
-            .iter()
-            .find(|d| d.join("cgroup.procs").exists() && is_memory_or_unified(d))
-            .or_else(|| cg.dirs().first());
-        dir.map(|d| {
-            std::fs::read_to_string(d.join("cgroup.procs"))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+        vec![self.pid()]
     }
 
-    /// Its cgroup directories.
+    /// Its own cgroup's directories (none for a plain process in a shared cgroup).
     pub fn cgroup_dirs(&self) -> Vec<std::path::PathBuf> {
         self.cgroup
             .as_ref()
@@ -364,12 +401,6 @@ impl FloorChild {
         })?;
         Ok((exit_kind(status), removal.err().map(|e| e.to_string())))
     }
-}
-
-/// Whether a v1 directory is the memory hierarchy's (whose `cgroup.procs` lists the members), or
-/// a v2 one.
-fn is_memory_or_unified(dir: &Path) -> bool {
-    dir.join("memory.stat").exists() || dir.join("cgroup.controllers").exists()
 }
 
 impl Drop for FloorChild {

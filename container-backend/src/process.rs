@@ -247,6 +247,11 @@ struct SharedReport {
     ptr: NonNull<ChildReport>,
 }
 
+// SAFETY: the page is owned by this value (unmapped only in its Drop) and only ever accessed
+// through atomics, so moving the owner to another thread is sound; a started container's handle
+// moves from the thread that started it to the one that watches it.
+unsafe impl Send for SharedReport {}
+
 impl std::fmt::Debug for SharedReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SharedReport")

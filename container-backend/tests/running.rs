@@ -39,7 +39,11 @@ fn until_all<T>(items: &mut [T], mut read: impl FnMut(&mut T) -> MarkerRead, wan
             match read(it) {
                 MarkerRead::Bytes(b) => seen[i].extend(b),
                 MarkerRead::Closed => {
-                    assert!(seen[i].contains(&WAITING), "instance {i} ended: {:?}", seen[i])
+                    assert!(
+                        seen[i].contains(&WAITING),
+                        "instance {i} ended: {:?}",
+                        seen[i]
+                    )
                 }
             }
         }
@@ -55,7 +59,9 @@ fn started_containers_wait_until_killed_and_leave_nothing() {
         args: Vec::new(),
         env: wait_env(4 << 10),
     };
-    let mut started: Vec<_> = (0..4).map(|_| rt.start(&req, None, None).unwrap()).collect();
+    let mut started: Vec<_> = (0..4)
+        .map(|_| rt.start(&req, None, None).unwrap())
+        .collect();
     assert_eq!(container_backend::running_containers(), 4);
     until_all(&mut started, |c| c.read_markers(), 4);
     for c in &started {
@@ -122,4 +128,14 @@ fn floor_processes_wait_in_their_own_namespaces_and_cgroups() {
     }
     assert!(dirs.iter().all(|d| !d.exists()));
     run.remove().unwrap();
+}
+
+#[test]
+fn handles_move_between_threads() {
+    fn send<T: Send>() {}
+    send::<container_backend::RunningContainer>();
+    send::<container_backend::floor::FloorChild>();
+    fn sync<T: Sync + Send>() {}
+    sync::<container_backend::Runtime>();
+    sync::<Floor>();
 }

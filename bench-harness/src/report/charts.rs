@@ -36,9 +36,9 @@ pub struct Chart {
     pub svg: String,
 }
 
-const WIDTH: u32 = 960;
+pub(crate) const WIDTH: u32 = 960;
 const ROW_H: u32 = 26;
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// The colour of a column label, the same in every chart of a run (Okabe–Ito, colour-blind
 /// safe): each backend has its colour; when a run has several columns of one backend (factors,
@@ -127,7 +127,7 @@ fn segment_colour(i: usize) -> RGBColor {
     SEGMENTS[i % SEGMENTS.len()]
 }
 
-fn chart_err<E: std::fmt::Display>(chart: &str) -> impl Fn(E) -> ReportError + '_ {
+pub(crate) fn chart_err<E: std::fmt::Display>(chart: &str) -> impl Fn(E) -> ReportError + '_ {
     move |e| ReportError::Chart {
         chart: chart.to_owned(),
         message: e.to_string(),
@@ -140,7 +140,7 @@ fn text_w(text: &str, size: u32) -> i32 {
 }
 
 /// A number for labels: four significant digits without trailing zeros (`1.6`, `103`, `5`).
-fn short(x: f64) -> String {
+pub(crate) fn short(x: f64) -> String {
     let s = fmt_num(x);
     if s.contains('.') && !s.contains('e') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -929,12 +929,12 @@ pub(crate) fn exits_per_op(
 // ---------------------------------------------------------------------------------------------
 // Drawing: stacked horizontal bars.
 
-struct StackRow {
-    label: String,
+pub(crate) struct StackRow {
+    pub(crate) label: String,
     /// Samples behind the medians, shown after the total.
-    n: Option<usize>,
-    swatch: Option<RGBColor>,
-    segments: Vec<(String, f64)>,
+    pub(crate) n: Option<usize>,
+    pub(crate) swatch: Option<RGBColor>,
+    pub(crate) segments: Vec<(String, f64)>,
 }
 
 /// Left margin wide enough for the longest row label (plus the backend swatch).
@@ -1006,7 +1006,7 @@ fn draw_row_label<DB: DrawingBackend>(
     root.draw(&Text::new(label.to_owned(), (right, py), style))
 }
 
-fn stacked(
+pub(crate) fn stacked(
     name: &str,
     title: &str,
     x_desc: &str,

@@ -35,6 +35,7 @@ use crate::summary::{self, Summary};
 
 pub use charts::Chart;
 pub use compare::compare;
+pub(crate) use html::{esc, STYLE as HTML_STYLE};
 
 /// Output formats of `isolab report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -120,13 +121,23 @@ pub fn build_charts(run: &StoredRun) -> Result<(Vec<Chart>, Vec<String>), Report
 /// Without a usable system font, PNG files are skipped with a note, not an error (install
 /// `fonts-dejavu-core` to get them).
 pub fn write_charts(run: &StoredRun, dir: &Path) -> Result<ChartFiles, ReportError> {
-    let (charts, mut notes) = build_charts(run)?;
+    let (charts, notes) = build_charts(run)?;
+    write_chart_files(&charts, notes, dir)
+}
+
+/// Writes `charts` into `dir` (created if missing) as SVG and, with a font, PNG; `notes` are
+/// passed through with the PNG notes added.
+pub fn write_chart_files(
+    charts: &[Chart],
+    mut notes: Vec<String>,
+    dir: &Path,
+) -> Result<ChartFiles, ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
     let mut files = Vec::new();
-    for c in &charts {
+    for c in charts {
         let path = dir.join(format!("{}.svg", c.name));
         std::fs::write(&path, &c.svg).map_err(|source| ReportError::Write {
             path: path.clone(),
@@ -136,7 +147,7 @@ pub fn write_charts(run: &StoredRun, dir: &Path) -> Result<ChartFiles, ReportErr
     }
     match png::Rasteriser::new() {
         Ok(r) => {
-            for c in &charts {
+            for c in charts {
                 let path = dir.join(format!("{}.png", c.name));
                 match r.render(&c.svg) {
                     Ok(bytes) => {
