@@ -177,7 +177,10 @@ pub struct TrialOutcome {
     /// `workload_start`, `workload_end`, `exited` and `cleaned_up` when it got that far.
     pub timeline: Timeline,
     /// Host-side measurements as metrics, names prefixed `host.` (e.g. `host.peak_rss`,
-    /// `host.cpu_user`, `host.start_to_ready`), so the summary treats them like the agent's.
+    /// `host.cpu_user`, `host.start_to_ready`), so the summary treats them like the agent's. A
+    /// memory metric is named after its meter (`host.peak_rss` natively, `host.cgroup_*` for the
+    /// container's cgroup, `host.guest_ram_touched` and `host.vmm_overhead` for the VM): they are
+    /// different meters and never one quantity across backends (`isolab density` measures that).
     pub host_metrics: Vec<Metric>,
     /// The last lines of the sandbox's console or stderr, for failure reports and logs.
     pub log_tail: String,

@@ -125,6 +125,10 @@ EMULATED_VM_RUN (a run made with --vm-in-emulator)"
         /// shown, labelled emulated; its times never are).
         #[arg(long, value_name = "RUN_DIR")]
         vm_results: Option<PathBuf>,
+        /// A density run (`isolab density`) for the capacity figures: memory per instance on one
+        /// meter, how many fit, start under load. Without it they are said to be missing.
+        #[arg(long, value_name = "RUN_DIR")]
+        density: Option<PathBuf>,
         /// Where the HTML goes (emptied first, so it must be new, empty or an earlier book).
         /// Default: RUN_DIR/book.
         #[arg(long, value_name = "DIR")]
@@ -335,9 +339,10 @@ fn real_main() -> Result<ExitCode> {
         Command::Book {
             results,
             vm_results,
+            density,
             out,
             book_src,
-        } => cmd_book(results, vm_results, out, book_src),
+        } => cmd_book(results, vm_results, density, out, book_src),
         Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
         Command::EmulatedTrials {
             batch,
@@ -550,6 +555,7 @@ fn cmd_report_density(
 fn cmd_book(
     results: Option<PathBuf>,
     vm_results: Option<PathBuf>,
+    density: Option<PathBuf>,
     out: Option<PathBuf>,
     book_src: Option<PathBuf>,
 ) -> Result<ExitCode> {
@@ -575,8 +581,20 @@ fn cmd_book(
         }
         eprintln!("the VM's {n} samples come from {}", vm_dir.display());
     }
+    let density = match &density {
+        Some(d) => {
+            if !bench_harness::density::record::is_density_run(d) {
+                bail!(
+                    "--density {}: not a density run (make one with `isolab density`)",
+                    d.display()
+                );
+            }
+            Some(bench_harness::density::record::load(d)?)
+        }
+        None => None,
+    };
     let out = out.unwrap_or_else(|| run_dir.join("book"));
-    let built = book::build_book(&run, &src, &out)?;
+    let built = book::build_book_with(&run, density.as_ref(), &src, &out)?;
     for n in &built.notes {
         eprintln!("note: {n}");
     }

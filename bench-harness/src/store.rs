@@ -143,6 +143,24 @@ pub struct StoredRun {
     pub torn_tail: bool,
 }
 
+/// Metric names of runs made before each memory metric was named after its meter, and their
+/// names now: the container's figures were its memory cgroup's view.
+pub const RENAMED_METRICS: [(&str, &str); 4] = [
+    ("host.peak_memory", "host.cgroup_peak"),
+    ("host.mem_anon", "host.cgroup_anon"),
+    ("host.mem_file", "host.cgroup_file"),
+    ("host.mem_kernel", "host.cgroup_kernel"),
+];
+
+/// Gives an old sample's metrics today's names, so old and new runs report alike.
+fn rename_old_metrics(sample: &mut Sample) {
+    for m in &mut sample.metrics {
+        if let Some((_, new)) = RENAMED_METRICS.iter().find(|(old, _)| *old == m.name) {
+            m.name = (*new).to_owned();
+        }
+    }
+}
+
 /// Reads a run directory. A torn last line (the process was killed while writing it) is skipped
 /// and reported; damage anywhere else is an error, since it means the file was edited.
 pub fn load_run(dir: &Path) -> Result<StoredRun, StoreError> {
@@ -177,7 +195,10 @@ pub fn load_run(dir: &Path) -> Result<StoredRun, StoreError> {
             continue;
         }
         match serde_json::from_str::<Sample>(line) {
-            Ok(s) => samples.push(s),
+            Ok(mut s) => {
+                rename_old_metrics(&mut s);
+                samples.push(s)
+            }
             Err(_) if i + 1 == lines.len() => torn_tail = true,
             Err(e) => {
                 return Err(StoreError::Corrupt {
@@ -194,4 +215,25 @@ pub fn load_run(dir: &Path) -> Result<StoredRun, StoreError> {
         samples,
         torn_tail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_memory_metric_names_load_as_their_meters_names() {
+        let line = r#"{"trial":0,"backend":"container","workload":"noop","kind":"noop","repetition":0,"warmup":false,"started_at":"x","failure":null,"emulated":false,"metrics":[{"name":"host.peak_memory","unit":"MiB","value":0.25,"better":"lower"},{"name":"host.mem_anon","unit":"MiB","value":0.1,"better":"lower"},{"name":"host.start_to_ready","unit":"ms","value":3.0,"better":"lower"}],"timeline":[],"agent":null,"log_tail":null}"#;
+        let mut s: Sample = serde_json::from_str(line).expect("an old sample");
+        rename_old_metrics(&mut s);
+        let names: Vec<&str> = s.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "host.cgroup_peak",
+                "host.cgroup_anon",
+                "host.start_to_ready"
+            ]
+        );
+    }
 }

@@ -226,10 +226,10 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
         "native" => m.push(Metric::lower("host.peak_rss", "MiB", j(1.4))),
         "container" => {
             m.push(Metric::lower("host.teardown", "ms", j(0.4)));
-            m.push(Metric::lower("host.peak_memory", "MiB", j(0.8)));
-            m.push(Metric::lower("host.mem_anon", "MiB", j(0.3)));
-            m.push(Metric::lower("host.mem_file", "MiB", j(0.1)));
-            m.push(Metric::lower("host.mem_kernel", "MiB", j(0.2)));
+            m.push(Metric::lower("host.cgroup_peak", "MiB", j(0.8)));
+            m.push(Metric::lower("host.cgroup_anon", "MiB", j(0.3)));
+            m.push(Metric::lower("host.cgroup_file", "MiB", j(0.1)));
+            m.push(Metric::lower("host.cgroup_kernel", "MiB", j(0.2)));
         }
         _ => {
             m.push(Metric::lower("host.vmm_setup", "ms", j(3.5)));
@@ -514,6 +514,17 @@ fn build(run: &StoredRun) -> (tempfile::TempDir, PathBuf) {
     (tmp, out.canonicalize().unwrap())
 }
 
+/// As [`build`], with the capacity figures from a synthetic density run.
+fn build_with_density(run: &StoredRun) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let density = common::density_run(tmp.path());
+    let out = tmp.path().join("book");
+    let built = bench_harness::book::build_book_with(run, Some(&density), &book_src(), &out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(built.index.is_file());
+    (tmp, out.canonicalize().unwrap())
+}
+
 /// The text of a page's main part, tags stripped (what a reader reads).
 fn main_text(html: &str) -> String {
     let doc = scraper::Html::parse_document(html);
@@ -524,7 +535,7 @@ fn main_text(html: &str) -> String {
 #[test]
 fn full_run_fills_every_placeholder_with_a_number() {
     let run = common::with_factor_and_aa(run(Vm::Hardware), 1.01, 1.1);
-    let (_tmp, out) = build(&run);
+    let (_tmp, out) = build_with_density(&run);
     let pages = check_book(&out);
     // Every figure is drawn, every value exists: a "not measured" here is a typo in a metric
     // or workload name in the chapters.
@@ -544,7 +555,7 @@ fn full_run_fills_every_placeholder_with_a_number() {
         );
     }
     let figures = files_with_ext(&out.join("figures"), "svg");
-    assert_eq!(figures.len(), 11, "{figures:?}");
+    assert_eq!(figures.len(), 13, "{figures:?}");
     // The setting's effect and the noise floor, and the floor beside every ratio.
     let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
     assert!(
@@ -588,8 +599,26 @@ fn full_run_fills_every_placeholder_with_a_number() {
         !per_op.contains("per 4 KiB I/O") && !per_op.contains("per MiB moved"),
         "{per_op}"
     );
+    // The capacity chapter on the density run: one meter, the slope with its interval, the
+    // floor, the cgroup's view named as such.
     let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
-    assert!(ch8.contains("guest RAM touched + VMM"), "{ch8}");
+    for want in [
+        "0.8789 MiB per instance [95% CI",
+        "0.3906 MiB per instance [95% CI",
+        "do not agree",
+        "0.2500 MiB per instance at N = 100",
+        "density-20261201-000000",
+    ] {
+        assert!(ch8.contains(want), "{want}: {ch8}");
+    }
+    for old in ["cgroup peak", "peak RSS", "guest RAM touched + VMM"] {
+        assert!(
+            !ch8.contains(old),
+            "a per-trial meter in the capacity table: {old}"
+        );
+    }
+    let ch5 = main_text(&pages[Path::new("05-costs.html")]);
+    assert!(ch5.contains("0.8301 MiB per instance"), "{ch5}");
     let ch7 = main_text(&pages[Path::new("07-security.html")]);
     assert!(ch7.contains("filter was docker"), "{ch7}");
     // Text from the run is shown as text, not taken as Markdown or HTML.
@@ -605,6 +634,14 @@ fn missing_vm_is_said_with_its_reason_never_as_a_number() {
     let run = run(Vm::Unavailable);
     let (_tmp, out) = build(&run);
     let pages = check_book(&out);
+    // Without a density run the capacity figures are missing, and say how to get them.
+    let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
+    assert!(
+        ch8.contains(&format!("{NOT_MEASURED} (no density run"))
+            && ch8.contains("isolab book --density"),
+        "{ch8}"
+    );
+    assert!(!out.join("figures/density-memory.svg").exists());
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     let sentence = format!("{NOT_MEASURED} (vm unavailable: /dev/kvm is served by PVM (kvm_pvm))");
     assert!(ch2.contains(&sentence), "{ch2}");

@@ -37,6 +37,8 @@ pub(crate) struct Facts {
     environment: Vec<(String, String)>,
     /// Per backend label: (phase, median ms) segments of the noop timeline, and samples used.
     timelines: Vec<TimelineRow>,
+    /// The capacity figures, from a density run when the book has one.
+    pub density: super::density::DensityFacts,
 }
 
 /// A median, or why there is none.
@@ -54,6 +56,7 @@ impl Facts {
             timelines: timeline_rows(&view),
             workloads: view.workloads.clone(),
             summary: view.summary,
+            density: super::density::DensityFacts::default(),
         }
     }
 
@@ -286,17 +289,6 @@ impl Facts {
             }
         }
         Err(self.missing(backend, workload, Some(metric)))
-    }
-
-    /// The median as a bare number in `unit` (for arithmetic such as capacity); `None` if
-    /// missing or emulated-and-timed.
-    fn median_value(&self, backend: &str, workload: &str, metric: &str) -> Option<(f64, String)> {
-        let entry = self.workload_entry(workload)?;
-        if let Some(r) = self.row(backend, &entry, metric) {
-            return Some((r.median.median, r.unit.clone()));
-        }
-        let r = self.row(&format!("{backend} (emulated)"), &entry, metric)?;
-        is_count_or_size(metric, &r.unit).then(|| (r.median.median, r.unit.clone()))
     }
 
     /// `1.03× native [95% CI 1.01–1.05]`, or why not.
@@ -562,86 +554,10 @@ impl Facts {
         o
     }
 
-    /// Memory per instance, start time and how many instances fit, per backend.
+    /// Memory per instance, how many fit and start under load, per backend: from the density
+    /// run (one meter for every backend), or said to be missing.
     pub(crate) fn capacity_table(&self) -> String {
-        let host_mib = self.manifest.host.memory_mib as f64;
-        let limit = self.manifest.suite.limits.memory_mib as f64;
-        let mut o = format!(
-            "| backend | host memory per idle instance | idle instances per GiB | idle instances in this host's {} MiB | start to ready | starts per second, one after another |\n|---|---|---|---|---|---|\n",
-            self.manifest.host.memory_mib
-        );
-        let mut notes = Vec::new();
-        for b in BACKENDS {
-            let mem = self.instance_memory(b);
-            let start = self.median_value(b, "noop", "host.start_to_ready");
-            let (mem_cell, per_gib, fit) = match &mem {
-                Some((mib, how)) if *mib > 0.0 => (
-                    format!("{} MiB ({how})", fmt_short(*mib)),
-                    format!("{:.0}", (1024.0 / mib).floor()),
-                    format!("{:.0}", (host_mib / mib).floor()),
-                ),
-                _ => (
-                    self.missing(b, "noop", Some("host memory")),
-                    "-".into(),
-                    "-".into(),
-                ),
-            };
-            let (start_cell, rate) = match (self.median(b, "noop", "host.start_to_ready"), start) {
-                (Ok(text), Some((ms, unit))) if unit == "ms" && ms > 0.0 => {
-                    (text, format!("{:.0}", 1000.0 / ms))
-                }
-                (Ok(text), _) => (text, "-".into()),
-                (Err(why), _) => (why, "-".into()),
-            };
-            let _ = writeln!(
-                o,
-                "| {b} | {mem_cell} | {per_gib} | {fit} | {start_cell} | {rate} |"
-            );
-            if b != "native" && mem.is_some() {
-                notes.push(format!(
-                    "{b}: the idle figure is a floor. Its ceiling is the sandbox's memory size, \
-                     {limit:.0} MiB{}",
-                    if b == "vm" {
-                        ": guest RAM the guest has touched stays with the VM until it is given \
-                         back (a balloon device or a restart), so a busy VM costs up to its size \
-                         plus the VMM's own memory"
-                    } else {
-                        ": the cgroup's limit; the container is charged what its processes and \
-                         their page cache use, and gives it back when they free it"
-                    }
-                ));
-            }
-        }
-        for n in notes {
-            let _ = writeln!(o, "\n- {}.", md_text(&n));
-        }
-        o
-    }
-
-    /// Host memory of one idle (noop) instance in MiB, and what it is made of; emulated VM
-    /// samples count (memory touched is a size, not a speed).
-    fn instance_memory(&self, backend: &str) -> Option<(f64, String)> {
-        const WAYS: [(&[&str], &str); 3] = [
-            (
-                &["host.guest_ram_touched", "host.vmm_overhead"],
-                "guest RAM touched + VMM",
-            ),
-            (&["host.peak_memory"], "cgroup peak"),
-            (&["host.peak_rss"], "peak RSS"),
-        ];
-        for (metrics, how) in WAYS {
-            let parts: Vec<f64> = metrics
-                .iter()
-                .filter_map(|m| {
-                    let (v, unit) = self.median_value(backend, "noop", m)?;
-                    to_mib(v, &unit)
-                })
-                .collect();
-            if parts.len() == metrics.len() {
-                return Some((parts.iter().sum(), how.to_owned()));
-            }
-        }
-        None
+        self.density.capacity_table()
     }
 }
 

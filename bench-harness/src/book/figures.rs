@@ -91,7 +91,7 @@ fn io_ratio(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, Repo
 }
 
 /// Every figure: name, drawing function, the backend it is about, caption.
-const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
+const FIGURES: [(&str, Draw, Option<&str>, &str); 10] = [
     (
         "start-timeline",
         start_timeline,
@@ -141,14 +141,6 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
          hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.",
     ),
     (
-        "memory-per-instance",
-        charts::memory,
-        None,
-        "What one idle sandbox costs the host in memory, by component: natively the process's \
-         peak resident memory; for the container its cgroup's anonymous memory, page cache and \
-         kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.",
-    ),
-    (
         "vm-exits",
         charts::exits,
         Some("vm"),
@@ -185,8 +177,41 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
     ),
 ];
 
-/// Draws every figure; a figure without data is kept with the reason.
-pub(crate) fn draw_all(run: &StoredRun) -> Result<Vec<Figure>, ReportError> {
+/// The figures from a density run: name, drawing function, caption.
+type DrawDensity =
+    fn(&crate::density::analysis::Summary) -> Result<Result<Chart, String>, ReportError>;
+
+const DENSITY_FIGURES: [(&str, DrawDensity, &str); 3] = [
+    (
+        "density-memory",
+        crate::density::charts_memory,
+        "Host memory per instance against the number of instances running, the same meter for \
+         every backend. Filled points: the host's MemAvailable drop divided by N (median over \
+         the rounds, whiskers its 95% interval, cut at the edge where a busy host's noise dwarfs \
+         a few instances); hollow points on dashed lines: PSS per instance; thin line: the \
+         marginal memory (the slope over every N).",
+    ),
+    (
+        "density-components",
+        crate::density::charts_components,
+        "What grew in /proc/meminfo per instance at each backend's largest N: anonymous memory \
+         is the processes' own; page tables, kernel stacks, slab and per-CPU memory are what the \
+         kernel keeps for them (namespaces, cgroups).",
+    ),
+    (
+        "density-start",
+        crate::density::charts_start,
+        "Start latency against the number of instances: from the start call to the agent's \
+         ready marker, p50 (solid) and p99 (dashed) over every instance of every round.",
+    ),
+];
+
+/// Draws every figure; a figure without data is kept with the reason. The density figures come
+/// from `density` (an `isolab density` run), when there is one.
+pub(crate) fn draw_all(
+    run: &StoredRun,
+    density: Option<&crate::density::record::DensityRun>,
+) -> Result<Vec<Figure>, ReportError> {
     let view = View::new(run);
     let mut out = Vec::new();
     for (name, draw, about, caption) in FIGURES {
@@ -195,6 +220,23 @@ pub(crate) fn draw_all(run: &StoredRun) -> Result<Vec<Figure>, ReportError> {
             name,
             caption,
             about,
+            drawn,
+        });
+    }
+    let summary = density.map(crate::density::analysis::summarise);
+    for (name, draw, caption) in DENSITY_FIGURES {
+        let drawn = match &summary {
+            Some(s) => draw(s)?.map(|c| (c.title, c.svg)),
+            None => Err(
+                "no density run: measure one with `isolab density`, then build the book \
+                         with `isolab book --density RUN_DIR`"
+                    .to_owned(),
+            ),
+        };
+        out.push(Figure {
+            name,
+            caption,
+            about: None,
             drawn,
         });
     }
@@ -232,5 +274,9 @@ pub(crate) fn write_all(
 
 /// The names of every figure, for error messages.
 pub(crate) fn names() -> Vec<&'static str> {
-    FIGURES.iter().map(|f| f.0).collect()
+    FIGURES
+        .iter()
+        .map(|f| f.0)
+        .chain(DENSITY_FIGURES.iter().map(|f| f.0))
+        .collect()
 }

@@ -7,6 +7,7 @@
 //! placeholders. So every number in the book is one the run measured, and a number the run lacks
 //! is said to be missing, with the reason.
 
+mod density;
 mod facts;
 mod figures;
 pub mod preprocessor;
@@ -139,6 +140,10 @@ pub fn newest_run(results: &Path) -> Result<PathBuf, BookError> {
     let mut best: Option<(String, PathBuf)> = None;
     for e in entries.flatten() {
         let dir = e.path();
+        // A density run (no samples) is not a run the book can be built around.
+        if !dir.join(crate::store::SAMPLES_FILE).is_file() {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST_FILE)) else {
             continue;
         };
@@ -187,6 +192,17 @@ pub fn merge_vm_run(base: &mut StoredRun, vm_run: &StoredRun) -> usize {
 /// Builds the book from the sources in `book_src` with the figures and numbers of `run`, into
 /// `out` (created if missing; an existing folder must be empty or an earlier book).
 pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltBook, BookError> {
+    build_book_with(run, None, book_src, out)
+}
+
+/// [`build_book`] with the capacity chapter's figures from a density run (`isolab density`);
+/// without one they are said to be missing.
+pub fn build_book_with(
+    run: &StoredRun,
+    density: Option<&crate::density::record::DensityRun>,
+    book_src: &Path,
+    out: &Path,
+) -> Result<BuiltBook, BookError> {
     check_out_dir(out)?;
     std::fs::create_dir_all(out).map_err(io_err("cannot create", out))?;
     let out = out.canonicalize().map_err(io_err("cannot resolve", out))?;
@@ -210,7 +226,7 @@ pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltB
         }
     }
 
-    let figures = figures::draw_all(run)?;
+    let figures = figures::draw_all(run, density)?;
     let src_dir = root.join("src");
     let (written, png_notes) = figures::write_all(&figures, &src_dir)
         .map_err(io_err("cannot write figures in", &src_dir))?;
@@ -232,7 +248,9 @@ pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltB
     config.build.build_dir = out.clone();
     let mut book =
         MDBook::load_with_config(root, config).map_err(|e| BookError::Mdbook(chain(&e)))?;
-    let facts = Arc::new(facts::Facts::new(run));
+    let mut facts = facts::Facts::new(run);
+    facts.density = density::DensityFacts::new(density);
+    let facts = Arc::new(facts);
     book.with_preprocessor(preprocessor::IsolabPreprocessor::new(
         facts,
         Arc::new(figures),

@@ -10,7 +10,9 @@
 //! | `{{isolab:inspect-table}}` | what the `inspect` workload saw, backends side by side |
 //! | `{{isolab:phases BACKEND}}` | the backend's start phases with durations |
 //! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
-//! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
+//! | `{{isolab:capacity-table}}` | from a density run: memory per instance on one meter, how many fit, start under load |
+//! | `{{isolab:density BACKEND WHAT}}` | one figure of a density run (`marginal`, `fixed`, `pss`, `fit`, `cgroup`, `start-p50`, `start-p99`, `start-max`, `beside`, `teardown`, `recovery`, `largest-n`) |
+//! | `{{isolab:density-method}}`, `{{isolab:density-floor}}`, `{{isolab:density-run-id}}` | the density run's method, the container against its floor, its id |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
@@ -151,6 +153,36 @@ impl IsolabPreprocessor {
                 want(0, "capacity-table")?;
                 Ok(block(&f.capacity_table()))
             }
+            "density" => {
+                want(2, "density BACKEND WHAT")?;
+                if !super::density::DENSITY_BACKENDS.contains(&args[0]) {
+                    return Err(format!(
+                        "unknown density backend `{}`; choose from {}",
+                        args[0],
+                        super::density::DENSITY_BACKENDS.join(", ")
+                    ));
+                }
+                if !super::density::DENSITY_VALUES.contains(&args[1]) {
+                    return Err(format!(
+                        "unknown density value `{}`; choose from {}",
+                        args[1],
+                        super::density::DENSITY_VALUES.join(", ")
+                    ));
+                }
+                Ok(f.density.value(args[0], args[1]))
+            }
+            "density-method" => {
+                want(0, "density-method")?;
+                Ok(f.density.method())
+            }
+            "density-floor" => {
+                want(0, "density-floor")?;
+                Ok(f.density.floor_sentence())
+            }
+            "density-run-id" => {
+                want(0, "density-run-id")?;
+                Ok(f.density.run_id())
+            }
             "effects" => {
                 want(0, "effects")?;
                 Ok(block(&f.effects_table()))
@@ -221,8 +253,9 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, effects, aa, manifest, availability, \
-     methodology, caveats, run-id, fact BACKEND KEY"
+     exits-table WORKLOAD, inspect-table, capacity-table, density BACKEND WHAT, density-method, \
+     density-floor, density-run-id, effects, aa, manifest, availability, methodology, caveats, \
+     run-id, fact BACKEND KEY"
         .into()
 }
 

@@ -68,6 +68,9 @@ pub struct DensityArgs {
     /// /proc/meminfo samples per reading of the host (their median, field by field).
     #[arg(long, default_value_t = 5)]
     samples: u32,
+    /// Time between two /proc/meminfo samples of a reading.
+    #[arg(long, default_value = "200ms")]
+    sample_every: String,
     /// Leave out the container's floor (a plain clone into the same namespaces and a cgroup).
     #[arg(long)]
     no_floor: bool,
@@ -155,6 +158,7 @@ pub fn execute(args: DensityArgs) -> Result<ExitCode> {
         recovery_limit: duration(&args.recovery, "--recovery")?,
         ready_timeout: duration(&args.ready_timeout, "--ready-timeout")?,
         samples: args.samples,
+        sample_every: duration(&args.sample_every, "--sample-every")?,
         limits: SandboxLimits {
             memory_mib: args.memory_mib,
             ..SandboxLimits::default()

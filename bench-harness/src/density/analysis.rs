@@ -107,6 +107,10 @@ pub struct PerCount {
     pub drop_mib: Option<MedianCi>,
     /// PSS per instance, MiB, over the rounds.
     pub pss_mib: Option<MedianCi>,
+    /// How much the host's *other* processes' anonymous memory grew meanwhile, ÷ N, MiB: the
+    /// noise a shared host put on the drop (near 0 on a quiet host).
+    #[serde(default)]
+    pub others_anon_mib: Option<MedianCi>,
     /// The cgroup's view: charged per instance now, MiB (containers).
     pub cgroup_mib: Option<MedianCi>,
     /// The drop's parts from /proc/meminfo, MiB per instance (medians over the rounds).
@@ -258,6 +262,7 @@ fn per_count(count: usize, rounds: &[&RoundRecord]) -> PerCount {
     let drop = per(&|r| Some(mib(r.drop_kib()? as f64) / r.ready as f64));
     let pss = per(&|r| Some(mib(r.pss_total_kib()? as f64) / r.pss_kib.len() as f64));
     let cgroup = per(&|r| Some(mib(r.cgroup?.charged_kib as f64) / r.ready as f64));
+    let others = per(&|r| Some(mib(r.others_anon_kib()?) / r.ready as f64));
     let components = COMPONENTS
         .iter()
         .filter_map(|(name, field)| {
@@ -304,6 +309,7 @@ fn per_count(count: usize, rounds: &[&RoundRecord]) -> PerCount {
         rounds: measured.len(),
         drop_mib: ci(&drop),
         pss_mib: ci(&pss),
+        others_anon_mib: ci(&others),
         cgroup_mib: ci(&cgroup),
         components,
         start: Percentiles::of(&starts, last),

@@ -148,16 +148,20 @@ pub fn read_settled(samples: u32, every: std::time::Duration) -> Option<Reading>
     })
 }
 
-/// `Pss` of one process, KiB, from `/proc/PID/smaps_rollup`; `None` if it is gone or unreadable.
-pub fn pss_kib(pid: i32) -> Option<u64> {
+/// `Pss` and `Anonymous` of one process, KiB, from `/proc/PID/smaps_rollup`; `None` if it is
+/// gone or unreadable.
+pub fn pss_anon_kib(pid: i32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    parse_pss(&text)
+    Some((
+        parse_kib(&text, "Pss")?,
+        parse_kib(&text, "Anonymous").unwrap_or(0),
+    ))
 }
 
-/// The `Pss:` line of smaps_rollup text, KiB.
-pub fn parse_pss(text: &str) -> Option<u64> {
+/// A `Key:   N kB` line of smaps_rollup text, KiB.
+pub fn parse_kib(text: &str, key: &str) -> Option<u64> {
     text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
@@ -214,8 +218,9 @@ PageTables:        20000 kB\nSecPageTables:        16 kB\nPercpu:            500
         let t =
             "00400000-7ffd [rollup]\nRss:                1480 kB\nPss:                 371 kB\n\
 Pss_Dirty:           100 kB\nPss_Anon:            100 kB\n";
-        assert_eq!(parse_pss(t), Some(371));
-        assert_eq!(parse_pss("Rss: 1 kB\n"), None);
-        assert!(pss_kib(std::process::id() as i32).is_some_and(|k| k > 0));
+        assert_eq!(parse_kib(t, "Pss"), Some(371));
+        assert_eq!(parse_kib(t, "Pss_Anon"), Some(100));
+        assert_eq!(parse_kib("Rss: 1 kB\n", "Pss"), None);
+        assert!(pss_anon_kib(std::process::id() as i32).is_some_and(|(p, a)| p > 0 && a > 0));
     }
 }

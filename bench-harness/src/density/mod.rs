@@ -50,6 +50,10 @@ use instance::{Kind, Launcher};
 use ksm::{KsmMode, KsmState};
 use record::{BackendEntry, DensityManifest, Parallel, RoundWriter, Stop};
 
+pub(crate) use charts::{
+    components as charts_components, memory as charts_memory, start as charts_start,
+};
+
 /// Why `--backend vm` is refused today.
 pub const VM_REFUSAL: &str = "density of VMs needs each VM to be its own VMM process (issue 12: \
 the VMM as its own process); today the VMM runs inside isolab's process, so a VM's memory cannot \
@@ -88,6 +92,8 @@ pub struct DensityOptions {
     pub ready_timeout: Duration,
     /// Samples per reading of the host.
     pub samples: u32,
+    /// Time between two samples of a reading.
+    pub sample_every: Duration,
     /// The container's sandbox (its cgroup's limits).
     pub limits: SandboxLimits,
     /// The container's seccomp filter.
@@ -304,6 +310,13 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
         limits: opts.limits,
         open_files,
         stops: Vec::new(),
+        places: places
+            .record()
+            .folders
+            .iter()
+            .chain(&places.record().cgroups)
+            .cloned()
+            .collect(),
     };
     writer.write_manifest(&manifest)?;
     let ctx = PrepareContext {
@@ -439,6 +452,7 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
                     ready_timeout: opts.ready_timeout,
                     recovery_limit: opts.recovery_limit,
                     samples: opts.samples,
+                    sample_every: opts.sample_every,
                 };
                 let rec = round::run(&pool, &plan, progress);
                 writer.append(&rec)?;
@@ -503,7 +517,7 @@ fn round_line(r: &record::RoundRecord) -> String {
     );
     if let Some(d) = r.drop_kib() {
         s.push_str(&format!(
-            ", MemAvailable −{:.1} MiB ({:.2} MiB each)",
+            ", MemAvailable drop {:.1} MiB ({:.2} MiB each)",
             d as f64 / 1024.0,
             d as f64 / 1024.0 / r.ready.max(1) as f64
         ));

@@ -137,6 +137,10 @@ pub struct DensityManifest {
     pub open_files: (u64, u64),
     /// Why backends stopped before the largest N.
     pub stops: Vec<Stop>,
+    /// The places the run made on the host (its folders and cgroups, as its registry entry
+    /// recorded them), all removed when it ended.
+    #[serde(default)]
+    pub places: Vec<PathBuf>,
 }
 
 /// One instance's start.
@@ -193,6 +197,11 @@ pub struct RoundRecord {
     pub settled_s: f64,
     /// PSS of every process of every ready instance, KiB, in instance order.
     pub pss_kib: Vec<u64>,
+    /// Anonymous memory of every process of every ready instance, KiB, summed: with the growth of
+    /// the host's AnonPages it tells how much the *other* processes of the host moved meanwhile
+    /// (the noise a shared host puts on the drop).
+    #[serde(default)]
+    pub instances_anon_kib: Option<u64>,
     /// Their cgroups' view, summed (containers only).
     pub cgroup: Option<CgroupTotals>,
     /// KSM after it settled (`--ksm on`).
@@ -244,6 +253,13 @@ impl RoundRecord {
     /// the host gave back more than the instances took).
     pub fn drop_kib(&self) -> Option<i64> {
         Some((-self.delta_kib(|m| m.mem_available)?).round() as i64)
+    }
+
+    /// How much the anonymous memory of the host's other processes grew during the round, KiB
+    /// (drift taken out): the host's AnonPages growth minus the instances' own. Large against
+    /// the drop means the round measured the rest of the host as much as the instances.
+    pub fn others_anon_kib(&self) -> Option<f64> {
+        Some(self.delta_kib(|m| m.anon)? - self.instances_anon_kib? as f64)
     }
 
     /// The drop against the reading before alone, KiB (drift left in).
@@ -426,6 +442,7 @@ mod tests {
             after,
             settled_s: 1.0,
             pss_kib: vec![100; 10],
+            instances_anon_kib: Some(120),
             cgroup: None,
             ksm: None,
             starts: Vec::new(),
@@ -449,6 +466,7 @@ mod tests {
         assert_eq!(r.raw_drop_kib(), Some(-50), "the drift hides the instances");
         assert_eq!(r.drop_kib(), Some(150));
         assert_eq!(r.delta_kib(|m| m.anon), Some(150.0));
+        assert_eq!(r.others_anon_kib(), Some(30.0));
         // Without a reading after, the reading before is all there is.
         let r = round(Some(reading(9_850, 650, 12.0)), None);
         assert_eq!(r.drop_kib(), Some(150));

@@ -244,6 +244,7 @@ fn per_n_rows(s: &Summary) -> Vec<Vec<String>> {
                 c.count.to_string(),
                 c.rounds.to_string(),
                 mib_ci(&c.drop_mib),
+                c.others_anon_mib.map_or("-".into(), |m| fmt_num(m.median)),
                 mib_ci(&c.pss_mib),
                 mib_ci(&c.cgroup_mib),
                 p50,
@@ -265,11 +266,12 @@ fn per_n_rows(s: &Summary) -> Vec<Vec<String>> {
     rows
 }
 
-const PER_N: [&str; 14] = [
+const PER_N: [&str; 15] = [
     "backend",
     "N",
     "rounds",
     "drop/N MiB",
+    "others' anon/N",
     "PSS/N MiB",
     "cgroup view/N MiB",
     "start p50 ms",
@@ -327,6 +329,25 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
                 ));
             }
         }
+    }
+    let noisy: Vec<String> = s
+        .backends
+        .iter()
+        .flat_map(|b| b.counts.iter().map(move |c| (b, c)))
+        .filter(|(_, c)| match (c.others_anon_mib, c.drop_mib) {
+            (Some(o), Some(d)) => o.median.abs() > 0.25 * d.median.abs().max(0.01),
+            _ => false,
+        })
+        .map(|(b, c)| format!("{} N = {}", b.backend.label(), c.count))
+        .collect();
+    if !noisy.is_empty() {
+        out.push(format!(
+            "The host's other processes moved their anonymous memory by more than a quarter of \
+             the drop meanwhile ({}): those drops measure the rest of the host as much as the \
+             instances; their intervals say how much. Trust the largest N and PSS most, or \
+             measure on a quieter host.",
+            noisy.join(", ")
+        ));
     }
     if let (Some(c), Some(f)) = (s.of(Kind::Container), s.of(Kind::Floor)) {
         if let (Some(a), Some(b)) = (c.marginal, f.marginal) {

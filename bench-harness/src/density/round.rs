@@ -148,6 +148,8 @@ pub(crate) struct RoundPlan {
     pub recovery_limit: Duration,
     /// Samples per reading of the host.
     pub samples: u32,
+    /// Time between two samples of a reading.
+    pub sample_every: Duration,
 }
 
 /// What the round tells its caller as it goes (progress), and whether to stop.
@@ -160,12 +162,10 @@ pub(crate) trait Progress {
     fn interrupted(&self) -> bool;
 }
 
-const SAMPLE_EVERY: Duration = Duration::from_millis(200);
-
 /// Runs one round. Every instance started is gone when it returns.
 pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> RoundRecord {
     pool.cancel.store(false, Ordering::SeqCst);
-    let baseline = read_host(plan.samples);
+    let baseline = read_host(plan.samples, plan.sample_every);
     let mut rec = RoundRecord {
         backend: plan.backend,
         count: plan.count,
@@ -177,6 +177,7 @@ pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Rou
         after: None,
         settled_s: 0.0,
         pss_kib: Vec::new(),
+        instances_anon_kib: None,
         cgroup: None,
         ksm: None,
         starts: Vec::new(),
@@ -201,16 +202,21 @@ pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Rou
             rec.ksm = ksm::settle(limit, &|| progress.interrupted());
         }
         rec.settled_s = settle_from.elapsed().as_secs_f64();
-        rec.loaded = Some(read_host(plan.samples));
+        rec.loaded = Some(read_host(plan.samples, plan.sample_every));
+        let mut anon = 0;
         rec.pss_kib = ready
             .iter()
             .map(|i| {
-                i.processes()
+                let (pss, a) = i
+                    .processes()
                     .into_iter()
-                    .filter_map(meter::pss_kib)
-                    .sum::<u64>()
+                    .filter_map(meter::pss_anon_kib)
+                    .fold((0, 0), |(p, a), (pp, aa)| (p + pp, a + aa));
+                anon += a;
+                pss
             })
             .collect();
+        rec.instances_anon_kib = Some(anon);
         rec.cgroup = cgroup_totals(&ready);
         for _ in 0..plan.beside {
             if progress.interrupted() {
@@ -260,7 +266,7 @@ pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Rou
         std::thread::sleep(Duration::from_millis(50));
     }
     if rec.loaded.is_some() {
-        rec.after = Some(read_host(plan.samples));
+        rec.after = Some(read_host(plan.samples, plan.sample_every));
     }
     rec
 }
@@ -273,8 +279,8 @@ fn recovery_tolerance(rec: &RoundRecord) -> u64 {
     (hi - lo).max(1024).max(drop / 50)
 }
 
-fn read_host(samples: u32) -> Reading {
-    meter::read_settled(samples, SAMPLE_EVERY).unwrap_or(Reading {
+fn read_host(samples: u32, every: Duration) -> Reading {
+    meter::read_settled(samples, every).unwrap_or(Reading {
         meminfo: meter::Meminfo::default(),
         available_range: (0, 0),
         samples: 0,

@@ -4,7 +4,6 @@
 //! - `start_timeline`: one stacked bar per backend, segments = phases of the `noop` workload's
 //!   timeline (median duration of each phase across samples);
 //! - `ratio_to_native`: every workload's metric as ratio to native, with 95% whiskers (log scale);
-//! - `memory_per_instance`: host-side memory of one sandbox, stacked by component;
 //! - `io_latency`: p50/p99 latencies of the I/O workloads, per backend, with 95% whiskers;
 //! - `vm_exits`: VM exits per trial, stacked by exit reason;
 //! - `vm_exits_per_op`: VM exits per operation of each workload (per 4 KiB random read and
@@ -153,12 +152,15 @@ pub(crate) fn short(x: f64) -> String {
 pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let mut charts = Vec::new();
     let mut notes = Vec::new();
-    let builders: [(&'static str, Builder); 8] = [
+    // No "memory per instance" chart: a trial's memory figures are each backend's own meter
+    // (native peak RSS, the container's cgroup, the VM's guest RAM and VMM), which one chart
+    // would set side by side as one quantity. `isolab density` measures memory per instance on
+    // one meter for every backend, and its report draws it.
+    let builders: [(&'static str, Builder); 7] = [
         ("start_timeline", timeline),
         ("ratio_to_native", ratios),
         ("factor_effects", factor_effects),
         ("aa_check", aa_check),
-        ("memory_per_instance", memory),
         ("io_latency", io_latency),
         ("vm_exits", exits),
         ("vm_exits_per_op", exits_per_op),
@@ -548,94 +550,6 @@ pub(crate) fn aa_check(
             palette: true,
         },
         ratio_range(&groups).log_scale(),
-    )?;
-    Ok(Ok(Chart { name, title, svg }))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Memory per instance.
-
-/// Groups of host memory metrics that add up to one sandbox, in order of preference: a backend
-/// is drawn with the first group it has any metric of, so nothing is counted twice.
-const MEMORY_GROUPS: [&[(&str, &str)]; 4] = [
-    &[
-        ("host.guest_ram_touched", "guest RAM touched"),
-        ("host.vmm_overhead", "VMM overhead"),
-    ],
-    &[
-        ("host.mem_anon", "anonymous memory"),
-        ("host.mem_file", "page cache (file)"),
-        ("host.mem_kernel", "kernel memory"),
-    ],
-    &[("host.peak_rss", "peak RSS")],
-    &[("host.peak_memory", "peak memory (cgroup)")],
-];
-
-pub(crate) fn memory(
-    view: &View<'_>,
-    name: &'static str,
-) -> Result<Result<Chart, String>, ReportError> {
-    let is_mem = |m: &str| MEMORY_GROUPS.iter().any(|g| g.iter().any(|(n, _)| *n == m));
-    // The idle sandbox (noop) if it was measured, else the first workload with memory metrics.
-    let workload = view
-        .workloads
-        .iter()
-        .filter(|w| {
-            count_samples(view)
-                .any(|s| &s.workload == *w && s.metrics.iter().any(|m| is_mem(&m.name)))
-        })
-        .min_by_key(|w| kind_of(view, w) != "noop")
-        .cloned();
-    let Some(workload) = workload else {
-        return Ok(Err("no sample has host memory metrics".into()));
-    };
-    let samples: Vec<&Sample> = count_samples(view)
-        .filter(|s| s.workload == workload)
-        .collect();
-    let labels = sorted_labels(samples.iter().map(|s| backend_label(s)));
-    let mut rows = Vec::new();
-    for label in labels {
-        let mine: Vec<&Sample> = samples
-            .iter()
-            .copied()
-            .filter(|s| backend_label(s) == label)
-            .collect();
-        let values = |metric: &str| -> Vec<f64> {
-            mine.iter()
-                .filter_map(|s| s.metrics.iter().find(|m| m.name == metric))
-                .filter_map(|m| to_mib(m.value, &m.unit))
-                .collect()
-        };
-        let Some(group) = MEMORY_GROUPS
-            .iter()
-            .find(|g| g.iter().any(|(n, _)| !values(n).is_empty()))
-        else {
-            continue;
-        };
-        let segments: Vec<(String, f64)> = group
-            .iter()
-            .filter_map(|(n, human)| median(&values(n)).map(|v| ((*human).to_string(), v)))
-            .collect();
-        rows.push(StackRow {
-            n: Some(mine.len()),
-            swatch: Some(backend_colour(&label, &view.columns)),
-            label,
-            segments,
-        });
-    }
-    if rows.is_empty() {
-        return Ok(Err(
-            "no sample has host memory metrics in a size unit".into()
-        ));
-    }
-    let title = format!("Host memory per instance ({workload} workload, medians across trials)");
-    let svg = stacked(
-        name,
-        &title,
-        "memory on the host for one sandbox (MiB)",
-        "MiB",
-        rows,
-        "component:",
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }

@@ -80,11 +80,6 @@ fn caption(name: &str) -> &'static str {
              its whisker from 1 is noise. Effects and ratios closer to 1 than these whiskers \
              reach cannot be told from noise on this host."
         }
-        "memory_per_instance" => {
-            "Memory one sandbox costs on the host: for the VM the guest RAM it touched plus the \
-             VMM's own; for the container the cgroup's anonymous, page-cache and kernel memory; \
-             natively the process's peak RSS."
-        }
         "io_latency" => {
             "Latency percentiles reported by the I/O workloads (p50 = typical, p99 = tail), \
              median across trials with its confidence interval."

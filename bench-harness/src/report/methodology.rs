@@ -172,6 +172,27 @@ pub(crate) fn paragraph(view: &View<'_>) -> String {
 }
 
 /// Everything a reader must know before trusting a number of this run.
+/// Memory metrics of a trial and the meter each is.
+const MEMORY_METERS: [(&str, &str); 4] = [
+    (
+        "host.peak_rss",
+        "host.peak_rss: the native process's peak resident set",
+    ),
+    (
+        "host.cgroup_peak",
+        "host.cgroup_*: what the container's memory cgroup charged, whose peak moves in per-CPU \
+         charge batches and is not a footprint",
+    ),
+    (
+        "host.guest_ram_touched",
+        "host.guest_ram_touched: guest RAM the VM's guest touched",
+    ),
+    (
+        "host.vmm_overhead",
+        "host.vmm_overhead: the VMM process's memory outside guest RAM",
+    ),
+];
+
 pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
     let m = view.manifest();
     let mut c = Vec::new();
@@ -190,6 +211,26 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
              and was skipped."
                 .into(),
         );
+    }
+    // Each backend's memory figures come from its own meter: say so wherever they are shown.
+    let meters: Vec<&str> = MEMORY_METERS
+        .iter()
+        .filter(|(metric, _)| {
+            view.run
+                .samples
+                .iter()
+                .any(|s| s.metrics.iter().any(|x| x.name == *metric))
+        })
+        .map(|(_, meter)| *meter)
+        .collect();
+    if !meters.is_empty() {
+        c.push(format!(
+            "Memory figures of this run are each backend's own meter ({}), not one quantity: \
+             never compare them across backends. `isolab density` measures memory per instance \
+             with one meter for every backend (the host's MemAvailable drop over N instances, and \
+             PSS).",
+            meters.join("; ")
+        ));
     }
     let present = backends_present(view);
     for b in &m.suite.backends {

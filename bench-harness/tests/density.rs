@@ -1,0 +1,327 @@
+//! `isolab density`: the analysis and reports of a stored density run (synthetic, with known
+//! costs), and a real density run of native and container instances (as root) that must leave
+//! nothing behind, also when it is killed with `kill -9` (then `isolab doctor --clean`).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use bench_harness::density::analysis;
+use bench_harness::density::instance::Kind;
+use bench_harness::density::render;
+use bench_harness::report::ReportFormat;
+
+#[test]
+fn the_analysis_recovers_the_known_costs_with_intervals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = common::density_run(tmp.path());
+    let s = analysis::summarise(&run);
+    for &(kind, per, pss, start) in &common::DENSITY_COSTS {
+        let b = s.of(kind).unwrap();
+        let m = b.marginal.unwrap();
+        // The host's drift (1000 KiB/s) is taken out: the slope is the cost, exactly.
+        assert!(
+            (m.per_instance_kib - per).abs() < 1e-6,
+            "{kind:?}: {m:?} (drift left in?)"
+        );
+        assert!(m.lo <= per && per <= m.hi && m.hi - m.lo < 20.0, "{m:?}");
+        assert!((m.fixed_kib - 2000.0).abs() < 1e-6, "{m:?}");
+        let p = b.pss_marginal.unwrap();
+        assert!((p.per_instance_kib - pss as f64).abs() < 1e-6);
+        let fit = b.fit.unwrap();
+        // (available at the baselines − 10% of 16 GiB − fixed) ÷ marginal.
+        assert!(fit.lo <= fit.instances && Some(fit.instances) <= fit.hi);
+        let largest = b.counts.last().unwrap();
+        assert_eq!(largest.count, 100);
+        let st = largest.start.unwrap();
+        assert_eq!(st.n, 300);
+        assert!((st.p50 - (start + 0.49)).abs() < 0.02, "{st:?}");
+        // Drop ÷ N at N = 100 is the cost plus the fixed cost's share.
+        let d = largest.drop_mib.unwrap();
+        assert!((d.median - (per + 20.0) / 1024.0).abs() < 1e-6, "{d:?}");
+    }
+    let c = s.of(Kind::Container).unwrap();
+    let f = s.of(Kind::Floor).unwrap();
+    assert!(analysis::agree(&c.marginal.unwrap(), &f.marginal.unwrap()) == false);
+    assert!(c.counts[2].cgroup_mib.unwrap().median == 0.25);
+    assert!(s.of(Kind::Native).unwrap().counts[2].cgroup_mib.is_none());
+}
+
+#[test]
+fn every_report_format_renders_a_density_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = common::density_run(tmp.path());
+    let term = render::render(&run, ReportFormat::Term).unwrap();
+    for want in [
+        "marginal MiB/instance",
+        "container floor",
+        "0.8789 [",
+        "instances that fit",
+        "cgroup view",
+        "do not agree",
+    ] {
+        assert!(term.contains(want), "{want} missing:\n{term}");
+    }
+    let html = render::render(&run, ReportFormat::Html).unwrap();
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    roxmltree::Document::parse_with_options(&html, opts).unwrap();
+    for chart in [
+        "Host memory per instance vs N",
+        "Start latency vs N",
+        "What grew",
+    ] {
+        assert!(html.contains(chart), "{chart} missing");
+    }
+    let csv = render::render(&run, ReportFormat::Csv).unwrap();
+    // One line per round and one per instance start, plus the header.
+    assert_eq!(csv.lines().count(), 1 + 27 + 3 * 3 * 111);
+    let json: serde_json::Value =
+        serde_json::from_str(&render::render(&run, ReportFormat::Json).unwrap()).unwrap();
+    assert_eq!(json["manifest"]["kind"], "density");
+    assert!(json["summary"]["backends"][0]["marginal"]["per_instance_kib"].is_number());
+    for f in [ReportFormat::Md, ReportFormat::Latex] {
+        assert!(render::render(&run, f).unwrap().contains("container"));
+    }
+}
+
+const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
+
+fn agent() -> std::path::PathBuf {
+    workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The tests that run isolab switch KSM (host-wide) and clean dead runs: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "density runs containers and makes cgroups: run the tests as root"
+    );
+}
+
+fn ksm_run() -> String {
+    std::fs::read_to_string(bench_harness::density::ksm::KSM_RUN)
+        .expect("this host has KSM (/sys/kernel/mm/ksm)")
+        .trim()
+        .to_owned()
+}
+
+/// The `--ksm` value that changes this host's setting (so the run must put it back).
+fn flipped_ksm() -> &'static str {
+    if ksm_run() == "1" {
+        "off"
+    } else {
+        "on"
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Files and processes a run made that must be gone: its places (from the manifest), and no
+/// process of the agent whose parent is gone or is the test.
+fn assert_nothing_left(places: &[std::path::PathBuf]) {
+    assert!(!places.is_empty(), "the manifest names the run's places");
+    for p in places {
+        assert!(!p.exists(), "{} was left behind", p.display());
+    }
+}
+
+/// A small density run as CI makes it: native, container and the container's floor at N up to
+/// 20, with KSM switched for the run. Every instance gets ready, the report has intervals, and
+/// afterwards nothing is left: no folder, no cgroup, no registry entry, KSM as the host had it.
+#[test]
+fn a_small_density_run_measures_every_backend_and_leaves_nothing() {
+    require_root();
+    let _one = serial();
+    let before = ksm_run();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let o = std::process::Command::new(ISOLAB)
+        .args([
+            "density",
+            "--backend",
+            "native,container",
+            "--count",
+            "1,20",
+            "--rounds",
+            "2",
+            "--beside",
+            "1",
+            "--settle",
+            "300ms",
+            "--recovery",
+            "2s",
+            "--samples",
+            "3",
+            "--sample-every",
+            "50ms",
+            "--ksm",
+            flipped_ksm(),
+            "--ksm-settle",
+            "2s",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--io-dir")
+        .arg(tmp.path())
+        .env("ISOLAB_AGENT", agent())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("marginal MiB/instance") && stdout.contains("container floor"));
+    assert_eq!(ksm_run(), before, "KSM was not put back");
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let run = bench_harness::density::record::load(&dir).unwrap();
+    assert_eq!(run.rounds.len(), 3 * 2 * 2, "{stdout}");
+    for r in &run.rounds {
+        assert_eq!(
+            r.ready, r.count,
+            "{:?} N={}: {:?}",
+            r.backend, r.count, r.stopped
+        );
+        assert!(r.left_behind.is_empty(), "{:?}", r.left_behind);
+        assert!(r.loaded.is_some() && r.after.is_some());
+        assert_eq!(r.pss_kib.len(), r.count);
+        assert!(r.pss_kib.iter().all(|&p| p > 0));
+        assert!(r.teardown_ms.is_some());
+        assert_eq!(r.beside_ms.len(), 1);
+        assert_eq!(r.cgroup.is_some(), r.backend == Kind::Container);
+    }
+    let s = analysis::summarise(&run);
+    for k in [Kind::Native, Kind::Container, Kind::Floor] {
+        let b = s.of(k).unwrap();
+        let m = b.marginal.unwrap();
+        assert!(
+            m.lo <= m.per_instance_kib && m.per_instance_kib <= m.hi,
+            "{m:?}"
+        );
+        let p = b.pss_marginal.unwrap();
+        assert!(p.per_instance_kib > 0.0, "{p:?}");
+        assert!(b.counts.iter().all(|c| c.start.is_some()));
+    }
+    // The container's phases are there.
+    let phases = &s.of(Kind::Container).unwrap().counts[0].phases;
+    assert!(
+        phases.iter().any(|(n, _)| n == "root_pivoted"),
+        "{phases:?}"
+    );
+    assert_nothing_left(&run.manifest.places);
+    let registry = bench_harness::run_places::Registry::default();
+    assert!(
+        !registry
+            .records()
+            .iter()
+            .any(|(_, r)| r.run_id == run.manifest.run_id),
+        "the registry entry is left"
+    );
+    // `isolab report` renders it, charts included.
+    let o = std::process::Command::new(ISOLAB)
+        .args(["report", "--format", "html", "--charts"])
+        .arg(tmp.path().join("charts"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("Host memory per instance vs N"));
+    assert!(tmp.path().join("charts/density_memory.svg").is_file());
+}
+
+/// `kill -9` of isolab in the middle of a density run with KSM switched: the instances die with
+/// it (parent-death signal), and `isolab doctor --clean` removes what is left and puts KSM back.
+#[test]
+fn kill_9_then_doctor_clean_leaves_nothing_and_puts_ksm_back() {
+    require_root();
+    let _one = serial();
+    let before = ksm_run();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let mut child = std::process::Command::new(ISOLAB)
+        .args([
+            "density",
+            "--backend",
+            "native,container",
+            "--count",
+            "20",
+            "--rounds",
+            "50",
+            "--settle",
+            "2s",
+            "--ksm",
+            flipped_ksm(),
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--io-dir")
+        .arg(tmp.path())
+        .env("ISOLAB_AGENT", agent())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until its first round has instances up (it settles 2 s with them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let manifest = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        let m = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path().join("manifest.json")).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        if let Some(m) = m.filter(|m| m["backends"][0]["available"] == true) {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_ne!(ksm_run(), before, "the run switched KSM");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let places: Vec<std::path::PathBuf> = manifest["places"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().into())
+        .collect();
+    assert!(
+        places.iter().any(|p| p.exists()),
+        "a kill leaves places to clean"
+    );
+    let o = std::process::Command::new(ISOLAB)
+        .args(["doctor", "--clean"])
+        .env("ISOLAB_AGENT", agent())
+        .output()
+        .unwrap();
+    let said = text(&o.stdout);
+    assert!(said.contains("removed"), "{said}");
+    assert!(said.contains("/sys/kernel/mm/ksm/run"), "{said}");
+    assert_nothing_left(&places);
+    assert_eq!(ksm_run(), before, "doctor --clean did not put KSM back");
+}
