@@ -39,6 +39,7 @@ pub mod process;
 pub mod rootfs;
 mod running;
 pub mod seccomp;
+mod seccomp_tree;
 pub mod timeline;
 pub mod userns;
 

@@ -823,10 +823,6 @@ fn child_main(
         stamp(report, 0);
         enter_cgroup_namespace(report);
     }
-    // Groups, keyring and open-files limit, like the mounts before pivot_root.
-    if let Err((step, e)) = plan.mounts.confine.apply_process() {
-        fail(report, step, e);
-    }
     match plan.mounts.enter(plan.scratch_tree) {
         Ok(moved) => report.moved_root.store(u32::from(moved), Ordering::Release),
         Err((step, e)) => fail(report, step, e),
@@ -856,6 +852,13 @@ fn child_main(
             CLOSE_RANGE_CLOEXEC,
         )
     };
+    // Groups, keyring and the open-files limit, before the capabilities go. After the mounts:
+    // until exec the child holds a copy of every descriptor of its parent (close-on-exec), and
+    // an isolab that runs a thousand containers holds thousands, so under a limit of 1024 the
+    // mounts could open nothing more (EMFILE).
+    if let Err((step, e)) = plan.mounts.confine.apply_process() {
+        fail(report, step, e);
+    }
     // A session of its own: a Ctrl-C on isolab's terminal goes to isolab, which then ends the
     // container deliberately (`interrupt_all`), instead of reaching the workload's children.
     // SAFETY: setsid takes no arguments; the child is not a process-group leader, so it succeeds.

@@ -139,3 +139,36 @@ fn handles_move_between_threads() {
     sync::<container_backend::Runtime>();
     sync::<Floor>();
 }
+
+/// A runtime that runs many containers holds many descriptors, and every child holds a copy of
+/// them until it execs: the container's own open-files limit (1024) must not stop its setup.
+#[test]
+fn a_container_starts_while_its_parent_holds_thousands_of_descriptors() {
+    let (rt, dir) = common::agent_runtime("many-fds");
+    let mut was = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut was) }, 0);
+    assert!(
+        was.rlim_max >= 4096,
+        "this test needs a hard open-files limit of 4096 (is {})",
+        was.rlim_max
+    );
+    let raised = libc::rlimit {
+        rlim_cur: was.rlim_max,
+        rlim_max: was.rlim_max,
+    };
+    // SAFETY: setrlimit reads one rlimit struct that lives for the call.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) }, 0);
+    let held: Vec<std::fs::File> = (0..2000)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let (report, result) = common::run_agent(&rt, Workload::Noop);
+    drop(held);
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &was) };
+    assert!(result.is_ok(), "{:?}\n{}", report.exit, report.stderr_tail);
+    common::finish(rt, dir);
+}

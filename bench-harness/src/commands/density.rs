@@ -60,7 +60,7 @@ pub struct DensityArgs {
     #[arg(long, default_value = "120s")]
     ksm_settle: String,
     /// Wait at most this long for MemAvailable to come back after each teardown.
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "10s")]
     recovery: String,
     /// An instance not ready after this long has failed.
     #[arg(long, default_value = "60s")]

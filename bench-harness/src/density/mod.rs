@@ -198,20 +198,33 @@ fn launcher(
     })
 }
 
-/// Per-instance memory estimate after a round, KiB: the largest of its PSS, its cgroup's charge
-/// and (at N ≥ 10, where the host's noise matters less) its share of the drop, plus a quarter.
-fn estimate_kib(r: &record::RoundRecord) -> Option<f64> {
-    if r.ready == 0 {
+/// What one more instance needs, KiB, from the rounds of one N: the largest of the medians of
+/// its PSS, its cgroup's charge and (from N = 50 on, where a busy host's noise is spread over
+/// enough instances) its share of the MemAvailable drop, plus a quarter; at least 64 KiB.
+fn estimate_kib(rounds: &[record::RoundRecord]) -> Option<f64> {
+    let med = |v: Vec<f64>| crate::stats::median_sorted(&crate::stats::sorted_finite(&v));
+    let ready: Vec<&record::RoundRecord> = rounds.iter().filter(|r| r.ready > 0).collect();
+    if ready.is_empty() {
         return None;
     }
-    let n = r.ready as f64;
-    let pss = r.pss_total_kib().map_or(0.0, |p| p as f64 / n);
-    let cg = r.cgroup.map_or(0.0, |c| c.charged_kib as f64 / n);
-    let drop = match r.drop_kib() {
-        Some(d) if r.ready >= 10 => d.max(0) as f64 / n,
-        _ => 0.0,
-    };
-    Some(1.25 * pss.max(cg).max(drop).max(64.0))
+    let pss = med(ready
+        .iter()
+        .filter_map(|r| Some(r.pss_total_kib()? as f64 / r.ready as f64))
+        .collect());
+    let cg = med(ready
+        .iter()
+        .filter_map(|r| Some(r.cgroup?.charged_kib as f64 / r.ready as f64))
+        .collect());
+    let drop = med(ready
+        .iter()
+        .filter(|r| r.ready >= 50)
+        .filter_map(|r| Some(r.drop_kib()?.max(0) as f64 / r.ready as f64))
+        .collect());
+    let most = [pss, cg, drop]
+        .into_iter()
+        .flatten()
+        .fold(64.0f64, f64::max);
+    Some(1.25 * most)
 }
 
 /// Runs a density measurement to its end or to Ctrl-C.
@@ -384,6 +397,7 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
         };
         let mut estimate: Option<f64> = None;
         for &count in &opts.counts {
+            let mut this_count = Vec::new();
             if crate::interrupt::requested() {
                 status = RunStatus::Interrupted;
                 break 'backends;
@@ -408,10 +422,10 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
                 let need = per * count as f64;
                 if available as f64 - need < headroom as f64 {
                     let reason = format!(
-                        "refused: {count} instances need about {:.0} MiB ({count} × {:.2} MiB, \
-                         from the rounds so far plus 25%), MemAvailable is {} MiB and the \
-                         headroom is {} MiB ({}% of {} MiB); use a smaller --count or a lower \
-                         --headroom",
+                        "refused: {count} instances need about {:.0} MiB ({count} × {:.2} MiB: \
+                         the previous N's PSS, cgroup charge or MemAvailable drop per instance, \
+                         plus 25%), MemAvailable is {} MiB and the headroom is {} MiB ({}% of \
+                         {} MiB); use a smaller --count or a lower --headroom",
                         need / 1024.0,
                         per / 1024.0,
                         available / 1024,
@@ -457,9 +471,6 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
                 let rec = round::run(&pool, &plan, progress);
                 writer.append(&rec)?;
                 progress.note(&round_line(&rec));
-                if let Some(e) = estimate_kib(&rec) {
-                    estimate = Some(estimate.map_or(e, |old: f64| old.max(e)));
-                }
                 if !rec.left_behind.is_empty() {
                     progress.note(&format!(
                         "warning: the teardown left: {}",
@@ -479,6 +490,10 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
                     }
                     continue 'backends;
                 }
+                this_count.push(rec);
+            }
+            if let Some(e) = estimate_kib(&this_count) {
+                estimate = Some(e);
             }
         }
         drop(pool);
@@ -621,6 +636,61 @@ mod tests {
         assert!(parse_parallel("0").is_err());
         assert_eq!(Parallel::At(8).for_count(3), 3);
         assert_eq!(Parallel::All.for_count(1000), 1000);
+    }
+
+    fn round(ready: usize, drop_kib: u64, pss_each: u64) -> record::RoundRecord {
+        use meter::{Meminfo, Reading};
+        let reading = |available: u64| Reading {
+            meminfo: Meminfo {
+                mem_available: available,
+                ..Meminfo::default()
+            },
+            available_range: (available, available),
+            samples: 1,
+            at_s: 0.0,
+        };
+        record::RoundRecord {
+            backend: Kind::Container,
+            count: ready,
+            round: 0,
+            parallel: 1,
+            ready,
+            baseline: reading(10_000_000),
+            loaded: Some(reading(10_000_000 - drop_kib)),
+            after: None,
+            settled_s: 0.0,
+            pss_kib: vec![pss_each; ready],
+            instances_anon_kib: None,
+            cgroup: None,
+            ksm: None,
+            starts: Vec::new(),
+            storm_ms: None,
+            beside_ms: Vec::new(),
+            teardown_ms: None,
+            recovery_ms: None,
+            recovery_short_kib: None,
+            left_behind: Vec::new(),
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn the_estimate_ignores_a_noisy_drop_at_small_n() {
+        // 200 MiB of someone else's memory at N = 10 is not 20 MiB per instance.
+        let small = [
+            round(10, 200 << 10, 250),
+            round(10, 0, 250),
+            round(10, 0, 250),
+        ];
+        assert_eq!(estimate_kib(&small), Some(1.25 * 250.0));
+        // From N = 50 on the drop counts, by its median over the rounds.
+        let large = [
+            round(100, 100 << 10, 250),
+            round(100, 60 << 10, 250),
+            round(100, 500 << 10, 250),
+        ];
+        assert_eq!(estimate_kib(&large), Some(1.25 * 1024.0));
+        assert_eq!(estimate_kib(&[round(0, 0, 0)]), None);
     }
 
     #[test]
