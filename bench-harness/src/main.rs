@@ -502,45 +502,23 @@ fn cmd_report(
     output: Option<&std::path::Path>,
     charts: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
-    if bench_harness::density::record::is_density_run(dir) {
-        return cmd_report_density(dir, format, output, charts);
-    }
-    let run = store::load_run(dir)?;
-    let text = report::render_report(&run, format)?;
+    // A density run (`isolab density`) or a run of trials (`isolab run`).
+    let (text, drawn) = if bench_harness::density::record::is_density_run(dir) {
+        use bench_harness::density::{record, render};
+        let run = record::load(dir)?;
+        let drawn = charts.map(|_| render::charts(&run)).transpose()?;
+        (render::render(&run, format)?, drawn)
+    } else {
+        let run = store::load_run(dir)?;
+        let drawn = charts.map(|_| report::build_charts(&run)).transpose()?;
+        (report::render_report(&run, format)?, drawn)
+    };
     match output {
         Some(p) => std::fs::write(p, text)
             .with_context(|| format!("cannot write the report to {}", p.display()))?,
         None => print!("{text}"),
     }
-    if let Some(d) = charts {
-        let written = report::write_charts(&run, d)?;
-        for f in &written.files {
-            eprintln!("wrote {}", f.display());
-        }
-        for n in &written.notes {
-            eprintln!("note: {n}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `isolab report` of a density run.
-fn cmd_report_density(
-    dir: &std::path::Path,
-    format: ReportFormat,
-    output: Option<&std::path::Path>,
-    charts: Option<&std::path::Path>,
-) -> Result<ExitCode> {
-    use bench_harness::density::{record, render};
-    let run = record::load(dir)?;
-    let text = render::render(&run, format)?;
-    match output {
-        Some(p) => std::fs::write(p, text)
-            .with_context(|| format!("cannot write the report to {}", p.display()))?,
-        None => print!("{text}"),
-    }
-    if let Some(d) = charts {
-        let (made, notes) = render::charts(&run)?;
+    if let (Some(d), Some((made, notes))) = (charts, drawn) {
         let written = report::write_chart_files(&made, notes, d)?;
         for f in &written.files {
             eprintln!("wrote {}", f.display());

@@ -136,13 +136,7 @@ fn check_scratch_parent(p: &Path) -> Result<(), RunError> {
 pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     check_scratch_parent(&opts.scratch_parent)?;
-    let mut run_id = timefmt::run_id_now();
-    for n in 2.. {
-        if !opts.out.join(&run_id).exists() {
-            break;
-        }
-        run_id = format!("{}-{n}", timefmt::run_id_now());
-    }
+    let run_id = timefmt::fresh_run_id(&opts.out, "");
     // What a killed isolab left is reported and removed before this run makes its own.
     report_leftovers(&opts.registry);
     let mut writer = RunWriter::create(&opts.out, &run_id)?;

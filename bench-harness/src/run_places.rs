@@ -652,7 +652,7 @@ mod tests {
             ],
             &[allowed],
         );
-        assert_eq!(done, [knob.clone()]);
+        assert_eq!(done, std::slice::from_ref(&knob));
         assert_eq!(std::fs::read_to_string(&knob).expect("knob"), "0");
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(kept[0].contains("/etc/hostname"));

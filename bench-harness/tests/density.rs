@@ -41,7 +41,8 @@ fn the_analysis_recovers_the_known_costs_with_intervals() {
     }
     let c = s.of(Kind::Container).unwrap();
     let f = s.of(Kind::Floor).unwrap();
-    assert!(analysis::agree(&c.marginal.unwrap(), &f.marginal.unwrap()) == false);
+    // 900 against 850 KiB per instance with intervals of a few KiB: told apart.
+    assert!(!analysis::agree(&c.marginal.unwrap(), &f.marginal.unwrap()));
     assert!(c.counts[2].cgroup_mib.unwrap().median == 0.25);
     assert!(s.of(Kind::Native).unwrap().counts[2].cgroup_mib.is_none());
 }

@@ -17,7 +17,6 @@
 //!   sudo target/.../examples/start_floor [REPS]      (as start-references.sh runs it)
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -77,7 +76,7 @@ fn floor_once(floor: &Floor) -> Result<f64> {
     let child = floor.start(Some(w), None)?;
     let started = child.started_ns;
     let mut out = String::new();
-    std::fs::File::from(OwnedFd::from(r)).read_to_string(&mut out)?;
+    std::fs::File::from(r).read_to_string(&mut out)?;
     child.finish()?;
     let result = parse_framed_result(&out)?;
     Ok(result.clock.agent_start_ns.saturating_sub(started) as f64 / 1e6)

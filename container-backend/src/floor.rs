@@ -239,13 +239,7 @@ impl Floor {
         let pin = PinForClone::new();
         // SAFETY: clone3 with a zero stack behaves like fork. The child runs only `child` (async-
         // signal-safe calls on data built above) and ends in execve or _exit.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                std::ptr::addr_of!(args),
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
+        let ret = unsafe { process::clone3(&args) };
         if ret == 0 {
             child(
                 &tasks,
@@ -337,16 +331,7 @@ impl FloorChild {
         let Some(fd) = self.marker.as_ref() else {
             return MarkerRead::Closed;
         };
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        let closed = loop {
-            match nix::unistd::read(fd, &mut buf) {
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => break false,
-                Ok(0) | Err(_) => break true,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        };
+        let (got, closed) = crate::running::read_available(fd);
         let at = monotonic_ns().saturating_sub(self.started_ns);
         if !got.is_empty() {
             self.first_marker_ns.get_or_insert(at);

@@ -485,6 +485,25 @@ pub struct CloneArgs {
     pub cgroup: u64,
 }
 
+/// `clone3(args)`: the child's pid in the parent, 0 in the child, -1 with errno on failure.
+///
+/// # Safety
+///
+/// Without `CLONE_VM` and with a zero stack the child runs on a copy of this address space, as
+/// after `fork`: in a multi-threaded process it may only make async-signal-safe calls until it
+/// execs or `_exit`s, and must never return into the caller's frames (it must end in `execve`
+/// or `_exit`). Every pointer in `args` must be valid for the call.
+pub unsafe fn clone3(args: &CloneArgs) -> libc::c_long {
+    // SAFETY: the caller upholds the contract above; `args` is a valid clone_args of its size.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 /// Pins the calling thread to the CPU it runs on for the duration of the clone, so the child is
 /// born on this CPU's run queue: the parent blocks in `poll` right after, and the child then runs
 /// at once instead of queueing behind whatever occupies another CPU (on a busy 2-CPU host that
@@ -595,13 +614,7 @@ pub(crate) fn spawn(
     // SAFETY: clone3 with a zero stack behaves like fork: the child gets a copy of this address
     // space and returns here with 0. It then runs only `child_main`, which makes async-signal-safe
     // calls on data built above and ends in execve or _exit, never returning.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::addr_of!(args),
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let ret = unsafe { clone3(&args) };
     if ret == 0 {
         child_main(plan, &io, &argv, &envp, report.get(), pin.original.as_ref());
     }

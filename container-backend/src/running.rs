@@ -50,6 +50,20 @@ pub enum MarkerRead {
     Closed,
 }
 
+/// Reads what a non-blocking pipe holds now; the flag says it reached its end.
+pub(crate) fn read_available(fd: &OwnedFd) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return (got, false),
+            Ok(0) | Err(_) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
 /// A container started by [`crate::Runtime::start`] and still up. Dropping it kills, reaps and
 /// removes it.
 #[derive(Debug)]
@@ -84,25 +98,14 @@ impl RunningContainer {
         let Some(fd) = self.marker.as_ref() else {
             return MarkerRead::Closed;
         };
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        loop {
-            match nix::unistd::read(fd, &mut buf) {
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => break,
-                Ok(0) | Err(_) => {
-                    self.record(&got);
-                    self.marker = None;
-                    return if got.is_empty() {
-                        MarkerRead::Closed
-                    } else {
-                        MarkerRead::Bytes(got)
-                    };
-                }
-                Ok(n) => got.extend_from_slice(&buf[..n]),
+        let (got, closed) = read_available(fd);
+        self.record(&got);
+        if closed {
+            self.marker = None;
+            if got.is_empty() {
+                return MarkerRead::Closed;
             }
         }
-        self.record(&got);
         MarkerRead::Bytes(got)
     }
 

@@ -30,10 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use seccompiler::{BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ContainerError;
@@ -463,7 +460,9 @@ pub(crate) fn docker_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, Containe
 /// seccompiler's linear programs of the same rules, as the kernel would run them: the allow
 /// list (`EPERM` for the rest), and a second filter for `clone3`'s `ENOSYS`. The tests hold the
 /// installed program to their verdicts.
+#[cfg(test)]
 pub(crate) fn seccompiler_programs() -> Result<[BpfProgram; 2], ContainerError> {
+    use seccompiler::{SeccompAction, SeccompFilter, TargetArch};
     let arch = TargetArch::x86_64;
     let allow = SeccompFilter::new(
         docker_rules()?,

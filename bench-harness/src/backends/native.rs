@@ -149,13 +149,7 @@ fn spawn_born_inside(
     // SAFETY: clone3 without CLONE_VM behaves like fork. The child only makes async-signal-safe
     // calls (sigprocmask, signal, dup2, fcntl, execve, write, _exit) on data built above, and
     // ends in execve or _exit.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::addr_of!(args),
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let ret = unsafe { container_backend::process::clone3(&args) };
     if ret == 0 {
         // SAFETY: see above; all fds are valid in the child, all pointers point to C strings
         // and null-terminated arrays that live in this copy of the address space.

@@ -40,6 +40,18 @@ fn mib(kib: f64) -> String {
     format!("{} MiB", fmt_num(kib / 1024.0))
 }
 
+/// `0.88 MiB per instance [95% CI 0.87–0.89]`.
+fn slope_text(s: Option<analysis::Slope>) -> Option<String> {
+    s.map(|s| {
+        format!(
+            "{} per instance [95% CI {}–{}]",
+            mib(s.per_instance_kib),
+            fmt_num(s.lo / 1024.0),
+            fmt_num(s.hi / 1024.0)
+        )
+    })
+}
+
 impl DensityFacts {
     pub(crate) fn new(run: Option<&DensityRun>) -> Self {
         Self {
@@ -135,15 +147,7 @@ impl DensityFacts {
                 mib(s.fixed_kib)
             }
             "pss" => {
-                let s = b
-                    .pss_marginal
-                    .ok_or_else(|| missing("fewer than two Ns measured"))?;
-                format!(
-                    "{} per instance [95% CI {}–{}]",
-                    mib(s.per_instance_kib),
-                    fmt_num(s.lo / 1024.0),
-                    fmt_num(s.hi / 1024.0)
-                )
+                slope_text(b.pss_marginal).ok_or_else(|| missing("fewer than two Ns measured"))?
             }
             "fit" => {
                 let f = b

@@ -188,7 +188,7 @@ mod tests {
         let n = std::sync::atomic::AtomicU64::new(1);
         let moving = || {
             let k = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            write(&dir, 1, if k % 2 == 0 { 100 } else { 200 }, k);
+            write(&dir, 1, if k.is_multiple_of(2) { 100 } else { 200 }, k);
             false
         };
         let s =

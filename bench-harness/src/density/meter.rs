@@ -98,8 +98,11 @@ impl Meminfo {
     }
 }
 
+/// A field of [`Meminfo`].
+pub type Field = fn(&Meminfo) -> u64;
+
 /// The parts of a change in `/proc/meminfo`, KiB (positive: grew), as named in reports.
-pub const COMPONENTS: [(&str, fn(&Meminfo) -> u64); 8] = [
+pub const COMPONENTS: [(&str, Field); 8] = [
     ("anonymous", |m| m.anon),
     ("page tables", |m| m.page_tables),
     ("kernel stacks", |m| m.kernel_stack),

@@ -2,7 +2,7 @@
 //! every backend, and how fast they start together.
 //!
 //! For each backend and each N (`--count 1,10,100,1000`, ascending) it runs rounds
-//! ([`round`]): read the host, start N instances of the `wait` workload (each sets up its working
+//! (`round.rs`): read the host, start N instances of the `wait` workload (each sets up its working
 //! set, reports ready and waits), read the host again and every instance's PSS once they have
 //! settled, start a few more one at a time beside them, tear everything down and wait until the
 //! host's memory is back. What the rounds mean is in [`analysis`]; the meter in [`meter`]; the
@@ -241,13 +241,7 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
             opts.io_parent.display()
         )));
     }
-    let mut run_id = format!("density-{}", timefmt::run_id_now());
-    for n in 2.. {
-        if !opts.out.join(&run_id).exists() {
-            break;
-        }
-        run_id = format!("density-{}-{n}", timefmt::run_id_now());
-    }
+    let run_id = timefmt::fresh_run_id(&opts.out, "density-");
     crate::run::report_leftovers(&opts.registry);
     let mut writer = RoundWriter::create(&opts.out, &run_id)?;
     let mut places = RunPlaces::create(
@@ -650,27 +644,10 @@ mod tests {
             at_s: 0.0,
         };
         record::RoundRecord {
-            backend: Kind::Container,
-            count: ready,
-            round: 0,
-            parallel: 1,
             ready,
-            baseline: reading(10_000_000),
             loaded: Some(reading(10_000_000 - drop_kib)),
-            after: None,
-            settled_s: 0.0,
             pss_kib: vec![pss_each; ready],
-            instances_anon_kib: None,
-            cgroup: None,
-            ksm: None,
-            starts: Vec::new(),
-            storm_ms: None,
-            beside_ms: Vec::new(),
-            teardown_ms: None,
-            recovery_ms: None,
-            recovery_short_kib: None,
-            left_behind: Vec::new(),
-            stopped: None,
+            ..record::RoundRecord::empty(Kind::Container, ready, 0, 1, reading(10_000_000))
         }
     }
 

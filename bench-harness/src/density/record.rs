@@ -226,6 +226,39 @@ pub struct RoundRecord {
 }
 
 impl RoundRecord {
+    /// A round of `count` instances of `backend` that has its baseline and nothing else yet.
+    pub fn empty(
+        backend: Kind,
+        count: usize,
+        round: u32,
+        parallel: usize,
+        baseline: Reading,
+    ) -> Self {
+        Self {
+            backend,
+            count,
+            round,
+            parallel,
+            ready: 0,
+            baseline,
+            loaded: None,
+            after: None,
+            settled_s: 0.0,
+            pss_kib: Vec::new(),
+            instances_anon_kib: None,
+            cgroup: None,
+            ksm: None,
+            starts: Vec::new(),
+            storm_ms: None,
+            beside_ms: Vec::new(),
+            teardown_ms: None,
+            recovery_ms: None,
+            recovery_short_kib: None,
+            left_behind: Vec::new(),
+            stopped: None,
+        }
+    }
+
     /// What `field` of the host would have read when the loaded host was read, had no instance
     /// run: the straight line from the reading before the round to the one after it (a shared
     /// host drifts by megabytes a second while others build), or the reading before alone when
@@ -432,27 +465,12 @@ mod tests {
 
     fn round(loaded: Option<Reading>, after: Option<Reading>) -> RoundRecord {
         RoundRecord {
-            backend: Kind::Native,
-            count: 10,
-            round: 0,
-            parallel: 1,
             ready: 10,
-            baseline: reading(10_000, 500, 10.0),
             loaded,
             after,
-            settled_s: 1.0,
             pss_kib: vec![100; 10],
             instances_anon_kib: Some(120),
-            cgroup: None,
-            ksm: None,
-            starts: Vec::new(),
-            storm_ms: None,
-            beside_ms: Vec::new(),
-            teardown_ms: None,
-            recovery_ms: None,
-            recovery_short_kib: None,
-            left_behind: Vec::new(),
-            stopped: None,
+            ..RoundRecord::empty(Kind::Native, 10, 0, 1, reading(10_000, 500, 10.0))
         }
     }
 

@@ -63,7 +63,7 @@ fn count_text(x: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -149,9 +149,9 @@ fn ksm_text(run: &DensityRun) -> String {
 }
 
 fn size_text(kib: u64) -> String {
-    if kib % (1 << 20) == 0 {
+    if kib.is_multiple_of(1 << 20) {
         format!("{} GiB", kib >> 20)
-    } else if kib % 1024 == 0 {
+    } else if kib.is_multiple_of(1024) {
         format!("{} MiB", kib >> 10)
     } else {
         format!("{kib} KiB")

@@ -166,29 +166,13 @@ pub(crate) trait Progress {
 pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> RoundRecord {
     pool.cancel.store(false, Ordering::SeqCst);
     let baseline = read_host(plan.samples, plan.sample_every);
-    let mut rec = RoundRecord {
-        backend: plan.backend,
-        count: plan.count,
-        round: plan.round,
-        parallel: plan.parallel,
-        ready: 0,
+    let mut rec = RoundRecord::empty(
+        plan.backend,
+        plan.count,
+        plan.round,
+        plan.parallel,
         baseline,
-        loaded: None,
-        after: None,
-        settled_s: 0.0,
-        pss_kib: Vec::new(),
-        instances_anon_kib: None,
-        cgroup: None,
-        ksm: None,
-        starts: Vec::new(),
-        storm_ms: None,
-        beside_ms: Vec::new(),
-        teardown_ms: None,
-        recovery_ms: None,
-        recovery_short_kib: None,
-        left_behind: Vec::new(),
-        stopped: None,
-    };
+    );
     let storm = storm(pool, plan, progress);
     rec.starts = storm.starts;
     rec.storm_ms = storm.storm_ms;
@@ -397,7 +381,14 @@ fn storm(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Storm {
                 Err(f) => {
                     in_flight -= 1;
                     if stop_now.is_none() {
-                        let kind = if f.limit.is_some() { "limit" } else { "failed" };
+                        // Ctrl-C kills the containers and refuses new ones: not their failure.
+                        let kind = if progress.interrupted() {
+                            "interrupted"
+                        } else if f.limit.is_some() {
+                            "limit"
+                        } else {
+                            "failed"
+                        };
                         let reason = format!(
                             "instance {} of {n} could not be started: {}",
                             s.index + 1,
@@ -462,9 +453,14 @@ fn storm(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Storm {
                             ),
                         };
                         if stop_now.is_none() {
+                            let kind = if progress.interrupted() {
+                                "interrupted"
+                            } else {
+                                "failed"
+                            };
                             stop_now = Some(stop(
                                 plan,
-                                "failed",
+                                kind,
                                 format!("instance {} of {n} {detail}", p.index + 1),
                                 None,
                             ));

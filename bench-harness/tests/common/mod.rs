@@ -165,12 +165,7 @@ pub fn density_run(dir: &std::path::Path) -> bench_harness::density::record::Den
                 // KiB a second meanwhile.
                 let loaded = reading(base + 1000.0 - took, 800_000.0 + took, t + 1.0);
                 let rec = RoundRecord {
-                    backend: kind,
-                    count,
-                    round,
-                    parallel: 1,
                     ready: count,
-                    baseline: reading(base, 800_000.0, t),
                     loaded: Some(loaded),
                     after: Some(reading(base + 3000.0, 800_000.0, t + 3.0)),
                     settled_s: 2.0,
@@ -184,7 +179,6 @@ pub fn density_run(dir: &std::path::Path) -> bench_harness::density::record::Den
                             kernel_kib: 156 * count as u64,
                         },
                     ),
-                    ksm: None,
                     starts: (0..count)
                         .map(|i| StartRecord {
                             ready_ms: Some(start_ms + 0.01 * i as f64),
@@ -200,9 +194,7 @@ pub fn density_run(dir: &std::path::Path) -> bench_harness::density::record::Den
                     beside_ms: vec![start_ms * 1.1, start_ms * 1.2],
                     teardown_ms: Some(0.3 * count as f64),
                     recovery_ms: Some(120.0),
-                    recovery_short_kib: None,
-                    left_behind: Vec::new(),
-                    stopped: None,
+                    ..RoundRecord::empty(kind, count, round, 1, reading(base, 800_000.0, t))
                 };
                 w.append(&rec).unwrap();
                 t += 10.0;

@@ -26,17 +26,11 @@ use crate::kernels::{check_range, WorkloadError};
 use crate::result::Metric;
 
 /// Parameters of `wait`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WaitParams {
     /// KiB of anonymous memory written before the instance reports ready (0: idle).
     pub working_set_kib: u64,
-}
-
-impl Default for WaitParams {
-    fn default() -> Self {
-        Self { working_set_kib: 0 }
-    }
 }
 
 const KIND: &str = "wait";
