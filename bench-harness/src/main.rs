@@ -222,6 +222,11 @@ struct RunArgs {
     /// `limits.memory_mib`).
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Queue depth of the io-rand workload: requests in flight at once (1 = one at a time,
+    /// pread/pwrite; more = Linux AIO, like fio's libaio engine). Overrides the suite's
+    /// `depth`; a workload parameter, the same for every backend.
+    #[arg(long, value_name = "N")]
+    io_depth: Option<u32>,
     /// Seed of the backend shuffle (recorded in the manifest). Default: from the clock.
     #[arg(long)]
     seed: Option<u64>,
@@ -390,6 +395,9 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     }
     if let Some(m) = args.memory_mib {
         suite.limits.memory_mib = m;
+    }
+    if let Some(d) = args.io_depth {
+        suite.set_io_depth(d)?;
     }
     for f in &args.factors {
         suite.set_factor(factors::parse_arg(f)?);

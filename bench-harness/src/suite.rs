@@ -519,6 +519,35 @@ impl Suite {
             .retain(|w| names.iter().any(|n| &w.name == n || w.workload.kind() == n));
         Ok(())
     }
+
+    /// Sets the queue depth of every `io-rand` workload (`isolab run --io-depth N`, over the
+    /// suite's `depth`). A run without one, or a depth outside 1..=1024, is an error: the flag
+    /// would otherwise do nothing, or fail in every sandbox.
+    pub fn set_io_depth(&mut self, depth: u32) -> Result<(), SuiteError> {
+        let invalid = |message: String| SuiteError::Invalid {
+            source_name: self.source.clone(),
+            message,
+        };
+        let max = workloads::kernels::io::rand::MAX_DEPTH;
+        if !(1..=max).contains(&u64::from(depth)) {
+            return Err(invalid(format!(
+                "--io-depth {depth}: the queue depth must be from 1 to {max}"
+            )));
+        }
+        let mut found = false;
+        for w in &mut self.workloads {
+            if let Workload::IoRand(p) = &mut w.workload {
+                p.depth = depth;
+                found = true;
+            }
+        }
+        if !found {
+            return Err(invalid(
+                "--io-depth sets the queue depth of io-rand, and this run has no io-rand workload; add `--workload io-rand` or an io-rand to the suite".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -654,5 +683,28 @@ mod tests {
         s.retain_workloads(&["mem-lat".into()]).unwrap();
         assert_eq!(s.workloads.len(), 1);
         assert!(s.retain_workloads(&["bogus".into()]).is_err());
+    }
+
+    #[test]
+    fn io_depth_sets_every_io_rand_and_refuses_runs_without_one() {
+        let mut suite = Suite::default_suite().unwrap();
+        suite.set_io_depth(32).unwrap();
+        let depths: Vec<u32> = suite
+            .workloads
+            .iter()
+            .filter_map(|w| match &w.workload {
+                Workload::IoRand(p) => Some(p.depth),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(depths, [32]);
+        assert!(suite.set_io_depth(0).is_err());
+        assert!(suite.set_io_depth(5000).is_err());
+        suite.retain_workloads(&["noop".to_owned()]).unwrap();
+        let err = suite.set_io_depth(8).unwrap_err();
+        assert!(err.to_string().contains("no io-rand"), "{err}");
+        // And in a suite file.
+        let s = Suite::parse("[[workload]]\nkind = \"io-rand\"\ndepth = 16\n", "t.toml").unwrap();
+        assert!(matches!(&s.workloads[0].workload, Workload::IoRand(p) if p.depth == 16));
     }
 }

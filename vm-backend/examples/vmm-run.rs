@@ -3,23 +3,27 @@
 //!
 //! ```text
 //! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
-//!         [--disk IMAGE [--disk-read-only]] [--acpi]
+//!         [--disk IMAGE [--disk-read-only]] [--acpi] [--inject-fault FAULT]
 //! ```
 //!
 //! `--acpi` describes the machine in ACPI tables (what a stock distro kernel such as Debian's
 //! needs to find its IOAPIC and the virtio-mmio disk); its modules go into the `--initrd`.
 //!
+//! `--inject-fault` is for tests of the VMM's error paths: `spawn-vcpu:N`, `device-thread`,
+//! `kvm-run:N`, `slow-disk-ms:MS`, `single-step`.
+//!
 //! Output: `ISOLAB-VMM-REPORT:<len>:<base64url JSON>` when the VM ran (whatever the guest did),
-//! exit 0; `ISOLAB-VMM-ERROR:<message>` when it could not run, exit 2; usage errors exit 64.
+//! exit 0; `ISOLAB-VMM-ERROR:<message>` and `ISOLAB-VMM-THREADS:<n>` (the threads left in the
+//! process) when it could not run, exit 2; usage errors exit 64.
 
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use vm_backend::vmm::{run, DiskConfig, VmConfig};
+use vm_backend::vmm::{run, DiskConfig, Fault, VmConfig};
 
 fn usage(msg: &str) -> ! {
-    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi]");
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi] [--inject-fault FAULT]");
     std::process::exit(64)
 }
 
@@ -37,6 +41,7 @@ fn main() {
     let mut disk = None;
     let mut disk_read_only = false;
     let mut acpi = false;
+    let mut fault = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -81,6 +86,12 @@ fn main() {
             "--disk" => disk = Some(value("--disk")),
             "--disk-read-only" => disk_read_only = true,
             "--acpi" => acpi = true,
+            "--inject-fault" => {
+                let spec = value("--inject-fault");
+                fault = Some(
+                    Fault::parse(&spec).unwrap_or_else(|| usage(&format!("unknown fault {spec}"))),
+                );
+            }
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -95,6 +106,7 @@ fn main() {
     config.live_console = live;
     config.quiet = quiet;
     config.acpi = acpi;
+    config.fault = fault;
     if disk.is_none() && disk_read_only {
         usage("--disk-read-only needs --disk");
     }
@@ -102,10 +114,11 @@ fn main() {
         path: path.into(),
         read_only: disk_read_only,
     });
+    let threads = || std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     match run(&config, origin) {
         Ok(report) => {
             // After teardown: the vCPU thread must be gone and guest RAM unmapped.
-            let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+            let threads = threads();
             let rss_kib = std::fs::read_to_string("/proc/self/status")
                 .ok()
                 .and_then(|s| {
@@ -125,6 +138,7 @@ fn main() {
         }
         Err(e) => {
             println!("ISOLAB-VMM-ERROR:{}", e.to_string().replace('\n', " "));
+            println!("ISOLAB-VMM-THREADS:{}", threads());
             std::process::exit(2);
         }
     }

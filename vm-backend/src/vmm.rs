@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_ioctls::IoEventAddress;
-use vm_memory::{Bytes, GuestAddress};
+use kvm_ioctls::{IoEventAddress, VcpuFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
@@ -25,10 +26,13 @@ use crate::boot::params::{
 };
 use crate::devices::marker::{MarkerEvent, MarkerPort};
 use crate::devices::serial::{ConsoleLog, Serial, SERIAL_IRQ};
-use crate::devices::virtio::block::{Block, BlockStats, FileDisk};
+use crate::devices::virtio::block::{
+    Block, BlockShared, BlockStats, DiskBackend, FileDisk, SlowDisk,
+};
 use crate::devices::virtio::mmio::{MmioTransport, TransportStats, QUEUE_NOTIFY_OFFSET};
 use crate::devices::virtio::{
-    self as virtio, DeviceThread, Interrupt, BLOCK_IRQ, BLOCK_MMIO_BASE, MMIO_REGION_SIZE,
+    self as virtio, DeviceThread, Interrupt, ThreadEnd, BLOCK_IRQ, BLOCK_MMIO_BASE,
+    MMIO_REGION_SIZE,
 };
 use crate::devices::{MmioBus, PioBus};
 use crate::error::{Result, VmError};
@@ -43,8 +47,43 @@ use crate::vstate::vm::Vm;
 pub const DEFAULT_MARKER_PORT: u16 = 0x490;
 /// Most vCPUs a VM gets (the micro kernel's NR_CPUS, and what the MP table describes).
 pub const MAX_VCPUS: u8 = 64;
-/// How long the VMM waits for a vCPU thread to leave KVM_RUN after being told to stop.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long the VMM gives its threads, from the moment it stops the VM, to end: the vCPU threads
+/// to leave KVM_RUN and the device thread to finish or give up its request. The report comes
+/// back within it, whatever the guest or the disk does.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A fault a test can inject into [`run`], to check the paths that give up part-way and those a
+/// slow disk or an unexpected exit takes. Not for normal use.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Spawning the thread of this vCPU fails (after the vCPUs before it started running).
+    SpawnVcpu(u8),
+    /// Spawning the virtio-blk device thread fails.
+    SpawnDeviceThread,
+    /// The first KVM_RUN of this vCPU fails (as if KVM returned EIO).
+    KvmRun(u8),
+    /// Every operation of the disk takes this long (a [`SlowDisk`] over the image).
+    SlowDisk(Duration),
+    /// vCPU 0 single-steps, so its first KVM_RUN ends in KVM_EXIT_DEBUG, an exit the VMM never
+    /// asks for otherwise.
+    SingleStep,
+}
+
+impl Fault {
+    /// Parses `spawn-vcpu:N`, `device-thread`, `kvm-run:N`, `slow-disk-ms:MS`, `single-step`.
+    pub fn parse(text: &str) -> Option<Fault> {
+        let (name, arg) = text.split_once(':').unwrap_or((text, ""));
+        Some(match name {
+            "spawn-vcpu" => Fault::SpawnVcpu(arg.parse().ok()?),
+            "device-thread" => Fault::SpawnDeviceThread,
+            "kvm-run" => Fault::KvmRun(arg.parse().ok()?),
+            "slow-disk-ms" => Fault::SlowDisk(Duration::from_millis(arg.parse().ok()?)),
+            "single-step" => Fault::SingleStep,
+            _ => return None,
+        })
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -75,6 +114,9 @@ pub struct VmConfig {
     /// kernel needs to find its IOAPIC and its virtio-mmio devices. The devices are then not
     /// also put on the command line.
     pub acpi: bool,
+    /// A fault to inject (tests only).
+    #[doc(hidden)]
+    pub fault: Option<Fault>,
 }
 
 /// The virtio-blk disk of a VM: a raw image file on the host.
@@ -101,6 +143,8 @@ pub struct DiskReport {
     pub broken: Option<String>,
     /// The device thread panicked (a bug; the run's figures are then incomplete).
     pub thread_panicked: bool,
+    /// The device thread did not end within [`STOP_GRACE`] and was left running.
+    pub thread_left_running: bool,
 }
 
 impl VmConfig {
@@ -119,6 +163,7 @@ impl VmConfig {
             console_capacity: 4 << 20,
             disk: None,
             acpi: false,
+            fault: None,
         }
     }
 }
@@ -136,6 +181,9 @@ pub enum StopReason {
     GuestHalted,
     /// The guest ran past the timeout and was stopped.
     Timeout(Duration),
+    /// KVM returned an exit the VMM never asks for (named): the VM was stopped rather than
+    /// resumed into a loop.
+    UnexpectedExit(String),
     /// KVM could not run the guest.
     VmmError(String),
 }
@@ -162,6 +210,7 @@ impl std::fmt::Display for StopReason {
                 "the guest was stopped at the timeout of {:.1} s",
                 d.as_secs_f64()
             ),
+            StopReason::UnexpectedExit(e) => write!(f, "the VMM stopped the guest: {e}"),
             StopReason::VmmError(e) => write!(f, "the VMM could not run the guest: {e}"),
         }
     }
@@ -236,6 +285,10 @@ pub struct VmReport {
     /// Where each vCPU was when the VM was stopped at the timeout (empty otherwise): what a
     /// hung guest was doing.
     pub vcpu_states: Vec<VcpuState>,
+    /// What went wrong while stopping: threads that did not end within [`STOP_GRACE`] (left
+    /// running, guest memory kept mapped for them) or that panicked. Empty normally; anything
+    /// here is a VMM bug or a host that cannot finish an I/O.
+    pub teardown_problems: Vec<String>,
 }
 
 impl VmReport {
@@ -323,15 +376,32 @@ fn check_inputs(config: &VmConfig) -> Result<Checked> {
         .memory_mib
         .checked_mul(1 << 20)
         .ok_or_else(|| VmError::Layout(format!("{} MiB is too much", config.memory_mib)))?;
-    memory::ram_regions(ram_bytes)?;
+    let regions = memory::ram_regions(ram_bytes)?;
     let initrd_len = initrd.as_ref().map_or(0, |i| i.1);
-    let need = kernel.info.min_ram + initrd_len.next_multiple_of(4096) + (8 << 20);
+    // min_ram is at most MAX_RAM_BYTES (the loader's checks); the initrd's size is whatever
+    // the file system says, so the sum is checked.
+    let need = initrd_len
+        .checked_next_multiple_of(4096)
+        .and_then(|n| n.checked_add(kernel.info.min_ram))
+        .and_then(|n| n.checked_add(8 << 20))
+        .unwrap_or(u64::MAX);
     if ram_bytes.min(crate::arch::x86_64::MMIO_GAP_START) < need {
         return Err(VmError::Layout(format!(
             "{} MiB of guest RAM is too little for this kernel and initramfs (need at least {} MiB); raise the VM's memory",
             config.memory_mib,
             need.div_ceil(1 << 20)
         )));
+    }
+    if initrd.is_some() {
+        // Where the initramfs will go (below the kernel's initrd_addr_max): a refusal now
+        // rather than after the VM exists.
+        let low_ram_end = regions.first().map_or(0, |r| r.0 + r.1);
+        initrd_address(
+            low_ram_end,
+            initrd_len,
+            kernel.info.min_ram,
+            kernel.info.initrd_addr_max,
+        )?;
     }
     let mut cmdline = Cmdline::microvm();
     if config.quiet {
@@ -378,8 +448,11 @@ pub fn validate(config: &VmConfig) -> Result<KernelFormat> {
 
 /// Runs one VM. `origin` is the instant the caller's timeline counts from.
 ///
-/// Errors mean the VM could not be set up; whatever the guest does (panic, hang, reset) ends in a
-/// [`VmReport`] whose [`StopReason`] says so.
+/// Errors mean the VM could not be set up; whatever the guest does (panic, hang, reset, an exit
+/// the VMM does not expect) ends in a [`VmReport`] whose [`StopReason`] says so. Every thread the
+/// VM started is stopped and joined within [`STOP_GRACE`] of the stop, on every path; one that
+/// does not end in time is named in [`VmReport::teardown_problems`] and left running with its own
+/// reference to guest memory, so the memory stays mapped for as long as it may touch it.
 pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     let mut timeline = vec![TimePoint {
         name: "start",
@@ -394,10 +467,13 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     let mut checked = check_inputs(config)?;
     install_kick_handler()?;
 
+    // Declared before the VM so that, on every return, the VM (and with it every KVM fd this
+    // thread holds) is dropped before guest RAM is unmapped: locals drop in reverse order.
+    let ram: GuestRam;
     let vm = Vm::new()?;
     mark(&mut timeline, "vm_created");
 
-    let ram = GuestRam::new(checked.ram_bytes)?;
+    ram = GuestRam::new(checked.ram_bytes)?;
     ram.register(&vm.fd)?;
     mark(&mut timeline, "memory_ready");
 
@@ -474,8 +550,9 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         MarkerPort::new(config.marker_port, origin),
     )));
     let mut mmio = MmioBus::new();
+    // Dropped (its thread stopped) before the VM and RAM on any early return.
     let mut block = match checked.disk.take() {
-        Some(disk) => Some(attach_block(&vm, &ram, disk, &mut mmio)?),
+        Some(disk) => Some(attach_block(&vm, &ram, disk, &mut mmio, config.fault)?),
         None => None,
     };
     let mut vcpu_fds = Vec::with_capacity(usize::from(config.vcpus));
@@ -483,6 +560,16 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     let mut kvm_stats_unavailable = None;
     for index in 0..config.vcpus {
         let fd = vcpu::create_vcpu(&vm.kvm, &vm.fd, index, config.vcpus, loaded.entry)?;
+        if index == 0 && config.fault == Some(Fault::SingleStep) {
+            let debug = kvm_bindings::kvm_guest_debug {
+                control: kvm_bindings::KVM_GUESTDBG_ENABLE | kvm_bindings::KVM_GUESTDBG_SINGLESTEP,
+                ..Default::default()
+            };
+            fd.set_guest_debug(&debug).map_err(|source| VmError::Kvm {
+                what: "enable single-stepping (injected fault)",
+                source,
+            })?;
+        }
         // KVM's statistics are a bonus: a kernel without them (before 5.14) still runs the VM,
         // and the report says why they are missing.
         match StatsFd::open(&fd) {
@@ -498,40 +585,44 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         stats_fds,
         config.marker_port,
         origin,
-        block.as_ref().map(|b| Arc::clone(&b.worker)),
+        block.as_ref().map(|b| Arc::clone(&b.shared)),
     ));
     mark(&mut timeline, "vcpu_configured");
 
-    let stop = Arc::new(AtomicBool::new(false));
+    // From here on the guard stops and joins every started vCPU thread (within STOP_GRACE) on
+    // any return, before the VM and RAM go.
     let (done_tx, done_rx) = mpsc::channel::<usize>();
-    let mut handles = Vec::with_capacity(vcpu_fds.len());
-    for (index, mut vcpu_fd) in vcpu_fds.into_iter().enumerate() {
-        let (thread_stop, bus, mmio, observer, done_tx) = (
-            Arc::clone(&stop),
-            Arc::clone(&bus),
-            mmio.clone(),
-            Arc::clone(&observer),
-            done_tx.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name(format!("isolab-vcpu{index}"))
-            .spawn(move || {
-                let stats =
-                    vcpu::run_loop(index, &mut vcpu_fd, &bus, &mmio, &thread_stop, &observer);
-                let _ = done_tx.send(index);
-                (stats, vcpu_fd)
-            });
+    let mut threads = VcpuThreads::new(done_rx);
+    for (index, vcpu_fd) in vcpu_fds.into_iter().enumerate() {
+        let fail_first_run = config.fault == Some(Fault::KvmRun(index as u8));
+        let job = VcpuJob {
+            index,
+            vcpu: vcpu_fd,
+            bus: Arc::clone(&bus),
+            mmio: mmio.clone(),
+            observer: Arc::clone(&observer),
+            stop: Arc::clone(&threads.stop),
+            capture_state: Arc::clone(&threads.capture_state),
+            fail_first_run,
+            // Last to go in the thread: guest RAM stays mapped while the thread lives.
+            mem: ram.mem.clone(),
+        };
+        let done_tx = done_tx.clone();
+        let spawned = if config.fault == Some(Fault::SpawnVcpu(index as u8)) {
+            Err(std::io::Error::other("injected failure"))
+        } else {
+            std::thread::Builder::new()
+                .name(format!("isolab-vcpu{index}"))
+                .spawn(move || job.run(done_tx))
+        };
         match spawned {
-            Ok(h) => handles.push(h),
+            Ok(h) => threads.push(index, h),
             Err(e) => {
-                // The threads already running must not outlive the VM.
-                stop.store(true, Ordering::Release);
-                let mut done = vec![false; handles.len()];
-                let _ = stop_vcpus(&handles, &mut done, &done_rx);
-                for h in handles {
-                    let _ = h.join();
-                }
-                return Err(VmError::VcpuThread(format!("spawning vCPU {index}: {e}")));
+                // `threads` (the vCPUs already running) and `block` stop on the way out.
+                return Err(VmError::VcpuThread(format!(
+                    "spawning the thread of vCPU {index} of {}: {e}. Check the process's thread limit (ulimit -u)",
+                    config.vcpus
+                )));
             }
         }
     }
@@ -539,36 +630,35 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
 
     // The first vCPU to leave its loop (reset, shutdown, failure) ends the VM; the rest are told
     // to stop and kicked out of KVM_RUN.
-    let mut done = vec![false; handles.len()];
-    let mut timed_out = None;
-    let first = match done_rx.recv_timeout(config.timeout) {
+    let (first, timed_out) = match threads.done_rx.recv_timeout(config.timeout) {
         Ok(i) => {
-            if let Some(d) = done.get_mut(i) {
-                *d = true;
-            }
-            Some(i)
+            threads.mark_done(i);
+            (Some(i), None)
         }
-        Err(_) => {
-            timed_out = Some(ns_since(origin));
-            None
-        }
+        Err(mpsc::RecvTimeoutError::Timeout) => (None, Some(ns_since(origin))),
+        // Every vCPU thread ended without a word: they panicked (named below).
+        Err(mpsc::RecvTimeoutError::Disconnected) => (None, None),
     };
-    stop.store(true, Ordering::Release);
-    stop_vcpus(&handles, &mut done, &done_rx)?;
-    let mut results: Vec<(RunStats, _)> = Vec::with_capacity(handles.len());
-    for (i, h) in handles.into_iter().enumerate() {
-        results.push(
-            h.join()
-                .map_err(|_| VmError::VcpuThread(format!("vCPU {i} panicked")))?,
-        );
+    let stop_at = Instant::now();
+    let deadline = stop_at + STOP_GRACE;
+    if timed_out.is_some() {
+        // A hung guest: each vCPU thread records where it was before it lets go of its fd.
+        threads.capture_state.store(true, Ordering::Release);
     }
+    let joined = threads.stop_and_join(deadline);
+    let mut teardown_problems = joined.problems;
+    let results = joined.results;
     // The stop reason is the first vCPU's; the others ended because they were told to.
-    let stats = first
+    let first_stats = first
         .and_then(|i| results.get(i))
         .or_else(|| results.first())
-        .map(|r| r.0.clone())
-        .ok_or_else(|| VmError::VcpuThread("no vCPU ran".into()))?;
-    let first_run_ns = results.iter().filter_map(|r| r.0.first_run_ns).min();
+        .and_then(|r| r.as_ref())
+        .map(|r| r.0.clone());
+    let first_run_ns = results
+        .iter()
+        .flatten()
+        .filter_map(|r| r.0.first_run_ns)
+        .min();
 
     if let Some(first) = first_run_ns {
         timeline.push(TimePoint {
@@ -578,16 +668,23 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     }
     timeline.push(TimePoint {
         name: "stop_requested",
-        at_ns: timed_out.unwrap_or(stats.end_ns),
+        at_ns: timed_out
+            .or(first_stats.as_ref().map(|s| s.end_ns))
+            .unwrap_or_else(|| ns_since(origin)),
     });
-    let stop_reason = match (&stats.end, timed_out) {
+    let stop_reason = match (first_stats.as_ref().map(|s| &s.end), timed_out) {
         (_, Some(_)) => StopReason::Timeout(config.timeout),
-        (LoopEnd::Reset, None) => StopReason::GuestReset,
-        (LoopEnd::Shutdown, None) => StopReason::GuestTripleFault,
-        (LoopEnd::SystemEvent(t), None) => StopReason::GuestSystemEvent(*t),
-        (LoopEnd::Halted, None) => StopReason::GuestHalted,
-        (LoopEnd::Stopped, None) => StopReason::VmmError("stopped without a request".into()),
-        (LoopEnd::Failed(e), None) => StopReason::VmmError(e.clone()),
+        (Some(LoopEnd::Reset), None) => StopReason::GuestReset,
+        (Some(LoopEnd::Shutdown), None) => StopReason::GuestTripleFault,
+        (Some(LoopEnd::SystemEvent(t)), None) => StopReason::GuestSystemEvent(*t),
+        (Some(LoopEnd::Halted), None) => StopReason::GuestHalted,
+        (Some(LoopEnd::Stopped), None) => StopReason::VmmError("stopped without a request".into()),
+        (Some(LoopEnd::UnexpectedExit(e)), None) => StopReason::UnexpectedExit(e.clone()),
+        (Some(LoopEnd::Failed(e)), None) => StopReason::VmmError(e.clone()),
+        (None, None) => StopReason::VmmError(match first {
+            Some(i) => format!("vCPU {i} ended its run loop but its thread could not be joined"),
+            None => "no vCPU thread said why it stopped (see the teardown problems)".into(),
+        }),
     };
 
     // The whole run: the counters now (every vCPU has stopped), and the marker windows.
@@ -609,15 +706,11 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     let workload_window_ns = window.map(|(a, b)| b.at_ns.saturating_sub(a.at_ns));
     let exits_to_first_marker = snaps.first_marker.as_ref().map(|s| s.exits_sum());
     let workload_phases = snaps.phase_windows();
-    let vcpu_states = if timed_out.is_some() {
-        results
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, fd))| VcpuState::capture(i, fd, &ram.mem))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let vcpu_states: Vec<VcpuState> = results
+        .iter()
+        .flatten()
+        .filter_map(|r| r.1.clone())
+        .collect();
 
     let (memory, memory_top) = match memory::measure_detailed(&ram.host_ranges, 8) {
         Some((m, top)) => (Some(m), top),
@@ -633,10 +726,22 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
             bus.unclaimed,
         )
     };
-    let disk = block.as_mut().map(|b| b.finish(config));
-    // Tear down in dependency order: vCPUs (and their stats fds, which hold the VM), devices
-    // (irqfd, ioeventfd, device thread), VM, then the memory KVM mapped.
-    drop(results);
+    let disk = block.as_mut().map(|b| b.finish(config, deadline));
+    if let Some(d) = &disk {
+        if d.thread_left_running {
+            teardown_problems.push(format!(
+                "the virtio-blk device thread did not end within {} s of the stop; it was left running (guest memory stays mapped for it)",
+                STOP_GRACE.as_secs()
+            ));
+        }
+        if d.thread_panicked {
+            teardown_problems.push("the virtio-blk device thread panicked".into());
+        }
+    }
+    // Tear down in dependency order: the observer (its KVM stats fds hold the VM), devices
+    // (irqfd, ioeventfd, device thread), the VM, then the memory KVM mapped (its last mapping
+    // goes with the last thread that holds a reference).
+    drop(threads);
     drop(observer);
     drop(bus);
     drop(block);
@@ -670,51 +775,164 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         unclaimed_io,
         disk,
         vcpu_states,
+        teardown_problems,
     })
 }
 
-/// Kicks every vCPU thread not yet `done` out of KVM_RUN until it reports back on `done_rx`
-/// (the caller has set the stop flag). A signal that lands while a thread is outside KVM_RUN is
-/// lost, so it is repeated every 10 ms, for at most [`STOP_GRACE`].
-fn stop_vcpus<T>(
-    handles: &[std::thread::JoinHandle<T>],
-    done: &mut [bool],
-    done_rx: &mpsc::Receiver<usize>,
-) -> Result<()> {
-    let deadline = Instant::now() + STOP_GRACE;
-    loop {
-        while let Ok(i) = done_rx.try_recv() {
-            if let Some(d) = done.get_mut(i) {
-                *d = true;
+/// What a vCPU thread owns. The KVM fds (its vCPU fd, the observer's stats fds) go before its
+/// reference to guest memory, so the memory outlives every KVM fd of the thread, however long
+/// the thread lives.
+struct VcpuJob {
+    index: usize,
+    vcpu: VcpuFd,
+    bus: Arc<Mutex<PioBus>>,
+    mmio: MmioBus,
+    observer: Arc<VcpuObserver>,
+    stop: Arc<AtomicBool>,
+    capture_state: Arc<AtomicBool>,
+    fail_first_run: bool,
+    mem: GuestMemoryMmap,
+}
+
+impl VcpuJob {
+    fn run(self, done: mpsc::Sender<usize>) -> VcpuOutcome {
+        let VcpuJob {
+            index,
+            mut vcpu,
+            bus,
+            mmio,
+            observer,
+            stop,
+            capture_state,
+            fail_first_run,
+            mem,
+        } = self;
+        let stats = vcpu::run_loop(
+            index,
+            &mut vcpu,
+            &bus,
+            &mmio,
+            &stop,
+            &observer,
+            fail_first_run,
+        );
+        // Told to stop at the timeout: where the guest was, read before the fd goes.
+        let state = capture_state
+            .load(Ordering::Acquire)
+            .then(|| VcpuState::capture(index, &vcpu, &mem))
+            .flatten();
+        drop(vcpu);
+        drop(observer);
+        drop(mmio);
+        drop(bus);
+        drop(mem);
+        let _ = done.send(index);
+        (stats, state)
+    }
+}
+
+/// What a vCPU thread returns: its run, and where it was if it was stopped at the timeout.
+type VcpuOutcome = (RunStats, Option<VcpuState>);
+
+/// The vCPU threads of a running VM. Dropping it (an early return) stops and joins them within
+/// [`STOP_GRACE`].
+struct VcpuThreads {
+    handles: Vec<(usize, JoinHandle<VcpuOutcome>)>,
+    stop: Arc<AtomicBool>,
+    capture_state: Arc<AtomicBool>,
+    done_rx: mpsc::Receiver<usize>,
+    done: Vec<usize>,
+}
+
+/// What stopping the vCPU threads came to.
+struct Joined {
+    /// Per vCPU index: its run and state, None if its thread could not be joined.
+    results: Vec<Option<VcpuOutcome>>,
+    /// Threads that did not end in time or panicked.
+    problems: Vec<String>,
+}
+
+impl VcpuThreads {
+    fn new(done_rx: mpsc::Receiver<usize>) -> Self {
+        Self {
+            handles: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            capture_state: Arc::new(AtomicBool::new(false)),
+            done_rx,
+            done: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, index: usize, handle: JoinHandle<VcpuOutcome>) {
+        self.handles.push((index, handle));
+    }
+
+    fn mark_done(&mut self, index: usize) {
+        if !self.done.contains(&index) {
+            self.done.push(index);
+        }
+    }
+
+    /// Sets the stop flag and kicks every thread not yet done out of KVM_RUN until it reports
+    /// back or `deadline` passes (a signal that lands while a thread is outside KVM_RUN is
+    /// lost, so it is repeated every 10 ms), then joins the threads that ended. The others are
+    /// left running: each holds its own reference to guest memory.
+    fn stop_and_join(&mut self, deadline: Instant) -> Joined {
+        self.stop.store(true, Ordering::Release);
+        let count = self.handles.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+        loop {
+            while let Ok(i) = self.done_rx.try_recv() {
+                self.mark_done(i);
             }
-        }
-        if done.iter().all(|d| *d) {
-            return Ok(());
-        }
-        for (h, _) in handles.iter().zip(done.iter()).filter(|(_, d)| !**d) {
-            let _ = h.kill(kick_signal());
-        }
-        match done_rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(i) => {
-                if let Some(d) = done.get_mut(i) {
-                    *d = true;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Every thread has sent (or died): join tells which.
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-        }
-        if Instant::now() > deadline {
-            let stuck: Vec<String> = done
+            let pending: Vec<&(usize, JoinHandle<_>)> = self
+                .handles
                 .iter()
-                .enumerate()
-                .filter(|(_, d)| !**d)
-                .map(|(i, _)| i.to_string())
+                .filter(|(i, h)| !self.done.contains(i) && !h.is_finished())
                 .collect();
-            return Err(VmError::VcpuThread(format!(
-                "vCPU(s) {} did not leave KVM_RUN within 5 s of being told to stop",
-                stuck.join(", ")
-            )));
+            if pending.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            for (_, h) in pending {
+                let _ = h.kill(kick_signal());
+            }
+            if let Ok(i) = self.done_rx.recv_timeout(Duration::from_millis(10)) {
+                self.mark_done(i);
+            }
+        }
+        let mut results: Vec<Option<VcpuOutcome>> = (0..count).map(|_| None).collect();
+        let mut problems = Vec::new();
+        for (index, handle) in std::mem::take(&mut self.handles) {
+            // A thread that sent `done` has only its return left to do.
+            while self.done.contains(&index) && !handle.is_finished() {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !handle.is_finished() {
+                problems.push(format!(
+                    "vCPU {index} did not leave KVM_RUN within {} s of being told to stop; its thread was left running (guest memory stays mapped for it)",
+                    STOP_GRACE.as_secs()
+                ));
+                continue;
+            }
+            match handle.join() {
+                Ok(r) => {
+                    if let Some(slot) = results.get_mut(index) {
+                        *slot = Some(r);
+                    }
+                }
+                Err(_) => problems.push(format!("the thread of vCPU {index} panicked")),
+            }
+        }
+        Joined { results, problems }
+    }
+}
+
+impl Drop for VcpuThreads {
+    fn drop(&mut self) {
+        if !self.handles.is_empty() {
+            self.stop_and_join(Instant::now() + STOP_GRACE);
         }
     }
 }
@@ -736,15 +954,14 @@ fn virtio_regions(config: &VmConfig) -> Vec<acpi::VirtioMmioRegion> {
 /// The virtio-blk device of a running VM: its transport on the MMIO bus and its device thread.
 struct AttachedBlock {
     transport: Arc<Mutex<MmioTransport>>,
-    worker: virtio::Shared<virtio::block::BlockWorker>,
+    shared: Arc<BlockShared>,
     thread: DeviceThread,
 }
 
 impl AttachedBlock {
-    /// Stops the device thread and collects the figures.
-    fn finish(&mut self, config: &VmConfig) -> DiskReport {
-        let thread_panicked = !self.thread.stop();
-        let w = virtio::lock(&self.worker);
+    /// Stops the device thread (by `deadline`) and collects the figures.
+    fn finish(&mut self, config: &VmConfig, deadline: Instant) -> DiskReport {
+        let end = self.thread.stop(deadline);
         let (path, read_only) = config
             .disk
             .as_ref()
@@ -753,10 +970,15 @@ impl AttachedBlock {
         DiskReport {
             path,
             read_only,
-            stats: w.stats,
+            stats: self.shared.stats(),
             transport: virtio::lock(&self.transport).stats,
-            broken: w.broken_reason.as_ref().map(ToString::to_string),
-            thread_panicked,
+            broken: self
+                .shared
+                .broken_reason()
+                .as_ref()
+                .map(ToString::to_string),
+            thread_panicked: end == ThreadEnd::Panicked,
+            thread_left_running: end == ThreadEnd::StillRunning,
         }
     }
 }
@@ -769,6 +991,7 @@ fn attach_block(
     ram: &GuestRam,
     disk: FileDisk,
     mmio: &mut MmioBus,
+    fault: Option<Fault>,
 ) -> Result<AttachedBlock> {
     let host = |what: &str| {
         let what = what.to_owned();
@@ -794,20 +1017,44 @@ fn attach_block(
             what: "register the virtio-blk ioeventfd",
             source,
         })?;
+    let control = EventFd::new(libc::EFD_NONBLOCK).map_err(host("control eventfd"))?;
     let interrupt = Arc::new(Interrupt::new(Some(irq)));
-    let block = Block::new(Box::new(disk), Arc::clone(&interrupt));
-    let worker = block.worker();
+    let disk: Box<dyn DiskBackend> = match fault {
+        Some(Fault::SlowDisk(delay)) => Box::new(SlowDisk::new(Box::new(disk), delay)),
+        _ => Box::new(disk),
+    };
+    let mut block = Block::new(
+        disk,
+        Arc::clone(&interrupt),
+        Some(control.try_clone().map_err(host("control eventfd clone"))?),
+    );
+    let shared = block.shared();
+    let mut worker = block
+        .take_worker()
+        .ok_or_else(|| VmError::Host("the virtio-blk worker was already taken".into()))?;
     let transport = Arc::new(Mutex::new(MmioTransport::new(
         Box::new(block),
         ram.mem.clone(),
         interrupt,
         Some(notify.try_clone().map_err(host("notify eventfd clone"))?),
     )));
-    virtio::lock(&worker).set_kick(notify.try_clone().map_err(host("notify eventfd clone"))?);
-    let thread_worker = Arc::clone(&worker);
-    let thread = DeviceThread::spawn("isolab-virtio-blk", notify, move |count| {
-        virtio::lock(&thread_worker).notified(count)
-    })?;
+    if fault == Some(Fault::SpawnDeviceThread) {
+        return Err(
+            crate::devices::virtio::DeviceThreadError::Spawn(std::io::Error::other(
+                "injected failure",
+            ))
+            .into(),
+        );
+    }
+    // The worker moves into the thread: nothing else touches the disk or the running queue.
+    let stop = Arc::clone(&shared.ctl.stop);
+    let thread = DeviceThread::spawn(
+        "isolab-virtio-blk",
+        notify,
+        control,
+        stop,
+        move |notifications| worker.serve(notifications),
+    )?;
     mmio.add(
         BLOCK_MMIO_BASE,
         MMIO_REGION_SIZE,
@@ -816,7 +1063,7 @@ fn attach_block(
     );
     Ok(AttachedBlock {
         transport,
-        worker,
+        shared,
         thread,
     })
 }
@@ -837,6 +1084,7 @@ impl VmReport {
             StopReason::GuestSystemEvent(_) => "system_event",
             StopReason::GuestHalted => "halted",
             StopReason::Timeout(_) => "timeout",
+            StopReason::UnexpectedExit(_) => "unexpected_exit",
             StopReason::VmmError(_) => "vmm_error",
         };
         let mut v = serde_json::json!({
@@ -883,7 +1131,12 @@ impl VmReport {
                 },
                 "broken": d.broken,
                 "thread_panicked": d.thread_panicked,
+                "thread_left_running": d.thread_left_running,
+                "abandoned": d.stats.abandoned,
+                "passes_bounded": d.stats.passes_bounded,
+                "late_publishes": d.stats.late_publishes,
             })),
+            "teardown_problems": self.teardown_problems,
         });
         // SMP and KVM's statistics (a second object: one json! this size hits the macro
         // recursion limit).

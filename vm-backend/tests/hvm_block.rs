@@ -43,6 +43,7 @@ fn rand() -> Workload {
         path: "/unused".into(),
         file_mib: SEQ_MIB,
         ops: RAND_OPS,
+        ..Default::default()
     })
 }
 

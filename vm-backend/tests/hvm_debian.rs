@@ -77,6 +77,7 @@ fn debian_kernel_runs_every_workload_kind_with_acpi_and_modules() {
         path: "/unused".into(),
         file_mib: SEQ_MIB,
         ops: RAND_OPS,
+        ..Default::default()
     });
     let cpu = Workload::Cpu(CpuParams {
         hash_mib: 4,

@@ -1,8 +1,11 @@
 //! Several vCPUs and KVM's statistics in the HVM test machine (QEMU TCG with AMD-V as L1): with
 //! `--vcpus 2` the guest boots, sees two CPUs, runs a cpu workload and io-rand / io-seq on a raw
 //! virtio-blk disk; every report has per-vCPU exits, KVM's statistics (whole run and workload
-//! window); `--vcpus 1` gives the same statistics; `--vcpus 65` is refused. Prints exits per 4 KiB
-//! random I/O, per MiB of sequential I/O and interrupts per request.
+//! window); `--vcpus 1` gives the same statistics; `--vcpus 65` is refused. io-rand at queue
+//! depth 32 (Linux AIO in the guest) on 2 vCPUs, on a raw disk and on ext4, reads back and checks
+//! every block it wrote (its verify phase), and the raw image's sha256 afterwards is the one the
+//! host computes from the offsets io-rand writes. Prints exits per 4 KiB random I/O (at depth 1
+//! and 32), per MiB of sequential I/O and interrupts per request.
 //!
 //! Slow (one emulated L1 session of a few minutes), so `#[ignore]`d; run with
 //! `cargo test -p vm_backend --test hvm_smp -- --ignored --nocapture`. Needs the agent built in the
@@ -13,8 +16,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, report, run_session, words};
+use common::{example, ext4_image_gz, report, run_session, words};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
@@ -26,6 +30,19 @@ use workloads::Workload;
 const IMAGE_MIB: u64 = 16;
 const SEQ_MIB: u32 = 8;
 const RAND_OPS: u32 = 200;
+/// The queue depth of the deep io-rand runs.
+const DEPTH: u32 = 32;
+
+/// The sha256 of a zeroed raw image of `IMAGE_MIB` after `params`' writes: each written block
+/// holds io-rand's pattern for its offset, whatever order the requests completed in.
+fn expected_rand_sha(params: &IoRandParams) -> String {
+    let mut image = vec![0u8; (IMAGE_MIB << 20) as usize];
+    for off in workloads::kernels::io::rand::write_offsets(params) {
+        let o = off as usize;
+        workloads::kernels::io::rand::fill_block(off, &mut image[o..o + 4096]);
+    }
+    format!("{:x}", Sha256::digest(&image))
+}
 
 fn progress(msg: &str) {
     eprintln!("[hvm smp] {msg}");
@@ -49,12 +66,20 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         HvmFile::from_host("/hvm/vmm-run", &example("vmm-run"), 0o755).expect("vmm-run"),
         HvmFile::from_host("/hvm/bzImage", &kernel.bz_image, 0o644).expect("bzImage"),
         HvmFile::bytes("/hvm/agent.cpio", agent_cpio, 0o644),
+        HvmFile::bytes(
+            "/hvm/ext4.img.gz",
+            ext4_image_gz("hvm-smp-ext4", IMAGE_MIB),
+            0o644,
+        ),
     ];
-    let run = |vcpus: u32, disk: bool, append: &str| {
+    let run_on = |vcpus: u32, disk: Option<&str>, append: &str| {
         format!(
             "/hvm/vmm-run --kernel /hvm/bzImage --initrd /hvm/agent.cpio --mem 256 --vcpus {vcpus} --timeout-s 300 --quiet{} --append '{append}'",
-            if disk { " --disk /tmp/raw.img" } else { "" }
+            disk.map(|d| format!(" --disk {d}")).unwrap_or_default()
         )
+    };
+    let run = |vcpus: u32, disk: bool, append: &str| {
+        run_on(vcpus, disk.then_some("/tmp/raw.img"), append)
     };
     // Small enough for emulation: the point is the counts, not the speed.
     let cpu = Workload::Cpu(CpuParams {
@@ -65,7 +90,16 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         path: "/unused".into(),
         file_mib: SEQ_MIB,
         ops: RAND_OPS,
+        ..Default::default()
     });
+    let deep_params = IoRandParams {
+        path: "/unused".into(),
+        file_mib: SEQ_MIB,
+        ops: RAND_OPS,
+        depth: DEPTH,
+        verify: true,
+    };
+    let deep = Workload::IoRand(deep_params.clone());
     let seq = Workload::IoSeq(IoSeqParams {
         path: "/unused".into(),
         size_mib: SEQ_MIB,
@@ -80,6 +114,11 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         /* 5 */ run(1, true, &words(rand, Some("raw"))),
         /* 6 */ run(1, true, &words(seq, Some("raw"))),
         /* 7 */ run(65, false, &words(Workload::Noop, None)),
+        /* 8 */
+        format!("dd if=/dev/zero of=/tmp/deep.img bs=1M count={IMAGE_MIB} 2>&1 && gunzip -c /hvm/ext4.img.gz > /tmp/ext4.img"),
+        /* 9 */ run_on(2, Some("/tmp/deep.img"), &words(deep.clone(), Some("raw"))),
+        /* 10 */ "sha256sum /tmp/deep.img".to_owned(),
+        /* 11 */ run_on(2, Some("/tmp/ext4.img"), &words(deep, Some("ext4"))),
     ];
     let session = HvmSession {
         files,
@@ -104,6 +143,8 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         (4, "io-seq raw, 2 vCPUs", 2),
         (5, "io-rand raw, 1 vCPU", 1),
         (6, "io-seq raw, 1 vCPU", 1),
+        (9, "io-rand depth 32 raw, 2 vCPUs", 2),
+        (11, "io-rand depth 32 ext4, 2 vCPUs", 2),
     ] {
         let c = &out.commands[i];
         let Some(r) = report(&c.output) else {
@@ -169,11 +210,26 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         let d = |k: &str| disk[k].as_u64().unwrap_or(0);
         let per = |n: u64, ops: f64| n as f64 / ops.max(1.0);
         let figure = if name.starts_with("io-rand") {
+            // The timed reads and writes: the read and write phases (the verify phase of the
+            // deep runs is not counted).
+            let phase = |byte: u64| {
+                r["workload_phases"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|p| p["byte"].as_u64() == Some(byte)))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            let (rd, wr) = (phase(17), phase(18));
             let ops = 2.0 * f64::from(RAND_OPS);
+            let userspace = total(&rd["exits"]) + total(&wr["exits"]);
+            let requests = rd["disk"]["requests"].as_u64().unwrap_or(0)
+                + wr["disk"]["requests"].as_u64().unwrap_or(0);
+            let kvm_rw = kvm_n(&rd["kvm_stats"], "exits") + kvm_n(&wr["kvm_stats"], "exits");
             format!(
-                "KVM exits per 4 KiB random I/O (reads and writes) {:.1}, userspace exits per 4 KiB I/O {:.2}, irq injections per 4 KiB I/O {:.1}",
-                per(window_exits, ops),
-                per(total(&r["exits_workload"]), ops),
+                "KVM exits per 4 KiB random I/O (reads and writes) {:.1}, userspace exits per 4 KiB I/O {:.2}, per disk request {:.2} ({requests} requests), irq injections per 4 KiB I/O {:.1}",
+                per(kvm_rw, ops),
+                per(userspace, ops),
+                per(userspace, requests as f64),
                 per(kvm_n(kvm_window, "irq_injections"), ops),
             )
         } else if name.starts_with("io-seq") {
@@ -227,6 +283,22 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
         }
     }
     progress(&format!("KVM statistics offered: {}", kvm_names.join(" ")));
+
+    // The raw image after io-rand at depth 32: exactly the blocks it wrote, with their pattern.
+    let sha = out.commands[10]
+        .output
+        .split_whitespace()
+        .next()
+        .unwrap_or("");
+    let want = expected_rand_sha(&deep_params);
+    progress(&format!(
+        "raw image after io-rand at depth {DEPTH}: sha256 {sha}, expected {want}"
+    ));
+    if sha != want {
+        failures.push(format!(
+            "the raw image after io-rand at depth {DEPTH} holds other bytes than it wrote: {sha} != {want}"
+        ));
+    }
 
     // 65 vCPUs: refused before KVM, with the limits in the message.
     let c = &out.commands[7];

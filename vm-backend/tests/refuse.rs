@@ -1,5 +1,7 @@
 //! Inputs the VMM refuses before it touches KVM: these run on any host, with or without /dev/kvm.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -86,4 +88,69 @@ fn missing_files_and_bad_sizes_are_refused() {
     c.extra_cmdline = vec!["x".repeat(3000)];
     assert!(matches!(validate(&c).unwrap_err(), VmError::Cmdline(_)));
     let _ = std::fs::remove_file(k);
+}
+
+/// A complete bzImage (the truncated one's header, filled out to its 1 MiB) with `trailing`
+/// bytes after it and the given `initrd_addr_max`.
+fn bzimage(trailing: usize, initrd_addr_max: u32) -> Vec<u8> {
+    let mut b = truncated_bzimage();
+    b[0x22c..0x230].copy_from_slice(&initrd_addr_max.to_le_bytes());
+    b.resize(5 * 512 + 0x10_0000 + trailing, 0);
+    b
+}
+
+/// An ELF vmlinux whose one segment loads `memsz` bytes at `paddr` (entry there too).
+fn elf(paddr: u64, memsz: u64) -> Vec<u8> {
+    common::elf_kernel(paddr, &[0; 4096], memsz)
+}
+
+/// Kernels and layouts the loader (or the initramfs placement) would only fail on after the VM
+/// exists are refused by `validate`, which `run` calls before it opens /dev/kvm.
+#[test]
+fn what_would_fail_after_vm_creation_is_refused_before_kvm() {
+    // A segment ending near 2^64 (it used to overflow later) and one past the largest guest.
+    for (name, bytes) in [
+        ("elf-wrap", elf(u64::MAX - 0xfff, 0x2000)),
+        ("elf-huge", elf(0x100_0000, 1 << 62)),
+        // Ends 4 KiB below 2^64: no overflow in the header check itself, but adding the
+        // VMM's own 8 MiB to it did (a panic in a debug build, a wrap in release that let the
+        // VM be made).
+        (
+            "elf-near-top",
+            elf(0x100_0000, u64::MAX - 0x100_0000 - 0x1000),
+        ),
+    ] {
+        let k = temp(name, &bytes);
+        let err = validate(&VmConfig::new(&k, 128)).unwrap_err();
+        assert!(matches!(err, VmError::KernelFormat { .. }), "{name}: {err}");
+        let err = run(&VmConfig::new(&k, 128), Instant::now()).unwrap_err();
+        assert!(matches!(err, VmError::KernelFormat { .. }), "{name}: {err}");
+        let _ = std::fs::remove_file(k);
+    }
+    // A bzImage with 40 MiB appended: not a bzImage alone.
+    let k = temp("bz-trailing", &bzimage(40 << 20, 0));
+    let err = validate(&VmConfig::new(&k, 128)).unwrap_err();
+    assert!(err.to_string().contains("appended"), "{err}");
+    let _ = std::fs::remove_file(k);
+    // 12 MiB appended (under the limit) with 16 MiB of RAM to spare: the loader copies it too,
+    // so the RAM needed counts it.
+    let k = temp("bz-trailing-ok", &bzimage(12 << 20, 0));
+    assert!(validate(&VmConfig::new(&k, 128)).is_ok());
+    let err = validate(&VmConfig::new(&k, 16)).unwrap_err();
+    assert!(matches!(err, VmError::Layout(_)), "{err}");
+    let _ = std::fs::remove_file(k);
+    // An initramfs that cannot go below the kernel's initrd_addr_max (here just above the
+    // kernel): it used to be refused only when it was placed, in a VM already made.
+    let k = temp("bz-initrd-max", &bzimage(0, 0x60_0000));
+    let initrd = temp("initrd", &vec![0u8; 5 << 20]);
+    let mut c = VmConfig::new(&k, 128);
+    c.initrd = Some(initrd.clone());
+    let err = validate(&c).unwrap_err();
+    assert!(
+        matches!(err, VmError::Layout(_)) && err.to_string().contains("initramfs"),
+        "{err}"
+    );
+    for p in [k, initrd] {
+        let _ = std::fs::remove_file(p);
+    }
 }

@@ -150,6 +150,7 @@ impl MarkerEvent {
             Self::Phase(WorkloadPhase::Prefill) => "phase_prefill",
             Self::Phase(WorkloadPhase::Read) => "phase_read",
             Self::Phase(WorkloadPhase::Write) => "phase_write",
+            Self::Phase(WorkloadPhase::Verify) => "phase_verify",
         }
     }
 }
@@ -168,11 +169,13 @@ pub enum WorkloadPhase {
     /// Writes (`io-rand`'s random 4 KiB writes, `io-seq`'s sequential MiB writes with their
     /// fsync).
     Write,
+    /// Reading back what was written to check it (`io-rand` with `verify`; not a measurement).
+    Verify,
 }
 
 impl WorkloadPhase {
     /// Every phase, in byte order.
-    pub const ALL: [WorkloadPhase; 3] = [Self::Prefill, Self::Read, Self::Write];
+    pub const ALL: [WorkloadPhase; 4] = [Self::Prefill, Self::Read, Self::Write, Self::Verify];
 
     /// The marker byte announcing it, in [`PHASE_BYTES`].
     pub fn byte(self) -> u8 {
@@ -180,6 +183,7 @@ impl WorkloadPhase {
             Self::Prefill => 16,
             Self::Read => 17,
             Self::Write => 18,
+            Self::Verify => 19,
         }
     }
 
@@ -194,6 +198,7 @@ impl WorkloadPhase {
             Self::Prefill => "prefill",
             Self::Read => "read",
             Self::Write => "write",
+            Self::Verify => "verify",
         }
     }
 }
@@ -493,7 +498,7 @@ mod tests {
                 None => false,
             })
             .collect();
-        assert_eq!(known, [1, 2, 3, 4, 5, 16, 17, 18]);
+        assert_eq!(known, [1, 2, 3, 4, 5, 16, 17, 18, 19]);
         for p in WorkloadPhase::ALL {
             assert!(PHASE_BYTES.contains(&p.byte()), "{p:?}");
             assert_eq!(WorkloadPhase::from_byte(p.byte()), Some(p));
@@ -503,7 +508,7 @@ mod tests {
             );
         }
         // Reserved phase bytes without a phase, and the rest, are nobody's.
-        for b in [0, 6, 15, 19, 31, 32, 255] {
+        for b in [0, 6, 15, 20, 31, 32, 255] {
             assert_eq!(MarkerEvent::from_byte(b), None, "{b}");
             assert_eq!(WorkloadPhase::from_byte(b), None, "{b}");
         }

@@ -65,6 +65,7 @@ fn small(kind: &str) -> Workload {
             path: io,
             file_mib: 1,
             ops: 20,
+            ..Default::default()
         }),
         "io-fsync" => Workload::IoFsync(IoFsyncParams { path: io, ops: 5 }),
         "net-loopback" => Workload::NetLoopback(NetLoopbackParams {

@@ -497,6 +497,18 @@ fn disk_metrics_of(report: &VmReport) -> Vec<Metric> {
     ] {
         m.push(Metric::lower(&format!("disk.{name}"), "requests", n as f64));
     }
+    // How often the guest published while the device was looking at the ring (normal at a
+    // queue depth above 1; the device goes round again), and passes cut at their budget.
+    m.push(Metric::lower(
+        "disk.late_publishes",
+        "events",
+        st.late_publishes as f64,
+    ));
+    m.push(Metric::lower(
+        "disk.passes_bounded",
+        "passes",
+        st.passes_bounded as f64,
+    ));
     for phase in WorkloadPhase::ALL {
         let disk: Option<Vec<BlockStats>> = phase_windows(report, phase).map(|w| w.disk).collect();
         let Some(disk) = disk.filter(|d| !d.is_empty()) else {
@@ -725,7 +737,17 @@ impl Backend for VmBackend {
             }
             Err(e) => return failed(TrialFailure::Crashed { reason: e.to_string() }),
         };
-        let result = result_of(&report);
+        let mut result = result_of(&report);
+        if !report.teardown_problems.is_empty() {
+            // A VMM thread that would not stop is a VMM bug (or a host that cannot finish an
+            // I/O): the trial must not pass as if nothing happened.
+            result = Err(TrialFailure::Crashed {
+                reason: format!(
+                    "the VMM could not tear the VM down cleanly: {}",
+                    report.teardown_problems.join("; ")
+                ),
+            });
+        }
         let log_tail = if result.is_err() {
             let mut tail = report.console_tail(TAIL_LINES);
             // A hung guest: where its vCPUs were is the first clue to why.
@@ -878,6 +900,7 @@ mod tests {
             cmdline: String::new(),
             unclaimed_io: 0,
             disk: None,
+            teardown_problems: Vec::new(),
             vcpu_states: Vec::new(),
         }
     }
@@ -923,6 +946,7 @@ mod tests {
             path: "/dev/vda".into(),
             file_mib: 8,
             ops: 200,
+            ..Default::default()
         });
         let m = metrics_of(&r, &rand);
         let get = |n: &str| {
@@ -1012,6 +1036,7 @@ mod tests {
             transport: Default::default(),
             broken: None,
             thread_panicked: false,
+            thread_left_running: false,
         });
         r.workload_phases = vec![
             window(WorkloadPhase::Prefill, 1_000, 100, 50, 8),
@@ -1025,6 +1050,7 @@ mod tests {
             path: "/dev/vda".into(),
             file_mib: 8,
             ops: 200,
+            ..Default::default()
         });
         let mut m = metrics_of(&r, &rand);
         m.extend(disk_metrics_of(&r));

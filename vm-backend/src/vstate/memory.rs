@@ -88,9 +88,13 @@ impl GuestRam {
                 memory_size: region.len(),
                 userspace_addr: region.as_ptr() as u64,
             };
-            // SAFETY: the host range is a live anonymous mapping owned by `self.mem`, which the
-            // caller keeps alive until the VM fd is closed (the VMM drops the VM before the
-            // memory); slots do not overlap since the regions do not.
+            // SAFETY: the host range is a live anonymous mapping owned by `self.mem`, and it
+            // stays mapped while any fd that reaches the VM lives: the VMM drops its VM fd
+            // before its `GuestRam` on every path (declaration order in `vmm::run`), and every
+            // thread that holds a vCPU or stats fd also holds a clone of `mem` (vm-memory's
+            // regions are reference-counted) that it drops after those fds, so a thread left
+            // running past the stop deadline keeps the mapping alive. Slots do not overlap
+            // since the regions do not.
             unsafe { vm.set_user_memory_region(mr) }.map_err(|source| VmError::Kvm {
                 what: "register guest memory",
                 source,

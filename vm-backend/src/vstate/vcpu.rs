@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
@@ -12,8 +12,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use crate::arch::x86_64::cpuid::{filter_cpuid, VcpuTopology};
 use crate::arch::x86_64::{msr, regs};
 use crate::devices::marker::{PHASE_BYTES, WORKLOAD_END, WORKLOAD_START};
-use crate::devices::virtio::block::{BlockStats, BlockWorker};
-use crate::devices::virtio::{lock, Shared};
+use crate::devices::virtio::block::{BlockShared, BlockStats};
+use crate::devices::virtio::lock;
 use crate::devices::{BusAction, MmioBus, PioBus};
 use crate::error::{Result, VmError};
 use crate::vstate::kvm_stats::{KvmStats, KvmStatsError, StatsFd};
@@ -175,17 +175,17 @@ pub struct VcpuObserver {
     marker_port: u16,
     origin: Instant,
     snapshots: Mutex<MarkerSnapshots>,
-    disk: Option<Shared<BlockWorker>>,
+    disk: Option<Arc<BlockShared>>,
 }
 
 impl VcpuObserver {
     /// An observer of `stats.len()` vCPUs; `stats` holds each one's KVM stats fd, where it opened.
-    /// `disk` is the virtio-blk device's worker, whose counters go into every snapshot.
+    /// `disk` is the virtio-blk device's shared state, whose counters go into every snapshot.
     pub fn new(
         stats: Vec<Option<StatsFd>>,
         marker_port: u16,
         origin: Instant,
-        disk: Option<Shared<BlockWorker>>,
+        disk: Option<Arc<BlockShared>>,
     ) -> Self {
         Self {
             exits: stats.iter().map(|_| Mutex::default()).collect(),
@@ -204,9 +204,9 @@ impl VcpuObserver {
     }
 
     /// The state of all vCPUs now. Takes one vCPU's lock at a time (never two), so it cannot
-    /// deadlock with the run loops. The disk's worker lock comes last, alone too: the device
-    /// thread holds it for one pass over the queue at most, and the agent writes its markers
-    /// between its I/O requests, when the queue is idle.
+    /// deadlock with the run loops. The disk's statistics lock comes last, alone too: the device
+    /// thread holds it only to publish its counters after a pass (never while serving), so a
+    /// snapshot never waits for a request.
     pub fn snapshot(&self) -> Snapshot {
         let at_ns = ns_since(self.origin);
         let exits = self.exits.iter().map(|m| lock(m).clone()).collect();
@@ -215,7 +215,7 @@ impl VcpuObserver {
             .iter()
             .map(|fd| fd.as_ref().and_then(|fd| fd.read().ok()))
             .collect();
-        let disk = self.disk.as_ref().map(|w| lock(w).stats);
+        let disk = self.disk.as_ref().map(|d| d.stats());
         Snapshot {
             at_ns,
             exits,
@@ -292,6 +292,9 @@ pub enum LoopEnd {
     Halted,
     /// The VMM asked the loop to stop (timeout).
     Stopped,
+    /// KVM returned an exit this VMM never asks for (named, with where the guest was): resuming
+    /// the guest could repeat it forever, so the VM stops.
+    UnexpectedExit(String),
     /// KVM could not run the vCPU.
     Failed(String),
 }
@@ -385,9 +388,84 @@ fn ns_since(origin: Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The name of an exit the run loop does not handle, for the report.
+fn exit_name(exit: &VcpuExit<'_>) -> String {
+    let name = match exit {
+        VcpuExit::Unknown => "KVM_EXIT_UNKNOWN",
+        VcpuExit::Exception => "KVM_EXIT_EXCEPTION",
+        VcpuExit::Hypercall(_) => "KVM_EXIT_HYPERCALL",
+        VcpuExit::Debug(_) => "KVM_EXIT_DEBUG",
+        VcpuExit::IrqWindowOpen => "KVM_EXIT_IRQ_WINDOW_OPEN",
+        VcpuExit::SetTpr => "KVM_EXIT_SET_TPR",
+        VcpuExit::TprAccess => "KVM_EXIT_TPR_ACCESS",
+        VcpuExit::Nmi => "KVM_EXIT_NMI",
+        VcpuExit::Epr => "KVM_EXIT_EPR",
+        VcpuExit::Watchdog => "KVM_EXIT_WATCHDOG",
+        VcpuExit::IoapicEoi(_) => "KVM_EXIT_IOAPIC_EOI",
+        VcpuExit::Hyperv => "KVM_EXIT_HYPERV",
+        VcpuExit::X86Rdmsr(_) => "KVM_EXIT_X86_RDMSR",
+        VcpuExit::X86Wrmsr(_) => "KVM_EXIT_X86_WRMSR",
+        VcpuExit::MemoryFault { gpa, size, .. } => {
+            return format!("KVM_EXIT_MEMORY_FAULT ({size} bytes at guest address {gpa:#x})")
+        }
+        VcpuExit::Unsupported(reason) => {
+            return format!("exit reason {reason} (unknown to this VMM's KVM bindings)")
+        }
+        other => return format!("{other:?}"),
+    };
+    name.to_owned()
+}
+
+/// A KVM internal error as the report gives it: the sub-error by name, and the data KVM passed.
+pub fn describe_internal_error(suberror: u32, data: &[u64]) -> String {
+    let what = match suberror {
+        kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => {
+            "emulation failure: the guest ran an instruction KVM could not emulate"
+        }
+        kvm_bindings::KVM_INTERNAL_ERROR_SIMUL_EX => {
+            "simultaneous exceptions: an exception occurred while delivering another"
+        }
+        kvm_bindings::KVM_INTERNAL_ERROR_DELIVERY_EV => {
+            "event delivery failed (an interrupt or exception could not be delivered)"
+        }
+        kvm_bindings::KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON => {
+            "the hardware exited for a reason KVM does not handle"
+        }
+        _ => "unknown sub-error",
+    };
+    let words: Vec<String> = data.iter().map(|d| format!("{d:#x}")).collect();
+    format!(
+        "KVM internal error, sub-error {suberror} ({what}); data [{}]",
+        words.join(", ")
+    )
+}
+
+/// The internal error KVM just reported in `run`.
+fn internal_error(run: &kvm_bindings::kvm_run) -> String {
+    if run.exit_reason != kvm_bindings::KVM_EXIT_INTERNAL_ERROR {
+        return describe_internal_error(u32::MAX, &[]);
+    }
+    // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR (checked above), so KVM filled the
+    // `internal` member of the exit union; it is plain integers, valid for any bit pattern.
+    let internal = unsafe { run.__bindgen_anon_1.internal };
+    let n = (internal.ndata as usize).min(internal.data.len());
+    describe_internal_error(internal.suberror, &internal.data[..n])
+}
+
+/// What to do after one exit.
+enum Step {
+    Continue,
+    End(LoopEnd),
+    /// An exit the loop does not handle: stop, naming it and where the guest was.
+    Unexpected(String),
+    InternalError,
+}
+
 /// Runs vCPU `index` until the guest stops, KVM fails, or `stop` is set (and the thread kicked
 /// out of KVM_RUN with a signal). Every exit is counted in `observer`; port I/O goes to `bus`
-/// (shared by all vCPUs), MMIO to `mmio`; a marker write snapshots all vCPUs' counters.
+/// (shared by all vCPUs), MMIO to `mmio`; a marker write snapshots all vCPUs' counters. An exit
+/// this VMM does not expect ends the loop (resuming could repeat it forever). `fail_first_run`
+/// makes the first KVM_RUN fail as if KVM had returned EIO (fault injection for tests).
 pub fn run_loop(
     index: usize,
     vcpu: &mut VcpuFd,
@@ -395,6 +473,7 @@ pub fn run_loop(
     mmio: &MmioBus,
     stop: &AtomicBool,
     observer: &VcpuObserver,
+    fail_first_run: bool,
 ) -> RunStats {
     let origin = observer.origin;
     let marker_port = observer.marker_port;
@@ -406,8 +485,14 @@ pub fn run_loop(
         }
         if first_run_ns.is_none() {
             first_run_ns = Some(ns_since(origin));
+            if fail_first_run {
+                break LoopEnd::Failed(format!(
+                    "KVM_RUN failed on vCPU {index}: {} (injected)",
+                    std::io::Error::from_raw_os_error(libc::EIO)
+                ));
+            }
         }
-        match vcpu.run() {
+        let step = match vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) => {
                 exits(io_reason(port, true, marker_port));
                 let action = lock(bus).write(port, data);
@@ -416,54 +501,81 @@ pub fn run_loop(
                     observer.marker(*byte);
                 }
                 if action == BusAction::Reset {
-                    break LoopEnd::Reset;
+                    Step::End(LoopEnd::Reset)
+                } else {
+                    Step::Continue
                 }
             }
             Ok(VcpuExit::IoIn(port, data)) => {
                 exits(io_reason(port, false, marker_port));
                 lock(bus).read(port, data);
+                Step::Continue
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 // Reads of addresses no device claims see all ones.
                 exits(mmio.read(addr, data).unwrap_or("mmio_read"));
+                Step::Continue
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
                 exits(mmio.write(addr, data).unwrap_or("mmio_write"));
+                Step::Continue
             }
             Ok(VcpuExit::Hlt) => {
                 exits("hlt");
-                break LoopEnd::Halted;
+                Step::End(LoopEnd::Halted)
             }
             Ok(VcpuExit::Shutdown) => {
                 exits("shutdown");
-                break LoopEnd::Shutdown;
+                Step::End(LoopEnd::Shutdown)
             }
             Ok(VcpuExit::SystemEvent(kind, _)) => {
                 exits("system_event");
-                break LoopEnd::SystemEvent(kind);
+                Step::End(LoopEnd::SystemEvent(kind))
             }
             Ok(VcpuExit::FailEntry(reason, cpu)) => {
                 exits("fail_entry");
-                break LoopEnd::Failed(format!(
+                Step::End(LoopEnd::Failed(format!(
                     "KVM could not enter the guest (hardware entry failure reason {reason:#x} on CPU {cpu})"
-                ));
+                )))
             }
             Ok(VcpuExit::InternalError) => {
                 exits("internal_error");
-                break LoopEnd::Failed(
-                    "KVM internal error (emulation failure): the guest ran an instruction KVM could not emulate"
-                        .to_owned(),
-                );
+                Step::InternalError
             }
-            Ok(VcpuExit::Intr) | Ok(VcpuExit::IrqWindowOpen) => exits("intr"),
+            Ok(VcpuExit::Intr) => {
+                exits("intr");
+                Step::Continue
+            }
             Ok(other) => {
-                exits("other");
-                // Unknown exits are counted and the guest resumed; a flood of them is bounded by
-                // the trial's timeout.
-                let _ = other;
+                exits("unexpected");
+                Step::Unexpected(exit_name(&other))
             }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => exits("intr"),
-            Err(e) => break LoopEnd::Failed(format!("KVM_RUN failed: {e}")),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                exits("intr");
+                Step::Continue
+            }
+            Err(e) => Step::End(LoopEnd::Failed(format!(
+                "KVM_RUN failed on vCPU {index}: {e}"
+            ))),
+        };
+        match step {
+            Step::Continue => {}
+            Step::End(end) => break end,
+            Step::Unexpected(name) => {
+                let at = vcpu
+                    .get_regs()
+                    .map(|r| format!(" at rip {:#x}", r.rip))
+                    .unwrap_or_default();
+                break LoopEnd::UnexpectedExit(format!(
+                    "vCPU {index} got {name}{at}, an exit this VMM does not expect"
+                ));
+            }
+            Step::InternalError => {
+                break LoopEnd::Failed(format!(
+                    "vCPU {index}: {}",
+                    internal_error(vcpu.get_kvm_run())
+                ))
+            }
         }
     };
     RunStats {
@@ -578,6 +690,51 @@ fn mp_state_name(state: u32) -> &'static str {
 mod tests {
     use super::*;
 
+    #[test]
+    fn unexpected_exits_are_named_and_internal_errors_carry_their_sub_error() {
+        assert_eq!(exit_name(&VcpuExit::Unknown), "KVM_EXIT_UNKNOWN");
+        assert_eq!(
+            exit_name(&VcpuExit::Debug(Default::default())),
+            "KVM_EXIT_DEBUG"
+        );
+        assert!(exit_name(&VcpuExit::Unsupported(77)).contains("exit reason 77"));
+        let m = exit_name(&VcpuExit::MemoryFault {
+            flags: 0,
+            gpa: 0x1000,
+            size: 4096,
+        });
+        assert!(
+            m.contains("KVM_EXIT_MEMORY_FAULT") && m.contains("0x1000"),
+            "{m}"
+        );
+        let e = describe_internal_error(1, &[0x1, 0x2, 0xf00d]);
+        assert!(
+            e.contains("sub-error 1") && e.contains("emulation failure") && e.contains("0xf00d"),
+            "{e}"
+        );
+        let e = describe_internal_error(3, &[]);
+        assert!(e.contains("sub-error 3") && e.contains("delivery"), "{e}");
+        assert!(describe_internal_error(99, &[7]).contains("unknown sub-error"));
+        // Read from a kvm_run as KVM leaves it.
+        let mut run = kvm_bindings::kvm_run {
+            exit_reason: kvm_bindings::KVM_EXIT_INTERNAL_ERROR,
+            ..Default::default()
+        };
+        // SAFETY: writing plain integers into the union member the test then reads.
+        unsafe {
+            run.__bindgen_anon_1.internal.suberror = 2;
+            run.__bindgen_anon_1.internal.ndata = 40;
+            run.__bindgen_anon_1.internal.data[0] = 0xabc;
+        }
+        let e = internal_error(&run);
+        assert!(e.contains("sub-error 2") && e.contains("0xabc"), "{e}");
+        assert_eq!(
+            e.matches("0x").count(),
+            16,
+            "ndata is capped at the array: {e}"
+        );
+    }
+
     const PREFILL: u8 = 16;
     const READ: u8 = 17;
     const WRITE: u8 = 18;
@@ -669,14 +826,16 @@ mod tests {
         let block = Block::new(
             Box::new(MemDisk::new(1 << 20, false)),
             std::sync::Arc::new(Interrupt::new(None)),
+            None,
         );
-        let worker = block.worker();
-        let o = VcpuObserver::new(vec![None], 0x490, Instant::now(), Some(worker.clone()));
+        let shared = block.shared();
+        let o = VcpuObserver::new(vec![None], 0x490, Instant::now(), Some(shared.clone()));
         let served = |n: u64| {
-            let mut w = lock(&worker);
-            w.stats.requests += n;
-            w.stats.interrupts += n;
-            w.stats.notifies += 2 * n;
+            let mut s = shared.stats();
+            s.requests += n;
+            s.interrupts += n;
+            s.notifies += 2 * n;
+            shared.set_stats(s);
         };
         served(100);
         o.marker(WORKLOAD_START);

@@ -101,3 +101,31 @@ pub fn ext4_image_gz(name: &str, mib: u64) -> Vec<u8> {
     assert!(st.success());
     std::fs::read(&gz).expect("read image")
 }
+
+/// An ELF vmlinux with one PT_LOAD: `image` loaded at `paddr` and entered there, `memsz` bytes
+/// of guest memory (tests that craft kernels, or tiny guests whose code they write).
+pub fn elf_kernel(paddr: u64, image: &[u8], memsz: u64) -> Vec<u8> {
+    let mut b = vec![0u8; 64 + 56];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[6] = 1;
+    b[0x10..0x12].copy_from_slice(&2u16.to_le_bytes());
+    b[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+    b[0x14..0x18].copy_from_slice(&1u32.to_le_bytes());
+    b[0x18..0x20].copy_from_slice(&paddr.to_le_bytes());
+    b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    b[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+    b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    let p = 64;
+    b[p..p + 4].copy_from_slice(&1u32.to_le_bytes());
+    b[p + 4..p + 8].copy_from_slice(&7u32.to_le_bytes());
+    b[p + 0x8..p + 0x10].copy_from_slice(&120u64.to_le_bytes());
+    b[p + 0x10..p + 0x18].copy_from_slice(&paddr.to_le_bytes());
+    b[p + 0x18..p + 0x20].copy_from_slice(&paddr.to_le_bytes());
+    b[p + 0x20..p + 0x28].copy_from_slice(&(image.len() as u64).to_le_bytes());
+    b[p + 0x28..p + 0x30].copy_from_slice(&memsz.to_le_bytes());
+    b.extend_from_slice(image);
+    b
+}

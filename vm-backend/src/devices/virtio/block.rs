@@ -6,11 +6,19 @@
 //! device-writable status descriptor (the status goes to its first byte).
 //!
 //! Everything in a chain comes from the guest and is checked before any byte moves: direction
-//! of each descriptor, every buffer inside guest RAM without wrapping around, data a multiple of
-//! 512 bytes, `sector * 512 + length` within the disk (checked arithmetic). A bad request gets
-//! VIRTIO_BLK_S_IOERR (or UNSUPP); a chain whose status byte cannot be written is returned with
-//! used length 0; a broken ring (avail index out of range, head index past the queue) marks the
-//! device broken (`DEVICE_NEEDS_RESET`) instead of being served.
+//! of each descriptor, every buffer inside guest RAM without wrapping around, at most
+//! [`SEG_MAX`] data descriptors of at most [`SIZE_MAX`] bytes each (both offered to the driver,
+//! which must keep to them), data a multiple of 512 bytes, `sector * 512 + length` within the disk
+//! (checked arithmetic). A bad request gets VIRTIO_BLK_S_IOERR (or UNSUPP); a chain whose status
+//! byte cannot be written is returned with used length 0; a broken ring (avail index out of
+//! range, head index past the queue) marks the device broken (`DEVICE_NEEDS_RESET`) instead of
+//! being served. A driver that publishes while the device looks at the ring is normal: the pass
+//! goes round again.
+//!
+//! Work is bounded: one pass serves at most [`MAX_CHAINS_PER_PASS`] chains and
+//! [`MAX_BYTES_PER_PASS`] bytes, and checks between requests (and a disk backend between
+//! segments) whether the VMM is stopping or the driver reset the device. The device thread holds
+//! no lock while it serves, so nothing a guest does keeps a vCPU or the VMM waiting for it.
 //!
 //! FLUSH is `fdatasync` of the image and completes before the used entry is published: when the
 //! guest sees a flush complete, the data is on the host's disk. A read-only image is opened
@@ -20,14 +28,15 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use virtio_bindings::virtio_blk::{
-    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_ID_BYTES,
-    VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
-    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX,
+    VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
 use virtio_queue::desc::split::Descriptor;
@@ -36,8 +45,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{
-    lock, ActivateError, Interrupt, Shared, VirtioDevice, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX,
+    lock, ActivateError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
 };
 
 /// Bytes per sector: the unit of `sector` and `capacity`, whatever the image's block size.
@@ -46,15 +54,26 @@ pub const SECTOR_SIZE: u64 = 512;
 pub const QUEUE_SIZE: u16 = 256;
 /// Data descriptors per request the driver may use (VIRTIO_BLK_F_SEG_MAX). Half the queue less
 /// header and status, so two largest requests fit at once. Without it Linux sends one segment
-/// per request, which would split every large I/O into 4 KiB pieces.
+/// per request, which would split every large I/O into 4 KiB pieces. More is answered IOERR.
 pub const SEG_MAX: u32 = (QUEUE_SIZE as u32) / 2 - 2;
-/// Longest chain accepted (indirect tables can be longer than the queue).
+/// Bytes one data descriptor may hold (VIRTIO_BLK_F_SIZE_MAX; Linux's segments are pages merged
+/// up to this). A longer descriptor is answered IOERR. With [`SEG_MAX`] it bounds a request to
+/// [`MAX_REQUEST_BYTES`], so one request cannot be as large as the disk.
+pub const SIZE_MAX: u32 = 128 << 10;
+/// The largest request a driver that keeps to [`SEG_MAX`] and [`SIZE_MAX`] can send.
+pub const MAX_REQUEST_BYTES: u64 = SEG_MAX as u64 * SIZE_MAX as u64;
+/// Longest chain accepted (indirect tables can be longer than the queue); a longer one cannot
+/// even be answered.
 const MAX_CHAIN: usize = QUEUE_SIZE as usize + 2;
 /// Most chains served in one pass over the queue. A guest can make the device's own used-ring
 /// writes look like new avail entries (overlapping rings) or keep feeding the ring from another
 /// vCPU; without a bound the device thread would never look at its stop eventfd again. A pass
-/// that hits the bound asks to be called again (the device thread kicks itself).
+/// that hits the bound says so ([`Pass::more`]) and the device thread calls it again after
+/// looking at its stop eventfd.
 pub const MAX_CHAINS_PER_PASS: usize = QUEUE_SIZE as usize;
+/// Most data bytes one pass moves before it ends with [`Pass::more`] (at least one request is
+/// always served): the other bound on the time between two looks at the stop eventfd.
+pub const MAX_BYTES_PER_PASS: u64 = 16 << 20;
 /// Length of the request header (type, reserved/ioprio, sector).
 const HEADER_LEN: u32 = 16;
 /// The virtio device id of a block device.
@@ -82,7 +101,9 @@ pub enum BlockError {
 }
 
 /// Where a block device's bytes live. Offsets and lengths given to these calls are already
-/// checked against [`DiskBackend::size`] and guest RAM.
+/// checked against [`DiskBackend::size`], guest RAM and [`SIZE_MAX`]. `cancel` is set when the
+/// VMM stops: an operation that can take long should then give up with
+/// [`std::io::ErrorKind::Interrupted`].
 pub trait DiskBackend: Send {
     /// Size in bytes (a multiple of 512).
     fn size(&self) -> u64;
@@ -95,6 +116,7 @@ pub trait DiskBackend: Send {
         addr: GuestAddress,
         len: usize,
         offset: u64,
+        cancel: &AtomicBool,
     ) -> std::io::Result<()>;
     /// Copies `len` bytes of guest memory at `addr` to `offset` of the disk.
     fn write_from_guest(
@@ -103,9 +125,10 @@ pub trait DiskBackend: Send {
         addr: GuestAddress,
         len: usize,
         offset: u64,
+        cancel: &AtomicBool,
     ) -> std::io::Result<()>;
     /// Makes every completed write durable.
-    fn flush(&mut self) -> std::io::Result<()>;
+    fn flush(&mut self, cancel: &AtomicBool) -> std::io::Result<()>;
     /// The 20-byte id GET_ID returns.
     fn id(&self) -> [u8; VIRTIO_BLK_ID_BYTES as usize];
 }
@@ -174,9 +197,11 @@ impl DiskBackend for FileDisk {
         addr: GuestAddress,
         len: usize,
         offset: u64,
+        _cancel: &AtomicBool,
     ) -> std::io::Result<()> {
         // Only this thread uses the file, so seek + read is as good as pread and needs no unsafe
-        // pointer into guest memory: vm-memory does the bounded copy.
+        // pointer into guest memory: vm-memory does the bounded copy. One call moves at most
+        // SIZE_MAX bytes; the caller looks at the cancel flag between calls.
         self.file.seek(SeekFrom::Start(offset))?;
         mem.read_exact_volatile_from(addr, &mut self.file, len)
             .map_err(std::io::Error::other)
@@ -188,13 +213,14 @@ impl DiskBackend for FileDisk {
         addr: GuestAddress,
         len: usize,
         offset: u64,
+        _cancel: &AtomicBool,
     ) -> std::io::Result<()> {
         self.file.seek(SeekFrom::Start(offset))?;
         mem.write_all_volatile_to(addr, &mut self.file, len)
             .map_err(std::io::Error::other)
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn flush(&mut self, _cancel: &AtomicBool) -> std::io::Result<()> {
         // fdatasync: the image never changes size, so its data is all a flush must persist.
         self.file.sync_data()
     }
@@ -204,7 +230,9 @@ impl DiskBackend for FileDisk {
     }
 }
 
-/// A disk in host memory (tests and fuzzing).
+/// A disk in host memory (tests and fuzzing). It trusts the device to have checked every
+/// request against its size and panics on one that is not inside it: that is a device bug, and
+/// tests and the fuzzer must see it (a disk that quietly refused would hide a missing check).
 #[derive(Debug, Clone)]
 pub struct MemDisk {
     /// The disk's bytes.
@@ -225,13 +253,16 @@ impl MemDisk {
         }
     }
 
-    fn range(&self, offset: u64, len: usize) -> std::io::Result<std::ops::Range<usize>> {
-        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
-        let end = start
-            .checked_add(len)
-            .filter(|e| *e <= self.data.len())
-            .ok_or_else(|| std::io::Error::other("past the end of the disk"))?;
-        Ok(start..end)
+    fn range(&self, offset: u64, len: usize) -> std::ops::Range<usize> {
+        let start = usize::try_from(offset).ok();
+        let end = start.and_then(|s| s.checked_add(len));
+        match (start, end) {
+            (Some(s), Some(e)) if e <= self.data.len() && len <= SIZE_MAX as usize => s..e,
+            _ => panic!(
+                "the device passed an unchecked request to the disk: {len} bytes at {offset} of a {}-byte disk",
+                self.data.len()
+            ),
+        }
     }
 }
 
@@ -250,8 +281,9 @@ impl DiskBackend for MemDisk {
         addr: GuestAddress,
         len: usize,
         offset: u64,
+        _cancel: &AtomicBool,
     ) -> std::io::Result<()> {
-        let r = self.range(offset, len)?;
+        let r = self.range(offset, len);
         mem.write_slice(&self.data[r], addr)
             .map_err(std::io::Error::other)
     }
@@ -262,19 +294,101 @@ impl DiskBackend for MemDisk {
         addr: GuestAddress,
         len: usize,
         offset: u64,
+        _cancel: &AtomicBool,
     ) -> std::io::Result<()> {
-        let r = self.range(offset, len)?;
+        assert!(!self.read_only, "the device wrote to a read-only disk");
+        let r = self.range(offset, len);
         mem.read_slice(&mut self.data[r], addr)
             .map_err(std::io::Error::other)
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn flush(&mut self, _cancel: &AtomicBool) -> std::io::Result<()> {
         self.flushes += 1;
         Ok(())
     }
 
     fn id(&self) -> [u8; VIRTIO_BLK_ID_BYTES as usize] {
         *b"isolab-memdisk\0\0\0\0\0\0"
+    }
+}
+
+/// A disk whose every operation takes `delay` before it reaches the disk underneath (a stand-in
+/// for a hung NFS server or a dying drive; tests and [`crate::vmm::Fault::SlowDisk`]). It waits
+/// in short steps and gives up with [`std::io::ErrorKind::Interrupted`] once cancelled, as a
+/// long operation should.
+#[doc(hidden)]
+pub struct SlowDisk {
+    inner: Box<dyn DiskBackend>,
+    delay: Duration,
+}
+
+impl std::fmt::Debug for SlowDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlowDisk")
+            .field("size", &self.inner.size())
+            .field("delay", &self.delay)
+            .finish()
+    }
+}
+
+impl SlowDisk {
+    /// `inner`, with `delay` before each operation.
+    pub fn new(inner: Box<dyn DiskBackend>, delay: Duration) -> Self {
+        Self { inner, delay }
+    }
+
+    fn wait(&self, cancel: &AtomicBool) -> std::io::Result<()> {
+        let until = Instant::now() + self.delay;
+        while Instant::now() < until {
+            if cancel.load(Ordering::Acquire) {
+                return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+}
+
+impl DiskBackend for SlowDisk {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn read_only(&self) -> bool {
+        self.inner.read_only()
+    }
+
+    fn read_to_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+        cancel: &AtomicBool,
+    ) -> std::io::Result<()> {
+        self.wait(cancel)?;
+        self.inner.read_to_guest(mem, addr, len, offset, cancel)
+    }
+
+    fn write_from_guest(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        addr: GuestAddress,
+        len: usize,
+        offset: u64,
+        cancel: &AtomicBool,
+    ) -> std::io::Result<()> {
+        self.wait(cancel)?;
+        self.inner.write_from_guest(mem, addr, len, offset, cancel)
+    }
+
+    fn flush(&mut self, cancel: &AtomicBool) -> std::io::Result<()> {
+        self.wait(cancel)?;
+        self.inner.flush(cancel)
+    }
+
+    fn id(&self) -> [u8; VIRTIO_BLK_ID_BYTES as usize] {
+        self.inner.id()
     }
 }
 
@@ -312,9 +426,9 @@ pub struct Request {
     pub kind: RequestType,
     /// First sector (IN and OUT).
     pub sector: u64,
-    /// Data buffers in guest memory (each inside guest RAM).
+    /// Data buffers in guest memory (each inside guest RAM, at most [`SIZE_MAX`] bytes).
     pub data: Vec<(GuestAddress, u32)>,
-    /// Sum of the data buffers' lengths.
+    /// Sum of the data buffers' lengths (at most [`MAX_REQUEST_BYTES`]).
     pub data_len: u64,
     /// Where the status byte goes.
     pub status: GuestAddress,
@@ -329,6 +443,17 @@ pub enum RequestError {
     /// More descriptors than any valid request has.
     #[error("the chain has more than {MAX_CHAIN} descriptors")]
     TooLong,
+    /// More data descriptors than the device offered (SEG_MAX).
+    #[error("the request has {0} data descriptors; the device offers at most {SEG_MAX}")]
+    TooManySegments(usize),
+    /// A data descriptor longer than the device offered (SIZE_MAX).
+    #[error("data descriptor {index} holds {len} bytes; the device offers at most {SIZE_MAX}")]
+    SegmentTooLarge {
+        /// Position in the chain.
+        index: usize,
+        /// Its length.
+        len: u32,
+    },
     /// The header descriptor is device-writable.
     #[error("the header descriptor is device-writable")]
     HeaderWritable,
@@ -398,6 +523,16 @@ pub struct BlockStats {
     pub unsupported: u64,
     /// Chains returned without a status (the status descriptor itself was invalid).
     pub unanswerable: u64,
+    /// Requests taken but not answered because the VMM was stopping or the driver reset the
+    /// device meanwhile.
+    pub abandoned: u64,
+    /// Passes that ended at their request or byte budget with requests left (served on the
+    /// next pass).
+    pub passes_bounded: u64,
+    /// Times the driver published a request between the device's last look at the avail index
+    /// and its re-enabling of notifications, in a round that had taken nothing else: normal for
+    /// a busy driver, and served by going round again.
+    pub late_publishes: u64,
     /// Queue notifications (guest kicks) the device thread received.
     pub notifies: u64,
     /// Interrupts the device raised (used-buffer notifications).
@@ -419,6 +554,9 @@ impl BlockStats {
             io_errors: d(|s| s.io_errors),
             unsupported: d(|s| s.unsupported),
             unanswerable: d(|s| s.unanswerable),
+            abandoned: d(|s| s.abandoned),
+            passes_bounded: d(|s| s.passes_bounded),
+            late_publishes: d(|s| s.late_publishes),
             notifies: d(|s| s.notifies),
             interrupts: d(|s| s.interrupts),
         }
@@ -431,9 +569,6 @@ pub enum QueueError {
     /// The ring itself is unusable (index out of range, unreadable ring, bad head).
     #[error("the virtqueue is broken: {0}")]
     Ring(String),
-    /// The avail index says there are chains but none can be read.
-    #[error("the avail ring announces chains that cannot be read")]
-    Stuck,
 }
 
 fn ring_err(e: virtio_queue::Error) -> QueueError {
@@ -508,6 +643,9 @@ pub fn parse_request(
         raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15],
     ]);
 
+    if last - 1 > SEG_MAX as usize {
+        return fail(RequestError::TooManySegments(last - 1));
+    }
     let want_writable = match kind {
         RequestType::In | RequestType::GetId => Some(true),
         RequestType::Out => Some(false),
@@ -520,6 +658,12 @@ pub fn parse_request(
             if d.is_write_only() != w {
                 return fail(RequestError::WrongDirection(i));
             }
+        }
+        if d.len() > SIZE_MAX {
+            return fail(RequestError::SegmentTooLarge {
+                index: i,
+                len: d.len(),
+            });
         }
         if !in_ram(mem, d.addr(), d.len()) {
             return fail(RequestError::OutsideRam {
@@ -562,107 +706,202 @@ pub fn parse_request(
     })
 }
 
-/// Runs a validated request against the disk. Returns (status, bytes written into guest memory
-/// not counting the status byte).
+/// What running a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Executed {
+    /// The status byte for the driver.
+    pub status: u8,
+    /// Bytes written into guest memory, not counting the status byte.
+    pub written: u32,
+    /// Data bytes moved between the disk and guest memory (the pass's byte budget).
+    pub moved: u64,
+    /// The VMM stopped during the request: it was given up and must not be answered.
+    pub cancelled: bool,
+}
+
+/// Runs a validated request against the disk, looking at `cancel` between segments.
 pub fn execute(
     req: &Request,
     disk: &mut dyn DiskBackend,
     mem: &GuestMemoryMmap,
     stats: &mut BlockStats,
-) -> (u8, u32) {
+    cancel: &AtomicBool,
+) -> Executed {
     let ioerr = VIRTIO_BLK_S_IOERR as u8;
+    let done = |status: u8, written: u32, moved: u64| Executed {
+        status,
+        written,
+        moved,
+        cancelled: false,
+    };
+    let stopped = |moved: u64| Executed {
+        status: ioerr,
+        written: 0,
+        moved,
+        cancelled: true,
+    };
+    let is_cancel = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::Interrupted && cancel.load(Ordering::Acquire)
+    };
     match req.kind {
         RequestType::In => {
             let mut offset = req.sector * SECTOR_SIZE;
-            let mut done = 0u32;
+            let mut written = 0u32;
             for &(addr, len) in &req.data {
-                if disk.read_to_guest(mem, addr, len as usize, offset).is_err() {
-                    return (ioerr, done);
+                if cancel.load(Ordering::Acquire) {
+                    return stopped(u64::from(written));
+                }
+                if let Err(e) = disk.read_to_guest(mem, addr, len as usize, offset, cancel) {
+                    if is_cancel(&e) {
+                        return stopped(u64::from(written));
+                    }
+                    return done(ioerr, written, u64::from(written));
                 }
                 offset += u64::from(len);
-                done = done.saturating_add(len);
+                written = written.saturating_add(len);
             }
             stats.reads += 1;
             stats.bytes_read += req.data_len;
-            (VIRTIO_BLK_S_OK as u8, done)
+            done(VIRTIO_BLK_S_OK as u8, written, req.data_len)
         }
         RequestType::Out => {
             if disk.read_only() {
-                return (ioerr, 0);
+                return done(ioerr, 0, 0);
             }
             let mut offset = req.sector * SECTOR_SIZE;
+            let mut moved = 0u64;
             for &(addr, len) in &req.data {
-                if disk
-                    .write_from_guest(mem, addr, len as usize, offset)
-                    .is_err()
-                {
-                    return (ioerr, 0);
+                if cancel.load(Ordering::Acquire) {
+                    return stopped(moved);
+                }
+                if let Err(e) = disk.write_from_guest(mem, addr, len as usize, offset, cancel) {
+                    if is_cancel(&e) {
+                        return stopped(moved);
+                    }
+                    return done(ioerr, 0, moved);
                 }
                 offset += u64::from(len);
+                moved += u64::from(len);
             }
             stats.writes += 1;
             stats.bytes_written += req.data_len;
-            (VIRTIO_BLK_S_OK as u8, 0)
+            done(VIRTIO_BLK_S_OK as u8, 0, moved)
         }
-        RequestType::Flush => match disk.flush() {
+        RequestType::Flush => match disk.flush(cancel) {
             Ok(()) => {
                 stats.flushes += 1;
-                (VIRTIO_BLK_S_OK as u8, 0)
+                done(VIRTIO_BLK_S_OK as u8, 0, 0)
             }
-            Err(_) => (ioerr, 0),
+            Err(e) if is_cancel(&e) => stopped(0),
+            Err(_) => done(ioerr, 0, 0),
         },
         RequestType::GetId => {
             let id = disk.id();
             let mut rest: &[u8] = &id;
-            let mut done = 0u32;
+            let mut written = 0u32;
             for &(addr, len) in &req.data {
                 if rest.is_empty() {
                     break;
                 }
                 let n = rest.len().min(len as usize);
                 if mem.write_slice(&rest[..n], addr).is_err() {
-                    return (ioerr, done);
+                    return done(ioerr, written, 0);
                 }
                 rest = &rest[n..];
-                done += n as u32;
+                written += n as u32;
             }
             stats.get_ids += 1;
-            (VIRTIO_BLK_S_OK as u8, done)
+            done(VIRTIO_BLK_S_OK as u8, written, 0)
         }
-        RequestType::Unsupported(_) => (VIRTIO_BLK_S_UNSUPP as u8, 0),
+        RequestType::Unsupported(_) => done(VIRTIO_BLK_S_UNSUPP as u8, 0, 0),
     }
 }
 
-/// Parses, executes and answers one chain. Returns the used length to publish.
+/// How one chain went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    /// The used length to publish.
+    pub used_len: u32,
+    /// Data bytes moved.
+    pub moved: u64,
+    /// Given up because the VMM stopped: not to be published.
+    pub cancelled: bool,
+}
+
+/// Parses, executes and answers one chain.
 pub fn handle_chain(
     descs: &[Descriptor],
     disk: &mut dyn DiskBackend,
     mem: &GuestMemoryMmap,
     stats: &mut BlockStats,
-) -> u32 {
+    cancel: &AtomicBool,
+) -> Handled {
     stats.requests += 1;
-    let (status, written, status_addr) = match parse_request(descs, mem, disk.size()) {
-        Ok(req) => {
-            let (s, w) = execute(&req, disk, mem, stats);
-            (s, w, req.status)
-        }
-        Err((_, Some(addr))) => (VIRTIO_BLK_S_IOERR as u8, 0, addr),
+    let (run, status_addr) = match parse_request(descs, mem, disk.size()) {
+        Ok(req) => (execute(&req, disk, mem, stats, cancel), req.status),
+        Err((_, Some(addr))) => (
+            Executed {
+                status: VIRTIO_BLK_S_IOERR as u8,
+                written: 0,
+                moved: 0,
+                cancelled: false,
+            },
+            addr,
+        ),
         Err((_, None)) => {
             stats.unanswerable += 1;
-            return 0;
+            return Handled {
+                used_len: 0,
+                moved: 0,
+                cancelled: false,
+            };
         }
     };
-    match u32::from(status) {
+    if run.cancelled {
+        stats.abandoned += 1;
+        return Handled {
+            used_len: 0,
+            moved: run.moved,
+            cancelled: true,
+        };
+    }
+    match u32::from(run.status) {
         VIRTIO_BLK_S_IOERR => stats.io_errors += 1,
         VIRTIO_BLK_S_UNSUPP => stats.unsupported += 1,
         _ => {}
     }
-    if mem.write_obj(status, status_addr).is_err() {
+    if mem.write_obj(run.status, status_addr).is_err() {
         // Checked to be inside guest RAM during parsing; unreachable unless memory shrank.
         stats.unanswerable += 1;
-        return written;
+        return Handled {
+            used_len: run.written,
+            moved: run.moved,
+            cancelled: false,
+        };
     }
-    written.saturating_add(1)
+    Handled {
+        used_len: run.written.saturating_add(1),
+        moved: run.moved,
+        cancelled: false,
+    }
+}
+
+/// What may end a pass early: the VMM stopping (`stop`, which long disk operations watch too)
+/// and the driver resetting or restarting the device (`epoch` moves on). Shared by the vCPU
+/// side, the device thread and the VMM; plain atomics, no lock.
+#[derive(Debug, Default)]
+pub struct PassControl {
+    /// Set once, when the VMM stops the device (the device thread's stop flag).
+    pub stop: Arc<AtomicBool>,
+    /// Bumped at every activation and reset of the device.
+    pub epoch: AtomicU64,
+}
+
+impl PassControl {
+    /// True when a pass started in `epoch` must end now.
+    pub fn should_end(&self, epoch: u64) -> bool {
+        self.stop.load(Ordering::Acquire) || self.epoch.load(Ordering::Acquire) != epoch
+    }
 }
 
 /// What one pass over the queue did.
@@ -670,28 +909,44 @@ pub fn handle_chain(
 pub struct Pass {
     /// The driver must be interrupted (used entries it asked to hear about).
     pub notify: bool,
-    /// The pass stopped at [`MAX_CHAINS_PER_PASS`] with chains left: call again.
+    /// The pass stopped at [`MAX_CHAINS_PER_PASS`] or [`MAX_BYTES_PER_PASS`] with chains left:
+    /// call again.
     pub more: bool,
+    /// The pass ended early because the VMM is stopping or the driver reset the device.
+    pub interrupted: bool,
 }
 
-/// Serves the available chains of `queue` (at most [`MAX_CHAINS_PER_PASS`]), with notification
-/// suppression (event index when negotiated).
+/// Serves the available chains of `queue` (at most [`MAX_CHAINS_PER_PASS`] and about
+/// [`MAX_BYTES_PER_PASS`]), with notification suppression (event index when negotiated). Looks
+/// at `ctl` before each chain; a pass started in `epoch` ends as soon as that is over.
 pub fn process_queue(
     queue: &mut Queue,
     mem: &GuestMemoryMmap,
     disk: &mut dyn DiskBackend,
     stats: &mut BlockStats,
+    ctl: &PassControl,
+    epoch: u64,
 ) -> Result<Pass, QueueError> {
     let mut used = 0usize;
+    let mut moved = 0u64;
     let mut descs: Vec<Descriptor> = Vec::with_capacity(MAX_CHAIN);
     let mut more = false;
+    let mut interrupted = false;
+    // Rounds of the outer loop: each one either serves a chain or follows a driver that
+    // published after the last look at the avail index; bounded like the chains.
+    let mut rounds = 0usize;
     'outer: loop {
         queue.disable_notification(mem).map_err(ring_err)?;
         let mut popped = 0usize;
         loop {
-            if used >= MAX_CHAINS_PER_PASS {
+            if ctl.should_end(epoch) {
+                interrupted = true;
+                break 'outer;
+            }
+            if used >= MAX_CHAINS_PER_PASS || moved >= MAX_BYTES_PER_PASS {
                 // Leave notifications disabled: the caller comes back without a kick.
                 more = true;
+                stats.passes_bounded += 1;
                 break 'outer;
             }
             let chain = match queue.iter(mem) {
@@ -710,39 +965,163 @@ pub fn process_queue(
                 }
                 descs.push(d);
             }
-            let len = if too_long {
+            let handled = if too_long {
                 stats.requests += 1;
                 stats.unanswerable += 1;
-                0
+                Handled {
+                    used_len: 0,
+                    moved: 0,
+                    cancelled: false,
+                }
             } else {
-                handle_chain(&descs, disk, mem, stats)
+                handle_chain(&descs, disk, mem, stats, &ctl.stop)
             };
+            moved = moved.saturating_add(handled.moved);
+            if handled.cancelled || ctl.epoch.load(Ordering::Acquire) != epoch {
+                // The VMM is stopping or the driver reset the device while this request ran:
+                // its queue is gone, so nothing is published into it.
+                if !handled.cancelled {
+                    stats.abandoned += 1;
+                }
+                interrupted = true;
+                break 'outer;
+            }
             // A head index past the queue cannot be returned: the ring is broken.
-            queue.add_used(mem, head, len).map_err(ring_err)?;
+            queue
+                .add_used(mem, head, handled.used_len)
+                .map_err(ring_err)?;
             used += 1;
         }
+        // true means the driver published between our last look at the avail index and
+        // re-enabling notifications (a busy driver does that all the time): go round again, or
+        // it would wait for a completion that never comes.
         if !queue.enable_notification(mem).map_err(ring_err)? {
             break;
         }
         if popped == 0 {
-            return Err(QueueError::Stuck);
+            stats.late_publishes += 1;
+        }
+        rounds += 1;
+        if rounds > MAX_CHAINS_PER_PASS {
+            more = true;
+            stats.passes_bounded += 1;
+            break;
         }
     }
     let notify = used > 0 && queue.needs_notification(mem).map_err(ring_err)?;
-    Ok(Pass { notify, more })
+    Ok(Pass {
+        notify,
+        more,
+        interrupted,
+    })
 }
 
-/// The part of the block device the device thread owns while the driver runs it.
+/// What the transport asks of the device thread.
+enum Control {
+    /// DRIVER_OK: serve this queue (validated by the transport) in this memory.
+    Activate(GuestMemoryMmap, Queue),
+    /// Status = 0: stop using the queue.
+    Reset,
+}
+
+/// What the transport (vCPU threads), the device thread and the VMM share about one block
+/// device. Only leaf locks (see the lock order in [`super`]), each held for a swap or a copy.
+pub struct BlockShared {
+    /// Stop flag and activation epoch, looked at inside a pass.
+    pub ctl: PassControl,
+    /// The latest activation or reset the device thread has not applied yet (the last one
+    /// wins: each one says everything about the queue).
+    control: Mutex<Option<Control>>,
+    /// Wakes the device thread for a control message (None in unit tests, which call
+    /// [`BlockWorker::serve`] themselves).
+    wake: Option<EventFd>,
+    /// The device thread's counters, published after every pass.
+    stats: Mutex<BlockStats>,
+    /// `epoch + 1` of the activation the device found broken, 0 if none.
+    broken_epoch: AtomicU64,
+    /// Why it was marked broken.
+    broken_reason: Mutex<Option<QueueError>>,
+}
+
+impl std::fmt::Debug for BlockShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockShared")
+            .field("ctl", &self.ctl)
+            .field("broken", &self.broken())
+            .finish()
+    }
+}
+
+impl BlockShared {
+    fn new(wake: Option<EventFd>) -> Self {
+        Self {
+            ctl: PassControl::default(),
+            control: Mutex::new(None),
+            wake,
+            stats: Mutex::new(BlockStats::default()),
+            broken_epoch: AtomicU64::new(0),
+            broken_reason: Mutex::new(None),
+        }
+    }
+
+    /// Posts a control message for the device thread and wakes it; any pass in progress ends
+    /// at its next check.
+    fn post(&self, control: Control) {
+        {
+            let mut slot = lock(&self.control);
+            *slot = Some(control);
+            self.ctl.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        if let Some(wake) = &self.wake {
+            // A failed write means the counter is saturated: the thread is woken anyway.
+            let _ = wake.write(1);
+        }
+    }
+
+    /// Takes the pending control message with the epoch it started.
+    fn take_control(&self) -> (Option<Control>, u64) {
+        let mut slot = lock(&self.control);
+        (slot.take(), self.ctl.epoch.load(Ordering::Acquire))
+    }
+
+    /// The device's counters as of its last pass.
+    pub fn stats(&self) -> BlockStats {
+        *lock(&self.stats)
+    }
+
+    /// Overwrites the published counters (tests of their readers).
+    #[cfg(test)]
+    pub(crate) fn set_stats(&self, stats: BlockStats) {
+        *lock(&self.stats) = stats;
+    }
+
+    /// True when the running activation found the driver's queue unusable.
+    pub fn broken(&self) -> bool {
+        self.broken_epoch.load(Ordering::Acquire)
+            == self.ctl.epoch.load(Ordering::Acquire).wrapping_add(1)
+    }
+
+    /// Why the device last marked itself broken, if it ever did.
+    pub fn broken_reason(&self) -> Option<QueueError> {
+        lock(&self.broken_reason).clone()
+    }
+}
+
+/// The queue a running device serves, with the epoch of its activation.
+struct Active {
+    mem: GuestMemoryMmap,
+    queue: Queue,
+    epoch: u64,
+}
+
+/// The part of the block device the device thread owns: the disk and the running queue. No
+/// other thread touches it, so no lock is held while it serves.
 pub struct BlockWorker {
     disk: Box<dyn DiskBackend>,
-    active: Option<(GuestMemoryMmap, Queue)>,
+    active: Option<Active>,
     interrupt: Arc<Interrupt>,
-    kick: Option<EventFd>,
-    broken: Arc<AtomicBool>,
-    /// What the device did so far.
-    pub stats: BlockStats,
-    /// Why the device was marked broken, if it was.
-    pub broken_reason: Option<QueueError>,
+    shared: Arc<BlockShared>,
+    stats: BlockStats,
 }
 
 impl std::fmt::Debug for BlockWorker {
@@ -752,46 +1131,78 @@ impl std::fmt::Debug for BlockWorker {
             .field("read_only", &self.disk.read_only())
             .field("active", &self.active.is_some())
             .field("stats", &self.stats)
-            .field("broken_reason", &self.broken_reason)
             .finish()
     }
 }
 
 impl BlockWorker {
-    /// Serves the queue after `count` guest notifications.
-    pub fn notified(&mut self, count: u64) {
-        self.stats.notifies = self.stats.notifies.saturating_add(count);
-        self.process();
+    /// Applies the transport's pending activation or reset, then serves the queue after
+    /// `notifications` guest kicks (0 for a control wake-up or a continuation). Returns true when
+    /// a pass ended at its budget with requests left: call again (after looking at the stop
+    /// flag).
+    pub fn serve(&mut self, notifications: u64) -> bool {
+        self.stats.notifies = self.stats.notifies.saturating_add(notifications);
+        let more = loop {
+            let (control, epoch) = self.shared.take_control();
+            match control {
+                Some(Control::Activate(mem, queue)) => {
+                    self.active = Some(Active { mem, queue, epoch })
+                }
+                Some(Control::Reset) => self.active = None,
+                None => {}
+            }
+            if self.shared.ctl.stop.load(Ordering::Acquire) {
+                break false;
+            }
+            let Some(active) = &mut self.active else {
+                break false;
+            };
+            if active.epoch != epoch {
+                // Another activation or reset is on its way: take it first.
+                continue;
+            }
+            match process_queue(
+                &mut active.queue,
+                &active.mem,
+                self.disk.as_mut(),
+                &mut self.stats,
+                &self.shared.ctl,
+                active.epoch,
+            ) {
+                Ok(pass) => {
+                    if pass.notify {
+                        self.stats.interrupts += 1;
+                        self.publish();
+                        self.interrupt.trigger(VIRTIO_MMIO_INT_VRING);
+                    }
+                    if pass.interrupted && !self.shared.ctl.stop.load(Ordering::Acquire) {
+                        // Ended by a reset or a new activation: apply it now.
+                        continue;
+                    }
+                    break pass.more;
+                }
+                Err(e) => {
+                    // Stop serving this queue until the driver resets the device, and tell it
+                    // so: DEVICE_NEEDS_RESET in Status, announced with a configuration-change
+                    // interrupt.
+                    let epoch = active.epoch;
+                    self.active = None;
+                    *lock(&self.shared.broken_reason) = Some(e);
+                    self.shared
+                        .broken_epoch
+                        .store(epoch.wrapping_add(1), Ordering::Release);
+                    self.publish();
+                    self.interrupt.trigger(VIRTIO_MMIO_INT_CONFIG);
+                    break false;
+                }
+            }
+        };
+        self.publish();
+        more
     }
 
-    /// Serves the queue (if the driver has started the device and it is not broken).
-    pub fn process(&mut self) {
-        let Some((mem, queue)) = &mut self.active else {
-            return;
-        };
-        match process_queue(queue, mem, self.disk.as_mut(), &mut self.stats) {
-            Ok(pass) => {
-                if pass.notify {
-                    self.stats.interrupts += 1;
-                    self.interrupt.trigger(VIRTIO_MMIO_INT_VRING);
-                }
-                if pass.more {
-                    if let Some(kick) = &self.kick {
-                        // Come back after the device thread has looked at its stop eventfd.
-                        // A failed write means the counter is saturated: it is signalled anyway.
-                        let _ = kick.write(1);
-                    }
-                }
-            }
-            Err(e) => {
-                // Stop serving this queue until the driver resets the device, and tell it so:
-                // DEVICE_NEEDS_RESET in Status, announced with a configuration-change interrupt.
-                self.active = None;
-                self.broken_reason = Some(e);
-                self.broken.store(true, Ordering::SeqCst);
-                self.interrupt.trigger(VIRTIO_MMIO_INT_CONFIG);
-            }
-        }
+    fn publish(&self) {
+        *lock(&self.shared.stats) = self.stats;
     }
 
     /// The disk (tests).
@@ -799,10 +1210,9 @@ impl BlockWorker {
         self.disk.as_ref()
     }
 
-    /// Sets the eventfd the worker signals to be called again when a pass hit
-    /// [`MAX_CHAINS_PER_PASS`] (the queue's notify eventfd the device thread waits on).
-    pub fn set_kick(&mut self, kick: EventFd) {
-        self.kick = Some(kick);
+    /// What the device thread shares with the transport and the VMM.
+    pub fn shared(&self) -> Arc<BlockShared> {
+        Arc::clone(&self.shared)
     }
 }
 
@@ -811,56 +1221,67 @@ pub struct Block {
     features: u64,
     config: [u8; 24],
     queue_sizes: [u16; 1],
-    worker: Shared<BlockWorker>,
-    broken: Arc<AtomicBool>,
+    shared: Arc<BlockShared>,
+    worker: Option<BlockWorker>,
 }
 
 impl std::fmt::Debug for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Block")
             .field("features", &format_args!("{:#x}", self.features))
-            .field("broken", &self.broken.load(Ordering::Relaxed))
+            .field("broken", &self.shared.broken())
             .finish()
     }
 }
 
 impl Block {
-    /// A block device on `disk`, raising `interrupt`.
-    pub fn new(disk: Box<dyn DiskBackend>, interrupt: Arc<Interrupt>) -> Self {
+    /// A block device on `disk`, raising `interrupt`. `wake` is signalled when the transport
+    /// posts an activation or a reset for the device thread (None: the caller serves the worker
+    /// itself, as unit tests do).
+    pub fn new(
+        disk: Box<dyn DiskBackend>,
+        interrupt: Arc<Interrupt>,
+        wake: Option<EventFd>,
+    ) -> Self {
         let mut features = (1u64 << VIRTIO_F_VERSION_1)
             | (1u64 << VIRTIO_RING_F_EVENT_IDX)
             | (1u64 << VIRTIO_BLK_F_FLUSH)
-            | (1u64 << VIRTIO_BLK_F_SEG_MAX);
+            | (1u64 << VIRTIO_BLK_F_SEG_MAX)
+            | (1u64 << VIRTIO_BLK_F_SIZE_MAX);
         if disk.read_only() {
             features |= 1u64 << VIRTIO_BLK_F_RO;
         }
         // struct virtio_blk_config: capacity (u64), size_max (u32), seg_max (u32), geometry (4
-        // bytes), blk_size (u32). Only capacity and seg_max are offered.
+        // bytes), blk_size (u32). Capacity, size_max and seg_max are offered.
         let mut config = [0u8; 24];
         config[0..8].copy_from_slice(&(disk.size() / SECTOR_SIZE).to_le_bytes());
+        config[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
         config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
-        let broken = Arc::new(AtomicBool::new(false));
-        let worker = Arc::new(std::sync::Mutex::new(BlockWorker {
+        let shared = Arc::new(BlockShared::new(wake));
+        let worker = BlockWorker {
             disk,
             active: None,
             interrupt,
-            kick: None,
-            broken: Arc::clone(&broken),
+            shared: Arc::clone(&shared),
             stats: BlockStats::default(),
-            broken_reason: None,
-        }));
+        };
         Self {
             features,
             config,
             queue_sizes: [QUEUE_SIZE],
-            worker,
-            broken,
+            shared,
+            worker: Some(worker),
         }
     }
 
-    /// The worker, for the device thread.
-    pub fn worker(&self) -> Shared<BlockWorker> {
-        Arc::clone(&self.worker)
+    /// The worker, for the device thread (once; None afterwards).
+    pub fn take_worker(&mut self) -> Option<BlockWorker> {
+        self.worker.take()
+    }
+
+    /// What the device shares with its worker and the VMM.
+    pub fn shared(&self) -> Arc<BlockShared> {
+        Arc::clone(&self.shared)
     }
 }
 
@@ -899,23 +1320,18 @@ impl VirtioDevice for Block {
         _acked_features: u64,
     ) -> Result<(), ActivateError> {
         let queue = queues.pop().ok_or(ActivateError::QueueNotReady(0))?;
-        let mut w = lock(&self.worker);
-        w.active = Some((mem, queue));
-        // The driver may have queued requests before DRIVER_OK (it should not, but serving them
-        // is harmless) and will not kick again for them.
-        w.process();
+        // Served by the device thread, which also serves whatever the driver queued before
+        // DRIVER_OK (it should not, but serving it is harmless) and will not kick for.
+        self.shared.post(Control::Activate(mem, queue));
         Ok(())
     }
 
     fn reset(&mut self) {
-        let mut w = lock(&self.worker);
-        w.active = None;
-        w.broken_reason = None;
-        self.broken.store(false, Ordering::SeqCst);
+        self.shared.post(Control::Reset);
     }
 
     fn broken(&self) -> bool {
-        self.broken.load(Ordering::SeqCst)
+        self.shared.broken()
     }
 }
 
@@ -1050,7 +1466,7 @@ mod tests {
             .expect("status");
         let head = d.add(bufs);
         let mut stats = BlockStats::default();
-        let pass = process_queue(&mut q, &d.mem, disk, &mut stats).expect("queue ok");
+        let pass = pq(&mut q, &d.mem, disk, &mut stats).expect("queue ok");
         assert!(pass.notify, "without event idx every completion interrupts");
         assert!(!pass.more);
         assert_eq!(d.used_idx(), 1);
@@ -1064,6 +1480,16 @@ mod tests {
         v.extend_from_slice(data);
         v.push((STATUS, 1, true));
         v
+    }
+
+    /// One pass with nothing to end it early.
+    fn pq(
+        q: &mut Queue,
+        mem: &GuestMemoryMmap,
+        disk: &mut dyn DiskBackend,
+        stats: &mut BlockStats,
+    ) -> Result<Pass, QueueError> {
+        process_queue(q, mem, disk, stats, &PassControl::default(), 0)
     }
 
     const OK: u8 = VIRTIO_BLK_S_OK as u8;
@@ -1287,14 +1713,14 @@ mod tests {
             .write_obj(17u16, GuestAddress(AVAIL + 2))
             .expect("idx");
         let mut stats = BlockStats::default();
-        assert!(process_queue(&mut q, &d.mem, &mut disk, &mut stats).is_err());
+        assert!(pq(&mut q, &d.mem, &mut disk, &mut stats).is_err());
         assert_eq!(stats.requests, 0);
         // A head index past the queue: the chain is empty and cannot be returned.
         let mut d = Driver::new(16);
         let mut q = d.queue();
         d.publish(16);
         let mut stats = BlockStats::default();
-        assert!(process_queue(&mut q, &d.mem, &mut disk, &mut stats).is_err());
+        assert!(pq(&mut q, &d.mem, &mut disk, &mut stats).is_err());
         assert_eq!(d.used_idx(), 0);
         // A descriptor loop (next pointing back to itself) ends at the queue size.
         let mut d = Driver::new(16);
@@ -1309,7 +1735,7 @@ mod tests {
             .expect("next");
         let mut stats = BlockStats::default();
         assert!(
-            process_queue(&mut q, &d.mem, &mut disk, &mut stats)
+            pq(&mut q, &d.mem, &mut disk, &mut stats)
                 .expect("served")
                 .notify
         );
@@ -1330,13 +1756,13 @@ mod tests {
         d.add(&req(&[]));
         let mut stats = BlockStats::default();
         assert!(
-            !process_queue(&mut q, &d.mem, &mut disk, &mut stats)
+            !pq(&mut q, &d.mem, &mut disk, &mut stats)
                 .expect("ok")
                 .notify
         );
         d.add(&req(&[]));
         assert!(
-            process_queue(&mut q, &d.mem, &mut disk, &mut stats)
+            pq(&mut q, &d.mem, &mut disk, &mut stats)
                 .expect("ok")
                 .notify
         );
@@ -1349,48 +1775,163 @@ mod tests {
         assert_eq!(avail_event, 2);
     }
 
+    /// Runs one pass on another thread; a pass that has not ended after 20 s is a hang (the
+    /// thread is left behind: the test fails rather than hanging itself).
+    fn pass_within_20s(
+        mut q: Queue,
+        mem: GuestMemoryMmap,
+        mut disk: MemDisk,
+        mut stats: BlockStats,
+    ) -> (Queue, MemDisk, BlockStats, Pass) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pass = pq(&mut q, &mem, &mut disk, &mut stats).expect("pass");
+            let _ = tx.send((q, disk, stats, pass));
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the pass did not end: the device thread would never see its stop eventfd")
+    }
+
     #[test]
     fn overlapping_rings_that_feed_themselves_are_served_in_bounded_passes() {
-        // The used ring on top of the avail ring: every used entry the device writes bumps the
-        // avail index it reads next (found by the fuzzer as a device-thread hang).
-        let mut disk = MemDisk::new(8 * 512, false);
-        let d = Driver::new(16);
-        let mut q = Queue::new(16).expect("queue");
-        q.try_set_desc_table_address(GuestAddress(DESC))
-            .expect("desc");
-        q.try_set_avail_ring_address(GuestAddress(AVAIL))
-            .expect("avail");
-        q.try_set_used_ring_address(GuestAddress(AVAIL))
-            .expect("used");
-        q.set_ready(true);
+        // The used ring on top of the avail ring, with the used index one ahead of the avail
+        // index (a queue state the fuzzer hands over directly): every used entry the device
+        // publishes sets the avail index one past what it has taken, so there is always one
+        // more chain (a FLUSH) to serve. Found by the fuzzer as a device-thread hang.
+        let mut d = Driver::new(16);
+        d.header(HDR, VIRTIO_BLK_T_FLUSH, 0);
+        d.add(&req(&[]));
+        let q = Queue::try_from(virtio_queue::QueueState {
+            max_size: 16,
+            next_avail: 0,
+            next_used: 1,
+            event_idx_enabled: false,
+            size: 16,
+            ready: true,
+            desc_table: DESC,
+            avail_ring: AVAIL,
+            used_ring: AVAIL,
+        })
+        .expect("queue");
+        // The avail index (also the used index) says one chain: head 0, the flush.
         d.mem.write_obj(1u16, GuestAddress(AVAIL + 2)).expect("idx");
+        let (mut q, mut disk, mut stats) = (q, MemDisk::new(8 * 512, false), BlockStats::default());
+        for pass in 1..=3u64 {
+            let (q2, disk2, stats2, p) = pass_within_20s(q, d.mem.clone(), disk, stats);
+            (q, disk, stats) = (q2, disk2, stats2);
+            assert!(p.more, "pass {pass}: {p:?}");
+            assert_eq!(
+                stats.requests,
+                pass * MAX_CHAINS_PER_PASS as u64,
+                "{stats:?}"
+            );
+            assert_eq!(stats.passes_bounded, pass);
+        }
+    }
+
+    #[test]
+    fn a_pass_ends_at_its_byte_budget() {
+        // Reads of SIZE_MAX bytes (one chain, published again and again): a pass takes what
+        // fits in MAX_BYTES_PER_PASS, then says "more".
+        let per = u64::from(SIZE_MAX);
+        let n = (MAX_BYTES_PER_PASS / per) as u16 + 8;
+        let mut disk = MemDisk::new(1 << 20, false);
+        let mut d = Driver::new(256);
+        let mut q = d.queue();
+        d.header(HDR, VIRTIO_BLK_T_IN, 0);
+        let head = d.add(&req(&[(DATA, SIZE_MAX, true)]));
+        for _ in 1..n {
+            d.publish(head);
+        }
         let mut stats = BlockStats::default();
-        let mut passes = 0;
-        loop {
-            match process_queue(&mut q, &d.mem, &mut disk, &mut stats) {
-                Ok(p) if p.more => passes += 1,
-                _ => break,
-            }
-            if passes == 3 {
-                break;
+        let p = pq(&mut q, &d.mem, &mut disk, &mut stats).expect("pass");
+        assert!(p.more && p.notify, "{p:?}");
+        assert_eq!(stats.requests, MAX_BYTES_PER_PASS / per);
+        assert_eq!(stats.bytes_read, MAX_BYTES_PER_PASS);
+        let p = pq(&mut q, &d.mem, &mut disk, &mut stats).expect("pass");
+        assert!(!p.more, "{p:?}");
+        assert_eq!(stats.requests, u64::from(n));
+        assert_eq!(d.used_idx(), n);
+    }
+
+    #[test]
+    fn requests_beyond_size_max_or_seg_max_get_ioerr() {
+        let mut disk = MemDisk::new(1 << 20, false);
+        // One descriptor longer than SIZE_MAX.
+        let mut d = Driver::new(16);
+        let (len, status, s) = one(
+            &mut d,
+            &mut disk,
+            VIRTIO_BLK_T_IN,
+            0,
+            &req(&[(DATA, SIZE_MAX + 512, true)]),
+        );
+        assert_eq!((len, status, s.io_errors, s.reads), (1, IOERR, 1, 0));
+        // Exactly SIZE_MAX is fine.
+        let mut d = Driver::new(16);
+        let (len, status, _) = one(
+            &mut d,
+            &mut disk,
+            VIRTIO_BLK_T_IN,
+            0,
+            &req(&[(DATA, SIZE_MAX, true)]),
+        );
+        assert_eq!((len, status), (SIZE_MAX + 1, OK));
+        // SEG_MAX + 1 data descriptors of 512 bytes (the chain itself is not too long).
+        let mut d = Driver::new(256);
+        let segs: Vec<Buf> = (0..=SEG_MAX)
+            .map(|i| (DATA + 512 * u64::from(i), 512, false))
+            .collect();
+        let (len, status, s) = one(&mut d, &mut disk, VIRTIO_BLK_T_OUT, 0, &req(&segs));
+        assert_eq!((len, status, s.io_errors, s.writes), (1, IOERR, 1, 0));
+        // SEG_MAX of them is a valid request.
+        let mut d = Driver::new(256);
+        let (_, status, s) = one(
+            &mut d,
+            &mut disk,
+            VIRTIO_BLK_T_OUT,
+            0,
+            &req(&segs[..SEG_MAX as usize]),
+        );
+        assert_eq!((status, s.writes), (OK, 1));
+        // Both are offered in the configuration space the driver reads.
+        let dev = Block::new(
+            Box::new(MemDisk::new(512, false)),
+            Arc::new(Interrupt::new(None)),
+            None,
+        );
+        assert_ne!(dev.features() & (1 << VIRTIO_BLK_F_SIZE_MAX), 0);
+        assert_ne!(dev.features() & (1 << VIRTIO_BLK_F_SEG_MAX), 0);
+        let mut cfg = [0u8; 8];
+        dev.read_config(8, &mut cfg);
+        assert_eq!(cfg[..4], SIZE_MAX.to_le_bytes());
+        assert_eq!(cfg[4..], SEG_MAX.to_le_bytes());
+    }
+
+    /// A MemDisk that calls `on_read` before each read and `on_flush` before each flush (tests
+    /// that need to see or change something at that moment).
+    struct Hooked {
+        inner: MemDisk,
+        on_read: Box<dyn FnMut() + Send>,
+        on_flush: Box<dyn FnMut() + Send>,
+    }
+
+    impl Hooked {
+        fn new(inner: MemDisk) -> Self {
+            Self {
+                inner,
+                on_read: Box::new(|| {}),
+                on_flush: Box::new(|| {}),
             }
         }
-        assert!(stats.requests <= 3 * MAX_CHAINS_PER_PASS as u64 + MAX_CHAINS_PER_PASS as u64);
     }
 
-    /// A disk that records, at each flush, how many used entries the guest could see.
-    struct OrderProbe {
-        inner: MemDisk,
-        mem: GuestMemoryMmap,
-        used_idx_at_flush: Arc<Mutex<Vec<u16>>>,
-    }
-
-    impl DiskBackend for OrderProbe {
+    impl DiskBackend for Hooked {
         fn size(&self) -> u64 {
             self.inner.size()
         }
         fn read_only(&self) -> bool {
-            false
+            self.inner.read_only()
         }
         fn read_to_guest(
             &mut self,
@@ -1398,8 +1939,10 @@ mod tests {
             a: GuestAddress,
             l: usize,
             o: u64,
+            c: &AtomicBool,
         ) -> std::io::Result<()> {
-            self.inner.read_to_guest(m, a, l, o)
+            (self.on_read)();
+            self.inner.read_to_guest(m, a, l, o, c)
         }
         fn write_from_guest(
             &mut self,
@@ -1407,28 +1950,30 @@ mod tests {
             a: GuestAddress,
             l: usize,
             o: u64,
+            c: &AtomicBool,
         ) -> std::io::Result<()> {
-            self.inner.write_from_guest(m, a, l, o)
+            self.inner.write_from_guest(m, a, l, o, c)
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            let idx = self.mem.read_obj(GuestAddress(USED + 2)).expect("used idx");
-            self.used_idx_at_flush.lock().expect("lock").push(idx);
-            Ok(())
+        fn flush(&mut self, c: &AtomicBool) -> std::io::Result<()> {
+            (self.on_flush)();
+            self.inner.flush(c)
         }
         fn id(&self) -> [u8; 20] {
-            [0; 20]
+            self.inner.id()
         }
     }
 
     #[test]
     fn a_flush_is_durable_before_the_guest_sees_it_complete() {
         let mut d = Driver::new(16);
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut disk = OrderProbe {
-            inner: MemDisk::new(8 * 512, false),
-            mem: d.mem.clone(),
-            used_idx_at_flush: Arc::clone(&seen),
-        };
+        // At each flush: how many used entries could the guest see?
+        let seen = Arc::new(Mutex::new(Vec::<u16>::new()));
+        let mut disk = Hooked::new(MemDisk::new(8 * 512, false));
+        let (mem, probe) = (d.mem.clone(), Arc::clone(&seen));
+        disk.on_flush = Box::new(move || {
+            let idx = mem.read_obj(GuestAddress(USED + 2)).expect("used idx");
+            probe.lock().expect("lock").push(idx);
+        });
         let (_, status, _) = one(&mut d, &mut disk, VIRTIO_BLK_T_FLUSH, 0, &req(&[]));
         assert_eq!(status, OK);
         assert_eq!(
@@ -1501,29 +2046,114 @@ mod tests {
     #[test]
     fn the_device_serves_through_its_worker_and_raises_the_interrupt() {
         let irq = Arc::new(Interrupt::new(None));
-        let mut dev = Block::new(Box::new(MemDisk::new(8 * 512, false)), Arc::clone(&irq));
+        let mut dev = Block::new(
+            Box::new(MemDisk::new(8 * 512, false)),
+            Arc::clone(&irq),
+            None,
+        );
+        let mut worker = dev.take_worker().expect("worker");
+        let shared = dev.shared();
         let mut d = Driver::new(16);
-        dev.activate(d.mem.clone(), vec![d.queue()], 0)
-            .expect("activate");
+        // Activation is only posted: nothing is served until the device thread runs.
         d.header(HDR, VIRTIO_BLK_T_IN, 0);
         d.add(&req(&[(DATA, 512, true)]));
-        let worker = dev.worker();
-        lock(&worker).notified(1);
-        assert_eq!(d.used_idx(), 1);
+        dev.activate(d.mem.clone(), vec![d.queue()], 0)
+            .expect("activate");
+        assert_eq!(d.used_idx(), 0);
+        assert!(!worker.serve(0));
+        assert_eq!(
+            d.used_idx(),
+            1,
+            "the request queued before DRIVER_OK is served"
+        );
         assert_eq!(irq.status(), VIRTIO_MMIO_INT_VRING);
-        let stats = lock(&worker).stats;
+        d.header(HDR, VIRTIO_BLK_T_IN, 0);
+        d.add(&req(&[(DATA, 512, true)]));
+        assert!(!worker.serve(1));
+        assert_eq!(d.used_idx(), 2);
+        let stats = shared.stats();
         assert_eq!(
             (stats.requests, stats.notifies, stats.interrupts),
-            (1, 1, 1)
+            (2, 1, 2)
         );
         // A broken ring marks the device, which stops serving until reset.
         d.mem
             .write_obj(100u16, GuestAddress(AVAIL + 2))
             .expect("idx");
-        lock(&worker).notified(1);
+        worker.serve(1);
         assert!(dev.broken());
+        assert!(shared.broken_reason().is_some());
         assert_ne!(irq.status() & VIRTIO_MMIO_INT_CONFIG, 0);
         dev.reset();
+        assert!(!dev.broken(), "a reset clears NEEDS_RESET at once");
+        worker.serve(0);
         assert!(!dev.broken());
+    }
+
+    #[test]
+    fn a_reset_during_a_request_leaves_the_old_queue_alone() {
+        // The reset arrives (from a vCPU) while the device thread is inside a request: the
+        // request finishes, but nothing is published into the queue the driver gave up.
+        let irq = Arc::new(Interrupt::new(None));
+        let mut dev = Block::new(
+            Box::new(MemDisk::new(8 * 512, false)),
+            Arc::clone(&irq),
+            None,
+        );
+        let shared = dev.shared();
+        let mut worker = dev.take_worker().expect("worker");
+        // The test's disk needs the shared state the device made: its first read posts a reset.
+        let mut disk = Hooked::new(MemDisk::new(8 * 512, false));
+        let mut resetter = Some(Arc::clone(&shared));
+        disk.on_read = Box::new(move || {
+            if let Some(s) = resetter.take() {
+                s.post(Control::Reset);
+            }
+        });
+        worker.disk = Box::new(disk);
+        let mut d = Driver::new(16);
+        d.header(HDR, VIRTIO_BLK_T_IN, 0);
+        d.add(&req(&[(DATA, 512, true)]));
+        d.add(&req(&[(DATA, 512, true)]));
+        dev.activate(d.mem.clone(), vec![d.queue()], 0)
+            .expect("activate");
+        assert!(!worker.serve(0));
+        assert_eq!(d.used_idx(), 0, "nothing published after the reset");
+        let s = shared.stats();
+        assert_eq!((s.requests, s.abandoned, s.interrupts), (1, 1, 0));
+        assert!(worker.active.is_none());
+    }
+
+    #[test]
+    fn a_stop_during_a_slow_request_ends_it_and_the_pass() {
+        let mut disk = SlowDisk::new(
+            Box::new(MemDisk::new(8 * 512, false)),
+            Duration::from_secs(10),
+        );
+        let mut d = Driver::new(16);
+        let mut q = d.queue();
+        d.header(HDR, VIRTIO_BLK_T_IN, 0);
+        d.add(&req(&[(DATA, 512, true)]));
+        d.add(&req(&[(DATA, 512, true)]));
+        let ctl = Arc::new(PassControl::default());
+        let stopper = {
+            let ctl = Arc::clone(&ctl);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                ctl.stop.store(true, Ordering::Release);
+            })
+        };
+        let start = Instant::now();
+        let mut stats = BlockStats::default();
+        let pass = process_queue(&mut q, &d.mem, &mut disk, &mut stats, &ctl, 0).expect("pass");
+        stopper.join().expect("stopper");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(pass.interrupted && !pass.more && !pass.notify, "{pass:?}");
+        assert_eq!((stats.requests, stats.abandoned, stats.reads), (1, 1, 0));
+        assert_eq!(d.used_idx(), 0);
     }
 }

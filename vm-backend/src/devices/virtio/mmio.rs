@@ -455,7 +455,7 @@ mod tests {
 
     fn transport(ro: bool) -> MmioTransport {
         let irq = Arc::new(Interrupt::new(None));
-        let dev = Block::new(Box::new(MemDisk::new(64 * 512, ro)), Arc::clone(&irq));
+        let dev = Block::new(Box::new(MemDisk::new(64 * 512, ro)), Arc::clone(&irq), None);
         MmioTransport::new(Box::new(dev), mem(), irq, None)
     }
 

@@ -4,20 +4,38 @@
 //! queue's ioeventfd ([`DeviceThread`]).
 //!
 //! Split of work: the vCPU thread handles the register block on MMIO exits (feature
-//! negotiation, queue setup, status, interrupt acknowledgement); queue notifications bypass it
+//! negotiation, queue setup, status, interrupt acknowledgement); it never serves a queue and never
+//! waits for the device thread. Starting the device (DRIVER_OK) and resetting it (Status = 0) are
+//! handed to the device thread as a control message. Queue notifications bypass the vCPU thread
 //! (KVM signals an ioeventfd in the kernel) and wake the device thread, which processes the queue
-//! and raises the interrupt through an irqfd. Everything the guest writes (registers, rings,
-//! descriptors, request headers) is validated; a guest that breaks the rules gets an error status
-//! or a device marked `DEVICE_NEEDS_RESET`, never a VMM panic and never a host access outside
-//! guest RAM.
+//! in bounded passes and raises the interrupt through an irqfd. Everything the guest writes
+//! (registers, rings, descriptors, request headers) is validated; a guest that breaks the rules
+//! gets an error status or a device marked `DEVICE_NEEDS_RESET`, never a VMM panic and never a
+//! host access outside guest RAM.
+//!
+//! # Locks and their order
+//!
+//! 1. A device's transport (`Arc<Mutex<MmioTransport>>` on the [`crate::devices::MmioBus`]):
+//!    taken by a vCPU thread for one register access. Inside it, and only there, the device's
+//!    control slot may be taken (2).
+//! 2. Leaf locks, held for a copy or a swap, never while doing I/O and never two at once:
+//!    [`block::BlockShared`]'s control slot, statistics and broken reason.
+//!
+//! The device thread holds no lock while it serves requests, so a slow disk or a hostile guest
+//! never makes a vCPU wait, and a vCPU told to stop always gets back to its stop flag. The
+//! port-I/O bus and the vCPU observer have their own locks (`vstate::vcpu`), never held together
+//! with these except that the observer reads the disk's statistics lock (2) alone.
 
 pub mod block;
 pub mod mmio;
+#[doc(hidden)]
+pub mod testing;
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use virtio_queue::Queue;
@@ -157,58 +175,104 @@ pub enum DeviceThreadError {
     Spawn(std::io::Error),
 }
 
-/// The thread that serves one device's queue notifications: it waits (epoll) on the queue's
-/// ioeventfd and on a stop eventfd, and calls the handler with the number of notifications the
-/// ioeventfd counted. [`DeviceThread::stop`] (or drop) ends and joins it.
+/// How a device thread ended when it was asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadEnd {
+    /// It returned and was joined (or had never been started).
+    Joined,
+    /// It panicked (a bug); it is gone.
+    Panicked,
+    /// It was still running at the deadline and was left behind (detached). It owns what it
+    /// uses, guest memory included, so nothing it touches goes away under it.
+    StillRunning,
+}
+
+/// The thread that serves one device's queue: it waits (epoll) on the queue's notify eventfd
+/// (KVM's ioeventfd), a control eventfd (the transport asks for an activation or a reset) and a
+/// stop eventfd, and calls the handler with the number of guest notifications counted since the
+/// last call (0 for a control wake-up or a continuation). The handler returns true when it
+/// stopped with work left (a bounded pass); it is then called again once the thread has looked
+/// at its stop eventfd. [`DeviceThread::stop`] ends and joins it, within a deadline.
 #[derive(Debug)]
 pub struct DeviceThread {
-    stop: EventFd,
+    stop_fd: EventFd,
+    stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 const TOKEN_NOTIFY: u64 = 1;
 const TOKEN_STOP: u64 = 2;
+const TOKEN_CONTROL: u64 = 3;
+/// The longest the thread sleeps without looking at its stop flag (in case the stop eventfd
+/// could not be written).
+const IDLE_TICK_MS: i32 = 500;
 
 impl DeviceThread {
-    /// Starts a thread named `name` that calls `on_notify(count)` whenever `notify` is signalled.
+    /// Starts a thread named `name` that calls `handler(notifications)` whenever `notify` or
+    /// `control` is signalled, and again while it returns true. `stop` is the flag the handler's
+    /// long work checks: [`DeviceThread::stop`] sets it before waking the thread.
     pub fn spawn<F>(
         name: &str,
         notify: EventFd,
-        mut on_notify: F,
+        control: EventFd,
+        stop: Arc<AtomicBool>,
+        mut handler: F,
     ) -> Result<Self, DeviceThreadError>
     where
-        F: FnMut(u64) + Send + 'static,
+        F: FnMut(u64) -> bool + Send + 'static,
     {
         let setup = |what| move |source| DeviceThreadError::Setup { what, source };
-        let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(setup("stop eventfd"))?;
-        let thread_stop = stop.try_clone().map_err(setup("stop eventfd clone"))?;
+        let stop_fd = EventFd::new(libc::EFD_NONBLOCK).map_err(setup("stop eventfd"))?;
+        let thread_stop_fd = stop_fd.try_clone().map_err(setup("stop eventfd clone"))?;
         let epoll = Epoll::new().map_err(setup("epoll instance"))?;
-        epoll
-            .ctl(
-                ControlOperation::Add,
+        for (fd, token, what) in [
+            (
                 notify.as_raw_fd(),
-                EpollEvent::new(EventSet::IN, TOKEN_NOTIFY),
-            )
-            .map_err(setup("epoll registration of the notify eventfd"))?;
-        epoll
-            .ctl(
-                ControlOperation::Add,
-                thread_stop.as_raw_fd(),
-                EpollEvent::new(EventSet::IN, TOKEN_STOP),
-            )
-            .map_err(setup("epoll registration of the stop eventfd"))?;
+                TOKEN_NOTIFY,
+                "epoll registration of the notify eventfd",
+            ),
+            (
+                thread_stop_fd.as_raw_fd(),
+                TOKEN_STOP,
+                "epoll registration of the stop eventfd",
+            ),
+            (
+                control.as_raw_fd(),
+                TOKEN_CONTROL,
+                "epoll registration of the control eventfd",
+            ),
+        ] {
+            epoll
+                .ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(EventSet::IN, token),
+                )
+                .map_err(setup(what))?;
+        }
+        let thread_stop = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                let mut events = [EpollEvent::default(); 2];
+                // The eventfds live as long as the loop: they are moved in.
+                let _stop_fd = thread_stop_fd;
+                let mut events = [EpollEvent::default(); 3];
+                let mut more = false;
                 loop {
-                    let n = match epoll.wait(-1, &mut events) {
+                    if thread_stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    // With work left, only look (timeout 0) before going on.
+                    let timeout = if more { 0 } else { IDLE_TICK_MS };
+                    let n = match epoll.wait(timeout, &mut events) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         // epoll_wait on a valid epoll fd fails only on EINTR; anything else means
                         // the fds are gone, and the only sane thing left is to stop serving.
                         Err(_) => return,
                     };
+                    let mut notifications = 0u64;
+                    let mut woken = more;
                     for ev in &events[..n] {
                         match ev.data() {
                             TOKEN_STOP => return,
@@ -216,37 +280,58 @@ impl DeviceThread {
                                 // Nonblocking read: the count is how many notifications the
                                 // guest sent since the last wakeup (they coalesce).
                                 if let Ok(count) = notify.read() {
-                                    on_notify(count);
+                                    notifications = notifications.saturating_add(count);
                                 }
+                                woken = true;
+                            }
+                            TOKEN_CONTROL => {
+                                let _ = control.read();
+                                woken = true;
                             }
                             _ => {}
                         }
+                    }
+                    if woken {
+                        more = handler(notifications);
                     }
                 }
             })
             .map_err(DeviceThreadError::Spawn)?;
         Ok(Self {
+            stop_fd,
             stop,
             handle: Some(handle),
         })
     }
 
-    /// Stops the thread and waits for it. Returns false if it had panicked.
-    pub fn stop(&mut self) -> bool {
+    /// Stops the thread: sets the stop flag (which ends a pass over the queue and a backend's
+    /// long I/O at its next check), wakes it, and joins it if it ends before `deadline`.
+    pub fn stop(&mut self, deadline: Instant) -> ThreadEnd {
         let Some(handle) = self.handle.take() else {
-            return true;
+            return ThreadEnd::Joined;
         };
-        // A failed write leaves the thread running; joining would then hang, so do not join.
-        if self.stop.write(1).is_err() {
-            return false;
+        self.stop.store(true, Ordering::Release);
+        // A failed write (the counter saturated) still leaves the flag, seen within IDLE_TICK_MS.
+        let _ = self.stop_fd.write(1);
+        while !handle.is_finished() {
+            if Instant::now() >= deadline {
+                // Detached: joining would wait past the deadline.
+                return ThreadEnd::StillRunning;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
-        handle.join().is_ok()
+        match handle.join() {
+            Ok(()) => ThreadEnd::Joined,
+            Err(_) => ThreadEnd::Panicked,
+        }
     }
 }
 
 impl Drop for DeviceThread {
     fn drop(&mut self) {
-        self.stop();
+        // Only reached on paths that did not stop it already (an error during set-up): it has
+        // served nothing slow yet, so a short deadline is plenty.
+        self.stop(Instant::now() + Duration::from_secs(1));
     }
 }
 
@@ -279,14 +364,78 @@ mod tests {
     fn device_thread_serves_notifications_and_stops_cleanly() {
         let notify = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
         let kick = notify.try_clone().expect("clone");
+        let control = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
+        let poke = control.try_clone().expect("clone");
         let (tx, rx) = mpsc::channel();
-        let mut t = DeviceThread::spawn("isolab-test-dev", notify, move |n| {
-            let _ = tx.send(n);
-        })
+        let mut continuations = 0;
+        let mut t = DeviceThread::spawn(
+            "isolab-test-dev",
+            notify,
+            control,
+            Arc::new(AtomicBool::new(false)),
+            move |n| {
+                let _ = tx.send(n);
+                // Two passes "with work left" after the first notification: called again.
+                if n == 3 && continuations == 0 {
+                    continuations = 2;
+                }
+                if continuations > 0 {
+                    continuations -= 1;
+                    return true;
+                }
+                false
+            },
+        )
         .expect("spawn");
         kick.write(3).expect("kick");
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).expect("served"), 3);
-        assert!(t.stop());
-        assert!(t.stop(), "stopping twice is harmless");
+        let got =
+            |rx: &mpsc::Receiver<u64>| rx.recv_timeout(Duration::from_secs(5)).expect("served");
+        assert_eq!(got(&rx), 3);
+        assert_eq!((got(&rx), got(&rx)), (0, 0), "continued without a kick");
+        // A control wake-up is no guest notification.
+        poke.write(1).expect("poke");
+        assert_eq!(got(&rx), 0);
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(t.stop(deadline), ThreadEnd::Joined);
+        assert_eq!(
+            t.stop(deadline),
+            ThreadEnd::Joined,
+            "stopping twice is harmless"
+        );
+    }
+
+    #[test]
+    fn a_handler_that_watches_the_stop_flag_is_joined_one_that_does_not_is_left() {
+        for watches in [true, false] {
+            let notify = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
+            let kick = notify.try_clone().expect("clone");
+            let control = EventFd::new(libc::EFD_NONBLOCK).expect("eventfd");
+            let stop = Arc::new(AtomicBool::new(false));
+            let seen = Arc::clone(&stop);
+            let (tx, rx) = mpsc::channel();
+            let mut t = DeviceThread::spawn("isolab-test-dev", notify, control, stop, move |_| {
+                let _ = tx.send(());
+                // Long work (a slow disk): 3 s, checking the flag if it is well written.
+                let until = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < until && !(watches && seen.load(Ordering::Acquire)) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                false
+            })
+            .expect("spawn");
+            kick.write(1).expect("kick");
+            rx.recv_timeout(Duration::from_secs(5)).expect("busy");
+            let start = Instant::now();
+            let end = t.stop(start + Duration::from_millis(500));
+            let took = start.elapsed();
+            if watches {
+                assert_eq!(end, ThreadEnd::Joined);
+                assert!(took < Duration::from_millis(500), "{took:?}");
+            } else {
+                assert_eq!(end, ThreadEnd::StillRunning);
+                assert!(took < Duration::from_secs(2), "the deadline held: {took:?}");
+            }
+        }
     }
 }

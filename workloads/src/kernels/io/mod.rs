@@ -1,6 +1,7 @@
 //! The I/O workloads. They share the target handling (a directory gets a scratch file, a block
 //! device is used as is) and O_DIRECT-aligned buffers.
 
+mod aio;
 pub mod fsync;
 pub mod rand;
 pub mod seq;
