@@ -326,3 +326,48 @@ fn kill_9_then_doctor_clean_leaves_nothing_and_puts_ksm_back() {
     assert_nothing_left(&places);
     assert_eq!(ksm_run(), before, "doctor --clean did not put KSM back");
 }
+
+/// A VM's memory is split into guest RAM touched and the VMM's own (per VM, PSS of its VMM
+/// process) with the guest's view from inside, and KSM's sharing is what grew during the round
+/// (its counters are host-wide), with the time it took and the rounds that did not settle.
+#[test]
+fn a_vm_density_run_shows_the_memory_split_and_what_ksm_shared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = common::density_vm_run(tmp.path());
+    let s = analysis::summarise(&run);
+    let vm = s.of(Kind::Vm).unwrap();
+    let at100 = vm.counts.iter().find(|c| c.count == 100).unwrap();
+    let split = at100.vm.unwrap();
+    assert_eq!(split.guest_ram_mib.median, 30.0);
+    assert_eq!(split.vmm_overhead_mib.median, 2.0);
+    assert_eq!(split.guest_used_mib.unwrap().median, 20.0);
+    assert_eq!(split.guest_total_mib.unwrap().median, 120.0);
+    let k = at100.ksm.unwrap();
+    // 99 × 1000 pages merged into half as many copies; the 7 found before are not the VMs'.
+    assert_eq!((k.pages_shared, k.pages_sharing), (49_500.0, 49_500.0));
+    assert!(
+        (k.saved_mib - 49_500.0 * 4.0 / 1024.0).abs() < 1e-9,
+        "{k:?}"
+    );
+    assert_eq!((k.rounds, k.unsettled, k.waited_ms), (3, 1, 4000.0));
+    let term = render::render(&run, ReportFormat::Term).unwrap();
+    for want in [
+        "vm at N = 100: per VM (MiB, PSS of its VMM process",
+        "guest RAM touched 30",
+        "VMM overhead 2",
+        "use 20.00 [20.00, 20.00] of the 120.0",
+        "KSM merged 99,000 pages into 49,500",
+        "1 round(s) did not settle",
+        "vm ran inside the emulated machine",
+        "times are emulated, never performance figures",
+    ] {
+        assert!(term.contains(want), "{want} missing:\n{term}");
+    }
+    // Other backends have neither.
+    let other = common::density_run(&tmp.path().join("other"));
+    let s = analysis::summarise(&other);
+    assert!(s
+        .backends
+        .iter()
+        .all(|b| b.counts.iter().all(|c| c.vm.is_none() && c.ksm.is_none())));
+}

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::instance::Kind;
 use super::meter::COMPONENTS;
-use super::record::{DensityRun, RoundRecord, Stop};
+use super::record::{DensityRun, RoundRecord, Stop, VmMemoryTotals};
 use crate::stats::{self, MedianCi, SplitMix64};
 use crate::summary::LEVEL;
 
@@ -129,10 +129,46 @@ pub struct PerCount {
     pub not_recovered: usize,
     /// Median of each start phase (ms after the start began), in time order.
     pub phases: Vec<(String, f64)>,
-    /// KSM after it settled (median pages_sharing and the time it took, ms).
-    pub ksm: Option<(f64, f64)>,
+    /// KSM after it settled (`--ksm on`).
+    pub ksm: Option<KsmPer>,
+    /// The VMs' memory split, per VM (VMs only).
+    #[serde(default)]
+    pub vm: Option<VmPer>,
     /// Rounds whose teardown left something behind.
     pub left_behind: usize,
+}
+
+/// What KSM had merged once it settled, medians over the rounds of one N: the growth of its
+/// host-wide counters during the round (what the instances brought), and the wait.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KsmPer {
+    /// Rounds behind it.
+    pub rounds: usize,
+    /// Pages kept once for several mappings (`pages_shared`).
+    pub pages_shared: f64,
+    /// Further mappings of those pages (`pages_sharing`): the pages saved.
+    pub pages_sharing: f64,
+    /// The memory saved, MiB (`pages_sharing` × the page size).
+    pub saved_mib: f64,
+    /// How long KSM took to settle, ms.
+    pub waited_ms: f64,
+    /// Rounds in which it did not settle within `--ksm-settle`.
+    pub unsettled: usize,
+}
+
+/// One VM's memory at one N, per VM, medians over the rounds, MiB: its VMM process's PSS split
+/// into guest RAM touched and the VMM's own, and the guest's view from inside.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VmPer {
+    /// Guest RAM touched (PSS of the guest RAM mappings).
+    pub guest_ram_mib: MedianCi,
+    /// The VMM's own memory (PSS of its other mappings).
+    pub vmm_overhead_mib: MedianCi,
+    /// `MemTotal − MemAvailable` inside the guest when its agent got ready: what the guest
+    /// kernel and the agent use.
+    pub guest_used_mib: Option<MedianCi>,
+    /// `MemTotal` inside the guest.
+    pub guest_total_mib: Option<MedianCi>,
 }
 
 /// One backend over all its Ns.
@@ -251,6 +287,16 @@ pub fn fit(slope: &Slope, available_kib: u64, headroom_kib: u64) -> Option<Fit> 
     })
 }
 
+/// `kib` over `n` VMs, MiB; `None` for none.
+fn per_vm(kib: u64, n: usize) -> Option<f64> {
+    (n > 0).then(|| mib(kib as f64) / n as f64)
+}
+
+/// The size of the pages KSM counts, KiB (the base page: 4 KiB on x86-64).
+fn page_kib() -> f64 {
+    4.0
+}
+
 fn per_count(count: usize, rounds: &[&RoundRecord]) -> PerCount {
     let measured: Vec<&&RoundRecord> = rounds
         .iter()
@@ -299,11 +345,41 @@ fn per_count(count: usize, rounds: &[&RoundRecord]) -> PerCount {
         .filter_map(|(n, v)| median(&v).map(|m| (n, m)))
         .collect();
     phases.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let ksm: Vec<(f64, f64)> = rounds
+    let vm_per = |f: &dyn Fn(&VmMemoryTotals) -> Option<f64>| -> Vec<f64> {
+        measured
+            .iter()
+            .filter_map(|r| r.vm_memory.as_ref().and_then(f))
+            .collect()
+    };
+    let vm = match (
+        ci(&vm_per(&|t| per_vm(t.guest_ram_kib, t.vms))),
+        ci(&vm_per(&|t| per_vm(t.vmm_overhead_kib, t.vms))),
+    ) {
+        (Some(guest_ram_mib), Some(vmm_overhead_mib)) => Some(VmPer {
+            guest_ram_mib,
+            vmm_overhead_mib,
+            guest_used_mib: ci(&vm_per(&|t| per_vm(t.guest_used_kib, t.inside_vms))),
+            guest_total_mib: ci(&vm_per(&|t| per_vm(t.guest_total_kib, t.inside_vms))),
+        }),
+        _ => None,
+    };
+    let ksm: Vec<(f64, f64, f64, bool)> = measured
         .iter()
-        .filter_map(|r| r.ksm)
-        .map(|k| (k.state.pages_sharing as f64, k.waited_ms as f64))
+        .filter_map(|r| {
+            let k = r.ksm?;
+            let before = r.ksm_before.unwrap_or_default();
+            let grew = |now: u64, was: u64| now as f64 - was as f64;
+            Some((
+                grew(k.state.pages_shared, before.pages_shared),
+                grew(k.state.pages_sharing, before.pages_sharing),
+                k.waited_ms as f64,
+                k.settled,
+            ))
+        })
         .collect();
+    let med_of = |f: fn(&(f64, f64, f64, bool)) -> f64| {
+        median(&ksm.iter().map(f).collect::<Vec<_>>()).unwrap_or(0.0)
+    };
     PerCount {
         count,
         rounds: measured.len(),
@@ -330,12 +406,15 @@ fn per_count(count: usize, rounds: &[&RoundRecord]) -> PerCount {
             .filter(|r| r.ready > 0 && r.recovery_ms.is_none())
             .count(),
         phases,
-        ksm: (!ksm.is_empty()).then(|| {
-            (
-                median(&ksm.iter().map(|k| k.0).collect::<Vec<_>>()).unwrap_or(0.0),
-                median(&ksm.iter().map(|k| k.1).collect::<Vec<_>>()).unwrap_or(0.0),
-            )
+        ksm: (!ksm.is_empty()).then(|| KsmPer {
+            rounds: ksm.len(),
+            pages_shared: med_of(|k| k.0),
+            pages_sharing: med_of(|k| k.1),
+            saved_mib: med_of(|k| k.1) * page_kib() / 1024.0,
+            waited_ms: med_of(|k| k.2),
+            unsettled: ksm.iter().filter(|k| !k.3).count(),
         }),
+        vm,
         left_behind: rounds.iter().filter(|r| !r.left_behind.is_empty()).count(),
     }
 }

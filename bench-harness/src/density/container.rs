@@ -12,7 +12,7 @@ use container_backend::{
     RunningContainer, Runtime, SeccompProfile,
 };
 
-use super::instance::{failure_of, Instance, Kind, Launcher, StartFailure};
+use super::instance::{failure_of, Finished, Instance, Kind, Launcher, StartFailure};
 use super::limits::Needs;
 use crate::backend::{PrepareContext, SandboxLimits};
 
@@ -146,12 +146,12 @@ impl Instance for ContainerInstance {
         self.0.kill();
     }
 
-    fn finish(self: Box<Self>) -> Result<(), String> {
+    fn finish(self: Box<Self>) -> Result<Finished, String> {
         let f = self.0.finish().map_err(|e| e.to_string())?;
         match (f.cleanup_error, f.setup_failure) {
             (Some(e), _) => Err(e),
             (None, Some(setup)) => Err(setup),
-            (None, None) => Ok(()),
+            (None, None) => Ok(Finished::default()),
         }
     }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use container_backend::floor::{Floor, FloorChild};
 use container_backend::{MarkerRead, RunCgroup};
 
-use super::instance::{failure_of, marker_phases, Instance, Kind, Launcher, StartFailure};
+use super::instance::{
+    failure_of, marker_phases, Finished, Instance, Kind, Launcher, StartFailure,
+};
 use super::limits::Needs;
 
 /// Starts floor processes.
@@ -84,9 +86,9 @@ impl Instance for ProcessInstance {
         self.0.kill();
     }
 
-    fn finish(self: Box<Self>) -> Result<(), String> {
+    fn finish(self: Box<Self>) -> Result<Finished, String> {
         match self.0.finish() {
-            Ok((_, None)) => Ok(()),
+            Ok((_, None)) => Ok(Finished::default()),
             Ok((_, Some(cleanup))) => Err(cleanup),
             Err(e) => Err(e.to_string()),
         }

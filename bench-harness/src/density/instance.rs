@@ -38,6 +38,7 @@ use container_backend::{CgroupMemory, MarkerRead};
 use serde::{Deserialize, Serialize};
 
 use super::limits::{Limit, Needs};
+use super::record::VmMemory;
 
 /// The kinds of instance a density run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -111,6 +112,12 @@ pub trait Instance: Send {
         None
     }
 
+    /// A VM's memory now, its VMM process's PSS split into guest RAM and the VMM's own; `None`
+    /// for the other kinds.
+    fn vm_memory(&self) -> Option<VmMemory> {
+        None
+    }
+
     /// Its start phases, ms after its start began (the container's runtime phases; for the
     /// others the agent's first marker and `waiting`).
     fn phases_ms(&self) -> Vec<(String, f64)>;
@@ -120,10 +127,18 @@ pub trait Instance: Send {
 
     /// Waits for it to end, reaps it and removes what it made. `Err` says what could not be
     /// removed or why it ended early.
-    fn finish(self: Box<Self>) -> Result<(), String>;
+    fn finish(self: Box<Self>) -> Result<Finished, String>;
 
     /// What it made on the host that must be gone after [`Instance::finish`] (cgroup directories).
     fn places(&self) -> Vec<PathBuf>;
+}
+
+/// What an instance said by the time it was reaped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// A guest's memory from inside (the agent's `/proc/meminfo` when it got ready), which a VM
+    /// reports when it stops.
+    pub inside: Option<workloads::result::MemoryInside>,
 }
 
 /// Starts instances of one kind. Shared by the starter threads.

@@ -172,6 +172,57 @@ pub struct CgroupTotals {
     pub kernel_kib: u64,
 }
 
+/// One VM's memory as its VMM process holds it: the proportional set size of its guest RAM
+/// mappings and of everything else (`/proc/PID/smaps`, split by the guest RAM ranges the VMM
+/// reported), KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmMemory {
+    /// Guest RAM the guest (and the loader) touched.
+    pub guest_ram_kib: u64,
+    /// The VMM's own memory: its code, heap, stacks, device buffers.
+    pub vmm_overhead_kib: u64,
+}
+
+/// N VMs' memory, summed, KiB: their VMM processes' PSS split by guest RAM and the rest, and what
+/// the guests said from inside (each agent's `/proc/meminfo` when it got ready).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmMemoryTotals {
+    /// VMs whose VMM process was measured.
+    pub vms: usize,
+    /// Guest RAM touched, summed ([`VmMemory::guest_ram_kib`]).
+    pub guest_ram_kib: u64,
+    /// The VMMs' own memory, summed ([`VmMemory::vmm_overhead_kib`]).
+    pub vmm_overhead_kib: u64,
+    /// Guests that reported their memory from inside.
+    #[serde(default)]
+    pub inside_vms: usize,
+    /// Their `MemTotal`, summed: the RAM each guest kernel manages (its RAM minus what it
+    /// reserved at boot: its own image, the page structures).
+    #[serde(default)]
+    pub guest_total_kib: u64,
+    /// Their `MemTotal − MemAvailable`, summed: what each guest's kernel and agent use inside.
+    #[serde(default)]
+    pub guest_used_kib: u64,
+}
+
+impl VmMemoryTotals {
+    /// Adds one VM's host-side split.
+    pub fn add(&mut self, m: VmMemory) {
+        self.vms += 1;
+        self.guest_ram_kib += m.guest_ram_kib;
+        self.vmm_overhead_kib += m.vmm_overhead_kib;
+    }
+
+    /// Adds one guest's view from inside.
+    pub fn add_inside(&mut self, inside: workloads::result::MemoryInside) {
+        self.inside_vms += 1;
+        self.guest_total_kib += inside.mem_total_kib;
+        self.guest_used_kib += inside
+            .mem_total_kib
+            .saturating_sub(inside.mem_available_kib);
+    }
+}
+
 /// One round of one backend at one N.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundRecord {
@@ -204,6 +255,13 @@ pub struct RoundRecord {
     pub instances_anon_kib: Option<u64>,
     /// Their cgroups' view, summed (containers only).
     pub cgroup: Option<CgroupTotals>,
+    /// The VMs' memory split, summed (VMs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_memory: Option<VmMemoryTotals>,
+    /// KSM's counters just before the first start (`--ksm on`): they are host-wide, so what
+    /// the instances brought is the growth from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ksm_before: Option<KsmState>,
     /// KSM after it settled (`--ksm on`).
     pub ksm: Option<KsmSettled>,
     /// Every instance's start, in start order.
@@ -247,6 +305,8 @@ impl RoundRecord {
             pss_kib: Vec::new(),
             instances_anon_kib: None,
             cgroup: None,
+            vm_memory: None,
+            ksm_before: None,
             ksm: None,
             starts: Vec::new(),
             storm_ms: None,

@@ -141,8 +141,11 @@ fn ksm_text(run: &DensityRun) -> String {
     match m.ksm {
         super::ksm::KsmMode::Host => format!("left as the host had it ({host})"),
         super::ksm::KsmMode::On => format!(
-            "on for the run ({host}, put back after); a native process or a container marks no \
-             memory mergeable, so KSM finds nothing of theirs"
+            "on for the run ({host}, put back after); a VMM marks its guest's RAM mergeable, so \
+             KSM can share identical guest pages between VMs (each round waits until two full \
+             scans in a row barely change what it shares, and reports what its host-wide \
+             counters grew by); a native process or a container marks no memory mergeable, so \
+             KSM finds nothing of theirs"
         ),
         super::ksm::KsmMode::Off => format!("off for the run ({host}, put back after)"),
     }
@@ -319,13 +322,46 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
                     phases.join(", ")
                 ));
             }
-            if let Some((sharing, waited)) = c.ksm {
-                out.push(format!(
-                    "{} at N = {}: KSM shared {} pages (pages_sharing, median) after {} ms.",
+            if let Some(v) = c.vm {
+                let mut text = format!(
+                    "{} at N = {}: per VM (MiB, PSS of its VMM process, median [95% CI]): guest \
+                     RAM touched {}, VMM overhead {}",
                     b.backend.label(),
                     c.count,
-                    count_text(sharing),
-                    fmt_num(waited)
+                    mib_ci(&Some(v.guest_ram_mib)),
+                    mib_ci(&Some(v.vmm_overhead_mib)),
+                );
+                if let (Some(used), Some(total)) = (v.guest_used_mib, v.guest_total_mib) {
+                    text.push_str(&format!(
+                        "; inside the guest, its kernel and agent use {} of the {} its kernel \
+                         manages (MemTotal − MemAvailable, and MemTotal)",
+                        mib_ci(&Some(used)),
+                        fmt_num(total.median)
+                    ));
+                }
+                text.push('.');
+                out.push(text);
+            }
+            if let Some(k) = c.ksm {
+                out.push(format!(
+                    "{} at N = {}: KSM merged {} pages into {} (pages_sharing and pages_shared \
+                     grown during the round, medians over {} round(s)): {} MiB saved, settled \
+                     after {} ms{}.",
+                    b.backend.label(),
+                    c.count,
+                    count_text(k.pages_sharing + k.pages_shared),
+                    count_text(k.pages_shared),
+                    k.rounds,
+                    fmt_num(k.saved_mib),
+                    fmt_num(k.waited_ms),
+                    if k.unsettled > 0 {
+                        format!(
+                            " ({} round(s) did not settle within --ksm-settle)",
+                            k.unsettled
+                        )
+                    } else {
+                        String::new()
+                    }
                 ));
             }
         }
@@ -390,6 +426,20 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
             super::record::ROUNDS_FILE
         ));
     }
+    for b in run
+        .manifest
+        .backends
+        .iter()
+        .filter(|b| b.facts.get(EMULATED_FACT).is_some_and(|v| v == "true"))
+    {
+        out.push(format!(
+            "{} ran inside the emulated machine (QEMU TCG with AMD-V, --vm-in-emulator): its \
+             memory figures are what the guests and VMM processes did and are valid, measured \
+             against the emulated machine's memory (so are its \"instances that fit\"); its \
+             times are emulated, never performance figures.",
+            b.backend.label()
+        ));
+    }
     if run.torn_tail {
         out.push(
             "The last round's line was torn (the run was killed while writing it) and is left out."
@@ -398,6 +448,9 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
     }
     out
 }
+
+/// The backend fact that says its instances ran in the emulated machine.
+pub const EMULATED_FACT: &str = "emulated";
 
 fn term(run: &DensityRun, s: &Summary) -> String {
     let mut o = String::new();

@@ -20,7 +20,7 @@ use workloads::protocol::MarkerEvent;
 use super::instance::{Instance, Kind, Launcher, StartFailure};
 use super::ksm;
 use super::meter::{self, Reading};
-use super::record::{CgroupTotals, RoundRecord, StartRecord, Stop};
+use super::record::{CgroupTotals, RoundRecord, StartRecord, Stop, VmMemoryTotals};
 use crate::timefmt::monotonic_ns;
 
 /// Stack of a starter thread: it runs the runtime's start code and, briefly, each clone's child
@@ -173,6 +173,9 @@ pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Rou
         plan.parallel,
         baseline,
     );
+    if plan.ksm_settle.is_some() {
+        rec.ksm_before = ksm::KsmState::read();
+    }
     let storm = storm(pool, plan, progress);
     rec.starts = storm.starts;
     rec.storm_ms = storm.storm_ms;
@@ -202,6 +205,7 @@ pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Rou
             .collect();
         rec.instances_anon_kib = Some(anon);
         rec.cgroup = cgroup_totals(&ready);
+        rec.vm_memory = vm_totals(&ready);
         for _ in 0..plan.beside {
             if progress.interrupted() {
                 break;
@@ -221,8 +225,14 @@ pub(crate) fn run(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Rou
         i.kill();
     }
     for i in ready.drain(..) {
-        if let Err(e) = i.finish() {
-            rec.left_behind.push(e);
+        match i.finish() {
+            Ok(f) => {
+                // A guest's view from inside comes with its VM's report, when it stops.
+                if let (Some(inside), Some(t)) = (f.inside, rec.vm_memory.as_mut()) {
+                    t.add_inside(inside);
+                }
+            }
+            Err(e) => rec.left_behind.push(e),
         }
     }
     rec.teardown_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
@@ -300,6 +310,14 @@ fn cgroup_totals(ready: &[Box<dyn Instance>]) -> Option<CgroupTotals> {
         t.kernel_kib += m.breakdown.kernel / 1024;
     }
     any.then_some(t)
+}
+
+fn vm_totals(ready: &[Box<dyn Instance>]) -> Option<VmMemoryTotals> {
+    let mut t = VmMemoryTotals::default();
+    for m in ready.iter().filter_map(|i| i.vm_memory()) {
+        t.add(m);
+    }
+    (t.vms > 0).then_some(t)
 }
 
 /// What the storm left.
@@ -447,7 +465,7 @@ fn storm(pool: &Pool, plan: &RoundPlan, progress: &dyn Progress) -> Storm {
                         p.inst.kill();
                         let detail = match p.inst.finish() {
                             Err(e) => format!("{why}: {e}"),
-                            Ok(()) => format!(
+                            Ok(_) => format!(
                                 "{why} (its stderr is in the run's {})",
                                 super::record::LOG_FILE
                             ),

@@ -203,3 +203,58 @@ pub fn density_run(dir: &std::path::Path) -> bench_harness::density::record::Den
     }
     bench_harness::density::record::load(&dir.join(id)).unwrap()
 }
+
+/// A synthetic density run of VMs with `--ksm on`, from [`density_run`]'s native rounds: each
+/// VM's VMM process holds 30 MiB of guest RAM and 2 MiB of its own (PSS), its guest says it uses
+/// 20 MiB of the 120 MiB its kernel manages, and KSM merges 1000 pages per VM beyond the first
+/// into 500 (and found 7 shared pages of someone else's before the round).
+#[allow(dead_code)]
+pub fn density_vm_run(dir: &std::path::Path) -> bench_harness::density::record::DensityRun {
+    use bench_harness::density::instance::Kind;
+    use bench_harness::density::ksm::{KsmMode, KsmSettled, KsmState};
+    use bench_harness::density::record::*;
+    use workloads::result::MemoryInside;
+    let scratch = tempfile::tempdir().unwrap();
+    let base = density_run(scratch.path());
+    let mut manifest = base.manifest.clone();
+    manifest.run_id = "density-20261201-000001".into();
+    manifest.ksm = KsmMode::On;
+    manifest.backends.retain(|b| b.backend == Kind::Native);
+    manifest.backends[0].backend = Kind::Vm;
+    manifest.backends[0]
+        .facts
+        .insert("emulated".into(), "true".into());
+    let mut w = RoundWriter::create(dir, &manifest.run_id).unwrap();
+    w.write_manifest(&manifest).unwrap();
+    let ksm = |shared: u64, sharing: u64| KsmState {
+        run: 1,
+        pages_shared: shared,
+        pages_sharing: sharing,
+        full_scans: 3,
+    };
+    for r in base.rounds.iter().filter(|r| r.backend == Kind::Native) {
+        let mut r = r.clone();
+        r.backend = Kind::Vm;
+        let mut t = VmMemoryTotals::default();
+        for _ in 0..r.ready {
+            t.add(VmMemory {
+                guest_ram_kib: 30 * 1024,
+                vmm_overhead_kib: 2 * 1024,
+            });
+            t.add_inside(MemoryInside {
+                mem_total_kib: 120 * 1024,
+                mem_available_kib: 100 * 1024,
+            });
+        }
+        r.vm_memory = Some(t);
+        r.ksm_before = Some(ksm(7, 7));
+        let merged = 1000 * (r.ready as u64 - 1);
+        r.ksm = Some(KsmSettled {
+            state: ksm(7 + merged / 2, 7 + merged / 2),
+            waited_ms: 4000,
+            settled: r.round != 2,
+        });
+        w.append(&r).unwrap();
+    }
+    load(&dir.join(&manifest.run_id)).unwrap()
+}
