@@ -350,6 +350,8 @@ fn a_vm_density_run_shows_the_memory_split_and_what_ksm_shared() {
         "{k:?}"
     );
     assert_eq!((k.rounds, k.unsettled, k.waited_ms), (3, 1, 4000.0));
+    // The headroom is 10% of the memory the VMs ran in (the emulated machine's 4 GiB).
+    assert_eq!(vm.fit.unwrap().headroom_kib, (4 << 20) / 10);
     let term = render::render(&run, ReportFormat::Term).unwrap();
     for want in [
         "vm at N = 100: per VM (MiB, PSS of its VMM process",

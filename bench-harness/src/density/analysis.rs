@@ -422,7 +422,7 @@ fn per_count(count: usize, rounds: &[&RoundRecord]) -> PerCount {
 /// Summarises a stored density run.
 pub fn summarise(run: &DensityRun) -> Summary {
     let m = &run.manifest;
-    let headroom_kib = (m.host.memory_mib as f64 * 1024.0 * m.headroom_pct / 100.0) as u64;
+    let host_total_kib = m.host.memory_mib as f64 * 1024.0;
     let mut kinds: Vec<Kind> = m.backends.iter().map(|b| b.backend).collect();
     for r in &run.rounds {
         if !kinds.contains(&r.backend) {
@@ -461,6 +461,15 @@ pub fn summarise(run: &DensityRun) -> Summary {
                 .iter()
                 .map(|r| r.baseline.meminfo.mem_available as f64)
                 .collect();
+            // The headroom is a share of the memory the instances ran in: the host's, or the
+            // emulated machine's for VMs run there (`--vm-in-emulator`), as its readings say.
+            let total: Vec<f64> = mine
+                .iter()
+                .map(|r| r.baseline.meminfo.mem_total as f64)
+                .filter(|&t| t > 0.0)
+                .collect();
+            let headroom_kib =
+                (median(&total).unwrap_or(host_total_kib) * m.headroom_pct / 100.0) as u64;
             let fit = marginal
                 .as_ref()
                 .and_then(|s| fit(s, median(&available).unwrap_or(0.0) as u64, headroom_kib));
