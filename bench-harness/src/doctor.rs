@@ -177,6 +177,8 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
         }
     });
 
+    out.push(guest_memory_check());
+
     for (what, path) in [("results", results), ("scratch", Path::new("/var/tmp"))] {
         let probe = if path.exists() {
             path
@@ -258,4 +260,37 @@ pub fn render(checks: &[Check]) -> String {
     }
     s.push_str("\nExit code: 0 when every backend is usable; otherwise the sum of 1 (native), 2 (container), 4 (vm) for those that are not.\n");
     s
+}
+
+/// Whether the VM's guest RAM can have huge pages here: transparent ones (`--vm-memory thp`, the
+/// default) need the host's THP mode to be `madvise` or `always`; `--vm-memory hugetlbfs` needs
+/// reserved 2 MiB pages.
+fn guest_memory_check() -> Check {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let thp = read("/sys/kernel/mm/transparent_hugepage/enabled");
+    let mode = thp
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))
+        .unwrap_or("unavailable")
+        .to_owned();
+    let reserved = read("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
+    let reserved = reserved.trim().parse::<u64>().unwrap_or(0);
+    let pool = format!(
+        "{reserved} reserved 2 MiB pages for --vm-memory hugetlbfs{}",
+        if reserved == 0 {
+            " (`sysctl vm.nr_hugepages=N` reserves N)"
+        } else {
+            ""
+        }
+    );
+    if mode == "madvise" || mode == "always" {
+        Check::ok(format!(
+            "guest RAM: transparent huge pages `{mode}`, so the VM's 2 MiB-aligned guest RAM gets huge pages; {pool}"
+        ))
+    } else {
+        Check::note(
+            format!("guest RAM: transparent huge pages are `{mode}`: the VM's guest RAM gets small pages (more nested page faults); {pool}"),
+            "as root: `echo madvise > /sys/kernel/mm/transparent_hugepage/enabled`, or use --vm-memory hugetlbfs with reserved pages",
+        )
+    }
 }

@@ -191,6 +191,24 @@ pub const REGISTRY: &[Factor] = &[
         apply: |v, s| s.options.vm_disk = DiskMode::parse(v),
     },
     Factor {
+        name: "vm-memory",
+        about: "how the VM's guest RAM is backed on the host: transparent huge pages \
+                (2 MiB-aligned), reserved hugetlbfs pages, or small pages only; `--vm-memory`",
+        values: Values::Words(&[&["thp"], &["hugetlbfs"], &["small"]]),
+        applies_to: VM,
+        fixed: None,
+        apply: |v, s| s.options.vm_memory = vm_backend::vstate::memory::MemoryBacking::parse(v),
+    },
+    Factor {
+        name: "vm-acpi",
+        about: "how the VM describes its devices to the guest kernel: ACPI tables and the \
+                command line, ACPI only, or the command line only; `--vm-acpi`",
+        values: Values::Words(&[&["auto"], &["on"], &["off"]]),
+        applies_to: VM,
+        fixed: None,
+        apply: |v, s| s.options.vm_acpi = vm_backend::vmm::AcpiMode::parse(v),
+    },
+    Factor {
         name: "kernel",
         about: "the VM's guest kernel; `--kernel`",
         values: Values::Kernel,

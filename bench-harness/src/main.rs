@@ -187,6 +187,29 @@ enum VmDisk {
     Raw,
 }
 
+/// How the VM's guest RAM is backed on the host.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VmMemory {
+    /// Anonymous memory aligned to 2 MiB and advised for transparent huge pages (MADV_HUGEPAGE).
+    Thp,
+    /// 2 MiB pages from the host's reserved pool (vm.nr_hugepages must hold the VM's RAM).
+    Hugetlbfs,
+    /// 4 KiB pages only (MADV_NOHUGEPAGE): to see what huge pages buy.
+    Small,
+}
+
+/// How the VM describes its devices to the guest kernel.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VmAcpi {
+    /// ACPI tables and the command line; the device window the kernel probes first claims the
+    /// device, so any kernel finds it exactly once.
+    Auto,
+    /// ACPI tables only.
+    On,
+    /// The command line and the MP table only, no ACPI tables.
+    Off,
+}
+
 #[derive(clap::Args, Debug)]
 struct RunArgs {
     /// Backends to run, comma-separated: native, container, vm. Default: the suite's.
@@ -236,9 +259,10 @@ struct RunArgs {
     /// Show the sandbox's console live.
     #[arg(long)]
     console: bool,
-    /// The VM's guest kernel: `micro` (the default, built by `isolab kernel build`), `debian`
-    /// (Debian's stock cloud kernel with its virtio modules and ACPI tables, made by `isolab kernel
-    /// fetch debian` on first use), or a bzImage / ELF vmlinux file booted like the micro kernel.
+    /// The VM's guest kernel: `micro` (the default, built by `isolab kernel build`), `micro-acpi`
+    /// (the micro kernel configured as Firecracker's guest configs: ACPI only, no virtio console),
+    /// `debian` (Debian's stock cloud kernel with its virtio modules, made by `isolab kernel fetch
+    /// debian` on first use), or a bzImage / ELF vmlinux file.
     #[arg(long)]
     kernel: Option<PathBuf>,
     /// Run containers in a user namespace: root inside maps to an unprivileged id outside. Without
@@ -260,6 +284,17 @@ struct RunArgs {
     /// `raw` gives the agent the bare device (O_DIRECT on /dev/vda).
     #[arg(long, value_enum, default_value_t = VmDisk::Ext4)]
     vm_disk: VmDisk,
+    /// How the VM's guest RAM is backed on the host: `thp` (2 MiB-aligned, transparent huge pages
+    /// asked for), `hugetlbfs` (pre-reserved 2 MiB pages: `sysctl vm.nr_hugepages=N` first), or
+    /// `small` (4 KiB pages only, to see what huge pages buy). With fewer nested page faults the
+    /// guest boots with fewer exits.
+    #[arg(long, value_enum, default_value_t = VmMemory::Thp)]
+    vm_memory: VmMemory,
+    /// How the VM describes its devices to the guest kernel: `auto` (ACPI tables and the command
+    /// line, each device found exactly once whichever way the kernel looks), `on` (ACPI tables
+    /// only) or `off` (command line and MP table only, no ACPI).
+    #[arg(long, value_enum, default_value_t = VmAcpi::Auto)]
+    vm_acpi: VmAcpi,
     /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
     /// combination of the factors' values is a column (a backend with its factor values), and the
     /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
@@ -438,15 +473,17 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let agent = workloads::locate::locate_agent(args.agent.as_deref())?;
-    let named_kernel = args
-        .kernel
-        .as_deref()
-        .is_some_and(|k| k == Path::new("debian") || k == Path::new("micro"));
+    let named_kernel = args.kernel.as_deref().is_some_and(|k| {
+        ["debian", "micro", "micro-acpi"]
+            .iter()
+            .any(|n| k == Path::new(n))
+    });
     if let Some(k) = args.kernel.as_ref().filter(|_| !named_kernel) {
         if !k.is_file() {
             bail!(
                 "--kernel {}: no such file; pass a bzImage or an ELF vmlinux, `debian` for Debian's \
-                 stock kernel, or leave --kernel out to use the micro kernel (`isolab kernel build`)",
+                 stock kernel, `micro-acpi` for the micro kernel's ACPI-only variant, or leave --kernel out to \
+                 use the micro kernel (`isolab kernel build`)",
                 k.display()
             );
         }
@@ -481,6 +518,16 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             vm_disk: Some(match args.vm_disk {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
                 VmDisk::Raw => workloads::protocol::DiskMode::Raw,
+            }),
+            vm_memory: Some(match args.vm_memory {
+                VmMemory::Thp => vm_backend::vstate::memory::MemoryBacking::Thp,
+                VmMemory::Hugetlbfs => vm_backend::vstate::memory::MemoryBacking::Hugetlbfs,
+                VmMemory::Small => vm_backend::vstate::memory::MemoryBacking::Small,
+            }),
+            vm_acpi: Some(match args.vm_acpi {
+                VmAcpi::Auto => vm_backend::vmm::AcpiMode::Auto,
+                VmAcpi::On => vm_backend::vmm::AcpiMode::On,
+                VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
             }),
         },
         make_backend: Box::new(backends::make_with),

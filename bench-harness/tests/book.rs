@@ -68,12 +68,14 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
                      only PVM-patched guest kernels. Fix: run on a host with hardware KVM"
                         .to_string()
                 }),
-                // What the container backend records (chapter 7 quotes it).
+                // What the container and VM backends record (chapters 7 and 6b quote it).
                 facts: if b == "container" {
                     [("seccomp", "docker"), ("user_namespace", "false")]
                         .into_iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect()
+                } else if b == "vm" {
+                    BTreeMap::from([("memory".to_string(), "thp".to_string())])
                 } else {
                     BTreeMap::new()
                 },
@@ -243,6 +245,14 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             m.push(Metric::lower("exits.io_out.marker", "exits", 4.0));
             m.push(Metric::lower("exits.io_in.rtc", "exits", 996.0));
             m.push(Metric::lower("exits.to_agent_start", "exits", 4000.0));
+            m.push(Metric::lower("kvm.to_agent_start.exits", "events", 2700.0));
+            m.push(Metric::lower("npf.to_agent_start", "faults", 830.0));
+            m.push(Metric::higher("host.guest_ram_huge", "MiB", 36.0));
+            m.push(Metric::lower(
+                "exits.mmio_write.virtio_console",
+                "exits",
+                31.0,
+            ));
             // What the VM backend derives per operation over the workload window.
             let per_op = match kind {
                 "io-rand" => Some(("4k_io", 3.1, 2.0)),
@@ -305,6 +315,7 @@ fn inspect(backend: &str) -> InspectReport {
         cpus: if vm { 1 } else { 4 },
         mem_total_kib: if vm { 500_000 } else { 16_000_000 },
         cgroup: "0::/".into(),
+        block_devices: if vm { vec!["vda".into()] } else { Vec::new() },
     }
 }
 
@@ -331,6 +342,7 @@ fn sample(trial: usize, backend: &str, kind: &str, rep: u32, vm: Vm) -> Sample {
             clock: AgentClock::default(),
             memory_inside: None,
             was_pid1: backend != "native",
+            route: None,
         }),
         log_tail: None,
     };
@@ -599,6 +611,16 @@ fn full_run_fills_every_placeholder_with_a_number() {
         !per_op.contains("per 4 KiB I/O") && !per_op.contains("per MiB moved"),
         "{per_op}"
     );
+    // Guest memory: nested page faults and huge pages of the run's backing, the others named.
+    let ch6b = main_text(&pages[Path::new("06b-memory.html")]);
+    assert!(
+        ch6b.contains("830 faults") && ch6b.contains("36 MiB") && ch6b.contains("2700 events"),
+        "{ch6b}"
+    );
+    assert!(
+        ch6b.contains("--vm-memory small") && ch6b.contains("--vm-memory hugetlbfs"),
+        "{ch6b}"
+    );
     // The capacity chapter on the density run: one meter, the slope with its interval, the
     // floor, the cgroup's view named as such.
     let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
@@ -674,6 +696,12 @@ fn emulated_vm_gives_counts_but_never_times() {
     assert!(
         ch6.contains("5200 exits") && ch6.contains("counted in an emulated machine"),
         "{ch6}"
+    );
+    // Nested page faults are counts too.
+    let ch6b = main_text(&pages[Path::new("06b-memory.html")]);
+    assert!(
+        ch6b.contains("830 faults") && ch6b.contains("counted in an emulated machine"),
+        "{ch6b}"
     );
     // The inside is what it is, emulated or not.
     let ch4 = main_text(&pages[Path::new("04-three-worlds.html")]);

@@ -127,6 +127,25 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
             "{what}: {}: KVM's own exit count",
             s.workload
         );
+        // Guest RAM on transparent huge pages (the default), nested page faults counted, and the
+        // result through the virtio console (both kernels have it).
+        assert!(
+            metric("host.guest_ram_huge").is_some_and(|x| x > 0.0),
+            "{what}: {}: guest RAM on huge pages",
+            s.workload
+        );
+        assert!(
+            metric("npf.to_agent_start").is_some_and(|x| x > 0.0),
+            "{what}: {}: nested page faults to the agent's start",
+            s.workload
+        );
+        assert_eq!(
+            agent.route.as_ref().map(|r| r.channel.as_str()),
+            Some("virtio-console"),
+            "{what}: {}: {:?}",
+            s.workload,
+            agent.route
+        );
         if s.kind.starts_with("io-") {
             assert!(
                 metric("disk.requests").is_some_and(|x| x > 0.0),

@@ -90,6 +90,7 @@ impl Backend for Synth {
                 clock: AgentClock::default(),
                 memory_inside: None,
                 was_pid1: false,
+                route: None,
             }),
             timeline: Vec::new(),
             host_metrics: Vec::new(),

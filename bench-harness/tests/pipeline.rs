@@ -53,6 +53,7 @@ impl Backend for Fake {
                     clock: AgentClock::default(),
                     memory_inside: None,
                     was_pid1: false,
+                    route: None,
                 })
             },
             timeline: Vec::new(),

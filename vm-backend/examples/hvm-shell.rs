@@ -1,11 +1,12 @@
 //! Runs shell commands inside the HVM test machine and prints their output and status.
 //!
 //! ```text
-//! hvm-shell [--file GUEST_PATH=HOST_PATH]... [--timeout-s S] COMMAND...
+//! hvm-shell [--file GUEST_PATH=HOST_PATH]... [--timeout-s S] [--mem MIB] [--huge-pages N] COMMAND...
 //! ```
 //!
 //! Each COMMAND is one busybox `sh` command line run in L1 (where `/dev/kvm` is hardware-style
-//! KVM on an emulated AMD-V CPU). Exit status: 0 when every command exited 0.
+//! KVM on an emulated AMD-V CPU). `--huge-pages N` reserves N 2 MiB pages in L1 first (for VMs
+//! with `--memory hugetlbfs`). Exit status: 0 when every command exited 0.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +42,12 @@ fn main() {
             "--timeout-s" => {
                 let s: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(600);
                 session.timeout = Duration::from_secs(s);
+            }
+            "--mem" => {
+                session.memory_mib = args.next().and_then(|s| s.parse().ok()).unwrap_or(2048);
+            }
+            "--huge-pages" => {
+                session.huge_pages_2m = args.next().and_then(|s| s.parse().ok()).unwrap_or(0);
             }
             _ => session.commands.push(a),
         }

@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N] [--timeout-s S] [--append "WORDS"] [--live] [--quiet]
-//!         [--disk IMAGE [--disk-read-only]] [--acpi] [--inject-fault FAULT]
+//!         [--disk IMAGE [--disk-read-only]] [--acpi auto|on|off] [--memory thp|hugetlbfs|small]
+//!         [--no-channel] [--inject-fault FAULT]
 //! ```
 //!
-//! `--acpi` describes the machine in ACPI tables (what a stock distro kernel such as Debian's
-//! needs to find its IOAPIC and the virtio-mmio disk); its modules go into the `--initrd`.
+//! `--acpi` says how the devices are described (default `auto`: ACPI tables and the command
+//! line, see `vm_backend::devices::slots`); a stock distro kernel such as Debian's finds them
+//! only in ACPI, its modules go into the `--initrd`. `--memory` backs guest RAM (default `thp`).
+//! `--no-channel` leaves out the virtio console (the agent's result then goes to the serial
+//! console).
 //!
 //! `--inject-fault` is for tests of the VMM's error paths: `spawn-vcpu:N`, `device-thread`,
 //! `kvm-run:N`, `slow-disk-ms:MS`, `single-step`.
@@ -20,10 +24,11 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use vm_backend::vmm::{run, DiskConfig, Fault, VmConfig};
+use vm_backend::vmm::{run, AcpiMode, DiskConfig, Fault, VmConfig};
+use vm_backend::vstate::memory::MemoryBacking;
 
 fn usage(msg: &str) -> ! {
-    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi] [--inject-fault FAULT]");
+    eprintln!("vmm-run: {msg}\nusage: vmm-run --kernel PATH [--initrd PATH | --agent PATH] [--mem MIB] [--vcpus N (1..=64)] [--timeout-s S] [--append WORDS] [--live] [--quiet] [--disk IMAGE [--disk-read-only]] [--acpi auto|on|off] [--memory thp|hugetlbfs|small] [--no-channel] [--inject-fault FAULT]");
     std::process::exit(64)
 }
 
@@ -40,7 +45,9 @@ fn main() {
     let mut quiet = false;
     let mut disk = None;
     let mut disk_read_only = false;
-    let mut acpi = false;
+    let mut acpi = AcpiMode::Auto;
+    let mut memory = MemoryBacking::Thp;
+    let mut channel = true;
     let mut fault = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -85,7 +92,15 @@ fn main() {
             "--quiet" => quiet = true,
             "--disk" => disk = Some(value("--disk")),
             "--disk-read-only" => disk_read_only = true,
-            "--acpi" => acpi = true,
+            "--acpi" => {
+                acpi = AcpiMode::parse(&value("--acpi"))
+                    .unwrap_or_else(|| usage("--acpi takes auto, on or off"))
+            }
+            "--memory" => {
+                memory = MemoryBacking::parse(&value("--memory"))
+                    .unwrap_or_else(|| usage("--memory takes thp, hugetlbfs or small"))
+            }
+            "--no-channel" => channel = false,
             "--inject-fault" => {
                 let spec = value("--inject-fault");
                 fault = Some(
@@ -106,6 +121,8 @@ fn main() {
     config.live_console = live;
     config.quiet = quiet;
     config.acpi = acpi;
+    config.memory = memory;
+    config.channel = channel;
     config.fault = fault;
     if disk.is_none() && disk_read_only {
         usage("--disk-read-only needs --disk");
@@ -127,8 +144,18 @@ fn main() {
                         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
                 })
                 .unwrap_or(0);
+            // Guest RAM must be unmapped too (hugetlbfs pages go back to the pool only then).
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+            let guest_ram_mapped = report.guest_ram_host_ranges.iter().any(|(addr, _)| {
+                let start = format!("{addr:x}-");
+                maps.lines().any(|l| l.starts_with(&start))
+            });
             let mut value = report.to_json();
-            value["after_teardown"] = serde_json::json!({ "threads": threads, "rss_kib": rss_kib });
+            value["after_teardown"] = serde_json::json!({
+                "threads": threads,
+                "rss_kib": rss_kib,
+                "guest_ram_mapped": guest_ram_mapped,
+            });
             let json = value.to_string();
             println!(
                 "ISOLAB-VMM-REPORT:{}:{}",

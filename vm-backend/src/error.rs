@@ -83,6 +83,18 @@ pub enum VmError {
     /// The vCPU thread could not be started or did not stop.
     #[error("the vCPU thread failed: {0}")]
     VcpuThread(String),
+    /// Guest RAM backed by hugetlbfs needs 2 MiB pages the host has not reserved.
+    #[error("guest RAM on hugetlbfs needs {needed} free 2 MiB huge pages, but the host has {free} free of {total} reserved. Reserve them first (as root: `sysctl vm.nr_hugepages={suggest}`, or `echo {suggest} > /proc/sys/vm/nr_hugepages`), or use `--vm-memory thp`")]
+    HugePages {
+        /// 2 MiB pages this VM needs.
+        needed: u64,
+        /// Free 2 MiB pages on the host.
+        free: u64,
+        /// Reserved 2 MiB pages on the host (vm.nr_hugepages).
+        total: u64,
+        /// A vm.nr_hugepages value that would do.
+        suggest: u64,
+    },
 }
 
 /// Result alias for the VMM.

@@ -116,6 +116,9 @@ pub struct HvmSession {
     pub memory_mib: u64,
     /// The whole session is killed after this long.
     pub timeout: Duration,
+    /// 2 MiB huge pages L1 reserves (`vm.nr_hugepages`) before the commands run, for VMs whose
+    /// guest RAM is backed by hugetlbfs.
+    pub huge_pages_2m: u64,
 }
 
 impl Default for HvmSession {
@@ -125,6 +128,7 @@ impl Default for HvmSession {
             commands: Vec::new(),
             memory_mib: 2048,
             timeout: Duration::from_secs(600),
+            huge_pages_2m: 0,
         }
     }
 }
@@ -178,8 +182,9 @@ pub fn which(cmd: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The L1 `/init` script.
-pub fn l1_init_script(commands: &[String]) -> String {
+/// The L1 `/init` script: mounts, the kvm modules, `huge_pages` 2 MiB pages reserved (0: none),
+/// then the commands, each framed on the console.
+pub fn l1_init_script(commands: &[String], huge_pages: u64) -> String {
     let mut s = String::from(
         "#!/bin/busybox sh\n\
          /bin/busybox mkdir -p /proc /sys /dev /tmp /bin\n\
@@ -202,6 +207,13 @@ pub fn l1_init_script(commands: &[String]) -> String {
         ));
     }
     s.push_str("[ -c /dev/kvm ] && echo HVM-KVM-READY || echo HVM-NO-KVM\n");
+    if huge_pages > 0 {
+        // Reserved at boot, before anything fragments L1's memory; the kernel may give fewer,
+        // which the count echoed here shows (and a VM that needs more says so).
+        s.push_str(&format!(
+            "echo {huge_pages} > /proc/sys/vm/nr_hugepages; echo HVM-HUGEPAGES:$(cat /proc/sys/vm/nr_hugepages)\n"
+        ));
+    }
     for (i, c) in commands.iter().enumerate() {
         s.push_str(&format!(
             "echo HVM-BEGIN:{i}\n( {c} ) 2>&1\necho HVM-END:{i}:$?\n"
@@ -304,7 +316,7 @@ impl HvmMachine {
             .file(
                 "init",
                 0o755,
-                l1_init_script(&session.commands).into_bytes(),
+                l1_init_script(&session.commands, session.huge_pages_2m).into_bytes(),
             );
         for m in L1_MODULES {
             let name = Path::new(m)
@@ -498,7 +510,8 @@ mod tests {
 
     #[test]
     fn init_script_frames_every_command() {
-        let s = l1_init_script(&["echo hi".into(), "false".into()]);
+        let s = l1_init_script(&["echo hi".into(), "false".into()], 0);
+        assert!(!s.contains("nr_hugepages"));
         assert!(s.starts_with("#!/bin/busybox sh\n"));
         assert!(s.contains("insmod /lib/modules/kvm-amd.ko"));
         let irq = s.find("irqbypass.ko").expect("irqbypass");
@@ -507,6 +520,14 @@ mod tests {
         assert!(irq < kvm && kvm < amd, "module load order");
         assert!(s.contains("echo HVM-BEGIN:1\n( false ) 2>&1\necho HVM-END:1:$?\n"));
         assert!(s.trim_end().ends_with("poweroff -f"));
+        let s = l1_init_script(&["true".into()], 70);
+        let reserve = s
+            .find("echo 70 > /proc/sys/vm/nr_hugepages")
+            .expect("reserved");
+        assert!(
+            reserve < s.find("HVM-BEGIN:0").expect("command"),
+            "before the commands"
+        );
     }
 
     #[test]

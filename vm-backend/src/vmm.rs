@@ -3,6 +3,10 @@
 //! (the run loops' exits, KVM's statistics and the disk's counters, snapshotted at the agent's
 //! workload and phase markers), tear down.
 //!
+//! Devices: every virtio-mmio device gets its register window and interrupt line from one
+//! [`SlotAllocator`], in creation order (the disk, the console; a network device takes the next
+//! slot), and is described to the guest as [`AcpiMode`] says.
+//!
 //! Everything that can be checked without KVM (kernel format and completeness, initramfs, sizes,
 //! command line) is checked first, so a bad input never costs a VM.
 
@@ -26,18 +30,19 @@ use crate::boot::params::{
 };
 use crate::devices::marker::{MarkerEvent, MarkerPort};
 use crate::devices::serial::{ConsoleLog, Serial, SERIAL_IRQ};
+use crate::devices::slots::{DeviceSlot, SlotAllocator};
 use crate::devices::virtio::block::{
     Block, BlockShared, BlockStats, DiskBackend, FileDisk, SlowDisk,
 };
+use crate::devices::virtio::console::{Console, ConsoleOutput, ConsoleStats};
 use crate::devices::virtio::mmio::{MmioTransport, TransportStats, QUEUE_NOTIFY_OFFSET};
 use crate::devices::virtio::{
-    self as virtio, DeviceThread, Interrupt, ThreadEnd, BLOCK_IRQ, BLOCK_MMIO_BASE,
-    MMIO_REGION_SIZE,
+    self as virtio, DeviceThread, Interrupt, ThreadEnd, MMIO_REGION_SIZE,
 };
-use crate::devices::{MmioBus, PioBus};
+use crate::devices::{MmioBus, PioBus, SharedClaim, WindowClaim};
 use crate::error::{Result, VmError};
 use crate::vstate::kvm_stats::{KvmStats, StatsFd};
-use crate::vstate::memory::{self, GuestRam, MemoryUsage};
+use crate::vstate::memory::{self, GuestRam, MemoryBacking, MemoryUsage};
 use crate::vstate::vcpu::{
     self, ExitCounts, LoopEnd, PhaseWindow, RunStats, VcpuObserver, VcpuState,
 };
@@ -110,13 +115,99 @@ pub struct VmConfig {
     pub console_capacity: usize,
     /// A virtio-blk disk (the guest's `/dev/vda`), if any.
     pub disk: Option<DiskConfig>,
-    /// Describe the machine in ACPI tables ([`crate::arch::x86_64::acpi`]): what a stock distro
-    /// kernel needs to find its IOAPIC and its virtio-mmio devices. The devices are then not
-    /// also put on the command line.
-    pub acpi: bool,
+    /// How the guest learns about the machine: ACPI tables, the command line, or both.
+    pub acpi: AcpiMode,
+    /// How guest RAM is backed on the host.
+    pub memory: MemoryBacking,
+    /// A virtio console (`/dev/hvc0` in the guest) whose output the report keeps apart from the
+    /// serial console: the channel the agent's result leaves through.
+    pub channel: bool,
     /// A fault to inject (tests only).
     #[doc(hidden)]
     pub fault: Option<Fault>,
+}
+
+/// How the VM describes its devices (and CPUs, IOAPIC) to the guest kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcpiMode {
+    /// ACPI tables and the command line, each device at two windows, the first one the guest
+    /// probes claiming it ([`crate::devices::slots`]): any kernel finds its devices, whichever way
+    /// it looks for them, and none registers a device twice.
+    #[default]
+    Auto,
+    /// ACPI tables only (a kernel without ACPI finds no virtio devices).
+    On,
+    /// The MP table and `virtio_mmio.device=` words only, no ACPI tables (a kernel without
+    /// `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES` finds no virtio devices).
+    Off,
+}
+
+impl AcpiMode {
+    /// `auto`, `on` or `off`; None for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Auto, Self::On, Self::Off]
+            .into_iter()
+            .find(|m| m.name() == text)
+    }
+
+    /// Its name on the command line and in samples.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
+
+    /// Whether the VM has ACPI tables.
+    pub fn tables(self) -> bool {
+        self != Self::Off
+    }
+
+    /// The window a kernel that reads the command line is given for `slot`, if it is given one.
+    fn cmdline_window(self, slot: &DeviceSlot) -> Option<u64> {
+        match self {
+            Self::Auto => Some(slot.alias_base()),
+            Self::Off => Some(slot.base),
+            Self::On => None,
+        }
+    }
+
+    /// The alias window of `slot`, when the device has one.
+    fn alias(self, slot: &DeviceSlot) -> Option<u64> {
+        (self == Self::Auto).then(|| slot.alias_base())
+    }
+
+    /// How the guest found a device, from the window it claimed.
+    fn found_via(self, claim: WindowClaim) -> &'static str {
+        match (self, claim) {
+            (_, WindowClaim::None) => "not found",
+            (Self::Off, _) | (Self::Auto, WindowClaim::Alias) => "command line",
+            (Self::On | Self::Auto, _) => "acpi",
+        }
+    }
+}
+
+/// Where a virtio device was and how the guest found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    /// `virtio-blk`, `virtio-console`.
+    pub name: &'static str,
+    /// Its register window (and the alias, if it had one).
+    pub slot: DeviceSlot,
+    /// `acpi`, `command line` (the window the guest's driver probed first), or `not found` (the
+    /// guest never touched it).
+    pub found_via: &'static str,
+}
+
+/// What the virtio console carried.
+#[derive(Debug, Clone)]
+pub struct ChannelReport {
+    /// What the guest wrote to it, with the device's counters.
+    pub output: ConsoleOutput,
+    /// Register-level misbehaviour of the driver.
+    pub transport: TransportStats,
 }
 
 /// The virtio-blk disk of a VM: a raw image file on the host.
@@ -162,7 +253,9 @@ impl VmConfig {
             live_console: false,
             console_capacity: 4 << 20,
             disk: None,
-            acpi: false,
+            acpi: AcpiMode::Auto,
+            memory: MemoryBacking::Thp,
+            channel: true,
             fault: None,
         }
     }
@@ -247,6 +340,9 @@ pub struct VmReport {
     pub exits_per_vcpu: Vec<ExitCounts>,
     /// The same from the first KVM_RUN to the first marker write (the agent's start).
     pub exits_to_first_marker: Option<ExitCounts>,
+    /// KVM's statistics from the first KVM_RUN to the agent's start, summed over the vCPUs
+    /// (every exit, nested page faults included: `exits`, `pf_taken`, `pf_fixed`, ...).
+    pub kvm_stats_to_first_marker: Option<KvmStats>,
     /// Exits by reason between the agent's workload start and end markers (all vCPUs); None when
     /// the guest did not write both.
     pub exits_workload: Option<ExitCounts>,
@@ -274,6 +370,17 @@ pub struct VmReport {
     pub memory_top: Vec<(String, u64)>,
     /// Guest RAM size, bytes.
     pub guest_ram_bytes: u64,
+    /// How guest RAM was backed.
+    pub memory_backing: MemoryBacking,
+    /// (host address, size) of each guest RAM mapping: 2 MiB-aligned unless backed by small
+    /// pages.
+    pub guest_ram_host_ranges: Vec<(u64, u64)>,
+    /// How the devices were described to the guest.
+    pub acpi: AcpiMode,
+    /// Each virtio device's place and how the guest found it.
+    pub devices: Vec<DeviceReport>,
+    /// The virtio console, when the VM had one.
+    pub channel: Option<ChannelReport>,
     /// The kernel's format.
     pub kernel_format: KernelFormat,
     /// The command line the guest got.
@@ -339,6 +446,33 @@ struct Checked {
     cmdline: Cmdline,
     ram_bytes: u64,
     disk: Option<FileDisk>,
+    slots: DeviceSlots,
+}
+
+/// The slot of each virtio device the VM has, allocated in creation order.
+#[derive(Debug, Clone, Copy)]
+struct DeviceSlots {
+    block: Option<DeviceSlot>,
+    console: Option<DeviceSlot>,
+}
+
+impl DeviceSlots {
+    fn allocate(config: &VmConfig) -> Result<Self> {
+        let mut slots = SlotAllocator::new();
+        let block = match config.disk {
+            Some(_) => Some(slots.allocate("virtio-blk")?),
+            None => None,
+        };
+        let console = match config.channel {
+            true => Some(slots.allocate("virtio-console")?),
+            false => None,
+        };
+        Ok(Self { block, console })
+    }
+
+    fn all(&self) -> impl Iterator<Item = DeviceSlot> {
+        self.block.into_iter().chain(self.console)
+    }
 }
 
 fn check_inputs(config: &VmConfig) -> Result<Checked> {
@@ -377,6 +511,7 @@ fn check_inputs(config: &VmConfig) -> Result<Checked> {
         .checked_mul(1 << 20)
         .ok_or_else(|| VmError::Layout(format!("{} MiB is too much", config.memory_mib)))?;
     let regions = memory::ram_regions(ram_bytes)?;
+    memory::check_backing(ram_bytes, config.memory)?;
     let initrd_len = initrd.as_ref().map_or(0, |i| i.1);
     // min_ram is at most MAX_RAM_BYTES (the loader's checks); the initrd's size is whatever
     // the file system says, so the sum is checked.
@@ -407,21 +542,19 @@ fn check_inputs(config: &VmConfig) -> Result<Checked> {
     if config.quiet {
         cmdline.push("quiet")?;
     }
-    // The disk is opened now so a missing or odd-sized image never costs a VM. The micro kernel
-    // finds the device from the command line (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES); with ACPI the
-    // DSDT describes it, and a kernel that knew both ways would register it twice.
+    // The disk is opened now so a missing or odd-sized image never costs a VM.
     let disk = match &config.disk {
-        Some(d) => {
-            if !config.acpi {
-                cmdline.push_kv(
-                    "virtio_mmio.device",
-                    &format!("4K@{BLOCK_MMIO_BASE:#x}:{BLOCK_IRQ}"),
-                )?;
-            }
-            Some(FileDisk::open(&d.path, d.read_only)?)
-        }
+        Some(d) => Some(FileDisk::open(&d.path, d.read_only)?),
         None => None,
     };
+    // A kernel built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES finds its devices here; with ACPI
+    // the DSDT describes them at their own windows (see `AcpiMode`).
+    let slots = DeviceSlots::allocate(config)?;
+    for slot in slots.all() {
+        if let Some(base) = config.acpi.cmdline_window(&slot) {
+            cmdline.push_kv("virtio_mmio.device", &slot.cmdline_value(base))?;
+        }
+    }
     for word in &config.extra_cmdline {
         cmdline.push(word)?;
     }
@@ -438,6 +571,7 @@ fn check_inputs(config: &VmConfig) -> Result<Checked> {
         cmdline,
         ram_bytes,
         disk,
+        slots,
     })
 }
 
@@ -473,7 +607,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     let vm = Vm::new()?;
     mark(&mut timeline, "vm_created");
 
-    ram = GuestRam::new(checked.ram_bytes)?;
+    ram = GuestRam::new(checked.ram_bytes, config.memory)?;
     ram.register(&vm.fd)?;
     mark(&mut timeline, "memory_ready");
 
@@ -510,11 +644,11 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     ram.mem
         .write_slice(&cmdline_bytes, GuestAddress(CMDLINE_START))
         .map_err(|e| VmError::Memory(format!("writing the command line: {e}")))?;
-    let acpi_rsdp = if config.acpi {
+    let acpi_rsdp = if config.acpi.tables() {
         Some(acpi::write_acpi_tables(
             &ram.mem,
             config.vcpus,
-            &virtio_regions(config),
+            &virtio_regions(&checked.slots),
         )?)
     } else {
         None
@@ -531,14 +665,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     mptable::write_mptable(&ram.mem, config.vcpus)?;
     mark(&mut timeline, "kernel_loaded");
 
-    let serial_irq = EventFd::new(libc::EFD_NONBLOCK)
-        .map_err(|e| VmError::Host(format!("creating the serial interrupt eventfd: {e}")))?;
-    vm.fd
-        .register_irqfd(&serial_irq, SERIAL_IRQ)
-        .map_err(|source| VmError::Kvm {
-            what: "register the serial irqfd",
-            source,
-        })?;
+    let serial_irq = device_irq(&vm, SERIAL_IRQ, "serial")?;
     let serial = Serial::new(
         Some(serial_irq),
         ConsoleLog::new(config.console_capacity),
@@ -551,8 +678,27 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
     )));
     let mut mmio = MmioBus::new();
     // Dropped (its thread stopped) before the VM and RAM on any early return.
-    let mut block = match checked.disk.take() {
-        Some(disk) => Some(attach_block(&vm, &ram, disk, &mut mmio, config.fault)?),
+    let mut block = match (checked.disk.take(), checked.slots.block) {
+        (Some(disk), Some(slot)) => Some(attach_block(
+            &vm,
+            &ram,
+            disk,
+            slot,
+            config.acpi.alias(&slot),
+            &mut mmio,
+            config.fault,
+        )?),
+        _ => None,
+    };
+    let virtio_console = match checked.slots.console {
+        Some(slot) => Some(attach_console(
+            &vm,
+            &ram,
+            config.console_capacity,
+            slot,
+            config.acpi.alias(&slot),
+            &mut mmio,
+        )?),
         None => None,
     };
     let mut vcpu_fds = Vec::with_capacity(usize::from(config.vcpus));
@@ -705,6 +851,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         window.and_then(|(a, b)| Some(KvmStats::delta(&a.kvm_sum()?, &b.kvm_sum()?)));
     let workload_window_ns = window.map(|(a, b)| b.at_ns.saturating_sub(a.at_ns));
     let exits_to_first_marker = snaps.first_marker.as_ref().map(|s| s.exits_sum());
+    let kvm_stats_to_first_marker = snaps.first_marker.as_ref().and_then(|s| s.kvm_sum());
     let workload_phases = snaps.phase_windows();
     let vcpu_states: Vec<VcpuState> = results
         .iter()
@@ -717,6 +864,8 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         None => (None, Vec::new()),
     };
     let guest_ram_bytes = checked.ram_bytes;
+    let ram_backing = ram.backing;
+    let guest_ram_host_ranges = ram.host_ranges.clone();
     let (console, markers, markers_dropped, unclaimed_io) = {
         let mut bus = virtio::lock(&bus);
         (
@@ -738,13 +887,39 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
             teardown_problems.push("the virtio-blk device thread panicked".into());
         }
     }
+    let mut devices = Vec::new();
+    if let (Some(b), Some(slot)) = (&block, checked.slots.block) {
+        devices.push(DeviceReport {
+            name: "virtio-blk",
+            slot,
+            found_via: config.acpi.found_via(b.claim.get()),
+        });
+    }
+    let channel = match (&virtio_console, checked.slots.console) {
+        (Some(c), Some(slot)) => {
+            devices.push(DeviceReport {
+                name: "virtio-console",
+                slot,
+                found_via: config.acpi.found_via(c.claim.get()),
+            });
+            Some(ChannelReport {
+                output: virtio::lock(&c.output).clone(),
+                transport: virtio::lock(&c.transport).stats,
+            })
+        }
+        _ => None,
+    };
     // Tear down in dependency order: the observer (its KVM stats fds hold the VM), devices
-    // (irqfd, ioeventfd, device thread), the VM, then the memory KVM mapped (its last mapping
-    // goes with the last thread that holds a reference).
+    // (irqfd, ioeventfd, device thread) and the MMIO bus, whose transports hold guest memory,
+    // the VM, then the memory KVM mapped. `GuestRam` unmaps only when nothing else holds the
+    // memory (its last mapping goes with the last thread that holds a reference), so everything
+    // that does goes first.
     drop(threads);
     drop(observer);
     drop(bus);
+    drop(mmio);
     drop(block);
+    drop(virtio_console);
     drop(vm);
     drop(ram);
     mark(&mut timeline, "torn_down");
@@ -759,6 +934,7 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         exits: ExitCounts::sum(&exits_per_vcpu),
         exits_per_vcpu,
         exits_to_first_marker,
+        kvm_stats_to_first_marker,
         exits_workload,
         kvm_stats,
         kvm_stats_per_vcpu,
@@ -770,6 +946,11 @@ pub fn run(config: &VmConfig, origin: Instant) -> Result<VmReport> {
         memory,
         memory_top,
         guest_ram_bytes,
+        memory_backing: ram_backing,
+        guest_ram_host_ranges,
+        acpi: config.acpi,
+        devices,
+        channel,
         kernel_format,
         cmdline: checked.cmdline.as_string(),
         unclaimed_io,
@@ -937,16 +1118,14 @@ impl Drop for VcpuThreads {
     }
 }
 
-/// The virtio-mmio regions of a VM, for its ACPI tables: the same base and IRQ
-/// [`attach_block`] uses.
-fn virtio_regions(config: &VmConfig) -> Vec<acpi::VirtioMmioRegion> {
-    config
-        .disk
-        .iter()
-        .map(|_| acpi::VirtioMmioRegion {
-            base: BLOCK_MMIO_BASE,
+/// The virtio-mmio regions of a VM, for its ACPI tables: each device at its own window.
+fn virtio_regions(slots: &DeviceSlots) -> Vec<acpi::VirtioMmioRegion> {
+    slots
+        .all()
+        .map(|slot| acpi::VirtioMmioRegion {
+            base: slot.base,
             size: MMIO_REGION_SIZE,
-            gsi: BLOCK_IRQ,
+            gsi: slot.gsi,
         })
         .collect()
 }
@@ -956,6 +1135,7 @@ struct AttachedBlock {
     transport: Arc<Mutex<MmioTransport>>,
     shared: Arc<BlockShared>,
     thread: DeviceThread,
+    claim: SharedClaim,
 }
 
 impl AttachedBlock {
@@ -983,13 +1163,28 @@ impl AttachedBlock {
     }
 }
 
-/// Puts a virtio-blk device on `disk` at [`BLOCK_MMIO_BASE`]: queue notifications arrive on an
-/// ioeventfd (KVM_IOEVENTFD on QueueNotify, queue 0) served by a device thread, interrupts leave
-/// through an irqfd on [`BLOCK_IRQ`].
+/// A device's interrupt line: an eventfd registered as an irqfd on `gsi`.
+fn device_irq(vm: &Vm, gsi: u32, what: &'static str) -> Result<EventFd> {
+    let irq = EventFd::new(libc::EFD_NONBLOCK)
+        .map_err(|e| VmError::Host(format!("creating the {what} interrupt eventfd: {e}")))?;
+    vm.fd
+        .register_irqfd(&irq, gsi)
+        .map_err(|source| VmError::Kvm {
+            what: "register a device's irqfd",
+            source,
+        })?;
+    Ok(irq)
+}
+
+/// Puts a virtio-blk device on `disk` at `slot` (and `alias`, see [`AcpiMode::Auto`]): queue
+/// notifications arrive on an ioeventfd (KVM_IOEVENTFD on QueueNotify of each window, queue 0)
+/// served by a device thread, interrupts leave through an irqfd on the slot's GSI.
 fn attach_block(
     vm: &Vm,
     ram: &GuestRam,
     disk: FileDisk,
+    slot: DeviceSlot,
+    alias: Option<u64>,
     mmio: &mut MmioBus,
     fault: Option<Fault>,
 ) -> Result<AttachedBlock> {
@@ -997,26 +1192,23 @@ fn attach_block(
         let what = what.to_owned();
         move |e: std::io::Error| VmError::Host(format!("creating the virtio-blk {what}: {e}"))
     };
-    let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(host("interrupt eventfd"))?;
-    vm.fd
-        .register_irqfd(&irq, BLOCK_IRQ)
-        .map_err(|source| VmError::Kvm {
-            what: "register the virtio-blk irqfd",
-            source,
-        })?;
+    let irq = device_irq(vm, slot.gsi, "virtio-blk")?;
     let notify = EventFd::new(libc::EFD_NONBLOCK).map_err(host("notify eventfd"))?;
     // Datamatch 0: only notifications of queue 0 (the only queue) skip userspace; any other
-    // value exits to the transport, which counts and ignores it.
-    vm.fd
-        .register_ioevent(
-            &notify,
-            &IoEventAddress::Mmio(BLOCK_MMIO_BASE + QUEUE_NOTIFY_OFFSET),
-            0u32,
-        )
-        .map_err(|source| VmError::Kvm {
-            what: "register the virtio-blk ioeventfd",
-            source,
-        })?;
+    // value exits to the transport, which counts and ignores it. Both windows get one: the guest
+    // uses whichever it claimed.
+    for base in std::iter::once(slot.base).chain(alias) {
+        vm.fd
+            .register_ioevent(
+                &notify,
+                &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET),
+                0u32,
+            )
+            .map_err(|source| VmError::Kvm {
+                what: "register the virtio-blk ioeventfd",
+                source,
+            })?;
+    }
     let control = EventFd::new(libc::EFD_NONBLOCK).map_err(host("control eventfd"))?;
     let interrupt = Arc::new(Interrupt::new(Some(irq)));
     let disk: Box<dyn DiskBackend> = match fault {
@@ -1055,8 +1247,9 @@ fn attach_block(
         stop,
         move |notifications| worker.serve(notifications),
     )?;
-    mmio.add(
-        BLOCK_MMIO_BASE,
+    let claim = mmio.add_device(
+        slot.base,
+        alias,
         MMIO_REGION_SIZE,
         ("mmio_read.virtio_blk", "mmio_write.virtio_blk"),
         Arc::clone(&transport),
@@ -1065,6 +1258,49 @@ fn attach_block(
         transport,
         shared,
         thread,
+        claim,
+    })
+}
+
+/// The virtio console of a running VM.
+struct AttachedConsole {
+    transport: Arc<Mutex<MmioTransport>>,
+    output: virtio::Shared<ConsoleOutput>,
+    claim: SharedClaim,
+}
+
+/// Puts a virtio console at `slot` (and `alias`): no device thread and no ioeventfd, its
+/// transmit queue is served on the vCPU thread whose notification exits (see
+/// [`crate::devices::virtio::console`]); interrupts leave through an irqfd on the slot's GSI.
+fn attach_console(
+    vm: &Vm,
+    ram: &GuestRam,
+    capacity: usize,
+    slot: DeviceSlot,
+    alias: Option<u64>,
+    mmio: &mut MmioBus,
+) -> Result<AttachedConsole> {
+    let irq = device_irq(vm, slot.gsi, "virtio-console")?;
+    let interrupt = Arc::new(Interrupt::new(Some(irq)));
+    let console = Console::new(capacity, Arc::clone(&interrupt));
+    let output = console.output();
+    let transport = Arc::new(Mutex::new(MmioTransport::new(
+        Box::new(console),
+        ram.mem.clone(),
+        interrupt,
+        None,
+    )));
+    let claim = mmio.add_device(
+        slot.base,
+        alias,
+        MMIO_REGION_SIZE,
+        ("mmio_read.virtio_console", "mmio_write.virtio_console"),
+        Arc::clone(&transport),
+    );
+    Ok(AttachedConsole {
+        transport,
+        output,
+        claim,
     })
 }
 
@@ -1103,6 +1339,7 @@ impl VmReport {
             "exits_to_first_marker": self.exits_to_first_marker.as_ref().map(exits),
             "memory": self.memory.map(|m| serde_json::json!({
                 "guest_ram_resident": m.guest_ram_resident,
+                "guest_ram_huge": m.guest_ram_huge,
                 "other_resident": m.other_resident,
             })),
             "memory_top": self.memory_top.iter().map(|(n, b)| serde_json::json!([n, b])).collect::<Vec<_>>(),
@@ -1165,9 +1402,90 @@ impl VmReport {
             })).collect::<Vec<_>>(),
             "phase_markers_over_limit": self.phase_markers_over_limit,
         });
-        if let (Some(all), serde_json::Value::Object(more)) = (v.as_object_mut(), smp) {
-            all.extend(more);
+        let stats = |s: &ConsoleStats| {
+            serde_json::json!({
+                "notifies": s.notifies,
+                "chains": s.chains,
+                "bytes": s.bytes,
+                "bytes_dropped": s.bytes_dropped,
+                "bad_descriptors": s.bad_descriptors,
+                "interrupts": s.interrupts,
+            })
+        };
+        let devices = serde_json::json!({
+            "kvm_stats_to_first_marker": self.kvm_stats_to_first_marker.as_ref().map(KvmStats::to_json),
+            "memory_backing": self.memory_backing.name(),
+            "guest_ram_host_ranges": self.guest_ram_host_ranges.iter().map(|(a, l)| serde_json::json!([a, l])).collect::<Vec<_>>(),
+            "acpi": self.acpi.name(),
+            "devices": self.devices.iter().map(|d| serde_json::json!({
+                "name": d.name,
+                "base": d.slot.base,
+                "gsi": d.slot.gsi,
+                "found_via": d.found_via,
+            })).collect::<Vec<_>>(),
+            "channel": self.channel.as_ref().map(|c| serde_json::json!({
+                "text": c.output.log.text(),
+                "dropped": c.output.log.dropped(),
+                "stats": stats(&c.output.stats),
+                "broken": c.output.broken,
+                "transport_bad_access": c.transport.bad_access,
+                "transport_ignored_writes": c.transport.ignored_writes,
+            })),
+        });
+        for more in [smp, devices] {
+            if let (Some(all), serde_json::Value::Object(more)) = (v.as_object_mut(), more) {
+                all.extend(more);
+            }
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_get_slots_in_creation_order_and_each_mode_describes_them_its_way() {
+        let mut config = VmConfig::new("/unused", 128);
+        config.disk = Some(DiskConfig {
+            path: "/unused.img".into(),
+            read_only: false,
+        });
+        let slots = DeviceSlots::allocate(&config).expect("slots");
+        let (block, console) = (slots.block.expect("disk"), slots.console.expect("console"));
+        assert_eq!((block.base, block.gsi), (0xd000_0000, 5));
+        assert_eq!((console.base, console.gsi), (0xd000_1000, 6));
+        // Without a disk the console takes the first slot.
+        config.disk = None;
+        let slots = DeviceSlots::allocate(&config).expect("slots");
+        assert!(slots.block.is_none());
+        assert_eq!(slots.console.map(|s| s.base), Some(0xd000_0000));
+        config.channel = false;
+        assert_eq!(
+            DeviceSlots::allocate(&config).expect("none").all().count(),
+            0
+        );
+
+        // auto: ACPI tables at the own window, the command line at the alias.
+        assert!(AcpiMode::Auto.tables());
+        assert_eq!(AcpiMode::Auto.cmdline_window(&block), Some(0xd010_0000));
+        assert_eq!(AcpiMode::Auto.alias(&block), Some(0xd010_0000));
+        // on: tables only; off: the command line at the own window, no alias, no tables.
+        assert_eq!(AcpiMode::On.cmdline_window(&block), None);
+        assert_eq!(AcpiMode::On.alias(&block), None);
+        assert!(!AcpiMode::Off.tables());
+        assert_eq!(AcpiMode::Off.cmdline_window(&block), Some(0xd000_0000));
+        assert_eq!(AcpiMode::Off.alias(&block), None);
+        // How the guest found a device, from the window it used.
+        assert_eq!(AcpiMode::Auto.found_via(WindowClaim::Own), "acpi");
+        assert_eq!(AcpiMode::Auto.found_via(WindowClaim::Alias), "command line");
+        assert_eq!(AcpiMode::Off.found_via(WindowClaim::Own), "command line");
+        assert_eq!(AcpiMode::On.found_via(WindowClaim::Own), "acpi");
+        assert_eq!(AcpiMode::Auto.found_via(WindowClaim::None), "not found");
+        for m in [AcpiMode::Auto, AcpiMode::On, AcpiMode::Off] {
+            assert_eq!(AcpiMode::parse(m.name()), Some(m));
+        }
+        assert_eq!(AcpiMode::parse("yes"), None);
     }
 }

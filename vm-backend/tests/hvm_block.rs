@@ -13,13 +13,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, ext4_image_gz, report, run_session, words};
+use common::{agent_result, example, ext4_image_gz, report, run_session, words};
 use sha2::{Digest, Sha256};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
 use workloads::kernels::io::{IoFsyncParams, IoRandParams, IoSeqParams};
-use workloads::protocol::{encode_spec, parse_framed_result, MARKER_PORT};
+use workloads::protocol::{encode_spec, MARKER_PORT};
 use workloads::{Workload, WorkloadSpec};
 
 const IMAGE_MIB: u64 = 32;
@@ -140,7 +140,7 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
             continue;
         };
         let console = r["console"].as_str().unwrap_or("");
-        let result = match parse_framed_result(console) {
+        let result = match agent_result(&r) {
             Ok(res) => res,
             Err(e) => {
                 failures.push(format!("{name}: {e}\n{console}"));
@@ -223,8 +223,7 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
     let c = &out.commands[9];
     match report(&c.output) {
         Some(r) => {
-            let console = r["console"].as_str().unwrap_or("");
-            let outcome = parse_framed_result(console).map(|res| res.outcome);
+            let outcome = agent_result(&r).map(|res| res.outcome);
             progress(&format!(
                 "read-only image: outcome {outcome:?}, stop {}, disk {}",
                 r["stop_kind"], r["disk"]

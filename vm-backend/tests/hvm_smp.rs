@@ -16,7 +16,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, ext4_image_gz, report, run_session, words};
+use common::{agent_result, example, ext4_image_gz, report, run_session, words};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
@@ -24,7 +24,6 @@ use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::build::{ensure_micro, BuildOptions};
 use workloads::kernels::cpu::CpuParams;
 use workloads::kernels::io::{IoRandParams, IoSeqParams};
-use workloads::protocol::parse_framed_result;
 use workloads::Workload;
 
 const IMAGE_MIB: u64 = 16;
@@ -152,7 +151,7 @@ fn two_vcpus_boot_run_workloads_and_report_kvm_statistics_in_the_hvm_test_machin
             continue;
         };
         let console = r["console"].as_str().unwrap_or("");
-        let result = match parse_framed_result(console) {
+        let result = match agent_result(&r) {
             Ok(res) => res,
             Err(e) => {
                 failures.push(format!("{name}: {e}\n{console}"));

@@ -7,6 +7,11 @@
 //! - **Result out**: one line `ISOLAB-RESULT:<version>:<len>:<fnv1a64 hex>:<base64url JSON>` on
 //!   stdout (the serial console in a VM). Length and checksum let the harness reject a line a kernel
 //!   message was interleaved into instead of parsing garbage; anything else on the stream is ignored.
+//!   A VM may offer a result channel instead (`isolab.result=virtio-console` on the kernel command
+//!   line, [`RESULT_CMDLINE_KEY`]): the agent then writes the same line to its virtio console
+//!   ([`VM_RESULT_DEVICE`], one VM exit per page instead of one per byte on the serial port), and
+//!   falls back to stdout when the kernel has no such device. The result's `route` says which way
+//!   it went and why.
 //! - **Markers**: one byte per [`MarkerEvent`], written to an inherited fd (`ISOLAB_MARKER=fd:N`,
 //!   native and container) or to an I/O port (`ISOLAB_MARKER=port:0x490` or `isolab.marker=...` on
 //!   the kernel command line, VM), so the host timestamps the agent's progress on its own clock.
@@ -60,6 +65,12 @@ pub const DISK_CMDLINE_KEY: &str = "isolab.disk";
 pub const VM_DISK_DEVICE: &str = "/dev/vda";
 /// Where `isolab.disk=ext4` mounts the disk (the same path a container's scratch directory has).
 pub const VM_DISK_MOUNT: &str = "/scratch";
+/// Kernel command-line key offering a VM's agent a result channel ([`RESULT_VIRTIO_CONSOLE`]).
+pub const RESULT_CMDLINE_KEY: &str = "isolab.result";
+/// The value of [`RESULT_CMDLINE_KEY`] for the virtio console.
+pub const RESULT_VIRTIO_CONSOLE: &str = "virtio-console";
+/// The guest device of the virtio console (its console port, an hvc tty).
+pub const VM_RESULT_DEVICE: &str = "/dev/hvc0";
 /// Where a VM's initramfs keeps kernel modules (a stock kernel's virtio drivers); its file
 /// `order` names them in load order, and the agent as the VM's init loads them before anything
 /// needs a device.
@@ -415,6 +426,7 @@ mod tests {
             clock: AgentClock::default(),
             memory_inside: None,
             was_pid1: false,
+            route: None,
         }
     }
 

@@ -94,6 +94,21 @@ pub struct InspectReport {
     pub mem_total_kib: u64,
     /// `/proc/self/cgroup`, joined into one line.
     pub cgroup: String,
+    /// Block devices in `/sys/block`, sorted (a VM's disk is `vda`; a container sees the
+    /// host's).
+    #[serde(default)]
+    pub block_devices: Vec<String>,
+}
+
+/// Which way the result left the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRoute {
+    /// `stdout` (a native process, a container, a VM's serial console) or `virtio-console` (a
+    /// VM's result channel, `/dev/hvc0`).
+    pub channel: String,
+    /// Why the agent did not use the channel the VM offered (it wrote to stdout instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// How the workload ended.
@@ -128,4 +143,7 @@ pub struct WorkloadResult {
     pub memory_inside: Option<MemoryInside>,
     /// Whether the agent ran as PID 1.
     pub was_pid1: bool,
+    /// Which way this result left the sandbox (absent in results of agents before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<ResultRoute>,
 }

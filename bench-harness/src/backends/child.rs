@@ -326,6 +326,7 @@ mod tests {
             clock,
             memory_inside: None,
             was_pid1: false,
+            route: None,
         }
     }
 

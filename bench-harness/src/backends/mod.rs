@@ -26,6 +26,10 @@ pub struct BackendOptions {
     pub vm_in_emulator: bool,
     /// How the VM's I/O trials use their disk (default: ext4 on it).
     pub vm_disk: Option<workloads::protocol::DiskMode>,
+    /// How the VM's guest RAM is backed on the host (default: transparent huge pages).
+    pub vm_memory: Option<vm_backend::vstate::memory::MemoryBacking>,
+    /// How the VM describes its devices to the guest (default: ACPI and the command line).
+    pub vm_acpi: Option<vm_backend::vmm::AcpiMode>,
 }
 
 /// The last `n` lines of `text`, for failure reports.
@@ -56,14 +60,22 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
                 Some(k) => vm_emulated::EmulatedVmBackend::with_kernel(k.clone()),
                 None => vm_emulated::EmulatedVmBackend::new(),
             };
-            Box::new(b.with_disk_mode(disk))
+            Box::new(
+                b.with_disk_mode(disk)
+                    .with_memory(options.vm_memory.unwrap_or_default())
+                    .with_acpi(options.vm_acpi.unwrap_or_default()),
+            )
         }
         BackendKind::Vm => {
             let b = match &options.vm_kernel {
                 Some(k) => vm::VmBackend::with_kernel(k.clone()),
                 None => vm::VmBackend::new(),
             };
-            Box::new(b.with_disk_mode(disk))
+            Box::new(
+                b.with_disk_mode(disk)
+                    .with_memory(options.vm_memory.unwrap_or_default())
+                    .with_acpi(options.vm_acpi.unwrap_or_default()),
+            )
         }
     }
 }

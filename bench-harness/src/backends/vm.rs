@@ -6,9 +6,11 @@
 //! modules if it needs any) once.
 //! `run_trial` boots a fresh VM per trial with the spec on the kernel command line (an I/O trial
 //! also gets a fresh virtio-blk disk image, see [`crate::backends::vm_disk`]), reads the
-//! agent's framed result from the serial console, and reports the VMM's timeline (host
-//! CLOCK_MONOTONIC, markers timestamped by the vCPU thread), its memory (guest RAM touched vs the
-//! VMM's own resident memory) and the VM exits its run loop handled, by reason.
+//! agent's framed result from the VM's virtio console (or, from a kernel without one, the serial
+//! console: the result's `route` says which), and reports the VMM's timeline (host
+//! CLOCK_MONOTONIC, markers timestamped by the vCPU thread), its memory (guest RAM touched, how
+//! much of it on huge pages, vs the VMM's own resident memory), the VM exits its run loop
+//! handled, by reason, and KVM's own counts (nested page faults included).
 //!
 //! On a host whose `/dev/kvm` cannot boot Linux (PVM) or that has none, the backend is reported
 //! unavailable with the reason and the fix; the HVM test machine runs it there (emulated: such
@@ -21,13 +23,14 @@ use std::time::{Duration, Instant};
 use vm_backend::devices::virtio::block::BlockStats;
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
-use vm_backend::vmm::{self, DiskConfig, StopReason, VmConfig, VmReport};
+use vm_backend::vmm::{self, AcpiMode, DiskConfig, StopReason, VmConfig, VmReport};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
+use vm_backend::vstate::memory::MemoryBacking;
 use vm_backend::vstate::vcpu::{ExitCounts, PhaseWindow};
 use vm_backend::VmError;
 use workloads::protocol::{
-    encode_spec, parse_framed_result, DiskMode, MarkerEvent, WorkloadPhase, DISK_CMDLINE_KEY,
-    MARKER_PORT,
+    encode_spec, parse_framed_result, DiskMode, FrameError, MarkerEvent, WorkloadPhase,
+    DISK_CMDLINE_KEY, MARKER_PORT, RESULT_CMDLINE_KEY, RESULT_VIRTIO_CONSOLE,
 };
 use workloads::result::Outcome;
 use workloads::{Metric, Workload};
@@ -81,13 +84,17 @@ pub struct VmBackend {
     /// Formatted ext4 images to use instead of running mkfs.ext4 (by size, MiB).
     disk_templates: BTreeMap<u64, PathBuf>,
     disks: Option<DiskImages>,
+    /// How guest RAM is backed.
+    memory: MemoryBacking,
+    /// How devices are described to the guest.
+    acpi: AcpiMode,
 }
 
 #[derive(Debug, Clone)]
 struct Prepared {
     kernel: PathBuf,
-    /// The kernel needs ACPI tables (the stock `debian` kernel).
-    acpi: bool,
+    acpi: AcpiMode,
+    memory: MemoryBacking,
     initrd: PathBuf,
     memory_mib: u64,
     vcpus: u8,
@@ -136,6 +143,18 @@ impl VmBackend {
         self.disk_templates = templates;
         self
     }
+
+    /// Guest RAM is backed this way (default: transparent huge pages).
+    pub fn with_memory(mut self, memory: MemoryBacking) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// Devices are described to the guest this way (default: ACPI and the command line).
+    pub fn with_acpi(mut self, acpi: AcpiMode) -> Self {
+        self.acpi = acpi;
+        self
+    }
 }
 
 impl Default for VmBackend {
@@ -147,6 +166,8 @@ impl Default for VmBackend {
             disk_mode: DiskMode::Ext4,
             disk_templates: BTreeMap::new(),
             disks: None,
+            memory: MemoryBacking::default(),
+            acpi: AcpiMode::default(),
         }
     }
 }
@@ -263,6 +284,13 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
             "MiB",
             mib(mem.guest_ram_resident),
         ));
+        // How much of what the guest touched sits on huge pages (smaps' AnonHugePages of the
+        // guest mapping, or its hugetlbfs pages): what lets KVM map it 2 MiB at a time.
+        m.push(Metric::higher(
+            "host.guest_ram_huge",
+            "MiB",
+            mib(mem.guest_ram_huge),
+        ));
     }
     m.push(Metric::lower(
         "exits.total",
@@ -282,6 +310,20 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
             "exits",
             to_agent.total() as f64,
         ));
+    }
+    if let Some(kvm) = &report.kvm_stats_to_first_marker {
+        push_kvm_stats(&mut m, "kvm.to_agent_start", kvm);
+    }
+    // Nested page faults: every fault KVM's MMU handled (`pf_taken`, Linux 6.0+): on hardware with
+    // nested paging, each is a guest page KVM had to map (or an MMIO access it had to learn).
+    for (name, stats) in [
+        ("npf.to_agent_start", &report.kvm_stats_to_first_marker),
+        ("npf.workload", &report.kvm_stats_workload),
+        ("npf.total", &report.kvm_stats),
+    ] {
+        if let Some(n) = stats.as_ref().and_then(|k| k.0.get("pf_taken")) {
+            m.push(Metric::lower(name, "faults", n.value as f64));
+        }
     }
     if let Some(window) = &report.exits_workload {
         m.push(Metric::lower(
@@ -564,10 +606,27 @@ fn push_request_counts(
     }
 }
 
+/// The agent's framed line from the VM's virtio console, else from its serial console (a kernel
+/// without the console device, or an agent that fell back).
+fn framed_result(report: &VmReport) -> Result<workloads::WorkloadResult, FrameError> {
+    let channel = report
+        .channel
+        .as_ref()
+        .map(|c| parse_framed_result(&c.output.log.text()));
+    match channel {
+        Some(Ok(r)) => Ok(r),
+        // A damaged line on the channel is the answer (the agent wrote there), unless the serial
+        // console has an intact one.
+        Some(Err(e @ FrameError::Damaged(_))) => {
+            parse_framed_result(&report.console.text()).map_err(|_| e)
+        }
+        _ => parse_framed_result(&report.console.text()),
+    }
+}
+
 /// The trial's result from the report: the agent's framed line, or why there is none.
 fn result_of(report: &VmReport) -> Result<workloads::WorkloadResult, TrialFailure> {
-    let console = report.console.text();
-    match parse_framed_result(&console) {
+    match framed_result(report) {
         Ok(result) => match &result.outcome {
             Outcome::Ok => Ok(result),
             Outcome::Error { message } => Err(TrialFailure::WorkloadError {
@@ -638,9 +697,22 @@ impl Backend for VmBackend {
             .map_err(|e| prepare_err(format!("writing {}: {e}", initrd.display())))?;
         // The VMM checks the range (1..=64) in `validate` below, with a message naming it.
         let vcpus = u8::try_from(ctx.limits.vcpus).unwrap_or(u8::MAX);
+        // Reserved huge pages are the host's to give: say it now, not in every trial.
+        if self.memory == MemoryBacking::Hugetlbfs {
+            vm_backend::vstate::memory::check_huge_pages(ctx.limits.memory_mib << 20)
+                .map_err(|e| prepare_err(e.to_string()))?;
+        }
+        if boot.acpi && self.acpi == AcpiMode::Off {
+            return Err(prepare_err(format!(
+                "the guest kernel {} finds its devices only through ACPI tables, and --vm-acpi off \
+                 leaves them out: use --vm-acpi auto (the default) or on",
+                boot.kernel.display()
+            )));
+        }
         let prepared = Prepared {
             kernel: boot.kernel,
-            acpi: boot.acpi,
+            acpi: self.acpi,
+            memory: self.memory,
             initrd,
             memory_mib: ctx.limits.memory_mib,
             vcpus,
@@ -667,6 +739,8 @@ impl Backend for VmBackend {
             f.insert("emulated".into(), p.emulated.to_string());
         }
         f.insert("disk".into(), self.disk_mode.name().into());
+        f.insert("memory".into(), self.memory.name().into());
+        f.insert("acpi".into(), self.acpi.name().into());
         f
     }
 
@@ -705,11 +779,12 @@ impl Backend for VmBackend {
                 })
             }
         };
-        let mut extra = vec![
-            format!("isolab.marker=port:{MARKER_PORT:#x}"),
-            format!("isolab.spec={spec}"),
-        ];
         let mut config = config_for(&prepared, Vec::new());
+        let mut extra = vec![format!("isolab.marker=port:{MARKER_PORT:#x}")];
+        if config.channel {
+            extra.push(format!("{RESULT_CMDLINE_KEY}={RESULT_VIRTIO_CONSOLE}"));
+        }
+        extra.push(format!("isolab.spec={spec}"));
         if let Some((image, mode)) = &disk {
             extra.push(format!("{DISK_CMDLINE_KEY}={}", mode.name()));
             config.disk = Some(DiskConfig {
@@ -811,6 +886,8 @@ fn config_for(p: &Prepared, extra: Vec<String>) -> VmConfig {
     c.quiet = !p.live_console;
     c.extra_cmdline = extra;
     c.acpi = p.acpi;
+    c.memory = p.memory;
+    c.channel = true;
     c
 }
 
@@ -879,6 +956,7 @@ mod tests {
             ])
             .collect(),
             exits_to_first_marker: Some(exits.clone()),
+            kvm_stats_to_first_marker: None,
             vcpus: 1,
             exits_per_vcpu: vec![exits.clone()],
             exits_workload: None,
@@ -893,9 +971,15 @@ mod tests {
             memory_top: Vec::new(),
             memory: Some(MemoryUsage {
                 guest_ram_resident: 64 << 20,
+                guest_ram_huge: 60 << 20,
                 other_resident: 2 << 20,
             }),
             guest_ram_bytes: 512 << 20,
+            memory_backing: MemoryBacking::Thp,
+            guest_ram_host_ranges: vec![(0x7f00_0000_0000, 512 << 20)],
+            acpi: AcpiMode::Auto,
+            devices: Vec::new(),
+            channel: None,
             kernel_format: vm_backend::boot::loader::KernelFormat::BzImage,
             cmdline: String::new(),
             unclaimed_io: 0,
@@ -1106,15 +1190,21 @@ mod tests {
     }
 
     fn ok_line() -> String {
+        line_of("noop")
+    }
+
+    /// The framed line of an ok result of `workload`.
+    fn line_of(workload: &str) -> String {
         frame_result(&workloads::WorkloadResult {
             protocol: workloads::PROTOCOL_VERSION,
-            workload: "noop".into(),
+            workload: workload.into(),
             outcome: Outcome::Ok,
             metrics: vec![],
             inspect: None,
             clock: AgentClock::default(),
             memory_inside: None,
             was_pid1: true,
+            route: None,
         })
         .expect("frame")
     }
@@ -1156,6 +1246,61 @@ mod tests {
         assert_eq!(get("host.guest_ram_touched"), Some(64.0));
         assert_eq!(get("exits.total"), Some(14.0));
         assert_eq!(get("exits.io_out.serial"), Some(10.0));
+    }
+
+    #[test]
+    fn the_result_comes_from_the_channel_else_from_the_serial_console() {
+        use vm_backend::devices::virtio::console::{ConsoleOutput, ConsoleStats};
+        use vm_backend::vmm::ChannelReport;
+        let channel = |text: &str| {
+            let mut log = ConsoleLog::new(1 << 16);
+            log.push(text.as_bytes());
+            Some(ChannelReport {
+                output: ConsoleOutput {
+                    log,
+                    stats: ConsoleStats::default(),
+                    broken: None,
+                },
+                transport: Default::default(),
+            })
+        };
+        let inspect_line = line_of;
+        // The channel's line wins over one on the serial console.
+        let mut r = report(&inspect_line("serial"), StopReason::GuestReset);
+        r.channel = channel(&inspect_line("channel"));
+        assert_eq!(result_of(&r).expect("ok").workload, "channel");
+        // A channel with nothing on it (a kernel without the driver): the serial console.
+        r.channel = channel("");
+        assert_eq!(result_of(&r).expect("ok").workload, "serial");
+        // A damaged line on the channel with nothing on the console: the damage is the reason.
+        let line = inspect_line("channel");
+        let mut r = report("booted\n", StopReason::GuestReset);
+        r.channel = channel(&line.replacen("ISOLAB-RESULT:1:", "ISOLAB-RESULT:1:9", 1));
+        match result_of(&r) {
+            Err(TrialFailure::Crashed { reason }) => {
+                assert!(reason.contains("damaged"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nested_page_faults_and_huge_pages_are_metrics() {
+        let mut r = report(&ok_line(), StopReason::GuestReset);
+        r.kvm_stats_to_first_marker = Some(kvm(&[("exits", 2_500), ("pf_taken", 700)]));
+        r.kvm_stats_workload = Some(kvm(&[("exits", 90), ("pf_taken", 12)]));
+        r.kvm_stats = Some(kvm(&[("exits", 2_800), ("pf_taken", 800)]));
+        let m = metrics_of(&r, &Workload::Noop);
+        let get = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
+        assert_eq!(get("npf.to_agent_start"), Some(700.0));
+        assert_eq!(get("npf.workload"), Some(12.0));
+        assert_eq!(get("npf.total"), Some(800.0));
+        assert_eq!(get("kvm.to_agent_start.exits"), Some(2_500.0));
+        assert_eq!(get("host.guest_ram_huge"), Some(60.0));
+        // A host KVM without pf_taken: no nested page fault figure rather than a wrong one.
+        r.kvm_stats_to_first_marker = Some(kvm(&[("exits", 2_500), ("pf_fixed", 600)]));
+        let m = metrics_of(&r, &Workload::Noop);
+        assert!(!m.iter().any(|x| x.name == "npf.to_agent_start"));
     }
 
     #[test]

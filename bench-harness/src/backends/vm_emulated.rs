@@ -23,7 +23,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
-use vm_backend::vmm::{self, VmConfig};
+use vm_backend::vmm::{self, AcpiMode, VmConfig};
+use vm_backend::vstate::memory::MemoryBacking;
 use workloads::protocol::DiskMode;
 
 use crate::backend::{
@@ -58,9 +59,15 @@ pub struct Batch {
     /// Modules the guest kernel needs, in L1, in load order (Debian's kernel).
     #[serde(default)]
     pub modules: Vec<PathBuf>,
-    /// The guest kernel finds its devices through ACPI tables (Debian's kernel).
+    /// The guest kernel finds its devices only through ACPI tables (Debian's kernel).
     #[serde(default)]
     pub acpi: bool,
+    /// How the VMs describe their devices (`--vm-acpi`).
+    #[serde(default)]
+    pub acpi_mode: AcpiMode,
+    /// How the VMs' guest RAM is backed (`--vm-memory`); L1 reserves huge pages for hugetlbfs.
+    #[serde(default)]
+    pub memory: MemoryBacking,
     /// How I/O trials use their disk: `raw` or `ext4`.
     pub disk_mode: String,
     /// Formatted ext4 images in L1 (by size in MiB): L1 has no mkfs.ext4.
@@ -145,7 +152,9 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
         acpi: batch.acpi,
     })
     .with_disk_mode(mode)
-    .with_disk_templates(batch.disk_templates.clone());
+    .with_disk_templates(batch.disk_templates.clone())
+    .with_memory(batch.memory)
+    .with_acpi(batch.acpi_mode);
     backend.prepare(&ctx)?;
     let mut stdout = std::io::stdout().lock();
     run_retrying_hangs(&mut backend, &batch.trials, |index, outcome| {
@@ -216,6 +225,8 @@ pub const RETRIED_NOTE: &str =
 pub struct EmulatedVmBackend {
     kernel_override: Option<PathBuf>,
     disk_mode: Option<DiskMode>,
+    memory: MemoryBacking,
+    acpi: AcpiMode,
     prepared: Option<Prepared>,
     outcomes: BTreeMap<usize, TrialOutcome>,
     /// Why trials have no outcome, when the session ended early.
@@ -299,6 +310,18 @@ impl EmulatedVmBackend {
         self.disk_mode = Some(mode);
         self
     }
+
+    /// Guest RAM is backed this way (default: transparent huge pages).
+    pub fn with_memory(mut self, memory: MemoryBacking) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// Devices are described to the guest this way (default: ACPI and the command line).
+    pub fn with_acpi(mut self, acpi: AcpiMode) -> Self {
+        self.acpi = acpi;
+        self
+    }
 }
 
 impl Backend for EmulatedVmBackend {
@@ -363,6 +386,8 @@ impl Backend for EmulatedVmBackend {
             "disk".into(),
             self.disk_mode.unwrap_or(DiskMode::Ext4).name().into(),
         );
+        f.insert("memory".into(), self.memory.name().into());
+        f.insert("acpi".into(), self.acpi.name().into());
         f
     }
 
@@ -413,6 +438,8 @@ impl Backend for EmulatedVmBackend {
                 .map(|(i, m)| l1_module(i, m))
                 .collect(),
             acpi: p.boot.acpi,
+            acpi_mode: self.acpi,
+            memory: self.memory,
             disk_mode: mode.name().to_owned(),
             disk_templates: templates
                 .iter()
@@ -441,13 +468,21 @@ impl Backend for EmulatedVmBackend {
         }
         drop(disks);
         let per_trial = p.ctx.trial_timeout + Duration::from_secs(30);
+        // One VM runs at a time in L1: its RAM in 2 MiB pages, and a few for slack.
+        let huge_pages = match self.memory {
+            MemoryBacking::Hugetlbfs => p.ctx.limits.memory_mib.div_ceil(2) + 4,
+            _ => 0,
+        };
         let session = HvmSession {
             files,
             commands: vec![format!(
                 "{L1_ISOLAB} emulated-trials {L1_BATCH} --kernel {L1_KERNEL} --agent {L1_AGENT}"
             )],
-            // The guest, L1 itself, and the disk images in L1's RAM (templates and one copy).
-            memory_mib: (p.ctx.limits.memory_mib + 1536 + 2 * image_mib_total).max(2048),
+            // The guest, L1 itself, and the disk images in L1's RAM (templates and one copy);
+            // with hugetlbfs, the guest's RAM is reserved in L1 on top.
+            memory_mib: (p.ctx.limits.memory_mib + 1536 + 2 * image_mib_total).max(2048)
+                + huge_pages * 2,
+            huge_pages_2m: huge_pages,
             // Room for every trial and the retries a hang may cost.
             timeout: L1_BOOT
                 + per_trial
@@ -692,6 +727,8 @@ mod tests {
             live_console: false,
             modules: vec![PathBuf::from("/hvm/modules/virtio.ko")],
             acpi: true,
+            acpi_mode: AcpiMode::On,
+            memory: MemoryBacking::Hugetlbfs,
             disk_mode: "ext4".into(),
             disk_templates: BTreeMap::from([(80, PathBuf::from("/hvm/ext4-80MiB.img"))]),
             trials: vec![Trial {

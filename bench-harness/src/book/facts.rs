@@ -554,6 +554,49 @@ impl Facts {
         o
     }
 
+    /// Guest RAM and what it cost the VM's boot, per backing (`--vm-memory`) the run used: KVM's
+    /// exits and nested page faults to the agent's start, guest RAM touched and how much of it on
+    /// huge pages (noop); then the backings it did not use, with how to measure them.
+    pub(crate) fn memory_table(&self) -> String {
+        let Some(vm) = self.manifest.backends.get("vm") else {
+            return self.missing("vm", "noop", None);
+        };
+        let used = vm.facts.get("memory").cloned();
+        let mut o = String::from(
+            "| guest RAM backed by | KVM exits to the agent's start | nested page faults to the agent's start | guest RAM touched | of it on huge pages |\n|---|---|---|---|---|\n",
+        );
+        let label = used.as_deref().map_or_else(
+            || "not recorded (a run from before `--vm-memory`: small pages)".to_owned(),
+            |u| format!("`{u}`"),
+        );
+        let cells = [
+            "kvm.to_agent_start.exits",
+            "npf.to_agent_start",
+            "host.guest_ram_touched",
+            "host.guest_ram_huge",
+        ]
+        .map(|m| self.median("vm", "noop", m).unwrap_or_else(|why| why));
+        let _ = writeln!(
+            o,
+            "| {label} | {} | {} | {} | {} |",
+            md_cell(&cells[0]),
+            md_cell(&cells[1]),
+            md_cell(&cells[2]),
+            md_cell(&cells[3])
+        );
+        let others: Vec<String> = ["thp", "hugetlbfs", "small"]
+            .into_iter()
+            .filter(|b| used.as_deref() != Some(*b))
+            .map(|b| format!("`isolab run --backend vm --vm-memory {b}`"))
+            .collect();
+        let _ = write!(
+            o,
+            "\nThis run backed guest RAM one way; the others are a run away: {}.\n",
+            others.join(", ")
+        );
+        o
+    }
+
     /// Memory per instance, how many fit and start under load, per backend: from the density
     /// run (one meter for every backend), or said to be missing.
     pub(crate) fn capacity_table(&self) -> String {
@@ -588,7 +631,7 @@ fn short_reason(note: &str) -> String {
 /// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
     let timed = unit.ends_with("/s") || ["ns", "µs", "us", "ms", "s"].contains(&unit);
-    let counted = ["exits.", "disk.", "irq_injections.", "kvm."]
+    let counted = ["exits.", "disk.", "irq_injections.", "kvm.", "npf."]
         .iter()
         .any(|p| metric.starts_with(p));
     !timed && (counted || to_mib(1.0, unit).is_some())

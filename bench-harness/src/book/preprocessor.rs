@@ -13,6 +13,7 @@
 //! | `{{isolab:capacity-table}}` | from a density run: memory per instance on one meter, how many fit, start under load |
 //! | `{{isolab:density BACKEND WHAT}}` | one figure of a density run (`marginal`, `fixed`, `pss`, `fit`, `cgroup`, `start-p50`, `start-p99`, `start-max`, `beside`, `teardown`, `recovery`, `largest-n`) |
 //! | `{{isolab:density-method}}`, `{{isolab:density-floor}}`, `{{isolab:density-run-id}}` | the density run's method, the container against its floor, its id |
+//! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
@@ -183,6 +184,10 @@ impl IsolabPreprocessor {
                 want(0, "density-run-id")?;
                 Ok(f.density.run_id())
             }
+            "memory-table" => {
+                want(0, "memory-table")?;
+                Ok(block(&f.memory_table()))
+            }
             "effects" => {
                 want(0, "effects")?;
                 Ok(block(&f.effects_table()))
@@ -253,9 +258,9 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, density BACKEND WHAT, density-method, \
-     density-floor, density-run-id, effects, aa, manifest, availability, methodology, caveats, \
-     run-id, fact BACKEND KEY"
+     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, density BACKEND WHAT, \
+     density-method, density-floor, density-run-id, effects, aa, manifest, availability, \
+     methodology, caveats, run-id, fact BACKEND KEY"
         .into()
 }
 

@@ -1,8 +1,9 @@
 //! `isolab kernel`: guest kernels for the VM backend.
 //!
 //! `isolab kernel build` builds the `micro` kernel from Debian's `linux-source-6.1` with the
-//! fragment `vm-backend/kernel/micro.config`, installing build dependencies from apt when missing
-//! and caching the result by source version and config hash (outside the repository).
+//! fragment `vm-backend/kernel/micro.config` (`--variant micro-acpi`: its ACPI-only variant),
+//! installing build dependencies from apt when missing and caching the result by source version
+//! and config hash (outside the repository).
 //! `isolab kernel fetch debian` makes the stock `debian` guest kernel: Debian's cloud kernel
 //! package fetched with apt (not installed), its bzImage and the virtio modules the VM needs.
 
@@ -12,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use vm_backend::boot::loader::KernelImage;
 use vm_backend::kernel::build::{
-    config_hash, ensure_micro, find_cached_micro, BuildOptions, MICRO_CONFIG, SOURCE_PACKAGE,
+    config_hash, ensure, find_cached, BuildOptions, Variant, SOURCE_PACKAGE,
 };
 use vm_backend::kernel::debian::{ensure_debian_guest, find_cached_debian_guest};
 use vm_backend::kernel::{cache_root, fetch};
@@ -24,13 +25,19 @@ pub enum KernelCommand {
     #[command(
         long_about = "Builds the default guest kernel from Debian's linux-source-6.1 package: \
 `make tinyconfig` plus the fragment vm-backend/kernel/micro.config (8250 console, uncompressed \
-initramfs, devtmpfs, unix and inet sockets, SMP, KVM guest support, virtio-mmio, virtio-blk, ext4, \
-no modules). Installs flex, bison, bc, libelf-dev and libssl-dev from apt if missing, runs \
-`nice -n 15 make -j2`, and caches bzImage, vmlinux and .config under \
-~/.cache/isolab/kernels/micro-<source version>-<config hash>/ (ISOLAB_CACHE_DIR moves the cache). \
-About 5 minutes on 2 cores; instant when cached."
+initramfs, devtmpfs, unix and inet sockets, SMP, ACPI, KVM guest support, virtio-mmio from ACPI and \
+the command line, virtio-blk, virtio console, ext4, no modules). Installs flex, bison, bc, \
+libelf-dev and libssl-dev from apt if missing, runs `nice -n 15 make -j2`, and caches bzImage, \
+vmlinux and .config under ~/.cache/isolab/kernels/micro-<source version>-<config hash>/ \
+(ISOLAB_CACHE_DIR moves the cache). About 5 minutes on 2 cores; instant when cached. \
+`--variant micro-acpi` builds the micro kernel configured as Firecracker's published x86_64 guest \
+configs are (vm-backend/kernel/micro-acpi.config: ACPI only, no virtio-mmio command-line devices, \
+no virtio console) from a copy of the micro kernel's build tree: a few files and a link."
     )]
     Build {
+        /// Which kernel: `micro` or `micro-acpi`.
+        #[arg(long, value_enum, default_value_t = BuiltKernel::Micro)]
+        variant: BuiltKernel,
         /// Rebuild even if a kernel with this source version and config is cached.
         #[arg(long)]
         force: bool,
@@ -77,32 +84,60 @@ other way)."
 pub enum GuestKernel {
     /// isolab's minimal kernel, built from Debian's kernel source.
     Micro,
+    /// The micro kernel configured as Firecracker's guest configs (ACPI only).
+    MicroAcpi,
     /// Debian's stock cloud kernel with its virtio modules.
     Debian,
+}
+
+/// The kernels isolab builds.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuiltKernel {
+    /// isolab's minimal kernel.
+    Micro,
+    /// The micro kernel configured as Firecracker's guest configs (ACPI only).
+    MicroAcpi,
+}
+
+impl BuiltKernel {
+    fn variant(self) -> Variant {
+        match self {
+            BuiltKernel::Micro => Variant::Micro,
+            BuiltKernel::MicroAcpi => Variant::MicroAcpi,
+        }
+    }
 }
 
 /// Runs a kernel command.
 pub fn execute(cmd: KernelCommand) -> Result<()> {
     match cmd {
-        KernelCommand::Build { force, jobs, nice } => {
+        KernelCommand::Build {
+            variant,
+            force,
+            jobs,
+            nice,
+        } => {
             let start = Instant::now();
+            let variant = variant.variant();
+            let name = variant.name();
             if !force {
-                if let Some(k) = find_cached_micro() {
-                    println!("micro kernel (cached): {}", k.dir.display());
+                if let Some(k) = find_cached(variant) {
+                    println!("{name} kernel (cached): {}", k.dir.display());
                     println!("  bzImage  {}", k.bz_image.display());
                     println!("  vmlinux  {}", k.vmlinux.display());
                     return Ok(());
                 }
             }
             eprintln!(
-                "building the micro kernel from {SOURCE_PACKAGE} (config hash {}, cache {})",
-                config_hash(MICRO_CONFIG),
+                "building the {name} kernel from {SOURCE_PACKAGE} (config hash {}, cache {})",
+                config_hash(&variant.fragment()),
                 cache_root().display()
             );
             let mut progress = |msg: &str| {
                 eprintln!("[{:>4}s] {msg}", start.elapsed().as_secs());
             };
-            let k = ensure_micro(
+            let k = ensure(
+                variant,
                 BuildOptions {
                     force,
                     jobs,
@@ -110,9 +145,9 @@ pub fn execute(cmd: KernelCommand) -> Result<()> {
                 },
                 &mut progress,
             )
-            .context("building the micro kernel")?;
+            .with_context(|| format!("building the {name} kernel"))?;
             println!(
-                "micro kernel built in {:.0} s: {}",
+                "{name} kernel built in {:.0} s: {}",
                 start.elapsed().as_secs_f64(),
                 k.dir.display()
             );
@@ -121,12 +156,20 @@ pub fn execute(cmd: KernelCommand) -> Result<()> {
             Ok(())
         }
         KernelCommand::Path {
-            kernel: GuestKernel::Micro,
+            kernel: kernel @ (GuestKernel::Micro | GuestKernel::MicroAcpi),
             vmlinux,
         } => {
-            let k = find_cached_micro().context(
-                "no micro kernel is cached for this configuration; run `isolab kernel build`",
-            )?;
+            let built = if kernel == GuestKernel::Micro {
+                BuiltKernel::Micro
+            } else {
+                BuiltKernel::MicroAcpi
+            };
+            let k = find_cached(built.variant()).with_context(|| {
+                format!(
+                    "no {0} kernel is cached for this configuration; run `isolab kernel build --variant {0}`",
+                    built.variant().name()
+                )
+            })?;
             println!("{}", if vmlinux { k.vmlinux } else { k.bz_image }.display());
             Ok(())
         }
@@ -155,8 +198,8 @@ pub fn execute(cmd: KernelCommand) -> Result<()> {
             Ok(())
         }
         KernelCommand::Fetch {
-            kernel: GuestKernel::Micro,
-        } => bail!("the micro kernel is built, not fetched: run `isolab kernel build`"),
+            kernel: GuestKernel::Micro | GuestKernel::MicroAcpi,
+        } => bail!("the micro kernels are built, not fetched: run `isolab kernel build [--variant micro-acpi]`"),
         KernelCommand::Fetch {
             kernel: GuestKernel::Debian,
         } => {

@@ -1,11 +1,18 @@
-//! Building the `micro` guest kernel from Debian's `linux-source-6.1` package with the fragment in
-//! `vm-backend/kernel/micro.config`.
+//! Building isolab's own guest kernels from Debian's `linux-source-6.1` package: the `micro`
+//! kernel (the fragment in `vm-backend/kernel/micro.config`) and its `micro-acpi` variant (the
+//! same plus `vm-backend/kernel/micro-acpi.config`: ACPI only, as Firecracker's published guest
+//! configs are), see [`Variant`].
 //!
 //! Steps (each skipped when its result is cached): install build dependencies from apt if missing;
 //! `apt-get download linux-source-6.1`; `dpkg-deb -x` and untar it under `<cache>/src/<version>/`;
 //! `make tinyconfig`, merge the fragment, `make olddefconfig`, check every option of the fragment
-//! took; `nice -n 15 make -j2 bzImage` in `<cache>/build/micro-<version>-<hash>/`; copy `bzImage`,
+//! took; `nice -n 15 make -j2 bzImage` in `<cache>/build/micro-<version>/`; copy `bzImage`,
 //! `vmlinux` and `.config` to `<cache>/kernels/micro-<version>-<hash>/`.
+//!
+//! Every build happens in one tree per source version, `<cache>/build/micro-<version>/`: kbuild
+//! recompiles only the objects that use an option the new configuration changes, so a variant
+//! built after the micro kernel costs a link and a few files instead of a second full build (which
+//! matters to CI on a fresh machine), and so does an edit of a fragment.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -20,6 +27,45 @@ use super::{cache_err, cache_root, KernelError, Result};
 
 /// The configuration fragment, applied on top of `make tinyconfig`.
 pub const MICRO_CONFIG: &str = include_str!("../../kernel/micro.config");
+/// The `micro-acpi` variant's fragment, applied on top of [`MICRO_CONFIG`].
+pub const MICRO_ACPI_CONFIG: &str = include_str!("../../kernel/micro-acpi.config");
+
+/// isolab's own guest kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// The default: everything built in, devices from ACPI and from the command line, the virtio
+    /// console.
+    Micro,
+    /// `micro` configured as Firecracker's published x86_64 guest configs are: ACPI on, no
+    /// virtio-mmio command-line devices, no virtio console.
+    MicroAcpi,
+}
+
+impl Variant {
+    /// Its name (`isolab run --kernel NAME`, the cache directory's prefix).
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Micro => "micro",
+            Variant::MicroAcpi => "micro-acpi",
+        }
+    }
+
+    /// The whole fragment: micro's, then the variant's (later lines win).
+    pub fn fragment(self) -> String {
+        match self {
+            Variant::Micro => MICRO_CONFIG.to_owned(),
+            Variant::MicroAcpi => format!("{MICRO_CONFIG}\n{MICRO_ACPI_CONFIG}"),
+        }
+    }
+
+    /// The kernel whose build tree this one starts from.
+    fn base(self) -> Option<Variant> {
+        match self {
+            Variant::Micro => None,
+            Variant::MicroAcpi => Some(Variant::Micro),
+        }
+    }
+}
 /// The Debian source package.
 pub const SOURCE_PACKAGE: &str = "linux-source-6.1";
 /// Bumped when the build recipe (not the fragment) changes in a way that changes the kernel.
@@ -92,16 +138,27 @@ fn artifacts_in(dir: &Path, version: &str, hash: &str) -> Option<KernelArtifacts
 /// The cached micro kernel for the current fragment, from any source version (newest name
 /// first). Makes no apt or network call.
 pub fn find_cached_micro() -> Option<KernelArtifacts> {
-    let hash = config_hash(MICRO_CONFIG);
+    find_cached(Variant::Micro)
+}
+
+/// The cached kernel of `variant` for the current fragments, from any source version (newest
+/// name first). Makes no apt or network call.
+pub fn find_cached(variant: Variant) -> Option<KernelArtifacts> {
+    let hash = config_hash(&variant.fragment());
+    let prefix = format!("{}-", variant.name());
     let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(kernels_dir())
         .ok()?
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_owned();
             let version = name
-                .strip_prefix("micro-")?
+                .strip_prefix(&prefix)?
                 .strip_suffix(&format!("-{hash}"))?
                 .to_owned();
+            // `micro-acpi-6.1...` also starts with `micro-`: a version begins with a digit.
+            if !version.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
             Some((version, e.path()))
         })
         .collect();
@@ -225,9 +282,15 @@ pub fn fragment_options(fragment: &str) -> Vec<(String, bool)> {
         .collect()
 }
 
-/// Options of the fragment the final `.config` does not have as asked.
+/// Options of the fragment the final `.config` does not have as asked (an option the fragment
+/// sets twice is asked as its last line says, as merge_config.sh applies it).
 pub fn unmet_options(fragment: &str, config: &str) -> Vec<String> {
-    fragment_options(fragment)
+    let mut asked: Vec<(String, bool)> = Vec::new();
+    for (name, on) in fragment_options(fragment) {
+        asked.retain(|(n, _)| *n != name);
+        asked.push((name, on));
+    }
+    asked
         .into_iter()
         .filter(|(name, on)| {
             let set = config.lines().any(|l| l == format!("{name}=y"));
@@ -248,17 +311,45 @@ fn make(tree: &Path, out: &Path, args: &[&str]) -> Command {
 
 /// Builds (or finds in the cache) the micro kernel. `progress` gets human-readable steps.
 pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Result<KernelArtifacts> {
+    ensure(Variant::Micro, opts, progress)
+}
+
+/// Builds (or finds in the cache) the kernel of `variant`; a variant first needs its base
+/// kernel's build tree (built too if missing). `progress` gets human-readable steps.
+pub fn ensure(
+    variant: Variant,
+    opts: BuildOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KernelArtifacts> {
     if !opts.force {
-        if let Some(a) = find_cached_micro() {
+        if let Some(a) = find_cached(variant) {
             return Ok(a);
         }
     }
-    let hash = config_hash(MICRO_CONFIG);
+    let fragment_text = variant.fragment();
+    let hash = config_hash(&fragment_text);
     let version = candidate_version(SOURCE_PACKAGE)?;
-    let key = format!("micro-{version}-{hash}");
+    // The base's build tree must be complete before a variant copies it.
+    // A variant is built after its base (in the same tree, see `build_dir`), so that the base is
+    // cached too and the variant costs only what its options change.
+    if let Some(base) = variant.base() {
+        ensure(
+            base,
+            BuildOptions {
+                force: false,
+                ..opts
+            },
+            progress,
+        )?;
+    }
+    let key = format!("{}-{version}-{hash}", variant.name());
     let dest = kernels_dir().join(&key);
+    let out = build_dir(&version);
+    // One build at a time in the tree.
     let _lock = CacheLock::acquire(
-        &cache_root().join("locks").join(format!("{key}.lock")),
+        &cache_root()
+            .join("locks")
+            .join(format!("micro-{version}-tree.lock")),
         progress,
     )?;
     if !opts.force {
@@ -269,36 +360,76 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
     let missing = missing_build_deps();
     apt_install(&missing, progress)?;
     let tree = ensure_source(&version, progress)?;
-    let out = cache_root().join("build").join(&key);
     std::fs::create_dir_all(&out).map_err(cache_err(&out))?;
-
-    progress("configuring: tinyconfig + vm-backend/kernel/micro.config");
+    progress(&format!(
+        "configuring {} in {}: tinyconfig + vm-backend/kernel/micro.config{}",
+        variant.name(),
+        out.display(),
+        variant
+            .base()
+            .map(|_| format!(" + vm-backend/kernel/{}.config", variant.name()))
+            .unwrap_or_default()
+    ));
     run_captured(&mut make(&tree, &out, &["tinyconfig"]), "make")?;
-    let fragment = out.join("micro.config");
-    std::fs::write(&fragment, MICRO_CONFIG).map_err(cache_err(&fragment))?;
+    merge_fragment(&tree, &out, &fragment_text)?;
+    run_captured(&mut make(&tree, &out, &["olddefconfig"]), "make")?;
+    let config_text =
+        std::fs::read_to_string(out.join(".config")).map_err(cache_err(out.join(".config")))?;
+    let unmet = unmet_options(&fragment_text, &config_text);
+    if !unmet.is_empty() {
+        return Err(KernelError::Missing(format!(
+            "Kconfig did not accept these options of the {} kernel's fragments in vm-backend/kernel/ (a dependency is missing from the fragment): {}",
+            variant.name(),
+            unmet.join(", ")
+        )));
+    }
+    compile(&tree, &out, opts, progress)?;
+    progress(&format!("storing the kernel in {}", dest.display()));
+    install_artifacts(
+        &out.join("arch/x86/boot/bzImage"),
+        &out.join("vmlinux"),
+        &out.join(".config"),
+        &dest,
+    )?;
+    artifacts_in(&dest, &version, &hash).ok_or_else(|| {
+        KernelError::Missing(format!("the build left no kernel in {}", dest.display()))
+    })
+}
+
+/// The build tree of isolab's kernels from source `version`: one for the micro kernel and its
+/// variants, whatever their fragments. Each build reconfigures it, and kbuild recompiles only what
+/// the options that changed touch (a tree copied or renamed elsewhere would recompile
+/// everything, so it stays where it is).
+fn build_dir(version: &str) -> PathBuf {
+    cache_root().join("build").join(format!("micro-{version}"))
+}
+
+/// Merges `fragment` into `out/.config` (merge_config.sh, later lines win).
+fn merge_fragment(tree: &Path, out: &Path, fragment: &str) -> Result<()> {
+    let file = out.join("isolab-fragment.config");
+    std::fs::write(&file, fragment).map_err(cache_err(&file))?;
     run_captured(
         Command::new(tree.join("scripts/kconfig/merge_config.sh"))
             .arg("-m")
             .arg("-O")
-            .arg(&out)
+            .arg(out)
             .arg(out.join(".config"))
-            .arg(&fragment)
-            .current_dir(&tree),
+            .arg(&file)
+            .current_dir(tree),
         "make",
     )?;
-    run_captured(&mut make(&tree, &out, &["olddefconfig"]), "make")?;
-    let config_text =
-        std::fs::read_to_string(out.join(".config")).map_err(cache_err(out.join(".config")))?;
-    let unmet = unmet_options(MICRO_CONFIG, &config_text);
-    if !unmet.is_empty() {
-        return Err(KernelError::Missing(format!(
-            "Kconfig did not accept these options of vm-backend/kernel/micro.config (a dependency is missing from the fragment): {}",
-            unmet.join(", ")
-        )));
-    }
+    Ok(())
+}
 
+/// `nice make bzImage` in `out`, with progress every 250 files and the log's tail on failure.
+fn compile(
+    tree: &Path,
+    out: &Path,
+    opts: BuildOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
     progress(&format!(
-        "compiling with nice -n {} make -j{} bzImage (about 5 minutes on 2 cores)",
+        "compiling with nice -n {} make -j{} bzImage (about 5 minutes on 2 cores for a whole kernel)",
         opts.niceness, opts.jobs
     ));
     let log_path = out.join("build.log");
@@ -308,7 +439,7 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
         .arg(opts.niceness.to_string())
         .arg("make")
         .arg("-C")
-        .arg(&tree)
+        .arg(tree)
         .arg(format!("O={}", out.display()))
         .arg(format!("-j{}", opts.jobs.max(1)))
         .arg("bzImage")
@@ -340,7 +471,7 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
             }
         }
     }
-    let status = child.wait().map_err(cache_err(&out))?;
+    let status = child.wait().map_err(cache_err(out))?;
     if !status.success() {
         let err_tail = std::fs::read_to_string(&log_path).unwrap_or_default();
         let err_tail: Vec<&str> = err_tail.lines().rev().take(20).collect();
@@ -355,19 +486,8 @@ pub fn ensure_micro(opts: BuildOptions, progress: &mut dyn FnMut(&str)) -> Resul
             ),
         });
     }
-    progress(&format!(
-        "compiled {compiled} files; storing the kernel in {}",
-        dest.display()
-    ));
-    install_artifacts(
-        &out.join("arch/x86/boot/bzImage"),
-        &out.join("vmlinux"),
-        &out.join(".config"),
-        &dest,
-    )?;
-    artifacts_in(&dest, &version, &hash).ok_or_else(|| {
-        KernelError::Missing(format!("the build left no kernel in {}", dest.display()))
-    })
+    progress(&format!("compiled {compiled} files"));
+    Ok(())
 }
 
 /// Copies a built kernel into its cache directory (atomically: a partial copy is never seen).
@@ -432,5 +552,32 @@ mod tests {
             assert!(opts.contains(&(needed.to_owned(), true)), "{needed}");
         }
         assert!(opts.contains(&("CONFIG_MODULES".to_owned(), false)));
+    }
+
+    #[test]
+    fn the_acpi_variant_is_micro_without_command_line_devices_or_console() {
+        let micro = fragment_options(&Variant::Micro.fragment());
+        for needed in [
+            "CONFIG_ACPI",
+            "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES",
+            "CONFIG_VIRTIO_CONSOLE",
+        ] {
+            assert!(micro.contains(&(needed.to_owned(), true)), "{needed}");
+        }
+        // The variant's fragment is micro's with its own lines after: they win.
+        let acpi = Variant::MicroAcpi.fragment();
+        assert!(acpi.starts_with(MICRO_CONFIG));
+        let config =
+            "CONFIG_ACPI=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\nCONFIG_VIRTIO_CONSOLE=y\n";
+        let unmet = unmet_options(&acpi, config);
+        assert!(
+            unmet.contains(&"CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=n".to_owned())
+                && unmet.contains(&"CONFIG_VIRTIO_CONSOLE=n".to_owned())
+                && !unmet.iter().any(|u| u.starts_with("CONFIG_ACPI=")),
+            "{unmet:?}"
+        );
+        assert_ne!(config_hash(&acpi), config_hash(MICRO_CONFIG));
+        assert_eq!(Variant::MicroAcpi.base(), Some(Variant::Micro));
+        assert_eq!(Variant::Micro.base(), None);
     }
 }

@@ -22,8 +22,9 @@ use std::process::{Command, Stdio};
 use super::fetch::debian_cloud_kernel;
 use super::{cache_err, cache_root, KernelError, Result};
 
-/// The modules the VM needs from the kernel package (their dependencies are added).
-pub const GUEST_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
+/// The modules the VM needs from the kernel package (their dependencies are added): the
+/// virtio-mmio transport, the disk, and the console the agent's result leaves through.
+pub const GUEST_MODULES: [&str; 3] = ["virtio_mmio", "virtio_blk", "virtio_console"];
 /// The name of the load-order file, in the cache's `modules/` and in the guest's module directory.
 pub const ORDER_FILE: &str = "order";
 /// Directory name prefix of cached Debian guest kernels.
@@ -220,13 +221,15 @@ fn guest_in(dir: &Path) -> Option<DebianGuest> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| dir.join("modules").join(l.trim()))
         .collect();
-    (vmlinuz.is_file() && !modules.is_empty() && modules.iter().all(|m| m.is_file())).then(|| {
-        DebianGuest {
-            dir: dir.to_owned(),
-            release: release.trim().to_owned(),
-            vmlinuz,
-            modules,
-        }
+    // A guest made before a module joined GUEST_MODULES is made again.
+    let complete = GUEST_MODULES
+        .iter()
+        .all(|m| order.lines().any(|l| l.trim() == format!("{m}.ko")));
+    (complete && vmlinuz.is_file() && modules.iter().all(|m| m.is_file())).then(|| DebianGuest {
+        dir: dir.to_owned(),
+        release: release.trim().to_owned(),
+        vmlinuz,
+        modules,
     })
 }
 
@@ -388,6 +391,7 @@ mod tests {
         let deps: HashMap<&str, Vec<&str>> = [
             ("virtio_mmio", vec!["virtio", "virtio_ring"]),
             ("virtio_blk", vec!["virtio", "virtio_ring"]),
+            ("virtio_console", vec!["virtio", "virtio_ring"]),
             ("virtio", vec!["virtio_ring"]),
             ("virtio_ring", vec![]),
         ]
@@ -401,7 +405,13 @@ mod tests {
         let order = load_order(&GUEST_MODULES, &mut lookup).unwrap();
         assert_eq!(
             order,
-            ["virtio_ring", "virtio", "virtio_mmio", "virtio_blk"]
+            [
+                "virtio_ring",
+                "virtio",
+                "virtio_mmio",
+                "virtio_blk",
+                "virtio_console"
+            ]
         );
         assert!(load_order(&["nope"], &mut lookup).is_err());
         let mut circle = |n: &str| -> Result<Vec<String>> {

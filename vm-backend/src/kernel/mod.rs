@@ -33,19 +33,25 @@ pub fn cache_root() -> PathBuf {
 /// Which guest kernel a VM boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// isolab's own minimal kernel ([`build`]): everything built in, devices from the command line.
+    /// isolab's own minimal kernel ([`build`]): everything built in, devices from ACPI and the
+    /// command line.
     Micro,
+    /// The micro kernel configured as Firecracker's published x86_64 guest configs are
+    /// ([`build::Variant::MicroAcpi`]): devices from ACPI only, no virtio console.
+    MicroAcpi,
     /// Debian's stock cloud kernel ([`debian`]): virtio modules in the initramfs, devices in ACPI.
     Debian,
-    /// A bzImage or ELF vmlinux file, booted like the micro kernel.
+    /// A bzImage or ELF vmlinux file: its devices are described both ways (see
+    /// [`crate::vmm::AcpiMode::Auto`]), so a kernel that finds them either way boots.
     File(PathBuf),
 }
 
 impl KernelChoice {
-    /// `micro`, `debian`, or a path.
+    /// `micro`, `micro-acpi`, `debian`, or a path.
     pub fn parse(text: &str) -> Self {
         match text {
             "micro" => KernelChoice::Micro,
+            "micro-acpi" => KernelChoice::MicroAcpi,
             "debian" => KernelChoice::Debian,
             path => KernelChoice::File(PathBuf::from(path)),
         }
@@ -60,7 +66,8 @@ pub struct BootKernel {
     /// Modules the initramfs must carry for the agent to load, in load order (see
     /// [`crate::image::initramfs::Initramfs::modules_from`]).
     pub modules: Vec<PathBuf>,
-    /// The VM must describe itself in ACPI tables ([`crate::vmm::VmConfig::acpi`]).
+    /// The kernel finds its devices only through ACPI tables: `--vm-acpi off` would leave it
+    /// without them ([`crate::vmm::AcpiMode`]).
     pub acpi: bool,
 }
 
@@ -72,6 +79,16 @@ pub fn boot_kernel(choice: &KernelChoice, progress: &mut dyn FnMut(&str)) -> Res
             kernel: build::ensure_micro(build::BuildOptions::default(), progress)?.bz_image,
             modules: Vec::new(),
             acpi: false,
+        },
+        KernelChoice::MicroAcpi => BootKernel {
+            kernel: build::ensure(
+                build::Variant::MicroAcpi,
+                build::BuildOptions::default(),
+                progress,
+            )?
+            .bz_image,
+            modules: Vec::new(),
+            acpi: true,
         },
         KernelChoice::Debian => {
             let guest = debian::ensure_debian_guest(progress)?;
@@ -146,6 +163,7 @@ mod tests {
     fn kernel_choices_parse_and_files_boot_like_micro() {
         assert_eq!(KernelChoice::parse("micro"), KernelChoice::Micro);
         assert_eq!(KernelChoice::parse("debian"), KernelChoice::Debian);
+        assert_eq!(KernelChoice::parse("micro-acpi"), KernelChoice::MicroAcpi);
         let file = KernelChoice::parse("/boot/vmlinuz");
         assert_eq!(file, KernelChoice::File(PathBuf::from("/boot/vmlinuz")));
         let boot = boot_kernel(&file, &mut |_| {}).expect("a file needs nothing fetched");

@@ -1,6 +1,7 @@
 //! What the HVM tests share: the `vmm-run` example they put into L1, the kernel command-line words
-//! that hand the agent its workload, running a session in L1, and the VMM's report as `vmm-run`
-//! prints it.
+//! that hand the agent its workload (and offer it the virtio console for its result, as the
+//! harness does), running a session in L1, the VMM's report as `vmm-run` prints it, and the
+//! agent's result from it.
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
@@ -10,8 +11,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 use vm_backend::hvm::{HvmMachine, HvmOutput, HvmSession};
-use workloads::protocol::{encode_spec, MARKER_PORT};
-use workloads::{Workload, WorkloadSpec};
+use workloads::protocol::{
+    encode_spec, parse_framed_result, FrameError, MARKER_PORT, RESULT_CMDLINE_KEY,
+    RESULT_VIRTIO_CONSOLE,
+};
+use workloads::{Workload, WorkloadResult, WorkloadSpec};
 
 /// An example binary built next to this test (`cargo test` builds them).
 pub fn example(name: &str) -> PathBuf {
@@ -26,11 +30,12 @@ pub fn example(name: &str) -> PathBuf {
     p
 }
 
-/// The kernel command-line words for the agent: the marker port, the disk mode if any, the spec.
+/// The kernel command-line words for the agent: the marker port, the result channel, the disk
+/// mode if any, the spec.
 pub fn words(workload: Workload, disk: Option<&str>) -> String {
     let spec = WorkloadSpec::new(workload);
     format!(
-        "isolab.marker=port:{MARKER_PORT:#x}{} isolab.spec={}",
+        "isolab.marker=port:{MARKER_PORT:#x} {RESULT_CMDLINE_KEY}={RESULT_VIRTIO_CONSOLE}{} isolab.spec={}",
         disk.map(|d| format!(" isolab.disk={d}"))
             .unwrap_or_default(),
         encode_spec(&spec).expect("encode")
@@ -47,6 +52,14 @@ pub fn report(output: &str) -> Option<Value> {
     let json = URL_SAFE_NO_PAD.decode(b64.trim()).ok()?;
     assert_eq!(json.len(), len.parse::<usize>().ok()?, "report damaged");
     serde_json::from_slice(&json).ok()
+}
+
+/// The agent's result in a `vmm-run` report: from the virtio console, else (a kernel without
+/// one) from the serial console.
+pub fn agent_result(r: &Value) -> Result<WorkloadResult, FrameError> {
+    let channel = r["channel"]["text"].as_str().unwrap_or("");
+    parse_framed_result(channel)
+        .or_else(|_| parse_framed_result(r["console"].as_str().unwrap_or("")))
 }
 
 /// Runs `session` in L1 and saves L1's console as `log_name` in the target's temp folder (for

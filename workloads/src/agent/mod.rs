@@ -21,6 +21,7 @@ use crate::protocol::{cmdline_value, DiskMode, MarkerEvent, ProtocolError, DISK_
 use crate::result::{AgentClock, Outcome, WorkloadResult};
 use crate::spec::PROTOCOL_VERSION;
 use marker::Marker;
+use report::ResultSink;
 
 /// Exit code: the workload ran and reported.
 pub const EXIT_OK: i32 = 0;
@@ -131,9 +132,10 @@ fn run(
     marker: &Marker,
     warnings: &mut Vec<String>,
 ) -> i32 {
+    let mut sink = ResultSink::stdout();
     let args = match spec_source::parse_args(raw_args) {
         Ok(a) => a,
-        Err(e) => return fail_without_spec(&e, agent_start_ns, pid1, marker),
+        Err(e) => return fail_without_spec(&e, agent_start_ns, pid1, marker, &sink),
     };
     if args.help {
         println!("{USAGE}");
@@ -146,17 +148,28 @@ fn run(
         if pid1 {
             warnings.push(e.to_string());
         } else {
-            return fail_without_spec(&e, agent_start_ns, pid1, marker);
+            return fail_without_spec(&e, agent_start_ns, pid1, marker, &sink);
         }
     }
     // A stock kernel's drivers (virtio) come as modules in a VM's initramfs: load them before
     // anything needs a device. A failure is a warning here and part of the error of a workload
     // that then lacks its disk.
     let mut module_failures = Vec::new();
+    let cmdline = if pid1 {
+        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+    } else {
+        String::new()
+    };
     if pid1 {
         pid1::setup(warnings);
         module_failures = pid1::load_modules();
         warnings.extend(module_failures.iter().cloned());
+        // A VM may offer a result channel (its console driver may be one of the modules just
+        // loaded); opened now, for the whole run.
+        sink = ResultSink::offered(&cmdline);
+        if let Some(why) = sink.route().fallback {
+            warnings.push(format!("the result goes to the serial console: {why}"));
+        }
     }
     for w in warnings.drain(..) {
         eprintln!("isolab-agent: warning: {w}");
@@ -164,13 +177,12 @@ fn run(
 
     let mut spec = match spec_source::find_spec(&args, pid1) {
         Ok(s) => s,
-        Err(e) => return fail_without_spec(&e, agent_start_ns, pid1, marker),
+        Err(e) => return fail_without_spec(&e, agent_start_ns, pid1, marker, &sink),
     };
     // A VM's disk (isolab.disk=raw|ext4): point the I/O workloads at it. A disk that cannot be
     // prepared becomes the workload's error below, so the harness learns why.
     let mut disk_error = None;
     if pid1 && spec.workload.io_path().is_some() {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
         if let Some(value) = cmdline_value(&cmdline, DISK_CMDLINE_KEY) {
             match DiskMode::parse(value) {
                 Some(mode) => match pid1::prepare_disk(mode) {
@@ -232,8 +244,9 @@ fn run(
         },
         memory_inside: kernels::inspect::read_meminfo(),
         was_pid1: pid1,
+        route: Some(sink.route()),
     };
-    emit(&result, marker);
+    emit(&result, marker, &sink);
     // A density instance (`wait`): ready now; the working set stays until it is told to exit.
     if let Some(working_set) = held {
         marker.send(MarkerEvent::Waiting);
@@ -250,7 +263,13 @@ fn run(
 
 /// Reports an error that happened before a workload was known: on stderr for a person, and as a
 /// framed error result so a harness that reads only the console (a VM) learns why too.
-fn fail_without_spec(e: &AgentError, agent_start_ns: u64, pid1: bool, marker: &Marker) -> i32 {
+fn fail_without_spec(
+    e: &AgentError,
+    agent_start_ns: u64,
+    pid1: bool,
+    marker: &Marker,
+    sink: &ResultSink,
+) -> i32 {
     eprintln!("isolab-agent: {e}");
     let result = WorkloadResult {
         protocol: PROTOCOL_VERSION,
@@ -264,13 +283,14 @@ fn fail_without_spec(e: &AgentError, agent_start_ns: u64, pid1: bool, marker: &M
         },
         memory_inside: kernels::inspect::read_meminfo(),
         was_pid1: pid1,
+        route: Some(sink.route()),
     };
-    emit(&result, marker);
+    emit(&result, marker, sink);
     EXIT_BAD_SPEC
 }
 
-fn emit(result: &WorkloadResult, marker: &Marker) {
-    match report::write_result(result) {
+fn emit(result: &WorkloadResult, marker: &Marker, sink: &ResultSink) {
+    match report::write_result(result, sink) {
         Ok(()) => marker.send(MarkerEvent::ResultWritten),
         Err(e) => eprintln!("isolab-agent: {e}"),
     }

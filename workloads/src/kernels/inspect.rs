@@ -36,7 +36,21 @@ pub fn run() -> Result<InspectReport, WorkloadError> {
             .lines()
             .collect::<Vec<_>>()
             .join("; "),
+        block_devices: block_devices(),
     })
+}
+
+/// The names in `/sys/block`, sorted (empty without sysfs).
+fn block_devices() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// The numeric parts of the report as metrics, so they are summarised like any other.

@@ -320,6 +320,9 @@ impl MmioTransport {
         self.stats.notifies_trapped += 1;
         let running = self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0;
         if running && (value as usize) < self.queues.len() {
+            if self.device.queue_notify(value) {
+                return;
+            }
             if let Some(fd) = &self.notify {
                 // Same path as the ioeventfd: the device thread serves it. A failed write can
                 // only mean the counter is saturated, which still wakes the thread.

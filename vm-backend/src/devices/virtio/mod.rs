@@ -27,6 +27,7 @@
 //! with these except that the observer reads the disk's statistics lock (2) alone.
 
 pub mod block;
+pub mod console;
 pub mod mmio;
 #[doc(hidden)]
 pub mod testing;
@@ -43,13 +44,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
-/// Size of one virtio-mmio register block.
-pub const MMIO_REGION_SIZE: u64 = 0x1000;
-/// Guest physical address of the block device's register block (inside the MMIO hole below
-/// 4 GiB, clear of the IOAPIC at 0xfec0_0000 and the LAPIC at 0xfee0_0000).
-pub const BLOCK_MMIO_BASE: u64 = 0xd000_0000;
-/// The block device's interrupt line (GSI; an ISA IRQ nothing else in the microVM uses).
-pub const BLOCK_IRQ: u32 = 5;
+/// Size of one virtio-mmio register block (where each device's block is, and its interrupt
+/// line, come from [`crate::devices::slots`]).
+pub const MMIO_REGION_SIZE: u64 = crate::devices::slots::WINDOW_SIZE;
 
 /// Feature bit: the device speaks virtio 1.x (required by the version-2 MMIO transport).
 pub const VIRTIO_F_VERSION_1: u32 = virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
@@ -61,6 +58,19 @@ pub const VIRTIO_RING_F_EVENT_IDX: u32 = virtio_bindings::virtio_ring::VIRTIO_RI
 /// that refused to tear down after a device-thread panic would leak the guest.
 pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A read of `data.len()` bytes at `offset` of a device's configuration space `config`, at any
+/// width; bytes past its end (or an offset no index can hold) read as 0.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i))
+            .and_then(|o| config.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
 }
 
 /// Why a device could not start with the queues the driver set up.
@@ -99,6 +109,12 @@ pub trait VirtioDevice: Send {
     /// True when the device found the driver's queue unusable and stopped serving it; the
     /// transport then shows DEVICE_NEEDS_RESET in Status.
     fn broken(&self) -> bool {
+        false
+    }
+    /// A QueueNotify write for `queue` that reached the VMM. A device without a thread of its own
+    /// serves it here, on the vCPU thread, and returns true; the default (false) leaves it to the
+    /// transport's notify eventfd, which the device's thread waits on.
+    fn queue_notify(&mut self, _queue: u32) -> bool {
         false
     }
 }
