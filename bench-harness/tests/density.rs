@@ -373,3 +373,115 @@ fn a_vm_density_run_shows_the_memory_split_and_what_ksm_shared() {
         .iter()
         .all(|b| b.counts.iter().all(|c| c.vm.is_none() && c.ksm.is_none())));
 }
+
+/// Ctrl-C (SIGINT) in the middle of a density run: it stops, tears down every instance, keeps
+/// the rounds it measured (loadable, the report renders them), says it was interrupted (never
+/// that instances failed: Ctrl-C kills the containers it stops), exits with 130, puts KSM back
+/// and leaves nothing behind.
+#[test]
+fn ctrl_c_stops_the_run_keeps_what_it_measured_and_leaves_nothing() {
+    require_root();
+    let _one = serial();
+    let before = ksm_run();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let mut child = std::process::Command::new(ISOLAB)
+        .args([
+            "density",
+            "--backend",
+            "container",
+            "--no-floor",
+            "--count",
+            "3,400",
+            "--parallel",
+            "50",
+            "--rounds",
+            "2",
+            "--beside",
+            "0",
+            "--settle",
+            "200ms",
+            "--recovery",
+            "1s",
+            "--samples",
+            "2",
+            "--sample-every",
+            "20ms",
+            "--ksm",
+            flipped_ksm(),
+            "--ksm-settle",
+            "500ms",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--io-dir")
+        .arg(tmp.path())
+        .env("ISOLAB_AGENT", agent())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until both rounds of N = 3 are stored; then the storm of 400 begins.
+    let rounds_file = || {
+        std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("rounds.jsonl"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first rounds never came"
+        );
+        let lines = rounds_file()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map_or(0, |t| t.lines().count());
+        if lines >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    let dir = rounds_file().unwrap().parent().unwrap().to_path_buf();
+    let run = bench_harness::density::record::load(&dir).unwrap();
+    assert_eq!(
+        run.manifest.status,
+        bench_harness::manifest::RunStatus::Interrupted
+    );
+    let first: Vec<_> = run.rounds.iter().filter(|r| r.count == 3).collect();
+    assert_eq!(first.len(), 2, "the rounds before Ctrl-C are kept");
+    assert!(first.iter().all(|r| r.ready == 3 && r.stopped.is_none()));
+    for s in &run.manifest.stops {
+        assert_eq!(s.kind, "interrupted", "{s:?}");
+    }
+    for r in &run.rounds {
+        assert!(r.left_behind.is_empty(), "{:?}", r.left_behind);
+        if let Some(s) = &r.stopped {
+            assert_eq!(s.kind, "interrupted", "{s:?}");
+        }
+    }
+    assert_nothing_left(&run.manifest.places);
+    assert_eq!(ksm_run(), before, "KSM was not put back");
+    assert_eq!(
+        container_backend::running_containers(),
+        0,
+        "this process started none"
+    );
+    let o = std::process::Command::new(ISOLAB)
+        .args(["report", "--format", "md"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
