@@ -18,6 +18,7 @@ use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 mod commands {
     pub mod density;
     pub mod kernel;
+    pub mod pack;
 }
 
 #[derive(Parser, Debug)]
@@ -94,7 +95,30 @@ with native for performance."
         /// Also write the charts (SVG, and PNG when a font is found) into this directory.
         #[arg(long)]
         charts: Option<PathBuf>,
+        /// Draw the PNG charts with this font file (.ttf) and no other, so they come out
+        /// identical on any machine (without it: the system's fonts).
+        #[arg(long, value_name = "FILE", requires = "charts")]
+        font: Option<PathBuf>,
     },
+    /// Pack a run into one archive that rebuilds every figure: samples, manifest, reports, the
+    /// isolab source, a font, a rebuild script and a README after the ACM artifact badges.
+    #[command(
+        long_about = "Packs RUN_DIR into one .tar.gz for readers, reviewers and artifact \
+evaluators: samples.jsonl and manifest.json as the run wrote them; every report (summary.txt, \
+report.md, report.html, samples.csv, tables.tex, report.json, charts as SVG and PNG); the isolab \
+source as `git archive` of the commit that made the run and rendered the reports; the font the PNG \
+charts are drawn with and its licence; rebuild.sh, which builds that isolab and renders every \
+table and chart again, checking that each file is identical byte for byte; a README laid out \
+after the ACM badges (available, functional, results reproduced); and SHA256SUMS. A run or an \
+isolab built from uncommitted changes has no exact source: pack refuses it unless --allow-dirty, \
+and the README then says so.",
+        after_help = "Example: isolab pack results/20261126-071203\n  then, anywhere: isolab unpack \
+isolab-artifact-20261126-071203.tar.gz DIR && DIR/rebuild.sh"
+    )]
+    Pack(commands::pack::PackArgs),
+    /// Unpack a bundle made by `isolab pack` into a new folder, checking every file against its
+    /// checksums; then DIR/rebuild.sh rebuilds every figure.
+    Unpack(commands::pack::UnpackArgs),
     /// Compare two runs: each metric side by side, the change B/A, and whether the 95% intervals
     /// separate (two hosts, two kernels, two settings).
     Compare {
@@ -364,7 +388,16 @@ fn real_main() -> Result<ExitCode> {
             format,
             output,
             charts,
-        } => cmd_report(&run_dir, format, output.as_deref(), charts.as_deref()),
+            font,
+        } => cmd_report(
+            &run_dir,
+            format,
+            output.as_deref(),
+            charts.as_deref(),
+            font.as_deref(),
+        ),
+        Command::Pack(args) => commands::pack::pack(args).map(|()| ExitCode::SUCCESS),
+        Command::Unpack(args) => commands::pack::unpack(args).map(|()| ExitCode::SUCCESS),
         Command::Compare {
             run_a,
             run_b,
@@ -534,6 +567,12 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     };
     let outcome = run::execute(&opts)?;
     println!("{}", summary::render_table(&outcome.summary));
+    if !opts.suite.replicates.is_empty() {
+        // Published figures the suite replicates, beside this run's.
+        if let Ok(run) = store::load_run(&outcome.dir) {
+            print!("{}", report::published_term(&run));
+        }
+    }
     let status = match outcome.status {
         RunStatus::Interrupted => "interrupted (the samples taken so far are valid)",
         _ => "complete",
@@ -556,6 +595,7 @@ fn cmd_report(
     format: ReportFormat,
     output: Option<&std::path::Path>,
     charts: Option<&std::path::Path>,
+    font: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     // A density run (`isolab density`) or a run of trials (`isolab run`).
     let (text, drawn) = if bench_harness::density::record::is_density_run(dir) {
@@ -574,7 +614,7 @@ fn cmd_report(
         None => print!("{text}"),
     }
     if let (Some(d), Some((made, notes))) = (charts, drawn) {
-        let written = report::write_chart_files(&made, notes, d)?;
+        let written = report::write_chart_files(&made, notes, d, font)?;
         for f in &written.files {
             eprintln!("wrote {}", f.display());
         }

@@ -385,7 +385,7 @@ fn ctrl_c_stops_the_run_keeps_what_it_measured_and_leaves_nothing() {
     let before = ksm_run();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("results");
-    let mut child = std::process::Command::new(ISOLAB)
+    let child = std::process::Command::new(ISOLAB)
         .args([
             "density",
             "--backend",

@@ -25,6 +25,14 @@ fn emulated_suite() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/suites/emulated.toml"))
 }
 
+/// Workloads in the emulated suite: one trial each per backend.
+fn suite_workloads() -> usize {
+    bench_harness::suite::Suite::from_file(&emulated_suite())
+        .unwrap()
+        .workloads
+        .len()
+}
+
 /// One `isolab run` of the emulated suite on the VM (and native beside it, with `with_native`).
 struct Variant {
     kernel: &'static str,
@@ -77,8 +85,21 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
         "{what}: no live console:\n{stderr}"
     );
     let run = store::load_run(&run_dir.expect("a run folder")).unwrap();
+    // The manifest names the guest kernel the host handed in: its image and its configuration.
+    let facts = &run.manifest.backends["vm"].facts;
+    for key in ["kernel_sha256", "kernel_config_sha256"] {
+        let hash = facts.get(key).map(String::as_str).unwrap_or("");
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{what}: the manifest's {key} is {hash:?}: {facts:?}"
+        );
+    }
     let vm: Vec<_> = run.samples.iter().filter(|s| s.backend == "vm").collect();
-    assert_eq!(vm.len(), 13, "{what}: one VM trial per workload");
+    assert_eq!(
+        vm.len(),
+        suite_workloads(),
+        "{what}: one VM trial per workload"
+    );
     let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     for s in &vm {
@@ -256,7 +277,7 @@ fn every_workload_runs_in_the_emulated_vm_on_both_kernels_with_1_and_2_vcpus() {
     // native, and says why; the Markdown report labels them.
     let (_, run, stdout) = &runs[0];
     let native = run.samples.iter().filter(|s| s.backend == "native");
-    assert_eq!(native.clone().count(), 13);
+    assert_eq!(native.clone().count(), suite_workloads());
     assert!(native
         .into_iter()
         .all(|s| !s.emulated && s.failure.is_none()));

@@ -65,6 +65,7 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
             kvm: KvmFlavour::HardwareIntel,
             cgroups: CgroupLayout::V2,
             boot_id: "b00t".into(),
+            platform: None,
         },
         suite: Suite::parse(SUITE, "test suite").unwrap(),
         seed: 42,
@@ -778,4 +779,119 @@ fn real_run_renders_in_every_format() {
     }
     let files = write_charts(&run, &out.join("charts")).unwrap();
     println!("{:?}\n{:?}", files.files, files.notes);
+}
+
+/// `full_run` as a suite that replicates Felter et al.'s Linpack row with the cpu workload.
+fn replicating(mut run: StoredRun) -> StoredRun {
+    run.manifest.suite.replicates = vec![bench_harness::suite::Replicate {
+        study: "felter2014".into(),
+        row: "linpack".into(),
+        workload: "cpu".into(),
+        metric: "matmul_gflops".into(),
+    }];
+    run
+}
+
+#[test]
+fn published_ratios_sit_beside_the_measured_ones_and_absent_rows_say_so() {
+    let run = replicating(full_run("felter-1", "6.1.0-test"));
+    let json: serde_json::Value =
+        serde_json::from_str(&render_report(&run, ReportFormat::Json).unwrap()).unwrap();
+    let study = &json["published"][0];
+    assert_eq!(study["id"], "felter2014");
+    assert_eq!(study["sandboxes"], serde_json::json!(["Docker", "KVM"]));
+    assert_eq!(study["backends"], serde_json::json!(["container", "vm"]));
+    let rows = study["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 10, "every row of their table, measured or not");
+    let linpack = &rows[0];
+    assert_eq!(linpack["row"], "linpack");
+    assert_eq!(linpack["isolab"], "cpu.matmul_gflops");
+    // Theirs: Docker 290.86775 / 290.82864, KVM (tuned) 284.19874 / 290.82864.
+    let theirs = |i: usize| linpack["published_ratios"][i].as_f64().unwrap();
+    assert!((theirs(0) - 290.86775 / 290.82864).abs() < 1e-12);
+    assert!((theirs(1) - 284.19874 / 290.82864).abs() < 1e-12);
+    // Ours: the synthetic container is 1.03x slower, the VM 1.15x, at every repetition; the VM's
+    // emulated samples and its one timeout stay out.
+    let ours = |i: usize| &linpack["ratios"][i]["value"];
+    assert!((ours(0)["value"].as_f64().unwrap() - 1.0 / 1.03).abs() < 1e-9);
+    assert_eq!(ours(0)["n"], 8);
+    assert!((ours(1)["value"].as_f64().unwrap() - 1.0 / 1.15).abs() < 1e-9);
+    assert_eq!(ours(1)["n"], 7);
+    assert_eq!(linpack["native"]["value"]["n"], 8);
+    // A row the run lacks: nothing invented, it says so.
+    let gups = rows.iter().find(|r| r["row"] == "randomaccess").unwrap();
+    assert!(gups["isolab"].is_null());
+    for cell in [&gups["native"], &gups["ratios"][0], &gups["ratios"][1]] {
+        assert_eq!(cell["missing"]["why"], "not measured in this run", "{cell}");
+    }
+    // A published value that does not exist stays empty.
+    let rr = rows.iter().find(|r| r["row"] == "netperf-tcp-rr").unwrap();
+    assert!(rr["published_ratios"][0].is_null());
+
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    assert!(md.contains("## Felter et al. 2014 beside this run"), "{md}");
+    assert!(md.contains("they were not measured on this host"));
+    let line = |needle: &str| {
+        md.lines()
+            .find(|l| l.starts_with("| ") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no table line with {needle}:\n{md}"))
+            .to_owned()
+    };
+    let linpack_line = line("Linpack");
+    assert!(
+        linpack_line.contains("| 1.000x | 0.9772x |"),
+        "{linpack_line}"
+    );
+    assert!(linpack_line.contains("| 0.9709x ["), "{linpack_line}");
+    assert!(linpack_line.contains("] n=8 | 0.8696x ["), "{linpack_line}");
+    assert!(line("RandomAccess").contains("not measured in this run"));
+    assert!(md.contains("linpack.xlsx"), "the source is cited");
+    assert!(md.contains("IBM Research Report RC25482"));
+    let term = render_report(&run, ReportFormat::Term).unwrap();
+    assert!(term.contains("Felter et al. 2014 beside this run"));
+    assert!(term.contains("not measured in this run"));
+    let html = render_report(&run, ReportFormat::Html).unwrap();
+    parse_xml(&html);
+    assert!(html.contains("id=\"published-felter2014\""));
+    let tex = render_report(&run, ReportFormat::Latex).unwrap();
+    assert!(
+        tex.contains("\\label{tab:isolab-published-felter2014}"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains("Linpack & 1.000x & 0.9772x & cpu.matmul\\_gflops & 0.9709"),
+        "{tex}"
+    );
+
+    // A run without the VM, or with it emulated only: said, never a ratio.
+    let mut no_vm = replicating(full_run("felter-2", "6.1.0-test"));
+    no_vm.samples.retain(|s| s.backend != "vm" || s.emulated);
+    let md = render_report(&no_vm, ReportFormat::Md).unwrap();
+    assert!(line_of(&md, "Linpack").contains("vm ran emulated"), "{md}");
+    no_vm.samples.retain(|s| s.backend != "vm");
+    no_vm.manifest.backends.insert(
+        "vm".into(),
+        BackendState {
+            available: false,
+            note: Some("no /dev/kvm".into()),
+            facts: BTreeMap::new(),
+        },
+    );
+    let md = render_report(&no_vm, ReportFormat::Md).unwrap();
+    assert!(
+        line_of(&md, "Linpack").contains("not measured in this run (vm unavailable: no /dev/kvm)"),
+        "{md}"
+    );
+    // A suite that replicates nothing shows no such section.
+    let plain = full_run("plain", "6.1.0-test");
+    assert!(!render_report(&plain, ReportFormat::Md)
+        .unwrap()
+        .contains("beside this run"));
+}
+
+fn line_of(md: &str, needle: &str) -> String {
+    md.lines()
+        .find(|l| l.starts_with("| ") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no table line with {needle}:\n{md}"))
+        .to_owned()
 }

@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod container;
+mod guest_kernel;
 pub mod native;
 pub mod vm;
 pub mod vm_disk;

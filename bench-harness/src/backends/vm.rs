@@ -84,6 +84,8 @@ pub struct VmBackend {
     /// Formatted ext4 images to use instead of running mkfs.ext4 (by size, MiB).
     disk_templates: BTreeMap<u64, PathBuf>,
     disks: Option<DiskImages>,
+    /// The guest kernel's hashes, for the manifest.
+    kernel_facts: BTreeMap<String, String>,
     /// How guest RAM is backed.
     memory: MemoryBacking,
     /// How devices are described to the guest.
@@ -166,6 +168,7 @@ impl Default for VmBackend {
             disk_mode: DiskMode::Ext4,
             disk_templates: BTreeMap::new(),
             disks: None,
+            kernel_facts: BTreeMap::new(),
             memory: MemoryBacking::default(),
             acpi: AcpiMode::default(),
         }
@@ -723,6 +726,10 @@ impl Backend for VmBackend {
         // Refuse a bad kernel or a VM that cannot fit now, before any trial and any KVM call.
         vmm::validate(&config_for(&prepared, Vec::new()))
             .map_err(|e| prepare_err(e.to_string()))?;
+        if self.boot_override.is_none() {
+            // Inside the emulated machine the host records the kernel it handed in.
+            self.kernel_facts = super::guest_kernel::facts(&choice, &prepared.kernel);
+        }
         self.prepared = Some(prepared);
         self.disks = Some(
             DiskImages::new(&ctx.io_scratch_dir, self.disk_mode)
@@ -741,6 +748,7 @@ impl Backend for VmBackend {
         f.insert("disk".into(), self.disk_mode.name().into());
         f.insert("memory".into(), self.memory.name().into());
         f.insert("acpi".into(), self.acpi.name().into());
+        f.extend(self.kernel_facts.clone());
         f
     }
 

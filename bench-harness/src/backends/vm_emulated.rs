@@ -231,6 +231,8 @@ pub struct EmulatedVmBackend {
     outcomes: BTreeMap<usize, TrialOutcome>,
     /// Why trials have no outcome, when the session ended early.
     session_problem: Option<String>,
+    /// The guest kernel's hashes, for the manifest.
+    kernel_facts: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -360,6 +362,7 @@ impl Backend for EmulatedVmBackend {
         })?;
         std::fs::create_dir_all(&ctx.work_dir)
             .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
+        self.kernel_facts = super::guest_kernel::facts(&choice, &boot.kernel);
         self.prepared = Some(Prepared {
             machine,
             boot,
@@ -388,6 +391,7 @@ impl Backend for EmulatedVmBackend {
         );
         f.insert("memory".into(), self.memory.name().into());
         f.insert("acpi".into(), self.acpi.name().into());
+        f.extend(self.kernel_facts.clone());
         f
     }
 

@@ -37,6 +37,8 @@ pub(crate) struct Facts {
     environment: Vec<(String, String)>,
     /// Per backend label: (phase, median ms) segments of the noop timeline, and samples used.
     timelines: Vec<TimelineRow>,
+    /// Each published study's table beside this run (Markdown), by study name.
+    published: BTreeMap<&'static str, String>,
     /// The capacity figures, from a density run when the book has one.
     pub density: super::density::DensityFacts,
 }
@@ -54,10 +56,19 @@ impl Facts {
             caveats: methodology::caveats(&view),
             environment: methodology::environment(&view),
             timelines: timeline_rows(&view),
+            published: crate::published::STUDIES
+                .iter()
+                .map(|s| (s.id, published_table(&view, s)))
+                .collect(),
             workloads: view.workloads.clone(),
             summary: view.summary,
             density: super::density::DensityFacts::default(),
         }
+    }
+
+    /// Study `id`'s published ratios to native beside the run's; `None` for an unknown study.
+    pub(crate) fn published(&self, id: &str) -> Option<&str> {
+        self.published.get(id).map(String::as_str)
     }
 
     /// The run's identifier.
@@ -776,4 +787,17 @@ fn exit_meaning(reason: &str) -> &'static str {
         "fail_entry" | "internal_error" => "KVM could not enter or emulate: an error",
         _ => "",
     }
+}
+
+/// A study's table beside the run, with its citation and sources, for the book.
+fn published_table(view: &View<'_>, study: &'static crate::published::Study) -> String {
+    use crate::report::published;
+    let c = published::compare(view, study);
+    let mut out = published::markdown_table(&c);
+    let _ = write!(
+        out,
+        "\nRatios are sandbox / native; theirs are quoted from {}, not measured here. {}\n",
+        study.data_source, study.citation
+    );
+    out
 }

@@ -16,6 +16,7 @@
 //! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
+//! | `{{isolab:published STUDY}}` | a published study's ratios to native beside the run's (`felter2014`) |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
 //! | `{{isolab:fact BACKEND KEY}}` | a setting the run recorded for a backend (`seccomp`, ...) |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
@@ -196,6 +197,20 @@ impl IsolabPreprocessor {
                 want(0, "aa")?;
                 Ok(block(&f.aa()))
             }
+            "published" => {
+                want(1, "published STUDY")?;
+                f.published(args[0]).map(block).ok_or_else(|| {
+                    format!(
+                        "unknown study {:?}; isolab knows: {}",
+                        args[0],
+                        crate::published::STUDIES
+                            .iter()
+                            .map(|s| s.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            }
             "manifest" => {
                 want(0, "manifest")?;
                 Ok(block(&f.manifest_table()))
@@ -259,8 +274,8 @@ fn block(md: &str) -> String {
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
      exits-table WORKLOAD, inspect-table, capacity-table, memory-table, density BACKEND WHAT, \
-     density-method, density-floor, density-run-id, effects, aa, manifest, availability, \
-     methodology, caveats, run-id, fact BACKEND KEY"
+     density-method, density-floor, density-run-id, effects, aa, published STUDY, manifest, \
+     availability, methodology, caveats, run-id, fact BACKEND KEY"
         .into()
 }
 

@@ -172,6 +172,9 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
     summary_table(view, &mut o);
     effects_table(view, &mut o);
     aa_table(view, &mut o);
+    o.push_str(&super::published::html(&super::published::comparisons(
+        view,
+    )));
 
     let failed = methodology::failed_trials(view);
     if !failed.is_empty() {
@@ -204,8 +207,8 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
     let _ = writeln!(
         o,
         "<p class=\"muted\">Every number here is recomputed from samples.jsonl and manifest.json \
-         in {} by <code>isolab report</code>; the raw samples are in the CSV report.</p>",
-        esc(&view.run.dir.display().to_string())
+         of run {} by <code>isolab report</code>; the raw samples are in the CSV report.</p>",
+        esc(&m.run_id)
     );
     o.push_str("</body>\n</html>\n");
     Ok(o)

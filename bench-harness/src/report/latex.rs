@@ -160,6 +160,9 @@ pub(crate) fn render(view: &View<'_>) -> String {
     if view.summary.effects.iter().any(|e| e.headline) {
         effects(view, &label, &mut out);
     }
+    out.push_str(&super::published::latex(&super::published::comparisons(
+        view,
+    )));
     out
 }
 

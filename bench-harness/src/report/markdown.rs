@@ -192,6 +192,10 @@ pub(crate) fn render(view: &View<'_>) -> String {
         );
         out.push_str(&aa_table(aa));
     }
+    out.push_str(&super::published::markdown(
+        &super::published::comparisons(view),
+        "##",
+    ));
     let _ = writeln!(out, "\n## Methodology\n\n{}", methodology::paragraph(view));
     let caveats = methodology::caveats(view);
     if !caveats.is_empty() {

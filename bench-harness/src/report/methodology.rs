@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::{backend_label, status_word, View};
+use crate::host::Platform;
 use crate::stats::BOOTSTRAP_RESAMPLES;
 use crate::summary::LEVEL;
 
@@ -362,6 +363,9 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
         ("KVM".into(), h.kvm.describe().into()),
         ("cgroups".into(), format!("{:?}", h.cgroups)),
         ("host boot_id".into(), h.boot_id.clone()),
+    ];
+    v.extend(platform_rows(h.platform.as_ref()));
+    v.extend([
         (
             "isolab".into(),
             format!("{} ({})", m.isolab_version, m.git_commit),
@@ -397,7 +401,7 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
             format!("{} / {}", view.run.samples.len(), m.planned_trials),
         ),
         ("command".into(), m.command.join(" ")),
-    ];
+    ]);
     if let Some(u) = &m.until_ci {
         v.push((
             "--until-ci".into(),
@@ -427,4 +431,90 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
         v.push((format!("backend {name}"), val));
     }
     v
+}
+
+/// The platform settings of the host (microcode, mitigations, boost, SMT, NUMA, THP, KSM, the
+/// command line) as environment rows; one row saying they were not recorded for older runs.
+fn platform_rows(p: Option<&Platform>) -> Vec<(String, String)> {
+    let Some(p) = p else {
+        return vec![(
+            "platform".into(),
+            "not recorded (the run was made by an isolab that did not record microcode, \
+             mitigations, boost, SMT, NUMA, THP, KSM or the kernel command line)"
+                .into(),
+        )];
+    };
+    let or_absent = |v: &Option<String>| {
+        v.clone()
+            .unwrap_or_else(|| "not exposed by this host".into())
+    };
+    let smt = match (&p.smt, p.smt_active) {
+        (Some(c), Some(a)) => format!("{c} ({})", if a { "active" } else { "inactive" }),
+        (Some(c), None) => c.clone(),
+        (None, _) => "not exposed by this host".into(),
+    };
+    let numa = match &p.numa_nodes {
+        None => "not exposed by this host".into(),
+        Some(nodes) => {
+            let list: Vec<String> = nodes
+                .iter()
+                .map(|n| match n.memory_mib {
+                    Some(m) => format!("node {}: CPUs {}, {m} MiB", n.node, n.cpus),
+                    None => format!("node {}: CPUs {}", n.node, n.cpus),
+                })
+                .collect();
+            format!("{}: {}", nodes.len(), list.join("; "))
+        }
+    };
+    let ksm = match &p.ksm {
+        None => "not exposed by this host".into(),
+        Some(k) => {
+            let state = match k.run {
+                0 => "stopped".to_owned(),
+                1 => "merging".to_owned(),
+                2 => "unmerging".to_owned(),
+                n => format!("run = {n}"),
+            };
+            let mut parts = vec![state];
+            if let Some(n) = k.pages_to_scan {
+                parts.push(format!("{n} pages per scan"));
+            }
+            if let Some(ms) = k.sleep_millisecs {
+                parts.push(format!("{ms} ms between scans"));
+            }
+            if let Some(n) = k.pages_sharing {
+                parts.push(format!("{n} pages sharing at the start"));
+            }
+            parts.join(", ")
+        }
+    };
+    let mitigations = if p.mitigations.is_empty() {
+        "not exposed by this host".into()
+    } else {
+        p.mitigations
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    vec![
+        ("CPU signature".into(), or_absent(&p.cpu_signature)),
+        ("microcode".into(), or_absent(&p.microcode)),
+        ("CPU vulnerabilities".into(), mitigations),
+        ("cpufreq driver".into(), or_absent(&p.cpufreq_driver)),
+        ("boost".into(), or_absent(&p.boost)),
+        ("SMT".into(), smt),
+        ("NUMA nodes".into(), numa),
+        (
+            "transparent huge pages".into(),
+            match (&p.thp_enabled, &p.thp_defrag) {
+                (None, None) => "not exposed by this host".into(),
+                (e, d) => format!("enabled {}, defrag {}", or_absent(e), or_absent(d)),
+            },
+        ),
+        ("KSM".into(), ksm),
+        ("clock source".into(), or_absent(&p.clocksource)),
+        ("kernel build".into(), or_absent(&p.kernel_build)),
+        ("kernel command line".into(), or_absent(&p.kernel_cmdline)),
+    ]
 }

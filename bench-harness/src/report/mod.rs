@@ -21,6 +21,7 @@ mod latex;
 mod markdown;
 pub(crate) mod methodology;
 pub(crate) mod png;
+pub(crate) mod published;
 mod term;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use crate::summary::{self, Summary};
 pub use charts::Chart;
 pub use compare::compare;
 pub(crate) use html::{esc, STYLE as HTML_STYLE};
+pub(crate) use markdown::cell as markdown_cell;
 
 /// Output formats of `isolab report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,6 +86,14 @@ pub enum ReportError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The font given for the PNG files cannot be used.
+    #[error("{message}")]
+    Font {
+        /// The font file.
+        path: PathBuf,
+        /// What is wrong, and what to pass instead.
+        message: String,
+    },
     /// Serialising JSON failed (not expected with the types used).
     #[error("serialising the report as JSON failed: {0}")]
     Json(#[from] serde_json::Error),
@@ -111,6 +121,12 @@ pub fn render_report(run: &StoredRun, format: ReportFormat) -> Result<String, Re
     }
 }
 
+/// The published figures the run's suite replicates (`[replicates.STUDY]`), beside the run's,
+/// as terminal tables; empty when it replicates none.
+pub fn published_term(run: &StoredRun) -> String {
+    published::term(&published::comparisons(&View::new(run)))
+}
+
 /// The charts of `run`, as SVG text, in a fixed order. Charts without data are left out; the
 /// second value says which and why.
 pub fn build_charts(run: &StoredRun) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
@@ -122,16 +138,38 @@ pub fn build_charts(run: &StoredRun) -> Result<(Vec<Chart>, Vec<String>), Report
 /// `fonts-dejavu-core` to get them).
 pub fn write_charts(run: &StoredRun, dir: &Path) -> Result<ChartFiles, ReportError> {
     let (charts, notes) = build_charts(run)?;
-    write_chart_files(&charts, notes, dir)
+    write_chart_files(&charts, notes, dir, None)
 }
 
-/// Writes `charts` into `dir` (created if missing) as SVG and, with a font, PNG; `notes` are
-/// passed through with the PNG notes added.
+/// [`write_charts`], drawing the PNG files with the font file `font` and no other, so that they
+/// are identical wherever they are drawn (an unreadable font is an error, not a note).
+pub fn write_charts_with_font(
+    run: &StoredRun,
+    dir: &Path,
+    font: &Path,
+) -> Result<ChartFiles, ReportError> {
+    let (charts, notes) = build_charts(run)?;
+    write_chart_files(&charts, notes, dir, Some(font))
+}
+
+/// Writes `charts` into `dir` (created if missing) as SVG and PNG; `notes` are passed through
+/// with the PNG notes added. The PNG files are drawn with the font file `font` alone when it is
+/// given (an unreadable font is an error), else with a system font (none: a note, no PNG).
 pub fn write_chart_files(
     charts: &[Chart],
     mut notes: Vec<String>,
     dir: &Path,
+    font: Option<&Path>,
 ) -> Result<ChartFiles, ReportError> {
+    let rasteriser = match font {
+        Some(font) => Ok(
+            png::Rasteriser::with_font_file(font).map_err(|message| ReportError::Font {
+                path: font.to_path_buf(),
+                message,
+            })?,
+        ),
+        None => png::Rasteriser::new(),
+    };
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
         path: dir.to_path_buf(),
         source,
@@ -145,7 +183,7 @@ pub fn write_chart_files(
         })?;
         files.push(path);
     }
-    match png::Rasteriser::new() {
+    match rasteriser {
         Ok(r) => {
             for c in charts {
                 let path = dir.join(format!("{}.png", c.name));
@@ -253,6 +291,9 @@ struct JsonReport<'a> {
     caveats: Vec<String>,
     summary: &'a Summary,
     failed_trials: Vec<methodology::FailedTrial>,
+    /// Published figures beside this run's, for the studies the suite replicates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    published: Vec<published::Comparison>,
     manifest: &'a Manifest,
 }
 
@@ -269,6 +310,7 @@ fn json(view: &View<'_>) -> Result<String, ReportError> {
         caveats: methodology::caveats(view),
         summary: &view.summary,
         failed_trials: methodology::failed_trials(view),
+        published: published::comparisons(view),
         manifest: m,
     };
     Ok(serde_json::to_string_pretty(&report)? + "\n")

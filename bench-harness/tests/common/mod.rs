@@ -116,6 +116,7 @@ pub fn density_run(dir: &std::path::Path) -> bench_harness::density::record::Den
             kvm: KvmFlavour::Pvm,
             cgroups: CgroupLayout::V2,
             boot_id: "b00t".into(),
+            platform: None,
         },
         backends: DENSITY_COSTS
             .iter()
