@@ -162,12 +162,14 @@ pub fn write_chart_files(
     font: Option<&Path>,
 ) -> Result<ChartFiles, ReportError> {
     let rasteriser = match font {
-        Some(font) => Ok(
-            png::Rasteriser::with_font_file(font).map_err(|message| ReportError::Font {
-                path: font.to_path_buf(),
-                message,
-            })?,
-        ),
+        Some(font) => {
+            Ok(
+                png::Rasteriser::with_font_file(font).map_err(|message| ReportError::Font {
+                    path: font.to_path_buf(),
+                    message,
+                })?,
+            )
+        }
         None => png::Rasteriser::new(),
     };
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
