@@ -60,18 +60,19 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
     let Some((x0, x1)) = count_range(s) else {
         return Ok(Err("no round was measured".into()));
     };
-    // The y range: every median, and the intervals where N ≥ 10 (at small N a shared host's
-    // noise dwarfs one instance; those whiskers are cut at the edge).
+    // The y range: each backend's two largest N, medians and intervals, and every PSS. At
+    // small N a shared host's noise dwarfs the instances (tens of MiB over N = 1 against a
+    // fraction of a MiB per instance); drawn to scale, it would flatten the figures a planner
+    // reads, those of many instances. Values outside are drawn at the edge and said in a note.
     let mut ys: Vec<f64> = vec![0.0];
     for b in &s.backends {
-        for c in &b.counts {
-            for m in [c.drop_mib, c.pss_mib].into_iter().flatten() {
-                ys.push(m.median);
-                if c.count >= 10 {
-                    ys.extend([m.lo, m.hi]);
-                }
+        let measured: Vec<_> = b.counts.iter().filter(|c| c.drop_mib.is_some()).collect();
+        for c in measured.iter().rev().take(SCALE_COUNTS) {
+            if let Some(m) = c.drop_mib {
+                ys.extend([m.median, m.lo, m.hi]);
             }
         }
+        ys.extend(b.counts.iter().filter_map(|c| Some(c.pss_mib?.median)));
     }
     let (mut y0, mut y1) = ys
         .iter()
@@ -83,6 +84,17 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
     let pad = (y1 - y0) * 0.08;
     y0 -= pad;
     y1 += pad;
+    let off_scale: Vec<String> = s
+        .backends
+        .iter()
+        .flat_map(|b| {
+            b.counts.iter().filter_map(move |c| {
+                let m = c.drop_mib?.median;
+                (!(y0..=y1).contains(&m))
+                    .then(|| format!("{} N={} {}", b.backend.label(), c.count, short(m)))
+            })
+        })
+        .collect();
     let title = "Host memory per instance vs N (MemAvailable drop ÷ N, and PSS per instance)";
     let mut svg = String::new();
     {
@@ -178,6 +190,21 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
             .label_font(legend_style())
             .draw()
             .map_err(&err)?;
+        if !off_scale.is_empty() {
+            let mut listed = off_scale
+                .iter()
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            if off_scale.len() > 4 {
+                listed.push_str("; …");
+            }
+            let note =
+                format!("off the scale, drawn at the edge (MiB; the host's noise): {listed}");
+            root.draw(&Text::new(note, (90, 486), (FONT, 12).into_font()))
+                .map_err(&err)?;
+        }
         root.present().map_err(&err)?;
     }
     Ok(Ok(Chart {
@@ -186,6 +213,9 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
         svg,
     }))
 }
+
+/// How many of each backend's largest N set the memory chart's scale.
+const SCALE_COUNTS: usize = 2;
 
 /// What grew in /proc/meminfo per instance, at each backend's largest measured N.
 pub(crate) fn components(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
