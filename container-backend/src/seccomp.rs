@@ -5,9 +5,9 @@
 //! whose namespace flags are refused. [`SeccompProfile::Off`] installs nothing, so the cost of the
 //! filter can be measured (`isolab run --seccomp off`).
 //!
-//! The rules are written with rust-vmm's `seccompiler` types ([`docker_rules`]); the program the
+//! The rules are written with rust-vmm's `seccompiler` types (`docker_rules`); the program the
 //! child installs is one filter that searches the system-call number's intervals
-//! ([`crate::seccomp_tree`]) instead of seccompiler's linear chain, because installing a long
+//! (`seccomp_tree`) instead of seccompiler's linear chain, because installing a long
 //! linear filter costs about 1 ms of CPU per container start (the kernel emulates it for every
 //! system-call number to build its action cache). A test checks that both programs give the
 //! same verdict for every number and argument edge. The program is built in the parent, before
