@@ -113,7 +113,11 @@ pub struct Factor {
 
 const CONTAINER: &[BackendKind] = &[BackendKind::Container];
 const VM: &[BackendKind] = &[BackendKind::Vm];
-const SANDBOXES: &[BackendKind] = &[BackendKind::Container, BackendKind::Vm];
+const SANDBOXES: &[BackendKind] = &[
+    BackendKind::Container,
+    BackendKind::Vm,
+    BackendKind::QemuTcg,
+];
 const ALL: &[BackendKind] = &BackendKind::ALL;
 
 /// Every setting isolab has, in the order column labels name them.

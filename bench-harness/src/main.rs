@@ -171,7 +171,7 @@ EMULATED_VM_RUN (a run made with --vm-in-emulator)"
         long_about = "Checks root, the agent binary, namespaces, cgroups (v1, v2 or hybrid) and \
 their controllers, /dev/kvm and its flavour (hardware KVM via kvm_intel/kvm_amd, PVM via kvm_pvm, or \
 none) and disk space. Each problem comes with its fix. The exit code is 0 when every backend is usable, \
-else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
+else the sum of 1 (native), 2 (container), 4 (vm) and 8 (qemu-tcg) for the unusable ones."
     )]
     Doctor {
         /// Also remove what a killed isolab left behind: the folders and cgroups its runs recorded
@@ -236,7 +236,10 @@ enum VmAcpi {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Backends to run, comma-separated: native, container, vm. Default: the suite's.
+    /// Backends to run, comma-separated: native, container, vm, qemu-tcg. Default: the suite's
+    /// (native, container, vm). `qemu-tcg` runs the VM's guest kernel and the agent under QEMU's
+    /// full-system emulator without acceleration, timed for real: the cost of emulation itself
+    /// (10-100x slower; no disk, so no io-* workloads).
     #[arg(long, value_delimiter = ',')]
     backend: Vec<String>,
     /// Workloads to run (names or kinds from the suite), comma-separated. Default: all.
@@ -441,7 +444,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         let mut kinds = Vec::new();
         for b in &args.backend {
             let Some(k) = BackendKind::from_name(b.trim()) else {
-                bail!("unknown backend {b:?}; choose from native, container, vm");
+                bail!("unknown backend {b:?}; choose from native, container, vm, qemu-tcg");
             };
             if !kinds.contains(&k) {
                 kinds.push(k);
@@ -641,19 +644,11 @@ fn cmd_book(
             newest
         }
     };
-    let mut run = store::load_run(&run_dir)?;
-    if let Some(vm_dir) = &vm_results {
-        let vm_run = store::load_run(vm_dir)?;
-        let n = book::merge_vm_run(&mut run, &vm_run);
-        if n == 0 {
-            bail!(
-                "{} has no VM samples; pass a run made with --backend vm (on a host without \
-                 hardware KVM: --vm-in-emulator)",
-                vm_dir.display()
-            );
-        }
-        eprintln!("the VM's {n} samples come from {}", vm_dir.display());
-    }
+    let run = store::load_run(&run_dir)?;
+    let vm_run = match &vm_results {
+        Some(vm_dir) => Some(store::load_run(vm_dir)?),
+        None => None,
+    };
     let density = match &density {
         Some(d) => {
             if !bench_harness::density::record::is_density_run(d) {
@@ -667,7 +662,14 @@ fn cmd_book(
         None => None,
     };
     let out = out.unwrap_or_else(|| run_dir.join("book"));
-    let built = book::build_book_with(&run, density.as_ref(), &src, &out)?;
+    let built = book::build_book_with(&run, vm_run.as_ref(), density.as_ref(), &src, &out)?;
+    if let Some(vm) = &vm_run {
+        eprintln!(
+            "the VM's samples come from run {} ({}); the book describes both runs",
+            vm.manifest.run_id,
+            vm.dir.display()
+        );
+    }
     for n in &built.notes {
         eprintln!("note: {n}");
     }

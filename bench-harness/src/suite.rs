@@ -270,7 +270,7 @@ impl Suite {
         })?;
         let mut backends = Vec::new();
         for b in raw.backends.unwrap_or_else(|| {
-            BackendKind::ALL
+            BackendKind::DEFAULT
                 .iter()
                 .map(|k| toml::Spanned::new(0..0, k.name().to_owned()))
                 .collect()
@@ -279,7 +279,7 @@ impl Suite {
                 at(
                     b.span().start,
                     format!(
-                        "unknown backend {:?}; choose from native, container, vm",
+                        "unknown backend {:?}; choose from native, container, vm, qemu-tcg",
                         b.get_ref()
                     ),
                 )
@@ -667,7 +667,7 @@ mod tests {
         for k in WORKLOAD_KINDS {
             assert!(kinds.contains(k), "default suite lacks {k}");
         }
-        assert_eq!(s.backends, BackendKind::ALL.to_vec());
+        assert_eq!(s.backends, BackendKind::DEFAULT.to_vec());
         assert!(s.reps >= 5);
     }
 

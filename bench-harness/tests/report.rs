@@ -895,3 +895,148 @@ fn line_of(md: &str, needle: &str) -> String {
         .unwrap_or_else(|| panic!("no table line with {needle}:\n{md}"))
         .to_owned()
 }
+
+/// `full_run` on a host whose VM is unavailable: every VM trial fails for one reason.
+fn run_with_vm_unavailable() -> StoredRun {
+    let mut run = full_run("novm-1", "6.1.0-test");
+    const REASON: &str = "/dev/kvm is served by PVM (kvm_pvm)";
+    run.samples.retain(|s| !(s.backend == "vm" && s.emulated));
+    for s in run.samples.iter_mut().filter(|s| s.backend == "vm") {
+        s.failure = Some(TrialFailure::Unavailable {
+            reason: REASON.into(),
+            fix: "run on a host with hardware KVM".into(),
+        });
+        s.metrics.clear();
+        s.timeline.clear();
+    }
+    run
+}
+
+#[test]
+fn a_reason_shared_by_many_trials_is_said_once_with_its_count() {
+    let run = run_with_vm_unavailable();
+    let failed_vm = run
+        .samples
+        .iter()
+        .filter(|s| s.backend == "vm" && !s.warmup)
+        .count();
+    let html = render_report(&run, ReportFormat::Html).unwrap();
+    parse_xml(&html);
+    // The "Read this first" box: one line for the VM, with the number of trials it covers.
+    let start = html.find("Read this first").unwrap();
+    let end = start + html[start..].find("</div>").unwrap();
+    let box_text = &html[start..end];
+    assert_eq!(
+        box_text.matches("served by PVM").count(),
+        1,
+        "the reason is repeated: {box_text}"
+    );
+    assert!(
+        box_text.contains(&format!(
+            "vm: {failed_vm} trials (noop, cpu, io-rand, io-fsync) not run"
+        )),
+        "{box_text}"
+    );
+    // The failed-trials table: one row per backend and reason, with the trials it covers.
+    let table_start = html.find("<h2>Failed trials</h2>").unwrap();
+    let table = &html[table_start..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("served by PVM").count(), 1, "{table}");
+    assert!(
+        table.contains(&format!("<td class=\"num\">{failed_vm}</td>")),
+        "{table}"
+    );
+    // Over the whole page, a handful of times (caveat, table, environment), never per trial.
+    assert!(html.matches("served by PVM").count() <= 3, "{html}");
+    for format in [ReportFormat::Md, ReportFormat::Term] {
+        let text = render_report(&run, format).unwrap();
+        assert!(
+            text.matches("served by PVM").count() <= 3,
+            "{format:?} repeats it: {text}"
+        );
+    }
+}
+
+/// The text of every `<text>` element of an SVG.
+fn svg_texts(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.tag_name().name() == "text")
+        .map(|n| n.text().unwrap_or("").trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn charts_agree_with_the_text_and_label_their_axes_below_one() {
+    let run = full_run("full-2", "6.1.0-test");
+    let (charts, _) = build_charts(&run).unwrap();
+    let chart = |name: &str| charts.iter().find(|c| c.name == name).unwrap();
+    // The ratio axis has labels on both sides of 1 (the container is faster on some metric
+    // here, so the axis reaches below 1).
+    let ticks: Vec<f64> = svg_texts(&chart("ratio_to_native").svg)
+        .iter()
+        .filter_map(|t| t.parse::<f64>().ok())
+        .collect();
+    assert!(ticks.iter().any(|t| *t < 1.0), "no tick below 1: {ticks:?}");
+    assert!(ticks.iter().any(|t| *t > 1.0), "no tick above 1: {ticks:?}");
+    assert!(ticks.contains(&1.0), "{ticks:?}");
+    // The start timeline quotes the summary's start-to-ready median, interval and n: what the
+    // text beside it says.
+    let view = bench_harness::summary::summarise_run(&run);
+    let texts = svg_texts(&chart("start_timeline").svg);
+    for b in ["native", "container", "vm"] {
+        let row = view
+            .rows
+            .iter()
+            .find(|r| r.backend == b && r.workload == "noop" && r.metric == "host.start_to_ready")
+            .unwrap();
+        let n = format!("n = {}", row.median.n);
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("ready: ") && t.contains('[') && t.contains(&n)),
+            "{b}: {texts:?}"
+        );
+    }
+}
+
+#[test]
+fn an_emulated_time_carries_its_label_in_its_own_cell() {
+    let run = full_run("full-3", "6.1.0-test");
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    let tex = render_report(&run, ReportFormat::Latex).unwrap();
+    let term = render_report(&run, ReportFormat::Term).unwrap();
+    let mut checked = 0;
+    for line in md.lines().filter(|l| l.contains("| vm (emulated) |")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        // | workload | metric | unit | backend | n | median | CI | vs native |
+        let unit = cells[2];
+        if unit.starts_with("ms") || unit.starts_with("µs") || unit.contains("/s") {
+            assert!(
+                cells[5].contains("(emulated time)") && cells[6].contains("(emulated time)"),
+                "{line}"
+            );
+            checked += 1;
+        } else {
+            assert!(
+                !line.contains("(emulated time)"),
+                "a count is not a time: {line}"
+            );
+        }
+    }
+    assert!(checked > 0, "no emulated time row: {md}");
+    let tex_rows: Vec<&str> = tex
+        .lines()
+        .filter(|l| l.contains("vm (emulated)") && l.contains("(ms)"))
+        .collect();
+    assert!(!tex_rows.is_empty(), "{tex}");
+    for l in tex_rows {
+        assert_eq!(l.matches("\\textit{(emulated)}").count(), 2, "{l}");
+    }
+    assert!(
+        term.lines()
+            .filter(|l| l.contains("vm (emulated)") && l.contains("ms"))
+            .all(|l| l.contains("(emulated time)")),
+        "{term}"
+    );
+}

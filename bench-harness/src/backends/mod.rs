@@ -5,13 +5,14 @@ pub mod child;
 pub mod container;
 mod guest_kernel;
 pub mod native;
+pub mod qemu_tcg;
 pub mod vm;
 pub mod vm_disk;
 pub mod vm_emulated;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, BackendKind};
+use crate::backend::{Backend, BackendError, BackendKind};
 
 /// Settings that pick a backend's variant.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,18 @@ pub struct BackendOptions {
     pub vm_memory: Option<vm_backend::vstate::memory::MemoryBacking>,
     /// How the VM describes its devices to the guest (default: ACPI and the command line).
     pub vm_acpi: Option<vm_backend::vmm::AcpiMode>,
+}
+
+/// Removes a file a backend made for its trials at cleanup; one already gone is fine.
+pub(crate) fn remove_made_file(backend: BackendKind, path: &Path) -> Result<(), BackendError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BackendError::Cleanup {
+            backend,
+            message: format!("{}: {e}", path.display()),
+        }),
+    }
 }
 
 /// The last `n` lines of `text`, for failure reports.
@@ -78,5 +91,6 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
                     .with_acpi(options.vm_acpi.unwrap_or_default()),
             )
         }
+        BackendKind::QemuTcg => Box::new(qemu_tcg::QemuTcgBackend::new()),
     }
 }

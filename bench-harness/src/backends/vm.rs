@@ -431,7 +431,54 @@ fn per_op_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
         kvm,
         report.exits_workload.as_ref().map(ExitCounts::total),
     );
+    // The whole window's disk notifications are not snapshotted (only each phase's are), so the
+    // device share is given here only for a VM without a disk; the I/O workloads have it per phase.
+    if report.disk.is_none() {
+        if let (Some(exits), Some(kvm)) = (&report.exits_workload, &report.kvm_stats_workload) {
+            push_exit_causes(&mut m, op, n, device_exits(exits, 0), kvm);
+        }
+    }
     m
+}
+
+/// Exits a workload's devices caused: the device accesses that reached the VMM (port and MMIO
+/// exits, by reason) plus the virtqueue notifications KVM completed itself through an ioeventfd.
+/// They follow from the guest driver's protocol, so a hardware host sees the same count.
+fn device_exits(exits: &ExitCounts, queue_notifies: u64) -> u64 {
+    let to_vmm: u64 = exits
+        .0
+        .iter()
+        .filter(|(reason, _)| reason.starts_with("io_") || reason.starts_with("mmio_"))
+        .map(|(_, n)| n)
+        .sum();
+    to_vmm + queue_notifies
+}
+
+/// KVM's exits driven by time rather than by the workload: external interrupts (the host's and
+/// the guest's timer ticks among them), halts and interrupt windows. They grow with how long the
+/// window lasted, so a slow (emulated) run counts many more than hardware would.
+const TIME_DRIVEN_STATS: [&str; 4] = [
+    "irq_exits",
+    "halt_exits",
+    "irq_window_exits",
+    "nmi_window_exits",
+];
+
+/// `exits.device_per_<op>` and `exits.time_driven_per_<op>` (exits/op): the workload's device
+/// exits ([`device_exits`]) and the time-driven ones ([`TIME_DRIVEN_STATS`]) per operation; the
+/// rest of `exits.per_<op>` is mostly nested-page faults KVM handled itself.
+fn push_exit_causes(m: &mut Vec<Metric>, op: &str, n: f64, device: u64, kvm: &KvmStats) {
+    let time: u64 = TIME_DRIVEN_STATS.iter().map(|s| kvm.get(s)).sum();
+    m.push(Metric::lower(
+        &format!("exits.device_per_{op}"),
+        "exits/op",
+        device as f64 / n,
+    ));
+    m.push(Metric::lower(
+        &format!("exits.time_driven_per_{op}"),
+        "exits/op",
+        time as f64 / n,
+    ));
 }
 
 /// `exits.per_<op>` and `irq_injections.per_<op>` from KVM's (exits, interrupts injected) when
@@ -517,6 +564,15 @@ fn per_phase_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
         });
         let userspace = phase_windows(report, phase).map(|w| w.exits.total()).sum();
         push_op_costs(&mut m, op, n, kvm, Some(userspace));
+        let windows: Vec<&PhaseWindow> = phase_windows(report, phase).collect();
+        let kvm: Option<Vec<&KvmStats>> = windows.iter().map(|w| w.kvm_stats.as_ref()).collect();
+        if let Some(kvm) = kvm {
+            let device = windows
+                .iter()
+                .map(|w| device_exits(&w.exits, w.disk.map_or(0, |d| d.notifies)))
+                .sum();
+            push_exit_causes(&mut m, op, n, device, &KvmStats::sum(kvm));
+        }
     }
     m
 }
@@ -868,19 +924,10 @@ impl Backend for VmBackend {
         if let Some(mut disks) = self.disks.take() {
             disks.cleanup();
         }
-        if let Some(p) = self.prepared.take() {
-            match std::fs::remove_file(&p.initrd) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(BackendError::Cleanup {
-                        backend: BackendKind::Vm,
-                        message: format!("{}: {e}", p.initrd.display()),
-                    })
-                }
-            }
+        match self.prepared.take() {
+            Some(p) => super::remove_made_file(BackendKind::Vm, &p.initrd),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -234,6 +234,7 @@ pub(crate) fn components(s: &Summary) -> Result<Result<Chart, String>, ReportErr
                     .filter(|(_, v)| *v > 0.0)
                     .cloned()
                     .collect(),
+                marker: None,
             })
         })
         .filter(|r| !r.segments.is_empty())

@@ -176,19 +176,23 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
         view,
     )));
 
-    let failed = methodology::failed_trials(view);
+    let failed = methodology::failed_groups(view);
     if !failed.is_empty() {
-        o.push_str("<h2>Failed trials</h2>\n<table>\n<tr><th>trial</th><th>backend</th><th>workload</th><th>repetition</th><th>reason</th></tr>\n");
-        for f in failed {
+        o.push_str(
+            "<h2>Failed trials</h2>\n<p class=\"muted\">One row per backend and reason (every \
+             trial: <code>isolab report --format json</code>).</p>\n<table>\n<tr><th>backend</th>\
+             <th>trials</th><th>how many</th><th>workloads</th><th>reason</th></tr>\n",
+        );
+        for g in failed {
             let _ = writeln!(
                 o,
-                "<tr><td class=\"num\">{}</td><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                f.trial,
-                dot(view, &f.backend),
-                esc(&f.backend),
-                esc(&f.workload),
-                f.repetition,
-                esc(&f.reason)
+                "<tr><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+                dot(view, &g.backend),
+                esc(&g.backend),
+                esc(&g.trial_ranges()),
+                g.trials.len(),
+                esc(&g.workloads.join(", ")),
+                esc(&g.reason)
             );
         }
         o.push_str("</table>\n");
@@ -247,6 +251,7 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         if r.wide {
             star.push('~');
         }
+        let mark = esc(r.cell_mark());
         let vs = r.vs_native.map_or(String::new(), |v| {
             format!(
                 "{}x [{}, {}]",
@@ -258,7 +263,7 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         let _ = writeln!(
             o,
             "<tr{}><td>{}</td><td>{}</td><td>{} {}</td><td>{}{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">[{}, {}]{star}</td><td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}{mark}</td><td class=\"num\">[{}, {}]{star}{mark}</td><td class=\"num\">{}</td></tr>",
             if first { " class=\"first\"" } else { "" },
             if first { esc(&r.workload) } else { String::new() },
             esc(&r.metric),

@@ -36,6 +36,71 @@ pub(crate) fn failed_trials(view: &View<'_>) -> Vec<FailedTrial> {
         .collect()
 }
 
+/// Failed measured trials of one column for one reason: what the failure tables show, one row
+/// per column and reason (the JSON report keeps every trial).
+#[derive(Debug, Clone)]
+pub(crate) struct FailedGroup {
+    pub backend: String,
+    pub reason: String,
+    /// Trial numbers, in order.
+    pub trials: Vec<usize>,
+    /// Workloads hit, in first-seen order.
+    pub workloads: Vec<String>,
+}
+
+impl FailedGroup {
+    /// The trial numbers as ranges: `3, 7-9, 12`.
+    pub(crate) fn trial_ranges(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < self.trials.len() {
+            let start = self.trials[i];
+            let mut end = start;
+            while i + 1 < self.trials.len() && self.trials[i + 1] == end + 1 {
+                i += 1;
+                end = self.trials[i];
+            }
+            out.push(if end == start {
+                start.to_string()
+            } else {
+                format!("{start}-{end}")
+            });
+            i += 1;
+        }
+        out.join(", ")
+    }
+}
+
+pub(crate) fn failed_groups(view: &View<'_>) -> Vec<FailedGroup> {
+    let mut groups: Vec<FailedGroup> = Vec::new();
+    for f in failed_trials(view) {
+        let g = match groups
+            .iter_mut()
+            .position(|g| g.backend == f.backend && g.reason == f.reason)
+        {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(FailedGroup {
+                    backend: f.backend.clone(),
+                    reason: f.reason.clone(),
+                    trials: Vec::new(),
+                    workloads: Vec::new(),
+                });
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        g.trials.push(f.trial);
+        if !g.workloads.contains(&f.workload) {
+            g.workloads.push(f.workload);
+        }
+    }
+    for g in &mut groups {
+        g.trials.sort_unstable();
+    }
+    groups
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -322,14 +387,9 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
             crate::summary::pct_text(floor)
         ));
     }
-    for f in &view.summary.failures {
-        c.push(format!(
-            "{} of {} on {} produced no result: {}.",
-            plural(f.count, "trial", "trials"),
-            f.workload,
-            f.backend,
-            f.reason
-        ));
+    // One line per column and reason, however many workloads it hit.
+    for g in crate::summary::grouped_failures(&view.summary) {
+        c.push(format!("{}.", g.sentence()));
     }
     c
 }
