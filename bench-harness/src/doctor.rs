@@ -159,6 +159,27 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
             "its samples are labelled emulated: they show the VM works, not how fast; expect minutes per suite",
         ));
     }
+    out.push(match vm_backend::process::client::locate_vmm() {
+        Ok(p) => Check::ok(format!(
+            "VMM process: {} (one per VM; seccomp filters per thread{})",
+            p.display(),
+            match vm_backend::seccomp::ThreadFilters::compile(
+                vm_backend::seccomp::SeccompMode::On,
+                vm_backend::vmm::kick_signal(),
+            ) {
+                Ok(f) => format!(
+                    ", {} BPF instructions in all",
+                    f.instructions().values().sum::<usize>()
+                ),
+                Err(e) => format!(" cannot be built: {e}"),
+            }
+        )),
+        Err(e) => Check::problem(
+            format!("VMM process: {e}"),
+            "build it: `cargo build --release -p vm_backend --bin isolab-vmm` (./isolab does this)",
+            &[Vm],
+        ),
+    });
     out.push(match vm_backend::kernel::build::find_cached_micro() {
         Some(k) => Check::ok(format!("guest kernel: micro kernel cached in {}", k.dir.display())),
         None => {

@@ -202,6 +202,19 @@ enum Seccomp {
     Off,
 }
 
+/// The VMM process's system-call filters.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VmSeccomp {
+    /// A filter per VMM thread kind (main, vCPU, device, control), as Firecracker's; a refused
+    /// call kills the VMM process, and the trial says which thread made which call.
+    On,
+    /// No filter, to measure what the filters cost.
+    Off,
+    /// The filters, but refused calls are allowed and logged by the kernel (dmesg): for finding
+    /// what a new guest kernel or host libc needs.
+    Log,
+}
+
 /// How the VM's I/O workloads use their disk.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum VmDisk {
@@ -308,6 +321,17 @@ struct RunArgs {
     /// `raw` gives the agent the bare device (O_DIRECT on /dev/vda).
     #[arg(long, value_enum, default_value_t = VmDisk::Ext4)]
     vm_disk: VmDisk,
+    /// The VMM process's seccomp filters: `on` (one per thread kind, as Firecracker's), `off`
+    /// (to measure their cost: `--factor vm-seccomp=on,off`), or `log` (allowed, but the kernel
+    /// logs every call a filter would refuse). Each VM runs in a VMM process of its own.
+    #[arg(long, value_enum, default_value_t = VmSeccomp::On)]
+    vm_seccomp: VmSeccomp,
+    /// Jail each VMM process as Firecracker's jailer does: new mount, PID and network
+    /// namespaces, a root holding only its kernel, initramfs and disk (in the run's state
+    /// folder, removed after the trial), its own cgroup, an unprivileged user once its files
+    /// are open. Needs root. `--factor vm-jail=off,on` shows what it costs.
+    #[arg(long)]
+    vm_jail: bool,
     /// How the VM's guest RAM is backed on the host: `thp` (2 MiB-aligned, transparent huge pages
     /// asked for), `hugetlbfs` (pre-reserved 2 MiB pages: `sysctl vm.nr_hugepages=N` first), or
     /// `small` (4 KiB pages only, to see what huge pages buy). With fewer nested page faults the
@@ -552,6 +576,12 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
                 VmDisk::Raw => workloads::protocol::DiskMode::Raw,
             }),
+            vm_seccomp: match args.vm_seccomp {
+                VmSeccomp::On => vm_backend::seccomp::SeccompMode::On,
+                VmSeccomp::Off => vm_backend::seccomp::SeccompMode::Off,
+                VmSeccomp::Log => vm_backend::seccomp::SeccompMode::Log,
+            },
+            vm_jail: args.vm_jail,
             vm_memory: Some(match args.vm_memory {
                 VmMemory::Thp => vm_backend::vstate::memory::MemoryBacking::Thp,
                 VmMemory::Hugetlbfs => vm_backend::vstate::memory::MemoryBacking::Hugetlbfs,

@@ -71,16 +71,22 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
                         .to_string()
                 }),
                 // What the container and VM backends record (chapters 7 and 6b quote it).
-                facts: if b == "container" {
-                    [("seccomp", "docker"), ("user_namespace", "false")]
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                } else if b == "vm" {
-                    BTreeMap::from([("memory".to_string(), "thp".to_string())])
-                } else {
-                    BTreeMap::new()
-                },
+                facts: match b {
+                    "container" => vec![("seccomp", "docker"), ("user_namespace", "false")],
+                    "vm" => vec![
+                        ("memory", "thp"),
+                        ("vm_seccomp", "on"),
+                        ("vm_jail", "off"),
+                        ("vm_seccomp_bpf_instructions.vcpu", "171"),
+                        ("vm_seccomp_bpf_instructions.virtio-blk", "143"),
+                        ("vm_seccomp_bpf_instructions.main", "150"),
+                        ("vmm_cgroup", "a sibling below the run's cgroup"),
+                    ],
+                    _ => Vec::new(),
+                }
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             },
         );
     }
@@ -241,7 +247,8 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             m.push(Metric::lower("host.vmm_setup", "ms", j(3.5)));
             m.push(Metric::lower("host.boot_to_agent", "ms", j(91.5)));
             m.push(Metric::lower("host.teardown", "ms", j(2.0)));
-            m.push(Metric::lower("host.vmm_overhead", "MiB", j(7.0)));
+            m.push(Metric::lower("host.vmm_overhead", "MiB", j(1.8)));
+            m.push(Metric::lower("host.vmm_process_start", "ms", j(0.9)));
             m.push(Metric::lower("host.guest_ram_touched", "MiB", j(38.0)));
             m.push(Metric::lower("exits.total", "exits", 5200.0));
             m.push(Metric::lower("exits.io_out.serial", "exits", 3000.0));
@@ -657,6 +664,19 @@ fn full_run_fills_every_placeholder_with_a_number() {
     assert!(ch5.contains("0.8301 MiB per instance"), "{ch5}");
     let ch7 = main_text(&pages[Path::new("07-security.html")]);
     assert!(ch7.contains("filter was docker"), "{ch7}");
+    // The VMM's confinement, from the run's manifest and samples.
+    for fact in [
+        "on in this run",
+        "off in this run",
+        "171 BPF instructions",
+        "143",
+    ] {
+        assert!(ch7.contains(fact), "{fact}: {ch7}");
+    }
+    assert!(
+        !ch7.contains(&format!("{NOT_MEASURED} (the run's manifest")),
+        "{ch7}"
+    );
     // Text from the run is shown as text, not taken as Markdown or HTML.
     let ch9 = &pages[Path::new("09-reproducing.html")];
     assert!(

@@ -27,6 +27,11 @@ pub struct BackendOptions {
     pub vm_in_emulator: bool,
     /// How the VM's I/O trials use their disk (default: ext4 on it).
     pub vm_disk: Option<workloads::protocol::DiskMode>,
+    /// The VMM process's seccomp filters, one per thread kind (default: on).
+    pub vm_seccomp: vm_backend::seccomp::SeccompMode,
+    /// Run each VMM process in a jail: new mount, PID and network namespaces, a root holding only
+    /// its kernel, initramfs and disk, an unprivileged user.
+    pub vm_jail: bool,
     /// How the VM's guest RAM is backed on the host (default: transparent huge pages).
     pub vm_memory: Option<vm_backend::vstate::memory::MemoryBacking>,
     /// How the VM describes its devices to the guest (default: ACPI and the command line).
@@ -63,6 +68,7 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
             };
             Box::new(
                 b.with_disk_mode(disk)
+                    .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
                     .with_acpi(options.vm_acpi.unwrap_or_default()),
             )
@@ -74,6 +80,7 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
             };
             Box::new(
                 b.with_disk_mode(disk)
+                    .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
                     .with_acpi(options.vm_acpi.unwrap_or_default()),
             )
