@@ -276,7 +276,13 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
             source,
         })?;
     let ksm_host = KsmState::read();
-    if let Some(v) = opts.ksm.run_value() {
+    // VMs in the emulated machine use its KSM (the run there sets it); this host's is changed
+    // only when instances run here.
+    let on_this_host = opts
+        .backends
+        .iter()
+        .any(|k| *k != Kind::Vm || !opts.vm_in_emulator);
+    if let Some(v) = opts.ksm.run_value().filter(|_| on_this_host) {
         if ksm_host.is_none() {
             return Err(DensityError::Usage(
                 "--ksm on|off: this kernel has no KSM (/sys/kernel/mm/ksm); leave --ksm out".into(),
