@@ -485,3 +485,99 @@ fn ctrl_c_stops_the_run_keeps_what_it_measured_and_leaves_nothing() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+/// VMs in the emulated machine (`--vm-in-emulator`, one boot for every round), N up to 4 with
+/// `--ksm on`: every VM gets ready in its own VMM process, its memory is split into guest RAM
+/// touched and the VMM's own (PSS), its guest says what it uses from inside, KSM shares pages
+/// between the guests, nothing is left, and this host's KSM switch is not touched (the run in
+/// the emulated machine switches that machine's). Slow (an emulated machine), so `#[ignore]`d;
+/// `./run-tests` runs it. Needs root and the micro kernel (built on first use).
+#[test]
+#[ignore]
+fn vms_in_the_emulated_machine_report_their_memory_split_and_what_ksm_shares() {
+    require_root();
+    let _one = serial();
+    let before = ksm_run();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let o = std::process::Command::new(ISOLAB)
+        .args([
+            "density",
+            "--backend",
+            "vm",
+            "--vm-in-emulator",
+            "--count",
+            "1,4",
+            "--rounds",
+            "1",
+            "--beside",
+            "1",
+            "--ksm",
+            "on",
+            "--ksm-settle",
+            "60s",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--io-dir")
+        .arg(tmp.path())
+        .env("ISOLAB_AGENT", agent())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(ksm_run(), before, "this host's KSM was changed");
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let run = bench_harness::density::record::load(&dir).unwrap();
+    assert_eq!(run.rounds.len(), 2, "{stdout}\n{stderr}");
+    for r in &run.rounds {
+        assert_eq!(r.backend, Kind::Vm);
+        assert_eq!(r.ready, r.count, "N={}: {:?}\n{stderr}", r.count, r.stopped);
+        assert!(r.left_behind.is_empty(), "{:?}", r.left_behind);
+        assert_eq!(r.beside_ms.len(), 1);
+        let m = r.vm_memory.expect("the VMs' memory split");
+        assert_eq!((m.vms, m.inside_vms), (r.count, r.count), "{m:?}");
+        // An idle micro-kernel guest touches megabytes; the VMM's own is a few MiB.
+        assert!(m.guest_ram_kib >= (r.count as u64) << 10, "{m:?}");
+        assert!(m.vmm_overhead_kib > 0, "{m:?}");
+        assert!(m.vmm_overhead_kib < (r.count as u64) * (32 << 10), "{m:?}");
+        assert!(
+            m.guest_used_kib > 0 && m.guest_total_kib > m.guest_used_kib,
+            "{m:?}"
+        );
+        // PSS of the VMM processes is the split's sum (within rounding, both from smaps).
+        let pss: u64 = r.pss_kib.iter().sum();
+        let split = m.guest_ram_kib + m.vmm_overhead_kib;
+        assert!(
+            pss.abs_diff(split) <= split / 10 + 64,
+            "PSS {pss} KiB, split {split} KiB"
+        );
+        let k = r.ksm.expect("KSM settled");
+        assert_eq!(k.state.run, 1);
+    }
+    // Four guests booting the same kernel have pages KSM can share.
+    let s = analysis::summarise(&run);
+    let at4 = s.of(Kind::Vm).unwrap().counts.last().unwrap();
+    assert_eq!(at4.count, 4);
+    let k = at4.ksm.expect("KSM at N = 4");
+    assert!(k.pages_sharing > 0.0, "{k:?}");
+    assert!(at4.vm.is_some());
+    let vm = run
+        .manifest
+        .backends
+        .iter()
+        .find(|b| b.backend == Kind::Vm)
+        .unwrap();
+    assert_eq!(vm.facts.get("emulated").map(String::as_str), Some("true"));
+    assert!(vm.facts.contains_key("emulated_machine"), "{:?}", vm.facts);
+    assert!(
+        stdout.contains("ran inside the emulated machine") && stdout.contains("KSM merged"),
+        "{stdout}"
+    );
+    assert_nothing_left(&run.manifest.places);
+}

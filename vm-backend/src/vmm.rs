@@ -136,6 +136,10 @@ pub struct VmConfig {
     /// A virtio console (`/dev/hvc0` in the guest) whose output the report keeps apart from the
     /// serial console: the channel the agent's result leaves through.
     pub channel: bool,
+    /// Mark guest RAM mergeable (`MADV_MERGEABLE`), so that KSM, when the host runs it, may share
+    /// pages that are equal across guests (a density run's `--ksm on`). Not with hugetlbfs.
+    #[serde(default)]
+    pub mergeable: bool,
     /// A fault to inject (tests only).
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -289,6 +293,7 @@ impl VmConfig {
             acpi: AcpiMode::Auto,
             memory: MemoryBacking::Thp,
             channel: true,
+            mergeable: false,
             fault: None,
         }
     }
@@ -668,6 +673,9 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
     mark(&mut timeline, "vm_created");
 
     ram = GuestRam::new(checked.ram_bytes, config.memory)?;
+    if config.mergeable {
+        ram.make_mergeable()?;
+    }
     ram.register(&vm.fd)?;
     mark(&mut timeline, "memory_ready");
 

@@ -966,11 +966,7 @@ impl Backend for VmBackend {
             }
         };
         let mut config = config_for(&prepared, Vec::new());
-        let mut extra = vec![format!("isolab.marker=port:{MARKER_PORT:#x}")];
-        if config.channel {
-            extra.push(format!("{RESULT_CMDLINE_KEY}={RESULT_VIRTIO_CONSOLE}"));
-        }
-        extra.push(format!("isolab.spec={spec}"));
+        let mut extra = agent_cmdline(&config, &spec);
         if let Some((image, mode)) = &disk {
             extra.push(format!("{DISK_CMDLINE_KEY}={}", mode.name()));
             config.disk = Some(DiskConfig {
@@ -997,7 +993,71 @@ impl Backend for VmBackend {
     }
 }
 
+/// The command-line words that tell the guest's agent its workload (`spec`, encoded), where its
+/// markers go and where its result goes.
+fn agent_cmdline(config: &VmConfig, spec: &str) -> Vec<String> {
+    let mut extra = vec![format!("isolab.marker=port:{MARKER_PORT:#x}")];
+    if config.channel {
+        extra.push(format!("{RESULT_CMDLINE_KEY}={RESULT_VIRTIO_CONSOLE}"));
+    }
+    extra.push(format!("isolab.spec={spec}"));
+    extra
+}
+
+/// What a density run needs to start VMs that hold until it stops them
+/// ([`crate::density`]'s VM instances): the VMM binary, each VM's configuration, the VMM
+/// threads' filters, and the run cgroup each VMM process goes below.
+#[derive(Debug, Clone)]
+pub struct HeldVmPlan {
+    /// The `isolab-vmm` binary.
+    pub vmm: PathBuf,
+    /// The VM: the prepared kernel and initramfs, the workload on its command line.
+    pub config: VmConfig,
+    /// The VMM threads' seccomp filters.
+    pub seccomp: SeccompMode,
+    /// The run's cgroup.
+    pub run_cgroup: Option<Arc<RunCgroup>>,
+    /// Whether its instances run in the emulated machine.
+    pub emulated: bool,
+}
+
+/// The guest's own view of its memory (the agent's `/proc/meminfo` when it wrote its result),
+/// from a VM's report.
+pub fn memory_inside(report: &VmReport) -> Option<workloads::result::MemoryInside> {
+    framed_result(report).ok()?.memory_inside
+}
+
 impl VmBackend {
+    /// The plan of held VMs running `spec`, after [`Backend::prepare`]; `mergeable` marks guest
+    /// RAM for KSM.
+    pub fn held_vm_plan(
+        &self,
+        spec: &workloads::WorkloadSpec,
+        mergeable: bool,
+    ) -> Result<HeldVmPlan, String> {
+        let p = self
+            .prepared
+            .as_ref()
+            .ok_or("VM backend used before prepare()")?;
+        let spec = encode_spec(spec).map_err(|e| e.to_string())?;
+        let mut config = config_for(p, Vec::new());
+        config.extra_cmdline = agent_cmdline(&config, &spec);
+        config.mergeable = mergeable;
+        if mergeable && config.memory == MemoryBacking::Hugetlbfs {
+            return Err(
+                "--ksm on: guest RAM on hugetlbfs cannot be merged; use --vm-memory thp or small"
+                    .into(),
+            );
+        }
+        Ok(HeldVmPlan {
+            vmm: p.vmm.clone(),
+            config,
+            seccomp: self.seccomp,
+            run_cgroup: p.run_cgroup.clone(),
+            emulated: p.emulated,
+        })
+    }
+
     /// One VM in a VMM process of its own: its cgroup and jail made, the process started,
     /// watched and reaped, cgroup and jail removed; the outcome from its report, or from how it
     /// ended without one.
@@ -1118,6 +1178,14 @@ impl VmmPlaces {
             },
             live_stderr,
         }
+    }
+
+    /// Its cgroup's directories (none without a run cgroup).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cgroup
+            .as_ref()
+            .map(|c| c.dirs().to_vec())
+            .unwrap_or_default()
     }
 
     /// The jail for the start request, when jailed.

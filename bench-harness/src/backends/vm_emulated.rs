@@ -45,14 +45,14 @@ pub const OUTCOME_PREFIX: &str = "ISOLAB-TRIAL:";
 /// L1's console lines kept for errors.
 const TAIL_LINES: usize = 30;
 /// Where things go inside L1.
-const L1_ISOLAB: &str = "/hvm/isolab";
+pub(crate) const L1_ISOLAB: &str = "/hvm/isolab";
 /// The VMM binary, next to `isolab` in L1 (where the VM backend looks for it).
-const L1_VMM: &str = "/hvm/isolab-vmm";
-const L1_AGENT: &str = "/hvm/isolab-agent";
-const L1_KERNEL: &str = "/hvm/guest-kernel";
+pub(crate) const L1_VMM: &str = "/hvm/isolab-vmm";
+pub(crate) const L1_AGENT: &str = "/hvm/isolab-agent";
+pub(crate) const L1_KERNEL: &str = "/hvm/guest-kernel";
 const L1_BATCH: &str = "/hvm/trials.json";
 /// Time L1 needs to boot and load kvm-amd under TCG, generously.
-const L1_BOOT: Duration = Duration::from_secs(300);
+pub(crate) const L1_BOOT: Duration = Duration::from_secs(300);
 
 /// What the host hands `isolab emulated-trials` inside L1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,7 +306,7 @@ fn prepare_err(message: String) -> BackendError {
 }
 
 /// The `isolab` binary to put into L1: this program when it is `isolab`, else one next to it.
-fn locate_isolab() -> Result<PathBuf, BackendError> {
+pub(crate) fn locate_isolab() -> Result<PathBuf, BackendError> {
     let exe = std::env::current_exe()
         .map_err(|e| prepare_err(format!("cannot find this program's path: {e}")))?;
     let mut candidates = vec![exe.clone()];
@@ -330,7 +330,7 @@ fn locate_isolab() -> Result<PathBuf, BackendError> {
 
 /// A copy of `binary` without debug information (a debug `isolab` is ~200 MiB, which L1 would
 /// have to unpack under emulation); the original when `strip` is not there.
-fn stripped(binary: &Path, work_dir: &Path) -> PathBuf {
+pub(crate) fn stripped(binary: &Path, work_dir: &Path) -> PathBuf {
     let name = binary
         .file_name()
         .map_or_else(|| "binary".into(), |n| n.to_string_lossy().into_owned());

@@ -15,7 +15,7 @@ use crate::summary::fmt_num;
 pub(crate) const DENSITY_BACKENDS: [&str; 4] = ["native", "container", "floor", "vm"];
 
 /// The values a `density BACKEND WHAT` placeholder may ask for.
-pub(crate) const DENSITY_VALUES: [&str; 12] = [
+pub(crate) const DENSITY_VALUES: [&str; 14] = [
     "marginal",
     "fixed",
     "pss",
@@ -28,6 +28,8 @@ pub(crate) const DENSITY_VALUES: [&str; 12] = [
     "teardown",
     "recovery",
     "largest-n",
+    "vm-split",
+    "ksm",
 ];
 
 /// A density run and its summary, if the book has one.
@@ -71,11 +73,6 @@ impl DensityFacts {
             return Err(Self::no_run());
         };
         let kind = Kind::from_name(name).ok_or_else(|| format!("unknown backend {name}"))?;
-        if kind == Kind::Vm {
-            return Err(format!(
-                "*{NOT_MEASURED} (the VM's density needs each VM in its own VMM process)*"
-            ));
-        }
         s.of(kind).map(|b| (run, b)).ok_or_else(|| {
             let why = run
                 .manifest
@@ -206,6 +203,46 @@ impl DensityFacts {
                 None => missing("MemAvailable was not back within the wait"),
             },
             "largest-n" => largest.count.to_string(),
+            "vm-split" => {
+                let (c, v) = b
+                    .counts
+                    .iter()
+                    .rev()
+                    .find_map(|c| Some((c, c.vm?)))
+                    .ok_or_else(|| missing("only a VM has a guest and a VMM"))?;
+                let mut text = format!(
+                    "{} MiB of guest RAM touched and {} MiB of the VMM's own per VM (PSS of its \
+                     VMM process){}",
+                    fmt_num(v.guest_ram_mib.median),
+                    fmt_num(v.vmm_overhead_mib.median),
+                    at(c)
+                );
+                if let (Some(used), Some(total)) = (v.guest_used_mib, v.guest_total_mib) {
+                    text.push_str(&format!(
+                        "; inside, the guest's kernel and agent used {} MiB of the {} MiB its \
+                         kernel manages",
+                        fmt_num(used.median),
+                        fmt_num(total.median)
+                    ));
+                }
+                text
+            }
+            "ksm" => {
+                let (c, k) = b
+                    .counts
+                    .iter()
+                    .rev()
+                    .find_map(|c| Some((c, c.ksm?)))
+                    .ok_or_else(|| missing("KSM was not on for this run: `--ksm on`"))?;
+                format!(
+                    "{} pages merged into {} ({} MiB saved) after {} s{}",
+                    fmt_num(k.pages_sharing + k.pages_shared),
+                    fmt_num(k.pages_shared),
+                    fmt_num(k.saved_mib),
+                    fmt_num(k.waited_ms / 1000.0),
+                    at(c)
+                )
+            }
             other => {
                 return Err(format!(
                     "unknown density value `{other}`; choose from {}",

@@ -11,7 +11,7 @@
 //! | `{{isolab:phases BACKEND}}` | the backend's start phases with durations |
 //! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
 //! | `{{isolab:capacity-table}}` | from a density run: memory per instance on one meter, how many fit, start under load |
-//! | `{{isolab:density BACKEND WHAT}}` | one figure of a density run (`marginal`, `fixed`, `pss`, `fit`, `cgroup`, `start-p50`, `start-p99`, `start-max`, `beside`, `teardown`, `recovery`, `largest-n`) |
+//! | `{{isolab:density BACKEND WHAT}}` | one figure of a density run (`marginal`, `fixed`, `pss`, `fit`, `cgroup`, `start-p50`, `start-p99`, `start-max`, `beside`, `teardown`, `recovery`, `largest-n`, `vm-split`, `ksm`) |
 //! | `{{isolab:density-method}}`, `{{isolab:density-floor}}`, `{{isolab:density-run-id}}` | the density run's method, the container against its floor, its id |
 //! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |

@@ -5,30 +5,9 @@
 //!
 //! Implementations: [`super::native`] (the agent as a plain process), [`super::container`]
 //! (isolab's container runtime), [`super::floor`] (a plain clone into the container's namespaces
-//! and a cgroup: the container's floor).
-//!
-//! # The VM (to add when each VM is its own VMM process, issue 12)
-//!
-//! Today the VMM runs inside isolab's process, so a VM's memory cannot be told apart from
-//! isolab's and `--backend vm` is refused ([`super::VM_REFUSAL`]). A `vm` launcher must provide:
-//!
-//! - `start`: spawn one VMM process (in its own cgroup below the run's, a sibling of the others,
-//!   from a starter thread that outlives it), booting the guest with the `wait` workload's spec
-//!   (`isolab.spec=` on the kernel command line) and its working set; guest RAM
-//!   `madvise(MADV_MERGEABLE)` so `--ksm on` can share identical guest pages;
-//! - `marker_fd`/`read_markers`: a pipe (or socket) on which the VMM forwards the agent's marker
-//!   bytes from the marker port, so `Waiting` (byte 5) arrives like a container's;
-//! - `processes`: the VMM process's pid (its PSS then includes the guest RAM it touched);
-//! - `memory_split`: from the VMM's `/proc/PID/smaps`: the guest RAM region's Rss/Pss (guest RAM
-//!   touched) and the rest (VMM overhead), and from inside the guest the agent's `memory_inside`
-//!   (the guest's MemTotal/MemAvailable in its result line, which `wait` prints before it waits):
-//!   what the guest kernel itself uses;
-//! - `kill`/`finish`: SIGKILL the VMM process through a pidfd, reap it, remove its cgroup (and any
-//!   tap device or disk image it had);
-//! - `places`: its cgroup directories and files, checked gone after `finish`;
-//! - `needs`: descriptors per VM in isolab (marker pipe, pidfd), one process, one cgroup, tap
-//!   devices if networked; and `--vm-in-emulator`: run the whole density loop inside the
-//!   emulated machine (memory figures valid and labelled emulated, times not).
+//! and a cgroup: the container's floor), [`super::vm`] (a microVM in a VMM process of its own,
+//! held until the run stops it; its PSS is the VMM process's, split into guest RAM and the
+//! VMM's own by [`Instance::vm_memory`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::{OwnedFd, RawFd};

@@ -19,6 +19,7 @@
 pub mod analysis;
 mod charts;
 pub mod container;
+pub mod emulated;
 pub mod floor;
 pub mod instance;
 pub mod ksm;
@@ -28,6 +29,7 @@ pub mod native;
 pub mod record;
 pub mod render;
 mod round;
+pub mod vm;
 
 use std::fs::OpenOptions;
 use std::io::IsTerminal;
@@ -53,11 +55,6 @@ use record::{BackendEntry, DensityManifest, Parallel, RoundWriter, Stop};
 pub(crate) use charts::{
     components as charts_components, memory as charts_memory, start as charts_start,
 };
-
-/// Why `--backend vm` is refused today.
-pub const VM_REFUSAL: &str = "density of VMs needs each VM to be its own VMM process (issue 12: \
-the VMM as its own process); today the VMM runs inside isolab's process, so a VM's memory cannot \
-be told apart from isolab's. Use --backend native,container until then";
 
 /// Everything `isolab density` needs.
 #[derive(Debug, Clone)]
@@ -114,6 +111,13 @@ pub struct DensityOptions {
     pub progress: bool,
     /// Starter threads (default: min(P, 16)).
     pub starters: Option<usize>,
+    /// The VMs' guest kernel (default: the micro kernel).
+    pub kernel: Option<PathBuf>,
+    /// Run the VMs inside the emulated machine (one boot of it for all their rounds).
+    pub vm_in_emulator: bool,
+    /// Print every round, and the manifest at the end, framed on stdout (the run inside the
+    /// emulated machine, for the host that started it).
+    pub emit_rounds: bool,
 }
 
 /// What a density run produced.
@@ -160,12 +164,15 @@ impl round::Progress for Terminal {
     }
 }
 
+/// The workload every instance runs.
+fn instance_spec(working_set_kib: u64) -> WorkloadSpec {
+    WorkloadSpec::new(Workload::Wait(WaitParams { working_set_kib }))
+}
+
 /// The spec every instance runs, with the marker on fd 3.
 fn instance_env(working_set_kib: u64) -> Result<Vec<(String, String)>, DensityError> {
-    let spec = encode_spec(&WorkloadSpec::new(Workload::Wait(WaitParams {
-        working_set_kib,
-    })))
-    .map_err(|e| DensityError::Usage(e.to_string()))?;
+    let spec = encode_spec(&instance_spec(working_set_kib))
+        .map_err(|e| DensityError::Usage(e.to_string()))?;
     Ok(vec![
         (SPEC_ENV.to_owned(), spec),
         (
@@ -194,7 +201,12 @@ fn launcher(
             &env,
             ctx.run_cgroup.clone(),
         )?),
-        Kind::Vm => return Err(VM_REFUSAL.to_owned()),
+        Kind::Vm => Arc::new(vm::VmLauncher::new(
+            ctx,
+            opts.kernel.as_deref(),
+            &instance_spec(opts.working_set_kib),
+            opts.ksm == KsmMode::On,
+        )?),
     })
 }
 
@@ -264,7 +276,13 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
             source,
         })?;
     let ksm_host = KsmState::read();
-    if let Some(v) = opts.ksm.run_value() {
+    // VMs in the emulated machine use its KSM (the run there sets it); this host's is changed
+    // only when instances run here.
+    let on_this_host = opts
+        .backends
+        .iter()
+        .any(|k| *k != Kind::Vm || !opts.vm_in_emulator);
+    if let Some(v) = opts.ksm.run_value().filter(|_| on_this_host) {
         if ksm_host.is_none() {
             return Err(DensityError::Usage(
                 "--ksm on|off: this kernel has no KSM (/sys/kernel/mm/ksm); leave --ksm out".into(),
@@ -356,6 +374,58 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
         if crate::interrupt::requested() {
             status = RunStatus::Interrupted;
             break;
+        }
+        if kind == Kind::Vm && opts.vm_in_emulator {
+            let note = |line: &str| progress.note(line);
+            let vms =
+                emulated::run_vms(opts, &places.work_dir.join("emulated"), &mut writer, &note)?;
+            let entry = &mut manifest.backends[bi];
+            match &vms.manifest {
+                Some(inner) => {
+                    if let Some(e) = inner.backends.iter().find(|b| b.backend == Kind::Vm) {
+                        entry.available = e.available;
+                        entry.note = e.note.clone();
+                        entry.facts = e.facts.clone();
+                    }
+                    entry
+                        .facts
+                        .insert(render::EMULATED_FACT.into(), "true".into());
+                    entry.facts.insert(
+                        "emulated_machine".into(),
+                        format!(
+                            "{} MiB, kernel {}",
+                            inner.host.memory_mib, inner.host.kernel
+                        ),
+                    );
+                    manifest.stops.extend(emulated::stops_of(inner));
+                    if inner.status == RunStatus::Interrupted {
+                        status = RunStatus::Interrupted;
+                    }
+                }
+                None => {
+                    entry.available = vms.rounds > 0;
+                    entry.note = vms.problem.clone();
+                    entry
+                        .facts
+                        .insert(render::EMULATED_FACT.into(), "true".into());
+                }
+            }
+            if let Some(why) = vms.problem {
+                progress.note(&format!("vm (emulated): {why}"));
+                manifest.stops.push(Stop {
+                    backend: kind,
+                    count: opts.counts[0],
+                    kind: if crate::interrupt::requested() {
+                        "interrupted".into()
+                    } else {
+                        "failed".into()
+                    },
+                    reason: why,
+                    limit: None,
+                });
+            }
+            writer.write_manifest(&manifest)?;
+            continue;
         }
         let launcher = match launcher(kind, opts, &ctx) {
             Ok(l) => l,
@@ -464,6 +534,9 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
                 };
                 let rec = round::run(&pool, &plan, progress);
                 writer.append(&rec)?;
+                if opts.emit_rounds {
+                    emulated::emit(emulated::ROUND_PREFIX, &rec);
+                }
                 progress.note(&round_line(&rec));
                 if !rec.left_behind.is_empty() {
                     progress.note(&format!(
@@ -506,6 +579,9 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
     manifest.ended_at = Some(timefmt::now_rfc3339());
     manifest.wall_s = Some(wall.as_secs_f64());
     writer.write_manifest(&manifest)?;
+    if opts.emit_rounds {
+        emulated::emit(emulated::MANIFEST_PREFIX, &manifest);
+    }
     let stored = record::load(writer.dir())?;
     Ok(DensityOutcome {
         dir: writer.dir().to_path_buf(),
@@ -668,11 +744,5 @@ mod tests {
         ];
         assert_eq!(estimate_kib(&large), Some(1.25 * 1024.0));
         assert_eq!(estimate_kib(&[round(0, 0, 0)]), None);
-    }
-
-    #[test]
-    fn the_vm_is_refused_naming_the_missing_piece() {
-        assert!(VM_REFUSAL.contains("issue 12"), "{VM_REFUSAL}");
-        assert!(VM_REFUSAL.contains("own VMM process"));
     }
 }
