@@ -152,10 +152,26 @@ pub const RENAMED_METRICS: [(&str, &str); 4] = [
     ("host.mem_kernel", "host.cgroup_kernel"),
 ];
 
+/// CPU metric names of a container's samples in runs made before its cgroup's CPU accounting was
+/// named as such, and their names now (native's and the VM's keep `host.cpu_*`: their process's
+/// rusage, another meter).
+pub const RENAMED_CONTAINER_METRICS: [(&str, &str); 3] = [
+    ("host.cpu_user", "host.cgroup_cpu_user"),
+    ("host.cpu_sys", "host.cgroup_cpu_sys"),
+    ("host.cpu_total", "host.cgroup_cpu_total"),
+];
+
 /// Gives an old sample's metrics today's names, so old and new runs report alike.
 fn rename_old_metrics(sample: &mut Sample) {
+    let container: &[(&str, &str)] =
+        if sample.backend == crate::backend::BackendKind::Container.name() {
+            &RENAMED_CONTAINER_METRICS
+        } else {
+            &[]
+        };
     for m in &mut sample.metrics {
-        if let Some((_, new)) = RENAMED_METRICS.iter().find(|(old, _)| *old == m.name) {
+        let renamed = RENAMED_METRICS.iter().chain(container);
+        if let Some((_, new)) = renamed.into_iter().find(|(old, _)| *old == m.name) {
             m.name = (*new).to_owned();
         }
     }
@@ -235,5 +251,26 @@ mod tests {
                 "host.start_to_ready"
             ]
         );
+    }
+
+    /// An old container sample's CPU time was its cgroup's accounting: it loads under the
+    /// cgroup's name, while native's rusage keeps `host.cpu_user`.
+    #[test]
+    fn an_old_containers_cpu_time_loads_as_its_cgroups() {
+        let line = |backend: &str| {
+            format!(
+                r#"{{"trial":0,"backend":"{backend}","workload":"noop","kind":"noop","repetition":0,"warmup":false,"started_at":"x","failure":null,"emulated":false,"metrics":[{{"name":"host.cpu_user","unit":"ms","value":1.0,"better":"lower"}},{{"name":"host.cpu_total","unit":"ms","value":2.0,"better":"lower"}}],"timeline":[],"agent":null,"log_tail":null}}"#
+            )
+        };
+        let names = |backend: &str| {
+            let mut s: Sample = serde_json::from_str(&line(backend)).expect("an old sample");
+            rename_old_metrics(&mut s);
+            s.metrics.into_iter().map(|m| m.name).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names("container"),
+            ["host.cgroup_cpu_user", "host.cgroup_cpu_total"]
+        );
+        assert_eq!(names("native"), ["host.cpu_user", "host.cpu_total"]);
     }
 }

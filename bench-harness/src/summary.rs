@@ -291,7 +291,9 @@ fn host_metric_rank(name: &str) -> usize {
         "host.cgroup_kernel",
         "host.cpu_user",
         "host.cpu_sys",
-        "host.cpu_total",
+        "host.cgroup_cpu_user",
+        "host.cgroup_cpu_sys",
+        "host.cgroup_cpu_total",
         "host.io_read",
         "host.io_write",
     ];

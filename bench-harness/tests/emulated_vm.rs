@@ -192,7 +192,7 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
                 && metric("host.guest_ram_touched").is_some_and(|x| x > 1.0)
                 && metric("host.vmm_process_start").is_some_and(|x| x > 0.0)
                 && metric("host.cpu_user").is_some()
-                && metric("host.peak_memory").is_some_and(|x| x > 1.0),
+                && metric("host.cgroup_peak").is_some_and(|x| x > 1.0),
             "{what}: {}: {:?}",
             s.workload,
             s.metrics

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use container_backend::cgroups::ResourceUsage;
 use container_backend::{
     CgroupLimits, ContainerConfig, ContainerError, KillReason, RunReport, RunRequest, Runtime,
     SeccompProfile, UserNamespace, MARKER_FD, SCRATCH_MOUNT,
@@ -278,26 +279,29 @@ fn host_metrics(report: &RunReport) -> Vec<Metric> {
         m.extend(io);
         return m;
     }
-    // The memory cgroup's view, named as such: what it charged to the container (its peak moves
-    // in per-CPU charge batches, 64 pages on v1), not what the host lost; `isolab density`
-    // measures that, with one meter for every backend.
-    m.push(Metric::lower(
-        "host.cgroup_peak",
-        "MiB",
-        mib(u.peak_memory_bytes),
-    ));
-    m.push(Metric::lower("host.cgroup_anon", "MiB", mib(u.memory.anon)));
-    m.push(Metric::lower("host.cgroup_file", "MiB", mib(u.memory.file)));
-    m.push(Metric::lower(
-        "host.cgroup_kernel",
-        "MiB",
-        mib(u.memory.kernel),
-    ));
-    m.push(Metric::lower("host.cpu_user", "ms", ms(u.cpu.user_ns)));
-    m.push(Metric::lower("host.cpu_sys", "ms", ms(u.cpu.system_ns)));
-    m.push(Metric::lower("host.cpu_total", "ms", ms(u.cpu.total_ns)));
+    m.extend(cgroup_metrics(u));
     m.extend(io);
     m
+}
+
+/// The container's cgroup figures, each named as the cgroup's view (`host.cgroup_*`), so that no
+/// summary row or ratio puts one beside another meter's figure of the same name:
+/// - memory: what the memory cgroup charged to the container (its peak moves in per-CPU charge
+///   batches, 64 pages on v1), not what the host lost; `isolab density` measures that, with one
+///   meter for every backend;
+/// - CPU: the cgroup's CPU accounting (cpuacct on v1, whose user/system split is sampled per
+///   tick, or v2's cpu.stat), while native's and the VM's `host.cpu_*` are their process's
+///   rusage.
+fn cgroup_metrics(u: &ResourceUsage) -> [Metric; 7] {
+    [
+        Metric::lower("host.cgroup_peak", "MiB", mib(u.peak_memory_bytes)),
+        Metric::lower("host.cgroup_anon", "MiB", mib(u.memory.anon)),
+        Metric::lower("host.cgroup_file", "MiB", mib(u.memory.file)),
+        Metric::lower("host.cgroup_kernel", "MiB", mib(u.memory.kernel)),
+        Metric::lower("host.cgroup_cpu_user", "ms", ms(u.cpu.user_ns)),
+        Metric::lower("host.cgroup_cpu_sys", "ms", ms(u.cpu.system_ns)),
+        Metric::lower("host.cgroup_cpu_total", "ms", ms(u.cpu.total_ns)),
+    ]
 }
 
 /// Decides what a finished container run means for the trial.
@@ -568,6 +572,34 @@ mod tests {
                 "reaped"
             ]
         );
+    }
+
+    /// The cgroup's view never takes the name of a process's meter (native's and the VM's
+    /// `host.cpu_*` and `host.peak_rss` are their process's rusage): a shared name would make
+    /// the summary print one row of two meters and a ratio between them.
+    #[test]
+    fn the_cgroup_view_never_takes_a_process_meters_name() {
+        let u = ResourceUsage {
+            peak_memory_bytes: 3 << 20,
+            cpu: container_backend::cgroups::CpuTime {
+                user_ns: 5_000_000,
+                system_ns: 2_000_000,
+                total_ns: 7_000_000,
+            },
+            ..ResourceUsage::default()
+        };
+        let m = cgroup_metrics(&u);
+        for x in &m {
+            assert!(
+                x.name.starts_with("host.cgroup_"),
+                "{} is not named as the cgroup's view",
+                x.name
+            );
+        }
+        let get = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
+        assert_eq!(get("host.cgroup_cpu_user"), Some(5.0));
+        assert_eq!(get("host.cgroup_cpu_total"), Some(7.0));
+        assert_eq!(get("host.cgroup_peak"), Some(3.0));
     }
 
     /// Through the Backend trait, with real namespaces and cgroups: needs root and the agent

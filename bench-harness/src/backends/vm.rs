@@ -1296,8 +1296,9 @@ fn outcome_of(
         ));
     }
     if let Some(u) = cgroup {
+        // The VMM process's memory cgroup: the same meter as the container's `host.cgroup_peak`.
         process_metrics.push(Metric::lower(
-            "host.peak_memory",
+            "host.cgroup_peak",
             "MiB",
             u.peak_memory_bytes as f64 / (1024.0 * 1024.0),
         ));
@@ -1912,7 +1913,7 @@ mod tests {
         );
         assert_eq!(get("host.wall"), Some(10.0), "until cleaned up");
         assert_eq!(get("host.cpu_user"), Some(12.0));
-        assert_eq!(get("host.peak_memory"), Some(90.0));
+        assert_eq!(get("host.cgroup_peak"), Some(90.0));
         assert_eq!(get("host.vmm_overhead"), Some(2.0), "non-guest PSS");
         assert_eq!(get("host.vmm_overhead_rss"), Some(3.0));
         assert_eq!(get("host.vmm_pss"), Some(66.0));

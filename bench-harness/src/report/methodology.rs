@@ -237,17 +237,16 @@ pub(crate) fn paragraph(view: &View<'_>) -> String {
     p
 }
 
-/// Everything a reader must know before trusting a number of this run.
 /// Memory metrics of a trial and the meter each is.
 const MEMORY_METERS: [(&str, &str); 4] = [
     (
         "host.peak_rss",
-        "host.peak_rss: the native process's peak resident set",
+        "host.peak_rss: the process's peak resident set (native: the agent; VM: the VMM process)",
     ),
     (
         "host.cgroup_peak",
-        "host.cgroup_*: what the container's memory cgroup charged, whose peak moves in per-CPU \
-         charge batches and is not a footprint",
+        "host.cgroup_*: what the sandbox's memory cgroup (the container's, or the VMM process's) \
+         charged, whose peak moves in per-CPU charge batches and is not a footprint",
     ),
     (
         "host.guest_ram_touched",
@@ -259,6 +258,15 @@ const MEMORY_METERS: [(&str, &str); 4] = [
     ),
 ];
 
+/// Whether any sample of the run has metric `name`.
+fn has_metric(view: &View<'_>, name: &str) -> bool {
+    view.run
+        .samples
+        .iter()
+        .any(|s| s.metrics.iter().any(|x| x.name == name))
+}
+
+/// Everything a reader must know before trusting a number of this run.
 pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
     let m = view.manifest();
     let mut c = Vec::new();
@@ -281,12 +289,7 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
     // Each backend's memory figures come from its own meter: say so wherever they are shown.
     let meters: Vec<&str> = MEMORY_METERS
         .iter()
-        .filter(|(metric, _)| {
-            view.run
-                .samples
-                .iter()
-                .any(|s| s.metrics.iter().any(|x| x.name == *metric))
-        })
+        .filter(|(metric, _)| has_metric(view, metric))
         .map(|(_, meter)| *meter)
         .collect();
     if !meters.is_empty() {
@@ -297,6 +300,15 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
              PSS).",
             meters.join("; ")
         ));
+    }
+    if has_metric(view, "host.cgroup_cpu_user") {
+        c.push(
+            "CPU times come from two meters, shown under their own names and never divided by \
+             each other: host.cpu_* is the process's CPU time from rusage (native: the agent; \
+             VM: the VMM process, its vCPU threads included); host.cgroup_cpu_* is the \
+             container's cgroup CPU accounting."
+                .into(),
+        );
     }
     let present = backends_present(view);
     for b in &m.suite.backends {
