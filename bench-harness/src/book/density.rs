@@ -115,7 +115,24 @@ impl DensityFacts {
             .unwrap_or_else(|missing| missing)
     }
 
+    /// A value, labelled where it was measured in the emulated machine: its memory figures are
+    /// that machine's, its times are not performance figures.
     fn value_of(&self, backend: &str, what: &str) -> Result<String, String> {
+        let text = self.plain_value_of(backend, what)?;
+        let (_, b) = self.backend(backend)?;
+        Ok(match (b.emulated, what) {
+            (false, _) | (true, "largest-n") => text,
+            (
+                true,
+                "start-p50" | "start-p99" | "start-max" | "beside" | "teardown" | "recovery",
+            ) => {
+                format!("{text}, emulated: not a performance figure")
+            }
+            (true, _) => format!("{text}, in the emulated machine"),
+        })
+    }
+
+    fn plain_value_of(&self, backend: &str, what: &str) -> Result<String, String> {
         let (run, b) = self.backend(backend)?;
         let largest = b
             .counts
@@ -274,7 +291,7 @@ impl DensityFacts {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {start} | {} |",
-                b.backend.label(),
+                b.label(),
                 v("marginal"),
                 v("fixed"),
                 v("pss"),

@@ -184,6 +184,22 @@ pub struct BackendSummary {
     pub pss_marginal: Option<Slope>,
     /// Instances that fit in this host's memory with the headroom.
     pub fit: Option<Fit>,
+    /// Its instances ran in the emulated machine (`--vm-in-emulator`): memory figures valid,
+    /// times emulated.
+    #[serde(default)]
+    pub emulated: bool,
+}
+
+impl BackendSummary {
+    /// Its name in tables and charts: `vm (emulated)` for VMs run in the emulated machine, as in
+    /// `isolab run`'s reports.
+    pub fn label(&self) -> String {
+        if self.emulated {
+            format!("{} (emulated)", self.backend.label())
+        } else {
+            self.backend.label().to_owned()
+        }
+    }
 }
 
 /// A density run's summary.
@@ -479,6 +495,12 @@ pub fn summarise(run: &DensityRun) -> Summary {
                 marginal,
                 pss_marginal: slope_ci(&pss_points),
                 fit,
+                emulated: m.backends.iter().any(|b| {
+                    b.backend == kind
+                        && b.facts
+                            .get(super::render::EMULATED_FACT)
+                            .is_some_and(|v| v == "true")
+                }),
             }
         })
         .collect();

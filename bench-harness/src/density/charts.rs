@@ -91,7 +91,7 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
             b.counts.iter().filter_map(move |c| {
                 let m = c.drop_mib?.median;
                 (!(y0..=y1).contains(&m))
-                    .then(|| format!("{} N={} {}", b.backend.label(), c.count, short(m)))
+                    .then(|| format!("{} N={} {}", b.label(), c.count, short(m)))
             })
         })
         .collect();
@@ -132,7 +132,7 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{}: MemAvailable drop ÷ N", b.backend.label()))
+                .label(format!("{}: MemAvailable drop ÷ N", b.label()))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
@@ -161,7 +161,7 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
                         c.stroke_width(1),
                     ))
                     .map_err(&err)?
-                    .label(format!("{}: PSS per instance", b.backend.label()))
+                    .label(format!("{}: PSS per instance", b.label()))
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(1))
                     });
@@ -225,7 +225,7 @@ pub(crate) fn components(s: &Summary) -> Result<Result<Chart, String>, ReportErr
         .filter_map(|b: &BackendSummary| {
             let c = b.counts.iter().rev().find(|c| c.drop_mib.is_some())?;
             Some(StackRow {
-                label: format!("{} · N = {}", b.backend.label(), c.count),
+                label: format!("{} · N = {}", b.label(), c.count),
                 n: Some(c.rounds),
                 swatch: Some(colour(b.backend)),
                 segments: c
@@ -267,16 +267,23 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
     let Some((x0, x1)) = count_range(s) else {
         return Ok(Err("no round was measured".into()));
     };
-    let values: Vec<f64> = s
-        .backends
-        .iter()
+    // Times measured in the emulated machine are not performance figures: they are in the
+    // tables, labelled, but never drawn beside real ones.
+    let timed = || s.backends.iter().filter(|b| !b.emulated);
+    let values: Vec<f64> = timed()
         .flat_map(|b| b.counts.iter())
         .filter_map(|c| c.start)
         .flat_map(|p| [p.p50, p.p99])
         .filter(|v| *v > 0.0 && v.is_finite())
         .collect();
     if values.is_empty() {
-        return Ok(Err("no instance got ready".into()));
+        return Ok(Err(if s.backends.iter().any(|b| b.emulated) {
+            "no instance outside the emulated machine got ready (emulated start times are not \
+             performance figures)"
+                .into()
+        } else {
+            "no instance got ready".into()
+        }));
     }
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min) / 1.5;
     let hi = values.iter().copied().fold(0.0, f64::max) * 1.5;
@@ -303,7 +310,7 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
             .axis_desc_style((FONT, 13))
             .draw()
             .map_err(&err)?;
-        for b in &s.backends {
+        for b in timed() {
             let c = colour(b.backend);
             let pts: Vec<(f64, f64, f64)> = b
                 .counts
@@ -319,7 +326,7 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{} p50", b.backend.label()))
+                .label(format!("{} p50", b.label()))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
@@ -334,7 +341,7 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{} p99", b.backend.label()))
+                .label(format!("{} p99", b.label()))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(1))
                 });

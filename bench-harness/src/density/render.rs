@@ -198,7 +198,7 @@ fn headline_rows(s: &Summary) -> Vec<Vec<String>> {
         .iter()
         .map(|b| {
             vec![
-                b.backend.label().to_owned(),
+                b.label().to_owned(),
                 slope_text(&b.marginal),
                 b.marginal
                     .map_or("-".into(), |m| fmt_num(m.fixed_kib / 1024.0)),
@@ -240,7 +240,7 @@ fn per_n_rows(s: &Summary) -> Vec<Vec<String>> {
             let [p50, p90, p99, max, last] = percentiles(&c.start);
             rows.push(vec![
                 if i == 0 {
-                    b.backend.label().to_owned()
+                    b.label().to_owned()
                 } else {
                     String::new()
                 },
@@ -305,7 +305,7 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
             if !parts.is_empty() {
                 out.push(format!(
                     "{} at N = {}: what grew in /proc/meminfo per instance (MiB): {}.",
-                    b.backend.label(),
+                    b.label(),
                     c.count,
                     parts.join(", ")
                 ));
@@ -326,7 +326,7 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
                 let mut text = format!(
                     "{} at N = {}: per VM (MiB, PSS of its VMM process, median [95% CI]): guest \
                      RAM touched {}, VMM overhead {}",
-                    b.backend.label(),
+                    b.label(),
                     c.count,
                     mib_ci(&Some(v.guest_ram_mib)),
                     mib_ci(&Some(v.vmm_overhead_mib)),
@@ -347,7 +347,7 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
                     "{} at N = {}: KSM merged {} pages into {} (pages_sharing and pages_shared \
                      grown during the round, medians over {} round(s)): {} MiB saved, settled \
                      after {} ms{}.",
-                    b.backend.label(),
+                    b.label(),
                     c.count,
                     count_text(k.pages_sharing + k.pages_shared),
                     count_text(k.pages_shared),
@@ -374,7 +374,7 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
             (Some(o), Some(d)) => o.median.abs() > 0.25 * d.median.abs().max(0.01),
             _ => false,
         })
-        .map(|(b, c)| format!("{} N = {}", b.backend.label(), c.count))
+        .map(|(b, c)| format!("{} N = {}", b.label(), c.count))
         .collect();
     if !noisy.is_empty() {
         out.push(format!(
