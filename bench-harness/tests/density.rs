@@ -500,7 +500,7 @@ fn vms_in_the_emulated_machine_report_their_memory_split_and_what_ksm_shares() {
     let before = ksm_run();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("results");
-    let o = std::process::Command::new(ISOLAB)
+    let run = std::process::Command::new(ISOLAB)
         .args([
             "density",
             "--backend",
@@ -522,10 +522,29 @@ fn vms_in_the_emulated_machine_report_their_memory_split_and_what_ksm_shares() {
         .arg("--io-dir")
         .arg(tmp.path())
         .env("ISOLAB_AGENT", agent())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // This host's KSM switch is watched for the whole run, not only compared at its end (the
+    // run puts back what it changed, so the end alone would not show a switch it should not
+    // have touched).
+    let waiter = std::thread::spawn(move || run.wait_with_output().unwrap());
+    let mut seen = Vec::new();
+    while !waiter.is_finished() {
+        let now = ksm_run();
+        if now != before && !seen.contains(&now) {
+            seen.push(now);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = waiter.join().unwrap();
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        seen.is_empty(),
+        "this host's KSM was switched from {before} to {seen:?} during the run"
+    );
     assert_eq!(ksm_run(), before, "this host's KSM was changed");
     let dir = std::fs::read_dir(&out)
         .unwrap()
@@ -562,6 +581,9 @@ fn vms_in_the_emulated_machine_report_their_memory_split_and_what_ksm_shares() {
     }
     // Four guests booting the same kernel have pages KSM can share.
     let s = analysis::summarise(&run);
+    // Labelled as emulated wherever it is shown; its times are kept off the start chart.
+    assert!(s.of(Kind::Vm).unwrap().emulated);
+    assert!(stdout.contains("vm (emulated)"), "{stdout}");
     let at4 = s.of(Kind::Vm).unwrap().counts.last().unwrap();
     assert_eq!(at4.count, 4);
     let k = at4.ksm.expect("KSM at N = 4");

@@ -268,3 +268,24 @@ pub fn density_vm_run(dir: &std::path::Path) -> bench_harness::density::record::
     }
     load(&dir.join(&manifest.run_id)).unwrap()
 }
+
+/// [`density_run`] with the VMs of [`density_vm_run`] in the same run, as `isolab density
+/// --backend native,container,vm --vm-in-emulator --ksm on` makes it: the host's rounds, then the
+/// VMs' rounds from the emulated machine; same id as [`density_run`].
+#[allow(dead_code)]
+pub fn density_run_with_vms(dir: &std::path::Path) -> bench_harness::density::record::DensityRun {
+    use bench_harness::density::ksm::KsmMode;
+    use bench_harness::density::record::*;
+    let scratch = tempfile::tempdir().unwrap();
+    let host = density_run(&scratch.path().join("host"));
+    let vms = density_vm_run(&scratch.path().join("vms"));
+    let mut manifest = host.manifest.clone();
+    manifest.ksm = KsmMode::On;
+    manifest.backends.extend(vms.manifest.backends.clone());
+    let mut w = RoundWriter::create(dir, &manifest.run_id).unwrap();
+    w.write_manifest(&manifest).unwrap();
+    for r in host.rounds.iter().chain(&vms.rounds) {
+        w.append(r).unwrap();
+    }
+    load(&dir.join(&manifest.run_id)).unwrap()
+}
