@@ -354,7 +354,7 @@ fn a_vm_density_run_shows_the_memory_split_and_what_ksm_shared() {
     assert_eq!(vm.fit.unwrap().headroom_kib, (4 << 20) / 10);
     let term = render::render(&run, ReportFormat::Term).unwrap();
     for want in [
-        "vm at N = 100: per VM (MiB, PSS of its VMM process",
+        "vm (emulated) at N = 100: per VM (MiB, PSS of its VMM process",
         "guest RAM touched 30",
         "VMM overhead 2",
         "use 20.00 [20.00, 20.00] of the 120.0",
@@ -365,6 +365,18 @@ fn a_vm_density_run_shows_the_memory_split_and_what_ksm_shared() {
     ] {
         assert!(term.contains(want), "{want} missing:\n{term}");
     }
+    // Its times are emulated: the start chart leaves them out and says why.
+    let (charts, notes) = render::charts(&run).unwrap();
+    assert!(
+        !charts.iter().any(|c| c.name == "density_start"),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("emulated start times are not performance figures")),
+        "{notes:?}"
+    );
     // Other backends have neither.
     let other = common::density_run(&tmp.path().join("other"));
     let s = analysis::summarise(&other);
