@@ -198,7 +198,7 @@ fn headline_rows(s: &Summary) -> Vec<Vec<String>> {
         .iter()
         .map(|b| {
             vec![
-                b.label().to_owned(),
+                b.label(),
                 slope_text(&b.marginal),
                 b.marginal
                     .map_or("-".into(), |m| fmt_num(m.fixed_kib / 1024.0)),
@@ -239,11 +239,7 @@ fn per_n_rows(s: &Summary) -> Vec<Vec<String>> {
         for (i, c) in b.counts.iter().enumerate() {
             let [p50, p90, p99, max, last] = percentiles(&c.start);
             rows.push(vec![
-                if i == 0 {
-                    b.label().to_owned()
-                } else {
-                    String::new()
-                },
+                if i == 0 { b.label() } else { String::new() },
                 c.count.to_string(),
                 c.rounds.to_string(),
                 mib_ci(&c.drop_mib),
