@@ -615,3 +615,29 @@ fn vms_in_the_emulated_machine_report_their_memory_split_and_what_ksm_shares() {
     );
     assert_nothing_left(&run.manifest.places);
 }
+
+/// A run with VMs from the emulated machine beside native and container: the start chart draws
+/// the real starts only and names the VMs it left out; the memory chart has them, labelled.
+#[test]
+fn the_start_chart_leaves_emulated_vms_out_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = common::density_run_with_vms(tmp.path());
+    let (charts, notes) = render::charts(&run).unwrap();
+    let svg = |name: &str| {
+        &charts
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{name} missing: {notes:?}"))
+            .svg
+    };
+    let start = svg("density_start");
+    assert!(start.contains("container p50"), "{start}");
+    assert!(!start.contains("vm"), "{start}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("density_start: vm (emulated) left out")),
+        "{notes:?}"
+    );
+    assert!(svg("density_memory").contains("vm (emulated)"));
+}

@@ -46,6 +46,14 @@ pub(crate) fn build(s: &Summary) -> Result<(Vec<Chart>, Vec<String>), ReportErro
             Err(why) => notes.push(format!("{name}: {why}")),
         }
     }
+    if charts.iter().any(|c| c.name == "density_start") {
+        for b in s.backends.iter().filter(|b| b.emulated) {
+            notes.push(format!(
+                "density_start: {} left out (emulated start times are not performance figures)",
+                b.label()
+            ));
+        }
+    }
     Ok((charts, notes))
 }
 
