@@ -97,6 +97,8 @@ pub struct PrepareContext {
     /// with the sandbox size plus a recorded allowance as its memory limit. `None` when isolab
     /// cannot create cgroups (unprivileged), or in tests.
     pub run_cgroup: Option<Arc<container_backend::RunCgroup>>,
+    /// The run's lab network (its peer and namespace), when a network workload is planned.
+    pub lab: Option<Arc<crate::lab_net::LabNet>>,
 }
 
 /// One trial: run this spec once.

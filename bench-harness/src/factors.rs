@@ -131,6 +131,18 @@ pub const REGISTRY: &[Factor] = &[
         },
     },
     Factor {
+        name: "container-net",
+        about: "how a container's network workloads reach the peer: a veth pair into its own \
+                network namespace (Docker's bridge path) or the lab namespace itself (no \
+                namespace of its own, like native); `--container-net`",
+        values: Values::Words(&[&["veth"], &["host"]]),
+        applies_to: CONTAINER,
+        fixed: None,
+        apply: |v, s| {
+            s.options.container_net = crate::lab_net::ContainerNet::from_name(v).unwrap_or_default()
+        },
+    },
+    Factor {
         name: "userns",
         about: "containers in a user namespace (root inside is an unprivileged id outside); \
                 `--userns`",

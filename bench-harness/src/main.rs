@@ -152,6 +152,15 @@ enum Seccomp {
     Off,
 }
 
+/// How a container reaches the network workloads' peer.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ContainerNetArg {
+    /// Its own network namespace with a veth pair into the lab namespace.
+    Veth,
+    /// The lab namespace itself, no namespace of its own.
+    Host,
+}
+
 /// How the VM's I/O workloads use their disk.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum VmDisk {
@@ -248,6 +257,12 @@ struct RunArgs {
     /// runs both side by side to show what the filter costs per system call and at start.
     #[arg(long, value_enum, default_value_t = Seccomp::Docker)]
     seccomp: Seccomp,
+    /// How a container's network workloads (net-stream, net-rr, net-crr, net-udp-rr) reach the
+    /// peer in the run's lab network namespace: `veth` (its own network namespace and a veth
+    /// pair into the lab, Docker's bridge path) or `host` (it shares the lab namespace, as
+    /// native does). `--factor container-net=host,veth` runs both side by side.
+    #[arg(long, value_enum, default_value_t = ContainerNetArg::Veth)]
+    container_net: ContainerNetArg,
     /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
     /// missing) when this host's /dev/kvm cannot boot Linux (PVM) or there is none. Slow, and its
     /// samples are labelled emulated: they show that the VM works, never how fast it is.
@@ -485,6 +500,10 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             seccomp: match args.seccomp {
                 Seccomp::Docker => container_backend::SeccompProfile::Docker,
                 Seccomp::Off => container_backend::SeccompProfile::Off,
+            },
+            container_net: match args.container_net {
+                ContainerNetArg::Veth => bench_harness::lab_net::ContainerNet::Veth,
+                ContainerNetArg::Host => bench_harness::lab_net::ContainerNet::Host,
             },
             vm_in_emulator: args.vm_in_emulator,
             vm_disk: Some(match args.vm_disk {

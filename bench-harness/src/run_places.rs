@@ -86,6 +86,35 @@ pub struct RunRecord {
     pub folders: Vec<PathBuf>,
     /// cgroup directories the run made (removed with everything below them).
     pub cgroups: Vec<PathBuf>,
+    /// Processes the run started outside its cgroup (the lab network's peer, whose namespace
+    /// ends with it): killed if they are still the same processes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<RecordedProcess>,
+}
+
+/// A process a run started, by pid and start time (a reused pid is never taken for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedProcess {
+    /// What it is, for messages.
+    pub what: String,
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time (field 22 of /proc/PID/stat).
+    pub pid_start: u64,
+}
+
+impl RecordedProcess {
+    /// Kills it if it is still the process recorded; `true` if it was (and now is killed).
+    fn kill_if_same(&self) -> bool {
+        if pid_start_time(self.pid) != Some(self.pid_start) {
+            return false;
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+    }
 }
 
 /// The registry of live runs.
@@ -321,7 +350,13 @@ impl Registry {
             // A removal that failed keeps the entry for the next try; a place that is not
             // isolab's any more is refused for good.
             let mut failed = false;
-            // cgroups first: that ends any process of the run still alive.
+            for p in &record.processes {
+                if p.kill_if_same() {
+                    done.removed
+                        .push(PathBuf::from(format!("process {} ({})", p.pid, p.what)));
+                }
+            }
+            // cgroups next: that ends any process of the run still alive.
             for cg in &record.cgroups {
                 let ours = cg
                     .file_name()
@@ -431,6 +466,7 @@ impl RunPlaces {
                 pid_start: pid_start_time(pid).unwrap_or(0),
                 folders: vec![folder.clone(), state.clone()],
                 cgroups: Vec::new(),
+                processes: Vec::new(),
             };
             registry.write(&record, true)?;
             let entry = registry.entry(&record.id);
@@ -510,6 +546,20 @@ impl RunPlaces {
         Ok(places)
     }
 
+    /// Records a process the run started outside its cgroup (its pid must still be alive, or
+    /// its start time is unknown and nothing is recorded).
+    pub fn record_process(&mut self, what: &str, pid: i32) -> Result<(), PlacesError> {
+        if let Some(pid_start) = pid_start_time(pid) {
+            self.record.processes.push(RecordedProcess {
+                what: what.to_owned(),
+                pid,
+                pid_start,
+            });
+            self.registry.write(&self.record, false)?;
+        }
+        Ok(())
+    }
+
     /// The recorded places.
     pub fn record(&self) -> &RunRecord {
         &self.record
@@ -586,6 +636,7 @@ mod tests {
             pid_start: start,
             folders: vec![],
             cgroups: vec![],
+            processes: vec![],
         };
         assert!(rec.owner_alive());
         let reused = RunRecord {
@@ -617,6 +668,7 @@ mod tests {
             pid_start: 1,
             folders: vec![ours.clone(), link.clone(), target.clone()],
             cgroups: vec![PathBuf::from("/sys/fs/cgroup/not-isolab")],
+            processes: vec![],
         };
         registry.write(&record, true).expect("entry");
         let live = RunRecord {
@@ -626,6 +678,7 @@ mod tests {
             pid_start: pid_start_time(std::process::id() as i32).expect("start"),
             folders: vec![],
             cgroups: vec![],
+            processes: vec![],
         };
         registry.write(&live, true).expect("entry");
         let report = registry.clean_dead();
@@ -650,5 +703,53 @@ mod tests {
             .map(|(_, r)| r.run_id)
             .collect();
         assert_eq!(left, ["live"]);
+    }
+
+    #[test]
+    fn a_dead_runs_recorded_process_is_killed_and_a_reused_pid_spared() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::at(dir.path().join("runs"));
+        ensure_private_parent(registry.dir(), 0o700).expect("registry");
+        let mut ours = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep");
+        let mut other = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep");
+        let (a, b) = (ours.id() as i32, other.id() as i32);
+        let record = RunRecord {
+            id: "dead-peer".into(),
+            run_id: "dead-peer".into(),
+            pid: 0,
+            pid_start: 1,
+            folders: vec![],
+            cgroups: vec![],
+            processes: vec![
+                RecordedProcess {
+                    what: "peer".into(),
+                    pid: a,
+                    pid_start: pid_start_time(a).expect("start"),
+                },
+                // Another process now has this pid: its start time differs.
+                RecordedProcess {
+                    what: "peer".into(),
+                    pid: b,
+                    pid_start: pid_start_time(b).expect("start") + 1,
+                },
+            ],
+        };
+        registry.write(&record, true).expect("entry");
+        let report = registry.clean_dead();
+        assert_eq!(report.cleaned.len(), 1);
+        let status = ours.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(other.try_wait().expect("try_wait").is_none(), "spared");
+        let _ = other.kill();
+        let _ = other.wait();
     }
 }

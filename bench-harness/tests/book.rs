@@ -120,6 +120,7 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
         backends,
         columns: Vec::new(),
         until_ci: None,
+        lab_network: BTreeMap::new(),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct BackendOptions {
     pub vm_memory: Option<vm_backend::vstate::memory::MemoryBacking>,
     /// How the VM describes its devices to the guest (default: ACPI and the command line).
     pub vm_acpi: Option<vm_backend::vmm::AcpiMode>,
+    /// How a container's network workloads reach the peer (default: a veth pair).
+    pub container_net: crate::lab_net::ContainerNet,
 }
 
 /// The last `n` lines of `text`, for failure reports.
@@ -53,7 +55,8 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
         BackendKind::Container => Box::new(
             container::ContainerBackend::new()
                 .with_user_namespace(options.user_namespace)
-                .with_seccomp(options.seccomp),
+                .with_seccomp(options.seccomp)
+                .with_network(options.container_net),
         ),
         BackendKind::Vm if options.vm_in_emulator => {
             let b = match &options.vm_kernel {

@@ -753,6 +753,13 @@ impl Backend for VmBackend {
             log_tail: String::new(),
             emulated,
         };
+        if trial.spec.workload.peer().is_some() {
+            return failed(TrialFailure::WorkloadError {
+                message: "the VM has no network device yet (virtio-net is the next step of \
+                          issue 16): the network workloads run on native and container only"
+                    .into(),
+            });
+        }
         let Some(prepared) = self.prepared.clone() else {
             return failed(TrialFailure::Crashed {
                 reason: "VM backend used before prepare()".into(),

@@ -38,6 +38,10 @@ isolab-agent: runs one isolab workload and prints one framed result line on stdo
 
 usage: isolab-agent [--spec B64 | --spec-file PATH]
        isolab-agent --exit-immediately   (exit 0 at once: the child of the `spawn` workload)
+       isolab-agent --peer PORT          (the network workloads' peer: `isolab run` starts it in
+                                          its lab network namespace; brings `lo` up, listens on
+                                          0.0.0.0:PORT for TCP and UDP, prints `ready`, serves
+                                          until its stdin closes)
        isolab-agent --help
 
 The spec (base64url JSON made by workloads::protocol::encode_spec) is taken from --spec,
@@ -82,6 +86,40 @@ pub enum AgentError {
     Report(String),
 }
 
+/// The argument that makes the agent the network workloads' peer.
+pub const PEER_FLAG: &str = "--peer";
+
+/// `--peer PORT`: the peer server. Returns the exit code when it cannot serve; serves until its
+/// stdin closes (the harness holds the other end, so the peer ends with the harness).
+fn run_peer(port: Option<OsString>) -> i32 {
+    let Some(port) = port.and_then(|p| p.to_str().and_then(|p| p.parse::<u16>().ok())) else {
+        eprintln!("isolab-agent: --peer needs a port number");
+        return EXIT_BAD_SPEC;
+    };
+    // The lab namespace is fresh: its loopback starts down.
+    let up = libc::IFF_UP as libc::c_short;
+    if let Err(e) = kernels::net_loopback::loopback_flags(None)
+        .and_then(|f| kernels::net_loopback::loopback_flags(Some(f | up)))
+    {
+        eprintln!("isolab-agent: cannot bring `lo` up in the peer's namespace: {e}");
+        return EXIT_WORKLOAD_FAILED;
+    }
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+    let (tcp, udp) = match kernels::net::peer::bind(addr) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("isolab-agent: the peer cannot listen on {addr}: {e}");
+            return EXIT_WORKLOAD_FAILED;
+        }
+    };
+    std::thread::spawn(move || kernels::net::peer::serve(tcp, udp));
+    println!("ready");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    EXIT_OK
+}
+
 /// CLOCK_MONOTONIC in nanoseconds; 0 if the clock cannot be read (it always can on Linux).
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
@@ -99,6 +137,9 @@ pub fn main() -> ! {
     // be, and must not announce itself on the parent's marker pipe.
     if first.as_deref() == Some(kernels::spawn::EXIT_IMMEDIATELY.as_ref()) {
         std::process::exit(EXIT_OK);
+    }
+    if first.as_deref() == Some(PEER_FLAG.as_ref()) {
+        std::process::exit(run_peer(args.next()));
     }
     let args: Vec<OsString> = first.into_iter().chain(args).collect();
 

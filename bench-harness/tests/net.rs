@@ -1,0 +1,292 @@
+//! The network workloads across the isolation boundary: native over the lab namespace's loopback,
+//! the container over a veth pair and over the lab itself, all against one peer; afterwards no
+//! namespace, interface or process of the run is left, also after `kill -9` and `doctor --clean`.
+//! Needs root (network namespaces, veth pairs, containers) and iproute2's `ip`; never skips.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bench_harness::run_places::{RunRecord, DEFAULT_REGISTRY};
+
+const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
+
+/// The tests start runs, and every run cleans dead runs' leftovers: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests make network namespaces, veth pairs and containers: run them as root"
+    );
+}
+
+fn agent() -> PathBuf {
+    workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Small sizes: the point is that every path works and leaves nothing, not the figures.
+fn suite(dir: &Path, transactions: u32) -> PathBuf {
+    let p = dir.join(format!("net-{transactions}.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "reps = 1\nwarmup = 0\nbackends = [\"native\", \"container\"]\n\
+             [factors]\ncontainer-net = [\"host\", \"veth\"]\n\
+             [[workload]]\nkind = \"net-stream\"\nmib = 16\n\
+             [[workload]]\nkind = \"net-rr\"\ntransactions = {transactions}\n\
+             [[workload]]\nkind = \"net-crr\"\ntransactions = 100\n\
+             [[workload]]\nkind = \"net-udp-rr\"\ntransactions = 200\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn run_cmd(suite: &Path, out: &Path, io: &Path) -> Command {
+    let mut c = Command::new(ISOLAB);
+    c.args(["run", "--suite"])
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .arg("--io-dir")
+        .arg(io)
+        .args(["--seed", "5"])
+        .env("ISOLAB_AGENT", agent())
+        .stdin(Stdio::null());
+    c
+}
+
+/// The network interfaces of the host's namespace (ours: the test runs in it).
+fn host_links() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Processes in the network namespace with `inode`, or holding it open.
+fn holders_of(inode: &str) -> Vec<String> {
+    let target = format!("net:[{inode}]");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if std::fs::read_link(e.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == target)
+        {
+            found.push(format!("process {pid} is in it"));
+        }
+        if let Ok(fds) = std::fs::read_dir(e.path().join("fd")) {
+            for fd in fds.flatten() {
+                if std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target) {
+                    found.push(format!("process {pid} holds it open"));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    let run = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run folder")
+        .path();
+    serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn samples(out: &Path) -> Vec<serde_json::Value> {
+    let run = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run folder")
+        .path();
+    std::fs::read_to_string(run.join("samples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The issue's check on this host: native and container (veth and host) give results for every
+/// network workload with ratios to native, and leave no namespace, interface or process behind.
+#[test]
+fn native_and_container_over_veth_and_host_reach_the_peer_and_leave_nothing() {
+    let _one = serial();
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let links_before = host_links();
+    let out = tmp.path().join("out");
+    let o = run_cmd(&suite(tmp.path(), 500), &out, tmp.path())
+        .output()
+        .unwrap();
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{}\n{stdout}", text(&o.stderr));
+    let samples = samples(&out);
+    // Three columns (native, container host, container veth) times four workloads.
+    assert_eq!(samples.len(), 12, "{samples:#?}");
+    for s in &samples {
+        let metrics = s["metrics"].as_array().unwrap_or_else(|| panic!("{s:#}"));
+        assert!(
+            s.get("failure").is_none_or(serde_json::Value::is_null) && !metrics.is_empty(),
+            "{s:#}"
+        );
+        for m in metrics {
+            let v = m["value"].as_f64().unwrap();
+            assert!(v.is_finite() && v >= 0.0, "{m} in {s:#}");
+        }
+    }
+    // Both container paths appear, each with a ratio to native.
+    for label in ["container-net=host", "container-net=veth"] {
+        assert!(stdout.contains(label), "{stdout}");
+    }
+    assert!(
+        stdout.contains("rr_latency") && stdout.contains("tx_throughput"),
+        "{stdout}"
+    );
+
+    let lab = &manifest(&out)["lab_network"];
+    let inode = lab["netns_inode"].as_str().expect("the lab's inode");
+    let holders = holders_of(inode);
+    assert!(
+        holders.is_empty(),
+        "the lab namespace lives on: {holders:?}"
+    );
+    let peer = lab["peer_pid"].as_str().unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{peer}")).exists()
+            || !std::fs::read_to_string(format!("/proc/{peer}/cmdline"))
+                .unwrap_or_default()
+                .contains("--peer"),
+        "the peer {peer} still runs"
+    );
+    assert_eq!(
+        host_links(),
+        links_before,
+        "an interface appeared on the host"
+    );
+}
+
+/// `kill -9` of isolab in the middle of a network trial, then `isolab doctor --clean`: the peer
+/// and every process in the lab namespace are gone, and so is the namespace.
+#[test]
+fn kill_9_mid_network_trial_then_doctor_clean_leaves_no_namespace() {
+    let _one = serial();
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let links_before = host_links();
+    let mut child = run_cmd(
+        &suite(tmp.path(), 5_000_000),
+        &tmp.path().join("out"),
+        tmp.path(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Wait for the lab's peer to be recorded, and for a trial to be talking to it.
+    let record: RunRecord = loop {
+        let found = std::fs::read_dir(DEFAULT_REGISTRY)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                serde_json::from_slice::<RunRecord>(&std::fs::read(e.path()).ok()?).ok()
+            })
+            .find(|r| r.pid == pid && !r.processes.is_empty());
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the run never recorded its peer");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let peer = record.processes[0].pid;
+    let inode = std::fs::read_link(format!("/proc/{peer}/ns/net"))
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("net:[")
+        .trim_end_matches(']')
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(1500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    let o = Command::new(ISOLAB)
+        .args(["doctor", "--clean"])
+        .env("ISOLAB_AGENT", agent())
+        .output()
+        .unwrap();
+    // Processes take a moment to be reaped after SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut holders = holders_of(&inode);
+    while !holders.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        holders = holders_of(&inode);
+    }
+    assert!(
+        holders.is_empty(),
+        "the lab namespace lives on: {holders:?}\n{}",
+        text(&o.stdout)
+    );
+    let entry = Path::new(DEFAULT_REGISTRY).join(format!("{}.json", record.id));
+    assert!(!entry.exists(), "{}", text(&o.stdout));
+    assert_eq!(
+        host_links(),
+        links_before,
+        "an interface appeared on the host"
+    );
+}
+
+/// Without iproute2 the run stops before any trial with the fix, and leaves nothing.
+#[test]
+fn without_ip_the_run_refuses_with_the_fix_and_leaves_nothing() {
+    let _one = serial();
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let before: Vec<String> = std::fs::read_dir(DEFAULT_REGISTRY)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let o = run_cmd(&suite(tmp.path(), 10), &tmp.path().join("out"), tmp.path())
+        .env("PATH", tmp.path().join("empty"))
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("iproute2"), "{err}");
+    let after: Vec<String> = std::fs::read_dir(DEFAULT_REGISTRY)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert!(after.is_empty(), "a registry entry is left: {after:?}");
+    let left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("isolab-"))
+        .collect();
+    assert!(left.is_empty(), "a run folder is left: {left:?}");
+}
