@@ -255,7 +255,7 @@ impl LabNet {
             let _ = tx.send(line);
         });
         match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) if line.trim() == "ready" => {}
+            Ok(line) if line.trim() == format!("ready {PEER_PORT}") => {}
             other => {
                 let _ = peer.kill();
                 let mut stderr = String::new();
@@ -266,7 +266,7 @@ impl LabNet {
                 return Err(LabError::Peer(format!(
                     "{} (its stderr: {})",
                     match other {
-                        Ok(l) => format!("it said {:?} instead of `ready`", l.trim()),
+                        Ok(l) => format!("it said {:?} instead of `ready {PEER_PORT}`", l.trim()),
                         Err(_) => format!("not ready within {READY_TIMEOUT:?}"),
                     },
                     stderr.trim()

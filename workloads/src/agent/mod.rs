@@ -40,7 +40,8 @@ usage: isolab-agent [--spec B64 | --spec-file PATH]
        isolab-agent --exit-immediately   (exit 0 at once: the child of the `spawn` workload)
        isolab-agent --peer PORT          (the network workloads' peer: `isolab run` starts it in
                                           its lab network namespace; brings `lo` up, listens on
-                                          0.0.0.0:PORT for TCP and UDP, prints `ready`, serves
+                                          0.0.0.0:PORT for TCP and UDP (0: any free
+                                          port), prints `ready PORT`, serves
                                           until its stdin closes)
        isolab-agent --help
 
@@ -98,9 +99,13 @@ fn run_peer(port: Option<OsString>) -> i32 {
     };
     // The lab namespace is fresh: its loopback starts down.
     let up = libc::IFF_UP as libc::c_short;
-    if let Err(e) = kernels::net_loopback::loopback_flags(None)
-        .and_then(|f| kernels::net_loopback::loopback_flags(Some(f | up)))
-    {
+    if let Err(e) = kernels::net_loopback::loopback_flags(None).and_then(|f| {
+        if f & up == 0 {
+            kernels::net_loopback::loopback_flags(Some(f | up))
+        } else {
+            Ok(f)
+        }
+    }) {
         eprintln!("isolab-agent: cannot bring `lo` up in the peer's namespace: {e}");
         return EXIT_WORKLOAD_FAILED;
     }
@@ -112,8 +117,9 @@ fn run_peer(port: Option<OsString>) -> i32 {
             return EXIT_WORKLOAD_FAILED;
         }
     };
+    let port = tcp.local_addr().map_or(port, |a| a.port());
     std::thread::spawn(move || kernels::net::peer::serve(tcp, udp));
-    println!("ready");
+    println!("ready {port}");
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let mut sink = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
