@@ -7,6 +7,7 @@
 //! an error result and the agent always ends through [`pid1::shutdown`].
 
 pub mod marker;
+pub mod netif;
 pub mod pid1;
 pub mod report;
 pub mod spec_source;
@@ -17,7 +18,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use thiserror::Error;
 
 use crate::kernels;
-use crate::protocol::{cmdline_value, DiskMode, MarkerEvent, ProtocolError, DISK_CMDLINE_KEY};
+use crate::protocol::{
+    cmdline_value, DiskMode, MarkerEvent, ProtocolError, DISK_CMDLINE_KEY, NET_CMDLINE_KEY,
+    VM_NET_INTERFACE,
+};
 use crate::result::{AgentClock, Outcome, WorkloadResult};
 use crate::spec::PROTOCOL_VERSION;
 use marker::Marker;
@@ -242,6 +246,19 @@ fn run(
                     "{DISK_CMDLINE_KEY}={value} is not `raw` or `ext4`; fix the VM's command line"
                 ))
                 }
+            }
+        }
+    }
+
+    // A VM's network interface (isolab.net=ADDR/PREFIX): set up before a network workload.
+    if pid1 && disk_error.is_none() && spec.workload.peer().is_some() {
+        if let Some(value) = cmdline_value(&cmdline, NET_CMDLINE_KEY) {
+            if let Err(e) = netif::configure_from(value, VM_NET_INTERFACE) {
+                disk_error = Some(if module_failures.is_empty() {
+                    e
+                } else {
+                    format!("{e}; {}", module_failures.join("; "))
+                });
             }
         }
     }
