@@ -4,6 +4,7 @@
 //! Needs root (network namespaces, veth pairs, containers) and iproute2's `ip`; never skips.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,17 +54,7 @@ fn suite(dir: &Path, transactions: u32) -> PathBuf {
 }
 
 fn run_cmd(suite: &Path, out: &Path, io: &Path) -> Command {
-    let mut c = Command::new(ISOLAB);
-    c.args(["run", "--suite"])
-        .arg(suite)
-        .arg("--out")
-        .arg(out)
-        .arg("--io-dir")
-        .arg(io)
-        .args(["--seed", "5"])
-        .env("ISOLAB_AGENT", agent())
-        .stdin(Stdio::null());
-    c
+    common::isolab_run(suite, out, io, 5)
 }
 
 /// The network interfaces of the host's namespace (ours: the test runs in it).

@@ -57,3 +57,25 @@ pub fn with_factor_and_aa(mut run: StoredRun, aa_scale: f64, userns_scale: f64) 
     run.samples = samples;
     run
 }
+
+/// `isolab run --suite SUITE --out OUT --io-dir IO --seed SEED` with the agent of this build and
+/// no stdin, as the tests that start real runs call it.
+pub fn isolab_run(
+    suite: &std::path::Path,
+    out: &std::path::Path,
+    io: &std::path::Path,
+    seed: u64,
+) -> std::process::Command {
+    let agent = workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_isolab"));
+    c.args(["run", "--suite"])
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .arg("--io-dir")
+        .arg(io)
+        .args(["--seed", &seed.to_string()])
+        .env("ISOLAB_AGENT", agent)
+        .stdin(std::process::Stdio::null());
+    c
+}
