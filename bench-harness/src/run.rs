@@ -101,9 +101,6 @@ pub enum RunError {
     /// The run's folders could not be made.
     #[error(transparent)]
     Places(#[from] crate::run_places::PlacesError),
-    /// The lab network of the network workloads could not be made.
-    #[error("{0}. Nothing of it is left behind")]
-    Lab(#[from] crate::lab_net::LabError),
     /// The factors or the A/A column do not make a valid set of columns.
     #[error(transparent)]
     Columns(#[from] FactorError),
@@ -198,26 +195,36 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     };
     // The lab network, when a workload talks to the peer: made before any backend, recorded in
     // the run's registry entry as soon as its peer exists.
-    let lab = if opts
+    let (lab, lab_unavailable) = if opts
         .suite
         .workloads
         .iter()
         .any(|w| w.workload.peer().is_some())
     {
         let mut recorded = Ok(());
-        let lab = LabNet::create(&opts.agent, |pid| {
+        let made = LabNet::create(&opts.agent, |pid| {
             recorded = places.record_process("lab network peer", pid);
-        })?;
+        });
         recorded?;
-        manifest.lab_network = BTreeMap::from([
-            ("subnet".to_owned(), lab.subnet()),
-            ("netns_inode".to_owned(), lab.ns_inode().to_string()),
-            ("peer_pid".to_owned(), lab.peer_pid().to_string()),
-            ("peer".to_owned(), lab.loopback_peer()),
-        ]);
-        Some(Arc::new(lab))
+        match made {
+            Ok(lab) => {
+                manifest.lab_network = BTreeMap::from([
+                    ("subnet".to_owned(), lab.subnet()),
+                    ("netns_inode".to_owned(), lab.ns_inode().to_string()),
+                    ("peer_pid".to_owned(), lab.peer_pid().to_string()),
+                    ("peer".to_owned(), lab.loopback_peer()),
+                ]);
+                (Some(Arc::new(lab)), None)
+            }
+            // The other workloads still run; the network ones fail with this reason.
+            Err(e) => {
+                eprintln!("warning: the network workloads will fail: {e}");
+                manifest.lab_network = BTreeMap::from([("error".to_owned(), e.to_string())]);
+                (None, Some(e.to_string()))
+            }
+        }
     } else {
-        None
+        (None, None)
     };
     writer.write_manifest(&manifest)?;
 
@@ -231,6 +238,7 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         state_dir: places.state_dir.clone(),
         run_cgroup: places.cgroup.clone(),
         lab: lab.clone(),
+        lab_unavailable,
     };
     let base = ColumnSettings {
         options: opts.options.clone(),

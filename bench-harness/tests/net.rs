@@ -246,33 +246,47 @@ fn kill_9_mid_network_trial_then_doctor_clean_leaves_no_namespace() {
     );
 }
 
-/// Without iproute2 the run stops before any trial with the fix, and leaves nothing.
+/// Without iproute2 the network workloads fail with the fix, the others run, and nothing is left.
 #[test]
-fn without_ip_the_run_refuses_with_the_fix_and_leaves_nothing() {
+fn without_ip_network_trials_fail_with_the_fix_the_rest_runs_and_nothing_is_left() {
     let _one = serial();
     require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let before: Vec<String> = std::fs::read_dir(DEFAULT_REGISTRY)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let o = run_cmd(&suite(tmp.path(), 10), &tmp.path().join("out"), tmp.path())
+    let suite = tmp.path().join("mixed.toml");
+    std::fs::write(
+        &suite,
+        "reps = 1\nwarmup = 0\nbackends = [\"native\", \"container\"]\n\
+         [[workload]]\nkind = \"noop\"\n[[workload]]\nkind = \"net-rr\"\ntransactions = 10\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = run_cmd(&suite, &out, tmp.path())
         .env("PATH", tmp.path().join("empty"))
         .output()
         .unwrap();
     let err = text(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    assert!(o.status.success(), "{err}");
     assert!(err.contains("iproute2"), "{err}");
-    let after: Vec<String> = std::fs::read_dir(DEFAULT_REGISTRY)
-        .into_iter()
+    let samples = samples(&out);
+    assert_eq!(samples.len(), 4, "{samples:#?}");
+    for s in &samples {
+        let failure = s["failure"].to_string();
+        if s["workload"] == "net-rr" {
+            assert!(failure.contains("apt-get install iproute2"), "{s:#}");
+        } else {
+            assert_eq!(failure, "null", "{s:#}");
+        }
+    }
+    let lab = manifest(&out)["lab_network"]["error"].to_string();
+    assert!(lab.contains("iproute2"), "{lab}");
+    let peers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
         .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !before.contains(n))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| text(&c))
+        .filter(|c| c.contains(&agent().display().to_string()) && c.contains("--peer"))
         .collect();
-    assert!(after.is_empty(), "a registry entry is left: {after:?}");
+    assert!(peers.is_empty(), "a peer lives on: {peers:?}");
     let left: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
         .flatten()

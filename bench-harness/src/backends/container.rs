@@ -51,6 +51,8 @@ pub struct ContainerBackend {
     net: ContainerNet,
     /// The run's lab network, when a network workload is planned.
     lab: Option<std::sync::Arc<crate::lab_net::LabNet>>,
+    /// Why there is no lab network.
+    lab_unavailable: Option<String>,
 }
 
 impl Default for ContainerBackend {
@@ -77,6 +79,7 @@ impl ContainerBackend {
             seccomp: SeccompProfile::Docker,
             net: ContainerNet::default(),
             lab: None,
+            lab_unavailable: None,
         }
     }
 
@@ -350,6 +353,7 @@ impl Backend for ContainerBackend {
     fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError> {
         self.cleanup()?;
         self.lab = ctx.lab.clone();
+        self.lab_unavailable = ctx.lab_unavailable.clone();
         let mut config = self.config(ctx);
         if self.user_namespace {
             let ns = UserNamespace::for_current_user();
@@ -437,7 +441,9 @@ impl Backend for ContainerBackend {
         let mut veth = None;
         let netns = match (spec.workload.peer().is_some(), &self.lab, self.net) {
             (false, _, _) => None,
-            (true, None, _) => return failed(crate::backends::native::NO_LAB.into()),
+            (true, None, _) => {
+                return crate::backend::no_lab_outcome(self.lab_unavailable.as_deref())
+            }
             (true, Some(lab), ContainerNet::Host) => {
                 spec.workload.set_peer(&lab.loopback_peer());
                 Some(lab.ns_fd().as_raw_fd())

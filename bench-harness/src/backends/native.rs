@@ -31,11 +31,6 @@ use crate::backend::{
 use crate::backends::child::{self, ChildEnd, LOG_TAIL_BYTES, STDOUT_LIMIT};
 use crate::timefmt::monotonic_ns;
 
-/// Why a network workload cannot run: the harness made no lab network.
-pub(crate) const NO_LAB: &str = "a network workload needs the run's lab network (its peer), \
-     which `isolab run` makes when the suite has a network workload; this backend was prepared \
-     without one";
-
 /// The fd number the agent finds its marker pipe on.
 const MARKER_FD: i32 = 3;
 
@@ -49,6 +44,8 @@ pub struct NativeBackend {
     /// The run's lab network: network workloads join its namespace and reach the peer on its
     /// loopback (never the host's).
     lab: Option<std::sync::Arc<crate::lab_net::LabNet>>,
+    /// Why there is no lab network.
+    lab_unavailable: Option<String>,
 }
 
 /// Numbers the native cgroups of this process.
@@ -245,6 +242,7 @@ impl Backend for NativeBackend {
         self.agent = Some(ctx.agent.clone());
         self.timeout = ctx.trial_timeout;
         self.lab = ctx.lab.clone();
+        self.lab_unavailable = ctx.lab_unavailable.clone();
         Ok(())
     }
 
@@ -266,7 +264,7 @@ impl Backend for NativeBackend {
                 spec.workload.set_peer(&lab.loopback_peer());
                 Some(lab.ns_fd().as_raw_fd())
             }
-            (true, None) => return crashed(NO_LAB.into()),
+            (true, None) => return crate::backend::no_lab_outcome(self.lab_unavailable.as_deref()),
         };
         let spec = match encode_spec(&spec) {
             Ok(s) => s,
