@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use workloads::{Metric, WorkloadResult, WorkloadSpec};
 
-/// The three worlds isolab compares.
+/// The three worlds isolab compares, and emulation as a fourth point of reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -23,11 +23,24 @@ pub enum BackendKind {
     Container,
     /// isolab's own KVM microVM.
     Vm,
+    /// The VM's guest kernel and the agent under QEMU's full-system emulator without hardware
+    /// acceleration (TCG): what emulation itself costs, timed for real.
+    #[serde(rename = "qemu-tcg")]
+    QemuTcg,
 }
 
 impl BackendKind {
     /// All kinds, native first (the baseline every ratio refers to).
-    pub const ALL: [BackendKind; 3] =
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Native,
+        BackendKind::Container,
+        BackendKind::Vm,
+        BackendKind::QemuTcg,
+    ];
+
+    /// The kinds a run has when neither the suite nor `--backend` names any: the three worlds.
+    /// `qemu-tcg` is asked for by name (emulation is slow).
+    pub const DEFAULT: [BackendKind; 3] =
         [BackendKind::Native, BackendKind::Container, BackendKind::Vm];
 
     /// The name used on the command line, in files and in reports.
@@ -36,6 +49,7 @@ impl BackendKind {
             BackendKind::Native => "native",
             BackendKind::Container => "container",
             BackendKind::Vm => "vm",
+            BackendKind::QemuTcg => "qemu-tcg",
         }
     }
 

@@ -57,18 +57,20 @@ impl Check {
     }
 }
 
-/// Bit of the exit code set when a backend is unusable: native 1, container 2, vm 4.
+/// Bit of the exit code set when a backend is unusable: native 1, container 2, vm 4,
+/// qemu-tcg 8.
 pub fn exit_bit(kind: BackendKind) -> i32 {
     match kind {
         BackendKind::Native => 1,
         BackendKind::Container => 2,
         BackendKind::Vm => 4,
+        BackendKind::QemuTcg => 8,
     }
 }
 
 /// Runs every check. `agent` is where the agent was looked for; `results` is the results folder.
 pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
-    use BackendKind::{Container, Native, Vm};
+    use BackendKind::{Container, Native, QemuTcg, Vm};
     let mut out = Vec::new();
 
     let root = nix::unistd::geteuid().is_root();
@@ -85,7 +87,7 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
 
     out.push(match agent {
         Ok(p) => Check::ok(format!("agent: {}", p.display())),
-        Err(e) => Check::problem(format!("agent missing: {e}"), "build it: `cargo build --release -p workloads --bin isolab-agent` (./isolab does this)", &[Native, Container, Vm]),
+        Err(e) => Check::problem(format!("agent missing: {e}"), "build it: `cargo build --release -p workloads --bin isolab-agent` (./isolab does this)", &[Native, Container, Vm, QemuTcg]),
     });
 
     // The container runtime knows best what it needs; root is reported once, above.
@@ -159,6 +161,39 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
             "its samples are labelled emulated: they show the VM works, not how fast; expect minutes per suite",
         ));
     }
+    out.push(match vm_backend::process::client::locate_vmm() {
+        Ok(p) => Check::ok(format!(
+            "VMM process: {} (one per VM; seccomp filters per thread{})",
+            p.display(),
+            match vm_backend::seccomp::ThreadFilters::compile(
+                vm_backend::seccomp::SeccompMode::On,
+                vm_backend::vmm::kick_signal(),
+            ) {
+                Ok(f) => format!(
+                    ", {} BPF instructions in all",
+                    f.instructions().values().sum::<usize>()
+                ),
+                Err(e) => format!(" cannot be built: {e}"),
+            }
+        )),
+        Err(e) => Check::problem(
+            format!("VMM process: {e}"),
+            "build it: `cargo build --release -p vm_backend --bin isolab-vmm` (./isolab does this)",
+            &[Vm],
+        ),
+    });
+    out.push(
+        match vm_backend::hvm::which(crate::backends::qemu_tcg::QEMU) {
+            Some(q) => Check::ok(format!(
+                "emulation: `--backend qemu-tcg` runs the guest under QEMU TCG ({})",
+                q.display()
+            )),
+            None => Check::note(
+                "emulation: QEMU is not installed yet",
+                "`--backend qemu-tcg` installs qemu-system-x86 from apt on first use",
+            ),
+        },
+    );
     out.push(match vm_backend::kernel::build::find_cached_micro() {
         Some(k) => Check::ok(format!("guest kernel: micro kernel cached in {}", k.dir.display())),
         None => {
@@ -198,7 +233,7 @@ pub fn checks(agent: Result<PathBuf, String>, results: &Path) -> Vec<Check> {
                     path.display()
                 ),
                 "free at least 2 GiB there, or choose another place with --out / --io-dir",
-                &[Native, Container, Vm],
+                &[Native, Container, Vm, QemuTcg],
             )),
             None => out.push(Check::note(
                 format!("disk: cannot read free space of {}", path.display()),
@@ -258,7 +293,7 @@ pub fn render(checks: &[Check]) -> String {
             ));
         }
     }
-    s.push_str("\nExit code: 0 when every backend is usable; otherwise the sum of 1 (native), 2 (container), 4 (vm) for those that are not.\n");
+    s.push_str("\nExit code: 0 when every backend is usable; otherwise the sum of 1 (native), 2 (container), 4 (vm), 8 (qemu-tcg) for those that are not.\n");
     s
 }
 

@@ -113,7 +113,11 @@ pub struct Factor {
 
 const CONTAINER: &[BackendKind] = &[BackendKind::Container];
 const VM: &[BackendKind] = &[BackendKind::Vm];
-const SANDBOXES: &[BackendKind] = &[BackendKind::Container, BackendKind::Vm];
+const SANDBOXES: &[BackendKind] = &[
+    BackendKind::Container,
+    BackendKind::Vm,
+    BackendKind::QemuTcg,
+];
 const ALL: &[BackendKind] = &BackendKind::ALL;
 
 /// Every setting isolab has, in the order column labels name them.
@@ -201,6 +205,25 @@ pub const REGISTRY: &[Factor] = &[
         applies_to: VM,
         fixed: None,
         apply: |v, s| s.options.vm_disk = DiskMode::parse(v),
+    },
+    Factor {
+        name: "vm-seccomp",
+        about: "the VMM process's seccomp filters (one per thread kind), or none; `--vm-seccomp`",
+        values: Values::Words(&[&["on"], &["off"], &["log"]]),
+        applies_to: VM,
+        fixed: None,
+        apply: |v, s| {
+            s.options.vm_seccomp = vm_backend::seccomp::SeccompMode::parse(v).unwrap_or_default()
+        },
+    },
+    Factor {
+        name: "vm-jail",
+        about: "each VMM process in a jail (namespaces, chroot, own cgroup, unprivileged user); \
+                `--vm-jail`",
+        values: Values::Words(&[&["off", "false", "no", "0"], &["on", "true", "yes", "1"]]),
+        applies_to: VM,
+        fixed: None,
+        apply: |v, s| s.options.vm_jail = v == "on",
     },
     Factor {
         name: "vm-memory",

@@ -7,6 +7,7 @@
 //! repetition) → [`backend::Backend`] (one trial) → [`store`] (samples.jsonl + manifest.json) →
 //! [`stats`] and [`summary`] (what it means).
 
+pub mod artifact;
 pub mod backend;
 pub mod backends;
 pub mod book;
@@ -17,6 +18,7 @@ pub mod interrupt;
 pub mod lab_net;
 pub mod manifest;
 pub mod plan;
+pub mod published;
 pub mod report;
 pub mod run;
 pub mod run_places;

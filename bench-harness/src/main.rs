@@ -17,6 +17,7 @@ use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
     pub mod kernel;
+    pub mod pack;
 }
 
 #[derive(Parser, Debug)]
@@ -72,7 +73,30 @@ with native for performance."
         /// Also write the charts (SVG, and PNG when a font is found) into this directory.
         #[arg(long)]
         charts: Option<PathBuf>,
+        /// Draw the PNG charts with this font file (.ttf) and no other, so they come out
+        /// identical on any machine (without it: the system's fonts).
+        #[arg(long, value_name = "FILE", requires = "charts")]
+        font: Option<PathBuf>,
     },
+    /// Pack a run into one archive that rebuilds every figure: samples, manifest, reports, the
+    /// isolab source, a font, a rebuild script and a README after the ACM artifact badges.
+    #[command(
+        long_about = "Packs RUN_DIR into one .tar.gz for readers, reviewers and artifact \
+evaluators: samples.jsonl and manifest.json as the run wrote them; every report (summary.txt, \
+report.md, report.html, samples.csv, tables.tex, report.json, charts as SVG and PNG); the isolab \
+source as `git archive` of the commit that made the run and rendered the reports; the font the PNG \
+charts are drawn with and its licence; rebuild.sh, which builds that isolab and renders every \
+table and chart again, checking that each file is identical byte for byte; a README laid out \
+after the ACM badges (available, functional, results reproduced); and SHA256SUMS. A run or an \
+isolab built from uncommitted changes has no exact source: pack refuses it unless --allow-dirty, \
+and the README then says so.",
+        after_help = "Example: isolab pack results/20261126-071203\n  then, anywhere: isolab unpack \
+isolab-artifact-20261126-071203.tar.gz DIR && DIR/rebuild.sh"
+    )]
+    Pack(commands::pack::PackArgs),
+    /// Unpack a bundle made by `isolab pack` into a new folder, checking every file against its
+    /// checksums; then DIR/rebuild.sh rebuilds every figure.
+    Unpack(commands::pack::UnpackArgs),
     /// Compare two runs: each metric side by side, the change B/A, and whether the 95% intervals
     /// separate (two hosts, two kernels, two settings).
     Compare {
@@ -121,7 +145,7 @@ EMULATED_VM_RUN (a run made with --vm-in-emulator)"
         long_about = "Checks root, the agent binary, namespaces, cgroups (v1, v2 or hybrid) and \
 their controllers, /dev/kvm and its flavour (hardware KVM via kvm_intel/kvm_amd, PVM via kvm_pvm, or \
 none) and disk space. Each problem comes with its fix. The exit code is 0 when every backend is usable, \
-else the sum of 1 (native), 2 (container) and 4 (vm) for the unusable ones."
+else the sum of 1 (native), 2 (container), 4 (vm) and 8 (qemu-tcg) for the unusable ones."
     )]
     Doctor {
         /// Also remove what a killed isolab left behind: the folders and cgroups its runs recorded
@@ -161,6 +185,19 @@ enum ContainerNetArg {
     Host,
 }
 
+/// The VMM process's system-call filters.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum VmSeccomp {
+    /// A filter per VMM thread kind (main, vCPU, device, control), as Firecracker's; a refused
+    /// call kills the VMM process, and the trial says which thread made which call.
+    On,
+    /// No filter, to measure what the filters cost.
+    Off,
+    /// The filters, but refused calls are allowed and logged by the kernel (dmesg): for finding
+    /// what a new guest kernel or host libc needs.
+    Log,
+}
+
 /// How the VM's I/O workloads use their disk.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum VmDisk {
@@ -195,7 +232,10 @@ enum VmAcpi {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Backends to run, comma-separated: native, container, vm. Default: the suite's.
+    /// Backends to run, comma-separated: native, container, vm, qemu-tcg. Default: the suite's
+    /// (native, container, vm). `qemu-tcg` runs the VM's guest kernel and the agent under QEMU's
+    /// full-system emulator without acceleration, timed for real: the cost of emulation itself
+    /// (10-100x slower; no disk, so no io-* workloads).
     #[arg(long, value_delimiter = ',')]
     backend: Vec<String>,
     /// Workloads to run (names or kinds from the suite), comma-separated. Default: all.
@@ -273,6 +313,17 @@ struct RunArgs {
     /// `raw` gives the agent the bare device (O_DIRECT on /dev/vda).
     #[arg(long, value_enum, default_value_t = VmDisk::Ext4)]
     vm_disk: VmDisk,
+    /// The VMM process's seccomp filters: `on` (one per thread kind, as Firecracker's), `off`
+    /// (to measure their cost: `--factor vm-seccomp=on,off`), or `log` (allowed, but the kernel
+    /// logs every call a filter would refuse). Each VM runs in a VMM process of its own.
+    #[arg(long, value_enum, default_value_t = VmSeccomp::On)]
+    vm_seccomp: VmSeccomp,
+    /// Jail each VMM process as Firecracker's jailer does: new mount, PID and network
+    /// namespaces, a root holding only its kernel, initramfs and disk (in the run's state
+    /// folder, removed after the trial), its own cgroup, an unprivileged user once its files
+    /// are open. Needs root. `--factor vm-jail=off,on` shows what it costs.
+    #[arg(long)]
+    vm_jail: bool,
     /// How the VM's guest RAM is backed on the host: `thp` (2 MiB-aligned, transparent huge pages
     /// asked for), `hugetlbfs` (pre-reserved 2 MiB pages: `sysctl vm.nr_hugepages=N` first), or
     /// `small` (4 KiB pages only, to see what huge pages buy). With fewer nested page faults the
@@ -352,7 +403,16 @@ fn real_main() -> Result<ExitCode> {
             format,
             output,
             charts,
-        } => cmd_report(&run_dir, format, output.as_deref(), charts.as_deref()),
+            font,
+        } => cmd_report(
+            &run_dir,
+            format,
+            output.as_deref(),
+            charts.as_deref(),
+            font.as_deref(),
+        ),
+        Command::Pack(args) => commands::pack::pack(args).map(|()| ExitCode::SUCCESS),
+        Command::Unpack(args) => commands::pack::unpack(args).map(|()| ExitCode::SUCCESS),
         Command::Compare {
             run_a,
             run_b,
@@ -395,7 +455,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         let mut kinds = Vec::new();
         for b in &args.backend {
             let Some(k) = BackendKind::from_name(b.trim()) else {
-                bail!("unknown backend {b:?}; choose from native, container, vm");
+                bail!("unknown backend {b:?}; choose from native, container, vm, qemu-tcg");
             };
             if !kinds.contains(&k) {
                 kinds.push(k);
@@ -510,6 +570,12 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
                 VmDisk::Raw => workloads::protocol::DiskMode::Raw,
             }),
+            vm_seccomp: match args.vm_seccomp {
+                VmSeccomp::On => vm_backend::seccomp::SeccompMode::On,
+                VmSeccomp::Off => vm_backend::seccomp::SeccompMode::Off,
+                VmSeccomp::Log => vm_backend::seccomp::SeccompMode::Log,
+            },
+            vm_jail: args.vm_jail,
             vm_memory: Some(match args.vm_memory {
                 VmMemory::Thp => vm_backend::vstate::memory::MemoryBacking::Thp,
                 VmMemory::Hugetlbfs => vm_backend::vstate::memory::MemoryBacking::Hugetlbfs,
@@ -525,6 +591,12 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     };
     let outcome = run::execute(&opts)?;
     println!("{}", summary::render_table(&outcome.summary));
+    if !opts.suite.replicates.is_empty() {
+        // Published figures the suite replicates, beside this run's.
+        if let Ok(run) = store::load_run(&outcome.dir) {
+            print!("{}", report::published_term(&run));
+        }
+    }
     let status = match outcome.status {
         RunStatus::Interrupted => "interrupted (the samples taken so far are valid)",
         _ => "complete",
@@ -547,6 +619,7 @@ fn cmd_report(
     format: ReportFormat,
     output: Option<&std::path::Path>,
     charts: Option<&std::path::Path>,
+    font: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let run = store::load_run(dir)?;
     let text = report::render_report(&run, format)?;
@@ -556,7 +629,10 @@ fn cmd_report(
         None => print!("{text}"),
     }
     if let Some(d) = charts {
-        let written = report::write_charts(&run, d)?;
+        let written = match font {
+            Some(f) => report::write_charts_with_font(&run, d, f)?,
+            None => report::write_charts(&run, d)?,
+        };
         for f in &written.files {
             eprintln!("wrote {}", f.display());
         }
@@ -582,21 +658,20 @@ fn cmd_book(
             newest
         }
     };
-    let mut run = store::load_run(&run_dir)?;
-    if let Some(vm_dir) = &vm_results {
-        let vm_run = store::load_run(vm_dir)?;
-        let n = book::merge_vm_run(&mut run, &vm_run);
-        if n == 0 {
-            bail!(
-                "{} has no VM samples; pass a run made with --backend vm (on a host without \
-                 hardware KVM: --vm-in-emulator)",
-                vm_dir.display()
-            );
-        }
-        eprintln!("the VM's {n} samples come from {}", vm_dir.display());
-    }
+    let run = store::load_run(&run_dir)?;
+    let vm_run = match &vm_results {
+        Some(vm_dir) => Some(store::load_run(vm_dir)?),
+        None => None,
+    };
     let out = out.unwrap_or_else(|| run_dir.join("book"));
-    let built = book::build_book(&run, &src, &out)?;
+    let built = book::build_book_with(&run, vm_run.as_ref(), &src, &out)?;
+    if let Some(vm) = &vm_run {
+        eprintln!(
+            "the VM's samples come from run {} ({}); the book describes both runs",
+            vm.manifest.run_id,
+            vm.dir.display()
+        );
+    }
     for n in &built.notes {
         eprintln!("note: {n}");
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::factors::Column;
-use crate::host::{self, CgroupLayout, KvmFlavour};
+use crate::host::{self, CgroupLayout, KvmFlavour, Platform};
 use crate::suite::Suite;
 
 /// How a run ended.
@@ -45,6 +45,10 @@ pub struct HostInfo {
     pub cgroups: CgroupLayout,
     /// boot_id of the host kernel.
     pub boot_id: String,
+    /// Microcode, mitigations, boost, SMT, NUMA, THP, KSM, the kernel command line, clock
+    /// source. `None` in runs made before isolab recorded them.
+    #[serde(default)]
+    pub platform: Option<Platform>,
 }
 
 impl HostInfo {
@@ -62,6 +66,7 @@ impl HostInfo {
             kvm: host::kvm_flavour(),
             cgroups: host::cgroup_layout(),
             boot_id: host::boot_id(),
+            platform: Some(Platform::collect()),
         }
     }
 }

@@ -122,7 +122,7 @@ mod tests {
         for chunk in p.chunks(s.backends.len()) {
             let mut b: Vec<_> = chunk.iter().map(|t| t.backend).collect();
             b.sort();
-            assert_eq!(b, BackendKind::ALL.to_vec());
+            assert_eq!(b, BackendKind::DEFAULT.to_vec());
             assert!(chunk.iter().all(|t| t.workload == chunk[0].workload));
         }
         assert!(p.iter().enumerate().all(|(i, t)| t.index == i));

@@ -131,7 +131,7 @@ pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), StoreError>
 }
 
 /// A run read back from disk.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StoredRun {
     /// The directory.
     pub dir: PathBuf,

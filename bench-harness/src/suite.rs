@@ -3,6 +3,7 @@
 //! A suite is a TOML file (see `suites/default.toml`, built in as the default). Errors name the
 //! file, line and column, because a suite that silently ran something else would waste a run.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,24 @@ pub struct Suite {
     /// Repetitions by rule (`until_ci`, `--until-ci`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_ci: Option<UntilCi>,
+    /// Rows of published tables that this suite's workloads stand for (`[replicates.STUDY]`):
+    /// the reports print the published ratios to native beside the measured ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicates: Vec<Replicate>,
+}
+
+/// One row of a published table and the workload and metric of the suite that stand for it
+/// (`linpack = "linpack.matmul_gflops"` under `[replicates.felter2014]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicate {
+    /// The study ([`crate::published::study`]).
+    pub study: String,
+    /// Its row.
+    pub row: String,
+    /// The suite's workload (by name).
+    pub workload: String,
+    /// The workload's metric.
+    pub metric: String,
 }
 
 /// A suite that cannot be used. Messages name the place and the fix.
@@ -184,6 +203,8 @@ struct RawSuite {
     until_ci: Option<toml::Spanned<toml::Value>>,
     max_reps: Option<toml::Spanned<u32>>,
     max_wall: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    replicates: BTreeMap<String, toml::Spanned<BTreeMap<String, toml::Spanned<String>>>>,
     #[serde(default)]
     workload: Vec<toml::Spanned<toml::Table>>,
 }
@@ -249,7 +270,7 @@ impl Suite {
         })?;
         let mut backends = Vec::new();
         for b in raw.backends.unwrap_or_else(|| {
-            BackendKind::ALL
+            BackendKind::DEFAULT
                 .iter()
                 .map(|k| toml::Spanned::new(0..0, k.name().to_owned()))
                 .collect()
@@ -258,7 +279,7 @@ impl Suite {
                 at(
                     b.span().start,
                     format!(
-                        "unknown backend {:?}; choose from native, container, vm",
+                        "unknown backend {:?}; choose from native, container, vm, qemu-tcg",
                         b.get_ref()
                     ),
                 )
@@ -402,7 +423,63 @@ impl Suite {
                 ));
             }
         }
+        let mut replicates = Vec::new();
+        for (study_id, rows) in raw.replicates {
+            let Some(study) = crate::published::study(&study_id) else {
+                return Err(at(
+                    rows.span().start,
+                    format!(
+                        "unknown study {study_id:?} in [replicates]; isolab knows: {}",
+                        crate::published::STUDIES
+                            .iter()
+                            .map(|s| s.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            };
+            for (row_id, target) in rows.into_inner() {
+                let pos = target.span().start;
+                let row = study.row(&row_id).ok_or_else(|| {
+                    at(
+                        pos,
+                        format!(
+                            "{study_id} has no row {row_id:?}; its rows: {}",
+                            study.row_ids()
+                        ),
+                    )
+                })?;
+                let Some((workload, metric)) = target.get_ref().split_once('.') else {
+                    return Err(at(
+                        pos,
+                        format!(
+                            "write {row_id} = \"WORKLOAD.METRIC\", e.g. \"{}.{}\"",
+                            row.kinds.first().unwrap_or(&"cpu"),
+                            row.metric_hint
+                        ),
+                    ));
+                };
+                let entry = workloads
+                    .iter()
+                    .find(|w| w.name == workload)
+                    .ok_or_else(|| {
+                        at(
+                            pos,
+                            format!("{row_id}: the suite has no workload named {workload:?}"),
+                        )
+                    })?;
+                row.check_workload(&entry.workload)
+                    .map_err(|e| at(pos, e))?;
+                replicates.push(Replicate {
+                    study: study_id.clone(),
+                    row: row_id,
+                    workload: workload.to_owned(),
+                    metric: metric.to_owned(),
+                });
+            }
+        }
         let suite = Suite {
+            replicates,
             source: source_name.to_owned(),
             reps,
             warmup: raw.warmup.unwrap_or(1),
@@ -462,8 +539,26 @@ impl Suite {
                 return Err(invalid("max_wall must be a positive duration".into()));
             }
         }
+        for r in &self.replicates {
+            self.check_replicate(r)
+                .map_err(|e| invalid(format!("[replicates.{}] {}: {e}", r.study, r.row)))?;
+        }
         self.columns().map_err(|e| invalid(e.to_string()))?;
         Ok(())
+    }
+
+    /// Why replicated row `r` no longer has a workload that can stand for it (after a change
+    /// of the suite), or `Ok`.
+    fn check_replicate(&self, r: &Replicate) -> Result<(), String> {
+        let row = crate::published::study(&r.study)
+            .and_then(|s| s.row(&r.row))
+            .ok_or_else(|| "no such published row".to_owned())?;
+        let w = self
+            .workloads
+            .iter()
+            .find(|w| w.name == r.workload)
+            .ok_or_else(|| format!("the suite has no workload named {:?}", r.workload))?;
+        row.check_workload(&w.workload)
     }
 
     /// The columns of this suite's runs: every backend crossed with the factors that apply to
@@ -517,6 +612,9 @@ impl Suite {
         }
         self.workloads
             .retain(|w| names.iter().any(|n| &w.name == n || w.workload.kind() == n));
+        let kept = &self.workloads;
+        self.replicates
+            .retain(|r| kept.iter().any(|w| w.name == r.workload));
         Ok(())
     }
 
@@ -546,6 +644,14 @@ impl Suite {
                 "--io-depth sets the queue depth of io-rand, and this run has no io-rand workload; add `--workload io-rand` or an io-rand to the suite".into(),
             ));
         }
+        // A published row measured at another depth is no longer replicated by this run.
+        let kept: Vec<Replicate> = self
+            .replicates
+            .iter()
+            .filter(|r| self.check_replicate(r).is_ok())
+            .cloned()
+            .collect();
+        self.replicates = kept;
         Ok(())
     }
 }
@@ -561,8 +667,90 @@ mod tests {
         for k in WORKLOAD_KINDS {
             assert!(kinds.contains(k), "default suite lacks {k}");
         }
-        assert_eq!(s.backends, BackendKind::ALL.to_vec());
+        assert_eq!(s.backends, BackendKind::DEFAULT.to_vec());
         assert!(s.reps >= 5);
+    }
+
+    #[test]
+    fn the_felter_suite_parses_and_says_which_rows_it_replicates() {
+        let text = include_str!("../suites/felter.toml");
+        let s = Suite::parse(text, "felter.toml").unwrap();
+        let rows: Vec<&str> = s.replicates.iter().map(|r| r.row.as_str()).collect();
+        for row in [
+            "linpack",
+            "stream-copy",
+            "stream-triad",
+            "randomaccess",
+            "fio-seq-read",
+            "fio-rand-read-qd128",
+            "fio-rand-write-qd128",
+        ] {
+            assert!(rows.contains(&row), "{row} missing from {rows:?}");
+        }
+        assert!(s.replicates.iter().all(|r| r.study == "felter2014"));
+        // Every row of the study is either replicated or named in the file as waiting.
+        let study = crate::published::study("felter2014").unwrap();
+        for row in study.rows {
+            assert!(
+                rows.contains(&row.id) || text.contains(&format!("# {} = ", row.id)),
+                "felter.toml neither replicates nor mentions {}",
+                row.id
+            );
+        }
+    }
+
+    #[test]
+    fn another_io_depth_no_longer_stands_for_their_qd_128() {
+        let mut s = Suite::parse(include_str!("../suites/felter.toml"), "felter.toml").unwrap();
+        let before = s.replicates.len();
+        s.set_io_depth(32).unwrap();
+        s.validate().unwrap();
+        let rows: Vec<&str> = s.replicates.iter().map(|r| r.row.as_str()).collect();
+        assert_eq!(rows.len(), before - 2, "{rows:?}");
+        assert!(!rows.iter().any(|r| r.contains("qd128")), "{rows:?}");
+        // Set back to their depth, the rows are not invented again: the run said what it ran.
+        s.set_io_depth(128).unwrap();
+        assert_eq!(s.replicates.len(), before - 2);
+    }
+
+    #[test]
+    fn replicated_rows_name_a_workload_of_the_right_kind() {
+        let head = "[[workload]]\nname = \"linpack\"\nkind = \"cpu\"\n\
+                    [[workload]]\nkind = \"io-rand\"\n[replicates.felter2014]\n";
+        let s = Suite::parse(
+            &format!("{head}linpack = \"linpack.matmul_gflops\"\n"),
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            s.replicates,
+            vec![Replicate {
+                study: "felter2014".into(),
+                row: "linpack".into(),
+                workload: "linpack".into(),
+                metric: "matmul_gflops".into(),
+            }]
+        );
+        let bad = |line: &str| {
+            Suite::parse(&format!("{head}{line}\n"), "f.toml")
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad("stream-triad = \"linpack.stream_triad\"");
+        assert!(e.starts_with("f.toml:7:") && e.contains("mem-bw"), "{e}");
+        assert!(bad("linpak = \"linpack.x\"").contains("its rows: linpack"));
+        assert!(bad("linpack = \"cpu.matmul_gflops\"").contains("no workload named \"cpu\""));
+        assert!(bad("linpack = \"linpack\"").contains("WORKLOAD.METRIC"));
+        // io-rand at depth 1 does not stand for their QD 128.
+        assert!(bad("fio-rand-read-qd128 = \"io-rand.rand_read_iops\"").contains("128"));
+        let e = Suite::parse(&format!("{head}[replicates.nobody]\n"), "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("felter2014"), "{e}");
+        // Leaving the workload out of a run leaves its row out too.
+        let mut s = s;
+        s.retain_workloads(&["io-rand".into()]).unwrap();
+        assert!(s.replicates.is_empty());
     }
 
     #[test]

@@ -47,6 +47,32 @@ pub struct SummaryRow {
     pub wide: bool,
 }
 
+impl SummaryRow {
+    /// A time or a rate measured inside an emulated machine: never a performance figure, so every
+    /// table cell that shows one carries [`EMULATED_MARK`] in the cell itself.
+    pub fn is_emulated_time(&self) -> bool {
+        self.backend.ends_with("(emulated)") && is_time_or_rate(&self.unit)
+    }
+
+    /// What follows a median or an interval of this row in a table cell: [`EMULATED_MARK`] for
+    /// an emulated time, else nothing.
+    pub fn cell_mark(&self) -> &'static str {
+        if self.is_emulated_time() {
+            EMULATED_MARK
+        } else {
+            ""
+        }
+    }
+}
+
+/// The label an emulated time carries in its own table cell.
+pub const EMULATED_MARK: &str = " (emulated time)";
+
+/// Whether a unit is a time (`ns` … `s`) or a rate (`…/s`): what an emulated machine distorts.
+pub fn is_time_or_rate(unit: &str) -> bool {
+    unit.ends_with("/s") || ["ns", "µs", "us", "ms", "s"].contains(&unit)
+}
+
 /// Failed trials of one column and workload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureGroup {
@@ -236,12 +262,12 @@ fn label_backend(label: &str) -> &str {
     label.split(' ').next().unwrap_or(label)
 }
 
-/// The sort key of a column label: backend (native, container, vm), then the column's place in
+/// The sort key of a column label: backend (native, container, vm, qemu-tcg), then the column's place in
 /// the run (`columns`, in plan order), emulated after real, then the label.
 pub fn label_key(label: &str, columns: &[String]) -> (usize, usize, bool, String) {
     let emulated = label.ends_with("(emulated)");
     let base = label.trim_end_matches(" (emulated)");
-    let backend = ["native", "container", "vm"]
+    let backend = ["native", "container", "vm", "qemu-tcg"]
         .iter()
         .position(|b| *b == label_backend(label))
         .unwrap_or(9);
@@ -1050,11 +1076,12 @@ pub fn render_table(summary: &Summary) -> String {
             r.metric.clone(),
             r.backend.clone(),
             r.median.n.to_string(),
-            fmt_num(r.median.median),
+            format!("{}{}", fmt_num(r.median.median), r.cell_mark()),
             format!(
-                "[{}, {}]{ci_mark}",
+                "[{}, {}]{ci_mark}{}",
                 fmt_num(r.median.lo),
-                fmt_num(r.median.hi)
+                fmt_num(r.median.hi),
+                r.cell_mark()
             ),
             format!("{} {}", r.unit, arrow(r.better)),
             r.vs_native.as_ref().map(ratio_text).unwrap_or_default(),
@@ -1122,24 +1149,67 @@ pub fn render_table(summary: &Summary) -> String {
         );
         out.push_str(&aa_table(aa));
     }
-    // An unavailable backend fails every trial for one reason: say it once per column.
-    let mut unavailable: Vec<(&str, usize, &str)> = Vec::new();
-    for f in &summary.failures {
-        if f.reason.starts_with("unavailable:") {
-            match unavailable.iter_mut().find(|u| u.0 == f.backend) {
-                Some(u) => u.1 += f.count,
-                None => unavailable.push((&f.backend, f.count, &f.reason)),
-            }
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "{} trial(s) of {} on {} did not produce a result: {}",
-            f.count, f.workload, f.backend, f.reason
-        );
+    for g in grouped_failures(summary) {
+        let _ = writeln!(out, "{}", g.sentence());
     }
-    for (backend, count, reason) in unavailable {
-        let _ = writeln!(out, "{backend}: {count} trial(s) not run, {reason}");
+    out
+}
+
+/// Failed trials of one column for one reason, over every workload it hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureLine {
+    /// Column label.
+    pub backend: String,
+    /// The reason.
+    pub reason: String,
+    /// Trials it covers.
+    pub count: usize,
+    /// The workloads it hit, in the run's order.
+    pub workloads: Vec<String>,
+}
+
+impl FailureLine {
+    /// `vm: 13 trials (noop, cpu, ...) produced no result: unavailable: ...`.
+    pub fn sentence(&self) -> String {
+        let what = if self.reason.starts_with("unavailable:") {
+            "not run"
+        } else {
+            "produced no result"
+        };
+        format!(
+            "{}: {} trial{} ({}) {what}: {}",
+            self.backend,
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            self.workloads.join(", "),
+            self.reason.trim_end_matches('.')
+        )
+    }
+}
+
+/// The run's failures said once per column and reason, with the number of trials each covers:
+/// an unavailable backend fails every workload for one reason, and a report that repeats it per
+/// workload buries everything else.
+pub fn grouped_failures(summary: &Summary) -> Vec<FailureLine> {
+    let mut out: Vec<FailureLine> = Vec::new();
+    for f in &summary.failures {
+        match out
+            .iter_mut()
+            .find(|g| g.backend == f.backend && g.reason == f.reason)
+        {
+            Some(g) => {
+                g.count += f.count;
+                if !g.workloads.contains(&f.workload) {
+                    g.workloads.push(f.workload.clone());
+                }
+            }
+            None => out.push(FailureLine {
+                backend: f.backend.clone(),
+                reason: f.reason.clone(),
+                count: f.count,
+                workloads: vec![f.workload.clone()],
+            }),
+        }
     }
     out
 }

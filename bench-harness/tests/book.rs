@@ -20,12 +20,13 @@ use bench_harness::suite::Suite;
 use workloads::result::{AgentClock, InspectReport, Outcome};
 use workloads::{Metric, WorkloadResult, PROTOCOL_VERSION};
 
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "noop",
     "inspect",
     "cpu",
     "mem-bw",
     "mem-lat",
+    "random-access",
     "page-fault",
     "syscall",
     "io-seq",
@@ -50,14 +51,24 @@ enum Vm {
 
 const HOST_BOOT_ID: &str = "b00t-host";
 
+/// The backends of a synthetic run: the three worlds and the emulator.
+const BACKENDS: [&str; 4] = ["native", "container", "vm", "qemu-tcg"];
+
+/// Whether a backend runs a workload kind (the emulator has no disk).
+fn runs(backend: &str, kind: &str) -> bool {
+    !(backend == "qemu-tcg" && kind.starts_with("io-"))
+}
+
 fn manifest(vm: Vm, planned: usize) -> Manifest {
-    let mut suite =
-        String::from("reps = 8\nwarmup = 0\nbackends = [\"native\", \"container\", \"vm\"]\n");
+    let mut suite = String::from(
+        "reps = 8\nwarmup = 0\nbackends = [\"native\", \"container\", \"vm\", \"qemu-tcg\"]\n",
+    );
     for k in KINDS {
         suite.push_str(&format!("[[workload]]\nkind = \"{k}\"\n"));
     }
+    suite.push_str("[replicates.felter2014]\nlinpack = \"cpu.matmul_gflops\"\n");
     let mut backends = BTreeMap::new();
-    for b in ["native", "container", "vm"] {
+    for b in BACKENDS {
         let unavailable = b == "vm" && vm == Vm::Unavailable;
         backends.insert(
             b.to_string(),
@@ -69,16 +80,22 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
                         .to_string()
                 }),
                 // What the container and VM backends record (chapters 7 and 6b quote it).
-                facts: if b == "container" {
-                    [("seccomp", "docker"), ("user_namespace", "false")]
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                } else if b == "vm" {
-                    BTreeMap::from([("memory".to_string(), "thp".to_string())])
-                } else {
-                    BTreeMap::new()
-                },
+                facts: match b {
+                    "container" => vec![("seccomp", "docker"), ("user_namespace", "false")],
+                    "vm" => vec![
+                        ("memory", "thp"),
+                        ("vm_seccomp", "on"),
+                        ("vm_jail", "off"),
+                        ("vm_seccomp_bpf_instructions.vcpu", "171"),
+                        ("vm_seccomp_bpf_instructions.virtio-blk", "143"),
+                        ("vm_seccomp_bpf_instructions.main", "150"),
+                        ("vmm_cgroup", "a sibling below the run's cgroup"),
+                    ],
+                    _ => Vec::new(),
+                }
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             },
         );
     }
@@ -113,6 +130,7 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
             },
             cgroups: CgroupLayout::V2,
             boot_id: HOST_BOOT_ID.into(),
+            platform: None,
         },
         suite: Suite::parse(&suite, "test suite").unwrap(),
         seed: 42,
@@ -156,6 +174,16 @@ fn timeline(backend: &str) -> Vec<Phase> {
             ("reaped", 5.9),
             ("cleaned_up", 6.2),
         ],
+        "qemu-tcg" => &[
+            ("start", 0.0),
+            ("spawned", 8.0),
+            ("agent_ready", 3000.0),
+            ("workload_start", 3010.0),
+            ("workload_end", 3020.0),
+            ("result_written", 3100.0),
+            ("exited", 3110.0),
+            ("cleaned_up", 3111.0),
+        ],
         _ => &[
             ("start", 0.0),
             ("vm_created", 0.3),
@@ -184,6 +212,7 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
     let slow = match backend {
         "native" => 1.0,
         "container" => 1.03,
+        "qemu-tcg" => 30.0,
         _ => 1.15,
     };
     let j = |v: f64| jit(v, rep);
@@ -201,6 +230,7 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             "ns/access",
             j(90.0 * slow),
         )],
+        "random-access" => vec![Metric::higher("gups", "GUP/s", j(0.03 / slow))],
         "page-fault" => vec![Metric::lower("page_fault_cost", "ns/page", j(300.0 * slow))],
         "syscall" => vec![Metric::lower("null_syscall", "ns/call", j(60.0 * slow))],
         "io-rand" => vec![
@@ -222,11 +252,13 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
     let start = match backend {
         "native" => 1.1,
         "container" => 5.0,
+        "qemu-tcg" => 3000.0,
         _ => 95.0,
     };
     m.push(Metric::lower("host.start_to_ready", "ms", j(start)));
     match backend {
         "native" => m.push(Metric::lower("host.peak_rss", "MiB", j(1.4))),
+        "qemu-tcg" => m.push(Metric::lower("host.wall", "ms", j(3111.0))),
         "container" => {
             m.push(Metric::lower("host.teardown", "ms", j(0.4)));
             m.push(Metric::lower("host.peak_memory", "MiB", j(0.8)));
@@ -238,7 +270,8 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             m.push(Metric::lower("host.vmm_setup", "ms", j(3.5)));
             m.push(Metric::lower("host.boot_to_agent", "ms", j(91.5)));
             m.push(Metric::lower("host.teardown", "ms", j(2.0)));
-            m.push(Metric::lower("host.vmm_overhead", "MiB", j(7.0)));
+            m.push(Metric::lower("host.vmm_overhead", "MiB", j(1.8)));
+            m.push(Metric::lower("host.vmm_process_start", "ms", j(0.9)));
             m.push(Metric::lower("host.guest_ram_touched", "MiB", j(38.0)));
             m.push(Metric::lower("exits.total", "exits", 5200.0));
             m.push(Metric::lower("exits.io_out.serial", "exits", 3000.0));
@@ -246,6 +279,9 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             m.push(Metric::lower("exits.io_out.marker", "exits", 4.0));
             m.push(Metric::lower("exits.io_in.rtc", "exits", 996.0));
             m.push(Metric::lower("exits.to_agent_start", "exits", 4000.0));
+            // KVM's own counters: most exits are nested-page faults it handled itself.
+            m.push(Metric::lower("kvm.exits", "events", 11000.0));
+            m.push(Metric::lower("kvm.pf_taken", "events", 7000.0));
             m.push(Metric::lower("kvm.to_agent_start.exits", "events", 2700.0));
             m.push(Metric::lower("npf.to_agent_start", "faults", 830.0));
             m.push(Metric::higher("host.guest_ram_huge", "MiB", 36.0));
@@ -280,6 +316,17 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
                     "interrupts/op",
                     *vmm / 2.0,
                 ));
+                // By cause: the device part, and the time-driven part (timer, halt, ...).
+                m.push(Metric::lower(
+                    &format!("exits.device_per_{op}"),
+                    "exits/op",
+                    *vmm + 1.0_f64.min(*all - *vmm),
+                ));
+                m.push(Metric::lower(
+                    &format!("exits.time_driven_per_{op}"),
+                    "exits/op",
+                    (*all - *vmm) / 4.0,
+                ));
             }
             if kind.starts_with("io-") {
                 m.push(Metric::lower("disk.requests", "requests", 401.0));
@@ -300,7 +347,8 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
 }
 
 fn inspect(backend: &str) -> InspectReport {
-    let vm = backend == "vm";
+    // The VM and the emulator boot a kernel of their own.
+    let vm = backend == "vm" || backend == "qemu-tcg";
     InspectReport {
         kernel_release: if vm { "6.12.0-micro" } else { "6.1.0-host" }.into(),
         boot_id: if vm { "b00t-guest" } else { HOST_BOOT_ID }.into(),
@@ -363,7 +411,7 @@ fn run(vm: Vm) -> StoredRun {
     let mut samples = Vec::new();
     for rep in 0..8 {
         for k in KINDS {
-            for b in ["native", "container", "vm"] {
+            for b in BACKENDS.into_iter().filter(|b| runs(b, k)) {
                 let n = samples.len();
                 samples.push(sample(n, b, k, rep, vm));
             }
@@ -440,6 +488,10 @@ fn check_book(out: &Path) -> BTreeMap<PathBuf, String> {
         "07-security.html",
         "08-capacity.html",
         "09-reproducing.html",
+        "01a-kinds-of-virtualization.html",
+        "05a-emulation.html",
+        "glossary.html",
+        "bibliography.html",
     ] {
         assert!(pages.contains_key(Path::new(ch)), "chapter {ch} missing");
     }
@@ -557,13 +609,23 @@ fn full_run_fills_every_placeholder_with_a_number() {
         );
     }
     let figures = files_with_ext(&out.join("figures"), "svg");
-    assert_eq!(figures.len(), 11, "{figures:?}");
+    assert_eq!(figures.len(), 12, "{figures:?}");
     // The setting's effect and the noise floor, and the floor beside every ratio.
     let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
     assert!(
         ch9.contains("off → on")
             && ch9.contains("1.10× [")
             && ch9.contains("A/A check (native A' / native A"),
+        "{ch9}"
+    );
+    // Felter et al.'s table, with the replicated row measured (container 1.03x, VM 1.15x
+    // slower in this synthetic run) and the others said to be missing.
+    assert!(
+        ch9.contains("Linpack")
+            && ch9.contains("0.9772x")
+            && ch9.contains("0.9709x [")
+            && ch9.contains("0.8696x [")
+            && ch9.contains("RC25482"),
         "{ch9}"
     );
     let ch5 = main_text(&pages[Path::new("05-costs.html")]);
@@ -615,6 +677,19 @@ fn full_run_fills_every_placeholder_with_a_number() {
     assert!(ch8.contains("guest RAM touched + VMM"), "{ch8}");
     let ch7 = main_text(&pages[Path::new("07-security.html")]);
     assert!(ch7.contains("filter was docker"), "{ch7}");
+    // The VMM's confinement, from the run's manifest and samples.
+    for fact in [
+        "on in this run",
+        "off in this run",
+        "171 BPF instructions",
+        "143",
+    ] {
+        assert!(ch7.contains(fact), "{fact}: {ch7}");
+    }
+    assert!(
+        !ch7.contains(&format!("{NOT_MEASURED} (the run's manifest")),
+        "{ch7}"
+    );
     // Text from the run is shown as text, not taken as Markdown or HTML.
     let ch9 = &pages[Path::new("09-reproducing.html")];
     assert!(
@@ -701,17 +776,64 @@ fn a_run_from_before_the_phase_markers_keeps_its_mixed_figures() {
 
 #[test]
 fn a_second_run_can_stand_in_for_a_missing_vm() {
-    let mut base = run(Vm::Unavailable);
-    let emulated = run(Vm::Emulated);
-    let n = bench_harness::book::merge_vm_run(&mut base, &emulated);
+    let base = run(Vm::Unavailable);
+    let mut emulated = run(Vm::Emulated);
+    // The VM's run is another run: its own id, commit, size and suite, with smaller sizes of
+    // the cpu workload.
+    emulated.manifest.run_id = "vm-run-7".into();
+    emulated.manifest.git_commit = "def456".into();
+    emulated.manifest.suite.reps = 1;
+    emulated.manifest.suite.limits.memory_mib = 256;
+    for w in &mut emulated.manifest.suite.workloads {
+        if let workloads::Workload::Cpu(p) = &mut w.workload {
+            p.hash_mib = 1;
+        }
+    }
+    let mut merged = base.clone();
+    let n = bench_harness::book::merge_vm_run(&mut merged, &emulated);
     assert!(n > 0);
-    assert!(base
+    assert!(merged
         .samples
         .iter()
         .filter(|s| s.backend == "vm")
         .all(|s| s.emulated));
-    let (_tmp, out) = build(&base);
+    // A run without VM samples is refused, saying so.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut no_vm = base.clone();
+    no_vm.samples.retain(|s| s.backend != "vm");
+    let err = bench_harness::book::build_book_with(&base, Some(&no_vm), &book_src(), tmp.path())
+        .unwrap_err();
+    assert!(matches!(err, BookError::NoVmSamples(_)), "{err}");
+    let out = tmp.path().join("book");
+    bench_harness::book::build_book_with(&base, Some(&emulated), &book_src(), &out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = out.canonicalize().unwrap();
     let pages = check_book(&out);
+    // Both runs are named, each with its own methodology and sizes.
+    let intro = main_text(&pages[Path::new("introduction.html")]);
+    assert!(
+        intro.contains("two runs") && intro.contains("book-test") && intro.contains("vm-run-7"),
+        "{intro}"
+    );
+    assert!(
+        intro.contains("vm: ran only inside an emulated machine")
+            && intro.contains("(from run vm-run-7)"),
+        "{intro}"
+    );
+    let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
+    assert!(
+        ch9.contains("Run book-test") && ch9.contains("Run vm-run-7"),
+        "both methodologies: {ch9}"
+    );
+    assert!(ch9.contains("256 MiB") && ch9.contains("512 MiB"), "{ch9}");
+    assert!(ch9.contains("def456") && ch9.contains("abc123"), "{ch9}");
+    assert!(
+        ch9.contains("cpu (differs)") && ch9.contains("hash_mib=1"),
+        "{ch9}"
+    );
+    // The VM's figures come from its own run: a figure about the VM names it.
+    let ch6 = main_text(&pages[Path::new("06-devices.html")]);
+    assert!(ch6.contains("Figure vm-exits, from run vm-run-7"), "{ch6}");
     let ch6 = main_text(&pages[Path::new("06-devices.html")]);
     assert!(
         ch6.contains("5200 exits") && ch6.contains("counted in an emulated machine"),
@@ -719,6 +841,14 @@ fn a_second_run_can_stand_in_for_a_missing_vm() {
     );
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     assert!(!ch2.contains("95 ms"), "an emulated time was used: {ch2}");
+    // A VM figure of other parameters is never divided by native's.
+    let ch5 = main_text(&pages[Path::new("05-costs.html")]);
+    assert!(
+        ch5.contains(
+            "no ratio: the VM's cpu comes from run vm-run-7, measured with other parameters"
+        ),
+        "{ch5}"
+    );
 }
 
 fn book_copy_with(chapter: &str, line: &str) -> tempfile::TempDir {
@@ -809,40 +939,28 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[test]
-fn real_native_and_container_run_gives_report_and_book() {
-    if !nix::unistd::geteuid().is_root() {
-        let why = "this test runs real containers (namespaces, mounts, cgroups): run it as root \
-                   (sudo ./run-tests)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{why}");
-        }
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let suite = tmp.path().join("suite.toml");
-    std::fs::write(
-        &suite,
-        "reps = 3\nwarmup = 1\nbackends = [\"native\", \"container\"]\n\
-         [[workload]]\nkind = \"noop\"\n\
-         [[workload]]\nkind = \"inspect\"\n\
-         [[workload]]\nkind = \"syscall\"\niterations = 20000\n\
-         [[workload]]\nkind = \"io-rand\"\nfile_mib = 4\nops = 200\n",
-    )
-    .unwrap();
-    let results = tmp.path().join("results");
-    let o = isolab(&[
-        "run",
-        "--suite",
-        suite.to_str().unwrap(),
+/// A real run as a user makes one: `isolab run --suite SUITE_TOML ARGS...` in `tmp`, then its
+/// HTML report (checked well-formed) and its book (checked by [`check_book`]). Returns the run's
+/// folder, the report and the book's index.
+fn real_run_report_and_book(
+    tmp: &Path,
+    suite_toml: &str,
+    args: &[&str],
+) -> (PathBuf, PathBuf, PathBuf) {
+    let suite = tmp.join("suite.toml");
+    std::fs::write(&suite, suite_toml).unwrap();
+    let results = tmp.join("results");
+    let mut all = vec!["run", "--suite", suite.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
         "--out",
         results.to_str().unwrap(),
         "--io-dir",
-        tmp.path().to_str().unwrap(),
+        tmp.to_str().unwrap(),
         "--seed",
         "7",
     ]);
+    let o = isolab(&all);
     assert!(o.status.success(), "isolab run: {}", text(&o.stderr));
     let run_dir = std::fs::read_dir(&results)
         .unwrap()
@@ -851,7 +969,7 @@ fn real_native_and_container_run_gives_report_and_book() {
         .unwrap()
         .path();
 
-    let report = tmp.path().join("report.html");
+    let report = tmp.join("report.html");
     let o = isolab(&[
         "report",
         run_dir.to_str().unwrap(),
@@ -873,6 +991,31 @@ fn real_native_and_container_run_gives_report_and_book() {
     ]);
     assert!(o.status.success(), "isolab book: {}", text(&o.stderr));
     let index = PathBuf::from(text(&o.stdout).trim());
+    (run_dir, report, index)
+}
+
+#[test]
+fn real_native_and_container_run_gives_report_and_book() {
+    if !nix::unistd::geteuid().is_root() {
+        let why = "this test runs real containers (namespaces, mounts, cgroups): run it as root \
+                   (sudo ./run-tests)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{why}");
+        }
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (run_dir, _, index) = real_run_report_and_book(
+        tmp.path(),
+        "reps = 3\nwarmup = 1\nbackends = [\"native\", \"container\"]\n\
+         [[workload]]\nkind = \"noop\"\n\
+         [[workload]]\nkind = \"inspect\"\n\
+         [[workload]]\nkind = \"syscall\"\niterations = 20000\n\
+         [[workload]]\nkind = \"io-rand\"\nfile_mib = 4\nops = 200\n",
+        &[],
+    );
+    let src = book_src();
     assert_eq!(
         index,
         run_dir.join("book/index.html").canonicalize().unwrap()
@@ -912,4 +1055,191 @@ fn real_native_and_container_run_gives_report_and_book() {
         "{}",
         text(&o.stderr)
     );
+}
+
+/// The book and the HTML report in a real browser (headless Chromium): no console error, every
+/// image loads and has a size, every figure renders. Then the same check on a copy with one
+/// figure deleted and one script error added must catch both, so the check itself is seen to
+/// work. Needs Chromium: `./run-tests` installs it and runs this.
+#[test]
+#[ignore = "needs Chromium (apt-get install chromium); ./run-tests installs it and runs this"]
+fn the_book_and_the_report_render_in_a_real_browser() {
+    let run = common::with_factor_and_aa(run(Vm::Hardware), 1.01, 1.1);
+    let (tmp, out) = build(&run);
+    let mut pages: Vec<PathBuf> = files_with_ext(&out, "html")
+        .into_iter()
+        .filter(|p| !p.ends_with("print.html") && !p.ends_with("404.html"))
+        .collect();
+    pages.sort();
+    let reports = tmp.path().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    for (name, r) in [("full", &run), ("novm", &self::run(Vm::Unavailable))] {
+        let html =
+            bench_harness::report::render_report(r, bench_harness::report::ReportFormat::Html)
+                .unwrap();
+        let path = reports.join(format!("report-{name}.html"));
+        std::fs::write(&path, html).unwrap();
+        pages.push(path);
+    }
+    let checks = common::browser::check_pages(&pages);
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.problems.is_empty())
+        .map(|c| format!("{}: {}", c.page.display(), c.problems.join("; ")))
+        .collect();
+    assert!(bad.is_empty(), "in the browser:\n{}", bad.join("\n"));
+    let images: usize = checks.iter().map(|c| c.images_ok).sum();
+    let svgs: usize = checks.iter().map(|c| c.svgs_ok).sum();
+    // Every figure of the book appears on some page; the reports inline their charts.
+    assert!(images >= 12, "only {images} images rendered");
+    assert!(svgs >= 8, "only {svgs} inline figures rendered");
+
+    // The check catches what it is for: a figure file gone, a script error.
+    let chapter = out.join("05a-emulation.html");
+    std::fs::remove_file(out.join("figures/emulation-ratio.svg")).unwrap();
+    let broken = out.join("broken.html");
+    std::fs::write(
+        &broken,
+        "<!DOCTYPE html><html><body><script>undefined_function();</script></body></html>",
+    )
+    .unwrap();
+    let checks = common::browser::check_pages(&[chapter, broken]);
+    assert!(
+        checks[0]
+            .problems
+            .iter()
+            .any(|p| p.contains("emulation-ratio.svg")),
+        "a missing figure went unnoticed: {checks:?}"
+    );
+    assert!(
+        checks[1].problems.iter().any(|p| p.contains("exception")),
+        "a script error went unnoticed: {checks:?}"
+    );
+}
+
+/// Emulation for real, next to native and the container, as a user on a host without hardware
+/// KVM runs it (`isolab run --backend native,container,qemu-tcg --workload ...`, small sizes):
+/// every trial gives a result, the emulator is slower than native where translation must cost
+/// (floating point, dependent loads), the book's emulation chapter shows its ratios beside the
+/// others and says why the VM has none, and the run's report and book open cleanly in Chromium.
+#[test]
+#[ignore = "boots QEMU (TCG) and opens Chromium; ./run-tests installs both and runs this"]
+fn real_emulation_run_is_in_the_book_and_renders_in_a_browser() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs real containers: run it as root (sudo ./run-tests)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // The command line picks the emulator and the CPU and memory workloads, as the issue's check
+    // does; noop gives the boot time the chapter quotes.
+    let (run_dir, report, index) = real_run_report_and_book(
+        tmp.path(),
+        "reps = 2\nwarmup = 0\nbackends = [\"native\", \"container\", \"vm\"]\n\
+         [limits]\nmemory_mib = 256\nvcpus = 1\npids_max = 256\n\
+         [[workload]]\nkind = \"noop\"\n\
+         [[workload]]\nkind = \"cpu\"\nhash_mib = 4\nmatrix_n = 64\n\
+         [[workload]]\nkind = \"mem-bw\"\narray_mib = 8\npasses = 1\n\
+         [[workload]]\nkind = \"mem-lat\"\nworking_set_kib = 4096\naccesses = 100000\n\
+         [[workload]]\nkind = \"syscall\"\niterations = 20000\n\
+         [[workload]]\nkind = \"page-fault\"\nmib = 8\n\
+         [[workload]]\nkind = \"io-rand\"\nfile_mib = 4\nops = 100\n",
+        &[
+            "--backend",
+            "native,container,qemu-tcg",
+            "--workload",
+            "noop,cpu,mem-bw,mem-lat,syscall,page-fault",
+        ],
+    );
+    let run = bench_harness::store::load_run(&run_dir).unwrap();
+    let tcg: Vec<&Sample> = run
+        .samples
+        .iter()
+        .filter(|s| s.backend == "qemu-tcg")
+        .collect();
+    assert_eq!(tcg.len(), 12, "6 workloads x 2 repetitions on qemu-tcg");
+    for s in &tcg {
+        assert!(
+            s.failure.is_none() && !s.emulated,
+            "trial {} ({}): {:?}",
+            s.trial,
+            s.workload,
+            s.failure
+        );
+    }
+    assert!(
+        !run.samples.iter().any(|s| s.kind.starts_with("io-")),
+        "--workload left io-rand out"
+    );
+    // The emulator really translates: matrix multiplication goes through softfloat helpers and
+    // measured 250-500x slower under TCG here, so a ratio below 0.5 cannot come from a guest the
+    // hardware runs, however loaded the host. Smaller effects (the pointer chase, 1.6-1.8x in a
+    // quiet run, 0.92x in a loaded CI run) are timing on a shared machine: printed, not asserted;
+    // they belong to benchmarks and the book's run, not to a test.
+    let summary = bench_harness::summary::summarise_run(&run);
+    let ratio = |workload: &str, metric: &str| {
+        summary
+            .rows
+            .iter()
+            .find(|r| r.backend == "qemu-tcg" && r.workload == workload && r.metric == metric)
+            .and_then(|r| r.vs_native.as_ref())
+            .unwrap_or_else(|| panic!("no qemu-tcg ratio for {workload} {metric}"))
+            .ratio
+    };
+    for r in summary.rows.iter().filter(|r| r.backend == "qemu-tcg") {
+        if let Some(v) = &r.vs_native {
+            println!(
+                "qemu-tcg {} {}: {:.3}x native",
+                r.workload, r.metric, v.ratio
+            );
+        }
+    }
+    let matmul = ratio("cpu", "matmul_gflops");
+    assert!(matmul < 0.5, "matmul_gflops: qemu-tcg {matmul}x native");
+    // The pointer chase was measured: its ratio exists (its size is the run's, not the test's).
+    ratio("mem-lat", "pointer_chase_latency");
+
+    let out = index.parent().unwrap();
+    let pages = check_book(out);
+    // The emulation table: every row has the emulator's and the container's ratio to native;
+    // the VM's cell says why it has none (this host's VM is not timed).
+    let doc = scraper::Html::parse_document(&pages[Path::new("05a-emulation.html")]);
+    let row_sel = scraper::Selector::parse("main table tr").unwrap();
+    let cell_sel = scraper::Selector::parse("td, th").unwrap();
+    let table: Vec<Vec<String>> = doc
+        .select(&row_sel)
+        .map(|r| r.select(&cell_sel).map(|c| c.text().collect()).collect())
+        .filter(|r: &Vec<String>| r.len() == 6)
+        .collect();
+    let header = table
+        .iter()
+        .position(|r| r[5].contains("qemu-tcg"))
+        .unwrap_or_else(|| panic!("no emulation table: {table:?}"));
+    let rows = &table[header + 1..];
+    assert_eq!(
+        rows.len(),
+        6,
+        "cpu (2 metrics), mem-bw, mem-lat, syscall, page-fault: {rows:?}"
+    );
+    for r in rows {
+        assert!(r[2].chars().any(|c| c.is_ascii_digit()), "native: {r:?}");
+        assert!(
+            r[3].contains("× native") && r[5].contains("× native"),
+            "{r:?}"
+        );
+        assert!(r[4].contains(NOT_MEASURED), "vm: {r:?}");
+    }
+    let ch = main_text(&pages[Path::new("05a-emulation.html")]);
+    assert!(!ch.contains("not measured in this run (no ratio"), "{ch}");
+
+    let mut to_open: Vec<PathBuf> = files_with_ext(out, "html")
+        .into_iter()
+        .filter(|p| !p.ends_with("print.html") && !p.ends_with("404.html"))
+        .collect();
+    to_open.push(report);
+    let bad: Vec<String> = common::browser::check_pages(&to_open)
+        .into_iter()
+        .filter(|c| !c.problems.is_empty())
+        .map(|c| format!("{}: {}", c.page.display(), c.problems.join("; ")))
+        .collect();
+    assert!(bad.is_empty(), "in the browser:\n{}", bad.join("\n"));
 }

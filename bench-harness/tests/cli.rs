@@ -145,7 +145,7 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
                 "--factor".into(),
                 "vcpus=1,2".into(),
             ],
-            "factor vcpus applies to container, vm only",
+            "factor vcpus applies to container, vm, qemu-tcg only",
         ),
         (vec!["--aa".into(), "docker".into()], "--aa \"docker\""),
         (vec!["--max-reps".into(), "50".into()], "add --until-ci P%"),

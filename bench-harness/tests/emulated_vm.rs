@@ -3,6 +3,8 @@
 //! L1) gives a valid result, labelled emulated, with the guest's own kernel; on both guest
 //! kernels (isolab's micro kernel and Debian's stock cloud kernel with ACPI and modules) and with
 //! 1 and 2 vCPUs; `--console` shows the guests' consoles live; the reports label the samples.
+//! Every VM runs in its own VMM process under its seccomp filters (the default), below a cgroup;
+//! two of the four runs jail each VMM process (`--vm-jail`), one per guest kernel.
 //!
 //! Slow (four emulated L1 sessions, two at a time: one per core), so `#[ignore]`d in a plain
 //! `cargo test`; `./run-tests` runs it with `--ignored`. Needs root and the guest kernels (built
@@ -25,11 +27,21 @@ fn emulated_suite() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/suites/emulated.toml"))
 }
 
+/// Workloads in the emulated suite: one trial each per backend.
+fn suite_workloads() -> usize {
+    bench_harness::suite::Suite::from_file(&emulated_suite())
+        .unwrap()
+        .workloads
+        .len()
+}
+
 /// One `isolab run` of the emulated suite on the VM (and native beside it, with `with_native`).
 struct Variant {
     kernel: &'static str,
     vcpus: u32,
     with_native: bool,
+    /// `--vm-jail`.
+    jail: bool,
 }
 
 fn run_variant(v: &Variant, dir: &Path) -> (Output, Option<PathBuf>) {
@@ -47,6 +59,7 @@ fn run_variant(v: &Variant, dir: &Path) -> (Output, Option<PathBuf>) {
         .arg("--suite")
         .arg(emulated_suite())
         .args(["--kernel", v.kernel, "--vcpus", &v.vcpus.to_string()])
+        .args(if v.jail { &["--vm-jail"][..] } else { &[] })
         .arg("--out")
         .arg(&out)
         .arg("--io-dir")
@@ -64,7 +77,12 @@ fn run_variant(v: &Variant, dir: &Path) -> (Output, Option<PathBuf>) {
 }
 
 fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun {
-    let what = format!("--kernel {} --vcpus {}", v.kernel, v.vcpus);
+    let what = format!(
+        "--kernel {} --vcpus {}{}",
+        v.kernel,
+        v.vcpus,
+        if v.jail { " --vm-jail" } else { "" }
+    );
     let stderr = text(&o.stderr);
     let stdout = text(&o.stdout);
     assert!(
@@ -77,8 +95,32 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
         "{what}: no live console:\n{stderr}"
     );
     let run = store::load_run(&run_dir.expect("a run folder")).unwrap();
+    // The manifest names the guest kernel the host handed in (its image and its configuration)
+    // and the confinement the run used.
+    let facts = &run.manifest.backends["vm"].facts;
+    for key in ["kernel_sha256", "kernel_config_sha256"] {
+        let hash = facts.get(key).map(String::as_str).unwrap_or("");
+        assert!(
+            hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{what}: the manifest's {key} is {hash:?}: {facts:?}"
+        );
+    }
+    assert_eq!(
+        facts.get("vm_seccomp").map(String::as_str),
+        Some("on"),
+        "{what}: {facts:?}"
+    );
+    assert_eq!(
+        facts.get("vm_jail").map(String::as_str),
+        Some(if v.jail { "on" } else { "off" }),
+        "{what}"
+    );
     let vm: Vec<_> = run.samples.iter().filter(|s| s.backend == "vm").collect();
-    assert_eq!(vm.len(), 13, "{what}: one VM trial per workload");
+    assert_eq!(
+        vm.len(),
+        suite_workloads(),
+        "{what}: one VM trial per workload"
+    );
     let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     for s in &vm {
@@ -109,9 +151,26 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
             s.workload
         );
         let names: Vec<&str> = s.timeline.iter().map(|p| p.name.as_str()).collect();
-        for phase in ["first_kvm_run", "agent_ready", "cleaned_up"] {
+        for phase in [
+            "vmm_spawned",
+            "vmm_started",
+            "vm_setup",
+            "first_kvm_run",
+            "agent_ready",
+            "vmm_reaped",
+            "cleaned_up",
+        ] {
             assert!(
                 names.contains(&phase),
+                "{what}: {}: timeline {names:?}",
+                s.workload
+            );
+        }
+        // A jailed VMM entered its jail and dropped its privileges before its guest ran.
+        for phase in ["jail_entered", "privileges_dropped"] {
+            assert_eq!(
+                names.contains(&phase),
+                v.jail,
                 "{what}: {}: timeline {names:?}",
                 s.workload
             );
@@ -127,6 +186,21 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
             "{what}: {}: KVM's own exit count",
             s.workload
         );
+        // The VMM process's own memory (PSS outside guest RAM) and its start and CPU time.
+        assert!(
+            metric("host.vmm_overhead").is_some_and(|x| x > 0.1 && x < 32.0)
+                && metric("host.guest_ram_touched").is_some_and(|x| x > 1.0)
+                && metric("host.vmm_process_start").is_some_and(|x| x > 0.0)
+                && metric("host.cpu_user").is_some()
+                && metric("host.peak_memory").is_some_and(|x| x > 1.0),
+            "{what}: {}: {:?}",
+            s.workload,
+            s.metrics
+                .iter()
+                .filter(|m| m.name.starts_with("host."))
+                .collect::<Vec<_>>()
+        );
+        assert!(metric("host.vmm_added").is_none());
         // Guest RAM on transparent huge pages (the default), nested page faults counted, and the
         // result through the virtio console (both kernels have it).
         assert!(
@@ -200,21 +274,25 @@ fn every_workload_runs_in_the_emulated_vm_on_both_kernels_with_1_and_2_vcpus() {
             kernel: "micro",
             vcpus: 1,
             with_native: true,
+            jail: false,
         },
         Variant {
             kernel: "debian",
             vcpus: 2,
             with_native: false,
+            jail: false,
         },
         Variant {
             kernel: "micro",
             vcpus: 2,
             with_native: false,
+            jail: true,
         },
         Variant {
             kernel: "debian",
             vcpus: 1,
             with_native: false,
+            jail: true,
         },
     ];
     let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -228,8 +306,14 @@ fn every_workload_runs_in_the_emulated_vm_on_both_kernels_with_1_and_2_vcpus() {
         assert!(o.status.success(), "isolab kernel {k}: {}", text(&o.stderr));
     }
     let mut runs = Vec::new();
-    // Two at a time: each emulated machine keeps one core busy.
-    for pair in variants.chunks(2) {
+    // Two at a time: each emulated machine keeps one core busy (ISOLAB_EMULATED_AT_ONCE=1 runs
+    // them one by one, on a machine shared with others).
+    let at_once = std::env::var("ISOLAB_EMULATED_AT_ONCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or(2);
+    for pair in variants.chunks(at_once) {
         let results: Vec<(Output, Option<PathBuf>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = pair
                 .iter()
@@ -256,7 +340,7 @@ fn every_workload_runs_in_the_emulated_vm_on_both_kernels_with_1_and_2_vcpus() {
     // native, and says why; the Markdown report labels them.
     let (_, run, stdout) = &runs[0];
     let native = run.samples.iter().filter(|s| s.backend == "native");
-    assert_eq!(native.clone().count(), 13);
+    assert_eq!(native.clone().count(), suite_workloads());
     assert!(native
         .into_iter()
         .all(|s| !s.emulated && s.failure.is_none()));

@@ -65,6 +65,7 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
             kvm: KvmFlavour::HardwareIntel,
             cgroups: CgroupLayout::V2,
             boot_id: "b00t".into(),
+            platform: None,
         },
         suite: Suite::parse(SUITE, "test suite").unwrap(),
         seed: 42,
@@ -773,4 +774,264 @@ fn real_run_renders_in_every_format() {
     }
     let files = write_charts(&run, &out.join("charts")).unwrap();
     println!("{:?}\n{:?}", files.files, files.notes);
+}
+
+/// `full_run` as a suite that replicates Felter et al.'s Linpack row with the cpu workload.
+fn replicating(mut run: StoredRun) -> StoredRun {
+    run.manifest.suite.replicates = vec![bench_harness::suite::Replicate {
+        study: "felter2014".into(),
+        row: "linpack".into(),
+        workload: "cpu".into(),
+        metric: "matmul_gflops".into(),
+    }];
+    run
+}
+
+#[test]
+fn published_ratios_sit_beside_the_measured_ones_and_absent_rows_say_so() {
+    let run = replicating(full_run("felter-1", "6.1.0-test"));
+    let json: serde_json::Value =
+        serde_json::from_str(&render_report(&run, ReportFormat::Json).unwrap()).unwrap();
+    let study = &json["published"][0];
+    assert_eq!(study["id"], "felter2014");
+    assert_eq!(study["sandboxes"], serde_json::json!(["Docker", "KVM"]));
+    assert_eq!(study["backends"], serde_json::json!(["container", "vm"]));
+    let rows = study["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 10, "every row of their table, measured or not");
+    let linpack = &rows[0];
+    assert_eq!(linpack["row"], "linpack");
+    assert_eq!(linpack["isolab"], "cpu.matmul_gflops");
+    // Theirs: Docker 290.86775 / 290.82864, KVM (tuned) 284.19874 / 290.82864.
+    let theirs = |i: usize| linpack["published_ratios"][i].as_f64().unwrap();
+    assert!((theirs(0) - 290.86775 / 290.82864).abs() < 1e-12);
+    assert!((theirs(1) - 284.19874 / 290.82864).abs() < 1e-12);
+    // Ours: the synthetic container is 1.03x slower, the VM 1.15x, at every repetition; the VM's
+    // emulated samples and its one timeout stay out.
+    let ours = |i: usize| &linpack["ratios"][i]["value"];
+    assert!((ours(0)["value"].as_f64().unwrap() - 1.0 / 1.03).abs() < 1e-9);
+    assert_eq!(ours(0)["n"], 8);
+    assert!((ours(1)["value"].as_f64().unwrap() - 1.0 / 1.15).abs() < 1e-9);
+    assert_eq!(ours(1)["n"], 7);
+    assert_eq!(linpack["native"]["value"]["n"], 8);
+    // A row the run lacks: nothing invented, it says so.
+    let gups = rows.iter().find(|r| r["row"] == "randomaccess").unwrap();
+    assert!(gups["isolab"].is_null());
+    for cell in [&gups["native"], &gups["ratios"][0], &gups["ratios"][1]] {
+        assert_eq!(cell["missing"]["why"], "not measured in this run", "{cell}");
+    }
+    // A published value that does not exist stays empty.
+    let rr = rows.iter().find(|r| r["row"] == "netperf-tcp-rr").unwrap();
+    assert!(rr["published_ratios"][0].is_null());
+
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    assert!(md.contains("## Felter et al. 2014 beside this run"), "{md}");
+    assert!(md.contains("they were not measured on this host"));
+    let line = |needle: &str| {
+        md.lines()
+            .find(|l| l.starts_with("| ") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no table line with {needle}:\n{md}"))
+            .to_owned()
+    };
+    let linpack_line = line("Linpack");
+    assert!(
+        linpack_line.contains("| 1.000x | 0.9772x |"),
+        "{linpack_line}"
+    );
+    assert!(linpack_line.contains("| 0.9709x ["), "{linpack_line}");
+    assert!(linpack_line.contains("] n=8 | 0.8696x ["), "{linpack_line}");
+    assert!(line("RandomAccess").contains("not measured in this run"));
+    assert!(md.contains("linpack.xlsx"), "the source is cited");
+    assert!(md.contains("IBM Research Report RC25482"));
+    let term = render_report(&run, ReportFormat::Term).unwrap();
+    assert!(term.contains("Felter et al. 2014 beside this run"));
+    assert!(term.contains("not measured in this run"));
+    let html = render_report(&run, ReportFormat::Html).unwrap();
+    parse_xml(&html);
+    assert!(html.contains("id=\"published-felter2014\""));
+    let tex = render_report(&run, ReportFormat::Latex).unwrap();
+    assert!(
+        tex.contains("\\label{tab:isolab-published-felter2014}"),
+        "{tex}"
+    );
+    assert!(
+        tex.contains("Linpack & 1.000x & 0.9772x & cpu.matmul\\_gflops & 0.9709"),
+        "{tex}"
+    );
+
+    // A run without the VM, or with it emulated only: said, never a ratio.
+    let mut no_vm = replicating(full_run("felter-2", "6.1.0-test"));
+    no_vm.samples.retain(|s| s.backend != "vm" || s.emulated);
+    let md = render_report(&no_vm, ReportFormat::Md).unwrap();
+    assert!(line_of(&md, "Linpack").contains("vm ran emulated"), "{md}");
+    no_vm.samples.retain(|s| s.backend != "vm");
+    no_vm.manifest.backends.insert(
+        "vm".into(),
+        BackendState {
+            available: false,
+            note: Some("no /dev/kvm".into()),
+            facts: BTreeMap::new(),
+        },
+    );
+    let md = render_report(&no_vm, ReportFormat::Md).unwrap();
+    assert!(
+        line_of(&md, "Linpack").contains("not measured in this run (vm unavailable: no /dev/kvm)"),
+        "{md}"
+    );
+    // A suite that replicates nothing shows no such section.
+    let plain = full_run("plain", "6.1.0-test");
+    assert!(!render_report(&plain, ReportFormat::Md)
+        .unwrap()
+        .contains("beside this run"));
+}
+
+fn line_of(md: &str, needle: &str) -> String {
+    md.lines()
+        .find(|l| l.starts_with("| ") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no table line with {needle}:\n{md}"))
+        .to_owned()
+}
+
+/// `full_run` on a host whose VM is unavailable: every VM trial fails for one reason.
+fn run_with_vm_unavailable() -> StoredRun {
+    let mut run = full_run("novm-1", "6.1.0-test");
+    const REASON: &str = "/dev/kvm is served by PVM (kvm_pvm)";
+    run.samples.retain(|s| !(s.backend == "vm" && s.emulated));
+    for s in run.samples.iter_mut().filter(|s| s.backend == "vm") {
+        s.failure = Some(TrialFailure::Unavailable {
+            reason: REASON.into(),
+            fix: "run on a host with hardware KVM".into(),
+        });
+        s.metrics.clear();
+        s.timeline.clear();
+    }
+    run
+}
+
+#[test]
+fn a_reason_shared_by_many_trials_is_said_once_with_its_count() {
+    let run = run_with_vm_unavailable();
+    let failed_vm = run
+        .samples
+        .iter()
+        .filter(|s| s.backend == "vm" && !s.warmup)
+        .count();
+    let html = render_report(&run, ReportFormat::Html).unwrap();
+    parse_xml(&html);
+    // The "Read this first" box: one line for the VM, with the number of trials it covers.
+    let start = html.find("Read this first").unwrap();
+    let end = start + html[start..].find("</div>").unwrap();
+    let box_text = &html[start..end];
+    assert_eq!(
+        box_text.matches("served by PVM").count(),
+        1,
+        "the reason is repeated: {box_text}"
+    );
+    assert!(
+        box_text.contains(&format!(
+            "vm: {failed_vm} trials (noop, cpu, io-rand, io-fsync) not run"
+        )),
+        "{box_text}"
+    );
+    // The failed-trials table: one row per backend and reason, with the trials it covers.
+    let table_start = html.find("<h2>Failed trials</h2>").unwrap();
+    let table = &html[table_start..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("served by PVM").count(), 1, "{table}");
+    assert!(
+        table.contains(&format!("<td class=\"num\">{failed_vm}</td>")),
+        "{table}"
+    );
+    // Over the whole page, a handful of times (caveat, table, environment), never per trial.
+    assert!(html.matches("served by PVM").count() <= 3, "{html}");
+    for format in [ReportFormat::Md, ReportFormat::Term] {
+        let text = render_report(&run, format).unwrap();
+        assert!(
+            text.matches("served by PVM").count() <= 3,
+            "{format:?} repeats it: {text}"
+        );
+    }
+}
+
+/// The text of every `<text>` element of an SVG.
+fn svg_texts(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.tag_name().name() == "text")
+        .map(|n| n.text().unwrap_or("").trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn charts_agree_with_the_text_and_label_their_axes_below_one() {
+    let run = full_run("full-2", "6.1.0-test");
+    let (charts, _) = build_charts(&run).unwrap();
+    let chart = |name: &str| charts.iter().find(|c| c.name == name).unwrap();
+    // The ratio axis has labels on both sides of 1 (the container is faster on some metric
+    // here, so the axis reaches below 1).
+    let ticks: Vec<f64> = svg_texts(&chart("ratio_to_native").svg)
+        .iter()
+        .filter_map(|t| t.parse::<f64>().ok())
+        .collect();
+    assert!(ticks.iter().any(|t| *t < 1.0), "no tick below 1: {ticks:?}");
+    assert!(ticks.iter().any(|t| *t > 1.0), "no tick above 1: {ticks:?}");
+    assert!(ticks.contains(&1.0), "{ticks:?}");
+    // The start timeline quotes the summary's start-to-ready median, interval and n: what the
+    // text beside it says.
+    let view = bench_harness::summary::summarise_run(&run);
+    let texts = svg_texts(&chart("start_timeline").svg);
+    for b in ["native", "container", "vm"] {
+        let row = view
+            .rows
+            .iter()
+            .find(|r| r.backend == b && r.workload == "noop" && r.metric == "host.start_to_ready")
+            .unwrap();
+        let n = format!("n = {}", row.median.n);
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("ready: ") && t.contains('[') && t.contains(&n)),
+            "{b}: {texts:?}"
+        );
+    }
+}
+
+#[test]
+fn an_emulated_time_carries_its_label_in_its_own_cell() {
+    let run = full_run("full-3", "6.1.0-test");
+    let md = render_report(&run, ReportFormat::Md).unwrap();
+    let tex = render_report(&run, ReportFormat::Latex).unwrap();
+    let term = render_report(&run, ReportFormat::Term).unwrap();
+    let mut checked = 0;
+    for line in md.lines().filter(|l| l.contains("| vm (emulated) |")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        // | workload | metric | unit | backend | n | median | CI | vs native |
+        let unit = cells[2];
+        if unit.starts_with("ms") || unit.starts_with("µs") || unit.contains("/s") {
+            assert!(
+                cells[5].contains("(emulated time)") && cells[6].contains("(emulated time)"),
+                "{line}"
+            );
+            checked += 1;
+        } else {
+            assert!(
+                !line.contains("(emulated time)"),
+                "a count is not a time: {line}"
+            );
+        }
+    }
+    assert!(checked > 0, "no emulated time row: {md}");
+    let tex_rows: Vec<&str> = tex
+        .lines()
+        .filter(|l| l.contains("vm (emulated)") && l.contains("(ms)"))
+        .collect();
+    assert!(!tex_rows.is_empty(), "{tex}");
+    for l in tex_rows {
+        assert_eq!(l.matches("\\textit{(emulated)}").count(), 2, "{l}");
+    }
+    assert!(
+        term.lines()
+            .filter(|l| l.contains("vm (emulated)") && l.contains("ms"))
+            .all(|l| l.contains("(emulated time)")),
+        "{term}"
+    );
 }

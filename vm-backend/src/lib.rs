@@ -17,9 +17,12 @@ pub mod arch;
 pub mod boot;
 pub mod devices;
 pub mod error;
+pub mod hooks;
 pub mod hvm;
 pub mod image;
 pub mod kernel;
+pub mod process;
+pub mod seccomp;
 pub mod vmm;
 pub mod vstate;
 

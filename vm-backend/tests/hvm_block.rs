@@ -3,6 +3,11 @@
 //! host-side image byte for byte afterwards; a read-only image gives the guest errors and the
 //! VMM a clean exit. Prints exits, notifications and interrupts per request.
 //!
+//! The same L1 session also kills `isolab run --backend vm --vm-jail` with `kill -9` while a
+//! VMM process runs: that VMM process dies with isolab (its parent-death signal), and
+//! `isolab doctor --clean` then leaves no run folder, state folder (with its jail), cgroup or
+//! registry entry. (Needs the workspace's binaries built: `cargo build --workspace --bins`.)
+//!
 //! Slow (one emulated L1 session of several minutes), so `#[ignore]`d; run with
 //! `cargo test -p vm_backend --test hvm_block -- --ignored --nocapture`. Needs the agent built in
 //! the same target directory (`cargo build -p workloads --bin isolab-agent`) and `mkfs.ext4`
@@ -13,7 +18,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{agent_result, example, ext4_image_gz, report, run_session, words};
+use common::{
+    agent_result, example, ext4_image_gz, report, run_session, words, workspace_binary_stripped,
+};
 use sha2::{Digest, Sha256};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::image::initramfs::agent_image;
@@ -82,6 +89,20 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
             ext4_image_gz("hvm-block-ext4", IMAGE_MIB),
             0o644,
         ),
+        HvmFile::from_host("/hvm/isolab", &workspace_binary_stripped("isolab"), 0o755)
+            .expect("isolab"),
+        HvmFile::from_host(
+            "/hvm/isolab-vmm",
+            &workspace_binary_stripped("isolab-vmm"),
+            0o755,
+        )
+        .expect("isolab-vmm"),
+        HvmFile::from_host(
+            "/hvm/isolab-agent",
+            &workspace_binary_stripped("isolab-agent"),
+            0o755,
+        )
+        .expect("isolab-agent"),
     ];
     let run = |disk: &str, ro: bool, append: &str| {
         format!(
@@ -110,6 +131,7 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
         /* 10 */ "sha256sum /tmp/raw.img".to_owned(),
         /* 11 */ format!("/hvm/vmm-run --kernel /hvm/bzImage --initrd /hvm/agent.cpio --mem 256 --timeout-s 300 --quiet --append '{noop_words}'"),
         /* 12 */ run("/tmp/raw.img", false, &noop_words),
+        /* 13 */ KILL_AND_CLEAN.to_owned(),
     ];
     let session = HvmSession {
         files,
@@ -271,5 +293,52 @@ fn virtio_blk_serves_io_workloads_in_the_hvm_test_machine() {
         rss(12)
     ));
 
+    // kill -9 of isolab during a VM trial: nothing of the run is left once doctor has cleaned.
+    let c = &out.commands[13];
+    progress(&format!(
+        "kill -9 of isolab during a jailed VM trial:\n{}",
+        c.output
+    ));
+    let count = |key: &str| -> Option<u64> {
+        c.output
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let want = [
+        ("KILL-VMM-SEEN", 1..=1),
+        ("KILL-JAIL-SEEN", 1..=1),
+        ("KILL-VMM-LEFT", 0..=0),
+        ("KILL-PLACES-BEFORE", 3..=u64::MAX),
+        ("KILL-PLACES-AFTER", 0..=0),
+        ("KILL-VMM-AFTER", 0..=0),
+    ];
+    for (key, range) in want {
+        if !count(key).is_some_and(|n| range.contains(&n)) {
+            failures.push(format!(
+                "kill -9: {key} = {:?}, expected {range:?}",
+                count(key)
+            ));
+        }
+    }
+
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// In L1: `isolab run` of jailed VMs, killed with `kill -9` once a VMM process runs; then the
+/// VMM processes left (none: they die with isolab), the run's places (its run folder, state
+/// folder, cgroup), `isolab doctor --clean`, and what is left after it (nothing).
+const KILL_AND_CLEAN: &str = r#"mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null; mkdir -p /var/tmp /run
+/hvm/isolab run --backend vm --workload noop --reps 50 --warmup 0 --kernel /hvm/bzImage --agent /hvm/isolab-agent --out /tmp/k --io-dir /var/tmp --vm-jail --timeout 120 --seed 1 >/tmp/k.log 2>&1 &
+P=$!
+vmm() { for c in /proc/[0-9]*/comm; do [ "$(cat $c 2>/dev/null)" = isolab-vmm ] && echo $c; done; }
+i=0; while [ $i -lt 1200 ] && [ -z "$(vmm)" ]; do sleep 0.1; i=$((i+1)); done
+echo KILL-VMM-SEEN=$(vmm | wc -l)
+echo KILL-JAIL-SEEN=$(ls -d /run/isolab/state-*/jail-* 2>/dev/null | wc -l)
+kill -9 $P; wait $P 2>/dev/null; sleep 2
+echo KILL-VMM-LEFT=$(vmm | wc -l)
+echo KILL-PLACES-BEFORE=$(ls -d /run/isolab/state-* /var/tmp/isolab-* /sys/fs/cgroup/isolab-run-* 2>/dev/null | wc -l)
+/hvm/isolab doctor --clean 2>&1 | grep -E 'removed|nothing to clean|left alone|kept'
+echo KILL-PLACES-AFTER=$(ls -d /run/isolab/state-* /var/tmp/isolab-* /sys/fs/cgroup/isolab-run-* /run/isolab/runs/*.json 2>/dev/null | wc -l)
+echo KILL-VMM-AFTER=$(vmm | wc -l)
+tail -3 /tmp/k.log"#;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::kernels::{
     cpu::CpuParams, io::IoFsyncParams, io::IoRandParams, io::IoSeqParams, mem_bw::MemBwParams,
     mem_lat::MemLatParams, net::NetRrParams, net::NetStreamParams, net_loopback::NetLoopbackParams,
-    page_fault::PageFaultParams, spawn::SpawnParams, syscall::SyscallParams, timer::TimerParams,
+    page_fault::PageFaultParams, random_access::RandomAccessParams, spawn::SpawnParams,
+    syscall::SyscallParams, timer::TimerParams,
 };
 
 /// Version of the spec/result protocol. Bump it on any incompatible change to [`WorkloadSpec`],
@@ -49,6 +50,8 @@ pub enum Workload {
     MemBw(MemBwParams),
     /// Dependent random pointer chase over a working set (ns per access).
     MemLat(MemLatParams),
+    /// HPC Challenge RandomAccess: random read-modify-write updates of a large table (GUP/s).
+    RandomAccess(RandomAccessParams),
     /// Map anonymous memory, touch every page, unmap (ns per page).
     PageFault(PageFaultParams),
     /// A null system call in a loop (ns per call).
@@ -85,6 +88,7 @@ pub const WORKLOAD_KINDS: &[&str] = &[
     "cpu",
     "mem-bw",
     "mem-lat",
+    "random-access",
     "page-fault",
     "syscall",
     "spawn",
@@ -108,6 +112,7 @@ impl Workload {
             Workload::Cpu(_) => "cpu",
             Workload::MemBw(_) => "mem-bw",
             Workload::MemLat(_) => "mem-lat",
+            Workload::RandomAccess(_) => "random-access",
             Workload::PageFault(_) => "page-fault",
             Workload::Syscall(_) => "syscall",
             Workload::Spawn(_) => "spawn",
@@ -131,6 +136,7 @@ impl Workload {
             "cpu" => Workload::Cpu(CpuParams::default()),
             "mem-bw" => Workload::MemBw(MemBwParams::default()),
             "mem-lat" => Workload::MemLat(MemLatParams::default()),
+            "random-access" => Workload::RandomAccess(RandomAccessParams::default()),
             "page-fault" => Workload::PageFault(PageFaultParams::default()),
             "syscall" => Workload::Syscall(SyscallParams::default()),
             "spawn" => Workload::Spawn(SpawnParams::default()),

@@ -21,6 +21,7 @@ use workloads::kernels::mem_lat::MemLatParams;
 use workloads::kernels::net::NetStreamParams;
 use workloads::kernels::net_loopback::NetLoopbackParams;
 use workloads::kernels::page_fault::PageFaultParams;
+use workloads::kernels::random_access::RandomAccessParams;
 use workloads::kernels::spawn::SpawnParams;
 use workloads::kernels::syscall::SyscallParams;
 use workloads::kernels::timer::TimerParams;
@@ -56,6 +57,11 @@ fn small(kind: &str) -> Workload {
             accesses: 10_000,
         }),
         "page-fault" => Workload::PageFault(PageFaultParams { mib: 2 }),
+        "random-access" => Workload::RandomAccess(RandomAccessParams {
+            table_mib: 1,
+            updates_per_entry: 4,
+            verify: true,
+        }),
         "syscall" => Workload::Syscall(SyscallParams { iterations: 1000 }),
         "spawn" => Workload::Spawn(SpawnParams { count: 2 }),
         "io-seq" => Workload::IoSeq(IoSeqParams {

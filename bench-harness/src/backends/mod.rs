@@ -3,14 +3,16 @@
 
 pub mod child;
 pub mod container;
+mod guest_kernel;
 pub mod native;
+pub mod qemu_tcg;
 pub mod vm;
 pub mod vm_disk;
 pub mod vm_emulated;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, BackendKind};
+use crate::backend::{Backend, BackendError, BackendKind};
 
 /// Settings that pick a backend's variant.
 #[derive(Debug, Clone, Default)]
@@ -26,12 +28,29 @@ pub struct BackendOptions {
     pub vm_in_emulator: bool,
     /// How the VM's I/O trials use their disk (default: ext4 on it).
     pub vm_disk: Option<workloads::protocol::DiskMode>,
+    /// The VMM process's seccomp filters, one per thread kind (default: on).
+    pub vm_seccomp: vm_backend::seccomp::SeccompMode,
+    /// Run each VMM process in a jail: new mount, PID and network namespaces, a root holding only
+    /// its kernel, initramfs and disk, an unprivileged user.
+    pub vm_jail: bool,
     /// How the VM's guest RAM is backed on the host (default: transparent huge pages).
     pub vm_memory: Option<vm_backend::vstate::memory::MemoryBacking>,
     /// How the VM describes its devices to the guest (default: ACPI and the command line).
     pub vm_acpi: Option<vm_backend::vmm::AcpiMode>,
     /// How a container's network workloads reach the peer (default: a veth pair).
     pub container_net: crate::lab_net::ContainerNet,
+}
+
+/// Removes a file a backend made for its trials at cleanup; one already gone is fine.
+pub(crate) fn remove_made_file(backend: BackendKind, path: &Path) -> Result<(), BackendError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BackendError::Cleanup {
+            backend,
+            message: format!("{}: {e}", path.display()),
+        }),
+    }
 }
 
 /// The last `n` lines of `text`, for failure reports.
@@ -65,6 +84,7 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
             };
             Box::new(
                 b.with_disk_mode(disk)
+                    .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
                     .with_acpi(options.vm_acpi.unwrap_or_default()),
             )
@@ -76,9 +96,11 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
             };
             Box::new(
                 b.with_disk_mode(disk)
+                    .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
                     .with_acpi(options.vm_acpi.unwrap_or_default()),
             )
         }
+        BackendKind::QemuTcg => Box::new(qemu_tcg::QemuTcgBackend::new()),
     }
 }

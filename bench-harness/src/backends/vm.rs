@@ -4,13 +4,23 @@
 //! with its virtio modules and ACPI tables, else the cached `micro` kernel, built on first use),
 //! checks it without KVM, and writes the initramfs (the agent as `/init`, and the kernel's
 //! modules if it needs any) once.
-//! `run_trial` boots a fresh VM per trial with the spec on the kernel command line (an I/O trial
-//! also gets a fresh virtio-blk disk image, see [`crate::backends::vm_disk`]), reads the
-//! agent's framed result from the VM's virtio console (or, from a kernel without one, the serial
-//! console: the result's `route` says which), and reports the VMM's timeline (host
-//! CLOCK_MONOTONIC, markers timestamped by the vCPU thread), its memory (guest RAM touched, how
-//! much of it on huge pages, vs the VMM's own resident memory), the VM exits its run loop
-//! handled, by reason, and KVM's own counts (nested page faults included).
+//! `run_trial` boots a fresh VM per trial in a VMM process of its own (`isolab-vmm`, see
+//! [`vm_backend::process`]) with the spec on the kernel command line (an I/O trial also gets a
+//! fresh virtio-blk disk image, see [`crate::backends::vm_disk`]), reads the agent's framed
+//! result from the VM's virtio console (or, from a kernel without one, the serial console: the
+//! result's `route` says which), and reports the VMM's timeline (host CLOCK_MONOTONIC, from the
+//! process's start; markers timestamped by the vCPU thread), its memory (the VMM process's
+//! proportional set size, guest RAM apart from the VMM's own; how much of the guest's on huge
+//! pages), its CPU time, the VM exits its run loop handled, by reason, and KVM's own counts
+//! (nested page faults included).
+//!
+//! Each VMM process runs below the run's cgroup (`vmm-<pid>-<n>`, the same CPU weight as every
+//! trial, a memory limit of the guest's RAM plus [`VMM_MEMORY_ALLOWANCE_MIB`]), dies with isolab
+//! (parent-death signal), runs each of its threads under its own seccomp filter (`--vm-seccomp`)
+//! and, with `--vm-jail`, in new mount, PID and network namespaces, chrooted into a fresh folder
+//! of the run's state folder holding only its kernel, initramfs and disk, as an unprivileged
+//! user. A VMM process that dies (a refused system call: which thread made which call), hangs
+//! or gives no report is killed and the trial reported with what it printed.
 //!
 //! On a host whose `/dev/kvm` cannot boot Linux (PVM) or that has none, the backend is reported
 //! unavailable with the reason and the fix; the HVM test machine runs it there (emulated: such
@@ -18,22 +28,30 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use container_backend::{CgroupLimits, CgroupVersion, RunCgroup, SiblingCgroup};
+use vm_backend::process::client::{self, Exit, Placement, Spawn, VmmFailure, VmmRun};
+use vm_backend::process::protocol::{FailureKind, JailConfig, StartRequest};
+use vm_backend::seccomp::{SeccompMode, ThreadFilters};
 
 use vm_backend::devices::virtio::block::BlockStats;
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
-use vm_backend::vmm::{self, AcpiMode, DiskConfig, StopReason, VmConfig, VmReport};
+use vm_backend::vmm::{self, AcpiMode, DiskConfig, StopReason, TimePoint, VmConfig, VmReport};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
 use vm_backend::vstate::memory::MemoryBacking;
 use vm_backend::vstate::vcpu::{ExitCounts, PhaseWindow};
-use vm_backend::VmError;
 use workloads::protocol::{
     encode_spec, parse_framed_result, DiskMode, FrameError, MarkerEvent, WorkloadPhase,
     DISK_CMDLINE_KEY, MARKER_PORT, RESULT_CMDLINE_KEY, RESULT_VIRTIO_CONSOLE,
 };
 use workloads::result::Outcome;
 use workloads::{Metric, Workload};
+
+use crate::timefmt::monotonic_ns;
 
 use crate::backend::{
     Backend, BackendError, BackendKind, Phase, PrepareContext, Trial, TrialFailure, TrialOutcome,
@@ -44,6 +62,17 @@ use crate::backends::vm_disk::DiskImages;
 pub const EMULATED_ENV: &str = "ISOLAB_EMULATED";
 /// Console lines kept in a failed trial's log tail.
 const TAIL_LINES: usize = 40;
+/// What a VMM process may use besides its guest's RAM before its cgroup's memory limit: the
+/// VMM's own memory (about 2 MiB), what KVM allocates for the VM and is charged to it (nested
+/// page tables, vCPU state), and the host's page cache of the disk image. Recorded in the
+/// manifest (`vmm_memory_allowance_mib`).
+pub const VMM_MEMORY_ALLOWANCE_MIB: u64 = 128;
+/// The VMM process is killed when it gives no report this long after its VM's own timeout and
+/// stop grace (a VMM that hangs while starting or tearing down).
+const PROCESS_GRACE: Duration = Duration::from_secs(30);
+/// Jailed VMMs run as uid and gid `JAIL_ID_BASE + (isolab's pid % 100000) * 10000 + n`: ids no
+/// account has, distinct for every VMM of a run and, mostly, of concurrent runs.
+pub const JAIL_ID_BASE: u32 = 2_000_000_000;
 
 /// Why this host cannot run the VM backend, with the fix; None when it can (or might).
 pub fn host_unavailable() -> Option<(String, String)> {
@@ -84,6 +113,12 @@ pub struct VmBackend {
     /// Formatted ext4 images to use instead of running mkfs.ext4 (by size, MiB).
     disk_templates: BTreeMap<u64, PathBuf>,
     disks: Option<DiskImages>,
+    /// The VMM threads' seccomp filters.
+    seccomp: SeccompMode,
+    /// Jail each VMM process.
+    jail: bool,
+    /// The guest kernel's hashes, for the manifest.
+    kernel_facts: BTreeMap<String, String>,
     /// How guest RAM is backed.
     memory: MemoryBacking,
     /// How devices are described to the guest.
@@ -101,7 +136,18 @@ struct Prepared {
     timeout: Duration,
     live_console: bool,
     emulated: bool,
+    /// The `isolab-vmm` binary.
+    vmm: PathBuf,
+    /// The run's cgroup: each VMM process gets a sibling below it.
+    run_cgroup: Option<Arc<RunCgroup>>,
+    /// Where jails are made (the run's state folder).
+    state_dir: PathBuf,
+    /// BPF instructions of each thread kind's filter, for the manifest.
+    filter_sizes: Vec<(String, usize)>,
 }
+
+/// Numbers the VMM processes of this isolab process (cgroup names, jails, jail ids).
+static NEXT_VMM: AtomicU64 = AtomicU64::new(1);
 
 fn prepare_err(message: String) -> BackendError {
     BackendError::Prepare {
@@ -144,6 +190,13 @@ impl VmBackend {
         self
     }
 
+    /// The VMM threads' seccomp filters, and whether each VMM process is jailed.
+    pub fn with_confinement(mut self, seccomp: SeccompMode, jail: bool) -> Self {
+        self.seccomp = seccomp;
+        self.jail = jail;
+        self
+    }
+
     /// Guest RAM is backed this way (default: transparent huge pages).
     pub fn with_memory(mut self, memory: MemoryBacking) -> Self {
         self.memory = memory;
@@ -166,6 +219,9 @@ impl Default for VmBackend {
             disk_mode: DiskMode::Ext4,
             disk_templates: BTreeMap::new(),
             disks: None,
+            seccomp: SeccompMode::default(),
+            jail: false,
+            kernel_facts: BTreeMap::new(),
             memory: MemoryBacking::default(),
             acpi: AcpiMode::default(),
         }
@@ -201,8 +257,10 @@ fn timeline_of(report: &VmReport) -> Vec<Phase> {
     if let Some(at) = report.at("stop_requested") {
         t.push(phase("exited", at));
     }
-    if let Some(at) = report.at("torn_down") {
-        t.push(phase("cleaned_up", at));
+    if !t.iter().any(|p| p.name == "cleaned_up") {
+        if let Some(at) = report.at("torn_down") {
+            t.push(phase("cleaned_up", at));
+        }
     }
     t.sort_by_key(|p| p.at_ns);
     t
@@ -259,14 +317,17 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
             ));
         }
     }
-    if let (Some(done), Some(down)) = (marker(MarkerEvent::ResultWritten), report.at("torn_down")) {
+    // Until everything is gone: the VM torn down, its process reaped, cgroup and jail removed
+    // (`cleaned_up`), or the VM torn down for a report of the VMM alone.
+    let down = report.at("cleaned_up").or(report.at("torn_down"));
+    if let (Some(done), Some(down)) = (marker(MarkerEvent::ResultWritten), down) {
         m.push(Metric::lower(
             "host.teardown",
             "ms",
             ms(down.saturating_sub(done)),
         ));
     }
-    if let Some(down) = report.at("torn_down") {
+    if let Some(down) = down {
         m.push(Metric::lower(
             "host.wall",
             "ms",
@@ -274,15 +335,28 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
         ));
     }
     if let Some(mem) = report.memory {
+        // The VMM process's proportional set size when the guest stopped: guest RAM apart
+        // from the VMM's own memory (what one more VM costs beyond its guest's RAM).
         m.push(Metric::lower(
             "host.vmm_overhead",
             "MiB",
-            mib(mem.other_resident),
+            mib(mem.other_pss),
         ));
         m.push(Metric::lower(
             "host.guest_ram_touched",
             "MiB",
-            mib(mem.guest_ram_resident),
+            mib(mem.guest_ram_pss),
+        ));
+        m.push(Metric::lower(
+            "host.vmm_pss",
+            "MiB",
+            mib(mem.guest_ram_pss + mem.other_pss),
+        ));
+        // The same by resident size, the meter of Firecracker's "VMM overhead" figure.
+        m.push(Metric::lower(
+            "host.vmm_overhead_rss",
+            "MiB",
+            mib(mem.other_resident),
         ));
         // How much of what the guest touched sits on huge pages (smaps' AnonHugePages of the
         // guest mapping, or its hugetlbfs pages): what lets KVM map it 2 MiB at a time.
@@ -428,7 +502,54 @@ fn per_op_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
         kvm,
         report.exits_workload.as_ref().map(ExitCounts::total),
     );
+    // The whole window's disk notifications are not snapshotted (only each phase's are), so the
+    // device share is given here only for a VM without a disk; the I/O workloads have it per phase.
+    if report.disk.is_none() {
+        if let (Some(exits), Some(kvm)) = (&report.exits_workload, &report.kvm_stats_workload) {
+            push_exit_causes(&mut m, op, n, device_exits(exits, 0), kvm);
+        }
+    }
     m
+}
+
+/// Exits a workload's devices caused: the device accesses that reached the VMM (port and MMIO
+/// exits, by reason) plus the virtqueue notifications KVM completed itself through an ioeventfd.
+/// They follow from the guest driver's protocol, so a hardware host sees the same count.
+fn device_exits(exits: &ExitCounts, queue_notifies: u64) -> u64 {
+    let to_vmm: u64 = exits
+        .0
+        .iter()
+        .filter(|(reason, _)| reason.starts_with("io_") || reason.starts_with("mmio_"))
+        .map(|(_, n)| n)
+        .sum();
+    to_vmm + queue_notifies
+}
+
+/// KVM's exits driven by time rather than by the workload: external interrupts (the host's and
+/// the guest's timer ticks among them), halts and interrupt windows. They grow with how long the
+/// window lasted, so a slow (emulated) run counts many more than hardware would.
+const TIME_DRIVEN_STATS: [&str; 4] = [
+    "irq_exits",
+    "halt_exits",
+    "irq_window_exits",
+    "nmi_window_exits",
+];
+
+/// `exits.device_per_<op>` and `exits.time_driven_per_<op>` (exits/op): the workload's device
+/// exits ([`device_exits`]) and the time-driven ones ([`TIME_DRIVEN_STATS`]) per operation; the
+/// rest of `exits.per_<op>` is mostly nested-page faults KVM handled itself.
+fn push_exit_causes(m: &mut Vec<Metric>, op: &str, n: f64, device: u64, kvm: &KvmStats) {
+    let time: u64 = TIME_DRIVEN_STATS.iter().map(|s| kvm.get(s)).sum();
+    m.push(Metric::lower(
+        &format!("exits.device_per_{op}"),
+        "exits/op",
+        device as f64 / n,
+    ));
+    m.push(Metric::lower(
+        &format!("exits.time_driven_per_{op}"),
+        "exits/op",
+        time as f64 / n,
+    ));
 }
 
 /// `exits.per_<op>` and `irq_injections.per_<op>` from KVM's (exits, interrupts injected) when
@@ -514,6 +635,15 @@ fn per_phase_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
         });
         let userspace = phase_windows(report, phase).map(|w| w.exits.total()).sum();
         push_op_costs(&mut m, op, n, kvm, Some(userspace));
+        let windows: Vec<&PhaseWindow> = phase_windows(report, phase).collect();
+        let kvm: Option<Vec<&KvmStats>> = windows.iter().map(|w| w.kvm_stats.as_ref()).collect();
+        if let Some(kvm) = kvm {
+            let device = windows
+                .iter()
+                .map(|w| device_exits(&w.exits, w.disk.map_or(0, |d| d.notifies)))
+                .sum();
+            push_exit_causes(&mut m, op, n, device, &KvmStats::sum(kvm));
+        }
     }
     m
 }
@@ -719,10 +849,39 @@ impl Backend for VmBackend {
             timeout: ctx.trial_timeout,
             live_console: ctx.live_console,
             emulated: std::env::var_os(EMULATED_ENV).is_some_and(|v| v == "1"),
+            vmm: client::locate_vmm().map_err(|e| prepare_err(e.to_string()))?,
+            run_cgroup: ctx.run_cgroup.clone(),
+            state_dir: ctx.state_dir.clone(),
+            filter_sizes: ThreadFilters::compile(self.seccomp, vmm::kick_signal())
+                .map_err(|e| prepare_err(e.to_string()))?
+                .instructions()
+                .into_iter()
+                .map(|(k, n)| (k.name().to_owned(), n))
+                .collect(),
         };
+        if self.jail {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                return Err(prepare_err(
+                    "--vm-jail needs root: the VMM process is started in new namespaces, \
+                     mounts its jail and changes its user; run isolab as root, or leave \
+                     --vm-jail out"
+                        .into(),
+                ));
+            }
+            if prepared.state_dir.as_os_str().is_empty() {
+                return Err(prepare_err(
+                    "--vm-jail needs the run's state folder for the jails".into(),
+                ));
+            }
+        }
         // Refuse a bad kernel or a VM that cannot fit now, before any trial and any KVM call.
         vmm::validate(&config_for(&prepared, Vec::new()))
             .map_err(|e| prepare_err(e.to_string()))?;
+        if self.boot_override.is_none() {
+            // Inside the emulated machine the host records the kernel it handed in.
+            self.kernel_facts = super::guest_kernel::facts(&choice, &prepared.kernel);
+        }
         self.prepared = Some(prepared);
         self.disks = Some(
             DiskImages::new(&ctx.io_scratch_dir, self.disk_mode)
@@ -737,10 +896,37 @@ impl Backend for VmBackend {
             f.insert("kernel".into(), p.kernel.display().to_string());
             f.insert("memory_mib".into(), p.memory_mib.to_string());
             f.insert("emulated".into(), p.emulated.to_string());
+            f.insert("vmm_binary".into(), p.vmm.display().to_string());
+            for (kind, n) in &p.filter_sizes {
+                f.insert(format!("vm_seccomp_bpf_instructions.{kind}"), n.to_string());
+            }
+            f.insert(
+                "vmm_cgroup".into(),
+                match &p.run_cgroup {
+                    Some(_) => format!(
+                        "a sibling below the run's cgroup, memory limit = guest RAM + {VMM_MEMORY_ALLOWANCE_MIB} MiB"
+                    ),
+                    None => "none (isolab runs without a run cgroup)".into(),
+                },
+            );
         }
         f.insert("disk".into(), self.disk_mode.name().into());
+        f.insert("vm_seccomp".into(), self.seccomp.name().into());
+        f.insert(
+            "vm_jail".into(),
+            if self.jail { "on" } else { "off" }.into(),
+        );
+        f.insert(
+            "vmm_memory_allowance_mib".into(),
+            VMM_MEMORY_ALLOWANCE_MIB.to_string(),
+        );
+        f.insert(
+            "vmm_process".into(),
+            "isolab-vmm, one process per VM".into(),
+        );
         f.insert("memory".into(), self.memory.name().into());
         f.insert("acpi".into(), self.acpi.name().into());
+        f.extend(self.kernel_facts.clone());
         f
     }
 
@@ -800,86 +986,352 @@ impl Backend for VmBackend {
             });
         }
         config.extra_cmdline = extra;
-        // What this process held before the VM: the VMM runs inside isolab, so its non-guest
-        // memory includes isolab's own; the difference is what the VM itself added.
-        let before = vm_backend::vstate::memory::measure(&[]).map(|m| m.other_resident);
-        let origin = Instant::now();
-        let ran = vmm::run(&config, origin);
+        let outcome = self.run_in_process(&prepared, config, trial);
         if let (Some((image, _)), Some(disks)) = (&disk, &self.disks) {
             disks.discard(image);
         }
-        let report = match ran {
-            Ok(r) => r,
-            Err(e @ (VmError::KvmOpen(_) | VmError::KvmCapability(_))) => {
-                return failed(TrialFailure::Unavailable {
-                    reason: e.to_string(),
-                    fix: "use a host with hardware KVM (kvm_intel or kvm_amd), or the HVM test machine"
-                        .into(),
-                })
-            }
-            Err(e) => return failed(TrialFailure::Crashed { reason: e.to_string() }),
-        };
-        let mut result = result_of(&report);
-        if !report.teardown_problems.is_empty() {
-            // A VMM thread that would not stop is a VMM bug (or a host that cannot finish an
-            // I/O): the trial must not pass as if nothing happened.
-            result = Err(TrialFailure::Crashed {
-                reason: format!(
-                    "the VMM could not tear the VM down cleanly: {}",
-                    report.teardown_problems.join("; ")
-                ),
-            });
-        }
-        let log_tail = if result.is_err() {
-            let mut tail = report.console_tail(TAIL_LINES);
-            // A hung guest: where its vCPUs were is the first clue to why.
-            if !report.vcpu_states.is_empty() {
-                tail.push_str("\n--- where the vCPUs were when the VM was stopped ---\n");
-                for state in &report.vcpu_states {
-                    tail.push_str(&format!("{state}\n"));
-                }
-            }
-            tail
-        } else {
-            String::new()
-        };
-        let mut host_metrics = metrics_of(&report, &trial.spec.workload);
-        host_metrics.extend(disk_metrics_of(&report));
-        if let (Some(before), Some(during)) = (before, report.memory) {
-            // host.vmm_overhead is the whole process's non-guest memory (isolab included);
-            // this is the VM's own share: what one more VM costs beyond the guest's RAM.
-            host_metrics.push(Metric::lower(
-                "host.vmm_added",
-                "MiB",
-                during.other_resident.saturating_sub(before) as f64 / (1024.0 * 1024.0),
-            ));
-        }
-        TrialOutcome {
-            result,
-            timeline: timeline_of(&report),
-            host_metrics,
-            log_tail,
-            emulated,
-        }
+        outcome
     }
 
     fn cleanup(&mut self) -> Result<(), BackendError> {
         if let Some(mut disks) = self.disks.take() {
             disks.cleanup();
         }
-        if let Some(p) = self.prepared.take() {
-            match std::fs::remove_file(&p.initrd) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(BackendError::Cleanup {
-                        backend: BackendKind::Vm,
-                        message: format!("{}: {e}", p.initrd.display()),
-                    })
+        match self.prepared.take() {
+            Some(p) => super::remove_made_file(BackendKind::Vm, &p.initrd),
+            None => Ok(()),
+        }
+    }
+}
+
+impl VmBackend {
+    /// One VM in a VMM process of its own: its cgroup and jail made, the process started,
+    /// watched and reaped, cgroup and jail removed; the outcome from its report, or from how it
+    /// ended without one.
+    fn run_in_process(&self, p: &Prepared, config: VmConfig, trial: &Trial) -> TrialOutcome {
+        let origin = monotonic_ns();
+        let crashed = |reason: String| TrialOutcome {
+            result: Err(TrialFailure::Crashed { reason }),
+            timeline: Vec::new(),
+            host_metrics: Vec::new(),
+            log_tail: String::new(),
+            emulated: p.emulated,
+        };
+        // Made before the process starts and removed after it is reaped: the timeline's
+        // `cleaned_up` follows their removal.
+        let jail_parent = self.jail.then_some(p.state_dir.as_path());
+        let mut places = match VmmPlaces::create(p.run_cgroup.as_deref(), p.memory_mib, jail_parent)
+        {
+            Ok(places) => places,
+            Err(e) => return crashed(e),
+        };
+        let request = StartRequest {
+            config,
+            origin_mono_ns: origin,
+            seccomp: self.seccomp,
+            jail: places.jail(),
+            hold: false,
+            probe_jail: false,
+        };
+        let timeout = p.timeout + vmm::STOP_GRACE + PROCESS_GRACE;
+        let run = client::run(
+            &places.spawn(p.vmm.clone(), p.live_console),
+            &request,
+            timeout,
+            &crate::interrupt::requested,
+        );
+        let usage = places.usage();
+        let problems = places.remove();
+        let cleaned_ns = monotonic_ns().saturating_sub(origin);
+        let mut outcome = outcome_of(run, usage, cleaned_ns, &trial.spec.workload);
+        outcome.emulated = p.emulated;
+        if !problems.is_empty() && outcome.result.is_ok() {
+            outcome.result = Err(TrialFailure::Crashed {
+                reason: format!(
+                    "the VM ran, but its places could not be removed: {}; `isolab doctor \
+                     --clean` removes them",
+                    problems.join("; ")
+                ),
+            });
+        }
+        outcome
+    }
+}
+
+/// The uid and gid of jailed VMM number `n` ([`JAIL_ID_BASE`]).
+fn jail_id(n: u64) -> u32 {
+    JAIL_ID_BASE + (std::process::id() % 100_000) * 10_000 + (n % 10_000) as u32
+}
+
+/// Where one VMM process lives on the host: its cgroup below the run's (the run's CPU weight,
+/// memory limited to the guest's RAM plus [`VMM_MEMORY_ALLOWANCE_MIB`]) and, when it is jailed,
+/// its jail folder (fresh, in the run's state folder) and unprivileged id. What a trial makes
+/// around its VMM process, and what a run that holds many VMs at once makes around each.
+/// Removed by [`VmmPlaces::remove`] or when dropped.
+#[derive(Debug)]
+pub struct VmmPlaces {
+    cgroup: Option<SiblingCgroup>,
+    /// cgroup v1: the `tasks` files the child joins through.
+    join: Vec<std::os::fd::RawFd>,
+    jail: Option<JailConfig>,
+    removed: bool,
+}
+
+impl VmmPlaces {
+    /// Makes the places of the next VMM process: a cgroup below `run_cgroup` (if any) and, with
+    /// `jail_parent`, a jail folder in it.
+    pub fn create(
+        run_cgroup: Option<&RunCgroup>,
+        memory_mib: u64,
+        jail_parent: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let n = NEXT_VMM.fetch_add(1, Ordering::Relaxed);
+        let cgroup = match run_cgroup {
+            Some(run) => Some(vmm_cgroup(run, n, memory_mib)?),
+            None => None,
+        };
+        let mut places = Self {
+            join: cgroup
+                .as_ref()
+                .map(SiblingCgroup::tasks_fds)
+                .unwrap_or_default(),
+            cgroup,
+            jail: None,
+            removed: false,
+        };
+        if let Some(parent) = jail_parent {
+            // Dropping `places` on an error removes the cgroup made above.
+            let root = crate::run_places::make_fresh_folder(parent, "jail-")
+                .map_err(|e| format!("making the VMM's jail: {e}"))?;
+            let id = jail_id(n);
+            places.jail = Some(JailConfig {
+                root,
+                uid: id,
+                gid: id,
+            });
+        }
+        Ok(places)
+    }
+
+    /// How to start the VMM process here (`isolab-vmm` at `binary`): in its cgroup, and in new
+    /// namespaces when it is jailed.
+    pub fn spawn(&self, binary: PathBuf, live_stderr: bool) -> Spawn<'_> {
+        Spawn {
+            binary,
+            namespaces: self.jail.is_some(),
+            placement: Placement {
+                cgroup_dir: self.cgroup.as_ref().and_then(SiblingCgroup::clone_into),
+                join_fds: &self.join,
+            },
+            live_stderr,
+        }
+    }
+
+    /// The jail for the start request, when jailed.
+    pub fn jail(&self) -> Option<JailConfig> {
+        self.jail.clone()
+    }
+
+    /// What its cgroup accounted so far (peak memory, CPU).
+    pub fn usage(&self) -> Option<container_backend::cgroups::ResourceUsage> {
+        self.cgroup.as_ref().map(SiblingCgroup::usage)
+    }
+
+    /// Removes the cgroup (killing what is left in it) and the jail folder (on the host it holds
+    /// only empty files: its mounts died with the process). Returns what could not be removed.
+    pub fn remove(&mut self) -> Vec<String> {
+        if std::mem::replace(&mut self.removed, true) {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        if let Some(Err(e)) = self.cgroup.as_ref().map(SiblingCgroup::remove) {
+            problems.push(format!("removing the VMM's cgroup: {e}"));
+        }
+        if let Some(j) = &self.jail {
+            if let Err(e) = std::fs::remove_dir_all(&j.root) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    problems.push(format!("removing the jail {}: {e}", j.root.display()));
                 }
             }
         }
-        Ok(())
+        problems
+    }
+}
+
+impl Drop for VmmPlaces {
+    fn drop(&mut self) {
+        for p in self.remove() {
+            eprintln!("warning: {p}; `isolab doctor --clean` removes it");
+        }
+    }
+}
+
+/// The cgroup of VMM process `n`, below the run's: the run's CPU weight, memory limited to the
+/// guest's RAM plus [`VMM_MEMORY_ALLOWANCE_MIB`].
+fn vmm_cgroup(run: &RunCgroup, n: u64, memory_mib: u64) -> Result<SiblingCgroup, String> {
+    let limits = CgroupLimits {
+        memory_bytes: Some((memory_mib + VMM_MEMORY_ALLOWANCE_MIB) << 20),
+        ..CgroupLimits::default()
+    };
+    let name = format!("vmm-{}-{n}", std::process::id());
+    run.create_sibling_limited(&name, &limits).map_err(|e| {
+        format!(
+            "cannot create the VMM process's cgroup {name} below the run's ({}): {e}",
+            match run.version() {
+                CgroupVersion::V1 => "cgroup v1",
+                CgroupVersion::V2 => "cgroup v2",
+            }
+        )
+    })
+}
+
+/// The time of a process point, ns since the trial's origin.
+fn point(name: &'static str, at_ns: u64) -> TimePoint {
+    TimePoint { name, at_ns }
+}
+
+/// The trial's outcome from a VMM process's run: the VM's report with the process's own points
+/// (spawned, its `main`, the request read, reaped, cleaned up) and its CPU time and cgroup
+/// figures, or, without a report, why (what it printed goes to the log).
+fn outcome_of(
+    run: VmmRun,
+    cgroup: Option<container_backend::cgroups::ResourceUsage>,
+    cleaned_ns: u64,
+    workload: &Workload,
+) -> TrialOutcome {
+    let mut points = vec![point("start", 0)];
+    if let Some(at) = run.spawned_ns {
+        points.push(point("vmm_spawned", at));
+    }
+    if let Some((started, read)) = run.ready {
+        points.push(point("vmm_started", started));
+        points.push(point("vmm_request_read", read));
+    }
+    if let Some(at) = run.reaped_ns {
+        points.push(point("vmm_reaped", at));
+    }
+    points.push(point("cleaned_up", cleaned_ns));
+    let stderr_tail = crate::backends::tail_lines(&run.stderr, TAIL_LINES);
+    let mut process_metrics = Vec::new();
+    let ms = |ns: u64| ns as f64 / 1e6;
+    if let Some((started, _)) = run.ready {
+        process_metrics.push(Metric::lower("host.vmm_process_start", "ms", ms(started)));
+    }
+    if let Some((_, usage)) = run.exit {
+        process_metrics.push(Metric::lower(
+            "host.cpu_user",
+            "ms",
+            usage.user_us as f64 / 1e3,
+        ));
+        process_metrics.push(Metric::lower(
+            "host.cpu_sys",
+            "ms",
+            usage.sys_us as f64 / 1e3,
+        ));
+        process_metrics.push(Metric::lower(
+            "host.peak_rss",
+            "MiB",
+            usage.max_rss_kib as f64 / 1024.0,
+        ));
+    }
+    if let Some(u) = cgroup {
+        process_metrics.push(Metric::lower(
+            "host.peak_memory",
+            "MiB",
+            u.peak_memory_bytes as f64 / (1024.0 * 1024.0),
+        ));
+    }
+    let Some(mut report) = run.report else {
+        let failure = run
+            .failure
+            .clone()
+            .unwrap_or(VmmFailure::Protocol("no report and no reason".into()));
+        let result = match &failure {
+            VmmFailure::Failed {
+                message,
+                kind: FailureKind::KvmUnavailable,
+            } => TrialFailure::Unavailable {
+                reason: message.clone(),
+                fix: "use a host with hardware KVM (kvm_intel or kvm_amd), or the HVM test \
+                      machine (--vm-in-emulator)"
+                    .into(),
+            },
+            VmmFailure::TimedOut(d) => TrialFailure::Timeout {
+                after_s: d.as_secs_f64(),
+            },
+            other => TrialFailure::Crashed {
+                reason: match (other, stderr_tail.trim().is_empty()) {
+                    (VmmFailure::Failed { .. } | VmmFailure::Seccomp(_), _) | (_, true) => {
+                        other.to_string()
+                    }
+                    _ => format!("{other}; it printed:\n{stderr_tail}"),
+                },
+            },
+        };
+        let mut timeline: Vec<Phase> = points.iter().map(|p| phase(p.name, p.at_ns)).collect();
+        timeline.sort_by_key(|p| p.at_ns);
+        return TrialOutcome {
+            result: Err(result),
+            timeline,
+            host_metrics: process_metrics,
+            log_tail: stderr_tail,
+            emulated: false,
+        };
+    };
+    // The VMM's own start of work is `vm_setup`; the trial's `start` is the host's, before the
+    // process was spawned, so setup and start-to-ready include the process's start.
+    for p in &mut report.timeline {
+        if p.name == "start" {
+            p.name = "vm_setup";
+        }
+    }
+    report.timeline.extend(points);
+    report.timeline.sort_by_key(|p| p.at_ns);
+    let mut result = result_of(&report);
+    if !report.teardown_problems.is_empty() {
+        // A VMM thread that would not stop is a VMM bug (or a host that cannot finish an
+        // I/O): the trial must not pass as if nothing happened.
+        result = Err(TrialFailure::Crashed {
+            reason: format!(
+                "the VMM could not tear the VM down cleanly: {}",
+                report.teardown_problems.join("; ")
+            ),
+        });
+    }
+    if result.is_ok() && run.exit.is_some_and(|(e, _)| e != Exit::Code(0)) {
+        result = Err(TrialFailure::Crashed {
+            reason: format!(
+                "the VMM process ended with {:?} after its report; it printed:\n{stderr_tail}",
+                run.exit.map(|e| e.0)
+            ),
+        });
+    }
+    let log_tail = if result.is_err() {
+        let mut tail = report.console_tail(TAIL_LINES);
+        // A hung guest: where its vCPUs were is the first clue to why.
+        if !report.vcpu_states.is_empty() {
+            tail.push_str("\n--- where the vCPUs were when the VM was stopped ---\n");
+            for state in &report.vcpu_states {
+                tail.push_str(&format!("{state}\n"));
+            }
+        }
+        if !stderr_tail.trim().is_empty() {
+            tail.push_str("\n--- the VMM process's stderr ---\n");
+            tail.push_str(&stderr_tail);
+        }
+        tail
+    } else {
+        String::new()
+    };
+    let mut host_metrics = metrics_of(&report, workload);
+    host_metrics.extend(disk_metrics_of(&report));
+    host_metrics.extend(process_metrics);
+    TrialOutcome {
+        result,
+        timeline: timeline_of(&report),
+        host_metrics,
+        log_tail,
+        emulated: false,
     }
 }
 
@@ -979,7 +1431,9 @@ mod tests {
             memory: Some(MemoryUsage {
                 guest_ram_resident: 64 << 20,
                 guest_ram_huge: 60 << 20,
-                other_resident: 2 << 20,
+                other_resident: 3 << 20,
+                guest_ram_pss: 64 << 20,
+                other_pss: 2 << 20,
             }),
             guest_ram_bytes: 512 << 20,
             memory_backing: MemoryBacking::Thp,
@@ -1327,5 +1781,145 @@ mod tests {
         }
         let r = report("booting...\n", StopReason::Timeout(Duration::from_secs(3)));
         assert_eq!(result_of(&r), Err(TrialFailure::Timeout { after_s: 3.0 }));
+    }
+
+    fn vmm_run(report: Option<VmReport>, failure: Option<VmmFailure>, exit: Exit) -> VmmRun {
+        VmmRun {
+            report,
+            failure,
+            spawned_ns: Some(400_000),
+            ready: Some((2_000_000, 2_100_000)),
+            inner_pid: Some(1),
+            running: None,
+            jail_probe: None,
+            exit: Some((
+                exit,
+                client::Usage {
+                    user_us: 12_000,
+                    sys_us: 3_000,
+                    max_rss_kib: 70_000,
+                },
+            )),
+            reaped_ns: Some(9_500_000),
+            stderr: String::new(),
+        }
+    }
+
+    /// A VM in its own process: the process's points join the VM's timeline (whose own start
+    /// becomes `vm_setup`), the start metrics count from before the spawn, and the process's CPU
+    /// time and memory are reported.
+    #[test]
+    fn a_vm_process_adds_its_start_and_cleanup_to_the_timeline_and_metrics() {
+        let mut r = report(&ok_line(), StopReason::GuestReset);
+        for p in &mut r.timeline {
+            p.at_ns += 2_200_000;
+        }
+        for m in &mut r.markers {
+            m.at_ns += 2_200_000;
+        }
+        let usage = container_backend::cgroups::ResourceUsage {
+            peak_memory_bytes: 90 << 20,
+            ..Default::default()
+        };
+        let o = outcome_of(
+            vmm_run(Some(r), None, Exit::Code(0)),
+            Some(usage),
+            10_000_000,
+            &Workload::Noop,
+        );
+        assert!(o.result.is_ok(), "{:?}", o.result);
+        let names: Vec<&str> = o.timeline.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            &names[..6],
+            [
+                "start",
+                "vmm_spawned",
+                "vmm_started",
+                "vmm_request_read",
+                "vm_setup",
+                "vm_created"
+            ]
+        );
+        assert_eq!(names.last(), Some(&"cleaned_up"));
+        assert_eq!(names.iter().filter(|n| **n == "start").count(), 1);
+        let get = |n: &str| o.host_metrics.iter().find(|m| m.name == n).map(|m| m.value);
+        assert_eq!(get("host.vmm_process_start"), Some(2.0));
+        assert_eq!(
+            get("host.start_to_ready"),
+            Some(7.2),
+            "from before the spawn"
+        );
+        assert_eq!(get("host.wall"), Some(10.0), "until cleaned up");
+        assert_eq!(get("host.cpu_user"), Some(12.0));
+        assert_eq!(get("host.peak_memory"), Some(90.0));
+        assert_eq!(get("host.vmm_overhead"), Some(2.0), "non-guest PSS");
+        assert_eq!(get("host.vmm_overhead_rss"), Some(3.0));
+        assert_eq!(get("host.vmm_pss"), Some(66.0));
+        assert_eq!(
+            get("host.vmm_added"),
+            None,
+            "the in-process workaround is gone"
+        );
+    }
+
+    /// A VMM process that ends without a report is reported with what it printed: a refused
+    /// system call names the thread and the call; a hang is a timeout; no KVM is "unavailable".
+    #[test]
+    fn a_vm_process_without_a_report_says_why() {
+        let call = vm_backend::seccomp::RefusedCall {
+            thread: "virtio-blk".into(),
+            syscall: 41,
+            name: Some("socket".into()),
+            args: vec![2, 1, 0, 0],
+        };
+        let mut run = vmm_run(
+            None,
+            Some(VmmFailure::Seccomp(call)),
+            Exit::Signal(libc::SIGSYS),
+        );
+        run.stderr = "ISOLAB-VMM-SECCOMP thread=virtio-blk syscall=41 name=socket\n".into();
+        let o = outcome_of(run, None, 9_000_000, &Workload::Noop);
+        let Err(TrialFailure::Crashed { reason }) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert!(
+            reason.contains("SIGSYS")
+                && reason.contains("virtio-blk device thread")
+                && reason.contains("socket (41)"),
+            "{reason}"
+        );
+        assert!(o.log_tail.contains("ISOLAB-VMM-SECCOMP"), "{}", o.log_tail);
+        assert!(o.timeline.iter().any(|p| p.name == "vmm_spawned"));
+        assert!(o.host_metrics.iter().any(|m| m.name == "host.cpu_user"));
+
+        let mut run = vmm_run(None, Some(VmmFailure::Signal(9)), Exit::Signal(9));
+        run.stderr = "thread 'main' panicked at src/x.rs:1".into();
+        let o = outcome_of(run, None, 1, &Workload::Noop);
+        let Err(TrialFailure::Crashed { reason }) = &o.result else {
+            panic!("{:?}", o.result)
+        };
+        assert!(
+            reason.contains("signal 9") && reason.contains("panicked"),
+            "{reason}"
+        );
+
+        let run = vmm_run(
+            None,
+            Some(VmmFailure::TimedOut(Duration::from_secs(95))),
+            Exit::Signal(9),
+        );
+        let o = outcome_of(run, None, 1, &Workload::Noop);
+        assert_eq!(o.result, Err(TrialFailure::Timeout { after_s: 95.0 }));
+
+        let run = vmm_run(
+            None,
+            Some(VmmFailure::Failed {
+                message: "cannot open /dev/kvm".into(),
+                kind: FailureKind::KvmUnavailable,
+            }),
+            Exit::Code(1),
+        );
+        let o = outcome_of(run, None, 1, &Workload::Noop);
+        assert!(matches!(o.result, Err(TrialFailure::Unavailable { .. })));
     }
 }

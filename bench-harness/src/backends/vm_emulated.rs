@@ -16,13 +16,18 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use container_backend::{CgroupSettings, RunCgroup};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use vm_backend::hvm::{HvmFile, HvmMachine, HvmSession};
 use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
+use vm_backend::process::protocol::VMM_BINARY;
+use vm_backend::seccomp::SeccompMode;
 use vm_backend::vmm::{self, AcpiMode, VmConfig};
 use vm_backend::vstate::memory::MemoryBacking;
 use workloads::protocol::DiskMode;
@@ -41,6 +46,8 @@ pub const OUTCOME_PREFIX: &str = "ISOLAB-TRIAL:";
 const TAIL_LINES: usize = 30;
 /// Where things go inside L1.
 const L1_ISOLAB: &str = "/hvm/isolab";
+/// The VMM binary, next to `isolab` in L1 (where the VM backend looks for it).
+const L1_VMM: &str = "/hvm/isolab-vmm";
 const L1_AGENT: &str = "/hvm/isolab-agent";
 const L1_KERNEL: &str = "/hvm/guest-kernel";
 const L1_BATCH: &str = "/hvm/trials.json";
@@ -72,6 +79,12 @@ pub struct Batch {
     pub disk_mode: String,
     /// Formatted ext4 images in L1 (by size in MiB): L1 has no mkfs.ext4.
     pub disk_templates: BTreeMap<u64, PathBuf>,
+    /// The VMM threads' seccomp filters in L1.
+    #[serde(default)]
+    pub vm_seccomp: SeccompMode,
+    /// Jail each VMM process in L1.
+    #[serde(default)]
+    pub vm_jail: bool,
     /// The trials, in the order they are to run.
     pub trials: Vec<Trial>,
 }
@@ -132,6 +145,9 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
         ))
     })?;
     let work = std::env::temp_dir().join("isolab-emulated");
+    // The same process model as on a host: each VMM process below a run cgroup (L1's cgroup2,
+    // mounted here if its init did not), jails in a state folder.
+    let run_cgroup = l1_run_cgroup();
     let ctx = PrepareContext {
         agent: agent.to_owned(),
         work_dir: work.join("work"),
@@ -139,9 +155,12 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
         limits: batch.limits,
         trial_timeout: Duration::from_secs_f64(batch.trial_timeout_s.clamp(1.0, 86_400.0)),
         live_console: batch.live_console,
-        ..PrepareContext::default()
+        state_dir: work.join("state"),
+        run_cgroup: run_cgroup.clone(),
+        lab: None,
+        lab_unavailable: None,
     };
-    for d in [&ctx.work_dir, &ctx.io_scratch_dir] {
+    for d in [&ctx.work_dir, &ctx.io_scratch_dir, &ctx.state_dir] {
         std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
     }
     let mode = DiskMode::parse(&batch.disk_mode)
@@ -153,6 +172,7 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
     })
     .with_disk_mode(mode)
     .with_disk_templates(batch.disk_templates.clone())
+    .with_confinement(batch.vm_seccomp, batch.vm_jail)
     .with_memory(batch.memory)
     .with_acpi(batch.acpi_mode);
     backend.prepare(&ctx)?;
@@ -163,7 +183,41 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
         let _ = stdout.write_all(line.as_bytes());
         let _ = stdout.flush();
     });
-    backend.cleanup()
+    let cleaned = backend.cleanup();
+    if let Some(cg) = run_cgroup {
+        let _ = cg.remove();
+    }
+    cleaned
+}
+
+/// Inside L1: a run cgroup on L1's cgroup2 (mounted at /sys/fs/cgroup first when L1's init did
+/// not), or None with a note when there is none to be had.
+fn l1_run_cgroup() -> Option<Arc<RunCgroup>> {
+    let root = Path::new(container_backend::cgroups::DEFAULT_CGROUP_ROOT);
+    if !root.join("cgroup.controllers").exists() {
+        let _ = std::fs::create_dir_all(root);
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "cgroup2", "cgroup2"])
+            .arg(root)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("vm (emulated): no cgroup2 in the emulated machine; VMM processes run without cgroups");
+            return None;
+        }
+    }
+    let name = format!(
+        "{}emulated-{}",
+        container_backend::RUN_CGROUP_PREFIX,
+        std::process::id()
+    );
+    match RunCgroup::create(&name, &CgroupSettings::default()) {
+        Ok(cg) => Some(Arc::new(cg)),
+        Err(e) => {
+            eprintln!("vm (emulated): no run cgroup ({e}); VMM processes run without cgroups");
+            None
+        }
+    }
 }
 
 /// Runs `trials` in order and hands each outcome to `emit` as soon as it exists. A trial that
@@ -225,12 +279,16 @@ pub const RETRIED_NOTE: &str =
 pub struct EmulatedVmBackend {
     kernel_override: Option<PathBuf>,
     disk_mode: Option<DiskMode>,
+    vm_seccomp: SeccompMode,
+    vm_jail: bool,
     memory: MemoryBacking,
     acpi: AcpiMode,
     prepared: Option<Prepared>,
     outcomes: BTreeMap<usize, TrialOutcome>,
     /// Why trials have no outcome, when the session ended early.
     session_problem: Option<String>,
+    /// The guest kernel's hashes, for the manifest.
+    kernel_facts: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -239,6 +297,7 @@ struct Prepared {
     boot: BootKernel,
     ctx: PrepareContext,
     isolab: PathBuf,
+    vmm: PathBuf,
 }
 
 fn prepare_err(message: String) -> BackendError {
@@ -274,7 +333,10 @@ fn locate_isolab() -> Result<PathBuf, BackendError> {
 /// A copy of `binary` without debug information (a debug `isolab` is ~200 MiB, which L1 would
 /// have to unpack under emulation); the original when `strip` is not there.
 fn stripped(binary: &Path, work_dir: &Path) -> PathBuf {
-    let out = work_dir.join("isolab-stripped");
+    let name = binary
+        .file_name()
+        .map_or_else(|| "binary".into(), |n| n.to_string_lossy().into_owned());
+    let out = work_dir.join(format!("{name}-stripped"));
     let ok = std::process::Command::new("strip")
         .arg("--strip-debug")
         .arg("-o")
@@ -308,6 +370,13 @@ impl EmulatedVmBackend {
     /// I/O trials use their disk this way (default: ext4).
     pub fn with_disk_mode(mut self, mode: DiskMode) -> Self {
         self.disk_mode = Some(mode);
+        self
+    }
+
+    /// The VMM processes' seccomp filters and jail in L1.
+    pub fn with_confinement(mut self, seccomp: SeccompMode, jail: bool) -> Self {
+        self.vm_seccomp = seccomp;
+        self.vm_jail = jail;
         self
     }
 
@@ -351,6 +420,8 @@ impl Backend for EmulatedVmBackend {
             )));
         }
         let isolab = locate_isolab()?;
+        let vmm = vm_backend::process::client::locate_vmm()
+            .map_err(|e| prepare_err(format!("--vm-in-emulator: {e}")))?;
         let machine = HvmMachine::prepare(&mut say).map_err(|e| BackendError::Unavailable {
             backend: BackendKind::Vm,
             reason: format!("the emulated AMD-V machine cannot be set up: {e}"),
@@ -360,11 +431,13 @@ impl Backend for EmulatedVmBackend {
         })?;
         std::fs::create_dir_all(&ctx.work_dir)
             .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
+        self.kernel_facts = super::guest_kernel::facts(&choice, &boot.kernel);
         self.prepared = Some(Prepared {
             machine,
             boot,
             ctx: ctx.clone(),
             isolab,
+            vmm,
         });
         Ok(())
     }
@@ -386,8 +459,22 @@ impl Backend for EmulatedVmBackend {
             "disk".into(),
             self.disk_mode.unwrap_or(DiskMode::Ext4).name().into(),
         );
+        f.insert("vm_seccomp".into(), self.vm_seccomp.name().into());
+        f.insert(
+            "vm_jail".into(),
+            if self.vm_jail { "on" } else { "off" }.into(),
+        );
+        f.insert(
+            "vmm_memory_allowance_mib".into(),
+            crate::backends::vm::VMM_MEMORY_ALLOWANCE_MIB.to_string(),
+        );
+        f.insert(
+            "vmm_process".into(),
+            "isolab-vmm, one process per VM".into(),
+        );
         f.insert("memory".into(), self.memory.name().into());
         f.insert("acpi".into(), self.acpi.name().into());
+        f.extend(self.kernel_facts.clone());
         f
     }
 
@@ -446,6 +533,8 @@ impl Backend for EmulatedVmBackend {
                 .map(|(size, _, l1)| (*size, l1.clone()))
                 .collect(),
             trials: trials.to_vec(),
+            vm_seccomp: self.vm_seccomp,
+            vm_jail: self.vm_jail,
         };
         let batch_json = serde_json::to_vec(&batch).map_err(|e| prepare_err(e.to_string()))?;
         let file = |guest: &str, host: &Path, mode: u32| {
@@ -453,6 +542,7 @@ impl Backend for EmulatedVmBackend {
         };
         let files = vec![
             file(L1_ISOLAB, &stripped(&p.isolab, &p.ctx.work_dir), 0o755)?,
+            file(L1_VMM, &stripped(&p.vmm, &p.ctx.work_dir), 0o755)?,
             file(L1_AGENT, &p.ctx.agent, 0o755)?,
             file(L1_KERNEL, &p.boot.kernel, 0o644)?,
             HvmFile::bytes(L1_BATCH, batch_json, 0o644),
@@ -599,7 +689,9 @@ impl Backend for EmulatedVmBackend {
 
     fn cleanup(&mut self) -> Result<(), BackendError> {
         if let Some(p) = &self.prepared {
-            let _ = std::fs::remove_file(p.ctx.work_dir.join("isolab-stripped"));
+            for binary in ["isolab", VMM_BINARY] {
+                let _ = std::fs::remove_file(p.ctx.work_dir.join(format!("{binary}-stripped")));
+            }
         }
         self.outcomes.clear();
         Ok(())
@@ -731,6 +823,8 @@ mod tests {
             memory: MemoryBacking::Hugetlbfs,
             disk_mode: "ext4".into(),
             disk_templates: BTreeMap::from([(80, PathBuf::from("/hvm/ext4-80MiB.img"))]),
+            vm_seccomp: SeccompMode::On,
+            vm_jail: true,
             trials: vec![Trial {
                 index: 3,
                 repetition: 1,

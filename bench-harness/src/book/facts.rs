@@ -20,8 +20,83 @@ use crate::summary::{fmt_num, fmt_ratio, Summary, SummaryRow, LEVEL};
 /// The opening words of every value the run lacks; tests and readers can search for it.
 pub const NOT_MEASURED: &str = "not measured in this run";
 
-/// The backends the book talks about, in its order.
+/// The three worlds the book compares, in its order.
 pub(crate) const BACKENDS: [&str; 3] = ["native", "container", "vm"];
+
+/// Every backend a placeholder may name: the three worlds and the emulator.
+pub(crate) const ALL_BACKENDS: [&str; 4] = ["native", "container", "vm", "qemu-tcg"];
+
+/// One run the book draws on, described on its own: a book built with `--vm-results` rests on
+/// two runs, each with its own suite, sizes, repetitions, commit and host.
+#[derive(Debug, Clone)]
+pub(crate) struct RunSource {
+    /// What the book takes from it (`native, container`, `vm`).
+    pub role: String,
+    pub run_id: String,
+    pub methodology: String,
+    pub environment: Vec<(String, String)>,
+    /// Suite entry name → its parameters as `key=value, ...`.
+    pub params: Vec<(String, String)>,
+}
+
+impl RunSource {
+    fn of(run: &StoredRun, role: String) -> Self {
+        let view = View::new(run);
+        Self {
+            role,
+            run_id: run.manifest.run_id.clone(),
+            methodology: methodology::paragraph(&view),
+            environment: methodology::environment(&view),
+            params: run
+                .manifest
+                .suite
+                .workloads
+                .iter()
+                .map(|w| (w.name.clone(), workload_params(&w.workload)))
+                .collect(),
+        }
+    }
+
+    fn params_of(&self, workload: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(w, _)| w == workload)
+            .map(|(_, p)| p.as_str())
+    }
+}
+
+/// A workload's parameters as `key=value, ...` (`none` for a workload without any).
+pub(crate) fn workload_params(w: &workloads::Workload) -> String {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(w) else {
+        return "-".into();
+    };
+    let parts: Vec<String> = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != "kind")
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The backends with a measured sample in `run`, in the book's order, as one phrase.
+fn roles(run: &StoredRun) -> String {
+    let v: Vec<&str> = ALL_BACKENDS
+        .into_iter()
+        .filter(|b| run.samples.iter().any(|s| s.backend == *b && !s.warmup))
+        .collect();
+    if v.is_empty() {
+        "no backend".into()
+    } else {
+        v.join(", ")
+    }
+}
 
 /// What the book knows about one run. Owns its data so the mdBook preprocessor (which must be
 /// `'static`) can hold it.
@@ -32,11 +107,16 @@ pub(crate) struct Facts {
     summary: Summary,
     /// Suite entry names in suite order, then any others found in the samples.
     workloads: Vec<String>,
-    methodology: String,
     caveats: Vec<String>,
-    environment: Vec<(String, String)>,
     /// Per backend label: (phase, median ms) segments of the noop timeline, and samples used.
     timelines: Vec<TimelineRow>,
+    /// The runs the book rests on: one, or the base run and the VM's run.
+    sources: Vec<RunSource>,
+    /// Workloads the VM's run measured with other parameters than the base run: its figures
+    /// stand on their own and are never divided by native's.
+    vm_other_params: Vec<String>,
+    /// Each published study's table beside this run (Markdown), by study name.
+    published: BTreeMap<&'static str, String>,
 }
 
 /// A median, or why there is none.
@@ -48,18 +128,101 @@ impl Facts {
         Self {
             manifest: run.manifest.clone(),
             samples: run.samples.clone(),
-            methodology: methodology::paragraph(&view),
             caveats: methodology::caveats(&view),
-            environment: methodology::environment(&view),
             timelines: timeline_rows(&view),
+            published: crate::published::STUDIES
+                .iter()
+                .map(|s| (s.id, published_table(&view, s)))
+                .collect(),
             workloads: view.workloads.clone(),
             summary: view.summary,
+            sources: vec![RunSource::of(run, roles(run))],
+            vm_other_params: Vec::new(),
         }
     }
 
-    /// The run's identifier.
+    /// Study `id`'s published ratios to native beside the run's; `None` for an unknown study.
+    pub(crate) fn published(&self, id: &str) -> Option<&str> {
+        self.published.get(id).map(String::as_str)
+    }
+
+    /// The facts of `merged` (`base` with the VM's samples of `vm_run`, see
+    /// [`super::merge_vm_run`]), each of the two runs described on its own.
+    pub(crate) fn merged(merged: &StoredRun, base: &StoredRun, vm_run: &StoredRun) -> Self {
+        let mut f = Self::new(merged);
+        let mut base_only = base.clone();
+        base_only.samples.retain(|s| s.backend != "vm");
+        let base_src = RunSource::of(base, roles(&base_only));
+        let vm_src = RunSource::of(vm_run, "vm".into());
+        f.vm_other_params = vm_run
+            .manifest
+            .suite
+            .workloads
+            .iter()
+            .filter(|w| {
+                let mine = vm_src.params_of(&w.name);
+                let theirs = base_src.params_of(&w.name);
+                theirs.is_some() && mine != theirs
+            })
+            .map(|w| w.name.clone())
+            .collect();
+        if vm_run.manifest.status != crate::manifest::RunStatus::Complete {
+            f.caveats.insert(
+                0,
+                format!(
+                    "The VM's run {} did not complete ({}): its figures use the samples that exist.",
+                    vm_run.manifest.run_id,
+                    crate::report::status_word(vm_run.manifest.status)
+                ),
+            );
+        }
+        f.sources = vec![base_src, vm_src];
+        f
+    }
+
+    /// The run's identifier (the base run's, in a book made of two).
     pub(crate) fn run_id(&self) -> &str {
         &self.manifest.run_id
+    }
+
+    /// The run that measured `backend`: the VM's own run in a book made of two, else the run.
+    pub(crate) fn run_of(&self, backend: Option<&str>) -> &str {
+        match (backend, self.sources.as_slice()) {
+            (Some("vm"), [_, vm]) => &vm.run_id,
+            _ => self.run_id(),
+        }
+    }
+
+    /// The runs this book rests on, for its first page: `run **A**`, or both runs with what each
+    /// gave.
+    pub(crate) fn runs(&self) -> String {
+        match self.sources.as_slice() {
+            [base, vm] => format!(
+                "two runs of `isolab run`: run **{}** ({}) and run **{}** ({}), each with its own \
+                 suite, sizes and repetitions ([chapter 9](09-reproducing.md) describes both)",
+                md_text(&base.run_id),
+                md_text(&base.role),
+                md_text(&vm.run_id),
+                md_text(&vm.role)
+            ),
+            _ => format!(
+                "one run of `isolab run`, run **{}**",
+                md_text(self.run_id())
+            ),
+        }
+    }
+
+    /// Whether the VM's figures of `workload` come from a run with other parameters.
+    fn vm_params_differ(&self, backend: &str, workload: &str) -> bool {
+        backend == "vm"
+            && self
+                .workload_entry(workload)
+                .is_some_and(|e| self.vm_other_params.contains(&e))
+    }
+
+    /// Workload entries whose VM figures come from a run with other parameters.
+    pub(crate) fn vm_other_params(&self) -> &[String] {
+        &self.vm_other_params
     }
 
     /// The suite entry a placeholder's workload argument means: the entry of that name, else the
@@ -272,8 +435,16 @@ impl Facts {
         let entry = self
             .workload_entry(workload)
             .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
+        let other_run = if self.vm_params_differ(backend, workload) {
+            format!(
+                " (run {}, with other parameters than native's)",
+                self.run_of(Some("vm"))
+            )
+        } else {
+            String::new()
+        };
         if let Some(r) = self.row(backend, &entry, metric) {
-            return Ok(fmt_median(r, ""));
+            return Ok(fmt_median(r, &md_text(&other_run)));
         }
         // Emulated VM samples may stand for counts and sizes, never for times or rates.
         let emulated_label = format!("{backend} (emulated)");
@@ -281,7 +452,10 @@ impl Facts {
             if is_count_or_size(metric, &r.unit) {
                 return Ok(fmt_median(
                     r,
-                    " (counted in an emulated machine: a count, not a speed)",
+                    &format!(
+                        " (counted in an emulated machine: a count, not a speed){}",
+                        md_text(&other_run)
+                    ),
                 ));
             }
         }
@@ -304,6 +478,14 @@ impl Facts {
         let entry = self
             .workload_entry(workload)
             .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
+        if self.vm_params_differ(backend, workload) {
+            return Err(format!(
+                "*no ratio: the VM's {} comes from run {}, measured with other parameters than \
+                 native's (chapter 9 lists both)*",
+                md_text(&entry),
+                md_text(self.run_of(Some("vm")))
+            ));
+        }
         let Some(r) = self.row(backend, &entry, metric) else {
             return Err(self.missing(backend, workload, Some(metric)));
         };
@@ -341,11 +523,32 @@ impl Facts {
         }
     }
 
-    /// The run's environment as a two-column table.
+    /// The environment of each run the book rests on, side by side.
     pub(crate) fn manifest_table(&self) -> String {
-        let mut o = String::from("| | this run |\n|---|---|\n");
-        for (k, v) in &self.environment {
-            let _ = writeln!(o, "| {} | {} |", md_cell(k), md_cell(v));
+        let [first, rest @ ..] = self.sources.as_slice() else {
+            return String::new();
+        };
+        let mut o = String::from("| |");
+        for src in &self.sources {
+            let _ = write!(
+                o,
+                " run {} ({}) |",
+                md_cell(&src.run_id),
+                md_cell(&src.role)
+            );
+        }
+        let _ = writeln!(o, "\n|---|{}", "---|".repeat(self.sources.len()));
+        for (k, v) in &first.environment {
+            let _ = write!(o, "| {} | {} |", md_cell(k), md_cell(v));
+            for other in rest {
+                let theirs = other
+                    .environment
+                    .iter()
+                    .find(|(ok, _)| ok == k)
+                    .map_or("-", |(_, v)| v.as_str());
+                let _ = write!(o, " {} |", md_cell(theirs));
+            }
+            o.push('\n');
         }
         o
     }
@@ -353,8 +556,12 @@ impl Facts {
     /// Which backends ran and which did not, with the reason.
     pub(crate) fn availability(&self) -> String {
         let mut o = String::new();
-        for b in BACKENDS {
+        for b in ALL_BACKENDS {
             let st = self.manifest.backends.get(b);
+            if b == "qemu-tcg" && st.is_none() {
+                // A yardstick the run was not asked for: nothing to say.
+                continue;
+            }
             let ok = self
                 .samples
                 .iter()
@@ -376,14 +583,119 @@ impl Facts {
                 ),
                 Some(_) => format!("**{b}**: no successful measured trial"),
             };
-            let _ = writeln!(o, "- {line}");
+            let from = match self.sources.as_slice() {
+                [_, vm] if b == "vm" => format!(" (from run {})", md_text(&vm.run_id)),
+                _ => String::new(),
+            };
+            let _ = writeln!(o, "- {line}{from}");
         }
         o
     }
 
-    /// The methodology paragraph, written from the run.
+    /// How the numbers were made: each run's own paragraph, then every workload's parameters
+    /// in each run (a figure only stands beside another measured with the same ones).
     pub(crate) fn methodology(&self) -> String {
-        md_text(&self.methodology)
+        let mut o = String::new();
+        match self.sources.as_slice() {
+            [single] => {
+                let _ = writeln!(o, "{}", md_text(&single.methodology));
+            }
+            sources => {
+                let _ = writeln!(
+                    o,
+                    "This book rests on {} runs, each described on its own; no figure divides a \
+                     number of one run by a number of the other unless both measured the workload \
+                     with the same parameters.\n",
+                    sources.len()
+                );
+                for src in sources {
+                    let _ = writeln!(
+                        o,
+                        "- **Run {}** (the book's {} figures): {}\n",
+                        md_text(&src.run_id),
+                        md_text(&src.role),
+                        md_text(&src.methodology)
+                    );
+                }
+            }
+        }
+        let Some(first) = self.sources.first() else {
+            return o;
+        };
+        let _ = write!(o, "\n| workload |");
+        for src in &self.sources {
+            let _ = write!(o, " parameters in run {} |", md_cell(&src.run_id));
+        }
+        let _ = writeln!(o, "\n|---|{}", "---|".repeat(self.sources.len()));
+        let mut names: Vec<&String> = first.params.iter().map(|(w, _)| w).collect();
+        for src in &self.sources[1..] {
+            for (w, _) in &src.params {
+                if !names.contains(&w) {
+                    names.push(w);
+                }
+            }
+        }
+        for w in names {
+            let differs = self.vm_other_params.contains(w);
+            let _ = write!(
+                o,
+                "| {}{} |",
+                md_cell(w),
+                if differs { " (differs)" } else { "" }
+            );
+            for src in &self.sources {
+                let _ = write!(o, " {} |", md_cell(src.params_of(w).unwrap_or("not run")));
+            }
+            o.push('\n');
+        }
+        o
+    }
+
+    /// The CPU and memory workloads' headline metrics on the three worlds and the emulator, side
+    /// by side: native's median, and each other backend as a ratio to it (from one run, so with
+    /// the same parameters; a VM from another run with other parameters gets no ratio).
+    pub(crate) fn emulation_table(&self) -> String {
+        const KINDS: [&str; 5] = ["cpu", "mem-bw", "mem-lat", "syscall", "page-fault"];
+        let mut o = String::from(
+            "| workload | metric | native | container | vm | qemu-tcg (emulator) |\n\
+             |---|---|---|---|---|---|\n",
+        );
+        let mut rows = 0;
+        for kind in KINDS {
+            let Some(entry) = self
+                .manifest
+                .suite
+                .workloads
+                .iter()
+                .find(|w| w.workload.kind() == kind)
+            else {
+                continue;
+            };
+            for metric in entry.primary_metrics() {
+                let native = self
+                    .median("native", kind, &metric)
+                    .unwrap_or_else(|missing| missing);
+                let ratio = |b: &str| self.ratio(b, kind, &metric).unwrap_or_else(|m| m);
+                let _ = writeln!(
+                    o,
+                    "| {} | `{}` | {} | {} | {} | {} |",
+                    md_cell(&entry.name),
+                    metric,
+                    native,
+                    ratio("container"),
+                    ratio("vm"),
+                    ratio("qemu-tcg")
+                );
+                rows += 1;
+            }
+        }
+        if rows == 0 {
+            return format!(
+                "*{NOT_MEASURED} (run {} has none of the CPU and memory workloads)*\n",
+                md_text(self.run_id())
+            );
+        }
+        o
     }
 
     /// The caveats, as a list (or a sentence saying there are none).
@@ -401,7 +713,10 @@ impl Facts {
     pub(crate) fn inspect_table(&self) -> String {
         let mut cols: Vec<(String, &workloads::result::InspectReport)> = Vec::new();
         let mut absent = Vec::new();
-        for b in BACKENDS {
+        for b in ALL_BACKENDS {
+            if b == "qemu-tcg" && !self.manifest.backends.contains_key(b) {
+                continue;
+            }
             // What the inside looks like does not depend on speed: emulated samples count.
             let found = self.samples.iter().find_map(|s| {
                 (s.backend == b && s.kind == "inspect" && !s.warmup && s.failure.is_none())
@@ -714,7 +1029,7 @@ fn short_reason(note: &str) -> String {
 /// Whether a metric is a count or a size (meaningful from an emulated machine), not a time or a
 /// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
-    let timed = unit.ends_with("/s") || ["ns", "µs", "us", "ms", "s"].contains(&unit);
+    let timed = crate::summary::is_time_or_rate(unit);
     let counted = ["exits.", "disk.", "irq_injections.", "kvm.", "npf."]
         .iter()
         .any(|p| metric.starts_with(p));
@@ -860,4 +1175,17 @@ fn exit_meaning(reason: &str) -> &'static str {
         "fail_entry" | "internal_error" => "KVM could not enter or emulate: an error",
         _ => "",
     }
+}
+
+/// A study's table beside the run, with its citation and sources, for the book.
+fn published_table(view: &View<'_>, study: &'static crate::published::Study) -> String {
+    use crate::report::published;
+    let c = published::compare(view, study);
+    let mut out = published::markdown_table(&c);
+    let _ = write!(
+        out,
+        "\nRatios are sandbox / native; theirs are quoted from {}, not measured here. {}\n",
+        study.data_source, study.citation
+    );
+    out
 }

@@ -29,7 +29,23 @@ impl Figure {
     }
 }
 
-type Draw = fn(&View<'_>, &'static str) -> Result<Result<Chart, String>, ReportError>;
+/// What the figures need to know beyond the run: workloads whose VM figures come from a run
+/// with other parameters (never divided by native's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FigureContext {
+    pub vm_other_params: Vec<String>,
+}
+
+impl FigureContext {
+    /// Whether a ratio row may be drawn: not a VM row of a workload measured with other
+    /// parameters than native's.
+    fn comparable(&self, r: &crate::summary::SummaryRow) -> bool {
+        !(r.backend.split(' ').next() == Some("vm") && self.vm_other_params.contains(&r.workload))
+    }
+}
+
+type Draw =
+    fn(&View<'_>, &FigureContext, &'static str) -> Result<Result<Chart, String>, ReportError>;
 
 /// Kinds whose metrics measure the CPU and memory: what chapter 5 shows first.
 const CPU_MEMORY_KINDS: [&str; 7] = [
@@ -42,16 +58,25 @@ const CPU_MEMORY_KINDS: [&str; 7] = [
     "timer",
 ];
 
-fn start_timeline(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+fn start_timeline(
+    v: &View<'_>,
+    _: &FigureContext,
+    n: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     charts::timeline_of(
         v,
         n,
         "Start-up of one noop trial, by phase (medians across trials)",
-        &|_| true,
+        // The three worlds: the emulator's seconds-long boot has its own chapter.
+        &|l| l.split(' ').next() != Some("qemu-tcg"),
     )
 }
 
-fn vm_boot(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+fn vm_boot(
+    v: &View<'_>,
+    _: &FigureContext,
+    n: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     charts::timeline_of(
         v,
         n,
@@ -60,7 +85,11 @@ fn vm_boot(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, Repor
     )
 }
 
-fn container_start(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+fn container_start(
+    v: &View<'_>,
+    _: &FigureContext,
+    n: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     charts::timeline_of(
         v,
         n,
@@ -69,37 +98,92 @@ fn container_start(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String
     )
 }
 
-fn cpu_memory(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
+fn cpu_memory(
+    v: &View<'_>,
+    c: &FigureContext,
+    n: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
     charts::ratios_of(
         v,
         n,
         "CPU, memory and kernel entry: each metric as ratio to native (95% intervals)",
-        // The workload's own metrics only: its start time is chapter 5's start figure.
-        &|kind, metric| CPU_MEMORY_KINDS.contains(&kind) && !metric.starts_with("host."),
-    )
-}
-
-fn io_ratio(v: &View<'_>, n: &'static str) -> Result<Result<Chart, String>, ReportError> {
-    charts::ratios_of(
-        v,
-        n,
-        "Storage and network: each metric as ratio to native (95% intervals)",
-        &|kind, metric| {
-            (kind.starts_with("io-") || kind == "net-loopback") && !metric.starts_with("host.")
+        // The workload's own metrics only: its start time is chapter 5's start figure. The
+        // emulator, two orders of magnitude away, has its own figure.
+        &|kind, r| {
+            CPU_MEMORY_KINDS.contains(&kind)
+                && !r.metric.starts_with("host.")
+                && !r.backend.starts_with("qemu-tcg")
+                && c.comparable(r)
         },
     )
 }
 
+/// The kinds whose headline metrics the emulation figure compares.
+const EMULATION_KINDS: [&str; 5] = ["cpu", "mem-bw", "mem-lat", "syscall", "page-fault"];
+
+fn emulation(
+    v: &View<'_>,
+    c: &FigureContext,
+    n: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    if !v.run.samples.iter().any(|s| s.backend == "qemu-tcg") {
+        return Ok(Err(
+            "the run has no qemu-tcg trial (`isolab run --backend native,container,vm,qemu-tcg`)"
+                .into(),
+        ));
+    }
+    charts::ratios_of(
+        v,
+        n,
+        "Container, VM and the emulator (QEMU TCG) against native: CPU and memory (95% intervals)",
+        &|kind, r| {
+            EMULATION_KINDS.contains(&kind) && !r.metric.starts_with("host.") && c.comparable(r)
+        },
+    )
+}
+
+fn io_ratio(
+    v: &View<'_>,
+    c: &FigureContext,
+    n: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    charts::ratios_of(
+        v,
+        n,
+        "Storage and network: each metric as ratio to native (95% intervals)",
+        &|kind, r| {
+            (kind.starts_with("io-") || kind == "net-loopback")
+                && !r.metric.starts_with("host.")
+                && c.comparable(r)
+        },
+    )
+}
+
+/// A chart of the report that needs nothing beyond the run.
+macro_rules! plain {
+    ($f:path) => {{
+        fn draw(
+            v: &View<'_>,
+            _: &FigureContext,
+            n: &'static str,
+        ) -> Result<Result<Chart, String>, ReportError> {
+            $f(v, n)
+        }
+        draw
+    }};
+}
+
 /// Every figure: name, drawing function, the backend it is about, caption.
-const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
+const FIGURES: [(&str, Draw, Option<&str>, &str); 12] = [
     (
         "start-timeline",
         start_timeline,
         None,
         "Each bar is one start of a sandbox that runs the `noop` program, on the host's clock, from \
          the moment the harness begins to the moment everything is cleaned up. Segments are the \
-         phases the backend records, each the median across trials; the label at the end is \
-         the sum of the medians and the number of trials.",
+         phases the backend records, each the median across trials. The black tick and whisker \
+         are the median time from start to ready and its 95% interval, the figure the text \
+         quotes, with the same n; the label repeats them.",
     ),
     (
         "vm-boot-timeline",
@@ -127,6 +211,16 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
          better, so a dot right of the line is worse for ↓ metrics and better for ↑ ones.",
     ),
     (
+        "emulation-ratio",
+        emulation,
+        Some("qemu-tcg"),
+        "The same CPU and memory workloads, the same sizes, in one run: each dot is a backend's \
+         median divided by native's, with its 95% bootstrap interval, on a log scale. The \
+         container and the VM sit near 1; the emulator (QEMU without acceleration, `qemu-tcg`) \
+         sits one to two orders of magnitude away, because every guest instruction is first \
+         translated by software.",
+    ),
+    (
         "io-ratio",
         io_ratio,
         None,
@@ -135,14 +229,14 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
     ),
     (
         "io-latency",
-        charts::io_latency,
+        plain!(charts::io_latency),
         None,
         "Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a \
          hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.",
     ),
     (
         "memory-per-instance",
-        charts::memory,
+        plain!(charts::memory),
         None,
         "What one idle sandbox costs the host in memory, by component: natively the process's \
          peak resident memory; for the container its cgroup's anonymous memory, page cache and \
@@ -150,25 +244,28 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
     ),
     (
         "vm-exits",
-        charts::exits,
+        plain!(charts::exits),
         Some("vm"),
         "How many times per trial the guest stopped and handed the CPU to the VMM, by reason. \
          Every `io_out.serial` is one byte of console output written to an emulated serial port.",
     ),
     (
         "vm-exits-per-op",
-        charts::exits_per_op,
+        plain!(charts::exits_per_op),
         Some("vm"),
         "VM exits per operation of each workload, while the workload ran: per 4 KiB random read \
-         and write, per MiB written and read (a run from before the I/O workloads announced \
-         their phases has reads and writes together: per 4 KiB I/O, per MiB moved), per system \
-         call, per page fault. The light part KVM handled inside the \
-         host kernel (interrupts, timers, the virtio queue notification through its ioeventfd); \
-         the dark part went on to isolab's VMM.",
+         and write, per MiB written and read, per system call, per page fault. Each bar is split \
+         by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, \
+         and virtio queue notifications KVM completed through an ioeventfd) follows from the \
+         driver's protocol and is the same on any host; the **time-driven** part (timer and other \
+         interrupts, halts, interrupt windows) grows with how long the workload took, so a slow \
+         or emulated run counts far more of it than hardware would; the rest is mostly \
+         nested-page faults that KVM handled itself. A run from before isolab split exits by \
+         cause shows where they were handled instead (inside KVM, or in the VMM).",
     ),
     (
         "factor-effects",
-        charts::factor_effects,
+        plain!(charts::factor_effects),
         None,
         "Each dot is what changing one setting did to a headline metric, the other settings held \
          fixed: the median at the new value divided by the median at the first, both measured \
@@ -177,7 +274,7 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
     ),
     (
         "aa-check",
-        charts::aa_check,
+        plain!(charts::aa_check),
         None,
         "The same configuration run twice as if it were two, interleaved (an A/A check). Nothing \
          differs between the two, so how far a whisker reaches from 1 is the smallest difference \
@@ -186,11 +283,11 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
 ];
 
 /// Draws every figure; a figure without data is kept with the reason.
-pub(crate) fn draw_all(run: &StoredRun) -> Result<Vec<Figure>, ReportError> {
+pub(crate) fn draw_all(run: &StoredRun, ctx: &FigureContext) -> Result<Vec<Figure>, ReportError> {
     let view = View::new(run);
     let mut out = Vec::new();
     for (name, draw, about, caption) in FIGURES {
-        let drawn = draw(&view, name)?.map(|c| (c.title, c.svg));
+        let drawn = draw(&view, ctx, name)?.map(|c| (c.title, c.svg));
         out.push(Figure {
             name,
             caption,

@@ -49,6 +49,12 @@ pub enum BookError {
          --results RUN_DIR"
     )]
     NoRun(PathBuf),
+    /// The run given for the VM has no VM sample.
+    #[error(
+        "{0} has no VM samples; pass a run made with --backend vm (on a host without hardware \
+         KVM: --vm-in-emulator)"
+    )]
+    NoVmSamples(PathBuf),
     /// The output folder holds something else; mdBook would delete it.
     #[error(
         "{0} exists, is not empty and is not a book isolab built (mdBook empties its output \
@@ -187,6 +193,31 @@ pub fn merge_vm_run(base: &mut StoredRun, vm_run: &StoredRun) -> usize {
 /// Builds the book from the sources in `book_src` with the figures and numbers of `run`, into
 /// `out` (created if missing; an existing folder must be empty or an earlier book).
 pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltBook, BookError> {
+    build_book_with(run, None, book_src, out)
+}
+
+/// Builds the book around `run`, with the VM taken from `vm_run` when given (see
+/// [`merge_vm_run`]): the book then names both runs and describes each on its own (suite,
+/// sizes, repetitions, commit, host), and never divides a VM figure by a native one measured
+/// with other workload parameters. Refuses a `vm_run` without VM samples.
+pub fn build_book_with(
+    run: &StoredRun,
+    vm_run: Option<&StoredRun>,
+    book_src: &Path,
+    out: &Path,
+) -> Result<BuiltBook, BookError> {
+    let (run, facts) = match vm_run {
+        Some(vm) => {
+            let mut merged = run.clone();
+            if merge_vm_run(&mut merged, vm) == 0 {
+                return Err(BookError::NoVmSamples(vm.dir.clone()));
+            }
+            let facts = facts::Facts::merged(&merged, run, vm);
+            (merged, facts)
+        }
+        None => (run.clone(), facts::Facts::new(run)),
+    };
+    let run = &run;
     check_out_dir(out)?;
     std::fs::create_dir_all(out).map_err(io_err("cannot create", out))?;
     let out = out.canonicalize().map_err(io_err("cannot resolve", out))?;
@@ -210,7 +241,12 @@ pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltB
         }
     }
 
-    let figures = figures::draw_all(run)?;
+    let figures = figures::draw_all(
+        run,
+        &figures::FigureContext {
+            vm_other_params: facts.vm_other_params().to_vec(),
+        },
+    )?;
     let src_dir = root.join("src");
     let (written, png_notes) = figures::write_all(&figures, &src_dir)
         .map_err(io_err("cannot write figures in", &src_dir))?;
@@ -232,7 +268,7 @@ pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltB
     config.build.build_dir = out.clone();
     let mut book =
         MDBook::load_with_config(root, config).map_err(|e| BookError::Mdbook(chain(&e)))?;
-    let facts = Arc::new(facts::Facts::new(run));
+    let facts = Arc::new(facts);
     book.with_preprocessor(preprocessor::IsolabPreprocessor::new(
         facts,
         Arc::new(figures),
@@ -250,7 +286,14 @@ pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltB
     let marker = out.join(BOOK_MARKER);
     std::fs::write(
         &marker,
-        format!("built by isolab book from {}\n", run.dir.display()),
+        match vm_run {
+            Some(vm) => format!(
+                "built by isolab book from {} with the VM from {}\n",
+                run.dir.display(),
+                vm.dir.display()
+            ),
+            None => format!("built by isolab book from {}\n", run.dir.display()),
+        },
     )
     .map_err(io_err("cannot write", &marker))?;
     let figures = written

@@ -14,9 +14,12 @@
 //! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
+//! | `{{isolab:published STUDY}}` | a published study's ratios to native beside the run's (`felter2014`) |
 //! | `{{isolab:manifest}}` | host, kernel, CPU, date and versions of the run |
 //! | `{{isolab:fact BACKEND KEY}}` | a setting the run recorded for a backend (`seccomp`, ...) |
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
+//! | `{{isolab:emulation-table}}` | native, container, vm and qemu-tcg side by side on the CPU and memory workloads |
+//! | `{{isolab:runs}}` | the run the book rests on, or both runs of a book built with `--vm-results` |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
 //!
 //! A value the run lacks becomes "not measured in this run (why)", never a number. A placeholder
@@ -29,7 +32,7 @@ use mdbook::book::{Book, BookItem};
 use mdbook::preprocess::{Preprocessor, PreprocessorContext};
 use thiserror::Error;
 
-use super::facts::{md_text, Facts, BACKENDS};
+use super::facts::{md_text, Facts, ALL_BACKENDS};
 use super::figures::{self, Figure};
 
 /// Opening of every placeholder.
@@ -164,6 +167,20 @@ impl IsolabPreprocessor {
                 want(0, "aa")?;
                 Ok(block(&f.aa()))
             }
+            "published" => {
+                want(1, "published STUDY")?;
+                f.published(args[0]).map(block).ok_or_else(|| {
+                    format!(
+                        "unknown study {:?}; isolab knows: {}",
+                        args[0],
+                        crate::published::STUDIES
+                            .iter()
+                            .map(|s| s.id)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            }
             "manifest" => {
                 want(0, "manifest")?;
                 Ok(block(&f.manifest_table()))
@@ -184,6 +201,14 @@ impl IsolabPreprocessor {
                 want(0, "run-id")?;
                 Ok(md_text(f.run_id()))
             }
+            "runs" => {
+                want(0, "runs")?;
+                Ok(f.runs())
+            }
+            "emulation-table" => {
+                want(0, "emulation-table")?;
+                Ok(block(&f.emulation_table()))
+            }
             "fact" => {
                 want(2, "fact BACKEND KEY")?;
                 check_backend(args[0])?;
@@ -200,7 +225,7 @@ impl IsolabPreprocessor {
                 md_text(title),
                 fig.rel_path(),
                 fig.name,
-                md_text(self.facts.run_id()),
+                md_text(self.facts.run_of(fig.about)),
                 fig.caption
             )),
             Err(why) => {
@@ -226,18 +251,18 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, effects, aa, manifest, availability, \
-     methodology, caveats, run-id, fact BACKEND KEY"
+     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, emulation-table, effects, aa, \
+     published STUDY, manifest, availability, methodology, caveats, run-id, runs, fact BACKEND KEY"
         .into()
 }
 
 fn check_backend(b: &str) -> Result<(), String> {
-    if BACKENDS.contains(&b) {
+    if ALL_BACKENDS.contains(&b) {
         Ok(())
     } else {
         Err(format!(
             "unknown backend `{b}`; choose from {}",
-            BACKENDS.join(", ")
+            ALL_BACKENDS.join(", ")
         ))
     }
 }

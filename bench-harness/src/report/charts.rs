@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -53,6 +54,7 @@ pub(crate) fn backend_colour(label: &str, columns: &[String]) -> RGBColor {
         ("native", _) => RGBColor(0, 114, 178),
         ("container", _) => RGBColor(230, 159, 0),
         ("vm", _) => RGBColor(0, 158, 115),
+        ("qemu-tcg", _) => RGBColor(213, 94, 0),
         _ => RGBColor(204, 121, 167),
     };
     let siblings: Vec<&String> = columns
@@ -321,17 +323,47 @@ pub(crate) fn timeline_of(
     let title = title.to_owned();
     let stack_rows = rows
         .into_iter()
-        .map(|(label, segs, used)| StackRow {
-            n: Some(used),
-            swatch: Some(backend_colour(&label, &view.columns)),
-            label,
-            segments: segs,
+        .map(|(label, segs, used)| {
+            // The statistic the text quotes beside the chart: start to ready, its median with
+            // its interval and n over every measured noop trial of the column.
+            let ready = view.summary.rows.iter().find(|r| {
+                r.backend == label
+                    && r.metric == "host.start_to_ready"
+                    && kind_of(view, &r.workload) == "noop"
+            });
+            let marker = ready.map(|r| {
+                let m = &r.median;
+                let mut text = format!(
+                    "ready: {} ms [{}–{}], n = {}",
+                    short(m.median),
+                    short(m.lo),
+                    short(m.hi),
+                    m.n
+                );
+                if used != m.n {
+                    text.push_str(&format!(" (phases: {used} trials)"));
+                }
+                Marker {
+                    at: m.median,
+                    lo: m.lo,
+                    hi: m.hi,
+                    text,
+                }
+            });
+            StackRow {
+                n: Some(used),
+                swatch: Some(backend_colour(&label, &view.columns)),
+                label,
+                segments: segs,
+                marker,
+            }
         })
         .collect();
     let svg = stacked(
         name,
         &title,
-        "time since the trial started (ms, host clock); each segment ends at the phase named in the legend",
+        "time since the trial started (ms, host clock); each segment ends at the phase named in the legend; \
+         black: median start-to-ready with its 95% interval",
         "ms",
         stack_rows,
         "segment ends at phase:",
@@ -350,13 +382,13 @@ fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, 
     ratios_of(view, name, &title, &|_, _| true)
 }
 
-/// The ratio chart restricted to the (workload kind, metric) pairs `keep` accepts, so the book
-/// can show CPU and memory in one figure and I/O in another.
+/// The ratio chart restricted to the rows `keep` accepts (given the row's workload kind), so the
+/// book can show CPU and memory in one figure and I/O in another, and leave out a backend.
 pub(crate) fn ratios_of(
     view: &View<'_>,
     name: &'static str,
     title: &str,
-    keep: &dyn Fn(&str, &str) -> bool,
+    keep: &dyn Fn(&str, &crate::summary::SummaryRow) -> bool,
 ) -> Result<Result<Chart, String>, ReportError> {
     let mut groups: Vec<Group> = Vec::new();
     for r in &view.summary.rows {
@@ -365,7 +397,7 @@ pub(crate) fn ratios_of(
         let agent_metric = !r.metric.starts_with("host.") && !r.metric.starts_with("exits.");
         if kind == "inspect"
             || !(agent_metric || r.metric == "host.start_to_ready")
-            || !keep(kind, &r.metric)
+            || !keep(kind, r)
         {
             continue;
         }
@@ -414,7 +446,7 @@ pub(crate) fn ratios_of(
             legend_title: "backend:",
             palette: false,
         },
-        (lo..hi).log_scale(),
+        ratio_axis(lo..hi),
     )?;
     Ok(Ok(Chart {
         name,
@@ -425,6 +457,48 @@ pub(crate) fn ratios_of(
 
 // ---------------------------------------------------------------------------------------------
 // Factor effects and the A/A check.
+
+/// The ticks of a ratio axis from `lo` to `hi` (log scale): 1 and the usual round ratios on
+/// both sides of it, so an axis that spans only 0.3..3 still has labels below 1 (plotters' own
+/// log ticks are powers of ten, and 0.1 is often out of range); finer steps when the range is
+/// narrow, so there are at least three.
+pub(crate) fn ratio_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    const COARSE: [f64; 3] = [1.0, 2.0, 5.0];
+    const FINE: [f64; 9] = [1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5];
+    let within = |steps: &[f64]| -> Vec<f64> {
+        let mut v = Vec::new();
+        for exp in -6..=6 {
+            for m in steps {
+                let t = m * 10f64.powi(exp);
+                if t >= lo && t <= hi {
+                    v.push(t);
+                }
+            }
+        }
+        v
+    };
+    let mut ticks = within(&COARSE);
+    if ticks.len() < 3 {
+        ticks = within(&FINE);
+    }
+    if ticks.len() < 3 {
+        // A very narrow range: ten steps across it.
+        ticks = (0..=10)
+            .map(|i| lo * (hi / lo).powf(f64::from(i) / 10.0))
+            .collect();
+    }
+    if !ticks.iter().any(|t| (*t - 1.0).abs() < 1e-9) && lo <= 1.0 && hi >= 1.0 {
+        ticks.push(1.0);
+    }
+    ticks.sort_by(f64::total_cmp);
+    ticks
+}
+
+/// A log-scale ratio axis over `range` with [`ratio_ticks`].
+fn ratio_axis(range: std::ops::Range<f64>) -> WithKeyPoints<LogCoord<f64>> {
+    let ticks = ratio_ticks(range.start, range.end);
+    range.log_scale().with_key_points(ticks)
+}
 
 /// Log-scale bounds around 1 that hold every value and interval of `groups`, with room for the
 /// value labels.
@@ -492,7 +566,7 @@ pub(crate) fn factor_effects(
             legend_title: "change:",
             palette: true,
         },
-        ratio_range(&groups).log_scale(),
+        ratio_axis(ratio_range(&groups)),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
@@ -547,7 +621,7 @@ pub(crate) fn aa_check(
             legend_title: "columns:",
             palette: true,
         },
-        ratio_range(&groups).log_scale(),
+        ratio_axis(ratio_range(&groups)),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
@@ -621,6 +695,7 @@ pub(crate) fn memory(
             swatch: Some(backend_colour(&label, &view.columns)),
             label,
             segments,
+            marker: None,
         });
     }
     if rows.is_empty() {
@@ -802,6 +877,7 @@ pub(crate) fn exits(
             swatch: Some(backend_colour(&label, &view.columns)),
             label: format!("{workload} · {label}"),
             segments: segs,
+            marker: None,
         });
     }
     let title = "VM exits per trial, by exit reason (median across trials)".to_owned();
@@ -854,13 +930,21 @@ fn superseded(op: &str, sample: &Sample) -> bool {
     })
 }
 
+/// The parts of `exits.per_<op>` a sample may have, by metric prefix.
+const EXIT_PARTS: [(&str, usize); 4] = [
+    ("exits.per_", 0),
+    ("exits.userspace_per_", 1),
+    ("exits.device_per_", 2),
+    ("exits.time_driven_per_", 3),
+];
+
 pub(crate) fn exits_per_op(
     view: &View<'_>,
     name: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
-    // (workload position, backend rank, workload, label, op) -> (all exits, userspace) values.
+    // (workload position, backend rank, workload, label, op) -> values of each EXIT_PARTS entry.
     type Key = (usize, usize, String, String, String);
-    let mut by: BTreeMap<Key, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut by: BTreeMap<Key, [Vec<f64>; 4]> = BTreeMap::new();
     for s in count_samples(view) {
         let label = backend_label(s);
         let wpos = view
@@ -869,44 +953,58 @@ pub(crate) fn exits_per_op(
             .position(|w| *w == s.workload)
             .unwrap_or(usize::MAX);
         for m in &s.metrics {
-            let (op, userspace) = if let Some(op) = m.name.strip_prefix("exits.userspace_per_") {
-                (op, true)
-            } else if let Some(op) = m.name.strip_prefix("exits.per_") {
-                (op, false)
-            } else {
+            let Some((op, part)) = EXIT_PARTS
+                .iter()
+                .find_map(|(prefix, part)| m.name.strip_prefix(prefix).map(|op| (op, *part)))
+            else {
                 continue;
             };
             if superseded(op, s) {
                 continue;
             }
-            let entry = by
-                .entry((
-                    wpos,
-                    backend_rank(&label),
-                    s.workload.clone(),
-                    label.clone(),
-                    op.to_owned(),
-                ))
-                .or_default();
-            if userspace {
-                entry.1.push(m.value);
-            } else {
-                entry.0.push(m.value);
-            }
+            by.entry((
+                wpos,
+                backend_rank(&label),
+                s.workload.clone(),
+                label.clone(),
+                op.to_owned(),
+            ))
+            .or_default()[part]
+                .push(m.value);
         }
     }
     let mut rows = Vec::new();
-    for ((_, _, workload, label, op), (all, userspace)) in by {
-        let Some(all) = median(&all) else { continue };
-        let vmm = median(&userspace).unwrap_or(0.0).min(all);
+    let mut split_by_cause = false;
+    for ((_, _, workload, label, op), parts) in by {
+        let Some(all) = median(&parts[0]) else {
+            continue;
+        };
+        let segments = match (median(&parts[2]), median(&parts[3])) {
+            // Why the exits happened: only the device part carries over to another host.
+            (Some(device), Some(time)) => {
+                split_by_cause = true;
+                let device = device.min(all);
+                let time = time.min(all - device);
+                vec![
+                    (DEVICE_PART.to_owned(), device),
+                    (TIME_PART.to_owned(), time),
+                    (OTHER_PART.to_owned(), all - device - time),
+                ]
+            }
+            _ => {
+                let vmm = median(&parts[1]).unwrap_or(0.0).min(all);
+                vec![
+                    ("handled inside KVM".to_owned(), all - vmm),
+                    ("reached isolab's VMM".to_owned(), vmm),
+                ]
+            }
+        };
         rows.push(StackRow {
             n: None,
             swatch: Some(backend_colour(&label, &view.columns)),
+            marker: None,
             label: format!("{workload} · {label} · {}", op_words(&op)),
-            segments: vec![
-                ("handled inside KVM".to_owned(), all - vmm),
-                ("reached isolab's VMM".to_owned(), vmm),
-            ],
+            segments,
         });
     }
     if rows.is_empty() {
@@ -921,10 +1019,22 @@ pub(crate) fn exits_per_op(
         "exits per operation (each row names its operation)",
         "exits/op",
         rows,
-        "where the exit was handled:",
+        if split_by_cause {
+            "why the guest exited (only the device part carries over to other hosts):"
+        } else {
+            "where the exit was handled:"
+        },
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
+
+/// The segment of exits the workload's devices caused (port and MMIO accesses, queue
+/// notifications): set by the driver's protocol, the same on any host.
+pub(crate) const DEVICE_PART: &str = "device (port, MMIO, queue notify)";
+/// The segment of exits driven by time: they grow with the window's duration.
+pub(crate) const TIME_PART: &str = "time-driven (timer, halt, interrupt window)";
+/// The rest: mostly nested-page faults KVM handled, and MSR or CPUID exits.
+pub(crate) const OTHER_PART: &str = "other (nested page faults, MSR, CPUID)";
 
 // ---------------------------------------------------------------------------------------------
 // Drawing: stacked horizontal bars.
@@ -935,6 +1045,16 @@ struct StackRow {
     n: Option<usize>,
     swatch: Option<RGBColor>,
     segments: Vec<(String, f64)>,
+    /// A median drawn on the bar with its interval, and the text that replaces the total.
+    marker: Option<Marker>,
+}
+
+/// A median with its interval, drawn across a stacked bar.
+struct Marker {
+    at: f64,
+    lo: f64,
+    hi: f64,
+    text: String,
 }
 
 /// Left margin wide enough for the longest row label (plus the backend swatch).
@@ -1028,10 +1148,19 @@ fn stacked(
     let legend: Vec<(String, RGBColor)> = names.iter().map(|n| (n.clone(), colour(n))).collect();
     let total_max = rows
         .iter()
-        .map(|r| r.segments.iter().map(|s| s.1.max(0.0)).sum::<f64>())
+        .map(|r| {
+            let bar = r.segments.iter().map(|s| s.1.max(0.0)).sum::<f64>();
+            r.marker.as_ref().map_or(bar, |m| bar.max(m.hi))
+        })
         .fold(0.0f64, f64::max);
+    // Room after the longest bar for its label (wider when it quotes an interval).
+    let room = if rows.iter().any(|r| r.marker.is_some()) {
+        1.6
+    } else {
+        1.18
+    };
     let x_max = if total_max > 0.0 {
-        total_max * 1.18
+        total_max * room
     } else {
         1.0
     };
@@ -1084,11 +1213,26 @@ fn stacked(
                     .map_err(&err)?;
                 x += v;
             }
-            let (px, py) = chart.backend_coord(&(x, (y_lo + y_hi) / 2.0));
+            let mid = (y_lo + y_hi) / 2.0;
+            if let Some(m) = &r.marker {
+                let cap = (y_hi - y_lo) * 0.3;
+                let line = |pts: Vec<(f64, f64)>| PathElement::new(pts, BLACK.stroke_width(2));
+                chart
+                    .draw_series([
+                        line(vec![(m.at, y_lo), (m.at, y_hi)]),
+                        line(vec![(m.lo, mid), (m.hi, mid)]),
+                        line(vec![(m.lo, mid - cap), (m.lo, mid + cap)]),
+                        line(vec![(m.hi, mid - cap), (m.hi, mid + cap)]),
+                    ])
+                    .map_err(&err)?;
+            }
+            let end = r.marker.as_ref().map_or(x, |m| x.max(m.hi));
+            let (px, py) = chart.backend_coord(&(end, mid));
             root.draw(&Text::new(
-                match r.n {
-                    Some(n) => format!("{} {unit} (n = {n})", short(x)),
-                    None => format!("{} {unit}", short(x)),
+                match (&r.marker, r.n) {
+                    (Some(m), _) => m.text.clone(),
+                    (None, Some(n)) => format!("{} {unit} (n = {n})", short(x)),
+                    (None, None) => format!("{} {unit}", short(x)),
                 },
                 (px + 6, py),
                 TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),

@@ -177,20 +177,27 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
     summary_table(view, &mut o);
     effects_table(view, &mut o);
     aa_table(view, &mut o);
+    o.push_str(&super::published::html(&super::published::comparisons(
+        view,
+    )));
 
-    let failed = methodology::failed_trials(view);
+    let failed = methodology::failed_groups(view);
     if !failed.is_empty() {
-        o.push_str("<h2>Failed trials</h2>\n<table>\n<tr><th>trial</th><th>backend</th><th>workload</th><th>repetition</th><th>reason</th></tr>\n");
-        for f in failed {
+        o.push_str(
+            "<h2>Failed trials</h2>\n<p class=\"muted\">One row per backend and reason (every \
+             trial: <code>isolab report --format json</code>).</p>\n<table>\n<tr><th>backend</th>\
+             <th>trials</th><th>how many</th><th>workloads</th><th>reason</th></tr>\n",
+        );
+        for g in failed {
             let _ = writeln!(
                 o,
-                "<tr><td class=\"num\">{}</td><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                f.trial,
-                dot(view, &f.backend),
-                esc(&f.backend),
-                esc(&f.workload),
-                f.repetition,
-                esc(&f.reason)
+                "<tr><td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+                dot(view, &g.backend),
+                esc(&g.backend),
+                esc(&g.trial_ranges()),
+                g.trials.len(),
+                esc(&g.workloads.join(", ")),
+                esc(&g.reason)
             );
         }
         o.push_str("</table>\n");
@@ -209,8 +216,8 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
     let _ = writeln!(
         o,
         "<p class=\"muted\">Every number here is recomputed from samples.jsonl and manifest.json \
-         in {} by <code>isolab report</code>; the raw samples are in the CSV report.</p>",
-        esc(&view.run.dir.display().to_string())
+         of run {} by <code>isolab report</code>; the raw samples are in the CSV report.</p>",
+        esc(&m.run_id)
     );
     o.push_str("</body>\n</html>\n");
     Ok(o)
@@ -249,6 +256,7 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         if r.wide {
             star.push('~');
         }
+        let mark = esc(r.cell_mark());
         let vs = r.vs_native.map_or(String::new(), |v| {
             format!(
                 "{}x [{}, {}]",
@@ -260,7 +268,7 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         let _ = writeln!(
             o,
             "<tr{}><td>{}</td><td>{}</td><td>{} {}</td><td>{}{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">[{}, {}]{star}</td><td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}{mark}</td><td class=\"num\">[{}, {}]{star}{mark}</td><td class=\"num\">{}</td></tr>",
             if first { " class=\"first\"" } else { "" },
             if first { esc(&r.workload) } else { String::new() },
             esc(&r.metric),

@@ -99,9 +99,15 @@ pub(crate) fn render(view: &View<'_>) -> String {
         let vs = r.vs_native.map_or(String::new(), |v| {
             format!("{}$\\times$ [{}, {}]", num(v.ratio), num(v.lo), num(v.hi))
         });
+        // An emulated time says so in its own cell, not only in a footnote.
+        let mark = if r.is_emulated_time() {
+            " \\textit{(emulated)}"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "{} & {} ({}) {dir} & {} & {} & {} & [{}, {}]{star} & {vs} \\\\",
+            "{} & {} ({}) {dir} & {} & {} & {}{mark} & [{}, {}]{star}{mark} & {vs} \\\\",
             if first {
                 escape(&r.workload)
             } else {
@@ -160,6 +166,9 @@ pub(crate) fn render(view: &View<'_>) -> String {
     if view.summary.effects.iter().any(|e| e.headline) {
         effects(view, &label, &mut out);
     }
+    out.push_str(&super::published::latex(&super::published::comparisons(
+        view,
+    )));
     out
 }
 

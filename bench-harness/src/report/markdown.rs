@@ -53,9 +53,10 @@ pub(crate) fn summary_table(view: &View<'_>) -> String {
         if r.wide {
             star.push_str("\\~");
         }
+        let mark = r.cell_mark();
         let _ = writeln!(
             out,
-            "| {} | {} | {} {} | {} | {} | {} | [{}, {}]{star} | {} |",
+            "| {} | {} | {} {} | {} | {} | {}{mark} | [{}, {}]{star}{mark} | {} |",
             cell(&r.workload),
             cell(&r.metric),
             cell(&r.unit),
@@ -192,6 +193,10 @@ pub(crate) fn render(view: &View<'_>) -> String {
         );
         out.push_str(&aa_table(aa));
     }
+    out.push_str(&super::published::markdown(
+        &super::published::comparisons(view),
+        "##",
+    ));
     let _ = writeln!(out, "\n## Methodology\n\n{}", methodology::paragraph(view));
     let caveats = methodology::caveats(view);
     if !caveats.is_empty() {
@@ -200,21 +205,22 @@ pub(crate) fn render(view: &View<'_>) -> String {
             let _ = writeln!(out, "- {c}");
         }
     }
-    let failed = methodology::failed_trials(view);
+    let failed = methodology::failed_groups(view);
     if !failed.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Failed trials\n\n| Trial | Backend | Workload | Repetition | Reason |\n|--:|---|---|--:|---|"
+            "\n## Failed trials\n\nOne row per backend and reason (every trial: `isolab report --format json`).\n\n\
+             | Backend | Trials | How many | Workloads | Reason |\n|---|---|--:|---|---|"
         );
-        for f in failed {
+        for g in failed {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
-                f.trial,
-                cell(&f.backend),
-                cell(&f.workload),
-                f.repetition,
-                cell(&f.reason)
+                cell(&g.backend),
+                g.trial_ranges(),
+                g.trials.len(),
+                cell(&g.workloads.join(", ")),
+                cell(&g.reason)
             );
         }
     }

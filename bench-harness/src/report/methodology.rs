@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::{backend_label, status_word, View};
+use crate::host::Platform;
 use crate::stats::BOOTSTRAP_RESAMPLES;
 use crate::summary::LEVEL;
 
@@ -33,6 +34,71 @@ pub(crate) fn failed_trials(view: &View<'_>) -> Vec<FailedTrial> {
                 .unwrap_or_default(),
         })
         .collect()
+}
+
+/// Failed measured trials of one column for one reason: what the failure tables show, one row
+/// per column and reason (the JSON report keeps every trial).
+#[derive(Debug, Clone)]
+pub(crate) struct FailedGroup {
+    pub backend: String,
+    pub reason: String,
+    /// Trial numbers, in order.
+    pub trials: Vec<usize>,
+    /// Workloads hit, in first-seen order.
+    pub workloads: Vec<String>,
+}
+
+impl FailedGroup {
+    /// The trial numbers as ranges: `3, 7-9, 12`.
+    pub(crate) fn trial_ranges(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < self.trials.len() {
+            let start = self.trials[i];
+            let mut end = start;
+            while i + 1 < self.trials.len() && self.trials[i + 1] == end + 1 {
+                i += 1;
+                end = self.trials[i];
+            }
+            out.push(if end == start {
+                start.to_string()
+            } else {
+                format!("{start}-{end}")
+            });
+            i += 1;
+        }
+        out.join(", ")
+    }
+}
+
+pub(crate) fn failed_groups(view: &View<'_>) -> Vec<FailedGroup> {
+    let mut groups: Vec<FailedGroup> = Vec::new();
+    for f in failed_trials(view) {
+        let g = match groups
+            .iter_mut()
+            .position(|g| g.backend == f.backend && g.reason == f.reason)
+        {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(FailedGroup {
+                    backend: f.backend.clone(),
+                    reason: f.reason.clone(),
+                    trials: Vec::new(),
+                    workloads: Vec::new(),
+                });
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        g.trials.push(f.trial);
+        if !g.workloads.contains(&f.workload) {
+            g.workloads.push(f.workload);
+        }
+    }
+    for g in &mut groups {
+        g.trials.sort_unstable();
+    }
+    groups
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -280,14 +346,9 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
             crate::summary::pct_text(floor)
         ));
     }
-    for f in &view.summary.failures {
-        c.push(format!(
-            "{} of {} on {} produced no result: {}.",
-            plural(f.count, "trial", "trials"),
-            f.workload,
-            f.backend,
-            f.reason
-        ));
+    // One line per column and reason, however many workloads it hit.
+    for g in crate::summary::grouped_failures(&view.summary) {
+        c.push(format!("{}.", g.sentence()));
     }
     c
 }
@@ -321,6 +382,9 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
         ("KVM".into(), h.kvm.describe().into()),
         ("cgroups".into(), format!("{:?}", h.cgroups)),
         ("host boot_id".into(), h.boot_id.clone()),
+    ];
+    v.extend(platform_rows(h.platform.as_ref()));
+    v.extend([
         (
             "isolab".into(),
             format!("{} ({})", m.isolab_version, m.git_commit),
@@ -356,7 +420,7 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
             format!("{} / {}", view.run.samples.len(), m.planned_trials),
         ),
         ("command".into(), m.command.join(" ")),
-    ];
+    ]);
     if let Some(u) = &m.until_ci {
         v.push((
             "--until-ci".into(),
@@ -386,4 +450,90 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
         v.push((format!("backend {name}"), val));
     }
     v
+}
+
+/// The platform settings of the host (microcode, mitigations, boost, SMT, NUMA, THP, KSM, the
+/// command line) as environment rows; one row saying they were not recorded for older runs.
+fn platform_rows(p: Option<&Platform>) -> Vec<(String, String)> {
+    let Some(p) = p else {
+        return vec![(
+            "platform".into(),
+            "not recorded (the run was made by an isolab that did not record microcode, \
+             mitigations, boost, SMT, NUMA, THP, KSM or the kernel command line)"
+                .into(),
+        )];
+    };
+    let or_absent = |v: &Option<String>| {
+        v.clone()
+            .unwrap_or_else(|| "not exposed by this host".into())
+    };
+    let smt = match (&p.smt, p.smt_active) {
+        (Some(c), Some(a)) => format!("{c} ({})", if a { "active" } else { "inactive" }),
+        (Some(c), None) => c.clone(),
+        (None, _) => "not exposed by this host".into(),
+    };
+    let numa = match &p.numa_nodes {
+        None => "not exposed by this host".into(),
+        Some(nodes) => {
+            let list: Vec<String> = nodes
+                .iter()
+                .map(|n| match n.memory_mib {
+                    Some(m) => format!("node {}: CPUs {}, {m} MiB", n.node, n.cpus),
+                    None => format!("node {}: CPUs {}", n.node, n.cpus),
+                })
+                .collect();
+            format!("{}: {}", nodes.len(), list.join("; "))
+        }
+    };
+    let ksm = match &p.ksm {
+        None => "not exposed by this host".into(),
+        Some(k) => {
+            let state = match k.run {
+                0 => "stopped".to_owned(),
+                1 => "merging".to_owned(),
+                2 => "unmerging".to_owned(),
+                n => format!("run = {n}"),
+            };
+            let mut parts = vec![state];
+            if let Some(n) = k.pages_to_scan {
+                parts.push(format!("{n} pages per scan"));
+            }
+            if let Some(ms) = k.sleep_millisecs {
+                parts.push(format!("{ms} ms between scans"));
+            }
+            if let Some(n) = k.pages_sharing {
+                parts.push(format!("{n} pages sharing at the start"));
+            }
+            parts.join(", ")
+        }
+    };
+    let mitigations = if p.mitigations.is_empty() {
+        "not exposed by this host".into()
+    } else {
+        p.mitigations
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    vec![
+        ("CPU signature".into(), or_absent(&p.cpu_signature)),
+        ("microcode".into(), or_absent(&p.microcode)),
+        ("CPU vulnerabilities".into(), mitigations),
+        ("cpufreq driver".into(), or_absent(&p.cpufreq_driver)),
+        ("boost".into(), or_absent(&p.boost)),
+        ("SMT".into(), smt),
+        ("NUMA nodes".into(), numa),
+        (
+            "transparent huge pages".into(),
+            match (&p.thp_enabled, &p.thp_defrag) {
+                (None, None) => "not exposed by this host".into(),
+                (e, d) => format!("enabled {}, defrag {}", or_absent(e), or_absent(d)),
+            },
+        ),
+        ("KSM".into(), ksm),
+        ("clock source".into(), or_absent(&p.clocksource)),
+        ("kernel build".into(), or_absent(&p.kernel_build)),
+        ("kernel command line".into(), or_absent(&p.kernel_cmdline)),
+    ]
 }

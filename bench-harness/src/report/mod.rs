@@ -21,6 +21,7 @@ mod latex;
 mod markdown;
 pub(crate) mod methodology;
 pub(crate) mod png;
+pub(crate) mod published;
 mod term;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use crate::summary::{self, Summary};
 
 pub use charts::Chart;
 pub use compare::compare;
+pub(crate) use markdown::cell as markdown_cell;
 
 /// Output formats of `isolab report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,6 +85,14 @@ pub enum ReportError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The font given for the PNG files cannot be used.
+    #[error("{message}")]
+    Font {
+        /// The font file.
+        path: PathBuf,
+        /// What is wrong, and what to pass instead.
+        message: String,
+    },
     /// Serialising JSON failed (not expected with the types used).
     #[error("serialising the report as JSON failed: {0}")]
     Json(#[from] serde_json::Error),
@@ -110,6 +120,12 @@ pub fn render_report(run: &StoredRun, format: ReportFormat) -> Result<String, Re
     }
 }
 
+/// The published figures the run's suite replicates (`[replicates.STUDY]`), beside the run's,
+/// as terminal tables; empty when it replicates none.
+pub fn published_term(run: &StoredRun) -> String {
+    published::term(&published::comparisons(&View::new(run)))
+}
+
 /// The charts of `run`, as SVG text, in a fixed order. Charts without data are left out; the
 /// second value says which and why.
 pub fn build_charts(run: &StoredRun) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
@@ -120,6 +136,29 @@ pub fn build_charts(run: &StoredRun) -> Result<(Vec<Chart>, Vec<String>), Report
 /// Without a usable system font, PNG files are skipped with a note, not an error (install
 /// `fonts-dejavu-core` to get them).
 pub fn write_charts(run: &StoredRun, dir: &Path) -> Result<ChartFiles, ReportError> {
+    write_charts_with(run, dir, png::Rasteriser::new())
+}
+
+/// [`write_charts`], drawing the PNG files with the font file `font` and no other, so that they
+/// are identical wherever they are drawn (an unreadable font is an error, not a note).
+pub fn write_charts_with_font(
+    run: &StoredRun,
+    dir: &Path,
+    font: &Path,
+) -> Result<ChartFiles, ReportError> {
+    let rasteriser =
+        png::Rasteriser::with_font_file(font).map_err(|message| ReportError::Font {
+            path: font.to_path_buf(),
+            message,
+        })?;
+    write_charts_with(run, dir, Ok(rasteriser))
+}
+
+fn write_charts_with(
+    run: &StoredRun,
+    dir: &Path,
+    rasteriser: Result<png::Rasteriser, String>,
+) -> Result<ChartFiles, ReportError> {
     let (charts, mut notes) = build_charts(run)?;
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
         path: dir.to_path_buf(),
@@ -134,7 +173,7 @@ pub fn write_charts(run: &StoredRun, dir: &Path) -> Result<ChartFiles, ReportErr
         })?;
         files.push(path);
     }
-    match png::Rasteriser::new() {
+    match rasteriser {
         Ok(r) => {
             for c in &charts {
                 let path = dir.join(format!("{}.png", c.name));
@@ -242,6 +281,9 @@ struct JsonReport<'a> {
     caveats: Vec<String>,
     summary: &'a Summary,
     failed_trials: Vec<methodology::FailedTrial>,
+    /// Published figures beside this run's, for the studies the suite replicates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    published: Vec<published::Comparison>,
     manifest: &'a Manifest,
 }
 
@@ -258,6 +300,7 @@ fn json(view: &View<'_>) -> Result<String, ReportError> {
         caveats: methodology::caveats(view),
         summary: &view.summary,
         failed_trials: methodology::failed_trials(view),
+        published: published::comparisons(view),
         manifest: m,
     };
     Ok(serde_json::to_string_pretty(&report)? + "\n")

@@ -1,5 +1,8 @@
-//! PNG from the SVG charts with resvg (pure Rust), using fonts found in the system font folders.
+//! PNG from the SVG charts with resvg (pure Rust), using fonts found in the system font folders,
+//! or one given font file alone: then the same charts give the same PNG bytes on any machine
+//! (what `isolab pack` relies on).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use resvg::{tiny_skia, usvg};
@@ -52,6 +55,35 @@ impl Rasteriser {
             ..usvg::Options::default()
         };
         Ok(Self { options })
+    }
+
+    /// Loads `font` (a .ttf or .otf file) and no other: every text of every chart is drawn with
+    /// it, whatever fonts this machine has.
+    pub(crate) fn with_font_file(font: &Path) -> Result<Self, String> {
+        let data = std::fs::read(font)
+            .map_err(|e| format!("cannot read the font {}: {e}", font.display()))?;
+        let mut db = usvg::fontdb::Database::new();
+        db.load_font_data(data);
+        let family = db
+            .faces()
+            .next()
+            .and_then(|f| f.families.first().map(|(n, _)| n.clone()))
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a font resvg can use; pass a TrueType or OpenType file",
+                    font.display()
+                )
+            })?;
+        db.set_sans_serif_family(family.clone());
+        db.set_serif_family(family.clone());
+        db.set_monospace_family(family.clone());
+        Ok(Self {
+            options: usvg::Options {
+                font_family: family,
+                fontdb: Arc::new(db),
+                ..usvg::Options::default()
+            },
+        })
     }
 
     /// Renders one SVG document to PNG bytes at twice its size (sharp on high-density screens).

@@ -7,6 +7,9 @@ use crate::summary;
 
 pub(crate) fn render(view: &View<'_>) -> String {
     let mut out = summary::render_table(&view.summary);
+    out.push_str(&super::published::term(&super::published::comparisons(
+        view,
+    )));
     let m = view.manifest();
     let _ = writeln!(
         out,

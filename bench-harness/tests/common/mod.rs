@@ -2,6 +2,8 @@
 //! an A/A check.
 #![allow(missing_docs, clippy::unwrap_used, dead_code)]
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 
 use bench_harness::factors::FactorLevels;

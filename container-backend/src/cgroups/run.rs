@@ -9,8 +9,8 @@
 //!     isolab-<pid>-<n>/         a container trial: its memory, CPU and pids limits, the device
 //!                               filter, CPU weight 100 (v2 cpu.weight) / 1024 (v1 cpu.shares)
 //!     native-<pid>-<n>/         a native trial: the same CPU weight, no limits
-//!     vmm-<n>/                  (a VMM process, when VMs run in their own process: memory limit =
-//!                               the sandbox size plus a recorded allowance for the VMM itself)
+//!     vmm-<pid>-<n>/            a VMM process (one per VM): the same CPU weight, memory limit =
+//!                               the guest's RAM plus a recorded allowance for the VMM itself
 //! ```
 //!
 //! On v2 the run's cgroup enables memory, cpu, pids and io for its children (it holds no process,
@@ -124,8 +124,18 @@ impl RunCgroup {
     /// A cgroup for a native trial, a sibling of the containers' with the same CPU weight and no
     /// limit.
     pub fn create_sibling(&self, name: &str) -> Result<SiblingCgroup, ContainerError> {
+        self.create_sibling_limited(name, &CgroupLimits::default())
+    }
+
+    /// A sibling with `limits` (a VMM process: its memory limit is the guest's RAM plus the
+    /// VMM's allowance). No device filter: the VMM opens `/dev/kvm`.
+    pub fn create_sibling_limited(
+        &self,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<SiblingCgroup, ContainerError> {
         self.siblings
-            .create(name, &CgroupLimits::default(), false)
+            .create(name, limits, false)
             .map(|cg| SiblingCgroup { cg })
     }
 
@@ -165,6 +175,11 @@ impl SiblingCgroup {
     /// Its directories.
     pub fn dirs(&self) -> &[PathBuf] {
         self.cg.dirs()
+    }
+
+    /// What it accounted so far: peak memory, memory by kind, CPU time, I/O.
+    pub fn usage(&self) -> super::ResourceUsage {
+        self.cg.usage(self.cg.sample_memory())
     }
 
     /// Removes it (killing what is left inside).
@@ -230,6 +245,27 @@ mod tests {
             }
             CgroupVersion::V2 => assert!(native.clone_into().is_some()),
         }
+        // A VMM-like sibling with a memory limit: written, and its accounting readable.
+        let vmm = run
+            .create_sibling_limited(
+                "vmm-1",
+                &CgroupLimits {
+                    memory_bytes: Some(96 << 20),
+                    ..CgroupLimits::default()
+                },
+            )
+            .expect("limited sibling");
+        let limit_file = match run.version() {
+            CgroupVersion::V1 => "memory.limit_in_bytes",
+            CgroupVersion::V2 => "memory.max",
+        };
+        let limit = vmm
+            .dirs()
+            .iter()
+            .find_map(|d| std::fs::read_to_string(d.join(limit_file)).ok())
+            .expect("a memory limit file");
+        assert_eq!(limit.trim(), (96u64 << 20).to_string());
+        assert_eq!(vmm.usage().oom_kills, 0);
         // Left in place: the run's removal takes it.
         run.remove().expect("remove");
         assert!(run.dirs().iter().all(|d| !d.exists()));

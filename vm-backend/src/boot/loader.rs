@@ -20,7 +20,8 @@ use crate::error::{Result, VmError};
 use crate::vstate::memory::MAX_RAM_BYTES;
 
 /// The two formats this VMM boots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KernelFormat {
     /// `arch/x86/boot/bzImage`: setup code plus compressed kernel; entered at its 64-bit entry.
     BzImage,

@@ -18,7 +18,7 @@ pub const PHASE_BYTES: std::ops::RangeInclusive<u8> = 16..=31;
 pub const MAX_MARKERS: usize = 256;
 
 /// One marker write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MarkerEvent {
     /// The byte written.
     pub byte: u8,

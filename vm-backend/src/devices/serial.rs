@@ -34,11 +34,41 @@ impl Trigger for IrqLine {
 }
 
 /// The console output: the last `capacity` bytes the guest wrote (older bytes are counted).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "ConsoleWire", from = "ConsoleWire")]
 pub struct ConsoleLog {
     bytes: Vec<u8>,
     capacity: usize,
     dropped: u64,
+}
+
+/// A console log as it crosses the VMM process's pipe: its text (invalid UTF-8 replaced, as
+/// [`ConsoleLog::text`] does anyway) rather than a number per byte.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConsoleWire {
+    text: String,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl From<ConsoleLog> for ConsoleWire {
+    fn from(log: ConsoleLog) -> Self {
+        Self {
+            text: String::from_utf8_lossy(&log.bytes).into_owned(),
+            capacity: log.capacity,
+            dropped: log.dropped,
+        }
+    }
+}
+
+impl From<ConsoleWire> for ConsoleLog {
+    fn from(wire: ConsoleWire) -> Self {
+        Self {
+            bytes: wire.text.into_bytes(),
+            capacity: wire.capacity,
+            dropped: wire.dropped,
+        }
+    }
 }
 
 impl ConsoleLog {

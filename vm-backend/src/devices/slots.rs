@@ -38,7 +38,7 @@ pub const MAX_WINDOWS: u64 = ALIAS_OFFSET / WINDOW_SIZE;
 pub const GSIS: [u32; 14] = [5, 6, 7, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23];
 
 /// One device's place: its register window and its interrupt line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceSlot {
     /// Guest physical address of its 4 KiB register window.
     pub base: u64,

@@ -57,7 +57,7 @@ pub enum KvmStatsError {
 }
 
 /// How a statistic behaves over time (the descriptor's type bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatKind {
     /// A counter that only grows (exits, injections, nanoseconds spent): windows take differences.
@@ -69,7 +69,7 @@ pub enum StatKind {
 }
 
 /// One statistic's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stat {
     /// The value (in the descriptor's unit; counts for the interesting ones).
     pub value: u64,
@@ -78,7 +78,7 @@ pub struct Stat {
 }
 
 /// Statistics by name (histograms are left out: one value per name).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KvmStats(pub BTreeMap<String, Stat>);
 
 impl KvmStats {

@@ -360,7 +360,8 @@ impl Drop for GuestRam {
 }
 
 /// The VMM process's resident memory, split into guest RAM and everything else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MemoryUsage {
     /// Resident bytes of the guest RAM mappings (pages the guest, or the loader, touched),
     /// hugetlbfs pages included (smaps counts those apart from `Rss`).
@@ -371,6 +372,13 @@ pub struct MemoryUsage {
     /// Resident bytes of every other mapping: the VMM's own overhead (and, when the VMM runs
     /// inside a bigger process, that process's memory too).
     pub other_resident: u64,
+    /// Proportional set size of the guest RAM mappings (equal to their resident bytes: nothing
+    /// else maps them).
+    pub guest_ram_pss: u64,
+    /// Proportional set size of every other mapping: the VMM process's own memory, each page
+    /// shared with other processes counted by its share (the meter of a VM's cost besides its
+    /// guest RAM, summed over VMs it adds up to what they cost together).
+    pub other_pss: u64,
 }
 
 /// [`MemoryUsage`] and the largest non-guest mappings.
@@ -413,11 +421,15 @@ pub fn split_smaps(smaps: &str, guest_ranges: &[(u64, u64)]) -> MemoryUsage {
         match (first, in_guest) {
             ("Rss:", true) => usage.guest_ram_resident += bytes(),
             ("Rss:", false) => usage.other_resident += bytes(),
+            ("Pss:", true) => usage.guest_ram_pss += bytes(),
+            ("Pss:", false) => usage.other_pss += bytes(),
             ("AnonHugePages:", true) => usage.guest_ram_huge += bytes(),
-            // hugetlbfs pages are not in Rss: they are resident and huge.
+            // hugetlbfs pages are in neither Rss nor Pss: they are resident, huge and, in a
+            // private mapping only this process has, wholly its own.
             ("Private_Hugetlb:" | "Shared_Hugetlb:", true) => {
                 let b = bytes();
                 usage.guest_ram_resident += b;
+                usage.guest_ram_pss += b;
                 usage.guest_ram_huge += b;
             }
             _ => {}
@@ -465,6 +477,13 @@ pub fn largest_other_mappings(
     out
 }
 
+/// Reads `/proc/PID/smaps` of another process (a VMM process, from the host) and splits it by
+/// the guest RAM ranges that process reported; None when it cannot be read (it ended).
+pub fn measure_pid(pid: i32, guest_ranges: &[(u64, u64)]) -> Option<MemoryUsage> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    Some(split_smaps(&text, guest_ranges))
+}
+
 /// Reads `/proc/self/smaps` and splits it; None when it cannot be read.
 pub fn measure(guest_ranges: &[(u64, u64)]) -> Option<MemoryUsage> {
     let text = std::fs::read_to_string("/proc/self/smaps").ok()?;
@@ -504,16 +523,21 @@ mod tests {
 7f0000000000-7f0020000000 rw-p 00000000 00:00 0
 Size:             524288 kB
 Rss:               10240 kB
+Pss:               10240 kB
 AnonHugePages:      8192 kB
 Private_Hugetlb:       0 kB
 55aa00000000-55aa00100000 r-xp 00000000 08:01 123  /usr/bin/isolab
 Size:               1024 kB
 Rss:                 800 kB
+Pss:                 400 kB
+Pss_Dirty:            10 kB
 AnonHugePages:      2048 kB
 7fff00000000-7fff00021000 rw-p 00000000 00:00 0  [stack]
 Rss:                  16 kB
+Pss:                  16 kB
 7e0000000000-7e0008000000 rw-p 00000000 00:0f 4  /anon_hugepage (deleted)
 Rss:                   0 kB
+Pss:                   0 kB
 AnonHugePages:         0 kB
 Shared_Hugetlb:        0 kB
 Private_Hugetlb:    4096 kB
@@ -525,6 +549,8 @@ Private_Hugetlb:    4096 kB
         assert_eq!(u.guest_ram_resident, (10240 + 4096) * 1024);
         assert_eq!(u.guest_ram_huge, (8192 + 4096) * 1024);
         assert_eq!(u.other_resident, 816 * 1024);
+        assert_eq!(u.guest_ram_pss, (10240 + 4096) * 1024);
+        assert_eq!(u.other_pss, 416 * 1024, "a page shared by two counts half");
     }
 
     #[test]

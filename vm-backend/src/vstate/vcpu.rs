@@ -11,17 +11,20 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::x86_64::cpuid::{filter_cpuid, VcpuTopology};
 use crate::arch::x86_64::{msr, regs};
-use crate::devices::marker::{PHASE_BYTES, WORKLOAD_END, WORKLOAD_START};
+use crate::devices::marker::{MarkerEvent, PHASE_BYTES, WORKLOAD_END, WORKLOAD_START};
 use crate::devices::virtio::block::{BlockShared, BlockStats};
 use crate::devices::virtio::lock;
 use crate::devices::{BusAction, MmioBus, PioBus};
 use crate::error::{Result, VmError};
+use crate::hooks::VmmHooks;
 use crate::vstate::kvm_stats::{KvmStats, KvmStatsError, StatsFd};
 
 /// Counts of the exits the run loop handled, by reason (`io_out.serial`, `io_in.i8042`, `mmio_read`,
 /// `intr`, ...). Exits KVM handles in the kernel never reach it: see KVM's own statistics for those.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExitCounts(pub BTreeMap<&'static str, u64>);
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitCounts(
+    #[serde(with = "crate::process::wire::static_keys")] pub BTreeMap<&'static str, u64>,
+);
 
 impl ExitCounts {
     fn bump(&mut self, reason: &'static str) {
@@ -150,7 +153,7 @@ impl MarkerSnapshots {
 }
 
 /// What happened during one phase of the workload (all vCPUs together).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PhaseWindow {
     /// The phase's marker byte (`workloads::protocol::WorkloadPhase::from_byte` names it).
     pub byte: u8,
@@ -176,6 +179,8 @@ pub struct VcpuObserver {
     origin: Instant,
     snapshots: Mutex<MarkerSnapshots>,
     disk: Option<Arc<BlockShared>>,
+    /// Told of every marker (the VMM process forwards them to the host as they come).
+    hooks: Option<Arc<dyn VmmHooks>>,
 }
 
 impl VcpuObserver {
@@ -194,7 +199,14 @@ impl VcpuObserver {
             origin,
             snapshots: Mutex::default(),
             disk,
+            hooks: None,
         }
+    }
+
+    /// The same, telling `hooks` of every marker write ([`VmmHooks::marker`]).
+    pub fn with_hooks(mut self, hooks: Arc<dyn VmmHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 
     fn bump(&self, index: usize, reason: &'static str) {
@@ -235,11 +247,22 @@ impl VcpuObserver {
             .collect()
     }
 
+    /// A marker write: the snapshots it calls for, then the hooks are told.
+    fn marker(&self, byte: u8) {
+        self.take_snapshots(byte);
+        if let Some(hooks) = &self.hooks {
+            hooks.marker(MarkerEvent {
+                byte,
+                at_ns: ns_since(self.origin),
+            });
+        }
+    }
+
     /// Takes the snapshots a marker write calls for: the first marker of all, the first
     /// workload start and end, and each new phase in between, up to [`MAX_PHASE_SNAPSHOTS`].
     /// Later repeats (a guest may write anything) take none, which also bounds the work a guest
     /// can cause here.
-    fn marker(&self, byte: u8) {
+    fn take_snapshots(&self, byte: u8) {
         let wanted = {
             let mut s = lock(&self.snapshots);
             let phase = s.phase_begins(byte);
@@ -587,7 +610,7 @@ pub fn run_loop(
 
 /// Where a vCPU was when the VM was stopped from outside (a guest that hung): enough to tell a
 /// lost interrupt (halted with interrupts on) from a spin with interrupts off, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VcpuState {
     /// The vCPU's index.
     pub index: usize,
@@ -603,6 +626,31 @@ pub struct VcpuState {
     /// at 0xffffffff80000000 and up): return addresses, roughly a backtrace. Resolve them with
     /// `nm vmlinux`; isolab's micro kernel is not relocatable, so its addresses are exact.
     pub stack_kernel_addresses: Vec<u64>,
+}
+
+/// A [`VcpuState`] read back from the VMM process (its state name interned).
+#[derive(serde::Deserialize)]
+struct VcpuStateWire {
+    index: usize,
+    rip: u64,
+    rsp: u64,
+    interrupts_enabled: bool,
+    mp_state: String,
+    stack_kernel_addresses: Vec<u64>,
+}
+
+impl<'de> serde::Deserialize<'de> for VcpuState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = VcpuStateWire::deserialize(d)?;
+        Ok(Self {
+            index: w.index,
+            rip: w.rip,
+            rsp: w.rsp,
+            interrupts_enabled: w.interrupts_enabled,
+            mp_state: crate::process::wire::intern(&w.mp_state),
+            stack_kernel_addresses: w.stack_kernel_addresses,
+        })
+    }
 }
 
 /// Where Linux maps its kernel image (`__START_KERNEL_map`).

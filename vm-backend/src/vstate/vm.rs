@@ -23,7 +23,11 @@ impl Vm {
     /// Opens `/dev/kvm`, checks the capabilities this VMM needs and creates a VM with the in-kernel
     /// irqchip (PIC + IOAPIC + LAPICs) and PIT.
     pub fn new() -> Result<Self> {
-        let kvm = Kvm::new().map_err(VmError::KvmOpen)?;
+        Self::with_kvm(Kvm::new().map_err(VmError::KvmOpen)?)
+    }
+
+    /// The same with `/dev/kvm` already open (a jailed VMM opens it before entering its jail).
+    pub fn with_kvm(kvm: Kvm) -> Result<Self> {
         for (cap, name) in [
             (Cap::Irqchip, "an in-kernel irqchip (KVM_CAP_IRQCHIP)"),
             (Cap::UserMemory, "user memory regions (KVM_CAP_USER_MEMORY)"),

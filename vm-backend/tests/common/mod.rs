@@ -5,6 +5,8 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,6 +30,33 @@ pub fn example(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// A binary of the workspace built next to this test's folder (`target/<profile>/NAME`, as
+/// `cargo build --workspace --bins` leaves it; `./run-tests` does that first), without its debug
+/// information (L1 unpacks everything it gets under emulation), in the test's temp folder.
+pub fn workspace_binary_stripped(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the workspace's binaries first (`cargo build --workspace --bins`)",
+        p.display()
+    );
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-stripped"));
+    let ok = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(&p)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        out
+    } else {
+        p
+    }
 }
 
 /// The kernel command-line words for the agent: the marker port, the result channel, the disk

@@ -13,6 +13,7 @@ pub mod net_loopback;
 pub mod noop;
 pub mod page_fault;
 mod prng;
+pub mod random_access;
 pub mod spawn;
 pub mod syscall;
 pub mod timer;
@@ -49,6 +50,15 @@ pub enum WorkloadError {
         /// The configured path.
         path: String,
         /// What is wrong and what to do.
+        why: String,
+    },
+    /// The workload's own check of its result failed: the memory or the device returned
+    /// something other than what was written.
+    #[error("workload `{workload}` failed its verification: {why}")]
+    Verification {
+        /// Workload kind.
+        workload: &'static str,
+        /// What was wrong.
         why: String,
     },
     /// A system call failed while the workload ran.
@@ -128,6 +138,7 @@ pub fn run(workload: &Workload, phases: PhaseHook<'_>) -> Result<KernelOutput, W
         Workload::NetCrr(p) => net::crr(p)?.into(),
         Workload::NetUdpRr(p) => net::udp_rr(p)?.into(),
         Workload::Timer(p) => timer::run(p)?.into(),
+        Workload::RandomAccess(p) => random_access::run(p)?.into(),
         Workload::Inspect => {
             let report = inspect::run()?;
             KernelOutput {

@@ -501,7 +501,8 @@ pub enum RequestError {
 }
 
 /// Counters of what the device did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BlockStats {
     /// Chains taken from the avail ring.
     pub requests: u64,

@@ -45,7 +45,8 @@ pub const MAX_BYTES_PER_BUFFER: u32 = 64 << 10;
 const TX_QUEUE: u32 = 1;
 
 /// What the console did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ConsoleStats {
     /// Transmit-queue notifications served.
     pub notifies: u64,
@@ -63,7 +64,7 @@ pub struct ConsoleStats {
 
 /// The guest's output and the counters, shared by the device and the VMM that reads them after
 /// the run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConsoleOutput {
     /// What the guest wrote.
     pub log: ConsoleLog,

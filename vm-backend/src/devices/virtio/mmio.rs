@@ -37,7 +37,7 @@ pub const QUEUE_NOTIFY_OFFSET: u64 = VIRTIO_MMIO_QUEUE_NOTIFY as u64;
 const CONFIG_OFFSET: u64 = VIRTIO_MMIO_CONFIG as u64;
 
 /// Counters of guest misbehaviour and userspace-handled notifications.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransportStats {
     /// Register accesses of a size other than 4 bytes, or misaligned.
     pub bad_access: u64,

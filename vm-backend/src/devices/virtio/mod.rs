@@ -189,6 +189,9 @@ pub enum DeviceThreadError {
     /// The thread could not be spawned.
     #[error("spawning the virtio device thread: {0}. Check the process's thread limit")]
     Spawn(std::io::Error),
+    /// The thread's prologue (its confinement) failed: it ended before serving anything.
+    #[error("starting the virtio device thread: {0}")]
+    Prologue(String),
 }
 
 /// How a device thread ended when it was asked to stop.
@@ -224,17 +227,20 @@ const TOKEN_CONTROL: u64 = 3;
 const IDLE_TICK_MS: i32 = 500;
 
 impl DeviceThread {
-    /// Starts a thread named `name` that calls `handler(notifications)` whenever `notify` or
-    /// `control` is signalled, and again while it returns true. `stop` is the flag the handler's
-    /// long work checks: [`DeviceThread::stop`] sets it before waking the thread.
-    pub fn spawn<F>(
+    /// Starts a thread named `name` that first runs `prologue` (its confinement: the spawn
+    /// waits for it, and its error is the spawn's), then calls `handler(notifications)` whenever
+    /// `notify` or `control` is signalled, and again while it returns true. `stop` is the flag
+    /// the handler's long work checks: [`DeviceThread::stop`] sets it before waking the thread.
+    pub fn spawn<P, F>(
         name: &str,
         notify: EventFd,
         control: EventFd,
         stop: Arc<AtomicBool>,
+        prologue: P,
         mut handler: F,
     ) -> Result<Self, DeviceThreadError>
     where
+        P: FnOnce() -> Result<(), String> + Send + 'static,
         F: FnMut(u64) -> bool + Send + 'static,
     {
         let setup = |what| move |source| DeviceThreadError::Setup { what, source };
@@ -267,11 +273,19 @@ impl DeviceThread {
                 .map_err(setup(what))?;
         }
         let thread_stop = Arc::clone(&stop);
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name(name.to_owned())
+            .stack_size(crate::vmm::THREAD_STACK_BYTES)
             .spawn(move || {
                 // The eventfds live as long as the loop: they are moved in.
                 let _stop_fd = thread_stop_fd;
+                let started = prologue();
+                let ok = started.is_ok();
+                let _ = started_tx.send(started);
+                if !ok {
+                    return;
+                }
                 let mut events = [EpollEvent::default(); 3];
                 let mut more = false;
                 loop {
@@ -313,6 +327,19 @@ impl DeviceThread {
                 }
             })
             .map_err(DeviceThreadError::Spawn)?;
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                return Err(DeviceThreadError::Prologue(e));
+            }
+            Err(_) => {
+                let _ = handle.join();
+                return Err(DeviceThreadError::Prologue(
+                    "the thread ended during its prologue (it panicked)".into(),
+                ));
+            }
+        }
         Ok(Self {
             stop_fd,
             stop,
@@ -389,6 +416,7 @@ mod tests {
             notify,
             control,
             Arc::new(AtomicBool::new(false)),
+            || Ok(()),
             move |n| {
                 let _ = tx.send(n);
                 // Two passes "with work left" after the first notification: called again.
@@ -430,15 +458,22 @@ mod tests {
             let stop = Arc::new(AtomicBool::new(false));
             let seen = Arc::clone(&stop);
             let (tx, rx) = mpsc::channel();
-            let mut t = DeviceThread::spawn("isolab-test-dev", notify, control, stop, move |_| {
-                let _ = tx.send(());
-                // Long work (a slow disk): 3 s, checking the flag if it is well written.
-                let until = Instant::now() + Duration::from_secs(3);
-                while Instant::now() < until && !(watches && seen.load(Ordering::Acquire)) {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                false
-            })
+            let mut t = DeviceThread::spawn(
+                "isolab-test-dev",
+                notify,
+                control,
+                stop,
+                || Ok(()),
+                move |_| {
+                    let _ = tx.send(());
+                    // Long work (a slow disk): 3 s, checking the flag if it is well written.
+                    let until = Instant::now() + Duration::from_secs(3);
+                    while Instant::now() < until && !(watches && seen.load(Ordering::Acquire)) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    false
+                },
+            )
             .expect("spawn");
             kick.write(1).expect("kick");
             rx.recv_timeout(Duration::from_secs(5)).expect("busy");
