@@ -29,6 +29,7 @@
 pub mod block;
 pub mod console;
 pub mod mmio;
+pub mod net;
 #[doc(hidden)]
 pub mod testing;
 
