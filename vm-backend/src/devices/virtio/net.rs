@@ -145,6 +145,14 @@ pub enum NetError {
         /// The OS error.
         source: io::Error,
     },
+    /// The lab's network namespace could not be entered.
+    #[error("entering the network namespace {path}: {source}. The run's lab network is gone, or isolab is not root")]
+    Netns {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// The name is not a valid interface name.
     #[error("{0:?} is not an interface name (1 to 15 bytes, no '/', no whitespace)")]
     BadName(String),
@@ -246,6 +254,44 @@ impl Tap {
             source,
         })?;
         Ok(tap)
+    }
+
+    /// [`Tap::open`] in the network namespace at `netns` (e.g. `/proc/PID/ns/net`), from a
+    /// short-lived thread that enters it (a thread's namespace is its own, and the tap's fd works
+    /// from any namespace once open); in the caller's namespace when None.
+    pub fn open_in(netns: Option<&std::path::Path>, name: &str) -> Result<Self, NetError> {
+        let Some(path) = netns else {
+            return Self::open(name);
+        };
+        let ns = std::fs::File::open(path).map_err(|source| NetError::Netns {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = name.to_owned();
+        let path = path.to_owned();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: setns(2) of this thread only, on a namespace fd that stays open.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(NetError::Netns {
+                        path,
+                        source: io::Error::last_os_error(),
+                    });
+                }
+                Self::open(&name)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(NetError::BadName(
+                    "(the thread opening the tap panicked)".into(),
+                ))
+            })
+        })
+    }
+
+    /// A second descriptor of the tap (keeps it open while the device's own one is in use).
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
     }
 
     /// Its name.
@@ -585,12 +631,12 @@ pub fn process_rx(
             stats.passes_bounded += 1;
             break;
         }
+        if rx.pending.is_none() {
+            reads += 1;
+        }
         let len = match rx.pending {
             Some(n) => n,
-            None => match {
-                reads += 1;
-                backend.recv(&mut rx.buf)
-            } {
+            None => match backend.recv(&mut rx.buf) {
                 Ok(Some(n)) if n >= VNET_HDR_LEN => n,
                 // A short read is no packet (a tap always gives the header).
                 Ok(Some(_)) => {
