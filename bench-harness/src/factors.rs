@@ -244,6 +244,15 @@ pub const REGISTRY: &[Factor] = &[
         apply: |v, s| s.options.vm_acpi = vm_backend::vmm::AcpiMode::parse(v),
     },
     Factor {
+        name: "vm-net-offload",
+        about: "checksum and TCP segmentation offloads offered by the VM's virtio-net card (and \
+                set on its tap), or none; `--vm-net-offload`",
+        values: Values::Words(&[&["on", "true", "yes", "1"], &["off", "false", "no", "0"]]),
+        applies_to: VM,
+        fixed: None,
+        apply: |v, s| s.options.vm_net_offload = Some(matches!(v, "on" | "true" | "yes" | "1")),
+    },
+    Factor {
         name: "kernel",
         about: "the VM's guest kernel; `--kernel`",
         values: Values::Kernel,

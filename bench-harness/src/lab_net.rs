@@ -17,6 +17,9 @@
 //!   outer end is in the lab; each pair has its own /30 (`.1` in the lab, `.2` inside) and the
 //!   sandbox's default route leads to the lab, which routes nowhere.
 //!
+//! - A VM gets a tap device `tapN` in the lab (`.1/30` on it), which its VMM attaches to its
+//!   virtio-net card; the guest's `eth0` gets `.2/30` from the command line (`isolab.net=`).
+//!
 //! Links are set up with iproute2's `ip`, run in the namespace concerned.
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -114,6 +117,20 @@ pub struct VethNetns {
     pub host_end: String,
 }
 
+/// A tap device in the lab for one VM backend's VMs (one at a time): the VMM attaches to it by
+/// name from the lab namespace. It goes with the lab.
+#[derive(Debug, Clone)]
+pub struct LabTap {
+    /// Its name in the lab.
+    pub name: String,
+    /// The peer's address from the guest (`ADDR:PORT`, the tap's own address).
+    pub peer: String,
+    /// The guest's address and prefix (`ADDR/30`), for `isolab.net=`.
+    pub guest: String,
+    /// The lab namespace, as a path the VMM process can open (`/proc/PID/ns/net` of the peer).
+    pub netns: std::path::PathBuf,
+}
+
 impl VethNetns {
     /// The namespace, to join.
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -187,7 +204,9 @@ fn ip_batch(commands: &str, ns: Option<BorrowedFd<'_>>, what: &str) -> Result<()
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    let fix = if stderr.contains("Unknown device type") || stderr.contains("not supported") {
+    let fix = if stderr.contains("/dev/net/tun") || stderr.contains("tuntap") {
+        "; this host has no tun device: `modprobe tun` (CONFIG_TUN)"
+    } else if stderr.contains("Unknown device type") || stderr.contains("not supported") {
         "; this kernel lacks veth support: `modprobe veth` (CONFIG_VETH)"
     } else if stderr.contains("File exists") {
         "; a link of that name exists in the lab already (run `isolab doctor --clean`)"
@@ -319,6 +338,32 @@ impl LabNet {
     /// The lab's subnet, `a.b.0.0/16`.
     pub fn subnet(&self) -> String {
         format!("{}.{}.0.0/16", self.subnet[0], self.subnet[1])
+    }
+
+    /// Makes a tap device `tapN` in the lab with `.1/30` on it, up, with the virtio net header
+    /// (`vnet_hdr`), for a VM whose guest takes `.2/30`.
+    pub fn tap(&self) -> Result<LabTap, LabError> {
+        let n = self.next_link.fetch_add(1, Ordering::Relaxed) % (1 << 14);
+        let (c, d) = ((n / 64) as u8, (n % 64 * 4) as u8);
+        let [a, b] = self.subnet;
+        let name = format!("tap{n}");
+        ip_batch(
+            &format!(
+                "tuntap add dev {name} mode tap vnet_hdr
+                 addr add {a}.{b}.{c}.{}/30 dev {name}
+                 link set {name} up
+",
+                d + 1
+            ),
+            Some(self.ns_fd()),
+            "the VM's tap device",
+        )?;
+        Ok(LabTap {
+            name,
+            peer: format!("{a}.{b}.{c}.{}:{PEER_PORT}", d + 1),
+            guest: format!("{a}.{b}.{c}.{}/30", d + 2),
+            netns: format!("/proc/{}/ns/net", self.peer_pid()).into(),
+        })
     }
 
     /// Makes a fresh namespace for one sandbox with a veth pair into the lab: `eth0` inside with

@@ -218,6 +218,15 @@ enum VmMemory {
     Small,
 }
 
+/// Offloads of the VM's network card.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    /// Offered (checksums and TCP segmentation left to the host kernel, 64 KiB frames).
+    On,
+    /// None (every frame checksummed and segmented to the MTU by the guest).
+    Off,
+}
+
 /// How the VM describes its devices to the guest kernel.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum VmAcpi {
@@ -335,6 +344,11 @@ struct RunArgs {
     /// only) or `off` (command line and MP table only, no ACPI).
     #[arg(long, value_enum, default_value_t = VmAcpi::Auto)]
     vm_acpi: VmAcpi,
+    /// Checksum and TCP segmentation offloads on the VM's virtio-net card (and its tap): `on`
+    /// (the guest hands the host 64 KiB segments with partial checksums) or `off` (every frame
+    /// whole, at most the MTU), to see what offloads buy for the network workloads.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    vm_net_offload: OnOff,
     /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
     /// combination of the factors' values is a column (a backend with its factor values), and the
     /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
@@ -586,6 +600,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 VmAcpi::On => vm_backend::vmm::AcpiMode::On,
                 VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
             }),
+            vm_net_offload: Some(args.vm_net_offload == OnOff::On),
         },
         make_backend: Box::new(backends::make_with),
     };

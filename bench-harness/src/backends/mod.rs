@@ -39,6 +39,8 @@ pub struct BackendOptions {
     pub vm_acpi: Option<vm_backend::vmm::AcpiMode>,
     /// How a container's network workloads reach the peer (default: a veth pair).
     pub container_net: crate::lab_net::ContainerNet,
+    /// Whether the VM's virtio-net card offers checksum and segmentation offloads (default: on).
+    pub vm_net_offload: Option<bool>,
 }
 
 /// Removes a file a backend made for its trials at cleanup; one already gone is fine.
@@ -98,7 +100,8 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
                 b.with_disk_mode(disk)
                     .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
-                    .with_acpi(options.vm_acpi.unwrap_or_default()),
+                    .with_acpi(options.vm_acpi.unwrap_or_default())
+                    .with_net_offload(options.vm_net_offload.unwrap_or(true)),
             )
         }
         BackendKind::QemuTcg => Box::new(qemu_tcg::QemuTcgBackend::new()),
