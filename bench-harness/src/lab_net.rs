@@ -163,14 +163,18 @@ fn subnet_routed(subnet: [u8; 2]) -> bool {
     })
 }
 
-/// Runs `ip -batch -` with `commands`, in the namespace of the calling thread or, given `ns`, in
+/// Runs `ip -batch -` with `commands` (one command: `ip` with its words), in the namespace of the calling thread or, given `ns`, in
 /// that one.
 fn ip_batch(commands: &str, ns: Option<BorrowedFd<'_>>, what: &str) -> Result<(), LabError> {
     let mut cmd = Command::new("ip");
-    cmd.args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    // One command runs without -batch, which busybox's ip (the emulated machine's) lacks.
+    match commands.trim().lines().collect::<Vec<_>>()[..] {
+        [one] => cmd.args(one.split_whitespace()),
+        _ => cmd.args(["-batch", "-"]),
+    }
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     if let Some(ns) = ns {
         let fd = ns.as_raw_fd();
         // SAFETY: setns is async-signal-safe; the fd stays open in the parent until spawn returns.
@@ -347,22 +351,26 @@ impl LabNet {
         let (c, d) = ((n / 64) as u8, (n % 64 * 4) as u8);
         let [a, b] = self.subnet;
         let name = format!("tap{n}");
-        ip_batch(
-            &format!(
-                "tuntap add dev {name} mode tap vnet_hdr
-                 addr add {a}.{b}.{c}.{}/30 dev {name}
-                 link set {name} up
-",
-                d + 1
-            ),
-            Some(self.ns_fd()),
-            "the VM's tap device",
-        )?;
+        let netns: std::path::PathBuf = format!("/proc/{}/ns/net", self.peer_pid()).into();
+        // Made with the tun ioctls (no `ip tuntap`, which busybox's ip, in the emulated
+        // machine, lacks), persistent so the VMMs attach to it by name.
+        let made = vm_backend::devices::virtio::net::Tap::open_in(Some(&netns), &name)
+            .and_then(|t| t.make_persistent());
+        made.map_err(|e| LabError::Link {
+            what: "the VM's tap device".into(),
+            why: e.to_string(),
+        })?;
+        for cmd in [
+            format!("addr add {a}.{b}.{c}.{}/30 dev {name}", d + 1),
+            format!("link set {name} up"),
+        ] {
+            ip_batch(&cmd, Some(self.ns_fd()), "the VM's tap device")?;
+        }
         Ok(LabTap {
             name,
             peer: format!("{a}.{b}.{c}.{}:{PEER_PORT}", d + 1),
             guest: format!("{a}.{b}.{c}.{}/30", d + 2),
-            netns: format!("/proc/{}/ns/net", self.peer_pid()).into(),
+            netns,
         })
     }
 

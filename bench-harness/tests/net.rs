@@ -295,3 +295,61 @@ fn without_ip_network_trials_fail_with_the_fix_the_rest_runs_and_nothing_is_left
         .collect();
     assert!(left.is_empty(), "a run folder is left: {left:?}");
 }
+
+/// A VM's tap: made in the lab (tun ioctls, persistent, `.1/30`, up), attached by a VMM's
+/// `Tap::open_in` through the lab's namespace path with the virtio net header, and gone with the
+/// lab. The frame a guest would send reaches the lab: an ARP request for the tap's address from
+/// the guest's address is answered by the lab's kernel, behind a virtio net header.
+#[test]
+fn a_vm_tap_is_made_in_the_lab_answers_a_guest_frame_and_goes_with_it() {
+    require_root();
+    let _one = serial();
+    let lab = bench_harness::lab_net::LabNet::create(&agent(), |_| {}).unwrap();
+    let tap = lab.tap().unwrap();
+    let dev = std::fs::read_to_string(tap.netns.parent().unwrap().join("../net/dev")).unwrap();
+    assert!(dev.contains(&format!("{}:", tap.name)), "{dev}");
+    assert!(
+        !host_links().contains(&tap.name),
+        "the tap is in the lab only"
+    );
+    let mut t = vm_backend::devices::virtio::net::Tap::open_in(Some(&tap.netns), &tap.name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    use vm_backend::devices::virtio::net::{NetBackend, GUEST_MAC, MAX_PACKET, VNET_HDR_LEN};
+    let ip = |s: &str| -> [u8; 4] {
+        let a: std::net::Ipv4Addr = s.split(['/', ':']).next().unwrap().parse().unwrap();
+        a.octets()
+    };
+    let (guest, host) = (ip(&tap.guest), ip(&tap.peer));
+    let mut frame = vec![0u8; VNET_HDR_LEN];
+    frame.extend_from_slice(&[0xff; 6]);
+    frame.extend_from_slice(&GUEST_MAC);
+    frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    frame.extend_from_slice(&GUEST_MAC);
+    frame.extend_from_slice(&guest);
+    frame.extend_from_slice(&[0; 6]);
+    frame.extend_from_slice(&host);
+    t.send(&frame).unwrap();
+    let mut buf = vec![0u8; MAX_PACKET];
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut answered = false;
+    while Instant::now() < until && !answered {
+        match t.recv(&mut buf).unwrap() {
+            // An ARP reply (opcode 2) to the guest's MAC address.
+            Some(n) if n >= VNET_HDR_LEN + 42 => {
+                let f = &buf[VNET_HDR_LEN..n];
+                answered = f[..6] == GUEST_MAC && f[12..14] == [8, 6] && f[20..22] == [0, 2];
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    assert!(answered, "no ARP reply from the lab for {:?}", tap.peer);
+    drop(t);
+    let peer = lab.peer_pid();
+    drop(lab);
+    let until = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{peer}")).exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!Path::new(&format!("/proc/{peer}")).exists());
+    assert!(!host_links().contains(&tap.name));
+}

@@ -174,6 +174,7 @@ pub trait NetBackend: Send {
 const TUNSETIFF: u64 = 0x4004_54ca;
 const TUNSETOFFLOAD: u64 = 0x4004_54d0;
 const TUNSETVNETHDRSZ: u64 = 0x4004_54d8;
+const TUNSETPERSIST: u64 = 0x4004_54cb;
 const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
 const IFF_VNET_HDR: i16 = 0x4000;
@@ -287,6 +288,20 @@ impl Tap {
                 ))
             })
         })
+    }
+
+    /// Makes the tap outlive this descriptor (`TUNSETPERSIST`): it stays, with its address,
+    /// until it is deleted or its namespace ends, and a VMM attaches to it by name.
+    pub fn make_persistent(&self) -> Result<(), NetError> {
+        // SAFETY: TUNSETPERSIST takes its flag by value; `fd` is open.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), TUNSETPERSIST as _, 1 as libc::c_ulong) } < 0 {
+            return Err(NetError::Setting {
+                what: "persistence",
+                name: self.name.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
     }
 
     /// A second descriptor of the tap (keeps it open while the device's own one is in use).
