@@ -88,7 +88,8 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
                 b.with_disk_mode(disk)
                     .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
-                    .with_acpi(options.vm_acpi.unwrap_or_default()),
+                    .with_acpi(options.vm_acpi.unwrap_or_default())
+                    .with_net_offload(options.vm_net_offload.unwrap_or(true)),
             )
         }
         BackendKind::Vm => {
