@@ -529,8 +529,15 @@ fn per_op_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     // The whole window's disk notifications are not snapshotted (only each phase's are), so the
     // device share is given here only for a VM without a disk; the I/O workloads have it per phase.
     if report.disk.is_none() {
+        // A network card's queue notifications are known for the window: counted as device
+        // exits like the disk's in its phases.
+        let net_notifies = report
+            .net
+            .as_ref()
+            .and_then(|n| n.stats_workload)
+            .map_or(0, |s| s.notifies);
         if let (Some(exits), Some(kvm)) = (&report.exits_workload, &report.kvm_stats_workload) {
-            push_exit_causes(&mut m, op, n, device_exits(exits, 0), kvm);
+            push_exit_causes(&mut m, op, n, device_exits(exits, net_notifies), kvm);
         }
     }
     m
