@@ -94,6 +94,7 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
                         ("vm_jail", "off"),
                         ("vm_seccomp_bpf_instructions.vcpu", "171"),
                         ("vm_seccomp_bpf_instructions.virtio-blk", "143"),
+                        ("vm_seccomp_bpf_instructions.virtio-net", "147"),
                         ("vm_seccomp_bpf_instructions.main", "150"),
                         ("vmm_cgroup", "a sibling below the run's cgroup"),
                     ],
