@@ -393,50 +393,9 @@ pub fn fuzz_virtio_blk(data: &[u8]) {
         };
         let shared = dev.shared();
         let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq, None);
-        let mut w = |reg: u32, v: u32| t.write(u64::from(reg), &v.to_le_bytes());
-        w(VIRTIO_MMIO_STATUS, 1);
-        w(VIRTIO_MMIO_STATUS, 3);
-        w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-        w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 2) & 0x3);
-        w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-        w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 6));
-        w(VIRTIO_MMIO_STATUS, 11);
-        w(VIRTIO_MMIO_QUEUE_SEL, u32::from(ctl[10] & 1));
-        w(VIRTIO_MMIO_QUEUE_NUM, u32::from(u16_at(ctl, 11)));
-        for (i, reg) in [
-            VIRTIO_MMIO_QUEUE_DESC_LOW,
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW,
-            VIRTIO_MMIO_QUEUE_USED_LOW,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let a = fuzz_addr(ctl, 13 + 4 * i);
-            w(reg, a as u32);
-            w(reg + 4, (a >> 32) as u32);
-        }
-        w(VIRTIO_MMIO_QUEUE_READY, 1);
-        w(VIRTIO_MMIO_STATUS, 15);
-        // Then arbitrary register writes (offset, value) from the rest of the control bytes,
-        // with the device thread's work in between (a bounded number of passes each).
-        for op in ctl[25..].chunks_exact(5) {
-            let off = u64::from(op[0]) * 4;
-            t.write(off, &op[1..5]);
-            let mut r = [0u8; 4];
-            t.read(off, &mut r);
-            if op[0] & 0x40 != 0 {
-                for _ in 0..4 {
-                    if !worker.serve(1) {
-                        break;
-                    }
-                }
-            }
-        }
-        for _ in 0..4 {
-            if !worker.serve(1) {
-                break;
-            }
-        }
+        fuzz_driver_start(&mut t, ctl);
+        fuzz_queue_setup(&mut t, u32::from(ctl[10] & 1), u16_at(ctl, 11), ctl, 13);
+        fuzz_register_traffic(&mut t, &ctl[25..], |_| worker.serve(1));
         assert!(!read_only || shared.stats().writes == 0);
     }
 }
@@ -529,50 +488,70 @@ pub fn fuzz_virtio_net(data: &[u8]) {
             return;
         };
         let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq, None);
-        let mut w = |reg: u32, v: u32| t.write(u64::from(reg), &v.to_le_bytes());
-        w(VIRTIO_MMIO_STATUS, 1);
-        w(VIRTIO_MMIO_STATUS, 3);
-        w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-        w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 2) & 0x3);
-        w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-        w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 6));
-        w(VIRTIO_MMIO_STATUS, 11);
+        fuzz_driver_start(&mut t, ctl);
         for q in 0..2u32 {
             let at = 10 + 14 * q as usize;
-            w(VIRTIO_MMIO_QUEUE_SEL, q);
-            w(VIRTIO_MMIO_QUEUE_NUM, u32::from(u16_at(ctl, at)));
-            for (i, reg) in [
-                VIRTIO_MMIO_QUEUE_DESC_LOW,
-                VIRTIO_MMIO_QUEUE_AVAIL_LOW,
-                VIRTIO_MMIO_QUEUE_USED_LOW,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let a = fuzz_addr(ctl, at + 2 + 4 * i);
-                w(reg, a as u32);
-                w(reg + 4, (a >> 32) as u32);
-            }
-            w(VIRTIO_MMIO_QUEUE_READY, 1);
+            fuzz_queue_setup(&mut t, q, u16_at(ctl, at), ctl, at + 2);
         }
-        w(VIRTIO_MMIO_STATUS, 15);
-        for op in ctl[40..].chunks_exact(5) {
-            let off = u64::from(op[0]) * 4;
-            t.write(off, &op[1..5]);
-            let mut r = [0u8; 4];
-            t.read(off, &mut r);
-            if op[0] & 0x40 != 0 {
-                for _ in 0..4 {
-                    if !worker.serve(u64::from(op[1] & 1)) {
-                        break;
-                    }
+        fuzz_register_traffic(&mut t, &ctl[40..], |b| worker.serve(u64::from(b & 1)));
+    }
+}
+
+/// A driver's start through the registers, with fuzzed features: ACKNOWLEDGE, DRIVER, the
+/// feature words, FEATURES_OK.
+fn fuzz_driver_start(t: &mut MmioTransport, ctl: &[u8]) {
+    let mut w = |reg: u32, v: u32| t.write(u64::from(reg), &v.to_le_bytes());
+    w(VIRTIO_MMIO_STATUS, 1);
+    w(VIRTIO_MMIO_STATUS, 3);
+    w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 2) & 0x3);
+    w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 6));
+    w(VIRTIO_MMIO_STATUS, 11);
+}
+
+/// Queue `sel` set up with size `num` and the three ring addresses read from `ctl` at
+/// `addr_at` (four bytes each, [`fuzz_addr`]), then made ready.
+fn fuzz_queue_setup(t: &mut MmioTransport, sel: u32, num: u16, ctl: &[u8], addr_at: usize) {
+    let mut w = |reg: u32, v: u32| t.write(u64::from(reg), &v.to_le_bytes());
+    w(VIRTIO_MMIO_QUEUE_SEL, sel);
+    w(VIRTIO_MMIO_QUEUE_NUM, u32::from(num));
+    for (i, reg) in [
+        VIRTIO_MMIO_QUEUE_DESC_LOW,
+        VIRTIO_MMIO_QUEUE_AVAIL_LOW,
+        VIRTIO_MMIO_QUEUE_USED_LOW,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = fuzz_addr(ctl, addr_at + 4 * i);
+        w(reg, a as u32);
+        w(reg + 4, (a >> 32) as u32);
+    }
+    w(VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+/// DRIVER_OK, then arbitrary register writes and reads (offset, value: five bytes each of
+/// `ops`), with the device thread's work (`serve`, given the value's first byte) after those
+/// whose offset byte has bit 6, a bounded number of passes each, and at the end.
+fn fuzz_register_traffic(t: &mut MmioTransport, ops: &[u8], mut serve: impl FnMut(u8) -> bool) {
+    t.write(u64::from(VIRTIO_MMIO_STATUS), &15u32.to_le_bytes());
+    for op in ops.chunks_exact(5) {
+        let off = u64::from(op[0]) * 4;
+        t.write(off, &op[1..5]);
+        let mut r = [0u8; 4];
+        t.read(off, &mut r);
+        if op[0] & 0x40 != 0 {
+            for _ in 0..4 {
+                if !serve(op[1]) {
+                    break;
                 }
             }
         }
-        for _ in 0..4 {
-            if !worker.serve(1) {
-                break;
-            }
+    }
+    for _ in 0..4 {
+        if !serve(1) {
+            break;
         }
     }
 }
