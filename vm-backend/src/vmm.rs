@@ -1451,8 +1451,6 @@ struct AttachedNet {
     shared: Arc<NetShared>,
     thread: DeviceThread,
     claim: SharedClaim,
-    /// The tap, kept open until the thread that reads it has stopped.
-    _tap: std::os::fd::OwnedFd,
 }
 
 impl AttachedNet {
@@ -1520,9 +1518,6 @@ fn attach_net(
     }
     let control = EventFd::new(libc::EFD_NONBLOCK).map_err(host("control eventfd"))?;
     let interrupt = Arc::new(Interrupt::new(Some(irq)));
-    // The device reads and writes the tap through its own duplicate; this one stays open until
-    // the thread is stopped.
-    let tap_fd = tap.try_clone_fd().map_err(host("tap descriptor"))?;
     let mut device = Net::new(
         Box::new(tap),
         offload,
@@ -1533,6 +1528,8 @@ fn attach_net(
     let mut worker = device
         .take_worker()
         .ok_or_else(|| VmError::Host("the virtio-net worker was already taken".into()))?;
+    // The tap moves into the thread with the worker, so the descriptor its epoll watches stays
+    // open as long as the thread runs.
     let source = worker.wait_fd();
     let transport = Arc::new(Mutex::new(MmioTransport::new(
         Box::new(device),
@@ -1562,7 +1559,6 @@ fn attach_net(
         shared,
         thread,
         claim,
-        _tap: tap_fd,
     })
 }
 

@@ -304,11 +304,6 @@ impl Tap {
         Ok(())
     }
 
-    /// A second descriptor of the tap (keeps it open while the device's own one is in use).
-    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
-        self.fd.try_clone()
-    }
-
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
