@@ -328,11 +328,18 @@ fn a_vm_tap_is_made_in_the_lab_answers_a_guest_frame_and_goes_with_it() {
     frame.extend_from_slice(&guest);
     frame.extend_from_slice(&[0; 6]);
     frame.extend_from_slice(&host);
-    t.send(&frame).unwrap();
     let mut buf = vec![0u8; MAX_PACKET];
     let until = Instant::now() + Duration::from_secs(5);
     let mut answered = false;
+    let mut sent_at = None::<Instant>;
     while Instant::now() < until && !answered {
+        // Asked again every 200 ms, as a guest's ARP does: until the kernel has seen the tap's
+        // carrier come up (its link watch runs up to a second after the attach), replies are
+        // dropped by the tap's not yet active queue.
+        if sent_at.is_none_or(|at| at.elapsed() > Duration::from_millis(200)) {
+            t.send(&frame).unwrap();
+            sent_at = Some(Instant::now());
+        }
         match t.recv(&mut buf).unwrap() {
             // An ARP reply (opcode 2) to the guest's MAC address.
             Some(n) if n >= VNET_HDR_LEN + 42 => {

@@ -1400,10 +1400,16 @@ mod tests {
             // A datagram to the other end of the /30 makes the host kernel ask for its MAC
             // address: an ARP request comes out of the tap, behind a virtio net header.
             let sock = std::net::UdpSocket::bind("10.99.0.1:0").map_err(|e| e.to_string())?;
-            let _ = sock.send_to(b"x", "10.99.0.2:9");
             let mut buf = vec![0u8; MAX_PACKET];
-            let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut sent_at = None::<std::time::Instant>;
             while std::time::Instant::now() < until {
+                // Again every 500 ms: until the kernel's link watch has seen the carrier come
+                // up (up to a second after the attach), the tap's queue drops what it sends.
+                if sent_at.is_none_or(|at| at.elapsed() > std::time::Duration::from_millis(500)) {
+                    let _ = sock.send_to(b"x", "10.99.0.2:9");
+                    sent_at = Some(std::time::Instant::now());
+                }
                 match tap.recv(&mut buf).map_err(|e| e.to_string())? {
                     Some(n)
                         if n >= VNET_HDR_LEN + 14 && buf[VNET_HDR_LEN + 12..][..2] == [8, 6] =>
