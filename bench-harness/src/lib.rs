@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod factors;
 pub mod host;
 pub mod interrupt;
+pub mod lab_net;
 pub mod manifest;
 pub mod plan;
 pub mod published;

@@ -202,6 +202,15 @@ enum Seccomp {
     Off,
 }
 
+/// How a container reaches the network workloads' peer.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ContainerNetArg {
+    /// Its own network namespace with a veth pair into the lab namespace.
+    Veth,
+    /// The lab namespace itself, no namespace of its own.
+    Host,
+}
+
 /// The VMM process's system-call filters.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum VmSeccomp {
@@ -233,6 +242,15 @@ enum VmMemory {
     Hugetlbfs,
     /// 4 KiB pages only (MADV_NOHUGEPAGE): to see what huge pages buy.
     Small,
+}
+
+/// Offloads of the VM's network card.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    /// Offered (checksums and TCP segmentation left to the host kernel, 64 KiB frames).
+    On,
+    /// None (every frame checksummed and segmented to the MTU by the guest).
+    Off,
 }
 
 /// How the VM describes its devices to the guest kernel.
@@ -314,6 +332,12 @@ struct RunArgs {
     /// runs both side by side to show what the filter costs per system call and at start.
     #[arg(long, value_enum, default_value_t = Seccomp::Docker)]
     seccomp: Seccomp,
+    /// How a container's network workloads (net-stream, net-rr, net-crr, net-udp-rr) reach the
+    /// peer in the run's lab network namespace: `veth` (its own network namespace and a veth
+    /// pair into the lab, Docker's bridge path) or `host` (it shares the lab namespace, as
+    /// native does). `--factor container-net=host,veth` runs both side by side.
+    #[arg(long, value_enum, default_value_t = ContainerNetArg::Veth)]
+    container_net: ContainerNetArg,
     /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
     /// missing) when this host's /dev/kvm cannot boot Linux (PVM) or there is none. Slow, and its
     /// samples are labelled emulated: they show that the VM works, never how fast it is.
@@ -346,6 +370,11 @@ struct RunArgs {
     /// only) or `off` (command line and MP table only, no ACPI).
     #[arg(long, value_enum, default_value_t = VmAcpi::Auto)]
     vm_acpi: VmAcpi,
+    /// Checksum and TCP segmentation offloads on the VM's virtio-net card (and its tap): `on`
+    /// (the guest hands the host 64 KiB segments with partial checksums) or `off` (every frame
+    /// whole, at most the MTU), to see what offloads buy for the network workloads.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    vm_net_offload: OnOff,
     /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
     /// combination of the factors' values is a column (a backend with its factor values), and the
     /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
@@ -574,6 +603,10 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 Seccomp::Docker => container_backend::SeccompProfile::Docker,
                 Seccomp::Off => container_backend::SeccompProfile::Off,
             },
+            container_net: match args.container_net {
+                ContainerNetArg::Veth => bench_harness::lab_net::ContainerNet::Veth,
+                ContainerNetArg::Host => bench_harness::lab_net::ContainerNet::Host,
+            },
             vm_in_emulator: args.vm_in_emulator,
             vm_disk: Some(match args.vm_disk {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
@@ -595,6 +628,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 VmAcpi::On => vm_backend::vmm::AcpiMode::On,
                 VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
             }),
+            vm_net_offload: Some(args.vm_net_offload == OnOff::On),
         },
         make_backend: Box::new(backends::make_with),
     };

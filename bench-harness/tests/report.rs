@@ -73,6 +73,7 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
         backends,
         columns: Vec::new(),
         until_ci: None,
+        lab_network: BTreeMap::new(),
     }
 }
 

@@ -943,7 +943,7 @@ fn short_reason(note: &str) -> String {
 /// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
     let timed = crate::summary::is_time_or_rate(unit);
-    let counted = ["exits.", "disk.", "irq_injections.", "kvm.", "npf."]
+    let counted = ["exits.", "disk.", "net.", "irq_injections.", "kvm.", "npf."]
         .iter()
         .any(|p| metric.starts_with(p));
     !timed && (counted || to_mib(1.0, unit).is_some())

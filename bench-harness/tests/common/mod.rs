@@ -289,3 +289,25 @@ pub fn density_run_with_vms(dir: &std::path::Path) -> bench_harness::density::re
     }
     load(&dir.join(&manifest.run_id)).unwrap()
 }
+
+/// `isolab run --suite SUITE --out OUT --io-dir IO --seed SEED` with the agent of this build and
+/// no stdin, as the tests that start real runs call it.
+pub fn isolab_run(
+    suite: &std::path::Path,
+    out: &std::path::Path,
+    io: &std::path::Path,
+    seed: u64,
+) -> std::process::Command {
+    let agent = workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_isolab"));
+    c.args(["run", "--suite"])
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .arg("--io-dir")
+        .arg(io)
+        .args(["--seed", &seed.to_string()])
+        .env("ISOLAB_AGENT", agent)
+        .stdin(std::process::Stdio::null());
+    c
+}
