@@ -837,6 +837,7 @@ mod tests {
             pid_start: 1,
             folders: vec![],
             cgroups: vec![],
+            restore: vec![],
             processes: vec![
                 RecordedProcess {
                     what: "peer".into(),
