@@ -90,13 +90,9 @@ exit-error = KVM could not enter or emulate: an error
 
 ## Capacity
 
-capacity-header = | backend | host memory per idle instance | idle instances per GiB | idle instances in this host's { $host-mib } MiB | start to ready | starts per second, one after another |
-capacity-memory-cell = { $mib } ({ $how })
 capacity-how-vm = guest RAM touched + VMM
 capacity-how-cgroup = cgroup peak
 capacity-how-rss = peak RSS
-capacity-floor-vm = { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: guest RAM the guest has touched stays with the VM until it is given back (a balloon device or a restart), so a busy VM costs up to its size plus the VMM's own memory
-capacity-floor-container = { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: the cgroup's limit; the container is charged what its processes and their page cache use, and gives it back when they free it
 
 ## The terminal report
 
@@ -290,7 +286,6 @@ caption-start_timeline = Where start-up time goes: each bar is one trial of the 
 caption-ratio_to_native = Each dot is a backend's median divided by native's median for the same metric; the whisker is its bootstrap confidence interval. At 1 (the black line) the backend is as fast as native; whether above 1 is better depends on the arrow in the label.
 caption-factor_effects = Each dot is one factor's effect on a headline metric: the median at the changed value divided by the median at the factor's first value, the other factors held fixed, measured side by side in this run; the whisker is its bootstrap interval. At 1 the setting made no difference that the run could see.
 caption-aa_check = The same column run twice as if it were two, interleaved: any distance of a dot or its whisker from 1 is noise. Effects and ratios closer to 1 than these whiskers reach cannot be told from noise on this host.
-caption-memory_per_instance = Memory one sandbox costs on the host: for the VM the guest RAM it touched plus the VMM's own; for the container the cgroup's anonymous, page-cache and kernel memory; natively the process's peak RSS.
 caption-io_latency = Latency percentiles reported by the I/O workloads (p50 = typical, p99 = tail), median across trials with its confidence interval.
 caption-vm_exits = How often the guest left the CPU to the VMM in one trial, by reason. Port and MMIO exits are emulated device accesses; virtio keeps them few.
 
@@ -304,7 +299,6 @@ figure-caption-cpu-memory-ratio = Each dot is a backend's median divided by nati
 figure-caption-emulation-ratio = The same CPU and memory workloads, the same sizes, in one run: each dot is a backend's median divided by native's, with its 95% bootstrap interval, on a log scale. The container and the VM sit near 1; the emulator (QEMU without acceleration, `qemu-tcg`) sits one to two orders of magnitude away, because every guest instruction is first translated by software.
 figure-caption-io-ratio = Storage and loopback network metrics as ratio to native, read like the CPU figure: 1 is native, whiskers are 95% intervals, the arrow says which direction is better.
 figure-caption-io-latency = Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.
-figure-caption-memory-per-instance = What one idle sandbox costs the host in memory, by component: natively the process's peak resident memory; for the container its cgroup's anonymous memory, page cache and kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.
 figure-caption-vm-exits = How many times per trial the guest stopped and handed the CPU to the VMM, by reason. Every `io_out.serial` is one byte of console output written to an emulated serial port.
 figure-caption-vm-exits-per-op = VM exits per operation of each workload, while the workload ran: per 4 KiB random read and write, per MiB written and read, per system call, per page fault. Each bar is split by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, and virtio queue notifications KVM completed through an ioeventfd) follows from the driver's protocol and is the same on any host; the **time-driven** part (timer and other interrupts, halts, interrupt windows) grows with how long the workload took, so a slow or emulated run counts far more of it than hardware would; the rest is mostly nested-page faults that KVM handled itself. A run from before isolab split exits by cause shows where they were handled instead (inside KVM, or in the VMM).
 figure-caption-factor-effects = Each dot is what changing one setting did to a headline metric, the other settings held fixed: the median at the new value divided by the median at the first, both measured side by side in one run, interleaved. The whisker is its 95% bootstrap interval; at 1 the setting made no difference the run could see.
@@ -316,7 +310,6 @@ figure-title-cpu-memory-ratio = CPU, memory and kernel entry: each metric as rat
 figure-title-emulation-ratio = Container, VM and the emulator (QEMU TCG) against native: CPU and memory (95% intervals)
 figure-title-io-ratio = Storage and network: each metric as ratio to native (95% intervals)
 figure-title-io-latency = I/O latency: p50 and p99 per backend (medians across trials, 95% intervals)
-figure-title-memory-per-instance = Host memory per idle instance, by component
 figure-title-vm-exits = VM exits per trial, by reason
 figure-title-vm-exits-per-op = VM exits per operation, by cause
 figure-title-factor-effects = The effect of each varied setting on the headline metrics (95% intervals)
@@ -432,18 +425,6 @@ chart-title-aa-floor = A/A check: the same column twice; differences under { $pc
 chart-title-aa = A/A check: the same column twice
 chart-aa-axis = ratio = median(A') / median(A) (log scale; identical columns, so any distance from 1 is noise)
 chart-aa-legend = columns:
-chart-mem-guest-ram = guest RAM touched
-chart-mem-vmm = VMM overhead
-chart-mem-anon = anonymous memory
-chart-mem-file = page cache (file)
-chart-mem-kernel = kernel memory
-chart-mem-peak-rss = peak RSS
-chart-mem-peak-cgroup = peak memory (cgroup)
-chart-no-memory = no sample has host memory metrics
-chart-no-memory-size = no sample has host memory metrics in a size unit
-chart-title-memory = Host memory per instance ({ $workload } workload, medians across trials)
-chart-memory-axis = memory on the host for one sandbox (MiB)
-chart-memory-legend = component:
 chart-no-latency = no I/O workload reported latency percentiles (metrics ending in _p50/_p99)
 chart-title-latency = I/O latency percentiles per backend (median across trials, { $level } whiskers)
 chart-latency-axis = latency ({ $unit }; lower is better)
@@ -492,3 +473,66 @@ term-effects-aa-note = A/A: the same metric's A'/A interval, the noise floor bes
 term-aa-note = A/A check: { $b } / { $a }, headline metrics (resolves: how far the interval reaches from 1).
 html-effects = Factor effects
 html-aa = A/A check
+
+## Density (issue 13) and network (issue 16) text
+density-no-run = no density run: measure one with `isolab density`, then build the book with `isolab book --density RUN_DIR`
+meter-peak-rss = host.peak_rss: the process's peak resident set (native: the agent; VM: the VMM process)
+meter-cgroup = host.cgroup_*: what the sandbox's memory cgroup (the container's, or the VMM process's) charged, whose peak moves in per-CPU charge batches and is not a footprint
+meter-guest-ram-touched = host.guest_ram_touched: guest RAM the VM's guest touched
+meter-vmm-overhead = host.vmm_overhead: the VMM process's memory outside guest RAM
+caveat-memory-meters = Memory figures of this run are each backend's own meter ({ $meters }), not one quantity: never compare them across backends. `isolab density` measures memory per instance with one meter for every backend (the host's MemAvailable drop over N instances, and PSS).
+caveat-cpu-meters = CPU times come from two meters, shown under their own names and never divided by each other: host.cpu_* is the process's CPU time from rusage (native: the agent; VM: the VMM process, its vCPU threads included); host.cgroup_cpu_* is the container's cgroup CPU accounting.
+figure-title-density-memory = Host memory per instance against the number of instances
+figure-caption-density-memory = Host memory per instance against the number of instances running, the same meter for every backend. Filled points: the host's MemAvailable drop divided by N (median over the rounds, whiskers its 95% interval, cut at the edge where a busy host's noise dwarfs a few instances); hollow points on dashed lines: PSS per instance; thin line: the marginal memory (the slope over every N).
+figure-title-density-components = What grew in /proc/meminfo per instance
+figure-caption-density-components = What grew in /proc/meminfo per instance at each backend's largest N: anonymous memory is the processes' own; page tables, kernel stacks, slab and per-CPU memory are what the kernel keeps for them (namespaces, cgroups).
+figure-title-density-start = Start latency against the number of instances
+figure-caption-density-start = Start latency against the number of instances: from the start call to the agent's ready marker, p50 (solid) and p99 (dashed) over every instance of every round.
+density-per-instance-ci = { $mib } per instance [95% CI { $lo }–{ $hi }]
+density-backend-floor = container floor
+density-backend-emulated = { $backend } (emulated)
+density-parallel-all = all
+density-unknown-backend = unknown backend { $backend }
+density-not-in-run = { $backend } was not in density run { $run }
+density-ws-idle = idle (no working set)
+density-ws-written = a working set of { $size } written
+density-ksm-host-run = the host had run = { $run }
+density-ksm-host-none = this kernel has no KSM
+density-ksm-host = left as the host had it ({ $host })
+density-ksm-on = on for the run ({ $host }, put back after); a VMM marks its guest's RAM mergeable, so KSM can share identical guest pages between VMs (each round waits until two full scans in a row barely change what it shares, and reports what its host-wide counters grew by); a native process or a container marks no memory mergeable, so KSM finds nothing of theirs
+density-ksm-off = off for the run ({ $host }, put back after)
+density-method = Each instance runs isolab's agent in its `wait` mode: { $ws }, then it reports ready and waits. For each backend and N ({ $counts }), { $rounds }: the host's /proc/meminfo is read just before the first start (median of several samples, each field on its own), N instances start ({ $parallel } at a time), and once all are ready and have settled { $settle } the host is read again; the drop of MemAvailable is what the N instances cost the host, whatever kind of memory it is. Every instance's processes' PSS (smaps_rollup) is summed beside it: PSS counts a page shared by k processes as 1/k in each, but misses what the kernel keeps for an instance (namespaces, cgroups, page tables). The marginal memory per instance is the slope of the drop against N (least squares over every round, 95% interval by resampling rounds within each N) and the fixed cost its intercept; instances that fit = (MemAvailable − { $headroom } of MemTotal − fixed cost) ÷ marginal. A container's memory cgroup's charge is shown beside as the cgroup's view; it is not a footprint (it counts page cache charged to whoever touched it first, and on cgroup v1 moves in per-CPU batches of 64 pages). Start latency is from the start call to the agent's ready marker, for every instance of the storm and for { $beside } more started one at a time beside N; teardown from the first kill to the last reap with every cgroup removed; then the time until MemAvailable is back at its baseline. KSM: { $ksm }.
+density-emulated-time = { $value }, emulated: not a performance figure
+density-emulated-size = { $value }, in the emulated machine
+density-none-ready = no instance of { $backend } got ready
+density-at-n =  at N = { $n }
+density-few-ns = fewer than two Ns measured
+density-no-marginal = no positive marginal memory
+density-no-bound = no bound
+density-fit = { $instances } instances [{ $lo }–{ $hi }] with { $headroom } of the host's memory kept free
+density-cgroup-only-container = only a container has a cgroup of its own
+density-no-cgroup = no cgroup
+density-cgroup = { $mib } per instance{ $at }
+density-no-start = no start
+density-start = { $ms }{ $at } ({ $parallel } at a time, n = { $n })
+density-no-beside = no start beside N was measured
+density-beside = { $ms } beside N = { $count } running (n = { $n })
+density-no-teardown = no teardown was timed
+density-teardown = { $ms } for { $count } instances
+density-no-recovery = MemAvailable was not back within the wait
+density-vm-only = only a VM has a guest and a VMM
+density-vm-split = { $guest } of guest RAM touched and { $vmm } of the VMM's own per VM (PSS of its VMM process){ $at }
+density-vm-inside = ; inside, the guest's kernel and agent used { $used } of the { $total } its kernel manages
+density-ksm-not-on = KSM was not on for this run: `--ksm on`
+density-ksm = { $pages } pages merged into { $into } ({ $saved } saved) after { $after }{ $at }
+density-unknown-value = unknown density value `{ $value }`; choose from { $choices }
+density-capacity-header = | backend | marginal memory per instance (MemAvailable drop vs N) | fixed cost | PSS per instance | instances that fit, { $headroom } kept free | start p50 / p99 at the largest N | teardown |
+density-stopped = { $backend } stopped at N = { $n }: { $why }
+density-from-run = From density run { $run } ({ $rounds } per N, N = { $counts }).
+density-floor-agree = The container's marginal memory ({ $container } [{ $clo }–{ $chi }]) and its floor's ({ $floor } [{ $flo }–{ $fhi }]) agree within their 95% intervals.
+density-floor-disagree = The container's marginal memory ({ $container } [{ $clo }–{ $chi }]) and its floor's ({ $floor } [{ $flo }–{ $fhi }]) do not agree within their 95% intervals.
+density-no-floor = the density run has no marginal memory for the container and its floor
+density-rounds = { $n ->
+    [one] { $count } round
+   *[other] { $count } rounds
+}

@@ -166,20 +166,12 @@ exit-error = KVM n’a pas pu entrer dans l’invité ou émuler : une erreur
 
 ## Capacity
 
-# en: | backend | host memory per idle instance | idle instances per GiB | idle instances in this host's { $host-mib } MiB | start to ready | starts per second, one after another |
-capacity-header = | environnement | mémoire de l’hôte par instance inactive | instances inactives par Gio | instances inactives dans les { $host-mib } Mio de cet hôte | du lancement à la disponibilité | lancements par seconde, l’un après l’autre |
-# en: { $mib } ({ $how })
-capacity-memory-cell = { $mib } ({ $how })
 # en: guest RAM touched + VMM
 capacity-how-vm = RAM touchée de l’invité + VMM
 # en: cgroup peak
 capacity-how-cgroup = pic du groupe de contrôle
 # en: peak RSS
 capacity-how-rss = pic de RSS
-# en: { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: guest RAM the guest has touched stays with the VM until it is given back (a balloon device or a restart), so a busy VM costs up to its size plus the VMM's own memory
-capacity-floor-vm = { $backend } : le chiffre au repos est un plancher. Son plafond est la taille mémoire du bac à sable, { $limit } : la RAM que l’invité a touchée reste à la VM tant qu’elle n’est pas rendue (un périphérique ballon ou un redémarrage), si bien qu’une VM occupée coûte jusqu’à sa taille plus la mémoire propre du VMM
-# en: { $backend }: the idle figure is a floor. Its ceiling is the sandbox's memory size, { $limit }: the cgroup's limit; the container is charged what its processes and their page cache use, and gives it back when they free it
-capacity-floor-container = { $backend } : le chiffre au repos est un plancher. Son plafond est la taille mémoire du bac à sable, { $limit } : la limite du groupe de contrôle ; le conteneur est facturé de ce qu’utilisent ses processus et leur cache de pages, et le rend quand ils le libèrent
 
 ## The terminal report
 
@@ -512,8 +504,6 @@ caption-ratio_to_native = Chaque point est la médiane d’un environnement divi
 caption-factor_effects = Chaque point est l’effet d’un facteur sur une métrique principale : la médiane à la valeur modifiée divisée par la médiane à la première valeur du facteur, les autres facteurs fixés, mesurées côte à côte dans cette exécution ; la moustache est son intervalle bootstrap. À 1, le réglage n’a fait aucune différence visible pour l’exécution.
 # en: The same column run twice as if it were two, interleaved: any distance of a dot or its whisker from 1 is noise. Effects and ratios closer to 1 than these whiskers reach cannot be told from noise on this host.
 caption-aa_check = La même colonne exécutée deux fois comme si elle en était deux, entrelacées : tout écart d’un point ou de sa moustache à 1 est du bruit. Les effets et rapports plus proches de 1 que ces moustaches ne se distinguent pas du bruit sur cet hôte.
-# en: Memory one sandbox costs on the host: for the VM the guest RAM it touched plus the VMM's own; for the container the cgroup's anonymous, page-cache and kernel memory; natively the process's peak RSS.
-caption-memory_per_instance = La mémoire que coûte un bac à sable à l’hôte : pour la VM, la RAM de l’invité qu’elle a touchée plus celle du VMM ; pour le conteneur, la mémoire anonyme, le cache de pages et la mémoire noyau du groupe de contrôle ; en natif, le pic de RSS du processus.
 # en: Latency percentiles reported by the I/O workloads (p50 = typical, p99 = tail), median across trials with its confidence interval.
 caption-io_latency = Centiles de latence fournis par les charges d’E/S (p50 = typique, p99 = queue), médiane sur les essais avec son intervalle de confiance.
 # en: How often the guest left the CPU to the VMM in one trial, by reason. Port and MMIO exits are emulated device accesses; virtio keeps them few.
@@ -537,8 +527,6 @@ figure-caption-emulation-ratio = Les mêmes charges processeur et mémoire, les 
 figure-caption-io-ratio = Les métriques de stockage et de réseau par bouclage en rapport au natif, à lire comme la figure processeur : 1 est le natif, les moustaches sont des intervalles à 95 %, la flèche dit quel sens vaut mieux.
 # en: Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.
 figure-caption-io-latency = Latence d’opérations d’E/S individuelles : p50 est l’opération typique, p99 la plus lente sur cent. Les barres sont des médianes sur les essais, les moustaches leurs intervalles à 95 % ; plus court vaut mieux.
-# en: What one idle sandbox costs the host in memory, by component: natively the process's peak resident memory; for the container its cgroup's anonymous memory, page cache and kernel memory; for the VM the guest RAM it actually touched plus the VMM's own memory.
-figure-caption-memory-per-instance = Ce que coûte en mémoire à l’hôte un bac à sable inactif, par composante : en natif, le pic de mémoire résidente du processus ; pour le conteneur, la mémoire anonyme, le cache de pages et la mémoire noyau de son groupe de contrôle ; pour la VM, la RAM de l’invité réellement touchée plus la mémoire propre du VMM.
 # en: How many times per trial the guest stopped and handed the CPU to the VMM, by reason. Every `io_out.serial` is one byte of console output written to an emulated serial port.
 figure-caption-vm-exits = Combien de fois par essai l’invité s’est arrêté et a rendu le processeur au VMM, par raison. Chaque `io_out.serial` est un octet de sortie console écrit sur un port série émulé.
 # en: VM exits per operation of each workload, while the workload ran: per 4 KiB random read and write, per MiB written and read, per system call, per page fault. Each bar is split by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, and virtio queue notifications KVM completed through an ioeventfd) follows from the driver's protocol and is the same on any host; the **time-driven** part (timer and other interrupts, halts, interrupt windows) grows with how long the workload took, so a slow or emulated run counts far more of it than hardware would; the rest is mostly nested-page faults that KVM handled itself. A run from before isolab split exits by cause shows where they were handled instead (inside KVM, or in the VMM).
@@ -561,8 +549,6 @@ figure-title-emulation-ratio = Conteneur, VM et émulateur (QEMU TCG) face au na
 figure-title-io-ratio = Stockage et réseau : chaque métrique en rapport au natif (intervalles à 95 %)
 # en: I/O latency: p50 and p99 per backend (medians across trials, 95% intervals)
 figure-title-io-latency = Latence des E/S : p50 et p99 par environnement (médianes sur les essais, intervalles à 95 %)
-# en: Host memory per idle instance, by component
-figure-title-memory-per-instance = Mémoire de l’hôte par instance inactive, par composante
 # en: VM exits per trial, by reason
 figure-title-vm-exits = Sorties de VM par essai, par raison
 # en: VM exits per operation, by cause
@@ -775,30 +761,6 @@ chart-title-aa = Contrôle A/A : la même colonne deux fois
 chart-aa-axis = rapport = médiane(A') / médiane(A) (échelle logarithmique ; colonnes identiques, donc tout écart à 1 est du bruit)
 # en: columns:
 chart-aa-legend = colonnes :
-# en: guest RAM touched
-chart-mem-guest-ram = RAM de l’invité touchée
-# en: VMM overhead
-chart-mem-vmm = surcoût du VMM
-# en: anonymous memory
-chart-mem-anon = mémoire anonyme
-# en: page cache (file)
-chart-mem-file = cache de pages (fichiers)
-# en: kernel memory
-chart-mem-kernel = mémoire noyau
-# en: peak RSS
-chart-mem-peak-rss = pic de RSS
-# en: peak memory (cgroup)
-chart-mem-peak-cgroup = pic de mémoire (groupe de contrôle)
-# en: no sample has host memory metrics
-chart-no-memory = aucun échantillon n’a de métriques de mémoire de l’hôte
-# en: no sample has host memory metrics in a size unit
-chart-no-memory-size = aucun échantillon n’a de métriques de mémoire de l’hôte dans une unité de taille
-# en: Host memory per instance ({ $workload } workload, medians across trials)
-chart-title-memory = Mémoire de l’hôte par instance (charge { $workload }, médianes sur les essais)
-# en: memory on the host for one sandbox (MiB)
-chart-memory-axis = mémoire de l’hôte pour un bac à sable (Mio)
-# en: component:
-chart-memory-legend = composante :
 # en: no I/O workload reported latency percentiles (metrics ending in _p50/_p99)
 chart-no-latency = aucune charge d’E/S n’a fourni de centiles de latence (métriques finissant par _p50/_p99)
 # en: I/O latency percentiles per backend (median across trials, { $level } whiskers)
@@ -892,3 +854,124 @@ term-aa-note = Contrôle A/A : { $b } / { $a }, métriques principales (disting
 html-effects = Effets des facteurs
 # en: A/A check
 html-aa = Contrôle A/A
+
+## Density (issue 13) and network (issue 16) text
+# en: no density run: measure one with `isolab density`, then build the book with `isolab book --density RUN_DIR`
+density-no-run = pas d’exécution de densité : mesurez-en une avec `isolab density`, puis construisez le livre avec `isolab book --density RUN_DIR`
+# en: host.peak_rss: the process's peak resident set (native: the agent; VM: the VMM process)
+meter-peak-rss = host.peak_rss : le pic de mémoire résidente du processus (natif : l’agent ; VM : le processus du VMM)
+# en: host.cgroup_*: what the sandbox's memory cgroup (the container's, or the VMM process's) charged, whose peak moves in per-CPU charge batches and is not a footprint
+meter-cgroup = host.cgroup_* : ce que le groupe de contrôle mémoire du bac à sable (celui du conteneur, ou celui du processus du VMM) a comptabilisé, dont le pic avance par lots de comptabilisation par CPU et n’est pas une empreinte
+# en: host.guest_ram_touched: guest RAM the VM's guest touched
+meter-guest-ram-touched = host.guest_ram_touched : la RAM de l’invité que l’invité de la VM a touchée
+# en: host.vmm_overhead: the VMM process's memory outside guest RAM
+meter-vmm-overhead = host.vmm_overhead : la mémoire du processus du VMM hors de la RAM de l’invité
+# en: Memory figures of this run are each backend's own meter ({ $meters }), not one quantity: never compare them across backends. `isolab density` measures memory per instance with one meter for every backend (the host's MemAvailable drop over N instances, and PSS).
+caveat-memory-meters = Les chiffres de mémoire de cette exécution viennent chacun du compteur propre à son environnement ({ $meters }), pas d’une seule grandeur : ne les comparez jamais d’un environnement à l’autre. `isolab density` mesure la mémoire par instance avec un seul compteur pour tous les environnements (la baisse de MemAvailable de l’hôte pour N instances, et la PSS).
+# en: CPU times come from two meters, shown under their own names and never divided by each other: host.cpu_* is the process's CPU time from rusage (native: the agent; VM: the VMM process, its vCPU threads included); host.cgroup_cpu_* is the container's cgroup CPU accounting.
+caveat-cpu-meters = Les temps CPU viennent de deux compteurs, montrés sous leurs propres noms et jamais divisés l’un par l’autre : host.cpu_* est le temps CPU du processus selon rusage (natif : l’agent ; VM : le processus du VMM, ses fils de vCPU compris) ; host.cgroup_cpu_* est la comptabilité CPU du groupe de contrôle du conteneur.
+# en: Host memory per instance against the number of instances
+figure-title-density-memory = Mémoire de l’hôte par instance selon le nombre d’instances
+# en: Host memory per instance against the number of instances running, the same meter for every backend. Filled points: the host's MemAvailable drop divided by N (median over the rounds, whiskers its 95% interval, cut at the edge where a busy host's noise dwarfs a few instances); hollow points on dashed lines: PSS per instance; thin line: the marginal memory (the slope over every N).
+figure-caption-density-memory = Mémoire de l’hôte par instance selon le nombre d’instances en marche, avec le même compteur pour tous les environnements. Points pleins : la baisse de MemAvailable de l’hôte divisée par N (médiane sur les tours, moustaches : son intervalle à 95 %, coupées au bord où le bruit d’un hôte occupé écrase quelques instances) ; points creux sur lignes tiretées : la PSS par instance ; trait fin : la mémoire marginale (la pente sur tous les N).
+# en: What grew in /proc/meminfo per instance
+figure-title-density-components = Ce qui a augmenté dans /proc/meminfo par instance
+# en: What grew in /proc/meminfo per instance at each backend's largest N: anonymous memory is the processes' own; page tables, kernel stacks, slab and per-CPU memory are what the kernel keeps for them (namespaces, cgroups).
+figure-caption-density-components = Ce qui a augmenté dans /proc/meminfo par instance au plus grand N de chaque environnement : la mémoire anonyme est celle des processus eux-mêmes ; les tables de pages, les piles noyau, le slab et la mémoire par CPU sont ce que le noyau garde pour eux (espaces de noms, groupes de contrôle).
+# en: Start latency against the number of instances
+figure-title-density-start = Latence de démarrage selon le nombre d’instances
+# en: Start latency against the number of instances: from the start call to the agent's ready marker, p50 (solid) and p99 (dashed) over every instance of every round.
+figure-caption-density-start = Latence de démarrage selon le nombre d’instances : de l’appel de démarrage au marqueur « prêt » de l’agent, p50 (trait plein) et p99 (tirets) sur toutes les instances de tous les tours.
+# en: { $mib } per instance [95% CI { $lo }–{ $hi }]
+density-per-instance-ci = { $mib } par instance [IC à 95 % { $lo }–{ $hi }]
+# en: container floor
+density-backend-floor = plancher du conteneur
+# en: { $backend } (emulated)
+density-backend-emulated = { $backend } (émulée)
+# en: all
+density-parallel-all = toutes
+# en: unknown backend { $backend }
+density-unknown-backend = environnement inconnu { $backend }
+# en: { $backend } was not in density run { $run }
+density-not-in-run = { $backend } ne faisait pas partie de l’exécution de densité { $run }
+# en: idle (no working set)
+density-ws-idle = inactif (sans ensemble de travail)
+# en: a working set of { $size } written
+density-ws-written = un ensemble de travail de { $size } écrit
+# en: the host had run = { $run }
+density-ksm-host-run = l’hôte avait run = { $run }
+# en: this kernel has no KSM
+density-ksm-host-none = ce noyau n’a pas KSM
+# en: left as the host had it ({ $host })
+density-ksm-host = laissé tel que l’hôte l’avait ({ $host })
+# en: on for the run ({ $host }, put back after); a VMM marks its guest's RAM mergeable, so KSM can share identical guest pages between VMs (each round waits until two full scans in a row barely change what it shares, and reports what its host-wide counters grew by); a native process or a container marks no memory mergeable, so KSM finds nothing of theirs
+density-ksm-on = activé pour l’exécution ({ $host }, rétabli après) ; un VMM marque la RAM de son invité comme fusionnable, donc KSM peut partager les pages identiques des invités entre VM (chaque tour attend que deux balayages complets de suite ne changent presque plus ce qu’il partage, et rapporte de combien ses compteurs globaux ont augmenté) ; un processus natif ou un conteneur ne marque aucune mémoire comme fusionnable, donc KSM ne trouve rien chez eux
+# en: off for the run ({ $host }, put back after)
+density-ksm-off = désactivé pour l’exécution ({ $host }, rétabli après)
+# en: Each instance runs isolab's agent in its `wait` mode: { $ws }, then it reports ready and waits. For each backend and N ({ $counts }), { $rounds }: the host's /proc/meminfo is read just before the first start (median of several samples, each field on its own), N instances start ({ $parallel } at a time), and once all are ready and have settled { $settle } the host is read again; the drop of MemAvailable is what the N instances cost the host, whatever kind of memory it is. Every instance's processes' PSS (smaps_rollup) is summed beside it: PSS counts a page shared by k processes as 1/k in each, but misses what the kernel keeps for an instance (namespaces, cgroups, page tables). The marginal memory per instance is the slope of the drop against N (least squares over every round, 95% interval by resampling rounds within each N) and the fixed cost its intercept; instances that fit = (MemAvailable − { $headroom } of MemTotal − fixed cost) ÷ marginal. A container's memory cgroup's charge is shown beside as the cgroup's view; it is not a footprint (it counts page cache charged to whoever touched it first, and on cgroup v1 moves in per-CPU batches of 64 pages). Start latency is from the start call to the agent's ready marker, for every instance of the storm and for { $beside } more started one at a time beside N; teardown from the first kill to the last reap with every cgroup removed; then the time until MemAvailable is back at its baseline. KSM: { $ksm }.
+density-method = Chaque instance exécute l’agent d’isolab dans son mode `wait` : { $ws }, puis elle signale qu’elle est prête et attend. Pour chaque environnement et chaque N ({ $counts }), { $rounds } : le /proc/meminfo de l’hôte est lu juste avant le premier démarrage (médiane de plusieurs lectures, chaque champ séparément), N instances démarrent ({ $parallel } à la fois), et une fois toutes prêtes et stabilisées pendant { $settle }, l’hôte est relu ; la baisse de MemAvailable est ce que les N instances coûtent à l’hôte, quelle que soit la sorte de mémoire. La PSS (smaps_rollup) des processus de chaque instance est additionnée à côté : la PSS compte une page partagée par k processus pour 1/k dans chacun, mais ignore ce que le noyau garde pour une instance (espaces de noms, groupes de contrôle, tables de pages). La mémoire marginale par instance est la pente de la baisse en fonction de N (moindres carrés sur tous les tours, intervalle à 95 % par rééchantillonnage des tours à N fixé) et le coût fixe son ordonnée à l’origine ; instances qui tiennent = (MemAvailable − { $headroom } de MemTotal − coût fixe) ÷ marginale. La charge du groupe de contrôle mémoire d’un conteneur est montrée à côté comme la vue du groupe de contrôle ; ce n’est pas une empreinte (elle compte le cache de pages au compte du premier qui l’a touché et, en cgroup v1, avance par lots de 64 pages par CPU). La latence de démarrage va de l’appel de démarrage au marqueur « prêt » de l’agent, pour chaque instance de la rafale et pour { $beside } de plus démarrées une à une à côté des N ; l’arrêt, du premier kill à la dernière récupération, tous les groupes de contrôle supprimés ; puis le temps jusqu’au retour de MemAvailable à sa valeur de départ. KSM : { $ksm }.
+# en: { $value }, emulated: not a performance figure
+density-emulated-time = { $value }, émulé : pas un chiffre de performance
+# en: { $value }, in the emulated machine
+density-emulated-size = { $value }, dans la machine émulée
+# en: no instance of { $backend } got ready
+density-none-ready = aucune instance de { $backend } n’a été prête
+# en:  at N = { $n }
+density-at-n =  à N = { $n }
+# en: fewer than two Ns measured
+density-few-ns = moins de deux N mesurés
+# en: no positive marginal memory
+density-no-marginal = pas de mémoire marginale positive
+# en: no bound
+density-no-bound = sans borne
+# en: { $instances } instances [{ $lo }–{ $hi }] with { $headroom } of the host's memory kept free
+density-fit = { $instances } instances [{ $lo }–{ $hi }] en gardant libre { $headroom } de la mémoire de l’hôte
+# en: only a container has a cgroup of its own
+density-cgroup-only-container = seul un conteneur a son propre groupe de contrôle
+# en: no cgroup
+density-no-cgroup = pas de groupe de contrôle
+# en: { $mib } per instance{ $at }
+density-cgroup = { $mib } par instance{ $at }
+# en: no start
+density-no-start = aucun démarrage
+# en: { $ms }{ $at } ({ $parallel } at a time, n = { $n })
+density-start = { $ms }{ $at } ({ $parallel } à la fois, n = { $n })
+# en: no start beside N was measured
+density-no-beside = aucun démarrage à côté des N n’a été mesuré
+# en: { $ms } beside N = { $count } running (n = { $n })
+density-beside = { $ms } à côté de N = { $count } en marche (n = { $n })
+# en: no teardown was timed
+density-no-teardown = aucun arrêt n’a été chronométré
+# en: { $ms } for { $count } instances
+density-teardown = { $ms } pour { $count } instances
+# en: MemAvailable was not back within the wait
+density-no-recovery = MemAvailable n’était pas revenu dans le délai d’attente
+# en: only a VM has a guest and a VMM
+density-vm-only = seule une VM a un invité et un VMM
+# en: { $guest } of guest RAM touched and { $vmm } of the VMM's own per VM (PSS of its VMM process){ $at }
+density-vm-split = { $guest } de RAM de l’invité touchée et { $vmm } propres au VMM par VM (PSS de son processus VMM){ $at }
+# en: ; inside, the guest's kernel and agent used { $used } of the { $total } its kernel manages
+density-vm-inside =  ; à l’intérieur, le noyau et l’agent de l’invité utilisaient { $used } des { $total } que gère son noyau
+# en: KSM was not on for this run: `--ksm on`
+density-ksm-not-on = KSM n’était pas activé pour cette exécution : `--ksm on`
+# en: { $pages } pages merged into { $into } ({ $saved } saved) after { $after }{ $at }
+density-ksm = { $pages } pages fusionnées en { $into } ({ $saved } économisés) après { $after }{ $at }
+# en: unknown density value `{ $value }`; choose from { $choices }
+density-unknown-value = valeur de densité inconnue `{ $value }` ; choisissez parmi { $choices }
+# en: | backend | marginal memory per instance (MemAvailable drop vs N) | fixed cost | PSS per instance | instances that fit, { $headroom } kept free | start p50 / p99 at the largest N | teardown |
+density-capacity-header = | environnement | mémoire marginale par instance (baisse de MemAvailable selon N) | coût fixe | PSS par instance | instances qui tiennent, { $headroom } gardés libres | démarrage p50 / p99 au plus grand N | arrêt |
+# en: { $backend } stopped at N = { $n }: { $why }
+density-stopped = { $backend } s’est arrêté à N = { $n } : { $why }
+# en: From density run { $run } ({ $rounds } per N, N = { $counts }).
+density-from-run = D’après l’exécution de densité { $run } ({ $rounds } par N, N = { $counts }).
+# en: The container's marginal memory ({ $container } [{ $clo }–{ $chi }]) and its floor's ({ $floor } [{ $flo }–{ $fhi }]) agree within their 95% intervals.
+density-floor-agree = La mémoire marginale du conteneur ({ $container } [{ $clo }–{ $chi }]) et celle de son plancher ({ $floor } [{ $flo }–{ $fhi }]) concordent à leurs intervalles à 95 % près.
+# en: The container's marginal memory ({ $container } [{ $clo }–{ $chi }]) and its floor's ({ $floor } [{ $flo }–{ $fhi }]) do not agree within their 95% intervals.
+density-floor-disagree = La mémoire marginale du conteneur ({ $container } [{ $clo }–{ $chi }]) et celle de son plancher ({ $floor } [{ $flo }–{ $fhi }]) ne concordent pas à leurs intervalles à 95 % près.
+# en: the density run has no marginal memory for the container and its floor
+density-no-floor = l’exécution de densité n’a pas de mémoire marginale pour le conteneur et son plancher
+# en: { $n -> [one] { $count } round *[other] { $count } rounds
+density-rounds = { $n ->
+    [one] { $count } tour
+   *[other] { $count } tours
+}

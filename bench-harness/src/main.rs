@@ -17,6 +17,7 @@ use bench_harness::suite::{self, Suite, DEFAULT_SUITE};
 use bench_harness::{backends, book, doctor, factors, interrupt, store, summary};
 
 mod commands {
+    pub mod density;
     pub mod kernel;
     pub mod pack;
 }
@@ -53,6 +54,27 @@ cleaning up the current trial; what was measured stays valid and `isolab report`
         after_long_help = run_after_help()
     )]
     Run(Box<RunArgs>),
+    /// How many instances fit on this host and how fast they start together: N instances at once,
+    /// one memory meter for every backend (the host's MemAvailable drop over N, and PSS).
+    #[command(
+        long_about = "For each backend and each N (--count), starts N instances of the agent in \
+its waiting mode (each writes its working set, reports ready and waits), reads the host's \
+/proc/meminfo before and after they settle and every instance's PSS, starts a few more one at a \
+time beside them, tears them all down and waits until the host's memory is back; several rounds \
+per N. The summary gives, per backend, the marginal memory per instance (the slope of the \
+MemAvailable drop against N, with its 95% interval), the fixed cost, how many instances fit with \
+--headroom kept free, and start latency (p50, p90, p99, max, last) for the storm (--parallel) and \
+beside N running, teardown, and the time until MemAvailable is back. With the container comes its \
+floor: the same agent cloned into the same namespaces and a cgroup, nothing else. Refuses an N \
+whose estimate would eat the headroom, stops adding instances below --stop-below, names the host \
+limit that stops an N. Results go to results/density-<id>/ (manifest.json, rounds.jsonl); \
+`isolab report` renders them, with charts in HTML. Ctrl-C tears everything down and keeps what \
+was measured.",
+        after_help = "Examples:\n  isolab density --backend native,container --count 1,10,100,1000\n  \
+isolab density --backend container --count 1000 --parallel all --rounds 1   (the boot storm)\n  \
+isolab density --working-set 64MiB --count 1,10,50 --ksm on"
+    )]
+    Density(Box<commands::density::DensityArgs>),
     /// Recompute the summary of a stored run, as a table, paper-ready tables, CSV, JSON or HTML.
     #[command(
         long_about = "Reads results/<run-id>/ and renders it without running anything: `term` \
@@ -134,6 +156,10 @@ EMULATED_VM_RUN (a run made with --vm-in-emulator)"
         /// shown, labelled emulated; its times never are).
         #[arg(long, value_name = "RUN_DIR")]
         vm_results: Option<PathBuf>,
+        /// A density run (`isolab density`) for the capacity figures: memory per instance on one
+        /// meter, how many fit, start under load. Without it they are said to be missing.
+        #[arg(long, value_name = "RUN_DIR")]
+        density: Option<PathBuf>,
         /// Where the HTML goes (emptied first, so it must be new, empty or an earlier book).
         /// Default: RUN_DIR/book.
         #[arg(long, value_name = "DIR")]
@@ -193,6 +219,15 @@ enum Seccomp {
     Off,
 }
 
+/// How a container reaches the network workloads' peer.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ContainerNetArg {
+    /// Its own network namespace with a veth pair into the lab namespace.
+    Veth,
+    /// The lab namespace itself, no namespace of its own.
+    Host,
+}
+
 /// The VMM process's system-call filters.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum VmSeccomp {
@@ -224,6 +259,15 @@ enum VmMemory {
     Hugetlbfs,
     /// 4 KiB pages only (MADV_NOHUGEPAGE): to see what huge pages buy.
     Small,
+}
+
+/// Offloads of the VM's network card.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    /// Offered (checksums and TCP segmentation left to the host kernel, 64 KiB frames).
+    On,
+    /// None (every frame checksummed and segmented to the MTU by the guest).
+    Off,
 }
 
 /// How the VM describes its devices to the guest kernel.
@@ -305,6 +349,12 @@ struct RunArgs {
     /// runs both side by side to show what the filter costs per system call and at start.
     #[arg(long, value_enum, default_value_t = Seccomp::Docker)]
     seccomp: Seccomp,
+    /// How a container's network workloads (net-stream, net-rr, net-crr, net-udp-rr) reach the
+    /// peer in the run's lab network namespace: `veth` (its own network namespace and a veth
+    /// pair into the lab, Docker's bridge path) or `host` (it shares the lab namespace, as
+    /// native does). `--factor container-net=host,veth` runs both side by side.
+    #[arg(long, value_enum, default_value_t = ContainerNetArg::Veth)]
+    container_net: ContainerNetArg,
     /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
     /// missing) when this host's /dev/kvm cannot boot Linux (PVM) or there is none. Slow, and its
     /// samples are labelled emulated: they show that the VM works, never how fast it is.
@@ -337,6 +387,11 @@ struct RunArgs {
     /// only) or `off` (command line and MP table only, no ACPI).
     #[arg(long, value_enum, default_value_t = VmAcpi::Auto)]
     vm_acpi: VmAcpi,
+    /// Checksum and TCP segmentation offloads on the VM's virtio-net card (and its tap): `on`
+    /// (the guest hands the host 64 KiB segments with partial checksums) or `off` (every frame
+    /// whole, at most the MTU), to see what offloads buy for the network workloads.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    vm_net_offload: OnOff,
     /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
     /// combination of the factors' values is a column (a backend with its factor values), and the
     /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
@@ -400,6 +455,7 @@ fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cmd_run(*args),
+        Command::Density(args) => commands::density::execute(*args),
         Command::Report {
             run_dir,
             format,
@@ -431,6 +487,7 @@ fn real_main() -> Result<ExitCode> {
         Command::Book {
             results,
             vm_results,
+            density,
             out,
             book_src,
             lang,
@@ -446,7 +503,7 @@ fn real_main() -> Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            None => cmd_book(results, vm_results, out, book_src, lang),
+            None => cmd_book(results, vm_results, density, out, book_src, lang),
         },
         Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
         Command::EmulatedTrials {
@@ -579,6 +636,10 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 Seccomp::Docker => container_backend::SeccompProfile::Docker,
                 Seccomp::Off => container_backend::SeccompProfile::Off,
             },
+            container_net: match args.container_net {
+                ContainerNetArg::Veth => bench_harness::lab_net::ContainerNet::Veth,
+                ContainerNetArg::Host => bench_harness::lab_net::ContainerNet::Host,
+            },
             vm_in_emulator: args.vm_in_emulator,
             vm_disk: Some(match args.vm_disk {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
@@ -600,6 +661,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 VmAcpi::On => vm_backend::vmm::AcpiMode::On,
                 VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
             }),
+            vm_net_offload: Some(args.vm_net_offload == OnOff::On),
         },
         make_backend: Box::new(backends::make_with),
     };
@@ -636,18 +698,24 @@ fn cmd_report(
     font: Option<&std::path::Path>,
     lang: Lang,
 ) -> Result<ExitCode> {
-    let run = store::load_run(dir)?;
-    let text = report::render_report_in(&run, format, lang)?;
+    // A density run (`isolab density`) or a run of trials (`isolab run`).
+    let (text, drawn) = if bench_harness::density::record::is_density_run(dir) {
+        use bench_harness::density::{record, render};
+        let run = record::load(dir)?;
+        let drawn = charts.map(|_| render::charts(&run)).transpose()?;
+        (render::render(&run, format)?, drawn)
+    } else {
+        let run = store::load_run(dir)?;
+        let drawn = charts.map(|_| report::build_charts(&run)).transpose()?;
+        (report::render_report_in(&run, format, lang)?, drawn)
+    };
     match output {
         Some(p) => std::fs::write(p, text)
             .with_context(|| format!("cannot write the report to {}", p.display()))?,
         None => print!("{text}"),
     }
-    if let Some(d) = charts {
-        let written = match font {
-            Some(f) => report::write_charts_with_font(&run, d, f)?,
-            None => report::write_charts(&run, d)?,
-        };
+    if let (Some(d), Some((made, notes))) = (charts, drawn) {
+        let written = report::write_chart_files(&made, notes, d, font)?;
         for f in &written.files {
             eprintln!("wrote {}", f.display());
         }
@@ -661,6 +729,7 @@ fn cmd_report(
 fn cmd_book(
     results: Option<PathBuf>,
     vm_results: Option<PathBuf>,
+    density: Option<PathBuf>,
     out: Option<PathBuf>,
     book_src: Option<PathBuf>,
     lang: Lang,
@@ -679,8 +748,20 @@ fn cmd_book(
         Some(vm_dir) => Some(store::load_run(vm_dir)?),
         None => None,
     };
+    let density = match &density {
+        Some(d) => {
+            if !bench_harness::density::record::is_density_run(d) {
+                bail!(
+                    "--density {}: not a density run (make one with `isolab density`)",
+                    d.display()
+                );
+            }
+            Some(bench_harness::density::record::load(d)?)
+        }
+        None => None,
+    };
     let out = out.unwrap_or_else(|| run_dir.join("book"));
-    let built = book::build_book_in(&run, vm_run.as_ref(), &src, &out, lang)?;
+    let built = book::build_book_in(&run, vm_run.as_ref(), density.as_ref(), &src, &out, lang)?;
     if let Some(vm) = &vm_run {
         eprintln!(
             "the VM's samples come from run {} ({}); the book describes both runs",

@@ -86,6 +86,75 @@ pub struct RunRecord {
     pub folders: Vec<PathBuf>,
     /// cgroup directories the run made (removed with everything below them).
     pub cgroups: Vec<PathBuf>,
+    /// Host-wide settings the run changed, with the host's own values to put back (KSM's
+    /// switch, for `isolab density --ksm`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restore: Vec<HostSetting>,
+    /// Processes the run started outside its cgroup (the lab network's peer, whose namespace
+    /// ends with it): killed if they are still the same processes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<RecordedProcess>,
+}
+
+/// A host-wide setting and the value to put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSetting {
+    /// The file (under one of [`RESTORABLE`]).
+    pub path: PathBuf,
+    /// The host's value before the run changed it.
+    pub value: String,
+}
+
+/// The only folders whose files a run may change and the cleaner puts back: a registry entry
+/// naming anything else is not isolab's doing and is left alone.
+pub const RESTORABLE: &[&str] = &["/sys/kernel/mm/ksm/"];
+
+/// Puts back the recorded settings under `allowed`; returns what was restored and what not.
+fn restore_settings(settings: &[HostSetting], allowed: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut done, mut kept) = (Vec::new(), Vec::new());
+    for s in settings {
+        if !allowed.iter().any(|a| s.path.starts_with(a)) {
+            kept.push(format!(
+                "{}: not a setting isolab changes, left alone",
+                s.path.display()
+            ));
+            continue;
+        }
+        match std::fs::write(&s.path, &s.value) {
+            Ok(()) => done.push(s.path.clone()),
+            Err(e) => kept.push(format!(
+                "{}: putting back {:?} failed: {e}",
+                s.path.display(),
+                s.value.trim()
+            )),
+        }
+    }
+    (done, kept)
+}
+
+/// A process a run started, by pid and start time (a reused pid is never taken for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedProcess {
+    /// What it is, for messages.
+    pub what: String,
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time (field 22 of /proc/PID/stat).
+    pub pid_start: u64,
+}
+
+impl RecordedProcess {
+    /// Kills it if it is still the process recorded; `true` if it was (and now is killed).
+    fn kill_if_same(&self) -> bool {
+        if pid_start_time(self.pid) != Some(self.pid_start) {
+            return false;
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+    }
 }
 
 /// The registry of live runs.
@@ -321,7 +390,16 @@ impl Registry {
             // A removal that failed keeps the entry for the next try; a place that is not
             // isolab's any more is refused for good.
             let mut failed = false;
-            // cgroups first: that ends any process of the run still alive.
+            let (restored, refused) = restore_settings(&record.restore, RESTORABLE);
+            done.removed.extend(restored);
+            done.kept.extend(refused);
+            for p in &record.processes {
+                if p.kill_if_same() {
+                    done.removed
+                        .push(PathBuf::from(format!("process {} ({})", p.pid, p.what)));
+                }
+            }
+            // cgroups next: that ends any process of the run still alive.
             for cg in &record.cgroups {
                 let ours = cg
                     .file_name()
@@ -431,6 +509,8 @@ impl RunPlaces {
                 pid_start: pid_start_time(pid).unwrap_or(0),
                 folders: vec![folder.clone(), state.clone()],
                 cgroups: Vec::new(),
+                restore: Vec::new(),
+                processes: Vec::new(),
             };
             registry.write(&record, true)?;
             let entry = registry.entry(&record.id);
@@ -510,9 +590,48 @@ impl RunPlaces {
         Ok(places)
     }
 
+    /// Records a process the run started outside its cgroup (its pid must still be alive, or
+    /// its start time is unknown and nothing is recorded).
+    pub fn record_process(&mut self, what: &str, pid: i32) -> Result<(), PlacesError> {
+        if let Some(pid_start) = pid_start_time(pid) {
+            self.record.processes.push(RecordedProcess {
+                what: what.to_owned(),
+                pid,
+                pid_start,
+            });
+            self.registry.write(&self.record, false)?;
+        }
+        Ok(())
+    }
+
     /// The recorded places.
     pub fn record(&self) -> &RunRecord {
         &self.record
+    }
+
+    /// Changes a host-wide setting (a file under [`RESTORABLE`]) for the run: the host's value is
+    /// recorded in the registry first, then `value` is written; [`RunPlaces::remove`] (or
+    /// `isolab doctor --clean` after a `kill -9`) puts the host's value back. Returns the host's
+    /// value.
+    pub fn change_host_setting(&mut self, path: &Path, value: &str) -> Result<String, PlacesError> {
+        let fail = |why: String| PlacesError::Folder {
+            what: "changing",
+            path: path.to_path_buf(),
+            why,
+        };
+        if !RESTORABLE.iter().any(|a| path.starts_with(a)) {
+            return Err(fail("not a setting isolab may change".into()));
+        }
+        let old = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        if !self.record.restore.iter().any(|s| s.path == path) {
+            self.record.restore.push(HostSetting {
+                path: path.to_path_buf(),
+                value: old.trim().to_owned(),
+            });
+            self.registry.write(&self.record, false)?;
+        }
+        std::fs::write(path, value).map_err(|e| fail(e.to_string()))?;
+        Ok(old.trim().to_owned())
     }
 
     /// Removes every place and the registry entry. Idempotent; errors name what is left.
@@ -521,6 +640,8 @@ impl RunPlaces {
             return Ok(());
         }
         let mut errors = Vec::new();
+        let (_, not_restored) = restore_settings(&self.record.restore, RESTORABLE);
+        errors.extend(not_restored);
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
                 errors.push(e.to_string());
@@ -560,6 +681,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recorded_settings_are_put_back_only_where_allowed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let knob = dir.path().join("run");
+        std::fs::write(&knob, "1").expect("knob");
+        let other = dir.path().join("other");
+        std::fs::write(&other, "x").expect("other");
+        let allowed = dir.path().join("");
+        let allowed = allowed.to_str().expect("utf-8");
+        let (done, kept) = restore_settings(
+            &[
+                HostSetting {
+                    path: knob.clone(),
+                    value: "0".into(),
+                },
+                HostSetting {
+                    path: PathBuf::from("/etc/hostname"),
+                    value: "pwned".into(),
+                },
+            ],
+            &[allowed],
+        );
+        assert_eq!(done, std::slice::from_ref(&knob));
+        assert_eq!(std::fs::read_to_string(&knob).expect("knob"), "0");
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].contains("/etc/hostname"));
+    }
+
+    #[test]
     fn fresh_folders_are_private_and_never_reused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let a = make_fresh_folder(dir.path(), "isolab-").expect("fresh");
@@ -586,6 +735,8 @@ mod tests {
             pid_start: start,
             folders: vec![],
             cgroups: vec![],
+            restore: vec![],
+            processes: vec![],
         };
         assert!(rec.owner_alive());
         let reused = RunRecord {
@@ -617,6 +768,12 @@ mod tests {
             pid_start: 1,
             folders: vec![ours.clone(), link.clone(), target.clone()],
             cgroups: vec![PathBuf::from("/sys/fs/cgroup/not-isolab")],
+            // Not a setting isolab changes: never written.
+            restore: vec![HostSetting {
+                path: target.join("keep"),
+                value: "overwritten".into(),
+            }],
+            processes: vec![],
         };
         registry.write(&record, true).expect("entry");
         let live = RunRecord {
@@ -626,6 +783,8 @@ mod tests {
             pid_start: pid_start_time(std::process::id() as i32).expect("start"),
             folders: vec![],
             cgroups: vec![],
+            restore: vec![],
+            processes: vec![],
         };
         registry.write(&live, true).expect("entry");
         let report = registry.clean_dead();
@@ -633,7 +792,12 @@ mod tests {
         assert_eq!(report.cleaned.len(), 1);
         let done = &report.cleaned[0];
         assert_eq!(done.removed, std::slice::from_ref(&ours));
-        assert_eq!(done.kept.len(), 3, "{:?}", done.kept);
+        assert_eq!(done.kept.len(), 4, "{:?}", done.kept);
+        assert_eq!(
+            std::fs::read_to_string(target.join("keep")).expect("keep"),
+            "keep",
+            "a recorded setting outside isolab's list is not written"
+        );
         assert!(!ours.exists());
         assert!(
             target.join("keep").exists(),
@@ -650,5 +814,54 @@ mod tests {
             .map(|(_, r)| r.run_id)
             .collect();
         assert_eq!(left, ["live"]);
+    }
+
+    #[test]
+    fn a_dead_runs_recorded_process_is_killed_and_a_reused_pid_spared() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::at(dir.path().join("runs"));
+        ensure_private_parent(registry.dir(), 0o700).expect("registry");
+        let mut ours = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep");
+        let mut other = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep");
+        let (a, b) = (ours.id() as i32, other.id() as i32);
+        let record = RunRecord {
+            id: "dead-peer".into(),
+            run_id: "dead-peer".into(),
+            pid: 0,
+            pid_start: 1,
+            folders: vec![],
+            cgroups: vec![],
+            restore: vec![],
+            processes: vec![
+                RecordedProcess {
+                    what: "peer".into(),
+                    pid: a,
+                    pid_start: pid_start_time(a).expect("start"),
+                },
+                // Another process now has this pid: its start time differs.
+                RecordedProcess {
+                    what: "peer".into(),
+                    pid: b,
+                    pid_start: pid_start_time(b).expect("start") + 1,
+                },
+            ],
+        };
+        registry.write(&record, true).expect("entry");
+        let report = registry.clean_dead();
+        assert_eq!(report.cleaned.len(), 1);
+        let status = ours.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(other.try_wait().expect("try_wait").is_none(), "spared");
+        let _ = other.kill();
+        let _ = other.wait();
     }
 }

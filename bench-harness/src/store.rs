@@ -143,6 +143,40 @@ pub struct StoredRun {
     pub torn_tail: bool,
 }
 
+/// Metric names of runs made before each memory metric was named after its meter, and their
+/// names now: the container's figures were its memory cgroup's view.
+pub const RENAMED_METRICS: [(&str, &str); 4] = [
+    ("host.peak_memory", "host.cgroup_peak"),
+    ("host.mem_anon", "host.cgroup_anon"),
+    ("host.mem_file", "host.cgroup_file"),
+    ("host.mem_kernel", "host.cgroup_kernel"),
+];
+
+/// CPU metric names of a container's samples in runs made before its cgroup's CPU accounting was
+/// named as such, and their names now (native's and the VM's keep `host.cpu_*`: their process's
+/// rusage, another meter).
+pub const RENAMED_CONTAINER_METRICS: [(&str, &str); 3] = [
+    ("host.cpu_user", "host.cgroup_cpu_user"),
+    ("host.cpu_sys", "host.cgroup_cpu_sys"),
+    ("host.cpu_total", "host.cgroup_cpu_total"),
+];
+
+/// Gives an old sample's metrics today's names, so old and new runs report alike.
+fn rename_old_metrics(sample: &mut Sample) {
+    let container: &[(&str, &str)] =
+        if sample.backend == crate::backend::BackendKind::Container.name() {
+            &RENAMED_CONTAINER_METRICS
+        } else {
+            &[]
+        };
+    for m in &mut sample.metrics {
+        let renamed = RENAMED_METRICS.iter().chain(container);
+        if let Some((_, new)) = renamed.into_iter().find(|(old, _)| *old == m.name) {
+            m.name = (*new).to_owned();
+        }
+    }
+}
+
 /// Reads a run directory. A torn last line (the process was killed while writing it) is skipped
 /// and reported; damage anywhere else is an error, since it means the file was edited.
 pub fn load_run(dir: &Path) -> Result<StoredRun, StoreError> {
@@ -177,7 +211,10 @@ pub fn load_run(dir: &Path) -> Result<StoredRun, StoreError> {
             continue;
         }
         match serde_json::from_str::<Sample>(line) {
-            Ok(s) => samples.push(s),
+            Ok(mut s) => {
+                rename_old_metrics(&mut s);
+                samples.push(s)
+            }
             Err(_) if i + 1 == lines.len() => torn_tail = true,
             Err(e) => {
                 return Err(StoreError::Corrupt {
@@ -194,4 +231,46 @@ pub fn load_run(dir: &Path) -> Result<StoredRun, StoreError> {
         samples,
         torn_tail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_memory_metric_names_load_as_their_meters_names() {
+        let line = r#"{"trial":0,"backend":"container","workload":"noop","kind":"noop","repetition":0,"warmup":false,"started_at":"x","failure":null,"emulated":false,"metrics":[{"name":"host.peak_memory","unit":"MiB","value":0.25,"better":"lower"},{"name":"host.mem_anon","unit":"MiB","value":0.1,"better":"lower"},{"name":"host.start_to_ready","unit":"ms","value":3.0,"better":"lower"}],"timeline":[],"agent":null,"log_tail":null}"#;
+        let mut s: Sample = serde_json::from_str(line).expect("an old sample");
+        rename_old_metrics(&mut s);
+        let names: Vec<&str> = s.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "host.cgroup_peak",
+                "host.cgroup_anon",
+                "host.start_to_ready"
+            ]
+        );
+    }
+
+    /// An old container sample's CPU time was its cgroup's accounting: it loads under the
+    /// cgroup's name, while native's rusage keeps `host.cpu_user`.
+    #[test]
+    fn an_old_containers_cpu_time_loads_as_its_cgroups() {
+        let line = |backend: &str| {
+            format!(
+                r#"{{"trial":0,"backend":"{backend}","workload":"noop","kind":"noop","repetition":0,"warmup":false,"started_at":"x","failure":null,"emulated":false,"metrics":[{{"name":"host.cpu_user","unit":"ms","value":1.0,"better":"lower"}},{{"name":"host.cpu_total","unit":"ms","value":2.0,"better":"lower"}}],"timeline":[],"agent":null,"log_tail":null}}"#
+            )
+        };
+        let names = |backend: &str| {
+            let mut s: Sample = serde_json::from_str(&line(backend)).expect("an old sample");
+            rename_old_metrics(&mut s);
+            s.metrics.into_iter().map(|m| m.name).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names("container"),
+            ["host.cgroup_cpu_user", "host.cgroup_cpu_total"]
+        );
+        assert_eq!(names("native"), ["host.cpu_user", "host.cpu_total"]);
+    }
 }

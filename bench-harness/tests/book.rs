@@ -20,7 +20,7 @@ use bench_harness::suite::Suite;
 use workloads::result::{AgentClock, InspectReport, Outcome};
 use workloads::{Metric, WorkloadResult, PROTOCOL_VERSION};
 
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 15] = [
     "noop",
     "inspect",
     "cpu",
@@ -32,6 +32,10 @@ const KINDS: [&str; 11] = [
     "io-seq",
     "io-rand",
     "net-loopback",
+    "net-rr",
+    "net-crr",
+    "net-udp-rr",
+    "net-stream",
 ];
 
 fn book_src() -> PathBuf {
@@ -56,7 +60,9 @@ const BACKENDS: [&str; 4] = ["native", "container", "vm", "qemu-tcg"];
 
 /// Whether a backend runs a workload kind (the emulator has no disk).
 fn runs(backend: &str, kind: &str) -> bool {
-    !(backend == "qemu-tcg" && kind.starts_with("io-"))
+    !(backend == "qemu-tcg"
+        && (kind.starts_with("io-")
+            || ["net-rr", "net-crr", "net-udp-rr", "net-stream"].contains(&kind)))
 }
 
 fn manifest(vm: Vm, planned: usize) -> Manifest {
@@ -88,6 +94,7 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
                         ("vm_jail", "off"),
                         ("vm_seccomp_bpf_instructions.vcpu", "171"),
                         ("vm_seccomp_bpf_instructions.virtio-blk", "143"),
+                        ("vm_seccomp_bpf_instructions.virtio-net", "147"),
                         ("vm_seccomp_bpf_instructions.main", "150"),
                         ("vmm_cgroup", "a sibling below the run's cgroup"),
                     ],
@@ -138,6 +145,7 @@ fn manifest(vm: Vm, planned: usize) -> Manifest {
         backends,
         columns: Vec::new(),
         until_ci: None,
+        lab_network: BTreeMap::new(),
     }
 }
 
@@ -245,6 +253,10 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
             Metric::higher("tcp_throughput", "MB/s", j(3000.0 / slow)),
             Metric::lower("tcp_rtt", "µs", j(20.0 * slow)),
         ],
+        "net-rr" => vec![Metric::lower("rr_latency", "µs", j(9.0 * slow))],
+        "net-crr" => vec![Metric::lower("crr_latency", "µs", j(90.0 * slow))],
+        "net-udp-rr" => vec![Metric::lower("udp_rr_latency", "µs", j(7.5 * slow))],
+        "net-stream" => vec![Metric::higher("tx_throughput", "Gbit/s", j(20.0 / slow))],
         "inspect" => vec![Metric::lower("mounts", "mounts", 6.0)],
         _ => Vec::new(),
     };
@@ -260,10 +272,10 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
         "qemu-tcg" => m.push(Metric::lower("host.wall", "ms", j(3111.0))),
         "container" => {
             m.push(Metric::lower("host.teardown", "ms", j(0.4)));
-            m.push(Metric::lower("host.peak_memory", "MiB", j(0.8)));
-            m.push(Metric::lower("host.mem_anon", "MiB", j(0.3)));
-            m.push(Metric::lower("host.mem_file", "MiB", j(0.1)));
-            m.push(Metric::lower("host.mem_kernel", "MiB", j(0.2)));
+            m.push(Metric::lower("host.cgroup_peak", "MiB", j(0.8)));
+            m.push(Metric::lower("host.cgroup_anon", "MiB", j(0.3)));
+            m.push(Metric::lower("host.cgroup_file", "MiB", j(0.1)));
+            m.push(Metric::lower("host.cgroup_kernel", "MiB", j(0.2)));
         }
         _ => {
             m.push(Metric::lower("host.vmm_setup", "ms", j(3.5)));
@@ -325,6 +337,22 @@ fn metrics(backend: &str, kind: &str, rep: u32) -> Vec<Metric> {
                     &format!("exits.time_driven_per_{op}"),
                     "exits/op",
                     (*all - *vmm) / 4.0,
+                ));
+            }
+            // The network card, per packet and per transaction, over the window.
+            if kind.starts_with("net-") && kind != "net-loopback" {
+                m.push(Metric::lower("exits.per_packet", "exits/packet", 2.5));
+                m.push(Metric::lower(
+                    "net.interrupts_per_packet",
+                    "interrupts/packet",
+                    0.5,
+                ));
+                m.push(Metric::lower("net.interrupts_suppressed", "passes", 12.0));
+                m.push(Metric::lower("exits.per_transaction", "exits/op", 5.0));
+                m.push(Metric::lower(
+                    "exits.userspace_per_transaction",
+                    "exits/op",
+                    2.0,
                 ));
             }
             if kind.starts_with("io-") {
@@ -578,6 +606,18 @@ fn build(run: &StoredRun) -> (tempfile::TempDir, PathBuf) {
     (tmp, out.canonicalize().unwrap())
 }
 
+/// As [`build`], with the capacity figures from a synthetic density run (native, container, its
+/// floor, and VMs run in the emulated machine).
+fn build_with_density(run: &StoredRun) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let density = common::density_run_with_vms(tmp.path());
+    let out = tmp.path().join("book");
+    let built = bench_harness::book::build_book_with(run, None, Some(&density), &book_src(), &out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(built.index.is_file());
+    (tmp, out.canonicalize().unwrap())
+}
+
 /// The text of a page's main part, tags stripped (what a reader reads).
 fn main_text(html: &str) -> String {
     let doc = scraper::Html::parse_document(html);
@@ -588,7 +628,7 @@ fn main_text(html: &str) -> String {
 #[test]
 fn full_run_fills_every_placeholder_with_a_number() {
     let run = common::with_factor_and_aa(run(Vm::Hardware), 1.01, 1.1);
-    let (_tmp, out) = build(&run);
+    let (_tmp, out) = build_with_density(&run);
     let pages = check_book(&out);
     // Every figure is drawn, every value exists: a "not measured" here is a typo in a metric
     // or workload name in the chapters.
@@ -608,7 +648,7 @@ fn full_run_fills_every_placeholder_with_a_number() {
         );
     }
     let figures = files_with_ext(&out.join("figures"), "svg");
-    assert_eq!(figures.len(), 12, "{figures:?}");
+    assert_eq!(figures.len(), 14, "{figures:?}");
     // The setting's effect and the noise floor, and the floor beside every ratio.
     let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
     assert!(
@@ -629,6 +669,17 @@ fn full_run_fills_every_placeholder_with_a_number() {
     );
     let ch5 = main_text(&pages[Path::new("05-costs.html")]);
     assert!(ch5.contains("; A/A noise ±"), "{ch5}");
+    // The network chapter: the container's and the VM's round trips as ratios, the VM's exits
+    // per packet and per transaction, the published figures quoted as such.
+    let ch6c = main_text(&pages[Path::new("06c-network.html")]);
+    assert!(
+        ch6c.contains("1.03× native [")
+            && ch6c.contains("1.15× native [")
+            && ch6c.contains("exits/packet")
+            && ch6c.contains("5 exits/op")
+            && ch6c.contains("published figures, quoted, not measured"),
+        "{ch6c}"
+    );
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     assert!(ch2.contains("95 ms [95% CI"), "{ch2}");
     assert!(ch2.contains("kernel_loaded"), "{ch2}");
@@ -672,8 +723,32 @@ fn full_run_fills_every_placeholder_with_a_number() {
         ch6b.contains("--vm-memory small") && ch6b.contains("--vm-memory hugetlbfs"),
         "{ch6b}"
     );
+    // The capacity chapter on the density run: one meter, the slope with its interval, the
+    // floor, the cgroup's view named as such.
     let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
-    assert!(ch8.contains("guest RAM touched + VMM"), "{ch8}");
+    for want in [
+        "0.8789 MiB per instance [95% CI",
+        "0.3906 MiB per instance [95% CI",
+        "do not agree",
+        "0.2500 MiB per instance at N = 100",
+        "density-20261201-000000",
+        // The VMs, from the emulated machine: their memory labelled so, their times never
+        // given as performance figures.
+        "30.00 MiB of guest RAM touched and 2.000 MiB of the VMM's own per VM",
+        "vm (emulated)",
+        "emulated: not a performance figure",
+    ] {
+        assert!(ch8.contains(want), "{want}: {ch8}");
+    }
+    assert!(ch5.contains("in the emulated machine"), "{ch5}");
+    for old in ["cgroup peak", "peak RSS", "guest RAM touched + VMM"] {
+        assert!(
+            !ch8.contains(old),
+            "a per-trial meter in the capacity table: {old}"
+        );
+    }
+    let ch5 = main_text(&pages[Path::new("05-costs.html")]);
+    assert!(ch5.contains("0.8301 MiB per instance"), "{ch5}");
     let ch7 = main_text(&pages[Path::new("07-security.html")]);
     assert!(ch7.contains("filter was docker"), "{ch7}");
     // The VMM's confinement, from the run's manifest and samples.
@@ -702,6 +777,14 @@ fn missing_vm_is_said_with_its_reason_never_as_a_number() {
     let run = run(Vm::Unavailable);
     let (_tmp, out) = build(&run);
     let pages = check_book(&out);
+    // Without a density run the capacity figures are missing, and say how to get them.
+    let ch8 = main_text(&pages[Path::new("08-capacity.html")]);
+    assert!(
+        ch8.contains(&format!("{NOT_MEASURED} (no density run"))
+            && ch8.contains("isolab book --density"),
+        "{ch8}"
+    );
+    assert!(!out.join("figures/density-memory.svg").exists());
     let ch2 = main_text(&pages[Path::new("02-hypervisor.html")]);
     let sentence = format!("{NOT_MEASURED} (vm unavailable: /dev/kvm is served by PVM (kvm_pvm))");
     assert!(ch2.contains(&sentence), "{ch2}");
@@ -800,11 +883,12 @@ fn a_second_run_can_stand_in_for_a_missing_vm() {
     let tmp = tempfile::tempdir().unwrap();
     let mut no_vm = base.clone();
     no_vm.samples.retain(|s| s.backend != "vm");
-    let err = bench_harness::book::build_book_with(&base, Some(&no_vm), &book_src(), tmp.path())
-        .unwrap_err();
+    let err =
+        bench_harness::book::build_book_with(&base, Some(&no_vm), None, &book_src(), tmp.path())
+            .unwrap_err();
     assert!(matches!(err, BookError::NoVmSamples(_)), "{err}");
     let out = tmp.path().join("book");
-    bench_harness::book::build_book_with(&base, Some(&emulated), &book_src(), &out)
+    bench_harness::book::build_book_with(&base, Some(&emulated), None, &book_src(), &out)
         .unwrap_or_else(|e| panic!("{e}"));
     let out = out.canonicalize().unwrap();
     let pages = check_book(&out);
@@ -1254,7 +1338,7 @@ fn build_in(
 ) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("book");
-    bench_harness::book::build_book_in(run, None, src, &out, lang)
+    bench_harness::book::build_book_in(run, None, None, src, &out, lang)
         .unwrap_or_else(|e| panic!("{e}"));
     (tmp, out.canonicalize().unwrap())
 }

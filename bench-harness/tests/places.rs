@@ -3,6 +3,7 @@
 //! outside isolab's own folders and nothing of isolab's behind. Needs root (containers, cgroups).
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -52,17 +53,7 @@ fn suite(dir: &Path, reps: u32) -> PathBuf {
 }
 
 fn run_cmd(suite: &Path, out: &Path, io: &Path) -> Command {
-    let mut c = Command::new(ISOLAB);
-    c.args(["run", "--suite"])
-        .arg(suite)
-        .arg("--out")
-        .arg(out)
-        .arg("--io-dir")
-        .arg(io)
-        .args(["--seed", "7"])
-        .env("ISOLAB_AGENT", agent())
-        .stdin(Stdio::null());
-    c
+    common::isolab_run(suite, out, io, 7)
 }
 
 /// Every path below `dir` with its content (files), link target (links) or nothing (folders).

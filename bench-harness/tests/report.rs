@@ -73,6 +73,7 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
         backends,
         columns: Vec::new(),
         until_ci: None,
+        lab_network: BTreeMap::new(),
     }
 }
 
@@ -147,10 +148,10 @@ fn metrics(backend: &str, kind: &str, rep: u32, emulated: bool) -> Vec<Metric> {
             match backend {
                 "native" => m.push(Metric::lower("host.peak_rss", "MiB", jit(2.0, rep))),
                 "container" => {
-                    m.push(Metric::lower("host.peak_memory", "MiB", jit(6.0, rep)));
-                    m.push(Metric::lower("host.mem_anon", "MiB", jit(1.5, rep)));
-                    m.push(Metric::lower("host.mem_file", "MiB", jit(3.0, rep)));
-                    m.push(Metric::lower("host.mem_kernel", "MiB", jit(0.8, rep)));
+                    m.push(Metric::lower("host.cgroup_peak", "MiB", jit(6.0, rep)));
+                    m.push(Metric::lower("host.cgroup_anon", "MiB", jit(1.5, rep)));
+                    m.push(Metric::lower("host.cgroup_file", "MiB", jit(3.0, rep)));
+                    m.push(Metric::lower("host.cgroup_kernel", "MiB", jit(0.8, rep)));
                 }
                 _ => {
                     m.push(Metric::lower("host.vmm_overhead", "MiB", jit(7.0, rep)));
@@ -320,9 +321,15 @@ fn html_and_every_svg_are_well_formed_and_say_what_matters() {
         .filter(|n| n.tag_name().name() == "svg")
         .count();
     let (charts, notes) = build_charts(&run).unwrap();
-    // Every chart but the factor effects and the A/A check (a run without either).
-    assert_eq!(charts.len(), 6, "{notes:?}");
-    assert_eq!(svgs, 6);
+    // Every chart but the factor effects and the A/A check (a run without either). No chart
+    // sets the backends' memory figures side by side: each is its own meter.
+    assert_eq!(charts.len(), 5, "{notes:?}");
+    assert_eq!(svgs, 5);
+    assert!(charts.iter().all(|c| !c.name.contains("memory")));
+    assert!(
+        html.contains("own meter (host.peak_rss") && html.contains("isolab density"),
+        "the caveat naming the meters is missing"
+    );
     for c in &charts {
         parse_xml(&c.svg);
         assert!(c.svg.contains("<svg"), "{}", c.name);
@@ -354,7 +361,7 @@ fn html_and_every_svg_are_well_formed_and_say_what_matters() {
     for c in &charts {
         let has = c.svg.contains("vm (emulated)");
         match c.name {
-            "memory_per_instance" | "vm_exits" | "vm_exits_per_op" => assert!(has, "{}", c.name),
+            "vm_exits" | "vm_exits_per_op" => assert!(has, "{}", c.name),
             _ => assert!(!has, "{} shows emulated samples", c.name),
         }
     }
@@ -643,7 +650,7 @@ fn partial_run_without_some_backends_reports_everything_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_charts(&empty, dir.path()).unwrap();
     assert!(files.files.is_empty());
-    assert_eq!(files.notes.len(), 8, "{:?}", files.notes);
+    assert_eq!(files.notes.len(), 7, "{:?}", files.notes);
 }
 
 #[test]
@@ -659,7 +666,7 @@ fn charts_are_written_as_svg_and_png() {
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "svg"))
         .collect();
-    assert_eq!(svgs.len(), 6);
+    assert_eq!(svgs.len(), 5);
     for p in &svgs {
         parse_xml(&std::fs::read_to_string(p).unwrap());
     }
@@ -676,7 +683,7 @@ fn charts_are_written_as_svg_and_png() {
             out.notes
         );
     } else {
-        assert_eq!(pngs.len(), 6, "{:?}", out.notes);
+        assert_eq!(pngs.len(), 5, "{:?}", out.notes);
         for p in pngs {
             let bytes = std::fs::read(p).unwrap();
             assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
@@ -714,7 +721,7 @@ fn factor_columns_effects_and_the_aa_check_reach_every_format() {
         "{html}"
     );
     let (charts, notes) = build_charts(&run).unwrap();
-    assert_eq!(charts.len(), 8, "{notes:?}");
+    assert_eq!(charts.len(), 7, "{notes:?}");
     let effects = charts.iter().find(|c| c.name == "factor_effects").unwrap();
     assert!(
         effects.svg.contains("container userns: off → on"),

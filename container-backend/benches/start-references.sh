@@ -3,10 +3,15 @@
 #   - a plain fork+exec of the static agent (what any process start costs),
 #   - `unshare` with five namespaces running it (the kernel's namespace cost, no cgroups or rootfs),
 #   - `runc run` of the same static agent in a minimal bundle (a production runtime),
-#   - isolab's container and native backends (`isolab run --workload noop`).
-# The three references are timed from a shell loop (fork, exec, exit and wait included), isolab
-# from its own timeline (start to agent ready, teardown apart). Absolute times drift with the
-# machine's load; compare within one run of this script.
+#   - isolab's container and native backends (`isolab run --workload noop`),
+#   - the container's floor, side by side with the container in one interleaved loop
+#     (examples/start_floor.rs): clone3 with the container's namespaces into a fresh cgroup, mounts
+#     made private, exec of the agent; with the same end point as isolab's start figure (the
+#     agent's first instruction, by its own clock), and the container with and without its
+#     seccomp filter.
+# The three shell references are timed from a shell loop (fork, exec, exit and wait included),
+# isolab and the floor from their own timelines (start to agent ready). Absolute times drift with
+# the machine's load; compare within one run of this script.
 #
 #   sudo container-backend/benches/start-references.sh [REPS]
 set -euo pipefail
@@ -18,6 +23,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 cargo build --release -q -p bench_harness -p workloads --bins
+cargo build --release -q -p container_backend --example start_floor
 bin="${CARGO_TARGET_DIR:-$here/target}/x86_64-unknown-linux-gnu/release"
 agent="$bin/isolab-agent"
 command -v runc >/dev/null || apt-get install -y -q runc >/dev/null
@@ -46,6 +52,8 @@ per_run() { # N COMMAND...: mean wall time per run, microseconds
   echo $(( (e - s) / (n * 1000) ))
 }
 
+echo "The container against its floor, same end point (start to the agent's first instruction):"
+ISOLAB_AGENT="$agent" "$bin/examples/start_floor" "$reps"
 echo "fork+exec of the static agent:      $(per_run "$reps" "$agent" --exit-immediately) µs"
 echo "unshare (uts net mnt ipc pid) + it: $(per_run "$reps" unshare -u -n -m -i -p -f "$agent" --exit-immediately) µs"
 runc_reps=$(( reps / 4 > 10 ? reps / 4 : 10 ))

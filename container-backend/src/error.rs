@@ -212,12 +212,32 @@ pub enum ContainerError {
         /// The directory.
         path: PathBuf,
     },
+    /// A network namespace to join was given with a user namespace.
+    #[error(
+        "a container with a user namespace cannot join isolab's lab network (the kernel refuses \
+         to let it enter a namespace owned by the host's root); run the network workloads \
+         without --userns"
+    )]
+    NetnsWithUserNamespace,
     /// The run was interrupted (Ctrl-C) before the container started.
     #[error("interrupted before the container started; nothing is left behind")]
     Interrupted,
 }
 
 impl ContainerError {
+    /// The errno behind the error and what was being done, for errors that come from a system
+    /// call (a caller may match it to a host limit: EMFILE, EAGAIN, ENOSPC, ...).
+    pub fn errno(&self) -> Option<(i32, String)> {
+        match self {
+            ContainerError::Sys { what, source, .. } => Some((*source as i32, (*what).to_owned())),
+            ContainerError::Cgroup { action, source, .. } => source
+                .raw_os_error()
+                .map(|e| (e, format!("{action} cgroup"))),
+            ContainerError::Setup { step, errno } => Some((*errno as i32, step.to_string())),
+            _ => None,
+        }
+    }
+
     pub(crate) fn cgroup(
         action: impl Into<String>,
         path: impl Into<PathBuf>,

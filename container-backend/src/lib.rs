@@ -31,12 +31,15 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod confine;
 pub mod error;
+pub mod floor;
 mod host;
 mod leftovers;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+mod running;
 pub mod seccomp;
+mod seccomp_tree;
 pub mod timeline;
 pub mod userns;
 
@@ -59,6 +62,7 @@ pub use host::{check_host, HostProblem};
 pub use leftovers::{clean_leftovers, CleanReport};
 pub use process::{SetupStep, MARKER_FD};
 pub use rootfs::SCRATCH_MOUNT;
+pub use running::{CgroupMemory, Finished, MarkerRead, RunningContainer};
 pub use seccomp::SeccompProfile;
 pub use timeline::{Marker, Phase, Timeline};
 pub use userns::{check_unprivileged_user_namespaces, UserNamespace, ROOT_MAPPED_ID};
@@ -67,7 +71,7 @@ use capabilities::CapabilityDrop;
 use cgroups::{Hierarchy, MemoryBreakdown as Breakdown};
 use confine::ConfinePlan;
 use namespaces::NamespaceSetup;
-use process::{CgroupJoin, ChildPlan, WatchOptions};
+use process::{CgroupJoin, ChildIo, ChildPlan, WatchOptions};
 use rootfs::{MountPlan, Rootfs};
 use seccomp::SeccompFilters;
 use userns::IdMaps;
@@ -134,6 +138,11 @@ pub struct RunRequest {
     pub args: Vec<String>,
     /// The complete environment of the init.
     pub env: Vec<(String, String)>,
+    /// Join this network namespace (made and set up by the caller: a veth pair's inner end, or
+    /// isolab's lab namespace for `--container-net host`) instead of making a fresh one with
+    /// only `lo`. The fd must stay open until [`Runtime::run`] returns. Not with a user
+    /// namespace (the kernel refuses to join a namespace its owner did not make).
+    pub netns: Option<std::os::fd::RawFd>,
 }
 
 /// How the container's init ended.
@@ -232,6 +241,24 @@ pub struct RunReport {
     pub cgroup_dirs: Vec<PathBuf>,
     /// What makes this run differ from a default one (empty for a default run as root).
     pub warnings: Vec<RunWarning>,
+}
+
+/// A container cloned into its namespaces and cgroup, not yet watched.
+struct Launched {
+    id: u64,
+    spawned: process::Spawned,
+    cg: Option<cgroups::TrialCgroup>,
+    timeline: Timeline,
+}
+
+/// How a reaped init ended.
+fn exit_kind(status: WaitStatus) -> ExitKind {
+    match status {
+        WaitStatus::Exited(_, code) => ExitKind::Exited(code),
+        WaitStatus::Signaled(_, sig, _) => ExitKind::Signaled(sig as i32),
+        // waitpid without WUNTRACED/WCONTINUED reports only ends.
+        _ => ExitKind::Exited(-1),
+    }
 }
 
 /// Containers running now, so Ctrl-C handling can kill them from another thread.
@@ -419,6 +446,115 @@ impl Runtime {
     /// could not be made (setup failed, cgroup could not be created); what the init did is in the
     /// report. Whatever happens, the cgroup is removed and no process is left.
     pub fn run(&self, req: &RunRequest) -> Result<RunReport, ContainerError> {
+        let (mut parent_io, child_io) = process::make_io(&self.dev_null)?;
+        let launched = self.launch(req, child_io)?;
+        let Launched {
+            id,
+            spawned,
+            mut cg,
+            mut timeline,
+        } = launched;
+        let mut sampled = Breakdown::default();
+        let ran = self.watch_and_reap(
+            id,
+            &spawned,
+            &mut parent_io,
+            cg.as_ref(),
+            &mut timeline,
+            &mut sampled,
+        );
+        let cgroup_dirs = cg.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();
+        let usage = cg.as_ref().map(|c| c.usage(sampled)).unwrap_or_default();
+        let removal = cg.as_ref().map_or(Ok(()), |c| c.remove());
+        cg.take();
+        timeline.mark(Phase::CleanedUp);
+        let (status, watched, root_moved, init_pid, proc_io) = ran?;
+        let mut usage = usage;
+        usage.io = usage.io.max(proc_io);
+        let exit = exit_kind(status);
+        Ok(RunReport {
+            timeline,
+            exit,
+            killed: if watched.interrupted {
+                Some(KillReason::Interrupted)
+            } else if watched.timed_out {
+                Some(KillReason::Timeout)
+            } else {
+                None
+            },
+            out_of_memory: usage.oom_kills > 0,
+            stdout: String::from_utf8_lossy(&watched.stdout).into_owned(),
+            stderr_tail: String::from_utf8_lossy(&watched.stderr).into_owned(),
+            usage,
+            cgroup_version: self.cgroup_version(),
+            root_moved,
+            cleanup_error: removal.err().map(|e| e.to_string()),
+            init_pid,
+            cgroup_dirs,
+            warnings: self.warnings(),
+        })
+    }
+
+    /// Starts `/init` in a fresh container and returns while it runs: the caller watches its
+    /// marker pipe ([`RunningContainer::marker_fd`]), and ends it with
+    /// [`RunningContainer::kill`] and [`RunningContainer::finish`] (reap, remove the cgroup).
+    /// For instances that stay up (`isolab density`): no timeout applies and nothing is read from
+    /// the init's output, which goes to `stdout` and `stderr` (`None`: /dev/null). A container
+    /// that is dropped without `finish` is killed, reaped and removed all the same.
+    /// [`interrupt_all`] kills it too.
+    ///
+    /// The child dies with the *thread* that started it (`PR_SET_PDEATHSIG` is per thread): start
+    /// it from a thread that lives as long as the container.
+    pub fn start(
+        &self,
+        req: &RunRequest,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+    ) -> Result<RunningContainer, ContainerError> {
+        let (marker, child_io) = process::make_io_to(&self.dev_null, stdout, stderr)?;
+        let Launched {
+            id,
+            spawned,
+            mut cg,
+            timeline,
+        } = self.launch(req, child_io)?;
+        // The child has joined (or was born in) its cgroup before it execs: the join fds are
+        // not needed any more, and a thousand instances would otherwise hold five each (v1).
+        if let Some(c) = cg.as_mut() {
+            c.close_join_fds();
+        }
+        let interrupted = Arc::new(AtomicBool::new(false));
+        live().push(Live {
+            id,
+            pidfd: std::os::fd::AsRawFd::as_raw_fd(&spawned.pidfd),
+            interrupted: interrupted.clone(),
+        });
+        let running = RunningContainer {
+            id,
+            spawned: Some(spawned),
+            cg,
+            timeline,
+            marker: Some(marker),
+            version: self.cgroup_version(),
+        };
+        if STOPPING.load(Ordering::SeqCst) {
+            running.kill();
+        }
+        Ok(running)
+    }
+
+    fn warnings(&self) -> Vec<RunWarning> {
+        self.no_cgroups
+            .iter()
+            .map(|reason| RunWarning::CgroupsUnavailable {
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    /// Makes the cgroup, clones the child into its namespaces (and cgroup) and lets it run its
+    /// setup up to exec. On error nothing of it is left.
+    fn launch(&self, req: &RunRequest, child_io: ChildIo) -> Result<Launched, ContainerError> {
         if self.rootfs.is_none() {
             return Err(ContainerError::RootfsUnfit {
                 path: self.config.state_dir.clone(),
@@ -427,6 +563,9 @@ impl Runtime {
         }
         if STOPPING.load(Ordering::SeqCst) {
             return Err(ContainerError::Interrupted);
+        }
+        if req.netns.is_some() && self.id_maps.is_some() {
+            return Err(ContainerError::NetnsWithUserNamespace);
         }
         let init = process::c_string("/init")?;
         let mut argv = vec![init.clone()];
@@ -463,13 +602,16 @@ impl Runtime {
             CgroupJoin::AfterGate(_) => self.hierarchy.as_ref(),
             _ => None,
         };
+        let remove = |cg: &Option<cgroups::TrialCgroup>| {
+            if let Some(c) = cg {
+                let _ = c.remove();
+            }
+        };
         // A fresh copy of the scratch folder's mount for this trial (the child attaches it).
         let scratch_tree = match self.mounts.scratch_tree() {
             Ok(t) => t,
             Err(e) => {
-                if let Some(c) = &cg {
-                    let _ = c.remove();
-                }
+                remove(&cg);
                 return Err(e);
             }
         };
@@ -485,80 +627,25 @@ impl Runtime {
             join,
             no_cgroup: self.hierarchy.is_none(),
             user_namespace: self.id_maps.as_ref(),
+            netns: req.netns,
         };
-        let mut sampled = Breakdown::default();
-        let ran = self.spawn_and_watch(
-            id,
-            &plan,
-            (&name, create_after_clone),
-            &mut cg,
-            &mut timeline,
-            &mut sampled,
-        );
-        let cgroup_dirs = cg.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();
-        let usage = cg.as_ref().map(|c| c.usage(sampled)).unwrap_or_default();
-        let removal = cg.as_ref().map_or(Ok(()), |c| c.remove());
-        drop(cg);
-        timeline.mark(Phase::CleanedUp);
-        let (status, watched, root_moved, init_pid, proc_io) = ran?;
-        let mut usage = usage;
-        usage.io = usage.io.max(proc_io);
-        let exit = match status {
-            WaitStatus::Exited(_, code) => ExitKind::Exited(code),
-            WaitStatus::Signaled(_, sig, _) => ExitKind::Signaled(sig as i32),
-            // waitpid without WUNTRACED/WCONTINUED reports only ends.
-            _ => ExitKind::Exited(-1),
-        };
-        Ok(RunReport {
-            timeline,
-            exit,
-            killed: if watched.interrupted {
-                Some(KillReason::Interrupted)
-            } else if watched.timed_out {
-                Some(KillReason::Timeout)
-            } else {
-                None
-            },
-            out_of_memory: usage.oom_kills > 0,
-            stdout: String::from_utf8_lossy(&watched.stdout).into_owned(),
-            stderr_tail: String::from_utf8_lossy(&watched.stderr).into_owned(),
-            usage,
-            cgroup_version: self.cgroup_version(),
-            root_moved,
-            cleanup_error: removal.err().map(|e| e.to_string()),
-            init_pid,
-            cgroup_dirs,
-            warnings: self
-                .no_cgroups
-                .iter()
-                .map(|reason| RunWarning::CgroupsUnavailable {
-                    reason: reason.clone(),
-                })
-                .collect(),
-        })
-    }
-
-    fn spawn_and_watch(
-        &self,
-        id: u64,
-        plan: &ChildPlan<'_>,
-        (name, create_after_clone): (&str, Option<&Hierarchy>),
-        cg_slot: &mut Option<cgroups::TrialCgroup>,
-        timeline: &mut Timeline,
-        sampled: &mut Breakdown,
-    ) -> Result<(WaitStatus, process::Watched, bool, i32, IoBytes), ContainerError> {
-        let (mut parent_io, child_io) = process::make_io(&self.dev_null)?;
-        let into = cg_slot
+        let into = cg
             .as_ref()
             .and_then(|c| c.clone_into())
             .map(|fd| fd.as_fd());
-        let spawned = process::spawn(plan, child_io, into)?;
+        let spawned = match process::spawn(&plan, child_io, into) {
+            Ok(s) => s,
+            Err(e) => {
+                remove(&cg);
+                return Err(e);
+            }
+        };
         timeline.mark(Phase::CloneReturned);
         if let Some(hierarchy) = create_after_clone {
-            match hierarchy.create(name, &self.config.limits, true) {
+            match hierarchy.create(&name, &self.config.limits, true) {
                 Ok(c) => {
                     timeline.mark(Phase::CgroupCreated);
-                    *cg_slot = Some(c);
+                    cg = Some(c);
                     spawned.open_gate(true);
                 }
                 Err(e) => {
@@ -569,7 +656,23 @@ impl Runtime {
                 }
             }
         }
-        let cg = cg_slot.as_ref();
+        Ok(Launched {
+            id,
+            spawned,
+            cg,
+            timeline,
+        })
+    }
+
+    fn watch_and_reap(
+        &self,
+        id: u64,
+        spawned: &process::Spawned,
+        parent_io: &mut process::ParentIo,
+        cg: Option<&cgroups::TrialCgroup>,
+        timeline: &mut Timeline,
+        sampled: &mut Breakdown,
+    ) -> Result<(WaitStatus, process::Watched, bool, i32, IoBytes), ContainerError> {
         let interrupted = Arc::new(AtomicBool::new(false));
         live().push(Live {
             id,
@@ -593,8 +696,8 @@ impl Runtime {
             }
         };
         let mut watched = process::watch(
-            &spawned,
-            &mut parent_io,
+            spawned,
+            parent_io,
             opts,
             &is_interrupted,
             timeline,

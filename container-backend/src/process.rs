@@ -99,10 +99,12 @@ pub enum SetupStep {
     DevReadOnly,
     /// Installing the seccomp filter.
     Seccomp,
+    /// Joining the network namespace the runtime was given (a veth's, or the lab's).
+    JoinNetwork,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 27] = [
+    const ALL: [SetupStep; 28] = [
         SetupStep::JoinCgroup,
         SetupStep::EnterCgroupNamespace,
         SetupStep::SetHostname,
@@ -130,6 +132,7 @@ impl SetupStep {
         SetupStep::ResourceLimits,
         SetupStep::DevReadOnly,
         SetupStep::Seccomp,
+        SetupStep::JoinNetwork,
     ];
 
     fn from_u32(n: u32) -> Option<Self> {
@@ -168,6 +171,10 @@ impl SetupStep {
                 "the kernel refused the seccomp filter (a kernel without CONFIG_SECCOMP_FILTER?); \
                  run with `--seccomp off` to measure without it"
             }
+            SetupStep::JoinNetwork => {
+                "the network namespace given to the container is gone or not one (the run's \
+                 lab namespace ended?); run `isolab doctor --clean` and try again"
+            }
             SetupStep::Exec => {
                 "the init binary must be a static executable for this machine (build the agent \
                  for x86_64-unknown-linux-gnu with +crt-static, as the workspace does)"
@@ -198,6 +205,7 @@ impl SetupStep {
             SetupStep::NoNewPrivs => "set no_new_privs",
             SetupStep::Exec => "execve /init",
             SetupStep::EnterUserNamespace => "enter user namespace",
+            SetupStep::JoinNetwork => "join network namespace",
             SetupStep::MaskPaths => "mask paths",
             SetupStep::ReadOnlyPaths => "make paths read-only",
             SetupStep::ClearGroups => "clear supplementary groups",
@@ -246,6 +254,11 @@ const GATE_PATIENCE_S: i64 = 30;
 struct SharedReport {
     ptr: NonNull<ChildReport>,
 }
+
+// SAFETY: the page is owned by this value (unmapped only in its Drop) and only ever accessed
+// through atomics, so moving the owner to another thread is sound; a started container's handle
+// moves from the thread that started it to the one that watches it.
+unsafe impl Send for SharedReport {}
 
 impl std::fmt::Debug for SharedReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -302,7 +315,7 @@ impl Drop for SharedReport {
 
 /// Makes sure an fd is at least 4 so dup2-ing the child's fds to 0..=3 never overwrites another
 /// of them.
-fn high_fd(fd: OwnedFd) -> Result<OwnedFd, ContainerError> {
+pub(crate) fn high_fd(fd: OwnedFd) -> Result<OwnedFd, ContainerError> {
     if fd.as_raw_fd() > MARKER_FD {
         return Ok(fd);
     }
@@ -317,7 +330,7 @@ fn high_fd(fd: OwnedFd) -> Result<OwnedFd, ContainerError> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), ContainerError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), ContainerError> {
     let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|source| ContainerError::Sys {
         what: "pipe2",
         source,
@@ -372,6 +385,49 @@ pub(crate) fn make_io(dev_null: &OwnedFd) -> Result<(ParentIo, ChildIo), Contain
     ))
 }
 
+/// For a container that stays up (`Runtime::start`): only the marker pipe comes back to the
+/// parent (its read end, non-blocking); the child's stdout and stderr go to the given files, or
+/// to /dev/null.
+pub(crate) fn make_io_to(
+    dev_null: &OwnedFd,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+) -> Result<(OwnedFd, ChildIo), ContainerError> {
+    let (marker_r, marker_w) = pipe()?;
+    fcntl(&marker_r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|source| {
+        ContainerError::Sys {
+            what: "fcntl(O_NONBLOCK) on the marker pipe",
+            source,
+            hint: "a pipe refused O_NONBLOCK; run `isolab doctor`",
+        }
+    })?;
+    let null = || {
+        dev_null.try_clone().map_err(|e| ContainerError::Sys {
+            what: "dup of /dev/null",
+            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE)),
+            hint: "raise the open-files limit (ulimit -n)",
+        })
+    };
+    let stdout = high_fd(match stdout {
+        Some(f) => f,
+        None => null()?,
+    })?;
+    let stderr = high_fd(match stderr {
+        Some(f) => f,
+        None => null()?,
+    })?;
+    Ok((
+        marker_r,
+        ChildIo {
+            stdin: high_fd(null()?)?,
+            marker: marker_w,
+            stdout,
+            stderr,
+            map_sync: None,
+        },
+    ))
+}
+
 /// Everything the child needs, built before clone.
 #[derive(Debug)]
 pub(crate) struct ChildPlan<'a> {
@@ -391,6 +447,8 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) no_cgroup: bool,
     /// The id maps of a user namespace; `None` makes none (the default).
     pub(crate) user_namespace: Option<&'a IdMaps>,
+    /// A network namespace to join instead of making a fresh one.
+    pub(crate) netns: Option<RawFd>,
 }
 
 /// How the child gets into the trial cgroup.
@@ -437,16 +495,35 @@ pub struct CloneArgs {
     pub cgroup: u64,
 }
 
+/// `clone3(args)`: the child's pid in the parent, 0 in the child, -1 with errno on failure.
+///
+/// # Safety
+///
+/// Without `CLONE_VM` and with a zero stack the child runs on a copy of this address space, as
+/// after `fork`: in a multi-threaded process it may only make async-signal-safe calls until it
+/// execs or `_exit`s, and must never return into the caller's frames (it must end in `execve`
+/// or `_exit`). Every pointer in `args` must be valid for the call.
+pub unsafe fn clone3(args: &CloneArgs) -> libc::c_long {
+    // SAFETY: the caller upholds the contract above; `args` is a valid clone_args of its size.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 /// Pins the calling thread to the CPU it runs on for the duration of the clone, so the child is
 /// born on this CPU's run queue: the parent blocks in `poll` right after, and the child then runs
 /// at once instead of queueing behind whatever occupies another CPU (on a busy 2-CPU host that
 /// wait was the largest part of a start). The child restores the original mask first thing.
-struct PinForClone {
-    original: Option<libc::cpu_set_t>,
+pub(crate) struct PinForClone {
+    pub(crate) original: Option<libc::cpu_set_t>,
 }
 
 impl PinForClone {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
         let mut original: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::cpu_set_t>();
@@ -489,7 +566,7 @@ impl Drop for PinForClone {
 }
 
 /// Child side: back to the parent's CPU mask. Async-signal-safe.
-fn unpin(original: Option<&libc::cpu_set_t>) {
+pub(crate) fn unpin(original: Option<&libc::cpu_set_t>) {
     if let Some(set) = original {
         // SAFETY: a valid cpu_set_t copied before clone.
         unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
@@ -532,6 +609,9 @@ pub(crate) fn spawn(
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
+    if plan.netns.is_some() {
+        args.flags &= !(libc::CLONE_NEWNET as u64);
+    }
     if let Some(dir) = cgroup_dir {
         args.flags |= CLONE_INTO_CGROUP | CLONE_NEWCGROUP;
         args.cgroup = dir.as_raw_fd() as u64;
@@ -547,13 +627,7 @@ pub(crate) fn spawn(
     // SAFETY: clone3 with a zero stack behaves like fork: the child gets a copy of this address
     // space and returns here with 0. It then runs only `child_main`, which makes async-signal-safe
     // calls on data built above and ends in execve or _exit, never returning.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::addr_of!(args),
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let ret = unsafe { clone3(&args) };
     if ret == 0 {
         child_main(plan, &io, &argv, &envp, report.get(), pin.original.as_ref());
     }
@@ -741,7 +815,13 @@ fn child_main(
     if let Err(e) = plan.namespaces.set_hostname() {
         fail(report, SetupStep::SetHostname, e);
     }
-    if let Err(e) = plan.namespaces.loopback_up() {
+    if let Some(fd) = plan.netns {
+        // Set up by whoever made it (isolab's lab network): nothing to change inside.
+        // SAFETY: setns with an fd the parent keeps open for the clone and a flag.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+            fail(report, SetupStep::JoinNetwork, errno());
+        }
+    } else if let Err(e) = plan.namespaces.loopback_up() {
         fail(report, SetupStep::LoopbackUp, e);
     }
     stamp(report, 1);
@@ -775,10 +855,6 @@ fn child_main(
         stamp(report, 0);
         enter_cgroup_namespace(report);
     }
-    // Groups, keyring and open-files limit, like the mounts before pivot_root.
-    if let Err((step, e)) = plan.mounts.confine.apply_process() {
-        fail(report, step, e);
-    }
     match plan.mounts.enter(plan.scratch_tree) {
         Ok(moved) => report.moved_root.store(u32::from(moved), Ordering::Release),
         Err((step, e)) => fail(report, step, e),
@@ -808,6 +884,13 @@ fn child_main(
             CLOSE_RANGE_CLOEXEC,
         )
     };
+    // Groups, keyring and the open-files limit, before the capabilities go. After the mounts:
+    // until exec the child holds a copy of every descriptor of its parent (close-on-exec), and
+    // an isolab that runs a thousand containers holds thousands, so under a limit of 1024 the
+    // mounts could open nothing more (EMFILE).
+    if let Err((step, e)) = plan.mounts.confine.apply_process() {
+        fail(report, step, e);
+    }
     // A session of its own: a Ctrl-C on isolab's terminal goes to isolab, which then ends the
     // container deliberately (`interrupt_all`), instead of reaching the workload's children.
     // SAFETY: setsid takes no arguments; the child is not a process-group leader, so it succeeds.

@@ -23,6 +23,7 @@
 //!   | 2 | `WorkloadStart` |
 //!   | 3 | `WorkloadEnd` |
 //!   | 4 | `ResultWritten` |
+//!   | 5 | `Waiting` (the `wait` workload: working set in place, the agent waits to be told to exit) |
 //!   | 16 | phase `prefill` begins |
 //!   | 17 | phase `read` begins |
 //!   | 18 | phase `write` begins |
@@ -60,6 +61,11 @@ pub const MARKER_CMDLINE_KEY: &str = "isolab.marker";
 pub const MARKER_PORT: u16 = 0x490;
 /// Kernel command-line key choosing how a VM's I/O workloads use its disk ([`DiskMode`]).
 pub const DISK_CMDLINE_KEY: &str = "isolab.disk";
+/// Kernel command-line key giving a VM's network interface its address, `ADDR/PREFIX` (the
+/// interface is [`VM_NET_INTERFACE`]; the peer is `.1` of the same /30 and in the spec).
+pub const NET_CMDLINE_KEY: &str = "isolab.net";
+/// The guest's virtio-net interface (the first one).
+pub const VM_NET_INTERFACE: &str = "eth0";
 /// The block device of a VM's virtio-blk disk (the first virtio disk).
 pub const VM_DISK_DEVICE: &str = "/dev/vda";
 /// Where `isolab.disk=ext4` mounts the disk (the same path a container's scratch directory has).
@@ -117,6 +123,9 @@ pub enum MarkerEvent {
     WorkloadEnd,
     /// The result line has been written and flushed.
     ResultWritten,
+    /// The `wait` workload (an instance of `isolab density`) has its working set in place and
+    /// now waits until it is told to exit: the instance is ready. Sent after `ResultWritten`.
+    Waiting,
     /// A phase of the workload begins (and the previous one, if any, ends).
     Phase(WorkloadPhase),
 }
@@ -129,6 +138,7 @@ impl MarkerEvent {
             2 => Some(Self::WorkloadStart),
             3 => Some(Self::WorkloadEnd),
             4 => Some(Self::ResultWritten),
+            5 => Some(Self::Waiting),
             _ => WorkloadPhase::from_byte(byte).map(Self::Phase),
         }
     }
@@ -140,6 +150,7 @@ impl MarkerEvent {
             Self::WorkloadStart => 2,
             Self::WorkloadEnd => 3,
             Self::ResultWritten => 4,
+            Self::Waiting => 5,
             Self::Phase(p) => p.byte(),
         }
     }
@@ -151,6 +162,7 @@ impl MarkerEvent {
             Self::WorkloadStart => "workload_start",
             Self::WorkloadEnd => "workload_end",
             Self::ResultWritten => "result_written",
+            Self::Waiting => "waiting",
             Self::Phase(WorkloadPhase::Prefill) => "phase_prefill",
             Self::Phase(WorkloadPhase::Read) => "phase_read",
             Self::Phase(WorkloadPhase::Write) => "phase_write",
@@ -503,7 +515,7 @@ mod tests {
                 None => false,
             })
             .collect();
-        assert_eq!(known, [1, 2, 3, 4, 16, 17, 18, 19]);
+        assert_eq!(known, [1, 2, 3, 4, 5, 16, 17, 18, 19]);
         for p in WorkloadPhase::ALL {
             assert!(PHASE_BYTES.contains(&p.byte()), "{p:?}");
             assert_eq!(WorkloadPhase::from_byte(p.byte()), Some(p));
@@ -513,7 +525,7 @@ mod tests {
             );
         }
         // Reserved phase bytes without a phase, and the rest, are nobody's.
-        for b in [0, 5, 15, 20, 31, 32, 255] {
+        for b in [0, 6, 15, 20, 31, 32, 255] {
             assert_eq!(MarkerEvent::from_byte(b), None, "{b}");
             assert_eq!(WorkloadPhase::from_byte(b), None, "{b}");
         }

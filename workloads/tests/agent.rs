@@ -18,6 +18,7 @@ use workloads::kernels::cpu::CpuParams;
 use workloads::kernels::io::{IoFsyncParams, IoRandParams, IoSeqParams};
 use workloads::kernels::mem_bw::MemBwParams;
 use workloads::kernels::mem_lat::MemLatParams;
+use workloads::kernels::net::NetStreamParams;
 use workloads::kernels::net_loopback::NetLoopbackParams;
 use workloads::kernels::page_fault::PageFaultParams;
 use workloads::kernels::random_access::RandomAccessParams;
@@ -82,8 +83,56 @@ fn small(kind: &str) -> Workload {
             calls: 1000,
             sleeps: 2,
         }),
-        other => Workload::default_of_kind(other).unwrap(),
+        other => {
+            let mut w = Workload::default_of_kind(other).unwrap();
+            if w.peer().is_some() {
+                w = match w {
+                    Workload::NetStream(_) => Workload::NetStream(NetStreamParams {
+                        peer: peer(),
+                        mib: 1,
+                    }),
+                    mut w => {
+                        if let Workload::NetRr(p) | Workload::NetCrr(p) | Workload::NetUdpRr(p) =
+                            &mut w
+                        {
+                            p.transactions = 20;
+                        }
+                        w.set_peer(&peer());
+                        w
+                    }
+                };
+            }
+            w
+        }
     }
+}
+
+/// The network workloads' peer: this agent with `--peer 0` on the host's loopback, started once
+/// and ended when the test process ends (its stdin closes).
+fn peer() -> String {
+    static PEER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEER.get_or_init(|| {
+        let mut child = Command::new(agent())
+            .args(["--peer", "0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        // The child and its stdin live as long as the test process.
+        std::mem::forget(child);
+        format!("127.0.0.1:{port}")
+    })
+    .clone()
 }
 
 fn encoded(w: Workload) -> String {
@@ -349,5 +398,104 @@ fn as_pid1_it_brings_lo_up_reports_and_ends_the_namespace() {
             assert_eq!(report.visible_processes, 1, "{report:?}");
             assert_eq!(report.interfaces, ["lo"], "{report:?}");
         }
+    }
+}
+
+/// Reads marker bytes from `r` until `want` arrives (or the pipe ends), with a deadline.
+fn markers_until(r: &std::os::fd::OwnedFd, want: u8) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16];
+    while !got.contains(&want) && std::time::Instant::now() < deadline {
+        let mut pfd = libc::pollfd {
+            fd: r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for an fd we own.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+            continue;
+        }
+        match nix::unistd::read(r, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// The density instance: working set written, result reported, `Waiting` sent, then it stays
+/// until told to exit: by SIGTERM, or by the end of its stdin when stdin is a pipe (and not by a
+/// stdin of /dev/null, which ends at once).
+#[test]
+fn wait_reports_ready_and_stays_until_told_to_exit() {
+    use workloads::kernels::wait::WaitParams;
+    let spec = encoded(Workload::Wait(WaitParams {
+        working_set_kib: 8 << 10,
+    }));
+    for by_stdin in [false, true] {
+        let guard = SPAWN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        fcntl(&w, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+        let mut child = Command::new(agent())
+            .env(SPEC_ENV, &spec)
+            .env(MARKER_ENV, format!("fd:{}", w.as_raw_fd()))
+            .stdin(if by_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(w);
+        drop(guard);
+        let markers = markers_until(&r, MarkerEvent::Waiting.byte());
+        let expected: Vec<u8> = [
+            MarkerEvent::AgentStart,
+            MarkerEvent::WorkloadStart,
+            MarkerEvent::WorkloadEnd,
+            MarkerEvent::ResultWritten,
+            MarkerEvent::Waiting,
+        ]
+        .into_iter()
+        .map(MarkerEvent::byte)
+        .collect();
+        assert_eq!(markers, expected, "stdin pipe: {by_stdin}");
+        // The working set is resident while it waits.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        assert!(rss_kib >= 8 << 10, "RssAnon {rss_kib} KiB");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(child.try_wait().unwrap().is_none(), "it must keep waiting");
+        if by_stdin {
+            drop(child.stdin.take());
+        } else {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result = parse_framed_result(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(result.workload, "wait");
+        let ws = result
+            .metrics
+            .iter()
+            .find(|m| m.name == "working_set")
+            .unwrap();
+        assert_eq!(ws.value, 8.0);
     }
 }

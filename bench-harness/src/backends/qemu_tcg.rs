@@ -270,6 +270,15 @@ impl Backend for QemuTcgBackend {
                 reason: "qemu-tcg backend used before prepare()".into(),
             });
         };
+        if trial.spec.workload.peer().is_some() {
+            return failed(TrialFailure::WorkloadError {
+                message: format!(
+                    "qemu-tcg has no network device; the {} workload runs on native, container \
+                     and vm",
+                    trial.spec.workload.kind()
+                ),
+            });
+        }
         if trial.spec.workload.io_data_mib().is_some() {
             return failed(TrialFailure::WorkloadError {
                 message: format!(

@@ -131,6 +131,8 @@ pub(crate) struct Facts {
     published: BTreeMap<&'static str, String>,
     /// The language the book is written in: its messages and number format.
     cat: Catalogue,
+    /// The capacity figures, from a density run when the book has one.
+    pub density: super::density::DensityFacts,
 }
 
 /// A median, or why there is none.
@@ -151,6 +153,7 @@ impl Facts {
                 .collect(),
             workloads: view.workloads.clone(),
             summary: view.summary,
+            density: super::density::DensityFacts::new(None, lang),
             sources: vec![RunSource::of(run, roles(run, &cat), &cat)],
             vm_other_params: Vec::new(),
             cat,
@@ -519,8 +522,8 @@ impl Facts {
         Err(self.missing(backend, workload, Some(metric)))
     }
 
-    /// The median as a bare number in `unit` (for arithmetic such as capacity); `None` if
-    /// missing or emulated-and-timed.
+    /// The median as a bare number in `unit` (for arithmetic such as the workbook's answers);
+    /// `None` if missing or emulated-and-timed.
     fn median_value(&self, backend: &str, workload: &str, metric: &str) -> Option<(f64, String)> {
         let entry = self.workload_entry(workload)?;
         if let Some(r) = self.row(backend, &entry, metric) {
@@ -1213,7 +1216,6 @@ impl Facts {
         o
     }
 
-    /// Memory per instance, start time and how many instances fit, per backend.
     /// Guest RAM and what it cost the VM's boot, per backing (`--vm-memory`) the run used: KVM's
     /// exits and nested page faults to the agent's start, guest RAM touched and how much of it on
     /// huge pages (noop); then the backings it did not use, with how to measure them.
@@ -1259,71 +1261,10 @@ impl Facts {
         o
     }
 
+    /// Memory per instance, how many fit and start under load, per backend: from the density
+    /// run (one meter for every backend), or said to be missing.
     pub(crate) fn capacity_table(&self) -> String {
-        let host_mib = self.manifest.host.memory_mib as f64;
-        let limit = self.manifest.suite.limits.memory_mib as f64;
-        let c = &self.cat;
-        let mut o = format!(
-            "{}\n|---|---|---|---|---|---|\n",
-            c.tr(
-                "capacity-header",
-                &[(
-                    "host-mib",
-                    &c.num(&self.manifest.host.memory_mib.to_string())
-                )]
-            )
-        );
-        let mut notes = Vec::new();
-        for b in BACKENDS {
-            let mem = self.instance_memory(b);
-            let start = self.median_value(b, "noop", "host.start_to_ready");
-            let (mem_cell, per_gib, fit) = match &mem {
-                Some((mib, how)) if *mib > 0.0 => (
-                    c.tr(
-                        "capacity-memory-cell",
-                        &[
-                            ("mib", &c.with_unit(&fmt_short(*mib), "MiB")),
-                            ("how", &c.tr(how, &[])),
-                        ],
-                    ),
-                    format!("{:.0}", (1024.0 / mib).floor()),
-                    format!("{:.0}", (host_mib / mib).floor()),
-                ),
-                _ => (
-                    self.missing(b, "noop", Some("host memory")),
-                    "-".into(),
-                    "-".into(),
-                ),
-            };
-            let (start_cell, rate) = match (self.median(b, "noop", "host.start_to_ready"), start) {
-                (Ok(text), Some((ms, unit))) if unit == "ms" && ms > 0.0 => {
-                    (text, format!("{:.0}", 1000.0 / ms))
-                }
-                (Ok(text), _) => (text, "-".into()),
-                (Err(why), _) => (why, "-".into()),
-            };
-            let _ = writeln!(
-                o,
-                "| {b} | {mem_cell} | {per_gib} | {fit} | {start_cell} | {rate} |"
-            );
-            if b != "native" && mem.is_some() {
-                notes.push(c.tr(
-                    if b == "vm" {
-                        "capacity-floor-vm"
-                    } else {
-                        "capacity-floor-container"
-                    },
-                    &[
-                        ("backend", b),
-                        ("limit", &c.with_unit(&format!("{limit:.0}"), "MiB")),
-                    ],
-                ));
-            }
-        }
-        for n in notes {
-            let _ = writeln!(o, "\n- {}.", md_text(&n));
-        }
-        o
+        self.density.capacity_table()
     }
 
     /// Host memory of one idle (noop) instance in MiB, and what it is made of; emulated VM
@@ -1384,7 +1325,7 @@ fn short_reason(note: &str) -> String {
 /// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
     let timed = crate::summary::is_time_or_rate(unit);
-    let counted = ["exits.", "disk.", "irq_injections.", "kvm.", "npf."]
+    let counted = ["exits.", "disk.", "net.", "irq_injections.", "kvm.", "npf."]
         .iter()
         .any(|p| metric.starts_with(p));
     !timed && (counted || to_mib(1.0, unit).is_some())

@@ -161,7 +161,7 @@ macro_rules! plain {
 
 /// Every figure: name, drawing function, the backend it is about. Its caption and title are
 /// the catalogue's `figure-caption-NAME` and `figure-title-NAME` (bench-harness/i18n/en.ftl).
-const FIGURES: [(&str, Draw, Option<&str>); 12] = [
+const FIGURES: [(&str, Draw, Option<&str>); 11] = [
     ("start-timeline", start_timeline, None),
     ("vm-boot-timeline", vm_boot, Some("vm")),
     (
@@ -173,20 +173,47 @@ const FIGURES: [(&str, Draw, Option<&str>); 12] = [
     ("emulation-ratio", emulation, Some("qemu-tcg")),
     ("io-ratio", io_ratio, None),
     ("io-latency", plain!(charts::io_latency), None),
-    ("memory-per-instance", plain!(charts::memory), None),
     ("vm-exits", plain!(charts::exits), Some("vm")),
     ("vm-exits-per-op", plain!(charts::exits_per_op), Some("vm")),
     ("factor-effects", plain!(charts::factor_effects), None),
     ("aa-check", plain!(charts::aa_check), None),
 ];
 
-/// Draws every figure; a figure without data is kept with the reason.
-pub(crate) fn draw_all(run: &StoredRun, ctx: &FigureContext) -> Result<Vec<Figure>, ReportError> {
+/// The figures from a density run: name, drawing function. Their captions and titles are the
+/// catalogue's, as for [`FIGURES`].
+type DrawDensity =
+    fn(&crate::density::analysis::Summary) -> Result<Result<Chart, String>, ReportError>;
+
+const DENSITY_FIGURES: [(&str, DrawDensity); 3] = [
+    ("density-memory", crate::density::charts_memory),
+    ("density-components", crate::density::charts_components),
+    ("density-start", crate::density::charts_start),
+];
+
+/// Draws every figure; a figure without data is kept with the reason. The density figures come
+/// from `density` (an `isolab density` run), when there is one.
+pub(crate) fn draw_all(
+    run: &StoredRun,
+    density: Option<&crate::density::record::DensityRun>,
+    ctx: &FigureContext,
+) -> Result<Vec<Figure>, ReportError> {
     let view = View::in_lang(run, ctx.lang);
     let mut out = Vec::new();
     for (name, draw, about) in FIGURES {
         let drawn = draw(&view, ctx, name)?.map(|c| (c.title, c.svg));
         out.push(Figure { name, about, drawn });
+    }
+    let summary = density.map(crate::density::analysis::summarise);
+    for (name, draw) in DENSITY_FIGURES {
+        let drawn = match &summary {
+            Some(s) => draw(s)?.map(|c| (c.title, c.svg)),
+            None => Err(view.cat.tr("density-no-run", &[])),
+        };
+        out.push(Figure {
+            name,
+            about: None,
+            drawn,
+        });
     }
     Ok(out)
 }
@@ -222,5 +249,9 @@ pub(crate) fn write_all(
 
 /// The names of every figure, for error messages.
 pub(crate) fn names() -> Vec<&'static str> {
-    FIGURES.iter().map(|f| f.0).collect()
+    FIGURES
+        .iter()
+        .map(|f| f.0)
+        .chain(DENSITY_FIGURES.iter().map(|f| f.0))
+        .collect()
 }

@@ -7,6 +7,7 @@
 //! placeholders. So every number in the book is one the run measured, and a number the run lacks
 //! is said to be missing, with the reason.
 
+mod density;
 mod facts;
 mod figures;
 pub mod gettext;
@@ -156,6 +157,10 @@ pub fn newest_run(results: &Path) -> Result<PathBuf, BookError> {
     let mut best: Option<(String, PathBuf)> = None;
     for e in entries.flatten() {
         let dir = e.path();
+        // A density run (no samples) is not a run the book can be built around.
+        if !dir.join(crate::store::SAMPLES_FILE).is_file() {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST_FILE)) else {
             continue;
         };
@@ -204,20 +209,23 @@ pub fn merge_vm_run(base: &mut StoredRun, vm_run: &StoredRun) -> usize {
 /// Builds the book from the sources in `book_src` with the figures and numbers of `run`, into
 /// `out` (created if missing; an existing folder must be empty or an earlier book).
 pub fn build_book(run: &StoredRun, book_src: &Path, out: &Path) -> Result<BuiltBook, BookError> {
-    build_book_with(run, None, book_src, out)
+    build_book_with(run, None, None, book_src, out)
 }
 
 /// Builds the book around `run`, with the VM taken from `vm_run` when given (see
 /// [`merge_vm_run`]): the book then names both runs and describes each on its own (suite,
 /// sizes, repetitions, commit, host), and never divides a VM figure by a native one measured
-/// with other workload parameters. Refuses a `vm_run` without VM samples.
+/// with other workload parameters. Refuses a `vm_run` without VM samples. The capacity
+/// chapter's figures come from `density` (an `isolab density` run); without one they are said
+/// to be missing.
 pub fn build_book_with(
     run: &StoredRun,
     vm_run: Option<&StoredRun>,
+    density: Option<&crate::density::record::DensityRun>,
     book_src: &Path,
     out: &Path,
 ) -> Result<BuiltBook, BookError> {
-    build_book_in(run, vm_run, book_src, out, Lang::En)
+    build_book_in(run, vm_run, density, book_src, out, Lang::En)
 }
 
 /// [`build_book_with`] in `lang`: the chapters translated with the book's gettext catalogue
@@ -226,12 +234,13 @@ pub fn build_book_with(
 pub fn build_book_in(
     run: &StoredRun,
     vm_run: Option<&StoredRun>,
+    density: Option<&crate::density::record::DensityRun>,
     book_src: &Path,
     out: &Path,
     lang: Lang,
 ) -> Result<BuiltBook, BookError> {
     let catalog = gettext::load(book_src, lang)?;
-    let (run, facts) = match vm_run {
+    let (run, mut facts) = match vm_run {
         Some(vm) => {
             let mut merged = run.clone();
             if merge_vm_run(&mut merged, vm) == 0 {
@@ -243,6 +252,7 @@ pub fn build_book_in(
         None => (run.clone(), facts::Facts::new(run, lang)),
     };
     let run = &run;
+    facts.density = density::DensityFacts::new(density, lang);
     check_out_dir(out)?;
     std::fs::create_dir_all(out).map_err(io_err("cannot create", out))?;
     let out = out.canonicalize().map_err(io_err("cannot resolve", out))?;
@@ -268,6 +278,7 @@ pub fn build_book_in(
 
     let figures = figures::draw_all(
         run,
+        density,
         &figures::FigureContext {
             vm_other_params: facts.vm_other_params().to_vec(),
             lang,

@@ -10,7 +10,9 @@
 //! | `{{isolab:inspect-table}}` | what the `inspect` workload saw, backends side by side |
 //! | `{{isolab:phases BACKEND}}` | the backend's start phases with durations |
 //! | `{{isolab:exits-table WORKLOAD}}` | VM exits by reason |
-//! | `{{isolab:capacity-table}}` | memory per instance, start time, how many fit |
+//! | `{{isolab:capacity-table}}` | from a density run: memory per instance on one meter, how many fit, start under load |
+//! | `{{isolab:density BACKEND WHAT}}` | one figure of a density run (`marginal`, `fixed`, `pss`, `fit`, `cgroup`, `start-p50`, `start-p99`, `start-max`, `beside`, `teardown`, `recovery`, `largest-n`, `vm-split`, `ksm`) |
+//! | `{{isolab:density-method}}`, `{{isolab:density-floor}}`, `{{isolab:density-run-id}}` | the density run's method, the container against its floor, its id |
 //! | `{{isolab:memory-table}}` | the VM's boot per guest RAM backing: exits, nested page faults, huge pages |
 //! | `{{isolab:effects}}` | each varied setting's effect on the headline metrics, A/A beside it |
 //! | `{{isolab:aa}}` | the A/A check: the host's noise floor and its table |
@@ -175,6 +177,36 @@ impl IsolabPreprocessor {
                 want(0, "capacity-table")?;
                 Ok(block(&f.capacity_table()))
             }
+            "density" => {
+                want(2, "density BACKEND WHAT")?;
+                if !super::density::DENSITY_BACKENDS.contains(&args[0]) {
+                    return Err(format!(
+                        "unknown density backend `{}`; choose from {}",
+                        args[0],
+                        super::density::DENSITY_BACKENDS.join(", ")
+                    ));
+                }
+                if !super::density::DENSITY_VALUES.contains(&args[1]) {
+                    return Err(format!(
+                        "unknown density value `{}`; choose from {}",
+                        args[1],
+                        super::density::DENSITY_VALUES.join(", ")
+                    ));
+                }
+                Ok(f.density.value(args[0], args[1]))
+            }
+            "density-method" => {
+                want(0, "density-method")?;
+                Ok(f.density.method())
+            }
+            "density-floor" => {
+                want(0, "density-floor")?;
+                Ok(f.density.floor_sentence())
+            }
+            "density-run-id" => {
+                want(0, "density-run-id")?;
+                Ok(f.density.run_id())
+            }
             "memory-table" => {
                 want(0, "memory-table")?;
                 Ok(block(&f.memory_table()))
@@ -294,9 +326,10 @@ fn block(md: &str) -> String {
 
 fn usage() -> String {
     "known placeholders: median/ratio BACKEND WORKLOAD METRIC, figure NAME, phases BACKEND, \
-     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, emulation-table, effects, aa, \
-     published STUDY, manifest, availability, methodology, caveats, run-id, runs, fact BACKEND KEY, \
-     answer-key LAB"
+     exits-table WORKLOAD, inspect-table, capacity-table, memory-table, emulation-table, \
+     density BACKEND WHAT, density-method, density-floor, density-run-id, effects, aa, \
+     published STUDY, manifest, availability, methodology, caveats, run-id, runs, \
+     fact BACKEND KEY, answer-key LAB"
         .into()
 }
 

@@ -4,7 +4,6 @@
 //! - `start_timeline`: one stacked bar per backend, segments = phases of the `noop` workload's
 //!   timeline (median duration of each phase across samples);
 //! - `ratio_to_native`: every workload's metric as ratio to native, with 95% whiskers (log scale);
-//! - `memory_per_instance`: host-side memory of one sandbox, stacked by component;
 //! - `io_latency`: p50/p99 latencies of the I/O workloads, per backend, with 95% whiskers;
 //! - `vm_exits`: VM exits per trial, stacked by exit reason;
 //! - `vm_exits_per_op`: VM exits per operation of each workload (per 4 KiB random read and
@@ -38,9 +37,9 @@ pub struct Chart {
     pub svg: String,
 }
 
-const WIDTH: u32 = 960;
+pub(crate) const WIDTH: u32 = 960;
 const ROW_H: u32 = 26;
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// The colour of a column label, the same in every chart of a run (Okabe–Ito, colour-blind
 /// safe): each backend has its colour; when a run has several columns of one backend (factors,
@@ -130,7 +129,7 @@ fn segment_colour(i: usize) -> RGBColor {
     SEGMENTS[i % SEGMENTS.len()]
 }
 
-fn chart_err<E: std::fmt::Display>(chart: &str) -> impl Fn(E) -> ReportError + '_ {
+pub(crate) fn chart_err<E: std::fmt::Display>(chart: &str) -> impl Fn(E) -> ReportError + '_ {
     move |e| ReportError::Chart {
         chart: chart.to_owned(),
         message: e.to_string(),
@@ -143,7 +142,7 @@ fn text_w(text: &str, size: u32) -> i32 {
 }
 
 /// A number for labels: four significant digits without trailing zeros (`1.6`, `103`, `5`).
-fn short(x: f64) -> String {
+pub(crate) fn short(x: f64) -> String {
     let s = fmt_num(x);
     if s.contains('.') && !s.contains('e') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -156,12 +155,15 @@ fn short(x: f64) -> String {
 pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let mut charts = Vec::new();
     let mut notes = Vec::new();
-    let builders: [(&'static str, Builder); 8] = [
+    // No "memory per instance" chart: a trial's memory figures are each backend's own meter
+    // (native peak RSS, the container's cgroup, the VM's guest RAM and VMM), which one chart
+    // would set side by side as one quantity. `isolab density` measures memory per instance on
+    // one meter for every backend, and its report draws it.
+    let builders: [(&'static str, Builder); 7] = [
         ("start_timeline", timeline),
         ("ratio_to_native", ratios),
         ("factor_effects", factor_effects),
         ("aa_check", aa_check),
-        ("memory_per_instance", memory),
         ("io_latency", io_latency),
         ("vm_exits", exits),
         ("vm_exits_per_op", exits_per_op),
@@ -626,97 +628,6 @@ pub(crate) fn aa_check(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Memory per instance.
-
-/// Groups of host memory metrics that add up to one sandbox, in order of preference: a backend
-/// is drawn with the first group it has any metric of, so nothing is counted twice.
-/// Each metric with the catalogue id of its name in the legend.
-const MEMORY_GROUPS: [&[(&str, &str)]; 4] = [
-    &[
-        ("host.guest_ram_touched", "chart-mem-guest-ram"),
-        ("host.vmm_overhead", "chart-mem-vmm"),
-    ],
-    &[
-        ("host.mem_anon", "chart-mem-anon"),
-        ("host.mem_file", "chart-mem-file"),
-        ("host.mem_kernel", "chart-mem-kernel"),
-    ],
-    &[("host.peak_rss", "chart-mem-peak-rss")],
-    &[("host.peak_memory", "chart-mem-peak-cgroup")],
-];
-
-pub(crate) fn memory(
-    view: &View<'_>,
-    name: &'static str,
-) -> Result<Result<Chart, String>, ReportError> {
-    let is_mem = |m: &str| MEMORY_GROUPS.iter().any(|g| g.iter().any(|(n, _)| *n == m));
-    // The idle sandbox (noop) if it was measured, else the first workload with memory metrics.
-    let workload = view
-        .workloads
-        .iter()
-        .filter(|w| {
-            count_samples(view)
-                .any(|s| &s.workload == *w && s.metrics.iter().any(|m| is_mem(&m.name)))
-        })
-        .min_by_key(|w| kind_of(view, w) != "noop")
-        .cloned();
-    let Some(workload) = workload else {
-        return Ok(Err(view.cat.tr("chart-no-memory", &[])));
-    };
-    let samples: Vec<&Sample> = count_samples(view)
-        .filter(|s| s.workload == workload)
-        .collect();
-    let labels = sorted_labels(samples.iter().map(|s| backend_label(s)));
-    let mut rows = Vec::new();
-    for label in labels {
-        let mine: Vec<&Sample> = samples
-            .iter()
-            .copied()
-            .filter(|s| backend_label(s) == label)
-            .collect();
-        let values = |metric: &str| -> Vec<f64> {
-            mine.iter()
-                .filter_map(|s| s.metrics.iter().find(|m| m.name == metric))
-                .filter_map(|m| to_mib(m.value, &m.unit))
-                .collect()
-        };
-        let Some(group) = MEMORY_GROUPS
-            .iter()
-            .find(|g| g.iter().any(|(n, _)| !values(n).is_empty()))
-        else {
-            continue;
-        };
-        let segments: Vec<(String, f64)> = group
-            .iter()
-            .filter_map(|(n, human)| median(&values(n)).map(|v| (view.cat.tr(human, &[]), v)))
-            .collect();
-        rows.push(StackRow {
-            n: Some(mine.len()),
-            swatch: Some(backend_colour(&label, &view.columns)),
-            label,
-            segments,
-            marker: None,
-        });
-    }
-    if rows.is_empty() {
-        return Ok(Err(view.cat.tr("chart-no-memory-size", &[])));
-    }
-    let title = view
-        .cat
-        .tr("chart-title-memory", &[("workload", &workload)]);
-    let svg = stacked(
-        &view.cat,
-        name,
-        &title,
-        &view.cat.tr("chart-memory-axis", &[]),
-        &view.cat.unit("MiB"),
-        rows,
-        &view.cat.tr("chart-memory-legend", &[]),
-    )?;
-    Ok(Ok(Chart { name, title, svg }))
-}
-
-// ---------------------------------------------------------------------------------------------
 // I/O latency.
 
 fn is_percentile(metric: &str) -> bool {
@@ -1024,18 +935,18 @@ pub(crate) fn exits_per_op(
 // ---------------------------------------------------------------------------------------------
 // Drawing: stacked horizontal bars.
 
-struct StackRow {
-    label: String,
+pub(crate) struct StackRow {
+    pub(crate) label: String,
     /// Samples behind the medians, shown after the total.
-    n: Option<usize>,
-    swatch: Option<RGBColor>,
-    segments: Vec<(String, f64)>,
+    pub(crate) n: Option<usize>,
+    pub(crate) swatch: Option<RGBColor>,
+    pub(crate) segments: Vec<(String, f64)>,
     /// A median drawn on the bar with its interval, and the text that replaces the total.
-    marker: Option<Marker>,
+    pub(crate) marker: Option<Marker>,
 }
 
 /// A median with its interval, drawn across a stacked bar.
-struct Marker {
+pub(crate) struct Marker {
     at: f64,
     lo: f64,
     hi: f64,
@@ -1111,7 +1022,7 @@ fn draw_row_label<DB: DrawingBackend>(
     root.draw(&Text::new(label.to_owned(), (right, py), style))
 }
 
-fn stacked(
+pub(crate) fn stacked(
     cat: &Catalogue,
     name: &str,
     title: &str,

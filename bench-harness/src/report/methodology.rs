@@ -280,6 +280,22 @@ pub(crate) fn kvm_id(k: crate::host::KvmFlavour) -> &'static str {
     }
 }
 
+/// Memory metrics of a trial and the catalogue id of the meter each is.
+const MEMORY_METERS: [(&str, &str); 4] = [
+    ("host.peak_rss", "meter-peak-rss"),
+    ("host.cgroup_peak", "meter-cgroup"),
+    ("host.guest_ram_touched", "meter-guest-ram-touched"),
+    ("host.vmm_overhead", "meter-vmm-overhead"),
+];
+
+/// Whether any sample of the run has metric `name`.
+fn has_metric(view: &View<'_>, name: &str) -> bool {
+    view.run
+        .samples
+        .iter()
+        .any(|s| s.metrics.iter().any(|x| x.name == name))
+}
+
 /// Everything a reader must know before trusting a number of this run, in the catalogue's
 /// language (the reasons quoted from the run stay as the run recorded them).
 pub(crate) fn caveats(view: &View<'_>, cat: &Catalogue) -> Vec<String> {
@@ -298,6 +314,18 @@ pub(crate) fn caveats(view: &View<'_>, cat: &Catalogue) -> Vec<String> {
     }
     if view.run.torn_tail {
         c.push(cat.tr("caveat-torn-tail", &[]));
+    }
+    // Each backend's memory figures come from its own meter: say so wherever they are shown.
+    let meters: Vec<String> = MEMORY_METERS
+        .iter()
+        .filter(|(metric, _)| has_metric(view, metric))
+        .map(|(_, meter)| cat.tr(meter, &[]))
+        .collect();
+    if !meters.is_empty() {
+        c.push(cat.tr("caveat-memory-meters", &[("meters", &meters.join("; "))]));
+    }
+    if has_metric(view, "host.cgroup_cpu_user") {
+        c.push(cat.tr("caveat-cpu-meters", &[]));
     }
     let present = backends_present(view);
     for b in &m.suite.backends {

@@ -37,6 +37,7 @@ use crate::summary::{self, Summary};
 
 pub use charts::Chart;
 pub use compare::compare;
+pub(crate) use html::{esc, STYLE as HTML_STYLE};
 pub(crate) use markdown::cell as markdown_cell;
 
 /// Output formats of `isolab report`.
@@ -149,7 +150,8 @@ pub fn build_charts(run: &StoredRun) -> Result<(Vec<Chart>, Vec<String>), Report
 /// Without a usable system font, PNG files are skipped with a note, not an error (install
 /// `fonts-dejavu-core` to get them).
 pub fn write_charts(run: &StoredRun, dir: &Path) -> Result<ChartFiles, ReportError> {
-    write_charts_with(run, dir, png::Rasteriser::new())
+    let (charts, notes) = build_charts(run)?;
+    write_chart_files(&charts, notes, dir, None)
 }
 
 /// [`write_charts`], drawing the PNG files with the font file `font` and no other, so that they
@@ -159,26 +161,36 @@ pub fn write_charts_with_font(
     dir: &Path,
     font: &Path,
 ) -> Result<ChartFiles, ReportError> {
-    let rasteriser =
-        png::Rasteriser::with_font_file(font).map_err(|message| ReportError::Font {
-            path: font.to_path_buf(),
-            message,
-        })?;
-    write_charts_with(run, dir, Ok(rasteriser))
+    let (charts, notes) = build_charts(run)?;
+    write_chart_files(&charts, notes, dir, Some(font))
 }
 
-fn write_charts_with(
-    run: &StoredRun,
+/// Writes `charts` into `dir` (created if missing) as SVG and PNG; `notes` are passed through
+/// with the PNG notes added. The PNG files are drawn with the font file `font` alone when it is
+/// given (an unreadable font is an error), else with a system font (none: a note, no PNG).
+pub fn write_chart_files(
+    charts: &[Chart],
+    mut notes: Vec<String>,
     dir: &Path,
-    rasteriser: Result<png::Rasteriser, String>,
+    font: Option<&Path>,
 ) -> Result<ChartFiles, ReportError> {
-    let (charts, mut notes) = build_charts(run)?;
+    let rasteriser = match font {
+        Some(font) => {
+            Ok(
+                png::Rasteriser::with_font_file(font).map_err(|message| ReportError::Font {
+                    path: font.to_path_buf(),
+                    message,
+                })?,
+            )
+        }
+        None => png::Rasteriser::new(),
+    };
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
     let mut files = Vec::new();
-    for c in &charts {
+    for c in charts {
         let path = dir.join(format!("{}.svg", c.name));
         std::fs::write(&path, &c.svg).map_err(|source| ReportError::Write {
             path: path.clone(),
@@ -188,7 +200,7 @@ fn write_charts_with(
     }
     match rasteriser {
         Ok(r) => {
-            for c in &charts {
+            for c in charts {
                 let path = dir.join(format!("{}.png", c.name));
                 match r.render(&c.svg) {
                     Ok(bytes) => {

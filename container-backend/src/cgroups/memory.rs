@@ -8,6 +8,10 @@ use super::{parse_flat_keyed, Write};
 
 /// v1: current usage high-water mark (reset when the cgroup is created).
 pub(crate) const V1_PEAK: &str = "memory.max_usage_in_bytes";
+/// v1: what is charged now (memory + page cache + kernel memory when kmem accounting is on).
+pub(crate) const V1_USAGE: &str = "memory.usage_in_bytes";
+/// v2: what is charged now.
+pub(crate) const V2_CURRENT: &str = "memory.current";
 /// v1: kernel memory usage (not part of v1's memory.stat).
 pub(crate) const V1_KMEM: &str = "memory.kmem.usage_in_bytes";
 /// v1: OOM state and kill count.

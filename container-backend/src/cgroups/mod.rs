@@ -254,6 +254,43 @@ impl TrialCgroup {
         }
     }
 
+    /// Closes the `tasks` fds once the child has joined (a running container does not need them).
+    pub(crate) fn close_join_fds(&mut self) {
+        if let TrialCgroup::V1(c) = self {
+            c.procs.clear();
+        }
+    }
+
+    /// The processes in the cgroup now (v1: its memory hierarchy's `cgroup.procs`).
+    pub(crate) fn processes(&self) -> Vec<i32> {
+        let dir = match self {
+            TrialCgroup::V1(c) => c.memory_dir(),
+            TrialCgroup::V2(c) => &c.dir,
+        };
+        read(dir, "cgroup.procs")
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// What the memory controller charges to the cgroup now (not its peak), bytes, with the
+    /// breakdown.
+    pub(crate) fn charged_now(&self) -> (u64, MemoryBreakdown) {
+        match self {
+            TrialCgroup::V1(c) => (
+                read(c.memory_dir(), memory::V1_USAGE)
+                    .trim()
+                    .parse()
+                    .unwrap_or(0),
+                c.memory_breakdown(),
+            ),
+            TrialCgroup::V2(c) => (
+                read(&c.dir, memory::V2_CURRENT).trim().parse().unwrap_or(0),
+                c.memory_breakdown(),
+            ),
+        }
+    }
+
     /// A cgroup2 directory to give `clone3` (`CLONE_INTO_CGROUP`): the child is born inside (v2).
     pub(crate) fn clone_into(&self) -> Option<&OwnedFd> {
         match self {

@@ -250,6 +250,11 @@ pub(crate) struct TrialCgroup {
 }
 
 impl TrialCgroup {
+    /// The directory in the memory hierarchy.
+    pub(crate) fn memory_dir(&self) -> &Path {
+        &self.memory
+    }
+
     pub(crate) fn memory_breakdown(&self) -> memory::MemoryBreakdown {
         let kmem = read(&self.memory, memory::V1_KMEM);
         memory::parse_v1_stat(

@@ -314,6 +314,29 @@ impl GuestRam {
         })
     }
 
+    /// Marks every region mergeable (`MADV_MERGEABLE`): KSM may then map pages with equal
+    /// content, in this guest or across guests, to one copy-on-write page. Pages of a hugetlbfs
+    /// pool cannot be merged, so that backing is refused; transparent huge pages are split by
+    /// KSM where it merges.
+    pub fn make_mergeable(&self) -> Result<()> {
+        if self.backing == MemoryBacking::Hugetlbfs {
+            return Err(VmError::Config(
+                "guest RAM on hugetlbfs cannot be merged by KSM; use --vm-memory thp or small"
+                    .into(),
+            ));
+        }
+        for m in &self.mappings {
+            madvise(m.addr, m.len, libc::MADV_MERGEABLE).map_err(|e| {
+                VmError::Memory(format!(
+                    "madvise(MADV_MERGEABLE) of {} MiB of guest RAM: {e} (a host kernel without \
+                     CONFIG_KSM refuses it)",
+                    m.len >> 20
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Hands the regions to KVM as memory slots 0, 1, ...
     pub fn register(&self, vm: &VmFd) -> Result<()> {
         for (slot, region) in self.mem.iter().enumerate() {
@@ -599,6 +622,45 @@ Private_Hugetlb:    4096 kB
         let m = measure(&small.host_ranges).expect("smaps");
         assert!(m.guest_ram_resident >= 16 << 20);
         assert_eq!(m.guest_ram_huge, 0, "small pages only");
+    }
+
+    /// `VmFlags` of the mapping at `addr` in /proc/self/smaps.
+    fn vm_flags(addr: u64) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let start = format!("{addr:x}-");
+        smaps
+            .split_inclusive('\n')
+            .skip_while(|l| !l.starts_with(&start))
+            .find_map(|l| l.strip_prefix("VmFlags:"))
+            .expect("the mapping's VmFlags")
+            .to_owned()
+    }
+
+    #[test]
+    fn mergeable_guest_ram_is_marked_for_ksm_and_hugetlbfs_is_refused() {
+        for backing in [MemoryBacking::Small, MemoryBacking::Thp] {
+            let ram = GuestRam::new(16 << 20, backing).expect("map");
+            let addr = ram.host_ranges[0].0;
+            assert!(
+                !vm_flags(addr).contains(" mg"),
+                "{backing:?} merged by default"
+            );
+            ram.make_mergeable().expect("madvise");
+            assert!(
+                vm_flags(addr).contains(" mg"),
+                "{backing:?}: {}",
+                vm_flags(addr)
+            );
+        }
+        let ram = GuestRam {
+            mem: GuestMemoryMmap::new(),
+            regions: Vec::new(),
+            host_ranges: Vec::new(),
+            backing: MemoryBacking::Hugetlbfs,
+            mappings: Vec::new(),
+        };
+        let e = ram.make_mergeable().expect_err("hugetlbfs cannot merge");
+        assert!(e.to_string().contains("--vm-memory thp"), "{e}");
     }
 
     #[test]

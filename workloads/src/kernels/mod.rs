@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod io;
 pub mod mem_bw;
 pub mod mem_lat;
+pub mod net;
 pub mod net_loopback;
 pub mod noop;
 pub mod page_fault;
@@ -16,6 +17,7 @@ pub mod random_access;
 pub mod spawn;
 pub mod syscall;
 pub mod timer;
+pub mod wait;
 
 use thiserror::Error;
 
@@ -107,6 +109,8 @@ pub struct KernelOutput {
     pub metrics: Vec<Metric>,
     /// Only for `inspect`.
     pub inspect: Option<InspectReport>,
+    /// Only for `wait`: the working set, kept while the agent waits to be told to exit.
+    pub held: Option<wait::WorkingSet>,
 }
 
 impl From<Vec<Metric>> for KernelOutput {
@@ -114,6 +118,7 @@ impl From<Vec<Metric>> for KernelOutput {
         Self {
             metrics,
             inspect: None,
+            held: None,
         }
     }
 }
@@ -132,6 +137,10 @@ pub fn run(workload: &Workload, phases: PhaseHook<'_>) -> Result<KernelOutput, W
         Workload::IoRand(p) => io::rand::run(p, phases)?.into(),
         Workload::IoFsync(p) => io::fsync::run(p)?.into(),
         Workload::NetLoopback(p) => net_loopback::run(p)?.into(),
+        Workload::NetStream(p) => net::stream(p)?.into(),
+        Workload::NetRr(p) => net::rr(p)?.into(),
+        Workload::NetCrr(p) => net::crr(p)?.into(),
+        Workload::NetUdpRr(p) => net::udp_rr(p)?.into(),
         Workload::Timer(p) => timer::run(p)?.into(),
         Workload::RandomAccess(p) => random_access::run(p)?.into(),
         Workload::Inspect => {
@@ -139,6 +148,15 @@ pub fn run(workload: &Workload, phases: PhaseHook<'_>) -> Result<KernelOutput, W
             KernelOutput {
                 metrics: inspect::metrics(&report),
                 inspect: Some(report),
+                held: None,
+            }
+        }
+        Workload::Wait(p) => {
+            let (metrics, set) = wait::prepare(p)?;
+            KernelOutput {
+                metrics,
+                inspect: None,
+                held: Some(set),
             }
         }
     })
