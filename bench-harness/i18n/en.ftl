@@ -505,26 +505,26 @@ density-method = Each instance runs isolab's agent in its `wait` mode: { $ws }, 
 density-emulated-time = { $value }, emulated: not a performance figure
 density-emulated-size = { $value }, in the emulated machine
 density-none-ready = no instance of { $backend } got ready
-density-at-n =  at N = { $n }
+density-at-n = at N = { $n }
 density-few-ns = fewer than two Ns measured
 density-no-marginal = no positive marginal memory
 density-no-bound = no bound
 density-fit = { $instances } instances [{ $lo }–{ $hi }] with { $headroom } of the host's memory kept free
 density-cgroup-only-container = only a container has a cgroup of its own
 density-no-cgroup = no cgroup
-density-cgroup = { $mib } per instance{ $at }
+density-cgroup = { $mib } per instance { $at }
 density-no-start = no start
-density-start = { $ms }{ $at } ({ $parallel } at a time, n = { $n })
+density-start = { $ms } { $at } ({ $parallel } at a time, n = { $n })
 density-no-beside = no start beside N was measured
 density-beside = { $ms } beside N = { $count } running (n = { $n })
 density-no-teardown = no teardown was timed
 density-teardown = { $ms } for { $count } instances
 density-no-recovery = MemAvailable was not back within the wait
 density-vm-only = only a VM has a guest and a VMM
-density-vm-split = { $guest } of guest RAM touched and { $vmm } of the VMM's own per VM (PSS of its VMM process){ $at }
+density-vm-split = { $guest } of guest RAM touched and { $vmm } of the VMM's own per VM (PSS of its VMM process) { $at }
 density-vm-inside = ; inside, the guest's kernel and agent used { $used } of the { $total } its kernel manages
 density-ksm-not-on = KSM was not on for this run: `--ksm on`
-density-ksm = { $pages } pages merged into { $into } ({ $saved } saved) after { $after }{ $at }
+density-ksm = { $pages } pages merged into { $into } ({ $saved } saved) after { $after } { $at }
 density-unknown-value = unknown density value `{ $value }`; choose from { $choices }
 density-capacity-header = | backend | marginal memory per instance (MemAvailable drop vs N) | fixed cost | PSS per instance | instances that fit, { $headroom } kept free | start p50 / p99 at the largest N | teardown |
 density-stopped = { $backend } stopped at N = { $n }: { $why }
@@ -536,3 +536,5 @@ density-rounds = { $n ->
     [one] { $count } round
    *[other] { $count } rounds
 }
+answer-density = { $backend }: { $marginal } (the host's MemAvailable drop against N, the same meter for every backend); { $fit } on this host
+answer-memory-meters = this book has no density run, so these are each backend's own meter from single trials, not one quantity: measure with `isolab density` and build the book with `--density` to compare them

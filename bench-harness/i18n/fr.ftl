@@ -916,8 +916,8 @@ density-emulated-time = { $value }, émulé : pas un chiffre de performance
 density-emulated-size = { $value }, dans la machine émulée
 # en: no instance of { $backend } got ready
 density-none-ready = aucune instance de { $backend } n’a été prête
-# en:  at N = { $n }
-density-at-n =  à N = { $n }
+# en: at N = { $n }
+density-at-n = à N = { $n }
 # en: fewer than two Ns measured
 density-few-ns = moins de deux N mesurés
 # en: no positive marginal memory
@@ -930,12 +930,12 @@ density-fit = { $instances } instances [{ $lo }–{ $hi }] en gardant libre { $h
 density-cgroup-only-container = seul un conteneur a son propre groupe de contrôle
 # en: no cgroup
 density-no-cgroup = pas de groupe de contrôle
-# en: { $mib } per instance{ $at }
-density-cgroup = { $mib } par instance{ $at }
+# en: { $mib } per instance { $at }
+density-cgroup = { $mib } par instance { $at }
 # en: no start
 density-no-start = aucun démarrage
-# en: { $ms }{ $at } ({ $parallel } at a time, n = { $n })
-density-start = { $ms }{ $at } ({ $parallel } à la fois, n = { $n })
+# en: { $ms } { $at } ({ $parallel } at a time, n = { $n })
+density-start = { $ms } { $at } ({ $parallel } à la fois, n = { $n })
 # en: no start beside N was measured
 density-no-beside = aucun démarrage à côté des N n’a été mesuré
 # en: { $ms } beside N = { $count } running (n = { $n })
@@ -948,14 +948,14 @@ density-teardown = { $ms } pour { $count } instances
 density-no-recovery = MemAvailable n’était pas revenu dans le délai d’attente
 # en: only a VM has a guest and a VMM
 density-vm-only = seule une VM a un invité et un VMM
-# en: { $guest } of guest RAM touched and { $vmm } of the VMM's own per VM (PSS of its VMM process){ $at }
-density-vm-split = { $guest } de RAM de l’invité touchée et { $vmm } propres au VMM par VM (PSS de son processus VMM){ $at }
+# en: { $guest } of guest RAM touched and { $vmm } of the VMM's own per VM (PSS of its VMM process) { $at }
+density-vm-split = { $guest } de RAM de l’invité touchée et { $vmm } propres au VMM par VM (PSS de son processus VMM) { $at }
 # en: ; inside, the guest's kernel and agent used { $used } of the { $total } its kernel manages
 density-vm-inside =  ; à l’intérieur, le noyau et l’agent de l’invité utilisaient { $used } des { $total } que gère son noyau
 # en: KSM was not on for this run: `--ksm on`
 density-ksm-not-on = KSM n’était pas activé pour cette exécution : `--ksm on`
-# en: { $pages } pages merged into { $into } ({ $saved } saved) after { $after }{ $at }
-density-ksm = { $pages } pages fusionnées en { $into } ({ $saved } économisés) après { $after }{ $at }
+# en: { $pages } pages merged into { $into } ({ $saved } saved) after { $after } { $at }
+density-ksm = { $pages } pages fusionnées en { $into } ({ $saved } économisés) après { $after } { $at }
 # en: unknown density value `{ $value }`; choose from { $choices }
 density-unknown-value = valeur de densité inconnue `{ $value }` ; choisissez parmi { $choices }
 # en: | backend | marginal memory per instance (MemAvailable drop vs N) | fixed cost | PSS per instance | instances that fit, { $headroom } kept free | start p50 / p99 at the largest N | teardown |
@@ -975,3 +975,7 @@ density-rounds = { $n ->
     [one] { $count } tour
    *[other] { $count } tours
 }
+# en: { $backend }: { $marginal } (the host's MemAvailable drop against N, the same meter for every backend); { $fit } on this host
+answer-density = { $backend } : { $marginal } (la baisse de MemAvailable de l’hôte en fonction de N, le même compteur pour tous les environnements) ; { $fit } sur cet hôte
+# en: this book has no density run, so these are each backend's own meter from single trials, not one quantity: measure with `isolab density` and build the book with `--density` to compare them
+answer-memory-meters = ce livre n’a pas d’exécution de densité, ce sont donc les compteurs propres à chaque environnement, relevés sur des essais isolés, pas une seule grandeur : mesurez avec `isolab density` et construisez le livre avec `--density` pour les comparer

@@ -1336,9 +1336,19 @@ fn build_in(
     src: &Path,
     lang: bench_harness::i18n::Lang,
 ) -> (tempfile::TempDir, PathBuf) {
+    build_in_with(run, None, src, lang)
+}
+
+/// [`build_in`] with the capacity figures from `density`.
+fn build_in_with(
+    run: &StoredRun,
+    density: Option<&bench_harness::density::record::DensityRun>,
+    src: &Path,
+    lang: bench_harness::i18n::Lang,
+) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("book");
-    bench_harness::book::build_book_in(run, None, None, src, &out, lang)
+    bench_harness::book::build_book_in(run, None, density, src, &out, lang)
         .unwrap_or_else(|e| panic!("{e}"));
     (tmp, out.canonicalize().unwrap())
 }
@@ -1540,11 +1550,31 @@ fn no_generated_text_escapes_the_catalogues() {
     std::fs::write(src.path().join("src/SUMMARY.md"), "[x](all.md)\n").unwrap();
     let chapter: String = placeholders.iter().map(|p| format!("\n{p}\n")).collect();
     std::fs::write(src.path().join("src/all.md"), chapter).unwrap();
-    let (_tmp, out) = build_in(&run, src.path(), Lang::Pseudo);
+    // With a density run (the capacity figures, the density figures) and without one (every
+    // density value then says why it is missing).
+    let density_dir = tempfile::tempdir().unwrap();
+    let density = common::density_run_with_vms(density_dir.path());
+    for with_density in [false, true] {
+        let density = with_density.then_some(&density);
+        let (_tmp, out) = build_in_with(&run, density, src.path(), Lang::Pseudo);
+        assert_no_english(&run, density, &out);
+    }
+}
+
+/// Fails on any plain-ASCII word of the pseudo-locale page `all.html` in `out` (its prose and its
+/// figures' SVG text) that is not data recorded by `run` or `density`.
+fn assert_no_english(
+    run: &StoredRun,
+    density: Option<&bench_harness::density::record::DensityRun>,
+    out: &Path,
+) {
     let page = std::fs::read_to_string(out.join("all.html")).unwrap();
     // The run's own data: every string it recorded, split into words.
     let data = serde_json::to_string(&run.samples).unwrap()
-        + &serde_json::to_string(&run.manifest).unwrap();
+        + &serde_json::to_string(&run.manifest).unwrap()
+        + &density
+            .map(|d| serde_json::to_string(&d.manifest).unwrap())
+            .unwrap_or_default();
     // The published study's citation and the description of its data are the study's own words
     // (a bibliographic reference), quoted as they are.
     let studies: String = bench_harness::published::STUDIES
@@ -1654,7 +1684,10 @@ fn the_workbook_answers_come_from_the_run() {
         "the VM's system call is 1.15x native's in the synthetic run: {line}"
     );
     let network = lab("10f-lab-network");
-    assert!(network.contains("container, tcp_throughput") && network.contains("vm, tcp_rtt"));
+    assert!(
+        network.contains("container, rr_latency") && network.contains("vm, tx_throughput"),
+        "{network}"
+    );
     let disk = lab("10e-lab-disk");
     assert!(
         disk.contains("VM exits per 4 KiB random read: 2.4 exits/op"),

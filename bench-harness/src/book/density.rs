@@ -49,6 +49,11 @@ impl DensityFacts {
         }
     }
 
+    /// Whether the book has a density run.
+    pub(crate) fn has_run(&self) -> bool {
+        self.run.is_some()
+    }
+
     /// `12.3 MiB` from KiB, in the book's number format.
     fn mib(&self, kib: f64) -> String {
         self.cat.with_unit(&fmt_num(kib / 1024.0), "MiB")

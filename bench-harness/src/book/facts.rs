@@ -1029,7 +1029,20 @@ impl Facts {
                     }
                 }
             }
+            "memory" if self.density.has_run() => {
+                for b in BACKENDS {
+                    o.push(c.tr(
+                        "answer-density",
+                        &[
+                            ("backend", b),
+                            ("marginal", &self.density.value(b, "marginal")),
+                            ("fit", &self.density.value(b, "fit")),
+                        ],
+                    ));
+                }
+            }
             "memory" => {
+                o.push(c.tr("answer-memory-meters", &[]));
                 for b in BACKENDS {
                     match self.instance_memory(b) {
                         Some((mib, how)) if mib > 0.0 => o.push(c.tr(
@@ -1069,8 +1082,8 @@ impl Facts {
             }
             "network" => {
                 for b in ["container", "vm"] {
-                    o.push(self.answer_ratio(b, "net-loopback", "tcp_throughput"));
-                    o.push(self.answer_ratio(b, "net-loopback", "tcp_rtt"));
+                    o.push(self.answer_ratio(b, "net-rr", "rr_latency"));
+                    o.push(self.answer_ratio(b, "net-stream", "tx_throughput"));
                 }
             }
             "security" => {
@@ -1275,7 +1288,7 @@ impl Facts {
                 &["host.guest_ram_touched", "host.vmm_overhead"],
                 "capacity-how-vm",
             ),
-            (&["host.peak_memory"], "capacity-how-cgroup"),
+            (&["host.cgroup_peak"], "capacity-how-cgroup"),
             (&["host.peak_rss"], "capacity-how-rss"),
         ];
         for (metrics, how) in WAYS {
