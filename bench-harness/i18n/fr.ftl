@@ -979,3 +979,53 @@ density-rounds = { $n ->
 answer-density = { $backend } : { $marginal } (la baisse de MemAvailable de l’hôte en fonction de N, le même compteur pour tous les environnements) ; { $fit } sur cet hôte
 # en: this book has no density run, so these are each backend's own meter from single trials, not one quantity: measure with `isolab density` and build the book with `--density` to compare them
 answer-memory-meters = ce livre n’a pas d’exécution de densité, ce sont donc les compteurs propres à chaque environnement, relevés sur des essais isolés, pas une seule grandeur : mesurez avec `isolab density` et construisez le livre avec `--density` pour les comparer
+# en: density_start: { $backend } left out (emulated start times are not performance figures)
+density-chart-start-left-out = density_start : { $backend } laissé de côté (les temps de démarrage émulés ne sont pas des chiffres de performance)
+# en: no round was measured
+density-chart-no-round = aucun tour n’a été mesuré
+# en: Host memory per instance vs N (MemAvailable drop ÷ N, and PSS per instance)
+density-chart-memory-title = Mémoire de l’hôte par instance selon N (baisse de MemAvailable ÷ N, et PSS par instance)
+# en: instances running (N, log scale)
+density-chart-memory-x = instances en marche (N, échelle log)
+# en: MiB per instance
+density-chart-memory-y = Mio par instance
+# en: { $backend }: MemAvailable drop ÷ N
+density-chart-drop = { $backend } : baisse de MemAvailable ÷ N
+# en: { $backend }: PSS per instance
+density-chart-pss = { $backend } : PSS par instance
+# en: off the scale, drawn at the edge (MiB; the host's noise): { $listed }
+density-chart-off-scale = hors échelle, dessinés au bord (Mio ; le bruit de l’hôte) : { $listed }
+# en: no part of /proc/meminfo grew in any measured round
+density-chart-no-growth = aucune partie de /proc/meminfo n’a augmenté dans un tour mesuré
+# en: What grew in /proc/meminfo per instance (at each backend's largest N)
+density-chart-components-title = Ce qui a augmenté dans /proc/meminfo par instance (au plus grand N de chaque environnement)
+# en: MiB per instance (medians over the rounds; parts that shrank are left out)
+density-chart-components-x = Mio par instance (médianes sur les tours ; les parties qui ont diminué sont laissées de côté)
+# en: part:
+density-chart-components-legend = partie :
+# en: no instance outside the emulated machine got ready (emulated start times are not performance figures)
+density-chart-none-ready-real = aucune instance hors de la machine émulée n’a été prête (les temps de démarrage émulés ne sont pas des chiffres de performance)
+# en: no instance got ready
+density-chart-none-ready = aucune instance n’a été prête
+# en: Start latency vs N (start to ready; p50 solid, p99 dashed)
+density-chart-start-title = Latence de démarrage selon N (du démarrage à « prête » ; p50 en trait plein, p99 en tirets)
+# en: instances started (N, log scale)
+density-chart-start-x = instances démarrées (N, échelle log)
+# en: ms (log scale)
+density-chart-start-y = ms (échelle log)
+# en: anonymous
+density-part-anonymous = anonyme
+# en: page tables
+density-part-page-tables = tables de pages
+# en: kernel stacks
+density-part-kernel-stacks = piles noyau
+# en: slab, unreclaimable
+density-part-slab-unreclaimable = slab, non récupérable
+# en: slab, reclaimable
+density-part-slab-reclaimable = slab, récupérable
+# en: per-CPU
+density-part-per-CPU = par CPU
+# en: shared memory
+density-part-shared-memory = mémoire partagée
+# en: file pages
+density-part-file-pages = pages de fichiers

@@ -181,8 +181,10 @@ const FIGURES: [(&str, Draw, Option<&str>); 11] = [
 
 /// The figures from a density run: name, drawing function. Their captions and titles are the
 /// catalogue's, as for [`FIGURES`].
-type DrawDensity =
-    fn(&crate::density::analysis::Summary) -> Result<Result<Chart, String>, ReportError>;
+type DrawDensity = fn(
+    &crate::density::analysis::Summary,
+    &crate::i18n::Catalogue,
+) -> Result<Result<Chart, String>, ReportError>;
 
 const DENSITY_FIGURES: [(&str, DrawDensity); 3] = [
     ("density-memory", crate::density::charts_memory),
@@ -206,7 +208,7 @@ pub(crate) fn draw_all(
     let summary = density.map(crate::density::analysis::summarise);
     for (name, draw) in DENSITY_FIGURES {
         let drawn = match &summary {
-            Some(s) => draw(s)?.map(|c| (c.title, c.svg)),
+            Some(s) => draw(s, &view.cat)?.map(|c| (c.title, c.svg)),
             None => Err(view.cat.tr("density-no-run", &[])),
         };
         out.push(Figure {
