@@ -103,7 +103,8 @@ with native for performance."
         /// The language of the terminal and HTML reports: `en`, `fr` (French: decimal comma,
         /// narrow no-break spaces), or `pseudo` (every generated text accented, for translators:
         /// plain English left in it escaped the catalogue). Markdown, CSV, LaTeX and JSON stay
-        /// English: they are data for other tools and papers.
+        /// English: they are data for other tools and papers; so is the report of a density run
+        /// (its figures and sentences are translated in the book: `isolab book --density`).
         #[arg(long, value_enum, default_value_t = Lang::En)]
         lang: Lang,
     },
@@ -702,6 +703,14 @@ fn cmd_report(
     let (text, drawn) = if bench_harness::density::record::is_density_run(dir) {
         use bench_harness::density::{record, render};
         let run = record::load(dir)?;
+        if lang != Lang::En {
+            eprintln!(
+                "note: the report of a density run is in English; its figures are in the book's \
+                 language with `isolab book --density {} --lang {}`",
+                dir.display(),
+                lang.code()
+            );
+        }
         let drawn = charts.map(|_| render::charts(&run)).transpose()?;
         (render::render(&run, format)?, drawn)
     } else {
