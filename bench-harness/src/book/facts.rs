@@ -500,6 +500,21 @@ impl Facts {
         match self.manifest.backends.get(backend) {
             Some(st) => match st.facts.get(key) {
                 Some(v) => format!("`{}`", v.replace('`', "'")),
+                // In the emulated machine the VMM is prepared and run inside it; what it knows
+                // about itself (its filters, its cgroup) stays there.
+                None if st
+                    .facts
+                    .get("emulated")
+                    .is_some_and(|e| e.starts_with("true")) =>
+                {
+                    format!(
+                        "*{NOT_MEASURED} ({})*",
+                        md_text(&format!(
+                            "{backend} ran inside the emulated machine, which does not report the \
+                         VMM's {key} back to this host; a run on hardware KVM records it"
+                        ))
+                    )
+                }
                 None => format!(
                     "*{NOT_MEASURED} ({})*",
                     md_text(&format!(
