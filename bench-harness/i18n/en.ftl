@@ -563,3 +563,4 @@ density-part-slab-reclaimable = slab, reclaimable
 density-part-per-CPU = per-CPU
 density-part-shared-memory = shared memory
 density-part-file-pages = file pages
+why-no-fact-emulated = { $backend } ran inside the emulated machine, which does not report the VMM's { $key } back to this host; a run on hardware KVM records it

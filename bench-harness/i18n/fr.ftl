@@ -1029,3 +1029,5 @@ density-part-per-CPU = par CPU
 density-part-shared-memory = mémoire partagée
 # en: file pages
 density-part-file-pages = pages de fichiers
+# en: { $backend } ran inside the emulated machine, which does not report the VMM's { $key } back to this host; a run on hardware KVM records it
+why-no-fact-emulated = { $backend } a tourné dans la machine émulée, qui ne renvoie pas à cet hôte le { $key } du VMM ; une exécution sur KVM matériel l’enregistre

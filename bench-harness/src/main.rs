@@ -85,7 +85,7 @@ and on runs where a backend was unavailable. Emulated VM samples are labelled an
 with native for performance."
     )]
     Report {
-        /// A run directory made by `isolab run` (e.g. results/20261126-071203).
+        /// A run directory made by `isolab run` (e.g. results/20261206-071907).
         run_dir: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Term)]
@@ -120,8 +120,8 @@ table and chart again, checking that each file is identical byte for byte; a REA
 after the ACM badges (available, functional, results reproduced); and SHA256SUMS. A run or an \
 isolab built from uncommitted changes has no exact source: pack refuses it unless --allow-dirty, \
 and the README then says so.",
-        after_help = "Example: isolab pack results/20261126-071203\n  then, anywhere: isolab unpack \
-isolab-artifact-20261126-071203.tar.gz DIR && DIR/rebuild.sh"
+        after_help = "Example: isolab pack results/20261206-071907\n  then, anywhere: isolab unpack \
+isolab-artifact-20261206-071907.tar.gz DIR && DIR/rebuild.sh"
     )]
     Pack(commands::pack::PackArgs),
     /// Unpack a bundle made by `isolab pack` into a new folder, checking every file against its
@@ -144,7 +144,7 @@ isolab-artifact-20261126-071203.tar.gz DIR && DIR/rebuild.sh"
 sources to a staging folder, draws the figures from a run (SVG, the same colours per backend as the \
 reports) and fills every number and table in the chapters from that run's samples and manifest. A value \
 the run lacks (say, no VM on this host) is written as \"not measured in this run (why)\", never guessed.",
-        after_help = "Example: isolab book --results results/20261126-071203 --out /tmp/isolab-book\n\
+        after_help = "Example: isolab book --results results/20261206-071907 --out /tmp/isolab-book\n\
 On a host without hardware KVM: isolab book --results NATIVE_AND_CONTAINER_RUN --vm-results \
 EMULATED_VM_RUN (a run made with --vm-in-emulator)"
     )]

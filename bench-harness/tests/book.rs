@@ -1694,3 +1694,88 @@ fn the_workbook_answers_come_from_the_run() {
         "{disk}"
     );
 }
+
+/// The book as `results/README.md` builds it from the reference runs kept in `results/` (the
+/// main run, the VM's counts from the emulated machine, the density run): every placeholder
+/// filled, every link resolved, the memory figure the density run's one meter, and every page
+/// opens in Chromium with nothing wrong. Fails when a change to the book or the reports stops
+/// working with the published runs, or when `results/` loses one of the three.
+#[test]
+#[ignore = "needs Chromium (apt-get install chromium); ./run-tests installs it and runs this"]
+fn the_book_from_the_reference_runs_renders_in_a_real_browser() {
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
+    let find = |suffix: &str| -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&results)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("reference-") && n.ends_with(suffix))
+            })
+            .collect();
+        found.sort();
+        found
+            .pop()
+            .unwrap_or_else(|| panic!("results/ has no reference-*{suffix} run"))
+    };
+    let (main, vm, density) = (
+        find("-native-container-tcg"),
+        find("-vm-emulated"),
+        find("-density"),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("book");
+    let o = Command::new(ISOLAB)
+        .args(["book", "--results"])
+        .arg(&main)
+        .arg("--vm-results")
+        .arg(&vm)
+        .arg("--density")
+        .arg(&density)
+        .arg("--book-src")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../book"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "isolab book: {}", text(&o.stderr));
+    let pages = check_book(&out);
+    // Each run is named in the chapter that describes how the figures were made.
+    let ch9 = main_text(&pages[Path::new("09-reproducing.html")]);
+    for run in [&main, &vm, &density] {
+        let id = std::fs::read_to_string(run.join("manifest.json")).unwrap();
+        let id: serde_json::Value = serde_json::from_str(&id).unwrap();
+        let id = id["run_id"].as_str().unwrap().to_owned();
+        assert!(
+            ch9.contains(&id),
+            "run {id} is not named in chapter 9: {ch9}"
+        );
+    }
+    assert!(ch9.contains("qemu-tcg"), "{ch9}");
+    // The VM ran in the emulated machine, whose VMM facts stay there: the book says so, not
+    // that the run is too old to have them.
+    let ch7 = main_text(&pages[Path::new("07-security.html")]);
+    assert!(ch7.contains("ran inside the emulated machine"), "{ch7}");
+    assert!(
+        !ch7.contains("runs made before isolab recorded it"),
+        "{ch7}"
+    );
+    // Memory figures come from the density run, drawn on its one meter.
+    let ch8 = &pages[Path::new("08-capacity.html")];
+    assert!(ch8.contains("figures/density-memory.svg"), "{ch8}");
+    let mut to_open: Vec<PathBuf> = files_with_ext(&out, "html")
+        .into_iter()
+        .filter(|p| !p.ends_with("print.html") && !p.ends_with("404.html"))
+        .collect();
+    to_open.sort();
+    let checks = common::browser::check_pages(&to_open);
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.problems.is_empty())
+        .map(|c| format!("{}: {}", c.page.display(), c.problems.join("; ")))
+        .collect();
+    assert!(bad.is_empty(), "in the browser:\n{}", bad.join("\n"));
+    let images: usize = checks.iter().map(|c| c.images_ok).sum();
+    assert!(images >= 10, "only {images} images rendered");
+}

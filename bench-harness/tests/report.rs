@@ -1134,3 +1134,48 @@ fn terminal_and_html_reports_in_french_and_in_the_pseudo_locale() {
         );
     }
 }
+
+/// The host-memory meters of a run's samples, each with the words a chart names it by. A trial's
+/// memory figures are each backend's own meter: native's peak RSS, the container's memory cgroup,
+/// the VM's guest RAM and VMM process.
+const MEMORY_METERS: [(&str, &[&str]); 3] = [
+    ("the process's peak RSS", &["peak RSS", "peak_rss"]),
+    (
+        "the sandbox's memory cgroup",
+        &["cgroup", "anonymous memory", "page cache", "kernel memory"],
+    ),
+    (
+        "the VM's guest RAM and VMM",
+        &["guest RAM", "guest_ram", "VMM overhead", "vmm_overhead"],
+    ),
+];
+
+#[test]
+fn no_run_chart_sets_different_memory_meters_side_by_side() {
+    // Every backend of this run has host memory figures, each on its own meter: a chart that
+    // drew them together would compare three meters as one quantity. A chart of memory must
+    // name exactly one meter (memory on one meter for every backend is `isolab density`'s).
+    let run = full_run("full-4", "6.1.0-test");
+    let (charts, _) = build_charts(&run).unwrap();
+    assert!(!charts.is_empty());
+    for c in &charts {
+        let texts = svg_texts(&c.svg).join("\n");
+        let text = format!("{}\n{texts}", c.title);
+        let draws_memory = text.contains("MiB") || text.to_lowercase().contains("memory");
+        if !draws_memory {
+            continue;
+        }
+        let meters: Vec<&str> = MEMORY_METERS
+            .iter()
+            .filter(|(_, words)| words.iter().any(|w| text.contains(w)))
+            .map(|(meter, _)| *meter)
+            .collect();
+        assert_eq!(
+            meters.len(),
+            1,
+            "chart {} draws memory on {} meters {meters:?}: {text}",
+            c.name,
+            meters.len()
+        );
+    }
+}

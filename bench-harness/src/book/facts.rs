@@ -577,6 +577,24 @@ impl Facts {
         match self.manifest.backends.get(backend) {
             Some(st) => match st.facts.get(key) {
                 Some(v) => format!("`{}`", v.replace('`', "'")),
+                // In the emulated machine the VMM is prepared and run inside it; what it knows
+                // about itself (its filters, its cgroup) stays there.
+                None if st
+                    .facts
+                    .get("emulated")
+                    .is_some_and(|e| e.starts_with("true")) =>
+                {
+                    self.cat.tr(
+                        "missing-value",
+                        &[(
+                            "why",
+                            &md_text(&self.cat.tr(
+                                "why-no-fact-emulated",
+                                &[("key", key), ("backend", backend)],
+                            )),
+                        )],
+                    )
+                }
                 None => self.cat.tr(
                     "missing-value",
                     &[(
