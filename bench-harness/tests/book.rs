@@ -1140,6 +1140,18 @@ fn real_native_and_container_run_gives_report_and_book() {
     );
 }
 
+/// Opens `pages` in headless Chromium and fails with every problem it found, page by page.
+fn open_cleanly(pages: &[PathBuf]) -> Vec<common::browser::PageCheck> {
+    let checks = common::browser::check_pages(pages);
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.problems.is_empty())
+        .map(|c| format!("{}: {}", c.page.display(), c.problems.join("; ")))
+        .collect();
+    assert!(bad.is_empty(), "in the browser:\n{}", bad.join("\n"));
+    checks
+}
+
 /// The book and the HTML report in a real browser (headless Chromium): no console error, every
 /// image loads and has a size, every figure renders. Then the same check on a copy with one
 /// figure deleted and one script error added must catch both, so the check itself is seen to
@@ -1148,7 +1160,8 @@ fn real_native_and_container_run_gives_report_and_book() {
 #[ignore = "needs Chromium (apt-get install chromium); ./run-tests installs it and runs this"]
 fn the_book_and_the_report_render_in_a_real_browser() {
     let run = common::with_factor_and_aa(run(Vm::Hardware), 1.01, 1.1);
-    let (tmp, out) = build(&run);
+    // With a density run, so that the capacity figures are opened too.
+    let (tmp, out) = build_with_density(&run);
     let mut pages: Vec<PathBuf> = files_with_ext(&out, "html")
         .into_iter()
         .filter(|p| !p.ends_with("print.html") && !p.ends_with("404.html"))
@@ -1164,13 +1177,7 @@ fn the_book_and_the_report_render_in_a_real_browser() {
         std::fs::write(&path, html).unwrap();
         pages.push(path);
     }
-    let checks = common::browser::check_pages(&pages);
-    let bad: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.problems.is_empty())
-        .map(|c| format!("{}: {}", c.page.display(), c.problems.join("; ")))
-        .collect();
-    assert!(bad.is_empty(), "in the browser:\n{}", bad.join("\n"));
+    let checks = open_cleanly(&pages);
     let images: usize = checks.iter().map(|c| c.images_ok).sum();
     let svgs: usize = checks.iter().map(|c| c.svgs_ok).sum();
     // Every figure of the book appears on some page; the reports inline their charts.
@@ -1319,12 +1326,7 @@ fn real_emulation_run_is_in_the_book_and_renders_in_a_browser() {
         .filter(|p| !p.ends_with("print.html") && !p.ends_with("404.html"))
         .collect();
     to_open.push(report);
-    let bad: Vec<String> = common::browser::check_pages(&to_open)
-        .into_iter()
-        .filter(|c| !c.problems.is_empty())
-        .map(|c| format!("{}: {}", c.page.display(), c.problems.join("; ")))
-        .collect();
-    assert!(bad.is_empty(), "in the browser:\n{}", bad.join("\n"));
+    open_cleanly(&to_open);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1769,13 +1771,7 @@ fn the_book_from_the_reference_runs_renders_in_a_real_browser() {
         .filter(|p| !p.ends_with("print.html") && !p.ends_with("404.html"))
         .collect();
     to_open.sort();
-    let checks = common::browser::check_pages(&to_open);
-    let bad: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.problems.is_empty())
-        .map(|c| format!("{}: {}", c.page.display(), c.problems.join("; ")))
-        .collect();
-    assert!(bad.is_empty(), "in the browser:\n{}", bad.join("\n"));
+    let checks = open_cleanly(&to_open);
     let images: usize = checks.iter().map(|c| c.images_ok).sum();
     assert!(images >= 10, "only {images} images rendered");
 }
