@@ -741,6 +741,11 @@ fn full_run_fills_every_placeholder_with_a_number() {
         assert!(ch8.contains(want), "{want}: {ch8}");
     }
     assert!(ch5.contains("in the emulated machine"), "{ch5}");
+    // The density figures name the density run they were drawn from.
+    assert!(
+        ch8.contains("density-memory, from run density-20261201-000000"),
+        "{ch8}"
+    );
     for old in ["cgroup peak", "peak RSS", "guest RAM touched + VMM"] {
         assert!(
             !ch8.contains(old),

@@ -285,6 +285,13 @@ impl IsolabPreprocessor {
                 } else {
                     title.clone()
                 };
+                // The density figures are drawn from the density run, the others from a run of
+                // trials.
+                let run = if fig.name.starts_with("density-") {
+                    self.facts.density.run_id()
+                } else {
+                    md_text(self.facts.run_of(fig.about))
+                };
                 block(&format!(
                     "![{}]({})\n\n{}\n",
                     md_text(&title),
@@ -293,7 +300,7 @@ impl IsolabPreprocessor {
                         "figure-line",
                         &[
                             ("name", fig.name),
-                            ("run", &md_text(self.facts.run_of(fig.about))),
+                            ("run", &run),
                             (
                                 "caption",
                                 &cat.tr(&format!("figure-caption-{}", fig.name), &[])
