@@ -650,7 +650,7 @@ fn partial_run_without_some_backends_reports_everything_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_charts(&empty, dir.path()).unwrap();
     assert!(files.files.is_empty());
-    assert_eq!(files.notes.len(), 7, "{:?}", files.notes);
+    assert_eq!(files.notes.len(), 9, "{:?}", files.notes);
 }
 
 #[test]
@@ -1079,9 +1079,14 @@ fn terminal_and_html_reports_in_french_and_in_the_pseudo_locale() {
         .iter()
         .filter_map(|s| s.failure.as_ref().map(|f| format!("{f} ")))
         .collect();
+    // A chart's name is its file's stem (`net_latency.svg`), an identifier like the run's own
+    // data, quoted as is in "chart NAME not drawn".
+    let chart_names = "start_timeline ratio_to_native factor_effects aa_check io_latency \
+                       net_latency net_throughput vm_exits vm_exits_per_op";
     let data = serde_json::to_string(&run.samples).unwrap()
         + &serde_json::to_string(&run.manifest).unwrap()
-        + &reasons;
+        + &reasons
+        + chart_names;
     let data: std::collections::HashSet<String> = data
         .split(|c: char| !c.is_ascii_alphanumeric())
         .map(str::to_lowercase)
@@ -1178,4 +1183,75 @@ fn no_run_chart_sets_different_memory_meters_side_by_side() {
             meters.len()
         );
     }
+}
+
+/// The network workloads that cross the boundary get their own charts: request/response latency
+/// and throughput per backend with intervals; `net-loopback` (inside the sandbox only) is not
+/// among them, nor is an emulated VM's time.
+#[test]
+fn network_latency_and_throughput_are_charted_per_backend() {
+    let mut samples = Vec::new();
+    for rep in 0..6u32 {
+        for b in ["native", "container", "vm"] {
+            let x = 1.0 + f64::from(rep) * 0.01;
+            let scale = if b == "native" { 1.0 } else { 1.2 };
+            let mut rr = sample(samples.len(), b, "net-rr", rep, false);
+            rr.metrics = vec![
+                Metric::lower("rr_latency", "µs", 9.0 * scale * x),
+                Metric::lower("rr_latency_p99", "µs", 20.0 * scale * x),
+                Metric::higher("rr_tps", "1/s", 100_000.0 / (scale * x)),
+            ];
+            let mut stream = sample(samples.len() + 1, b, "net-stream", rep, false);
+            stream.metrics = vec![
+                Metric::higher("tx_throughput", "Gbit/s", 20.0 / (scale * x)),
+                Metric::higher("rx_throughput", "Gbit/s", 18.0 / (scale * x)),
+            ];
+            let mut inside = sample(samples.len() + 2, b, "net-loopback", rep, false);
+            inside.metrics = vec![Metric::lower("tcp_rtt_latency", "µs", 5.0 * x)];
+            if b == "vm" {
+                for s in [&mut rr, &mut stream, &mut inside] {
+                    s.emulated = true;
+                }
+            }
+            samples.extend([rr, stream, inside]);
+        }
+    }
+    let n = samples.len();
+    let run = StoredRun {
+        dir: PathBuf::from("/results/net"),
+        manifest: manifest("net", "6.1.0-test", RunStatus::Complete, n),
+        samples,
+        torn_tail: false,
+    };
+    let (charts, notes) = build_charts(&run).unwrap();
+    let chart = |name: &str| {
+        charts
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name} chart: {notes:?}"))
+    };
+    let latency = chart("net_latency");
+    let throughput = chart("net_throughput");
+    for c in [latency, throughput] {
+        parse_xml(&c.svg);
+        assert!(
+            c.svg.contains("native") && c.svg.contains("container"),
+            "{}",
+            c.name
+        );
+        assert!(
+            !c.svg.contains("emulated"),
+            "{} shows emulated times",
+            c.name
+        );
+        assert!(
+            !c.svg.contains("net-loopback"),
+            "{} shows net-loopback",
+            c.name
+        );
+    }
+    assert!(latency.svg.contains("rr_latency_p99") && latency.svg.contains("µs"));
+    assert!(!latency.svg.contains("rr_tps"), "one unit per chart");
+    assert!(throughput.svg.contains("tx_throughput") && throughput.svg.contains("rx_throughput"));
+    assert!(latency.title.contains("whiskers") && throughput.title.contains("whiskers"));
 }

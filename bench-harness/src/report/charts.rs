@@ -5,9 +5,11 @@
 //!   timeline (median duration of each phase across samples);
 //! - `ratio_to_native`: every workload's metric as ratio to native, with 95% whiskers (log scale);
 //! - `io_latency`: p50/p99 latencies of the I/O workloads, per backend, with 95% whiskers;
+//! - `net_latency`, `net_throughput`: request/response latency (p50, p99) and bulk throughput of
+//!   the network workloads that cross the sandbox's boundary, per backend, with 95% whiskers;
 //! - `vm_exits`: VM exits per trial, stacked by exit reason;
 //! - `vm_exits_per_op`: VM exits per operation of each workload (per 4 KiB random read and
-//!   write, per MiB written and read, per system call, ...), split into exits KVM handled itself
+//!   write, per MiB written and read, per system call, per packet and per transaction, ...), split into exits KVM handled itself
 //!   and exits that reached the VMM.
 //!
 //! Backends have the same colour in every chart ([`backend_colour`]); segments (phases, memory
@@ -159,12 +161,14 @@ pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), Report
     // (native peak RSS, the container's cgroup, the VM's guest RAM and VMM), which one chart
     // would set side by side as one quantity. `isolab density` measures memory per instance on
     // one meter for every backend, and its report draws it.
-    let builders: [(&'static str, Builder); 7] = [
+    let builders: [(&'static str, Builder); 9] = [
         ("start_timeline", timeline),
         ("ratio_to_native", ratios),
         ("factor_effects", factor_effects),
         ("aa_check", aa_check),
         ("io_latency", io_latency),
+        ("net_latency", net_latency),
+        ("net_throughput", net_throughput),
         ("vm_exits", exits),
         ("vm_exits_per_op", exits_per_op),
     ];
@@ -640,13 +644,73 @@ pub(crate) fn io_latency(
     view: &View<'_>,
     name: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
+    medians_per_backend(
+        view,
+        name,
+        &|kind, metric| kind.starts_with("io") && is_percentile(metric),
+        [
+            "chart-title-latency",
+            "chart-latency-axis",
+            "chart-no-latency",
+        ],
+    )
+}
+
+/// The network workloads whose packets cross the sandbox's boundary (`net-loopback` stays inside
+/// the sandbox, so it is not among them).
+fn crosses_the_boundary(kind: &str) -> bool {
+    kind.starts_with("net-") && kind != "net-loopback"
+}
+
+/// Request/response latency (p50 and p99) of the network workloads, per backend.
+pub(crate) fn net_latency(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    medians_per_backend(
+        view,
+        name,
+        &|kind, metric| crosses_the_boundary(kind) && metric.contains("latency"),
+        [
+            "chart-title-net-latency",
+            "chart-latency-axis",
+            "chart-no-net-latency",
+        ],
+    )
+}
+
+/// Bulk throughput of the network workloads, each direction, per backend.
+pub(crate) fn net_throughput(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    medians_per_backend(
+        view,
+        name,
+        &|kind, metric| crosses_the_boundary(kind) && metric.ends_with("_throughput"),
+        [
+            "chart-title-net-throughput",
+            "chart-throughput-axis",
+            "chart-no-net-throughput",
+        ],
+    )
+}
+
+/// Bars of the medians (with their intervals) of the summary rows `wanted(kind, metric)` picks,
+/// grouped per workload and metric, one bar per backend; one unit per chart (rows in another unit
+/// than the first are left out). Emulated backends are left out: their times are not
+/// performance figures. `keys`: the catalogue's title, axis and no-data messages.
+fn medians_per_backend(
+    view: &View<'_>,
+    name: &'static str,
+    wanted: &dyn Fn(&str, &str) -> bool,
+    keys: [&str; 3],
+) -> Result<Result<Chart, String>, ReportError> {
+    let [title_key, axis_key, none_key] = keys;
     let mut groups: Vec<Group> = Vec::new();
     let mut unit = String::new();
     for r in &view.summary.rows {
-        if !kind_of(view, &r.workload).starts_with("io")
-            || !is_percentile(&r.metric)
-            || r.backend.ends_with("(emulated)")
-        {
+        if !wanted(kind_of(view, &r.workload), &r.metric) || r.backend.ends_with("(emulated)") {
             continue;
         }
         if unit.is_empty() {
@@ -667,7 +731,7 @@ pub(crate) fn io_latency(
         );
     }
     if groups.is_empty() {
-        return Ok(Err(view.cat.tr("chart-no-latency", &[])));
+        return Ok(Err(view.cat.tr(none_key, &[])));
     }
     let hi = groups
         .iter()
@@ -676,10 +740,10 @@ pub(crate) fn io_latency(
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     let title = view.cat.tr(
-        "chart-title-latency",
+        title_key,
         &[("level", &view.cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
     );
-    let x_desc = view.cat.tr("chart-latency-axis", &[("unit", &unit)]);
+    let x_desc = view.cat.tr(axis_key, &[("unit", &unit)]);
     let svg = grouped(
         name,
         &GroupedSpec {
