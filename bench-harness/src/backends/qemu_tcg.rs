@@ -311,7 +311,6 @@ impl Backend for QemuTcgBackend {
     }
 }
 
-/// Boots one emulated machine and turns what it did into an outcome.
 /// The guest kernel's command line for one trial, `spec` being the encoded workload spec.
 ///
 /// `no_timer_check`: under TCG on a loaded host, the kernel's early check that the timer
@@ -328,6 +327,7 @@ fn guest_cmdline(spec: &str) -> Result<String, vm_backend::VmError> {
     Ok(cmdline.as_string())
 }
 
+/// Boots one emulated machine and turns what it did into an outcome.
 fn run_qemu(p: &Prepared, index: usize, cmdline: &str) -> TrialOutcome {
     let origin = Instant::now();
     let since = |i: Instant| u64::try_from(i.duration_since(origin).as_nanos()).unwrap_or(u64::MAX);
