@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{agent, serial};
+
 use bench_harness::density::analysis;
 use bench_harness::density::instance::Kind;
 use bench_harness::density::render;
@@ -112,22 +114,8 @@ fn every_report_format_renders_a_density_run() {
 
 const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
 
-fn agent() -> std::path::PathBuf {
-    workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The tests that run isolab switch KSM (host-wide) and clean dead runs: one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "density runs containers and makes cgroups: run the tests as root"
-    );
+    common::require_root("density runs containers and makes cgroups");
 }
 
 fn ksm_run() -> String {

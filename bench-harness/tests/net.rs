@@ -5,6 +5,8 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;
+
+use common::{agent, serial};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,22 +15,8 @@ use bench_harness::run_places::{RunRecord, DEFAULT_REGISTRY};
 
 const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
 
-/// The tests start runs, and every run cleans dead runs' leftovers: one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests make network namespaces, veth pairs and containers: run them as root"
-    );
-}
-
-fn agent() -> PathBuf {
-    workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
+    common::require_root("these tests make network namespaces, veth pairs and containers");
 }
 
 fn text(b: &[u8]) -> String {
