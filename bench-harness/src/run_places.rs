@@ -109,6 +109,16 @@ pub struct HostSetting {
 /// naming anything else is not isolab's doing and is left alone.
 pub const RESTORABLE: &[&str] = &["/sys/kernel/mm/ksm/"];
 
+/// Another run in `registry` (not `own_id`) that changed the setting at `path` and has not put
+/// it back yet, alive or killed.
+fn holder_of_setting(registry: &Registry, own_id: &str, path: &Path) -> Option<RunRecord> {
+    registry
+        .records()
+        .into_iter()
+        .map(|(_, record)| record)
+        .find(|r| r.id != own_id && r.restore.iter().any(|s| s.path == path))
+}
+
 /// Puts back the recorded settings under `allowed`; returns what was restored and what not.
 fn restore_settings(settings: &[HostSetting], allowed: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
     let (mut done, mut kept) = (Vec::new(), Vec::new());
@@ -619,6 +629,23 @@ impl RunPlaces {
             path: path.to_path_buf(),
             why,
         };
+        // Two runs changing one setting would each put back what it found: the second one's
+        // "host value" is the first one's change, and it would leave that on the host.
+        if let Some(other) = holder_of_setting(&self.registry, &self.record.id, path) {
+            return Err(fail(if other.owner_alive() {
+                format!(
+                    "another isolab run (pid {}, run {}) has changed it and puts the host's value \
+                     back when it ends; wait for that run to end, or leave this option out",
+                    other.pid, other.run_id
+                )
+            } else {
+                format!(
+                    "an isolab run that was killed (run {}) changed it and did not put it back; \
+                     run `isolab doctor --clean` first",
+                    other.run_id
+                )
+            }));
+        }
         if !RESTORABLE.iter().any(|a| path.starts_with(a)) {
             return Err(fail("not a setting isolab may change".into()));
         }
@@ -722,6 +749,64 @@ mod tests {
         std::fs::set_permissions(&b, std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .expect("chmod");
         assert!(check_own_dir(&b).is_err());
+    }
+
+    #[test]
+    fn a_setting_another_run_changed_is_found_alive_or_killed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::at(dir.path().join("runs"));
+        ensure_private_parent(registry.dir(), 0o700).expect("registry");
+        let knob = dir.path().join("ksm-run");
+        let me = std::process::id() as i32;
+        let other = RunRecord {
+            id: "other".into(),
+            run_id: "density-1".into(),
+            pid: me,
+            pid_start: pid_start_time(me).expect("start time"),
+            folders: vec![],
+            cgroups: vec![],
+            restore: vec![HostSetting {
+                path: knob.clone(),
+                value: "0".into(),
+            }],
+            processes: vec![],
+        };
+        registry.write(&other, true).expect("entry");
+        let held = holder_of_setting(&registry, "mine", &knob).expect("held by the other run");
+        assert_eq!(held.id, "other");
+        assert!(held.owner_alive());
+        // Our own record and other settings are not a conflict.
+        assert!(holder_of_setting(&registry, "other", &knob).is_none());
+        assert!(holder_of_setting(&registry, "mine", &dir.path().join("x")).is_none());
+        // A killed run's change is still held until `doctor --clean` puts it back.
+        let killed = RunRecord {
+            id: "killed".into(),
+            pid_start: other.pid_start + 1,
+            ..other.clone()
+        };
+        std::fs::remove_file(registry.entry("other")).expect("rm");
+        registry.write(&killed, true).expect("entry");
+        let held = holder_of_setting(&registry, "mine", &knob).expect("held by the killed run");
+        assert!(!held.owner_alive());
+
+        // A run asking to change it is refused, and the setting is left as it is.
+        std::fs::write(&knob, "1").expect("knob");
+        let mut places = RunPlaces::create(
+            "density-2",
+            dir.path(),
+            &dir.path().join("state"),
+            registry.clone(),
+            &CgroupSettings::default(),
+        )
+        .expect("run places");
+        let refused = places
+            .change_host_setting(&knob, "2")
+            .expect_err("a setting another run holds")
+            .to_string();
+        assert!(refused.contains("isolab doctor --clean"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&knob).expect("knob"), "1");
+        assert!(places.record().restore.is_empty());
+        places.remove().expect("removed");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Runs shell commands inside the HVM test machine and prints their output and status.
 //!
 //! ```text
-//! hvm-shell [--file GUEST_PATH=HOST_PATH]... [--timeout-s S] [--mem MIB] [--huge-pages N] COMMAND...
+//! hvm-shell [--file GUEST_PATH=HOST_PATH]... [--timeout-s S] [--stall-s S] [--mem MIB] [--huge-pages N] COMMAND...
 //! ```
 //!
 //! Each COMMAND is one busybox `sh` command line run in L1 (where `/dev/kvm` is hardware-style
@@ -43,6 +43,10 @@ fn main() {
                 let s: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(600);
                 session.timeout = Duration::from_secs(s);
             }
+            "--stall-s" => {
+                let s: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(120);
+                session.stall_after = Duration::from_secs(s);
+            }
             "--mem" => {
                 session.memory_mib = args.next().and_then(|s| s.parse().ok()).unwrap_or(2048);
             }
@@ -78,6 +82,12 @@ fn main() {
         out.completed,
         out.timed_out
     );
+    for stall in &out.stalls {
+        eprintln!("[hvm] stall:\n{stall}");
+    }
+    if let Some(why) = &out.gave_up {
+        eprintln!("[hvm] session ended early: {why}");
+    }
     if !out.completed {
         eprintln!("--- L1 console ---\n{}", out.console);
     }

@@ -22,6 +22,14 @@ use crate::image::initramfs::Initramfs;
 use crate::kernel::fetch::{apt_install, debian_cloud_kernel, DebianKernel};
 use crate::kernel::KernelError;
 
+pub mod qmp;
+pub mod stall;
+
+use stall::{StallStep, StallWatch};
+
+/// How long L1 has to answer an NMI (a live kernel prints at once; emulated, give it time).
+const NMI_ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
 /// The L1 modules, in load order, by their path under the modules' `kernel/` directory: kvm,
 /// and tun for the VMs' network cards (their taps in L1's lab namespace).
 pub const L1_MODULES: [&str; 4] = [
@@ -121,6 +129,9 @@ pub struct HvmSession {
     /// 2 MiB huge pages L1 reserves (`vm.nr_hugepages`) before the commands run, for VMs whose
     /// guest RAM is backed by hugetlbfs.
     pub huge_pages_2m: u64,
+    /// L1 silent this long with QEMU idle is taken as a stall (see [`stall`]): its state is
+    /// recorded and it is sent an NMI; a session whose L1 does not recover ends early.
+    pub stall_after: Duration,
 }
 
 impl Default for HvmSession {
@@ -131,6 +142,7 @@ impl Default for HvmSession {
             memory_mib: 2048,
             timeout: Duration::from_secs(600),
             huge_pages_2m: 0,
+            stall_after: Duration::from_secs(120),
         }
     }
 }
@@ -159,10 +171,27 @@ pub struct HvmOutput {
     pub completed: bool,
     /// True when the session hit its timeout.
     pub timed_out: bool,
+    /// Each time L1 stalled (silent with QEMU idle): what was seen, L1's local APIC and
+    /// registers, and whether it answered the NMI it was sent. Also at the end of `console`.
+    pub stalls: Vec<String>,
+    /// Set when the session was ended early because L1 stopped making progress: why.
+    pub gave_up: Option<String>,
     /// QEMU's exit status.
     pub qemu_status: Option<i32>,
     /// Wall time of the session (emulated: not a performance figure).
     pub duration: Duration,
+}
+
+impl HvmOutput {
+    /// The local APIC state recorded at L1's last stall, if it stalled: its timer and pending
+    /// interrupts are what tell a lost interrupt from a timer that never fired.
+    pub fn last_stall_lapic(&self) -> Option<&str> {
+        let report = self.stalls.last()?;
+        let start = report.find("--- info lapic\n")?;
+        let rest = &report[start..];
+        let end = rest.find("--- info pic").unwrap_or(rest.len());
+        Some(rest[..end].trim_end())
+    }
 }
 
 /// The prepared HVM test machine.
@@ -378,6 +407,7 @@ impl HvmMachine {
             source,
         })?;
         let initrd = dir.join("l1.cpio");
+        let qmp_path = dir.join("qmp.sock");
         std::fs::write(&initrd, &image).map_err(|source| HvmError::File {
             path: initrd.clone(),
             source,
@@ -395,6 +425,9 @@ impl HvmMachine {
                 "-serial",
                 "stdio",
             ])
+            // The machine protocol, for the stall watch: L1's state and an NMI when it stalls.
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
             .arg("-kernel")
             .arg(&self.l1.vmlinuz)
             .arg("-initrd")
@@ -445,22 +478,60 @@ impl HvmMachine {
             buf
         });
         let mut out = Vec::new();
-        let mut take_line = |line: Vec<u8>, out: &mut Vec<u8>| {
+        let take_line = |line: Vec<u8>, out: &mut Vec<u8>, on_line: &mut dyn FnMut(&str)| {
             let text = String::from_utf8_lossy(&line);
             on_line(text.trim_end_matches(['\n', '\r']));
             out.extend_from_slice(&line);
         };
         let mut timed_out = false;
+        let qemu_pid = child.id();
+        let qemu_cpu = || stall::process_cpu(qemu_pid).unwrap_or_default();
+        let mut watch = StallWatch::new(
+            Instant::now(),
+            qemu_cpu(),
+            session.stall_after,
+            NMI_ANSWER_WITHIN,
+        );
+        let mut stalls: Vec<String> = Vec::new();
+        let mut gave_up: Option<String> = None;
+        let mut last_check = Instant::now();
         let status = loop {
             match lines_rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
-                    take_line(line, &mut out);
+                    let text = String::from_utf8_lossy(&line);
+                    if watch.line(&text, Instant::now(), qemu_cpu()) {
+                        if let Some(last) = stalls.last_mut() {
+                            last.push_str(&format!("L1 answered the NMI: {}\n", text.trim()));
+                        }
+                    }
+                    take_line(line, &mut out, on_line);
                     continue;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 // The reader is done: QEMU closed its console.
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     break child.wait().ok().and_then(|s| s.code())
+                }
+            }
+            if last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                let elapsed = start.elapsed().as_secs();
+                match watch.check(Instant::now(), qemu_cpu()) {
+                    StallStep::Wait => {}
+                    StallStep::Nudge {
+                        quiet_for,
+                        cpu_share,
+                    } => {
+                        let report = nudge(&qmp_path, elapsed, quiet_for, cpu_share);
+                        on_line(report.lines().next().unwrap_or_default());
+                        stalls.push(report);
+                    }
+                    StallStep::GiveUp { reason } => {
+                        on_line(&format!("[isolab-hvm {elapsed} s] {reason}; stopping QEMU"));
+                        gave_up = Some(reason);
+                        let _ = child.kill();
+                        break child.wait().ok().and_then(|s| s.code());
+                    }
                 }
             }
             match child.try_wait() {
@@ -476,7 +547,7 @@ impl HvmMachine {
         };
         let _ = reader.join();
         while let Ok(line) = lines_rx.try_recv() {
-            take_line(line, &mut out);
+            take_line(line, &mut out, on_line);
         }
         let err = err_reader.join().unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
@@ -487,6 +558,15 @@ impl HvmMachine {
             console.push_str("\n[qemu stderr]\n");
             console.push_str(&err_text);
         }
+        if !stalls.is_empty() || gave_up.is_some() {
+            console.push_str("\n[isolab-hvm stall watch]\n");
+            for report in &stalls {
+                console.push_str(report);
+            }
+            if let Some(why) = &gave_up {
+                console.push_str(&format!("session ended early: {why}\n"));
+            }
+        }
         let commands = parse_console(&console, &session.commands);
         Ok(HvmOutput {
             kvm_ready: console.contains("HVM-KVM-READY"),
@@ -494,10 +574,38 @@ impl HvmMachine {
             commands,
             console,
             timed_out,
+            stalls,
+            gave_up,
             qemu_status: status,
             duration: start.elapsed(),
         })
     }
+}
+
+/// Records L1's state through QMP and sends it an NMI; returns the report, its first line a
+/// summary.
+fn nudge(qmp_path: &Path, elapsed: u64, quiet_for: Duration, cpu_share: f64) -> String {
+    let mut report = format!(
+        "[isolab-hvm {elapsed} s] L1 printed nothing for {} s with QEMU at {:.1} % of a core: \
+         recording its state and sending it an NMI\n",
+        quiet_for.as_secs(),
+        cpu_share * 100.0
+    );
+    match qmp::Qmp::connect(qmp_path) {
+        Ok(mut qmp) => {
+            for command in ["info lapic", "info pic", "info registers"] {
+                match qmp.human(command) {
+                    Ok(text) => report.push_str(&format!("--- {command}\n{text}")),
+                    Err(e) => report.push_str(&format!("--- {command}: {e}\n")),
+                }
+            }
+            if let Err(e) = qmp.inject_nmi() {
+                report.push_str(&format!("the NMI could not be sent: {e}\n"));
+            }
+        }
+        Err(e) => report.push_str(&format!("QEMU's QMP socket did not answer: {e}\n")),
+    }
+    report
 }
 
 fn is_static(path: &Path) -> bool {

@@ -604,6 +604,9 @@ impl Backend for EmulatedVmBackend {
                     * u32::try_from(trials.len())
                         .unwrap_or(u32::MAX)
                         .saturating_add(MAX_HANG_RETRIES),
+            // A hung guest keeps L1 silent and idle until the VMM's deadline stops it: the
+            // stall watch must not give L1 up before that (it does after four quiet windows).
+            stall_after: (per_trial / 2).max(HvmSession::default().stall_after),
         };
         let total = trials.len();
         let names: BTreeMap<usize, String> = trials
@@ -663,6 +666,13 @@ impl Backend for EmulatedVmBackend {
             let status = out.commands.first().and_then(|c| c.status);
             self.session_problem = Some(if crate::interrupt::requested() {
                 "interrupted".into()
+            } else if let Some(why) = &out.gave_up {
+                format!(
+                    "the emulated machine was stopped after {:.0} s: {why} (a stall of the \
+                     emulator, not of isolab's VM; run again). L1's local APIC then:\n{}",
+                    out.duration.as_secs_f64(),
+                    out.last_stall_lapic().unwrap_or("not recorded")
+                )
             } else if out.timed_out {
                 format!(
                     "the emulated machine was stopped after {:.0} s",

@@ -199,7 +199,7 @@ pub(crate) fn run_vms(
         commands: vec![inner_command(opts)],
         memory_mib: l1_memory_mib(opts),
         timeout: session_timeout(opts),
-        huge_pages_2m: 0,
+        ..HvmSession::default()
     };
     say(&format!(
         "booting the emulated AMD-V machine ({} MiB) for the VMs' rounds; emulation is slow \
@@ -248,6 +248,13 @@ pub(crate) fn run_vms(
             "the density run in the emulated machine {}{}; its output ended with:\n{}",
             if crate::interrupt::requested() {
                 "was interrupted".to_owned()
+            } else if let Some(why) = &ran.gave_up {
+                format!(
+                    "was stopped after {:.0} s: {why} (a stall of the emulator; run again). L1's \
+                     local APIC then:\n{}",
+                    ran.duration.as_secs_f64(),
+                    ran.last_stall_lapic().unwrap_or("not recorded")
+                )
             } else if ran.timed_out {
                 format!("was stopped after {:.0} s", ran.duration.as_secs_f64())
             } else {

@@ -111,12 +111,25 @@ pub fn run_session(
         out.completed,
         out.kvm_ready
     ));
+    for stall in &out.stalls {
+        progress(&format!(
+            "L1 stalled: {}",
+            stall.lines().next().unwrap_or_default()
+        ));
+    }
     let dump = || {
         let tail: Vec<&str> = out.console.lines().rev().take(80).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     };
     assert!(out.kvm_ready, "kvm-amd did not load in L1:\n{}", dump());
-    assert!(out.completed, "L1 did not finish its commands:\n{}", dump());
+    assert!(
+        out.completed,
+        "L1 did not finish its commands{}:\n{}",
+        out.gave_up
+            .as_ref()
+            .map_or(String::new(), |why| format!(" (ended early: {why})")),
+        dump()
+    );
     out
 }
 
