@@ -755,8 +755,10 @@ fn density_reports_in_french_and_in_the_pseudo_locale() {
         }
     }
     // `isolab report --lang fr` renders a density run in French.
+    let charts = tmp.path().join("charts");
     let o = std::process::Command::new(ISOLAB)
-        .args(["report", "--lang", "fr"])
+        .args(["report", "--lang", "fr", "--charts"])
+        .arg(&charts)
         .arg(&runs[0].dir)
         .output()
         .unwrap();
@@ -766,4 +768,6 @@ fn density_reports_in_french_and_in_the_pseudo_locale() {
         out.contains("Méthode\u{a0}:") && out.contains("plancher du conteneur"),
         "{out}"
     );
+    let svg = std::fs::read_to_string(charts.join("density_memory.svg")).unwrap();
+    assert!(svg.contains("Mio par instance"), "{svg}");
 }

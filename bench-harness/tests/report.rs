@@ -1069,6 +1069,14 @@ fn terminal_and_html_reports_in_french_and_in_the_pseudo_locale() {
     let html = render_report_in(&run, ReportFormat::Html, Lang::Fr).unwrap();
     parse_xml(&html);
     assert!(html.contains("lang=\"fr\"") && html.contains("<h2>Méthodologie</h2>"));
+    // The charts `isolab report --lang fr --charts DIR` writes are French too.
+    let (charts, _) = bench_harness::report::build_charts_in(&run, Lang::Fr).unwrap();
+    let ratios = &charts
+        .iter()
+        .find(|c| c.name == "ratio_to_native")
+        .unwrap()
+        .svg;
+    assert!(ratios.contains("rapport"), "{ratios}");
     // The pseudo-locale: strip tags, code, styles and the published study's section (its labels
     // are the study's, see the book's test of that exception); what is left must be accented or
     // data of the run.
