@@ -569,3 +569,66 @@ density-part-per-CPU = per-CPU
 density-part-shared-memory = shared memory
 density-part-file-pages = file pages
 why-no-fact-emulated = { $backend } ran inside the emulated machine, which does not report the VMM's { $key } back to this host; a run on hardware KVM records it
+
+## The report of a density run (`isolab report DENSITY_RUN`, `isolab density`)
+
+density-report-title = isolab density run { $run }
+density-report-run-line = Density run { $run } on { $host } (kernel { $kernel }, { $cores } cores, { $memory }), { $started }: { $status }
+density-report-idle = idle
+density-report-working-set = working set { $size }
+density-report-instances = Instances: { $ws }; N = { $counts }; { $rounds } each; { $parallel } at a time; { $beside } beside N
+density-report-memory-intro = Memory per instance, one meter for every backend (the host's MemAvailable drop against N; PSS beside it; fit with { $headroom } headroom):
+density-report-per-n-intro = Per N (medians over the rounds [interval]; the cgroup view is what the containers' memory cgroups charge, not a footprint):
+density-report-method-label = Method:
+density-report-memory-heading = Memory per instance: one meter for every backend
+density-report-memory-lead = The marginal memory is the slope of the host's MemAvailable drop against the number of instances; PSS is beside it; instances that fit keep { $headroom } of the host's memory free.
+density-report-per-n-heading = Per N
+density-report-method-heading = Method
+density-report-chart-not-drawn = Chart not drawn: { $why }
+density-col-backend = backend
+density-col-marginal = marginal MiB/instance [95% CI]
+density-col-fixed = fixed MiB
+density-col-pss = PSS MiB/instance [95% CI]
+density-col-fit = instances that fit [CI]
+density-col-rounds = rounds
+density-col-n = N
+density-col-drop = drop/N MiB
+density-col-others = others' anon/N
+density-col-pss-n = PSS/N MiB
+density-col-cgroup = cgroup view/N MiB
+density-col-start-p50 = start p50 ms
+density-col-p90 = p90
+density-col-p99 = p99
+density-col-max = max
+density-col-last = last
+density-col-beside = one more p50 ms
+density-col-teardown = teardown ms
+density-col-recovery = memory back ms
+density-rounds-at = { $points } at { $counts } N
+density-not-back-some = { $ms } ({ $n } not back)
+density-not-back = not back ({ $n })
+density-note-components = { $backend } at N = { $n }: what grew in /proc/meminfo per instance (MiB): { $parts }.
+density-note-phases = container start phases at N = { $n } (median ms after its start began): { $phases }.
+density-note-vm = { $backend } at N = { $n }: per VM (MiB, PSS of its VMM process, median [95% CI]): guest RAM touched { $guest }, VMM overhead { $vmm }{ $inside }.
+density-note-vm-inside = ; inside the guest, its kernel and agent use { $used } of the { $total } its kernel manages (MemTotal − MemAvailable, and MemTotal)
+density-note-ksm = { $backend } at N = { $n }: KSM merged { $pages } pages into { $into } (pages_sharing and pages_shared grown during the round, medians over { $rounds }): { $saved } saved, settled after { $waited }{ $unsettled }.
+density-note-ksm-unsettled = { $n ->
+    [one] { " " }({ $n } round did not settle within --ksm-settle)
+   *[other] { " " }({ $n } rounds did not settle within --ksm-settle)
+}
+density-note-noisy = The host's other processes moved their anonymous memory by more than a quarter of the drop meanwhile ({ $which }): those drops measure the rest of the host as much as the instances; their intervals say how much. Trust the largest N and PSS most, or measure on a quieter host.
+density-note-stopped = { $backend } stopped at N = { $n } ({ $kind }): { $why }
+density-stop-refused = refused: the estimate would eat the headroom
+density-stop-floor = MemAvailable fell below the floor
+density-stop-limit = a host limit
+density-stop-failed = instances did not start
+density-stop-interrupted = interrupted
+density-stop-unavailable = unavailable here
+density-note-left-behind = { $n ->
+    [one] { $n } round left something behind after the teardown (see { $file }); run `isolab doctor --clean`.
+   *[other] { $n } rounds left something behind after the teardown (see { $file }); run `isolab doctor --clean`.
+}
+density-note-emulated = { $backend } ran inside the emulated machine (QEMU TCG with AMD-V, --vm-in-emulator): its memory figures are what the guests and VMM processes did and are valid, measured against the emulated machine's memory (so are its "instances that fit"); its times are emulated, never performance figures.
+density-note-torn = The last round's line was torn (the run was killed while writing it) and is left out.
+density-chart-p50 = { $backend } p50
+density-chart-p99 = { $backend } p99

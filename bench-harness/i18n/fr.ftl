@@ -1041,3 +1041,120 @@ density-part-shared-memory = mémoire partagée
 density-part-file-pages = pages de fichiers
 # en: { $backend } ran inside the emulated machine, which does not report the VMM's { $key } back to this host; a run on hardware KVM records it
 why-no-fact-emulated = { $backend } a tourné dans la machine émulée, qui ne renvoie pas à cet hôte le { $key } du VMM ; une exécution sur KVM matériel l’enregistre
+
+## The report of a density run (`isolab report DENSITY_RUN`, `isolab density`)
+
+# en: isolab density run { $run }
+density-report-title = exécution de densité isolab { $run }
+# en: Density run { $run } on { $host } (kernel { $kernel }, { $cores } cores, { $memory }), { $started }: { $status }
+density-report-run-line = Exécution de densité { $run } sur { $host } (noyau { $kernel }, { $cores } cœurs, { $memory }), { $started } : { $status }
+# en: idle
+density-report-idle = inactives
+# en: working set { $size }
+density-report-working-set = ensemble de travail de { $size }
+# en: Instances: { $ws }; N = { $counts }; { $rounds } each; { $parallel } at a time; { $beside } beside N
+density-report-instances = Instances : { $ws } ; N = { $counts } ; { $rounds } chacun ; { $parallel } à la fois ; { $beside } à côté des N
+# en: Memory per instance, one meter for every backend (the host's MemAvailable drop against N; PSS beside it; fit with { $headroom } headroom):
+density-report-memory-intro = Mémoire par instance, le même compteur pour tous les environnements (la baisse de MemAvailable de l’hôte en fonction de N ; la PSS à côté ; instances qui tiennent avec une marge de { $headroom }) :
+# en: Per N (medians over the rounds [interval]; the cgroup view is what the containers' memory cgroups charge, not a footprint):
+density-report-per-n-intro = Par N (médianes sur les tours [intervalle] ; la vue du groupe de contrôle est ce que les groupes de contrôle mémoire des conteneurs facturent, pas une empreinte) :
+# en: Method:
+density-report-method-label = Méthode :
+# en: Memory per instance: one meter for every backend
+density-report-memory-heading = Mémoire par instance : le même compteur pour tous les environnements
+# en: The marginal memory is the slope of the host's MemAvailable drop against the number of instances; PSS is beside it; instances that fit keep { $headroom } of the host's memory free.
+density-report-memory-lead = La mémoire marginale est la pente de la baisse de MemAvailable de l’hôte en fonction du nombre d’instances ; la PSS est à côté ; les instances qui tiennent laissent libres { $headroom } de la mémoire de l’hôte.
+# en: Per N
+density-report-per-n-heading = Par N
+# en: Method
+density-report-method-heading = Méthode
+# en: Chart not drawn: { $why }
+density-report-chart-not-drawn = Graphique non tracé : { $why }
+# en: backend
+density-col-backend = environnement
+# en: marginal MiB/instance [95% CI]
+density-col-marginal = Mio marginaux/instance [IC à 95 %]
+# en: fixed MiB
+density-col-fixed = Mio fixes
+# en: PSS MiB/instance [95% CI]
+density-col-pss = PSS Mio/instance [IC à 95 %]
+# en: instances that fit [CI]
+density-col-fit = instances qui tiennent [IC]
+# en: rounds
+density-col-rounds = tours
+# en: N
+density-col-n = N
+# en: drop/N MiB
+density-col-drop = baisse/N Mio
+# en: others' anon/N
+density-col-others = anon. des autres/N
+# en: PSS/N MiB
+density-col-pss-n = PSS/N Mio
+# en: cgroup view/N MiB
+density-col-cgroup = vue du groupe de contrôle/N Mio
+# en: start p50 ms
+density-col-start-p50 = démarrage p50 ms
+# en: p90
+density-col-p90 = p90
+# en: p99
+density-col-p99 = p99
+# en: max
+density-col-max = max.
+# en: last
+density-col-last = dernière
+# en: one more p50 ms
+density-col-beside = une de plus p50 ms
+# en: teardown ms
+density-col-teardown = arrêt ms
+# en: memory back ms
+density-col-recovery = mémoire revenue ms
+# en: { $points } at { $counts } N
+density-rounds-at = { $points } sur { $counts } N
+# en: { $ms } ({ $n } not back)
+density-not-back-some = { $ms } ({ $n } pas revenue)
+# en: not back ({ $n })
+density-not-back = pas revenue ({ $n })
+# en: { $backend } at N = { $n }: what grew in /proc/meminfo per instance (MiB): { $parts }.
+density-note-components = { $backend } à N = { $n } : ce qui a augmenté dans /proc/meminfo par instance (Mio) : { $parts }.
+# en: container start phases at N = { $n } (median ms after its start began): { $phases }.
+density-note-phases = phases de démarrage du conteneur à N = { $n } (médiane en ms depuis le début de son démarrage) : { $phases }.
+# en: { $backend } at N = { $n }: per VM (MiB, PSS of its VMM process, median [95% CI]): guest RAM touched { $guest }, VMM overhead { $vmm }{ $inside }.
+density-note-vm = { $backend } à N = { $n } : par VM (Mio, PSS de son processus VMM, médiane [IC à 95 %]) : RAM de l’invité touchée { $guest }, surcoût du VMM { $vmm }{ $inside }.
+# en: ; inside the guest, its kernel and agent use { $used } of the { $total } its kernel manages (MemTotal − MemAvailable, and MemTotal)
+density-note-vm-inside =  ; dans l’invité, son noyau et l’agent utilisent { $used } des { $total } que gère son noyau (MemTotal − MemAvailable, et MemTotal)
+# en: { $backend } at N = { $n }: KSM merged { $pages } pages into { $into } (pages_sharing and pages_shared grown during the round, medians over { $rounds }): { $saved } saved, settled after { $waited }{ $unsettled }.
+density-note-ksm = { $backend } à N = { $n } : KSM a fusionné { $pages } pages en { $into } (croissance de pages_sharing et de pages_shared pendant le tour, médianes sur { $rounds }) : { $saved } économisés, stabilisé après { $waited }{ $unsettled }.
+# en: { $n -> [one] { " " }({ $n } round did not settle within --ksm-settle) *[other] { " " }({ $n } rounds did not settle within --ksm-settle)
+density-note-ksm-unsettled = { $n ->
+    [one] { " " }({ $n } tour ne s’est pas stabilisé dans le délai --ksm-settle)
+   *[other] { " " }({ $n } tours ne se sont pas stabilisés dans le délai --ksm-settle)
+}
+# en: The host's other processes moved their anonymous memory by more than a quarter of the drop meanwhile ({ $which }): those drops measure the rest of the host as much as the instances; their intervals say how much. Trust the largest N and PSS most, or measure on a quieter host.
+density-note-noisy = Les autres processus de l’hôte ont fait varier leur mémoire anonyme de plus d’un quart de la baisse pendant ce temps ({ $which }) : ces baisses mesurent le reste de l’hôte autant que les instances ; leurs intervalles disent de combien. Fiez-vous d’abord au plus grand N et à la PSS, ou mesurez sur un hôte plus calme.
+# en: { $backend } stopped at N = { $n } ({ $kind }): { $why }
+density-note-stopped = { $backend } s’est arrêté à N = { $n } ({ $kind }) : { $why }
+# en: refused: the estimate would eat the headroom
+density-stop-refused = refusé : l’estimation aurait entamé la marge
+# en: MemAvailable fell below the floor
+density-stop-floor = MemAvailable est passé sous le plancher
+# en: a host limit
+density-stop-limit = une limite de l’hôte
+# en: instances did not start
+density-stop-failed = des instances n’ont pas démarré
+# en: interrupted
+density-stop-interrupted = interrompu
+# en: unavailable here
+density-stop-unavailable = indisponible ici
+# en: { $n -> [one] { $n } round left something behind after the teardown (see { $file }); run `isolab doctor --clean`. *[other] { $n } rounds left something behind after the teardown (see { $file }); run `isolab doctor --clean`.
+density-note-left-behind = { $n ->
+    [one] { $n } tour a laissé quelque chose derrière lui après l’arrêt (voir { $file }) ; lancez `isolab doctor --clean`.
+   *[other] { $n } tours ont laissé quelque chose derrière eux après l’arrêt (voir { $file }) ; lancez `isolab doctor --clean`.
+}
+# en: { $backend } ran inside the emulated machine (QEMU TCG with AMD-V, --vm-in-emulator): its memory figures are what the guests and VMM processes did and are valid, measured against the emulated machine's memory (so are its "instances that fit"); its times are emulated, never performance figures.
+density-note-emulated = { $backend } a tourné dans la machine émulée (QEMU TCG avec AMD-V, --vm-in-emulator) : ses chiffres de mémoire sont ce qu’ont fait les invités et les processus VMM et sont valables, mesurés par rapport à la mémoire de la machine émulée (de même que ses « instances qui tiennent ») ; ses temps sont émulés, jamais des chiffres de performance.
+# en: The last round's line was torn (the run was killed while writing it) and is left out.
+density-note-torn = La ligne du dernier tour était tronquée (l’exécution a été tuée pendant son écriture) et est laissée de côté.
+# en: { $backend } p50
+density-chart-p50 = { $backend } p50
+# en: { $backend } p99
+density-chart-p99 = { $backend } p99

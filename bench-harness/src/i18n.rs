@@ -184,6 +184,16 @@ impl Catalogue {
         out
     }
 
+    /// What separates the two ends of an interval written `[lo, hi]`: a comma in English, a
+    /// semicolon in French, whose comma is the decimal one (`[0,5 ; 1,2]`).
+    pub fn interval_sep(&self) -> &'static str {
+        if self.lang.french_numbers() {
+            " ;"
+        } else {
+            ","
+        }
+    }
+
     /// A ratio such as `1.03×` (French: `1,03×`).
     pub fn times(&self, english: &str) -> String {
         format!("{}×", self.num(english))

@@ -100,11 +100,11 @@ with native for performance."
         /// identical on any machine (without it: the system's fonts).
         #[arg(long, value_name = "FILE", requires = "charts")]
         font: Option<PathBuf>,
-        /// The language of the terminal and HTML reports: `en`, `fr` (French: decimal comma,
-        /// narrow no-break spaces), or `pseudo` (every generated text accented, for translators:
-        /// plain English left in it escaped the catalogue). Markdown, CSV, LaTeX and JSON stay
-        /// English: they are data for other tools and papers; so is the report of a density run
-        /// (its figures and sentences are translated in the book: `isolab book --density`).
+        /// The language of the terminal and HTML reports and of the charts: `en`, `fr` (French:
+        /// decimal comma, narrow no-break spaces), or `pseudo` (every generated text accented,
+        /// for translators: plain English left in it escaped the catalogue). A density run's
+        /// Markdown report is translated too; CSV, LaTeX and JSON stay English, and so does a
+        /// run's Markdown report: they are data for other tools and papers.
         #[arg(long, value_enum, default_value_t = Lang::En)]
         lang: Lang,
     },
@@ -703,19 +703,13 @@ fn cmd_report(
     let (text, drawn) = if bench_harness::density::record::is_density_run(dir) {
         use bench_harness::density::{record, render};
         let run = record::load(dir)?;
-        if lang != Lang::En {
-            eprintln!(
-                "note: the report of a density run is in English; its figures are in the book's \
-                 language with `isolab book --density {} --lang {}`",
-                dir.display(),
-                lang.code()
-            );
-        }
-        let drawn = charts.map(|_| render::charts(&run)).transpose()?;
-        (render::render(&run, format)?, drawn)
+        let drawn = charts.map(|_| render::charts_in(&run, lang)).transpose()?;
+        (render::render_in(&run, format, lang)?, drawn)
     } else {
         let run = store::load_run(dir)?;
-        let drawn = charts.map(|_| report::build_charts(&run)).transpose()?;
+        let drawn = charts
+            .map(|_| report::build_charts_in(&run, lang))
+            .transpose()?;
         (report::render_report_in(&run, format, lang)?, drawn)
     };
     match output {

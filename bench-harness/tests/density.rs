@@ -372,7 +372,7 @@ fn a_vm_density_run_shows_the_memory_split_and_what_ksm_shared() {
         "VMM overhead 2",
         "use 20.00 [20.00, 20.00] of the 120.0",
         "KSM merged 99,000 pages into 49,500",
-        "1 round(s) did not settle",
+        "1 round did not settle",
         "vm ran inside the emulated machine",
         "times are emulated, never performance figures",
     ] {
@@ -655,4 +655,119 @@ fn the_start_chart_leaves_emulated_vms_out_and_says_so() {
         "{notes:?}"
     );
     assert!(svg("density_memory").contains("vm (emulated)"));
+}
+
+/// The values (not the field names) of `v`: the words a report may quote from the run's own data.
+fn json_values(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_values(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| json_values(x, out)),
+        _ => {}
+    }
+}
+
+/// A density run's terminal, Markdown and HTML reports (charts included) in French: French words,
+/// decimal commas, Mio; and in the pseudo-locale no plain English word that is not the run's own
+/// data, so every sentence, label, header and chart text of a density report comes from the
+/// catalogue. The runs between them have every note: components, container phases, the floor, a
+/// VM's memory split, KSM, an emulated backend, a stop and a torn last line.
+#[test]
+fn density_reports_in_french_and_in_the_pseudo_locale() {
+    use bench_harness::density::record::Stop;
+    use bench_harness::i18n::Lang;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs = vec![
+        common::density_run(&tmp.path().join("a")),
+        common::density_vm_run(&tmp.path().join("b")),
+    ];
+    runs[0].manifest.stops.push(Stop {
+        backend: Kind::Container,
+        count: 1000,
+        kind: "interrupted".into(),
+        reason: "Ctrl-C".into(),
+        limit: None,
+    });
+    runs[1].torn_tail = true;
+    for run in &runs {
+        let term = render::render_in(run, ReportFormat::Term, Lang::Fr).unwrap();
+        for french in ["Mémoire par instance", "Méthode", "environnement", "Mio"] {
+            assert!(term.contains(french), "no {french:?} in:\n{term}");
+        }
+        assert!(!term.contains("MiB"), "{term}");
+        assert!(
+            term.as_bytes()
+                .windows(3)
+                .any(|w| w[0].is_ascii_digit() && w[1] == b',' && w[2].is_ascii_digit()),
+            "no decimal comma in:\n{term}"
+        );
+        let md = render::render_in(run, ReportFormat::Md, Lang::Fr).unwrap();
+        assert!(
+            md.contains("## Méthode") && md.contains("| environnement |"),
+            "{md}"
+        );
+        let html = render::render_in(run, ReportFormat::Html, Lang::Fr).unwrap();
+        let opts = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..roxmltree::ParsingOptions::default()
+        };
+        roxmltree::Document::parse_with_options(&html, opts).unwrap();
+        assert!(html.contains("lang=\"fr\""));
+        // The charts' axes write their numbers the French way too.
+        let (charts, _) = render::charts_in(run, Lang::Fr).unwrap();
+        let memory = &charts
+            .iter()
+            .find(|c| c.name == "density_memory")
+            .unwrap()
+            .svg;
+        let ticks: Vec<&str> = memory
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                l.chars()
+                    .all(|c| c.is_ascii_digit() || c == ',' || c == '-')
+            })
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(ticks.iter().any(|t| t.contains(',')), "{ticks:?}");
+        assert!(!memory.contains("0.5\n"), "{memory}");
+
+        let mut data = String::from("density_memory density_components density_start ");
+        json_values(&serde_json::to_value(&run.manifest).unwrap(), &mut data);
+        json_values(&serde_json::to_value(&run.rounds).unwrap(), &mut data);
+        let data = common::data_words(&data);
+        for format in [ReportFormat::Term, ReportFormat::Md, ReportFormat::Html] {
+            let text = render::render_in(run, format, Lang::Pseudo).unwrap();
+            let escaped = common::escaped_words(&text, format == ReportFormat::Html, &data);
+            // Units are symbols, not words.
+            let escaped: Vec<_> = escaped
+                .iter()
+                .filter(|w| !matches!(w.as_str(), "MiB" | "KiB" | "GiB"))
+                .collect();
+            assert!(
+                escaped.is_empty(),
+                "{} {format:?}: generated text outside the catalogue: {escaped:?}",
+                run.manifest.run_id
+            );
+        }
+    }
+    // `isolab report --lang fr` renders a density run in French.
+    let charts = tmp.path().join("charts");
+    let o = std::process::Command::new(ISOLAB)
+        .args(["report", "--lang", "fr", "--charts"])
+        .arg(&charts)
+        .arg(&runs[0].dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("Méthode\u{a0}:") && out.contains("plancher du conteneur"),
+        "{out}"
+    );
+    let svg = std::fs::read_to_string(charts.join("density_memory.svg")).unwrap();
+    assert!(svg.contains("Mio par instance"), "{svg}");
 }

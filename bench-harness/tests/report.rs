@@ -1069,6 +1069,14 @@ fn terminal_and_html_reports_in_french_and_in_the_pseudo_locale() {
     let html = render_report_in(&run, ReportFormat::Html, Lang::Fr).unwrap();
     parse_xml(&html);
     assert!(html.contains("lang=\"fr\"") && html.contains("<h2>Méthodologie</h2>"));
+    // The charts `isolab report --lang fr --charts DIR` writes are French too.
+    let (charts, _) = bench_harness::report::build_charts_in(&run, Lang::Fr).unwrap();
+    let ratios = &charts
+        .iter()
+        .find(|c| c.name == "ratio_to_native")
+        .unwrap()
+        .svg;
+    assert!(ratios.contains("rapport"), "{ratios}");
     // The pseudo-locale: strip tags, code, styles and the published study's section (its labels
     // are the study's, see the book's test of that exception); what is left must be accented or
     // data of the run.
@@ -1087,52 +1095,10 @@ fn terminal_and_html_reports_in_french_and_in_the_pseudo_locale() {
         + &serde_json::to_string(&run.manifest).unwrap()
         + &reasons
         + chart_names;
-    let data: std::collections::HashSet<String> = data
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .map(str::to_lowercase)
-        .collect();
+    let data = common::data_words(&data);
     for format in [ReportFormat::Term, ReportFormat::Html] {
         let text = render_report_in(&run, format, Lang::Pseudo).unwrap();
-        let mut plain = String::new();
-        let mut skip = 0usize;
-        let mut in_tag = false;
-        let mut tag = String::new();
-        for ch in text.chars() {
-            match ch {
-                '<' if format == ReportFormat::Html => {
-                    in_tag = true;
-                    tag.clear();
-                }
-                '>' if in_tag => {
-                    in_tag = false;
-                    let name: String = tag
-                        .trim_start_matches('/')
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric())
-                        .collect();
-                    if matches!(name.as_str(), "code" | "style" | "title") {
-                        if tag.starts_with('/') {
-                            skip = skip.saturating_sub(1);
-                        } else {
-                            skip += 1;
-                        }
-                    }
-                    plain.push(' ');
-                }
-                c if in_tag => tag.push(c),
-                c if skip == 0 => plain.push(c),
-                _ => {}
-            }
-        }
-        // XML entities are markup, not words.
-        for entity in ["&apos;", "&quot;", "&amp;", "&lt;", "&gt;"] {
-            plain = plain.replace(entity, " ");
-        }
-        let escaped: std::collections::BTreeSet<&str> = plain
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_alphabetic()))
-            .filter(|w| !data.contains(&w.to_lowercase()))
-            .collect();
+        let escaped = common::escaped_words(&text, format == ReportFormat::Html, &data);
         assert!(
             escaped.is_empty(),
             "{format:?} report: generated text outside the catalogue: {escaped:?}"

@@ -10,6 +10,7 @@ use super::facts::md_text;
 use crate::density::analysis::{self, BackendSummary, PerCount, Summary};
 use crate::density::instance::Kind;
 use crate::density::record::{DensityRun, Parallel};
+use crate::density::{charts, render};
 use crate::i18n::{Catalogue, Lang};
 use crate::summary::fmt_num;
 
@@ -86,40 +87,21 @@ impl DensityFacts {
 
     /// A backend's label in the book's language (`container floor`, `vm (emulated)`).
     fn label(&self, b: &BackendSummary) -> String {
-        let name = match b.backend {
-            Kind::Floor => self.cat.tr("density-backend-floor", &[]),
-            k => k.label().to_owned(),
-        };
-        if b.emulated {
-            self.cat
-                .tr("density-backend-emulated", &[("backend", &name)])
-        } else {
-            name
-        }
+        charts::label(b, &self.cat)
     }
 
     fn kind_label(&self, k: Kind) -> String {
-        match k {
-            Kind::Floor => self.cat.tr("density-backend-floor", &[]),
-            k => k.label().to_owned(),
-        }
+        charts::kind_label(k, &self.cat)
     }
 
     /// `3 rounds`.
     fn rounds(&self, n: usize) -> String {
-        self.cat.tr_n(
-            "density-rounds",
-            n,
-            &[("count", &self.cat.num(&n.to_string()))],
-        )
+        render::rounds_text(n, &self.cat)
     }
 
     /// How many instances started at a time.
     fn parallel(&self, p: Parallel) -> String {
-        match p {
-            Parallel::All => self.cat.tr("density-parallel-all", &[]),
-            Parallel::At(n) => n.to_string(),
-        }
+        render::parallel_text(p, &self.cat)
     }
 
     fn backend(&self, name: &str) -> Result<(&DensityRun, &BackendSummary), String> {
@@ -162,42 +144,10 @@ impl DensityFacts {
 
     /// The density run's method, in prose.
     pub(crate) fn method(&self) -> String {
-        let Some((r, _)) = &self.run else {
-            return self.no_run();
-        };
-        let m = &r.manifest;
-        let c = &self.cat;
-        let ws = if m.working_set_kib == 0 {
-            c.tr("density-ws-idle", &[])
-        } else {
-            c.tr(
-                "density-ws-written",
-                &[("size", &self.mib(m.working_set_kib as f64))],
-            )
-        };
-        let host = match &m.ksm_host {
-            Some(k) => c.tr("density-ksm-host-run", &[("run", &k.run.to_string())]),
-            None => c.tr("density-ksm-host-none", &[]),
-        };
-        let ksm = match m.ksm {
-            crate::density::ksm::KsmMode::Host => c.tr("density-ksm-host", &[("host", &host)]),
-            crate::density::ksm::KsmMode::On => c.tr("density-ksm-on", &[("host", &host)]),
-            crate::density::ksm::KsmMode::Off => c.tr("density-ksm-off", &[("host", &host)]),
-        };
-        let counts: Vec<String> = m.counts.iter().map(|n| c.num(&n.to_string())).collect();
-        md_text(&c.tr(
-            "density-method",
-            &[
-                ("ws", &ws),
-                ("counts", &counts.join(", ")),
-                ("rounds", &self.rounds(m.rounds as usize)),
-                ("parallel", &self.parallel(m.parallel)),
-                ("settle", &c.with_unit(&format!("{:.1}", m.settle_s), "s")),
-                ("headroom", &c.percent(&m.headroom_pct.to_string())),
-                ("beside", &m.beside.to_string()),
-                ("ksm", &ksm),
-            ],
-        ))
+        match &self.run {
+            Some((r, _)) => md_text(&render::method(r, &self.cat)),
+            None => self.no_run(),
+        }
     }
 
     /// One figure of a backend (`{{isolab:density BACKEND WHAT}}`).
@@ -438,12 +388,6 @@ impl DensityFacts {
                 )
             );
         }
-        let counts: Vec<String> = run
-            .manifest
-            .counts
-            .iter()
-            .map(|n| c.num(&n.to_string()))
-            .collect();
         let _ = writeln!(
             o,
             "\n*{}*",
@@ -452,7 +396,7 @@ impl DensityFacts {
                 &[
                     ("run", &md_text(&run.manifest.run_id)),
                     ("rounds", &self.rounds(run.manifest.rounds as usize)),
-                    ("counts", &counts.join(", ")),
+                    ("counts", &render::counts_text(run, c)),
                 ]
             )
         );
@@ -464,26 +408,7 @@ impl DensityFacts {
         let Some((_, s)) = &self.run else {
             return self.no_run();
         };
-        match (
-            s.of(Kind::Container).and_then(|b| b.marginal),
-            s.of(Kind::Floor).and_then(|b| b.marginal),
-        ) {
-            (Some(c), Some(f)) => self.cat.tr(
-                if analysis::agree(&c, &f) {
-                    "density-floor-agree"
-                } else {
-                    "density-floor-disagree"
-                },
-                &[
-                    ("container", &self.mib(c.per_instance_kib)),
-                    ("clo", &self.num(c.lo / 1024.0)),
-                    ("chi", &self.num(c.hi / 1024.0)),
-                    ("floor", &self.mib(f.per_instance_kib)),
-                    ("flo", &self.num(f.lo / 1024.0)),
-                    ("fhi", &self.num(f.hi / 1024.0)),
-                ],
-            ),
-            _ => self.missing(&self.cat.tr("density-no-floor", &[])),
-        }
+        render::floor_sentence(s, &self.cat)
+            .unwrap_or_else(|| self.missing(&self.cat.tr("density-no-floor", &[])))
     }
 }

@@ -15,12 +15,17 @@ use crate::i18n::Catalogue;
 use crate::report::charts::{backend_colour, chart_err, short, stacked, StackRow, FONT, WIDTH};
 use crate::report::{Chart, ReportError};
 
-/// A backend's label in the catalogue's language (`container floor`, `vm (emulated)`).
-fn label(b: &BackendSummary, cat: &Catalogue) -> String {
-    let name = match b.backend {
+/// A kind of instance in the catalogue's language (`container floor`).
+pub(crate) fn kind_label(kind: Kind, cat: &Catalogue) -> String {
+    match kind {
         Kind::Floor => cat.tr("density-backend-floor", &[]),
         k => k.label().to_owned(),
-    };
+    }
+}
+
+/// A backend's label in the catalogue's language (`container floor`, `vm (emulated)`).
+pub(crate) fn label(b: &BackendSummary, cat: &Catalogue) -> String {
+    let name = kind_label(b.backend, cat);
     if b.emulated {
         cat.tr("density-backend-emulated", &[("backend", &name)])
     } else {
@@ -29,7 +34,7 @@ fn label(b: &BackendSummary, cat: &Catalogue) -> String {
 }
 
 /// A part of /proc/meminfo by its name in the catalogue (`density-part-page-tables`).
-fn part(name: &str, cat: &Catalogue) -> String {
+pub(crate) fn part(name: &str, cat: &Catalogue) -> String {
     let id: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -130,7 +135,7 @@ pub(crate) fn memory(s: &Summary, cat: &Catalogue) -> Result<Result<Chart, Strin
             b.counts.iter().filter_map(move |c| {
                 let m = c.drop_mib?.median;
                 (!(y0..=y1).contains(&m))
-                    .then(|| format!("{} N={} {}", label(b, cat), c.count, short(m)))
+                    .then(|| format!("{} N={} {}", label(b, cat), c.count, cat.num(&short(m))))
             })
         })
         .collect();
@@ -151,8 +156,8 @@ pub(crate) fn memory(s: &Summary, cat: &Catalogue) -> Result<Result<Chart, Strin
             .configure_mesh()
             .x_desc(cat.tr("density-chart-memory-x", &[]))
             .y_desc(cat.tr("density-chart-memory-y", &[]))
-            .x_label_formatter(&|v| short(*v))
-            .y_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| cat.num(&short(*v)))
+            .y_label_formatter(&|v| cat.num(&short(*v)))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 13))
             .draw()
@@ -338,8 +343,8 @@ pub(crate) fn start(s: &Summary, cat: &Catalogue) -> Result<Result<Chart, String
             .configure_mesh()
             .x_desc(cat.tr("density-chart-start-x", &[]))
             .y_desc(cat.tr("density-chart-start-y", &[]))
-            .x_label_formatter(&|v| short(*v))
-            .y_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| cat.num(&short(*v)))
+            .y_label_formatter(&|v| cat.num(&short(*v)))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 13))
             .draw()
@@ -360,7 +365,7 @@ pub(crate) fn start(s: &Summary, cat: &Catalogue) -> Result<Result<Chart, String
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{} p50", label(b, cat)))
+                .label(cat.tr("density-chart-p50", &[("backend", &label(b, cat))]))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
@@ -375,7 +380,7 @@ pub(crate) fn start(s: &Summary, cat: &Catalogue) -> Result<Result<Chart, String
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{} p99", label(b, cat)))
+                .label(cat.tr("density-chart-p99", &[("backend", &label(b, cat))]))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(1))
                 });

@@ -17,7 +17,7 @@
 //! `kill -9` followed by `isolab doctor --clean` leave nothing behind.
 
 pub mod analysis;
-mod charts;
+pub(crate) mod charts;
 pub mod container;
 pub mod emulated;
 pub mod floor;

@@ -1,69 +1,106 @@
 //! Reports of a density run, recomputed from its stored rounds: the terminal summary
 //! (`isolab density` prints it, `isolab report` prints it again), Markdown, LaTeX, CSV (every
 //! instance's start and every round's reading), JSON, and one HTML file with the charts.
+//!
+//! The terminal, Markdown and HTML reports are written in a language: every sentence, label and
+//! table header comes from the message catalogue (`density-*` in bench-harness/i18n/en.ftl) and
+//! every number is written the language's way ([`Catalogue::num`]). CSV, LaTeX and JSON are data
+//! for other tools and papers and stay English.
 
 use std::fmt::Write as _;
 
 use super::analysis::{self, BackendSummary, PerCount, Slope, Summary};
+use super::charts::{kind_label, label, part};
 use super::instance::Kind;
-use super::record::DensityRun;
+use super::record::{DensityRun, Parallel};
+use crate::i18n::{Catalogue, Lang};
 use crate::report::{Chart, ReportError, ReportFormat};
 use crate::stats::MedianCi;
 use crate::summary::{aligned_table, fmt_num};
 
-/// Renders `run` in `format`.
+/// Renders `run` in `format`, in English.
 pub fn render(run: &DensityRun, format: ReportFormat) -> Result<String, ReportError> {
+    render_in(run, format, Lang::En)
+}
+
+/// [`render`] in `lang`: the terminal, Markdown and HTML reports (charts included) in the
+/// language's words and numbers; CSV, LaTeX and JSON stay English.
+pub fn render_in(
+    run: &DensityRun,
+    format: ReportFormat,
+    lang: Lang,
+) -> Result<String, ReportError> {
     let s = analysis::summarise(run);
+    let cat = Catalogue::new(lang);
+    let en = Catalogue::new(Lang::En);
     match format {
-        ReportFormat::Term => Ok(term(run, &s)),
-        ReportFormat::Md => Ok(markdown(run, &s)),
-        ReportFormat::Latex => Ok(latex(run, &s)),
+        ReportFormat::Term => Ok(term(run, &s, &cat)),
+        ReportFormat::Md => Ok(markdown(run, &s, &cat)),
+        ReportFormat::Latex => Ok(latex(run, &s, &en)),
         ReportFormat::Csv => Ok(csv(run)),
         ReportFormat::Json => Ok(serde_json::to_string_pretty(&serde_json::json!({
             "manifest": run.manifest,
             "summary": s,
-            "method": method(run),
+            "method": method(run, &en),
         }))?),
-        ReportFormat::Html => html(run, &s),
+        ReportFormat::Html => html(run, &s, &cat),
     }
 }
 
-/// The charts of a density run, and notes on those left out.
+/// The charts of a density run, and notes on those left out, in English.
 pub fn charts(run: &DensityRun) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
-    super::charts::build(
-        &analysis::summarise(run),
-        &crate::i18n::Catalogue::new(crate::i18n::Lang::En),
+    charts_in(run, Lang::En)
+}
+
+/// [`charts`] in `lang`.
+pub fn charts_in(run: &DensityRun, lang: Lang) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
+    super::charts::build(&analysis::summarise(run), &Catalogue::new(lang))
+}
+
+/// A number the English way (`0.8789`), rewritten for the catalogue's language.
+fn num(cat: &Catalogue, v: f64) -> String {
+    cat.num(&fmt_num(v))
+}
+
+/// `median [lo, hi]` (a list separator that is not the decimal comma in French).
+fn interval(cat: &Catalogue, median: f64, lo: f64, hi: f64) -> String {
+    let sep = cat.interval_sep();
+    format!(
+        "{} [{}{sep} {}]",
+        num(cat, median),
+        num(cat, lo),
+        num(cat, hi)
     )
 }
 
-fn mib_ci(m: &Option<MedianCi>) -> String {
+fn mib_ci(m: &Option<MedianCi>, cat: &Catalogue) -> String {
     match m {
-        Some(m) if m.n > 1 => format!(
-            "{} [{}, {}]",
-            fmt_num(m.median),
-            fmt_num(m.lo),
-            fmt_num(m.hi)
-        ),
-        Some(m) => fmt_num(m.median),
+        Some(m) if m.n > 1 => interval(cat, m.median, m.lo, m.hi),
+        Some(m) => num(cat, m.median),
         None => "-".into(),
     }
 }
 
-fn slope_text(s: &Option<Slope>) -> String {
+fn slope_text(s: &Option<Slope>, cat: &Catalogue) -> String {
     match s {
-        Some(s) => format!(
-            "{} [{}, {}]",
-            fmt_num(s.per_instance_kib / 1024.0),
-            fmt_num(s.lo / 1024.0),
-            fmt_num(s.hi / 1024.0)
+        Some(s) => interval(
+            cat,
+            s.per_instance_kib / 1024.0,
+            s.lo / 1024.0,
+            s.hi / 1024.0,
         ),
         None => "-".into(),
     }
 }
 
-fn count_text(x: f64) -> String {
+/// A count of things, rounded: English groups thousands with commas (`99,000`), French as its
+/// numbers do (`99 000`).
+fn count_text(x: f64, cat: &Catalogue) -> String {
     let n = x.max(0.0).round() as u64;
     let s = n.to_string();
+    if cat.lang() == Lang::Fr {
+        return cat.num(&s);
+    }
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
         if i > 0 && (s.len() - i).is_multiple_of(3) {
@@ -74,193 +111,205 @@ fn count_text(x: f64) -> String {
     out
 }
 
-fn fit_text(b: &BackendSummary) -> String {
+fn fit_text(b: &BackendSummary, cat: &Catalogue) -> String {
+    let sep = cat.interval_sep();
     match &b.fit {
-        Some(f) => match f.hi {
-            Some(hi) => format!(
-                "{} [{}, {}]",
-                count_text(f.instances),
-                count_text(f.lo),
-                count_text(hi)
-            ),
-            None => format!(
-                "{} [{}, no bound]",
-                count_text(f.instances),
-                count_text(f.lo)
-            ),
-        },
+        Some(f) => format!(
+            "{} [{}{sep} {}]",
+            count_text(f.instances, cat),
+            count_text(f.lo, cat),
+            f.hi.map_or_else(|| cat.tr("density-no-bound", &[]), |hi| count_text(hi, cat))
+        ),
         None => "-".into(),
     }
 }
 
-/// The method in a few sentences, for every format.
-pub fn method(run: &DensityRun) -> String {
+/// `3 rounds`, in the catalogue's language.
+pub(crate) fn rounds_text(n: usize, cat: &Catalogue) -> String {
+    cat.tr_n("density-rounds", n, &[("count", &cat.num(&n.to_string()))])
+}
+
+/// How many instances started at a time (`4`, `all`).
+pub(crate) fn parallel_text(p: Parallel, cat: &Catalogue) -> String {
+    match p {
+        Parallel::All => cat.tr("density-parallel-all", &[]),
+        Parallel::At(n) => n.to_string(),
+    }
+}
+
+/// The Ns of the run (`1, 10, 100`).
+pub(crate) fn counts_text(run: &DensityRun, cat: &Catalogue) -> String {
+    run.manifest
+        .counts
+        .iter()
+        .map(|n| cat.num(&n.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A size given in KiB, in the largest whole unit (`64 MiB`, `1 GiB`).
+fn size_text(kib: u64, cat: &Catalogue) -> String {
+    if kib.is_multiple_of(1 << 20) {
+        cat.with_unit(&(kib >> 20).to_string(), "GiB")
+    } else if kib.is_multiple_of(1024) {
+        cat.with_unit(&(kib >> 10).to_string(), "MiB")
+    } else {
+        cat.with_unit(&kib.to_string(), "KiB")
+    }
+}
+
+/// The method in a few sentences, for every format and the book (plain text: the book escapes
+/// it for Markdown).
+pub(crate) fn method(run: &DensityRun, cat: &Catalogue) -> String {
     let m = &run.manifest;
     let ws = if m.working_set_kib == 0 {
-        "idle (no working set)".to_owned()
+        cat.tr("density-ws-idle", &[])
     } else {
-        format!("a working set of {} written", size_text(m.working_set_kib))
+        cat.tr(
+            "density-ws-written",
+            &[("size", &size_text(m.working_set_kib, cat))],
+        )
     };
-    format!(
-        "Each instance runs isolab's agent in its `wait` mode: {ws}, then it reports ready and \
-         waits. For each backend and N ({counts}), {rounds} round(s): the host's /proc/meminfo is \
-         read just before the first start ({samples}), N instances start ({parallel} at a time), \
-         and once all are ready and have settled {settle:.1} s the host is read again; the drop \
-         of MemAvailable is what the N instances cost the host, whatever kind of memory it is. \
-         Every instance's processes' PSS (smaps_rollup) is summed beside it: PSS counts a page \
-         shared by k processes as 1/k in each, but misses what the kernel keeps for an instance \
-         (namespaces, cgroups, page tables). The marginal memory per instance is the slope of \
-         the drop against N (least squares over every round, 95% interval by resampling rounds \
-         within each N) and the fixed cost its intercept; instances that fit = (MemAvailable − \
-         {headroom}% of MemTotal − fixed cost) ÷ marginal. A container's memory cgroup's charge \
-         is shown beside as the cgroup's view; it is not a footprint (it counts page cache \
-         charged to whoever touched it first, and on cgroup v1 moves in per-CPU batches of \
-         64 pages). Start latency is from the start call to the agent's ready marker, for every \
-         instance of the storm and for {beside} more started one at a time beside N; teardown \
-         from the first kill to the last reap with every cgroup removed; then the time until \
-         MemAvailable is back at its baseline. KSM: {ksm}.",
-        counts = m
-            .counts
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        rounds = m.rounds,
-        samples = "median of several samples, each field on its own",
-        parallel = m.parallel.text(),
-        settle = m.settle_s,
-        headroom = m.headroom_pct,
-        beside = m.beside,
-        ksm = ksm_text(run),
+    cat.tr(
+        "density-method",
+        &[
+            ("ws", &ws),
+            ("counts", &counts_text(run, cat)),
+            ("rounds", &rounds_text(m.rounds as usize, cat)),
+            ("parallel", &parallel_text(m.parallel, cat)),
+            ("settle", &cat.with_unit(&format!("{:.1}", m.settle_s), "s")),
+            ("headroom", &cat.percent(&m.headroom_pct.to_string())),
+            ("beside", &m.beside.to_string()),
+            ("ksm", &ksm_text(run, cat)),
+        ],
     )
 }
 
-fn ksm_text(run: &DensityRun) -> String {
+fn ksm_text(run: &DensityRun, cat: &Catalogue) -> String {
     let m = &run.manifest;
     let host = match &m.ksm_host {
-        Some(k) => format!("the host had run = {}", k.run),
-        None => "this kernel has no KSM".into(),
+        Some(k) => cat.tr("density-ksm-host-run", &[("run", &k.run.to_string())]),
+        None => cat.tr("density-ksm-host-none", &[]),
     };
-    match m.ksm {
-        super::ksm::KsmMode::Host => format!("left as the host had it ({host})"),
-        super::ksm::KsmMode::On => format!(
-            "on for the run ({host}, put back after); a VMM marks its guest's RAM mergeable, so \
-             KSM can share identical guest pages between VMs (each round waits until two full \
-             scans in a row barely change what it shares, and reports what its host-wide \
-             counters grew by); a native process or a container marks no memory mergeable, so \
-             KSM finds nothing of theirs"
-        ),
-        super::ksm::KsmMode::Off => format!("off for the run ({host}, put back after)"),
-    }
+    let id = match m.ksm {
+        super::ksm::KsmMode::Host => "density-ksm-host",
+        super::ksm::KsmMode::On => "density-ksm-on",
+        super::ksm::KsmMode::Off => "density-ksm-off",
+    };
+    cat.tr(id, &[("host", &host)])
 }
 
-fn size_text(kib: u64) -> String {
-    if kib.is_multiple_of(1 << 20) {
-        format!("{} GiB", kib >> 20)
-    } else if kib.is_multiple_of(1024) {
-        format!("{} MiB", kib >> 10)
-    } else {
-        format!("{kib} KiB")
-    }
-}
-
-fn header_lines(run: &DensityRun) -> Vec<String> {
+fn header_lines(run: &DensityRun, cat: &Catalogue) -> Vec<String> {
     let m = &run.manifest;
+    let ws = if m.working_set_kib == 0 {
+        cat.tr("density-report-idle", &[])
+    } else {
+        cat.tr(
+            "density-report-working-set",
+            &[("size", &size_text(m.working_set_kib, cat))],
+        )
+    };
     vec![
-        format!(
-            "Density run {} on {} (kernel {}, {} cores, {} MiB), {}: {}",
-            m.run_id,
-            m.host.hostname,
-            m.host.kernel,
-            m.host.cores,
-            m.host.memory_mib,
-            m.started_at,
-            crate::report::status_word(m.status)
+        cat.tr(
+            "density-report-run-line",
+            &[
+                ("run", &m.run_id),
+                ("host", &m.host.hostname),
+                ("kernel", &m.host.kernel),
+                ("cores", &m.host.cores.to_string()),
+                (
+                    "memory",
+                    &cat.with_unit(&m.host.memory_mib.to_string(), "MiB"),
+                ),
+                ("started", &m.started_at),
+                (
+                    "status",
+                    &cat.tr(crate::report::methodology::status_id(m.status), &[]),
+                ),
+            ],
         ),
-        format!(
-            "Instances: {}; N = {}; {} round(s) each; {} at a time; {} beside N",
-            if m.working_set_kib == 0 {
-                "idle".to_owned()
-            } else {
-                format!("working set {}", size_text(m.working_set_kib))
-            },
-            m.counts
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            m.rounds,
-            m.parallel.text(),
-            m.beside
+        cat.tr(
+            "density-report-instances",
+            &[
+                ("ws", &ws),
+                ("counts", &counts_text(run, cat)),
+                ("rounds", &rounds_text(m.rounds as usize, cat)),
+                ("parallel", &parallel_text(m.parallel, cat)),
+                ("beside", &m.beside.to_string()),
+            ],
         ),
     ]
 }
 
-fn headline_rows(s: &Summary) -> Vec<Vec<String>> {
+fn headline_rows(s: &Summary, cat: &Catalogue) -> Vec<Vec<String>> {
     s.backends
         .iter()
         .map(|b| {
             vec![
-                b.label(),
-                slope_text(&b.marginal),
+                label(b, cat),
+                slope_text(&b.marginal, cat),
                 b.marginal
-                    .map_or("-".into(), |m| fmt_num(m.fixed_kib / 1024.0)),
-                slope_text(&b.pss_marginal),
-                fit_text(b),
-                b.marginal
-                    .map_or("-".into(), |m| format!("{} at {} N", m.points, m.counts)),
+                    .map_or("-".into(), |m| num(cat, m.fixed_kib / 1024.0)),
+                slope_text(&b.pss_marginal, cat),
+                fit_text(b, cat),
+                b.marginal.map_or("-".into(), |m| {
+                    cat.tr(
+                        "density-rounds-at",
+                        &[
+                            ("points", &m.points.to_string()),
+                            ("counts", &m.counts.to_string()),
+                        ],
+                    )
+                }),
             ]
         })
         .collect()
 }
 
+/// The catalogue ids of the headline table's columns.
 const HEADLINE: [&str; 6] = [
-    "backend",
-    "marginal MiB/instance [95% CI]",
-    "fixed MiB",
-    "PSS MiB/instance [95% CI]",
-    "instances that fit [CI]",
-    "rounds",
+    "density-col-backend",
+    "density-col-marginal",
+    "density-col-fixed",
+    "density-col-pss",
+    "density-col-fit",
+    "density-col-rounds",
 ];
 
-fn percentiles(p: &Option<analysis::Percentiles>) -> [String; 5] {
+fn percentiles(p: &Option<analysis::Percentiles>, cat: &Catalogue) -> [String; 5] {
     match p {
-        Some(p) => [
-            fmt_num(p.p50),
-            fmt_num(p.p90),
-            fmt_num(p.p99),
-            fmt_num(p.max),
-            fmt_num(p.last),
-        ],
+        Some(p) => [p.p50, p.p90, p.p99, p.max, p.last].map(|v| num(cat, v)),
         None => std::array::from_fn(|_| "-".to_owned()),
     }
 }
 
-fn per_n_rows(s: &Summary) -> Vec<Vec<String>> {
+fn per_n_rows(s: &Summary, cat: &Catalogue) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for b in &s.backends {
         for (i, c) in b.counts.iter().enumerate() {
-            let [p50, p90, p99, max, last] = percentiles(&c.start);
+            let [p50, p90, p99, max, last] = percentiles(&c.start, cat);
             rows.push(vec![
-                if i == 0 { b.label() } else { String::new() },
+                if i == 0 { label(b, cat) } else { String::new() },
                 c.count.to_string(),
                 c.rounds.to_string(),
-                mib_ci(&c.drop_mib),
-                c.others_anon_mib.map_or("-".into(), |m| fmt_num(m.median)),
-                mib_ci(&c.pss_mib),
-                mib_ci(&c.cgroup_mib),
+                mib_ci(&c.drop_mib, cat),
+                c.others_anon_mib.map_or("-".into(), |m| num(cat, m.median)),
+                mib_ci(&c.pss_mib, cat),
+                mib_ci(&c.cgroup_mib, cat),
                 p50,
                 p90,
                 p99,
                 max,
                 last,
-                c.beside.map_or("-".into(), |p| fmt_num(p.p50)),
-                c.teardown_ms.map_or("-".into(), |m| fmt_num(m.median)),
+                c.beside.map_or("-".into(), |p| num(cat, p.p50)),
+                c.teardown_ms.map_or("-".into(), |m| num(cat, m.median)),
                 match (c.recovery_ms, c.not_recovered) {
-                    (Some(m), 0) => fmt_num(m.median),
-                    (Some(m), k) => format!("{} ({k} not back)", fmt_num(m.median)),
+                    (Some(m), 0) => num(cat, m.median),
+                    (Some(m), k) => {
+                        cat.tr_n("density-not-back-some", k, &[("ms", &num(cat, m.median))])
+                    }
                     (None, 0) => "-".into(),
-                    (None, k) => format!("not back ({k})"),
+                    (None, k) => cat.tr_n("density-not-back", k, &[]),
                 },
             ]);
         }
@@ -268,101 +317,144 @@ fn per_n_rows(s: &Summary) -> Vec<Vec<String>> {
     rows
 }
 
+/// The catalogue ids of the per-N table's columns.
 const PER_N: [&str; 15] = [
-    "backend",
-    "N",
-    "rounds",
-    "drop/N MiB",
-    "others' anon/N",
-    "PSS/N MiB",
-    "cgroup view/N MiB",
-    "start p50 ms",
-    "p90",
-    "p99",
-    "max",
-    "last",
-    "one more p50 ms",
-    "teardown ms",
-    "memory back ms",
+    "density-col-backend",
+    "density-col-n",
+    "density-col-rounds",
+    "density-col-drop",
+    "density-col-others",
+    "density-col-pss-n",
+    "density-col-cgroup",
+    "density-col-start-p50",
+    "density-col-p90",
+    "density-col-p99",
+    "density-col-max",
+    "density-col-last",
+    "density-col-beside",
+    "density-col-teardown",
+    "density-col-recovery",
 ];
+
+/// A table's header in the catalogue's language.
+fn header(ids: &[&str], cat: &Catalogue) -> Vec<String> {
+    ids.iter().map(|id| cat.tr(id, &[])).collect()
+}
 
 fn largest(b: &BackendSummary) -> Option<&PerCount> {
     b.counts.iter().rev().find(|c| c.drop_mib.is_some())
 }
 
+/// Whether the container's marginal memory agrees with its floor's, in a sentence (none when
+/// the run lacks either).
+pub(crate) fn floor_sentence(s: &Summary, cat: &Catalogue) -> Option<String> {
+    let c = s.of(Kind::Container)?.marginal?;
+    let f = s.of(Kind::Floor)?.marginal?;
+    let mib = |kib: f64| cat.with_unit(&fmt_num(kib / 1024.0), "MiB");
+    let n = |kib: f64| num(cat, kib / 1024.0);
+    Some(cat.tr(
+        if analysis::agree(&c, &f) {
+            "density-floor-agree"
+        } else {
+            "density-floor-disagree"
+        },
+        &[
+            ("container", &mib(c.per_instance_kib)),
+            ("clo", &n(c.lo)),
+            ("chi", &n(c.hi)),
+            ("floor", &mib(f.per_instance_kib)),
+            ("flo", &n(f.lo)),
+            ("fhi", &n(f.hi)),
+        ],
+    ))
+}
+
+/// Why a backend stopped before the largest N, in a few words (`refused`, `floor` ...).
+fn stop_kind(kind: &str, cat: &Catalogue) -> String {
+    let id = format!("density-stop-{kind}");
+    if cat.has(&id) {
+        cat.tr(&id, &[])
+    } else {
+        kind.to_owned()
+    }
+}
+
 /// Sentences under the tables: the components, the phases, the floor, KSM, stops.
-fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
+fn notes(run: &DensityRun, s: &Summary, cat: &Catalogue) -> Vec<String> {
     let mut out = Vec::new();
     for b in &s.backends {
-        if let Some(c) = largest(b) {
-            let parts: Vec<String> = c
-                .components
+        let Some(c) = largest(b) else {
+            continue;
+        };
+        let n = c.count.to_string();
+        let parts: Vec<String> = c
+            .components
+            .iter()
+            .filter(|(_, v)| v.abs() >= 0.001)
+            .map(|(name, v)| format!("{} {}", part(name, cat), num(cat, *v)))
+            .collect();
+        if !parts.is_empty() {
+            out.push(cat.tr(
+                "density-note-components",
+                &[
+                    ("backend", &label(b, cat)),
+                    ("n", &n),
+                    ("parts", &parts.join(", ")),
+                ],
+            ));
+        }
+        if b.backend == Kind::Container && !c.phases.is_empty() {
+            let phases: Vec<String> = c
+                .phases
                 .iter()
-                .filter(|(_, v)| v.abs() >= 0.001)
-                .map(|(n, v)| format!("{n} {}", fmt_num(*v)))
+                .map(|(name, v)| format!("{name} {}", num(cat, *v)))
                 .collect();
-            if !parts.is_empty() {
-                out.push(format!(
-                    "{} at N = {}: what grew in /proc/meminfo per instance (MiB): {}.",
-                    b.label(),
-                    c.count,
-                    parts.join(", ")
-                ));
-            }
-            if b.backend == Kind::Container && !c.phases.is_empty() {
-                let phases: Vec<String> = c
-                    .phases
-                    .iter()
-                    .map(|(n, v)| format!("{n} {}", fmt_num(*v)))
-                    .collect();
-                out.push(format!(
-                    "container start phases at N = {} (median ms after its start began): {}.",
-                    c.count,
-                    phases.join(", ")
-                ));
-            }
-            if let Some(v) = c.vm {
-                let mut text = format!(
-                    "{} at N = {}: per VM (MiB, PSS of its VMM process, median [95% CI]): guest \
-                     RAM touched {}, VMM overhead {}",
-                    b.label(),
-                    c.count,
-                    mib_ci(&Some(v.guest_ram_mib)),
-                    mib_ci(&Some(v.vmm_overhead_mib)),
-                );
-                if let (Some(used), Some(total)) = (v.guest_used_mib, v.guest_total_mib) {
-                    text.push_str(&format!(
-                        "; inside the guest, its kernel and agent use {} of the {} its kernel \
-                         manages (MemTotal − MemAvailable, and MemTotal)",
-                        mib_ci(&Some(used)),
-                        fmt_num(total.median)
-                    ));
-                }
-                text.push('.');
-                out.push(text);
-            }
-            if let Some(k) = c.ksm {
-                out.push(format!(
-                    "{} at N = {}: KSM merged {} pages into {} (pages_sharing and pages_shared \
-                     grown during the round, medians over {} round(s)): {} MiB saved, settled \
-                     after {} ms{}.",
-                    b.label(),
-                    c.count,
-                    count_text(k.pages_sharing + k.pages_shared),
-                    count_text(k.pages_shared),
-                    k.rounds,
-                    fmt_num(k.saved_mib),
-                    fmt_num(k.waited_ms),
-                    if k.unsettled > 0 {
-                        format!(
-                            " ({} round(s) did not settle within --ksm-settle)",
-                            k.unsettled
-                        )
-                    } else {
-                        String::new()
-                    }
-                ));
-            }
+            out.push(cat.tr(
+                "density-note-phases",
+                &[("n", &n), ("phases", &phases.join(", "))],
+            ));
+        }
+        if let Some(v) = c.vm {
+            let inside = match (v.guest_used_mib, v.guest_total_mib) {
+                (Some(used), Some(total)) => cat.tr(
+                    "density-note-vm-inside",
+                    &[
+                        ("used", &mib_ci(&Some(used), cat)),
+                        ("total", &num(cat, total.median)),
+                    ],
+                ),
+                _ => String::new(),
+            };
+            out.push(cat.tr(
+                "density-note-vm",
+                &[
+                    ("backend", &label(b, cat)),
+                    ("n", &n),
+                    ("guest", &mib_ci(&Some(v.guest_ram_mib), cat)),
+                    ("vmm", &mib_ci(&Some(v.vmm_overhead_mib), cat)),
+                    ("inside", &inside),
+                ],
+            ));
+        }
+        if let Some(k) = c.ksm {
+            let unsettled = if k.unsettled > 0 {
+                cat.tr_n("density-note-ksm-unsettled", k.unsettled, &[])
+            } else {
+                String::new()
+            };
+            out.push(cat.tr(
+                "density-note-ksm",
+                &[
+                    ("backend", &label(b, cat)),
+                    ("n", &n),
+                    ("pages", &count_text(k.pages_sharing + k.pages_shared, cat)),
+                    ("into", &count_text(k.pages_shared, cat)),
+                    ("rounds", &rounds_text(k.rounds, cat)),
+                    ("saved", &cat.with_unit(&fmt_num(k.saved_mib), "MiB")),
+                    ("waited", &cat.with_unit(&fmt_num(k.waited_ms), "ms")),
+                    ("unsettled", &unsettled),
+                ],
+            ));
         }
     }
     let noisy: Vec<String> = s
@@ -373,43 +465,21 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
             (Some(o), Some(d)) => o.median.abs() > 0.25 * d.median.abs().max(0.01),
             _ => false,
         })
-        .map(|(b, c)| format!("{} N = {}", b.label(), c.count))
+        .map(|(b, c)| format!("{} N = {}", label(b, cat), c.count))
         .collect();
     if !noisy.is_empty() {
-        out.push(format!(
-            "The host's other processes moved their anonymous memory by more than a quarter of \
-             the drop meanwhile ({}): those drops measure the rest of the host as much as the \
-             instances; their intervals say how much. Trust the largest N and PSS most, or \
-             measure on a quieter host.",
-            noisy.join(", ")
-        ));
+        out.push(cat.tr("density-note-noisy", &[("which", &noisy.join(", "))]));
     }
-    if let (Some(c), Some(f)) = (s.of(Kind::Container), s.of(Kind::Floor)) {
-        if let (Some(a), Some(b)) = (c.marginal, f.marginal) {
-            out.push(format!(
-                "The container's marginal memory ({} MiB [{}, {}]) and its floor's ({} MiB [{}, \
-                 {}]) {} within their intervals.",
-                fmt_num(a.per_instance_kib / 1024.0),
-                fmt_num(a.lo / 1024.0),
-                fmt_num(a.hi / 1024.0),
-                fmt_num(b.per_instance_kib / 1024.0),
-                fmt_num(b.lo / 1024.0),
-                fmt_num(b.hi / 1024.0),
-                if analysis::agree(&a, &b) {
-                    "agree"
-                } else {
-                    "do not agree"
-                }
-            ));
-        }
-    }
+    out.extend(floor_sentence(s, cat));
     for st in &s.stops {
-        out.push(format!(
-            "{} stopped at N = {} ({}): {}",
-            st.backend.label(),
-            st.count,
-            st.kind,
-            st.reason
+        out.push(cat.tr(
+            "density-note-stopped",
+            &[
+                ("backend", &kind_label(st.backend, cat)),
+                ("n", &cat.num(&st.count.to_string())),
+                ("kind", &stop_kind(&st.kind, cat)),
+                ("why", &st.reason),
+            ],
         ));
     }
     let left: usize = s
@@ -419,10 +489,10 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
         .map(|c| c.left_behind)
         .sum();
     if left > 0 {
-        out.push(format!(
-            "{left} round(s) left something behind after the teardown (see {}); run `isolab \
-             doctor --clean`.",
-            super::record::ROUNDS_FILE
+        out.push(cat.tr_n(
+            "density-note-left-behind",
+            left,
+            &[("file", super::record::ROUNDS_FILE)],
         ));
     }
     for b in run
@@ -431,19 +501,13 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
         .iter()
         .filter(|b| b.facts.get(EMULATED_FACT).is_some_and(|v| v == "true"))
     {
-        out.push(format!(
-            "{} ran inside the emulated machine (QEMU TCG with AMD-V, --vm-in-emulator): its \
-             memory figures are what the guests and VMM processes did and are valid, measured \
-             against the emulated machine's memory (so are its \"instances that fit\"); its \
-             times are emulated, never performance figures.",
-            b.backend.label()
+        out.push(cat.tr(
+            "density-note-emulated",
+            &[("backend", &kind_label(b.backend, cat))],
         ));
     }
     if run.torn_tail {
-        out.push(
-            "The last round's line was torn (the run was killed while writing it) and is left out."
-                .into(),
-        );
+        out.push(cat.tr("density-note-torn", &[]));
     }
     out
 }
@@ -451,38 +515,43 @@ fn notes(run: &DensityRun, s: &Summary) -> Vec<String> {
 /// The backend fact that says its instances ran in the emulated machine.
 pub const EMULATED_FACT: &str = "emulated";
 
-fn term(run: &DensityRun, s: &Summary) -> String {
+fn term(run: &DensityRun, s: &Summary, cat: &Catalogue) -> String {
     let mut o = String::new();
-    for l in header_lines(run) {
+    for l in header_lines(run, cat) {
         let _ = writeln!(o, "{l}");
     }
+    let headroom = cat.percent(&s.headroom_pct.to_string());
     let _ = writeln!(
         o,
-        "\nMemory per instance, one meter for every backend (the host's MemAvailable drop \
-         against N; PSS beside it; fit with {}% headroom):",
-        s.headroom_pct
+        "\n{}",
+        cat.tr("density-report-memory-intro", &[("headroom", &headroom)])
     );
-    o.push_str(&aligned_table(&HEADLINE, &headline_rows(s), &[2], false));
-    let _ = writeln!(
-        o,
-        "\nPer N (medians over the rounds [interval]; the cgroup view is what the containers' \
-         memory cgroups charge, not a footprint):"
-    );
+    let head = header(&HEADLINE, cat);
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    o.push_str(&aligned_table(&head, &headline_rows(s, cat), &[2], false));
+    let _ = writeln!(o, "\n{}", cat.tr("density-report-per-n-intro", &[]));
+    let head = header(&PER_N, cat);
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
     o.push_str(&aligned_table(
-        &PER_N,
-        &per_n_rows(s),
+        &head,
+        &per_n_rows(s, cat),
         &(1..PER_N.len()).collect::<Vec<_>>(),
         true,
     ));
     o.push('\n');
-    for n in notes(run, s) {
+    for n in notes(run, s, cat) {
         let _ = writeln!(o, "- {n}");
     }
-    let _ = writeln!(o, "\nMethod: {}", method(run));
+    let _ = writeln!(
+        o,
+        "\n{} {}",
+        cat.tr("density-report-method-label", &[]),
+        method(run, cat)
+    );
     o
 }
 
-fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
+fn md_table(header: &[String], rows: &[Vec<String>]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "| {} |", header.join(" | "));
     let _ = writeln!(
@@ -496,24 +565,30 @@ fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
     o
 }
 
-fn markdown(run: &DensityRun, s: &Summary) -> String {
+fn markdown(run: &DensityRun, s: &Summary, cat: &Catalogue) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# isolab density run {}\n", run.manifest.run_id);
-    for l in header_lines(run) {
+    let _ = writeln!(
+        o,
+        "# {}\n",
+        cat.tr("density-report-title", &[("run", &run.manifest.run_id)])
+    );
+    for l in header_lines(run, cat) {
         let _ = writeln!(o, "{l}  ");
+    }
+    let _ = writeln!(o, "\n## {}\n", cat.tr("density-report-memory-heading", &[]));
+    o.push_str(&md_table(&header(&HEADLINE, cat), &headline_rows(s, cat)));
+    let _ = writeln!(o, "\n## {}\n", cat.tr("density-report-per-n-heading", &[]));
+    o.push_str(&md_table(&header(&PER_N, cat), &per_n_rows(s, cat)));
+    o.push('\n');
+    for n in notes(run, s, cat) {
+        let _ = writeln!(o, "- {n}");
     }
     let _ = writeln!(
         o,
-        "\n## Memory per instance (one meter for every backend)\n"
+        "\n## {}\n\n{}",
+        cat.tr("density-report-method-heading", &[]),
+        method(run, cat)
     );
-    o.push_str(&md_table(&HEADLINE, &headline_rows(s)));
-    let _ = writeln!(o, "\n## Per N\n");
-    o.push_str(&md_table(&PER_N, &per_n_rows(s)));
-    o.push('\n');
-    for n in notes(run, s) {
-        let _ = writeln!(o, "- {n}");
-    }
-    let _ = writeln!(o, "\n## Method\n\n{}", method(run));
     o
 }
 
@@ -525,7 +600,7 @@ fn latex_escape(s: &str) -> String {
         .replace('#', "\\#")
 }
 
-fn latex(run: &DensityRun, s: &Summary) -> String {
+fn latex(run: &DensityRun, s: &Summary, cat: &Catalogue) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -538,7 +613,7 @@ fn latex(run: &DensityRun, s: &Summary) -> String {
         "backend & marginal MiB/instance [95\\% CI] & fixed MiB & PSS MiB/instance & fit ({}\\% headroom) \\\\\n\\midrule",
         s.headroom_pct
     );
-    for r in headline_rows(s) {
+    for r in headline_rows(s, cat) {
         let _ = writeln!(
             o,
             "{} \\\\",
@@ -605,33 +680,35 @@ fn csv(run: &DensityRun) -> String {
     o
 }
 
-fn html(run: &DensityRun, s: &Summary) -> Result<String, ReportError> {
+fn html(run: &DensityRun, s: &Summary, cat: &Catalogue) -> Result<String, ReportError> {
     use crate::report::esc;
-    let (charts, chart_notes) =
-        super::charts::build(s, &crate::i18n::Catalogue::new(crate::i18n::Lang::En))?;
+    let (charts, chart_notes) = super::charts::build(s, cat)?;
+    let run_id = &run.manifest.run_id;
     let mut o = String::new();
-    o.push_str(
-        "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n\
-         <meta charset=\"utf-8\" />\n",
+    let _ = writeln!(
+        o,
+        "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"{}\">\n<head>\n\
+         <meta charset=\"utf-8\" />",
+        cat.lang().code()
     );
     let _ = writeln!(
         o,
-        "<title>isolab density: {}</title>\n<style>{}</style>\n</head>\n<body>",
-        esc(&run.manifest.run_id),
+        "<title>{}</title>\n<style>{}</style>\n</head>\n<body>",
+        esc(&cat.tr("density-report-title", &[("run", run_id)])),
         crate::report::HTML_STYLE
     );
     let _ = writeln!(
         o,
-        "<h1>isolab density: run {}</h1>",
-        esc(&run.manifest.run_id)
+        "<h1>{}</h1>",
+        esc(&cat.tr("density-report-title", &[("run", run_id)]))
     );
-    for l in header_lines(run) {
+    for l in header_lines(run, cat) {
         let _ = writeln!(o, "<p class=\"muted\">{}</p>", esc(&l));
     }
-    let table = |o: &mut String, header: &[&str], rows: &[Vec<String>]| {
+    let table = |o: &mut String, ids: &[&str], rows: &[Vec<String>]| {
         o.push_str("<table>\n<tr>");
-        for h in header {
-            let _ = write!(o, "<th>{}</th>", esc(h));
+        for h in header(ids, cat) {
+            let _ = write!(o, "<th>{}</th>", esc(&h));
         }
         o.push_str("</tr>\n");
         for r in rows {
@@ -646,53 +723,56 @@ fn html(run: &DensityRun, s: &Summary) -> Result<String, ReportError> {
     };
     let _ = writeln!(
         o,
-        "<h2>Memory per instance: one meter for every backend</h2>\n<p>The marginal memory is \
-         the slope of the host's MemAvailable drop against the number of instances; PSS is \
-         beside it; instances that fit keep {}% of the host's memory free.</p>",
-        s.headroom_pct
+        "<h2>{}</h2>\n<p>{}</p>",
+        esc(&cat.tr("density-report-memory-heading", &[])),
+        esc(&cat.tr(
+            "density-report-memory-lead",
+            &[("headroom", &cat.percent(&s.headroom_pct.to_string()))]
+        ))
     );
-    table(&mut o, &HEADLINE, &headline_rows(s));
+    table(&mut o, &HEADLINE, &headline_rows(s, cat));
     for c in &charts {
         let _ = writeln!(
             o,
             "<figure>{}<figcaption>{}</figcaption></figure>",
             c.svg,
-            esc(caption(c.name))
+            esc(&caption(c.name, cat))
         );
     }
     for n in chart_notes {
-        let _ = writeln!(o, "<p class=\"muted\">Chart not drawn: {}</p>", esc(&n));
+        let _ = writeln!(
+            o,
+            "<p class=\"muted\">{}</p>",
+            esc(&cat.tr("density-report-chart-not-drawn", &[("why", &n)]))
+        );
     }
-    let _ = writeln!(o, "<h2>Per N</h2>");
-    table(&mut o, &PER_N, &per_n_rows(s));
+    let _ = writeln!(
+        o,
+        "<h2>{}</h2>",
+        esc(&cat.tr("density-report-per-n-heading", &[]))
+    );
+    table(&mut o, &PER_N, &per_n_rows(s, cat));
     o.push_str("<ul>\n");
-    for n in notes(run, s) {
+    for n in notes(run, s, cat) {
         let _ = writeln!(o, "<li>{}</li>", esc(&n));
     }
     o.push_str("</ul>\n");
-    let _ = writeln!(o, "<h2>Method</h2>\n<p>{}</p>", esc(&method(run)));
+    let _ = writeln!(
+        o,
+        "<h2>{}</h2>\n<p>{}</p>",
+        esc(&cat.tr("density-report-method-heading", &[])),
+        esc(&method(run, cat))
+    );
     o.push_str("</body>\n</html>\n");
     Ok(o)
 }
 
-fn caption(name: &str) -> &'static str {
-    match name {
-        "density_memory" => {
-            "Host memory per instance against the number of instances running. Filled points: \
-             the host's MemAvailable drop divided by N (median over the rounds; whiskers its \
-             interval, cut at the chart's edge where a shared host's noise dwarfs a few \
-             instances); hollow points on dashed lines: PSS per instance; thin line: the \
-             marginal memory (the slope over every N). The same meter for every backend."
-        }
-        "density_components" => {
-            "What grew in /proc/meminfo per instance at each backend's largest N: anonymous \
-             memory is the processes' own; page tables, kernel stacks, slab and per-CPU memory \
-             are what the kernel keeps for them (namespaces, cgroups)."
-        }
-        "density_start" => {
-            "Start latency against N: from the start call to the agent's ready marker, p50 \
-             (solid) and p99 (dashed) over every instance of every round."
-        }
-        _ => "",
+/// A chart's caption: the book's (`figure-caption-density-memory` for `density_memory`).
+fn caption(name: &str, cat: &Catalogue) -> String {
+    let id = format!("figure-caption-{}", name.replace('_', "-"));
+    if cat.has(&id) {
+        cat.tr(&id, &[])
+    } else {
+        String::new()
     }
 }

@@ -268,7 +268,7 @@ fn summary_table(view: &View<'_>, cat: &Catalogue, o: &mut String) {
         l("html-col-vs-native"),
     );
     let num = |x: f64| cat.num(&fmt_num(x));
-    let sep = if cat.lang() == Lang::Fr { " ;" } else { "," };
+    let sep = cat.interval_sep();
     let mut last = "";
     for r in &view.summary.rows {
         let first = r.workload != last;

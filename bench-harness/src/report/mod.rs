@@ -143,7 +143,15 @@ pub fn published_term(run: &StoredRun) -> String {
 /// The charts of `run`, as SVG text, in a fixed order. Charts without data are left out; the
 /// second value says which and why.
 pub fn build_charts(run: &StoredRun) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
-    charts::build(&View::new(run))
+    build_charts_in(run, Lang::En)
+}
+
+/// [`build_charts`] with the words and numbers of `lang` (French: decimal comma).
+pub fn build_charts_in(
+    run: &StoredRun,
+    lang: Lang,
+) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
+    charts::build(&View::in_lang(run, lang))
 }
 
 /// Writes every chart of `run` into `dir` (created if missing) as `NAME.svg` and `NAME.png`.

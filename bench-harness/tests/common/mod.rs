@@ -333,3 +333,62 @@ pub fn isolab_run(
         .stdin(std::process::Stdio::null());
     c
 }
+
+/// The words of `data` (a run's own values: its samples, manifest, names), lower-cased, that a
+/// pseudo-locale report may quote as they are.
+pub fn data_words(data: &str) -> std::collections::HashSet<String> {
+    data.split(|c: char| !c.is_ascii_alphanumeric())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The plain English words of a report rendered in the pseudo-locale that are not the run's own
+/// data (`data`, from [`data_words`]): text that escaped the catalogue. With `html`, tags, code,
+/// styles and the title are markup, not words (the SVG charts' texts are words).
+pub fn escaped_words(
+    text: &str,
+    html: bool,
+    data: &std::collections::HashSet<String>,
+) -> std::collections::BTreeSet<String> {
+    let mut plain = String::new();
+    let mut skip = 0usize;
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for ch in text.chars() {
+        match ch {
+            '<' if html => {
+                in_tag = true;
+                tag.clear();
+            }
+            '>' if in_tag => {
+                in_tag = false;
+                let name: String = tag
+                    .trim_start_matches('/')
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                if matches!(name.as_str(), "code" | "style" | "title") {
+                    if tag.starts_with('/') {
+                        skip = skip.saturating_sub(1);
+                    } else {
+                        skip += 1;
+                    }
+                }
+                plain.push(' ');
+            }
+            c if in_tag => tag.push(c),
+            c if skip == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    // XML entities are markup, not words.
+    for entity in ["&apos;", "&quot;", "&amp;", "&lt;", "&gt;"] {
+        plain = plain.replace(entity, " ");
+    }
+    plain
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_alphabetic()))
+        .filter(|w| !data.contains(&w.to_lowercase()))
+        .map(str::to_owned)
+        .collect()
+}
