@@ -417,97 +417,15 @@ impl EmulatedVmBackend {
     }
 }
 
-impl Backend for EmulatedVmBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Vm
-    }
-
-    fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError> {
-        let start = Instant::now();
-        let mut say =
-            |msg: &str| eprintln!("[vm (emulated) {:>4}s] {msg}", start.elapsed().as_secs());
-        // `micro` (built on first use), `debian` (fetched with apt, modules and ACPI), or a file.
-        let choice = match &self.kernel_override {
-            Some(k) => KernelChoice::parse(&k.to_string_lossy()),
-            None => KernelChoice::Micro,
-        };
-        let boot = boot_kernel(&choice, &mut say)
-            .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?;
-        // Refuse a bad kernel here, not after minutes of emulation.
-        vmm::validate(&VmConfig::new(&boot.kernel, ctx.limits.memory_mib))
-            .map_err(|e| prepare_err(e.to_string()))?;
-        if !ctx.agent.is_file() {
-            return Err(prepare_err(format!(
-                "agent {} is missing; build it with `cargo build --release -p workloads --bin \
-                 isolab-agent`",
-                ctx.agent.display()
-            )));
-        }
-        let isolab = locate_isolab()?;
-        let vmm = vm_backend::process::client::locate_vmm()
-            .map_err(|e| prepare_err(format!("--vm-in-emulator: {e}")))?;
-        let machine = HvmMachine::prepare(&mut say).map_err(|e| BackendError::Unavailable {
-            backend: BackendKind::Vm,
-            reason: format!("the emulated AMD-V machine cannot be set up: {e}"),
-            fix: "check that apt can install qemu-system-x86 and busybox-static and reach the \
-                  Debian archive (`apt-get update`)"
-                .into(),
-        })?;
-        std::fs::create_dir_all(&ctx.work_dir)
-            .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
-        self.kernel_facts = super::guest_kernel::facts(&choice, &boot.kernel);
-        self.prepared = Some(Prepared {
-            machine,
-            boot,
-            ctx: ctx.clone(),
-            isolab,
-            vmm,
-        });
-        Ok(())
-    }
-
-    fn facts(&self) -> BTreeMap<String, String> {
-        let mut f = BTreeMap::new();
-        f.insert(
-            "emulated".into(),
-            "true: QEMU TCG with AMD-V, kvm-amd in L1; correctness only".into(),
-        );
-        if let Some(p) = &self.prepared {
-            f.insert("kernel".into(), p.boot.kernel.display().to_string());
-            f.insert(
-                "l1_kernel".into(),
-                format!("{} {}", p.machine.l1.package, p.machine.l1.version),
-            );
-        }
-        f.insert(
-            "disk".into(),
-            self.disk_mode.unwrap_or(DiskMode::Ext4).name().into(),
-        );
-        f.insert("vm_seccomp".into(), self.vm_seccomp.name().into());
-        f.insert(
-            "vm_jail".into(),
-            if self.vm_jail { "on" } else { "off" }.into(),
-        );
-        f.insert(
-            "vmm_memory_allowance_mib".into(),
-            crate::backends::vm::VMM_MEMORY_ALLOWANCE_MIB.to_string(),
-        );
-        f.insert(
-            "vmm_process".into(),
-            "isolab-vmm, one process per VM".into(),
-        );
-        f.insert("memory".into(), self.memory.name().into());
-        f.insert("acpi".into(), self.acpi.name().into());
-        f.extend(self.kernel_facts.clone());
-        f
-    }
-
-    fn plan_trials(&mut self, trials: &[Trial]) -> Result<(), BackendError> {
+impl EmulatedVmBackend {
+    /// Runs `trials` in one boot of the emulated machine, adding their outcomes to
+    /// `self.outcomes`; true when the stall watch gave the machine up.
+    fn run_batch(&mut self, trials: &[Trial]) -> Result<bool, BackendError> {
         let Some(p) = &self.prepared else {
             return Err(prepare_err("plan_trials() before prepare()".into()));
         };
         if trials.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // L1 has no e2fsprogs: the ext4 images the I/O trials need are formatted here.
         let mode = self.disk_mode.unwrap_or(DiskMode::Ext4);
@@ -695,7 +613,120 @@ impl Backend for EmulatedVmBackend {
                 )
             });
         }
-        self.outcomes = outcomes;
+        self.outcomes.extend(outcomes);
+        Ok(out.gave_up.is_some())
+    }
+}
+
+impl Backend for EmulatedVmBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Vm
+    }
+
+    fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError> {
+        let start = Instant::now();
+        let mut say =
+            |msg: &str| eprintln!("[vm (emulated) {:>4}s] {msg}", start.elapsed().as_secs());
+        // `micro` (built on first use), `debian` (fetched with apt, modules and ACPI), or a file.
+        let choice = match &self.kernel_override {
+            Some(k) => KernelChoice::parse(&k.to_string_lossy()),
+            None => KernelChoice::Micro,
+        };
+        let boot = boot_kernel(&choice, &mut say)
+            .map_err(|e| prepare_err(format!("{e}; or pass a kernel with --kernel")))?;
+        // Refuse a bad kernel here, not after minutes of emulation.
+        vmm::validate(&VmConfig::new(&boot.kernel, ctx.limits.memory_mib))
+            .map_err(|e| prepare_err(e.to_string()))?;
+        if !ctx.agent.is_file() {
+            return Err(prepare_err(format!(
+                "agent {} is missing; build it with `cargo build --release -p workloads --bin \
+                 isolab-agent`",
+                ctx.agent.display()
+            )));
+        }
+        let isolab = locate_isolab()?;
+        let vmm = vm_backend::process::client::locate_vmm()
+            .map_err(|e| prepare_err(format!("--vm-in-emulator: {e}")))?;
+        let machine = HvmMachine::prepare(&mut say).map_err(|e| BackendError::Unavailable {
+            backend: BackendKind::Vm,
+            reason: format!("the emulated AMD-V machine cannot be set up: {e}"),
+            fix: "check that apt can install qemu-system-x86 and busybox-static and reach the \
+                  Debian archive (`apt-get update`)"
+                .into(),
+        })?;
+        std::fs::create_dir_all(&ctx.work_dir)
+            .map_err(|e| prepare_err(format!("{}: {e}", ctx.work_dir.display())))?;
+        self.kernel_facts = super::guest_kernel::facts(&choice, &boot.kernel);
+        self.prepared = Some(Prepared {
+            machine,
+            boot,
+            ctx: ctx.clone(),
+            isolab,
+            vmm,
+        });
+        Ok(())
+    }
+
+    fn facts(&self) -> BTreeMap<String, String> {
+        let mut f = BTreeMap::new();
+        f.insert(
+            "emulated".into(),
+            "true: QEMU TCG with AMD-V, kvm-amd in L1; correctness only".into(),
+        );
+        if let Some(p) = &self.prepared {
+            f.insert("kernel".into(), p.boot.kernel.display().to_string());
+            f.insert(
+                "l1_kernel".into(),
+                format!("{} {}", p.machine.l1.package, p.machine.l1.version),
+            );
+        }
+        f.insert(
+            "disk".into(),
+            self.disk_mode.unwrap_or(DiskMode::Ext4).name().into(),
+        );
+        f.insert("vm_seccomp".into(), self.vm_seccomp.name().into());
+        f.insert(
+            "vm_jail".into(),
+            if self.vm_jail { "on" } else { "off" }.into(),
+        );
+        f.insert(
+            "vmm_memory_allowance_mib".into(),
+            crate::backends::vm::VMM_MEMORY_ALLOWANCE_MIB.to_string(),
+        );
+        f.insert(
+            "vmm_process".into(),
+            "isolab-vmm, one process per VM".into(),
+        );
+        f.insert("memory".into(), self.memory.name().into());
+        f.insert("acpi".into(), self.acpi.name().into());
+        f.extend(self.kernel_facts.clone());
+        f
+    }
+
+    fn plan_trials(&mut self, trials: &[Trial]) -> Result<(), BackendError> {
+        self.outcomes.clear();
+        self.session_problem = None;
+        if !self.run_batch(trials)? || crate::interrupt::requested() {
+            return Ok(());
+        }
+        // The emulated machine stalled and did not answer an NMI (a fault of QEMU's emulation,
+        // not of the VM under test; see vm_backend::hvm::stall): one new boot for the trials that
+        // have no outcome yet. A second stall is reported with L1's state.
+        let left: Vec<Trial> = trials
+            .iter()
+            .filter(|t| !self.outcomes.contains_key(&t.index))
+            .cloned()
+            .collect();
+        if !left.is_empty() {
+            eprintln!(
+                "vm (emulated): the emulated machine stalled (QEMU's fault, not the VM's); \
+                 booting it again for the {} trial{} left",
+                left.len(),
+                if left.len() == 1 { "" } else { "s" }
+            );
+            self.session_problem = None;
+            self.run_batch(&left)?;
+        }
         Ok(())
     }
 

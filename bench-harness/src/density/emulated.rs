@@ -209,6 +209,8 @@ pub(crate) fn run_vms(
     let mut out = EmulatedVms::default();
     let mut damaged = 0usize;
     let mut write_error = None;
+    // Read between two boots while `on_line` holds `out`.
+    let rounds_seen = std::cell::Cell::new(0usize);
     let mut on_line = |line: &str| {
         if let Some(got) = unframe(ROUND_PREFIX, line) {
             match got.and_then(|json| {
@@ -220,6 +222,7 @@ pub(crate) fn run_vms(
                         write_error.get_or_insert(e);
                     }
                     out.rounds += 1;
+                    rounds_seen.set(rounds_seen.get() + 1);
                 }
                 Ok(_) => damaged += 1,
                 Err(_) => damaged += 1,
@@ -231,9 +234,18 @@ pub(crate) fn run_vms(
             }
         }
     };
-    let ran = machine
+    let mut ran = machine
         .run_with(&session, &mut on_line, &crate::interrupt::requested)
         .map_err(|e| usage(format!("the emulated machine did not run: {e}")))?;
+    if ran.gave_up.is_some() && rounds_seen.get() == 0 && !crate::interrupt::requested() {
+        // The emulated machine stalled (QEMU's fault, not the VMs') before any round was
+        // recorded: nothing to lose by one new boot. After a round, a new boot would record
+        // that round twice, so the stall is reported instead.
+        say("the emulated machine stalled before its first round (QEMU's fault, not the VMs'); booting it again");
+        ran = machine
+            .run_with(&session, &mut on_line, &crate::interrupt::requested)
+            .map_err(|e| usage(format!("the emulated machine did not run: {e}")))?;
+    }
     if let Some(e) = write_error {
         return Err(e.into());
     }

@@ -100,7 +100,21 @@ pub fn run_session(
     log_name: &str,
     progress: impl Fn(&str),
 ) -> HvmOutput {
-    let out = machine.run(session).expect("QEMU ran");
+    let mut out = machine.run(session).expect("QEMU ran");
+    if let Some(why) = &out.gave_up {
+        // A stall of QEMU's emulation (L1 took neither its pending timer interrupt nor an NMI),
+        // not of the VMM under test: its state is kept, and the session runs once more.
+        let first = log_name.replace(".log", "-stalled.log");
+        let _ = std::fs::write(
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(&first),
+            &out.console,
+        );
+        progress(&format!(
+            "the emulated machine stalled ({why}); its console and state are in {first}; \
+             booting it once more"
+        ));
+        out = machine.run(session).expect("QEMU ran");
+    }
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(log_name);
     if std::fs::write(&log, &out.console).is_ok() {
         progress(&format!("L1 console saved to {}", log.display()));
