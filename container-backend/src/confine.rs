@@ -185,6 +185,13 @@ impl ConfinePlan {
     }
 
     /// The `RLIMIT_NOFILE` the child sets.
+    /// The atime flags of the mount the mask file is on (the rootfs's), when the plan's root
+    /// is not on the host (the child starts from the template mount namespace).
+    pub(crate) fn with_mask_atime(mut self, atime: libc::c_ulong) -> Self {
+        self.mask_atime = atime;
+        self
+    }
+
     pub(crate) fn nofile(&self) -> (u64, u64) {
         self.nofile
     }

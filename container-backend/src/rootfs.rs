@@ -5,9 +5,16 @@
 //! the container's own mount namespace, so every run of a runtime shares it and nothing a
 //! container mounts is visible on the host (the namespace dies with its last process, and its
 //! mounts with it: nothing to unmount at teardown).
+//!
+//! As root without a user namespace the read-only root is prepared once per runtime, in a
+//! template mount namespace ([`Template`]: rootfs bound read-only, pivoted into, host root
+//! detached); each child enters it and unshares its own copy, then mounts /proc, /sys, /dev,
+//! /tmp and the scratch folder and applies the masks. With a user namespace (whose children may
+//! not enter a namespace the host's user namespace owns) the child does it all itself: it binds
+//! the rootfs in the copy of the host's table it got at clone and pivots into it.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -178,6 +185,9 @@ pub(crate) struct MountPlan {
     /// The host's root is an initramfs (rootfs or ramfs on `/`), which `pivot_root` cannot
     /// leave: only then is the root entered with `MS_MOVE` + `chroot`.
     initramfs_root: bool,
+    /// The template mount namespace (see [`Template`]); with it every other path of this plan
+    /// is the container's own (`/proc`, not `<rootfs>/proc`).
+    template: Option<Template>,
     slash: CString,
     dot: CString,
     fs_proc: CString,
@@ -190,15 +200,28 @@ pub(crate) struct MountPlan {
 impl MountPlan {
     /// `bind_dev_nodes`: make /dev's nodes by bind-mounting the host's (for a user namespace,
     /// where `mknod` is refused) instead of `mknod`. The scratch directory is opened here, once,
-    /// without following a symbolic link.
+    /// without following a symbolic link. `template`: make the [`Template`] mount namespace
+    /// now, and let each child start from a copy of it (root only, without a user namespace,
+    /// whose children could not enter a namespace the host's user namespace owns); `confine`
+    /// must then be planned on the container's paths ([`MountPlan::confine_root`]).
     pub(crate) fn new(
         rootfs: &Rootfs,
         scratch: Option<&Path>,
         bind_dev_nodes: bool,
         dev_writable: bool,
         confine: ConfinePlan,
+        template: bool,
     ) -> Result<Self, ContainerError> {
-        let r = rootfs.dir();
+        let root = cpath(rootfs.dir())?;
+        let root_atime = atime_flags(rootfs.dir());
+        let initramfs_root = root_is_initramfs();
+        let template = if template {
+            Some(Template::make(&root, root_atime, initramfs_root)?)
+        } else {
+            None
+        };
+        let container_root = Self::confine_root(rootfs, template.is_some());
+        let r = container_root.as_path();
         let scratch = match scratch {
             Some(s) => {
                 let dir = open_dir_nofollow(s)?;
@@ -212,7 +235,7 @@ impl MountPlan {
             None => None,
         };
         Ok(Self {
-            root: cpath(r)?,
+            root,
             proc_: cpath(&r.join("proc"))?,
             sys: cpath(&r.join("sys"))?,
             dev: cpath(&r.join("dev"))?,
@@ -228,10 +251,11 @@ impl MountPlan {
             dev_atime: atime_flags(Path::new("/dev/null")),
             tmp: cpath(&r.join("tmp"))?,
             scratch,
-            root_atime: atime_flags(r),
+            root_atime,
             dev_writable,
             confine,
-            initramfs_root: root_is_initramfs(),
+            initramfs_root,
+            template,
             slash: cstr("/"),
             dot: cstr("."),
             fs_proc: cstr("proc"),
@@ -240,6 +264,27 @@ impl MountPlan {
             dev_opts: cstr("mode=755,size=64k"),
             tmp_opts: cstr("mode=1777"),
         })
+    }
+
+    /// Where the paths of the plan (and of its [`ConfinePlan`]) start: the rootfs on the host,
+    /// or the container's own `/` when the child starts from the [`Template`].
+    pub(crate) fn confine_root(rootfs: &Rootfs, template: bool) -> PathBuf {
+        if template {
+            PathBuf::from("/")
+        } else {
+            rootfs.dir().to_path_buf()
+        }
+    }
+
+    /// The template's mount namespace, when the child starts from one (it is then cloned
+    /// without `CLONE_NEWNS` and makes its own copy in [`MountPlan::enter`]).
+    pub(crate) fn template(&self) -> Option<BorrowedFd<'_>> {
+        self.template.as_ref().map(|t| t.ns.as_fd())
+    }
+
+    /// Closes the template namespace (the runtime is cleaned up; no child will start).
+    pub(crate) fn release_template(&mut self) {
+        self.template = None;
     }
 
     /// Parent side, before each clone: a detached copy of the scratch folder's mount made from
@@ -324,41 +369,61 @@ impl MountPlan {
         };
         let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
 
-        // Our copy of the host's mount table must not propagate back to it (or receive from it).
-        mount(
-            SetupStep::MakeMountsPrivate,
-            null,
-            &self.slash,
-            null,
-            libc::MS_REC | libc::MS_PRIVATE,
-            nodata,
-        )?;
-        // pivot_root needs the new root to be a mount point; non-recursive, so nothing mounted
-        // below the directory on the host comes along.
-        mount(
-            SetupStep::BindRootfs,
-            self.root.as_ptr(),
-            &self.root,
-            null,
-            libc::MS_BIND,
-            nodata,
-        )?;
-        // Read-only and nosuid/nodev. Not noexec: /init runs from here. Setting the flags
-        // explicitly also clears a `noexec` the state directory's filesystem may carry.
-        mount(
-            SetupStep::RootReadOnly,
-            null,
-            &self.root,
-            null,
-            libc::MS_REMOUNT
-                | libc::MS_BIND
-                | libc::MS_RDONLY
-                | libc::MS_NOSUID
-                | libc::MS_NODEV
-                | self.root_atime,
-            nodata,
-        )?;
-        // The mask file, opened here (in this mount namespace) before /proc hides it.
+        let from_template = match &self.template {
+            Some(t) => {
+                // The template's root is the rootfs, read-only, with the host's root detached:
+                // enter it and make this container's own copy (a copy of one mount, where a
+                // pivot_root here would have to detach the copied host table, which costs a
+                // grace period of RCU per container).
+                // SAFETY: setns with a namespace fd the runtime keeps open, and its type.
+                if unsafe { libc::setns(t.ns.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+                    return Err((SetupStep::PivotRoot, errno()));
+                }
+                // SAFETY: unshare takes flags only.
+                if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+                    return Err((SetupStep::MakeMountsPrivate, errno()));
+                }
+                Some(t.moved)
+            }
+            None => {
+            // Our copy of the host's mount table must not propagate back to it (or receive from it).
+            mount(
+                SetupStep::MakeMountsPrivate,
+                null,
+                &self.slash,
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                nodata,
+            )?;
+            // pivot_root needs the new root to be a mount point; non-recursive, so nothing mounted
+            // below the directory on the host comes along.
+            mount(
+                SetupStep::BindRootfs,
+                self.root.as_ptr(),
+                &self.root,
+                null,
+                libc::MS_BIND,
+                nodata,
+            )?;
+            // Read-only and nosuid/nodev. Not noexec: /init runs from here. Setting the flags
+            // explicitly also clears a `noexec` the state directory's filesystem may carry.
+            mount(
+                SetupStep::RootReadOnly,
+                null,
+                &self.root,
+                null,
+                libc::MS_REMOUNT
+                    | libc::MS_BIND
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | self.root_atime,
+                nodata,
+            )?;
+            // The mask file, opened here (in this mount namespace) before /proc hides it.
+                None
+            }
+        };
         let mask = self.confine.open_mask_file()?;
         // Mounted by the child, which is PID 1 of the new PID namespace: /proc shows its own
         // processes only.
@@ -503,6 +568,9 @@ impl MountPlan {
         // SAFETY: closes the fd opened above; not used after.
         unsafe { libc::close(mask) };
         masked?;
+        if let Some(moved) = from_template {
+            return Ok(moved);
+        }
         // SAFETY: `root` is a NUL-terminated path owned by `self`.
         if unsafe { libc::chdir(self.root.as_ptr()) } != 0 {
             return Err((SetupStep::PivotRoot, errno()));
@@ -543,6 +611,130 @@ impl MountPlan {
             return Err((SetupStep::PivotRoot, errno()));
         }
         Ok(moved)
+    }
+}
+
+/// A mount namespace made once per runtime whose root is the rootfs (bound read-only, nosuid,
+/// nodev), with the host's root detached. Each child enters it and unshares a copy of it, which
+/// holds one mount, instead of copying the host's whole mount table at clone and detaching it
+/// again after `pivot_root`: that detach waits for a grace period of RCU (about 0.5 ms of a
+/// start on a loaded host, measured with `perf trace`). The confinement is the same: the child
+/// ends in a mount namespace of its own whose root is the read-only rootfs and in which no
+/// host mount is reachable.
+#[derive(Debug)]
+struct Template {
+    /// `/proc/thread-self/ns/mnt` of the thread that made it: keeps the namespace alive.
+    ns: OwnedFd,
+    /// The root was entered with `MS_MOVE` + `chroot` (initramfs host).
+    moved: bool,
+}
+
+impl Template {
+    /// Makes the namespace on a thread of its own (`unshare(CLONE_NEWNS)` gives that thread
+    /// alone a new mount namespace and root; the thread then ends, the namespace stays with
+    /// the returned fd).
+    fn make(
+        root: &CString,
+        root_atime: libc::c_ulong,
+        initramfs_root: bool,
+    ) -> Result<Self, ContainerError> {
+        let made = std::thread::scope(|s| {
+            s.spawn(|| Self::make_here(root, root_atime, initramfs_root))
+                .join()
+        });
+        match made {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err((what, errno))) => Err(ContainerError::Sys {
+                what,
+                source: nix::errno::Errno::from_raw(errno),
+                hint: "the state directory must be on a normal filesystem (not a network or \
+                       overlay mount shared with another namespace); run `isolab doctor`",
+            }),
+            Err(_) => Err(ContainerError::Sys {
+                what: "the thread making the template mount namespace",
+                source: nix::errno::Errno::EINVAL,
+                hint: "run `isolab doctor`",
+            }),
+        }
+    }
+
+    /// On the calling thread, which it moves into the new namespace for good.
+    fn make_here(
+        root: &CString,
+        root_atime: libc::c_ulong,
+        initramfs_root: bool,
+    ) -> Result<Self, (&'static str, i32)> {
+        let null = std::ptr::null::<libc::c_char>();
+        let nodata = std::ptr::null::<libc::c_void>();
+        let fail = |what: &'static str| Err((what, errno()));
+        // SAFETY: unshare takes flags only; CLONE_NEWNS (which implies CLONE_FS) affects this
+        // thread alone.
+        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+            return fail("unshare(CLONE_NEWNS) for the template mount namespace");
+        }
+        // SAFETY: open of a NUL-terminated path; the fd is owned below.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/thread-self/ns/mnt".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return fail("open /proc/thread-self/ns/mnt");
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let ns = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY (all mounts below): every pointer is null or a NUL-terminated string that
+        // outlives the call.
+        if unsafe { libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, nodata) }
+            != 0
+        {
+            return fail("making the template's mounts private");
+        }
+        // SAFETY: see above.
+        if unsafe { libc::mount(root.as_ptr(), root.as_ptr(), null, libc::MS_BIND, nodata) } != 0
+        {
+            return fail("bind-mounting the rootfs in the template");
+        }
+        let ro = libc::MS_REMOUNT
+            | libc::MS_BIND
+            | libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NODEV
+            | root_atime;
+        // SAFETY: see above.
+        if unsafe { libc::mount(null, root.as_ptr(), null, ro, nodata) } != 0 {
+            return fail("remounting the template's rootfs read-only");
+        }
+        // SAFETY: a NUL-terminated path.
+        if unsafe { libc::chdir(root.as_ptr()) } != 0 {
+            return fail("chdir into the rootfs");
+        }
+        // SAFETY: both arguments are ".".
+        let r = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+        let moved = if r == 0 {
+            // SAFETY: a NUL-terminated path.
+            if unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) } != 0 {
+                return fail("detaching the host's root from the template");
+            }
+            false
+        } else if errno() == libc::EINVAL && initramfs_root {
+            // As in `MountPlan::enter`: an initramfs root cannot be pivoted away from.
+            // SAFETY: see above.
+            if unsafe { libc::mount(c".".as_ptr(), c"/".as_ptr(), null, libc::MS_MOVE, nodata) }
+                != 0
+            {
+                return fail("moving the rootfs over / in the template");
+            }
+            // SAFETY: a NUL-terminated path.
+            if unsafe { libc::chroot(c".".as_ptr()) } != 0 {
+                return fail("chroot into the template's rootfs");
+            }
+            true
+        } else {
+            return fail("pivot_root into the template's rootfs");
+        };
+        Ok(Self { ns, moved })
     }
 }
 
@@ -629,10 +821,11 @@ mod tests {
         let init = std::fs::metadata(r.dir().join("init")).expect("init");
         assert!(init.permissions().mode() & 0o111 != 0);
         let confine = || ConfinePlan::new(r.dir(), (1024, 1024), true).expect("confine");
-        MountPlan::new(&r, Some(Path::new("/tmp")), false, false, confine()).expect("plan");
-        MountPlan::new(&r, None, true, false, confine()).expect("plan with a user namespace");
+        MountPlan::new(&r, Some(Path::new("/tmp")), false, false, confine(), false).expect("plan");
+        MountPlan::new(&r, None, true, false, confine(), false)
+            .expect("plan with a user namespace");
         assert!(matches!(
-            MountPlan::new(&r, Some(Path::new("/nonexistent")), false, false, confine()),
+            MountPlan::new(&r, Some(Path::new("/nonexistent")), false, false, confine(), false),
             Err(ContainerError::ScratchMissing { .. })
         ));
         r.remove().expect("remove");
