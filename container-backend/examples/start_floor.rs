@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use container_backend::floor::Floor;
 use container_backend::{
-    CgroupLimits, CgroupSettings, ContainerConfig, Phase, RunCgroup, RunRequest, Runtime, SeccompProfile,
-    MARKER_FD,
+    CgroupLimits, CgroupSettings, ContainerConfig, Phase, RunCgroup, RunRequest, Runtime,
+    SeccompProfile, MARKER_FD,
 };
 use workloads::protocol::{encode_spec, parse_framed_result, MARKER_ENV, SPEC_ENV};
 use workloads::{Workload, WorkloadSpec};
@@ -150,7 +150,10 @@ fn ratio_ci(a: &[f64], b: &[f64], rng: &mut Rng) -> (f64, f64, f64) {
 /// instruction, per container kind (phases are medians each on their own, so they need not add
 /// up).
 fn print_phases(phase_times: &[Vec<[f64; PHASES.len()]>; 2], times: &[Vec<f64>; 4]) {
-    println!("container phases, median ms since the start (n = {}):", times[1].len());
+    println!(
+        "container phases, median ms since the start (n = {}):",
+        times[1].len()
+    );
     print!("  {:<22}", "");
     for p in PHASES {
         print!(" {:>16}", p.name());

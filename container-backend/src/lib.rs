@@ -5,8 +5,8 @@
 //! The runtime is deliberately small: one `clone3` creates every namespace (and on cgroup v2 puts
 //! the child into its cgroup at birth), the child enters a copy of the runtime's template mount
 //! namespace (the read-only rootfs as its root, prepared once), mounts a handful of filesystems,
-//! drops its capabilities and execs. No shelling out, no daemons, no image layers: a start costs about
-//! what the kernel charges for the namespaces themselves.
+//! drops its capabilities and execs. No shelling out, no daemons, no image layers: a start costs
+//! about what the kernel charges for the namespaces themselves.
 //!
 //! ```no_run
 //! use container_backend::{ContainerConfig, RunRequest, Runtime};

@@ -386,44 +386,46 @@ impl MountPlan {
                 Some(t.moved)
             }
             None => {
-            // Our copy of the host's mount table must not propagate back to it (or receive from it).
-            mount(
-                SetupStep::MakeMountsPrivate,
-                null,
-                &self.slash,
-                null,
-                libc::MS_REC | libc::MS_PRIVATE,
-                nodata,
-            )?;
-            // pivot_root needs the new root to be a mount point; non-recursive, so nothing mounted
-            // below the directory on the host comes along.
-            mount(
-                SetupStep::BindRootfs,
-                self.root.as_ptr(),
-                &self.root,
-                null,
-                libc::MS_BIND,
-                nodata,
-            )?;
-            // Read-only and nosuid/nodev. Not noexec: /init runs from here. Setting the flags
-            // explicitly also clears a `noexec` the state directory's filesystem may carry.
-            mount(
-                SetupStep::RootReadOnly,
-                null,
-                &self.root,
-                null,
-                libc::MS_REMOUNT
-                    | libc::MS_BIND
-                    | libc::MS_RDONLY
-                    | libc::MS_NOSUID
-                    | libc::MS_NODEV
-                    | self.root_atime,
-                nodata,
-            )?;
-            // The mask file, opened here (in this mount namespace) before /proc hides it.
+                // Our copy of the host's mount table must not propagate back to it (or receive
+                // from it).
+                mount(
+                    SetupStep::MakeMountsPrivate,
+                    null,
+                    &self.slash,
+                    null,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    nodata,
+                )?;
+                // pivot_root needs the new root to be a mount point; non-recursive, so nothing
+                // mounted below the directory on the host comes along.
+                mount(
+                    SetupStep::BindRootfs,
+                    self.root.as_ptr(),
+                    &self.root,
+                    null,
+                    libc::MS_BIND,
+                    nodata,
+                )?;
+                // Read-only and nosuid/nodev. Not noexec: /init runs from here. Setting the
+                // flags explicitly also clears a `noexec` the state directory's filesystem may
+                // carry.
+                mount(
+                    SetupStep::RootReadOnly,
+                    null,
+                    &self.root,
+                    null,
+                    libc::MS_REMOUNT
+                        | libc::MS_BIND
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_NODEV
+                        | self.root_atime,
+                    nodata,
+                )?;
                 None
             }
         };
+        // The mask file, opened here (in this mount namespace) before /proc hides it.
         let mask = self.confine.open_mask_file()?;
         // Mounted by the child, which is PID 1 of the new PID namespace: /proc shows its own
         // processes only.
@@ -686,14 +688,20 @@ impl Template {
         let ns = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY (all mounts below): every pointer is null or a NUL-terminated string that
         // outlives the call.
-        if unsafe { libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, nodata) }
-            != 0
+        if unsafe {
+            libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                nodata,
+            )
+        } != 0
         {
             return fail("making the template's mounts private");
         }
         // SAFETY: see above.
-        if unsafe { libc::mount(root.as_ptr(), root.as_ptr(), null, libc::MS_BIND, nodata) } != 0
-        {
+        if unsafe { libc::mount(root.as_ptr(), root.as_ptr(), null, libc::MS_BIND, nodata) } != 0 {
             return fail("bind-mounting the rootfs in the template");
         }
         let ro = libc::MS_REMOUNT
@@ -825,7 +833,14 @@ mod tests {
         MountPlan::new(&r, None, true, false, confine(), false)
             .expect("plan with a user namespace");
         assert!(matches!(
-            MountPlan::new(&r, Some(Path::new("/nonexistent")), false, false, confine(), false),
+            MountPlan::new(
+                &r,
+                Some(Path::new("/nonexistent")),
+                false,
+                false,
+                confine(),
+                false
+            ),
             Err(ContainerError::ScratchMissing { .. })
         ));
         r.remove().expect("remove");

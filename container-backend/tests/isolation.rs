@@ -191,7 +191,10 @@ fn every_container_has_its_own_mount_namespace_without_host_mounts() {
         let inside = ["/proc", "/sys", "/dev", "/tmp", "/scratch"]
             .iter()
             .any(|top| p == top || p.starts_with(&format!("{top}/")));
-        assert!(p == "/" || inside, "a mount that is not the container's: {p}: {ctx}");
+        assert!(
+            p == "/" || inside,
+            "a mount that is not the container's: {p}: {ctx}"
+        );
     }
     for top in ["/proc", "/sys", "/dev", "/tmp", "/scratch"] {
         assert_eq!(

@@ -1047,7 +1047,7 @@ fn phase_meaning(backend: &str, phase: &str) -> &'static str {
         ("container", "child_started") => "the child's first instruction, already inside its new namespaces",
         ("container", "cgroup_joined") => "the child is accounted to its cgroup",
         ("container", "namespaces_ready") => "hostname set, loopback up, cgroup namespace entered",
-        ("container", "root_pivoted") => "root filesystem mounted, `pivot_root` done, the host's `/` detached",
+        ("container", "root_pivoted") => "its copy of the template mount namespace entered (the read-only rootfs as `/`, the host's `/` detached) and its filesystems mounted",
         ("container", "exec") => "capabilities dropped; `execve` of the agent as PID 1",
         ("container", "agent_ready") => "the agent runs: its first marker arrived",
         ("container", "exited") => "PID 1 ended, and with it every process in the PID namespace",

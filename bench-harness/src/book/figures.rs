@@ -198,7 +198,7 @@ const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
         container_start,
         Some("container"),
         "The container's start, phase by phase: cgroup, clone with new namespaces, joining the \
-         cgroup, setting up the namespaces, pivot_root, exec of the agent, then the workload, \
+         cgroup, setting up the namespaces, the root filesystem, exec of the agent, then the workload, \
          exit and cleanup. Segment lengths are medians across trials.",
     ),
     (
