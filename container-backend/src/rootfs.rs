@@ -7,7 +7,7 @@
 //! mounts with it: nothing to unmount at teardown).
 //!
 //! As root without a user namespace the read-only root is prepared once per runtime, in a
-//! template mount namespace ([`Template`]: rootfs bound read-only, pivoted into, host root
+//! template mount namespace (`Template`: rootfs bound read-only, pivoted into, host root
 //! detached); each child enters it and unshares its own copy, then mounts /proc, /sys, /dev,
 //! /tmp and the scratch folder and applies the masks. With a user namespace (whose children may
 //! not enter a namespace the host's user namespace owns) the child does it all itself: it binds
@@ -686,9 +686,9 @@ impl Template {
         }
         // SAFETY: `fd` was just opened and is owned by nothing else.
         let ns = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY (all mounts below): every pointer is null or a NUL-terminated string that
-        // outlives the call.
-        if unsafe {
+        // SAFETY: every pointer is null or a NUL-terminated string that outlives the call (the
+        // same holds for the mounts below).
+        let private = unsafe {
             libc::mount(
                 null,
                 c"/".as_ptr(),
@@ -696,8 +696,8 @@ impl Template {
                 libc::MS_REC | libc::MS_PRIVATE,
                 nodata,
             )
-        } != 0
-        {
+        };
+        if private != 0 {
             return fail("making the template's mounts private");
         }
         // SAFETY: see above.
