@@ -35,8 +35,10 @@ fn main() {
     };
     println!("cargo:rustc-env=ISOLAB_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-changed=COMMIT");
-    // The commit moves with HEAD and the refs; the dirty mark with any tracked source file, whose
-    // edits git's index does not see until the next `git status`. The git directories are
+    // The commit moves with HEAD and the branch it names; the dirty mark with the sources
+    // watched below. Not the index (`git status` rewrites it when it refreshes file times, which
+    // would rebuild the release binaries after every `git status`) and not the whole refs
+    // directory (any other branch's commit, a fetch or a tag would too). The git directories are
     // asked for, since in a worktree `.git` is a file and the refs live in the common directory.
     let watch = |dir: Option<String>, files: &[&str]| {
         for f in files {
@@ -49,10 +51,11 @@ fn main() {
             }
         }
     };
-    watch(git(&["rev-parse", "--git-dir"]), &["HEAD", "index"]);
+    watch(git(&["rev-parse", "--git-dir"]), &["HEAD"]);
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
     watch(
         git(&["rev-parse", "--git-common-dir"]),
-        &["refs", "packed-refs"],
+        &[branch.as_deref().unwrap_or("HEAD"), "packed-refs"],
     );
     for path in [
         "src",

@@ -111,6 +111,11 @@ pub struct PrepareContext {
     /// with the sandbox size plus a recorded allowance as its memory limit. `None` when isolab
     /// cannot create cgroups (unprivileged), or in tests.
     pub run_cgroup: Option<Arc<container_backend::RunCgroup>>,
+    /// The run's lab network (its peer and namespace), when a network workload is planned.
+    pub lab: Option<Arc<crate::lab_net::LabNet>>,
+    /// Why there is no lab network although a network workload is planned (its trials fail with
+    /// this reason; the other workloads run).
+    pub lab_unavailable: Option<String>,
 }
 
 /// One trial: run this spec once.
@@ -200,6 +205,24 @@ pub struct TrialOutcome {
     pub log_tail: String,
     /// True when the trial ran in an emulated machine: correctness only, no performance claim.
     pub emulated: bool,
+}
+
+/// The outcome of a network workload's trial when the run has no lab network: `why` says what
+/// went wrong and how to fix it.
+pub fn no_lab_outcome(why: Option<&str>) -> TrialOutcome {
+    TrialOutcome {
+        result: Err(TrialFailure::WorkloadError {
+            message: format!(
+                "a network workload needs the run's lab network and its peer, which could not be \
+                 made: {}",
+                why.unwrap_or("this backend was prepared without one")
+            ),
+        }),
+        timeline: Vec::new(),
+        host_metrics: Vec::new(),
+        log_tail: String::new(),
+        emulated: false,
+    }
 }
 
 /// Errors preparing or cleaning up a backend. Messages say what to do.

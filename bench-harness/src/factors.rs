@@ -135,6 +135,18 @@ pub const REGISTRY: &[Factor] = &[
         },
     },
     Factor {
+        name: "container-net",
+        about: "how a container's network workloads reach the peer: a veth pair into its own \
+                network namespace (Docker's bridge path) or the lab namespace itself (no \
+                namespace of its own, like native); `--container-net`",
+        values: Values::Words(&[&["veth"], &["host"]]),
+        applies_to: CONTAINER,
+        fixed: None,
+        apply: |v, s| {
+            s.options.container_net = crate::lab_net::ContainerNet::from_name(v).unwrap_or_default()
+        },
+    },
+    Factor {
         name: "userns",
         about: "containers in a user namespace (root inside is an unprivileged id outside); \
                 `--userns`",
@@ -230,6 +242,15 @@ pub const REGISTRY: &[Factor] = &[
         applies_to: VM,
         fixed: None,
         apply: |v, s| s.options.vm_acpi = vm_backend::vmm::AcpiMode::parse(v),
+    },
+    Factor {
+        name: "vm-net-offload",
+        about: "checksum and TCP segmentation offloads offered by the VM's virtio-net card (and \
+                set on its tap), or none; `--vm-net-offload`",
+        values: Values::Words(&[&["on", "true", "yes", "1"], &["off", "false", "no", "0"]]),
+        applies_to: VM,
+        fixed: None,
+        apply: |v, s| s.options.vm_net_offload = Some(matches!(v, "on" | "true" | "yes" | "1")),
     },
     Factor {
         name: "kernel",

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use bench_harness::backend::BackendKind;
+use bench_harness::i18n::Lang;
 use bench_harness::manifest::RunStatus;
 use bench_harness::report::{self, CompareFormat, ReportFormat};
 use bench_harness::run::{self, RunOptions};
@@ -84,7 +85,7 @@ and on runs where a backend was unavailable. Emulated VM samples are labelled an
 with native for performance."
     )]
     Report {
-        /// A run directory made by `isolab run` (e.g. results/20261126-071203).
+        /// A run directory made by `isolab run` (e.g. results/20261206-071907).
         run_dir: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Term)]
@@ -99,6 +100,13 @@ with native for performance."
         /// identical on any machine (without it: the system's fonts).
         #[arg(long, value_name = "FILE", requires = "charts")]
         font: Option<PathBuf>,
+        /// The language of the terminal and HTML reports: `en`, `fr` (French: decimal comma,
+        /// narrow no-break spaces), or `pseudo` (every generated text accented, for translators:
+        /// plain English left in it escaped the catalogue). Markdown, CSV, LaTeX and JSON stay
+        /// English: they are data for other tools and papers; so is the report of a density run
+        /// (its figures and sentences are translated in the book: `isolab book --density`).
+        #[arg(long, value_enum, default_value_t = Lang::En)]
+        lang: Lang,
     },
     /// Pack a run into one archive that rebuilds every figure: samples, manifest, reports, the
     /// isolab source, a font, a rebuild script and a README after the ACM artifact badges.
@@ -112,8 +120,8 @@ table and chart again, checking that each file is identical byte for byte; a REA
 after the ACM badges (available, functional, results reproduced); and SHA256SUMS. A run or an \
 isolab built from uncommitted changes has no exact source: pack refuses it unless --allow-dirty, \
 and the README then says so.",
-        after_help = "Example: isolab pack results/20261126-071203\n  then, anywhere: isolab unpack \
-isolab-artifact-20261126-071203.tar.gz DIR && DIR/rebuild.sh"
+        after_help = "Example: isolab pack results/20261206-071907\n  then, anywhere: isolab unpack \
+isolab-artifact-20261206-071907.tar.gz DIR && DIR/rebuild.sh"
     )]
     Pack(commands::pack::PackArgs),
     /// Unpack a bundle made by `isolab pack` into a new folder, checking every file against its
@@ -136,7 +144,7 @@ isolab-artifact-20261126-071203.tar.gz DIR && DIR/rebuild.sh"
 sources to a staging folder, draws the figures from a run (SVG, the same colours per backend as the \
 reports) and fills every number and table in the chapters from that run's samples and manifest. A value \
 the run lacks (say, no VM on this host) is written as \"not measured in this run (why)\", never guessed.",
-        after_help = "Example: isolab book --results results/20261126-071203 --out /tmp/isolab-book\n\
+        after_help = "Example: isolab book --results results/20261206-071907 --out /tmp/isolab-book\n\
 On a host without hardware KVM: isolab book --results NATIVE_AND_CONTAINER_RUN --vm-results \
 EMULATED_VM_RUN (a run made with --vm-in-emulator)"
     )]
@@ -162,6 +170,16 @@ EMULATED_VM_RUN (a run made with --vm-in-emulator)"
         /// directory.
         #[arg(long, value_name = "DIR")]
         book_src: Option<PathBuf>,
+        /// The edition: `en`, `fr` (the chapters translated from book/po/fr.po, every generated
+        /// sentence and number in French), or `pseudo` (English chapters, every generated text
+        /// accented: for translators, plain English left in it escaped the catalogue).
+        #[arg(long, value_enum, default_value_t = Lang::En)]
+        lang: Lang,
+        /// For translators: write the gettext template of the English chapters (every paragraph,
+        /// heading, list item and table cell, as mdbook-xgettext extracts them) to FILE, and
+        /// build nothing. Then `msgmerge --update book/po/fr.po FILE` and translate what it marks.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["results", "vm_results", "out"])]
+        pot: Option<PathBuf>,
     },
     /// Build, fetch or check guest kernels for the VM backend.
     #[command(subcommand)]
@@ -202,6 +220,15 @@ enum Seccomp {
     Off,
 }
 
+/// How a container reaches the network workloads' peer.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ContainerNetArg {
+    /// Its own network namespace with a veth pair into the lab namespace.
+    Veth,
+    /// The lab namespace itself, no namespace of its own.
+    Host,
+}
+
 /// The VMM process's system-call filters.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum VmSeccomp {
@@ -233,6 +260,15 @@ enum VmMemory {
     Hugetlbfs,
     /// 4 KiB pages only (MADV_NOHUGEPAGE): to see what huge pages buy.
     Small,
+}
+
+/// Offloads of the VM's network card.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    /// Offered (checksums and TCP segmentation left to the host kernel, 64 KiB frames).
+    On,
+    /// None (every frame checksummed and segmented to the MTU by the guest).
+    Off,
 }
 
 /// How the VM describes its devices to the guest kernel.
@@ -314,6 +350,12 @@ struct RunArgs {
     /// runs both side by side to show what the filter costs per system call and at start.
     #[arg(long, value_enum, default_value_t = Seccomp::Docker)]
     seccomp: Seccomp,
+    /// How a container's network workloads (net-stream, net-rr, net-crr, net-udp-rr) reach the
+    /// peer in the run's lab network namespace: `veth` (its own network namespace and a veth
+    /// pair into the lab, Docker's bridge path) or `host` (it shares the lab namespace, as
+    /// native does). `--factor container-net=host,veth` runs both side by side.
+    #[arg(long, value_enum, default_value_t = ContainerNetArg::Veth)]
+    container_net: ContainerNetArg,
     /// Run the VM's trials inside an emulated AMD-V machine (QEMU TCG, installed from apt if
     /// missing) when this host's /dev/kvm cannot boot Linux (PVM) or there is none. Slow, and its
     /// samples are labelled emulated: they show that the VM works, never how fast it is.
@@ -346,6 +388,11 @@ struct RunArgs {
     /// only) or `off` (command line and MP table only, no ACPI).
     #[arg(long, value_enum, default_value_t = VmAcpi::Auto)]
     vm_acpi: VmAcpi,
+    /// Checksum and TCP segmentation offloads on the VM's virtio-net card (and its tap): `on`
+    /// (the guest hands the host 64 KiB segments with partial checksums) or `off` (every frame
+    /// whole, at most the MTU), to see what offloads buy for the network workloads.
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    vm_net_offload: OnOff,
     /// Vary a setting side by side in this run: NAME=VALUE,VALUE,... (repeatable). Every
     /// combination of the factors' values is a column (a backend with its factor values), and the
     /// columns' trials are interleaved and shuffled like backends; a factor is crossed only with
@@ -416,12 +463,14 @@ fn real_main() -> Result<ExitCode> {
             output,
             charts,
             font,
+            lang,
         } => cmd_report(
             &run_dir,
             format,
             output.as_deref(),
             charts.as_deref(),
             font.as_deref(),
+            lang,
         ),
         Command::Pack(args) => commands::pack::pack(args).map(|()| ExitCode::SUCCESS),
         Command::Unpack(args) => commands::pack::unpack(args).map(|()| ExitCode::SUCCESS),
@@ -442,7 +491,21 @@ fn real_main() -> Result<ExitCode> {
             density,
             out,
             book_src,
-        } => cmd_book(results, vm_results, density, out, book_src),
+            lang,
+            pot,
+        } => match pot {
+            Some(pot) => {
+                let src = book::locate_sources(book_src.as_deref())?;
+                let n = book::gettext::write_template(&src, &pot)?;
+                eprintln!(
+                    "wrote {n} messages of {} to {}",
+                    src.display(),
+                    pot.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            None => cmd_book(results, vm_results, density, out, book_src, lang),
+        },
         Command::Kernel(k) => commands::kernel::execute(k).map(|()| ExitCode::SUCCESS),
         Command::EmulatedTrials {
             batch,
@@ -574,6 +637,10 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 Seccomp::Docker => container_backend::SeccompProfile::Docker,
                 Seccomp::Off => container_backend::SeccompProfile::Off,
             },
+            container_net: match args.container_net {
+                ContainerNetArg::Veth => bench_harness::lab_net::ContainerNet::Veth,
+                ContainerNetArg::Host => bench_harness::lab_net::ContainerNet::Host,
+            },
             vm_in_emulator: args.vm_in_emulator,
             vm_disk: Some(match args.vm_disk {
                 VmDisk::Ext4 => workloads::protocol::DiskMode::Ext4,
@@ -595,6 +662,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 VmAcpi::On => vm_backend::vmm::AcpiMode::On,
                 VmAcpi::Off => vm_backend::vmm::AcpiMode::Off,
             }),
+            vm_net_offload: Some(args.vm_net_offload == OnOff::On),
         },
         make_backend: Box::new(backends::make_with),
     };
@@ -629,17 +697,26 @@ fn cmd_report(
     output: Option<&std::path::Path>,
     charts: Option<&std::path::Path>,
     font: Option<&std::path::Path>,
+    lang: Lang,
 ) -> Result<ExitCode> {
     // A density run (`isolab density`) or a run of trials (`isolab run`).
     let (text, drawn) = if bench_harness::density::record::is_density_run(dir) {
         use bench_harness::density::{record, render};
         let run = record::load(dir)?;
+        if lang != Lang::En {
+            eprintln!(
+                "note: the report of a density run is in English; its figures are in the book's \
+                 language with `isolab book --density {} --lang {}`",
+                dir.display(),
+                lang.code()
+            );
+        }
         let drawn = charts.map(|_| render::charts(&run)).transpose()?;
         (render::render(&run, format)?, drawn)
     } else {
         let run = store::load_run(dir)?;
         let drawn = charts.map(|_| report::build_charts(&run)).transpose()?;
-        (report::render_report(&run, format)?, drawn)
+        (report::render_report_in(&run, format, lang)?, drawn)
     };
     match output {
         Some(p) => std::fs::write(p, text)
@@ -664,6 +741,7 @@ fn cmd_book(
     density: Option<PathBuf>,
     out: Option<PathBuf>,
     book_src: Option<PathBuf>,
+    lang: Lang,
 ) -> Result<ExitCode> {
     let src = book::locate_sources(book_src.as_deref())?;
     let run_dir = match results {
@@ -692,7 +770,7 @@ fn cmd_book(
         None => None,
     };
     let out = out.unwrap_or_else(|| run_dir.join("book"));
-    let built = book::build_book_with(&run, vm_run.as_ref(), density.as_ref(), &src, &out)?;
+    let built = book::build_book_in(&run, vm_run.as_ref(), density.as_ref(), &src, &out, lang)?;
     if let Some(vm) = &vm_run {
         eprintln!(
             "the VM's samples come from run {} ({}); the book describes both runs",

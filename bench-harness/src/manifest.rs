@@ -124,6 +124,10 @@ pub struct Manifest {
     /// How `--until-ci` went, when it was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_ci: Option<UntilCiOutcome>,
+    /// The run's lab network, when a network workload made one: its subnet, the namespace's
+    /// inode and the peer's pid (for checking afterwards that nothing of it is left).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lab_network: BTreeMap<String, String>,
 }
 
 /// One column of a run and how its backend instance fared.

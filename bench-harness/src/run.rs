@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,6 +13,7 @@ use thiserror::Error;
 use crate::backend::{Backend, BackendError, BackendKind, PrepareContext, Trial, TrialFailure};
 use crate::backends::BackendOptions;
 use crate::factors::{Column, ColumnSettings, FactorError};
+use crate::lab_net::LabNet;
 use crate::manifest::{
     self, BackendState, ColumnState, HostInfo, Manifest, RunStatus, StopReason, UntilCiOutcome,
 };
@@ -142,7 +144,7 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let mut writer = RunWriter::create(&opts.out, &run_id)?;
     // Every place the run makes is recorded as it is made, and removed when `places` drops
     // (also on error, Ctrl-C, SIGTERM and SIGHUP).
-    let places = RunPlaces::create(
+    let mut places = RunPlaces::create(
         &run_id,
         &opts.scratch_parent,
         &opts.state_parent,
@@ -183,6 +185,40 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             })
             .collect(),
         until_ci: None,
+        lab_network: BTreeMap::new(),
+    };
+    // The lab network, when a workload talks to the peer: made before any backend, recorded in
+    // the run's registry entry as soon as its peer exists.
+    let (lab, lab_unavailable) = if opts
+        .suite
+        .workloads
+        .iter()
+        .any(|w| w.workload.peer().is_some())
+    {
+        let mut recorded = Ok(());
+        let made = LabNet::create(&opts.agent, |pid| {
+            recorded = places.record_process("lab network peer", pid);
+        });
+        recorded?;
+        match made {
+            Ok(lab) => {
+                manifest.lab_network = BTreeMap::from([
+                    ("subnet".to_owned(), lab.subnet()),
+                    ("netns_inode".to_owned(), lab.ns_inode().to_string()),
+                    ("peer_pid".to_owned(), lab.peer_pid().to_string()),
+                    ("peer".to_owned(), lab.loopback_peer()),
+                ]);
+                (Some(Arc::new(lab)), None)
+            }
+            // The other workloads still run; the network ones fail with this reason.
+            Err(e) => {
+                eprintln!("warning: the network workloads will fail: {e}");
+                manifest.lab_network = BTreeMap::from([("error".to_owned(), e.to_string())]);
+                (None, Some(e.to_string()))
+            }
+        }
+    } else {
+        (None, None)
     };
     writer.write_manifest(&manifest)?;
 
@@ -195,6 +231,8 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         live_console: opts.live_console,
         state_dir: places.state_dir.clone(),
         run_cgroup: places.cgroup.clone(),
+        lab: lab.clone(),
+        lab_unavailable,
     };
     let base = ColumnSettings {
         options: opts.options.clone(),
@@ -347,6 +385,7 @@ pub fn execute(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     bar.finish_and_clear();
     drop(prepared);
     drop(ctx);
+    drop(lab);
     drop(places);
 
     let wall = started.elapsed();

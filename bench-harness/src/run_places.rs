@@ -90,6 +90,10 @@ pub struct RunRecord {
     /// switch, for `isolab density --ksm`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restore: Vec<HostSetting>,
+    /// Processes the run started outside its cgroup (the lab network's peer, whose namespace
+    /// ends with it): killed if they are still the same processes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<RecordedProcess>,
 }
 
 /// A host-wide setting and the value to put back.
@@ -126,6 +130,31 @@ fn restore_settings(settings: &[HostSetting], allowed: &[&str]) -> (Vec<PathBuf>
         }
     }
     (done, kept)
+}
+
+/// A process a run started, by pid and start time (a reused pid is never taken for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedProcess {
+    /// What it is, for messages.
+    pub what: String,
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time (field 22 of /proc/PID/stat).
+    pub pid_start: u64,
+}
+
+impl RecordedProcess {
+    /// Kills it if it is still the process recorded; `true` if it was (and now is killed).
+    fn kill_if_same(&self) -> bool {
+        if pid_start_time(self.pid) != Some(self.pid_start) {
+            return false;
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .is_ok()
+    }
 }
 
 /// The registry of live runs.
@@ -364,7 +393,13 @@ impl Registry {
             let (restored, refused) = restore_settings(&record.restore, RESTORABLE);
             done.removed.extend(restored);
             done.kept.extend(refused);
-            // cgroups first: that ends any process of the run still alive.
+            for p in &record.processes {
+                if p.kill_if_same() {
+                    done.removed
+                        .push(PathBuf::from(format!("process {} ({})", p.pid, p.what)));
+                }
+            }
+            // cgroups next: that ends any process of the run still alive.
             for cg in &record.cgroups {
                 let ours = cg
                     .file_name()
@@ -475,6 +510,7 @@ impl RunPlaces {
                 folders: vec![folder.clone(), state.clone()],
                 cgroups: Vec::new(),
                 restore: Vec::new(),
+                processes: Vec::new(),
             };
             registry.write(&record, true)?;
             let entry = registry.entry(&record.id);
@@ -552,6 +588,20 @@ impl RunPlaces {
             places.cgroup_note = Some("isolab runs without root and creates no cgroups".to_owned());
         }
         Ok(places)
+    }
+
+    /// Records a process the run started outside its cgroup (its pid must still be alive, or
+    /// its start time is unknown and nothing is recorded).
+    pub fn record_process(&mut self, what: &str, pid: i32) -> Result<(), PlacesError> {
+        if let Some(pid_start) = pid_start_time(pid) {
+            self.record.processes.push(RecordedProcess {
+                what: what.to_owned(),
+                pid,
+                pid_start,
+            });
+            self.registry.write(&self.record, false)?;
+        }
+        Ok(())
     }
 
     /// The recorded places.
@@ -686,6 +736,7 @@ mod tests {
             folders: vec![],
             cgroups: vec![],
             restore: vec![],
+            processes: vec![],
         };
         assert!(rec.owner_alive());
         let reused = RunRecord {
@@ -722,6 +773,7 @@ mod tests {
                 path: target.join("keep"),
                 value: "overwritten".into(),
             }],
+            processes: vec![],
         };
         registry.write(&record, true).expect("entry");
         let live = RunRecord {
@@ -732,6 +784,7 @@ mod tests {
             folders: vec![],
             cgroups: vec![],
             restore: vec![],
+            processes: vec![],
         };
         registry.write(&live, true).expect("entry");
         let report = registry.clean_dead();
@@ -761,5 +814,54 @@ mod tests {
             .map(|(_, r)| r.run_id)
             .collect();
         assert_eq!(left, ["live"]);
+    }
+
+    #[test]
+    fn a_dead_runs_recorded_process_is_killed_and_a_reused_pid_spared() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::at(dir.path().join("runs"));
+        ensure_private_parent(registry.dir(), 0o700).expect("registry");
+        let mut ours = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep");
+        let mut other = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .expect("sleep");
+        let (a, b) = (ours.id() as i32, other.id() as i32);
+        let record = RunRecord {
+            id: "dead-peer".into(),
+            run_id: "dead-peer".into(),
+            pid: 0,
+            pid_start: 1,
+            folders: vec![],
+            cgroups: vec![],
+            restore: vec![],
+            processes: vec![
+                RecordedProcess {
+                    what: "peer".into(),
+                    pid: a,
+                    pid_start: pid_start_time(a).expect("start"),
+                },
+                // Another process now has this pid: its start time differs.
+                RecordedProcess {
+                    what: "peer".into(),
+                    pid: b,
+                    pid_start: pid_start_time(b).expect("start") + 1,
+                },
+            ],
+        };
+        registry.write(&record, true).expect("entry");
+        let report = registry.clean_dead();
+        assert_eq!(report.cleaned.len(), 1);
+        let status = ours.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(other.try_wait().expect("try_wait").is_none(), "spared");
+        let _ = other.kill();
+        let _ = other.wait();
     }
 }

@@ -684,6 +684,9 @@ mod tests {
             "fio-seq-read",
             "fio-rand-read-qd128",
             "fio-rand-write-qd128",
+            "netperf-tcp-rr",
+            "netperf-udp-rr",
+            "nuttcp-stream",
         ] {
             assert!(rows.contains(&row), "{row} missing from {rows:?}");
         }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use workloads::Better;
 
 use crate::factors::{self, Column, FactorLevels, AA_FACTOR};
+use crate::i18n::{Catalogue, Lang};
 use crate::manifest::UntilCiOutcome;
 use crate::sample::Sample;
 use crate::stats::{self, MedianCi, RatioCi};
@@ -796,6 +797,11 @@ pub fn pct_text(p: f64) -> String {
 
 /// Which factors the run varied and which backends each applies to, as one sentence.
 pub fn factors_sentence(summary: &Summary) -> Option<String> {
+    factors_sentence_in(summary, &Catalogue::new(Lang::En))
+}
+
+/// [`factors_sentence`] in the catalogue's language.
+pub fn factors_sentence_in(summary: &Summary, cat: &Catalogue) -> Option<String> {
     if summary.factors.is_empty() {
         return None;
     }
@@ -803,43 +809,57 @@ pub fn factors_sentence(summary: &Summary) -> Option<String> {
         .factors
         .iter()
         .map(|f| {
-            let mut p = format!(
-                "{} ({}) on {}",
-                f.factor,
-                f.values.join(", "),
-                if f.backends.is_empty() {
-                    "no backend of the run".into()
-                } else {
-                    f.backends.join(" and ")
-                }
+            let on = if f.backends.is_empty() {
+                cat.tr("factors-no-backend", &[])
+            } else {
+                f.backends.join(&format!(" {} ", cat.tr("word-and", &[])))
+            };
+            let mut p = cat.tr(
+                "factors-item",
+                &[
+                    ("factor", &f.factor),
+                    ("values", &f.values.join(", ")),
+                    ("backends", &on),
+                ],
             );
             if !f.not_applied.is_empty() {
-                let _ = write!(p, ", not crossed with {}", f.not_applied.join(" or "));
+                p.push_str(&cat.tr(
+                    "factors-not-crossed",
+                    &[(
+                        "backends",
+                        &f.not_applied.join(&format!(" {} ", cat.tr("word-or", &[]))),
+                    )],
+                ));
             }
             p
         })
         .collect();
-    Some(format!(
-        "Factors: {}. Each combination is a column, interleaved with the others in every \
-         repetition; an effect is the ratio to the factor's first value.",
-        parts.join("; ")
-    ))
+    Some(cat.tr("factors-sentence", &[("factors", &parts.join("; "))]))
 }
 
 /// The precision of the headline intervals, and what `--until-ci` did, as sentences.
 pub fn precision_sentences(p: &Precision) -> Vec<String> {
+    precision_sentences_in(p, &Catalogue::new(Lang::En))
+}
+
+/// [`precision_sentences`] in the catalogue's language.
+pub fn precision_sentences_in(p: &Precision, cat: &Catalogue) -> Vec<String> {
     let mut out = Vec::new();
+    let pct = |x: f64| cat.nums_in(&pct_text(x));
     let total = p.checks.len();
     let wide: Vec<&HeadlineCheck> = p.wide().collect();
     let rule = if p.from_rule {
-        format!("the --until-ci rule, {}", pct_text(p.threshold_pct))
+        cat.tr("precision-rule", &[("pct", &pct(p.threshold_pct))])
     } else {
-        pct_text(p.threshold_pct)
+        pct(p.threshold_pct)
     };
-    let mut first = format!(
-        "Precision: {} of {total} headline intervals (each workload's primary metrics, every \
-         column) lie within {rule} of their median",
-        total - wide.len()
+    let mut first = cat.tr(
+        "precision-within",
+        &[
+            ("narrow", &(total - wide.len()).to_string()),
+            ("total", &total.to_string()),
+            ("rule", &rule),
+        ],
     );
     if wide.is_empty() {
         first.push('.');
@@ -848,29 +868,41 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
             .iter()
             .take(8)
             .map(|c| {
-                format!(
-                    "{} {} on {} ({}, n={})",
-                    c.workload,
-                    c.metric,
-                    c.column,
-                    c.spread_pct.map_or("median 0".into(), pct_text),
-                    c.n
+                cat.tr(
+                    "precision-item",
+                    &[
+                        ("workload", &c.workload),
+                        ("metric", &c.metric),
+                        ("column", &c.column),
+                        (
+                            "spread",
+                            &c.spread_pct
+                                .map_or_else(|| cat.tr("precision-median-zero", &[]), pct),
+                        ),
+                        ("n", &c.n.to_string()),
+                    ],
                 )
             })
             .collect();
         let more = if wide.len() > list.len() {
-            format!(" and {} more", wide.len() - list.len())
+            cat.tr(
+                "precision-more",
+                &[("more", &(wide.len() - list.len()).to_string())],
+            )
         } else {
             String::new()
         };
-        let _ = write!(
-            first,
-            "; {} are wider (marked ~): {}{more}.",
-            wide.len(),
-            list.join("; ")
-        );
+        first.push_str(&cat.tr(
+            "precision-wider",
+            &[
+                ("wide", &wide.len().to_string()),
+                ("list", &list.join("; ")),
+                ("more", &more),
+            ],
+        ));
         if !p.from_rule {
-            first.push_str(" More repetitions narrow them: --until-ci 5% adds them by rule.");
+            first.push(' ');
+            first.push_str(&cat.tr("precision-advice", &[]));
         }
     }
     out.push(first);
@@ -883,16 +915,24 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
         let span = if lo == hi {
             format!("{hi}")
         } else {
-            format!("{lo} to {hi}")
+            cat.tr(
+                "precision-span",
+                &[("lo", &lo.to_string()), ("hi", &hi.to_string())],
+            )
         };
-        let mut line = format!(
-            "--until-ci {}%: {} after {} added round(s); {span} measured repetitions per column \
-             and workload (caps: {} repetitions, {:.0} s).",
-            u.rule_pct,
-            u.stopped.describe(),
-            u.extra_rounds,
-            u.max_reps,
-            u.max_wall_s
+        let mut line = cat.tr(
+            "precision-until-ci",
+            &[
+                ("pct", &cat.percent(&u.rule_pct.to_string())),
+                ("stopped", &cat.tr(stop_reason_catalogue_id(u.stopped), &[])),
+                ("rounds", &u.extra_rounds.to_string()),
+                ("span", &span),
+                ("max-reps", &u.max_reps.to_string()),
+                (
+                    "max-wall",
+                    &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s"),
+                ),
+            ],
         );
         if !wide.is_empty() {
             let mut names: Vec<String> = wide
@@ -900,7 +940,8 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
                 .map(|c| format!("{} {}", c.workload, c.metric))
                 .collect();
             names.dedup();
-            let _ = write!(line, " Did not converge: {}.", names.join(", "));
+            line.push(' ');
+            line.push_str(&cat.tr("precision-not-converged", &[("names", &names.join(", "))]));
         }
         out.push(line);
     }
@@ -908,34 +949,54 @@ pub fn precision_sentences(p: &Precision) -> Vec<String> {
         let list: Vec<String> = p
             .no_samples
             .iter()
-            .map(|(w, m, c)| format!("{w} {m} on {c}"))
+            .map(|(w, m, c)| {
+                cat.tr(
+                    "precision-no-sample-item",
+                    &[("workload", w), ("metric", m), ("column", c)],
+                )
+            })
             .collect();
-        out.push(format!(
-            "Headline metrics without any successful sample (not counted): {}.",
-            list.join("; ")
-        ));
+        out.push(cat.tr("precision-no-samples", &[("list", &list.join("; "))]));
     }
     out
 }
 
+/// The catalogue id of why `--until-ci` stopped.
+pub(crate) fn stop_reason_catalogue_id(s: crate::manifest::StopReason) -> &'static str {
+    use crate::manifest::StopReason;
+    match s {
+        StopReason::Running => "stop-running",
+        StopReason::Converged => "stop-converged",
+        StopReason::RepetitionCap => "stop-repetition-cap",
+        StopReason::WallCap => "stop-wall-cap",
+        StopReason::Interrupted => "stop-interrupted",
+    }
+}
+
 /// The A/A check as a sentence: the noise floor of the host now.
 pub fn aa_sentence(aa: &AaCheck) -> String {
+    aa_sentence_in(aa, &Catalogue::new(Lang::En))
+}
+
+/// [`aa_sentence`] in the catalogue's language.
+pub fn aa_sentence_in(aa: &AaCheck, cat: &Catalogue) -> String {
     match (aa.floor_pct, &aa.widest) {
-        (Some(floor), Some((w, m, widest))) => format!(
-            "A/A check ({} / {}, the same column run twice, interleaved): differences smaller \
-             than {} cannot be told from noise on this host now (median over {} headline \
-             metrics of how far the A'/A interval reaches from 1; widest {} for {w} {m}).",
-            aa.b,
-            aa.a,
-            pct_text(floor),
-            aa.rows.iter().filter(|r| r.headline).count(),
-            pct_text(*widest)
+        (Some(floor), Some((w, m, widest))) => cat.tr(
+            "aa-sentence",
+            &[
+                ("b", &aa.b),
+                ("a", &aa.a),
+                ("floor", &cat.nums_in(&pct_text(floor))),
+                (
+                    "metrics",
+                    &aa.rows.iter().filter(|r| r.headline).count().to_string(),
+                ),
+                ("widest", &cat.nums_in(&pct_text(*widest))),
+                ("workload", w),
+                ("metric", m),
+            ],
         ),
-        _ => format!(
-            "A/A check ({} / {}): no headline metric has samples in both copies, so there is no \
-             noise floor for this run.",
-            aa.b, aa.a
-        ),
+        _ => cat.tr("aa-sentence-none", &[("b", &aa.b), ("a", &aa.a)]),
     }
 }
 
@@ -950,21 +1011,25 @@ pub fn aa_cell(summary: &Summary, workload: &str, metric: &str) -> String {
 }
 
 /// The effects of the headline metrics as an aligned table (the JSON report has every metric).
-fn effects_table(summary: &Summary) -> String {
+/// The catalogue ids of the factor-effects table's columns (terminal and HTML).
+pub(crate) const EFFECTS_COLUMNS: [&str; 8] = [
+    "term-col-factor",
+    "summary-col-backend",
+    "term-col-held-fixed",
+    "term-col-change",
+    "summary-col-workload",
+    "summary-col-metric",
+    "summary-col-n",
+    "term-col-ratio-ci",
+];
+
+fn effects_table(summary: &Summary, cat: &Catalogue) -> String {
     let with_aa = summary.aa.is_some();
-    let mut header = vec![
-        "factor",
-        "backend",
-        "held fixed",
-        "change",
-        "workload",
-        "metric",
-        "n",
-        "ratio [95% CI]",
-    ];
+    let mut header_text: Vec<String> = EFFECTS_COLUMNS.iter().map(|id| cat.tr(id, &[])).collect();
     if with_aa {
-        header.push("A/A [95% CI]");
+        header_text.push(cat.tr("term-col-aa-ci", &[]));
     }
+    let header: Vec<&str> = header_text.iter().map(String::as_str).collect();
     let lines: Vec<Vec<String>> = summary
         .effects
         .iter()
@@ -980,24 +1045,24 @@ fn effects_table(summary: &Summary) -> String {
                 },
                 format!("{} → {}", e.from, e.to),
                 e.workload.clone(),
-                format!("{} ({} {})", e.metric, e.unit, arrow(e.better)),
+                format!("{} ({} {})", e.metric, cat.unit(&e.unit), arrow(e.better)),
                 format!("{}/{}", e.n_from, e.n_to),
-                ratio_text(&e.ratio),
+                ratio_text_in(&e.ratio, cat),
             ];
             if with_aa {
-                l.push(aa_cell(summary, &e.workload, &e.metric));
+                l.push(cat.nums_in(&aa_cell(summary, &e.workload, &e.metric)));
             }
             l
         })
         .collect();
     if lines.is_empty() {
-        return "(no headline metric was measured at two values of a factor)\n".into();
+        return format!("{}\n", cat.tr("term-no-effects", &[]));
     }
     aligned_table(&header, &lines, &[6], false)
 }
 
 /// The A/A rows of the headline metrics as an aligned table.
-fn aa_table(aa: &AaCheck) -> String {
+fn aa_table(aa: &AaCheck, cat: &Catalogue) -> String {
     let lines: Vec<Vec<String>> = aa
         .rows
         .iter()
@@ -1005,19 +1070,23 @@ fn aa_table(aa: &AaCheck) -> String {
         .map(|r| {
             vec![
                 r.workload.clone(),
-                format!("{} ({})", r.metric, r.unit),
+                format!("{} ({})", r.metric, cat.unit(&r.unit)),
                 format!("{}/{}", r.n_a, r.n_b),
-                ratio_text(&r.ratio),
-                pct_text(r.resolution_pct),
+                ratio_text_in(&r.ratio, cat),
+                cat.nums_in(&pct_text(r.resolution_pct)),
             ]
         })
         .collect();
-    aligned_table(
-        &["workload", "metric", "n", "A'/A [95% CI]", "resolves"],
-        &lines,
-        &[2],
-        false,
-    )
+    let l = |id: &str| cat.tr(id, &[]);
+    let header = [
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-n"),
+        l("term-col-aa-ratio"),
+        l("term-col-resolves"),
+    ];
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    aligned_table(&header, &lines, &[2], false)
 }
 
 fn arrow(b: Better) -> &'static str {
@@ -1030,27 +1099,34 @@ fn arrow(b: Better) -> &'static str {
 /// Renders the summary as an aligned text table for a terminal, with the factors, precision and
 /// A/A lines above it and the effects and A/A tables below.
 pub fn render_table(summary: &Summary) -> String {
-    let header = [
-        "workload",
-        "metric",
-        "backend",
-        "n",
-        "median",
-        "95% CI",
-        "unit",
-        "vs native",
+    render_table_in(summary, &Catalogue::new(Lang::En))
+}
+
+/// [`render_table`] in the catalogue's language: headers, numbers and the notes under the table.
+pub fn render_table_in(summary: &Summary, cat: &Catalogue) -> String {
+    let l = |id: &str| cat.tr(id, &[]);
+    let header_text = [
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-backend"),
+        l("summary-col-n"),
+        l("summary-col-median"),
+        l("summary-col-ci"),
+        l("summary-col-unit"),
+        l("summary-col-vs-native"),
     ];
+    let header: Vec<&str> = header_text.iter().map(String::as_str).collect();
     let mut out = String::new();
-    if let Some(f) = factors_sentence(summary) {
+    if let Some(f) = factors_sentence_in(summary, cat) {
         let _ = writeln!(out, "{f}");
     }
     if let Some(p) = &summary.precision {
-        for line in precision_sentences(p) {
+        for line in precision_sentences_in(p, cat) {
             let _ = writeln!(out, "{line}");
         }
     }
     if let Some(aa) = &summary.aa {
-        let _ = writeln!(out, "{}", aa_sentence(aa));
+        let _ = writeln!(out, "{}", aa_sentence_in(aa, cat));
     }
     if !out.is_empty() {
         out.push('\n');
@@ -1078,35 +1154,57 @@ pub fn render_table(summary: &Summary) -> String {
             r.metric.clone(),
             r.backend.clone(),
             r.median.n.to_string(),
-            format!("{}{}", fmt_num(r.median.median), r.cell_mark()),
             format!(
-                "[{}, {}]{ci_mark}{}",
-                fmt_num(r.median.lo),
-                fmt_num(r.median.hi),
-                r.cell_mark()
+                "{}{}",
+                cat.num(&fmt_num(r.median.median)),
+                cell_mark_in(r, cat)
             ),
-            format!("{} {}", r.unit, arrow(r.better)),
-            r.vs_native.as_ref().map(ratio_text).unwrap_or_default(),
+            if cat.lang() == Lang::Fr {
+                // The decimal comma would make `[1,2, 3,4]` ambiguous: French separates the
+                // bounds with a semicolon.
+                format!(
+                    "[{} ; {}]{ci_mark}{}",
+                    cat.num(&fmt_num(r.median.lo)),
+                    cat.num(&fmt_num(r.median.hi)),
+                    cell_mark_in(r, cat)
+                )
+            } else {
+                format!(
+                    "[{}, {}]{ci_mark}{}",
+                    fmt_num(r.median.lo),
+                    fmt_num(r.median.hi),
+                    cell_mark_in(r, cat)
+                )
+            },
+            format!("{} {}", cat.unit(&r.unit), arrow(r.better)),
+            r.vs_native
+                .as_ref()
+                .map(|v| ratio_text_in(v, cat))
+                .unwrap_or_default(),
         ]);
         last_workload = &r.workload;
     }
     out.push_str(&aligned_table(&header, &lines, &[3, 4], true));
     if summary.rows.is_empty() {
-        let _ = writeln!(out, "(no successful measured trials)");
+        let _ = writeln!(out, "{}", l("summary-no-trials"));
     }
     let _ = writeln!(
         out,
-        "\n{} measured samples ({} warm-up samples not summarised). Intervals: median, distribution-free \
-         order-statistic CI; ratio: percentile bootstrap ({} resamples). ↑ higher is better, ↓ lower.",
-        summary.measured_samples,
-        summary.warmup_samples,
-        stats::BOOTSTRAP_RESAMPLES
+        "\n{}",
+        cat.tr(
+            "summary-footer",
+            &[
+                ("measured", &cat.num(&summary.measured_samples.to_string())),
+                ("warmup", &cat.num(&summary.warmup_samples.to_string())),
+                (
+                    "resamples",
+                    &cat.num(&stats::BOOTSTRAP_RESAMPLES.to_string())
+                ),
+            ]
+        )
     );
     if low_coverage {
-        let _ = writeln!(
-            out,
-            "* fewer than 6 samples: 95% is out of reach; the interval is min..max with lower coverage."
-        );
+        let _ = writeln!(out, "{}", l("summary-low-coverage"));
     }
     if wide {
         let threshold = summary
@@ -1115,8 +1213,11 @@ pub fn render_table(summary: &Summary) -> String {
             .map_or(DEFAULT_PRECISION_PCT, |p| p.threshold_pct);
         let _ = writeln!(
             out,
-            "~ the interval reaches further than {} from its median.",
-            pct_text(threshold)
+            "{}",
+            cat.tr(
+                "summary-wide",
+                &[("pct", &cat.nums_in(&pct_text(threshold)))]
+            )
         );
     }
     if summary
@@ -1124,37 +1225,55 @@ pub fn render_table(summary: &Summary) -> String {
         .iter()
         .any(|r| r.backend.ends_with("(emulated)"))
     {
-        let _ = writeln!(
-            out,
-            "Emulated samples ran in the HVM test machine (QEMU TCG): correctness only, not performance."
-        );
+        let _ = writeln!(out, "{}", l("summary-emulated"));
     }
     if !summary.effects.is_empty() {
         let _ = writeln!(
             out,
-            "\nFactor effects: median at the changed value / median at the factor's first value, \
-             the other factors held fixed, with a 95% bootstrap interval; headline metrics (every \
-             metric: isolab report --format json).{}",
+            "\n{}{}",
+            cat.tr("term-effects-note", &[]),
             if summary.aa.is_some() {
-                " A/A: the same metric's A'/A interval, the noise floor beside each effect."
+                format!(" {}", cat.tr("term-effects-aa-note", &[]))
             } else {
-                ""
+                String::new()
             }
         );
-        out.push_str(&effects_table(summary));
+        out.push_str(&effects_table(summary, cat));
     }
     if let Some(aa) = &summary.aa {
         let _ = writeln!(
             out,
-            "\nA/A check: {} / {}, headline metrics (resolves: how far the interval reaches from 1).",
-            aa.b, aa.a
+            "\n{}",
+            cat.tr("term-aa-note", &[("b", &aa.b), ("a", &aa.a)])
         );
-        out.push_str(&aa_table(aa));
+        out.push_str(&aa_table(aa, cat));
     }
     for g in grouped_failures(summary) {
-        let _ = writeln!(out, "{}", g.sentence());
+        let _ = writeln!(out, "{}", g.sentence_in(cat));
     }
     out
+}
+
+/// The cell mark of an emulated time in the catalogue's language.
+fn cell_mark_in(r: &SummaryRow, cat: &Catalogue) -> String {
+    if r.is_emulated_time() {
+        format!(" ({})", cat.tr("emulated-time", &[]))
+    } else {
+        String::new()
+    }
+}
+
+/// [`ratio_text`] in the catalogue's language (French: `1,03x [1,01 ; 1,05]`).
+pub(crate) fn ratio_text_in(r: &RatioCi, cat: &Catalogue) -> String {
+    if cat.lang() != Lang::Fr {
+        return ratio_text(r);
+    }
+    format!(
+        "{}x [{} ; {}]",
+        cat.num(&fmt_ratio(r.ratio)),
+        cat.num(&fmt_ratio(r.lo)),
+        cat.num(&fmt_ratio(r.hi))
+    )
 }
 
 /// Failed trials of one column for one reason, over every workload it hit.
@@ -1171,6 +1290,26 @@ pub struct FailureLine {
 }
 
 impl FailureLine {
+    /// [`FailureLine::sentence`] in the catalogue's language (the reason as the run recorded
+    /// it).
+    pub fn sentence_in(&self, cat: &Catalogue) -> String {
+        let text = cat.tr_n(
+            if self.reason.starts_with("unavailable:") {
+                "caveat-failures-not-run"
+            } else {
+                "caveat-failures"
+            },
+            self.count,
+            &[
+                ("backend", &self.backend),
+                ("count", &cat.num(&self.count.to_string())),
+                ("workloads", &self.workloads.join(", ")),
+                ("reason", self.reason.trim_end_matches('.')),
+            ],
+        );
+        text.strip_suffix('.').map(str::to_owned).unwrap_or(text)
+    }
+
     /// `vm: 13 trials (noop, cpu, ...) produced no result: unavailable: ...`.
     pub fn sentence(&self) -> String {
         let what = if self.reason.starts_with("unavailable:") {

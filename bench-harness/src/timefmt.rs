@@ -6,7 +6,7 @@ use std::time::SystemTime;
 /// uses, natively and in a container, so host and agent timestamps share one timeline.
 pub use workloads::agent::monotonic_ns;
 
-/// Current UTC time as RFC 3339 with seconds, e.g. `2026-11-26T07:12:03Z`.
+/// Current UTC time as RFC 3339 with seconds, e.g. `2026-12-06T07:19:07Z`.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -24,7 +24,7 @@ pub fn fresh_run_id(out: &std::path::Path, prefix: &str) -> String {
     id
 }
 
-/// A run identifier from the current UTC time, usable as a directory name: `20261126-071203`.
+/// A run identifier from the current UTC time, usable as a directory name: `20261206-071907`.
 pub fn run_id_now() -> String {
     now_rfc3339()
         .chars()

@@ -5,10 +5,35 @@
 
 mod common;
 
+use common::{agent, serial};
+
 use bench_harness::density::analysis;
 use bench_harness::density::instance::Kind;
 use bench_harness::density::render;
 use bench_harness::report::ReportFormat;
+
+/// Interrupts a run the test started when the test fails before it has ended that run itself
+/// (SIGINT: the run tears down and puts this host's KSM back). Without it a failed assertion left
+/// a 50-round run going with this host's KSM switched, for the next tests and the host to meet.
+struct StopOnPanic(Option<i32>);
+
+impl StopOnPanic {
+    /// The test ended the run itself (its pid may be reused from now on).
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if let (Some(pid), true) = (self.0, std::thread::panicking()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGINT,
+            );
+        }
+    }
+}
 
 #[test]
 fn the_analysis_recovers_the_known_costs_with_intervals() {
@@ -89,22 +114,8 @@ fn every_report_format_renders_a_density_run() {
 
 const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
 
-fn agent() -> std::path::PathBuf {
-    workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The tests that run isolab switch KSM (host-wide) and clean dead runs: one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "density runs containers and makes cgroups: run the tests as root"
-    );
+    common::require_root("density runs containers and makes cgroups");
 }
 
 fn ksm_run() -> String {
@@ -279,6 +290,7 @@ fn kill_9_then_doctor_clean_leaves_nothing_and_puts_ksm_back() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mut guard = StopOnPanic(Some(child.id() as i32));
     // Until its first round has instances up (it settles 2 s with them).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let manifest = loop {
@@ -305,6 +317,7 @@ fn kill_9_then_doctor_clean_leaves_nothing_and_puts_ksm_back() {
     )
     .unwrap();
     child.wait().unwrap();
+    guard.disarm();
     let places: Vec<std::path::PathBuf> = manifest["places"]
         .as_array()
         .unwrap()
@@ -433,6 +446,7 @@ fn ctrl_c_stops_the_run_keeps_what_it_measured_and_leaves_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut guard = StopOnPanic(Some(child.id() as i32));
     // Until both rounds of N = 3 are stored; then the storm of 400 begins.
     let rounds_file = || {
         std::fs::read_dir(&out)
@@ -462,6 +476,7 @@ fn ctrl_c_stops_the_run_keeps_what_it_measured_and_leaves_nothing() {
     )
     .unwrap();
     let o = child.wait_with_output().unwrap();
+    guard.disarm();
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
     assert_eq!(o.status.code(), Some(130), "{stdout}\n{stderr}");
     assert!(stdout.contains("interrupted"), "{stdout}");

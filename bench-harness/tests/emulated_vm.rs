@@ -4,7 +4,9 @@
 //! kernels (isolab's micro kernel and Debian's stock cloud kernel with ACPI and modules) and with
 //! 1 and 2 vCPUs; `--console` shows the guests' consoles live; the reports label the samples.
 //! Every VM runs in its own VMM process under its seccomp filters (the default), below a cgroup;
-//! two of the four runs jail each VMM process (`--vm-jail`), one per guest kernel.
+//! two of the four runs jail each VMM process (`--vm-jail`), one per guest kernel. The network
+//! workloads reach a peer in L1's own lab namespace through the VM's virtio-net card and a tap
+//! (the micro kernel's built-in driver, Debian's virtio_net module).
 //!
 //! Slow (four emulated L1 sessions, two at a time: one per core), so `#[ignore]`d in a plain
 //! `cargo test`; `./run-tests` runs it with `--ignored`. Needs root and the guest kernels (built
@@ -232,6 +234,30 @@ fn check_variant(v: &Variant, o: &Output, run_dir: Option<PathBuf>) -> StoredRun
                 "{what}: {}",
                 s.workload
             );
+        }
+        // The network workloads went through the virtio-net card and its tap in L1's lab, to
+        // the peer there: frames both ways, exits per packet, nothing refused or dropped.
+        if ["net-stream", "net-rr", "net-crr", "net-udp-rr"].contains(&s.kind.as_str()) {
+            assert!(
+                metric("net.tx_packets").is_some_and(|x| x > 0.0)
+                    && metric("net.rx_packets").is_some_and(|x| x > 0.0)
+                    && metric("exits.per_packet").is_some_and(|x| x > 0.0)
+                    && metric("exits.userspace_per_packet").is_some()
+                    && metric("net.bad_chains") == Some(0.0),
+                "{what}: {}: {:?}",
+                s.workload,
+                s.metrics
+                    .iter()
+                    .filter(|m| m.name.starts_with("net.") || m.name.contains("per_packet"))
+                    .collect::<Vec<_>>()
+            );
+            if s.kind != "net-stream" {
+                assert!(
+                    metric("exits.per_transaction").is_some_and(|x| x > 0.0),
+                    "{what}: {}",
+                    s.workload
+                );
+            }
         }
         // Reads and writes are counted apart (the agent's phase markers): each phase did its
         // own requests, each with its exits.

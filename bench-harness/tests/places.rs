@@ -3,6 +3,9 @@
 //! outside isolab's own folders and nothing of isolab's behind. Needs root (containers, cgroups).
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
+use common::{agent, serial};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,23 +17,8 @@ use bench_harness::run_places::{RunRecord, DEFAULT_REGISTRY};
 const ISOLAB: &str = env!("CARGO_BIN_EXE_isolab");
 const NOBODY: u32 = 65534;
 
-fn agent() -> PathBuf {
-    workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The tests of this file start isolab runs, and every run cleans what dead runs left: one test at
-/// a time, so the run that must report a killed run's leftovers is the first to see them.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests run containers and make cgroups: run them as root"
-    );
+    common::require_root("these tests run containers and make cgroups");
 }
 
 fn text(b: &[u8]) -> String {
@@ -52,17 +40,7 @@ fn suite(dir: &Path, reps: u32) -> PathBuf {
 }
 
 fn run_cmd(suite: &Path, out: &Path, io: &Path) -> Command {
-    let mut c = Command::new(ISOLAB);
-    c.args(["run", "--suite"])
-        .arg(suite)
-        .arg("--out")
-        .arg(out)
-        .arg("--io-dir")
-        .arg(io)
-        .args(["--seed", "7"])
-        .env("ISOLAB_AGENT", agent())
-        .stdin(Stdio::null());
-    c
+    common::isolab_run(suite, out, io, 7)
 }
 
 /// Every path below `dir` with its content (files), link target (links) or nothing (folders).

@@ -73,6 +73,7 @@ fn manifest(run_id: &str, kernel: &str, status: RunStatus, planned: usize) -> Ma
         backends,
         columns: Vec::new(),
         until_ci: None,
+        lab_network: BTreeMap::new(),
     }
 }
 
@@ -649,7 +650,7 @@ fn partial_run_without_some_backends_reports_everything_it_has() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_charts(&empty, dir.path()).unwrap();
     assert!(files.files.is_empty());
-    assert_eq!(files.notes.len(), 7, "{:?}", files.notes);
+    assert_eq!(files.notes.len(), 9, "{:?}", files.notes);
 }
 
 #[test]
@@ -1039,4 +1040,218 @@ fn an_emulated_time_carries_its_label_in_its_own_cell() {
             .all(|l| l.contains("(emulated time)")),
         "{term}"
     );
+}
+
+/// The terminal and HTML reports in French: French words and numbers, `lang="fr"`, well-formed;
+/// and in the pseudo-locale, no plain English word that is not the run's own data (every
+/// generated text comes from the catalogue), factor effects and the A/A check included.
+#[test]
+fn terminal_and_html_reports_in_french_and_in_the_pseudo_locale() {
+    use bench_harness::i18n::Lang;
+    use bench_harness::report::render_report_in;
+    let run = common::with_factor_and_aa(full_run("20261126-fr", "6.1.0-test"), 1.01, 1.1);
+    let term = render_report_in(&run, ReportFormat::Term, Lang::Fr).unwrap();
+    for french in [
+        "médiane",
+        "IC à 95\u{202f}%",
+        "Méthodologie",
+        "Effets des facteurs",
+    ] {
+        assert!(term.contains(french), "no {french:?} in:\n{term}");
+    }
+    assert!(
+        term.bytes()
+            .collect::<Vec<_>>()
+            .windows(3)
+            .any(|w| w[0].is_ascii_digit() && w[1] == b',' && w[2].is_ascii_digit()),
+        "no decimal comma in:\n{term}"
+    );
+    let html = render_report_in(&run, ReportFormat::Html, Lang::Fr).unwrap();
+    parse_xml(&html);
+    assert!(html.contains("lang=\"fr\"") && html.contains("<h2>Méthodologie</h2>"));
+    // The pseudo-locale: strip tags, code, styles and the published study's section (its labels
+    // are the study's, see the book's test of that exception); what is left must be accented or
+    // data of the run.
+    // A failed trial's reason (`TrialFailure`'s text, "killed: timeout after 120 s") is quoted as
+    // the run recorded it, like a backend's note: not yet from the catalogue.
+    let reasons: String = run
+        .samples
+        .iter()
+        .filter_map(|s| s.failure.as_ref().map(|f| format!("{f} ")))
+        .collect();
+    // A chart's name is its file's stem (`net_latency.svg`), an identifier like the run's own
+    // data, quoted as is in "chart NAME not drawn".
+    let chart_names = "start_timeline ratio_to_native factor_effects aa_check io_latency \
+                       net_latency net_throughput vm_exits vm_exits_per_op";
+    let data = serde_json::to_string(&run.samples).unwrap()
+        + &serde_json::to_string(&run.manifest).unwrap()
+        + &reasons
+        + chart_names;
+    let data: std::collections::HashSet<String> = data
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .map(str::to_lowercase)
+        .collect();
+    for format in [ReportFormat::Term, ReportFormat::Html] {
+        let text = render_report_in(&run, format, Lang::Pseudo).unwrap();
+        let mut plain = String::new();
+        let mut skip = 0usize;
+        let mut in_tag = false;
+        let mut tag = String::new();
+        for ch in text.chars() {
+            match ch {
+                '<' if format == ReportFormat::Html => {
+                    in_tag = true;
+                    tag.clear();
+                }
+                '>' if in_tag => {
+                    in_tag = false;
+                    let name: String = tag
+                        .trim_start_matches('/')
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .collect();
+                    if matches!(name.as_str(), "code" | "style" | "title") {
+                        if tag.starts_with('/') {
+                            skip = skip.saturating_sub(1);
+                        } else {
+                            skip += 1;
+                        }
+                    }
+                    plain.push(' ');
+                }
+                c if in_tag => tag.push(c),
+                c if skip == 0 => plain.push(c),
+                _ => {}
+            }
+        }
+        // XML entities are markup, not words.
+        for entity in ["&apos;", "&quot;", "&amp;", "&lt;", "&gt;"] {
+            plain = plain.replace(entity, " ");
+        }
+        let escaped: std::collections::BTreeSet<&str> = plain
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_alphabetic()))
+            .filter(|w| !data.contains(&w.to_lowercase()))
+            .collect();
+        assert!(
+            escaped.is_empty(),
+            "{format:?} report: generated text outside the catalogue: {escaped:?}"
+        );
+    }
+}
+
+/// The host-memory meters of a run's samples, each with the words a chart names it by. A trial's
+/// memory figures are each backend's own meter: native's peak RSS, the container's memory cgroup,
+/// the VM's guest RAM and VMM process.
+const MEMORY_METERS: [(&str, &[&str]); 3] = [
+    ("the process's peak RSS", &["peak RSS", "peak_rss"]),
+    (
+        "the sandbox's memory cgroup",
+        &["cgroup", "anonymous memory", "page cache", "kernel memory"],
+    ),
+    (
+        "the VM's guest RAM and VMM",
+        &["guest RAM", "guest_ram", "VMM overhead", "vmm_overhead"],
+    ),
+];
+
+#[test]
+fn no_run_chart_sets_different_memory_meters_side_by_side() {
+    // Every backend of this run has host memory figures, each on its own meter: a chart that
+    // drew them together would compare three meters as one quantity. A chart of memory must
+    // name exactly one meter (memory on one meter for every backend is `isolab density`'s).
+    let run = full_run("full-4", "6.1.0-test");
+    let (charts, _) = build_charts(&run).unwrap();
+    assert!(!charts.is_empty());
+    for c in &charts {
+        let texts = svg_texts(&c.svg).join("\n");
+        let text = format!("{}\n{texts}", c.title);
+        let draws_memory = text.contains("MiB") || text.to_lowercase().contains("memory");
+        if !draws_memory {
+            continue;
+        }
+        let meters: Vec<&str> = MEMORY_METERS
+            .iter()
+            .filter(|(_, words)| words.iter().any(|w| text.contains(w)))
+            .map(|(meter, _)| *meter)
+            .collect();
+        assert_eq!(
+            meters.len(),
+            1,
+            "chart {} draws memory on {} meters {meters:?}: {text}",
+            c.name,
+            meters.len()
+        );
+    }
+}
+
+/// The network workloads that cross the boundary get their own charts: request/response latency
+/// and throughput per backend with intervals; `net-loopback` (inside the sandbox only) is not
+/// among them, nor is an emulated VM's time.
+#[test]
+fn network_latency_and_throughput_are_charted_per_backend() {
+    let mut samples = Vec::new();
+    for rep in 0..6u32 {
+        for b in ["native", "container", "vm"] {
+            let x = 1.0 + f64::from(rep) * 0.01;
+            let scale = if b == "native" { 1.0 } else { 1.2 };
+            let mut rr = sample(samples.len(), b, "net-rr", rep, false);
+            rr.metrics = vec![
+                Metric::lower("rr_latency", "µs", 9.0 * scale * x),
+                Metric::lower("rr_latency_p99", "µs", 20.0 * scale * x),
+                Metric::higher("rr_tps", "1/s", 100_000.0 / (scale * x)),
+            ];
+            let mut stream = sample(samples.len() + 1, b, "net-stream", rep, false);
+            stream.metrics = vec![
+                Metric::higher("tx_throughput", "Gbit/s", 20.0 / (scale * x)),
+                Metric::higher("rx_throughput", "Gbit/s", 18.0 / (scale * x)),
+            ];
+            let mut inside = sample(samples.len() + 2, b, "net-loopback", rep, false);
+            inside.metrics = vec![Metric::lower("tcp_rtt_latency", "µs", 5.0 * x)];
+            if b == "vm" {
+                for s in [&mut rr, &mut stream, &mut inside] {
+                    s.emulated = true;
+                }
+            }
+            samples.extend([rr, stream, inside]);
+        }
+    }
+    let n = samples.len();
+    let run = StoredRun {
+        dir: PathBuf::from("/results/net"),
+        manifest: manifest("net", "6.1.0-test", RunStatus::Complete, n),
+        samples,
+        torn_tail: false,
+    };
+    let (charts, notes) = build_charts(&run).unwrap();
+    let chart = |name: &str| {
+        charts
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name} chart: {notes:?}"))
+    };
+    let latency = chart("net_latency");
+    let throughput = chart("net_throughput");
+    for c in [latency, throughput] {
+        parse_xml(&c.svg);
+        assert!(
+            c.svg.contains("native") && c.svg.contains("container"),
+            "{}",
+            c.name
+        );
+        assert!(
+            !c.svg.contains("emulated"),
+            "{} shows emulated times",
+            c.name
+        );
+        assert!(
+            !c.svg.contains("net-loopback"),
+            "{} shows net-loopback",
+            c.name
+        );
+    }
+    assert!(latency.svg.contains("rr_latency_p99") && latency.svg.contains("µs"));
+    assert!(!latency.svg.contains("rr_tps"), "one unit per chart");
+    assert!(throughput.svg.contains("tx_throughput") && throughput.svg.contains("rx_throughput"));
+    assert!(latency.title.contains("whiskers") && throughput.title.contains("whiskers"));
 }

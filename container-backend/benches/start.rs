@@ -34,6 +34,7 @@ fn runtime() -> (Runtime, RunRequest) {
             (SPEC_ENV.to_owned(), spec),
             (MARKER_ENV.to_owned(), format!("fd:{MARKER_FD}")),
         ],
+        netns: None,
     };
     (rt, req)
 }

@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let req = RunRequest {
         args: Vec::new(),
         env,
+        netns: None,
     };
     let (mut ready, mut down) = (Vec::new(), Vec::new());
     let pause: u64 = std::env::var("PAUSE_MS")

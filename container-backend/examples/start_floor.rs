@@ -199,6 +199,7 @@ fn main() -> Result<()> {
         let req = RunRequest {
             args: Vec::new(),
             env: env.clone(),
+            netns: None,
         };
         let docker = runtime(&agent, &state, &run, SeccompProfile::Docker)?;
         let off = runtime(&agent, &state, &run, SeccompProfile::Off)?;

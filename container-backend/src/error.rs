@@ -212,6 +212,13 @@ pub enum ContainerError {
         /// The directory.
         path: PathBuf,
     },
+    /// A network namespace to join was given with a user namespace.
+    #[error(
+        "a container with a user namespace cannot join isolab's lab network (the kernel refuses \
+         to let it enter a namespace owned by the host's root); run the network workloads \
+         without --userns"
+    )]
+    NetnsWithUserNamespace,
     /// The run was interrupted (Ctrl-C) before the container started.
     #[error("interrupted before the container started; nothing is left behind")]
     Interrupted,

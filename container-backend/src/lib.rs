@@ -139,6 +139,11 @@ pub struct RunRequest {
     pub args: Vec<String>,
     /// The complete environment of the init.
     pub env: Vec<(String, String)>,
+    /// Join this network namespace (made and set up by the caller: a veth pair's inner end, or
+    /// isolab's lab namespace for `--container-net host`) instead of making a fresh one with
+    /// only `lo`. The fd must stay open until [`Runtime::run`] returns. Not with a user
+    /// namespace (the kernel refuses to join a namespace its owner did not make).
+    pub netns: Option<std::os::fd::RawFd>,
 }
 
 /// How the container's init ended.
@@ -567,6 +572,9 @@ impl Runtime {
         if STOPPING.load(Ordering::SeqCst) {
             return Err(ContainerError::Interrupted);
         }
+        if req.netns.is_some() && self.id_maps.is_some() {
+            return Err(ContainerError::NetnsWithUserNamespace);
+        }
         let init = process::c_string("/init")?;
         let mut argv = vec![init.clone()];
         for a in &req.args {
@@ -620,6 +628,7 @@ impl Runtime {
             join,
             no_cgroup: self.hierarchy.is_none(),
             user_namespace: self.id_maps.as_ref(),
+            netns: req.netns,
         };
         let into = cg
             .as_ref()

@@ -99,10 +99,12 @@ pub enum SetupStep {
     DevReadOnly,
     /// Installing the seccomp filter.
     Seccomp,
+    /// Joining the network namespace the runtime was given (a veth's, or the lab's).
+    JoinNetwork,
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 27] = [
+    const ALL: [SetupStep; 28] = [
         SetupStep::JoinCgroup,
         SetupStep::EnterCgroupNamespace,
         SetupStep::SetHostname,
@@ -130,6 +132,7 @@ impl SetupStep {
         SetupStep::ResourceLimits,
         SetupStep::DevReadOnly,
         SetupStep::Seccomp,
+        SetupStep::JoinNetwork,
     ];
 
     fn from_u32(n: u32) -> Option<Self> {
@@ -168,6 +171,10 @@ impl SetupStep {
                 "the kernel refused the seccomp filter (a kernel without CONFIG_SECCOMP_FILTER?); \
                  run with `--seccomp off` to measure without it"
             }
+            SetupStep::JoinNetwork => {
+                "the network namespace given to the container is gone or not one (the run's \
+                 lab namespace ended?); run `isolab doctor --clean` and try again"
+            }
             SetupStep::Exec => {
                 "the init binary must be a static executable for this machine (build the agent \
                  for x86_64-unknown-linux-gnu with +crt-static, as the workspace does)"
@@ -198,6 +205,7 @@ impl SetupStep {
             SetupStep::NoNewPrivs => "set no_new_privs",
             SetupStep::Exec => "execve /init",
             SetupStep::EnterUserNamespace => "enter user namespace",
+            SetupStep::JoinNetwork => "join network namespace",
             SetupStep::MaskPaths => "mask paths",
             SetupStep::ReadOnlyPaths => "make paths read-only",
             SetupStep::ClearGroups => "clear supplementary groups",
@@ -430,6 +438,8 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) no_cgroup: bool,
     /// The id maps of a user namespace; `None` makes none (the default).
     pub(crate) user_namespace: Option<&'a IdMaps>,
+    /// A network namespace to join instead of making a fresh one.
+    pub(crate) netns: Option<RawFd>,
 }
 
 /// How the child gets into the trial cgroup.
@@ -591,6 +601,9 @@ pub(crate) fn spawn(
         // The child makes its mount namespace from the template instead (MountPlan::enter):
         // a copy of the host's table here would only be dropped again.
         args.flags &= !(libc::CLONE_NEWNS as u64);
+    }
+    if plan.netns.is_some() {
+        args.flags &= !(libc::CLONE_NEWNET as u64);
     }
     if let Some(dir) = cgroup_dir {
         args.flags |= CLONE_INTO_CGROUP | CLONE_NEWCGROUP;
@@ -755,7 +768,13 @@ fn child_main(
     if let Err(e) = plan.namespaces.set_hostname() {
         fail(report, SetupStep::SetHostname, e);
     }
-    if let Err(e) = plan.namespaces.loopback_up() {
+    if let Some(fd) = plan.netns {
+        // Set up by whoever made it (isolab's lab network): nothing to change inside.
+        // SAFETY: setns with an fd the parent keeps open for the clone and a flag.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+            fail(report, SetupStep::JoinNetwork, errno());
+        }
+    } else if let Err(e) = plan.namespaces.loopback_up() {
         fail(report, SetupStep::LoopbackUp, e);
     }
     stamp(report, 1);

@@ -58,6 +58,7 @@ fn started_containers_wait_until_killed_and_leave_nothing() {
     let req = container_backend::RunRequest {
         args: Vec::new(),
         env: wait_env(4 << 10),
+        netns: None,
     };
     let mut started: Vec<_> = (0..4)
         .map(|_| rt.start(&req, None, None).unwrap())

@@ -77,6 +77,9 @@ pub enum VmError {
     /// The disk image could not be used.
     #[error("virtio-blk disk: {0}")]
     Disk(#[from] crate::devices::virtio::block::BlockError),
+    /// The network device's tap could not be opened.
+    #[error("virtio-net: {0}")]
+    Net(#[from] crate::devices::virtio::net::NetError),
     /// The virtio device thread could not be started.
     #[error("virtio device: {0}")]
     DeviceThread(#[from] crate::devices::virtio::DeviceThreadError),

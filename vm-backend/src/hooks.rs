@@ -67,6 +67,15 @@ pub trait VmmHooks: Send + Sync + std::fmt::Debug {
         Kvm::new().map_err(VmError::KvmOpen)
     }
 
+    /// Opens the network device's tap (main thread, before [`VmmHooks::inputs_opened`]). A VMM
+    /// process opened it before its jail and filters, in the lab namespace.
+    fn open_tap(&self, net: &crate::vmm::NetConfig) -> Result<crate::devices::virtio::net::Tap> {
+        Ok(crate::devices::virtio::net::Tap::open_in(
+            net.netns.as_deref(),
+            &net.tap,
+        )?)
+    }
+
     /// Every input is open: `/dev/kvm`, the kernel, the initramfs and the disk image, and the
     /// guest is loaded (main thread; no other thread of the VM exists yet). The place to drop
     /// privileges: nothing after this opens a file by path.

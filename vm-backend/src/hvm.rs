@@ -22,11 +22,13 @@ use crate::image::initramfs::Initramfs;
 use crate::kernel::fetch::{apt_install, debian_cloud_kernel, DebianKernel};
 use crate::kernel::KernelError;
 
-/// The L1 kvm modules, in load order, by their path under the modules' `kernel/` directory.
-pub const L1_MODULES: [&str; 3] = [
+/// The L1 modules, in load order, by their path under the modules' `kernel/` directory: kvm,
+/// and tun for the VMs' network cards (their taps in L1's lab namespace).
+pub const L1_MODULES: [&str; 4] = [
     "virt/lib/irqbypass.ko",
     "arch/x86/kvm/kvm.ko",
     "arch/x86/kvm/kvm-amd.ko",
+    "drivers/net/tun.ko",
 ];
 /// The static busybox Debian's `busybox-static` installs.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -518,6 +520,10 @@ mod tests {
         assert!(!s.contains("nr_hugepages"));
         assert!(s.starts_with("#!/bin/busybox sh\n"));
         assert!(s.contains("insmod /lib/modules/kvm-amd.ko"));
+        assert!(
+            s.contains("insmod /lib/modules/tun.ko"),
+            "taps for the VMs' cards"
+        );
         let irq = s.find("irqbypass.ko").expect("irqbypass");
         let kvm = s.find("/kvm.ko").expect("kvm");
         let amd = s.find("kvm-amd.ko").expect("kvm-amd");

@@ -4,8 +4,8 @@
 //! workload and phase markers), tear down.
 //!
 //! Devices: every virtio-mmio device gets its register window and interrupt line from one
-//! [`SlotAllocator`], in creation order (the disk, the console; a network device takes the next
-//! slot), and is described to the guest as [`AcpiMode`] says.
+//! [`SlotAllocator`], in creation order (the disk, the console, the network card), and is
+//! described to the guest as [`AcpiMode`] says.
 //!
 //! Everything that can be checked without KVM (kernel format and completeness, initramfs, sizes,
 //! command line) is checked first, so a bad input never costs a VM.
@@ -36,6 +36,7 @@ use crate::devices::virtio::block::{
 };
 use crate::devices::virtio::console::{Console, ConsoleOutput, ConsoleStats};
 use crate::devices::virtio::mmio::{MmioTransport, TransportStats, QUEUE_NOTIFY_OFFSET};
+use crate::devices::virtio::net::{Net, NetShared, NetStats, Tap};
 use crate::devices::virtio::{
     self as virtio, DeviceThread, Interrupt, ThreadEnd, MMIO_REGION_SIZE,
 };
@@ -140,6 +141,9 @@ pub struct VmConfig {
     /// pages that are equal across guests (a density run's `--ksm on`). Not with hugetlbfs.
     #[serde(default)]
     pub mergeable: bool,
+    /// A virtio-net card on a tap device, if any.
+    #[serde(default)]
+    pub net: Option<NetConfig>,
     /// A fault to inject (tests only).
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -247,6 +251,38 @@ pub struct ChannelReport {
     pub transport: TransportStats,
 }
 
+/// The virtio-net card of a VM: a tap device on the host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetConfig {
+    /// The tap's name. It must exist in `netns` (isolab makes it in the run's lab namespace);
+    /// the VMM attaches to it with the virtio net header.
+    pub tap: String,
+    /// The network namespace the tap is in (`/proc/PID/ns/net`), entered by a short-lived thread
+    /// to open it, before any jail or filter; None: the VMM's own.
+    pub netns: Option<PathBuf>,
+    /// Offer checksum and segmentation offloads (`--vm-net-offload on`).
+    pub offload: bool,
+}
+
+/// What the virtio-net card did during a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetReport {
+    /// The tap.
+    pub tap: String,
+    /// Offloads offered.
+    pub offload: bool,
+    /// Frames, notifications, interrupts, drops, for the whole run.
+    pub stats: NetStats,
+    /// The same between the agent's workload start and end markers.
+    pub stats_workload: Option<NetStats>,
+    /// Register-level misbehaviour of the driver.
+    pub transport: TransportStats,
+    /// Why the device marked itself broken (DEVICE_NEEDS_RESET), if it did.
+    pub broken: Option<String>,
+    /// The device thread panicked or was left running at the stop.
+    pub thread_problem: Option<String>,
+}
+
 /// The virtio-blk disk of a VM: a raw image file on the host.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiskConfig {
@@ -294,6 +330,7 @@ impl VmConfig {
             memory: MemoryBacking::Thp,
             channel: true,
             mergeable: false,
+            net: None,
             fault: None,
         }
     }
@@ -447,6 +484,9 @@ pub struct VmReport {
     pub unclaimed_io: u64,
     /// The virtio-blk disk's figures, when the VM had one.
     pub disk: Option<DiskReport>,
+    /// The virtio-net card's figures, when the VM had one.
+    #[serde(default)]
+    pub net: Option<NetReport>,
     /// Where each vCPU was when the VM was stopped at the timeout (empty otherwise): what a
     /// hung guest was doing.
     pub vcpu_states: Vec<VcpuState>,
@@ -512,6 +552,7 @@ struct Checked {
 struct DeviceSlots {
     block: Option<DeviceSlot>,
     console: Option<DeviceSlot>,
+    net: Option<DeviceSlot>,
 }
 
 impl DeviceSlots {
@@ -525,11 +566,19 @@ impl DeviceSlots {
             true => Some(slots.allocate("virtio-console")?),
             false => None,
         };
-        Ok(Self { block, console })
+        let net = match config.net {
+            Some(_) => Some(slots.allocate("virtio-net")?),
+            None => None,
+        };
+        Ok(Self {
+            block,
+            console,
+            net,
+        })
     }
 
     fn all(&self) -> impl Iterator<Item = DeviceSlot> {
-        self.block.into_iter().chain(self.console)
+        self.block.into_iter().chain(self.console).chain(self.net)
     }
 }
 
@@ -732,6 +781,10 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
     regs::write_boot_tables(&ram.mem)?;
     mptable::write_mptable(&ram.mem, config.vcpus)?;
     mark(&mut timeline, "kernel_loaded");
+    let tap = match &config.net {
+        Some(n) => Some(hooks.open_tap(n)?),
+        None => None,
+    };
     // Everything this VM reads from the host's files is open (or already read): from here on a
     // confined VMM needs no privilege, and no thread of the VM exists yet.
     hooks.inputs_opened()?;
@@ -772,6 +825,19 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
         )?),
         None => None,
     };
+    let mut net = match (tap, &config.net, checked.slots.net) {
+        (Some(tap), Some(net_config), Some(slot)) => Some(attach_net(
+            &vm,
+            &ram,
+            tap,
+            net_config.offload,
+            slot,
+            config.acpi.alias(&slot),
+            &mut mmio,
+            Arc::clone(&hooks),
+        )?),
+        _ => None,
+    };
     let mut vcpu_fds = Vec::with_capacity(usize::from(config.vcpus));
     let mut stats_fds = Vec::with_capacity(usize::from(config.vcpus));
     let mut kvm_stats_unavailable = None;
@@ -805,6 +871,7 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
             origin,
             block.as_ref().map(|b| Arc::clone(&b.shared)),
         )
+        .with_net(net.as_ref().map(|n| Arc::clone(&n.shared)))
         .with_hooks(Arc::clone(&hooks)),
     );
     mark(&mut timeline, "vcpu_configured");
@@ -979,6 +1046,23 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
             found_via: config.acpi.found_via(b.claim.get()),
         });
     }
+    let net_report = match (net.as_mut(), &config.net, checked.slots.net) {
+        (Some(n), Some(net_config), Some(slot)) => {
+            devices.push(DeviceReport {
+                name: "virtio-net",
+                slot,
+                found_via: config.acpi.found_via(n.claim.get()),
+            });
+            let stats_workload =
+                window.and_then(|(a, b)| Some(NetStats::delta(a.net.as_ref()?, b.net.as_ref()?)));
+            let r = n.finish(net_config, stats_workload, deadline);
+            if let Some(p) = &r.thread_problem {
+                teardown_problems.push(p.clone());
+            }
+            Some(r)
+        }
+        _ => None,
+    };
     let channel = match (&virtio_console, checked.slots.console) {
         (Some(c), Some(slot)) => {
             devices.push(DeviceReport {
@@ -1003,6 +1087,7 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
     drop(bus);
     drop(mmio);
     drop(block);
+    drop(net);
     drop(virtio_console);
     drop(vm);
     drop(ram);
@@ -1039,6 +1124,7 @@ pub fn run_with(config: &VmConfig, origin: Instant, hooks: Arc<dyn VmmHooks>) ->
         cmdline: checked.cmdline.as_string(),
         unclaimed_io,
         disk,
+        net: net_report,
         vcpu_states,
         teardown_problems,
     })
@@ -1360,6 +1446,123 @@ fn attach_block(
         Arc::clone(&transport),
     );
     Ok(AttachedBlock {
+        transport,
+        shared,
+        thread,
+        claim,
+    })
+}
+
+/// The virtio-net card of a running VM.
+struct AttachedNet {
+    transport: Arc<Mutex<MmioTransport>>,
+    shared: Arc<NetShared>,
+    thread: DeviceThread,
+    claim: SharedClaim,
+}
+
+impl AttachedNet {
+    /// Stops the device thread (by `deadline`) and collects the figures.
+    fn finish(
+        &mut self,
+        config: &NetConfig,
+        stats_workload: Option<NetStats>,
+        deadline: Instant,
+    ) -> NetReport {
+        let end = self.thread.stop(deadline);
+        NetReport {
+            tap: config.tap.clone(),
+            offload: config.offload,
+            stats: self.shared.stats(),
+            stats_workload,
+            transport: virtio::lock(&self.transport).stats,
+            broken: self.shared.broken_reason().map(|e| e.to_string()),
+            thread_problem: match end {
+                ThreadEnd::Joined => None,
+                ThreadEnd::Panicked => Some("the virtio-net device thread panicked".into()),
+                ThreadEnd::StillRunning => Some(format!(
+                    "the virtio-net device thread did not end within {} s of the stop; it was left running",
+                    STOP_GRACE.as_secs()
+                )),
+            },
+        }
+    }
+}
+
+/// Puts a virtio-net card on `tap` at `slot` (and `alias`): both queues' notifications arrive
+/// on one ioeventfd (KVM_IOEVENTFD on QueueNotify with datamatch 0 and 1), served with the tap's
+/// readiness by a device thread, which `hooks` confine before it serves anything; interrupts
+/// leave through an irqfd on the slot's GSI.
+#[allow(clippy::too_many_arguments)]
+fn attach_net(
+    vm: &Vm,
+    ram: &GuestRam,
+    tap: Tap,
+    offload: bool,
+    slot: DeviceSlot,
+    alias: Option<u64>,
+    mmio: &mut MmioBus,
+    hooks: Arc<dyn VmmHooks>,
+) -> Result<AttachedNet> {
+    let host = |what: &str| {
+        let what = what.to_owned();
+        move |e: std::io::Error| VmError::Host(format!("creating the virtio-net {what}: {e}"))
+    };
+    let irq = device_irq(vm, slot.gsi, "virtio-net")?;
+    let notify = EventFd::new(libc::EFD_NONBLOCK).map_err(host("notify eventfd"))?;
+    for base in std::iter::once(slot.base).chain(alias) {
+        for queue in [0u32, 1] {
+            vm.fd
+                .register_ioevent(
+                    &notify,
+                    &IoEventAddress::Mmio(base + QUEUE_NOTIFY_OFFSET),
+                    queue,
+                )
+                .map_err(|source| VmError::Kvm {
+                    what: "register the virtio-net ioeventfd",
+                    source,
+                })?;
+        }
+    }
+    let control = EventFd::new(libc::EFD_NONBLOCK).map_err(host("control eventfd"))?;
+    let interrupt = Arc::new(Interrupt::new(Some(irq)));
+    let mut device = Net::new(
+        Box::new(tap),
+        offload,
+        Arc::clone(&interrupt),
+        Some(control.try_clone().map_err(host("control eventfd clone"))?),
+    );
+    let shared = device.shared();
+    let mut worker = device
+        .take_worker()
+        .ok_or_else(|| VmError::Host("the virtio-net worker was already taken".into()))?;
+    // The tap moves into the thread with the worker, so the descriptor its epoll watches stays
+    // open as long as the thread runs.
+    let source = worker.wait_fd();
+    let transport = Arc::new(Mutex::new(MmioTransport::new(
+        Box::new(device),
+        ram.mem.clone(),
+        interrupt,
+        Some(notify.try_clone().map_err(host("notify eventfd clone"))?),
+    )));
+    let stop = Arc::clone(&shared.ctl.stop);
+    let thread = DeviceThread::spawn_with_source(
+        "isolab-virtio-net",
+        notify,
+        control,
+        source,
+        stop,
+        move || hooks.thread_started(VmmThread::Device("virtio-net")),
+        move |notifications| worker.serve(notifications),
+    )?;
+    let claim = mmio.add_device(
+        slot.base,
+        alias,
+        MMIO_REGION_SIZE,
+        ("mmio_read.virtio_net", "mmio_write.virtio_net"),
+        Arc::clone(&transport),
+    );
+    Ok(AttachedNet {
         transport,
         shared,
         thread,

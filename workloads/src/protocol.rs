@@ -61,6 +61,11 @@ pub const MARKER_CMDLINE_KEY: &str = "isolab.marker";
 pub const MARKER_PORT: u16 = 0x490;
 /// Kernel command-line key choosing how a VM's I/O workloads use its disk ([`DiskMode`]).
 pub const DISK_CMDLINE_KEY: &str = "isolab.disk";
+/// Kernel command-line key giving a VM's network interface its address, `ADDR/PREFIX` (the
+/// interface is [`VM_NET_INTERFACE`]; the peer is `.1` of the same /30 and in the spec).
+pub const NET_CMDLINE_KEY: &str = "isolab.net";
+/// The guest's virtio-net interface (the first one).
+pub const VM_NET_INTERFACE: &str = "eth0";
 /// The block device of a VM's virtio-blk disk (the first virtio disk).
 pub const VM_DISK_DEVICE: &str = "/dev/vda";
 /// Where `isolab.disk=ext4` mounts the disk (the same path a container's scratch directory has).

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernels::{
     cpu::CpuParams, io::IoFsyncParams, io::IoRandParams, io::IoSeqParams, mem_bw::MemBwParams,
-    mem_lat::MemLatParams, net_loopback::NetLoopbackParams, page_fault::PageFaultParams,
-    random_access::RandomAccessParams, spawn::SpawnParams, syscall::SyscallParams,
-    timer::TimerParams, wait::WaitParams,
+    mem_lat::MemLatParams, net::NetRrParams, net::NetStreamParams, net_loopback::NetLoopbackParams,
+    page_fault::PageFaultParams, random_access::RandomAccessParams, spawn::SpawnParams,
+    syscall::SyscallParams, timer::TimerParams, wait::WaitParams,
 };
 
 /// Version of the spec/result protocol. Bump it on any incompatible change to [`WorkloadSpec`],
@@ -64,8 +64,18 @@ pub enum Workload {
     IoRand(IoRandParams),
     /// 4 KiB write + fsync latency (p50/p99).
     IoFsync(IoFsyncParams),
-    /// TCP over the sandbox's own loopback: throughput and round-trip latency.
+    /// TCP over the sandbox's own loopback, inside the sandbox only (no packet crosses its
+    /// boundary): throughput and round-trip latency.
     NetLoopback(NetLoopbackParams),
+    /// TCP bulk throughput to and from the peer on the host side (netperf's TCP_STREAM, both
+    /// ways), with the host's CPU per Gbit.
+    NetStream(NetStreamParams),
+    /// One-byte TCP request/response with the peer (netperf's TCP_RR): p50, p99, transactions/s.
+    NetRr(NetRrParams),
+    /// Connect, one-byte request and response, close (netperf's TCP_CRR).
+    NetCrr(NetRrParams),
+    /// One-byte UDP request/response with the peer (netperf's UDP_RR).
+    NetUdpRr(NetRrParams),
     /// clock_gettime cost and nanosleep(1 ms) overshoot.
     Timer(TimerParams),
     /// What the inside looks like: kernel, boot_id, PIDs, hostname, interfaces, mounts, CPUs, memory.
@@ -91,6 +101,10 @@ pub const WORKLOAD_KINDS: &[&str] = &[
     "io-rand",
     "io-fsync",
     "net-loopback",
+    "net-stream",
+    "net-rr",
+    "net-crr",
+    "net-udp-rr",
     "timer",
     "inspect",
 ];
@@ -111,6 +125,10 @@ impl Workload {
             Workload::IoRand(_) => "io-rand",
             Workload::IoFsync(_) => "io-fsync",
             Workload::NetLoopback(_) => "net-loopback",
+            Workload::NetStream(_) => "net-stream",
+            Workload::NetRr(_) => "net-rr",
+            Workload::NetCrr(_) => "net-crr",
+            Workload::NetUdpRr(_) => "net-udp-rr",
             Workload::Timer(_) => "timer",
             Workload::Inspect => "inspect",
             Workload::Wait(_) => "wait",
@@ -132,6 +150,13 @@ impl Workload {
             "io-rand" => Workload::IoRand(IoRandParams::default()),
             "io-fsync" => Workload::IoFsync(IoFsyncParams::default()),
             "net-loopback" => Workload::NetLoopback(NetLoopbackParams::default()),
+            "net-stream" => Workload::NetStream(NetStreamParams::default()),
+            "net-rr" => Workload::NetRr(NetRrParams::default()),
+            "net-crr" => Workload::NetCrr(NetRrParams {
+                transactions: 1000,
+                ..NetRrParams::default()
+            }),
+            "net-udp-rr" => Workload::NetUdpRr(NetRrParams::default()),
             "timer" => Workload::Timer(TimerParams::default()),
             "inspect" => Workload::Inspect,
             "wait" => Workload::Wait(WaitParams::default()),
@@ -157,6 +182,27 @@ impl Workload {
             Workload::IoRand(p) => Some(u64::from(p.file_mib)),
             Workload::IoFsync(p) => Some((u64::from(p.ops) * 4096).div_ceil(1 << 20).max(1)),
             _ => None,
+        }
+    }
+
+    /// The peer a network workload talks to (`ADDR:PORT`); `None` for every other workload
+    /// (`net-loopback` included: its peer is inside the sandbox).
+    pub fn peer(&self) -> Option<&str> {
+        match self {
+            Workload::NetStream(p) => Some(&p.peer),
+            Workload::NetRr(p) | Workload::NetCrr(p) | Workload::NetUdpRr(p) => Some(&p.peer),
+            _ => None,
+        }
+    }
+
+    /// Points a network workload at its peer; no effect on other workloads.
+    pub fn set_peer(&mut self, addr: &str) {
+        match self {
+            Workload::NetStream(p) => p.peer = addr.to_owned(),
+            Workload::NetRr(p) | Workload::NetCrr(p) | Workload::NetUdpRr(p) => {
+                p.peer = addr.to_owned()
+            }
+            _ => {}
         }
     }
 

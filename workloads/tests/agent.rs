@@ -18,6 +18,7 @@ use workloads::kernels::cpu::CpuParams;
 use workloads::kernels::io::{IoFsyncParams, IoRandParams, IoSeqParams};
 use workloads::kernels::mem_bw::MemBwParams;
 use workloads::kernels::mem_lat::MemLatParams;
+use workloads::kernels::net::NetStreamParams;
 use workloads::kernels::net_loopback::NetLoopbackParams;
 use workloads::kernels::page_fault::PageFaultParams;
 use workloads::kernels::random_access::RandomAccessParams;
@@ -82,8 +83,56 @@ fn small(kind: &str) -> Workload {
             calls: 1000,
             sleeps: 2,
         }),
-        other => Workload::default_of_kind(other).unwrap(),
+        other => {
+            let mut w = Workload::default_of_kind(other).unwrap();
+            if w.peer().is_some() {
+                w = match w {
+                    Workload::NetStream(_) => Workload::NetStream(NetStreamParams {
+                        peer: peer(),
+                        mib: 1,
+                    }),
+                    mut w => {
+                        if let Workload::NetRr(p) | Workload::NetCrr(p) | Workload::NetUdpRr(p) =
+                            &mut w
+                        {
+                            p.transactions = 20;
+                        }
+                        w.set_peer(&peer());
+                        w
+                    }
+                };
+            }
+            w
+        }
     }
+}
+
+/// The network workloads' peer: this agent with `--peer 0` on the host's loopback, started once
+/// and ended when the test process ends (its stdin closes).
+fn peer() -> String {
+    static PEER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEER.get_or_init(|| {
+        let mut child = Command::new(agent())
+            .args(["--peer", "0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        // The child and its stdin live as long as the test process.
+        std::mem::forget(child);
+        format!("127.0.0.1:{port}")
+    })
+    .clone()
 }
 
 fn encoded(w: Workload) -> String {

@@ -284,7 +284,10 @@ pub fn pack(opts: &PackOptions) -> Result<Packed, ArtifactError> {
         renderer: &renderer_source,
         packed_by: format!("{} ({renderer})", env!("CARGO_PKG_VERSION")),
         charts: &charts,
-        environment: report::methodology::environment(&view),
+        environment: report::methodology::environment(
+            &view,
+            &crate::i18n::Catalogue::new(crate::i18n::Lang::En),
+        ),
         font_name: font_family_name(&opts.font),
     };
     add(

@@ -6,6 +6,7 @@
 //! [`Trial`] into a run request, and the runtime's report into a [`TrialOutcome`] with `host.*`
 //! metrics. The runtime itself lives in `container-backend/`.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use container_backend::cgroups::ResourceUsage;
@@ -22,6 +23,7 @@ use crate::backend::{
     TrialOutcome,
 };
 use crate::backends::{child, tail_lines};
+use crate::lab_net::ContainerNet;
 
 pub use container_backend::{
     check_host, clean_leftovers, interrupt_all, CleanReport, HostProblem, DEFAULT_STATE_DIR,
@@ -46,6 +48,12 @@ pub struct ContainerBackend {
     userns_scratch: Option<PathBuf>,
     /// The system-call filter of the agent (`isolab run --seccomp`).
     seccomp: SeccompProfile,
+    /// How the network workloads reach the peer (`--container-net`).
+    net: ContainerNet,
+    /// The run's lab network, when a network workload is planned.
+    lab: Option<std::sync::Arc<crate::lab_net::LabNet>>,
+    /// Why there is no lab network.
+    lab_unavailable: Option<String>,
 }
 
 impl Default for ContainerBackend {
@@ -70,7 +78,17 @@ impl ContainerBackend {
             user_namespace: false,
             userns_scratch: None,
             seccomp: SeccompProfile::Docker,
+            net: ContainerNet::default(),
+            lab: None,
+            lab_unavailable: None,
         }
+    }
+
+    /// How the network workloads' containers reach the peer (default: a veth pair into their
+    /// own namespace).
+    pub fn with_network(mut self, net: ContainerNet) -> Self {
+        self.net = net;
+        self
     }
 
     /// The agent's system-call filter (default: Docker's profile). Takes effect at the next
@@ -341,6 +359,8 @@ impl Backend for ContainerBackend {
 
     fn prepare(&mut self, ctx: &PrepareContext) -> Result<(), BackendError> {
         self.cleanup()?;
+        self.lab = ctx.lab.clone();
+        self.lab_unavailable = ctx.lab_unavailable.clone();
         let mut config = self.config(ctx);
         if self.user_namespace {
             let ns = UserNamespace::for_current_user();
@@ -423,6 +443,28 @@ impl Backend for ContainerBackend {
             let inside = self.inside_path(p);
             spec.workload.set_io_path(&inside);
         }
+        // A network workload joins the lab (host) or a fresh namespace with a veth pair into it,
+        // which lives until the container has ended.
+        let mut veth = None;
+        let netns = match (spec.workload.peer().is_some(), &self.lab, self.net) {
+            (false, _, _) => None,
+            (true, None, _) => {
+                return crate::backend::no_lab_outcome(self.lab_unavailable.as_deref())
+            }
+            (true, Some(lab), ContainerNet::Host) => {
+                spec.workload.set_peer(&lab.loopback_peer());
+                Some(lab.ns_fd().as_raw_fd())
+            }
+            (true, Some(lab), ContainerNet::Veth) => match lab.veth_netns() {
+                Ok(v) => {
+                    spec.workload.set_peer(&v.peer);
+                    let fd = v.fd().as_raw_fd();
+                    veth = Some(v);
+                    Some(fd)
+                }
+                Err(e) => return failed(e.to_string()),
+            },
+        };
         let encoded = match encode_spec(&spec) {
             Ok(e) => e,
             Err(e) => return failed(e.to_string()),
@@ -433,8 +475,11 @@ impl Backend for ContainerBackend {
                 (SPEC_ENV.to_owned(), encoded),
                 (MARKER_ENV.to_owned(), format!("fd:{MARKER_FD}")),
             ],
+            netns,
         };
-        match runtime.run(&req) {
+        let ran = runtime.run(&req);
+        drop(veth);
+        match ran {
             Err(e) => failed(e.to_string()),
             Ok(report) => {
                 let timeout_s = runtime.config().timeout.as_secs_f64();

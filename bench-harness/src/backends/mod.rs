@@ -37,6 +37,10 @@ pub struct BackendOptions {
     pub vm_memory: Option<vm_backend::vstate::memory::MemoryBacking>,
     /// How the VM describes its devices to the guest (default: ACPI and the command line).
     pub vm_acpi: Option<vm_backend::vmm::AcpiMode>,
+    /// How a container's network workloads reach the peer (default: a veth pair).
+    pub container_net: crate::lab_net::ContainerNet,
+    /// Whether the VM's virtio-net card offers checksum and segmentation offloads (default: on).
+    pub vm_net_offload: Option<bool>,
 }
 
 /// Removes a file a backend made for its trials at cleanup; one already gone is fine.
@@ -72,7 +76,8 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
         BackendKind::Container => Box::new(
             container::ContainerBackend::new()
                 .with_user_namespace(options.user_namespace)
-                .with_seccomp(options.seccomp),
+                .with_seccomp(options.seccomp)
+                .with_network(options.container_net),
         ),
         BackendKind::Vm if options.vm_in_emulator => {
             let b = match &options.vm_kernel {
@@ -83,7 +88,8 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
                 b.with_disk_mode(disk)
                     .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
-                    .with_acpi(options.vm_acpi.unwrap_or_default()),
+                    .with_acpi(options.vm_acpi.unwrap_or_default())
+                    .with_net_offload(options.vm_net_offload.unwrap_or(true)),
             )
         }
         BackendKind::Vm => {
@@ -95,7 +101,8 @@ pub fn make_with(kind: BackendKind, options: &BackendOptions) -> Box<dyn Backend
                 b.with_disk_mode(disk)
                     .with_confinement(options.vm_seccomp, options.vm_jail)
                     .with_memory(options.vm_memory.unwrap_or_default())
-                    .with_acpi(options.vm_acpi.unwrap_or_default()),
+                    .with_acpi(options.vm_acpi.unwrap_or_default())
+                    .with_net_offload(options.vm_net_offload.unwrap_or(true)),
             )
         }
         BackendKind::QemuTcg => Box::new(qemu_tcg::QemuTcgBackend::new()),

@@ -41,6 +41,11 @@ pub struct NativeBackend {
     timeout: Duration,
     /// The native trials' cgroup below the run's, when there is one.
     slot: Option<TrialSlot>,
+    /// The run's lab network: network workloads join its namespace and reach the peer on its
+    /// loopback (never the host's).
+    lab: Option<std::sync::Arc<crate::lab_net::LabNet>>,
+    /// Why there is no lab network.
+    lab_unavailable: Option<String>,
 }
 
 /// Numbers the native cgroups of this process.
@@ -103,6 +108,7 @@ fn spawn_born_inside(
     env: &[(&str, String)],
     marker_write: &OwnedFd,
     cgroup: std::os::fd::BorrowedFd<'_>,
+    netns: Option<RawFd>,
 ) -> Result<BornInside, String> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -158,7 +164,8 @@ fn spawn_born_inside(
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let mut ok = slots.iter().all(|&(from, to)| libc::dup2(from, to) >= 0);
+            let mut ok = netns.is_none_or(|fd| libc::setns(fd, libc::CLONE_NEWNET) == 0);
+            ok &= slots.iter().all(|&(from, to)| libc::dup2(from, to) >= 0);
             ok &= if marker == MARKER_FD {
                 libc::fcntl(marker, libc::F_SETFD, 0) >= 0
             } else {
@@ -228,6 +235,8 @@ impl Backend for NativeBackend {
         }
         self.agent = Some(ctx.agent.clone());
         self.timeout = ctx.trial_timeout;
+        self.lab = ctx.lab.clone();
+        self.lab_unavailable = ctx.lab_unavailable.clone();
         Ok(())
     }
 
@@ -242,7 +251,16 @@ impl Backend for NativeBackend {
         let Some(agent) = self.agent.clone() else {
             return crashed("native backend used before prepare()".into());
         };
-        let spec = match encode_spec(&trial.spec) {
+        let mut spec = trial.spec.clone();
+        let netns = match (spec.workload.peer().is_some(), &self.lab) {
+            (false, _) => None,
+            (true, Some(lab)) => {
+                spec.workload.set_peer(&lab.loopback_peer());
+                Some(lab.ns_fd().as_raw_fd())
+            }
+            (true, None) => return crate::backend::no_lab_outcome(self.lab_unavailable.as_deref()),
+        };
+        let spec = match encode_spec(&spec) {
             Ok(s) => s,
             Err(e) => return crashed(e.to_string()),
         };
@@ -259,11 +277,16 @@ impl Backend for NativeBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the forked child before exec and calls only write, dup2 and
-        // fcntl, which are async-signal-safe; it reads only its own copies of integers (the
+        // SAFETY: the closure runs in the forked child before exec and calls only setns, write,
+        // dup2 and fcntl, which are async-signal-safe; it reads only its own copies of integers (the
         // vector was built before the fork and is not resized).
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(fd) = netns {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 for &fd in &join {
                     if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                         return Err(std::io::Error::last_os_error());
@@ -285,7 +308,7 @@ impl Backend for NativeBackend {
             .and_then(|s| s.cgroup.clone_into());
         let start = monotonic_ns();
         let spawned = match born_inside {
-            Some(cg) => spawn_born_inside(&agent, &env, &marker_write, cg),
+            Some(cg) => spawn_born_inside(&agent, &env, &marker_write, cg, netns),
             None => cmd.spawn().map_err(|e| e.to_string()).and_then(|mut c| {
                 Ok(BornInside {
                     pid: i32::try_from(c.id()).map_err(|e| e.to_string())?,

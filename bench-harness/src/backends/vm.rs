@@ -40,13 +40,15 @@ use vm_backend::seccomp::{SeccompMode, ThreadFilters};
 use vm_backend::devices::virtio::block::BlockStats;
 use vm_backend::image::initramfs::agent_image;
 use vm_backend::kernel::{boot_kernel, BootKernel, KernelChoice};
-use vm_backend::vmm::{self, AcpiMode, DiskConfig, StopReason, TimePoint, VmConfig, VmReport};
+use vm_backend::vmm::{
+    self, AcpiMode, DiskConfig, NetConfig, StopReason, TimePoint, VmConfig, VmReport,
+};
 use vm_backend::vstate::kvm_stats::{KvmStats, StatKind};
 use vm_backend::vstate::memory::MemoryBacking;
 use vm_backend::vstate::vcpu::{ExitCounts, PhaseWindow};
 use workloads::protocol::{
     encode_spec, parse_framed_result, DiskMode, FrameError, MarkerEvent, WorkloadPhase,
-    DISK_CMDLINE_KEY, MARKER_PORT, RESULT_CMDLINE_KEY, RESULT_VIRTIO_CONSOLE,
+    DISK_CMDLINE_KEY, MARKER_PORT, NET_CMDLINE_KEY, RESULT_CMDLINE_KEY, RESULT_VIRTIO_CONSOLE,
 };
 use workloads::result::Outcome;
 use workloads::{Metric, Workload};
@@ -57,6 +59,7 @@ use crate::backend::{
     Backend, BackendError, BackendKind, Phase, PrepareContext, Trial, TrialFailure, TrialOutcome,
 };
 use crate::backends::vm_disk::DiskImages;
+use crate::lab_net::{LabNet, LabTap};
 
 /// Set (to 1) by the HVM test machine's L1 init: samples from there are emulated.
 pub const EMULATED_ENV: &str = "ISOLAB_EMULATED";
@@ -123,6 +126,11 @@ pub struct VmBackend {
     memory: MemoryBacking,
     /// How devices are described to the guest.
     acpi: AcpiMode,
+    /// Offer offloads on the network card.
+    net_offload: bool,
+    /// The tap the network trials' VMs attach to (made in the lab at the first one; one VM at
+    /// a time uses it, and it goes with the lab).
+    tap: Option<LabTap>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +152,9 @@ struct Prepared {
     state_dir: PathBuf,
     /// BPF instructions of each thread kind's filter, for the manifest.
     filter_sizes: Vec<(String, usize)>,
+    /// The run's lab network, for the network workloads (or why there is none).
+    lab: Option<Arc<LabNet>>,
+    lab_unavailable: Option<String>,
 }
 
 /// Numbers the VMM processes of this isolab process (cgroup names, jails, jail ids).
@@ -208,6 +219,12 @@ impl VmBackend {
         self.acpi = acpi;
         self
     }
+
+    /// The network card offers checksum and segmentation offloads (default: on).
+    pub fn with_net_offload(mut self, offload: bool) -> Self {
+        self.net_offload = offload;
+        self
+    }
 }
 
 impl Default for VmBackend {
@@ -224,6 +241,8 @@ impl Default for VmBackend {
             kernel_facts: BTreeMap::new(),
             memory: MemoryBacking::default(),
             acpi: AcpiMode::default(),
+            net_offload: true,
+            tap: None,
         }
     }
 }
@@ -283,6 +302,7 @@ fn timeline_of(report: &VmReport) -> Vec<Phase> {
 /// - [`per_phase_metrics`]: the same per read and per write of the I/O workloads, from their
 ///   phases (`exits.per_4k_read`, `exits.per_mib_write`, ...).
 /// - `disk.interrupts_per_request`, `disk.notifies_per_request`: the virtio-blk disk, whole run.
+/// - [`net_metrics`]: the virtio-net card per packet, over the workload window.
 fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     let ms = |ns: u64| ns as f64 / 1e6;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -421,6 +441,7 @@ fn metrics_of(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     }
     m.extend(per_op_metrics(report, workload));
     m.extend(per_phase_metrics(report, workload));
+    m.extend(net_metrics(report));
     // The disk's own counts (per request too) come from `disk_metrics_of`.
     m
 }
@@ -465,6 +486,9 @@ fn workload_ops(workload: &Workload) -> Option<(&'static str, f64)> {
         Workload::PageFault(p) => ("page_fault", f64::from(p.mib) * 256.0),
         Workload::Spawn(p) => ("spawn", f64::from(p.count)),
         Workload::Timer(p) => ("sleep", f64::from(p.sleeps)),
+        Workload::NetRr(p) | Workload::NetCrr(p) | Workload::NetUdpRr(p) => {
+            ("transaction", f64::from(p.transactions))
+        }
         _ => return None,
     };
     (n > 0.0).then_some((name, n))
@@ -505,10 +529,88 @@ fn per_op_metrics(report: &VmReport, workload: &Workload) -> Vec<Metric> {
     // The whole window's disk notifications are not snapshotted (only each phase's are), so the
     // device share is given here only for a VM without a disk; the I/O workloads have it per phase.
     if report.disk.is_none() {
+        // A network card's queue notifications are known for the window: counted as device
+        // exits like the disk's in its phases.
+        let net_notifies = report
+            .net
+            .as_ref()
+            .and_then(|n| n.stats_workload)
+            .map_or(0, |s| s.notifies);
         if let (Some(exits), Some(kvm)) = (&report.exits_workload, &report.kvm_stats_workload) {
-            push_exit_causes(&mut m, op, n, device_exits(exits, 0), kvm);
+            push_exit_causes(&mut m, op, n, device_exits(exits, net_notifies), kvm);
         }
     }
+    m
+}
+
+/// The virtio-net card over the workload window (a network trial's VM), per packet (frames
+/// both ways, as the device moved them: with offloads a frame can be a 64 KiB segment):
+///
+/// - `net.packets`, `net.tx_packets`, `net.rx_packets`;
+/// - `exits.per_packet` (KVM's exits, in-kernel ones included), `exits.userspace_per_packet`
+///   (those that reached the VMM), `irq_injections.per_packet`;
+/// - `net.notifies_per_packet` (guest kicks, completed in KVM through the ioeventfd),
+///   `net.interrupts_per_packet` (raised by the device);
+/// - `net.interrupts_suppressed` (passes whose interrupt the driver did not want: event index),
+///   `net.rx_no_buffer`, `net.tx_dropped`, `net.bad_chains`.
+fn net_metrics(report: &VmReport) -> Vec<Metric> {
+    let mut m = Vec::new();
+    let Some(net) = report.net.as_ref().and_then(|n| n.stats_workload) else {
+        return m;
+    };
+    let packets = net.tx_packets + net.rx_packets;
+    for (name, unit, v) in [
+        ("net.packets", "packets", packets),
+        ("net.tx_packets", "packets", net.tx_packets),
+        ("net.rx_packets", "packets", net.rx_packets),
+        (
+            "net.interrupts_suppressed",
+            "passes",
+            net.interrupts_suppressed,
+        ),
+        ("net.rx_no_buffer", "frames", net.rx_no_buffer),
+        ("net.tx_dropped", "frames", net.tx_dropped),
+        (
+            "net.bad_chains",
+            "chains",
+            net.tx_bad_chains + net.rx_bad_chains,
+        ),
+    ] {
+        m.push(Metric::lower(name, unit, v as f64));
+    }
+    if packets == 0 {
+        return m;
+    }
+    let per = |v: u64| v as f64 / packets as f64;
+    if let Some(k) = &report.kvm_stats_workload {
+        m.push(Metric::lower(
+            "exits.per_packet",
+            "exits/packet",
+            per(k.get("exits")),
+        ));
+        m.push(Metric::lower(
+            "irq_injections.per_packet",
+            "interrupts/packet",
+            per(k.get("irq_injections")),
+        ));
+    }
+    if let Some(e) = &report.exits_workload {
+        m.push(Metric::lower(
+            "exits.userspace_per_packet",
+            "exits/packet",
+            per(e.total()),
+        ));
+    }
+    m.push(Metric::lower(
+        "net.notifies_per_packet",
+        "notifications/packet",
+        per(net.notifies),
+    ));
+    m.push(Metric::lower(
+        "net.interrupts_per_packet",
+        "interrupts/packet",
+        per(net.interrupts),
+    ));
     m
 }
 
@@ -858,6 +960,8 @@ impl Backend for VmBackend {
                 .into_iter()
                 .map(|(k, n)| (k.name().to_owned(), n))
                 .collect(),
+            lab: ctx.lab.clone(),
+            lab_unavailable: ctx.lab_unavailable.clone(),
         };
         if self.jail {
             // SAFETY: geteuid has no preconditions.
@@ -926,6 +1030,16 @@ impl Backend for VmBackend {
         );
         f.insert("memory".into(), self.memory.name().into());
         f.insert("acpi".into(), self.acpi.name().into());
+        f.insert(
+            "net_offload".into(),
+            if self.net_offload { "on" } else { "off" }.into(),
+        );
+        if let Some(t) = &self.tap {
+            f.insert(
+                "net_tap".into(),
+                format!("{} in the lab, guest {}", t.name, t.guest),
+            );
+        }
         f.extend(self.kernel_facts.clone());
         f
     }
@@ -944,6 +1058,37 @@ impl Backend for VmBackend {
                 reason: "VM backend used before prepare()".into(),
             });
         };
+        // A network trial's VM gets a virtio-net card on the backend's tap in the lab; the
+        // agent reaches the peer at the tap's address.
+        let mut spec = trial.spec.clone();
+        let mut net = None;
+        if spec.workload.peer().is_some() {
+            let Some(lab) = &prepared.lab else {
+                return crate::backend::no_lab_outcome(prepared.lab_unavailable.as_deref());
+            };
+            if self.tap.is_none() {
+                match lab.tap() {
+                    Ok(t) => self.tap = Some(t),
+                    Err(e) => {
+                        return failed(TrialFailure::Unavailable {
+                            reason: e.to_string(),
+                            fix: "load the tun module (modprobe tun) and run as root".into(),
+                        })
+                    }
+                }
+            }
+            if let Some(t) = &self.tap {
+                spec.workload.set_peer(&t.peer);
+                net = Some((
+                    NetConfig {
+                        tap: t.name.clone(),
+                        netns: Some(t.netns.clone()),
+                        offload: self.net_offload,
+                    },
+                    t.guest.clone(),
+                ));
+            }
+        }
         // An I/O trial gets a fresh disk; the agent uses it as `isolab.disk=` says.
         let mut disk = None;
         if let Some(data_mib) = trial.spec.workload.io_data_mib() {
@@ -957,7 +1102,7 @@ impl Backend for VmBackend {
                 Err(reason) => return failed(TrialFailure::Crashed { reason }),
             }
         }
-        let spec = match encode_spec(&trial.spec) {
+        let spec = match encode_spec(&spec) {
             Ok(s) => s,
             Err(e) => {
                 return failed(TrialFailure::Crashed {
@@ -973,6 +1118,10 @@ impl Backend for VmBackend {
                 path: image.clone(),
                 read_only: false,
             });
+        }
+        if let Some((net_config, guest)) = net {
+            extra.push(format!("{NET_CMDLINE_KEY}={guest}"));
+            config.net = Some(net_config);
         }
         config.extra_cmdline = extra;
         let outcome = self.run_in_process(&prepared, config, trial);
@@ -1507,6 +1656,7 @@ mod tests {
             cmdline: String::new(),
             unclaimed_io: 0,
             disk: None,
+            net: None,
             teardown_problems: Vec::new(),
             vcpu_states: Vec::new(),
         }
@@ -1529,6 +1679,51 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn network_trials_count_exits_per_packet_and_per_transaction_in_the_window() {
+        let mut r = report(&ok_line(), StopReason::GuestReset);
+        let mut window = ExitCounts::default();
+        window.0.insert("mmio_read.virtio_net", 300);
+        r.exits_workload = Some(window);
+        r.kvm_stats_workload = Some(kvm(&[("exits", 6_000), ("irq_injections", 1_000)]));
+        r.net = Some(vm_backend::vmm::NetReport {
+            tap: "tap0".into(),
+            offload: true,
+            stats: Default::default(),
+            stats_workload: Some(vm_backend::devices::virtio::net::NetStats {
+                tx_packets: 1_000,
+                rx_packets: 1_000,
+                notifies: 500,
+                interrupts: 800,
+                interrupts_suppressed: 40,
+                ..Default::default()
+            }),
+            transport: Default::default(),
+            broken: None,
+            thread_problem: None,
+        });
+        let rr = Workload::NetRr(workloads::kernels::net::NetRrParams {
+            peer: "10.77.0.1:7077".into(),
+            transactions: 1_000,
+        });
+        let m = metrics_of(&r, &rr);
+        let get = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.value);
+        assert_eq!(get("net.packets"), Some(2_000.0));
+        assert_eq!(get("exits.per_packet"), Some(3.0));
+        assert_eq!(get("exits.userspace_per_packet"), Some(0.15));
+        assert_eq!(get("irq_injections.per_packet"), Some(0.5));
+        assert_eq!(get("net.notifies_per_packet"), Some(0.25));
+        assert_eq!(get("net.interrupts_per_packet"), Some(0.4));
+        assert_eq!(get("net.interrupts_suppressed"), Some(40.0));
+        assert_eq!(get("exits.per_transaction"), Some(6.0));
+        // A VM without a network card has none of them (absent, never 0).
+        r.net = None;
+        let m = metrics_of(&r, &rr);
+        assert!(m
+            .iter()
+            .all(|x| !x.name.starts_with("net.") && x.name != "exits.per_packet"));
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct Batch {
     /// Jail each VMM process in L1.
     #[serde(default)]
     pub vm_jail: bool,
+    /// Offloads on the VMs' network cards (`--vm-net-offload`; None: on).
+    #[serde(default)]
+    pub net_offload: Option<bool>,
     /// The trials, in the order they are to run.
     pub trials: Vec<Trial>,
 }
@@ -148,6 +151,19 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
     // The same process model as on a host: each VMM process below a run cgroup (L1's cgroup2,
     // mounted here if its init did not), jails in a state folder.
     let run_cgroup = l1_run_cgroup();
+    // The network trials' peer and taps: a lab of L1's own, as on a host.
+    let (lab, lab_unavailable) = if batch
+        .trials
+        .iter()
+        .any(|t| t.spec.workload.peer().is_some())
+    {
+        match crate::lab_net::LabNet::create(agent, |_| {}) {
+            Ok(l) => (Some(Arc::new(l)), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    } else {
+        (None, None)
+    };
     let ctx = PrepareContext {
         agent: agent.to_owned(),
         work_dir: work.join("work"),
@@ -157,6 +173,8 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
         live_console: batch.live_console,
         state_dir: work.join("state"),
         run_cgroup: run_cgroup.clone(),
+        lab,
+        lab_unavailable,
     };
     for d in [&ctx.work_dir, &ctx.io_scratch_dir, &ctx.state_dir] {
         std::fs::create_dir_all(d).map_err(|e| err(format!("{}: {e}", d.display())))?;
@@ -172,7 +190,8 @@ pub fn run_batch(batch_file: &Path, kernel: &Path, agent: &Path) -> Result<(), B
     .with_disk_templates(batch.disk_templates.clone())
     .with_confinement(batch.vm_seccomp, batch.vm_jail)
     .with_memory(batch.memory)
-    .with_acpi(batch.acpi_mode);
+    .with_acpi(batch.acpi_mode)
+    .with_net_offload(batch.net_offload.unwrap_or(true));
     backend.prepare(&ctx)?;
     let mut stdout = std::io::stdout().lock();
     run_retrying_hangs(&mut backend, &batch.trials, |index, outcome| {
@@ -281,6 +300,7 @@ pub struct EmulatedVmBackend {
     vm_jail: bool,
     memory: MemoryBacking,
     acpi: AcpiMode,
+    net_offload: Option<bool>,
     prepared: Option<Prepared>,
     outcomes: BTreeMap<usize, TrialOutcome>,
     /// Why trials have no outcome, when the session ended early.
@@ -387,6 +407,12 @@ impl EmulatedVmBackend {
     /// Devices are described to the guest this way (default: ACPI and the command line).
     pub fn with_acpi(mut self, acpi: AcpiMode) -> Self {
         self.acpi = acpi;
+        self
+    }
+
+    /// The VMs' network cards offer offloads (default: on).
+    pub fn with_net_offload(mut self, offload: bool) -> Self {
+        self.net_offload = Some(offload);
         self
     }
 }
@@ -533,6 +559,7 @@ impl Backend for EmulatedVmBackend {
             trials: trials.to_vec(),
             vm_seccomp: self.vm_seccomp,
             vm_jail: self.vm_jail,
+            net_offload: self.net_offload,
         };
         let batch_json = serde_json::to_vec(&batch).map_err(|e| prepare_err(e.to_string()))?;
         let file = |guest: &str, host: &Path, mode: u32| {
@@ -823,6 +850,7 @@ mod tests {
             disk_templates: BTreeMap::from([(80, PathBuf::from("/hvm/ext4-80MiB.img"))]),
             vm_seccomp: SeccompMode::On,
             vm_jail: true,
+            net_offload: Some(false),
             trials: vec![Trial {
                 index: 3,
                 repetition: 1,

@@ -1,14 +1,16 @@
 //! The book's capacity figures, from a density run (`isolab density`, given to `isolab book` with
 //! `--density RUN_DIR`): memory per instance on one meter for every backend, how many fit, start
 //! under load. Without such a run every value says it was not measured, and how to measure it.
+//! Every sentence and label comes from the catalogue (`density-*` in bench-harness/i18n/en.ftl),
+//! in the book's language.
 
 use std::fmt::Write as _;
 
-use super::facts::{md_text, NOT_MEASURED};
+use super::facts::md_text;
 use crate::density::analysis::{self, BackendSummary, PerCount, Summary};
 use crate::density::instance::Kind;
-use crate::density::record::DensityRun;
-use crate::density::render;
+use crate::density::record::{DensityRun, Parallel};
+use crate::i18n::{Catalogue, Lang};
 use crate::summary::fmt_num;
 
 /// The backends a `density` placeholder may name.
@@ -32,47 +34,102 @@ pub(crate) const DENSITY_VALUES: [&str; 14] = [
     "ksm",
 ];
 
-/// A density run and its summary, if the book has one.
-#[derive(Debug, Default)]
+/// A density run and its summary, if the book has one, and the book's language.
+#[derive(Debug)]
 pub(crate) struct DensityFacts {
     run: Option<(DensityRun, Summary)>,
-}
-
-fn mib(kib: f64) -> String {
-    format!("{} MiB", fmt_num(kib / 1024.0))
-}
-
-/// `0.88 MiB per instance [95% CI 0.87–0.89]`.
-fn slope_text(s: Option<analysis::Slope>) -> Option<String> {
-    s.map(|s| {
-        format!(
-            "{} per instance [95% CI {}–{}]",
-            mib(s.per_instance_kib),
-            fmt_num(s.lo / 1024.0),
-            fmt_num(s.hi / 1024.0)
-        )
-    })
+    cat: Catalogue,
 }
 
 impl DensityFacts {
-    pub(crate) fn new(run: Option<&DensityRun>) -> Self {
+    pub(crate) fn new(run: Option<&DensityRun>, lang: Lang) -> Self {
         Self {
             run: run.map(|r| (r.clone(), analysis::summarise(r))),
+            cat: Catalogue::new(lang),
         }
     }
 
-    fn no_run() -> String {
-        format!(
-            "*{NOT_MEASURED} (no density run: measure one with `isolab density`, then build the \
-             book with `isolab book --density RUN_DIR`)*"
+    /// Whether the book has a density run.
+    pub(crate) fn has_run(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// `12.3 MiB` from KiB, in the book's number format.
+    fn mib(&self, kib: f64) -> String {
+        self.cat.with_unit(&fmt_num(kib / 1024.0), "MiB")
+    }
+
+    /// A number the English way, rewritten for the book's language.
+    fn num(&self, v: f64) -> String {
+        self.cat.num(&fmt_num(v))
+    }
+
+    /// `0.88 MiB per instance [95% CI 0.87–0.89]`.
+    fn slope_text(&self, s: analysis::Slope) -> String {
+        self.cat.tr(
+            "density-per-instance-ci",
+            &[
+                ("mib", &self.mib(s.per_instance_kib)),
+                ("lo", &self.num(s.lo / 1024.0)),
+                ("hi", &self.num(s.hi / 1024.0)),
+            ],
         )
+    }
+
+    fn missing(&self, why: &str) -> String {
+        self.cat.tr("missing-value", &[("why", why)])
+    }
+
+    fn no_run(&self) -> String {
+        self.missing(&self.cat.tr("density-no-run", &[]))
+    }
+
+    /// A backend's label in the book's language (`container floor`, `vm (emulated)`).
+    fn label(&self, b: &BackendSummary) -> String {
+        let name = match b.backend {
+            Kind::Floor => self.cat.tr("density-backend-floor", &[]),
+            k => k.label().to_owned(),
+        };
+        if b.emulated {
+            self.cat
+                .tr("density-backend-emulated", &[("backend", &name)])
+        } else {
+            name
+        }
+    }
+
+    fn kind_label(&self, k: Kind) -> String {
+        match k {
+            Kind::Floor => self.cat.tr("density-backend-floor", &[]),
+            k => k.label().to_owned(),
+        }
+    }
+
+    /// `3 rounds`.
+    fn rounds(&self, n: usize) -> String {
+        self.cat.tr_n(
+            "density-rounds",
+            n,
+            &[("count", &self.cat.num(&n.to_string()))],
+        )
+    }
+
+    /// How many instances started at a time.
+    fn parallel(&self, p: Parallel) -> String {
+        match p {
+            Parallel::All => self.cat.tr("density-parallel-all", &[]),
+            Parallel::At(n) => n.to_string(),
+        }
     }
 
     fn backend(&self, name: &str) -> Result<(&DensityRun, &BackendSummary), String> {
         let Some((run, s)) = &self.run else {
-            return Err(Self::no_run());
+            return Err(self.no_run());
         };
-        let kind = Kind::from_name(name).ok_or_else(|| format!("unknown backend {name}"))?;
+        let kind = Kind::from_name(name).ok_or_else(|| {
+            self.cat
+                .tr("density-unknown-backend", &[("backend", &md_text(name))])
+        })?;
         s.of(kind).map(|b| (run, b)).ok_or_else(|| {
             let why = run
                 .manifest
@@ -81,15 +138,17 @@ impl DensityFacts {
                 .find(|st| st.backend == kind)
                 .map_or_else(
                     || {
-                        format!(
-                            "{} was not in density run {}",
-                            kind.label(),
-                            run.manifest.run_id
+                        self.cat.tr(
+                            "density-not-in-run",
+                            &[
+                                ("backend", &self.kind_label(kind)),
+                                ("run", &run.manifest.run_id),
+                            ],
                         )
                     },
                     |st| st.reason.clone(),
                 );
-            format!("*{NOT_MEASURED} ({})*", md_text(&why))
+            self.missing(&md_text(&why))
         })
     }
 
@@ -97,16 +156,48 @@ impl DensityFacts {
     pub(crate) fn run_id(&self) -> String {
         match &self.run {
             Some((r, _)) => md_text(&r.manifest.run_id),
-            None => Self::no_run(),
+            None => self.no_run(),
         }
     }
 
     /// The density run's method, in prose.
     pub(crate) fn method(&self) -> String {
-        match &self.run {
-            Some((r, _)) => md_text(&render::method(r)),
-            None => Self::no_run(),
-        }
+        let Some((r, _)) = &self.run else {
+            return self.no_run();
+        };
+        let m = &r.manifest;
+        let c = &self.cat;
+        let ws = if m.working_set_kib == 0 {
+            c.tr("density-ws-idle", &[])
+        } else {
+            c.tr(
+                "density-ws-written",
+                &[("size", &self.mib(m.working_set_kib as f64))],
+            )
+        };
+        let host = match &m.ksm_host {
+            Some(k) => c.tr("density-ksm-host-run", &[("run", &k.run.to_string())]),
+            None => c.tr("density-ksm-host-none", &[]),
+        };
+        let ksm = match m.ksm {
+            crate::density::ksm::KsmMode::Host => c.tr("density-ksm-host", &[("host", &host)]),
+            crate::density::ksm::KsmMode::On => c.tr("density-ksm-on", &[("host", &host)]),
+            crate::density::ksm::KsmMode::Off => c.tr("density-ksm-off", &[("host", &host)]),
+        };
+        let counts: Vec<String> = m.counts.iter().map(|n| c.num(&n.to_string())).collect();
+        md_text(&c.tr(
+            "density-method",
+            &[
+                ("ws", &ws),
+                ("counts", &counts.join(", ")),
+                ("rounds", &self.rounds(m.rounds as usize)),
+                ("parallel", &self.parallel(m.parallel)),
+                ("settle", &c.with_unit(&format!("{:.1}", m.settle_s), "s")),
+                ("headroom", &c.percent(&m.headroom_pct.to_string())),
+                ("beside", &m.beside.to_string()),
+                ("ksm", &ksm),
+            ],
+        ))
     }
 
     /// One figure of a backend (`{{isolab:density BACKEND WHAT}}`).
@@ -125,145 +216,172 @@ impl DensityFacts {
             (
                 true,
                 "start-p50" | "start-p99" | "start-max" | "beside" | "teardown" | "recovery",
-            ) => {
-                format!("{text}, emulated: not a performance figure")
-            }
-            (true, _) => format!("{text}, in the emulated machine"),
+            ) => self.cat.tr("density-emulated-time", &[("value", &text)]),
+            (true, _) => self.cat.tr("density-emulated-size", &[("value", &text)]),
         })
     }
 
     fn plain_value_of(&self, backend: &str, what: &str) -> Result<String, String> {
         let (run, b) = self.backend(backend)?;
+        let c = &self.cat;
         let largest = b
             .counts
             .iter()
             .rev()
             .find(|c| c.start.is_some())
-            .ok_or_else(|| format!("*{NOT_MEASURED} (no instance of {backend} got ready)*"))?;
-        let missing = |why: &str| format!("*{NOT_MEASURED} ({why})*");
-        let at = |c: &PerCount| format!(" at N = {}", c.count);
+            .ok_or_else(|| {
+                self.missing(&c.tr("density-none-ready", &[("backend", &md_text(backend))]))
+            })?;
+        let missing = |id: &str| self.missing(&c.tr(id, &[]));
+        let at = |p: &PerCount| c.tr("density-at-n", &[("n", &c.num(&p.count.to_string()))]);
+        let ms = |v: f64| c.with_unit(&fmt_num(v), "ms");
         Ok(match what {
             "marginal" => {
-                let s = b
-                    .marginal
-                    .ok_or_else(|| missing("fewer than two Ns measured"))?;
-                format!(
-                    "{} per instance [95% CI {}–{}]",
-                    mib(s.per_instance_kib),
-                    fmt_num(s.lo / 1024.0),
-                    fmt_num(s.hi / 1024.0)
-                )
+                let s = b.marginal.ok_or_else(|| missing("density-few-ns"))?;
+                self.slope_text(s)
             }
             "fixed" => {
-                let s = b
-                    .marginal
-                    .ok_or_else(|| missing("fewer than two Ns measured"))?;
-                mib(s.fixed_kib)
+                let s = b.marginal.ok_or_else(|| missing("density-few-ns"))?;
+                self.mib(s.fixed_kib)
             }
-            "pss" => {
-                slope_text(b.pss_marginal).ok_or_else(|| missing("fewer than two Ns measured"))?
-            }
+            "pss" => self.slope_text(b.pss_marginal.ok_or_else(|| missing("density-few-ns"))?),
             "fit" => {
-                let f = b
-                    .fit
-                    .ok_or_else(|| missing("no positive marginal memory"))?;
-                let hi = f.hi.map_or("no bound".to_owned(), |h| format!("{h:.0}"));
-                format!(
-                    "{:.0} instances [{:.0}–{hi}] with {}% of the host's memory kept free",
-                    f.instances, f.lo, run.manifest.headroom_pct
+                let f = b.fit.ok_or_else(|| missing("density-no-marginal"))?;
+                let hi = f.hi.map_or_else(
+                    || c.tr("density-no-bound", &[]),
+                    |h| c.num(&format!("{h:.0}")),
+                );
+                c.tr(
+                    "density-fit",
+                    &[
+                        ("instances", &c.num(&format!("{:.0}", f.instances))),
+                        ("lo", &c.num(&format!("{:.0}", f.lo))),
+                        ("hi", &hi),
+                        (
+                            "headroom",
+                            &c.percent(&run.manifest.headroom_pct.to_string()),
+                        ),
+                    ],
                 )
             }
             "cgroup" => {
-                let c = b
+                let p = b
                     .counts
                     .iter()
                     .rev()
-                    .find(|c| c.cgroup_mib.is_some())
-                    .ok_or_else(|| missing("only a container has a cgroup of its own"))?;
-                let m = c.cgroup_mib.ok_or_else(|| missing("no cgroup"))?;
-                format!("{} MiB per instance{}", fmt_num(m.median), at(c))
+                    .find(|p| p.cgroup_mib.is_some())
+                    .ok_or_else(|| missing("density-cgroup-only-container"))?;
+                let m = p.cgroup_mib.ok_or_else(|| missing("density-no-cgroup"))?;
+                c.tr(
+                    "density-cgroup",
+                    &[
+                        ("mib", &c.with_unit(&fmt_num(m.median), "MiB")),
+                        ("at", &at(p)),
+                    ],
+                )
             }
             "start-p50" | "start-p99" | "start-max" => {
-                let p = largest.start.ok_or_else(|| missing("no start"))?;
+                let p = largest.start.ok_or_else(|| missing("density-no-start"))?;
                 let v = match what {
                     "start-p50" => p.p50,
                     "start-p99" => p.p99,
                     _ => p.max,
                 };
-                format!(
-                    "{} ms{} ({} at a time, n = {})",
-                    fmt_num(v),
-                    at(largest),
-                    run.manifest.parallel.text(),
-                    p.n
+                c.tr(
+                    "density-start",
+                    &[
+                        ("ms", &ms(v)),
+                        ("at", &at(largest)),
+                        ("parallel", &self.parallel(run.manifest.parallel)),
+                        ("n", &p.n.to_string()),
+                    ],
                 )
             }
             "beside" => {
-                let p = largest
-                    .beside
-                    .ok_or_else(|| missing("no start beside N was measured"))?;
-                format!(
-                    "{} ms beside N = {} running (n = {})",
-                    fmt_num(p.p50),
-                    largest.count,
-                    p.n
+                let p = largest.beside.ok_or_else(|| missing("density-no-beside"))?;
+                c.tr(
+                    "density-beside",
+                    &[
+                        ("ms", &ms(p.p50)),
+                        ("count", &c.num(&largest.count.to_string())),
+                        ("n", &p.n.to_string()),
+                    ],
                 )
             }
             "teardown" => {
                 let t = largest
                     .teardown_ms
-                    .ok_or_else(|| missing("no teardown was timed"))?;
-                format!("{} ms for {} instances", fmt_num(t.median), largest.count)
+                    .ok_or_else(|| missing("density-no-teardown"))?;
+                c.tr(
+                    "density-teardown",
+                    &[
+                        ("ms", &ms(t.median)),
+                        ("count", &c.num(&largest.count.to_string())),
+                    ],
+                )
             }
             "recovery" => match largest.recovery_ms {
-                Some(t) => format!("{} ms", fmt_num(t.median)),
-                None => missing("MemAvailable was not back within the wait"),
+                Some(t) => ms(t.median),
+                None => missing("density-no-recovery"),
             },
-            "largest-n" => largest.count.to_string(),
+            "largest-n" => c.num(&largest.count.to_string()),
             "vm-split" => {
-                let (c, v) = b
+                let (p, v) = b
                     .counts
                     .iter()
                     .rev()
-                    .find_map(|c| Some((c, c.vm?)))
-                    .ok_or_else(|| missing("only a VM has a guest and a VMM"))?;
-                let mut text = format!(
-                    "{} MiB of guest RAM touched and {} MiB of the VMM's own per VM (PSS of its \
-                     VMM process){}",
-                    fmt_num(v.guest_ram_mib.median),
-                    fmt_num(v.vmm_overhead_mib.median),
-                    at(c)
+                    .find_map(|p| Some((p, p.vm?)))
+                    .ok_or_else(|| missing("density-vm-only"))?;
+                let mut text = c.tr(
+                    "density-vm-split",
+                    &[
+                        (
+                            "guest",
+                            &c.with_unit(&fmt_num(v.guest_ram_mib.median), "MiB"),
+                        ),
+                        (
+                            "vmm",
+                            &c.with_unit(&fmt_num(v.vmm_overhead_mib.median), "MiB"),
+                        ),
+                        ("at", &at(p)),
+                    ],
                 );
                 if let (Some(used), Some(total)) = (v.guest_used_mib, v.guest_total_mib) {
-                    text.push_str(&format!(
-                        "; inside, the guest's kernel and agent used {} MiB of the {} MiB its \
-                         kernel manages",
-                        fmt_num(used.median),
-                        fmt_num(total.median)
+                    text.push_str(&c.tr(
+                        "density-vm-inside",
+                        &[
+                            ("used", &c.with_unit(&fmt_num(used.median), "MiB")),
+                            ("total", &c.with_unit(&fmt_num(total.median), "MiB")),
+                        ],
                     ));
                 }
                 text
             }
             "ksm" => {
-                let (c, k) = b
+                let (p, k) = b
                     .counts
                     .iter()
                     .rev()
-                    .find_map(|c| Some((c, c.ksm?)))
-                    .ok_or_else(|| missing("KSM was not on for this run: `--ksm on`"))?;
-                format!(
-                    "{} pages merged into {} ({} MiB saved) after {} s{}",
-                    fmt_num(k.pages_sharing + k.pages_shared),
-                    fmt_num(k.pages_shared),
-                    fmt_num(k.saved_mib),
-                    fmt_num(k.waited_ms / 1000.0),
-                    at(c)
+                    .find_map(|p| Some((p, p.ksm?)))
+                    .ok_or_else(|| missing("density-ksm-not-on"))?;
+                c.tr(
+                    "density-ksm",
+                    &[
+                        ("pages", &self.num(k.pages_sharing + k.pages_shared)),
+                        ("into", &self.num(k.pages_shared)),
+                        ("saved", &c.with_unit(&fmt_num(k.saved_mib), "MiB")),
+                        ("after", &c.with_unit(&fmt_num(k.waited_ms / 1000.0), "s")),
+                        ("at", &at(p)),
+                    ],
                 )
             }
             other => {
-                return Err(format!(
-                    "unknown density value `{other}`; choose from {}",
-                    DENSITY_VALUES.join(", ")
+                return Err(c.tr(
+                    "density-unknown-value",
+                    &[
+                        ("value", &md_text(other)),
+                        ("choices", &DENSITY_VALUES.join(", ")),
+                    ],
                 ))
             }
         })
@@ -272,11 +390,18 @@ impl DensityFacts {
     /// The capacity table: per backend the marginal memory, fixed cost, PSS, how many fit, start.
     pub(crate) fn capacity_table(&self) -> String {
         let Some((run, s)) = &self.run else {
-            return Self::no_run();
+            return self.no_run();
         };
+        let c = &self.cat;
         let mut o = format!(
-            "| backend | marginal memory per instance (MemAvailable drop vs N) | fixed cost | PSS per instance | instances that fit, {}% kept free | start p50 / p99 at the largest N | teardown |\n|---|---|---|---|---|---|---|\n",
-            run.manifest.headroom_pct
+            "{}\n|---|---|---|---|---|---|---|\n",
+            c.tr(
+                "density-capacity-header",
+                &[(
+                    "headroom",
+                    &c.percent(&run.manifest.headroom_pct.to_string())
+                )]
+            )
         );
         for b in &s.backends {
             let name = b.backend.name();
@@ -291,7 +416,7 @@ impl DensityFacts {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {start} | {} |",
-                b.label(),
+                self.label(b),
                 v("marginal"),
                 v("fixed"),
                 v("pss"),
@@ -302,23 +427,34 @@ impl DensityFacts {
         for st in &run.manifest.stops {
             let _ = writeln!(
                 o,
-                "\n- {} stopped at N = {}: {}",
-                st.backend.label(),
-                st.count,
-                md_text(&st.reason)
+                "\n- {}",
+                c.tr(
+                    "density-stopped",
+                    &[
+                        ("backend", &self.kind_label(st.backend)),
+                        ("n", &c.num(&st.count.to_string())),
+                        ("why", &md_text(&st.reason)),
+                    ]
+                )
             );
         }
+        let counts: Vec<String> = run
+            .manifest
+            .counts
+            .iter()
+            .map(|n| c.num(&n.to_string()))
+            .collect();
         let _ = writeln!(
             o,
-            "\n*From density run {} ({} round(s) per N, N = {}).*",
-            md_text(&run.manifest.run_id),
-            run.manifest.rounds,
-            run.manifest
-                .counts
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "\n*{}*",
+            c.tr(
+                "density-from-run",
+                &[
+                    ("run", &md_text(&run.manifest.run_id)),
+                    ("rounds", &self.rounds(run.manifest.rounds as usize)),
+                    ("counts", &counts.join(", ")),
+                ]
+            )
         );
         o
     }
@@ -326,31 +462,28 @@ impl DensityFacts {
     /// Whether the container's marginal memory agrees with its floor's, in a sentence.
     pub(crate) fn floor_sentence(&self) -> String {
         let Some((_, s)) = &self.run else {
-            return Self::no_run();
+            return self.no_run();
         };
         match (
             s.of(Kind::Container).and_then(|b| b.marginal),
             s.of(Kind::Floor).and_then(|b| b.marginal),
         ) {
-            (Some(c), Some(f)) => format!(
-                "The container's marginal memory ({} [{}–{}]) and its floor's ({} [{}–{}]) {} \
-                 within their 95% intervals.",
-                mib(c.per_instance_kib),
-                fmt_num(c.lo / 1024.0),
-                fmt_num(c.hi / 1024.0),
-                mib(f.per_instance_kib),
-                fmt_num(f.lo / 1024.0),
-                fmt_num(f.hi / 1024.0),
+            (Some(c), Some(f)) => self.cat.tr(
                 if analysis::agree(&c, &f) {
-                    "agree"
+                    "density-floor-agree"
                 } else {
-                    "do not agree"
-                }
+                    "density-floor-disagree"
+                },
+                &[
+                    ("container", &self.mib(c.per_instance_kib)),
+                    ("clo", &self.num(c.lo / 1024.0)),
+                    ("chi", &self.num(c.hi / 1024.0)),
+                    ("floor", &self.mib(f.per_instance_kib)),
+                    ("flo", &self.num(f.lo / 1024.0)),
+                    ("fhi", &self.num(f.hi / 1024.0)),
+                ],
             ),
-            _ => format!(
-                "*{NOT_MEASURED} (the density run has no marginal memory for the container and \
-                 its floor)*"
-            ),
+            _ => self.missing(&self.cat.tr("density-no-floor", &[])),
         }
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::i18n::{Catalogue, Lang};
 use crate::manifest::Manifest;
 use crate::report::charts::{timeline_rows, to_mib, TimelineRow};
 use crate::report::{backend_label, methodology, View};
@@ -19,6 +20,20 @@ use crate::summary::{fmt_num, fmt_ratio, Summary, SummaryRow, LEVEL};
 
 /// The opening words of every value the run lacks; tests and readers can search for it.
 pub const NOT_MEASURED: &str = "not measured in this run";
+
+/// The labs of the workbook, each with an answer key (`{{isolab:answer-key LAB}}`).
+pub(crate) const LABS: [&str; 7] = [
+    "container",
+    "vm",
+    "startup",
+    "memory",
+    "disk",
+    "network",
+    "security",
+];
+
+/// The three worlds the book compares, in its order.
+pub(crate) const BACKENDS: [&str; 3] = ["native", "container", "vm"];
 
 /// Every backend a placeholder may name: the three worlds and the emulator.
 pub(crate) const ALL_BACKENDS: [&str; 4] = ["native", "container", "vm", "qemu-tcg"];
@@ -37,19 +52,19 @@ pub(crate) struct RunSource {
 }
 
 impl RunSource {
-    fn of(run: &StoredRun, role: String) -> Self {
+    fn of(run: &StoredRun, role: String, cat: &Catalogue) -> Self {
         let view = View::new(run);
         Self {
             role,
             run_id: run.manifest.run_id.clone(),
-            methodology: methodology::paragraph(&view),
-            environment: methodology::environment(&view),
+            methodology: methodology::paragraph(&view, cat),
+            environment: methodology::environment(&view, cat),
             params: run
                 .manifest
                 .suite
                 .workloads
                 .iter()
-                .map(|w| (w.name.clone(), workload_params(&w.workload)))
+                .map(|w| (w.name.clone(), workload_params(&w.workload, cat)))
                 .collect(),
         }
     }
@@ -63,7 +78,7 @@ impl RunSource {
 }
 
 /// A workload's parameters as `key=value, ...` (`none` for a workload without any).
-pub(crate) fn workload_params(w: &workloads::Workload) -> String {
+pub(crate) fn workload_params(w: &workloads::Workload, cat: &Catalogue) -> String {
     let Ok(serde_json::Value::Object(map)) = serde_json::to_value(w) else {
         return "-".into();
     };
@@ -76,20 +91,20 @@ pub(crate) fn workload_params(w: &workloads::Workload) -> String {
         })
         .collect();
     if parts.is_empty() {
-        "none".into()
+        cat.tr("params-none", &[])
     } else {
         parts.join(", ")
     }
 }
 
 /// The backends with a measured sample in `run`, in the book's order, as one phrase.
-fn roles(run: &StoredRun) -> String {
+fn roles(run: &StoredRun, cat: &Catalogue) -> String {
     let v: Vec<&str> = ALL_BACKENDS
         .into_iter()
         .filter(|b| run.samples.iter().any(|s| s.backend == *b && !s.warmup))
         .collect();
     if v.is_empty() {
-        "no backend".into()
+        cat.tr("no-backend", &[])
     } else {
         v.join(", ")
     }
@@ -114,6 +129,8 @@ pub(crate) struct Facts {
     vm_other_params: Vec<String>,
     /// Each published study's table beside this run (Markdown), by study name.
     published: BTreeMap<&'static str, String>,
+    /// The language the book is written in: its messages and number format.
+    cat: Catalogue,
     /// The capacity figures, from a density run when the book has one.
     pub density: super::density::DensityFacts,
 }
@@ -122,22 +139,24 @@ pub(crate) struct Facts {
 pub(crate) type Value = Result<String, String>;
 
 impl Facts {
-    pub(crate) fn new(run: &StoredRun) -> Self {
+    pub(crate) fn new(run: &StoredRun, lang: Lang) -> Self {
         let view = View::new(run);
+        let cat = Catalogue::new(lang);
         Self {
             manifest: run.manifest.clone(),
             samples: run.samples.clone(),
-            caveats: methodology::caveats(&view),
+            caveats: methodology::caveats(&view, &cat),
             timelines: timeline_rows(&view),
             published: crate::published::STUDIES
                 .iter()
-                .map(|s| (s.id, published_table(&view, s)))
+                .map(|s| (s.id, published_table(&view, s, &cat)))
                 .collect(),
             workloads: view.workloads.clone(),
             summary: view.summary,
-            density: super::density::DensityFacts::default(),
-            sources: vec![RunSource::of(run, roles(run))],
+            density: super::density::DensityFacts::new(None, lang),
+            sources: vec![RunSource::of(run, roles(run, &cat), &cat)],
             vm_other_params: Vec::new(),
+            cat,
         }
     }
 
@@ -148,12 +167,17 @@ impl Facts {
 
     /// The facts of `merged` (`base` with the VM's samples of `vm_run`, see
     /// [`super::merge_vm_run`]), each of the two runs described on its own.
-    pub(crate) fn merged(merged: &StoredRun, base: &StoredRun, vm_run: &StoredRun) -> Self {
-        let mut f = Self::new(merged);
+    pub(crate) fn merged(
+        merged: &StoredRun,
+        base: &StoredRun,
+        vm_run: &StoredRun,
+        lang: Lang,
+    ) -> Self {
+        let mut f = Self::new(merged, lang);
         let mut base_only = base.clone();
         base_only.samples.retain(|s| s.backend != "vm");
-        let base_src = RunSource::of(base, roles(&base_only));
-        let vm_src = RunSource::of(vm_run, "vm".into());
+        let base_src = RunSource::of(base, roles(&base_only, &f.cat), &f.cat);
+        let vm_src = RunSource::of(vm_run, "vm".into(), &f.cat);
         f.vm_other_params = vm_run
             .manifest
             .suite
@@ -169,15 +193,26 @@ impl Facts {
         if vm_run.manifest.status != crate::manifest::RunStatus::Complete {
             f.caveats.insert(
                 0,
-                format!(
-                    "The VM's run {} did not complete ({}): its figures use the samples that exist.",
-                    vm_run.manifest.run_id,
-                    crate::report::status_word(vm_run.manifest.status)
+                f.cat.tr(
+                    "caveat-vm-run-incomplete",
+                    &[
+                        ("run", &vm_run.manifest.run_id),
+                        (
+                            "status",
+                            &f.cat
+                                .tr(methodology::status_id(vm_run.manifest.status), &[]),
+                        ),
+                    ],
                 ),
             );
         }
         f.sources = vec![base_src, vm_src];
         f
+    }
+
+    /// The catalogue of the book's language.
+    pub(crate) fn cat(&self) -> &Catalogue {
+        &self.cat
     }
 
     /// The run's identifier (the base run's, in a book made of two).
@@ -197,18 +232,17 @@ impl Facts {
     /// gave.
     pub(crate) fn runs(&self) -> String {
         match self.sources.as_slice() {
-            [base, vm] => format!(
-                "two runs of `isolab run`: run **{}** ({}) and run **{}** ({}), each with its own \
-                 suite, sizes and repetitions ([chapter 9](09-reproducing.md) describes both)",
-                md_text(&base.run_id),
-                md_text(&base.role),
-                md_text(&vm.run_id),
-                md_text(&vm.role)
+            [base, vm] => self.cat.tr(
+                "runs-two",
+                &[
+                    ("base", &md_text(&base.run_id)),
+                    ("base-role", &md_text(&base.role)),
+                    ("vm", &md_text(&vm.run_id)),
+                    ("vm-role", &md_text(&vm.role)),
+                    ("url", "09-reproducing.md"),
+                ],
             ),
-            _ => format!(
-                "one run of `isolab run`, run **{}**",
-                md_text(self.run_id())
-            ),
+            _ => self.cat.tr("runs-one", &[("run", &md_text(self.run_id()))]),
         }
     }
 
@@ -280,7 +314,10 @@ impl Facts {
     /// check with that metric: the smallest difference the host resolved, beside the ratio.
     fn aa_note(&self, workload: &str, metric: &str) -> String {
         self.aa_resolution(workload, metric)
-            .map(|p| format!("; A/A noise {p}"))
+            .map(|p| {
+                self.cat
+                    .tr("ratio-aa-note", &[("pct", &self.cat.nums_in(&p))])
+            })
             .unwrap_or_default()
     }
 
@@ -296,17 +333,15 @@ impl Facts {
     /// interval beside each, or why there is none.
     pub(crate) fn effects_table(&self) -> String {
         if self.summary.effects.iter().all(|e| !e.headline) {
-            return format!(
-                "*{NOT_MEASURED} (run {} varied no setting side by side; `isolab run --factor \
-                 NAME=V1,V2` does)*\n",
-                md_text(self.run_id())
-            );
+            return self.missing_for_run("effects-none");
         }
         let with_aa = self.summary.aa.is_some();
-        let mut o = String::from(
-            "| setting | backend | held fixed | change | workload | metric | ratio [95% CI] |",
-        );
-        o.push_str(if with_aa { " A/A noise |\n" } else { "\n" });
+        let mut o = self.cat.tr("effects-header", &[]);
+        if with_aa {
+            let _ = writeln!(o, " {} |", self.cat.tr("effects-aa-column", &[]));
+        } else {
+            o.push('\n');
+        }
         o.push_str("|---|---|---|---|---|---|---|");
         o.push_str(if with_aa { "---|\n" } else { "\n" });
         for e in self.summary.effects.iter().filter(|e| e.headline) {
@@ -324,11 +359,12 @@ impl Facts {
                 md_cell(&e.to),
                 e.workload,
                 md_cell(&format!("{} ({})", e.metric, e.unit)),
-                ratio_n(&e.ratio, e.n_from, e.n_to)
+                ratio_n(&self.cat, &e.ratio, e.n_from, e.n_to)
             );
             if with_aa {
                 let cell = self
                     .aa_resolution(&e.workload, &e.metric)
+                    .map(|p| self.cat.nums_in(&p))
                     .unwrap_or_else(|| "-".into());
                 let _ = write!(o, " {cell} |");
             }
@@ -340,21 +376,20 @@ impl Facts {
     /// The A/A check: the sentence with the noise floor and its table, or why there is none.
     pub(crate) fn aa(&self) -> String {
         let Some(aa) = &self.summary.aa else {
-            return format!(
-                "*{NOT_MEASURED} (run {} had no A/A check; `isolab run --aa native` runs one)*\n",
-                md_text(self.run_id())
-            );
+            return self.missing_for_run("aa-none");
         };
-        let mut o = format!("{}\n\n", md_text(&crate::summary::aa_sentence(aa)));
-        o.push_str("| workload | metric | A'/A [95% CI] | resolves |\n|---|---|---|---|\n");
+        let c = &self.cat;
+        let sentence = crate::summary::aa_sentence_in(aa, c);
+        let mut o = format!("{}\n\n", md_text(&sentence));
+        let _ = writeln!(o, "{}\n|---|---|---|---|", c.tr("aa-header", &[]));
         for r in aa.rows.iter().filter(|r| r.headline) {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} |",
                 r.workload,
                 md_cell(&format!("{} ({})", r.metric, r.unit)),
-                ratio_n(&r.ratio, r.n_a, r.n_b),
-                crate::summary::pct_text(r.resolution_pct)
+                ratio_n(c, &r.ratio, r.n_a, r.n_b),
+                c.nums_in(&crate::summary::pct_text(r.resolution_pct))
             );
         }
         o
@@ -369,7 +404,9 @@ impl Facts {
         metric: Option<&str>,
     ) -> String {
         let Some(entry) = self.workload_entry(workload) else {
-            return format!("the {workload} workload was not part of this run");
+            return self
+                .cat
+                .tr("why-workload-absent", &[("workload", workload)]);
         };
         let state = self.manifest.backends.get(backend);
         let planned = self
@@ -380,8 +417,11 @@ impl Facts {
             .any(|b| b.name() == backend);
         if let Some(st) = state.filter(|st| !st.available) {
             return match &st.note {
-                Some(note) => format!("{backend} unavailable: {}", short_reason(note)),
-                None => format!("{backend} unavailable on this host"),
+                Some(note) => self.cat.tr(
+                    "why-unavailable",
+                    &[("backend", backend), ("reason", &short_reason(note))],
+                ),
+                None => self.cat.tr("why-unavailable-here", &[("backend", backend)]),
             };
         }
         let mine: Vec<&Sample> = self
@@ -391,9 +431,12 @@ impl Facts {
             .collect();
         if mine.is_empty() {
             return if planned || state.is_some() {
-                format!("no measured trial of {entry} on {backend} was stored; the run may have been interrupted")
+                self.cat.tr(
+                    "why-no-trial-stored",
+                    &[("entry", &entry), ("backend", backend)],
+                )
             } else {
-                format!("the {backend} backend was not part of this run")
+                self.cat.tr("why-backend-absent", &[("backend", backend)])
             };
         }
         let ok: Vec<&&Sample> = mine.iter().filter(|s| s.failure.is_none()).collect();
@@ -402,31 +445,49 @@ impl Facts {
                 .iter()
                 .find_map(|s| s.failure.as_ref().map(ToString::to_string))
                 .unwrap_or_default();
-            return format!(
-                "all {} trials of {entry} on {backend} failed: {}",
+            return self.cat.tr_n(
+                "why-all-failed",
                 mine.len(),
-                reason.trim_end_matches('.')
+                &[
+                    ("entry", &entry),
+                    ("backend", backend),
+                    ("reason", reason.trim_end_matches('.')),
+                ],
             );
         }
         // Emulation explains a missing time, not a count no sample has (a run older than it).
         let reported =
             metric.is_none_or(|m| ok.iter().any(|s| s.metrics.iter().any(|x| x.name == m)));
         if reported && ok.iter().all(|s| s.emulated) {
-            return format!(
-                "{backend} ran only inside an emulated machine, whose times are not performance figures"
-            );
+            return self.cat.tr("why-emulated-only", &[("backend", backend)]);
         }
         match metric {
-            Some(m) => format!("{backend} does not report {m} for {entry}"),
-            None => format!("{backend} has no usable {entry} trial"),
+            Some(m) => self.cat.tr(
+                "why-metric-absent",
+                &[("backend", backend), ("metric", m), ("entry", &entry)],
+            ),
+            None => self.cat.tr(
+                "why-no-usable-trial",
+                &[("backend", backend), ("entry", &entry)],
+            ),
         }
+    }
+
+    /// "Not measured in this run (why)" for a whole table the run has no data for, `why` being
+    /// the catalogue's sentence `id` about the run.
+    fn missing_for_run(&self, id: &str) -> String {
+        let why = self.cat.tr(id, &[("run", &md_text(self.run_id()))]);
+        format!("{}\n", self.cat.tr("missing-value", &[("why", &why)]))
     }
 
     /// The sentence for a missing value.
     pub(crate) fn missing(&self, backend: &str, workload: &str, metric: Option<&str>) -> String {
-        format!(
-            "*{NOT_MEASURED} ({})*",
-            md_text(&self.why_missing(backend, workload, metric))
+        self.cat.tr(
+            "missing-value",
+            &[(
+                "why",
+                &md_text(&self.why_missing(backend, workload, metric)),
+            )],
         )
     }
 
@@ -436,30 +497,40 @@ impl Facts {
             .workload_entry(workload)
             .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
         let other_run = if self.vm_params_differ(backend, workload) {
-            format!(
-                " (run {}, with other parameters than native's)",
-                self.run_of(Some("vm"))
-            )
+            self.cat
+                .tr("median-other-run", &[("run", self.run_of(Some("vm")))])
         } else {
             String::new()
         };
         if let Some(r) = self.row(backend, &entry, metric) {
-            return Ok(fmt_median(r, &md_text(&other_run)));
+            return Ok(fmt_median(&self.cat, r, &md_text(&other_run)));
         }
         // Emulated VM samples may stand for counts and sizes, never for times or rates.
         let emulated_label = format!("{backend} (emulated)");
         if let Some(r) = self.row(&emulated_label, &entry, metric) {
             if is_count_or_size(metric, &r.unit) {
                 return Ok(fmt_median(
+                    &self.cat,
                     r,
-                    &format!(
-                        " (counted in an emulated machine: a count, not a speed){}",
-                        md_text(&other_run)
+                    &self.cat.tr(
+                        "median-counted-emulated",
+                        &[("other", &md_text(&other_run))],
                     ),
                 ));
             }
         }
         Err(self.missing(backend, workload, Some(metric)))
+    }
+
+    /// The median as a bare number in `unit` (for arithmetic such as the workbook's answers);
+    /// `None` if missing or emulated-and-timed.
+    fn median_value(&self, backend: &str, workload: &str, metric: &str) -> Option<(f64, String)> {
+        let entry = self.workload_entry(workload)?;
+        if let Some(r) = self.row(backend, &entry, metric) {
+            return Some((r.median.median, r.unit.clone()));
+        }
+        let r = self.row(&format!("{backend} (emulated)"), &entry, metric)?;
+        is_count_or_size(metric, &r.unit).then(|| (r.median.median, r.unit.clone()))
     }
 
     /// `1.03× native [95% CI 1.01–1.05]`, or why not.
@@ -468,28 +539,34 @@ impl Facts {
             .workload_entry(workload)
             .ok_or_else(|| self.missing(backend, workload, Some(metric)))?;
         if self.vm_params_differ(backend, workload) {
-            return Err(format!(
-                "*no ratio: the VM's {} comes from run {}, measured with other parameters than \
-                 native's (chapter 9 lists both)*",
-                md_text(&entry),
-                md_text(self.run_of(Some("vm")))
+            return Err(self.cat.tr(
+                "ratio-other-run",
+                &[
+                    ("entry", &md_text(&entry)),
+                    ("run", &md_text(self.run_of(Some("vm")))),
+                ],
             ));
         }
         let Some(r) = self.row(backend, &entry, metric) else {
             return Err(self.missing(backend, workload, Some(metric)));
         };
         match r.vs_native {
-            Some(v) => Ok(format!(
-                "{}× native [{:.0}% CI {}–{}{}]",
-                fmt_ratio(v.ratio),
-                LEVEL * 100.0,
-                fmt_ratio(v.lo),
-                fmt_ratio(v.hi),
-                self.aa_note(&entry, metric)
+            Some(v) => Ok(self.cat.tr(
+                "ratio-native",
+                &[
+                    ("ratio", &self.cat.times(&fmt_ratio(v.ratio))),
+                    ("level", &level(&self.cat)),
+                    ("lo", &self.cat.num(&fmt_ratio(v.lo))),
+                    ("hi", &self.cat.num(&fmt_ratio(v.hi))),
+                    ("aa", &self.aa_note(&entry, metric)),
+                ],
             )),
-            None => Err(format!(
-                "*{NOT_MEASURED} (no ratio: {})*",
-                md_text(&self.why_missing("native", workload, Some(metric)))
+            None => Err(self.cat.tr(
+                "ratio-no-native",
+                &[(
+                    "why",
+                    &md_text(&self.why_missing("native", workload, Some(metric))),
+                )],
             )),
         }
     }
@@ -500,12 +577,34 @@ impl Facts {
         match self.manifest.backends.get(backend) {
             Some(st) => match st.facts.get(key) {
                 Some(v) => format!("`{}`", v.replace('`', "'")),
-                None => format!(
-                    "*{NOT_MEASURED} ({})*",
-                    md_text(&format!(
-                        "the run's manifest records no {key} for {backend}; runs made before \
-                         isolab recorded it lack it"
-                    ))
+                // In the emulated machine the VMM is prepared and run inside it; what it knows
+                // about itself (its filters, its cgroup) stays there.
+                None if st
+                    .facts
+                    .get("emulated")
+                    .is_some_and(|e| e.starts_with("true")) =>
+                {
+                    self.cat.tr(
+                        "missing-value",
+                        &[(
+                            "why",
+                            &md_text(&self.cat.tr(
+                                "why-no-fact-emulated",
+                                &[("key", key), ("backend", backend)],
+                            )),
+                        )],
+                    )
+                }
+                None => self.cat.tr(
+                    "missing-value",
+                    &[(
+                        "why",
+                        &md_text(
+                            &self
+                                .cat
+                                .tr("why-no-fact", &[("key", key), ("backend", backend)]),
+                        ),
+                    )],
                 ),
             },
             None => self.missing(backend, "noop", None),
@@ -521,9 +620,14 @@ impl Facts {
         for src in &self.sources {
             let _ = write!(
                 o,
-                " run {} ({}) |",
-                md_cell(&src.run_id),
-                md_cell(&src.role)
+                " {} |",
+                self.cat.tr(
+                    "manifest-run-column",
+                    &[
+                        ("run", &md_cell(&src.run_id)),
+                        ("role", &md_cell(&src.role))
+                    ]
+                )
             );
         }
         let _ = writeln!(o, "\n|---|{}", "---|".repeat(self.sources.len()));
@@ -559,21 +663,29 @@ impl Facts {
                 .samples
                 .iter()
                 .any(|s| s.backend == b && !s.warmup && s.failure.is_none() && s.emulated);
+            let c = &self.cat;
             let line = match st {
-                None => format!("**{b}**: not part of this run"),
-                Some(st) if !st.available => format!(
-                    "**{b}**: unavailable: {}",
-                    md_text(st.note.as_deref().unwrap_or("no reason recorded"))
+                None => c.tr("avail-absent", &[("backend", b)]),
+                Some(st) if !st.available => c.tr(
+                    "avail-unavailable",
+                    &[
+                        ("backend", b),
+                        (
+                            "reason",
+                            &md_text(
+                                &st.note
+                                    .clone()
+                                    .unwrap_or_else(|| c.tr("avail-no-reason", &[])),
+                            ),
+                        ),
+                    ],
                 ),
-                Some(_) if ok => format!("**{b}**: measured"),
-                Some(_) if emulated => format!(
-                    "**{b}**: ran only inside an emulated machine: its counts and its view of \
-                     the inside are shown, its times are not"
-                ),
-                Some(_) => format!("**{b}**: no successful measured trial"),
+                Some(_) if ok => c.tr("avail-measured", &[("backend", b)]),
+                Some(_) if emulated => c.tr("avail-emulated", &[("backend", b)]),
+                Some(_) => c.tr("avail-failed", &[("backend", b)]),
             };
             let from = match self.sources.as_slice() {
-                [_, vm] if b == "vm" => format!(" (from run {})", md_text(&vm.run_id)),
+                [_, vm] if b == "vm" => c.tr("avail-from-run", &[("run", &md_text(&vm.run_id))]),
                 _ => String::new(),
             };
             let _ = writeln!(o, "- {line}{from}");
@@ -592,18 +704,22 @@ impl Facts {
             sources => {
                 let _ = writeln!(
                     o,
-                    "This book rests on {} runs, each described on its own; no figure divides a \
-                     number of one run by a number of the other unless both measured the workload \
-                     with the same parameters.\n",
-                    sources.len()
+                    "{}\n",
+                    self.cat
+                        .tr("method-runs", &[("n", &sources.len().to_string())])
                 );
                 for src in sources {
                     let _ = writeln!(
                         o,
-                        "- **Run {}** (the book's {} figures): {}\n",
-                        md_text(&src.run_id),
-                        md_text(&src.role),
-                        md_text(&src.methodology)
+                        "- {}\n",
+                        self.cat.tr(
+                            "method-run-item",
+                            &[
+                                ("run", &md_text(&src.run_id)),
+                                ("role", &md_text(&src.role)),
+                                ("methodology", &md_text(&src.methodology)),
+                            ]
+                        )
                     );
                 }
             }
@@ -611,9 +727,14 @@ impl Facts {
         let Some(first) = self.sources.first() else {
             return o;
         };
-        let _ = write!(o, "\n| workload |");
+        let _ = write!(o, "\n| {} |", self.cat.tr("summary-col-workload", &[]));
         for src in &self.sources {
-            let _ = write!(o, " parameters in run {} |", md_cell(&src.run_id));
+            let _ = write!(
+                o,
+                " {} |",
+                self.cat
+                    .tr("method-params-column", &[("run", &md_cell(&src.run_id))])
+            );
         }
         let _ = writeln!(o, "\n|---|{}", "---|".repeat(self.sources.len()));
         let mut names: Vec<&String> = first.params.iter().map(|(w, _)| w).collect();
@@ -630,10 +751,21 @@ impl Facts {
                 o,
                 "| {}{} |",
                 md_cell(w),
-                if differs { " (differs)" } else { "" }
+                if differs {
+                    format!(" ({})", self.cat.tr("method-differs", &[]))
+                } else {
+                    String::new()
+                }
             );
             for src in &self.sources {
-                let _ = write!(o, " {} |", md_cell(src.params_of(w).unwrap_or("not run")));
+                let _ = write!(
+                    o,
+                    " {} |",
+                    md_cell(
+                        &src.params_of(w)
+                            .map_or_else(|| self.cat.tr("method-not-run", &[]), str::to_owned)
+                    )
+                );
             }
             o.push('\n');
         }
@@ -645,9 +777,9 @@ impl Facts {
     /// the same parameters; a VM from another run with other parameters gets no ratio).
     pub(crate) fn emulation_table(&self) -> String {
         const KINDS: [&str; 5] = ["cpu", "mem-bw", "mem-lat", "syscall", "page-fault"];
-        let mut o = String::from(
-            "| workload | metric | native | container | vm | qemu-tcg (emulator) |\n\
-             |---|---|---|---|---|---|\n",
+        let mut o = format!(
+            "{}\n|---|---|---|---|---|---|\n",
+            self.cat.tr("emulation-header", &[])
         );
         let mut rows = 0;
         for kind in KINDS {
@@ -679,10 +811,7 @@ impl Facts {
             }
         }
         if rows == 0 {
-            return format!(
-                "*{NOT_MEASURED} (run {} has none of the CPU and memory workloads)*\n",
-                md_text(self.run_id())
-            );
+            return self.missing_for_run("emulation-none");
         }
         o
     }
@@ -699,25 +828,37 @@ impl Facts {
     }
 
     /// The `inspect` workload's view from each backend, side by side.
+    /// What `backend`'s `inspect` trial saw, with its column label. What the inside looks like
+    /// does not depend on speed: emulated samples count.
+    fn inspect_of(&self, b: &str) -> Option<(String, &workloads::result::InspectReport)> {
+        self.samples.iter().find_map(|s| {
+            (s.backend == b && s.kind == "inspect" && !s.warmup && s.failure.is_none())
+                .then(|| {
+                    s.agent
+                        .as_ref()?
+                        .inspect
+                        .as_ref()
+                        .map(|i| (backend_label(s), i))
+                })
+                .flatten()
+        })
+    }
+
+    /// Whether an `inspect` report was served by the host's own kernel (same boot_id).
+    fn same_kernel_as_host(&self, i: &workloads::result::InspectReport) -> bool {
+        let host_boot = &self.manifest.host.boot_id;
+        !host_boot.is_empty() && i.boot_id.trim() == host_boot.trim()
+    }
+
     pub(crate) fn inspect_table(&self) -> String {
         let mut cols: Vec<(String, &workloads::result::InspectReport)> = Vec::new();
         let mut absent = Vec::new();
+        let c = &self.cat;
         for b in ALL_BACKENDS {
             if b == "qemu-tcg" && !self.manifest.backends.contains_key(b) {
                 continue;
             }
-            // What the inside looks like does not depend on speed: emulated samples count.
-            let found = self.samples.iter().find_map(|s| {
-                (s.backend == b && s.kind == "inspect" && !s.warmup && s.failure.is_none())
-                    .then(|| {
-                        s.agent
-                            .as_ref()?
-                            .inspect
-                            .as_ref()
-                            .map(|i| (backend_label(s), i))
-                    })
-                    .flatten()
-            });
+            let found = self.inspect_of(b);
             match found {
                 Some(c) => cols.push(c),
                 None => absent.push(format!("{b}: {}", self.missing(b, "inspect", None))),
@@ -725,8 +866,7 @@ impl Facts {
         }
         let mut o = String::new();
         if !cols.is_empty() {
-            let host_boot = &self.manifest.host.boot_id;
-            o.push_str("| what the program sees |");
+            let _ = write!(o, "| {} |", c.tr("inspect-what", &[]));
             for (label, _) in &cols {
                 let _ = write!(o, " {} |", md_cell(label));
             }
@@ -735,25 +875,27 @@ impl Facts {
             o.push('\n');
             type Cell = fn(&workloads::result::InspectReport) -> String;
             let rows: [(&str, Cell); 10] = [
-                ("kernel release (`uname -r`)", |i| i.kernel_release.clone()),
-                ("boot_id", |i| i.boot_id.clone()),
-                ("its own PID", |i| i.pid.to_string()),
-                ("processes it can see (`/proc`)", |i| {
-                    i.visible_processes.to_string()
-                }),
-                ("hostname", |i| i.hostname.clone()),
-                ("network interfaces", |i| i.interfaces.join(", ")),
-                ("mounts", |i| i.mounts.to_string()),
-                ("CPUs it may run on", |i| i.cpus.to_string()),
-                ("memory it is told about (MemTotal)", |i| {
+                ("inspect-kernel", |i| i.kernel_release.clone()),
+                ("inspect-boot-id", |i| i.boot_id.clone()),
+                ("inspect-pid", |i| i.pid.to_string()),
+                ("inspect-processes", |i| i.visible_processes.to_string()),
+                ("inspect-hostname", |i| i.hostname.clone()),
+                ("inspect-interfaces", |i| i.interfaces.join(", ")),
+                ("inspect-mounts", |i| i.mounts.to_string()),
+                ("inspect-cpus", |i| i.cpus.to_string()),
+                ("inspect-memory", |i| {
                     format!("{} MiB", i.mem_total_kib / 1024)
                 }),
-                ("its cgroup (`/proc/self/cgroup`)", |i| i.cgroup.clone()),
+                ("inspect-cgroup", |i| i.cgroup.clone()),
             ];
             for (what, f) in rows {
-                let _ = write!(o, "| {what} |");
+                let _ = write!(o, "| {} |", c.tr(what, &[]));
                 for (_, i) in &cols {
-                    let v = f(i);
+                    let v = if what == "inspect-memory" {
+                        c.unit(&c.nums_in(&f(i)))
+                    } else {
+                        f(i)
+                    };
                     let _ = write!(
                         o,
                         " {} |",
@@ -766,10 +908,10 @@ impl Facts {
                 }
                 o.push('\n');
             }
-            o.push_str("| same kernel as the host? (boot_id equal) |");
+            let _ = write!(o, "| {} |", c.tr("inspect-same-kernel", &[]));
             for (_, i) in &cols {
-                let same = !host_boot.is_empty() && i.boot_id.trim() == host_boot.trim();
-                let _ = write!(o, " {} |", if same { "**yes**" } else { "**no**" });
+                let same = self.same_kernel_as_host(i);
+                let _ = write!(o, " **{}** |", c.tr(if same { "yes" } else { "no" }, &[]));
             }
             o.push('\n');
         }
@@ -782,6 +924,244 @@ impl Facts {
         o
     }
 
+    /// The answer key of one lab of the workbook, from this run: every answer is a value the run
+    /// measured (or why it is missing), and every verdict is computed from those values.
+    pub(crate) fn answer_key(&self, lab: &str) -> Result<String, String> {
+        let c = &self.cat;
+        let mut o = Vec::new();
+        match lab {
+            "container" | "vm" => {
+                let b = if lab == "container" {
+                    "container"
+                } else {
+                    "vm"
+                };
+                match self.inspect_of(b) {
+                    Some((_, i)) => {
+                        let same = self.same_kernel_as_host(i);
+                        o.push(c.tr(
+                            "answer-kernel",
+                            &[
+                                ("backend", b),
+                                ("release", &md_text(&i.kernel_release)),
+                                ("boot-id", &md_text(&i.boot_id)),
+                                ("host-boot-id", &md_text(&self.manifest.host.boot_id)),
+                                ("host-kernel", &md_text(&self.manifest.host.kernel)),
+                                (
+                                    "verdict",
+                                    &c.tr(
+                                        if same {
+                                            "answer-kernel-shared"
+                                        } else {
+                                            "answer-kernel-own"
+                                        },
+                                        &[],
+                                    ),
+                                ),
+                            ],
+                        ));
+                        o.push(c.tr(
+                            "answer-pid",
+                            &[
+                                ("pid", &i.pid.to_string()),
+                                ("processes", &i.visible_processes.to_string()),
+                                ("interfaces", &md_text(&i.interfaces.join(", "))),
+                            ],
+                        ));
+                        o.push(c.tr(
+                            "answer-resources",
+                            &[
+                                ("cpus", &i.cpus.to_string()),
+                                (
+                                    "memory",
+                                    &c.with_unit(&(i.mem_total_kib / 1024).to_string(), "MiB"),
+                                ),
+                                ("host-cores", &self.manifest.host.cores.to_string()),
+                                (
+                                    "host-memory",
+                                    &c.with_unit(&self.manifest.host.memory_mib.to_string(), "MiB"),
+                                ),
+                            ],
+                        ));
+                    }
+                    None => o.push(self.missing(b, "inspect", None)),
+                }
+            }
+            "startup" => {
+                let mut ranked = Vec::new();
+                for b in BACKENDS {
+                    let text = self.median(b, "noop", "host.start_to_ready");
+                    o.push(c.tr(
+                        "answer-start",
+                        &[
+                            ("backend", b),
+                            ("value", &text.clone().unwrap_or_else(|m| m)),
+                        ],
+                    ));
+                    if let (Ok(_), Some((ms, _))) =
+                        (text, self.median_value(b, "noop", "host.start_to_ready"))
+                    {
+                        ranked.push((ms, b));
+                    }
+                }
+                ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if ranked.len() > 1 {
+                    let order: Vec<String> = ranked.iter().map(|(_, b)| (*b).to_owned()).collect();
+                    o.push(c.tr("answer-start-order", &[("order", &order.join(" < "))]));
+                    let (fast, slow) = (ranked[0], ranked[ranked.len() - 1]);
+                    if fast.0 > 0.0 {
+                        o.push(c.tr(
+                            "answer-start-factor",
+                            &[
+                                ("slow", slow.1),
+                                ("fast", fast.1),
+                                ("factor", &c.num(&fmt_short(slow.0 / fast.0))),
+                            ],
+                        ));
+                    }
+                }
+                for b in ["container", "vm"] {
+                    let label = self.column_label(b);
+                    if let Some((_, segments, _)) =
+                        self.timelines.iter().find(|(l, _, _)| *l == label)
+                    {
+                        // The start's phases only: what comes after the agent is ready is the
+                        // workload and the teardown.
+                        let end = segments
+                            .iter()
+                            .position(|(p, _)| p == "agent_ready")
+                            .map_or(segments.len(), |i| i + 1);
+                        if let Some((phase, ms)) =
+                            segments[..end].iter().max_by(|a, b| a.1.total_cmp(&b.1))
+                        {
+                            o.push(c.tr(
+                                "answer-longest-phase",
+                                &[
+                                    ("backend", b),
+                                    ("phase", phase),
+                                    ("duration", &fmt_ms(c, *ms)),
+                                    ("meaning", &phase_meaning(c, b, phase)),
+                                ],
+                            ));
+                        }
+                    }
+                }
+            }
+            "memory" if self.density.has_run() => {
+                for b in BACKENDS {
+                    o.push(c.tr(
+                        "answer-density",
+                        &[
+                            ("backend", b),
+                            ("marginal", &self.density.value(b, "marginal")),
+                            ("fit", &self.density.value(b, "fit")),
+                        ],
+                    ));
+                }
+            }
+            "memory" => {
+                o.push(c.tr("answer-memory-meters", &[]));
+                for b in BACKENDS {
+                    match self.instance_memory(b) {
+                        Some((mib, how)) if mib > 0.0 => o.push(c.tr(
+                            "answer-memory",
+                            &[
+                                ("backend", b),
+                                ("mib", &c.with_unit(&fmt_short(mib), "MiB")),
+                                ("how", &c.tr(&how, &[])),
+                                ("per-gib", &format!("{:.0}", (1024.0 / mib).floor())),
+                            ],
+                        )),
+                        _ => o.push(c.tr(
+                            "answer-start",
+                            &[
+                                ("backend", b),
+                                ("value", &self.missing(b, "noop", Some("host memory"))),
+                            ],
+                        )),
+                    }
+                }
+            }
+            "disk" => {
+                for b in ["container", "vm"] {
+                    o.push(self.answer_ratio(b, "io-rand", "rand_read_p50"));
+                }
+                o.push(
+                    c.tr(
+                        "answer-exits-per-read",
+                        &[(
+                            "value",
+                            &self
+                                .median("vm", "io-rand", "exits.per_4k_read")
+                                .unwrap_or_else(|m| m),
+                        )],
+                    ),
+                );
+            }
+            "network" => {
+                for b in ["container", "vm"] {
+                    o.push(self.answer_ratio(b, "net-rr", "rr_latency"));
+                    o.push(self.answer_ratio(b, "net-stream", "tx_throughput"));
+                }
+            }
+            "security" => {
+                o.push(c.tr(
+                    "answer-filter",
+                    &[
+                        ("seccomp", &self.fact("container", "seccomp")),
+                        ("userns", &self.fact("container", "user_namespace")),
+                        ("vm-seccomp", &self.fact("vm", "vm_seccomp")),
+                    ],
+                ));
+                o.push(self.answer_ratio("container", "syscall", "null_syscall"));
+                o.push(self.answer_ratio("vm", "syscall", "null_syscall"));
+            }
+            other => {
+                return Err(format!(
+                    "no lab named `{other}`; the labs are: {}",
+                    LABS.join(", ")
+                ))
+            }
+        }
+        Ok(o.iter().map(|l| format!("- {l}\n")).collect())
+    }
+
+    /// One answer line: `backend`'s ratio to native for a metric, and whether the run could tell
+    /// it from 1 (its interval excludes 1).
+    fn answer_ratio(&self, backend: &str, workload: &str, metric: &str) -> String {
+        let c = &self.cat;
+        let text = self.ratio(backend, workload, metric);
+        let verdict = self
+            .workload_entry(workload)
+            .and_then(|e| self.row(backend, &e, metric))
+            .and_then(|r| r.vs_native)
+            .filter(|_| text.is_ok())
+            .map(|v| {
+                c.tr(
+                    if v.lo > 1.0 {
+                        "answer-above"
+                    } else if v.hi < 1.0 {
+                        "answer-below"
+                    } else {
+                        "answer-no-difference"
+                    },
+                    &[],
+                )
+            });
+        let mut line = c.tr(
+            "answer-ratio",
+            &[
+                ("backend", backend),
+                ("metric", metric),
+                ("value", &text.unwrap_or_else(|m| m)),
+            ],
+        );
+        if let Some(v) = verdict {
+            line.push_str(&c.tr("answer-verdict", &[("verdict", &v)]));
+        }
+        line
+    }
+
     /// The phases of one backend's noop trial: where each segment ends, how long it took, what
     /// happened in it.
     pub(crate) fn phases_table(&self, backend: &str) -> String {
@@ -789,8 +1169,9 @@ impl Facts {
         let Some((_, segments, used)) = self.timelines.iter().find(|(l, _, _)| *l == label) else {
             return format!("{}\n", self.missing(backend, "noop", None));
         };
-        let mut o = String::from(
-            "| # | phase ends at | median duration | cumulative | what happened |\n|---|---|---|---|---|\n",
+        let mut o = format!(
+            "{}\n|---|---|---|---|---|\n",
+            self.cat.tr("phases-header", &[])
         );
         let mut at = 0.0;
         for (i, (phase, ms)) in segments.iter().enumerate() {
@@ -800,15 +1181,16 @@ impl Facts {
                 "| {} | `{}` | {} | {} | {} |",
                 i + 1,
                 phase,
-                fmt_ms(*ms),
-                fmt_ms(at),
-                phase_meaning(backend, phase)
+                fmt_ms(&self.cat, *ms),
+                fmt_ms(&self.cat, at),
+                phase_meaning(&self.cat, backend, phase)
             );
         }
         let _ = writeln!(
             o,
-            "\nMedians of {used} `noop` trials of {backend} on the host clock (the segments' medians \
-             add up to the median *path*, not to the median total)."
+            "\n{}",
+            self.cat
+                .tr_n("phases-footer", *used, &[("backend", backend)])
         );
         o
     }
@@ -829,10 +1211,10 @@ impl Facts {
                 !m.starts_with("workload.") && !m.starts_with("per_") && !m.contains("_per_")
             });
             if let Some(reason) = reason {
-                by_label
-                    .entry(r.backend.clone())
-                    .or_default()
-                    .insert(reason.to_owned(), (r.median.median, fmt_median(r, "")));
+                by_label.entry(r.backend.clone()).or_default().insert(
+                    reason.to_owned(),
+                    (r.median.median, fmt_median(&self.cat, r, "")),
+                );
             }
         }
         // Exits are counts: a VM that ran only emulated still counts them correctly.
@@ -848,20 +1230,19 @@ impl Facts {
             .filter(|(r, _)| *r != "total" && !r.starts_with("to_"))
             .collect();
         rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
-        let mut o =
-            String::from("| exit reason | median per trial | what it is |\n|---|---|---|\n");
+        let mut o = format!("{}\n|---|---|---|\n", self.cat.tr("exits-header", &[]));
         for (reason, (_, text)) in rows {
-            let _ = writeln!(o, "| `{reason}` | {text} | {} |", exit_meaning(reason));
-        }
-        if let Some((_, total)) = reasons.get("total") {
-            let _ = writeln!(o, "| **all exits** | {total} | |");
-        }
-        if label != "vm" {
             let _ = writeln!(
                 o,
-                "\nCounted by a VM that ran inside an emulated machine: the counts are what the \
-                 guest did; the times are not measured."
+                "| `{reason}` | {text} | {} |",
+                exit_meaning(&self.cat, reason)
             );
+        }
+        if let Some((_, total)) = reasons.get("total") {
+            let _ = writeln!(o, "| {} | {total} | |", self.cat.tr("exits-total", &[]));
+        }
+        if label != "vm" {
+            let _ = writeln!(o, "\n{}", self.cat.tr("exits-emulated", &[]));
         }
         o
     }
@@ -874,11 +1255,12 @@ impl Facts {
             return self.missing("vm", "noop", None);
         };
         let used = vm.facts.get("memory").cloned();
-        let mut o = String::from(
-            "| guest RAM backed by | KVM exits to the agent's start | nested page faults to the agent's start | guest RAM touched | of it on huge pages |\n|---|---|---|---|---|\n",
+        let mut o = format!(
+            "{}\n|---|---|---|---|---|\n",
+            self.cat.tr("memory-header", &[])
         );
         let label = used.as_deref().map_or_else(
-            || "not recorded (a run from before `--vm-memory`: small pages)".to_owned(),
+            || self.cat.tr("memory-not-recorded", &[]),
             |u| format!("`{u}`"),
         );
         let cells = [
@@ -903,8 +1285,9 @@ impl Facts {
             .collect();
         let _ = write!(
             o,
-            "\nThis run backed guest RAM one way; the others are a run away: {}.\n",
-            others.join(", ")
+            "\n{}\n",
+            self.cat
+                .tr("memory-others", &[("commands", &others.join(", "))])
         );
         o
     }
@@ -914,15 +1297,45 @@ impl Facts {
     pub(crate) fn capacity_table(&self) -> String {
         self.density.capacity_table()
     }
+
+    /// Host memory of one idle (noop) instance in MiB, and what it is made of; emulated VM
+    /// samples count (memory touched is a size, not a speed).
+    fn instance_memory(&self, backend: &str) -> Option<(f64, String)> {
+        const WAYS: [(&[&str], &str); 3] = [
+            (
+                &["host.guest_ram_touched", "host.vmm_overhead"],
+                "capacity-how-vm",
+            ),
+            (&["host.cgroup_peak"], "capacity-how-cgroup"),
+            (&["host.peak_rss"], "capacity-how-rss"),
+        ];
+        for (metrics, how) in WAYS {
+            let parts: Vec<f64> = metrics
+                .iter()
+                .filter_map(|m| {
+                    let (v, unit) = self.median_value(backend, "noop", m)?;
+                    to_mib(v, &unit)
+                })
+                .collect();
+            if parts.len() == metrics.len() {
+                return Some((parts.iter().sum(), how.to_owned()));
+            }
+        }
+        None
+    }
 }
 
 /// `1.10× [1.05–1.16], n=10/10`: a ratio of two columns with its interval and sample counts.
-fn ratio_n(r: &crate::stats::RatioCi, n_from: usize, n_to: usize) -> String {
-    format!(
-        "{}× [{}–{}], n={n_from}/{n_to}",
-        fmt_ratio(r.ratio),
-        fmt_ratio(r.lo),
-        fmt_ratio(r.hi)
+fn ratio_n(cat: &Catalogue, r: &crate::stats::RatioCi, n_from: usize, n_to: usize) -> String {
+    cat.tr(
+        "ratio-n",
+        &[
+            ("ratio", &cat.times(&fmt_ratio(r.ratio))),
+            ("lo", &cat.num(&fmt_ratio(r.lo))),
+            ("hi", &cat.num(&fmt_ratio(r.hi))),
+            ("from", &n_from.to_string()),
+            ("to", &n_to.to_string()),
+        ],
     )
 }
 
@@ -943,48 +1356,57 @@ fn short_reason(note: &str) -> String {
 /// rate.
 fn is_count_or_size(metric: &str, unit: &str) -> bool {
     let timed = crate::summary::is_time_or_rate(unit);
-    let counted = ["exits.", "disk.", "irq_injections.", "kvm.", "npf."]
+    let counted = ["exits.", "disk.", "net.", "irq_injections.", "kvm.", "npf."]
         .iter()
         .any(|p| metric.starts_with(p));
     !timed && (counted || to_mib(1.0, unit).is_some())
 }
 
-fn fmt_median(r: &SummaryRow, suffix: &str) -> String {
+/// The interval's confidence level as the language writes it (`95%`, `95 %`).
+fn level(cat: &Catalogue) -> String {
+    cat.percent(&format!("{:.0}", LEVEL * 100.0))
+}
+
+/// `3.02 ms [95% CI 2.95–3.06], n=10` in the catalogue's language.
+fn fmt_median(cat: &Catalogue, r: &SummaryRow, suffix: &str) -> String {
     let m = &r.median;
     let unit = if r.unit.is_empty() {
         String::new()
     } else {
-        format!(" {}", r.unit)
+        let space = if cat.lang() == Lang::Fr {
+            crate::i18n::NNBSP
+        } else {
+            ' '
+        };
+        format!("{space}{}", md_text(&cat.unit(&r.unit)))
     };
-    let interval = if m.coverage + 1e-9 >= LEVEL {
-        format!(
-            "{:.0}% CI {}–{}",
-            LEVEL * 100.0,
-            fmt_short(m.lo),
-            fmt_short(m.hi)
-        )
+    let args = [
+        ("median", cat.num(&fmt_short(m.median))),
+        ("unit", unit),
+        ("lo", cat.num(&fmt_short(m.lo))),
+        ("hi", cat.num(&fmt_short(m.hi))),
+        ("n", m.n.to_string()),
+        ("level", level(cat)),
+        (
+            "coverage",
+            cat.percent(&format!("{:.0}", m.coverage * 100.0)),
+        ),
+        ("suffix", suffix.to_owned()),
+    ];
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if m.coverage + 1e-9 >= LEVEL {
+        cat.tr("median-ci", &args)
     } else {
-        format!(
-            "range {}–{}, {:.0}% coverage: too few trials for 95%",
-            fmt_short(m.lo),
-            fmt_short(m.hi),
-            m.coverage * 100.0
-        )
-    };
-    format!(
-        "{}{} [{interval}], n={}{suffix}",
-        fmt_short(m.median),
-        md_text(&unit),
-        m.n
-    )
+        cat.tr("median-range", &args)
+    }
 }
 
 /// A duration given in ms, in µs when below a millisecond (no `6.6e-4 ms` in a table).
-fn fmt_ms(ms: f64) -> String {
+fn fmt_ms(cat: &Catalogue, ms: f64) -> String {
     if ms.abs() >= 1.0 || ms == 0.0 {
-        format!("{} ms", fmt_short(ms))
+        cat.with_unit(&fmt_short(ms), "ms")
     } else {
-        format!("{} µs", fmt_short(ms * 1000.0))
+        cat.with_unit(&fmt_short(ms * 1000.0), "µs")
     }
 }
 
@@ -1023,82 +1445,53 @@ fn md_cell(s: &str) -> String {
     md_text(s.trim())
 }
 
-/// What a timeline phase means, for the phase tables of chapters 2 and 3.
-fn phase_meaning(backend: &str, phase: &str) -> &'static str {
-    match (backend, phase) {
-        ("vm", "vm_created") => "`KVM_CREATE_VM`: an empty virtual machine, no memory, no CPU yet",
-        ("vm", "memory_ready") => {
-            "guest RAM mapped in the VMM and handed to KVM (`KVM_SET_USER_MEMORY_REGION`)"
-        }
-        ("vm", "kernel_loaded") => {
-            "kernel, initramfs, command line, boot parameters, page tables and MP table written into guest RAM"
-        }
-        ("vm", "vcpu_configured") => {
-            "vCPU created; registers, CPUID, MSRs set; serial port wired to an irqfd"
-        }
-        ("vm", "first_kvm_run") => "the vCPU thread enters the guest for the first time (`KVM_RUN`)",
-        ("vm", "agent_ready") => {
-            "the guest kernel booted and ran `/init`: the agent's first marker (a port write, one exit)"
-        }
-        ("vm", "exited") => "the guest asked to stop (power-off or reset)",
-        ("vm", "cleaned_up") => "vCPU, devices, VM and guest memory released",
-        ("container", "cgroup_created") => "the trial's cgroup exists, with its memory, CPU and pids limits",
-        ("container", "clone_returned") => "`clone3` with new namespaces returned in the parent",
-        ("container", "child_started") => "the child's first instruction, already inside its new namespaces",
-        ("container", "cgroup_joined") => "the child is accounted to its cgroup",
-        ("container", "namespaces_ready") => "hostname set, loopback up, cgroup namespace entered",
-        ("container", "root_pivoted") => "its copy of the template mount namespace entered (the read-only rootfs as `/`, the host's `/` detached) and its filesystems mounted",
-        ("container", "exec") => "capabilities dropped; `execve` of the agent as PID 1",
-        ("container", "agent_ready") => "the agent runs: its first marker arrived",
-        ("container", "exited") => "PID 1 ended, and with it every process in the PID namespace",
-        ("container", "reaped") => "the exit status was collected",
-        ("container", "cleaned_up") => "the cgroup removed; nothing of the container is left",
-        (_, "spawned") => "`fork`/`exec` of the agent returned in the harness",
-        (_, "agent_ready") => "the agent runs: its first marker arrived",
-        (_, "workload_start") => "the workload begins",
-        (_, "workload_end") => "the workload ends",
-        (_, "result_written") => "the result is written",
-        (_, "exited") => "the agent ended",
-        (_, "reaped") => "the exit status was collected",
-        (_, "cleaned_up") => "everything of the trial is released",
-        _ => "",
-    }
+/// What a timeline phase means, for the phase tables of chapters 2 and 3 (empty for a phase
+/// the catalogue does not describe).
+fn phase_meaning(cat: &Catalogue, backend: &str, phase: &str) -> String {
+    let ids = [
+        format!("phase-{backend}-{phase}"),
+        format!("phase-any-{phase}"),
+    ];
+    ids.iter()
+        .find(|id| cat.has(id))
+        .map(|id| cat.tr(id, &[]))
+        .unwrap_or_default()
 }
 
 /// What an exit reason is, for the exit table of chapter 6.
-fn exit_meaning(reason: &str) -> &'static str {
-    match reason {
-        "io_out.serial" => {
-            "a write to the emulated serial port: one exit per byte of console output"
-        }
-        "io_in.serial" => "a read of a serial-port register (the driver polls its status)",
-        "io_out.marker" | "io_in.marker" => "the agent's timing marker: one port write per event",
-        "io_out.rtc" | "io_in.rtc" => "the CMOS real-time clock, read at boot",
-        "io_out.i8042" | "io_in.i8042" => {
-            "the keyboard controller, probed at boot and used to reset"
-        }
-        "io_out.other" | "io_in.other" => {
-            "a port with no device behind it: the kernel probing for hardware"
-        }
-        "mmio_read" | "mmio_write" => "an access to an address with no RAM (memory-mapped I/O)",
-        "hlt" => "the vCPU halted",
-        "shutdown" => "triple fault: the guest could not continue",
-        "system_event" => "the guest asked to power off or reset",
-        "intr" => "KVM returned to the VMM for a signal or an interrupt window",
-        "fail_entry" | "internal_error" => "KVM could not enter or emulate: an error",
-        _ => "",
-    }
+fn exit_meaning(cat: &Catalogue, reason: &str) -> String {
+    let id = match reason {
+        "io_out.serial" => "exit-io_out-serial",
+        "io_in.serial" => "exit-io_in-serial",
+        "io_out.marker" | "io_in.marker" => "exit-marker",
+        "io_out.rtc" | "io_in.rtc" => "exit-rtc",
+        "io_out.i8042" | "io_in.i8042" => "exit-i8042",
+        "io_out.other" | "io_in.other" => "exit-port-other",
+        "mmio_read" | "mmio_write" => "exit-mmio",
+        "hlt" => "exit-hlt",
+        "shutdown" => "exit-shutdown",
+        "system_event" => "exit-system_event",
+        "intr" => "exit-intr",
+        "fail_entry" | "internal_error" => "exit-error",
+        _ => return String::new(),
+    };
+    cat.tr(id, &[])
 }
 
 /// A study's table beside the run, with its citation and sources, for the book.
-fn published_table(view: &View<'_>, study: &'static crate::published::Study) -> String {
+fn published_table(
+    view: &View<'_>,
+    study: &'static crate::published::Study,
+    cat: &Catalogue,
+) -> String {
     use crate::report::published;
     let c = published::compare(view, study);
     let mut out = published::markdown_table(&c);
     let _ = write!(
         out,
-        "\nRatios are sandbox / native; theirs are quoted from {}, not measured here. {}\n",
-        study.data_source, study.citation
+        "\n{} {}\n",
+        cat.tr("published-note", &[("source", study.data_source)]),
+        study.citation
     );
     out
 }

@@ -13,8 +13,6 @@ use crate::store::StoredRun;
 pub(crate) struct Figure {
     /// Name in `{{isolab:figure NAME}}` and file stem.
     pub name: &'static str,
-    /// What it shows and how to read it.
-    pub caption: &'static str,
     /// The backend a figure is about, when it is about one: its absence is explained with that
     /// backend's reason (e.g. "vm unavailable: ...").
     pub about: Option<&'static str>,
@@ -34,6 +32,8 @@ impl Figure {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FigureContext {
     pub vm_other_params: Vec<String>,
+    /// The language of the figures' words.
+    pub lang: crate::i18n::Lang,
 }
 
 impl FigureContext {
@@ -46,6 +46,11 @@ impl FigureContext {
 
 type Draw =
     fn(&View<'_>, &FigureContext, &'static str) -> Result<Result<Chart, String>, ReportError>;
+
+/// A figure's title in the view's language (`figure-title-NAME` of the catalogue).
+fn figure_title(v: &View<'_>, name: &str) -> String {
+    v.cat.tr(&format!("figure-title-{name}"), &[])
+}
 
 /// Kinds whose metrics measure the CPU and memory: what chapter 5 shows first.
 const CPU_MEMORY_KINDS: [&str; 7] = [
@@ -66,7 +71,7 @@ fn start_timeline(
     charts::timeline_of(
         v,
         n,
-        "Start-up of one noop trial, by phase (medians across trials)",
+        &figure_title(v, n),
         // The three worlds: the emulator's seconds-long boot has its own chapter.
         &|l| l.split(' ').next() != Some("qemu-tcg"),
     )
@@ -77,12 +82,9 @@ fn vm_boot(
     _: &FigureContext,
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
-    charts::timeline_of(
-        v,
-        n,
-        "Booting the microVM: phases of one noop trial (medians across trials)",
-        &|l| l.split(' ').next() == Some("vm"),
-    )
+    charts::timeline_of(v, n, &figure_title(v, n), &|l| {
+        l.split(' ').next() == Some("vm")
+    })
 }
 
 fn container_start(
@@ -90,12 +92,9 @@ fn container_start(
     _: &FigureContext,
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
-    charts::timeline_of(
-        v,
-        n,
-        "Starting a container: phases of one noop trial (medians across trials)",
-        &|l| l.split(' ').next() == Some("container"),
-    )
+    charts::timeline_of(v, n, &figure_title(v, n), &|l| {
+        l.split(' ').next() == Some("container")
+    })
 }
 
 fn cpu_memory(
@@ -106,7 +105,7 @@ fn cpu_memory(
     charts::ratios_of(
         v,
         n,
-        "CPU, memory and kernel entry: each metric as ratio to native (95% intervals)",
+        &figure_title(v, n),
         // The workload's own metrics only: its start time is chapter 5's start figure. The
         // emulator, two orders of magnitude away, has its own figure.
         &|kind, r| {
@@ -127,19 +126,11 @@ fn emulation(
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
     if !v.run.samples.iter().any(|s| s.backend == "qemu-tcg") {
-        return Ok(Err(
-            "the run has no qemu-tcg trial (`isolab run --backend native,container,vm,qemu-tcg`)"
-                .into(),
-        ));
+        return Ok(Err(v.cat.tr("figure-no-emulator", &[])));
     }
-    charts::ratios_of(
-        v,
-        n,
-        "Container, VM and the emulator (QEMU TCG) against native: CPU and memory (95% intervals)",
-        &|kind, r| {
-            EMULATION_KINDS.contains(&kind) && !r.metric.starts_with("host.") && c.comparable(r)
-        },
-    )
+    charts::ratios_of(v, n, &figure_title(v, n), &|kind, r| {
+        EMULATION_KINDS.contains(&kind) && !r.metric.starts_with("host.") && c.comparable(r)
+    })
 }
 
 fn io_ratio(
@@ -147,16 +138,11 @@ fn io_ratio(
     c: &FigureContext,
     n: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
-    charts::ratios_of(
-        v,
-        n,
-        "Storage and network: each metric as ratio to native (95% intervals)",
-        &|kind, r| {
-            (kind.starts_with("io-") || kind == "net-loopback")
-                && !r.metric.starts_with("host.")
-                && c.comparable(r)
-        },
-    )
+    charts::ratios_of(v, n, &figure_title(v, n), &|kind, r| {
+        (kind.starts_with("io-") || kind == "net-loopback")
+            && !r.metric.starts_with("host.")
+            && c.comparable(r)
+    })
 }
 
 /// A chart of the report that needs nothing beyond the run.
@@ -173,134 +159,37 @@ macro_rules! plain {
     }};
 }
 
-/// Every figure: name, drawing function, the backend it is about, caption.
-const FIGURES: [(&str, Draw, Option<&str>, &str); 11] = [
-    (
-        "start-timeline",
-        start_timeline,
-        None,
-        "Each bar is one start of a sandbox that runs the `noop` program, on the host's clock, from \
-         the moment the harness begins to the moment everything is cleaned up. Segments are the \
-         phases the backend records, each the median across trials. The black tick and whisker \
-         are the median time from start to ready and its 95% interval, the figure the text \
-         quotes, with the same n; the label repeats them.",
-    ),
-    (
-        "vm-boot-timeline",
-        vm_boot,
-        Some("vm"),
-        "The microVM's start, phase by phase: creating the VM, its memory, loading the kernel, \
-         configuring the vCPU, then the guest kernel's own boot until the agent's first marker, \
-         the workload, power-off and teardown. Segment lengths are medians across trials.",
-    ),
+/// Every figure: name, drawing function, the backend it is about. Its caption and title are
+/// the catalogue's `figure-caption-NAME` and `figure-title-NAME` (bench-harness/i18n/en.ftl).
+const FIGURES: [(&str, Draw, Option<&str>); 11] = [
+    ("start-timeline", start_timeline, None),
+    ("vm-boot-timeline", vm_boot, Some("vm")),
     (
         "container-start-timeline",
         container_start,
         Some("container"),
-        "The container's start, phase by phase: cgroup, clone with new namespaces, joining the \
-         cgroup, setting up the namespaces, the root filesystem, exec of the agent, then the workload, \
-         exit and cleanup. Segment lengths are medians across trials.",
     ),
-    (
-        "cpu-memory-ratio",
-        cpu_memory,
-        None,
-        "Each dot is a backend's median divided by native's median for the same metric; the \
-         whisker is its 95% bootstrap interval. On the black line (1) the backend is exactly as \
-         fast as native. The arrow after each label says whether higher (↑) or lower (↓) is \
-         better, so a dot right of the line is worse for ↓ metrics and better for ↑ ones.",
-    ),
-    (
-        "emulation-ratio",
-        emulation,
-        Some("qemu-tcg"),
-        "The same CPU and memory workloads, the same sizes, in one run: each dot is a backend's \
-         median divided by native's, with its 95% bootstrap interval, on a log scale. The \
-         container and the VM sit near 1; the emulator (QEMU without acceleration, `qemu-tcg`) \
-         sits one to two orders of magnitude away, because every guest instruction is first \
-         translated by software.",
-    ),
-    (
-        "io-ratio",
-        io_ratio,
-        None,
-        "Storage and loopback network metrics as ratio to native, read like the CPU figure: \
-         1 is native, whiskers are 95% intervals, the arrow says which direction is better.",
-    ),
-    (
-        "io-latency",
-        plain!(charts::io_latency),
-        None,
-        "Latency of single I/O operations: p50 is the typical operation, p99 the slowest one in a \
-         hundred. Bars are medians across trials, whiskers their 95% intervals; shorter is better.",
-    ),
-    (
-        "vm-exits",
-        plain!(charts::exits),
-        Some("vm"),
-        "How many times per trial the guest stopped and handed the CPU to the VMM, by reason. \
-         Every `io_out.serial` is one byte of console output written to an emulated serial port.",
-    ),
-    (
-        "vm-exits-per-op",
-        plain!(charts::exits_per_op),
-        Some("vm"),
-        "VM exits per operation of each workload, while the workload ran: per 4 KiB random read \
-         and write, per MiB written and read, per system call, per page fault. Each bar is split \
-         by why the guest left: the **device** part (port and MMIO accesses that reached the VMM, \
-         and virtio queue notifications KVM completed through an ioeventfd) follows from the \
-         driver's protocol and is the same on any host; the **time-driven** part (timer and other \
-         interrupts, halts, interrupt windows) grows with how long the workload took, so a slow \
-         or emulated run counts far more of it than hardware would; the rest is mostly \
-         nested-page faults that KVM handled itself. A run from before isolab split exits by \
-         cause shows where they were handled instead (inside KVM, or in the VMM).",
-    ),
-    (
-        "factor-effects",
-        plain!(charts::factor_effects),
-        None,
-        "Each dot is what changing one setting did to a headline metric, the other settings held \
-         fixed: the median at the new value divided by the median at the first, both measured \
-         side by side in one run, interleaved. The whisker is its 95% bootstrap interval; at 1 \
-         the setting made no difference the run could see.",
-    ),
-    (
-        "aa-check",
-        plain!(charts::aa_check),
-        None,
-        "The same configuration run twice as if it were two, interleaved (an A/A check). Nothing \
-         differs between the two, so how far a whisker reaches from 1 is the smallest difference \
-         this host could resolve during the run: read every other ratio against it.",
-    ),
+    ("cpu-memory-ratio", cpu_memory, None),
+    ("emulation-ratio", emulation, Some("qemu-tcg")),
+    ("io-ratio", io_ratio, None),
+    ("io-latency", plain!(charts::io_latency), None),
+    ("vm-exits", plain!(charts::exits), Some("vm")),
+    ("vm-exits-per-op", plain!(charts::exits_per_op), Some("vm")),
+    ("factor-effects", plain!(charts::factor_effects), None),
+    ("aa-check", plain!(charts::aa_check), None),
 ];
 
-/// The figures from a density run: name, drawing function, caption.
-type DrawDensity =
-    fn(&crate::density::analysis::Summary) -> Result<Result<Chart, String>, ReportError>;
+/// The figures from a density run: name, drawing function. Their captions and titles are the
+/// catalogue's, as for [`FIGURES`].
+type DrawDensity = fn(
+    &crate::density::analysis::Summary,
+    &crate::i18n::Catalogue,
+) -> Result<Result<Chart, String>, ReportError>;
 
-const DENSITY_FIGURES: [(&str, DrawDensity, &str); 3] = [
-    (
-        "density-memory",
-        crate::density::charts_memory,
-        "Host memory per instance against the number of instances running, the same meter for \
-         every backend. Filled points: the host's MemAvailable drop divided by N (median over \
-         the rounds, whiskers its 95% interval, cut at the edge where a busy host's noise dwarfs \
-         a few instances); hollow points on dashed lines: PSS per instance; thin line: the \
-         marginal memory (the slope over every N).",
-    ),
-    (
-        "density-components",
-        crate::density::charts_components,
-        "What grew in /proc/meminfo per instance at each backend's largest N: anonymous memory \
-         is the processes' own; page tables, kernel stacks, slab and per-CPU memory are what the \
-         kernel keeps for them (namespaces, cgroups).",
-    ),
-    (
-        "density-start",
-        crate::density::charts_start,
-        "Start latency against the number of instances: from the start call to the agent's \
-         ready marker, p50 (solid) and p99 (dashed) over every instance of every round.",
-    ),
+const DENSITY_FIGURES: [(&str, DrawDensity); 3] = [
+    ("density-memory", crate::density::charts_memory),
+    ("density-components", crate::density::charts_components),
+    ("density-start", crate::density::charts_start),
 ];
 
 /// Draws every figure; a figure without data is kept with the reason. The density figures come
@@ -310,30 +199,20 @@ pub(crate) fn draw_all(
     density: Option<&crate::density::record::DensityRun>,
     ctx: &FigureContext,
 ) -> Result<Vec<Figure>, ReportError> {
-    let view = View::new(run);
+    let view = View::in_lang(run, ctx.lang);
     let mut out = Vec::new();
-    for (name, draw, about, caption) in FIGURES {
+    for (name, draw, about) in FIGURES {
         let drawn = draw(&view, ctx, name)?.map(|c| (c.title, c.svg));
-        out.push(Figure {
-            name,
-            caption,
-            about,
-            drawn,
-        });
+        out.push(Figure { name, about, drawn });
     }
     let summary = density.map(crate::density::analysis::summarise);
-    for (name, draw, caption) in DENSITY_FIGURES {
+    for (name, draw) in DENSITY_FIGURES {
         let drawn = match &summary {
-            Some(s) => draw(s)?.map(|c| (c.title, c.svg)),
-            None => Err(
-                "no density run: measure one with `isolab density`, then build the book \
-                         with `isolab book --density RUN_DIR`"
-                    .to_owned(),
-            ),
+            Some(s) => draw(s, &view.cat)?.map(|c| (c.title, c.svg)),
+            None => Err(view.cat.tr("density-no-run", &[])),
         };
         out.push(Figure {
             name,
-            caption,
             about: None,
             drawn,
         });

@@ -10,6 +10,7 @@
 mod density;
 mod facts;
 mod figures;
+pub mod gettext;
 pub mod preprocessor;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use mdbook::config::Config;
 use mdbook::MDBook;
 use thiserror::Error;
 
+use crate::i18n::Lang;
 use crate::report::ReportError;
 use crate::store::{StoredRun, MANIFEST_FILE};
 
@@ -78,12 +80,21 @@ pub enum BookError {
     /// Drawing a figure failed.
     #[error(transparent)]
     Figure(#[from] ReportError),
+    /// A translation catalogue could not be read.
+    #[error(
+        "cannot read the book's catalogue {0}: {1}. Fix the .po file (msgfmt --check-format -o \
+         /dev/null FILE names the line)"
+    )]
+    Catalogue(PathBuf, String),
     /// mdBook refused the sources or could not render them.
     #[error("mdBook: {0}. Check book/book.toml and book/src/SUMMARY.md")]
     Mdbook(String),
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BookError + 'a {
+pub(crate) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> BookError + 'a {
     move |source| BookError::Io {
         what,
         path: path.to_path_buf(),
@@ -214,19 +225,34 @@ pub fn build_book_with(
     book_src: &Path,
     out: &Path,
 ) -> Result<BuiltBook, BookError> {
+    build_book_in(run, vm_run, density, book_src, out, Lang::En)
+}
+
+/// [`build_book_with`] in `lang`: the chapters translated with the book's gettext catalogue
+/// (`book/po/LANG.po`, see [`gettext`]) and every generated sentence, label and number from the
+/// Rust-side catalogue ([`crate::i18n`]).
+pub fn build_book_in(
+    run: &StoredRun,
+    vm_run: Option<&StoredRun>,
+    density: Option<&crate::density::record::DensityRun>,
+    book_src: &Path,
+    out: &Path,
+    lang: Lang,
+) -> Result<BuiltBook, BookError> {
+    let catalog = gettext::load(book_src, lang)?;
     let (run, mut facts) = match vm_run {
         Some(vm) => {
             let mut merged = run.clone();
             if merge_vm_run(&mut merged, vm) == 0 {
                 return Err(BookError::NoVmSamples(vm.dir.clone()));
             }
-            let facts = facts::Facts::merged(&merged, run, vm);
+            let facts = facts::Facts::merged(&merged, run, vm, lang);
             (merged, facts)
         }
-        None => (run.clone(), facts::Facts::new(run)),
+        None => (run.clone(), facts::Facts::new(run, lang)),
     };
     let run = &run;
-    facts.density = density::DensityFacts::new(density);
+    facts.density = density::DensityFacts::new(density, lang);
     check_out_dir(out)?;
     std::fs::create_dir_all(out).map_err(io_err("cannot create", out))?;
     let out = out.canonicalize().map_err(io_err("cannot resolve", out))?;
@@ -255,6 +281,7 @@ pub fn build_book_with(
         density,
         &figures::FigureContext {
             vm_other_params: facts.vm_other_params().to_vec(),
+            lang,
         },
     )?;
     let src_dir = root.join("src");
@@ -276,12 +303,14 @@ pub fn build_book_with(
     // A chapter missing from src/ is an error, not an empty page mdBook invents.
     config.build.create_missing = false;
     config.build.build_dir = out.clone();
+    config.book.language = Some(lang.code().to_owned());
     let mut book =
         MDBook::load_with_config(root, config).map_err(|e| BookError::Mdbook(chain(&e)))?;
     let facts = Arc::new(facts);
     book.with_preprocessor(preprocessor::IsolabPreprocessor::new(
         facts,
         Arc::new(figures),
+        catalog.map(Arc::new),
     ));
     if let Err(e) = book.build() {
         if let Some(p) = e.chain().find_map(|c| c.downcast_ref::<PlaceholderError>()) {

@@ -22,6 +22,7 @@
 //! | `{{isolab:availability}}` | which backends ran, and why the others did not |
 //! | `{{isolab:emulation-table}}` | native, container, vm and qemu-tcg side by side on the CPU and memory workloads |
 //! | `{{isolab:runs}}` | the run the book rests on, or both runs of a book built with `--vm-results` |
+//! | `{{isolab:answer-key LAB}}` | a workbook lab's answers, from this run (`container`, `vm`, `startup`, `memory`, `disk`, `network`, `security`) |
 //! | `{{isolab:methodology}}`, `{{isolab:caveats}}`, `{{isolab:run-id}}` | as named |
 //!
 //! A value the run lacks becomes "not measured in this run (why)", never a number. A placeholder
@@ -54,15 +55,34 @@ pub struct PlaceholderError {
 }
 
 /// The in-process preprocessor `isolab book` registers with mdBook.
-#[derive(Debug)]
 pub(crate) struct IsolabPreprocessor {
     facts: Arc<Facts>,
     figures: Arc<Vec<Figure>>,
+    /// The translation of the chapters (`book/po/LANG.po`), applied before the placeholders are
+    /// filled; `None` for the English edition.
+    catalog: Option<Arc<polib::catalog::Catalog>>,
+}
+
+impl std::fmt::Debug for IsolabPreprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IsolabPreprocessor")
+            .field("facts", &self.facts)
+            .field("translated", &self.catalog.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl IsolabPreprocessor {
-    pub(crate) fn new(facts: Arc<Facts>, figures: Arc<Vec<Figure>>) -> Self {
-        Self { facts, figures }
+    pub(crate) fn new(
+        facts: Arc<Facts>,
+        figures: Arc<Vec<Figure>>,
+        catalog: Option<Arc<polib::catalog::Catalog>>,
+    ) -> Self {
+        Self {
+            facts,
+            figures,
+            catalog,
+        }
     }
 
     /// Expands every placeholder of one chapter's Markdown.
@@ -241,6 +261,10 @@ impl IsolabPreprocessor {
                 want(0, "emulation-table")?;
                 Ok(block(&f.emulation_table()))
             }
+            "answer-key" => {
+                want(1, "answer-key LAB")?;
+                Ok(block(&f.answer_key(args[0])?))
+            }
             "fact" => {
                 want(2, "fact BACKEND KEY")?;
                 check_backend(args[0])?;
@@ -252,24 +276,50 @@ impl IsolabPreprocessor {
 
     fn figure(&self, fig: &Figure) -> String {
         match &fig.drawn {
-            Ok((title, _)) => block(&format!(
-                "![{}]({})\n\n*Figure `{}`, from run {}.* {}\n",
-                md_text(title),
-                fig.rel_path(),
-                fig.name,
-                md_text(self.facts.run_of(fig.about)),
-                fig.caption
-            )),
+            Ok((title, _)) => {
+                let cat = self.facts.cat();
+                // The text alternative: the figure's title in the book's language.
+                let title_id = format!("figure-title-{}", fig.name);
+                let title = if cat.has(&title_id) {
+                    cat.tr(&title_id, &[])
+                } else {
+                    title.clone()
+                };
+                // The density figures are drawn from the density run, the others from a run of
+                // trials.
+                let run = if fig.name.starts_with("density-") {
+                    self.facts.density.run_id()
+                } else {
+                    md_text(self.facts.run_of(fig.about))
+                };
+                block(&format!(
+                    "![{}]({})\n\n{}\n",
+                    md_text(&title),
+                    fig.rel_path(),
+                    cat.tr(
+                        "figure-line",
+                        &[
+                            ("name", fig.name),
+                            ("run", &run),
+                            (
+                                "caption",
+                                &cat.tr(&format!("figure-caption-{}", fig.name), &[])
+                            ),
+                        ]
+                    )
+                ))
+            }
             Err(why) => {
                 let reason = match fig.about {
                     Some(backend) => self.facts.why_missing(backend, "noop", None),
                     None => why.clone(),
                 };
                 block(&format!(
-                    "> **Figure `{}`**: *{} ({})*\n",
-                    fig.name,
-                    super::facts::NOT_MEASURED,
-                    md_text(&reason)
+                    "> **{}**: {}\n",
+                    self.facts.cat().tr("figure-label", &[("name", fig.name)]),
+                    self.facts
+                        .cat()
+                        .tr("missing-value", &[("why", &md_text(&reason))])
                 ))
             }
         }
@@ -286,7 +336,7 @@ fn usage() -> String {
      exits-table WORKLOAD, inspect-table, capacity-table, memory-table, emulation-table, \
      density BACKEND WHAT, density-method, density-floor, density-run-id, effects, aa, \
      published STUDY, manifest, availability, methodology, caveats, run-id, runs, \
-     fact BACKEND KEY"
+     fact BACKEND KEY, answer-key LAB"
         .into()
 }
 
@@ -318,6 +368,9 @@ impl Preprocessor for IsolabPreprocessor {
     }
 
     fn run(&self, _ctx: &PreprocessorContext, mut book: Book) -> mdbook::errors::Result<Book> {
+        if let Some(catalog) = &self.catalog {
+            super::gettext::translate(catalog, &mut book)?;
+        }
         let mut first_error: Option<PlaceholderError> = None;
         book.for_each_mut(|item| {
             if first_error.is_some() {

@@ -11,8 +11,36 @@ use plotters::prelude::*;
 
 use super::analysis::{BackendSummary, Summary};
 use super::instance::Kind;
+use crate::i18n::Catalogue;
 use crate::report::charts::{backend_colour, chart_err, short, stacked, StackRow, FONT, WIDTH};
 use crate::report::{Chart, ReportError};
+
+/// A backend's label in the catalogue's language (`container floor`, `vm (emulated)`).
+fn label(b: &BackendSummary, cat: &Catalogue) -> String {
+    let name = match b.backend {
+        Kind::Floor => cat.tr("density-backend-floor", &[]),
+        k => k.label().to_owned(),
+    };
+    if b.emulated {
+        cat.tr("density-backend-emulated", &[("backend", &name)])
+    } else {
+        name
+    }
+}
+
+/// A part of /proc/meminfo by its name in the catalogue (`density-part-page-tables`).
+fn part(name: &str, cat: &Catalogue) -> String {
+    let id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let id = format!("density-part-{}", id.replace("--", "-"));
+    if cat.has(&id) {
+        cat.tr(&id, &[])
+    } else {
+        name.to_owned()
+    }
+}
 
 fn colour(kind: Kind) -> RGBColor {
     backend_colour(kind.name(), &[])
@@ -31,26 +59,29 @@ fn count_range(s: &Summary) -> Option<(f64, f64)> {
 }
 
 /// Every chart with data; the second value says which were left out and why.
-pub(crate) fn build(s: &Summary) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
+pub(crate) fn build(
+    s: &Summary,
+    cat: &Catalogue,
+) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
     let mut charts = Vec::new();
     let mut notes = Vec::new();
-    type Builder = fn(&Summary) -> Result<Result<Chart, String>, ReportError>;
+    type Builder = fn(&Summary, &Catalogue) -> Result<Result<Chart, String>, ReportError>;
     let builders: [(&str, Builder); 3] = [
         ("density_memory", memory),
         ("density_components", components),
         ("density_start", start),
     ];
     for (name, b) in builders {
-        match b(s)? {
+        match b(s, cat)? {
             Ok(c) => charts.push(c),
             Err(why) => notes.push(format!("{name}: {why}")),
         }
     }
     if charts.iter().any(|c| c.name == "density_start") {
         for b in s.backends.iter().filter(|b| b.emulated) {
-            notes.push(format!(
-                "density_start: {} left out (emulated start times are not performance figures)",
-                b.label()
+            notes.push(cat.tr(
+                "density-chart-start-left-out",
+                &[("backend", &label(b, cat))],
             ));
         }
     }
@@ -62,11 +93,11 @@ fn legend_style() -> TextStyle<'static> {
 }
 
 /// Host memory per instance against N.
-pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
+pub(crate) fn memory(s: &Summary, cat: &Catalogue) -> Result<Result<Chart, String>, ReportError> {
     let name = "density_memory";
     let err = chart_err(name);
     let Some((x0, x1)) = count_range(s) else {
-        return Ok(Err("no round was measured".into()));
+        return Ok(Err(cat.tr("density-chart-no-round", &[])));
     };
     // The y range: each backend's two largest N, medians and intervals, and every PSS. At
     // small N a shared host's noise dwarfs the instances (tens of MiB over N = 1 against a
@@ -99,17 +130,17 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
             b.counts.iter().filter_map(move |c| {
                 let m = c.drop_mib?.median;
                 (!(y0..=y1).contains(&m))
-                    .then(|| format!("{} N={} {}", b.label(), c.count, short(m)))
+                    .then(|| format!("{} N={} {}", label(b, cat), c.count, short(m)))
             })
         })
         .collect();
-    let title = "Host memory per instance vs N (MemAvailable drop ÷ N, and PSS per instance)";
+    let title = cat.tr("density-chart-memory-title", &[]);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 560)).into_drawing_area();
         root.fill(&WHITE).map_err(&err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 17))
+            .caption(&title, (FONT, 17))
             .margin(14)
             .margin_right(28)
             .x_label_area_size(48)
@@ -118,8 +149,8 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
             .map_err(&err)?;
         chart
             .configure_mesh()
-            .x_desc("instances running (N, log scale)")
-            .y_desc("MiB per instance")
+            .x_desc(cat.tr("density-chart-memory-x", &[]))
+            .y_desc(cat.tr("density-chart-memory-y", &[]))
             .x_label_formatter(&|v| short(*v))
             .y_label_formatter(&|v| short(*v))
             .label_style((FONT, 13))
@@ -140,7 +171,7 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{}: MemAvailable drop ÷ N", b.label()))
+                .label(cat.tr("density-chart-drop", &[("backend", &label(b, cat))]))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
@@ -169,7 +200,7 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
                         c.stroke_width(1),
                     ))
                     .map_err(&err)?
-                    .label(format!("{}: PSS per instance", b.label()))
+                    .label(cat.tr("density-chart-pss", &[("backend", &label(b, cat))]))
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(1))
                     });
@@ -208,39 +239,37 @@ pub(crate) fn memory(s: &Summary) -> Result<Result<Chart, String>, ReportError> 
             if off_scale.len() > 4 {
                 listed.push_str("; …");
             }
-            let note =
-                format!("off the scale, drawn at the edge (MiB; the host's noise): {listed}");
+            let note = cat.tr("density-chart-off-scale", &[("listed", &listed)]);
             root.draw(&Text::new(note, (90, 486), (FONT, 12).into_font()))
                 .map_err(&err)?;
         }
         root.present().map_err(&err)?;
     }
-    Ok(Ok(Chart {
-        name,
-        title: title.to_owned(),
-        svg,
-    }))
+    Ok(Ok(Chart { name, title, svg }))
 }
 
 /// How many of each backend's largest N set the memory chart's scale.
 const SCALE_COUNTS: usize = 2;
 
 /// What grew in /proc/meminfo per instance, at each backend's largest measured N.
-pub(crate) fn components(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
+pub(crate) fn components(
+    s: &Summary,
+    cat: &Catalogue,
+) -> Result<Result<Chart, String>, ReportError> {
     let rows: Vec<StackRow> = s
         .backends
         .iter()
         .filter_map(|b: &BackendSummary| {
             let c = b.counts.iter().rev().find(|c| c.drop_mib.is_some())?;
             Some(StackRow {
-                label: format!("{} · N = {}", b.label(), c.count),
+                label: format!("{} · N = {}", label(b, cat), c.count),
                 n: Some(c.rounds),
                 swatch: Some(colour(b.backend)),
                 segments: c
                     .components
                     .iter()
                     .filter(|(_, v)| *v > 0.0)
-                    .cloned()
+                    .map(|(name, v)| (part(name, cat), *v))
                     .collect(),
                 marker: None,
             })
@@ -248,32 +277,31 @@ pub(crate) fn components(s: &Summary) -> Result<Result<Chart, String>, ReportErr
         .filter(|r| !r.segments.is_empty())
         .collect();
     if rows.is_empty() {
-        return Ok(Err(
-            "no part of /proc/meminfo grew in any measured round".into()
-        ));
+        return Ok(Err(cat.tr("density-chart-no-growth", &[])));
     }
-    let title = "What grew in /proc/meminfo per instance (at each backend's largest N)";
+    let title = cat.tr("density-chart-components-title", &[]);
     let svg = stacked(
+        cat,
         "density_components",
-        title,
-        "MiB per instance (medians over the rounds; parts that shrank are left out)",
-        "MiB",
+        &title,
+        &cat.tr("density-chart-components-x", &[]),
+        &cat.unit("MiB"),
         rows,
-        "part:",
+        &cat.tr("density-chart-components-legend", &[]),
     )?;
     Ok(Ok(Chart {
         name: "density_components",
-        title: title.to_owned(),
+        title,
         svg,
     }))
 }
 
 /// Start latency against N.
-pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
+pub(crate) fn start(s: &Summary, cat: &Catalogue) -> Result<Result<Chart, String>, ReportError> {
     let name = "density_start";
     let err = chart_err(name);
     let Some((x0, x1)) = count_range(s) else {
-        return Ok(Err("no round was measured".into()));
+        return Ok(Err(cat.tr("density-chart-no-round", &[])));
     };
     // Times measured in the emulated machine are not performance figures: they are in the
     // tables, labelled, but never drawn beside real ones.
@@ -286,22 +314,20 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
         .collect();
     if values.is_empty() {
         return Ok(Err(if s.backends.iter().any(|b| b.emulated) {
-            "no instance outside the emulated machine got ready (emulated start times are not \
-             performance figures)"
-                .into()
+            cat.tr("density-chart-none-ready-real", &[])
         } else {
-            "no instance got ready".into()
+            cat.tr("density-chart-none-ready", &[])
         }));
     }
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min) / 1.5;
     let hi = values.iter().copied().fold(0.0, f64::max) * 1.5;
-    let title = "Start latency vs N (start to ready; p50 solid, p99 dashed)";
+    let title = cat.tr("density-chart-start-title", &[]);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 520)).into_drawing_area();
         root.fill(&WHITE).map_err(&err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 17))
+            .caption(&title, (FONT, 17))
             .margin(14)
             .margin_right(28)
             .x_label_area_size(48)
@@ -310,8 +336,8 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
             .map_err(&err)?;
         chart
             .configure_mesh()
-            .x_desc("instances started (N, log scale)")
-            .y_desc("ms (log scale)")
+            .x_desc(cat.tr("density-chart-start-x", &[]))
+            .y_desc(cat.tr("density-chart-start-y", &[]))
             .x_label_formatter(&|v| short(*v))
             .y_label_formatter(&|v| short(*v))
             .label_style((FONT, 13))
@@ -334,7 +360,7 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{} p50", b.label()))
+                .label(format!("{} p50", label(b, cat)))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
@@ -349,7 +375,7 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
                     c.stroke_width(2),
                 ))
                 .map_err(&err)?
-                .label(format!("{} p99", b.label()))
+                .label(format!("{} p99", label(b, cat)))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(1))
                 });
@@ -370,9 +396,5 @@ pub(crate) fn start(s: &Summary) -> Result<Result<Chart, String>, ReportError> {
             .map_err(&err)?;
         root.present().map_err(&err)?;
     }
-    Ok(Ok(Chart {
-        name,
-        title: title.to_owned(),
-        svg,
-    }))
+    Ok(Ok(Chart { name, title, svg }))
 }

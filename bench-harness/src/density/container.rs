@@ -51,6 +51,8 @@ impl ContainerLauncher {
             request: RunRequest {
                 args: Vec::new(),
                 env,
+                // Density instances wait idle; they get a network namespace of their own.
+                netns: None,
             },
             limits: ctx.limits,
         })

@@ -353,6 +353,9 @@ pub fn execute(opts: &DensityOptions) -> Result<DensityOutcome, DensityError> {
         live_console: false,
         state_dir: places.state_dir.clone(),
         run_cgroup: places.cgroup.clone(),
+        // Density instances run no network workload: no lab network.
+        lab: None,
+        lab_unavailable: None,
     };
     let bar = if opts.progress && std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);

@@ -30,7 +30,10 @@ pub fn render(run: &DensityRun, format: ReportFormat) -> Result<String, ReportEr
 
 /// The charts of a density run, and notes on those left out.
 pub fn charts(run: &DensityRun) -> Result<(Vec<Chart>, Vec<String>), ReportError> {
-    super::charts::build(&analysis::summarise(run))
+    super::charts::build(
+        &analysis::summarise(run),
+        &crate::i18n::Catalogue::new(crate::i18n::Lang::En),
+    )
 }
 
 fn mib_ci(m: &Option<MedianCi>) -> String {
@@ -604,7 +607,8 @@ fn csv(run: &DensityRun) -> String {
 
 fn html(run: &DensityRun, s: &Summary) -> Result<String, ReportError> {
     use crate::report::esc;
-    let (charts, chart_notes) = super::charts::build(s)?;
+    let (charts, chart_notes) =
+        super::charts::build(s, &crate::i18n::Catalogue::new(crate::i18n::Lang::En))?;
     let mut o = String::new();
     o.push_str(
         "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n\

@@ -5,9 +5,11 @@
 //!   timeline (median duration of each phase across samples);
 //! - `ratio_to_native`: every workload's metric as ratio to native, with 95% whiskers (log scale);
 //! - `io_latency`: p50/p99 latencies of the I/O workloads, per backend, with 95% whiskers;
+//! - `net_latency`, `net_throughput`: request/response latency (p50, p99) and bulk throughput of
+//!   the network workloads that cross the sandbox's boundary, per backend, with 95% whiskers;
 //! - `vm_exits`: VM exits per trial, stacked by exit reason;
 //! - `vm_exits_per_op`: VM exits per operation of each workload (per 4 KiB random read and
-//!   write, per MiB written and read, per system call, ...), split into exits KVM handled itself
+//!   write, per MiB written and read, per system call, per packet and per transaction, ...), split into exits KVM handled itself
 //!   and exits that reached the VMM.
 //!
 //! Backends have the same colour in every chart ([`backend_colour`]); segments (phases, memory
@@ -21,6 +23,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{backend_label, backend_rank, ReportError, View};
+use crate::i18n::Catalogue;
 use crate::sample::Sample;
 use crate::stats;
 use crate::summary::{fmt_num, LEVEL};
@@ -158,19 +161,24 @@ pub(crate) fn build(view: &View<'_>) -> Result<(Vec<Chart>, Vec<String>), Report
     // (native peak RSS, the container's cgroup, the VM's guest RAM and VMM), which one chart
     // would set side by side as one quantity. `isolab density` measures memory per instance on
     // one meter for every backend, and its report draws it.
-    let builders: [(&'static str, Builder); 7] = [
+    let builders: [(&'static str, Builder); 9] = [
         ("start_timeline", timeline),
         ("ratio_to_native", ratios),
         ("factor_effects", factor_effects),
         ("aa_check", aa_check),
         ("io_latency", io_latency),
+        ("net_latency", net_latency),
+        ("net_throughput", net_throughput),
         ("vm_exits", exits),
         ("vm_exits_per_op", exits_per_op),
     ];
     for (name, f) in builders {
         match f(view, name)? {
             Ok(c) => charts.push(c),
-            Err(why) => notes.push(format!("chart {name} not drawn: {why}")),
+            Err(why) => notes.push(
+                view.cat
+                    .tr("chart-not-drawn", &[("name", name), ("why", &why)]),
+            ),
         }
     }
     Ok((charts, notes))
@@ -299,7 +307,7 @@ fn timeline(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>
     timeline_of(
         view,
         name,
-        "Start-up timeline of one noop trial, by phase (medians across trials)",
+        &view.cat.tr("chart-title-timeline", &[]),
         &|_| true,
     )
 }
@@ -317,10 +325,7 @@ pub(crate) fn timeline_of(
         .filter(|(label, _, _)| keep(label))
         .collect();
     if rows.is_empty() {
-        return Ok(Err(
-            "no successful measured `noop` trial with a timeline (add the noop workload to the suite)"
-                .into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-timeline", &[])));
     }
     let title = title.to_owned();
     let stack_rows = rows
@@ -335,15 +340,18 @@ pub(crate) fn timeline_of(
             });
             let marker = ready.map(|r| {
                 let m = &r.median;
-                let mut text = format!(
-                    "ready: {} ms [{}–{}], n = {}",
-                    short(m.median),
-                    short(m.lo),
-                    short(m.hi),
-                    m.n
+                let c = &view.cat;
+                let mut text = c.tr(
+                    "chart-ready",
+                    &[
+                        ("median", &c.num(&short(m.median))),
+                        ("lo", &c.num(&short(m.lo))),
+                        ("hi", &c.num(&short(m.hi))),
+                        ("n", &m.n.to_string()),
+                    ],
                 );
                 if used != m.n {
-                    text.push_str(&format!(" (phases: {used} trials)"));
+                    text.push_str(&c.tr("chart-ready-phases", &[("n", &used.to_string())]));
                 }
                 Marker {
                     at: m.median,
@@ -362,13 +370,13 @@ pub(crate) fn timeline_of(
         })
         .collect();
     let svg = stacked(
+        &view.cat,
         name,
         &title,
-        "time since the trial started (ms, host clock); each segment ends at the phase named in the legend; \
-         black: median start-to-ready with its 95% interval",
+        &view.cat.tr("chart-timeline-axis", &[]),
         "ms",
         stack_rows,
-        "segment ends at phase:",
+        &view.cat.tr("chart-timeline-legend", &[]),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
@@ -377,9 +385,9 @@ pub(crate) fn timeline_of(
 // Ratios to native.
 
 fn ratios(view: &View<'_>, name: &'static str) -> Result<Result<Chart, String>, ReportError> {
-    let title = format!(
-        "Every metric as ratio to native, with {:.0}% intervals",
-        LEVEL * 100.0
+    let title = view.cat.tr(
+        "chart-title-ratios",
+        &[("level", &view.cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
     );
     ratios_of(view, name, &title, &|_, _| true)
 }
@@ -420,9 +428,7 @@ pub(crate) fn ratios_of(
         );
     }
     if groups.is_empty() {
-        return Ok(Err(
-            "no backend other than native has successful trials to compare with native".into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-ratios", &[])));
     }
     let vals = groups
         .iter()
@@ -438,14 +444,15 @@ pub(crate) fn ratios_of(
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title,
-            x_desc: "ratio = backend median / native median (log scale; native = 1). ↑: higher is better, ↓: lower is better",
+            x_desc: &view.cat.tr("chart-ratios-axis", &[]),
             groups: &groups,
             points: true,
             reference: Some(1.0),
             columns: &view.columns,
-            reference_label: "native (= 1)",
-            legend_title: "backend:",
+            reference_label: &view.cat.tr("chart-ratios-reference", &[]),
+            legend_title: &view.cat.tr("chart-legend-backend", &[]),
             palette: false,
         },
         ratio_axis(lo..hi),
@@ -547,25 +554,24 @@ pub(crate) fn factor_effects(
         );
     }
     if groups.is_empty() {
-        return Ok(Err(
-            "the run varied no factor (isolab run --factor NAME=V1,V2)".into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-factor", &[])));
     }
-    let title = format!(
-        "Effect of each factor on the headline metrics, with {:.0}% intervals",
-        LEVEL * 100.0
+    let title = view.cat.tr(
+        "chart-title-effects",
+        &[("level", &view.cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
     );
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title: &title,
-            x_desc: "ratio = median at the changed value / median at the factor's first value (log scale). ↑: higher is better, ↓: lower is better",
+            x_desc: &view.cat.tr("chart-effects-axis", &[]),
             groups: &groups,
             points: true,
             reference: Some(1.0),
             columns: &view.columns,
-            reference_label: "no effect (= 1)",
-            legend_title: "change:",
+            reference_label: &view.cat.tr("chart-effects-reference", &[]),
+            legend_title: &view.cat.tr("chart-effects-legend", &[]),
             palette: true,
         },
         ratio_axis(ratio_range(&groups)),
@@ -580,9 +586,7 @@ pub(crate) fn aa_check(
     name: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
     let Some(aa) = &view.summary.aa else {
-        return Ok(Err(
-            "the run had no A/A check (isolab run --aa COLUMN)".into()
-        ));
+        return Ok(Err(view.cat.tr("chart-no-aa", &[])));
     };
     let groups: Vec<Group> = aa
         .rows
@@ -599,28 +603,27 @@ pub(crate) fn aa_check(
         })
         .collect();
     if groups.is_empty() {
-        return Ok(Err(
-            "no headline metric has samples in both A/A copies".into()
-        ));
+        return Ok(Err(view.cat.tr("chart-aa-no-samples", &[])));
     }
     let title = match aa.floor_pct {
-        Some(f) => format!(
-            "A/A check: the same column twice; differences under {} are noise here",
-            crate::summary::pct_text(f)
+        Some(f) => view.cat.tr(
+            "chart-title-aa-floor",
+            &[("pct", &view.cat.nums_in(&crate::summary::pct_text(f)))],
         ),
-        None => "A/A check: the same column twice".to_owned(),
+        None => view.cat.tr("chart-title-aa", &[]),
     };
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title: &title,
-            x_desc: "ratio = median(A') / median(A) (log scale; identical columns, so any distance from 1 is noise)",
+            x_desc: &view.cat.tr("chart-aa-axis", &[]),
             groups: &groups,
             points: true,
             reference: Some(1.0),
             columns: &view.columns,
             reference_label: "A = A' (= 1)",
-            legend_title: "columns:",
+            legend_title: &view.cat.tr("chart-aa-legend", &[]),
             palette: true,
         },
         ratio_axis(ratio_range(&groups)),
@@ -641,13 +644,73 @@ pub(crate) fn io_latency(
     view: &View<'_>,
     name: &'static str,
 ) -> Result<Result<Chart, String>, ReportError> {
+    medians_per_backend(
+        view,
+        name,
+        &|kind, metric| kind.starts_with("io") && is_percentile(metric),
+        [
+            "chart-title-latency",
+            "chart-latency-axis",
+            "chart-no-latency",
+        ],
+    )
+}
+
+/// The network workloads whose packets cross the sandbox's boundary (`net-loopback` stays inside
+/// the sandbox, so it is not among them).
+fn crosses_the_boundary(kind: &str) -> bool {
+    kind.starts_with("net-") && kind != "net-loopback"
+}
+
+/// Request/response latency (p50 and p99) of the network workloads, per backend.
+pub(crate) fn net_latency(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    medians_per_backend(
+        view,
+        name,
+        &|kind, metric| crosses_the_boundary(kind) && metric.contains("latency"),
+        [
+            "chart-title-net-latency",
+            "chart-latency-axis",
+            "chart-no-net-latency",
+        ],
+    )
+}
+
+/// Bulk throughput of the network workloads, each direction, per backend.
+pub(crate) fn net_throughput(
+    view: &View<'_>,
+    name: &'static str,
+) -> Result<Result<Chart, String>, ReportError> {
+    medians_per_backend(
+        view,
+        name,
+        &|kind, metric| crosses_the_boundary(kind) && metric.ends_with("_throughput"),
+        [
+            "chart-title-net-throughput",
+            "chart-throughput-axis",
+            "chart-no-net-throughput",
+        ],
+    )
+}
+
+/// Bars of the medians (with their intervals) of the summary rows `wanted(kind, metric)` picks,
+/// grouped per workload and metric, one bar per backend; one unit per chart (rows in another unit
+/// than the first are left out). Emulated backends are left out: their times are not
+/// performance figures. `keys`: the catalogue's title, axis and no-data messages.
+fn medians_per_backend(
+    view: &View<'_>,
+    name: &'static str,
+    wanted: &dyn Fn(&str, &str) -> bool,
+    keys: [&str; 3],
+) -> Result<Result<Chart, String>, ReportError> {
+    let [title_key, axis_key, none_key] = keys;
     let mut groups: Vec<Group> = Vec::new();
     let mut unit = String::new();
     for r in &view.summary.rows {
-        if !kind_of(view, &r.workload).starts_with("io")
-            || !is_percentile(&r.metric)
-            || r.backend.ends_with("(emulated)")
-        {
+        if !wanted(kind_of(view, &r.workload), &r.metric) || r.backend.ends_with("(emulated)") {
             continue;
         }
         if unit.is_empty() {
@@ -668,9 +731,7 @@ pub(crate) fn io_latency(
         );
     }
     if groups.is_empty() {
-        return Ok(Err(
-            "no I/O workload reported latency percentiles (metrics ending in _p50/_p99)".into(),
-        ));
+        return Ok(Err(view.cat.tr(none_key, &[])));
     }
     let hi = groups
         .iter()
@@ -678,14 +739,15 @@ pub(crate) fn io_latency(
         .map(|i| i.hi.max(i.value))
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
-    let title = format!(
-        "I/O latency percentiles per backend (median across trials, {:.0}% whiskers)",
-        LEVEL * 100.0
+    let title = view.cat.tr(
+        title_key,
+        &[("level", &view.cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
     );
-    let x_desc = format!("latency ({unit}; lower is better)");
+    let x_desc = view.cat.tr(axis_key, &[("unit", &unit)]);
     let svg = grouped(
         name,
         &GroupedSpec {
+            cat: &view.cat,
             title: &title,
             x_desc: &x_desc,
             groups: &groups,
@@ -693,7 +755,7 @@ pub(crate) fn io_latency(
             reference: None,
             columns: &view.columns,
             reference_label: "",
-            legend_title: "backend:",
+            legend_title: &view.cat.tr("chart-legend-backend", &[]),
             palette: false,
         },
         0.0..(if hi > 0.0 { hi * 1.15 } else { 1.0 }),
@@ -754,9 +816,7 @@ pub(crate) fn exits(
         }
     }
     if by.is_empty() {
-        return Ok(Err(
-            "no sample has VM exit counts (metrics named exits.*)".into()
-        ));
+        return Ok(Err(view.cat.tr("chart-no-exits", &[])));
     }
     let has_reasons = totals.keys().any(|k| k != "total");
     // The seven most frequent reasons by name, the rest as "other".
@@ -783,7 +843,7 @@ pub(crate) fn exits(
         }
         segs.sort_by_key(|(r, _)| top.iter().position(|t| t == r).unwrap_or(usize::MAX));
         if other > 0.0 {
-            segs.push(("other".into(), other));
+            segs.push((view.cat.tr("chart-exits-other", &[]), other));
         }
         rows.push(StackRow {
             n: None,
@@ -793,33 +853,26 @@ pub(crate) fn exits(
             marker: None,
         });
     }
-    let title = "VM exits per trial, by exit reason (median across trials)".to_owned();
+    let title = view.cat.tr("chart-title-exits", &[]);
     let svg = stacked(
+        &view.cat,
         name,
         &title,
-        "exits to the VMM during one trial (boot, workload and shutdown)",
-        "exits",
+        &view.cat.tr("chart-exits-axis", &[]),
+        &view.cat.tr("chart-exits-unit", &[]),
         rows,
-        "exit reason:",
+        &view.cat.tr("chart-exits-legend", &[]),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
 
 /// What one operation is, for the `exits.per_<op>` metrics the VM backend writes.
-fn op_words(op: &str) -> String {
-    match op {
-        "4k_io" => "per 4 KiB I/O".into(),
-        "4k_read" => "per 4 KiB random read".into(),
-        "4k_write" => "per 4 KiB random write".into(),
-        "mib_io" => "per MiB moved".into(),
-        "mib_write" => "per MiB written".into(),
-        "mib_read" => "per MiB read".into(),
-        "fsync" => "per fsync".into(),
-        "syscall" => "per system call".into(),
-        "page_fault" => "per page fault".into(),
-        "spawn" => "per process started".into(),
-        "sleep" => "per sleep".into(),
-        other => format!("per {}", other.replace('_', " ")),
+fn op_words(cat: &crate::i18n::Catalogue, op: &str) -> String {
+    let id = format!("chart-op-{op}");
+    if cat.has(&id) {
+        cat.tr(&id, &[])
+    } else {
+        cat.tr("chart-op-other", &[("op", &op.replace('_', " "))])
     }
 }
 
@@ -899,16 +952,16 @@ pub(crate) fn exits_per_op(
                 let device = device.min(all);
                 let time = time.min(all - device);
                 vec![
-                    (DEVICE_PART.to_owned(), device),
-                    (TIME_PART.to_owned(), time),
-                    (OTHER_PART.to_owned(), all - device - time),
+                    (view.cat.tr("chart-part-device", &[]), device),
+                    (view.cat.tr("chart-part-time", &[]), time),
+                    (view.cat.tr("chart-part-other", &[]), all - device - time),
                 ]
             }
             _ => {
                 let vmm = median(&parts[1]).unwrap_or(0.0).min(all);
                 vec![
-                    ("handled inside KVM".to_owned(), all - vmm),
-                    ("reached isolab's VMM".to_owned(), vmm),
+                    (view.cat.tr("chart-part-kvm", &[]), all - vmm),
+                    (view.cat.tr("chart-part-vmm", &[]), vmm),
                 ]
             }
         };
@@ -916,38 +969,32 @@ pub(crate) fn exits_per_op(
             n: None,
             swatch: Some(backend_colour(&label, &view.columns)),
             marker: None,
-            label: format!("{workload} · {label} · {}", op_words(&op)),
+            label: format!("{workload} · {label} · {}", op_words(&view.cat, &op)),
             segments,
         });
     }
     if rows.is_empty() {
-        return Ok(Err(
-            "no VM sample has exits per operation (KVM statistics of the workload window)".into(),
-        ));
+        return Ok(Err(view.cat.tr("chart-no-exits-per-op", &[])));
     }
-    let title = "VM exits per operation of the workload (median across trials)".to_owned();
+    let title = view.cat.tr("chart-title-exits-per-op", &[]);
     let svg = stacked(
+        &view.cat,
         name,
         &title,
-        "exits per operation (each row names its operation)",
-        "exits/op",
+        &view.cat.tr("chart-exits-per-op-axis", &[]),
+        &view.cat.tr("chart-exits-per-op-unit", &[]),
         rows,
-        if split_by_cause {
-            "why the guest exited (only the device part carries over to other hosts):"
-        } else {
-            "where the exit was handled:"
-        },
+        &view.cat.tr(
+            if split_by_cause {
+                "chart-exits-per-op-legend-cause"
+            } else {
+                "chart-exits-per-op-legend-where"
+            },
+            &[],
+        ),
     )?;
     Ok(Ok(Chart { name, title, svg }))
 }
-
-/// The segment of exits the workload's devices caused (port and MMIO accesses, queue
-/// notifications): set by the driver's protocol, the same on any host.
-pub(crate) const DEVICE_PART: &str = "device (port, MMIO, queue notify)";
-/// The segment of exits driven by time: they grow with the window's duration.
-pub(crate) const TIME_PART: &str = "time-driven (timer, halt, interrupt window)";
-/// The rest: mostly nested-page faults KVM handled, and MSR or CPUID exits.
-pub(crate) const OTHER_PART: &str = "other (nested page faults, MSR, CPUID)";
 
 // ---------------------------------------------------------------------------------------------
 // Drawing: stacked horizontal bars.
@@ -1040,6 +1087,7 @@ fn draw_row_label<DB: DrawingBackend>(
 }
 
 pub(crate) fn stacked(
+    cat: &Catalogue,
     name: &str,
     title: &str,
     x_desc: &str,
@@ -1099,7 +1147,7 @@ pub(crate) fn stacked(
             .disable_y_mesh()
             .y_labels(0)
             .x_desc(x_desc)
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| cat.num(&short(*v)))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 13))
             .light_line_style(WHITE.mix(0.0))
@@ -1144,8 +1192,8 @@ pub(crate) fn stacked(
             root.draw(&Text::new(
                 match (&r.marker, r.n) {
                     (Some(m), _) => m.text.clone(),
-                    (None, Some(n)) => format!("{} {unit} (n = {n})", short(x)),
-                    (None, None) => format!("{} {unit}", short(x)),
+                    (None, Some(n)) => format!("{} (n = {n})", cat.with_unit(&short(x), unit)),
+                    (None, None) => cat.with_unit(&short(x), unit),
                 },
                 (px + 6, py),
                 TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
@@ -1188,6 +1236,8 @@ fn push_item(groups: &mut Vec<Group>, label: String, item: Item) {
 }
 
 struct GroupedSpec<'a> {
+    /// The language of the numbers drawn.
+    cat: &'a Catalogue,
     title: &'a str,
     x_desc: &'a str,
     groups: &'a [Group],
@@ -1211,6 +1261,7 @@ where
     XR: AsRangedCoord<Value = f64>,
     XR::CoordDescType: ValueFormatter<f64>,
 {
+    let cat = spec.cat;
     let err = chart_err(name);
     let items = spec
         .groups
@@ -1258,7 +1309,7 @@ where
             .y_labels(0)
             .disable_y_mesh()
             .x_desc(spec.x_desc)
-            .x_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| cat.num(&short(*v)))
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 13))
             .light_line_style(BLACK.mix(0.05))
@@ -1342,9 +1393,9 @@ where
                     (px + 6, py, HPos::Left)
                 };
                 let text = if spec.points {
-                    format!("{}x", crate::summary::fmt_ratio(item.value))
+                    format!("{}x", spec.cat.num(&crate::summary::fmt_ratio(item.value)))
                 } else {
-                    short(item.value)
+                    spec.cat.num(&short(item.value))
                 };
                 root.draw(&Text::new(
                     text,

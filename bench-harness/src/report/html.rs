@@ -8,6 +8,7 @@ use workloads::Better;
 
 use super::charts::backend_css;
 use super::{charts, methodology, ReportError, View};
+use crate::i18n::{Catalogue, Lang};
 use crate::summary::{fmt_num, LEVEL};
 
 /// Escapes text for XML/HTML content and attribute values.
@@ -56,69 +57,63 @@ fn dot(view: &View<'_>, label: &str) -> String {
     )
 }
 
-/// What each chart shows, for its caption.
-fn caption(name: &str) -> &'static str {
-    match name {
-        "start_timeline" => {
-            "Where start-up time goes: each bar is one trial of the noop workload on the host \
-             clock, split at the phases the backend records; segment lengths are medians across \
-             trials, so the bar is the median path, not the median total."
-        }
-        "ratio_to_native" => {
-            "Each dot is a backend's median divided by native's median for the same metric; the \
-             whisker is its bootstrap confidence interval. At 1 (the black line) the backend is \
-             as fast as native; whether above 1 is better depends on the arrow in the label."
-        }
-        "factor_effects" => {
-            "Each dot is one factor's effect on a headline metric: the median at the changed value \
-             divided by the median at the factor's first value, the other factors held fixed, \
-             measured side by side in this run; the whisker is its bootstrap interval. At 1 the \
-             setting made no difference that the run could see."
-        }
-        "aa_check" => {
-            "The same column run twice as if it were two, interleaved: any distance of a dot or \
-             its whisker from 1 is noise. Effects and ratios closer to 1 than these whiskers \
-             reach cannot be told from noise on this host."
-        }
-        "io_latency" => {
-            "Latency percentiles reported by the I/O workloads (p50 = typical, p99 = tail), \
-             median across trials with its confidence interval."
-        }
-        "vm_exits" => {
-            "How often the guest left the CPU to the VMM in one trial, by reason. Port and MMIO \
-             exits are emulated device accesses; virtio keeps them few."
-        }
-        _ => "",
+/// What each chart shows, for its caption (empty for a chart the catalogue does not describe).
+fn caption(cat: &Catalogue, name: &str) -> String {
+    let id = format!("caption-{name}");
+    if cat.has(&id) {
+        cat.tr(&id, &[])
+    } else {
+        String::new()
     }
 }
 
-pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
+pub(crate) fn render(view: &View<'_>, cat: &Catalogue) -> Result<String, ReportError> {
     let m = view.manifest();
+    let l = |id: &str| cat.tr(id, &[]);
     let (charts, chart_notes) = charts::build(view)?;
     let mut o = String::new();
-    o.push_str(
-        "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n",
+    let _ = writeln!(
+        o,
+        "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"{}\">\n<head>",
+        cat.lang().code()
     );
     o.push_str("<meta charset=\"utf-8\" />\n");
     o.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\" />\n");
-    let _ = writeln!(o, "<title>isolab report: {}</title>", esc(&m.run_id));
-    let _ = writeln!(o, "<style>{STYLE}</style>\n</head>\n<body>");
-    let _ = writeln!(o, "<h1>isolab report: run {}</h1>", esc(&m.run_id));
     let _ = writeln!(
         o,
-        "<p class=\"muted\">{} on {} (kernel {}, {}), {} of {} planned trials stored, status: {}{}.</p>",
-        esc(&m.started_at),
-        esc(&m.host.hostname),
-        esc(&m.host.kernel),
-        esc(m.host.kvm.describe()),
-        view.run.samples.len(),
-        m.planned_trials,
+        "<title>{}</title>",
+        esc(&cat.tr("html-title", &[("run", &m.run_id)]))
+    );
+    let _ = writeln!(o, "<style>{STYLE}</style>\n</head>\n<body>");
+    let _ = writeln!(
+        o,
+        "<h1>{}</h1>",
+        esc(&cat.tr("html-heading", &[("run", &m.run_id)]))
+    );
+    let status = format!(
+        "{}{}</span>",
         if view.is_partial() {
             "<span class=\"partial\">"
         } else {
             "<span>"
         },
-        esc(super::status_word(m.status)) + "</span>"
+        esc(&l(methodology::status_id(m.status)))
+    );
+    let _ = writeln!(
+        o,
+        "<p class=\"muted\">{}</p>",
+        cat.tr(
+            "html-run-line",
+            &[
+                ("started", &esc(&m.started_at)),
+                ("host", &esc(&m.host.hostname)),
+                ("kernel", &esc(&m.host.kernel)),
+                ("kvm", &esc(&l(methodology::kvm_id(m.host.kvm)))),
+                ("stored", &cat.num(&view.run.samples.len().to_string())),
+                ("planned", &cat.num(&m.planned_trials.to_string())),
+                ("status", &status),
+            ]
+        )
     );
     let legend: Vec<String> = methodology::backends_present(view)
         .iter()
@@ -127,12 +122,18 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
     if !legend.is_empty() {
         let _ = writeln!(
             o,
-            "<p>Backends in this run (same colours in every chart): {}</p>",
-            legend.join(" &#160; ")
+            "<p>{}</p>",
+            cat.tr("html-legend", &[("backends", &legend.join(" &#160; "))])
         );
     }
 
-    let lead = super::markdown::lead_sentences(view);
+    let lead = if cat.lang() == Lang::En {
+        super::markdown::lead_sentences(view)
+    } else {
+        // The lead sentences repeat the summary table in English prose; the table below
+        // says the same in the catalogue's language.
+        Vec::new()
+    };
     if !lead.is_empty() {
         o.push_str("<ul>\n");
         for l in &lead {
@@ -141,23 +142,27 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
         o.push_str("</ul>\n");
     }
 
-    let caveats = methodology::caveats(view);
+    let caveats = methodology::caveats(view, cat);
     if !caveats.is_empty() {
-        o.push_str("<div class=\"caveats\"><strong>Read this first.</strong>\n<ul>\n");
+        let _ = writeln!(
+            o,
+            "<div class=\"caveats\"><strong>{}</strong>\n<ul>",
+            esc(&l("html-read-first"))
+        );
         for c in &caveats {
             let _ = writeln!(o, "<li>{}</li>", esc(c));
         }
         o.push_str("</ul></div>\n");
     }
 
-    o.push_str("<h2>Charts</h2>\n");
+    let _ = writeln!(o, "<h2>{}</h2>", esc(&l("html-charts")));
     for c in &charts {
         let _ = writeln!(
             o,
             "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>",
             c.name,
             strip_xml_declaration(&c.svg),
-            esc(caption(c.name))
+            esc(&caption(cat, c.name))
         );
     }
     if !chart_notes.is_empty() {
@@ -168,8 +173,8 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
         o.push_str("</ul>\n");
     }
 
-    o.push_str("<h2>Summary</h2>\n");
-    summary_table(view, &mut o);
+    let _ = writeln!(o, "<h2>{}</h2>", esc(&l("html-summary")));
+    summary_table(view, cat, &mut o);
     effects_table(view, &mut o);
     aa_table(view, &mut o);
     o.push_str(&super::published::html(&super::published::comparisons(
@@ -178,10 +183,20 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
 
     let failed = methodology::failed_groups(view);
     if !failed.is_empty() {
-        o.push_str(
-            "<h2>Failed trials</h2>\n<p class=\"muted\">One row per backend and reason (every \
-             trial: <code>isolab report --format json</code>).</p>\n<table>\n<tr><th>backend</th>\
-             <th>trials</th><th>how many</th><th>workloads</th><th>reason</th></tr>\n",
+        let _ = writeln!(
+            o,
+            "<h2>{}</h2>\n<p class=\"muted\">{}</p>\n<table>\n<tr><th>{}</th><th>{}</th><th>{}</th>\
+             <th>{}</th><th>{}</th></tr>",
+            esc(&l("html-failed")),
+            cat.tr(
+                "html-failed-note",
+                &[("command", "<code>isolab report --format json</code>")]
+            ),
+            esc(&l("summary-col-backend")),
+            esc(&l("html-col-trials")),
+            esc(&l("html-col-how-many")),
+            esc(&l("html-col-workloads")),
+            esc(&l("html-col-reason")),
         );
         for g in failed {
             let _ = writeln!(
@@ -200,19 +215,25 @@ pub(crate) fn render(view: &View<'_>) -> Result<String, ReportError> {
 
     let _ = writeln!(
         o,
-        "<h2>Methodology</h2>\n<p>{}</p>",
-        esc(&methodology::paragraph(view))
+        "<h2>{}</h2>\n<p>{}</p>",
+        esc(&l("html-methodology")),
+        esc(&methodology::paragraph(view, cat))
     );
-    o.push_str("<h2>Environment</h2>\n<table>\n");
-    for (k, v) in methodology::environment(view) {
+    let _ = writeln!(o, "<h2>{}</h2>\n<table>", esc(&l("html-environment")));
+    for (k, v) in methodology::environment(view, cat) {
         let _ = writeln!(o, "<tr><th>{}</th><td>{}</td></tr>", esc(&k), esc(&v));
     }
     o.push_str("</table>\n");
     let _ = writeln!(
         o,
-        "<p class=\"muted\">Every number here is recomputed from samples.jsonl and manifest.json \
-         of run {} by <code>isolab report</code>; the raw samples are in the CSV report.</p>",
-        esc(&m.run_id)
+        "<p class=\"muted\">{}</p>",
+        cat.tr(
+            "html-footer",
+            &[
+                ("run", &esc(&m.run_id)),
+                ("command", "<code>isolab report</code>")
+            ]
+        )
     );
     o.push_str("</body>\n</html>\n");
     Ok(o)
@@ -227,18 +248,27 @@ fn strip_xml_declaration(svg: &str) -> &str {
     }
 }
 
-fn summary_table(view: &View<'_>, o: &mut String) {
+fn summary_table(view: &View<'_>, cat: &Catalogue, o: &mut String) {
+    let l = |id: &str| esc(&cat.tr(id, &[]));
     if view.summary.rows.is_empty() {
-        o.push_str("<p>No successful measured trial in this run.</p>\n");
+        let _ = writeln!(o, "<p>{}</p>", l("html-no-trial"));
         return;
     }
     let _ = writeln!(
         o,
-        "<table>\n<tr><th>workload</th><th>metric</th><th>unit</th><th>backend</th><th>n</th>\
-         <th>median</th><th>{:.0}% CI</th><th>vs native [{:.0}% CI]</th></tr>",
-        LEVEL * 100.0,
-        LEVEL * 100.0
+        "<table>\n<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th><th>{}</th></tr>",
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-unit"),
+        l("summary-col-backend"),
+        l("summary-col-n"),
+        l("summary-col-median"),
+        l("summary-col-ci"),
+        l("html-col-vs-native"),
     );
+    let num = |x: f64| cat.num(&fmt_num(x));
+    let sep = if cat.lang() == Lang::Fr { " ;" } else { "," };
     let mut last = "";
     for r in &view.summary.rows {
         let first = r.workload != last;
@@ -251,19 +281,18 @@ fn summary_table(view: &View<'_>, o: &mut String) {
         if r.wide {
             star.push('~');
         }
-        let mark = esc(r.cell_mark());
+        let mark = if r.is_emulated_time() {
+            esc(&format!(" ({})", cat.tr("emulated-time", &[])))
+        } else {
+            String::new()
+        };
         let vs = r.vs_native.map_or(String::new(), |v| {
-            format!(
-                "{}x [{}, {}]",
-                fmt_num(v.ratio),
-                fmt_num(v.lo),
-                fmt_num(v.hi)
-            )
+            format!("{}x [{}{sep} {}]", num(v.ratio), num(v.lo), num(v.hi))
         });
         let _ = writeln!(
             o,
             "<tr{}><td>{}</td><td>{}</td><td>{} {}</td><td>{}{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}{mark}</td><td class=\"num\">[{}, {}]{star}{mark}</td><td class=\"num\">{}</td></tr>",
+             <td class=\"num\">{}{mark}</td><td class=\"num\">[{}{sep} {}]{star}{mark}</td><td class=\"num\">{}</td></tr>",
             if first { " class=\"first\"" } else { "" },
             if first { esc(&r.workload) } else { String::new() },
             esc(&r.metric),
@@ -272,22 +301,27 @@ fn summary_table(view: &View<'_>, o: &mut String) {
             dot(view, &r.backend),
             esc(&r.backend),
             r.median.n,
-            fmt_num(r.median.median),
-            fmt_num(r.median.lo),
-            fmt_num(r.median.hi),
+            num(r.median.median),
+            num(r.median.lo),
+            num(r.median.hi),
             vs
         );
         last = &r.workload;
     }
     let _ = writeln!(
         o,
-        "</table>\n<p class=\"muted\">↑ higher is better, ↓ lower is better; * fewer than 6 samples, \
-         the interval is min..max; ~ the interval reaches further than {} from its median.</p>",
-        esc(&crate::summary::pct_text(
-            view.summary
-                .precision
-                .as_ref()
-                .map_or(crate::summary::DEFAULT_PRECISION_PCT, |p| p.threshold_pct)
+        "</table>\n<p class=\"muted\">{}</p>",
+        esc(&cat.tr(
+            "html-summary-note",
+            &[(
+                "pct",
+                &cat.nums_in(&crate::summary::pct_text(
+                    view.summary
+                        .precision
+                        .as_ref()
+                        .map_or(crate::summary::DEFAULT_PRECISION_PCT, |p| p.threshold_pct)
+                ))
+            )]
         ))
     );
 }
@@ -298,20 +332,22 @@ fn effects_table(view: &View<'_>, o: &mut String) {
         return;
     }
     let with_aa = s.aa.is_some();
+    let c = &view.cat;
+    let l = |id: &str| esc(&c.tr(id, &[]));
+    let header: String = crate::summary::EFFECTS_COLUMNS
+        .iter()
+        .map(|id| format!("<th>{}</th>", l(id)))
+        .collect();
     let _ = writeln!(
         o,
-        "<h2>Factor effects</h2>\n<p>Median at the changed value / median at the factor's first \
-         value, the other factors held fixed, with a {:.0}% bootstrap interval; headline metrics \
-         (every metric: <code>isolab report --format json</code>).{}</p>\n<table>\n<tr><th>factor</th>\
-         <th>backend</th><th>held fixed</th><th>change</th><th>workload</th><th>metric</th>\
-         <th>n</th><th>ratio [{:.0}% CI]</th>{}</tr>",
-        LEVEL * 100.0,
+        "<h2>{}</h2>\n<p>{}{}</p>\n<table>\n<tr>{header}{}</tr>",
+        l("html-effects"),
+        l("term-effects-note"),
         if with_aa {
-            " A/A: the same metric's A'/A interval, the noise floor beside each effect."
+            format!(" {}", l("term-effects-aa-note"))
         } else {
-            ""
+            String::new()
         },
-        LEVEL * 100.0,
         if with_aa { "<th>A/A</th>" } else { "" }
     );
     for e in s.effects.iter().filter(|e| e.headline) {
@@ -331,13 +367,13 @@ fn effects_table(view: &View<'_>, o: &mut String) {
             if e.better == Better::Higher { "↑" } else { "↓" },
             e.n_from,
             e.n_to,
-            esc(&crate::summary::ratio_text(&e.ratio))
+            esc(&crate::summary::ratio_text_in(&e.ratio, c))
         );
         if with_aa {
             let _ = write!(
                 o,
                 "<td class=\"num\">{}</td>",
-                esc(&crate::summary::aa_cell(s, &e.workload, &e.metric))
+                esc(&c.nums_in(&crate::summary::aa_cell(s, &e.workload, &e.metric)))
             );
         }
         o.push_str("</tr>\n");
@@ -347,12 +383,19 @@ fn effects_table(view: &View<'_>, o: &mut String) {
 
 fn aa_table(view: &View<'_>, o: &mut String) {
     let Some(aa) = &view.summary.aa else { return };
+    let c = &view.cat;
+    let l = |id: &str| esc(&c.tr(id, &[]));
     let _ = writeln!(
         o,
-        "<h2>A/A check</h2>\n<p>{}</p>\n<table>\n<tr><th>workload</th><th>metric</th><th>n</th>\
-         <th>A'/A [{:.0}% CI]</th><th>resolves</th></tr>",
-        esc(&crate::summary::aa_sentence(aa)),
-        LEVEL * 100.0
+        "<h2>{}</h2>\n<p>{}</p>\n<table>\n<tr><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th></tr>",
+        l("html-aa"),
+        esc(&crate::summary::aa_sentence_in(aa, c)),
+        l("summary-col-workload"),
+        l("summary-col-metric"),
+        l("summary-col-n"),
+        l("term-col-aa-ratio"),
+        l("term-col-resolves"),
     );
     for r in aa.rows.iter().filter(|r| r.headline) {
         let _ = writeln!(
@@ -364,8 +407,8 @@ fn aa_table(view: &View<'_>, o: &mut String) {
             esc(&r.unit),
             r.n_a,
             r.n_b,
-            esc(&crate::summary::ratio_text(&r.ratio)),
-            esc(&crate::summary::pct_text(r.resolution_pct))
+            esc(&crate::summary::ratio_text_in(&r.ratio, c)),
+            esc(&c.nums_in(&crate::summary::pct_text(r.resolution_pct)))
         );
     }
     o.push_str("</table>\n");

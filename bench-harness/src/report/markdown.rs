@@ -197,8 +197,13 @@ pub(crate) fn render(view: &View<'_>) -> String {
         &super::published::comparisons(view),
         "##",
     ));
-    let _ = writeln!(out, "\n## Methodology\n\n{}", methodology::paragraph(view));
-    let caveats = methodology::caveats(view);
+    let en = crate::i18n::Catalogue::new(crate::i18n::Lang::En);
+    let _ = writeln!(
+        out,
+        "\n## Methodology\n\n{}",
+        methodology::paragraph(view, &en)
+    );
+    let caveats = methodology::caveats(view, &en);
     if !caveats.is_empty() {
         let _ = writeln!(out, "\n## Caveats\n");
         for c in caveats {
@@ -225,7 +230,7 @@ pub(crate) fn render(view: &View<'_>) -> String {
         }
     }
     let _ = writeln!(out, "\n## Environment\n\n| | |\n|---|---|");
-    for (k, v) in methodology::environment(view) {
+    for (k, v) in methodology::environment(view, &en) {
         let _ = writeln!(out, "| {} | {} |", cell(&k), cell(&v));
     }
     out

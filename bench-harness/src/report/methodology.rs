@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::{backend_label, status_word, View};
+use super::{backend_label, View};
 use crate::host::Platform;
+use crate::i18n::Catalogue;
 use crate::stats::BOOTSTRAP_RESAMPLES;
-use crate::summary::LEVEL;
+use crate::summary::{stop_reason_catalogue_id as stop_reason_id, LEVEL};
 
 /// One failed measured trial, for the failure lists.
 #[derive(Debug, Clone, Serialize)]
@@ -101,15 +102,12 @@ pub(crate) fn failed_groups(view: &View<'_>) -> Vec<FailedGroup> {
     groups
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
-
-fn list(items: &[String]) -> String {
+/// `a, b and c` in the catalogue's language.
+pub(crate) fn list(cat: &Catalogue, items: &[String]) -> String {
     match items {
-        [] => "none".into(),
+        [] => cat.tr("list-none", &[]),
         [a] => a.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [rest @ .., last] => cat.tr("list-and", &[("rest", &rest.join(", ")), ("last", last)]),
     }
 }
 
@@ -127,8 +125,8 @@ pub(crate) fn backends_present(view: &View<'_>) -> Vec<String> {
     v
 }
 
-/// The methodology paragraph, from the run's own numbers.
-pub(crate) fn paragraph(view: &View<'_>) -> String {
+/// The methodology paragraph, from the run's own numbers, in the catalogue's language.
+pub(crate) fn paragraph(view: &View<'_>, cat: &Catalogue) -> String {
     let m = view.manifest();
     let measured = view.summary.measured_samples;
     let failed = view.failed().count();
@@ -150,112 +148,144 @@ pub(crate) fn paragraph(view: &View<'_>) -> String {
         .iter()
         .filter(|w| view.run.samples.iter().any(|s| &s.workload == *w))
         .count();
-    let mut p = format!(
-        "Run {} measured {} of {} on {} ({} planned per column and workload{}), \
-         after {} per column and workload ({} stored but not summarised). ",
-        m.run_id,
-        plural(measured, "trial", "trials"),
-        plural(workloads, "workload", "workloads"),
-        list(&backends),
-        plural(m.suite.reps as usize, "repetition", "repetitions"),
-        if m.suite.until_ci.is_some() {
-            ", more where --until-ci asked for them"
-        } else {
-            ""
-        },
-        plural(m.suite.warmup as usize, "warm-up round", "warm-up rounds"),
-        plural(
-            view.summary.warmup_samples,
-            "warm-up sample",
-            "warm-up samples"
-        ),
+    let n = |x: usize| cat.num(&x.to_string());
+    let count = |id: &str, x: usize| cat.tr_n(id, x, &[("count", &n(x))]);
+    let mut p = cat.tr(
+        "method-trials",
+        &[
+            ("run", &m.run_id),
+            ("trials", &count("count-trials", measured)),
+            ("workloads", &count("count-workloads", workloads)),
+            ("backends", &list(cat, &backends)),
+            ("reps", &count("count-repetitions", m.suite.reps as usize)),
+            (
+                "until",
+                &if m.suite.until_ci.is_some() {
+                    cat.tr("method-more-until-ci", &[])
+                } else {
+                    String::new()
+                },
+            ),
+            (
+                "warmup",
+                &count("count-warmup-rounds", m.suite.warmup as usize),
+            ),
+            (
+                "warmup-samples",
+                &count("count-warmup-samples", view.summary.warmup_samples),
+            ),
+        ],
     );
-    if let Some(f) = crate::summary::factors_sentence(&view.summary) {
+    p.push(' ');
+    if let Some(f) = crate::summary::factors_sentence_in(&view.summary, cat) {
         p.push_str(&f);
         p.push(' ');
     }
-    p.push_str(&format!(
-        "{ok} produced a result that enters the statistics; {failed} failed and {emulated} ran in an \
-         emulated machine (both are listed, neither is summarised as performance). "
+    p.push_str(&cat.tr(
+        "method-outcomes",
+        &[
+            ("ok", &n(ok)),
+            ("failed", &n(failed)),
+            ("emulated", &n(emulated)),
+        ],
     ));
-    p.push_str(&format!(
-        "In every repetition each workload ran once per column (a backend with its factor values), \
-         the columns in an order shuffled anew (seed {}), so slow drift of the host falls on all \
-         columns alike. ",
-        m.seed
-    ));
+    p.push(' ');
+    p.push_str(&cat.tr("method-shuffle", &[("seed", &m.seed.to_string())]));
+    p.push(' ');
     if let Some(u) = &m.until_ci {
-        p.push_str(&format!(
-            "Repetitions were added by rule (--until-ci {}%): rounds of one more repetition of \
-             every column, interleaved, for each workload with a headline interval reaching \
-             further than that from its median, up to {} repetitions and {:.0} s; {} round(s) \
-             were added and the rule {}. ",
-            u.rule_pct,
-            u.max_reps,
-            u.max_wall_s,
-            u.extra_rounds,
-            match u.stopped {
-                crate::manifest::StopReason::Converged => "was met".to_owned(),
-                other => format!("was not met everywhere ({})", other.describe()),
-            }
+        p.push_str(&cat.tr(
+            "method-until-ci",
+            &[
+                ("pct", &cat.percent(&u.rule_pct.to_string())),
+                ("max-reps", &n(u.max_reps as usize)),
+                (
+                    "max-wall",
+                    &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s"),
+                ),
+                ("rounds", &n(u.extra_rounds as usize)),
+                (
+                    "outcome",
+                    &match u.stopped {
+                        crate::manifest::StopReason::Converged => cat.tr("method-until-met", &[]),
+                        other => cat.tr(
+                            "method-until-not-met",
+                            &[("why", &cat.tr(stop_reason_id(other), &[]))],
+                        ),
+                    },
+                ),
+            ],
         ));
+        p.push(' ');
     }
     if let Some(aa) = &view.summary.aa {
-        p.push_str(&format!(
-            "As an A/A check, column {} ran twice as if it were two ({} and {}), interleaved like \
-             the others; their ratio shows the smallest difference this host resolved during the \
-             run. ",
-            aa.a.trim_end_matches(" A"),
-            aa.a,
-            aa.b
+        p.push_str(&cat.tr(
+            "method-aa",
+            &[
+                ("column", aa.a.trim_end_matches(" A")),
+                ("a", &aa.a),
+                ("b", &aa.b),
+            ],
         ));
+        p.push(' ');
     }
-    p.push_str(&format!(
-        "Each figure is the median of its samples with a distribution-free {:.0}% confidence interval \
-         from order statistics (binomial ranks; no normality is assumed; with fewer than 6 samples \
-         {:.0}% is out of reach and min..max is given with its actual coverage). Ratios to native are \
-         median(backend) / median(native) with a {:.0}% percentile-bootstrap interval \
-         ({BOOTSTRAP_RESAMPLES} resamples, fixed seed, so every number can be recomputed from \
-         samples.jsonl). ",
-        LEVEL * 100.0,
-        LEVEL * 100.0,
-        LEVEL * 100.0
+    let level = cat.percent(&format!("{:.0}", LEVEL * 100.0));
+    p.push_str(&cat.tr(
+        "method-statistics",
+        &[("level", &level), ("resamples", &n(BOOTSTRAP_RESAMPLES))],
     ));
-    p.push_str(&format!(
-        "Sandbox size: {} MiB of memory and {} for container and VM alike. \
-         Host: {} ({}, {}, {} MiB), kernel {}, {}, cgroups {:?}.",
-        m.suite.limits.memory_mib,
-        plural(m.suite.limits.vcpus as usize, "CPU", "CPUs"),
-        m.host.hostname,
-        m.host.cpu_model,
-        plural(m.host.cores, "core", "cores"),
-        m.host.memory_mib,
-        m.host.kernel,
-        m.host.kvm.describe(),
-        m.host.cgroups
+    p.push(' ');
+    p.push_str(&cat.tr(
+        "method-sandbox",
+        &[
+            (
+                "memory",
+                &cat.with_unit(&m.suite.limits.memory_mib.to_string(), "MiB"),
+            ),
+            ("cpus", &count("count-cpus", m.suite.limits.vcpus as usize)),
+            ("host", &m.host.hostname),
+            ("cpu-model", &m.host.cpu_model),
+            ("cores", &count("count-cores", m.host.cores)),
+            (
+                "host-memory",
+                &cat.with_unit(&m.host.memory_mib.to_string(), "MiB"),
+            ),
+            ("kernel", &m.host.kernel),
+            ("kvm", &cat.tr(kvm_id(m.host.kvm), &[])),
+            ("cgroups", &format!("{:?}", m.host.cgroups)),
+        ],
     ));
     p
 }
 
-/// Memory metrics of a trial and the meter each is.
+/// The catalogue id of a run's status.
+pub(crate) fn status_id(s: crate::manifest::RunStatus) -> &'static str {
+    use crate::manifest::RunStatus;
+    match s {
+        RunStatus::Running => "status-running",
+        RunStatus::Complete => "status-complete",
+        RunStatus::Interrupted => "status-interrupted",
+        RunStatus::Failed => "status-failed",
+    }
+}
+
+/// The catalogue id of the host's kind of KVM.
+pub(crate) fn kvm_id(k: crate::host::KvmFlavour) -> &'static str {
+    use crate::host::KvmFlavour;
+    match k {
+        KvmFlavour::HardwareIntel => "kvm-intel",
+        KvmFlavour::HardwareAmd => "kvm-amd",
+        KvmFlavour::Pvm => "kvm-pvm",
+        KvmFlavour::Unknown => "kvm-unknown",
+        KvmFlavour::None => "kvm-none",
+    }
+}
+
+/// Memory metrics of a trial and the catalogue id of the meter each is.
 const MEMORY_METERS: [(&str, &str); 4] = [
-    (
-        "host.peak_rss",
-        "host.peak_rss: the process's peak resident set (native: the agent; VM: the VMM process)",
-    ),
-    (
-        "host.cgroup_peak",
-        "host.cgroup_*: what the sandbox's memory cgroup (the container's, or the VMM process's) \
-         charged, whose peak moves in per-CPU charge batches and is not a footprint",
-    ),
-    (
-        "host.guest_ram_touched",
-        "host.guest_ram_touched: guest RAM the VM's guest touched",
-    ),
-    (
-        "host.vmm_overhead",
-        "host.vmm_overhead: the VMM process's memory outside guest RAM",
-    ),
+    ("host.peak_rss", "meter-peak-rss"),
+    ("host.cgroup_peak", "meter-cgroup"),
+    ("host.guest_ram_touched", "meter-guest-ram-touched"),
+    ("host.vmm_overhead", "meter-vmm-overhead"),
 ];
 
 /// Whether any sample of the run has metric `name`.
@@ -266,49 +296,36 @@ fn has_metric(view: &View<'_>, name: &str) -> bool {
         .any(|s| s.metrics.iter().any(|x| x.name == name))
 }
 
-/// Everything a reader must know before trusting a number of this run.
-pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
+/// Everything a reader must know before trusting a number of this run, in the catalogue's
+/// language (the reasons quoted from the run stay as the run recorded them).
+pub(crate) fn caveats(view: &View<'_>, cat: &Catalogue) -> Vec<String> {
     let m = view.manifest();
+    let n = |x: usize| cat.num(&x.to_string());
     let mut c = Vec::new();
     if view.is_partial() {
-        c.push(format!(
-            "Partial run: status {}, {} of {} planned trials stored. The figures use the samples that \
-             exist; some backends or workloads may have fewer repetitions than planned.",
-            status_word(m.status),
-            view.run.samples.len(),
-            m.planned_trials
+        c.push(cat.tr(
+            "caveat-partial",
+            &[
+                ("status", &cat.tr(status_id(m.status), &[])),
+                ("stored", &n(view.run.samples.len())),
+                ("planned", &n(m.planned_trials)),
+            ],
         ));
     }
     if view.run.torn_tail {
-        c.push(
-            "The last line of samples.jsonl was incomplete (the run was killed while writing it) \
-             and was skipped."
-                .into(),
-        );
+        c.push(cat.tr("caveat-torn-tail", &[]));
     }
     // Each backend's memory figures come from its own meter: say so wherever they are shown.
-    let meters: Vec<&str> = MEMORY_METERS
+    let meters: Vec<String> = MEMORY_METERS
         .iter()
         .filter(|(metric, _)| has_metric(view, metric))
-        .map(|(_, meter)| *meter)
+        .map(|(_, meter)| cat.tr(meter, &[]))
         .collect();
     if !meters.is_empty() {
-        c.push(format!(
-            "Memory figures of this run are each backend's own meter ({}), not one quantity: \
-             never compare them across backends. `isolab density` measures memory per instance \
-             with one meter for every backend (the host's MemAvailable drop over N instances, and \
-             PSS).",
-            meters.join("; ")
-        ));
+        c.push(cat.tr("caveat-memory-meters", &[("meters", &meters.join("; "))]));
     }
     if has_metric(view, "host.cgroup_cpu_user") {
-        c.push(
-            "CPU times come from two meters, shown under their own names and never divided by \
-             each other: host.cpu_* is the process's CPU time from rusage (native: the agent; \
-             VM: the VMM process, its vCPU threads included); host.cgroup_cpu_* is the \
-             container's cgroup CPU accounting."
-                .into(),
-        );
+        c.push(cat.tr("caveat-cpu-meters", &[]));
     }
     let present = backends_present(view);
     for b in &m.suite.backends {
@@ -326,8 +343,11 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
                 .backends
                 .get(name)
                 .and_then(|st| st.note.clone())
-                .unwrap_or_else(|| "no trial of it was stored".into());
-            c.push(format!("Backend {name} has no samples in this run: {why}."));
+                .unwrap_or_else(|| cat.tr("caveat-no-trial-stored", &[]));
+            c.push(cat.tr(
+                "caveat-backend-no-samples",
+                &[("backend", name), ("why", why.trim_end_matches('.'))],
+            ));
         } else if !ok
             && !view
                 .run
@@ -335,9 +355,7 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
                 .iter()
                 .any(|s| s.backend == name && s.emulated)
         {
-            c.push(format!(
-                "Backend {name} produced no successful measured trial; it appears only in the failure list."
-            ));
+            c.push(cat.tr("caveat-backend-no-success", &[("backend", name)]));
         }
     }
     let emulated = view
@@ -347,13 +365,7 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
         .filter(|s| !s.warmup && s.emulated)
         .count();
     if emulated > 0 {
-        c.push(format!(
-            "{} ran the VM inside an emulated machine (no hardware virtualization). They are \
-             labelled \"vm (emulated)\", have no ratio to native, and are left out of the timing \
-             charts: they show that the VM works and what it counts (memory, exits), not how fast \
-             it is.",
-            plural(emulated, "sample", "samples")
-        ));
+        c.push(cat.tr_n("caveat-emulated", emulated, &[("count", &n(emulated))]));
     }
     if view
         .summary
@@ -361,10 +373,9 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
         .iter()
         .any(|r| r.median.coverage + 1e-9 < LEVEL)
     {
-        c.push(format!(
-            "Some figures rest on fewer than 6 samples: their interval is min..max and covers the \
-             median with less than {:.0}% probability (marked *).",
-            LEVEL * 100.0
+        c.push(cat.tr(
+            "caveat-few-samples",
+            &[("level", &cat.percent(&format!("{:.0}", LEVEL * 100.0)))],
         ));
     }
     for col in m.columns.iter().filter(|c| !c.available) {
@@ -373,93 +384,138 @@ pub(crate) fn caveats(view: &View<'_>) -> Vec<String> {
             .iter()
             .any(|o| o.available && o.column.backend == col.column.backend);
         if backend_has_other {
-            c.push(format!(
-                "Column {} did not run: {}.",
-                col.column.label,
-                col.note.as_deref().unwrap_or("no reason recorded")
-            ));
+            c.push(
+                cat.tr(
+                    "caveat-column-not-run",
+                    &[
+                        ("column", &col.column.label),
+                        (
+                            "why",
+                            &col.note
+                                .clone()
+                                .unwrap_or_else(|| cat.tr("avail-no-reason", &[])),
+                        ),
+                    ],
+                ),
+            );
         }
     }
     if let Some(p) = &view.summary.precision {
         let wide = p.wide().count();
         if wide > 0 {
-            c.push(format!(
-                "{} of {} headline intervals reach further than {} from their median (marked ~); \
-                 differences smaller than that are not resolved by them.",
-                wide,
-                p.checks.len(),
-                crate::summary::pct_text(p.threshold_pct)
+            c.push(cat.tr(
+                "caveat-wide",
+                &[
+                    ("wide", &n(wide)),
+                    ("total", &n(p.checks.len())),
+                    (
+                        "pct",
+                        &cat.nums_in(&crate::summary::pct_text(p.threshold_pct)),
+                    ),
+                ],
             ));
         }
     }
     if let Some(floor) = view.summary.aa.as_ref().and_then(|a| a.floor_pct) {
-        c.push(format!(
-            "The A/A check of this run puts the noise floor at {}: a ratio closer to 1 than that \
-             (a factor's effect, or a backend against native) cannot be told from noise here.",
-            crate::summary::pct_text(floor)
+        c.push(cat.tr(
+            "caveat-aa-floor",
+            &[("pct", &cat.nums_in(&crate::summary::pct_text(floor)))],
         ));
     }
     // One line per column and reason, however many workloads it hit.
     for g in crate::summary::grouped_failures(&view.summary) {
-        c.push(format!("{}.", g.sentence()));
+        c.push(cat.tr_n(
+            if g.reason.starts_with("unavailable:") {
+                "caveat-failures-not-run"
+            } else {
+                "caveat-failures"
+            },
+            g.count,
+            &[
+                ("backend", &g.backend),
+                ("count", &n(g.count)),
+                ("workloads", &g.workloads.join(", ")),
+                ("reason", g.reason.trim_end_matches('.')),
+            ],
+        ));
     }
     c
 }
 
-/// Environment facts as (label, value) pairs, for the manifest tables.
-pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
+/// Environment facts as (label, value) pairs, for the manifest tables, labels and the words
+/// isolab writes in the catalogue's language (values the host or the run recorded stay as
+/// recorded).
+pub(crate) fn environment(view: &View<'_>, cat: &Catalogue) -> Vec<(String, String)> {
     let m = view.manifest();
     let h = &m.host;
+    let l = |id: &str| cat.tr(id, &[]);
     let mut v: Vec<(String, String)> = vec![
-        ("run".into(), m.run_id.clone()),
-        ("status".into(), status_word(m.status).into()),
-        ("started".into(), m.started_at.clone()),
+        (l("env-run"), m.run_id.clone()),
+        (l("env-status"), l(status_id(m.status))),
+        (l("env-started"), m.started_at.clone()),
         (
-            "ended".into(),
+            l("env-ended"),
             m.ended_at.clone().unwrap_or_else(|| "-".into()),
         ),
         (
-            "wall time".into(),
-            m.wall_s.map_or_else(|| "-".into(), |w| format!("{w:.1} s")),
+            l("env-wall-time"),
+            m.wall_s
+                .map_or_else(|| "-".into(), |w| cat.with_unit(&format!("{w:.1}"), "s")),
         ),
-        ("host".into(), h.hostname.clone()),
-        ("kernel".into(), h.kernel.clone()),
-        ("CPU".into(), format!("{} ({} cores)", h.cpu_model, h.cores)),
-        ("memory".into(), format!("{} MiB", h.memory_mib)),
+        (l("env-host"), h.hostname.clone()),
+        (l("env-kernel"), h.kernel.clone()),
         (
-            "CPU governor".into(),
+            l("env-cpu"),
+            cat.tr(
+                "env-cpu-value",
+                &[("model", &h.cpu_model), ("cores", &h.cores.to_string())],
+            ),
+        ),
+        (
+            l("env-memory"),
+            cat.with_unit(&h.memory_mib.to_string(), "MiB"),
+        ),
+        (
+            l("env-governor"),
             h.cpu_governor
                 .clone()
-                .unwrap_or_else(|| "not readable".into()),
+                .unwrap_or_else(|| l("env-not-readable")),
         ),
-        ("KVM".into(), h.kvm.describe().into()),
+        ("KVM".into(), l(kvm_id(h.kvm))),
         ("cgroups".into(), format!("{:?}", h.cgroups)),
-        ("host boot_id".into(), h.boot_id.clone()),
+        (l("env-boot-id"), h.boot_id.clone()),
     ];
-    v.extend(platform_rows(h.platform.as_ref()));
+    v.extend(platform_rows(cat, h.platform.as_ref()));
     v.extend([
         (
             "isolab".into(),
             format!("{} ({})", m.isolab_version, m.git_commit),
         ),
-        ("agent sha256".into(), m.agent_sha256.clone()),
-        ("suite".into(), m.suite.source.clone()),
+        (l("env-agent-sha"), m.agent_sha256.clone()),
+        (l("env-suite"), m.suite.source.clone()),
         (
-            "repetitions / warm-up".into(),
+            l("env-reps"),
             format!("{} / {}", m.suite.reps, m.suite.warmup),
         ),
         (
-            "sandbox".into(),
-            format!(
-                "{} MiB, {} vCPU, {} pids",
-                m.suite.limits.memory_mib, m.suite.limits.vcpus, m.suite.limits.pids_max
+            l("env-sandbox"),
+            cat.tr(
+                "env-sandbox-value",
+                &[
+                    (
+                        "memory",
+                        &cat.with_unit(&m.suite.limits.memory_mib.to_string(), "MiB"),
+                    ),
+                    ("vcpus", &m.suite.limits.vcpus.to_string()),
+                    ("pids", &m.suite.limits.pids_max.to_string()),
+                ],
             ),
         ),
-        ("shuffle seed".into(), m.seed.to_string()),
+        (l("env-seed"), m.seed.to_string()),
         (
-            "columns".into(),
+            l("env-columns"),
             if m.columns.is_empty() {
-                "one per backend".into()
+                l("env-one-per-backend")
             } else {
                 m.columns
                     .iter()
@@ -469,29 +525,34 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
             },
         ),
         (
-            "trials stored / planned".into(),
+            l("env-trials"),
             format!("{} / {}", view.run.samples.len(), m.planned_trials),
         ),
-        ("command".into(), m.command.join(" ")),
+        (l("env-command"), m.command.join(" ")),
     ]);
     if let Some(u) = &m.until_ci {
         v.push((
             "--until-ci".into(),
-            format!(
-                "{}% (caps {} repetitions, {:.0} s): {} round(s) added, {}",
-                u.rule_pct,
-                u.max_reps,
-                u.max_wall_s,
-                u.extra_rounds,
-                u.stopped.describe()
+            cat.tr(
+                "env-until-ci",
+                &[
+                    ("pct", &cat.percent(&u.rule_pct.to_string())),
+                    ("max-reps", &u.max_reps.to_string()),
+                    (
+                        "max-wall",
+                        &cat.with_unit(&format!("{:.0}", u.max_wall_s), "s"),
+                    ),
+                    ("rounds", &u.extra_rounds.to_string()),
+                    ("why", &l(stop_reason_id(u.stopped))),
+                ],
             ),
         ));
     }
     for (name, st) in &m.backends {
         let mut val = if st.available {
-            "available".to_string()
+            l("env-available")
         } else {
-            "unavailable".to_string()
+            l("env-unavailable")
         };
         if let Some(n) = &st.note {
             val.push_str(": ");
@@ -500,68 +561,74 @@ pub(crate) fn environment(view: &View<'_>) -> Vec<(String, String)> {
         for (k, f) in &st.facts {
             val.push_str(&format!("; {k}={f}"));
         }
-        v.push((format!("backend {name}"), val));
+        v.push((cat.tr("env-backend", &[("backend", name)]), val));
     }
     v
 }
 
 /// The platform settings of the host (microcode, mitigations, boost, SMT, NUMA, THP, KSM, the
 /// command line) as environment rows; one row saying they were not recorded for older runs.
-fn platform_rows(p: Option<&Platform>) -> Vec<(String, String)> {
+fn platform_rows(cat: &Catalogue, p: Option<&Platform>) -> Vec<(String, String)> {
+    let l = |id: &str| cat.tr(id, &[]);
     let Some(p) = p else {
-        return vec![(
-            "platform".into(),
-            "not recorded (the run was made by an isolab that did not record microcode, \
-             mitigations, boost, SMT, NUMA, THP, KSM or the kernel command line)"
-                .into(),
-        )];
+        return vec![(l("env-platform"), l("env-platform-not-recorded"))];
     };
-    let or_absent = |v: &Option<String>| {
-        v.clone()
-            .unwrap_or_else(|| "not exposed by this host".into())
-    };
+    let or_absent = |v: &Option<String>| v.clone().unwrap_or_else(|| l("env-not-exposed"));
     let smt = match (&p.smt, p.smt_active) {
-        (Some(c), Some(a)) => format!("{c} ({})", if a { "active" } else { "inactive" }),
+        (Some(c), Some(a)) => format!(
+            "{c} ({})",
+            if a {
+                l("env-active")
+            } else {
+                l("env-inactive")
+            }
+        ),
         (Some(c), None) => c.clone(),
-        (None, _) => "not exposed by this host".into(),
+        (None, _) => l("env-not-exposed"),
     };
     let numa = match &p.numa_nodes {
-        None => "not exposed by this host".into(),
+        None => l("env-not-exposed"),
         Some(nodes) => {
             let list: Vec<String> = nodes
                 .iter()
-                .map(|n| match n.memory_mib {
-                    Some(m) => format!("node {}: CPUs {}, {m} MiB", n.node, n.cpus),
-                    None => format!("node {}: CPUs {}", n.node, n.cpus),
+                .map(|n| {
+                    let node = cat.tr(
+                        "env-numa-node",
+                        &[("node", &n.node.to_string()), ("cpus", &n.cpus)],
+                    );
+                    match n.memory_mib {
+                        Some(m) => format!("{node}, {}", cat.with_unit(&m.to_string(), "MiB")),
+                        None => node,
+                    }
                 })
                 .collect();
             format!("{}: {}", nodes.len(), list.join("; "))
         }
     };
     let ksm = match &p.ksm {
-        None => "not exposed by this host".into(),
+        None => l("env-not-exposed"),
         Some(k) => {
             let state = match k.run {
-                0 => "stopped".to_owned(),
-                1 => "merging".to_owned(),
-                2 => "unmerging".to_owned(),
+                0 => l("env-ksm-stopped"),
+                1 => l("env-ksm-merging"),
+                2 => l("env-ksm-unmerging"),
                 n => format!("run = {n}"),
             };
             let mut parts = vec![state];
             if let Some(n) = k.pages_to_scan {
-                parts.push(format!("{n} pages per scan"));
+                parts.push(cat.tr("env-ksm-pages-per-scan", &[("n", &n.to_string())]));
             }
             if let Some(ms) = k.sleep_millisecs {
-                parts.push(format!("{ms} ms between scans"));
+                parts.push(cat.tr("env-ksm-sleep", &[("ms", &ms.to_string())]));
             }
             if let Some(n) = k.pages_sharing {
-                parts.push(format!("{n} pages sharing at the start"));
+                parts.push(cat.tr("env-ksm-sharing", &[("n", &n.to_string())]));
             }
             parts.join(", ")
         }
     };
     let mitigations = if p.mitigations.is_empty() {
-        "not exposed by this host".into()
+        l("env-not-exposed")
     } else {
         p.mitigations
             .iter()
@@ -570,23 +637,26 @@ fn platform_rows(p: Option<&Platform>) -> Vec<(String, String)> {
             .join("; ")
     };
     vec![
-        ("CPU signature".into(), or_absent(&p.cpu_signature)),
-        ("microcode".into(), or_absent(&p.microcode)),
-        ("CPU vulnerabilities".into(), mitigations),
-        ("cpufreq driver".into(), or_absent(&p.cpufreq_driver)),
+        (l("env-cpu-signature"), or_absent(&p.cpu_signature)),
+        (l("env-microcode"), or_absent(&p.microcode)),
+        (l("env-vulnerabilities"), mitigations),
+        (l("env-cpufreq"), or_absent(&p.cpufreq_driver)),
         ("boost".into(), or_absent(&p.boost)),
         ("SMT".into(), smt),
-        ("NUMA nodes".into(), numa),
+        (l("env-numa"), numa),
         (
-            "transparent huge pages".into(),
+            l("env-thp"),
             match (&p.thp_enabled, &p.thp_defrag) {
-                (None, None) => "not exposed by this host".into(),
-                (e, d) => format!("enabled {}, defrag {}", or_absent(e), or_absent(d)),
+                (None, None) => l("env-not-exposed"),
+                (e, d) => cat.tr(
+                    "env-thp-value",
+                    &[("enabled", &or_absent(e)), ("defrag", &or_absent(d))],
+                ),
             },
         ),
         ("KSM".into(), ksm),
-        ("clock source".into(), or_absent(&p.clocksource)),
-        ("kernel build".into(), or_absent(&p.kernel_build)),
-        ("kernel command line".into(), or_absent(&p.kernel_cmdline)),
+        (l("env-clocksource"), or_absent(&p.clocksource)),
+        (l("env-kernel-build"), or_absent(&p.kernel_build)),
+        (l("env-cmdline"), or_absent(&p.kernel_cmdline)),
     ]
 }

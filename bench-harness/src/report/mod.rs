@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::i18n::{Catalogue, Lang};
 use crate::manifest::{Manifest, RunStatus};
 use crate::sample::Sample;
 use crate::store::StoredRun;
@@ -110,11 +111,23 @@ pub struct ChartFiles {
 
 /// Renders a report of `run` in `format`. Works on partial runs and runs without some backend.
 pub fn render_report(run: &StoredRun, format: ReportFormat) -> Result<String, ReportError> {
-    let view = View::new(run);
+    render_report_in(run, format, Lang::En)
+}
+
+/// [`render_report`] in `lang`: the terminal and HTML reports are written from the message
+/// catalogue ([`crate::i18n`]) with the language's numbers; the other formats are data for tools
+/// and papers and stay English.
+pub fn render_report_in(
+    run: &StoredRun,
+    format: ReportFormat,
+    lang: Lang,
+) -> Result<String, ReportError> {
+    let view = View::in_lang(run, lang);
+    let cat = Catalogue::new(lang);
     match format {
-        ReportFormat::Term => Ok(term::render(&view)),
+        ReportFormat::Term => Ok(term::render(&view, &cat)),
         ReportFormat::Md => Ok(markdown::render(&view)),
-        ReportFormat::Html => html::render(&view),
+        ReportFormat::Html => html::render(&view, &cat),
         ReportFormat::Csv => Ok(csv::render(&view)),
         ReportFormat::Latex => Ok(latex::render(&view)),
         ReportFormat::Json => json(&view),
@@ -215,10 +228,17 @@ pub(crate) struct View<'a> {
     pub workloads: Vec<String>,
     /// The run's column labels in plan order (empty for runs made before factors existed).
     pub columns: Vec<String>,
+    /// The language of the report's and the charts' words.
+    pub cat: Catalogue,
 }
 
 impl<'a> View<'a> {
     pub(crate) fn new(run: &'a StoredRun) -> Self {
+        Self::in_lang(run, Lang::En)
+    }
+
+    /// The view of `run` whose words (charts, tables) are in `lang`.
+    pub(crate) fn in_lang(run: &'a StoredRun, lang: Lang) -> Self {
         let summary = summary::summarise_run(run);
         Self {
             run,
@@ -230,6 +250,7 @@ impl<'a> View<'a> {
                 .iter()
                 .map(|c| c.column.label.clone())
                 .collect(),
+            cat: Catalogue::new(lang),
         }
     }
 
@@ -308,8 +329,8 @@ fn json(view: &View<'_>) -> Result<String, ReportError> {
         torn_tail: view.run.torn_tail,
         samples_stored: view.run.samples.len(),
         planned_trials: m.planned_trials,
-        methodology: methodology::paragraph(view),
-        caveats: methodology::caveats(view),
+        methodology: methodology::paragraph(view, &Catalogue::new(Lang::En)),
+        caveats: methodology::caveats(view, &Catalogue::new(Lang::En)),
         summary: &view.summary,
         failed_trials: methodology::failed_trials(view),
         published: published::comparisons(view),

@@ -4,6 +4,28 @@
 
 pub mod browser;
 
+/// The tests of one file that start isolab runs go one at a time: every run cleans what dead runs
+/// left (and the density runs switch KSM, host-wide), so two at once would see each other's.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the file's one-at-a-time lock (a test that failed while holding it does not block the rest).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails, saying `why` root is needed, unless the test runs as root.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{why}: run the tests as root"
+    );
+}
+
+/// The agent this build made (`ISOLAB_AGENT`, else next to the test's executables).
+pub fn agent() -> std::path::PathBuf {
+    workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"))
+}
+
 use std::collections::BTreeMap;
 
 use bench_harness::factors::FactorLevels;
@@ -288,4 +310,26 @@ pub fn density_run_with_vms(dir: &std::path::Path) -> bench_harness::density::re
         w.append(r).unwrap();
     }
     load(&dir.join(&manifest.run_id)).unwrap()
+}
+
+/// `isolab run --suite SUITE --out OUT --io-dir IO --seed SEED` with the agent of this build and
+/// no stdin, as the tests that start real runs call it.
+pub fn isolab_run(
+    suite: &std::path::Path,
+    out: &std::path::Path,
+    io: &std::path::Path,
+    seed: u64,
+) -> std::process::Command {
+    let agent = workloads::locate::locate_agent(None).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_isolab"));
+    c.args(["run", "--suite"])
+        .arg(suite)
+        .arg("--out")
+        .arg(out)
+        .arg("--io-dir")
+        .arg(io)
+        .args(["--seed", &seed.to_string()])
+        .env("ISOLAB_AGENT", agent)
+        .stdin(std::process::Stdio::null());
+    c
 }

@@ -90,6 +90,7 @@ pub fn agent_request(w: Workload) -> RunRequest {
             ),
             (MARKER_ENV.to_owned(), format!("fd:{MARKER_FD}")),
         ],
+        netns: None,
     }
 }
 
@@ -120,6 +121,7 @@ pub fn probe_request(what: &str) -> RunRequest {
             (PROBE_ENV.to_owned(), what.to_owned()),
             (MARKER_ENV.to_owned(), format!("fd:{MARKER_FD}")),
         ],
+        netns: None,
     }
 }
 

@@ -24,7 +24,7 @@ use super::{cache_err, cache_root, KernelError, Result};
 
 /// The modules the VM needs from the kernel package (their dependencies are added): the
 /// virtio-mmio transport, the disk, and the console the agent's result leaves through.
-pub const GUEST_MODULES: [&str; 3] = ["virtio_mmio", "virtio_blk", "virtio_console"];
+pub const GUEST_MODULES: [&str; 4] = ["virtio_mmio", "virtio_blk", "virtio_console", "virtio_net"];
 /// The name of the load-order file, in the cache's `modules/` and in the guest's module directory.
 pub const ORDER_FILE: &str = "order";
 /// Directory name prefix of cached Debian guest kernels.
@@ -392,6 +392,9 @@ mod tests {
             ("virtio_mmio", vec!["virtio", "virtio_ring"]),
             ("virtio_blk", vec!["virtio", "virtio_ring"]),
             ("virtio_console", vec!["virtio", "virtio_ring"]),
+            ("virtio_net", vec!["net_failover", "virtio", "virtio_ring"]),
+            ("net_failover", vec!["failover"]),
+            ("failover", vec![]),
             ("virtio", vec!["virtio_ring"]),
             ("virtio_ring", vec![]),
         ]
@@ -410,7 +413,10 @@ mod tests {
                 "virtio",
                 "virtio_mmio",
                 "virtio_blk",
-                "virtio_console"
+                "virtio_console",
+                "failover",
+                "net_failover",
+                "virtio_net"
             ]
         );
         assert!(load_order(&["nope"], &mut lookup).is_err());

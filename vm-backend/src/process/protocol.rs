@@ -305,6 +305,18 @@ mod tests {
             cmdline: "console=ttyS0".into(),
             unclaimed_io: 3,
             disk: None,
+            net: Some(crate::vmm::NetReport {
+                tap: "isotap0".into(),
+                offload: true,
+                stats: crate::devices::virtio::net::NetStats {
+                    rx_packets: 7,
+                    ..Default::default()
+                },
+                stats_workload: None,
+                transport: Default::default(),
+                broken: None,
+                thread_problem: None,
+            }),
             vcpu_states: Vec::new(),
             teardown_problems: Vec::new(),
         };
@@ -330,6 +342,7 @@ mod tests {
                 .map(|c| (c.output.log.text(), c.output.stats))
         };
         assert_eq!(channel(&back), channel(&report));
+        assert_eq!(back.net, report.net);
     }
 
     #[test]

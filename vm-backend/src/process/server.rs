@@ -157,7 +157,8 @@ fn failure_kind(e: &VmError) -> FailureKind {
         | VmError::Layout(_)
         | VmError::Cmdline(_)
         | VmError::Config(_)
-        | VmError::Disk(_) => FailureKind::Config,
+        | VmError::Disk(_)
+        | VmError::Net(_) => FailureKind::Config,
         _ => FailureKind::Setup,
     }
 }
@@ -192,6 +193,18 @@ fn run(
             at_ns: u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
         });
     };
+    // The network card's tap lives in the run's lab namespace: opened now, from a thread that
+    // enters it, before the jail (whose own network namespace has nothing) and any filter.
+    let tap = match &config.net {
+        Some(n) => Some(
+            crate::devices::virtio::net::Tap::open_in(n.netns.as_deref(), &n.tap)
+                .map_err(|e| (e.to_string(), FailureKind::Config))?,
+        ),
+        None => None,
+    };
+    if tap.is_some() {
+        mark(&mut points, "tap_opened");
+    }
     let (kvm, smaps, ns_dir) = match &jail_config {
         Some(j) => {
             let entered = jail::enter(j, &mut config, probe_jail)
@@ -207,6 +220,7 @@ fn run(
     };
     let hooks = Arc::new(ProcessHooks {
         kvm: Mutex::new(kvm),
+        tap: Mutex::new(tap),
         smaps,
         filters,
         jail: jail_config,
@@ -235,6 +249,8 @@ fn run(
 struct ProcessHooks {
     /// `/dev/kvm`, when opened before a jail.
     kvm: Mutex<Option<Kvm>>,
+    /// The network card's tap, opened before any jail.
+    tap: Mutex<Option<crate::devices::virtio::net::Tap>>,
     /// `/proc/self/smaps`, opened before any jail or filter.
     smaps: File,
     filters: ThreadFilters,
@@ -264,6 +280,19 @@ impl VmmHooks for ProcessHooks {
         match self.kvm.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(kvm) => Ok(kvm),
             None => Kvm::new().map_err(VmError::KvmOpen),
+        }
+    }
+
+    fn open_tap(
+        &self,
+        net: &vmm::NetConfig,
+    ) -> crate::error::Result<crate::devices::virtio::net::Tap> {
+        match self.tap.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(tap) => Ok(tap),
+            None => Err(VmError::Host(format!(
+                "the tap {} was not opened before the VM was set up",
+                net.tap
+            ))),
         }
     }
 

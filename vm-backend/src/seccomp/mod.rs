@@ -7,6 +7,7 @@
 //! | main | wait for the vCPUs, kick them (`tgkill` with the kick signal only), read KVM's statistics and its own memory map through descriptors it already holds, tear the VM down (`munmap`, `close`), send the report |
 //! | vCPU | `KVM_RUN` and the four vCPU ioctls a stop at the timeout reads the state with, read KVM's statistics, raise interrupts and console output (`write`) |
 //! | virtio-blk | wait on its eventfds (`epoll_wait`), move data between the disk image and guest memory (`lseek`, `read`, `write`, `fdatasync`) |
+//! | virtio-net | wait on its eventfds and the tap (`epoll_wait`), move frames between the tap and guest memory (`read`, `write`), set the tap's offloads (`ioctl` `TUNSETOFFLOAD` only); the tap was opened before any filter or jail |
 //! | control | read the host's requests from its socket (`recvfrom`/`read`) |
 //!
 //! Every thread may also use memory (`brk`, anonymous private `mmap` read-write, `mremap`,
@@ -83,16 +84,19 @@ pub enum ThreadKind {
     Vcpu,
     /// The virtio-blk device thread.
     VirtioBlk,
+    /// The virtio-net device thread.
+    VirtioNet,
     /// The VMM process's thread that reads the host's requests.
     Control,
 }
 
 impl ThreadKind {
     /// Every kind.
-    pub const ALL: [ThreadKind; 4] = [
+    pub const ALL: [ThreadKind; 5] = [
         ThreadKind::Main,
         ThreadKind::Vcpu,
         ThreadKind::VirtioBlk,
+        ThreadKind::VirtioNet,
         ThreadKind::Control,
     ];
 
@@ -102,6 +106,7 @@ impl ThreadKind {
             ThreadKind::Main => "main",
             ThreadKind::Vcpu => "vcpu",
             ThreadKind::VirtioBlk => "virtio-blk",
+            ThreadKind::VirtioNet => "virtio-net",
             ThreadKind::Control => "control",
         }
     }
@@ -113,6 +118,7 @@ impl ThreadKind {
             VmmThread::Main => Some(ThreadKind::Main),
             VmmThread::Vcpu(_) => Some(ThreadKind::Vcpu),
             VmmThread::Device("virtio-blk") => Some(ThreadKind::VirtioBlk),
+            VmmThread::Device("virtio-net") => Some(ThreadKind::VirtioNet),
             VmmThread::Device(_) => None,
         }
     }
@@ -379,6 +385,31 @@ pub const VIRTIO_BLK: &[Allow] = &[
     allow("fdatasync", libc::SYS_fdatasync, "a guest FLUSH"),
 ];
 
+/// The virtio-net device thread: no open, no socket, no connect: only the tap it was given.
+pub const VIRTIO_NET: &[Allow] = &[
+    allow(
+        "epoll_wait",
+        libc::SYS_epoll_wait,
+        "waiting for a queue notification, a frame on the tap, a control message or the stop",
+    ),
+    allow(
+        "epoll_pwait",
+        libc::SYS_epoll_pwait,
+        "the same, as some libcs call it",
+    ),
+    allow(
+        "read",
+        libc::SYS_read,
+        "eventfd counters; frames from the tap",
+    ),
+    allow_if(
+        "ioctl",
+        libc::SYS_ioctl,
+        &[(1, &[crate::devices::virtio::net::TUNSETOFFLOAD_REQUEST])],
+        "TUNSETOFFLOAD when the driver accepts offloads",
+    ),
+];
+
 /// The control thread.
 pub const CONTROL: &[Allow] = &[
     allow_if(
@@ -396,6 +427,7 @@ pub fn allowances(kind: ThreadKind) -> &'static [Allow] {
         ThreadKind::Main => MAIN,
         ThreadKind::Vcpu => VCPU,
         ThreadKind::VirtioBlk => VIRTIO_BLK,
+        ThreadKind::VirtioNet => VIRTIO_NET,
         ThreadKind::Control => CONTROL,
     }
 }
@@ -782,7 +814,7 @@ mod tests {
         for mode in [SeccompMode::On, SeccompMode::Log] {
             let f = ThreadFilters::compile(mode, 34).expect("compile");
             let n = f.instructions();
-            assert_eq!(n.len(), 4);
+            assert_eq!(n.len(), ThreadKind::ALL.len());
             assert!(n.values().all(|n| *n > 20 && *n < 1000), "{n:?}");
         }
         assert!(ThreadFilters::compile(SeccompMode::Off, 34)
@@ -871,6 +903,25 @@ mod tests {
         assert_eq!(
             parse_report(&out.1).and_then(|c| c.name),
             Some("socket".into())
+        );
+        // The network device thread may set the tap's offloads, and nothing else by ioctl; it
+        // may not open a socket either (its frames only go to the tap it was given).
+        let out = in_child(&filters, ThreadKind::VirtioNet, || {
+            // SAFETY: ioctl on a bad fd: EBADF, no effect (the filter lets TUNSETOFFLOAD by).
+            unsafe {
+                libc::ioctl(
+                    -1,
+                    crate::devices::virtio::net::TUNSETOFFLOAD_REQUEST as libc::c_ulong,
+                    0,
+                )
+            };
+            // SAFETY: ioctl on a bad fd; refused before the kernel looks at the fd.
+            unsafe { libc::ioctl(-1, 0x4004_54ca as libc::c_ulong, 0) };
+        });
+        assert_eq!(
+            parse_report(&out.1).and_then(|c| c.args.get(1).copied()),
+            Some(0x4004_54ca),
+            "TUNSETIFF refused, TUNSETOFFLOAD allowed: {out:?}"
         );
         let out = in_child(&filters, ThreadKind::Main, || {
             let argv: [*const libc::c_char; 1] = [std::ptr::null()];

@@ -14,6 +14,7 @@ use crate::arch::x86_64::{msr, regs};
 use crate::devices::marker::{MarkerEvent, PHASE_BYTES, WORKLOAD_END, WORKLOAD_START};
 use crate::devices::virtio::block::{BlockShared, BlockStats};
 use crate::devices::virtio::lock;
+use crate::devices::virtio::net::{NetShared, NetStats};
 use crate::devices::{BusAction, MmioBus, PioBus};
 use crate::error::{Result, VmError};
 use crate::hooks::VmmHooks;
@@ -76,6 +77,8 @@ pub struct Snapshot {
     pub kvm: Vec<Option<KvmStats>>,
     /// What the virtio-blk disk did so far, when the VM has one.
     pub disk: Option<BlockStats>,
+    /// What the virtio-net card did so far, when the VM has one.
+    pub net: Option<NetStats>,
 }
 
 impl Snapshot {
@@ -179,6 +182,7 @@ pub struct VcpuObserver {
     origin: Instant,
     snapshots: Mutex<MarkerSnapshots>,
     disk: Option<Arc<BlockShared>>,
+    net: Option<Arc<NetShared>>,
     /// Told of every marker (the VMM process forwards them to the host as they come).
     hooks: Option<Arc<dyn VmmHooks>>,
 }
@@ -199,8 +203,15 @@ impl VcpuObserver {
             origin,
             snapshots: Mutex::default(),
             disk,
+            net: None,
             hooks: None,
         }
+    }
+
+    /// The same, with the virtio-net card's counters in every snapshot.
+    pub fn with_net(mut self, net: Option<Arc<NetShared>>) -> Self {
+        self.net = net;
+        self
     }
 
     /// The same, telling `hooks` of every marker write ([`VmmHooks::marker`]).
@@ -228,11 +239,13 @@ impl VcpuObserver {
             .map(|fd| fd.as_ref().and_then(|fd| fd.read().ok()))
             .collect();
         let disk = self.disk.as_ref().map(|d| d.stats());
+        let net = self.net.as_ref().map(|n| n.stats());
         Snapshot {
             at_ns,
             exits,
             kvm,
             disk,
+            net,
         }
     }
 

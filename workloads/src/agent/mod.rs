@@ -7,6 +7,7 @@
 //! an error result and the agent always ends through [`pid1::shutdown`].
 
 pub mod marker;
+pub mod netif;
 pub mod pid1;
 pub mod report;
 pub mod spec_source;
@@ -17,7 +18,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use thiserror::Error;
 
 use crate::kernels;
-use crate::protocol::{cmdline_value, DiskMode, MarkerEvent, ProtocolError, DISK_CMDLINE_KEY};
+use crate::protocol::{
+    cmdline_value, DiskMode, MarkerEvent, ProtocolError, DISK_CMDLINE_KEY, NET_CMDLINE_KEY,
+    VM_NET_INTERFACE,
+};
 use crate::result::{AgentClock, Outcome, WorkloadResult};
 use crate::spec::PROTOCOL_VERSION;
 use marker::Marker;
@@ -38,6 +42,11 @@ isolab-agent: runs one isolab workload and prints one framed result line on stdo
 
 usage: isolab-agent [--spec B64 | --spec-file PATH]
        isolab-agent --exit-immediately   (exit 0 at once: the child of the `spawn` workload)
+       isolab-agent --peer PORT          (the network workloads' peer: `isolab run` starts it in
+                                          its lab network namespace; brings `lo` up, listens on
+                                          0.0.0.0:PORT for TCP and UDP (0: any free
+                                          port), prints `ready PORT`, serves
+                                          until its stdin closes)
        isolab-agent --help
 
 The spec (base64url JSON made by workloads::protocol::encode_spec) is taken from --spec,
@@ -82,6 +91,45 @@ pub enum AgentError {
     Report(String),
 }
 
+/// The argument that makes the agent the network workloads' peer.
+pub const PEER_FLAG: &str = "--peer";
+
+/// `--peer PORT`: the peer server. Returns the exit code when it cannot serve; serves until its
+/// stdin closes (the harness holds the other end, so the peer ends with the harness).
+fn run_peer(port: Option<OsString>) -> i32 {
+    let Some(port) = port.and_then(|p| p.to_str().and_then(|p| p.parse::<u16>().ok())) else {
+        eprintln!("isolab-agent: --peer needs a port number");
+        return EXIT_BAD_SPEC;
+    };
+    // The lab namespace is fresh: its loopback starts down.
+    let up = libc::IFF_UP as libc::c_short;
+    if let Err(e) = kernels::net_loopback::loopback_flags(None).and_then(|f| {
+        if f & up == 0 {
+            kernels::net_loopback::loopback_flags(Some(f | up))
+        } else {
+            Ok(f)
+        }
+    }) {
+        eprintln!("isolab-agent: cannot bring `lo` up in the peer's namespace: {e}");
+        return EXIT_WORKLOAD_FAILED;
+    }
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+    let (tcp, udp) = match kernels::net::peer::bind(addr) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("isolab-agent: the peer cannot listen on {addr}: {e}");
+            return EXIT_WORKLOAD_FAILED;
+        }
+    };
+    let port = tcp.local_addr().map_or(port, |a| a.port());
+    std::thread::spawn(move || kernels::net::peer::serve(tcp, udp));
+    println!("ready {port}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    EXIT_OK
+}
+
 /// CLOCK_MONOTONIC in nanoseconds; 0 if the clock cannot be read (it always can on Linux).
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
@@ -99,6 +147,9 @@ pub fn main() -> ! {
     // be, and must not announce itself on the parent's marker pipe.
     if first.as_deref() == Some(kernels::spawn::EXIT_IMMEDIATELY.as_ref()) {
         std::process::exit(EXIT_OK);
+    }
+    if first.as_deref() == Some(PEER_FLAG.as_ref()) {
+        std::process::exit(run_peer(args.next()));
     }
     let args: Vec<OsString> = first.into_iter().chain(args).collect();
 
@@ -195,6 +246,19 @@ fn run(
                     "{DISK_CMDLINE_KEY}={value} is not `raw` or `ext4`; fix the VM's command line"
                 ))
                 }
+            }
+        }
+    }
+
+    // A VM's network interface (isolab.net=ADDR/PREFIX): set up before a network workload.
+    if pid1 && disk_error.is_none() && spec.workload.peer().is_some() {
+        if let Some(value) = cmdline_value(&cmdline, NET_CMDLINE_KEY) {
+            if let Err(e) = netif::configure_from(value, VM_NET_INTERFACE) {
+                disk_error = Some(if module_failures.is_empty() {
+                    e
+                } else {
+                    format!("{e}; {}", module_failures.join("; "))
+                });
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod io;
 pub mod mem_bw;
 pub mod mem_lat;
+pub mod net;
 pub mod net_loopback;
 pub mod noop;
 pub mod page_fault;
@@ -136,6 +137,10 @@ pub fn run(workload: &Workload, phases: PhaseHook<'_>) -> Result<KernelOutput, W
         Workload::IoRand(p) => io::rand::run(p, phases)?.into(),
         Workload::IoFsync(p) => io::fsync::run(p)?.into(),
         Workload::NetLoopback(p) => net_loopback::run(p)?.into(),
+        Workload::NetStream(p) => net::stream(p)?.into(),
+        Workload::NetRr(p) => net::rr(p)?.into(),
+        Workload::NetCrr(p) => net::crr(p)?.into(),
+        Workload::NetUdpRr(p) => net::udp_rr(p)?.into(),
         Workload::Timer(p) => timer::run(p)?.into(),
         Workload::RandomAccess(p) => random_access::run(p)?.into(),
         Workload::Inspect => {

@@ -174,7 +174,7 @@ fn loopback_down() -> bool {
 
 /// Reads the IFF_* flags of `lo` in this process's network namespace, first setting them to `set`
 /// if given. An ioctl rather than /sys/class/net: a container may see the host's /sys.
-pub(crate) fn loopback_flags(set: Option<libc::c_short>) -> std::io::Result<libc::c_short> {
+pub fn loopback_flags(set: Option<libc::c_short>) -> std::io::Result<libc::c_short> {
     use std::os::fd::AsRawFd;
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,

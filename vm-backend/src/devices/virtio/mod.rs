@@ -29,6 +29,7 @@
 pub mod block;
 pub mod console;
 pub mod mmio;
+pub mod net;
 #[doc(hidden)]
 pub mod testing;
 
@@ -222,6 +223,7 @@ pub struct DeviceThread {
 const TOKEN_NOTIFY: u64 = 1;
 const TOKEN_STOP: u64 = 2;
 const TOKEN_CONTROL: u64 = 3;
+const TOKEN_SOURCE: u64 = 4;
 /// The longest the thread sleeps without looking at its stop flag (in case the stop eventfd
 /// could not be written).
 const IDLE_TICK_MS: i32 = 500;
@@ -235,6 +237,26 @@ impl DeviceThread {
         name: &str,
         notify: EventFd,
         control: EventFd,
+        stop: Arc<AtomicBool>,
+        prologue: P,
+        handler: F,
+    ) -> Result<Self, DeviceThreadError>
+    where
+        P: FnOnce() -> Result<(), String> + Send + 'static,
+        F: FnMut(u64) -> bool + Send + 'static,
+    {
+        Self::spawn_with_source(name, notify, control, None, stop, prologue, handler)
+    }
+
+    /// [`DeviceThread::spawn`], also woken (edge-triggered: once per new readiness) when
+    /// `source` becomes readable, e.g. a tap with a frame waiting; the handler is then called
+    /// with 0 notifications and must read the source until it would block or return true.
+    /// `source` must stay open as long as the thread runs (its owner moves into the handler).
+    pub fn spawn_with_source<P, F>(
+        name: &str,
+        notify: EventFd,
+        control: EventFd,
+        source: Option<std::os::fd::RawFd>,
         stop: Arc<AtomicBool>,
         prologue: P,
         mut handler: F,
@@ -272,6 +294,15 @@ impl DeviceThread {
                 )
                 .map_err(setup(what))?;
         }
+        if let Some(fd) = source {
+            epoll
+                .ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(EventSet::IN | EventSet::EDGE_TRIGGERED, TOKEN_SOURCE),
+                )
+                .map_err(setup("epoll registration of the device's source"))?;
+        }
         let thread_stop = Arc::clone(&stop);
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
@@ -286,7 +317,7 @@ impl DeviceThread {
                 if !ok {
                     return;
                 }
-                let mut events = [EpollEvent::default(); 3];
+                let mut events = [EpollEvent::default(); 4];
                 let mut more = false;
                 loop {
                     if thread_stop.load(Ordering::Acquire) {
@@ -318,6 +349,7 @@ impl DeviceThread {
                                 let _ = control.read();
                                 woken = true;
                             }
+                            TOKEN_SOURCE => woken = true,
                             _ => {}
                         }
                     }

@@ -1,7 +1,7 @@
 //! Drivers for tests and fuzzing (not part of the VMM): a well-behaved driver that publishes
 //! requests into a split queue in real guest memory from one thread while the device code serves
-//! them from another ([`race`]), and the body of the `virtio_blk` fuzz target
-//! ([`fuzz_virtio_blk`]), here so that `cargo test` replays generated inputs through exactly what
+//! them from another ([`race`]), and the bodies of the `virtio_blk` and `virtio_net` fuzz targets
+//! ([`fuzz_virtio_blk`], [`fuzz_virtio_net`]), here so that `cargo test` replays generated inputs through exactly what
 //! the fuzzer runs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::block::{process_queue, Block, BlockStats, MemDisk, PassControl, MAX_CHAINS_PER_PASS};
 use super::mmio::MmioTransport;
+use super::net;
 use super::Interrupt;
 
 /// A small deterministic generator (SplitMix64) for request mixes and generated inputs.
@@ -345,25 +346,9 @@ pub fn fuzz_virtio_blk(data: &[u8]) {
         fuzz_race(ctl);
         return;
     }
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[
-        (GuestAddress(0), FUZZ_LOW),
-        (GuestAddress(FUZZ_HIGH_START), FUZZ_HIGH),
-    ]) else {
+    let Some(mem) = fuzz_memory(body) else {
         return;
     };
-    let n = body.len().min(FUZZ_LOW);
-    if mem.write_slice(&body[..n], GuestAddress(0)).is_err() {
-        return;
-    }
-    if body.len() > FUZZ_LOW {
-        let m = (body.len() - FUZZ_LOW).min(FUZZ_HIGH);
-        if mem
-            .write_slice(&body[FUZZ_LOW..FUZZ_LOW + m], GuestAddress(FUZZ_HIGH_START))
-            .is_err()
-        {
-            return;
-        }
-    }
     let read_only = flags & 4 != 0;
     let event_idx = flags & 8 != 0;
     let disk = MemDisk::new(64 * 512, read_only);
@@ -408,52 +393,184 @@ pub fn fuzz_virtio_blk(data: &[u8]) {
         };
         let shared = dev.shared();
         let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq, None);
-        let mut w = |reg: u32, v: u32| t.write(u64::from(reg), &v.to_le_bytes());
-        w(VIRTIO_MMIO_STATUS, 1);
-        w(VIRTIO_MMIO_STATUS, 3);
-        w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-        w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 2) & 0x3);
-        w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-        w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 6));
-        w(VIRTIO_MMIO_STATUS, 11);
-        w(VIRTIO_MMIO_QUEUE_SEL, u32::from(ctl[10] & 1));
-        w(VIRTIO_MMIO_QUEUE_NUM, u32::from(u16_at(ctl, 11)));
-        for (i, reg) in [
-            VIRTIO_MMIO_QUEUE_DESC_LOW,
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW,
-            VIRTIO_MMIO_QUEUE_USED_LOW,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let a = fuzz_addr(ctl, 13 + 4 * i);
-            w(reg, a as u32);
-            w(reg + 4, (a >> 32) as u32);
+        fuzz_driver_start(&mut t, ctl);
+        fuzz_queue_setup(&mut t, u32::from(ctl[10] & 1), u16_at(ctl, 11), ctl, 13);
+        fuzz_register_traffic(&mut t, &ctl[25..], |_| worker.serve(1));
+        assert!(!read_only || shared.stats().writes == 0);
+    }
+}
+
+/// The `virtio_net` fuzz target: what a hostile guest controls in the virtio-net device.
+///
+/// The input is laid out as for [`fuzz_virtio_blk`] ([`FUZZ_CTL`] control bytes, then guest
+/// memory in two RAM regions with a hole). Control byte 0: bit 0 picks the mode, bit 2 offloads,
+/// bit 3 the event index.
+///
+/// - mode 0: a receive and a transmit queue state (sizes, indices, ring addresses anywhere)
+///   straight into [`net::process_tx`] and [`net::process_rx`], with frames of fuzzed sizes
+///   (up to past [`net::MAX_PACKET`]) waiting on an in-memory network, a few passes;
+/// - mode 1: the same memory behind the virtio-mmio transport, both queues set up through the
+///   registers with fuzzed features, sizes and addresses, then arbitrary register writes and
+///   reads interleaved with the device thread's work ([`net::NetWorker::serve`]).
+///
+/// Findings: a panic, a pass serving more than [`net::MAX_CHAINS_PER_PASS`] chains of a queue,
+/// a packet sent that is shorter than the header or longer than [`net::MAX_PACKET`] (the
+/// in-memory network panics on it), and a hang.
+pub fn fuzz_virtio_net(data: &[u8]) {
+    if data.len() < FUZZ_CTL {
+        return;
+    }
+    let (ctl, body) = data.split_at(FUZZ_CTL);
+    let flags = ctl[0];
+    let Some(mem) = fuzz_memory(body) else {
+        return;
+    };
+    let offload = flags & 4 != 0;
+    let event_idx = flags & 8 != 0;
+    let wire = net::MemNet::default();
+    // Frames waiting for the guest: sizes from the control bytes, some past the largest packet.
+    for i in 0..usize::from(ctl[19] % 8) {
+        let len = (usize::from(u16_at(ctl, 20 + 2 * (i % 2))) * (1 + usize::from(ctl[24] % 3)))
+            % (net::MAX_PACKET + 64);
+        wire.inject(vec![ctl[i % FUZZ_CTL]; len]);
+    }
+    if flags & 1 == 0 {
+        let queue = |at: usize| {
+            Queue::try_from(QueueState {
+                max_size: net::QUEUE_SIZE,
+                next_avail: u16_at(ctl, at),
+                next_used: u16_at(ctl, at + 2),
+                event_idx_enabled: event_idx,
+                size: 1 << (ctl[at + 4] % 9),
+                ready: true,
+                desc_table: fuzz_addr(ctl, at + 5) & !0xf,
+                avail_ring: fuzz_addr(ctl, at + 9) & !0x1,
+                used_ring: fuzz_addr(ctl, at + 13) & !0x3,
+            })
+            .ok()
+        };
+        let (Some(mut rx), Some(mut tx)) = (queue(25), queue(42)) else {
+            return;
+        };
+        let mut backend = wire.clone();
+        let mut stats = net::NetStats::default();
+        let mut buf = Vec::new();
+        let mut rx_state = net::RxState::default();
+        for _ in 0..=(ctl[18] % 4) {
+            if let Ok(p) =
+                net::process_tx(&mut tx, &mem, &mut backend, &mut stats, offload, &mut buf)
+            {
+                assert!(
+                    p.used <= net::MAX_CHAINS_PER_PASS,
+                    "a pass served {}",
+                    p.used
+                );
+            }
+            if let Ok(p) = net::process_rx(
+                &mut rx,
+                &mem,
+                &mut backend,
+                &mut stats,
+                offload,
+                &mut rx_state,
+            ) {
+                assert!(
+                    p.used <= net::MAX_CHAINS_PER_PASS,
+                    "a pass served {}",
+                    p.used
+                );
+            }
         }
-        w(VIRTIO_MMIO_QUEUE_READY, 1);
-        w(VIRTIO_MMIO_STATUS, 15);
-        // Then arbitrary register writes (offset, value) from the rest of the control bytes,
-        // with the device thread's work in between (a bounded number of passes each).
-        for op in ctl[25..].chunks_exact(5) {
-            let off = u64::from(op[0]) * 4;
-            t.write(off, &op[1..5]);
-            let mut r = [0u8; 4];
-            t.read(off, &mut r);
-            if op[0] & 0x40 != 0 {
-                for _ in 0..4 {
-                    if !worker.serve(1) {
-                        break;
-                    }
+    } else {
+        let irq = Arc::new(Interrupt::new(None));
+        let mut dev = net::Net::new(Box::new(wire.clone()), offload, Arc::clone(&irq), None);
+        let Some(mut worker) = dev.take_worker() else {
+            return;
+        };
+        let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq, None);
+        fuzz_driver_start(&mut t, ctl);
+        for q in 0..2u32 {
+            let at = 10 + 14 * q as usize;
+            fuzz_queue_setup(&mut t, q, u16_at(ctl, at), ctl, at + 2);
+        }
+        fuzz_register_traffic(&mut t, &ctl[40..], |b| worker.serve(u64::from(b & 1)));
+    }
+}
+
+/// A driver's start through the registers, with fuzzed features: ACKNOWLEDGE, DRIVER, the
+/// feature words, FEATURES_OK.
+fn fuzz_driver_start(t: &mut MmioTransport, ctl: &[u8]) {
+    let mut w = |reg: u32, v: u32| t.write(u64::from(reg), &v.to_le_bytes());
+    w(VIRTIO_MMIO_STATUS, 1);
+    w(VIRTIO_MMIO_STATUS, 3);
+    w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 2) & 0x3);
+    w(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    w(VIRTIO_MMIO_DRIVER_FEATURES, u32_at(ctl, 6));
+    w(VIRTIO_MMIO_STATUS, 11);
+}
+
+/// Queue `sel` set up with size `num` and the three ring addresses read from `ctl` at
+/// `addr_at` (four bytes each, [`fuzz_addr`]), then made ready.
+fn fuzz_queue_setup(t: &mut MmioTransport, sel: u32, num: u16, ctl: &[u8], addr_at: usize) {
+    let mut w = |reg: u32, v: u32| t.write(u64::from(reg), &v.to_le_bytes());
+    w(VIRTIO_MMIO_QUEUE_SEL, sel);
+    w(VIRTIO_MMIO_QUEUE_NUM, u32::from(num));
+    for (i, reg) in [
+        VIRTIO_MMIO_QUEUE_DESC_LOW,
+        VIRTIO_MMIO_QUEUE_AVAIL_LOW,
+        VIRTIO_MMIO_QUEUE_USED_LOW,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = fuzz_addr(ctl, addr_at + 4 * i);
+        w(reg, a as u32);
+        w(reg + 4, (a >> 32) as u32);
+    }
+    w(VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+/// DRIVER_OK, then arbitrary register writes and reads (offset, value: five bytes each of
+/// `ops`), with the device thread's work (`serve`, given the value's first byte) after those
+/// whose offset byte has bit 6, a bounded number of passes each, and at the end.
+fn fuzz_register_traffic(t: &mut MmioTransport, ops: &[u8], mut serve: impl FnMut(u8) -> bool) {
+    t.write(u64::from(VIRTIO_MMIO_STATUS), &15u32.to_le_bytes());
+    for op in ops.chunks_exact(5) {
+        let off = u64::from(op[0]) * 4;
+        t.write(off, &op[1..5]);
+        let mut r = [0u8; 4];
+        t.read(off, &mut r);
+        if op[0] & 0x40 != 0 {
+            for _ in 0..4 {
+                if !serve(op[1]) {
+                    break;
                 }
             }
         }
-        for _ in 0..4 {
-            if !worker.serve(1) {
-                break;
-            }
-        }
-        assert!(!read_only || shared.stats().writes == 0);
     }
+    for _ in 0..4 {
+        if !serve(1) {
+            break;
+        }
+    }
+}
+
+/// Guest memory for a fuzz input's body: two RAM regions with a hole between them.
+fn fuzz_memory(body: &[u8]) -> Option<GuestMemoryMmap> {
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[
+        (GuestAddress(0), FUZZ_LOW),
+        (GuestAddress(FUZZ_HIGH_START), FUZZ_HIGH),
+    ])
+    .ok()?;
+    let n = body.len().min(FUZZ_LOW);
+    mem.write_slice(&body[..n], GuestAddress(0)).ok()?;
+    if body.len() > FUZZ_LOW {
+        let m = (body.len() - FUZZ_LOW).min(FUZZ_HIGH);
+        mem.write_slice(&body[FUZZ_LOW..FUZZ_LOW + m], GuestAddress(FUZZ_HIGH_START))
+            .ok()?;
+    }
+    Some(mem)
 }
 
 /// Modes 2 and 3 of [`fuzz_virtio_blk`].
@@ -561,6 +678,26 @@ mod tests {
                 input[0] &= !2;
             }
             fuzz_virtio_blk(&input);
+        }
+    }
+
+    #[test]
+    fn the_net_fuzz_target_body_runs_on_generated_inputs() {
+        let mut rng = Rng::new(0x1601_f022);
+        for i in 0..1000 {
+            let mut input = generated_input(&mut rng);
+            input[0] = (input[0] & !1) | (i % 2) as u8;
+            if i % 3 == 0 {
+                // Queues where a driver would put them: rx at 0/0x1000/0x2000, tx after it.
+                for (at, base) in [(25usize, 0u32), (42, 0x4000)] {
+                    input[at..at + 4].fill(0);
+                    input[at + 4] = 4;
+                    input[at + 5..at + 9].copy_from_slice(&base.to_le_bytes());
+                    input[at + 9..at + 13].copy_from_slice(&(base + 0x1000).to_le_bytes());
+                    input[at + 13..at + 17].copy_from_slice(&(base + 0x2000).to_le_bytes());
+                }
+            }
+            fuzz_virtio_net(&input);
         }
     }
 }
