@@ -787,8 +787,9 @@ fn open_dir_nofollow(dir: &Path) -> Result<OwnedFd, ContainerError> {
 }
 
 /// Whether `/` of this mount namespace is an initramfs: the last mount on `/` in
-/// /proc/self/mountinfo is of type `rootfs` or `ramfs`.
-pub(crate) fn root_is_initramfs() -> bool {
+/// /proc/self/mountinfo is of type `rootfs` or `ramfs`. Containers of such a host enter their
+/// root with `MS_MOVE` + `chroot` ([`crate::RunReport::root_moved`]) instead of `pivot_root`.
+pub fn root_is_initramfs() -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     initramfs_in_mountinfo(&info)
 }
