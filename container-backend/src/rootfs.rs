@@ -215,12 +215,7 @@ impl MountPlan {
         let root = cpath(rootfs.dir())?;
         let root_atime = atime_flags(rootfs.dir());
         let initramfs_root = root_is_initramfs();
-        let template = if template {
-            Some(Template::make(&root, root_atime, initramfs_root)?)
-        } else {
-            None
-        };
-        let container_root = Self::confine_root(rootfs, template.is_some());
+        let container_root = Self::confine_root(rootfs, template);
         let r = container_root.as_path();
         let scratch = match scratch {
             Some(s) => {
@@ -234,7 +229,7 @@ impl MountPlan {
             }
             None => None,
         };
-        Ok(Self {
+        let mut plan = Self {
             root,
             proc_: cpath(&r.join("proc"))?,
             sys: cpath(&r.join("sys"))?,
@@ -255,7 +250,7 @@ impl MountPlan {
             dev_writable,
             confine,
             initramfs_root,
-            template,
+            template: None,
             slash: cstr("/"),
             dot: cstr("."),
             fs_proc: cstr("proc"),
@@ -263,7 +258,29 @@ impl MountPlan {
             fs_tmpfs: cstr("tmpfs"),
             dev_opts: cstr("mode=755,size=64k"),
             tmp_opts: cstr("mode=1777"),
-        })
+        };
+        if template {
+            // A read-only /dev of mknod-made nodes is the same in every container: made once,
+            // in the template, it costs a start no tmpfs, no mknod and no remount.
+            let dev = (!dev_writable && !bind_dev_nodes).then(|| plan.dev_plan());
+            let t = Template::make(
+                &plan.root,
+                plan.root_atime,
+                plan.initramfs_root,
+                dev.as_ref(),
+            )?;
+            plan.template = Some(t);
+        }
+        Ok(plan)
+    }
+
+    fn dev_plan(&self) -> DevPlan<'_> {
+        DevPlan {
+            dev: &self.dev,
+            nodes: &self.dev_nodes,
+            fs_tmpfs: &self.fs_tmpfs,
+            opts: &self.dev_opts,
+        }
     }
 
     /// Where the paths of the plan (and of its [`ConfinePlan`]) start: the rootfs on the host,
@@ -446,67 +463,54 @@ impl MountPlan {
             nosuid_nodev_noexec | libc::MS_RDONLY,
             nodata,
         )?;
-        mount(
-            SetupStep::MountDev,
-            self.fs_tmpfs.as_ptr(),
-            &self.dev,
-            self.fs_tmpfs.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NOEXEC,
-            self.dev_opts.as_ptr().cast(),
-        )?;
-        if self.bind_dev_nodes {
-            for ((path, _, _), host) in self.dev_nodes.iter().zip(&self.host_dev_nodes) {
-                // An empty file as the mount point (the tmpfs is ours, so creating in it works
-                // inside the user namespace), then the host's node over it: a bind mount of a
-                // node keeps its host superblock, where devices may be opened.
-                // SAFETY: `path` is a NUL-terminated string owned by `self`; the fd is closed
-                // right after.
-                let fd = unsafe {
-                    libc::open(
-                        path.as_ptr(),
-                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                        0o666 as libc::c_uint,
-                    )
-                };
-                if fd < 0 {
-                    return Err((SetupStep::MakeDevNodes, errno()));
+        // /dev: already in the template's copy (read-only, its three nodes), or made here.
+        let dev_from_template = self.template.as_ref().is_some_and(|t| t.dev);
+        let dev = self.dev_plan();
+        if !dev_from_template {
+            dev.mount_tmpfs()?;
+            if self.bind_dev_nodes {
+                for ((path, _, _), host) in self.dev_nodes.iter().zip(&self.host_dev_nodes) {
+                    // An empty file as the mount point (the tmpfs is ours, so creating in it works
+                    // inside the user namespace), then the host's node over it: a bind mount of a
+                    // node keeps its host superblock, where devices may be opened.
+                    // SAFETY: `path` is a NUL-terminated string owned by `self`; the fd is closed
+                    // right after.
+                    let fd = unsafe {
+                        libc::open(
+                            path.as_ptr(),
+                            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                            0o666 as libc::c_uint,
+                        )
+                    };
+                    if fd < 0 {
+                        return Err((SetupStep::MakeDevNodes, errno()));
+                    }
+                    // SAFETY: `fd` was opened above and is not used after.
+                    unsafe { libc::close(fd) };
+                    mount(
+                        SetupStep::MakeDevNodes,
+                        host.as_ptr(),
+                        path,
+                        null,
+                        libc::MS_BIND,
+                        nodata,
+                    )?;
+                    // Like every mount the container can write through: nosuid, noexec.
+                    mount(
+                        SetupStep::MakeDevNodes,
+                        null,
+                        path,
+                        null,
+                        libc::MS_BIND
+                            | libc::MS_REMOUNT
+                            | libc::MS_NOSUID
+                            | libc::MS_NOEXEC
+                            | self.dev_atime,
+                        nodata,
+                    )?;
                 }
-                // SAFETY: `fd` was opened above and is not used after.
-                unsafe { libc::close(fd) };
-                mount(
-                    SetupStep::MakeDevNodes,
-                    host.as_ptr(),
-                    path,
-                    null,
-                    libc::MS_BIND,
-                    nodata,
-                )?;
-                // Like every mount the container can write through: nosuid, noexec.
-                mount(
-                    SetupStep::MakeDevNodes,
-                    null,
-                    path,
-                    null,
-                    libc::MS_BIND
-                        | libc::MS_REMOUNT
-                        | libc::MS_NOSUID
-                        | libc::MS_NOEXEC
-                        | self.dev_atime,
-                    nodata,
-                )?;
-            }
-        }
-        for (path, major, minor) in self.dev_nodes.iter().filter(|_| !self.bind_dev_nodes) {
-            // SAFETY: `path` is a NUL-terminated string owned by `self`.
-            let r = unsafe {
-                libc::mknod(
-                    path.as_ptr(),
-                    libc::S_IFCHR | 0o666,
-                    libc::makedev(*major, *minor),
-                )
-            };
-            if r != 0 {
-                return Err((SetupStep::MakeDevNodes, errno()));
+            } else {
+                dev.make_nodes()?;
             }
         }
         mount(
@@ -556,15 +560,8 @@ impl MountPlan {
             }
             (None, _) => {}
         }
-        if !self.dev_writable {
-            mount(
-                SetupStep::DevReadOnly,
-                null,
-                &self.dev,
-                null,
-                libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
-                self.dev_opts.as_ptr().cast(),
-            )?;
+        if !self.dev_writable && !dev_from_template {
+            dev.remount_read_only()?;
         }
         let masked = self.confine.apply_mounts(mask);
         // SAFETY: closes the fd opened above; not used after.
@@ -629,19 +626,25 @@ struct Template {
     ns: OwnedFd,
     /// The root was entered with `MS_MOVE` + `chroot` (initramfs host).
     moved: bool,
+    /// `/dev` is mounted in the template, read-only with its three nodes (when /dev stays
+    /// read-only): each child's copy has it, as it has the root.
+    dev: bool,
 }
 
 impl Template {
     /// Makes the namespace on a thread of its own (`unshare(CLONE_NEWNS)` gives that thread
     /// alone a new mount namespace and root; the thread then ends, the namespace stays with
     /// the returned fd).
+    /// `dev`: also mount the read-only `/dev` of [`MountPlan::dev_nodes`] (see
+    /// [`Template::dev`]).
     fn make(
         root: &CString,
         root_atime: libc::c_ulong,
         initramfs_root: bool,
+        dev: Option<&DevPlan<'_>>,
     ) -> Result<Self, ContainerError> {
         let made = std::thread::scope(|s| {
-            s.spawn(|| Self::make_here(root, root_atime, initramfs_root))
+            s.spawn(|| Self::make_here(root, root_atime, initramfs_root, dev))
                 .join()
         });
         match made {
@@ -665,6 +668,7 @@ impl Template {
         root: &CString,
         root_atime: libc::c_ulong,
         initramfs_root: bool,
+        dev: Option<&DevPlan<'_>>,
     ) -> Result<Self, (&'static str, i32)> {
         let null = std::ptr::null::<libc::c_char>();
         let nodata = std::ptr::null::<libc::c_void>();
@@ -742,7 +746,85 @@ impl Template {
         } else {
             return fail("pivot_root into the template's rootfs");
         };
-        Ok(Self { ns, moved })
+        if let Some(d) = dev {
+            // Exact modes for the nodes. This thread's umask is its own: unshare(CLONE_NEWNS)
+            // above implies CLONE_FS.
+            // SAFETY: umask takes a mode.
+            unsafe { libc::umask(0) };
+            d.mount_tmpfs()
+                .and_then(|()| d.make_nodes())
+                .and_then(|()| d.remount_read_only())
+                .map_err(|(_, e)| ("mounting /dev in the template", e))?;
+        }
+        Ok(Self {
+            ns,
+            moved,
+            dev: dev.is_some(),
+        })
+    }
+}
+
+/// What a read-only `/dev` is made of: a small tmpfs (nosuid, noexec) holding the three nodes,
+/// then remounted read-only. Paths are the container's own.
+struct DevPlan<'a> {
+    dev: &'a CString,
+    nodes: &'a [(CString, u32, u32); 3],
+    fs_tmpfs: &'a CString,
+    opts: &'a CString,
+}
+
+impl DevPlan<'_> {
+    /// The tmpfs. Async-signal-safe, as the two below (a child without the template calls them).
+    fn mount_tmpfs(&self) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: every pointer is a NUL-terminated string owned by the plan, alive for the call.
+        let r = unsafe {
+            libc::mount(
+                self.fs_tmpfs.as_ptr(),
+                self.dev.as_ptr(),
+                self.fs_tmpfs.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                self.opts.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            return Err((SetupStep::MountDev, errno()));
+        }
+        Ok(())
+    }
+
+    /// The three nodes, mode 0666 less the umask (the caller's is 0).
+    fn make_nodes(&self) -> Result<(), (SetupStep, i32)> {
+        for (path, major, minor) in self.nodes {
+            // SAFETY: `path` is a NUL-terminated string owned by the plan.
+            let r = unsafe {
+                libc::mknod(
+                    path.as_ptr(),
+                    libc::S_IFCHR | 0o666,
+                    libc::makedev(*major, *minor),
+                )
+            };
+            if r != 0 {
+                return Err((SetupStep::MakeDevNodes, errno()));
+            }
+        }
+        Ok(())
+    }
+
+    fn remount_read_only(&self) -> Result<(), (SetupStep, i32)> {
+        // SAFETY: a null source and type, the target and options owned by the plan.
+        let r = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                self.dev.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+                self.opts.as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            return Err((SetupStep::DevReadOnly, errno()));
+        }
+        Ok(())
     }
 }
 

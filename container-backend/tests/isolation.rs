@@ -211,7 +211,10 @@ fn every_container_has_its_own_mount_namespace_without_host_mounts() {
     );
     // MS_MOVE + chroot instead of pivot_root on an initramfs root only (the HVM test machine).
     let initramfs = container_backend::rootfs::root_is_initramfs();
-    assert_eq!((first.root_moved, second.root_moved), (initramfs, initramfs));
+    assert_eq!(
+        (first.root_moved, second.root_moved),
+        (initramfs, initramfs)
+    );
     finish(rt, dir);
 }
 
