@@ -8,10 +8,11 @@
 //!
 //! As root without a user namespace the read-only root is prepared once per runtime, in a
 //! template mount namespace (`Template`: rootfs bound read-only, pivoted into, host root
-//! detached); each child enters it and unshares its own copy, then mounts /proc, /sys, /dev,
-//! /tmp and the scratch folder and applies the masks. With a user namespace (whose children may
-//! not enter a namespace the host's user namespace owns) the child does it all itself: it binds
-//! the rootfs in the copy of the host's table it got at clone and pivots into it.
+//! detached, and a read-only /dev with its three nodes); each child enters it and unshares its
+//! own copy, then mounts /proc, /sys, /tmp and the scratch folder and applies the masks. With a
+//! user namespace (whose children may not enter a namespace the host's user namespace owns) the
+//! child does it all itself: it binds the rootfs in the copy of the host's table it got at clone
+//! and pivots into it, and makes its own /dev.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

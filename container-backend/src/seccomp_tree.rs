@@ -14,9 +14,13 @@
 //! 1. the architecture must be x86_64, else the process is killed (as seccompiler does);
 //! 2. load the system-call number, and search the intervals of numbers with one verdict (the
 //!    allowed ranges, the refused gaps): a tree of `jge` comparisons, each node jumping over
-//!    its left half with a long `ja`;
+//!    its left half (falling into it otherwise);
 //! 3. each leaf returns its verdict (`ALLOW`, `ERRNO(EPERM)`, `ERRNO(ENOSYS)` for `clone3`) or
-//!    checks the argument rules of its one call (`socket`, `personality`, `clone`).
+//!    checks the argument rules of its one call (`socket`, `personality`, `clone`). A leaf that
+//!    only returns is no instruction of its own: its node jumps to one `ret` per verdict at the
+//!    end of the program, shared by every leaf (Docker's profile: 102 instructions, where a
+//!    `ret` per leaf and a long `ja` per node made 231). Only jumps on constants are used, so
+//!    the kernel's action cache still finds every call whose verdict needs no argument.
 //!
 //! The rules are the same as `seccomp::docker_rules` (written with seccompiler's types); a test
 //! runs both programs in an interpreter for every system-call number, the x32 and out-of-range
