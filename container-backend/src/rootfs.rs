@@ -636,6 +636,7 @@ impl Template {
     /// Makes the namespace on a thread of its own (`unshare(CLONE_NEWNS)` gives that thread
     /// alone a new mount namespace and root; the thread then ends, the namespace stays with
     /// the returned fd).
+    ///
     /// `dev`: also mount the read-only `/dev` of [`MountPlan::dev_nodes`] (see
     /// [`Template::dev`]).
     fn make(
