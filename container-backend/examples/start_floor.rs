@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use container_backend::floor::Floor;
 use container_backend::{
-    CgroupLimits, CgroupSettings, ContainerConfig, RunCgroup, RunRequest, Runtime, SeccompProfile,
-    MARKER_FD,
+    CgroupLimits, CgroupSettings, ContainerConfig, Phase, RunCgroup, RunRequest, Runtime,
+    SeccompProfile, MARKER_FD,
 };
 use workloads::protocol::{encode_spec, parse_framed_result, MARKER_ENV, SPEC_ENV};
 use workloads::{Workload, WorkloadSpec};
@@ -59,15 +59,28 @@ fn runtime(
     Ok(Runtime::new(c)?)
 }
 
-/// Start to the agent's first instruction of one container, ms.
-fn container_once(rt: &Runtime, req: &RunRequest) -> Result<f64> {
+/// The container phases `--phases` prints, in the order of a start.
+const PHASES: [Phase; 7] = [
+    Phase::CgroupCreated,
+    Phase::CloneReturned,
+    Phase::ChildStarted,
+    Phase::NamespacesReady,
+    Phase::CgroupJoined,
+    Phase::RootPivoted,
+    Phase::Exec,
+];
+
+/// Start to the agent's first instruction of one container, ms, and when each of [`PHASES`]
+/// happened (ms since the start; NaN if it did not).
+fn container_once(rt: &Runtime, req: &RunRequest) -> Result<(f64, [f64; PHASES.len()])> {
     let r = rt.run(req)?;
     let result = parse_framed_result(&r.stdout)?;
     let at = result
         .clock
         .agent_start_ns
         .saturating_sub(r.timeline.start_monotonic_ns);
-    Ok(at as f64 / 1e6)
+    let phases = PHASES.map(|p| r.timeline.at(p).map_or(f64::NAN, |t| t as f64 / 1e6));
+    Ok((at as f64 / 1e6, phases))
 }
 
 /// The same for a floor (or plain) process.
@@ -133,12 +146,46 @@ fn ratio_ci(a: &[f64], b: &[f64], rng: &mut Rng) -> (f64, f64, f64) {
     (median(a) / median(b), rs[50], rs[1949])
 }
 
+/// `--phases`: the median time of each container phase since the start, and the agent's first
+/// instruction, per container kind (phases are medians each on their own, so they need not add
+/// up).
+fn print_phases(phase_times: &[Vec<[f64; PHASES.len()]>; 2], times: &[Vec<f64>; 4]) {
+    println!(
+        "container phases, median ms since the start (n = {}):",
+        times[1].len()
+    );
+    print!("  {:<22}", "");
+    for p in PHASES {
+        print!(" {:>16}", p.name());
+    }
+    println!(" {:>16}", "agent_start");
+    for (slot, name) in [(0, "container"), (1, "container-seccomp-off")] {
+        print!("  {name:<22}");
+        for i in 0..PHASES.len() {
+            let v: Vec<f64> = phase_times[slot]
+                .iter()
+                .map(|p| p[i])
+                .filter(|t| !t.is_nan())
+                .collect();
+            if v.is_empty() {
+                print!(" {:>16}", "-");
+            } else {
+                print!(" {:>16.3}", median(&v));
+            }
+        }
+        println!(" {:>16.3}", median(&times[slot + 1]));
+    }
+}
+
 fn main() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err("run as root: namespaces and cgroups need it".into());
     }
-    let reps: usize = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let phases_wanted = args.iter().any(|a| a == "--phases");
+    let reps: usize = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(200);
@@ -161,6 +208,8 @@ fn main() -> Result<()> {
         let plain = Floor::plain(&agent, &env, Some(plain_cg.clone()))?;
         const KINDS: [&str; 4] = ["floor", "container", "container-seccomp-off", "native"];
         let mut times: [Vec<f64>; 4] = Default::default();
+        // Per container kind (with and without seccomp): each phase's times, ms since the start.
+        let mut phase_times: [Vec<[f64; PHASES.len()]>; 2] = Default::default();
         let mut rng = Rng(0x5eed);
         // Warm-up: page cache, first cgroups.
         for _ in 0..5 {
@@ -169,6 +218,11 @@ fn main() -> Result<()> {
             container_once(&off, &req)?;
             floor_once(&plain)?;
         }
+        let mut container = |rt: &Runtime, slot: usize| -> Result<f64> {
+            let (t, p) = container_once(rt, &req)?;
+            phase_times[slot].push(p);
+            Ok(t)
+        };
         for _ in 0..reps {
             let mut order = [0usize, 1, 2, 3];
             for i in (1..order.len()).rev() {
@@ -177,8 +231,8 @@ fn main() -> Result<()> {
             for k in order {
                 let t = match k {
                     0 => floor_once(&floor)?,
-                    1 => container_once(&docker, &req)?,
-                    2 => container_once(&off, &req)?,
+                    1 => container(&docker, 0)?,
+                    2 => container(&off, 1)?,
                     _ => floor_once(&plain)?,
                 };
                 times[k].push(t);
@@ -195,6 +249,27 @@ fn main() -> Result<()> {
                 "  {name:<22} {:>7.3} ms [95% CI {lo:.3}, {hi:.3}]   {r:.2}x the floor [{rlo:.2}, {rhi:.2}]",
                 median(&times[k])
             );
+        }
+        if phases_wanted {
+            print_phases(&phase_times, &times);
+        }
+        if let Ok(path) = std::env::var("ISOLAB_PHASES_CSV") {
+            let mut csv = String::from("kind,total");
+            for p in PHASES {
+                csv.push(',');
+                csv.push_str(p.name());
+            }
+            csv.push('\n');
+            for (slot, name) in [(0, "container"), (1, "container-seccomp-off")] {
+                for (t, p) in times[slot + 1].iter().zip(&phase_times[slot]) {
+                    csv.push_str(&format!("{name},{t}"));
+                    for v in p {
+                        csv.push_str(&format!(",{v}"));
+                    }
+                    csv.push('\n');
+                }
+            }
+            std::fs::write(path, csv)?;
         }
         drop(plain);
         plain_cg.remove()?;

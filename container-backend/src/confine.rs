@@ -43,6 +43,12 @@ pub const MASKED_PATHS: [&str; 12] = [
     "/sys/kernel/debug",
 ];
 
+/// Which of [`MASKED_PATHS`] are directories on a usual kernel (the others are files); a path
+/// of the other kind is still masked, at the cost of one more call.
+const MASKED_DIRS: [bool; 12] = [
+    true, true, false, false, false, false, false, false, true, true, true, true,
+];
+
 /// Visible but read-only (runc's defaults).
 pub const READONLY_PATHS: [&str; 5] = [
     "/proc/bus",
@@ -185,6 +191,13 @@ impl ConfinePlan {
     }
 
     /// The `RLIMIT_NOFILE` the child sets.
+    /// The atime flags of the mount the mask file is on (the rootfs's), when the plan's root
+    /// is not on the host (the child starts from the template mount namespace).
+    pub(crate) fn with_mask_atime(mut self, atime: libc::c_ulong) -> Self {
+        self.mask_atime = atime;
+        self
+    }
+
     pub(crate) fn nofile(&self) -> (u64, u64) {
         self.nofile
     }
@@ -212,36 +225,58 @@ impl ConfinePlan {
         let mut link_buf = [0u8; 32];
         let mask_link = fd_link(mask_fd, &mut link_buf);
         let hidden = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        for path in &self.masked {
-            let Some(is_dir) = kind(path) else { continue };
-            // SAFETY: every pointer is null or a NUL-terminated string owned by `self`.
+        // The first masked directory gets a tmpfs and the first masked file a read-only bind of
+        // the mask file (a file on the host's disk, read-only like everything else the container
+        // can see); later ones are binds of those mounts, which copy their flags (no remount, no
+        // new superblock). No stat first: a path this kernel lacks fails with ENOENT and is
+        // skipped, one of the other kind fails with ENOTDIR and is masked as that kind.
+        let masked = &self.masked;
+        let mut first: [Option<&CString>; 2] = [None, None];
+        let mut mask_as = |i: usize, dir: bool| -> libc::c_int {
+            let Some(path) = masked.get(i) else {
+                return 0;
+            };
+            let slot = usize::from(dir);
+            // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
             let r = unsafe {
-                if is_dir {
-                    libc::mount(
+                match (first[slot], dir) {
+                    (Some(src), _) => libc::mount(
+                        src.as_ptr(),
+                        path.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ),
+                    (None, true) => libc::mount(
                         self.fs_tmpfs.as_ptr(),
                         path.as_ptr(),
                         self.fs_tmpfs.as_ptr(),
                         hidden,
                         self.mask_opts.as_ptr().cast(),
-                    )
-                } else {
-                    // The bind of a file on the host's disk, read-only like everything else the
-                    // container can see.
-                    bind_read_only(mask_link, path, 0, self.mask_atime)
+                    ),
+                    (None, false) => bind_read_only(mask_link, path, 0, self.mask_atime),
                 }
             };
-            if r != 0 {
+            if r == 0 && first[slot].is_none() {
+                first[slot] = Some(path);
+            }
+            r
+        };
+        for (i, dir) in MASKED_DIRS.into_iter().enumerate() {
+            let mut r = mask_as(i, dir);
+            if r != 0 && errno() == libc::ENOTDIR {
+                r = mask_as(i, !dir);
+            }
+            if r != 0 && errno() != libc::ENOENT {
                 return Err((SetupStep::MaskPaths, errno()));
             }
         }
         for path in &self.readonly {
-            if kind(path).is_none() {
-                continue;
-            }
             // Bind onto itself, then read-only, keeping /proc's nosuid, nodev and noexec.
             // SAFETY: NUL-terminated strings owned by `self`.
             let r = unsafe { bind_read_only(path.as_ptr(), path, libc::MS_REC, 0) };
-            if r != 0 {
+            // A path this kernel lacks: its bind finds no source (ENOENT).
+            if r != 0 && errno() != libc::ENOENT {
                 return Err((SetupStep::ReadOnlyPaths, errno()));
             }
         }
@@ -344,18 +379,6 @@ fn fd_link(fd: RawFd, buf: &mut [u8; 32]) -> *const libc::c_char {
     }
     buf[PREFIX.len() + len] = 0;
     buf.as_ptr().cast()
-}
-
-/// Whether `path` is a directory (`Some(true)`), something else (`Some(false)`) or absent
-/// (`None`). Async-signal-safe.
-fn kind(path: &CString) -> Option<bool> {
-    // SAFETY: stat is plain data; zeroed is a valid value to be overwritten.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is NUL-terminated; `st` is a writable stat struct.
-    if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 #[cfg(test)]

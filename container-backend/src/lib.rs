@@ -3,9 +3,10 @@
 //! cgroups (v1 or v2), with a start timeline on the host clock.
 //!
 //! The runtime is deliberately small: one `clone3` creates every namespace (and on cgroup v2 puts
-//! the child into its cgroup at birth), the child mounts a handful of filesystems, pivots, drops
-//! its capabilities and execs. No shelling out, no daemons, no image layers: a start costs about
-//! what the kernel charges for the namespaces themselves.
+//! the child into its cgroup at birth), the child enters a copy of the runtime's template mount
+//! namespace (the read-only rootfs as its root, prepared once), mounts a handful of filesystems,
+//! drops its capabilities and execs. No shelling out, no daemons, no image layers: a start costs
+//! about what the kernel charges for the namespaces themselves.
 //!
 //! ```no_run
 //! use container_backend::{ContainerConfig, RunRequest, Runtime};
@@ -376,15 +377,22 @@ impl Runtime {
         // Only root outside a user namespace may raise a hard limit.
         let nofile = confine::nofile_limit(euid == 0 && id_maps.is_none());
         let dev_writable = config.keep_capabilities.contains(Capabilities::MKNOD);
-        let planned = ConfinePlan::new(rootfs.dir(), nofile, id_maps.is_none()).and_then(|c| {
-            MountPlan::new(
-                &rootfs,
-                config.scratch.as_deref(),
-                bind_dev,
-                dev_writable,
-                c,
-            )
-        });
+        // As root without a user namespace, children start from a template mount namespace
+        // (rootfs::Template); the paths they mount on are then the container's own.
+        let template = id_maps.is_none();
+        let confine_root = MountPlan::confine_root(&rootfs, template);
+        let planned = ConfinePlan::new(&confine_root, nofile, id_maps.is_none())
+            .map(|c| c.with_mask_atime(rootfs::atime_flags(rootfs.dir())))
+            .and_then(|c| {
+                MountPlan::new(
+                    &rootfs,
+                    config.scratch.as_deref(),
+                    bind_dev,
+                    dev_writable,
+                    c,
+                    template,
+                )
+            });
         let planned = planned.and_then(|m| Ok((m, SeccompFilters::compile(config.seccomp)?)));
         let (mounts, seccomp) = match planned {
             Ok(m) => m,
@@ -579,28 +587,21 @@ impl Runtime {
         let mut timeline = Timeline::start();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}{id}", self.name_prefix);
-        // v1 as root: the cgroup is made while the child sets itself up (see cgroups::v1). With
-        // a user namespace, or on v2 (the child is born inside), it must exist before the clone.
-        let deferred = match (&self.hierarchy, &self.id_maps) {
-            (Some(h), None) => h.deferred_join_targets(&name).transpose()?,
-            _ => None,
-        };
-        let mut cg = match (&self.hierarchy, &deferred) {
-            (Some(h), None) => {
+        // Made before the clone: on v2 the child is born inside, on v1 it writes itself into the
+        // `tasks` fds first thing. (Making it while the child sets up its namespaces, behind a
+        // gate the child waited at, cost more on a loaded host than it overlapped: the child's
+        // wake-up at the gate.)
+        let cg = match &self.hierarchy {
+            Some(h) => {
                 let cg = h.create(&name, &self.config.limits, true)?;
                 timeline.mark(Phase::CgroupCreated);
                 Some(cg)
             }
-            _ => None,
+            None => None,
         };
-        let join = match (deferred, &cg) {
-            (Some(targets), _) => CgroupJoin::AfterGate(targets),
-            (None, Some(c)) if !c.join_fds().is_empty() => CgroupJoin::Early(c.join_fds()),
-            (None, _) => CgroupJoin::AtBirth,
-        };
-        let create_after_clone = match join {
-            CgroupJoin::AfterGate(_) => self.hierarchy.as_ref(),
-            _ => None,
+        let join = match &cg {
+            Some(c) if !c.join_fds().is_empty() => CgroupJoin::Early(c.join_fds()),
+            _ => CgroupJoin::AtBirth,
         };
         let remove = |cg: &Option<cgroups::TrialCgroup>| {
             if let Some(c) = cg {
@@ -641,21 +642,6 @@ impl Runtime {
             }
         };
         timeline.mark(Phase::CloneReturned);
-        if let Some(hierarchy) = create_after_clone {
-            match hierarchy.create(&name, &self.config.limits, true) {
-                Ok(c) => {
-                    timeline.mark(Phase::CgroupCreated);
-                    cg = Some(c);
-                    spawned.open_gate(true);
-                }
-                Err(e) => {
-                    spawned.open_gate(false);
-                    spawned.kill();
-                    let _ = spawned.reap();
-                    return Err(e);
-                }
-            }
-        }
         Ok(Launched {
             id,
             spawned,
@@ -732,6 +718,7 @@ impl Runtime {
                 source,
             })?;
         }
+        self.mounts.release_template();
         self.rootfs = None;
         Ok(())
     }

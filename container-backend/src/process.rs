@@ -239,16 +239,7 @@ struct ChildReport {
     failed_step: AtomicU32,
     errno: AtomicI32,
     moved_root: AtomicU32,
-    /// The cgroup gate of a deferred join: [`GATE_CLOSED`] until the parent has created the trial
-    /// cgroup, then [`GATE_OPEN`] (join it) or [`GATE_ABORT`] (give up). A futex word.
-    gate: AtomicU32,
 }
-
-const GATE_CLOSED: u32 = 0;
-const GATE_OPEN: u32 = 1;
-const GATE_ABORT: u32 = 2;
-/// How long a child waits at the gate for a parent that never opens it.
-const GATE_PATIENCE_S: i64 = 30;
 
 /// An anonymous shared mapping holding a [`ChildReport`]; it stays shared across the clone.
 struct SharedReport {
@@ -458,9 +449,6 @@ pub(crate) enum CgroupJoin {
     AtBirth,
     /// v1, cgroup made before the clone: write `0` to these `tasks` fds first thing.
     Early(Vec<RawFd>),
-    /// v1, cgroup made by the parent after the clone: once the namespaces are set up, wait at
-    /// the gate, then write `0` to `<dir fd>/<relative tasks path>` of each hierarchy.
-    AfterGate(Vec<(RawFd, CString)>),
 }
 
 /// Builds a NUL-terminated C string, refusing interior NULs.
@@ -609,6 +597,11 @@ pub(crate) fn spawn(
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
+    if plan.mounts.template().is_some() {
+        // The child makes its mount namespace from the template instead (MountPlan::enter):
+        // a copy of the host's table here would only be dropped again.
+        args.flags &= !(libc::CLONE_NEWNS as u64);
+    }
     if plan.netns.is_some() {
         args.flags &= !(libc::CLONE_NEWNET as u64);
     }
@@ -686,45 +679,6 @@ fn enter_cgroup_namespace(report: &ChildReport) {
     }
 }
 
-/// Child side: waits until the parent opens the gate (true) or aborts (false, also when it never
-/// answers). Spins briefly first: the parent usually opens it within microseconds, and a futex
-/// sleep and wake-up would cost more than the spin. Async-signal-safe.
-fn wait_at_gate(gate: &AtomicU32) -> bool {
-    for _ in 0..20_000 {
-        match gate.load(Ordering::Acquire) {
-            GATE_OPEN => return true,
-            GATE_ABORT => return false,
-            _ => std::hint::spin_loop(),
-        }
-    }
-    let second = libc::timespec {
-        tv_sec: 1,
-        tv_nsec: 0,
-    };
-    for _ in 0..GATE_PATIENCE_S {
-        match gate.load(Ordering::Acquire) {
-            GATE_OPEN => return true,
-            GATE_ABORT => return false,
-            _ => {}
-        }
-        // SAFETY: FUTEX_WAIT on a word of the shared report page (not private: the page is
-        // shared with the parent process), sleeping only while it still holds GATE_CLOSED, with a
-        // valid timeout.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                gate.as_ptr(),
-                libc::FUTEX_WAIT,
-                GATE_CLOSED,
-                std::ptr::addr_of!(second),
-                std::ptr::null::<u32>(),
-                0,
-            )
-        };
-    }
-    gate.load(Ordering::Acquire) == GATE_OPEN
-}
-
 /// Records a failed step and ends the child. Async-signal-safe.
 fn fail(report: &ChildReport, step: SetupStep, err: i32) -> ! {
     report.errno.store(err, Ordering::Release);
@@ -751,7 +705,7 @@ fn child_main(
 ) -> ! {
     stamp(report, 4);
     // If the isolab thread that started us dies, so does the container (and with PID 1, all of
-    // it): no orphaned containers after a crash of the harness, none left waiting at the gate.
+    // it): no orphaned containers after a crash of the harness.
     // SAFETY: prctl with integer arguments.
     unsafe {
         libc::prctl(
@@ -810,7 +764,6 @@ fn child_main(
             stamp(report, 0);
             enter_cgroup_namespace(report);
         }
-        CgroupJoin::AfterGate(_) => {}
     }
     if let Err(e) = plan.namespaces.set_hostname() {
         fail(report, SetupStep::SetHostname, e);
@@ -825,36 +778,6 @@ fn child_main(
         fail(report, SetupStep::LoopbackUp, e);
     }
     stamp(report, 1);
-    // Joined before the mounts, so the kernel memory of the container's mounts is charged to
-    // the container, as it is on v2 and with an early join.
-    if let CgroupJoin::AfterGate(targets) = &plan.join {
-        if !wait_at_gate(&report.gate) {
-            fail(report, SetupStep::JoinCgroup, libc::ECANCELED);
-        }
-        for (dir, tasks) in targets {
-            // SAFETY: openat with a directory fd the runtime keeps open, a C string built before
-            // the clone, and flags; write of one byte from a static buffer; close of the fd just
-            // opened. All async-signal-safe.
-            let ok = unsafe {
-                let fd = libc::openat(*dir, tasks.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                let written = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-                let err = errno();
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                if written {
-                    0
-                } else {
-                    err.max(1)
-                }
-            };
-            if ok != 0 {
-                fail(report, SetupStep::JoinCgroup, ok);
-            }
-        }
-        stamp(report, 0);
-        enter_cgroup_namespace(report);
-    }
     match plan.mounts.enter(plan.scratch_tree) {
         Ok(moved) => report.moved_root.store(u32::from(moved), Ordering::Release),
         Err((step, e)) => fail(report, step, e),
@@ -930,25 +853,6 @@ impl Spawned {
         }
         let step = r.failed_step.load(Ordering::Acquire);
         SetupStep::from_u32(step).map(|s| (s, Errno::from_raw(r.errno.load(Ordering::Acquire))))
-    }
-
-    /// Opens the cgroup gate of a deferred join (`join` true: the cgroup exists, go in; false:
-    /// give up, the child exits).
-    pub(crate) fn open_gate(&self, join: bool) {
-        let gate = &self.report.get().gate;
-        gate.store(if join { GATE_OPEN } else { GATE_ABORT }, Ordering::Release);
-        // SAFETY: FUTEX_WAKE on a word of the shared report page, waking at most one waiter.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                gate.as_ptr(),
-                libc::FUTEX_WAKE,
-                1,
-                std::ptr::null::<libc::timespec>(),
-                std::ptr::null::<u32>(),
-                0,
-            )
-        };
     }
 
     /// Whether the root was entered by MS_MOVE + chroot (initramfs host) instead of pivot_root.

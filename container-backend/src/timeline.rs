@@ -4,10 +4,8 @@
 //! same clock: a container shares the host's clock (no time namespace), so every phase of a run,
 //! whether the host or the child saw it, lands on one axis.
 //!
-//! Two chains overlap: on cgroup v1 (as root) the parent creates the cgroup after `clone3`
-//! returns while the child sets up its namespaces, and the child joins the cgroup before it
-//! mounts its root; on v2 the cgroup is created first and the child is born inside it. Either way the
-//! run is timed from `Start` to `InitReady` with all of it inside.
+//! The cgroup is created first; on v2 the child is born inside it, on v1 it joins first thing,
+//! before it mounts its root. The run is timed from `Start` to `InitReady` with all of it inside.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,15 +15,14 @@ use serde::{Deserialize, Serialize};
 pub enum Phase {
     /// The run began (nothing of it exists yet).
     Start,
-    /// The trial's cgroup exists with its limits (v2: before the clone; v1: made by the parent
-    /// while the child sets itself up).
+    /// The trial's cgroup exists with its limits (before the clone).
     CgroupCreated,
     /// `clone3` returned in the parent.
     CloneReturned,
     /// The child's first instruction after `clone3` (its side of "clone returned").
     ChildStarted,
-    /// The child is in its cgroup and cgroup namespace (at birth on v2, by its own write after
-    /// its namespaces are set up on v1).
+    /// The child is in its cgroup and cgroup namespace (at birth on v2, by its own writes first
+    /// thing on v1).
     CgroupJoined,
     /// Hostname set, loopback up.
     NamespacesReady,

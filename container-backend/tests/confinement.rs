@@ -122,9 +122,10 @@ fn assert_confined(r: &RunReport, seccomp: bool) {
             assert!(has("noexec"), "{point} lacks noexec ({opts}): {ctx}");
         }
     }
-    assert!(
-        !r.root_moved,
-        "pivot_root's fallback is for an initramfs root only"
+    assert_eq!(
+        r.root_moved,
+        container_backend::rootfs::root_is_initramfs(),
+        "pivot_root's fallback (MS_MOVE + chroot) is for an initramfs root, and only for it"
     );
 }
 

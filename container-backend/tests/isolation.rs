@@ -162,6 +162,62 @@ fn host_files_are_unreachable_root_is_read_only_and_capabilities_are_gone() {
     finish(rt, dir);
 }
 
+/// The `MOUNTPOINT` lines of a `mounts` probe, sorted.
+fn mount_points(r: &container_backend::RunReport) -> Vec<String> {
+    let mut m: Vec<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("MOUNTPOINT "))
+        .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+        .collect();
+    m.sort();
+    m
+}
+
+/// Each container's mount namespace is its own copy of the runtime's template (rootfs::Template):
+/// it holds the rootfs and the container's own mounts and nothing of the host's, and what one
+/// container mounted is not in the next one's (the child unshares its copy before mounting: a
+/// child that mounted in the shared template would leave its /proc, /sys, ... to every later
+/// container, stacked).
+#[test]
+fn every_container_has_its_own_mount_namespace_without_host_mounts() {
+    let (rt, dir) = probe_runtime("mounts", |_| {});
+    let first = run_probe(&rt, "mounts");
+    let second = run_probe(&rt, "mounts");
+    let points = mount_points(&first);
+    let ctx = format!("stdout:\n{}\nstderr:\n{}", first.stdout, first.stderr_tail);
+    assert_eq!(points.iter().filter(|p| *p == "/").count(), 1, "{ctx}");
+    for p in &points {
+        let inside = ["/proc", "/sys", "/dev", "/tmp", "/scratch"]
+            .iter()
+            .any(|top| p == top || p.starts_with(&format!("{top}/")));
+        assert!(
+            p == "/" || inside,
+            "a mount that is not the container's: {p}: {ctx}"
+        );
+    }
+    for top in ["/proc", "/sys", "/dev", "/tmp", "/scratch"] {
+        assert_eq!(
+            points.iter().filter(|p| *p == top).count(),
+            1,
+            "{top} must be mounted once: {ctx}"
+        );
+    }
+    assert_eq!(
+        points,
+        mount_points(&second),
+        "the second container's mounts differ from the first's:\n{}",
+        second.stdout
+    );
+    // MS_MOVE + chroot instead of pivot_root on an initramfs root only (the HVM test machine).
+    let initramfs = container_backend::rootfs::root_is_initramfs();
+    assert_eq!(
+        (first.root_moved, second.root_moved),
+        (initramfs, initramfs)
+    );
+    finish(rt, dir);
+}
+
 #[test]
 fn memory_hog_above_the_limit_is_killed_and_reported_as_oom() {
     let (mut rt, dir) = agent_runtime("oom");

@@ -201,18 +201,6 @@ impl Hierarchy {
         }
     }
 
-    /// For v1: what a child needs to join the trial cgroup `name` once it has been created after
-    /// the clone ([`v1::Hierarchy::join_targets`]). None for v2, whose child is born inside.
-    pub(crate) fn deferred_join_targets(
-        &self,
-        name: &str,
-    ) -> Option<Result<Vec<(RawFd, std::ffi::CString)>, ContainerError>> {
-        match self {
-            Hierarchy::V1(h) => Some(h.join_targets(name)),
-            Hierarchy::V2(_) => None,
-        }
-    }
-
     /// Creates a trial cgroup with the run's CPU weight, its limits and, with
     /// `confine_devices`, the device filter. On error nothing is left.
     pub(crate) fn create(

@@ -9,19 +9,16 @@
 //! join, against about 20 µs through `tasks`). For the same reason the parent cannot move the
 //! child (a pid other than 0 takes that lock).
 //!
-//! As root, the trial cgroup is created *while* the child sets up its namespaces (two cores do
-//! both at once): the child then waits at a gate, opens `tasks` below the hierarchy roots (fds
-//! opened once, see [`Hierarchy::join_targets`]) and joins, before it mounts its root, so the
-//! kernel memory of its mounts is charged to the container. With a user
-//! namespace the child's ids cannot open host cgroup files, so there the cgroup is created
-//! before the clone and the child writes to `tasks` fds the parent opened.
+//! The trial cgroup is created before the clone, with its `tasks` files opened by the parent; the
+//! child writes to them first thing, before it mounts anything, so the kernel memory of its
+//! mounts is charged to the container. (Creating the cgroup while the child set up its
+//! namespaces, with the child waiting at a gate for it, was measured slower on a loaded 2-core
+//! host: the child's wake-up at the gate cost more than the overlap saved.)
 
-use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use cgroups_rs::fs::hierarchies::V1;
 use cgroups_rs::fs::Controllers;
@@ -46,10 +43,6 @@ pub(crate) struct Hierarchy {
     parent: PathBuf,
     /// Swap accounting is on: the memsw limit exists and must be set to forbid swap.
     has_memsw: bool,
-    /// The hierarchies' root directories (deduplicated: co-mounted controllers share one), open
-    /// once, so a child can join a trial cgroup created after its clone with `openat`, even after
-    /// it has left the host's mount tree.
-    roots: Arc<Vec<OwnedFd>>,
 }
 
 fn missing(controller: &'static str) -> ContainerError {
@@ -78,25 +71,6 @@ impl Hierarchy {
         let blkio = mount(Controllers::BlkIo);
         let devices = mount(Controllers::Devices).ok_or_else(|| missing("devices"))?;
         let has_memsw = memory.join(memory::V1_MEMSW_LIMIT).exists();
-        let mut points = vec![
-            memory.clone(),
-            cpu.clone(),
-            cpuacct.clone(),
-            pids.clone(),
-            devices.clone(),
-        ];
-        points.extend(blkio.clone());
-        points.sort();
-        points.dedup();
-        let mut roots = Vec::with_capacity(points.len());
-        for point in points {
-            let dir = OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(&point)
-                .map_err(|e| ContainerError::cgroup("open", &point, e))?;
-            roots.push(OwnedFd::from(dir));
-        }
         Ok(Self {
             memory,
             cpu,
@@ -106,7 +80,6 @@ impl Hierarchy {
             devices,
             parent: parent.to_path_buf(),
             has_memsw,
-            roots: Arc::new(roots),
         })
     }
 
@@ -126,19 +99,6 @@ impl Hierarchy {
         d.sort();
         d.dedup();
         d
-    }
-
-    /// What a child needs to join the trial cgroup `name` by itself once it exists: each
-    /// hierarchy's root fd and the path of the trial's `tasks` below it.
-    pub(crate) fn join_targets(&self, name: &str) -> Result<Vec<(RawFd, CString)>, ContainerError> {
-        let rel = self.parent.join(name).join("tasks");
-        let tasks = CString::new(rel.to_string_lossy().into_owned())
-            .map_err(|_| ContainerError::NulByte(name.to_owned()))?;
-        Ok(self
-            .roots
-            .iter()
-            .map(|root| (root.as_raw_fd(), tasks.clone()))
-            .collect())
     }
 
     /// Every v1 cgroup mount point (for leftover cleaning, which also looks at hierarchies this

@@ -457,6 +457,17 @@ pub fn probe(what: &str) -> ! {
             std::thread::sleep(Duration::from_millis(1500));
         }
         "confine" => confine_probe(),
+        "mounts" => {
+            // Every mount of the container's namespace: `MOUNTPOINT <point> <source>`.
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for line in info.lines() {
+                let f: Vec<&str> = line.split(' ').collect();
+                let source = line.split(" - ").nth(1).and_then(|t| t.split(' ').nth(1));
+                if f.len() > 4 {
+                    println!("MOUNTPOINT {} {}", f[4], source.unwrap_or("?"));
+                }
+            }
+        }
         "sleep" => std::thread::sleep(Duration::from_secs(3600)),
         "crash" => {
             eprintln!("probe: crashing on purpose");
