@@ -69,9 +69,16 @@ impl SummaryRow {
 /// The label an emulated time carries in its own table cell.
 pub const EMULATED_MARK: &str = " (emulated time)";
 
-/// Whether a unit is a time (`ns` … `s`) or a rate (`…/s`): what an emulated machine distorts.
+/// Whether a unit is a time (`ns` … `s`), a time per something or a rate: what an emulated
+/// machine distorts.
 pub fn is_time_or_rate(unit: &str) -> bool {
-    unit.ends_with("/s") || ["ns", "µs", "us", "ms", "s"].contains(&unit)
+    const TIMES: [&str; 5] = ["ns", "µs", "us", "ms", "s"];
+    // A rate (`MB/s`, `IOPS`), a time, or a time per something (`ns/call`, `ms/Gbit`): all
+    // of them are the clock's, and an emulated clock's are not performance figures.
+    let per = unit
+        .split_once('/')
+        .map_or(unit, |(numerator, _)| numerator);
+    unit.ends_with("/s") || unit == "IOPS" || TIMES.contains(&per)
 }
 
 /// Failed trials of one column and workload.
@@ -1370,6 +1377,39 @@ pub fn fmt_ratio(x: f64) -> String {
 mod tests {
     use super::*;
     use workloads::Metric;
+
+    #[test]
+    fn times_per_something_and_iops_are_the_clock_s() {
+        for timed in [
+            "ms",
+            "µs",
+            "ns",
+            "s",
+            "MB/s",
+            "Gbit/s",
+            "1/s",
+            "IOPS",
+            "ns/call",
+            "ms/Gbit",
+            "µs/process",
+            "ns/page",
+        ] {
+            assert!(is_time_or_rate(timed), "{timed}");
+        }
+        for counted in [
+            "exits",
+            "exits/op",
+            "exits/packet",
+            "MiB",
+            "KiB",
+            "faults",
+            "interrupts/request",
+            "requests",
+            "",
+        ] {
+            assert!(!is_time_or_rate(counted), "{counted}");
+        }
+    }
 
     fn sample(backend: &str, workload: &str, value: f64, warmup: bool) -> Sample {
         Sample {
