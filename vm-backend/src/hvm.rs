@@ -478,10 +478,20 @@ impl HvmMachine {
             buf
         });
         let mut out = Vec::new();
-        let take_line = |line: Vec<u8>, out: &mut Vec<u8>, on_line: &mut dyn FnMut(&str)| {
+        // Hands a console line on and keeps it; tells the watch, and returns the line when it
+        // is L1's answer to an NMI.
+        let take_line = |line: Vec<u8>,
+                         out: &mut Vec<u8>,
+                         on_line: &mut dyn FnMut(&str),
+                         watch: &mut StallWatch| {
             let text = String::from_utf8_lossy(&line);
-            on_line(text.trim_end_matches(['\n', '\r']));
+            let text = text.trim_end_matches(['\n', '\r']);
+            let answer = watch
+                .line(text, Instant::now())
+                .then(|| text.trim().to_owned());
+            on_line(text);
             out.extend_from_slice(&line);
+            answer
         };
         let mut timed_out = false;
         let qemu_pid = child.id();
@@ -498,13 +508,11 @@ impl HvmMachine {
         let status = loop {
             match lines_rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
-                    let text = String::from_utf8_lossy(&line);
-                    if watch.line(&text, Instant::now(), qemu_cpu()) {
+                    if let Some(answer) = take_line(line, &mut out, on_line, &mut watch) {
                         if let Some(last) = stalls.last_mut() {
-                            last.push_str(&format!("L1 answered the NMI: {}\n", text.trim()));
+                            last.push_str(&format!("L1 answered the NMI: {answer}\n"));
                         }
                     }
-                    take_line(line, &mut out, on_line);
                     continue;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -547,7 +555,7 @@ impl HvmMachine {
         };
         let _ = reader.join();
         while let Ok(line) = lines_rx.try_recv() {
-            take_line(line, &mut out, on_line);
+            take_line(line, &mut out, on_line, &mut watch);
         }
         let err = err_reader.join().unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);

@@ -209,7 +209,7 @@ pub(crate) fn run_vms(
     let mut out = EmulatedVms::default();
     let mut damaged = 0usize;
     let mut write_error = None;
-    // Read between two boots while `on_line` holds `out`.
+    // Counted apart from `out`, which `on_line` holds: read between two boots.
     let rounds_seen = std::cell::Cell::new(0usize);
     let mut on_line = |line: &str| {
         if let Some(got) = unframe(ROUND_PREFIX, line) {
@@ -221,7 +221,6 @@ pub(crate) fn run_vms(
                     if let Err(e) = writer.append(&rec) {
                         write_error.get_or_insert(e);
                     }
-                    out.rounds += 1;
                     rounds_seen.set(rounds_seen.get() + 1);
                 }
                 Ok(_) => damaged += 1,
@@ -246,6 +245,7 @@ pub(crate) fn run_vms(
             .run_with(&session, &mut on_line, &crate::interrupt::requested)
             .map_err(|e| usage(format!("the emulated machine did not run: {e}")))?;
     }
+    out.rounds = rounds_seen.get();
     if let Some(e) = write_error {
         return Err(e.into());
     }

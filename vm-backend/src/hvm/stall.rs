@@ -51,7 +51,9 @@ pub struct StallWatch {
     answer_within: Duration,
     last_progress: Instant,
     window_start: Instant,
-    window_cpu: Duration,
+    /// QEMU's CPU time at the window's start; read at the next check after a console line, so
+    /// that a chatty console costs no read of /proc per line.
+    window_cpu: Option<Duration>,
     nudged_at: Option<Instant>,
     answered_nudges: u32,
 }
@@ -69,24 +71,25 @@ impl StallWatch {
             answer_within,
             last_progress: now,
             window_start: now,
-            window_cpu: cpu,
+            window_cpu: Some(cpu),
             nudged_at: None,
             answered_nudges: 0,
         }
     }
 
     /// L1 printed `line`. Returns true when it is the kernel's answer to a nudge.
-    pub fn line(&mut self, line: &str, now: Instant, cpu: Duration) -> bool {
-        let answer = self.nudged_at.is_some() && NMI_ANSWERS.iter().any(|a| line.contains(a));
+    pub fn line(&mut self, line: &str, now: Instant) -> bool {
+        let kernel_answer = NMI_ANSWERS.iter().any(|a| line.contains(a));
+        let answer = kernel_answer && self.nudged_at.is_some();
         if answer {
             self.answered_nudges += 1;
-        } else if !NMI_ANSWERS.iter().any(|a| line.contains(a)) {
+        } else if !kernel_answer {
             self.answered_nudges = 0;
             self.last_progress = now;
         }
         self.nudged_at = None;
         self.window_start = now;
-        self.window_cpu = cpu;
+        self.window_cpu = None;
         answer
     }
 
@@ -105,16 +108,17 @@ impl StallWatch {
             }
             return StallStep::Wait;
         }
+        let window_cpu = *self.window_cpu.get_or_insert(cpu);
         let window = now.saturating_duration_since(self.window_start);
         if window < self.quiet_after {
             return StallStep::Wait;
         }
         let cpu_share =
-            cpu.saturating_sub(self.window_cpu).as_secs_f64() / window.as_secs_f64().max(1e-9);
+            cpu.saturating_sub(window_cpu).as_secs_f64() / window.as_secs_f64().max(1e-9);
         if cpu_share >= IDLE_SHARE {
             // Silent but computing: look again over the next window.
             self.window_start = now;
-            self.window_cpu = cpu;
+            self.window_cpu = Some(cpu);
             return StallStep::Wait;
         }
         if self.answered_nudges >= MAX_ANSWERED_NUDGES {
@@ -212,8 +216,7 @@ mod tests {
             now += Duration::from_secs(1);
             assert!(w.line(
                 "[ 99.1] Uhhuh. NMI received for unknown reason 30 on CPU 0.",
-                now,
-                cpu
+                now
             ));
         }
         // Only the kernel's answers for three windows: the programs are stuck.
@@ -222,7 +225,7 @@ mod tests {
             StallStep::GiveUp { .. }
         ));
         // A real line clears the count: the next quiet window is nudged again, not given up.
-        assert!(!w.line("HVM-END:0:0", now, cpu));
+        assert!(!w.line("HVM-END:0:0", now));
         assert!(matches!(w.check(now + QUIET, cpu), StallStep::Nudge { .. }));
     }
 
