@@ -16,6 +16,14 @@ use workloads::{Workload, WorkloadSpec};
 
 const WAITING: u8 = 5;
 
+/// `running_containers()` counts every container of this process, so the tests that start
+/// containers take turns: a count checked by one must not include another's.
+static CONTAINER_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    CONTAINER_TESTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn wait_env(kib: u64) -> Vec<(String, String)> {
     vec![
         (
@@ -54,6 +62,7 @@ fn until_all<T>(items: &mut [T], mut read: impl FnMut(&mut T) -> MarkerRead, wan
 
 #[test]
 fn started_containers_wait_until_killed_and_leave_nothing() {
+    let _turn = one_at_a_time();
     let (rt, dir) = common::agent_runtime("running");
     let req = container_backend::RunRequest {
         args: Vec::new(),
@@ -145,6 +154,7 @@ fn handles_move_between_threads() {
 /// them until it execs: the container's own open-files limit (1024) must not stop its setup.
 #[test]
 fn a_container_starts_while_its_parent_holds_thousands_of_descriptors() {
+    let _turn = one_at_a_time();
     let (rt, dir) = common::agent_runtime("many-fds");
     let mut was = libc::rlimit {
         rlim_cur: 0,
