@@ -46,7 +46,7 @@ pub mod userns;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,6 +110,10 @@ pub struct ContainerConfig {
     pub user_namespace: Option<UserNamespace>,
     /// The system-call filter of the init (default: Docker's profile).
     pub seccomp: SeccompProfile,
+    /// For tests only: the parent waits this long before it writes a container's cgroup limits,
+    /// to show that the container cannot get ahead of them (default: none).
+    #[doc(hidden)]
+    pub delay_limits_for_tests: Option<Duration>,
 }
 
 impl ContainerConfig {
@@ -128,6 +132,7 @@ impl ContainerConfig {
             echo_stderr: false,
             user_namespace: None,
             seccomp: SeccompProfile::Docker,
+            delay_limits_for_tests: None,
         }
     }
 }
@@ -272,6 +277,28 @@ struct Live {
 static LIVE: Mutex<Vec<Live>> = Mutex::new(Vec::new());
 static STOPPING: AtomicBool = AtomicBool::new(false);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Container starts in progress in this process (between the cgroup's creation and the clone's
+/// return, or the limits' writing after it).
+static STARTING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one start in [`STARTING`] while it lives.
+struct Starting {
+    alone: bool,
+}
+
+impl Starting {
+    fn begin() -> Self {
+        Self {
+            alone: STARTING.fetch_add(1, Ordering::SeqCst) == 0,
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        STARTING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 fn live() -> std::sync::MutexGuard<'static, Vec<Live>> {
     // A panic while holding the lock cannot leave the list inconsistent (push/retain only).
@@ -350,8 +377,11 @@ impl Runtime {
                 check_scratch_writable(s, ns)?;
             }
         }
+        let pid = std::process::id();
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let (hierarchy, no_cgroups) = if euid == 0 {
-            let h = Hierarchy::detect(&config.cgroups, &config.limits, true)?;
+            let h = Hierarchy::detect(&config.cgroups, &config.limits, true)?
+                .share_devices(&format!("{}{pid}-{n}-devices", cgroups::CGROUP_PREFIX))?;
             (Some(h), None)
         } else {
             // Creating cgroups needs root (or a delegated cgroup2 subtree, which the runtime does
@@ -370,8 +400,6 @@ impl Runtime {
                 source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)),
                 hint: "the host needs a /dev/null",
             })?;
-        let pid = std::process::id();
-        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let rootfs = Rootfs::build(&config.state_dir, &format!("{pid}-{n}"), &config.init)?;
         let bind_dev = id_maps.is_some();
         // Only root outside a user namespace may raise a hard limit.
@@ -432,6 +460,17 @@ impl Runtime {
     /// Why runs of this runtime go without cgroup limits and accounting, if they do.
     pub fn cgroups_unavailable(&self) -> Option<&str> {
         self.no_cgroups.as_deref()
+    }
+
+    /// The cgroup directories the runtime holds for all its containers (v1: the devices cgroup
+    /// they share), removed by [`Runtime::cleanup`].
+    pub fn shared_cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.hierarchy
+            .as_ref()
+            .and_then(Hierarchy::shared_devices_dir)
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect()
     }
 
     /// The rootfs directory on the host (while prepared).
@@ -591,9 +630,20 @@ impl Runtime {
         // `tasks` fds first thing. (Making it while the child sets up its namespaces, behind a
         // gate the child waited at, cost more on a loaded host than it overlapped: the child's
         // wake-up at the gate.)
+        // Overlapping the limits with the child's setup needs the parent's thread free to run
+        // as soon as the child has joined. In a storm of starts (`isolab density --parallel`)
+        // it is not: its wake-up waits behind the other starts, and the child at its gate with
+        // it, which lengthened the storm's tail. There the limits are written before the clone.
+        let starting = Starting::begin();
+        let limits_after_join = starting.alone
+            && self
+                .hierarchy
+                .as_ref()
+                .is_some_and(Hierarchy::limits_after_join);
         let cg = match &self.hierarchy {
             Some(h) => {
-                let cg = h.create(&name, &self.config.limits, true)?;
+                // Limits are written below, before the clone or once the child has joined.
+                let cg = h.create_for_container(&name)?;
                 timeline.mark(Phase::CgroupCreated);
                 Some(cg)
             }
@@ -608,6 +658,17 @@ impl Runtime {
                 let _ = c.remove();
             }
         };
+        // Only a child that joins by itself tells the parent when it is in.
+        let limits_after_join = limits_after_join && matches!(join, CgroupJoin::Early(_));
+        if let (false, Some(c)) = (limits_after_join, &cg) {
+            if let Some(d) = self.config.delay_limits_for_tests {
+                std::thread::sleep(d);
+            }
+            if let Err(e) = c.write_limits(&self.config.limits) {
+                remove(&cg);
+                return Err(e);
+            }
+        }
         // A fresh copy of the scratch folder's mount for this trial (the child attaches it).
         let scratch_tree = match self.mounts.scratch_tree() {
             Ok(t) => t,
@@ -629,6 +690,7 @@ impl Runtime {
             no_cgroup: self.hierarchy.is_none(),
             user_namespace: self.id_maps.as_ref(),
             netns: req.netns,
+            limits_after_join,
         };
         let into = cg
             .as_ref()
@@ -642,6 +704,25 @@ impl Runtime {
             }
         };
         timeline.mark(Phase::CloneReturned);
+        if let (true, Some(c)) = (limits_after_join, &cg) {
+            // The child's join and these writes would contend for the cgroup locks: write once
+            // it is in. A child that failed first is reported by its setup failure.
+            let written = if spawned.wait_joined() {
+                if let Some(d) = self.config.delay_limits_for_tests {
+                    std::thread::sleep(d);
+                }
+                c.write_limits(&self.config.limits)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = written {
+                spawned.kill();
+                let _ = spawned.reap();
+                remove(&cg);
+                return Err(e);
+            }
+            spawned.release_after_limits();
+        }
         Ok(Launched {
             id,
             spawned,
@@ -710,7 +791,8 @@ impl Runtime {
         ))
     }
 
-    /// Removes the rootfs. Idempotent; runs in progress on other threads must have ended.
+    /// Removes the rootfs and the cgroup the runtime's containers share. Idempotent; runs in
+    /// progress on other threads must have ended.
     pub fn cleanup(&mut self) -> Result<(), ContainerError> {
         if let Some(r) = &self.rootfs {
             r.remove().map_err(|source| ContainerError::Rootfs {
@@ -720,6 +802,9 @@ impl Runtime {
         }
         self.mounts.release_template();
         self.rootfs = None;
+        if let Some(h) = &mut self.hierarchy {
+            h.release_shared_devices()?;
+        }
         Ok(())
     }
 }

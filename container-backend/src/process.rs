@@ -223,6 +223,34 @@ impl std::fmt::Display for SetupStep {
     }
 }
 
+/// [`ChildReport::joined`]: in the cgroups.
+const JOINED: u32 = 1;
+/// [`ChildReport::joined`]: the child failed before joining (or after) and is ending.
+const GAVE_UP: u32 = 2;
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (`None`: until woken). The word is in
+/// a shared mapping the parent and the child both see, so the futex is not process-private.
+/// Async-signal-safe.
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<&libc::timespec>) {
+    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word`, which lives in the shared report
+    // page for the whole call, and a timespec that outlives the call (or null).
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec),
+        )
+    };
+}
+
+/// Wakes every waiter on `word`. Async-signal-safe.
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address of `word` as a key.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+}
+
 /// Child phases reported through the shared page, in slot order.
 const CHILD_PHASES: [Phase; 5] = [
     Phase::CgroupJoined,
@@ -238,6 +266,12 @@ struct ChildReport {
     phases: [AtomicU64; 5],
     failed_step: AtomicU32,
     errno: AtomicI32,
+    /// [`JOINED`] once the child is in its v1 cgroups, [`GAVE_UP`] if it failed first (a futex
+    /// word: the parent waits on it to write the limits, see [`ChildPlan::limits_after_join`]).
+    joined: AtomicU32,
+    /// Set to 1 by the parent once the limits are written; the child waits for it before its
+    /// last steps (a futex word).
+    limits_written: AtomicU32,
     moved_root: AtomicU32,
 }
 
@@ -440,6 +474,10 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) user_namespace: Option<&'a IdMaps>,
     /// A network namespace to join instead of making a fresh one.
     pub(crate) netns: Option<RawFd>,
+    /// v1: the parent writes the cgroup's limits once the child has joined, while the child
+    /// sets up its namespaces and mounts; the child waits for them before it drops its
+    /// capabilities and execs ([`Spawned::wait_joined`], [`Spawned::release_after_limits`]).
+    pub(crate) limits_after_join: bool,
 }
 
 /// How the child gets into the trial cgroup.
@@ -683,6 +721,9 @@ fn enter_cgroup_namespace(report: &ChildReport) {
 fn fail(report: &ChildReport, step: SetupStep, err: i32) -> ! {
     report.errno.store(err, Ordering::Release);
     report.failed_step.store(step as u32, Ordering::Release);
+    // A parent waiting for the join must not wait for a child that is ending.
+    report.joined.store(GAVE_UP, Ordering::Release);
+    futex_wake(&report.joined);
     // SAFETY: _exit ends this process without running any of the parent's atexit handlers or
     // destructors, which must not run in the child.
     unsafe { libc::_exit(127) }
@@ -762,6 +803,10 @@ fn child_main(
                 }
             }
             stamp(report, 0);
+            if plan.limits_after_join {
+                report.joined.store(JOINED, Ordering::Release);
+                futex_wake(&report.joined);
+            }
             enter_cgroup_namespace(report);
         }
     }
@@ -814,6 +859,13 @@ fn child_main(
     if let Err((step, e)) = plan.mounts.confine.apply_process() {
         fail(report, step, e);
     }
+    // The limits must hold before the workload's first instruction; the parent has written
+    // them by now unless it was slow (it kills the child if it could not).
+    if plan.limits_after_join {
+        while report.limits_written.load(Ordering::Acquire) == 0 {
+            futex_wait(&report.limits_written, 0, None);
+        }
+    }
     // A session of its own: a Ctrl-C on isolab's terminal goes to isolab, which then ends the
     // container deliberately (`interrupt_all`), instead of reaching the workload's children.
     // SAFETY: setsid takes no arguments; the child is not a process-group leader, so it succeeds.
@@ -853,6 +905,41 @@ impl Spawned {
         }
         let step = r.failed_step.load(Ordering::Acquire);
         SetupStep::from_u32(step).map(|s| (s, Errno::from_raw(r.errno.load(Ordering::Acquire))))
+    }
+
+    /// Waits until the child is in its v1 cgroups (see [`ChildPlan::limits_after_join`]).
+    /// Returns false if it failed or died first (its setup failure or exit tells why).
+    pub(crate) fn wait_joined(&self) -> bool {
+        let joined = &self.report.get().joined;
+        // A child killed by a signal sets nothing: look at its pidfd between short waits.
+        let slice = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 2_000_000,
+        };
+        loop {
+            match joined.load(Ordering::Acquire) {
+                JOINED => return true,
+                GAVE_UP => return false,
+                _ => {}
+            }
+            futex_wait(joined, 0, Some(&slice));
+            if joined.load(Ordering::Acquire) == 0 && self.has_exited() {
+                return false;
+            }
+        }
+    }
+
+    /// Lets the child go on past its wait for the limits.
+    pub(crate) fn release_after_limits(&self) {
+        let word = &self.report.get().limits_written;
+        word.store(1, Ordering::Release);
+        futex_wake(word);
+    }
+
+    /// Whether the child has ended (its pidfd is readable), without reaping it.
+    fn has_exited(&self) -> bool {
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// Whether the root was entered by MS_MOVE + chroot (initramfs host) instead of pivot_root.

@@ -69,6 +69,15 @@ fn started_containers_wait_until_killed_and_leave_nothing() {
         env: wait_env(4 << 10),
         netns: None,
     };
+    let shared = rt.shared_cgroup_dirs();
+    if rt.cgroup_version() == container_backend::CgroupVersion::V1 {
+        // One devices cgroup with the rules, made once for every container of the runtime.
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        let rules = std::fs::read_to_string(shared[0].join("devices.list")).unwrap();
+        let mut rules: Vec<&str> = rules.lines().collect();
+        rules.sort_unstable();
+        assert_eq!(rules, ["c 1:3 rwm", "c 1:5 rwm", "c 1:9 rwm"]);
+    }
     let mut started: Vec<_> = (0..4)
         .map(|_| rt.start(&req, None, None).unwrap())
         .collect();
@@ -83,6 +92,16 @@ fn started_containers_wait_until_killed_and_leave_nothing() {
         assert!(t.start_to_ready_ns().is_some());
         assert!(t.at(container_backend::Phase::Exec).is_some(), "{t:?}");
         assert!(c.cgroup_dirs().iter().all(|d| d.is_dir()));
+        let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+        for d in &shared {
+            let name = d.file_name().unwrap().to_string_lossy();
+            assert!(
+                cgroups
+                    .lines()
+                    .any(|l| l.contains(":devices:") && l.ends_with(&*name)),
+                "not in the shared devices cgroup {name}: {cgroups}"
+            );
+        }
     }
     let dirs: Vec<_> = started.iter().flat_map(|c| c.cgroup_dirs()).collect();
     let pids: Vec<_> = started.iter().map(|c| c.pid()).collect();
@@ -102,11 +121,55 @@ fn started_containers_wait_until_killed_and_leave_nothing() {
     for p in pids {
         assert!(!std::path::Path::new(&format!("/proc/{p}")).exists());
     }
+    // The runtime still holds its shared cgroup for the containers it may start next.
+    assert!(shared.iter().all(|d| d.is_dir()));
     // Dropped without finish: killed, reaped and removed all the same.
     let c = rt.start(&req, None, None).unwrap();
     let dirs = c.cgroup_dirs();
     drop(c);
     assert!(dirs.iter().all(|d| !d.exists()));
+    common::finish(rt, dir);
+}
+
+/// On v1 the parent writes a container's limits while the child sets up (once it has joined its
+/// cgroups): however late they come, the workload's first instruction comes after them.
+#[test]
+fn a_container_execs_only_once_its_limits_are_written() {
+    let _turn = one_at_a_time();
+    common::require_root();
+    let dir = common::test_dir("late-limits");
+    let mut config = common::config(common::agent(), &dir);
+    let delay = Duration::from_millis(150);
+    config.delay_limits_for_tests = Some(delay);
+    config.limits.pids_max = Some(77);
+    let rt = container_backend::Runtime::new(config).unwrap();
+    let req = container_backend::RunRequest {
+        args: Vec::new(),
+        env: wait_env(0),
+        netns: None,
+    };
+    let mut c = rt.start(&req, None, None).unwrap();
+    until_all(std::slice::from_mut(&mut c), |c| c.read_markers(), 1);
+    let t = c.timeline();
+    let exec = t.at(container_backend::Phase::Exec).expect("an exec phase");
+    assert!(
+        exec >= delay.as_nanos() as u64,
+        "exec {exec} ns after the start, before the limits (written {delay:?} after it): {t:?}"
+    );
+    let pids = c
+        .cgroup_dirs()
+        .into_iter()
+        .find(|d| d.join("pids.max").exists())
+        .expect("a pids cgroup");
+    assert_eq!(
+        std::fs::read_to_string(pids.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "77"
+    );
+    c.kill();
+    let f = c.finish().unwrap();
+    assert!(f.cleanup_error.is_none(), "{:?}", f.cleanup_error);
     common::finish(rt, dir);
 }
 

@@ -2,7 +2,9 @@
 //! `/dev/zero` (1:5) and `/dev/urandom` (1:9), for reading, writing and `mknod`, and no other
 //! device, even if a node for it appears inside (a kept `CAP_MKNOD`, a mount that forgot `nodev`).
 //!
-//! - cgroup v1: the `devices` controller's lists: deny everything (`a`), then allow the three.
+//! - cgroup v1: the `devices` controller's lists: deny everything (`a`), then allow the three,
+//!   written once per runtime in one devices cgroup all its containers join
+//!   (`v1::SharedDevices`).
 //! - cgroup v2 has no device files: a `BPF_PROG_TYPE_CGROUP_DEVICE` program attached to the trial
 //!   cgroup answers every access, as runc's `libcontainer/cgroups/devices/ebpf` and youki do. The
 //!   program is written here by hand (15 instructions, see [`program`]), loaded once per runtime

@@ -22,7 +22,7 @@ pub(crate) mod v2;
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -194,6 +194,51 @@ impl Hierarchy {
         }
     }
 
+    /// v1: makes the devices cgroup `name` that this runtime's containers share, with the
+    /// device rules written once ([`v1::SharedDevices`]). v2 attaches its device program to each
+    /// trial cgroup instead (one system call), so nothing is shared there.
+    pub(crate) fn share_devices(self, name: &str) -> Result<Self, ContainerError> {
+        match self {
+            Hierarchy::V1(h) => h.with_shared_devices(name).map(Hierarchy::V1),
+            v2 @ Hierarchy::V2(_) => Ok(v2),
+        }
+    }
+
+    /// A container's trial cgroup, with the device filter but without its limits, which the
+    /// caller writes with [`TrialCgroup::write_limits`] (before the clone, or after the join:
+    /// [`Hierarchy::limits_after_join`]). v1 leaves the CPU weight to that call too.
+    pub(crate) fn create_for_container(&self, name: &str) -> Result<TrialCgroup, ContainerError> {
+        match self {
+            Hierarchy::V1(h) => h.create_with(name, None, true).map(TrialCgroup::V1),
+            Hierarchy::V2(h) => h
+                .create(name, &CgroupLimits::default(), true)
+                .map(TrialCgroup::V2),
+        }
+    }
+
+    /// Whether a container's limits are written after its child has joined (v1: the child
+    /// joins by itself after the clone, and the parent would otherwise wait idle for it) rather
+    /// than before the clone (v2: the child is born inside, limited from its first instruction).
+    pub(crate) fn limits_after_join(&self) -> bool {
+        matches!(self, Hierarchy::V1(_))
+    }
+
+    /// Gives up the shared devices cgroup (removed now, or by the last container holding it).
+    pub(crate) fn release_shared_devices(&mut self) -> Result<(), ContainerError> {
+        match self {
+            Hierarchy::V1(h) => h.release_shared_devices(),
+            Hierarchy::V2(_) => Ok(()),
+        }
+    }
+
+    /// The devices cgroup this runtime's containers share, if any.
+    pub(crate) fn shared_devices_dir(&self) -> Option<&Path> {
+        match self {
+            Hierarchy::V1(h) => h.shared_devices_dir(),
+            Hierarchy::V2(_) => None,
+        }
+    }
+
     pub(crate) fn version(&self) -> CgroupVersion {
         match self {
             Hierarchy::V1(_) => CgroupVersion::V1,
@@ -237,8 +282,19 @@ impl TrialCgroup {
     /// `tasks` files the child writes `0` (itself) to, to join (v1).
     pub(crate) fn join_fds(&self) -> Vec<RawFd> {
         match self {
-            TrialCgroup::V1(c) => c.procs.iter().map(AsRawFd::as_raw_fd).collect(),
+            TrialCgroup::V1(c) => c.join_fds(),
             TrialCgroup::V2(_) => Vec::new(),
+        }
+    }
+
+    /// Writes the limits of a cgroup made without them ([`Hierarchy::create_for_container`]).
+    pub(crate) fn write_limits(&self, limits: &CgroupLimits) -> Result<(), ContainerError> {
+        match self {
+            TrialCgroup::V1(c) => c.write_limits(limits),
+            TrialCgroup::V2(c) => {
+                let has_swap = c.dir.join(memory::V2_SWAP_MAX).exists();
+                apply_all(&c.dir, &v2::limit_writes(limits, has_swap))
+            }
         }
     }
 

@@ -14,11 +14,18 @@
 //! mounts is charged to the container. (Creating the cgroup while the child set up its
 //! namespaces, with the child waiting at a gate for it, was measured slower on a loaded 2-core
 //! host: the child's wake-up at the gate cost more than the overlap saved.)
+//!
+//! A container's limits and CPU weight, though, are written by the parent *after* the child
+//! has joined (it says so through a futex), while the child brings up `lo` and mounts; the
+//! child waits for them before it drops its capabilities and execs, which by then it almost
+//! never has to. Written earlier, they lengthened the start by their five writes; written
+//! during the join, they contended with it for the cgroup locks.
 
 use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cgroups_rs::fs::hierarchies::V1;
 use cgroups_rs::fs::Controllers;
@@ -43,6 +50,58 @@ pub(crate) struct Hierarchy {
     parent: PathBuf,
     /// Swap accounting is on: the memsw limit exists and must be set to forbid swap.
     has_memsw: bool,
+    /// The devices cgroup the runtime's containers share (see [`SharedDevices`]); `None` for
+    /// hierarchies that make no containers (a run's native trials and VMMs).
+    shared_devices: Option<Arc<SharedDevices>>,
+}
+
+/// One cgroup of the devices hierarchy with the device rules written once, which every
+/// container of a runtime joins. The v1 devices controller only filters (it accounts nothing),
+/// and every container of a runtime has the same rules: a cgroup per container would repeat a
+/// mkdir, four writes and an rmdir per start for the same filter. Named like a trial
+/// (`isolab-<pid>-<n>-devices`), so `doctor --clean` finds it if isolab dies; removed when the
+/// runtime and the last of its containers are gone.
+#[derive(Debug)]
+pub(crate) struct SharedDevices {
+    dir: PathBuf,
+    tasks: OwnedFd,
+}
+
+impl SharedDevices {
+    fn create(dir: PathBuf) -> Result<Self, ContainerError> {
+        std::fs::create_dir(&dir).map_err(|e| ContainerError::cgroup("create", &dir, e))?;
+        let tasks = apply_all(&dir, &devices::v1_rules()).and_then(|()| open_tasks(&dir));
+        match tasks {
+            Ok(tasks) => Ok(Self { dir, tasks }),
+            Err(e) => {
+                let _ = remove_dirs(std::slice::from_ref(&dir));
+                Err(e)
+            }
+        }
+    }
+
+    /// The directory (for tests and reports).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for SharedDevices {
+    fn drop(&mut self) {
+        // Every container that joined it has been reaped (each holds a reference until its
+        // cgroup is removed). Best effort: `doctor --clean` removes what a failure leaves.
+        let _ = remove_dirs(std::slice::from_ref(&self.dir));
+    }
+}
+
+fn open_tasks(dir: &Path) -> Result<OwnedFd, ContainerError> {
+    let tasks = dir.join("tasks");
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tasks)
+        .map(OwnedFd::from)
+        .map_err(|e| ContainerError::cgroup("open", &tasks, e))
 }
 
 fn missing(controller: &'static str) -> ContainerError {
@@ -80,7 +139,30 @@ impl Hierarchy {
             devices,
             parent: parent.to_path_buf(),
             has_memsw,
+            shared_devices: None,
         })
+    }
+
+    /// Makes the devices cgroup `name` below the parent, with the device rules, for the
+    /// containers of this hierarchy's runtime to share ([`SharedDevices`]).
+    pub(crate) fn with_shared_devices(mut self, name: &str) -> Result<Self, ContainerError> {
+        let dir = self.devices.join(&self.parent).join(name);
+        self.shared_devices = Some(Arc::new(SharedDevices::create(dir)?));
+        Ok(self)
+    }
+
+    /// Gives up the shared devices cgroup, removing it now if no container holds it any more
+    /// (else the last one does, when it is removed).
+    pub(crate) fn release_shared_devices(&mut self) -> Result<(), ContainerError> {
+        match self.shared_devices.take().map(Arc::try_unwrap) {
+            Some(Ok(shared)) => remove_dirs(std::slice::from_ref(&shared.dir)),
+            Some(Err(_)) | None => Ok(()),
+        }
+    }
+
+    /// The shared devices cgroup's directory, if this hierarchy has one.
+    pub(crate) fn shared_devices_dir(&self) -> Option<&Path> {
+        self.shared_devices.as_deref().map(SharedDevices::dir)
     }
 
     /// Every hierarchy directory a cgroup named `rel` (relative to the roots) has, deduplicated.
@@ -115,11 +197,24 @@ impl Hierarchy {
     }
 
     /// Creates `<mount>/<parent>/<name>` in each hierarchy, sets the CPU weight, limits and (with
-    /// `confine_devices`) the device rules, opens `tasks` for the join.
+    /// `confine_devices`) the device rules, opens `tasks` for the join. With `confine_devices`
+    /// and a [`SharedDevices`] cgroup, the trial joins that one in the devices hierarchy instead
+    /// of having its own.
     pub(crate) fn create(
         &self,
         name: &str,
         limits: &CgroupLimits,
+        confine_devices: bool,
+    ) -> Result<TrialCgroup, ContainerError> {
+        self.create_with(name, Some(limits), confine_devices)
+    }
+
+    /// [`Hierarchy::create`]; with `limits` `None`, neither limits nor the CPU weight are
+    /// written (the caller writes them with [`TrialCgroup::write_limits`]).
+    pub(crate) fn create_with(
+        &self,
+        name: &str,
+        limits: Option<&CgroupLimits>,
         confine_devices: bool,
     ) -> Result<TrialCgroup, ContainerError> {
         let rel = self.parent.join(name);
@@ -132,6 +227,8 @@ impl Hierarchy {
             pids: self.pids.join(&rel),
             blkio: self.blkio.as_ref().map(|b| b.join(&rel)),
             devices: self.devices.join(&rel),
+            shared_devices: self.shared_devices.clone().filter(|_| confine_devices),
+            has_memsw: self.has_memsw,
         };
         match self.fill(&mut trial, limits, confine_devices) {
             Ok(()) => Ok(trial),
@@ -148,7 +245,7 @@ impl Hierarchy {
     fn fill(
         &self,
         trial: &mut TrialCgroup,
-        limits: &CgroupLimits,
+        limits: Option<&CgroupLimits>,
         confine_devices: bool,
     ) -> Result<(), ContainerError> {
         let mut wanted: Vec<PathBuf> = vec![
@@ -156,10 +253,13 @@ impl Hierarchy {
             trial.cpu.clone(),
             trial.cpuacct.clone(),
             trial.pids.clone(),
-            // Every trial is in the devices hierarchy too (native without rules), so a trial
-            // never stays in isolab's own cgroup of any hierarchy.
-            trial.devices.clone(),
         ];
+        // Every trial is in the devices hierarchy too (native without rules, a container in its
+        // runtime's shared one or its own), so a trial never stays in isolab's own cgroup of any
+        // hierarchy.
+        if trial.shared_devices.is_none() {
+            wanted.push(trial.devices.clone());
+        }
         wanted.extend(trial.blkio.clone());
         // Co-mounted controllers (cpu,cpuacct) share one directory.
         wanted.sort();
@@ -168,27 +268,14 @@ impl Hierarchy {
             std::fs::create_dir(&dir).map_err(|e| ContainerError::cgroup("create", &dir, e))?;
             trial.dirs.push(dir);
         }
-        if let Some(bytes) = limits.memory_bytes {
-            apply_all(&trial.memory, &memory::v1_limit(bytes, self.has_memsw))?;
+        if let Some(limits) = limits {
+            trial.write_limits(limits)?;
         }
-        if let Some(cores) = limits.cpus {
-            apply_all(&trial.cpu, &cpu::v1_limit(cores))?;
-        }
-        if let Some(max) = limits.pids_max {
-            apply_all(&trial.pids, &pids::limit(max))?;
-        }
-        apply_all(&trial.cpu, &[cpu::v1_weight()])?;
-        if confine_devices {
+        if confine_devices && trial.shared_devices.is_none() {
             apply_all(&trial.devices, &devices::v1_rules())?;
         }
         for dir in &trial.dirs {
-            let procs = dir.join("tasks");
-            let f = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&procs)
-                .map_err(|e| ContainerError::cgroup("open", &procs, e))?;
-            trial.procs.push(OwnedFd::from(f));
+            trial.procs.push(open_tasks(dir)?);
         }
         Ok(())
     }
@@ -207,9 +294,42 @@ pub(crate) struct TrialCgroup {
     pids: PathBuf,
     blkio: Option<PathBuf>,
     devices: PathBuf,
+    /// The runtime's shared devices cgroup this trial joins (held until the trial is dropped,
+    /// after its process is reaped, so the shared cgroup outlives its members).
+    shared_devices: Option<Arc<SharedDevices>>,
+    has_memsw: bool,
 }
 
 impl TrialCgroup {
+    /// Writes `limits` (memory and swap, CPU quota, pids) and the run's CPU weight.
+    pub(crate) fn write_limits(&self, limits: &CgroupLimits) -> Result<(), ContainerError> {
+        apply_all(&self.cpu, &[cpu::v1_weight()])?;
+        if let Some(bytes) = limits.memory_bytes {
+            apply_all(&self.memory, &memory::v1_limit(bytes, self.has_memsw))?;
+        }
+        if let Some(cores) = limits.cpus {
+            apply_all(&self.cpu, &cpu::v1_limit(cores))?;
+        }
+        if let Some(max) = limits.pids_max {
+            apply_all(&self.pids, &pids::limit(max))?;
+        }
+        Ok(())
+    }
+
+    /// The `tasks` files the child writes itself to, in order (the shared devices one last).
+    pub(crate) fn join_fds(&self) -> Vec<RawFd> {
+        if self.procs.is_empty() {
+            // Joined already (the fds are closed once the child is in): nothing to write.
+            return Vec::new();
+        }
+        let shared = self.shared_devices.iter().map(|d| d.tasks.as_raw_fd());
+        self.procs
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .chain(shared)
+            .collect()
+    }
+
     /// The directory in the memory hierarchy.
     pub(crate) fn memory_dir(&self) -> &Path {
         &self.memory

@@ -175,10 +175,14 @@ pub fn assert_clean(report: &RunReport, rt: &Runtime) {
 /// Removes the runtime and the test directory, checking that the rootfs is gone.
 pub fn finish(mut rt: Runtime, dir: PathBuf) {
     let root = rt.rootfs_dir().map(Path::to_path_buf);
+    let shared = rt.shared_cgroup_dirs();
     rt.cleanup().expect("runtime cleanup");
     rt.cleanup().expect("cleanup is idempotent");
     if let Some(root) = root {
         assert!(!root.exists(), "rootfs {} was left behind", root.display());
+    }
+    for d in shared {
+        assert!(!d.exists(), "shared cgroup {} was left behind", d.display());
     }
     std::fs::remove_dir_all(&dir).expect("removing the test directory");
 }
