@@ -18,7 +18,7 @@
 //! A container's limits and CPU weight, though, are written by the parent *after* the child
 //! has joined (it says so through a futex), while the child brings up `lo` and mounts; the
 //! child waits for them before it drops its capabilities and execs, which by then it almost
-//! never has to. Written earlier, they lengthened the start by their five writes; written
+//! never has to. Written earlier, they lengthened the start by their six writes; written
 //! during the join, they contended with it for the cgroup locks.
 
 use std::fs::OpenOptions;
