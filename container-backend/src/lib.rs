@@ -635,11 +635,6 @@ impl Runtime {
         // it is not: its wake-up waits behind the other starts, and the child at its gate with
         // it, which lengthened the storm's tail. There the limits are written before the clone.
         let starting = Starting::begin();
-        let limits_after_join = starting.alone
-            && self
-                .hierarchy
-                .as_ref()
-                .is_some_and(Hierarchy::limits_after_join);
         let cg = match &self.hierarchy {
             Some(h) => {
                 // Limits are written below, before the clone or once the child has joined.
@@ -658,13 +653,17 @@ impl Runtime {
                 let _ = c.remove();
             }
         };
-        // Only a child that joins by itself tells the parent when it is in.
-        let limits_after_join = limits_after_join && matches!(join, CgroupJoin::Early(_));
-        if let (false, Some(c)) = (limits_after_join, &cg) {
+        // Only a child that joins by itself (v1) tells the parent when it is in; one born in its
+        // cgroup (v2) must be limited from its first instruction.
+        let limits_after_join = starting.alone && matches!(join, CgroupJoin::Early(_));
+        let write_limits = |c: &cgroups::TrialCgroup| {
             if let Some(d) = self.config.delay_limits_for_tests {
                 std::thread::sleep(d);
             }
-            if let Err(e) = c.write_limits(&self.config.limits) {
+            c.write_limits(&self.config.limits)
+        };
+        if let (false, Some(c)) = (limits_after_join, &cg) {
+            if let Err(e) = write_limits(c) {
                 remove(&cg);
                 return Err(e);
             }
@@ -708,10 +707,7 @@ impl Runtime {
             // The child's join and these writes would contend for the cgroup locks: write once
             // it is in. A child that failed first is reported by its setup failure.
             let written = if spawned.wait_joined() {
-                if let Some(d) = self.config.delay_limits_for_tests {
-                    std::thread::sleep(d);
-                }
-                c.write_limits(&self.config.limits)
+                write_limits(c)
             } else {
                 Ok(())
             };

@@ -205,8 +205,8 @@ impl Hierarchy {
     }
 
     /// A container's trial cgroup, with the device filter but without its limits, which the
-    /// caller writes with [`TrialCgroup::write_limits`] (before the clone, or after the join:
-    /// [`Hierarchy::limits_after_join`]). v1 leaves the CPU weight to that call too.
+    /// caller writes with [`TrialCgroup::write_limits`] (before the clone, or on v1 once the
+    /// child has joined). v1 leaves the CPU weight to that call too.
     pub(crate) fn create_for_container(&self, name: &str) -> Result<TrialCgroup, ContainerError> {
         match self {
             Hierarchy::V1(h) => h.create_with(name, None, true).map(TrialCgroup::V1),
@@ -214,13 +214,6 @@ impl Hierarchy {
                 .create(name, &CgroupLimits::default(), true)
                 .map(TrialCgroup::V2),
         }
-    }
-
-    /// Whether a container's limits are written after its child has joined (v1: the child
-    /// joins by itself after the clone, and the parent would otherwise wait idle for it) rather
-    /// than before the clone (v2: the child is born inside, limited from its first instruction).
-    pub(crate) fn limits_after_join(&self) -> bool {
-        matches!(self, Hierarchy::V1(_))
     }
 
     /// Gives up the shared devices cgroup (removed now, or by the last container holding it).
